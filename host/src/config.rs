@@ -1,0 +1,271 @@
+//! Configuration: profiles of enabled plugins, per-plugin settings, host settings, and
+//! imported gate files.
+//!
+//! Precedence, lowest first: a manifest's `default_enabled`, the selected profile, gates
+//! imported with `gates import`, `--enable`/`--disable` on the command line.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    resolve::{Request, Resolution, Source},
+    slot::BreakerConfig,
+};
+
+/// The built-in configuration, used when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../default-config.toml");
+
+/// A configuration or gates file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    host: HostSection,
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HostSection {
+    init_timeout_ms: u64,
+    breaker: BreakerConfig,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        HostSection {
+            init_timeout_ms: 5_000,
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// A named set of gate settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Plugins to enable.
+    #[serde(default)]
+    pub enable: Vec<String>,
+    /// Plugins to disable (overrides their manifest default).
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Disable every plugin this profile does not enable, whatever its manifest says.
+    #[serde(default)]
+    pub disable_all: bool,
+    /// Settings handed to each plugin's `init`, by plugin name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, toml::Table>,
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    file: ConfigFile,
+    /// Where it came from, for messages: a path or `built-in defaults`.
+    pub source: String,
+}
+
+impl Config {
+    /// Reads `path`, or the built-in defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::parse(Path::new("built-in defaults"), DEFAULT_CONFIG),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    path: p.to_owned(),
+                    line: None,
+                    message: format!("cannot read configuration: {e}"),
+                })?;
+                Config::parse(p, &text)
+            }
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_owned(),
+            line: e.span().map(|s| text[..s.start].matches('\n').count() + 1),
+            message: e.message().to_owned(),
+        })?;
+        Ok(Config {
+            file,
+            source: path.display().to_string(),
+        })
+    }
+
+    pub fn profile_names(&self) -> Vec<&str> {
+        self.file.profiles.keys().map(String::as_str).collect()
+    }
+
+    pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
+        self.file.profiles.get(name).ok_or_else(|| ConfigError {
+            path: PathBuf::from(&self.source),
+            line: None,
+            message: format!(
+                "no profile `{name}` (profiles: {})",
+                self.profile_names().join(", ")
+            ),
+        })
+    }
+
+    pub fn init_timeout(&self) -> Duration {
+        Duration::from_millis(self.file.host.init_timeout_ms)
+    }
+
+    pub fn breaker(&self) -> BreakerConfig {
+        self.file.host.breaker
+    }
+
+    /// The requests of profile `name`. `all_plugins` is needed for `disable_all`.
+    pub fn requests(&self, name: &str, all_plugins: &[&str]) -> Result<Vec<Request>, ConfigError> {
+        let profile = self.profile(name)?;
+        let source = Source::Profile {
+            profile: name.to_owned(),
+            file: self.source.clone(),
+        };
+        let mut out = Vec::new();
+        if profile.disable_all {
+            out.extend(all_plugins.iter().map(|n| Request {
+                name: (*n).to_owned(),
+                enable: false,
+                source: source.clone(),
+            }));
+        }
+        out.extend(profile.disable.iter().map(|n| Request {
+            name: n.clone(),
+            enable: false,
+            source: source.clone(),
+        }));
+        out.extend(profile.enable.iter().map(|n| Request {
+            name: n.clone(),
+            enable: true,
+            source: source.clone(),
+        }));
+        Ok(out)
+    }
+
+    /// The settings table of `plugin` in profile `name`, as TOML text (empty if none).
+    pub fn plugin_config(&self, name: &str, plugin: &str) -> String {
+        self.file
+            .profiles
+            .get(name)
+            .and_then(|p| p.plugins.get(plugin))
+            .map(|t| toml::to_string(t).expect("a TOML table serialises"))
+            .unwrap_or_default()
+    }
+}
+
+/// The format tag of gates files.
+pub const GATES_FORMAT: &str = "dubchain-gates/1";
+
+/// The effective gate settings, as `gates export` writes them and `gates import` reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesFile {
+    pub format: String,
+    /// The profile they were exported from.
+    pub profile: String,
+    /// The feature-set id of the exported plan.
+    pub feature_set_id: String,
+    pub gates: BTreeMap<String, Gate>,
+}
+
+/// One plugin's gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub enabled: bool,
+    /// The plugin version the setting was exported for.
+    pub version: String,
+    /// Why it was on or off when exported (informational; ignored on import).
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+impl GatesFile {
+    /// The gates of a resolution.
+    pub fn from_resolution(
+        profile: &str,
+        resolution: &Resolution,
+        versions: &BTreeMap<String, String>,
+    ) -> GatesFile {
+        let gates = resolution
+            .decisions
+            .iter()
+            .map(|(name, d)| {
+                let gate = Gate {
+                    enabled: d.enabled,
+                    version: versions.get(name).cloned().unwrap_or_default(),
+                    reasons: d.reasons.iter().map(ToString::to_string).collect(),
+                };
+                (name.clone(), gate)
+            })
+            .collect();
+        GatesFile {
+            format: GATES_FORMAT.to_owned(),
+            profile: profile.to_owned(),
+            feature_set_id: resolution.feature_set_id.clone(),
+            gates,
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<GatesFile, ConfigError> {
+        let err = |line, message| ConfigError {
+            path: path.to_owned(),
+            line,
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(None, format!("cannot read gates file: {e}")))?;
+        let file: GatesFile = serde_json::from_str(&text)
+            .map_err(|e| err(Some(e.line()), format!("not a gates file: {e}")))?;
+        if file.format != GATES_FORMAT {
+            return Err(err(
+                None,
+                format!("format is `{}`, expected `{GATES_FORMAT}`", file.format),
+            ));
+        }
+        Ok(file)
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut bytes = serde_json::to_vec_pretty(self).expect("serialisable");
+        bytes.push(b'\n');
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// The gates as requests of source `gates imported from <path>`.
+    pub fn requests(&self, path: &Path) -> Vec<Request> {
+        let source = Source::Imported {
+            file: path.display().to_string(),
+        };
+        self.gates
+            .iter()
+            .map(|(name, g)| Request {
+                name: name.clone(),
+                enable: g.enabled,
+                source: source.clone(),
+            })
+            .collect()
+    }
+}

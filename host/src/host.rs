@@ -1,0 +1,366 @@
+//! The host: discovered manifests, loaded plugins, and the slots they fill.
+//!
+//! [`Host::apply`] is the one way the running set changes. It takes a resolution; if the
+//! resolution has problems, nothing changes. Otherwise it loads what is new (each plugin
+//! from a fresh copy of its library, checked and initialised before anything is swapped),
+//! keeps what is unchanged, and installs each slot's new stack with one atomic swap. A plugin
+//! that fails to load is reported, its dependents stay off, and its slot keeps whatever is
+//! below it, ultimately the baseline.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+use serde::Serialize;
+
+use crate::{
+    loader::{self, LoadError, LoadedPlugin},
+    manifest::Manifest,
+    resolve::{Problem, Resolution},
+    slot::{BreakerConfig, Provider, SlotStatus, Slots},
+};
+
+/// State of a plugin, as `plugins list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum PluginState {
+    /// Not enabled by the plan.
+    Disabled,
+    /// Loaded and serving its slots.
+    Enabled,
+    /// Enabled by the plan, but could not be loaded; the message says why.
+    Failed(String),
+    /// Loaded, but its circuit breaker is open: the slot answers from below.
+    Fallback,
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginState::Disabled => "disabled",
+            PluginState::Enabled => "enabled",
+            PluginState::Failed(_) => "failed",
+            PluginState::Fallback => "fallback",
+        })
+    }
+}
+
+/// Host settings.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Where unique copies of plugin libraries are written before they are mapped.
+    pub runtime_dir: PathBuf,
+    pub init_timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            runtime_dir: unique_runtime_dir(),
+            init_timeout: Duration::from_secs(5),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// What [`Host::apply`] did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Plugins loaded by this call (new or changed).
+    pub loaded: Vec<String>,
+    /// Plugins kept from before, unchanged.
+    pub kept: Vec<String>,
+    /// Plugins that were live before and are not any more.
+    pub retired: Vec<String>,
+    /// Plugins the plan enabled that could not be loaded.
+    pub failed: Vec<LoadError>,
+}
+
+struct Live {
+    plugin: Arc<LoadedPlugin>,
+    sig_verify: Option<Arc<Provider<dubchain_plugin_api::slots::SigVerifyBox>>>,
+    record_codec: Option<Arc<Provider<dubchain_plugin_api::slots::RecordCodecBox>>>,
+}
+
+#[derive(Default)]
+struct State {
+    live: BTreeMap<String, Live>,
+    failed: BTreeMap<String, String>,
+    /// Every library ever mapped. Never shrinks: libraries are never unmapped, and their
+    /// objects may outlive the plugin's removal from a slot.
+    retired: Vec<Arc<LoadedPlugin>>,
+}
+
+/// The plugin host.
+pub struct Host {
+    pub slots: Slots,
+    options: HostOptions,
+    state: Mutex<State>,
+    generation: AtomicU64,
+}
+
+impl Host {
+    pub fn new(options: HostOptions) -> Host {
+        Host {
+            slots: Slots::default(),
+            options,
+            state: Mutex::default(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Applies `resolution` for `manifests`, handing each plugin `config(name)` at init.
+    /// A resolution with problems changes nothing and comes back as `Err`.
+    pub fn apply(
+        &self,
+        manifests: &[Manifest],
+        resolution: &Resolution,
+        config: impl Fn(&str) -> String,
+    ) -> Result<ApplyReport, Vec<Problem>> {
+        if !resolution.is_ok() {
+            return Err(resolution.problems.clone());
+        }
+        let by_name: BTreeMap<&str, &Manifest> =
+            manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = ApplyReport::default();
+        let mut next: BTreeMap<String, Live> = BTreeMap::new();
+        let mut failed: BTreeMap<String, String> = BTreeMap::new();
+
+        // Load in dependency order so that a failed dependency is known before its dependents.
+        for name in dependency_order(&by_name, resolution) {
+            let manifest = by_name[name.as_str()];
+            if let Some(dep) = manifest
+                .depends
+                .iter()
+                .find(|d| failed.contains_key(&d.name))
+            {
+                let e = LoadError::DependencyFailed {
+                    plugin: name.clone(),
+                    dependency: dep.name.clone(),
+                };
+                failed.insert(name.clone(), e.to_string());
+                report.failed.push(e);
+                continue;
+            }
+            let plugin_config = config(&name);
+            if let Some(live) = state
+                .live
+                .get(&name)
+                .filter(|l| unchanged(l, manifest, &plugin_config))
+            {
+                next.insert(
+                    name.clone(),
+                    Live {
+                        plugin: live.plugin.clone(),
+                        sig_verify: live.sig_verify.clone(),
+                        record_codec: live.record_codec.clone(),
+                    },
+                );
+                report.kept.push(name);
+                continue;
+            }
+            let generation = self.generation.fetch_add(1, Relaxed) + 1;
+            match loader::load(
+                manifest,
+                &plugin_config,
+                &self.options.runtime_dir,
+                generation,
+                self.options.init_timeout,
+            ) {
+                Ok(mut loaded) => {
+                    let version = loaded.version.to_string();
+                    let breaker = self.options.breaker;
+                    let sig_verify = loaded.sig_verify.take().map(|imp| {
+                        Arc::new(Provider::new(
+                            name.clone(),
+                            version.clone(),
+                            generation,
+                            imp,
+                            breaker,
+                        ))
+                    });
+                    let record_codec = loaded.record_codec.take().map(|imp| {
+                        Arc::new(Provider::new(
+                            name.clone(),
+                            version.clone(),
+                            generation,
+                            imp,
+                            breaker,
+                        ))
+                    });
+                    tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
+                    next.insert(
+                        name.clone(),
+                        Live {
+                            plugin: Arc::new(loaded),
+                            sig_verify,
+                            record_codec,
+                        },
+                    );
+                    report.loaded.push(name);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "plugin failed to load; its slots keep what is below it");
+                    failed.insert(name.clone(), e.to_string());
+                    report.failed.push(e);
+                }
+            }
+        }
+
+        // Swap each slot to its new stack, bottom to top, skipping plugins that failed.
+        let stack_of = |slot: &str| -> Vec<&Live> {
+            resolution
+                .stacks
+                .get(slot)
+                .into_iter()
+                .flatten()
+                .filter_map(|n| next.get(n))
+                .collect()
+        };
+        self.slots.sig_verify.install(
+            stack_of(SIG_VERIFY.id)
+                .into_iter()
+                .filter_map(|l| l.sig_verify.clone())
+                .collect(),
+        );
+        self.slots.record_codec.install(
+            stack_of(RECORD_CODEC.id)
+                .into_iter()
+                .filter_map(|l| l.record_codec.clone())
+                .collect(),
+        );
+
+        let old = std::mem::take(&mut state.live);
+        for (name, live) in old {
+            let replaced = next
+                .get(&name)
+                .is_some_and(|n| !Arc::ptr_eq(&n.plugin, &live.plugin));
+            if replaced || !next.contains_key(&name) {
+                if !next.contains_key(&name) {
+                    report.retired.push(name);
+                }
+                state.retired.push(live.plugin);
+            }
+        }
+        state.live = next;
+        state.failed = failed;
+        Ok(report)
+    }
+
+    /// The state of `name` now.
+    pub fn plugin_state(&self, name: &str) -> PluginState {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(msg) = state.failed.get(name) {
+            return PluginState::Failed(msg.clone());
+        }
+        match state.live.get(name) {
+            None => PluginState::Disabled,
+            Some(live) => {
+                let open = live
+                    .sig_verify
+                    .as_ref()
+                    .is_some_and(|p| p.breaker.is_open())
+                    || live
+                        .record_codec
+                        .as_ref()
+                        .is_some_and(|p| p.breaker.is_open());
+                if open {
+                    PluginState::Fallback
+                } else {
+                    PluginState::Enabled
+                }
+            }
+        }
+    }
+
+    /// The loaded version and generation of `name`, if live.
+    pub fn live_version(&self, name: &str) -> Option<(String, u64)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .live
+            .get(name)
+            .map(|l| (l.plugin.version.to_string(), l.plugin.generation))
+    }
+
+    /// Details of a live plugin's library, for `plugins list --verbose`.
+    pub fn live_library(&self, name: &str) -> Option<(PathBuf, String, String)> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.live.get(name).map(|l| {
+            let fp = &l.plugin.fingerprint;
+            (
+                l.plugin.mapped.clone(),
+                l.plugin.sha256.clone(),
+                format!("{} {} {}", fp.rustc, fp.target, fp.profile),
+            )
+        })
+    }
+
+    pub fn slot_status(&self) -> Vec<SlotStatus> {
+        self.slots.status()
+    }
+
+    pub fn runtime_dir(&self) -> &Path {
+        &self.options.runtime_dir
+    }
+}
+
+/// A fresh directory name per host, so hosts in one process never share copies.
+fn unique_runtime_dir() -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Relaxed);
+    std::env::temp_dir().join(format!("dubchain-plugins-{}-{n}", std::process::id()))
+}
+
+fn unchanged(live: &Live, manifest: &Manifest, config: &str) -> bool {
+    live.plugin.version == manifest.version
+        && live.plugin.config == config
+        && std::fs::read(&manifest.library)
+            .is_ok_and(|b| loader::sha256_hex(&b) == live.plugin.sha256)
+}
+
+/// Enabled plugins, dependencies before dependents (the resolution has no cycles).
+fn dependency_order(by_name: &BTreeMap<&str, &Manifest>, resolution: &Resolution) -> Vec<String> {
+    let enabled: BTreeSet<&str> = resolution.enabled().collect();
+    let mut done = BTreeSet::new();
+    let mut order = Vec::new();
+    fn visit<'a>(
+        n: &'a str,
+        by_name: &BTreeMap<&str, &'a Manifest>,
+        enabled: &BTreeSet<&str>,
+        done: &mut BTreeSet<&'a str>,
+        order: &mut Vec<String>,
+    ) {
+        if !done.insert(n) {
+            return;
+        }
+        for d in &by_name[n].depends {
+            if enabled.contains(d.name.as_str()) {
+                visit(&d.name, by_name, enabled, done, order);
+            }
+        }
+        order.push(n.to_owned());
+    }
+    for n in &enabled {
+        if let Some((name, _)) = by_name.get_key_value(n) {
+            visit(name, by_name, &enabled, &mut done, &mut order);
+        }
+    }
+    order
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // The mapped copies may be deleted while mapped (the mapping keeps the inode); the
+        // libraries themselves stay mapped until the process exits.
+        let _ = std::fs::remove_dir_all(&self.options.runtime_dir);
+    }
+}

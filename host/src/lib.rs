@@ -1,0 +1,19 @@
+//! The DubChain optimization host.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view. In short: [`manifest`] reads plugin
+//! manifests, [`resolve`] turns them and the configuration into a plan, [`loader`] loads and
+//! checks plugin libraries, [`slot`] holds the swappable implementations with the
+//! [`baseline`] underneath, and [`host::Host`] ties these together.
+
+pub mod baseline;
+pub mod config;
+pub mod host;
+pub mod loader;
+pub mod manifest;
+pub mod resolve;
+pub mod selftest;
+pub mod session;
+pub mod slot;
+pub mod workload;
+
+pub use host::Host;

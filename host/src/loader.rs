@@ -1,0 +1,397 @@
+//! Loading a plugin library: from the manifest's file to initialised slot objects.
+//!
+//! Steps, each with its own [`LoadError`] variant:
+//! read the file and check its sha256 pin; copy it to a uniquely named file (so that a new
+//! version of a plugin loads while the old one is live: reopening a path may hand back the
+//! library already mapped); open it and find the root module; let abi_stable check the
+//! root module's version and the layout of every type reachable from it; compare the
+//! plugin's fingerprint and name with ours; run `init` under a deadline; build each slot
+//! object the manifest promises and self-test it against the baseline.
+//!
+//! Libraries are never unmapped (abi_stable leaks them by design, and so do we): code of a
+//! retired version may still be running on another thread.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::mpsc,
+    time::Duration,
+};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use dubchain_plugin_api::{
+    slots::{RecordCodecBox, SigVerifyBox, RECORD_CODEC, SIG_VERIFY},
+    Fingerprint, PluginError, PluginModRef, API_VERSION,
+};
+use semver::Version;
+use sha2::{Digest, Sha256};
+
+use crate::{manifest::Manifest, selftest};
+
+/// Why a plugin library could not be loaded. Every message names the plugin and the file,
+/// says what was expected and what was found, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("plugin `{plugin}`: library {library} does not exist (manifest {manifest}); build the plugin or fix `library` in the manifest")]
+    MissingLibrary {
+        plugin: String,
+        library: PathBuf,
+        manifest: PathBuf,
+    },
+    #[error("plugin `{plugin}`: cannot read or copy {library}: {source}")]
+    Io {
+        plugin: String,
+        library: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin `{plugin}`: sha256 of {library} is {found}, but the manifest pins {expected}; the library changed since it was pinned: rebuild it or update `sha256` in {manifest}")]
+    HashMismatch {
+        plugin: String,
+        library: PathBuf,
+        manifest: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("plugin `{plugin}`: {library} is not a loadable library: {detail}")]
+    NotALibrary {
+        plugin: String,
+        library: PathBuf,
+        detail: String,
+    },
+    #[error("plugin `{plugin}`: {library} is not a DubChain plugin: it does not export the root module symbol; build it with dubchain_plugin_api::export_plugin!")]
+    NotAPlugin { plugin: String, library: PathBuf },
+    #[error("plugin `{plugin}`: {library} has an incompatible ABI: the layout of its root module differs from this host's dubchain-plugin-api {host_api}; rebuild it against dubchain-plugin-api {host_api}\n{detail}")]
+    AbiMismatch {
+        plugin: String,
+        library: PathBuf,
+        host_api: &'static str,
+        detail: String,
+    },
+    #[error("plugin `{plugin}`: {library} was compiled for dubchain-plugin-api {found}, which is not compatible with this host's {expected}; rebuild it against dubchain-plugin-api {expected}")]
+    ApiMismatch {
+        plugin: String,
+        library: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("plugin `{plugin}`: {library} was built for target {found}, but this host runs on {expected}; build it for {expected}")]
+    TargetMismatch {
+        plugin: String,
+        library: PathBuf,
+        expected: String,
+        found: String,
+    },
+    #[error("plugin `{plugin}`: {library} says it is plugin `{found}`; the manifest {manifest} and the library disagree")]
+    NameMismatch {
+        plugin: String,
+        library: PathBuf,
+        manifest: PathBuf,
+        found: String,
+    },
+    #[error("plugin `{plugin}`: init failed: {error}")]
+    InitFailed { plugin: String, error: PluginError },
+    #[error("plugin `{plugin}`: init did not finish within {timeout:?}; the plugin stays off (raise init_timeout_ms if it is legitimately slow)")]
+    InitTimeout { plugin: String, timeout: Duration },
+    #[error("plugin `{plugin}`: the manifest says it provides `{slot}`, but {library} does not export that slot")]
+    MissingSlot {
+        plugin: String,
+        library: PathBuf,
+        slot: String,
+    },
+    #[error("plugin `{plugin}`: creating its `{slot}` implementation failed: {error}")]
+    SlotInitFailed {
+        plugin: String,
+        slot: String,
+        error: PluginError,
+    },
+    #[error("plugin `{plugin}`: self-test of `{slot}` against the baseline failed: {detail}")]
+    SelfTestFailed {
+        plugin: String,
+        slot: String,
+        detail: String,
+    },
+    #[error("plugin `{plugin}`: depends on `{dependency}`, which failed to load")]
+    DependencyFailed { plugin: String, dependency: String },
+}
+
+impl LoadError {
+    pub fn plugin(&self) -> &str {
+        match self {
+            LoadError::MissingLibrary { plugin, .. }
+            | LoadError::Io { plugin, .. }
+            | LoadError::HashMismatch { plugin, .. }
+            | LoadError::NotALibrary { plugin, .. }
+            | LoadError::NotAPlugin { plugin, .. }
+            | LoadError::AbiMismatch { plugin, .. }
+            | LoadError::ApiMismatch { plugin, .. }
+            | LoadError::TargetMismatch { plugin, .. }
+            | LoadError::NameMismatch { plugin, .. }
+            | LoadError::InitFailed { plugin, .. }
+            | LoadError::InitTimeout { plugin, .. }
+            | LoadError::MissingSlot { plugin, .. }
+            | LoadError::SlotInitFailed { plugin, .. }
+            | LoadError::SelfTestFailed { plugin, .. }
+            | LoadError::DependencyFailed { plugin, .. } => plugin,
+        }
+    }
+}
+
+/// A plugin library that loaded, passed every check, and was initialised.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: Version,
+    /// The library file named by the manifest.
+    pub source: PathBuf,
+    /// The unique copy that was actually mapped.
+    pub mapped: PathBuf,
+    pub sha256: String,
+    /// The configuration `init` and the factories received.
+    pub config: String,
+    pub fingerprint: Fingerprint,
+    pub generation: u64,
+    pub sig_verify: Option<SigVerifyBox>,
+    pub record_codec: Option<RecordCodecBox>,
+}
+
+/// Hex sha256 of a file's bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    dubchain_plugin_api::types::hex_encode(&Sha256::digest(bytes))
+}
+
+/// Loads the library of `manifest` as load generation `generation`, copying it into
+/// `runtime_dir` first.
+pub fn load(
+    manifest: &Manifest,
+    config: &str,
+    runtime_dir: &Path,
+    generation: u64,
+    init_timeout: Duration,
+) -> Result<LoadedPlugin, LoadError> {
+    let plugin = manifest.name.clone();
+    let library = manifest.library.clone();
+    if !library.is_file() {
+        return Err(LoadError::MissingLibrary {
+            plugin,
+            library,
+            manifest: manifest.path.clone(),
+        });
+    }
+    let io = |source| LoadError::Io {
+        plugin: plugin.clone(),
+        library: library.clone(),
+        source,
+    };
+    let bytes = std::fs::read(&library).map_err(io)?;
+    let sha256 = sha256_hex(&bytes);
+    if let Some(expected) = &manifest.sha256 {
+        if *expected != sha256 {
+            return Err(LoadError::HashMismatch {
+                plugin,
+                library,
+                manifest: manifest.path.clone(),
+                expected: expected.clone(),
+                found: sha256,
+            });
+        }
+    }
+    // Map exactly the bytes that were hashed: write them to a fresh, unique file.
+    std::fs::create_dir_all(runtime_dir).map_err(io)?;
+    let mapped = runtime_dir.join(format!(
+        "{}{plugin}-{}-g{generation}-{}{}",
+        std::env::consts::DLL_PREFIX,
+        manifest.version,
+        &sha256[..12],
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::write(&mapped, &bytes).map_err(io)?;
+
+    let module = open_root_module(&plugin, &library, &mapped)?;
+    let fingerprint = (module.fingerprint())();
+    check_fingerprint(&plugin, &library, &fingerprint)?;
+    let found_name = (module.name())().as_str().to_owned();
+    if found_name != plugin {
+        return Err(LoadError::NameMismatch {
+            plugin,
+            library,
+            manifest: manifest.path.clone(),
+            found: found_name,
+        });
+    }
+    run_init(&plugin, module, config, init_timeout)?;
+
+    let mut loaded = LoadedPlugin {
+        name: plugin.clone(),
+        version: manifest.version.clone(),
+        source: library.clone(),
+        mapped,
+        sha256,
+        config: config.to_owned(),
+        fingerprint,
+        generation,
+        sig_verify: None,
+        record_codec: None,
+    };
+    for provide in &manifest.provides {
+        let missing = || LoadError::MissingSlot {
+            plugin: plugin.clone(),
+            library: library.clone(),
+            slot: provide.slot.clone(),
+        };
+        let failed = |error| LoadError::SlotInitFailed {
+            plugin: plugin.clone(),
+            slot: provide.slot.clone(),
+            error,
+        };
+        let self_test = |detail| LoadError::SelfTestFailed {
+            plugin: plugin.clone(),
+            slot: provide.slot.clone(),
+            detail,
+        };
+        if provide.slot == SIG_VERIFY.id {
+            let factory = module.sig_verify().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::sig_verify(&imp).map_err(self_test)?;
+            loaded.sig_verify = Some(imp);
+        } else if provide.slot == RECORD_CODEC.id {
+            let factory = module.record_codec().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::record_codec(&imp).map_err(self_test)?;
+            loaded.record_codec = Some(imp);
+        } else {
+            return Err(missing());
+        }
+    }
+    Ok(loaded)
+}
+
+fn open_root_module(
+    plugin: &str,
+    library: &Path,
+    mapped: &Path,
+) -> Result<PluginModRef, LoadError> {
+    let plugin = plugin.to_owned();
+    let library = library.to_owned();
+    let header = lib_header_from_path(mapped).map_err(|e| match e {
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            plugin: plugin.clone(),
+            library: library.clone(),
+        },
+        other => LoadError::NotALibrary {
+            plugin: plugin.clone(),
+            library: library.clone(),
+            detail: first_line(&other.to_string()),
+        },
+    })?;
+    header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| match e {
+            LibraryError::IncompatibleVersionNumber {
+                actual_version,
+                expected_version,
+                ..
+            } => LoadError::ApiMismatch {
+                plugin,
+                library,
+                expected: expected_version.to_string(),
+                found: actual_version.to_string(),
+            },
+            LibraryError::AbiInstability(detail) => LoadError::AbiMismatch {
+                plugin,
+                library,
+                host_api: API_VERSION,
+                detail: summarize_layout_error(&detail.to_string()),
+            },
+            other => LoadError::NotALibrary {
+                plugin,
+                library,
+                detail: first_line(&other.to_string()),
+            },
+        })
+}
+
+/// abi_stable's layout errors are long dumps; keep the lines that say what differs.
+fn summarize_layout_error(dump: &str) -> String {
+    let interesting: Vec<&str> = dump
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| {
+            l.contains("rror") || l.contains("xpected") || l.contains("ound") || l.contains("field")
+        })
+        .take(8)
+        .collect();
+    if interesting.is_empty() {
+        dump.lines().take(8).collect::<Vec<_>>().join("\n")
+    } else {
+        interesting.join("\n")
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+/// The plugin's API version must be semver-compatible with ours and not newer; its target
+/// must be ours. A different rustc or profile is fine: that is what the stable ABI is for.
+fn check_fingerprint(plugin: &str, library: &Path, fp: &Fingerprint) -> Result<(), LoadError> {
+    let ours = Fingerprint::current();
+    let host = Version::parse(API_VERSION).expect("crate version is semver");
+    let compatible = Version::parse(fp.api_version.as_str()).is_ok_and(|theirs| {
+        let same_line = if host.major == 0 {
+            theirs.major == 0 && theirs.minor == host.minor
+        } else {
+            theirs.major == host.major
+        };
+        same_line && theirs <= host
+    });
+    if !compatible {
+        return Err(LoadError::ApiMismatch {
+            plugin: plugin.to_owned(),
+            library: library.to_owned(),
+            expected: API_VERSION.to_owned(),
+            found: fp.api_version.as_str().to_owned(),
+        });
+    }
+    if fp.target != ours.target {
+        return Err(LoadError::TargetMismatch {
+            plugin: plugin.to_owned(),
+            library: library.to_owned(),
+            expected: ours.target.as_str().to_owned(),
+            found: fp.target.as_str().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs the plugin's `init` on its own thread, waiting at most `timeout`. A plugin that
+/// overruns is abandoned: its thread finishes or not, but nothing of it is installed.
+fn run_init(
+    plugin: &str,
+    module: PluginModRef,
+    config: &str,
+    timeout: Duration,
+) -> Result<(), LoadError> {
+    let (tx, rx) = mpsc::channel();
+    let config = config.to_owned();
+    std::thread::Builder::new()
+        .name(format!("init-{plugin}"))
+        .spawn(move || {
+            let result = (module.init())(config.as_str().into()).into_result();
+            let _ = tx.send(result);
+        })
+        .map_err(|source| LoadError::Io {
+            plugin: plugin.to_owned(),
+            library: PathBuf::new(),
+            source,
+        })?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(LoadError::InitFailed {
+            plugin: plugin.to_owned(),
+            error,
+        }),
+        Err(_) => Err(LoadError::InitTimeout {
+            plugin: plugin.to_owned(),
+            timeout,
+        }),
+    }
+}

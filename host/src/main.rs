@@ -1,0 +1,632 @@
+//! `dubchain-perf`: the command line of the DubChain optimization host.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dubchain_host::{
+    baseline,
+    config::GatesFile,
+    host::PluginState,
+    resolve::Reason,
+    session::{Session, SessionOptions},
+    workload, Host,
+};
+use dubchain_plugin_api::types::Record;
+
+/// The DubChain optimization host: discovers optimization plugins in a directory, resolves
+/// which are on (dependencies, conflicts, versions), loads them behind slots with the host's
+/// baseline underneath, and runs workloads through them.
+#[derive(Parser)]
+#[command(name = "dubchain-perf", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Directory of plugin packages (manifests `*.toml` next to their libraries).
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_PLUGIN_DIR",
+        default_value = "target/dubchain/plugins"
+    )]
+    plugin_dir: PathBuf,
+    /// Configuration file (TOML with `[profiles.NAME]`); the built-in one when absent.
+    #[arg(long, global = true, env = "DUBCHAIN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Configuration profile to use.
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_PROFILE",
+        default_value = "development"
+    )]
+    profile: String,
+    /// Directory of host state: gates imported with `gates import` live here.
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_STATE_DIR",
+        default_value = "target/dubchain/state"
+    )]
+    state_dir: PathBuf,
+    /// Enable a plugin, whatever the profile says (repeatable).
+    #[arg(long = "enable", global = true, value_name = "NAME")]
+    enable: Vec<String>,
+    /// Disable a plugin, whatever the profile says (repeatable).
+    #[arg(long = "disable", global = true, value_name = "NAME")]
+    disable: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect the plugins in the plugin directory.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
+    /// Export or import the effective gate settings as JSON.
+    #[command(subcommand)]
+    Gates(GatesCmd),
+    /// Load the plan and drive a generated workload through every slot, on the baselines
+    /// and on the plugins, interleaved; check the answers are identical and print a table.
+    Run(RunArgs),
+}
+
+#[derive(Subcommand)]
+enum PluginsCmd {
+    /// Every plugin found: version, subsystem, slots, relations, and its state after loading
+    /// the plan (disabled, enabled, failed, fallback).
+    List {
+        /// Also show the mapped library, its sha256 and who built it.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// The resolved plan: what is on, each layered slot's stack, and every problem. Exits
+    /// non-zero if the plan cannot be applied.
+    Plan,
+    /// Why a plugin is on or off: the chain of reasons, and any problem it is part of.
+    Why {
+        /// Plugin name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatesCmd {
+    /// Write the effective gates (profile, imports and command line resolved) to FILE.
+    Export { file: PathBuf },
+    /// Check FILE against the plugin directory and, if the resulting plan has no problems,
+    /// make it the imported gates of this state directory (they override the profile).
+    Import { file: PathBuf },
+    /// Forget the imported gates.
+    Reset,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Signatures per verification batch.
+    #[arg(long, default_value_t = 2048)]
+    signatures: usize,
+    /// Blocks per storage batch (each with 64 transactions, all stored as records).
+    #[arg(long, default_value_t = 32)]
+    blocks: usize,
+    /// Interleaved rounds (baseline, plugins, baseline, ...).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Where to write `run.json`.
+    #[arg(long, default_value = "target/dubchain")]
+    out: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DUBCHAIN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let g = cli.global;
+    let options = SessionOptions {
+        plugin_dir: g.plugin_dir,
+        config: g.config,
+        profile: g.profile,
+        state_dir: g.state_dir,
+        enable: g.enable,
+        disable: g.disable,
+    };
+    match cli.command {
+        Command::Plugins(PluginsCmd::List { verbose }) => list(&Session::open(options)?, verbose),
+        Command::Plugins(PluginsCmd::Plan) => plan(&Session::open(options)?),
+        Command::Plugins(PluginsCmd::Why { name }) => why(&Session::open(options)?, &name),
+        Command::Gates(GatesCmd::Export { file }) => gates_export(&Session::open(options)?, &file),
+        Command::Gates(GatesCmd::Import { file }) => gates_import(options, &file),
+        Command::Gates(GatesCmd::Reset) => {
+            let path = options.state_dir.join("gates.json");
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                println!("removed imported gates {}", path.display());
+            } else {
+                println!("no imported gates at {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => run_workload(&Session::open(options)?, &args),
+    }
+}
+
+fn print_manifest_errors(s: &Session) {
+    for e in &s.manifest_errors {
+        eprintln!("error: {e} (skipped; the other plugins are unaffected)");
+    }
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+        if i == 0 {
+            println!(
+                "{}",
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+        }
+    }
+}
+
+/// Applies the session's plan to a fresh host; problems are printed, not fatal.
+fn loaded_host(s: &Session) -> Host {
+    let host = s.host();
+    match s.apply(&host) {
+        Ok(report) => {
+            for e in &report.failed {
+                eprintln!("error: {e}");
+            }
+        }
+        Err(problems) => {
+            eprintln!(
+                "the plan has {} problem(s); nothing was loaded:",
+                problems.len()
+            );
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+        }
+    }
+    host
+}
+
+fn list(s: &Session, verbose: bool) -> Result<ExitCode> {
+    print_manifest_errors(s);
+    let host = loaded_host(s);
+    println!("plugin directory: {}", s.options.plugin_dir.display());
+    println!(
+        "profile: {} ({})  feature set: {}",
+        s.options.profile, s.config.source, s.resolution.feature_set_id
+    );
+    if s.manifests.is_empty() {
+        println!("no plugins found; build them with `cargo xtask plugins`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "name",
+        "version",
+        "subsystem",
+        "provides",
+        "depends",
+        "conflicts",
+        "state",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for m in &s.manifests {
+        let provides: Vec<String> = m
+            .provides
+            .iter()
+            .map(|p| format!("{}@{}", p.slot, p.version))
+            .collect();
+        let depends: Vec<String> = m
+            .depends
+            .iter()
+            .map(|d| format!("{} {}", d.name, d.version))
+            .collect();
+        let conflicts: Vec<String> = m.conflicts.iter().map(|c| c.name.clone()).collect();
+        let dash = |v: Vec<String>| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        rows.push(vec![
+            m.name.clone(),
+            m.version.to_string(),
+            m.subsystem.clone(),
+            dash(provides),
+            dash(depends),
+            dash(conflicts),
+            host.plugin_state(&m.name).to_string(),
+        ]);
+    }
+    print_table(&rows);
+    for m in &s.manifests {
+        if let PluginState::Failed(why) = host.plugin_state(&m.name) {
+            println!("\n{}: failed: {why}", m.name);
+        }
+        if verbose {
+            if let Some((mapped, sha, built)) = host.live_library(&m.name) {
+                println!(
+                    "\n{}: {}\n  mapped from {}\n  sha256 {sha}\n  built by {built}",
+                    m.name,
+                    m.library.display(),
+                    mapped.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(s: &Session) -> Result<ExitCode> {
+    print_manifest_errors(s);
+    let r = &s.resolution;
+    println!("profile: {} ({})", s.options.profile, s.config.source);
+    if let Some((path, _)) = &s.imported {
+        println!("imported gates: {}", path.display());
+    }
+    println!("feature set: {}", r.feature_set_id);
+    println!("\nenabled:");
+    for name in r.enabled() {
+        println!(
+            "  {name}: {}",
+            r.decisions[name]
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    println!("\nslots (bottom to top, over the baseline):");
+    for info in dubchain_plugin_api::slots::ALL {
+        let stack = r
+            .stacks
+            .get(info.id)
+            .map(|v| v.join(" > "))
+            .unwrap_or_default();
+        let kind = format!("{:?}", info.kind).to_lowercase();
+        let stack = if stack.is_empty() {
+            "baseline".to_owned()
+        } else {
+            format!("baseline > {stack}")
+        };
+        println!("  {} ({kind}): {stack}", info.id);
+    }
+    if r.problems.is_empty() && s.manifest_errors.is_empty() {
+        println!("\nno problems");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !r.problems.is_empty() {
+        println!(
+            "\n{} problem(s); this plan cannot be applied and the running set would stay as it is:",
+            r.problems.len()
+        );
+        for p in &r.problems {
+            println!("  - {p}");
+        }
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn why(s: &Session, name: &str) -> Result<ExitCode> {
+    let Some(decision) = s.resolution.decisions.get(name) else {
+        let known: Vec<&str> = s.manifests.iter().map(|m| m.name.as_str()).collect();
+        bail!(
+            "no plugin named `{name}` in {} (found: {})",
+            s.options.plugin_dir.display(),
+            known.join(", ")
+        );
+    };
+    println!("{name} is {}", if decision.enabled { "ON" } else { "OFF" });
+    explain(s, name, 1, &mut Vec::new());
+    let problems: Vec<_> = s
+        .resolution
+        .problems
+        .iter()
+        .filter(|p| p.plugins().contains(&name))
+        .collect();
+    if !problems.is_empty() {
+        println!("problems involving {name} (the plan cannot be applied until they are fixed):");
+        for p in problems {
+            println!("  - {p}");
+        }
+    }
+    if decision.enabled && s.resolution.is_ok() {
+        let host = loaded_host(s);
+        match host.plugin_state(name) {
+            PluginState::Failed(e) => {
+                println!("but loading it failed, so its slots answer from the baseline: {e}")
+            }
+            state => println!("after loading: {state}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(s: &Session, name: &str, depth: usize, seen: &mut Vec<String>) {
+    if seen.iter().any(|n| n == name) {
+        return;
+    }
+    seen.push(name.to_owned());
+    let indent = "  ".repeat(depth);
+    for reason in &s.resolution.decisions[name].reasons {
+        println!("{indent}- {reason}");
+        if let Reason::RequiredBy { plugin, .. } = reason {
+            explain(s, plugin, depth + 1, seen);
+        }
+    }
+}
+
+fn versions(s: &Session) -> BTreeMap<String, String> {
+    s.manifests
+        .iter()
+        .map(|m| (m.name.clone(), m.version.to_string()))
+        .collect()
+}
+
+fn gates_export(s: &Session, file: &PathBuf) -> Result<ExitCode> {
+    print_manifest_errors(s);
+    if !s.resolution.is_ok() {
+        for p in &s.resolution.problems {
+            eprintln!("  - {p}");
+        }
+        bail!(
+            "the plan has {} problem(s); fix them before exporting",
+            s.resolution.problems.len()
+        );
+    }
+    let gates = GatesFile::from_resolution(&s.options.profile, &s.resolution, &versions(s));
+    gates
+        .write(file)
+        .with_context(|| format!("writing {}", file.display()))?;
+    let on = gates.gates.values().filter(|g| g.enabled).count();
+    println!(
+        "wrote {} ({} gates, {on} on, feature set {})",
+        file.display(),
+        gates.gates.len(),
+        gates.feature_set_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gates_import(options: SessionOptions, file: &PathBuf) -> Result<ExitCode> {
+    let s = Session::open_with_gates(options, Some(file))?;
+    print_manifest_errors(&s);
+    let (_, gates) = s.imported.as_ref().expect("opened with gates");
+    for (name, gate) in &gates.gates {
+        if let Some(m) = s.manifest(name) {
+            if m.version.to_string() != gate.version {
+                eprintln!(
+                    "warning: {}: `{name}` was exported at version {}, the plugin directory has {}",
+                    file.display(),
+                    gate.version,
+                    m.version
+                );
+            }
+        }
+    }
+    if !s.resolution.is_ok() {
+        eprintln!(
+            "{}: importing these gates gives a plan with {} problem(s):",
+            file.display(),
+            s.resolution.problems.len()
+        );
+        for p in &s.resolution.problems {
+            eprintln!("  - {p}");
+        }
+        eprintln!("nothing was imported");
+        return Ok(ExitCode::FAILURE);
+    }
+    let target = s.options.state_dir.join("gates.json");
+    gates
+        .write(&target)
+        .with_context(|| format!("writing {}", target.display()))?;
+    println!(
+        "imported {} into {} (feature set {})",
+        file.display(),
+        target.display(),
+        s.resolution.feature_set_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Per-slot outcome of `run`.
+#[derive(serde::Serialize)]
+struct SlotRun {
+    slot: &'static str,
+    stack: Vec<String>,
+    baseline_ms: f64,
+    optimized_ms: f64,
+    ratio: f64,
+    identical: bool,
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
+    print_manifest_errors(s);
+    let host = loaded_host(s);
+    let sigs = workload::signature_set(args.seed, args.signatures, true);
+    let items = sigs.items();
+    let records = workload::records(args.seed, args.blocks, 64);
+    eprintln!(
+        "workload: {} signatures ({} adversarial kinds), {} records; {} interleaved rounds",
+        items.len(),
+        workload::ADVERSARIAL_KINDS,
+        records.len(),
+        args.rounds
+    );
+
+    let mut results = Vec::new();
+    // crypto.sig_verify
+    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let expected = baseline::sig_verify(&items);
+        base_t.push(t.elapsed());
+        let t = Instant::now();
+        let got = host.slots.sig_verify.verify_batch(&items);
+        opt_t.push(t.elapsed());
+        identical &= got == expected;
+    }
+    results.push(slot_run(&host, 0, &mut base_t, &mut opt_t, identical));
+
+    // storage.record_codec: encode then decode everything; the decoded records must be the
+    // records, and the plugin must read the baseline's JSON as the baseline does.
+    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let json = baseline::encode_records(&records);
+        let json_refs: Vec<&[u8]> = json.iter().map(Vec::as_slice).collect();
+        let back = baseline::decode_records(&json_refs);
+        base_t.push(t.elapsed());
+        identical &= back
+            .iter()
+            .zip(&records)
+            .all(|(b, r)| b.as_ref().ok() == Some(r));
+
+        let t = Instant::now();
+        let enc = host.slots.record_codec.encode(&records);
+        let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+        let dec = host.slots.record_codec.decode(&refs);
+        opt_t.push(t.elapsed());
+        identical &= dec
+            .iter()
+            .zip(&records)
+            .all(|(d, r)| d.as_ref().ok() == Some(r));
+        let old: Vec<Result<Record, String>> = host.slots.record_codec.decode(&json_refs);
+        identical &= old
+            .iter()
+            .zip(&records)
+            .all(|(d, r)| d.as_ref().ok() == Some(r));
+    }
+    results.push(slot_run(&host, 1, &mut base_t, &mut opt_t, identical));
+
+    let mut rows = vec![[
+        "slot",
+        "stack (bottom > top)",
+        "baseline ms",
+        "optimized ms",
+        "ratio",
+        "identical",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in &results {
+        rows.push(vec![
+            r.slot.to_owned(),
+            if r.stack.is_empty() {
+                "baseline".to_owned()
+            } else {
+                r.stack.join(" > ")
+            },
+            format!("{:.2}", r.baseline_ms),
+            format!("{:.2}", r.optimized_ms),
+            format!("{:.2}x", r.ratio),
+            if r.identical {
+                "yes".to_owned()
+            } else {
+                "NO".to_owned()
+            },
+        ]);
+    }
+    println!(
+        "feature set {} (profile {})",
+        s.resolution.feature_set_id, s.options.profile
+    );
+    print_table(&rows);
+    println!("\nslot counters:");
+    for st in host.slot_status() {
+        println!(
+            "  {}: active {}, calls {}, errors {}, fallbacks {}",
+            st.slot, st.active, st.counters.calls, st.counters.errors, st.counters.fallbacks
+        );
+    }
+    println!("\nratios are medians of {} interleaved rounds in one process; see `docs/benchmarks.md` for the criterion figures", args.rounds);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = args.out.join("run.json");
+    let json = serde_json::json!({
+        "feature_set_id": s.resolution.feature_set_id,
+        "profile": s.options.profile,
+        "seed": args.seed,
+        "slots": results,
+        "counters": host.slot_status(),
+    });
+    std::fs::write(&out, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    if results.iter().all(|r| r.identical) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: a plugin's answers differ from the baseline's");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn slot_run(
+    host: &Host,
+    index: usize,
+    base: &mut [Duration],
+    opt: &mut [Duration],
+    identical: bool,
+) -> SlotRun {
+    let status = &host.slot_status()[index];
+    let (b, o) = (median(base), median(opt));
+    SlotRun {
+        slot: status.slot,
+        stack: status.stack.clone(),
+        baseline_ms: b.as_secs_f64() * 1e3,
+        optimized_ms: o.as_secs_f64() * 1e3,
+        ratio: b.as_secs_f64() / o.as_secs_f64().max(1e-9),
+        identical,
+    }
+}

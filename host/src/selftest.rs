@@ -1,0 +1,72 @@
+//! Known-answer self-tests run on every slot object before it is installed, in the manner
+//! of the Linux kernel's crypto API: a fast implementation must agree with the generic one
+//! on a small fixed set of inputs, including adversarial ones, or it is not registered.
+
+use dubchain_plugin_api::{
+    slots::{LowerFn, RecordCodecBox, SigVerifyBox},
+    types::{Record, SigItem},
+};
+
+use crate::{baseline, workload};
+
+/// Checks a `crypto.sig_verify` object against the baseline on valid, invalid and
+/// adversarial signatures. The object is given the baseline as its layer below.
+pub fn sig_verify(imp: &SigVerifyBox) -> Result<(), String> {
+    let set = workload::signature_set(0x5e1f_7e57, 24, true);
+    let items = set.items();
+    let expected = baseline::sig_verify(&items);
+    let lower = LowerFn(|xs: &[SigItem<'_>]| Ok(baseline::sig_verify(xs)));
+    let got = imp
+        .verify_batch(items.as_slice().into(), lower.as_ffi())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    if got.as_slice() != expected.as_slice() {
+        let first = expected
+            .iter()
+            .zip(got.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return Err(format!(
+            "item {first}: baseline says {}, plugin says {:?}",
+            expected[first],
+            got.get(first)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a `storage.record_codec` object: its own round trip, and that it reads the
+/// baseline's JSON records as the baseline does.
+pub fn record_codec(imp: &RecordCodecBox) -> Result<(), String> {
+    let records: Vec<Record> = workload::records(0xc0_dec, 3, 4);
+    let encoded = imp
+        .encode(records.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let slices: Vec<_> = encoded.iter().map(|v| v.as_slice().into()).collect();
+    let decoded = imp
+        .decode(slices.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    for (i, (d, r)) in decoded.into_iter().zip(&records).enumerate() {
+        match d.into_result() {
+            Ok(d) if &d == r => {}
+            Ok(_) => return Err(format!("record {i} does not survive its own round trip")),
+            Err(e) => return Err(format!("record {i} cannot be read back: {e}")),
+        }
+    }
+    let json = baseline::encode_records(&records);
+    let slices: Vec<_> = json.iter().map(|v| v.as_slice().into()).collect();
+    let decoded = imp
+        .decode(slices.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    for (i, (d, r)) in decoded.into_iter().zip(&records).enumerate() {
+        if d.into_result().ok().as_ref() != Some(r) {
+            return Err(format!(
+                "baseline JSON record {i} is not read as the baseline reads it"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! One invocation's view of the world: configuration, discovered manifests, requests and
+//! their resolution. Every command of `dubchain-perf` starts from a [`Session`].
+
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+
+use crate::{
+    config::{Config, ConfigError, GatesFile},
+    host::{ApplyReport, Host, HostOptions},
+    manifest::{self, Manifest, ManifestError},
+    resolve::{self, Problem, Request, Resolution, Source},
+};
+
+/// Where a session looks for things, and what the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub plugin_dir: PathBuf,
+    /// `None`: the built-in configuration.
+    pub config: Option<PathBuf>,
+    pub profile: String,
+    /// Imported gates live here as `gates.json`.
+    pub state_dir: PathBuf,
+    pub enable: Vec<String>,
+    pub disable: Vec<String>,
+}
+
+/// Configuration, manifests and resolution for one invocation.
+pub struct Session {
+    pub options: SessionOptions,
+    pub config: Config,
+    pub manifests: Vec<Manifest>,
+    /// Manifests that could not be read; the session goes on without them.
+    pub manifest_errors: Vec<ManifestError>,
+    /// The imported gates in force, if any.
+    pub imported: Option<(PathBuf, GatesFile)>,
+    pub requests: Vec<Request>,
+    pub resolution: Resolution,
+}
+
+/// The API version this host implements.
+pub fn host_api_version() -> Version {
+    Version::parse(dubchain_plugin_api::API_VERSION).expect("crate version is semver")
+}
+
+impl Session {
+    /// Reads everything; a broken configuration is an error, broken manifests are not.
+    pub fn open(options: SessionOptions) -> Result<Session, ConfigError> {
+        Session::open_with_gates(options, None)
+    }
+
+    /// Like [`Session::open`], with `extra_gates` (a file being imported) taking the place
+    /// of the gates stored in the state directory.
+    pub fn open_with_gates(
+        options: SessionOptions,
+        extra_gates: Option<&Path>,
+    ) -> Result<Session, ConfigError> {
+        let config = Config::load(options.config.as_deref())?;
+        let discovery = manifest::discover(&options.plugin_dir);
+        let names: Vec<&str> = discovery
+            .manifests
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut requests = config.requests(&options.profile, &names)?;
+
+        let gates_path = extra_gates
+            .map(Path::to_owned)
+            .unwrap_or_else(|| options.state_dir.join("gates.json"));
+        let imported = if extra_gates.is_some() || gates_path.is_file() {
+            Some((gates_path.clone(), GatesFile::read(&gates_path)?))
+        } else {
+            None
+        };
+        if let Some((path, gates)) = &imported {
+            requests.extend(gates.requests(path));
+        }
+        requests.extend(options.disable.iter().map(|n| Request {
+            name: n.clone(),
+            enable: false,
+            source: Source::CommandLine,
+        }));
+        requests.extend(options.enable.iter().map(|n| Request {
+            name: n.clone(),
+            enable: true,
+            source: Source::CommandLine,
+        }));
+
+        let resolution = resolve::resolve(&discovery.manifests, &requests, &host_api_version());
+        Ok(Session {
+            options,
+            config,
+            manifests: discovery.manifests,
+            manifest_errors: discovery.errors,
+            imported,
+            requests,
+            resolution,
+        })
+    }
+
+    pub fn manifest(&self, name: &str) -> Option<&Manifest> {
+        self.manifests.iter().find(|m| m.name == name)
+    }
+
+    /// A host configured from this session's configuration.
+    pub fn host(&self) -> Host {
+        Host::new(HostOptions {
+            init_timeout: self.config.init_timeout(),
+            breaker: self.config.breaker(),
+            ..HostOptions::default()
+        })
+    }
+
+    /// Applies this session's resolution to `host`.
+    pub fn apply(&self, host: &Host) -> Result<ApplyReport, Vec<Problem>> {
+        host.apply(&self.manifests, &self.resolution, |name| {
+            self.config.plugin_config(&self.options.profile, name)
+        })
+    }
+}

@@ -1,0 +1,373 @@
+//! Slots: where the host calls an optimization, with its baseline underneath.
+//!
+//! A slot holds a stack of providers behind an [`ArcSwap`]. A call loads the current stack
+//! (one atomic load), and the stack it loaded stays alive until the call returns, so a swap
+//! never pulls an implementation out from under a call in flight. Installing a new stack is
+//! one atomic store; the old stack is dropped by whichever call finishes with it last.
+//!
+//! Every call is answered: when a provider errors, panics (caught on the plugin side), or
+//! returns the wrong number of answers, the layer below answers instead, down to the
+//! baseline. A [`Breaker`] per provider stops calling a provider after repeated failures and
+//! probes it again after a backoff.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use dubchain_plugin_api::{
+    slots::{LowerFn, RecordCodecBox, SigVerifyBox},
+    types::{Record, SigItem},
+    PluginError,
+};
+use serde::Serialize;
+
+use crate::baseline;
+
+/// Circuit-breaker settings, shared by all providers of a host.
+#[derive(Debug, Clone, Copy, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// First wait before a probe call, in milliseconds; doubles after each failed probe.
+    pub backoff_ms: u64,
+    /// Longest wait between probes, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 3,
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        }
+    }
+}
+
+/// Per-provider circuit breaker: closed (calls go to the plugin), open (calls go to the
+/// layer below until `open_until`), half-open (one probe call is let through).
+pub struct Breaker {
+    config: BreakerConfig,
+    epoch: Instant,
+    consecutive_failures: AtomicU32,
+    /// Nanoseconds since `epoch` until which the breaker is open; 0 when closed.
+    open_until: AtomicU64,
+    backoff_ms: AtomicU64,
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    pub fn new(config: BreakerConfig) -> Self {
+        Breaker {
+            config,
+            epoch: Instant::now(),
+            consecutive_failures: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(config.backoff_ms),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether this call may go to the provider.
+    pub fn admit(&self) -> bool {
+        let until = self.open_until.load(Relaxed);
+        if until == 0 {
+            return true;
+        }
+        self.now() >= until
+            && self
+                .probing
+                .compare_exchange(false, true, Relaxed, Relaxed)
+                .is_ok()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open_until.load(Relaxed) != 0
+    }
+
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Relaxed);
+        if self.open_until.load(Relaxed) != 0 {
+            self.open_until.store(0, Relaxed);
+            self.backoff_ms.store(self.config.backoff_ms, Relaxed);
+            tracing::info!("circuit breaker closed after a successful probe");
+        }
+        self.probing.store(false, Relaxed);
+    }
+
+    pub fn record_failure(&self) {
+        let was_probe = self.probing.swap(false, Relaxed);
+        let failures = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if was_probe || failures >= self.config.failure_threshold {
+            let backoff = if was_probe {
+                let doubled = (self.backoff_ms.load(Relaxed) * 2).min(self.config.max_backoff_ms);
+                self.backoff_ms.store(doubled, Relaxed);
+                doubled
+            } else {
+                self.backoff_ms.load(Relaxed)
+            };
+            let until = self.now() + Duration::from_millis(backoff).as_nanos() as u64;
+            self.open_until.store(until.max(1), Relaxed);
+        }
+    }
+}
+
+/// Counters of one provider or slot.
+#[derive(Default)]
+pub struct Counters {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub fallbacks: AtomicU64,
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CounterSnapshot {
+    pub calls: u64,
+    pub errors: u64,
+    pub fallbacks: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            calls: self.calls.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            fallbacks: self.fallbacks.load(Relaxed),
+        }
+    }
+}
+
+/// One plugin's implementation of one slot, as installed.
+pub struct Provider<I> {
+    pub plugin: String,
+    pub version: String,
+    /// Load generation of the library this object came from.
+    pub generation: u64,
+    pub imp: I,
+    pub breaker: Breaker,
+    pub counters: Counters,
+}
+
+impl<I> Provider<I> {
+    pub fn new(
+        plugin: String,
+        version: String,
+        generation: u64,
+        imp: I,
+        breaker: BreakerConfig,
+    ) -> Self {
+        Provider {
+            plugin,
+            version,
+            generation,
+            imp,
+            breaker: Breaker::new(breaker),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}@{}#{}", self.plugin, self.version, self.generation)
+    }
+
+    /// Runs `call` against this provider if its breaker admits it, recording the outcome.
+    /// `None` means the caller must answer from the layer below.
+    fn attempt<T>(
+        &self,
+        slot: &Counters,
+        slot_id: &str,
+        call: impl FnOnce(&I) -> Result<T, PluginError>,
+    ) -> Option<T> {
+        if !self.breaker.admit() {
+            self.counters.fallbacks.fetch_add(1, Relaxed);
+            slot.fallbacks.fetch_add(1, Relaxed);
+            return None;
+        }
+        self.counters.calls.fetch_add(1, Relaxed);
+        match call(&self.imp) {
+            Ok(v) => {
+                self.breaker.record_success();
+                Some(v)
+            }
+            Err(e) => {
+                self.counters.errors.fetch_add(1, Relaxed);
+                self.counters.fallbacks.fetch_add(1, Relaxed);
+                slot.errors.fetch_add(1, Relaxed);
+                slot.fallbacks.fetch_add(1, Relaxed);
+                self.breaker.record_failure();
+                tracing::warn!(slot = slot_id, plugin = %self.label(), error = %e, "plugin call failed; answered by the layer below");
+                None
+            }
+        }
+    }
+}
+
+/// What a slot looks like right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub slot: &'static str,
+    /// Providers bottom to top, as labels; empty means baseline only.
+    pub stack: Vec<String>,
+    /// Providers whose breaker is open.
+    pub open: Vec<String>,
+    /// What answers a call now: the top admitted provider, or `baseline`.
+    pub active: String,
+    pub counters: CounterSnapshot,
+    pub providers: Vec<(String, CounterSnapshot)>,
+}
+
+/// A slot: the providers, and the counters of calls made through it.
+pub struct Slot<I> {
+    id: &'static str,
+    stack: ArcSwap<Vec<Arc<Provider<I>>>>,
+    counters: Counters,
+}
+
+impl<I> Slot<I> {
+    fn new(id: &'static str) -> Self {
+        Slot {
+            id,
+            stack: ArcSwap::from_pointee(Vec::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Installs `providers` (bottom to top) atomically; returns the stack it replaced.
+    /// Calls already running finish on the old stack.
+    pub fn install(&self, providers: Vec<Arc<Provider<I>>>) -> Arc<Vec<Arc<Provider<I>>>> {
+        self.stack.swap(Arc::new(providers))
+    }
+
+    /// The installed providers, bottom to top.
+    pub fn providers(&self) -> Arc<Vec<Arc<Provider<I>>>> {
+        self.stack.load_full()
+    }
+
+    pub fn status(&self) -> SlotStatus {
+        let stack = self.stack.load();
+        let active = stack
+            .iter()
+            .rev()
+            .find(|p| !p.breaker.is_open())
+            .map_or_else(|| "baseline".to_owned(), |p| p.label());
+        SlotStatus {
+            slot: self.id,
+            stack: stack.iter().map(|p| p.label()).collect(),
+            open: stack
+                .iter()
+                .filter(|p| p.breaker.is_open())
+                .map(|p| p.label())
+                .collect(),
+            active,
+            counters: self.counters.snapshot(),
+            providers: stack
+                .iter()
+                .map(|p| (p.label(), p.counters.snapshot()))
+                .collect(),
+        }
+    }
+}
+
+/// The `crypto.sig_verify` slot (layered).
+pub type SigVerifySlot = Slot<SigVerifyBox>;
+/// The `storage.record_codec` slot (exclusive).
+pub type RecordCodecSlot = Slot<RecordCodecBox>;
+
+impl SigVerifySlot {
+    /// Strict ed25519 verdicts for `items`, one per item.
+    pub fn verify_batch(&self, items: &[SigItem<'_>]) -> Vec<bool> {
+        self.counters.calls.fetch_add(1, Relaxed);
+        let stack = self.stack.load();
+        self.verify_from(&stack, stack.len(), items)
+    }
+
+    /// Answers with the bottom `depth` layers of `stack`.
+    fn verify_from(
+        &self,
+        stack: &[Arc<Provider<SigVerifyBox>>],
+        depth: usize,
+        items: &[SigItem<'_>],
+    ) -> Vec<bool> {
+        let Some(top) = depth.checked_sub(1).map(|k| &stack[k]) else {
+            return baseline::sig_verify(items);
+        };
+        let below = LowerFn(|xs: &[SigItem<'_>]| Ok(self.verify_from(stack, depth - 1, xs)));
+        let answer = top.attempt(&self.counters, self.id, |imp| {
+            imp.verify_batch(items.into(), below.as_ffi())
+                .into_result()
+                .map(|v| v.into_vec())
+        });
+        answer.unwrap_or_else(|| self.verify_from(stack, depth - 1, items))
+    }
+}
+
+impl RecordCodecSlot {
+    /// The stored bytes of each record.
+    pub fn encode(&self, records: &[Record]) -> Vec<Vec<u8>> {
+        self.counters.calls.fetch_add(1, Relaxed);
+        let stack = self.stack.load();
+        stack
+            .last()
+            .and_then(|p| {
+                p.attempt(&self.counters, self.id, |imp| {
+                    imp.encode(records.into())
+                        .into_result()
+                        .map(|v| v.into_iter().map(|b| b.into_vec()).collect())
+                })
+            })
+            .unwrap_or_else(|| baseline::encode_records(records))
+    }
+
+    /// The record behind each stored value. With the plugin unavailable, only the
+    /// baseline's JSON records can be read; other values are reported, not lost.
+    pub fn decode(&self, values: &[&[u8]]) -> Vec<Result<Record, String>> {
+        self.counters.calls.fetch_add(1, Relaxed);
+        let stack = self.stack.load();
+        stack
+            .last()
+            .and_then(|p| {
+                let slices: Vec<_> = values.iter().map(|v| (*v).into()).collect();
+                p.attempt(&self.counters, self.id, |imp| {
+                    imp.decode(slices.as_slice().into()).into_result().map(|v| {
+                        v.into_iter()
+                            .map(|r| r.into_result().map_err(|e| e.to_string()))
+                            .collect()
+                    })
+                })
+            })
+            .unwrap_or_else(|| baseline::decode_records(values))
+    }
+}
+
+/// Every slot of the host.
+pub struct Slots {
+    pub sig_verify: SigVerifySlot,
+    pub record_codec: RecordCodecSlot,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+        Slots {
+            sig_verify: Slot::new(SIG_VERIFY.id),
+            record_codec: Slot::new(RECORD_CODEC.id),
+        }
+    }
+}
+
+impl Slots {
+    pub fn status(&self) -> Vec<SlotStatus> {
+        vec![self.sig_verify.status(), self.record_codec.status()]
+    }
+}

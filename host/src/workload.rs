@@ -1,0 +1,346 @@
+//! Seeded generators of slot inputs: the same seed gives the same bytes on every machine.
+//!
+//! They serve the self-tests, the differential tests, the benchmarks and `dubchain-perf run`.
+//! Signature sets can include adversarial items, chosen because they are where fast
+//! verifiers diverge from strict ones.
+
+use curve25519_dalek::{
+    constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION},
+    edwards::CompressedEdwardsY,
+    scalar::Scalar,
+};
+use dubchain_plugin_api::types::{
+    Blob, Block, BlockHeader, Bytes32, Bytes64, Receipt, Record, SigItem, Transaction, TxKind,
+};
+use ed25519_dalek::{Signer, SigningKey};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha512};
+
+/// Owned signatures with their messages; [`SignatureSet::items`] borrows them as slot input.
+#[derive(Debug, Clone, Default)]
+pub struct SignatureSet {
+    pub entries: Vec<([u8; 32], [u8; 64], Vec<u8>)>,
+    /// For each entry, what kind of case it is (for messages in failing tests).
+    pub labels: Vec<&'static str>,
+}
+
+impl SignatureSet {
+    pub fn items(&self) -> Vec<SigItem<'_>> {
+        self.entries
+            .iter()
+            .map(|(k, s, m)| SigItem {
+                public_key: *k,
+                signature: *s,
+                message: m.as_slice().into(),
+            })
+            .collect()
+    }
+
+    fn push(&mut self, label: &'static str, key: [u8; 32], sig: [u8; 64], msg: Vec<u8>) {
+        self.entries.push((key, sig, msg));
+        self.labels.push(label);
+    }
+}
+
+/// `n` signatures from a pool of signers. Without `adversarial`, all are valid. With it,
+/// about a third are invalid or adversarial, cycling through every kind in
+/// [`adversarial_item`], and the rest valid.
+pub fn signature_set(seed: u64, n: usize, adversarial: bool) -> SignatureSet {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let signers: Vec<SigningKey> = (0..16).map(|_| SigningKey::generate(&mut rng)).collect();
+    let mut set = SignatureSet::default();
+    let mut kind = 0usize;
+    for i in 0..n {
+        let signer = &signers[i % signers.len()];
+        let len = rng.gen_range(0..200);
+        let msg: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        if adversarial && i % 3 == 1 {
+            let (label, key, sig, msg) = adversarial_item(kind, signer, msg, &mut rng);
+            kind += 1;
+            set.push(label, key, sig, msg);
+        } else {
+            let sig = signer.sign(&msg).to_bytes();
+            set.push("valid", signer.verifying_key().to_bytes(), sig, msg);
+        }
+    }
+    set
+}
+
+/// The number of distinct adversarial kinds [`adversarial_item`] cycles through.
+pub const ADVERSARIAL_KINDS: usize = 11;
+
+/// One adversarial item of kind `kind % ADVERSARIAL_KINDS`.
+pub fn adversarial_item(
+    kind: usize,
+    signer: &SigningKey,
+    mut msg: Vec<u8>,
+    rng: &mut ChaCha20Rng,
+) -> (&'static str, [u8; 32], [u8; 64], Vec<u8>) {
+    let key = signer.verifying_key().to_bytes();
+    let good = signer.sign(&msg).to_bytes();
+    let identity = CompressedEdwardsY::default().0; // y = 1: the identity, order 1
+    let mut identity_enc = [0u8; 32];
+    identity_enc[0] = 1;
+    match kind % ADVERSARIAL_KINDS {
+        0 => {
+            msg.push(0x55);
+            ("tampered message", key, good, msg)
+        }
+        1 => {
+            let mut sig = good;
+            sig[7] ^= 0x10;
+            ("flipped bit in R", key, sig, msg)
+        }
+        2 => {
+            let other = SigningKey::generate(rng).verifying_key().to_bytes();
+            ("wrong key", other, good, msg)
+        }
+        3 => {
+            // s + l encodes the same scalar non-canonically; strict verification rejects it.
+            let mut sig = good;
+            let s = Scalar::from_canonical_bytes(sig[32..].try_into().expect("32 bytes"))
+                .expect("canonical");
+            sig[32..].copy_from_slice(&add_group_order(s.to_bytes()));
+            ("non-canonical s", key, sig, msg)
+        }
+        4 => {
+            // Small-order key and R with s = 0: the cofactorless equation holds (0 = 0),
+            // so a non-strict or batch verifier accepts it.
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&identity_enc);
+            ("small-order key and R, s = 0", identity_enc, sig, msg)
+        }
+        5 => {
+            let _ = identity;
+            let mut sig = good;
+            sig[..32].copy_from_slice(&EIGHT_TORSION[1].compress().0);
+            ("small-order R", key, sig, msg)
+        }
+        6 => {
+            // A y coordinate >= p: the key does not decode canonically or at all.
+            let mut bad = [0xffu8; 32];
+            bad[31] = 0x7f;
+            ("non-canonical key encoding", bad, good, msg)
+        }
+        7 => (
+            "mixed-order R",
+            key,
+            sign_with_torsion_in_r(signer, &msg, 4),
+            msg,
+        ),
+        8 => (
+            "mixed-order R (order-2 component)",
+            key,
+            sign_with_torsion_in_r(signer, &msg, 2),
+            msg,
+        ),
+        9 => {
+            let (k, s) = sign_with_mixed_key(signer, &msg);
+            ("mixed-order key", k, s, msg)
+        }
+        _ => {
+            let mut sig = good;
+            sig[63] |= 0xf0; // s far above l
+            ("s out of range", key, sig, msg)
+        }
+    }
+}
+
+/// s + l as 32 little-endian bytes (fits: l < 2^253).
+fn add_group_order(s: [u8; 32]) -> [u8; 32] {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut out = [0u8; 32];
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = u16::from(s[i]) + u16::from(L[i]) + carry;
+        out[i] = v as u8;
+        carry = v >> 8;
+    }
+    out
+}
+
+fn challenge(r: &[u8; 32], a: &[u8; 32], msg: &[u8]) -> Scalar {
+    let mut h = Sha512::new();
+    h.update(r);
+    h.update(a);
+    h.update(msg);
+    Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// A signature whose R carries a torsion component of order `order` (2, 4 or 8), with `s`
+/// computed so that [s]B - [k]A is exactly the torsion-free part of R. Strict verification
+/// rejects it (R differs from the recomputed point); a cofactorless batch equation is off by
+/// a small-order point only, which a random linear combination can cancel.
+fn sign_with_torsion_in_r(signer: &SigningKey, msg: &[u8], order: usize) -> [u8; 64] {
+    let a = signer.to_scalar();
+    let key = signer.verifying_key().to_bytes();
+    let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest(msg).into());
+    let torsion = EIGHT_TORSION[8 / order];
+    let big_r = (ED25519_BASEPOINT_POINT * r + torsion).compress().0;
+    let k = challenge(&big_r, &key, msg);
+    let s = r + k * a;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&big_r);
+    sig[32..].copy_from_slice(&s.to_bytes());
+    sig
+}
+
+/// A key A' = A + T (T of order 8) and a signature by A's secret over `msg` under A'.
+/// Strict verification accepts it exactly when [k]T is the identity.
+fn sign_with_mixed_key(signer: &SigningKey, msg: &[u8]) -> ([u8; 32], [u8; 64]) {
+    let a = signer.to_scalar();
+    let mixed = (ED25519_BASEPOINT_POINT * a + EIGHT_TORSION[1])
+        .compress()
+        .0;
+    let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest([msg, b"r"].concat()).into());
+    let big_r = (ED25519_BASEPOINT_POINT * r).compress().0;
+    let k = challenge(&big_r, &mixed, msg);
+    let s = r + k * a;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&big_r);
+    sig[32..].copy_from_slice(&s.to_bytes());
+    (mixed, sig)
+}
+
+/// `blocks` blocks of `txs` transactions each, plus those transactions on their own, as
+/// stored records. Values are random but well formed, with signatures from real keys.
+pub fn records(seed: u64, blocks: usize, txs: usize) -> Vec<Record> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let signers: Vec<SigningKey> = (0..8).map(|_| SigningKey::generate(&mut rng)).collect();
+    let mut out = Vec::new();
+    let mut parent = Bytes32::default();
+    for height in 0..blocks as u64 {
+        let mut transactions = Vec::new();
+        let mut receipts = Vec::new();
+        for _ in 0..txs {
+            let tx = transaction(&mut rng, &signers);
+            out.push(Record::Transaction(tx.clone()));
+            let success = rng.gen_bool(0.9);
+            receipts.push(Receipt {
+                success,
+                gas_used: rng.gen_range(21_000..200_000),
+                error: if success {
+                    "".into()
+                } else {
+                    "insufficient balance".into()
+                },
+            });
+            transactions.push(tx);
+        }
+        let header = BlockHeader {
+            parent,
+            height,
+            proposer: Bytes32(
+                signers[height as usize % signers.len()]
+                    .verifying_key()
+                    .to_bytes(),
+            ),
+            tx_root: Bytes32(rng.gen()),
+            state_root: Bytes32(rng.gen()),
+            timestamp_ms: 1_700_000_000_000 + height * 2_000,
+        };
+        parent = Bytes32(rng.gen());
+        out.push(Record::Block(Block {
+            header,
+            transactions: transactions.into(),
+            receipts: receipts.into(),
+        }));
+    }
+    out
+}
+
+fn transaction(rng: &mut ChaCha20Rng, signers: &[SigningKey]) -> Transaction {
+    let signer = &signers[rng.gen_range(0..signers.len())];
+    let kind = match rng.gen_range(0..10) {
+        0 => TxKind::Deploy,
+        1..=3 => TxKind::Call,
+        _ => TxKind::Transfer,
+    };
+    let payload_len = match kind {
+        TxKind::Transfer => 0,
+        TxKind::Call => rng.gen_range(4..64),
+        TxKind::Deploy => rng.gen_range(200..2_000),
+    };
+    let from = Bytes32(signer.verifying_key().to_bytes());
+    let to = Bytes32(rng.gen());
+    let mut tx = Transaction {
+        from,
+        to,
+        amount: rng.gen_range(0..u64::from(u32::MAX)),
+        fee: rng.gen_range(1..10_000),
+        nonce: rng.gen_range(0..1_000),
+        gas_limit: if kind == TxKind::Transfer {
+            21_000
+        } else {
+            rng.gen_range(50_000..5_000_000)
+        },
+        kind,
+        payload: Blob(
+            (0..payload_len)
+                .map(|_| rng.gen())
+                .collect::<Vec<u8>>()
+                .into(),
+        ),
+        access_list: vec![from, to].into(),
+        signature: Bytes64([0; 64]),
+    };
+    let digest = Sha512::digest(serde_json::to_vec(&tx).expect("serialisable"));
+    tx.signature = Bytes64(signer.sign(&digest).to_bytes());
+    tx
+}
+
+/// `n` synthetic manifests for resolver benchmarks and tests: chains of 50 plugins, each
+/// depending on the previous two of its chain and declaring a conflict with a plugin of the
+/// next chain at an incompatible version (so it never fires), every one a layer of
+/// `crypto.sig_verify` ordered above its predecessor.
+pub fn synthetic_manifests(n: usize) -> Vec<crate::manifest::Manifest> {
+    use crate::manifest::{Conflict, Depend, Manifest, Ordering, Provide, Risk};
+    use semver::{Version, VersionReq};
+    let name = |i: usize| format!("p{i:05}");
+    let any = VersionReq::STAR;
+    (0..n)
+        .map(|i| {
+            let pos = i % 50;
+            let depends = (1..=2)
+                .filter(|d| pos >= *d)
+                .map(|d| Depend {
+                    name: name(i - d),
+                    version: any.clone(),
+                    reason: "chain".into(),
+                })
+                .collect();
+            let conflicts = vec![Conflict {
+                name: name((i + 50) % n.max(1)),
+                version: VersionReq::parse(">=9").expect("valid"),
+                reason: "never at this version".into(),
+            }];
+            Manifest {
+                name: name(i),
+                version: Version::new(0, 1, 0),
+                description: String::new(),
+                subsystem: "synthetic".into(),
+                path: format!("/synthetic/{}.toml", name(i)).into(),
+                library: format!("/synthetic/{}.so", name(i)).into(),
+                sha256: None,
+                api: VersionReq::parse("^0.1").expect("valid"),
+                provides: vec![Provide {
+                    slot: dubchain_plugin_api::slots::SIG_VERIFY.id.into(),
+                    version: 1,
+                }],
+                depends,
+                conflicts,
+                ordering: Ordering {
+                    above: if pos > 0 { vec![name(i - 1)] } else { vec![] },
+                    below: vec![],
+                },
+                risk: Risk::Low,
+                contract: None,
+                default_enabled: false,
+            }
+        })
+        .collect()
+}

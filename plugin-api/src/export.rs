@@ -1,0 +1,92 @@
+/// Exports a plugin's root module.
+///
+/// The crate using it must depend on `abi_stable` directly too: the root-module export this
+/// expands to refers to `::abi_stable`.
+///
+/// ```ignore
+/// dubchain_plugin_api::export_plugin! {
+///     name: "crypto_parallel_verification",
+///     init: |config: &str| Ok(()),                  // optional
+///     sig_verify: |config: &str| Ok(MyVerifier::new()),
+/// }
+/// ```
+///
+/// `name` must equal the manifest's `name`. Each slot entry is a constructor that receives
+/// the plugin's configuration (TOML text) and returns the implementation of that slot's Rust
+/// trait. Every generated entry point catches panics, so a panicking constructor or call is
+/// reported to the host as an error instead of unwinding across the boundary.
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        name: $name:literal
+        $(, init: $init:expr)?
+        $(, sig_verify: $sig:expr)?
+        $(, record_codec: $codec:expr)?
+        $(,)?
+    ) => {
+        #[$crate::abi_stable::export_root_module]
+        pub fn __dubchain_plugin_root_module() -> $crate::PluginModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+
+            extern "C" fn fingerprint() -> $crate::Fingerprint {
+                $crate::Fingerprint::current()
+            }
+            extern "C" fn name() -> $crate::abi_stable::std_types::RStr<'static> {
+                $crate::abi_stable::std_types::RStr::from_str($name)
+            }
+            extern "C" fn init(
+                config: $crate::abi_stable::std_types::RStr<'_>,
+            ) -> $crate::abi_stable::std_types::RResult<(), $crate::PluginError> {
+                $crate::slots::guard(|| {
+                    let _config: &str = config.as_str();
+                    $( let f: fn(&str) -> Result<(), $crate::PluginError> = $init; f(_config)?; )?
+                    Ok(())
+                })
+            }
+            $crate::PluginMod {
+                fingerprint,
+                name,
+                init,
+                sig_verify: $crate::__slot_factory!(sig_verify $(, $sig)?),
+                record_codec: $crate::__slot_factory!(record_codec $(, $codec)?),
+            }
+            .leak_into_prefix()
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __slot_factory {
+    ($slot:ident) => {
+        None
+    };
+    (sig_verify, $ctor:expr) => {{
+        extern "C" fn factory(
+            config: $crate::abi_stable::std_types::RStr<'_>,
+        ) -> $crate::abi_stable::std_types::RResult<$crate::slots::SigVerifyBox, $crate::PluginError> {
+            $crate::slots::guard(|| {
+                let imp = ($ctor)(config.as_str())?;
+                Ok($crate::slots::SigVerifyFfi_TO::from_value(
+                    $crate::slots::Guarded(imp),
+                    $crate::abi_stable::sabi_trait::TD_Opaque,
+                ))
+            })
+        }
+        Some(factory as $crate::Factory<$crate::slots::SigVerifyBox>)
+    }};
+    (record_codec, $ctor:expr) => {{
+        extern "C" fn factory(
+            config: $crate::abi_stable::std_types::RStr<'_>,
+        ) -> $crate::abi_stable::std_types::RResult<$crate::slots::RecordCodecBox, $crate::PluginError> {
+            $crate::slots::guard(|| {
+                let imp = ($ctor)(config.as_str())?;
+                Ok($crate::slots::RecordCodecFfi_TO::from_value(
+                    $crate::slots::Guarded(imp),
+                    $crate::abi_stable::sabi_trait::TD_Opaque,
+                ))
+            })
+        }
+        Some(factory as $crate::Factory<$crate::slots::RecordCodecBox>)
+    }};
+}

@@ -1,0 +1,257 @@
+//! The slots a plugin can fill, their contracts, and the adaptors that carry an
+//! implementation across the boundary.
+//!
+//! For each slot there are three things:
+//!
+//! * a plain Rust trait that plugin authors implement ([`SigVerify`], [`RecordCodec`]);
+//! * an FFI-safe trait object the host holds ([`SigVerifyBox`], [`RecordCodecBox`]);
+//! * an adaptor, [`Guarded`], that implements the FFI trait for any implementation of the
+//!   Rust trait and catches panics.
+//!
+//! A slot is either **exclusive** (one provider replaces the baseline) or **layered**
+//! (providers stack over the baseline in a declared order, each receiving the layer below as
+//! `next`). See [`SlotKind`].
+
+#![allow(
+    non_local_definitions,
+    reason = "abi_stable's #[sabi_trait] expands trait impls inside a const block"
+)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::{
+    sabi_trait,
+    std_types::{RBox, RResult, RSlice, RVec},
+    StableAbi,
+};
+
+use crate::{
+    types::{Record, SigItem},
+    PluginError,
+};
+
+/// Whether providers of a slot replace each other or stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// At most one enabled provider; it replaces the baseline.
+    Exclusive,
+    /// Any number of providers, stacked over the baseline in manifest order; each may
+    /// answer a call itself or pass (part of) it to the layer below.
+    Layered,
+}
+
+/// A slot the host knows: its identifier, contract version and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Identifier used in manifests, for example `crypto.sig_verify`.
+    pub id: &'static str,
+    /// Contract version; a manifest's `provides` must name this exact version.
+    pub version: u32,
+    /// Exclusive or layered.
+    pub kind: SlotKind,
+    /// One line on what the slot computes.
+    pub summary: &'static str,
+}
+
+/// ed25519 verification of a batch of signatures.
+pub const SIG_VERIFY: SlotInfo = SlotInfo {
+    id: "crypto.sig_verify",
+    version: 1,
+    kind: SlotKind::Layered,
+    summary: "strict ed25519 verdicts for a batch of (key, message, signature)",
+};
+
+/// Encoding and decoding of stored blocks and transactions.
+pub const RECORD_CODEC: SlotInfo = SlotInfo {
+    id: "storage.record_codec",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "bytes of stored blocks and transactions; must read every older format",
+};
+
+/// Every slot this version of the API defines.
+pub const ALL: &[SlotInfo] = &[SIG_VERIFY, RECORD_CODEC];
+
+/// Looks a slot up by identifier.
+pub fn find(id: &str) -> Option<&'static SlotInfo> {
+    ALL.iter().find(|s| s.id == id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// crypto.sig_verify
+
+/// Contract of `crypto.sig_verify`.
+///
+/// `verify_batch` returns one verdict per item, in order, equal to what
+/// `ed25519_dalek::VerifyingKey::verify_strict` says for that item: a key that does not
+/// decompress, a small-order key or `R`, a non-canonical `s`, or a failed equation is
+/// `false`. It may answer items itself or pass any subset to `next` (the layer below, whose
+/// bottom is the host's baseline).
+pub trait SigVerify: Send + Sync + 'static {
+    /// Verdicts for `items`, one per item, in order.
+    fn verify_batch(
+        &self,
+        items: &[SigItem<'_>],
+        next: &Next<'_>,
+    ) -> Result<Vec<bool>, PluginError>;
+}
+
+/// FFI form of [`SigVerify`]; hosts call it through [`SigVerifyBox`].
+#[sabi_trait]
+pub trait SigVerifyFfi: Send + Sync {
+    /// See [`SigVerify::verify_batch`].
+    #[sabi(last_prefix_field)]
+    fn verify_batch(
+        &self,
+        items: RSlice<'_, SigItem<'_>>,
+        next: LowerLayerRef<'_>,
+    ) -> RResult<RVec<bool>, PluginError>;
+}
+
+/// The layer below a `crypto.sig_verify` provider, as the host hands it over.
+#[sabi_trait]
+pub trait LowerLayer: Sync {
+    /// Verdicts of the lower layers for `items`.
+    #[sabi(last_prefix_field)]
+    fn verify_batch(&self, items: RSlice<'_, SigItem<'_>>) -> RResult<RVec<bool>, PluginError>;
+}
+
+/// An owned `crypto.sig_verify` implementation.
+pub type SigVerifyBox = SigVerifyFfi_TO<'static, RBox<()>>;
+/// A borrowed view of the layer below.
+pub type LowerLayerRef<'a> = LowerLayer_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+
+/// The layer below, as a plugin sees it.
+pub struct Next<'a>(LowerLayerRef<'a>);
+
+impl Next<'_> {
+    /// Asks the layers below (ultimately the baseline) for verdicts on `items`.
+    pub fn verify_batch(&self, items: &[SigItem<'_>]) -> Result<Vec<bool>, PluginError> {
+        self.0
+            .verify_batch(items.into())
+            .into_result()
+            .map(RVec::into_vec)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage.record_codec
+
+/// Contract of `storage.record_codec`.
+///
+/// `decode(encode(r)) == r` for every record; `decode` must also read every format written
+/// by earlier codecs of this slot, including the baseline's JSON, and give exactly the
+/// baseline's records for them. A record that cannot be decoded is an error for that item
+/// only.
+pub trait RecordCodec: Send + Sync + 'static {
+    /// The stored bytes of each record, in order.
+    fn encode(&self, records: &[Record]) -> Result<Vec<Vec<u8>>, PluginError>;
+    /// The record behind each stored value, or why it cannot be read.
+    fn decode(
+        &self,
+        values: &[RSlice<'_, u8>],
+    ) -> Result<Vec<Result<Record, PluginError>>, PluginError>;
+}
+
+/// FFI form of [`RecordCodec`]; hosts call it through [`RecordCodecBox`].
+#[sabi_trait]
+pub trait RecordCodecFfi: Send + Sync {
+    /// See [`RecordCodec::encode`].
+    fn encode(&self, records: RSlice<'_, Record>) -> RResult<RVec<RVec<u8>>, PluginError>;
+    /// See [`RecordCodec::decode`].
+    #[sabi(last_prefix_field)]
+    fn decode(
+        &self,
+        values: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<RVec<RResult<Record, PluginError>>, PluginError>;
+}
+
+/// An owned `storage.record_codec` implementation.
+pub type RecordCodecBox = RecordCodecFfi_TO<'static, RBox<()>>;
+
+// ---------------------------------------------------------------------------------------------
+// Adaptors
+
+/// Wraps a plugin's implementation of a slot trait so that it can cross the boundary:
+/// every call runs under `catch_unwind`, and a panic comes back as an error.
+#[repr(transparent)]
+#[derive(StableAbi)]
+pub struct Guarded<T>(pub T);
+
+/// Runs `f`, turning a panic into a [`PluginError`] of kind `Panicked`.
+pub fn guard<R>(f: impl FnOnce() -> Result<R, PluginError>) -> RResult<R, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result.into(),
+        Err(payload) => RResult::RErr(PluginError::panicked(&*payload)),
+    }
+}
+
+impl<T: SigVerify> SigVerifyFfi for Guarded<T> {
+    fn verify_batch(
+        &self,
+        items: RSlice<'_, SigItem<'_>>,
+        next: LowerLayerRef<'_>,
+    ) -> RResult<RVec<bool>, PluginError> {
+        let next = Next(next);
+        guard(|| {
+            check_len(items.len(), self.0.verify_batch(items.as_slice(), &next)?).map(RVec::from)
+        })
+    }
+}
+
+impl<T: RecordCodec> RecordCodecFfi for Guarded<T> {
+    fn encode(&self, records: RSlice<'_, Record>) -> RResult<RVec<RVec<u8>>, PluginError> {
+        guard(|| {
+            let out = check_len(records.len(), self.0.encode(records.as_slice())?)?;
+            Ok(out.into_iter().map(RVec::from).collect())
+        })
+    }
+
+    fn decode(
+        &self,
+        values: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<RVec<RResult<Record, PluginError>>, PluginError> {
+        guard(|| {
+            let out = check_len(values.len(), self.0.decode(values.as_slice())?)?;
+            Ok(out.into_iter().map(RResult::from).collect())
+        })
+    }
+}
+
+/// A batch answer must have one entry per input; anything else is a plugin bug that the
+/// host must not index past.
+fn check_len<T>(expected: usize, out: Vec<T>) -> Result<Vec<T>, PluginError> {
+    if out.len() == expected {
+        Ok(out)
+    } else {
+        Err(PluginError::failed(format!(
+            "plugin returned {} answers for a batch of {expected}",
+            out.len()
+        )))
+    }
+}
+
+/// Host side: presents a Rust closure as the [`LowerLayerRef`] handed to a layer.
+pub struct LowerFn<F>(pub F);
+
+impl<F> LowerLayer for LowerFn<F>
+where
+    F: Fn(&[SigItem<'_>]) -> Result<Vec<bool>, PluginError> + Sync,
+{
+    fn verify_batch(&self, items: RSlice<'_, SigItem<'_>>) -> RResult<RVec<bool>, PluginError> {
+        guard(|| (self.0)(items.as_slice()).map(RVec::from))
+    }
+}
+
+impl<F> LowerFn<F>
+where
+    F: Fn(&[SigItem<'_>]) -> Result<Vec<bool>, PluginError> + Sync,
+{
+    /// Borrows this closure as the FFI object a layer receives.
+    pub fn as_ffi(&self) -> LowerLayerRef<'_> {
+        LowerLayer_TO::from_ptr(
+            abi_stable::sabi_types::RRef::new(self),
+            abi_stable::sabi_trait::TD_Opaque,
+        )
+    }
+}

@@ -1,0 +1,246 @@
+//! Differential tests: each plugin, loaded from its library as the host loads it, gives
+//! exactly the baseline's answers on generated and adversarial inputs.
+
+use dubchain_host::{baseline, workload, Host};
+use dubchain_plugin_api::types::{Blob, Record};
+use dubchain_tests::{load, test_host, PluginDir};
+
+/// The configurations of `crypto_parallel_verification` under test.
+const VERIFIER_CONFIGS: &[&str] = &[
+    "chunk = 7\nbatch = false\n",
+    "chunk = 16\nbatch = true\n",
+    "chunk = 4096\nbatch = true\n",
+];
+
+/// A host with both first-party plugins loaded with `config`.
+fn loaded(config: &str) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add_first_party("storage_binary_formats");
+    let host = test_host();
+    let report = load(
+        &host,
+        &dir,
+        &["crypto_parallel_verification", "storage_binary_formats"],
+        config,
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (host, dir)
+}
+
+fn verifier_hosts() -> Vec<(&'static str, Host, PluginDir)> {
+    VERIFIER_CONFIGS
+        .iter()
+        .map(|c| {
+            let (h, d) = loaded(c);
+            (*c, h, d)
+        })
+        .collect()
+}
+
+fn assert_same_verdicts(
+    hosts: &[(&str, Host, PluginDir)],
+    set: &workload::SignatureSet,
+    what: &str,
+) {
+    let items = set.items();
+    let expected = baseline::sig_verify(&items);
+    for (config, host, _) in hosts {
+        let got = host.slots.sig_verify.verify_batch(&items);
+        assert_eq!(got.len(), expected.len());
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            assert_eq!(
+                e, g,
+                "{what}, config {config:?}: item {i} ({}): baseline {e}, plugin {g}",
+                set.labels[i]
+            );
+        }
+        let status = host.slots.sig_verify.status();
+        assert_eq!(
+            status.counters.fallbacks, 0,
+            "answered by the plugin itself: {status:?}"
+        );
+    }
+}
+
+#[test]
+fn signatures_generated_and_adversarial() {
+    let hosts = verifier_hosts();
+    for seed in 0..6 {
+        assert_same_verdicts(
+            &hosts,
+            &workload::signature_set(seed, 300, true),
+            &format!("seed {seed}"),
+        );
+    }
+    assert_same_verdicts(
+        &hosts,
+        &workload::signature_set(99, 500, false),
+        "all valid",
+    );
+    assert_same_verdicts(&hosts, &workload::SignatureSet::default(), "empty batch");
+}
+
+#[test]
+fn every_adversarial_kind_alone_and_among_valid_ones() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let signer = ed25519_dalek::SigningKey::generate(&mut rng);
+    let hosts = verifier_hosts();
+    let valid = workload::signature_set(3, 40, false);
+    for kind in 0..workload::ADVERSARIAL_KINDS {
+        for msg_seed in 0..8u8 {
+            let (label, key, sig, msg) =
+                workload::adversarial_item(kind, &signer, vec![msg_seed; 33], &mut rng);
+            let mut set = valid.clone();
+            // Alone, then hidden in a batch of valid signatures, twice (duplicates).
+            let alone = workload::SignatureSet {
+                entries: vec![(key, sig, msg.clone())],
+                labels: vec![label],
+            };
+            assert_same_verdicts(&hosts, &alone, label);
+            set.entries.insert(17, (key, sig, msg.clone()));
+            set.labels.insert(17, label);
+            set.entries.push((key, sig, msg));
+            set.labels.push(label);
+            assert_same_verdicts(&hosts, &set, label);
+        }
+    }
+}
+
+#[test]
+fn the_adversarial_set_really_is_adversarial() {
+    // Without the exactness checks, cofactorless batch verification would accept some of
+    // these: prove the inputs exercise that, so the test above can fail.
+    let set = workload::signature_set(1, 600, true);
+    let items = set.items();
+    let expected = baseline::sig_verify(&items);
+    let strict_rejected_but_equation_holds = items
+        .iter()
+        .zip(&expected)
+        .filter(|(item, ok)| {
+            !**ok && {
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&item.public_key);
+                let sig = ed25519_dalek::Signature::from_bytes(&item.signature);
+                key.is_ok_and(|k| {
+                    use ed25519_dalek::Verifier;
+                    k.verify(item.message.as_slice(), &sig).is_ok()
+                })
+            }
+        })
+        .count();
+    assert!(
+        strict_rejected_but_equation_holds > 0,
+        "some items pass non-strict verification only"
+    );
+    assert!(expected.iter().any(|v| *v) && expected.iter().any(|v| !*v));
+}
+
+/// Encodes `records` through the loaded codec.
+fn encode(host: &Host, records: &[Record]) -> Vec<Vec<u8>> {
+    host.slots.record_codec.encode(records)
+}
+
+fn decode(host: &Host, values: &[Vec<u8>]) -> Vec<Result<Record, String>> {
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    host.slots.record_codec.decode(&refs)
+}
+
+#[test]
+fn records_round_trip_byte_exact_and_read_old_json() {
+    let (host, _dir) = loaded("");
+    for seed in 0..4 {
+        let records = workload::records(seed, 5, 20);
+        let json = baseline::encode_records(&records);
+        let bin = encode(&host, &records);
+        assert!(
+            bin.iter().all(|b| b.starts_with(b"DCB1")),
+            "the plugin, not the baseline, encoded"
+        );
+        // decode(encode(r)) == r, and encode(decode(bytes)) == bytes.
+        let back: Vec<Record> = decode(&host, &bin)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, records);
+        assert_eq!(encode(&host, &back), bin);
+        // Old JSON records read exactly as the baseline reads them.
+        let json_refs: Vec<&[u8]> = json.iter().map(Vec::as_slice).collect();
+        assert_eq!(decode(&host, &json), baseline::decode_records(&json_refs));
+        for (b, j) in bin.iter().zip(&json) {
+            assert!(b.len() < j.len());
+        }
+    }
+    assert_eq!(host.slots.record_codec.status().counters.fallbacks, 0);
+}
+
+#[test]
+fn records_edge_cases() {
+    let (host, _dir) = loaded("");
+    let mut records = workload::records(8, 1, 3);
+    if let Record::Transaction(tx) = &mut records[0] {
+        tx.amount = u64::MAX;
+        tx.nonce = 0;
+        tx.payload = Blob(vec![0u8; 0].into());
+        tx.access_list = vec![].into();
+    }
+    if let Record::Block(b) = records.last_mut().unwrap() {
+        b.receipts[0].error = "ünïcødé \"quoted\" \\ error\n".into();
+        b.header.height = u64::MAX;
+    }
+    let bin = encode(&host, &records);
+    assert_eq!(
+        decode(&host, &bin)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        records
+    );
+    let json = baseline::encode_records(&records);
+    assert_eq!(
+        decode(&host, &json)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        records
+    );
+}
+
+#[test]
+fn corrupt_records_are_errors_for_that_item_only() {
+    let (host, _dir) = loaded("");
+    let records = workload::records(2, 1, 2);
+    let good = encode(&host, &records[..1]).remove(0);
+    let json = baseline::encode_records(&records[..1]).remove(0);
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() / 2);
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let mut bad_json = json.clone();
+    bad_json.truncate(json.len() - 1);
+    let mut flipped_tag = good.clone();
+    flipped_tag[4] = 0x7f; // no such Record variant
+    let values = vec![
+        good.clone(),
+        vec![],
+        b"DCB1".to_vec(),
+        truncated,
+        trailing,
+        bad_json.clone(),
+        flipped_tag,
+        b"\x00\x01\x02".to_vec(),
+        json.clone(),
+    ];
+    let out = decode(&host, &values);
+    assert_eq!(out[0].as_ref().unwrap(), &records[0]);
+    for (i, r) in out.iter().enumerate().take(8).skip(1) {
+        assert!(r.is_err(), "value {i} must not decode: {r:?}");
+    }
+    assert_eq!(out[8].as_ref().unwrap(), &records[0]);
+    // The baseline agrees on the JSON-shaped ones.
+    assert!(baseline::decode_records(&[&bad_json])
+        .pop()
+        .unwrap()
+        .is_err());
+    assert_eq!(host.slots.record_codec.status().counters.fallbacks, 0);
+}

@@ -1,0 +1,167 @@
+//! Per-call fallback and the circuit breaker: a failing or panicking plugin is answered by
+//! the baseline at once, taken off after repeated failures, and re-admitted by a probe.
+
+use std::time::Duration;
+
+use dubchain_host::{baseline, host::PluginState, workload};
+use dubchain_plugin_api::slots::SIG_VERIFY;
+use dubchain_tests::{load, test_host, PluginDir};
+
+fn items() -> workload::SignatureSet {
+    workload::signature_set(11, 30, true)
+}
+
+#[test]
+fn errors_are_answered_by_the_baseline_and_open_the_breaker() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
+    // A long backoff, so that no probe happens during the ten calls.
+    let host = dubchain_tests::test_host_with_backoff(600_000);
+    load(&host, &dir, &["fixture_returns_error"], "");
+    let set = items();
+    let items = set.items();
+    let expected = baseline::sig_verify(&items);
+    for _ in 0..10 {
+        assert_eq!(host.slots.sig_verify.verify_batch(&items), expected);
+    }
+    let status = host.slots.sig_verify.status();
+    // Threshold 3: three errors, then the breaker is open and the plugin is not called.
+    assert_eq!(status.counters.calls, 10);
+    assert_eq!(status.counters.errors, 3);
+    assert_eq!(status.counters.fallbacks, 10);
+    assert_eq!(status.providers[0].1.calls, 3);
+    assert_eq!(status.active, "baseline");
+    assert_eq!(
+        host.plugin_state("fixture_returns_error"),
+        PluginState::Fallback
+    );
+}
+
+#[test]
+fn panics_are_contained() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_panics", SIG_VERIFY.id, "");
+    let host = test_host();
+    load(&host, &dir, &["fixture_panics"], "");
+    let set = items();
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    assert_eq!(host.slots.sig_verify.status().counters.errors, 1);
+}
+
+/// Calls until `pred` holds on the slot status, for at most `limit` (the breaker's backoff
+/// is real time; this waits for it, it does not measure anything).
+fn call_until(
+    host: &dubchain_host::Host,
+    items: &[dubchain_plugin_api::types::SigItem<'_>],
+    limit: Duration,
+    pred: impl Fn(&dubchain_host::slot::SlotStatus) -> bool,
+) -> bool {
+    let expected = baseline::sig_verify(items);
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        assert_eq!(host.slots.sig_verify.verify_batch(items), expected);
+        if pred(&host.slots.sig_verify.status()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn breaker_readmits_a_recovered_plugin_after_a_probe() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
+    let host = test_host();
+    // One good call (the self-test), then three failures, then good again.
+    load(
+        &host,
+        &dir,
+        &["fixture_returns_error"],
+        "good_calls = 1\nfail_count = 3\n",
+    );
+    let set = items();
+    let items = set.items();
+    assert!(
+        call_until(&host, &items, Duration::from_secs(5), |s| !s
+            .open
+            .is_empty()),
+        "breaker opens"
+    );
+    assert_eq!(
+        host.plugin_state("fixture_returns_error"),
+        PluginState::Fallback
+    );
+    assert!(
+        call_until(&host, &items, Duration::from_secs(10), |s| s
+            .open
+            .is_empty()),
+        "breaker closes after the probe"
+    );
+    assert_eq!(
+        host.plugin_state("fixture_returns_error"),
+        PluginState::Enabled
+    );
+    assert!(host
+        .slots
+        .sig_verify
+        .status()
+        .active
+        .starts_with("fixture_returns_error"));
+}
+
+#[test]
+fn a_failed_probe_keeps_the_breaker_open() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
+    let host = test_host();
+    load(&host, &dir, &["fixture_returns_error"], "");
+    let set = items();
+    let items = set.items();
+    assert!(call_until(&host, &items, Duration::from_secs(5), |s| !s
+        .open
+        .is_empty()));
+    // Wait past two backoffs: probes happen and fail, so the plugin gets more calls but stays out.
+    assert!(call_until(&host, &items, Duration::from_secs(10), |s| s
+        .providers[0]
+        .1
+        .calls
+        >= 5));
+    assert_eq!(
+        host.plugin_state("fixture_returns_error"),
+        PluginState::Fallback
+    );
+}
+
+#[test]
+fn layered_failure_falls_to_the_layer_below() {
+    // A failing layer over the parallel verifier: the parallel verifier answers, not the baseline.
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add_fixture(
+        "fixture_returns_error",
+        SIG_VERIFY.id,
+        "[ordering]\nabove = [\"crypto_parallel_verification\"]\n",
+    );
+    let host = test_host();
+    load(
+        &host,
+        &dir,
+        &["crypto_parallel_verification", "fixture_returns_error"],
+        "",
+    );
+    let set = items();
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    let status = host.slots.sig_verify.status();
+    assert_eq!(status.stack.len(), 2);
+    assert!(status.stack[0].starts_with("crypto_parallel_verification"));
+    assert_eq!(status.providers[0].1.calls, 1, "the layer below answered");
+}

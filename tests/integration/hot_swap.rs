@@ -1,0 +1,95 @@
+//! Hot swap under load: threads call a slot without pause while its implementation is
+//! swapped back and forth; no call fails and every answer equals the baseline's.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc,
+};
+
+use dubchain_host::{baseline, workload};
+use dubchain_tests::{enable, library, resolve, test_host, PluginDir};
+
+#[test]
+fn swap_back_and_forth_under_load() {
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add_first_party("storage_binary_formats");
+    let host = Arc::new(test_host());
+    let manifests = dir.manifests();
+    let on = resolve(
+        &manifests,
+        &enable(&["crypto_parallel_verification", "storage_binary_formats"]),
+    );
+    let off = resolve(&manifests, &[]);
+    host.apply(&manifests, &on, |_| String::new()).unwrap();
+
+    let set = Arc::new(workload::signature_set(21, 48, true));
+    let records = Arc::new(workload::records(21, 2, 8));
+    let expected = Arc::new(baseline::sig_verify(&set.items()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (host, set, records, expected, stop, calls) = (
+                host.clone(),
+                set.clone(),
+                records.clone(),
+                expected.clone(),
+                stop.clone(),
+                calls.clone(),
+            );
+            std::thread::spawn(move || {
+                let items = set.items();
+                while !stop.load(Ordering::Relaxed) {
+                    if t % 2 == 0 {
+                        assert_eq!(host.slots.sig_verify.verify_batch(&items), *expected);
+                    } else {
+                        let enc = host.slots.record_codec.encode(&records);
+                        let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+                        let dec = host.slots.record_codec.decode(&refs);
+                        assert!(dec
+                            .iter()
+                            .zip(records.iter())
+                            .all(|(d, r)| d.as_ref() == Ok(r)));
+                    }
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    let mut swaps = 0;
+    for i in 0..120 {
+        let before = calls.load(Ordering::Relaxed);
+        // Alternate: plugins off, plugins on from the same library, and every tenth time a
+        // new copy of the library (a new version, loaded while the old one is live).
+        if i % 10 == 5 {
+            dir.put_library(
+                "crypto_parallel_verification",
+                &library("crypto_parallel_verification"),
+            );
+            let config = format!("chunk = {}\n", 8 + i);
+            host.apply(&manifests, &on, |_| config.clone()).unwrap();
+        } else {
+            host.apply(&manifests, if i % 2 == 0 { &off } else { &on }, |_| {
+                String::new()
+            })
+            .unwrap();
+        }
+        swaps += 1;
+        // Let calls run on each arrangement before the next swap.
+        while calls.load(Ordering::Relaxed) < before + 4 {
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join()
+            .expect("no caller panicked: every answer equalled the baseline's");
+    }
+    assert!(swaps >= 100);
+    for s in host.slot_status() {
+        assert_eq!(s.counters.errors, 0, "{s:?}");
+        assert_eq!(s.counters.fallbacks, 0, "{s:?}");
+    }
+}

@@ -1,0 +1,327 @@
+//! Loading: the first-party plugins load (built in release by a separate cargo invocation,
+//! into this debug test binary), and every way a library can be wrong gets its exact error
+//! while the host keeps serving from the baseline.
+
+use dubchain_host::{baseline, host::PluginState, loader::LoadError, workload};
+use dubchain_plugin_api::slots::SIG_VERIFY;
+use dubchain_tests::{library, load, manifest_text, test_host, PluginDir};
+
+/// The host answers `crypto.sig_verify` exactly as the baseline does.
+fn assert_serves_baseline_answers(host: &dubchain_host::Host) {
+    let set = workload::signature_set(7, 40, true);
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+}
+
+/// Loads fixture `name` (as a `crypto.sig_verify` provider with `extra` manifest TOML) and
+/// returns the single load error.
+fn load_error(name: &str, extra: &str, config: &str) -> (LoadError, dubchain_host::Host) {
+    let dir = PluginDir::new();
+    dir.add_fixture(name, SIG_VERIFY.id, extra);
+    let host = test_host();
+    let mut report = load(&host, &dir, &[name], config);
+    assert_eq!(
+        report.failed.len(),
+        1,
+        "expected one failure, got {:?}",
+        report.failed
+    );
+    assert!(matches!(host.plugin_state(name), PluginState::Failed(_)));
+    assert_eq!(host.slots.sig_verify.status().active, "baseline");
+    assert_serves_baseline_answers(&host);
+    (report.failed.remove(0), host)
+}
+
+#[test]
+fn first_party_plugins_load_across_profiles() {
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add_first_party("storage_binary_formats");
+    let host = test_host();
+    let report = load(
+        &host,
+        &dir,
+        &["crypto_parallel_verification", "storage_binary_formats"],
+        "",
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.loaded.len(), 2);
+    assert_eq!(
+        host.plugin_state("crypto_parallel_verification"),
+        PluginState::Enabled
+    );
+    let (_, _, built) = host.live_library("crypto_parallel_verification").unwrap();
+    assert!(
+        built.ends_with("release"),
+        "plugin was built in release: {built}"
+    );
+    assert!(cfg!(debug_assertions), "and this host is a debug build");
+    assert!(host
+        .slots
+        .sig_verify
+        .status()
+        .active
+        .starts_with("crypto_parallel_verification@0.1.0#"));
+    assert_serves_baseline_answers(&host);
+}
+
+#[test]
+fn returns_error_fixture_loads_then_falls_back() {
+    // It passes its self-test; its failures are exercised in the fallback tests.
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
+    let host = test_host();
+    let report = load(&host, &dir, &["fixture_returns_error"], "");
+    assert!(report.failed.is_empty());
+    assert_serves_baseline_answers(&host);
+    assert_eq!(host.slots.sig_verify.status().counters.errors, 1);
+}
+
+#[test]
+fn missing_library() {
+    let dir = PluginDir::new();
+    let manifest = dir.add("ghost", &manifest_text("ghost", SIG_VERIFY.id, ""), None);
+    let host = test_host();
+    let report = load(&host, &dir, &["ghost"], "");
+    let e = &report.failed[0];
+    assert!(matches!(e, LoadError::MissingLibrary { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.starts_with("plugin `ghost`: library "), "{msg}");
+    assert!(
+        msg.contains(&manifest.display().to_string()),
+        "names the manifest: {msg}"
+    );
+    assert!(msg.contains("does not exist"), "{msg}");
+    assert_serves_baseline_answers(&host);
+}
+
+#[test]
+fn sha256_mismatch() {
+    let pin = "0".repeat(64);
+    let (e, _) = load_error("fixture_panics", &format!("sha256 = \"{pin}\"\n"), "");
+    let LoadError::HashMismatch {
+        expected, found, ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(expected, &pin);
+    let bytes = std::fs::read(library("fixture_panics")).unwrap();
+    assert_eq!(found, &dubchain_host::loader::sha256_hex(&bytes));
+    assert!(e.to_string().contains("but the manifest pins 0000"), "{e}");
+}
+
+#[test]
+fn correct_sha256_pin_loads() {
+    let bytes = std::fs::read(library("crypto_parallel_verification")).unwrap();
+    let pin = dubchain_host::loader::sha256_hex(&bytes);
+    let dir = PluginDir::new();
+    let text = std::fs::read_to_string(
+        dubchain_tests::manifests_dir().join("crypto_parallel_verification.toml"),
+    )
+    .unwrap()
+    .replace(
+        "risk = \"low\"",
+        &format!("risk = \"low\"\nsha256 = \"{pin}\""),
+    );
+    dir.add(
+        "crypto_parallel_verification",
+        &text,
+        Some(&library("crypto_parallel_verification")),
+    );
+    let host = test_host();
+    assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
+        .failed
+        .is_empty());
+}
+
+#[test]
+fn not_a_plugin() {
+    let (e, _) = load_error("fixture_not_a_plugin", "", "");
+    assert!(matches!(e, LoadError::NotAPlugin { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("is not a DubChain plugin: it does not export the root module symbol"),
+        "{e}"
+    );
+}
+
+#[test]
+fn not_a_library_at_all() {
+    let dir = PluginDir::new();
+    let garbage = dir.path().join("garbage.bin");
+    std::fs::write(&garbage, b"this is not an ELF file").unwrap();
+    dir.add(
+        "junk",
+        &manifest_text("junk", SIG_VERIFY.id, ""),
+        Some(&garbage),
+    );
+    let host = test_host();
+    let report = load(&host, &dir, &["junk"], "");
+    assert!(
+        matches!(report.failed[0], LoadError::NotALibrary { .. }),
+        "{}",
+        report.failed[0]
+    );
+    assert_serves_baseline_answers(&host);
+}
+
+#[test]
+fn abi_mismatch() {
+    let (e, _) = load_error("fixture_abi_mismatch", "", "");
+    assert!(matches!(e, LoadError::AbiMismatch { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("has an incompatible ABI"), "{msg}");
+    assert!(
+        msg.contains("rebuild it against dubchain-plugin-api 0.1.0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn api_version_mismatch() {
+    let (e, _) = load_error("fixture_api_mismatch", "", "");
+    assert!(matches!(e, LoadError::ApiMismatch { .. }), "{e}");
+    assert!(
+        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.1.0; rebuild it against dubchain-plugin-api 0.1.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn name_mismatch() {
+    // The panics fixture's library under another plugin's manifest.
+    let dir = PluginDir::new();
+    dir.add(
+        "impostor",
+        &manifest_text("impostor", SIG_VERIFY.id, ""),
+        Some(&library("fixture_panics")),
+    );
+    let host = test_host();
+    let report = load(&host, &dir, &["impostor"], "");
+    assert!(
+        report.failed[0]
+            .to_string()
+            .contains("says it is plugin `fixture_panics`"),
+        "{}",
+        report.failed[0]
+    );
+}
+
+#[test]
+fn slot_not_exported() {
+    // The panics fixture exports crypto.sig_verify only.
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_panics", "storage.record_codec", "");
+    let host = test_host();
+    let report = load(&host, &dir, &["fixture_panics"], "");
+    let e = &report.failed[0];
+    assert!(matches!(e, LoadError::MissingSlot { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the manifest says it provides `storage.record_codec`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn panic_in_init() {
+    let (e, _) = load_error("fixture_panics", "", "panic_in_init = true\n");
+    let LoadError::InitFailed { error, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(error.kind, dubchain_plugin_api::ErrorKind::Panicked);
+    assert!(
+        e.to_string()
+            .contains("plugin panicked: fixture_panics panics in init on purpose"),
+        "{e}"
+    );
+}
+
+#[test]
+fn slow_init() {
+    let (e, _) = load_error("fixture_slow_init", "", "init_ms = 60000\n");
+    assert!(matches!(e, LoadError::InitTimeout { .. }), "{e}");
+    assert!(
+        e.to_string().contains("init did not finish within 1.5s"),
+        "{e}"
+    );
+}
+
+#[test]
+fn slow_init_within_deadline_loads() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_slow_init", SIG_VERIFY.id, "");
+    let host = test_host();
+    assert!(load(&host, &dir, &["fixture_slow_init"], "init_ms = 10\n")
+        .failed
+        .is_empty());
+}
+
+#[test]
+fn wrong_answers_fail_the_self_test() {
+    let (e, _) = load_error("fixture_wrong_answer", "", "");
+    assert!(matches!(e, LoadError::SelfTestFailed { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("baseline says false, plugin says Some(true)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn dependents_of_a_failed_plugin_stay_off() {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_not_a_plugin", "storage.record_codec", "");
+    let text = std::fs::read_to_string(
+        dubchain_tests::manifests_dir().join("crypto_parallel_verification.toml"),
+    )
+    .unwrap()
+        + "\n[[depends]]\nname = \"fixture_not_a_plugin\"\nreason = \"test\"\n";
+    dir.add(
+        "crypto_parallel_verification",
+        &text,
+        Some(&library("crypto_parallel_verification")),
+    );
+    let host = test_host();
+    let report = load(&host, &dir, &["crypto_parallel_verification"], "");
+    assert_eq!(report.failed.len(), 2);
+    assert_eq!(
+        report.failed[1].to_string(),
+        "plugin `crypto_parallel_verification`: depends on `fixture_not_a_plugin`, which failed to load"
+    );
+    assert_serves_baseline_answers(&host);
+}
+
+#[test]
+fn a_plan_with_problems_changes_nothing() {
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add(
+        "other",
+        &manifest_text(
+            "other",
+            SIG_VERIFY.id,
+            "[[conflicts]]\nname = \"crypto_parallel_verification\"\nreason = \"test\"\n",
+        ),
+        Some(&library("fixture_panics")),
+    );
+    let host = test_host();
+    load(&host, &dir, &["crypto_parallel_verification"], "");
+    let before = host.slots.sig_verify.status().stack;
+    let manifests = dir.manifests();
+    let bad = dubchain_tests::resolve(
+        &manifests,
+        &dubchain_tests::enable(&["crypto_parallel_verification", "other"]),
+    );
+    let problems = host.apply(&manifests, &bad, |_| String::new()).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(host.slots.sig_verify.status().stack, before);
+    assert_eq!(
+        host.plugin_state("crypto_parallel_verification"),
+        PluginState::Enabled
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the host: one binary, one module per concern.
+
+mod differential;
+mod fallback;
+mod hot_swap;
+mod loading;
+mod manifests;
+mod resolver;

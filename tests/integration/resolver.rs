@@ -1,0 +1,240 @@
+//! The gate graph: each case is a set of manifests and requests, and the expected plan or
+//! the full list of problems, rendered as text.
+
+use std::path::PathBuf;
+
+use dubchain_host::{
+    manifest::{self, Manifest},
+    resolve::{Request, Source},
+};
+use dubchain_tests::{enable, manifest_text, resolve};
+
+/// A manifest of a `crypto.sig_verify` layer (or `slot`) with extra TOML.
+fn m(name: &str, extra: &str) -> Manifest {
+    ms(name, "crypto.sig_verify", extra)
+}
+
+fn ms(name: &str, slot: &str, extra: &str) -> Manifest {
+    manifest::parse(
+        &PathBuf::from(format!("/plugins/{name}.toml")),
+        &manifest_text(name, slot, extra),
+    )
+    .unwrap()
+}
+
+fn dep(name: &str, version: &str) -> String {
+    format!("[[depends]]\nname = \"{name}\"\nversion = \"{version}\"\nreason = \"needs {name}\"\n")
+}
+
+/// Renders a resolution: every problem if there are any, else the enabled plugins with
+/// their first reason and the slot stacks.
+fn render(manifests: &[Manifest], requests: &[Request]) -> String {
+    let r = resolve(manifests, requests);
+    let mut out = String::new();
+    for p in &r.problems {
+        out += &format!("problem: {p}\n");
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    for name in r.enabled() {
+        out += &format!("on {name}: {}\n", r.decisions[name].reasons[0]);
+    }
+    for (slot, stack) in &r.stacks {
+        out += &format!("stack {slot}: {}\n", stack.join(" > "));
+    }
+    out
+}
+
+fn check(manifests: &[Manifest], requests: &[Request], expected: &str) {
+    let got = render(manifests, requests);
+    assert_eq!(got.trim(), expected.trim(), "\n--- got ---\n{got}");
+}
+
+#[test]
+fn nothing_requested_nothing_on() {
+    check(&[m("a", "")], &[], "");
+}
+
+#[test]
+fn default_enabled_and_command_line_disable() {
+    let a = m("a", "default_enabled = true\n");
+    check(
+        &[a.clone()],
+        &[],
+        "on a: enabled by default_enabled in its manifest\nstack crypto.sig_verify: a",
+    );
+    let off = vec![Request {
+        name: "a".into(),
+        enable: false,
+        source: Source::CommandLine,
+    }];
+    check(&[a], &off, "");
+}
+
+#[test]
+fn dependencies_are_enabled_transitively() {
+    let ms = [
+        m("a", &dep("b", "^0.1")),
+        ms("b", "storage.record_codec", &dep("c", "*")),
+        m("c", ""),
+    ];
+    check(
+        &ms,
+        &enable(&["a"]),
+        "on a: enabled by the command line\n\
+         on b: required by `a` (depends ^0.1: needs b)\n\
+         on c: required by `b` (depends *: needs c)\n\
+         stack crypto.sig_verify: a > c\n\
+         stack storage.record_codec: b",
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let ms = [
+        m("a", &(dep("missing", "*") + &dep("old", ">=1.0"))),
+        m("old", ""),
+        m(
+            "x",
+            "[[conflicts]]\nname = \"a\"\nreason = \"both rewrite the verification path\"\n",
+        ),
+        ms("codec1", "storage.record_codec", ""),
+        ms("codec2", "storage.record_codec", ""),
+        ms("nowhere", "net.teleport", ""),
+        m("future", "").clone(),
+    ];
+    let mut future = ms[6].clone();
+    future.api = semver::VersionReq::parse("^2").unwrap();
+    let ms = [&ms[..6], &[future]].concat();
+    check(
+        &ms,
+        &enable(&["a", "x", "codec1", "codec2", "nowhere", "future", "ghost"]),
+        "problem: `ghost` is requested by the command line, but no manifest in the plugin directory has that name\n\
+         problem: `a` depends on `missing` * (needs missing), which is not in the plugin directory\n\
+         problem: `a` depends on `old` >=1.0, but the plugin directory has version 0.1.0\n\
+         problem: `x` conflicts with `a`: both rewrite the verification path; `x` is enabled by the command line, `a` is enabled by the command line; disable one of them\n\
+         problem: `nowhere` provides slot `net.teleport`, which this host does not have (known: crypto.sig_verify, storage.record_codec)\n\
+         problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.1.0\n\
+         problem: slot `storage.record_codec` is exclusive but several enabled plugins provide it: `codec1` (enabled by the command line), `codec2` (enabled by the command line)",
+    )
+}
+
+#[test]
+fn conflict_names_both_and_why_each_was_requested() {
+    let ms = [
+        m("top", &dep("mid", "*")),
+        m("mid", ""),
+        m(
+            "other",
+            "[[conflicts]]\nname = \"mid\"\nversion = \"^0.1\"\nreason = \"they share a cache\"\n",
+        ),
+    ];
+    let r = resolve(&ms, &enable(&["top", "other"]));
+    assert_eq!(r.problems.len(), 1);
+    assert_eq!(
+        r.problems[0].to_string(),
+        "`other` conflicts with `mid`: they share a cache; `other` is enabled by the command line, \
+         `mid` is required by `top` (depends *: needs mid); disable one of them"
+    );
+}
+
+#[test]
+fn cycle_is_reported_whole() {
+    let ms = [
+        m("a", &dep("b", "*")),
+        m("b", &dep("c", "*")),
+        m("c", &dep("a", "*")),
+        m("d", &dep("d", "*")),
+    ];
+    check(
+        &ms,
+        &enable(&["a", "d"]),
+        "problem: dependency cycle: a -> b -> c -> a\nproblem: dependency cycle: d -> d",
+    );
+}
+
+#[test]
+fn disabled_dependency_is_a_problem() {
+    let ms = [m("a", &dep("b", "*")), m("b", "")];
+    let mut reqs = vec![Request {
+        name: "b".into(),
+        enable: false,
+        source: Source::Profile {
+            profile: "prod".into(),
+            file: "c.toml".into(),
+        },
+    }];
+    reqs.extend(enable(&["a"]));
+    check(
+        &ms,
+        &reqs,
+        "problem: `a` depends on `b`, which is disabled by profile `prod` of c.toml",
+    );
+}
+
+#[test]
+fn layers_are_ordered_by_above_and_below() {
+    let ms = [
+        m("cache", "[ordering]\nabove = [\"parallel\"]\n"),
+        m("parallel", "[ordering]\nabove = [\"accel\"]\n"),
+        m("accel", ""),
+        m("zzz_unordered", ""),
+    ];
+    check(
+        &ms,
+        &enable(&["cache", "parallel", "accel"]),
+        "on accel: enabled by the command line\non cache: enabled by the command line\non parallel: enabled by the command line\n\
+         stack crypto.sig_verify: accel > parallel > cache",
+    );
+    // `below` says the same from the other side; constraints naming absent layers are ignored.
+    let ms = [
+        m("cache", ""),
+        m(
+            "parallel",
+            "[ordering]\nbelow = [\"cache\"]\nabove = [\"not_enabled\"]\n",
+        ),
+    ];
+    let r = resolve(&ms, &enable(&["cache", "parallel"]));
+    assert_eq!(r.stacks["crypto.sig_verify"], ["parallel", "cache"]);
+}
+
+#[test]
+fn ordering_cycle_is_a_problem() {
+    let ms = [
+        m("a", "[ordering]\nabove = [\"b\"]\n"),
+        m("b", "[ordering]\nabove = [\"a\"]\n"),
+    ];
+    check(
+        &ms,
+        &enable(&["a", "b"]),
+        "problem: the layers of `crypto.sig_verify` cannot be ordered: their above/below constraints form a cycle among a, b",
+    );
+}
+
+#[test]
+fn feature_set_id_depends_on_the_enabled_set() {
+    let ms = [m("a", ""), m("b", "")];
+    let one = resolve(&ms, &enable(&["a"])).feature_set_id;
+    let two = resolve(&ms, &enable(&["a", "b"])).feature_set_id;
+    assert_ne!(one, two);
+    assert_eq!(one, resolve(&ms, &enable(&["a"])).feature_set_id);
+}
+
+#[test]
+fn resolves_ten_thousand_manifests() {
+    // Correctness at scale; the timing is a benchmark (benches/benches/resolver.rs).
+    let ms = dubchain_host::workload::synthetic_manifests(10_000);
+    let names: Vec<String> = ms.iter().step_by(7).map(|m| m.name.clone()).collect();
+    let reqs: Vec<Request> = names
+        .iter()
+        .map(|n| Request {
+            name: n.clone(),
+            enable: true,
+            source: Source::CommandLine,
+        })
+        .collect();
+    let r = resolve(&ms, &reqs);
+    assert!(r.is_ok(), "{:?}", &r.problems[..r.problems.len().min(3)]);
+    assert!(r.enabled().count() >= names.len());
+}

@@ -1,0 +1,150 @@
+//! Support for the integration tests: where the plugin libraries built by `build.rs` are,
+//! and plugin directories assembled from them in temporary folders.
+
+use std::path::{Path, PathBuf};
+
+use dubchain_host::{
+    manifest::{self, Manifest},
+    resolve::{self, Request, Resolution, Source},
+    session::host_api_version,
+    Host,
+};
+
+/// The library built for crate `name` (a first-party plugin or a fixture).
+pub fn library(name: &str) -> PathBuf {
+    PathBuf::from(match name {
+        "crypto_parallel_verification" => env!("DUBCHAIN_LIB_crypto_parallel_verification"),
+        "storage_binary_formats" => env!("DUBCHAIN_LIB_storage_binary_formats"),
+        "fixture_returns_error" => env!("DUBCHAIN_LIB_fixture_returns_error"),
+        "fixture_panics" => env!("DUBCHAIN_LIB_fixture_panics"),
+        "fixture_not_a_plugin" => env!("DUBCHAIN_LIB_fixture_not_a_plugin"),
+        "fixture_abi_mismatch" => env!("DUBCHAIN_LIB_fixture_abi_mismatch"),
+        "fixture_api_mismatch" => env!("DUBCHAIN_LIB_fixture_api_mismatch"),
+        "fixture_slow_init" => env!("DUBCHAIN_LIB_fixture_slow_init"),
+        "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
+        other => panic!("no library `{other}` is built for the tests"),
+    })
+}
+
+/// The first-party manifests directory.
+pub fn manifests_dir() -> PathBuf {
+    PathBuf::from(env!("DUBCHAIN_MANIFESTS"))
+}
+
+/// A minimal manifest for plugin `name` providing `slot`, with `extra` TOML appended.
+pub fn manifest_text(name: &str, slot: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.1\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
+    )
+}
+
+/// A plugin directory in a temporary folder.
+pub struct PluginDir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for PluginDir {
+    fn default() -> Self {
+        PluginDir::new()
+    }
+}
+
+impl PluginDir {
+    pub fn new() -> PluginDir {
+        PluginDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `manifest` as `<name>.toml` and, if `library` is given, copies that library
+    /// next to it under the name the manifest's `library = "<name>"` maps to.
+    pub fn add(&self, name: &str, manifest: &str, library: Option<&Path>) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, manifest).expect("write manifest");
+        if let Some(lib) = library {
+            self.put_library(name, lib);
+        }
+        path
+    }
+
+    /// Copies `library` to where plugin `name`'s manifest looks for it.
+    pub fn put_library(&self, name: &str, library: &Path) {
+        let dest = self.dir.path().join(manifest::library_file_name(name));
+        std::fs::copy(library, dest).expect("copy library");
+    }
+
+    /// Adds a first-party plugin: its manifest from `manifests/` and its built library.
+    pub fn add_first_party(&self, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(manifests_dir().join(format!("{name}.toml")))
+            .expect("first-party manifest");
+        self.add(name, &text, Some(&library(name)))
+    }
+
+    /// Adds fixture `name` as a plugin of `slot`, with `extra` manifest TOML.
+    pub fn add_fixture(&self, name: &str, slot: &str, extra: &str) -> PathBuf {
+        self.add(
+            name,
+            &manifest_text(name, slot, extra),
+            Some(&library(name)),
+        )
+    }
+
+    /// Every manifest in the directory; panics if any is broken.
+    pub fn manifests(&self) -> Vec<Manifest> {
+        let d = manifest::discover(self.path());
+        assert!(d.errors.is_empty(), "broken manifests: {:?}", d.errors);
+        d.manifests
+    }
+}
+
+/// Requests enabling `names` from the command line.
+pub fn enable(names: &[&str]) -> Vec<Request> {
+    names
+        .iter()
+        .map(|n| Request {
+            name: (*n).to_owned(),
+            enable: true,
+            source: Source::CommandLine,
+        })
+        .collect()
+}
+
+/// Resolves `requests` over `manifests` with this host's API version.
+pub fn resolve(manifests: &[Manifest], requests: &[Request]) -> Resolution {
+    resolve::resolve(manifests, requests, &host_api_version())
+}
+
+/// A host with a short init deadline and a fast breaker (3 failures, 50 ms backoff).
+pub fn test_host() -> Host {
+    test_host_with_backoff(50)
+}
+
+/// Like [`test_host`], with the breaker's first backoff set to `backoff_ms`.
+pub fn test_host_with_backoff(backoff_ms: u64) -> Host {
+    Host::new(dubchain_host::host::HostOptions {
+        init_timeout: std::time::Duration::from_millis(1_500),
+        breaker: dubchain_host::slot::BreakerConfig {
+            failure_threshold: 3,
+            backoff_ms,
+            max_backoff_ms: backoff_ms * 8,
+        },
+        ..Default::default()
+    })
+}
+
+/// Resolves and applies `enable` over `dir` on `host`, with `config` for every plugin.
+pub fn load(
+    host: &Host,
+    dir: &PluginDir,
+    names: &[&str],
+    config: &str,
+) -> dubchain_host::host::ApplyReport {
+    let manifests = dir.manifests();
+    let resolution = resolve(&manifests, &enable(names));
+    host.apply(&manifests, &resolution, |_| config.to_owned())
+        .unwrap_or_else(|p| panic!("plan problems: {p:?}"))
+}
