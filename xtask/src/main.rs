@@ -1,1 +1,149 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <task>`:
+//!
+//! * `plugins`: build the first-party plugins (release, their own target directory) and
+//!   assemble the drop-in directory `target/dubchain/plugins/`.
+//! * `run [ARGS]`: the main job: `plugins`, then the host in release, then
+//!   `dubchain-perf plugins list` and `dubchain-perf run` with the `production` profile
+//!   (ARGS go to `run`).
+//! * `test`: the whole test suite (nextest when installed, else `cargo test`).
+//! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = project_root();
+    match task.as_str() {
+        "plugins" => assemble_plugins(&root).map(|_| ()),
+        "run" => main_job(&root, &rest),
+        "test" => test(&root, &rest),
+        "bench" => run(Command::new(cargo()).current_dir(&root).args(["bench", "-p", "dubchain-benches", "--"]).args(&rest)),
+        _ => {
+            eprintln!("usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS]>");
+            bail!("unknown task `{task}`")
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the root").to_owned()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Builds every crate under `plugins/` as in `tests/build.rs` (same flags and target
+/// directory, so the two share one build) and copies each library with its manifest into
+/// `target/dubchain/plugins/`. Returns that directory.
+fn assemble_plugins(root: &Path) -> Result<PathBuf> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("plugins"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    eprintln!("building {} plugins (release)", names.len());
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root)
+        .args(["build", "--release", "--message-format=json-render-diagnostics", "--target-dir"])
+        .arg(target_dir(root).join("plugin-build"))
+        .stdout(Stdio::piped());
+    for n in &names {
+        cmd.args(["-p", n]);
+    }
+    let out = cmd.spawn()?.wait_with_output()?;
+    if !out.status.success() {
+        bail!("building the plugins failed");
+    }
+    let dest = root.join("target/dubchain/plugins");
+    std::fs::create_dir_all(&dest)?;
+    let mut copied = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if msg["reason"] != "compiler-artifact" || !is_cdylib {
+            continue;
+        }
+        let name = msg["target"]["name"].as_str().unwrap_or_default().replace('-', "_");
+        let Some(lib) = msg["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(std::env::consts::DLL_SUFFIX))
+        else {
+            continue;
+        };
+        let manifest = root.join("manifests").join(format!("{name}.toml"));
+        if !manifest.is_file() {
+            bail!("plugin `{name}` has no manifest at {}", manifest.display());
+        }
+        let file = Path::new(lib).file_name().expect("a file name");
+        // Write to a temporary name and rename, so a running host never sees half a file.
+        let tmp = dest.join(format!(".{}.tmp", file.to_string_lossy()));
+        std::fs::copy(lib, &tmp)?;
+        std::fs::rename(&tmp, dest.join(file))?;
+        std::fs::copy(&manifest, dest.join(format!("{name}.toml")))?;
+        copied += 1;
+    }
+    eprintln!("assembled {copied} plugins in {}", dest.display());
+    Ok(dest)
+}
+
+fn main_job(root: &Path, args: &[String]) -> Result<()> {
+    let plugin_dir = assemble_plugins(root)?;
+    eprintln!("building dubchain-perf (release)");
+    run(Command::new(cargo()).current_dir(root).args(["build", "--release", "-p", "dubchain-host"]))?;
+    let exe = target_dir(root).join("release").join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
+    let perf = |extra: &[&str]| {
+        let mut cmd = Command::new(&exe);
+        cmd.current_dir(root)
+            .arg("--plugin-dir")
+            .arg(&plugin_dir)
+            .args(["--profile", "production", "--state-dir"])
+            .arg(root.join("target/dubchain/state"))
+            .args(extra);
+        cmd
+    };
+    run(&mut perf(&["plugins", "list"]))?;
+    println!();
+    let mut run_cmd = perf(&["run", "--out"]);
+    run_cmd.arg(root.join("target/dubchain")).args(args);
+    run(&mut run_cmd)
+}
+
+fn test(root: &Path, args: &[String]) -> Result<()> {
+    let has_nextest = Command::new(cargo())
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_nextest {
+        run(Command::new(cargo()).current_dir(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args))?;
+        // nextest does not run doctests.
+        run(Command::new(cargo()).current_dir(root).args(["test", "--workspace", "--doc"]))
+    } else {
+        run(Command::new(cargo()).current_dir(root).args(["test", "--workspace", "--no-fail-fast"]).args(args))
+    }
+}
