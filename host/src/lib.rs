@@ -10,6 +10,7 @@ pub mod config;
 pub mod host;
 pub mod loader;
 pub mod manifest;
+pub mod measure;
 pub mod resolve;
 pub mod selftest;
 pub mod session;

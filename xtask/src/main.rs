@@ -24,7 +24,13 @@ fn main() -> Result<()> {
         "plugins" => assemble_plugins(&root).map(|_| ()),
         "run" => main_job(&root, &rest),
         "test" => test(&root, &rest),
-        "bench" => run(Command::new(cargo()).current_dir(&root).args(["bench", "-p", "dubchain-benches", "--"]).args(&rest)),
+        "bench" => {
+            assemble_plugins(&root)?;
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["bench", "-p", "dubchain-benches"])
+                .args(&rest))
+        }
         _ => {
             eprintln!("usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS]>");
             bail!("unknown task `{task}`")
@@ -33,7 +39,10 @@ fn main() -> Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the root")
+        .to_owned()
 }
 
 fn cargo() -> String {
@@ -41,7 +50,9 @@ fn cargo() -> String {
 }
 
 fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -65,7 +76,12 @@ fn assemble_plugins(root: &Path) -> Result<PathBuf> {
     eprintln!("building {} plugins (release)", names.len());
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root)
-        .args(["build", "--release", "--message-format=json-render-diagnostics", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+            "--target-dir",
+        ])
         .arg(target_dir(root).join("plugin-build"))
         .stdout(Stdio::piped());
     for n in &names {
@@ -79,12 +95,19 @@ fn assemble_plugins(root: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&dest)?;
     let mut copied = 0;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
         if msg["reason"] != "compiler-artifact" || !is_cdylib {
             continue;
         }
-        let name = msg["target"]["name"].as_str().unwrap_or_default().replace('-', "_");
+        let name = msg["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('-', "_");
         let Some(lib) = msg["filenames"]
             .as_array()
             .into_iter()
@@ -113,8 +136,15 @@ fn assemble_plugins(root: &Path) -> Result<PathBuf> {
 fn main_job(root: &Path, args: &[String]) -> Result<()> {
     let plugin_dir = assemble_plugins(root)?;
     eprintln!("building dubchain-perf (release)");
-    run(Command::new(cargo()).current_dir(root).args(["build", "--release", "-p", "dubchain-host"]))?;
-    let exe = target_dir(root).join("release").join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
+    run(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "dubchain-host",
+    ]))?;
+    let exe = target_dir(root)
+        .join("release")
+        .join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
     let perf = |extra: &[&str]| {
         let mut cmd = Command::new(&exe);
         cmd.current_dir(root)
@@ -140,10 +170,18 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         .status()
         .is_ok_and(|s| s.success());
     if has_nextest {
-        run(Command::new(cargo()).current_dir(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(args))?;
+        run(Command::new(cargo())
+            .current_dir(root)
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(args))?;
         // nextest does not run doctests.
-        run(Command::new(cargo()).current_dir(root).args(["test", "--workspace", "--doc"]))
+        run(Command::new(cargo())
+            .current_dir(root)
+            .args(["test", "--workspace", "--doc"]))
     } else {
-        run(Command::new(cargo()).current_dir(root).args(["test", "--workspace", "--no-fail-fast"]).args(args))
+        run(Command::new(cargo())
+            .current_dir(root)
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(args))
     }
 }
