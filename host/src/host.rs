@@ -4,8 +4,9 @@
 //! resolution has problems, nothing changes. Otherwise it loads what is new (each plugin
 //! from a fresh copy of its library, checked and initialised before anything is swapped),
 //! keeps what is unchanged, and installs each slot's new stack with one atomic swap. A plugin
-//! that fails to load is reported, its dependents stay off, and its slot keeps whatever is
-//! below it, ultimately the baseline.
+//! that fails to load is reported; if an earlier version of it is live, that version keeps
+//! serving (a failed reload never downgrades a slot); otherwise its dependents stay off and
+//! its slots keep whatever is below them, ultimately the baseline.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -82,8 +83,11 @@ pub struct ApplyReport {
     pub retired: Vec<String>,
     /// Plugins the plan enabled that could not be loaded.
     pub failed: Vec<LoadError>,
+    /// Of those, the ones whose earlier live version keeps serving.
+    pub kept_after_failure: Vec<String>,
 }
 
+#[derive(Clone)]
 struct Live {
     plugin: Arc<LoadedPlugin>,
     sig_verify: Option<Arc<Provider<dubchain_plugin_api::slots::SigVerifyBox>>>,
@@ -157,14 +161,7 @@ impl Host {
                 .get(&name)
                 .filter(|l| unchanged(l, manifest, &plugin_config))
             {
-                next.insert(
-                    name.clone(),
-                    Live {
-                        plugin: live.plugin.clone(),
-                        sig_verify: live.sig_verify.clone(),
-                        record_codec: live.record_codec.clone(),
-                    },
-                );
+                next.insert(name.clone(), live.clone());
                 report.kept.push(name);
                 continue;
             }
@@ -209,8 +206,14 @@ impl Host {
                     report.loaded.push(name);
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %name, error = %e, "plugin failed to load; its slots keep what is below it");
-                    failed.insert(name.clone(), e.to_string());
+                    if let Some(live) = state.live.get(&name) {
+                        tracing::warn!(plugin = %name, error = %e, generation = live.plugin.generation, "reload failed; the live version keeps serving");
+                        next.insert(name.clone(), live.clone());
+                        report.kept_after_failure.push(name);
+                    } else {
+                        tracing::warn!(plugin = %name, error = %e, "plugin failed to load; its slots keep what is below it");
+                        failed.insert(name.clone(), e.to_string());
+                    }
                     report.failed.push(e);
                 }
             }

@@ -15,6 +15,8 @@ pub mod resolve;
 pub mod selftest;
 pub mod session;
 pub mod slot;
+pub mod testing;
+pub mod watch;
 pub mod workload;
 
 pub use host::Host;

@@ -128,6 +128,13 @@ struct RunArgs {
     /// Where to write `run.json`.
     #[arg(long, default_value = "target/dubchain")]
     out: PathBuf,
+    /// After the table, keep the workload running and watch the plugin directory: plugins
+    /// dropped in, rebuilt or removed are reloaded live and each swap is printed.
+    #[arg(long)]
+    watch: bool,
+    /// With `--watch`: stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -182,6 +189,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn print_manifest_errors(s: &Session) {
     for e in &s.manifest_errors {
         eprintln!("error: {e} (skipped; the other plugins are unaffected)");
+    }
+    for w in &s.resolution.warnings {
+        eprintln!("warning: {w}");
     }
 }
 
@@ -493,7 +503,7 @@ fn median(v: &mut [Duration]) -> Duration {
 
 fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
     print_manifest_errors(s);
-    let host = loaded_host(s);
+    let host = std::sync::Arc::new(loaded_host(s));
     let sigs = workload::signature_set(args.seed, args.signatures, true);
     let items = sigs.items();
     let records = workload::records(args.seed, args.blocks, 64);
@@ -604,12 +614,80 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
     std::fs::write(&out, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
+    if args.watch && results.iter().all(|r| r.identical) {
+        return watch_loop(
+            s,
+            host,
+            &items,
+            &records,
+            args.duration.map(Duration::from_secs),
+        );
+    }
     if results.iter().all(|r| r.identical) {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("error: a plugin's answers differ from the baseline's");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Keeps calling every slot and checking the answers while the plugin directory is watched;
+/// prints each reload and, every few seconds, the calls made and what is active.
+fn watch_loop(
+    s: &Session,
+    host: std::sync::Arc<Host>,
+    items: &[dubchain_plugin_api::types::SigItem<'_>],
+    records: &[Record],
+    duration: Option<Duration>,
+) -> Result<ExitCode> {
+    use dubchain_host::watch::{watch, Reloader};
+    let reloader = std::sync::Arc::new(Reloader::new(host.clone(), s.options.clone()));
+    let _watcher = watch(&s.options.plugin_dir, reloader, |event| println!("{event}"))
+        .with_context(|| format!("watching {}", s.options.plugin_dir.display()))?;
+    println!(
+        "\nwatching {} for plugin changes{}",
+        s.options.plugin_dir.display(),
+        match duration {
+            Some(d) => format!(" for {}s", d.as_secs()),
+            None => " (Ctrl-C to stop)".to_owned(),
+        }
+    );
+    let expected = baseline::sig_verify(items);
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    let mut rounds = 0u64;
+    while duration.is_none_or(|d| start.elapsed() < d) {
+        if host.slots.sig_verify.verify_batch(items) != expected {
+            bail!("crypto.sig_verify answered differently from the baseline");
+        }
+        let enc = host.slots.record_codec.encode(records);
+        let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+        if !host
+            .slots
+            .record_codec
+            .decode(&refs)
+            .iter()
+            .zip(records)
+            .all(|(d, r)| d.as_ref().ok() == Some(r))
+        {
+            bail!("storage.record_codec did not read back what it wrote");
+        }
+        rounds += 1;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let active: Vec<String> = host
+                .slot_status()
+                .iter()
+                .map(|st| format!("{}={}", st.slot, st.active))
+                .collect();
+            println!(
+                "{rounds} rounds, all answers identical; {}",
+                active.join(", ")
+            );
+        }
+    }
+    println!("stopped after {rounds} rounds, all answers identical");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn slot_run(

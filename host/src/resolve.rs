@@ -14,7 +14,10 @@
 //!    dependency cycles, unknown slots or slot versions, two providers of an exclusive slot,
 //!    API ranges the host does not satisfy, and the stacking order of layered slots.
 //!
-//! Every problem is collected; a resolution with problems must not be applied.
+//! Every problem is collected; a resolution with problems must not be applied. A request for
+//! a plugin that is not in the directory is a *warning*, not a problem: the rest of the plan
+//! is applied and that plugin's slots keep the baseline (so removing a plugin package from a
+//! running host returns its slots to the baseline).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
@@ -191,7 +194,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::UnknownPlugin { name, source } => {
-                write!(f, "`{name}` is requested by {source}, but no manifest in the plugin directory has that name")
+                write!(f, "`{name}` is requested by {source}, but no manifest in the plugin directory has that name; its slots keep the baseline")
             }
             Problem::MissingDependency { plugin, dependency, requirement, reason } => write!(
                 f,
@@ -248,6 +251,8 @@ pub struct Resolution {
     pub stacks: BTreeMap<String, Vec<String>>,
     /// Everything that prevents this resolution from being applied.
     pub problems: Vec<Problem>,
+    /// Things worth telling that do not prevent it (requests for absent plugins).
+    pub warnings: Vec<Problem>,
     /// A short hash of the enabled set, its versions and stacking order.
     pub feature_set_id: String,
 }
@@ -273,6 +278,7 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let n = manifests.len();
 
     // 1. Requests, lowest priority first.
@@ -283,7 +289,7 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
     for r in requests {
         match index.get(r.name.as_str()) {
             Some(&i) => explicit[i] = Some((r.enable, r.source.clone())),
-            None => problems.push(Problem::UnknownPlugin {
+            None => warnings.push(Problem::UnknownPlugin {
                 name: r.name.clone(),
                 source: r.source.clone(),
             }),
@@ -455,6 +461,7 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
         decisions,
         stacks,
         problems,
+        warnings,
         feature_set_id,
     }
 }

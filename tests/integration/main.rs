@@ -2,6 +2,7 @@
 
 mod differential;
 mod fallback;
+mod hot_reload;
 mod hot_swap;
 mod loading;
 mod manifests;

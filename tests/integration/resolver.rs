@@ -31,10 +31,13 @@ fn dep(name: &str, version: &str) -> String {
 fn render(manifests: &[Manifest], requests: &[Request]) -> String {
     let r = resolve(manifests, requests);
     let mut out = String::new();
+    for p in &r.warnings {
+        out += &format!("warning: {p}\n");
+    }
     for p in &r.problems {
         out += &format!("problem: {p}\n");
     }
-    if !out.is_empty() {
+    if !r.problems.is_empty() {
         return out;
     }
     for name in r.enabled() {
@@ -110,7 +113,7 @@ fn every_problem_is_reported_at_once() {
     check(
         &ms,
         &enable(&["a", "x", "codec1", "codec2", "nowhere", "future", "ghost"]),
-        "problem: `ghost` is requested by the command line, but no manifest in the plugin directory has that name\n\
+        "warning: `ghost` is requested by the command line, but no manifest in the plugin directory has that name; its slots keep the baseline\n\
          problem: `a` depends on `missing` * (needs missing), which is not in the plugin directory\n\
          problem: `a` depends on `old` >=1.0, but the plugin directory has version 0.1.0\n\
          problem: `x` conflicts with `a`: both rewrite the verification path; `x` is enabled by the command line, `a` is enabled by the command line; disable one of them\n\
@@ -118,6 +121,17 @@ fn every_problem_is_reported_at_once() {
          problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.1.0\n\
          problem: slot `storage.record_codec` is exclusive but several enabled plugins provide it: `codec1` (enabled by the command line), `codec2` (enabled by the command line)",
     )
+}
+
+#[test]
+fn an_absent_plugin_is_a_warning_and_the_rest_applies() {
+    check(
+        &[m("a", "")],
+        &enable(&["a", "gone"]),
+        "warning: `gone` is requested by the command line, but no manifest in the plugin directory has that name; its slots keep the baseline\n\
+         on a: enabled by the command line\n\
+         stack crypto.sig_verify: a",
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_api_mismatch" => env!("DUBCHAIN_LIB_fixture_api_mismatch"),
         "fixture_slow_init" => env!("DUBCHAIN_LIB_fixture_slow_init"),
         "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
+        "fixture_reloadable" => env!("DUBCHAIN_LIB_fixture_reloadable"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }
@@ -147,4 +148,19 @@ pub fn load(
     let resolution = resolve(&manifests, &enable(names));
     host.apply(&manifests, &resolution, |_| config.to_owned())
         .unwrap_or_else(|p| panic!("plan problems: {p:?}"))
+}
+
+/// The bytes of `library` with a trailer appended: the same code, but a different file, as a
+/// rebuild looks to the host (different sha256, so it is reloaded).
+pub fn rebuilt(library: &Path, tag: u8) -> Vec<u8> {
+    let mut bytes = std::fs::read(library).expect("read library");
+    bytes.extend_from_slice(b"\0dubchain-test-rebuild");
+    bytes.push(tag);
+    bytes
+}
+
+/// The first-party manifest of `name`, as text.
+pub fn first_party_manifest(name: &str) -> String {
+    std::fs::read_to_string(manifests_dir().join(format!("{name}.toml")))
+        .expect("first-party manifest")
 }

@@ -1,0 +1,208 @@
+//! A test harness for plugins and for the host: a running host on a temporary plugin
+//! directory, with hot reload on, that a test can drop plugins into, replace their libraries
+//! in, and remove them from, while it keeps calling slots.
+//!
+//! ```no_run
+//! use dubchain_host::testing::TestHost;
+//! # fn main() -> Result<(), String> {
+//! # let (manifest, library) = (String::new(), std::path::PathBuf::new());
+//! let t = TestHost::start(&["my_plugin"]);
+//! t.install("my_plugin", &manifest, &library);
+//! t.wait_for(std::time::Duration::from_secs(10), |t| t.active("crypto.sig_verify").starts_with("my_plugin@"))?;
+//! // ... call t.host().slots.sig_verify while replacing the library:
+//! t.replace_library("my_plugin", &library);
+//! # Ok(()) }
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    host::{HostOptions, PluginState},
+    manifest::library_file_name,
+    session::SessionOptions,
+    slot::BreakerConfig,
+    watch::{self, ReloadEvent, Reloader, Watcher},
+    Host,
+};
+
+/// A host with hot reload on a temporary plugin directory. Dropping it stops the watch and
+/// deletes the directory.
+pub struct TestHost {
+    root: PathBuf,
+    reloader: Arc<Reloader>,
+    events: Mutex<mpsc::Receiver<ReloadEvent>>,
+    _watcher: Watcher,
+}
+
+impl TestHost {
+    /// Starts a host whose configuration enables `enable`; the plugin directory is empty.
+    pub fn start(enable: &[&str]) -> TestHost {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "dubchain-testhost-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let plugin_dir = root.join("plugins");
+        std::fs::create_dir_all(&plugin_dir).expect("create plugin dir");
+        let host = Arc::new(Host::new(HostOptions {
+            init_timeout: Duration::from_secs(3),
+            breaker: BreakerConfig {
+                failure_threshold: 3,
+                backoff_ms: 100,
+                max_backoff_ms: 1_000,
+            },
+            runtime_dir: root.join("mapped"),
+        }));
+        let options = SessionOptions {
+            plugin_dir: plugin_dir.clone(),
+            config: None,
+            profile: "development".into(),
+            state_dir: root.join("state"),
+            enable: enable.iter().map(|s| (*s).to_owned()).collect(),
+            disable: Vec::new(),
+        };
+        let reloader = Arc::new(Reloader::new(host, options));
+        let (tx, rx) = mpsc::channel();
+        let watcher = watch::watch(&plugin_dir, reloader.clone(), move |e| {
+            let _ = tx.send(e);
+        })
+        .expect("watch the plugin directory");
+        TestHost {
+            root,
+            reloader,
+            events: Mutex::new(rx),
+            _watcher: watcher,
+        }
+    }
+
+    pub fn host(&self) -> &Arc<Host> {
+        self.reloader.host()
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+
+    /// Adds or changes the plugins the configuration enables, and reloads.
+    pub fn enable(&self, names: &[&str]) -> ReloadEvent {
+        self.reloader
+            .update_options(|o| o.enable = names.iter().map(|s| (*s).to_owned()).collect());
+        self.reloader.reload(Vec::new())
+    }
+
+    /// Drops a plugin package in: the library first, then the manifest, each written to a
+    /// hidden temporary file and renamed, as a deployment tool would.
+    pub fn install(&self, name: &str, manifest: &str, library: &Path) {
+        self.replace_library(name, library);
+        atomic_write(
+            &self.plugin_dir().join(format!("{name}.toml")),
+            manifest.as_bytes(),
+        );
+    }
+
+    /// Replaces the library of plugin `name` (atomically, by rename).
+    pub fn replace_library(&self, name: &str, library: &Path) {
+        let bytes = std::fs::read(library).expect("read library");
+        self.replace_library_bytes(name, &bytes);
+    }
+
+    /// Like [`TestHost::replace_library`], with the library's bytes.
+    pub fn replace_library_bytes(&self, name: &str, bytes: &[u8]) {
+        atomic_write(&self.library_path(name), bytes);
+    }
+
+    /// Writes the library of `name` in place, in two halves `pause` apart: what a slow copy
+    /// looks like to the watcher.
+    pub fn write_library_slowly(&self, name: &str, bytes: &[u8], pause: Duration) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.library_path(name)).expect("create library");
+        let half = bytes.len() / 2;
+        f.write_all(&bytes[..half]).expect("write");
+        f.sync_all().expect("sync");
+        std::thread::sleep(pause);
+        f.write_all(&bytes[half..]).expect("write");
+        f.sync_all().expect("sync");
+    }
+
+    /// Removes plugin `name`'s manifest and library.
+    pub fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.plugin_dir().join(format!("{name}.toml")));
+        let _ = std::fs::remove_file(self.library_path(name));
+    }
+
+    /// Where the manifest `library = "<name>"` points.
+    pub fn library_path(&self, name: &str) -> PathBuf {
+        self.plugin_dir().join(library_file_name(name))
+    }
+
+    /// The next reload event, waiting at most `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Option<ReloadEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .recv_timeout(timeout)
+            .ok()
+    }
+
+    /// Waits, reload after reload, until `pred` holds; `Err` with the events seen if it
+    /// does not within `timeout`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&TestHost) -> bool,
+    ) -> Result<Vec<ReloadEvent>, String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while !pred(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let log: Vec<String> = seen.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "condition not reached within {timeout:?}; reloads seen:\n{}",
+                    log.join("\n")
+                ));
+            }
+            if let Some(e) = self.next_event(left.min(Duration::from_millis(200))) {
+                seen.push(e);
+            }
+        }
+        Ok(seen)
+    }
+
+    /// The label of what answers `slot` now (`baseline` or `name@version#generation`).
+    pub fn active(&self, slot: &str) -> String {
+        self.host()
+            .slot_status()
+            .into_iter()
+            .find(|s| s.slot == slot)
+            .map(|s| s.active)
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self, name: &str) -> PluginState {
+        self.host().plugin_state(name)
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().expect("file name").to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).expect("write temporary file");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}
