@@ -7,15 +7,18 @@
 
 pub mod baseline;
 pub mod config;
+pub mod conformance;
 pub mod host;
 pub mod loader;
 pub mod manifest;
 pub mod measure;
 pub mod resolve;
+pub mod scaffold;
 pub mod selftest;
 pub mod session;
 pub mod slot;
 pub mod testing;
+pub mod verify;
 pub mod watch;
 pub mod workload;
 

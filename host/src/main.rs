@@ -76,6 +76,9 @@ enum Command {
     /// Export or import the effective gate settings as JSON.
     #[command(subcommand)]
     Gates(GatesCmd),
+    /// Write, check and package plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
     /// Load the plan and drive a generated workload through every slot, on the baselines
     /// and on the plugins, interleaved; check the answers are identical and print a table.
     Run(RunArgs),
@@ -97,6 +100,43 @@ enum PluginsCmd {
     Why {
         /// Plugin name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Scaffold a standalone plugin crate for SLOT: manifest, an implementation equal to the
+    /// baseline, a differential test and a benchmark.
+    New {
+        /// Plugin (and crate) name: lowercase letters, digits, `_`.
+        name: String,
+        /// The slot it implements, e.g. `crypto.sig_verify`.
+        #[arg(long)]
+        slot: String,
+        /// Directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The DubChain checkout holding plugin-api/ and host/ (default: the one this binary
+        /// was built from).
+        #[arg(long)]
+        source_root: Option<PathBuf>,
+    },
+    /// Run the conformance suite of the plugin's slot against its library, in a child
+    /// process: ABI and load checks, identical answers on generated and adversarial inputs,
+    /// error and panic containment, a quick ratio. Exits non-zero on any failure.
+    Verify {
+        /// A manifest, a plugin package directory, or a plugin crate directory.
+        path: PathBuf,
+        /// The library to verify (default: next to the manifest, or in target/release/).
+        #[arg(long)]
+        library: Option<PathBuf>,
+    },
+    /// The child side of `verify` (internal).
+    #[command(hide = true)]
+    VerifyChild {
+        manifest: PathBuf,
+        #[arg(long)]
+        library: PathBuf,
     },
 }
 
@@ -183,6 +223,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_workload(&Session::open(options)?, &args),
+        Command::Plugin(PluginCmd::New {
+            name,
+            slot,
+            dir,
+            source_root,
+        }) => {
+            let root = source_root.unwrap_or_else(dubchain_host::scaffold::default_source_root);
+            let created = dubchain_host::scaffold::new_plugin(&dir, &name, &slot, &root)
+                .map_err(anyhow::Error::msg)?;
+            println!("created {} ({slot})", created.display());
+            println!("next: cd {} && cargo test && cargo build --release && dubchain-perf plugin verify .", created.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCmd::Verify { path, library }) => {
+            let (manifest, library) = dubchain_host::verify::locate(&path, library.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "verifying {} with {}",
+                manifest.display(),
+                library.display()
+            );
+            let exe = std::env::current_exe().context("locating dubchain-perf")?;
+            let ok = dubchain_host::verify::run_parent(
+                &exe,
+                &manifest,
+                &library,
+                &mut std::io::stdout(),
+            )?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
+            // The verdict travels in the checks; a non-zero exit means the child crashed.
+            dubchain_host::verify::run_child(&manifest, &library);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -27,7 +27,8 @@ pub fn sig_verify(imp: &SigVerifyBox) -> Result<(), String> {
             .position(|(a, b)| a != b)
             .unwrap_or(0);
         return Err(format!(
-            "item {first}: baseline says {}, plugin says {:?}",
+            "item {first} ({}): baseline says {}, plugin says {:?}",
+            set.labels[first],
             expected[first],
             got.get(first)
         ));

@@ -157,6 +157,8 @@ pub struct Provider<I> {
     pub imp: I,
     pub breaker: Breaker,
     pub counters: Counters,
+    /// The message of the most recent failed call.
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl<I> Provider<I> {
@@ -174,7 +176,16 @@ impl<I> Provider<I> {
             imp,
             breaker: Breaker::new(breaker),
             counters: Counters::default(),
+            last_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The message of the most recent failed call, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn label(&self) -> String {
@@ -206,6 +217,7 @@ impl<I> Provider<I> {
                 slot.errors.fetch_add(1, Relaxed);
                 slot.fallbacks.fetch_add(1, Relaxed);
                 self.breaker.record_failure();
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 tracing::warn!(slot = slot_id, plugin = %self.label(), error = %e, "plugin call failed; answered by the layer below");
                 None
             }

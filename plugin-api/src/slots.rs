@@ -124,7 +124,13 @@ pub type LowerLayerRef<'a> = LowerLayer_TO<'a, abi_stable::sabi_types::RRef<'a, 
 /// The layer below, as a plugin sees it.
 pub struct Next<'a>(LowerLayerRef<'a>);
 
-impl Next<'_> {
+impl<'a> Next<'a> {
+    /// Wraps the FFI view of a lower layer; hosts and tests use it to call a [`SigVerify`]
+    /// implementation directly (see [`LowerFn`]).
+    pub fn new(lower: LowerLayerRef<'a>) -> Self {
+        Next(lower)
+    }
+
     /// Asks the layers below (ultimately the baseline) for verdicts on `items`.
     pub fn verify_batch(&self, items: &[SigItem<'_>]) -> Result<Vec<bool>, PluginError> {
         self.0

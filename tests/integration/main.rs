@@ -1,5 +1,6 @@
 //! Integration tests of the host: one binary, one module per concern.
 
+mod authoring;
 mod differential;
 mod fallback;
 mod hot_reload;

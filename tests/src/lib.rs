@@ -23,6 +23,8 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_slow_init" => env!("DUBCHAIN_LIB_fixture_slow_init"),
         "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
         "fixture_reloadable" => env!("DUBCHAIN_LIB_fixture_reloadable"),
+        "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
+        "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }
@@ -163,4 +165,21 @@ pub fn rebuilt(library: &Path, tag: u8) -> Vec<u8> {
 pub fn first_party_manifest(name: &str) -> String {
     std::fs::read_to_string(manifests_dir().join(format!("{name}.toml")))
         .expect("first-party manifest")
+}
+
+/// The `dubchain-perf` binary of this build (cargo builds the workspace's binaries next to
+/// the test executables' `deps/` directory).
+pub fn dubchain_perf() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let bin = dir.join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace (cargo xtask test does)",
+        bin.display()
+    );
+    bin
 }

@@ -1,0 +1,190 @@
+//! The conformance suite of each slot: the inputs a plugin must answer exactly as the
+//! baseline does, generated and adversarial. `dubchain-perf plugin verify` runs it against a
+//! loaded library; plugin authors run it in-process from their own tests.
+
+use dubchain_plugin_api::types::{Record, SigItem};
+use serde::Serialize;
+
+use crate::{baseline, workload};
+
+/// The outcome of one conformance case.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CaseResult {
+    pub case: String,
+    pub passed: bool,
+    /// What differed, or what failed.
+    pub detail: String,
+}
+
+/// Named signature sets: valid, mixed, each adversarial kind alone and hidden in a batch,
+/// duplicates, an empty batch and a large one.
+pub fn sig_verify_cases() -> Vec<(String, workload::SignatureSet)> {
+    use rand::SeedableRng;
+    let mut cases = vec![
+        ("empty batch".to_owned(), workload::SignatureSet::default()),
+        (
+            "64 valid".to_owned(),
+            workload::signature_set(101, 64, false),
+        ),
+        (
+            "1024 valid".to_owned(),
+            workload::signature_set(102, 1024, false),
+        ),
+    ];
+    for seed in 0..4 {
+        cases.push((
+            format!("300 mixed, seed {seed}"),
+            workload::signature_set(200 + seed, 300, true),
+        ));
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(303);
+    let signer = ed25519_dalek::SigningKey::generate(&mut rng);
+    let valid = workload::signature_set(304, 50, false);
+    for kind in 0..workload::ADVERSARIAL_KINDS {
+        let (label, key, sig, msg) =
+            workload::adversarial_item(kind, &signer, vec![kind as u8; 40], &mut rng);
+        cases.push((
+            format!("adversarial alone: {label}"),
+            workload::SignatureSet {
+                entries: vec![(key, sig, msg.clone())],
+                labels: vec![label],
+            },
+        ));
+        let mut hidden = valid.clone();
+        for at in [0, 25, hidden.entries.len()] {
+            hidden.entries.insert(at, (key, sig, msg.clone()));
+            hidden.labels.insert(at, label);
+        }
+        cases.push((
+            format!("adversarial among valid, duplicated: {label}"),
+            hidden,
+        ));
+    }
+    cases
+}
+
+/// Runs the `crypto.sig_verify` suite against `verify` (which returns the implementation's
+/// verdicts, or why it failed).
+pub fn check_sig_verify(
+    verify: impl Fn(&[SigItem<'_>]) -> Result<Vec<bool>, String>,
+) -> Vec<CaseResult> {
+    sig_verify_cases()
+        .into_iter()
+        .map(|(case, set)| {
+            let items = set.items();
+            let expected = baseline::sig_verify(&items);
+            let detail = match verify(&items) {
+                Err(e) => e,
+                Ok(got) if got.len() != expected.len() => {
+                    format!("{} verdicts for {} items", got.len(), expected.len())
+                }
+                Ok(got) => match expected.iter().zip(&got).position(|(e, g)| e != g) {
+                    None => String::new(),
+                    Some(i) => format!(
+                        "item {i} ({}): baseline says {}, plugin says {}",
+                        set.labels[i], expected[i], got[i]
+                    ),
+                },
+            };
+            CaseResult {
+                case,
+                passed: detail.is_empty(),
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// Named record sets for `storage.record_codec`.
+pub fn record_cases() -> Vec<(String, Vec<Record>)> {
+    let mut cases = vec![("no records".to_owned(), Vec::new())];
+    for (seed, blocks, txs) in [(1, 1, 1), (2, 4, 16), (3, 16, 64)] {
+        cases.push((
+            format!("{blocks} blocks of {txs} transactions"),
+            workload::records(seed, blocks, txs),
+        ));
+    }
+    let mut edge = workload::records(4, 1, 2);
+    if let Record::Transaction(tx) = &mut edge[0] {
+        tx.amount = u64::MAX;
+        tx.nonce = u64::MAX;
+        tx.payload.0.clear();
+        tx.access_list.clear();
+    }
+    if let Record::Block(b) = edge.last_mut().expect("a block") {
+        b.receipts[0].error = "ünïcødé \"quoted\" \\ error\n".into();
+    }
+    cases.push(("extreme values and text".to_owned(), edge));
+    cases
+}
+
+/// Runs the `storage.record_codec` suite: each set must survive `encode` then `decode`
+/// exactly, the baseline's JSON must decode exactly as the baseline decodes it, and corrupt
+/// values must be errors.
+pub fn check_record_codec(
+    encode: impl Fn(&[Record]) -> Result<Vec<Vec<u8>>, String>,
+    decode: impl Fn(&[&[u8]]) -> Result<Vec<Result<Record, String>>, String>,
+) -> Vec<CaseResult> {
+    let mut out = Vec::new();
+    for (case, records) in record_cases() {
+        let detail = (|| {
+            let enc = encode(&records)?;
+            let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
+            let dec = decode(&refs)?;
+            if dec.len() != records.len() {
+                return Err(format!("{} records back for {}", dec.len(), records.len()));
+            }
+            if let Some(i) = dec
+                .iter()
+                .zip(&records)
+                .position(|(d, r)| d.as_ref().ok() != Some(r))
+            {
+                return Err(format!(
+                    "record {i} does not survive encode then decode: {:?}",
+                    dec[i].as_ref().err()
+                ));
+            }
+            let json = baseline::encode_records(&records);
+            let json_refs: Vec<&[u8]> = json.iter().map(Vec::as_slice).collect();
+            let old = decode(&json_refs)?;
+            if old != baseline::decode_records(&json_refs) {
+                return Err(
+                    "the baseline's JSON records are not read as the baseline reads them".into(),
+                );
+            }
+            Ok(())
+        })();
+        let detail = detail.err().unwrap_or_default();
+        out.push(CaseResult {
+            case,
+            passed: detail.is_empty(),
+            detail,
+        });
+    }
+    let corrupt: Vec<&[u8]> = vec![
+        b"",
+        b"{",
+        b"{\"transaction\": 1}",
+        b"\x00\x01\x02\x03",
+        b"{}trailing",
+    ];
+    let detail = match decode(&corrupt) {
+        Err(e) => e,
+        Ok(v) if v.len() != corrupt.len() => {
+            format!("{} answers for {} values", v.len(), corrupt.len())
+        }
+        Ok(v) => match v.iter().position(Result::is_ok) {
+            Some(i) => format!(
+                "corrupt value {i} ({:?}) decoded as a record",
+                String::from_utf8_lossy(corrupt[i])
+            ),
+            None => String::new(),
+        },
+    };
+    out.push(CaseResult {
+        case: "corrupt values are errors".into(),
+        passed: detail.is_empty(),
+        detail,
+    });
+    out
+}

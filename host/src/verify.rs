@@ -1,0 +1,338 @@
+//! `dubchain-perf plugin verify`: the conformance suite of a plugin's slot, run against its
+//! library in a child process, so that a plugin that crashes (abort, segfault) cannot take
+//! the verifier down: the parent reports the crash as a failure.
+//!
+//! The child prints one JSON [`Check`] per line as it goes; the parent prints them as they
+//! come and knows which check was running if the child dies.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    baseline, conformance,
+    host::{Host, HostOptions},
+    manifest::{self, Manifest},
+    measure,
+    resolve::{self, Request, Source},
+    session::host_api_version,
+    workload,
+};
+
+/// One line of the child's report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub check: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Finds the manifest and library of the plugin at `path`: a manifest file, or a directory
+/// holding one plugin manifest (a plugin package, or a plugin crate whose library is in
+/// `target/release/`). `library` overrides where the library is.
+pub fn locate(path: &Path, library: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
+    let manifest_path = if path.is_dir() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml") && !p.ends_with("Cargo.toml"))
+            .collect();
+        found.sort();
+        match found.len() {
+            1 => found.remove(0),
+            0 => {
+                return Err(format!(
+                    "{}: no plugin manifest (*.toml other than Cargo.toml)",
+                    path.display()
+                ))
+            }
+            _ => return Err(format!("{}: several manifests; name one", path.display())),
+        }
+    } else {
+        path.to_owned()
+    };
+    let m = manifest::read(&manifest_path).map_err(|e| e.to_string())?;
+    let lib = match library {
+        Some(l) => l.to_owned(),
+        None => {
+            let file = m
+                .library
+                .file_name()
+                .expect("library has a file name")
+                .to_owned();
+            let dir = manifest_path.parent().unwrap_or(Path::new("."));
+            let mut candidates = vec![m.library.clone(), dir.join("target/release").join(&file)];
+            if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+                candidates.push(PathBuf::from(t).join("release").join(&file));
+            }
+            candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
+                format!(
+                    "no library for `{}` at {}; build it (cargo build --release) or pass --library",
+                    m.name,
+                    candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" or ")
+                )
+            })?
+        }
+    };
+    Ok((manifest_path, lib))
+}
+
+/// Parent side: runs `exe plugin verify-child` on the plugin and prints each check.
+/// Returns whether every check passed and the child exited cleanly.
+pub fn run_parent(
+    exe: &Path,
+    manifest_path: &Path,
+    library: &Path,
+    out: &mut impl Write,
+) -> std::io::Result<bool> {
+    let mut child = Command::new(exe)
+        .args(["plugin", "verify-child"])
+        .arg(manifest_path)
+        .arg("--library")
+        .arg(library)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    // Drain stderr concurrently so a chatty child cannot block on a full pipe.
+    let mut stderr_pipe = child.stderr.take().expect("piped");
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
+        text
+    });
+    let mut all_passed = true;
+    let mut checks = 0;
+    let mut last = String::from("starting");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        let Ok(check) = serde_json::from_str::<Check>(&line) else {
+            continue;
+        };
+        checks += 1;
+        all_passed &= check.passed;
+        let mark = if check.passed { "PASS" } else { "FAIL" };
+        if check.detail.is_empty() {
+            writeln!(out, "{mark}  {}", check.check)?;
+        } else {
+            writeln!(out, "{mark}  {}: {}", check.check, check.detail)?;
+        }
+        last = check.check;
+    }
+    let status = child.wait()?;
+    let stderr = stderr_reader.join().unwrap_or_default();
+    if !status.success() {
+        all_passed = false;
+        let how = exit_description(&status);
+        writeln!(
+            out,
+            "FAIL  the plugin crashed the verifier's child process ({how}) after `{last}`"
+        )?;
+        for l in stderr.lines().filter(|l| !l.trim().is_empty()).take(5) {
+            writeln!(out, "      {l}")?;
+        }
+    }
+    if checks == 0 {
+        all_passed = false;
+    }
+    writeln!(
+        out,
+        "\nverdict: {}",
+        if all_passed { "PASS" } else { "FAIL" }
+    )?;
+    Ok(all_passed)
+}
+
+fn exit_description(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return format!("killed by signal {sig}");
+        }
+    }
+    format!("{status}")
+}
+
+/// Child side: loads the plugin into a host and runs the suite, printing checks as JSON lines.
+pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
+    let emit = |check: &str, passed: bool, detail: String| {
+        let line = serde_json::to_string(&Check {
+            check: check.to_owned(),
+            passed,
+            detail,
+        })
+        .expect("serialisable");
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+        passed
+    };
+    let mut m: Manifest = match manifest::read(manifest_path) {
+        Ok(m) => m,
+        Err(e) => return emit("manifest", false, e.to_string()),
+    };
+    m.library = library.to_owned();
+    emit(
+        "manifest",
+        true,
+        format!("{} {} provides {}", m.name, m.version, provided(&m)),
+    );
+
+    let manifests = vec![m.clone()];
+    let requests = vec![Request {
+        name: m.name.clone(),
+        enable: true,
+        source: Source::CommandLine,
+    }];
+    let resolution = resolve::resolve(&manifests, &requests, &host_api_version());
+    if !resolution.is_ok() {
+        let problems: Vec<String> = resolution
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return emit("manifest against this host", false, problems.join("; "));
+    }
+    let host = Host::new(HostOptions::default());
+    let report = host
+        .apply(&manifests, &resolution, |_| String::new())
+        .expect("resolution checked");
+    if let Some(e) = report.failed.first() {
+        return emit(
+            "load: library, ABI layout, fingerprint, sha256 pin, init, self-test",
+            false,
+            e.to_string(),
+        );
+    }
+    emit(
+        "load: library, ABI layout, fingerprint, sha256 pin, init, self-test",
+        true,
+        String::new(),
+    );
+
+    let mut ok = true;
+    for p in &m.provides {
+        let results = if p.slot == SIG_VERIFY.id {
+            conformance::check_sig_verify(|items| Ok(host.slots.sig_verify.verify_batch(items)))
+        } else if p.slot == RECORD_CODEC.id {
+            conformance::check_record_codec(
+                |r| Ok(host.slots.record_codec.encode(r)),
+                |v| Ok(host.slots.record_codec.decode(v)),
+            )
+        } else {
+            Vec::new()
+        };
+        for r in results {
+            // The host hides a plugin failure behind the baseline's answer; here it counts.
+            let failure = plugin_failure(&host, &p.slot);
+            let (passed, detail) = match failure {
+                Some(e) if r.passed => (
+                    false,
+                    format!("the plugin failed and the baseline answered: {e}"),
+                ),
+                _ => (r.passed, r.detail),
+            };
+            ok &= emit(&format!("{}: {}", p.slot, r.case), passed, detail);
+            reset_failure(&host, &p.slot);
+        }
+        ok &= emit(
+            &format!("{}: calls contained", p.slot),
+            true,
+            containment(&host, &p.slot),
+        );
+        emit(
+            &format!("{}: quick ratio", p.slot),
+            true,
+            quick_ratio(&host, &p.slot, &m),
+        );
+    }
+    ok
+}
+
+fn provided(m: &Manifest) -> String {
+    m.provides
+        .iter()
+        .map(|p| format!("{}@{}", p.slot, p.version))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The last error of the plugin's provider in `slot`, if any call failed.
+fn plugin_failure(host: &Host, slot: &str) -> Option<String> {
+    if slot == SIG_VERIFY.id {
+        host.slots
+            .sig_verify
+            .providers()
+            .last()
+            .and_then(|p| p.last_error())
+    } else {
+        host.slots
+            .record_codec
+            .providers()
+            .last()
+            .and_then(|p| p.last_error())
+    }
+}
+
+fn reset_failure(host: &Host, slot: &str) {
+    let clear =
+        |m: &std::sync::Mutex<Option<String>>| *m.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    if slot == SIG_VERIFY.id {
+        host.slots
+            .sig_verify
+            .providers()
+            .iter()
+            .for_each(|p| clear(&p.last_error));
+    } else {
+        host.slots
+            .record_codec
+            .providers()
+            .iter()
+            .for_each(|p| clear(&p.last_error));
+    }
+}
+
+fn containment(host: &Host, slot: &str) -> String {
+    let s = host
+        .slot_status()
+        .into_iter()
+        .find(|s| s.slot == slot)
+        .expect("known slot");
+    format!(
+        "{} calls, {} errors or panics answered by the baseline",
+        s.counters.calls, s.counters.errors
+    )
+}
+
+fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
+    let c = if slot == SIG_VERIFY.id {
+        let set = workload::signature_set(1, 512, false);
+        let items = set.items();
+        measure::compare(
+            slot,
+            7,
+            || drop(baseline::sig_verify(&items)),
+            || drop(host.slots.sig_verify.verify_batch(&items)),
+        )
+    } else {
+        let records = workload::records(1, 8, 64);
+        measure::compare(
+            slot,
+            7,
+            || drop(baseline::encode_records(&records)),
+            || drop(host.slots.record_codec.encode(&records)),
+        )
+    };
+    let promise = m.contract.as_ref().map_or(String::new(), |c| {
+        format!("; the manifest promises >= {}x", c.min_speedup)
+    });
+    format!(
+        "{:.2}x ({:.2}-{:.2}) against the baseline{promise}",
+        c.ratio.median, c.ratio.low, c.ratio.high
+    )
+}

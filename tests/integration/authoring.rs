@@ -1,0 +1,208 @@
+//! The authoring kit: `plugin verify` on good, wrong, panicking and crashing plugins, and a
+//! plugin scaffolded by `plugin new`, built outside the workspace, verified and hot-loaded.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use dubchain_host::testing::TestHost;
+use dubchain_plugin_api::slots::SIG_VERIFY;
+use dubchain_tests::{dubchain_perf, first_party_manifest, library, manifest_text, PluginDir};
+
+/// Runs `dubchain-perf plugin verify` on `dir`; returns (success, stdout).
+fn verify(dir: &Path) -> (bool, String) {
+    let out = Command::new(dubchain_perf())
+        .args(["plugin", "verify"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn package(name: &str, manifest: &str) -> PluginDir {
+    let dir = PluginDir::new();
+    dir.add(name, manifest, Some(&library(name)));
+    dir
+}
+
+#[test]
+fn verify_passes_the_first_party_plugins() {
+    for name in ["crypto_parallel_verification", "storage_binary_formats"] {
+        let (ok, out) = verify(package(name, &first_party_manifest(name)).path());
+        assert!(ok, "{out}");
+        assert!(out.contains("PASS  load: library, ABI layout"), "{out}");
+        assert!(
+            out.contains("adversarial among valid") || out.contains("corrupt values are errors"),
+            "{out}"
+        );
+        assert!(
+            out.contains("quick ratio: ") && out.ends_with("verdict: PASS\n"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn verify_rejects_a_wrong_answer_on_an_adversarial_input() {
+    let name = "fixture_nonstrict";
+    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("small-order key and R, s = 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("baseline says false, plugin says Some(true)"),
+        "{out}"
+    );
+    assert!(out.ends_with("verdict: FAIL\n"), "{out}");
+}
+
+#[test]
+fn verify_rejects_a_plugin_that_panics() {
+    let name = "fixture_panics";
+    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("the plugin failed and the baseline answered: plugin panicked: fixture_panics panics on purpose"), "{out}");
+}
+
+#[test]
+fn verify_survives_a_plugin_that_crashes_its_process() {
+    let name = "fixture_aborts";
+    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL  the plugin crashed the verifier's child process (killed by signal 6)"),
+        "{out}"
+    );
+    assert!(out.ends_with("verdict: FAIL\n"), "{out}");
+}
+
+#[test]
+fn verify_rejects_an_incompatible_library() {
+    let name = "fixture_abi_mismatch";
+    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
+    assert!(!ok && out.contains("has an incompatible ABI"), "{out}");
+}
+
+fn cargo(dir: &Path, target: &Path, args: &[&str]) {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .args(args)
+        .arg("--target-dir")
+        .arg(target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?} in {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new(dubchain_perf())
+        .args([
+            "plugin",
+            "new",
+            "my_verifier",
+            "--slot",
+            "crypto.sig_verify",
+            "--dir",
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let krate = work.path().join("my_verifier");
+    for f in [
+        "Cargo.toml",
+        "my_verifier.toml",
+        "src/lib.rs",
+        "tests/differential.rs",
+        "benches/ratio.rs",
+    ] {
+        assert!(krate.join(f).is_file(), "{f} scaffolded");
+    }
+    // One target directory for scaffold builds, kept between runs, like the main one.
+    let target = dubchain_perf()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("scaffold-build");
+    cargo(&krate, &target, &["test", "--quiet"]);
+    cargo(&krate, &target, &["check", "--benches", "--quiet"]);
+    cargo(&krate, &target, &["build", "--release", "--quiet"]);
+    let lib = target
+        .join("release")
+        .join(dubchain_host::manifest::library_file_name("my_verifier"));
+
+    let out = Command::new(dubchain_perf())
+        .args(["plugin", "verify"])
+        .arg(&krate)
+        .arg("--library")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.ends_with("verdict: PASS\n"), "{report}");
+
+    let t = TestHost::start(&["my_verifier"]);
+    t.install(
+        "my_verifier",
+        &std::fs::read_to_string(krate.join("my_verifier.toml")).unwrap(),
+        &lib,
+    );
+    t.wait_for(Duration::from_secs(20), |t| {
+        t.active(SIG_VERIFY.id).starts_with("my_verifier@0.1.0#")
+    })
+    .unwrap();
+    let set = dubchain_host::workload::signature_set(5, 100, true);
+    let items = set.items();
+    assert_eq!(
+        t.host().slots.sig_verify.verify_batch(&items),
+        dubchain_host::baseline::sig_verify(&items)
+    );
+    assert_eq!(t.host().slot_status()[0].counters.fallbacks, 0);
+}
+
+#[test]
+fn plugin_new_refuses_bad_input() {
+    let work = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(dubchain_perf())
+            .args(["plugin", "new"])
+            .args(args)
+            .arg("--dir")
+            .arg(work.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["x", "--slot", "net.teleport"]);
+    assert!(
+        !ok && err.contains("no slot `net.teleport`") && err.contains("crypto.sig_verify"),
+        "{err}"
+    );
+    let (ok, err) = run(&["Bad-Name", "--slot", "crypto.sig_verify"]);
+    assert!(!ok && err.contains("lowercase"), "{err}");
+    let (ok, _) = run(&["twice", "--slot", "storage.record_codec"]);
+    assert!(ok);
+    let (ok, err) = run(&["twice", "--slot", "storage.record_codec"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+}
