@@ -170,14 +170,19 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         .status()
         .is_ok_and(|s| s.success());
     if has_nextest {
+        // nextest does not run doctests: run them first, so the suite's summary closes the output.
+        run(Command::new(cargo()).current_dir(root).args([
+            "test",
+            "--doc",
+            "-p",
+            "dubchain-plugin-api",
+            "-p",
+            "dubchain-host",
+        ]))?;
         run(Command::new(cargo())
             .current_dir(root)
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(args))?;
-        // nextest does not run doctests.
-        run(Command::new(cargo())
-            .current_dir(root)
-            .args(["test", "--workspace", "--doc"]))
+            .args(args))
     } else {
         run(Command::new(cargo())
             .current_dir(root)
