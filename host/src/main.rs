@@ -79,9 +79,14 @@ enum Command {
     /// Write, check and package plugins.
     #[command(subcommand)]
     Plugin(PluginCmd),
-    /// Load the plan and drive a generated workload through every slot, on the baselines
-    /// and on the plugins, interleaved; check the answers are identical and print a table.
+    /// The main job: produce a chain with the node twice from the same seed, once on the
+    /// baselines and once with the configured plugins; check both reach the same block
+    /// hashes and state root; print per-stage and per-slot tables; write
+    /// `run.json` and `run.md`.
     Run(RunArgs),
+    /// Run one node on a persistent data directory, or check one.
+    #[command(subcommand)]
+    Chain(ChainCmd),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +146,27 @@ enum PluginCmd {
 }
 
 #[derive(Subcommand)]
+enum ChainCmd {
+    /// Produce blocks on the store in --data-dir, resuming from its head, until it reaches
+    /// --blocks; prints each committed block.
+    Produce {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Reopen the store in --data-dir (finishing crash recovery), replay every stored block
+    /// from genesis on a scratch store, and check that the head, the replay and the stored
+    /// state agree.
+    Check {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum GatesCmd {
     /// Write the effective gates (profile, imports and command line resolved) to FILE.
     Export { file: PathBuf },
@@ -151,8 +177,49 @@ enum GatesCmd {
     Reset,
 }
 
+#[derive(Args, Clone)]
+struct ChainArgs {
+    /// Blocks to produce.
+    #[arg(long, default_value_t = 60)]
+    blocks: u64,
+    /// Transactions submitted per block (and the most a block takes).
+    #[arg(long, default_value_t = 256)]
+    txs_per_block: usize,
+    /// Accounts in the genesis state.
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// Validators taking turns as proposer.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Zipf exponent of sender and recipient choice (0 = uniform; higher = hotter keys).
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
+    /// Share of submitted transactions that are invalid (bad signature, bad nonce,
+    /// insufficient balance, undeclared access, duplicate).
+    #[arg(long, default_value_t = 0.05)]
+    invalid_share: f64,
+    /// Where the nodes keep their RocksDB stores.
+    #[arg(long, default_value = "target/dubchain/data")]
+    data_dir: PathBuf,
+}
+
+impl ChainArgs {
+    fn workload(&self, seed: u64) -> dubchain_host::node::gen::WorkloadConfig {
+        dubchain_host::node::gen::WorkloadConfig {
+            seed,
+            accounts: self.accounts,
+            validators: self.validators,
+            txs_per_block: self.txs_per_block,
+            zipf: self.zipf,
+            invalid_share: self.invalid_share,
+        }
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
     /// Signatures per verification batch.
     #[arg(long, default_value_t = 2048)]
     signatures: usize,
@@ -223,6 +290,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run_workload(&Session::open(options)?, &args),
+        Command::Chain(ChainCmd::Produce { chain, seed }) => {
+            chain_produce(&Session::open(options)?, &chain, seed)
+        }
+        Command::Chain(ChainCmd::Check { chain, seed }) => {
+            chain_check(&Session::open(options)?, &chain, seed)
+        }
         Command::Plugin(PluginCmd::New {
             name,
             slot,
@@ -583,6 +656,7 @@ fn median(v: &mut [Duration]) -> Duration {
 fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
     print_manifest_errors(s);
     let host = std::sync::Arc::new(loaded_host(s));
+    let chains = compare_chains(s, &host, args)?;
     let sigs = workload::signature_set(args.seed, args.signatures, true);
     let items = sigs.items();
     let records = workload::records(args.seed, args.blocks, 64);
@@ -689,10 +763,21 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         "seed": args.seed,
         "slots": results,
         "counters": host.slot_status(),
+        "chain": {
+            "identical": chains.identical,
+            "baseline": chains.baseline,
+            "optimized": chains.optimized,
+        },
     });
+    std::fs::write(args.out.join("run.md"), &chains.markdown)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     std::fs::write(&out, serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {}", out.display());
+    if !chains.identical {
+        eprintln!("error: the run with plugins did not reach the same chain as the baselines");
+        return Ok(ExitCode::FAILURE);
+    }
     if args.watch && results.iter().all(|r| r.identical) {
         return watch_loop(
             s,
@@ -706,6 +791,259 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("error: a plugin's answers differ from the baseline's");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The two chain runs of the main job.
+struct ChainComparison {
+    baseline: dubchain_host::node::run::ChainReport,
+    optimized: dubchain_host::node::run::ChainReport,
+    identical: bool,
+    markdown: String,
+}
+
+fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainComparison> {
+    use dubchain_host::node::run::{run_chain, ChainConfig};
+    let config = |name: &str| ChainConfig {
+        workload: args.chain.workload(args.seed),
+        blocks: args.chain.blocks,
+        data_dir: args.chain.data_dir.join(name),
+    };
+    let c = &args.chain;
+    eprintln!(
+        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, seed {}",
+        c.blocks,
+        c.txs_per_block,
+        c.accounts,
+        c.zipf,
+        c.validators,
+        c.invalid_share * 100.0,
+        args.seed
+    );
+    let baseline_host = Host::new(dubchain_host::host::HostOptions::default());
+    let baseline = run_chain(
+        &baseline_host,
+        &config("baseline"),
+        progress("baselines", c.blocks),
+    )
+    .context("the run on baselines failed")?;
+    let optimized = run_chain(host, &config("optimized"), progress("plugins", c.blocks))
+        .context("the run with plugins failed")?;
+    let identical = baseline.block_hashes == optimized.block_hashes
+        && baseline.state_root == optimized.state_root;
+
+    let (b, o) = (&baseline, &optimized);
+    let row = |name: &str, bv: f64, ov: f64, unit: &str, higher_is_better: bool| {
+        let ratio = if higher_is_better {
+            ov / bv.max(1e-12)
+        } else {
+            bv / ov.max(1e-12)
+        };
+        vec![
+            name.to_owned(),
+            format!("{bv:.2} {unit}"),
+            format!("{ov:.2} {unit}"),
+            format!("{ratio:.2}x"),
+        ]
+    };
+    let mut rows = vec![["stage", "baselines", "plugins", "speed-up"]
+        .map(String::from)
+        .to_vec()];
+    rows.push(row(
+        "mempool",
+        b.stages.mempool * 1e3,
+        o.stages.mempool * 1e3,
+        "ms",
+        false,
+    ));
+    rows.push(row(
+        "execution",
+        b.stages.execution * 1e3,
+        o.stages.execution * 1e3,
+        "ms",
+        false,
+    ));
+    rows.push(row(
+        "storage",
+        b.stages.storage * 1e3,
+        o.stages.storage * 1e3,
+        "ms",
+        false,
+    ));
+    rows.push(row(
+        "validation",
+        b.stages.validation * 1e3,
+        o.stages.validation * 1e3,
+        "ms",
+        false,
+    ));
+    rows.push(row(
+        "consensus",
+        b.stages.consensus * 1e3,
+        o.stages.consensus * 1e3,
+        "ms",
+        false,
+    ));
+    rows.push(row("throughput", b.tps(), o.tps(), "tx/s", true));
+    rows.push(row(
+        "block latency p50",
+        b.latency_ms(0.5),
+        o.latency_ms(0.5),
+        "ms",
+        false,
+    ));
+    rows.push(row(
+        "block latency p99",
+        b.latency_ms(0.99),
+        o.latency_ms(0.99),
+        "ms",
+        false,
+    ));
+    println!(
+        "feature set {} (profile {})",
+        s.resolution.feature_set_id, s.options.profile
+    );
+    println!(
+        "chain of {} blocks ({} final), {} transactions included, {} rejected at admission, {} invalid votes refused",
+        b.block_hashes.len() - 1,
+        b.finalized,
+        b.transactions,
+        b.rejected,
+        b.invalid_votes
+    );
+    print_table(&rows);
+    let verdict = if identical {
+        format!(
+            "same chain: {} block hashes and state root {:?} identical",
+            b.block_hashes.len(),
+            b.state_root
+        )
+    } else {
+        let at = b
+            .block_hashes
+            .iter()
+            .zip(&o.block_hashes)
+            .position(|(x, y)| x != y);
+        format!(
+            "DIFFERENT CHAINS: first differing block {at:?}; state roots {:?} and {:?}",
+            b.state_root, o.state_root
+        )
+    };
+    println!("{verdict}");
+    println!("(the network stage arrives with TCP peers; see docs/ARCHITECTURE.md)\n");
+    let mut markdown = format!(
+        "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {}\n\n{verdict}\n\n| {} |\n|---|---|---|---|\n",
+        s.resolution.feature_set_id,
+        s.options.profile,
+        args.seed,
+        rows[0].join(" | ")
+    );
+    for r in &rows[1..] {
+        markdown += &format!("| {} |\n", r.join(" | "));
+    }
+    Ok(ChainComparison {
+        baseline,
+        optimized,
+        identical,
+        markdown,
+    })
+}
+
+/// A progress line on stderr while a chain runs (only on a terminal).
+fn progress(label: &'static str, total: u64) -> impl FnMut(u64) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    move |height| {
+        if tty {
+            let filled = (height * 30 / total.max(1)) as usize;
+            eprint!(
+                "\r{label:>10} [{}{}] {height}/{total}",
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
+            if height == total {
+                eprintln!();
+            }
+        }
+    }
+}
+
+fn chain_produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
+    use dubchain_host::node::{block, gen::Workload, mempool::Mempool, state::StateStore};
+    use std::io::Write;
+    print_manifest_errors(s);
+    let host = loaded_host(s);
+    let workload = Workload::new(args.workload(seed));
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = StateStore::open(&args.data_dir)?;
+    if store.head()?.is_none() {
+        block::commit_genesis(&host, &store, &workload.genesis())?;
+    }
+    let mut mempool = Mempool::default();
+    let mut out = std::io::stdout();
+    loop {
+        let head = store.head()?.expect("genesis committed");
+        if head.height >= args.blocks {
+            writeln!(
+                out,
+                "head {} {:?} root {:?}",
+                head.height, head.hash, head.state_root
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let txs = workload.txs_for_block(head.height + 1, &store)?;
+        mempool.admit(txs, &host.slots.sig_verify, &store)?;
+        let (b, _) = block::produce(
+            &host,
+            &store,
+            &mut mempool,
+            workload.proposer(head.height + 1),
+            args.txs_per_block,
+        )?;
+        writeln!(
+            out,
+            "committed block {} with {} transactions, root {:?}",
+            b.header.height,
+            b.transactions.len(),
+            b.header.state_root
+        )?;
+        out.flush()?;
+    }
+}
+
+fn chain_check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
+    use dubchain_host::node::{block, gen::Workload, state::StateStore};
+    print_manifest_errors(s);
+    let host = loaded_host(s);
+    let store = StateStore::open(&args.data_dir)?;
+    let Some(head) = store.head()? else {
+        bail!(
+            "{}: no chain (the store has no head)",
+            args.data_dir.display()
+        );
+    };
+    let stored_root = store.state_root()?;
+    let scratch = std::env::temp_dir().join(format!("dubchain-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let replay = StateStore::open(&scratch)?;
+    let workload = Workload::new(args.workload(seed));
+    let genesis = block::commit_genesis(&host, &replay, &workload.genesis())?;
+    let mut replayed = genesis;
+    for h in 1..=head.height {
+        let b = block::stored_block(&host, &store, h)?;
+        replayed = block::validate_and_commit(&host, &replay, &b)?;
+    }
+    drop(replay);
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("head {} {:?}", head.height, head.hash);
+    let ok = replayed == head && stored_root == head.state_root;
+    if ok {
+        println!("consistent: replaying {} blocks from genesis gives the head, and the stored state has its root", head.height);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("INCONSISTENT: replay ends at {replayed:?}, stored state root {stored_root:?}, head {head:?}");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -7,4 +7,5 @@ mod hot_reload;
 mod hot_swap;
 mod loading;
 mod manifests;
+mod node;
 mod resolver;

@@ -2,11 +2,14 @@
 //!
 //! * `plugins`: build the first-party plugins (release, their own target directory) and
 //!   assemble the drop-in directory `target/dubchain/plugins/`.
-//! * `run [ARGS]`: the main job: `plugins`, then the host in release, then
+//! * `run [ARGS]`: the main job: `plugins`, then the host (the tests' build), then
 //!   `dubchain-perf plugins list` and `dubchain-perf run` with the `production` profile
 //!   (ARGS go to `run`).
 //! * `test`: the whole test suite (nextest when installed, else `cargo test`).
 //! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
+//!
+//! Each first runs `.ci/install-deps`, so a fresh Debian machine gets the system packages
+//! the build needs (libclang for RocksDB's bindings) without a manual step.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,6 +23,9 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let root = project_root();
+    if matches!(task.as_str(), "plugins" | "run" | "test" | "bench") {
+        install_system_deps(&root)?;
+    }
     match task.as_str() {
         "plugins" => assemble_plugins(&root).map(|_| ()),
         "run" => main_job(&root, &rest),
@@ -36,6 +42,15 @@ fn main() -> Result<()> {
             bail!("unknown task `{task}`")
         }
     }
+}
+
+/// Runs `.ci/install-deps`, which installs missing system packages (libclang for RocksDB's
+/// bindings) and does nothing when all are present.
+fn install_system_deps(root: &Path) -> Result<()> {
+    if cfg!(target_os = "linux") {
+        run(Command::new("bash").arg(root.join(".ci/install-deps")))?;
+    }
+    Ok(())
 }
 
 fn project_root() -> PathBuf {

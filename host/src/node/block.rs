@@ -1,0 +1,282 @@
+//! Producing a block from the mempool, and validating a block received from a proposer.
+
+use dubchain_plugin_api::types::{Block, BlockHeader, Bytes32, Record, Transaction};
+
+use super::{
+    chain::{block_hash, tx_root},
+    execute::{check_stateless, execute, verify_signatures, TxError},
+    mempool::Mempool,
+    state::{Head, StateError, StateStore},
+};
+use crate::Host;
+
+/// Why a block is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {height}: parent {got:?} is not the head {expected:?}")]
+    Parent {
+        height: u64,
+        expected: Bytes32,
+        got: Bytes32,
+    },
+    #[error("block height {got}, expected {expected}")]
+    Height { expected: u64, got: u64 },
+    #[error("block {height}: transaction root does not match its transactions")]
+    TxRoot { height: u64 },
+    #[error("block {height}: transaction {index} is invalid: {error}")]
+    Tx {
+        height: u64,
+        index: usize,
+        error: TxError,
+    },
+    #[error("block {height}: {count} receipts for {txs} transactions")]
+    ReceiptCount {
+        height: u64,
+        count: usize,
+        txs: usize,
+    },
+    #[error("block {height}: receipt {index} differs from re-execution")]
+    Receipt { height: u64, index: usize },
+    #[error("block {height}: state root {got:?} differs from re-execution {expected:?}")]
+    StateRoot {
+        height: u64,
+        expected: Bytes32,
+        got: Bytes32,
+    },
+    #[error("block {height} is not stored or cannot be decoded: {detail}")]
+    Unreadable { height: u64, detail: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Genesis time; block `h` is stamped `h` block intervals later (deterministic runs).
+pub const GENESIS_MS: u64 = 1_700_000_000_000;
+pub const BLOCK_INTERVAL_MS: u64 = 2_000;
+
+/// Writes the genesis state and block (height 0) to an empty store.
+pub fn commit_genesis(
+    host: &Host,
+    store: &StateStore,
+    accounts: &[(Bytes32, super::state::Account)],
+) -> Result<Head, StateError> {
+    let mut w = store.begin_block(0);
+    for (a, acc) in accounts {
+        w.put(a, *acc)?;
+    }
+    let state_root = w.state_root()?;
+    let header = BlockHeader {
+        parent: Bytes32::default(),
+        height: 0,
+        proposer: Bytes32::default(),
+        tx_root: tx_root(&[]),
+        state_root,
+        timestamp_ms: GENESIS_MS,
+    };
+    let head = Head {
+        height: 0,
+        hash: block_hash(&header),
+        state_root,
+    };
+    let block = Block {
+        header,
+        transactions: Default::default(),
+        receipts: Default::default(),
+    };
+    w.commit(&encode(host, block), head)?;
+    Ok(head)
+}
+
+fn encode(host: &Host, block: Block) -> Vec<u8> {
+    host.slots
+        .record_codec
+        .encode(&[Record::Block(block)])
+        .pop()
+        .expect("one record in, one value out")
+}
+
+/// Decodes stored block `height`.
+pub fn stored_block(host: &Host, store: &StateStore, height: u64) -> Result<Block, BlockError> {
+    let bytes = store.block_bytes(height)?.ok_or(BlockError::Unreadable {
+        height,
+        detail: "missing".into(),
+    })?;
+    match host.slots.record_codec.decode(&[&bytes]).pop() {
+        Some(Ok(Record::Block(b))) => Ok(b),
+        Some(Ok(Record::Transaction(_))) => Err(BlockError::Unreadable {
+            height,
+            detail: "a transaction record".into(),
+        }),
+        Some(Err(e)) => Err(BlockError::Unreadable { height, detail: e }),
+        None => Err(BlockError::Unreadable {
+            height,
+            detail: "no answer".into(),
+        }),
+    }
+}
+
+/// Where the proposer's time went while producing one block.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProduceTimes {
+    /// Selecting from the mempool and removing what was included.
+    pub mempool: std::time::Duration,
+    /// Executing the transactions.
+    pub execution: std::time::Duration,
+    /// State root, encoding and commit.
+    pub storage: std::time::Duration,
+}
+
+/// Builds, executes and commits the next block from `mempool`'s best `max_txs`
+/// transactions; transactions that fail execution are dropped from the block and the pool.
+pub fn produce(
+    host: &Host,
+    store: &StateStore,
+    mempool: &mut Mempool,
+    proposer: Bytes32,
+    max_txs: usize,
+) -> Result<(Block, ProduceTimes), BlockError> {
+    use std::time::Instant;
+    let mut times = ProduceTimes::default();
+    let head = store.head()?.expect("genesis committed");
+    let height = head.height + 1;
+    let t = Instant::now();
+    let candidates = mempool.select(max_txs, store)?;
+    times.mempool += t.elapsed();
+    let t = Instant::now();
+    let mut w = store.begin_block(height);
+    let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
+    let mut receipts = Vec::with_capacity(candidates.len());
+    let mut dropped = Vec::new();
+    for tx in candidates {
+        match execute(&mut w, &tx, &proposer)? {
+            Ok(r) => {
+                transactions.push(tx);
+                receipts.push(r);
+            }
+            Err(_) => dropped.push(tx),
+        }
+    }
+    times.execution = t.elapsed();
+    let t = Instant::now();
+    let state_root = w.state_root()?;
+    let header = BlockHeader {
+        parent: head.hash,
+        height,
+        proposer,
+        tx_root: tx_root(&transactions),
+        state_root,
+        timestamp_ms: GENESIS_MS + height * BLOCK_INTERVAL_MS,
+    };
+    let hash = block_hash(&header);
+    let block = Block {
+        header,
+        transactions: transactions.into(),
+        receipts: receipts.into(),
+    };
+    w.commit(
+        &encode(host, block.clone()),
+        Head {
+            height,
+            hash,
+            state_root,
+        },
+    )?;
+    times.storage = t.elapsed();
+    let t = Instant::now();
+    mempool.remove(&block.transactions, store)?;
+    mempool.remove(&dropped, store)?;
+    times.mempool += t.elapsed();
+    Ok((block, times))
+}
+
+/// Checks `block` against `store`'s head and re-executes it; commits it if it is valid,
+/// leaves the store as it was if not.
+pub fn validate_and_commit(
+    host: &Host,
+    store: &StateStore,
+    block: &Block,
+) -> Result<Head, BlockError> {
+    let head = store.head()?.expect("genesis committed");
+    let h = &block.header;
+    if h.height != head.height + 1 {
+        return Err(BlockError::Height {
+            expected: head.height + 1,
+            got: h.height,
+        });
+    }
+    if h.parent != head.hash {
+        return Err(BlockError::Parent {
+            height: h.height,
+            expected: head.hash,
+            got: h.parent,
+        });
+    }
+    if h.tx_root != tx_root(&block.transactions) {
+        return Err(BlockError::TxRoot { height: h.height });
+    }
+    if block.receipts.len() != block.transactions.len() {
+        return Err(BlockError::ReceiptCount {
+            height: h.height,
+            count: block.receipts.len(),
+            txs: block.transactions.len(),
+        });
+    }
+    let verdicts = verify_signatures(&host.slots.sig_verify, &block.transactions);
+    for (index, (tx, ok)) in block.transactions.iter().zip(verdicts).enumerate() {
+        let checked = if ok {
+            check_stateless(tx)
+        } else {
+            Err(TxError::BadSignature)
+        };
+        if let Err(error) = checked {
+            return Err(BlockError::Tx {
+                height: h.height,
+                index,
+                error,
+            });
+        }
+    }
+    let mut w = store.begin_block(h.height);
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let outcome = match execute(&mut w, tx, &h.proposer) {
+            Ok(o) => o,
+            Err(e) => {
+                w.abort()?;
+                return Err(e.into());
+            }
+        };
+        match outcome {
+            Ok(r) if r == block.receipts[index] => {}
+            Ok(_) => {
+                w.abort()?;
+                return Err(BlockError::Receipt {
+                    height: h.height,
+                    index,
+                });
+            }
+            Err(error) => {
+                w.abort()?;
+                return Err(BlockError::Tx {
+                    height: h.height,
+                    index,
+                    error,
+                });
+            }
+        }
+    }
+    let root = w.state_root()?;
+    if root != h.state_root {
+        w.abort()?;
+        return Err(BlockError::StateRoot {
+            height: h.height,
+            expected: root,
+            got: h.state_root,
+        });
+    }
+    let head = Head {
+        height: h.height,
+        hash: block_hash(h),
+        state_root: root,
+    };
+    w.commit(&encode(host, block.clone()), head)?;
+    Ok(head)
+}

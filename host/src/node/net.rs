@@ -1,0 +1,186 @@
+//! Peers over TCP on loopback: the network baseline the catalogue names. Blocking
+//! `std::net` sockets, one reader thread per peer, and a broadcast that serialises and
+//! writes the message once per peer, one write per message.
+//!
+//! Frames are a 4-byte big-endian length and a JSON [`Message`]. A connection starts with
+//! the connecting node's index (4 bytes), so each side knows who is at the other end.
+
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    sync::{mpsc, Arc, Mutex},
+    thread::JoinHandle,
+};
+
+use dubchain_plugin_api::types::{Blob, Block, Bytes32, Transaction};
+use serde::{Deserialize, Serialize};
+
+use super::consensus::Vote;
+
+/// Largest frame accepted: anything bigger is a broken or hostile peer.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// What peers exchange.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Message {
+    Tx(Transaction),
+    Block(Block),
+    Vote {
+        height: u64,
+        block: Bytes32,
+        validator: u32,
+        signature: Blob,
+    },
+}
+
+impl Message {
+    pub fn vote(v: &Vote) -> Message {
+        Message::Vote {
+            height: v.height,
+            block: v.block,
+            validator: v.validator,
+            signature: Blob(v.signature.to_vec().into()),
+        }
+    }
+}
+
+/// A message and the index of the peer it came from.
+pub type Inbound = (usize, Message);
+
+struct Peer {
+    index: usize,
+    stream: Mutex<TcpStream>,
+}
+
+/// One node's connections to every other node.
+pub struct Network {
+    pub index: usize,
+    peers: Vec<Arc<Peer>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    stream.write_all(&frame)
+}
+
+fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+impl Network {
+    /// Sends `msg` to every peer: serialised and written once per peer (the baseline).
+    /// A peer that cannot be written to is skipped; its reader will see the connection end.
+    pub fn broadcast(&self, msg: &Message) {
+        for p in &self.peers {
+            let bytes = serde_json::to_vec(msg).expect("messages serialise");
+            let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = write_frame(&mut s, &bytes) {
+                tracing::debug!(from = self.index, to = p.index, error = %e, "send failed");
+            }
+        }
+    }
+
+    /// Closes every connection and waits for the reader threads.
+    pub fn shutdown(self) {
+        for p in &self.peers {
+            let _ = p
+                .stream
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .shutdown(Shutdown::Both);
+        }
+        for r in self.readers {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Connects `n` nodes on 127.0.0.1 in a full mesh. Returns, per node, its network and the
+/// receiver of everything its peers send it.
+pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<_> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()?;
+    // streams[i] holds (peer index, stream) for node i.
+    let mut streams: Vec<Vec<(usize, TcpStream)>> = (0..n).map(|_| Vec::new()).collect();
+    for j in 0..n {
+        for (i, addr) in addrs.iter().enumerate().take(j) {
+            let mut out = TcpStream::connect(addr)?;
+            out.write_all(&(j as u32).to_be_bytes())?;
+            let (mut inc, _) = listeners[i].accept()?;
+            let mut who = [0u8; 4];
+            inc.read_exact(&mut who)?;
+            let from = u32::from_be_bytes(who) as usize;
+            if from != j {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected node {j}, got {from}"),
+                ));
+            }
+            out.set_nodelay(true)?;
+            inc.set_nodelay(true)?;
+            streams[j].push((i, out));
+            streams[i].push((j, inc));
+        }
+    }
+    let mut nodes = Vec::with_capacity(n);
+    for (index, conns) in streams.into_iter().enumerate() {
+        let (tx, rx) = mpsc::channel();
+        let mut peers = Vec::new();
+        let mut readers = Vec::new();
+        for (peer, stream) in conns {
+            let mut reader = stream.try_clone()?;
+            let tx = tx.clone();
+            readers.push(
+                std::thread::Builder::new()
+                    .name(format!("peer-{index}<-{peer}"))
+                    .spawn(move || {
+                        while let Ok(frame) = read_frame(&mut reader) {
+                            match serde_json::from_slice::<Message>(&frame) {
+                                Ok(m) => {
+                                    if tx.send((peer, m)).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(node = index, peer, error = %e, "undecodable message; dropping the connection");
+                                    return;
+                                }
+                            }
+                        }
+                    })?,
+            );
+            peers.push(Arc::new(Peer {
+                index: peer,
+                stream: Mutex::new(stream),
+            }));
+        }
+        nodes.push((
+            Network {
+                index,
+                peers,
+                readers,
+            },
+            rx,
+        ));
+    }
+    Ok(nodes)
+}

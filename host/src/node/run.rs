@@ -1,0 +1,227 @@
+//! A chain run: a proposer and a validator node, each with its own RocksDB, driven by the
+//! seeded workload for N blocks, with the time of each stage recorded.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use dubchain_plugin_api::types::Bytes32;
+use serde::Serialize;
+
+use super::{
+    block::{self, BlockError},
+    consensus::{verify_votes, ConsensusState, ValidatorSet, Vote},
+    gen::{Workload, WorkloadConfig},
+    mempool::{Mempool, Rejection},
+    state::StateStore,
+};
+use crate::Host;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub workload: WorkloadConfig,
+    pub blocks: u64,
+    /// Where the two nodes' stores go (`proposer/`, `validator/`); emptied first.
+    pub data_dir: PathBuf,
+}
+
+/// Seconds spent per stage, summed over the run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stages {
+    /// Admission (signatures, rules, dedupe), selection and removal on the proposer.
+    pub mempool: f64,
+    /// Executing the selected transactions on the proposer.
+    pub execution: f64,
+    /// State root, encoding and commit of the proposer's block.
+    pub storage: f64,
+    /// The validator's check, re-execution and commit of each block.
+    pub validation: f64,
+    /// Verifying every validator's BLS vote on each block and tallying stake to finality.
+    pub consensus: f64,
+}
+
+/// What a run produced and how long it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub block_hashes: Vec<Bytes32>,
+    pub state_root: Bytes32,
+    pub transactions: u64,
+    pub rejected: u64,
+    /// The highest block with votes of two thirds of the stake.
+    pub finalized: u64,
+    /// Votes whose signature did not verify (the workload sends some).
+    pub invalid_votes: u64,
+    pub stages: Stages,
+    /// Per block: selection + execution + storage on the proposer, milliseconds.
+    pub block_latency_ms: Vec<f64>,
+    pub wall_s: f64,
+}
+
+impl ChainReport {
+    pub fn tps(&self) -> f64 {
+        self.transactions as f64 / self.wall_s.max(1e-9)
+    }
+
+    /// The `q` quantile (0..=1) of block creation latency.
+    pub fn latency_ms(&self, q: f64) -> f64 {
+        let mut v = self.block_latency_ms.clone();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return 0.0;
+        }
+        v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]
+    }
+}
+
+/// A run failed: a store error, or the validator refused the proposer's block (which
+/// means the node itself is wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Block(#[from] BlockError),
+    #[error("{0}")]
+    State(#[from] super::state::StateError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the proposer and the validator disagree at block {height}: {proposer:?} against {validator:?}")]
+    Diverged {
+        height: u64,
+        proposer: Bytes32,
+        validator: Bytes32,
+    },
+    #[error(
+        "node {node} heard nothing for {:?} at height {height} (finalized {finalized})",
+        super::cluster::STALL
+    )]
+    Stalled {
+        node: usize,
+        height: u64,
+        finalized: u64,
+    },
+}
+
+fn fresh_dir(path: &Path) -> Result<(), RunError> {
+    let io = |source| RunError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(io)?;
+    }
+    std::fs::create_dir_all(path).map_err(io)
+}
+
+/// Runs `config` on `host`, calling `progress(height)` after each block.
+pub fn run_chain(
+    host: &Host,
+    config: &ChainConfig,
+    mut progress: impl FnMut(u64),
+) -> Result<ChainReport, RunError> {
+    let start = Instant::now();
+    let workload = Workload::new(config.workload.clone());
+    let (p_dir, v_dir) = (
+        config.data_dir.join("proposer"),
+        config.data_dir.join("validator"),
+    );
+    fresh_dir(&p_dir)?;
+    fresh_dir(&v_dir)?;
+    let proposer = StateStore::open(&p_dir)?;
+    let validator = StateStore::open(&v_dir)?;
+    let genesis = workload.genesis();
+    let g = block::commit_genesis(host, &proposer, &genesis)?;
+    let gv = block::commit_genesis(host, &validator, &genesis)?;
+    if g != gv {
+        return Err(RunError::Diverged {
+            height: 0,
+            proposer: g.hash,
+            validator: gv.hash,
+        });
+    }
+
+    let validators = ValidatorSet::generate(config.workload.seed, &workload.validators);
+    let consensus = ConsensusState::default();
+    let mut mempool = Mempool::default();
+    let mut stages = Stages::default();
+    let mut report = ChainReport {
+        block_hashes: vec![g.hash],
+        state_root: g.state_root,
+        transactions: 0,
+        rejected: 0,
+        finalized: 0,
+        invalid_votes: 0,
+        stages: Stages::default(),
+        block_latency_ms: Vec::new(),
+        wall_s: 0.0,
+    };
+    let secs = |d: Duration| d.as_secs_f64();
+    for height in 1..=config.blocks {
+        let t = Instant::now();
+        let txs = workload.txs_for_block(height, &proposer)?;
+        let verdicts = mempool.admit(txs, &host.slots.sig_verify, &proposer)?;
+        report.rejected += verdicts
+            .iter()
+            .filter(|v| matches!(v, Some(Rejection::Invalid(_)) | Some(Rejection::Duplicate)))
+            .count() as u64;
+        stages.mempool += secs(t.elapsed());
+
+        let (block, times) = block::produce(
+            host,
+            &proposer,
+            &mut mempool,
+            workload.proposer(height),
+            config.workload.txs_per_block,
+        )?;
+        report
+            .block_latency_ms
+            .push((times.mempool + times.execution + times.storage).as_secs_f64() * 1e3);
+        stages.mempool += secs(times.mempool);
+        stages.execution += secs(times.execution);
+        stages.storage += secs(times.storage);
+
+        let t = Instant::now();
+        let head = block::validate_and_commit(host, &validator, &block)?;
+        stages.validation += secs(t.elapsed());
+        let proposer_head = proposer.head()?.expect("committed");
+        if head != proposer_head {
+            return Err(RunError::Diverged {
+                height,
+                proposer: proposer_head.hash,
+                validator: head.hash,
+            });
+        }
+        let t = Instant::now();
+        let votes: Vec<Vote> = (0..validators.validators.len())
+            .map(|i| {
+                // Now and then a validator signs the wrong thing: its vote must not count.
+                if (height + i as u64) % 13 == 0 {
+                    let mut v = validators.vote(i, height, &block.header.parent);
+                    v.block = head.hash;
+                    v
+                } else {
+                    validators.vote(i, height, &head.hash)
+                }
+            })
+            .collect();
+        for (vote, ok) in votes.iter().zip(verify_votes(&validators, &votes)) {
+            if ok {
+                consensus.record(&validators, vote);
+            } else {
+                report.invalid_votes += 1;
+            }
+        }
+        stages.consensus += secs(t.elapsed());
+        report.finalized = consensus.finalized();
+        report.transactions += block.transactions.len() as u64;
+        report.block_hashes.push(head.hash);
+        report.state_root = head.state_root;
+        progress(height);
+    }
+    report.stages = stages;
+    report.wall_s = start.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,536 @@
+//! The node: deterministic chains on baselines and plugins, every validity rule, blocks that
+//! must be refused, and crash recovery of the RocksDB store (an interrupted block and a real
+//! `kill -9`).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use dubchain_host::{
+    node::{
+        block::{self, BlockError},
+        chain::{signing_bytes, tx_root},
+        execute::{check_stateless, execute, TxError, TRANSFER_GAS},
+        gen::WorkloadConfig,
+        mempool::{Mempool, Rejection},
+        run::{run_chain, ChainConfig},
+        state::{Account, StateStore},
+    },
+    Host,
+};
+use dubchain_plugin_api::types::{Blob, Bytes32, Bytes64, Transaction, TxKind};
+use dubchain_tests::{dubchain_perf, load, test_host, PluginDir};
+use ed25519_dalek::{Signer, SigningKey};
+
+fn small(seed: u64) -> WorkloadConfig {
+    WorkloadConfig {
+        seed,
+        accounts: 60,
+        validators: 3,
+        txs_per_block: 48,
+        zipf: 1.2,
+        invalid_share: 0.15,
+    }
+}
+
+fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_host::node::run::ChainReport {
+    run_chain(
+        host,
+        &ChainConfig {
+            workload: small(seed),
+            blocks,
+            data_dir: dir.to_owned(),
+        },
+        |_| {},
+    )
+    .unwrap()
+}
+
+#[test]
+fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = Host::new(Default::default());
+    let a = chain(&baseline, 7, 12, &tmp.path().join("a"));
+    let b = chain(&baseline, 7, 12, &tmp.path().join("b"));
+    assert_eq!(a.block_hashes, b.block_hashes);
+    assert_eq!(a.state_root, b.state_root);
+    assert!(
+        a.transactions > 300,
+        "most transactions are included: {}",
+        a.transactions
+    );
+    assert!(a.rejected > 0, "some are invalid and refused");
+
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    dir.add_first_party("storage_binary_formats");
+    let plugins = test_host();
+    assert!(load(
+        &plugins,
+        &dir,
+        &["crypto_parallel_verification", "storage_binary_formats"],
+        ""
+    )
+    .failed
+    .is_empty());
+    let c = chain(&plugins, 7, 12, &tmp.path().join("c"));
+    assert_eq!(
+        a.block_hashes, c.block_hashes,
+        "plugins reach the same chain"
+    );
+    assert_eq!(a.state_root, c.state_root);
+    for s in plugins.slot_status() {
+        assert!(
+            s.counters.calls > 0 && s.counters.fallbacks == 0,
+            "the plugins did the work: {s:?}"
+        );
+    }
+
+    let d = chain(&baseline, 8, 12, &tmp.path().join("d"));
+    assert_ne!(a.state_root, d.state_root, "another seed, another chain");
+}
+
+/// A fresh store with `accounts` funded, and their keys.
+fn funded(dir: &Path, host: &Host) -> (StateStore, Vec<SigningKey>) {
+    let store = StateStore::open(dir).unwrap();
+    let keys: Vec<SigningKey> = (0..3u8)
+        .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
+        .collect();
+    let genesis: Vec<(Bytes32, Account)> = keys
+        .iter()
+        .map(|k| {
+            (
+                Bytes32(k.verifying_key().to_bytes()),
+                Account {
+                    balance: 1_000,
+                    nonce: 0,
+                },
+            )
+        })
+        .collect();
+    block::commit_genesis(host, &store, &genesis).unwrap();
+    (store, keys)
+}
+
+fn transfer(from: &SigningKey, to: &SigningKey, amount: u64, fee: u64, nonce: u64) -> Transaction {
+    let (f, t) = (
+        Bytes32(from.verifying_key().to_bytes()),
+        Bytes32(to.verifying_key().to_bytes()),
+    );
+    let mut tx = Transaction {
+        from: f,
+        to: t,
+        amount,
+        fee,
+        nonce,
+        gas_limit: TRANSFER_GAS,
+        kind: TxKind::Transfer,
+        payload: Blob::default(),
+        access_list: vec![f, t].into(),
+        signature: Bytes64([0; 64]),
+    };
+    tx.signature = Bytes64(from.sign(&signing_bytes(&tx)).to_bytes());
+    tx
+}
+
+fn resign(mut tx: Transaction, key: &SigningKey) -> Transaction {
+    tx.signature = Bytes64(key.sign(&signing_bytes(&tx)).to_bytes());
+    tx
+}
+
+#[test]
+fn every_validity_rule_rejects_what_it_must() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Host::new(Default::default());
+    let (store, k) = funded(tmp.path(), &host);
+    let good = transfer(&k[0], &k[1], 10, 1, 0);
+    assert_eq!(check_stateless(&good), Ok(()));
+
+    let mut bad_sig = good.clone();
+    bad_sig.signature.0[3] ^= 1;
+    let zero_fee = resign(
+        Transaction {
+            fee: 0,
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let low_gas = resign(
+        Transaction {
+            gas_limit: 20_999,
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let undeclared = resign(
+        Transaction {
+            access_list: vec![good.from].into(),
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let contract = resign(
+        Transaction {
+            kind: TxKind::Call,
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let stale = transfer(&k[0], &k[1], 10, 1, 0);
+
+    let mut pool = Mempool::default();
+    let verdicts = pool
+        .admit(
+            vec![
+                good.clone(),
+                good.clone(),
+                bad_sig,
+                zero_fee,
+                low_gas,
+                undeclared,
+                contract,
+            ],
+            &host.slots.sig_verify,
+            &store,
+        )
+        .unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            None,
+            Some(Rejection::Duplicate),
+            Some(Rejection::Invalid(TxError::BadSignature)),
+            Some(Rejection::Invalid(TxError::ZeroFee)),
+            Some(Rejection::Invalid(TxError::GasLimit(20_999))),
+            Some(Rejection::Invalid(TxError::UndeclaredAccess(
+                "the recipient"
+            ))),
+            Some(Rejection::Invalid(TxError::ContractsUnsupported)),
+        ]
+    );
+
+    // Stateful rules, at execution.
+    let proposer = Bytes32([9; 32]);
+    let mut w = store.begin_block(1);
+    assert!(execute(&mut w, &good, &proposer).unwrap().is_ok());
+    assert_eq!(
+        execute(&mut w, &stale, &proposer).unwrap(),
+        Err(TxError::BadNonce {
+            expected: 1,
+            got: 0
+        })
+    );
+    let broke = transfer(&k[1], &k[2], 2_000, 1, 0);
+    assert_eq!(
+        execute(&mut w, &broke, &proposer).unwrap(),
+        Err(TxError::InsufficientBalance {
+            balance: 1_010,
+            needed: 2_001
+        })
+    );
+    let overflow = transfer(&k[1], &k[2], u64::MAX, 1, 0);
+    assert_eq!(
+        execute(&mut w, &overflow, &proposer).unwrap(),
+        Err(TxError::Overflow)
+    );
+    // A rejected transaction changed nothing.
+    assert_eq!(
+        w.account(&Bytes32(k[1].verifying_key().to_bytes()))
+            .unwrap(),
+        Account {
+            balance: 1_010,
+            nonce: 0
+        }
+    );
+    w.abort().unwrap();
+    // Stale nonces are refused at admission once the state has moved on.
+    let mut w = store.begin_block(1);
+    execute(&mut w, &good, &proposer).unwrap().unwrap();
+    w.commit(
+        b"{}",
+        dubchain_host::node::state::Head {
+            height: 1,
+            hash: Bytes32([1; 32]),
+            state_root: Bytes32([2; 32]),
+        },
+    )
+    .unwrap();
+    let v = Mempool::default()
+        .admit(vec![stale], &host.slots.sig_verify, &store)
+        .unwrap();
+    assert_eq!(
+        v,
+        vec![Some(Rejection::Invalid(TxError::BadNonce {
+            expected: 1,
+            got: 0
+        }))]
+    );
+}
+
+#[test]
+fn invalid_blocks_are_refused_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Host::new(Default::default());
+    let (proposer, k) = funded(&tmp.path().join("p"), &host);
+    let (validator, _) = funded(&tmp.path().join("v"), &host);
+    let mut pool = Mempool::default();
+    let txs = vec![
+        transfer(&k[0], &k[1], 5, 3, 0),
+        transfer(&k[1], &k[2], 7, 2, 0),
+        transfer(&k[0], &k[2], 1, 1, 1),
+    ];
+    pool.admit(txs, &host.slots.sig_verify, &proposer).unwrap();
+    let (good, _) = block::produce(&host, &proposer, &mut pool, Bytes32([7; 32]), 10).unwrap();
+    assert_eq!(good.transactions.len(), 3);
+    let before = (validator.head().unwrap(), validator.state_root().unwrap());
+
+    let mut tampered = Vec::new();
+    let mut b = good.clone();
+    b.header.parent = Bytes32([1; 32]);
+    tampered.push(("parent", b));
+    let mut b = good.clone();
+    b.header.height = 5;
+    tampered.push(("height", b));
+    let mut b = good.clone();
+    b.transactions.swap(0, 1);
+    tampered.push(("tx root", b));
+    let mut b = good.clone();
+    b.transactions[1].signature.0[0] ^= 1;
+    b.header.tx_root = tx_root(&b.transactions);
+    tampered.push(("signature", b));
+    let mut b = good.clone();
+    b.receipts[2].gas_used += 1;
+    tampered.push(("receipt", b));
+    let mut b = good.clone();
+    b.header.state_root = Bytes32([3; 32]);
+    tampered.push(("state root", b));
+    let mut b = good.clone();
+    b.transactions[2] = transfer(&k[0], &k[2], 1, 1, 7);
+    b.header.tx_root = tx_root(&b.transactions);
+    tampered.push(("nonce", b));
+
+    for (what, b) in tampered {
+        let err = block::validate_and_commit(&host, &validator, &b).expect_err(what);
+        let ok = match what {
+            "parent" => matches!(err, BlockError::Parent { .. }),
+            "height" => matches!(err, BlockError::Height { .. }),
+            "tx root" => matches!(err, BlockError::TxRoot { .. }),
+            "signature" => matches!(
+                err,
+                BlockError::Tx {
+                    index: 1,
+                    error: TxError::BadSignature,
+                    ..
+                }
+            ),
+            "receipt" => matches!(err, BlockError::Receipt { index: 2, .. }),
+            "state root" => matches!(err, BlockError::StateRoot { .. }),
+            "nonce" => matches!(
+                err,
+                BlockError::Tx {
+                    index: 2,
+                    error: TxError::BadNonce { .. },
+                    ..
+                }
+            ),
+            _ => unreachable!(),
+        };
+        assert!(ok, "{what}: {err}");
+        assert_eq!(
+            (validator.head().unwrap(), validator.state_root().unwrap()),
+            before,
+            "{what} left no trace"
+        );
+    }
+    let head = block::validate_and_commit(&host, &validator, &good).unwrap();
+    assert_eq!(Some(head), proposer.head().unwrap());
+}
+
+#[test]
+fn an_interrupted_block_is_rolled_back_on_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = Host::new(Default::default());
+    let (store, k) = funded(tmp.path(), &host);
+    let root = store.state_root().unwrap();
+    let head = store.head().unwrap();
+    {
+        let mut w = store.begin_block(1);
+        execute(&mut w, &transfer(&k[0], &k[1], 10, 1, 0), &Bytes32([9; 32]))
+            .unwrap()
+            .unwrap();
+        assert_ne!(w.state_root().unwrap(), root, "the writes reached RocksDB");
+        // Dropped without commit or abort: the process "dies" here.
+        std::mem::forget(w);
+    }
+    drop(store);
+    let store = StateStore::open(tmp.path()).unwrap();
+    assert_eq!(store.state_root().unwrap(), root);
+    assert_eq!(store.head().unwrap(), head);
+}
+
+fn perf(args: &[&str], data: &Path, plugins: &Path) -> Command {
+    let mut cmd = Command::new(dubchain_perf());
+    cmd.arg("--plugin-dir")
+        .arg(plugins)
+        .arg("--state-dir")
+        .arg(data.join("state"))
+        .args(args);
+    cmd.args(["--txs-per-block", "64", "--accounts", "200", "--data-dir"])
+        .arg(data.join("db"));
+    cmd
+}
+
+#[test]
+fn a_node_killed_mid_run_reopens_with_its_committed_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new();
+    plugins.add_first_party("storage_binary_formats");
+    let mut last_seen = 0;
+    for round in 0..3 {
+        let mut child = perf(
+            &[
+                "--enable",
+                "storage_binary_formats",
+                "chain",
+                "produce",
+                "--blocks",
+                "100000",
+            ],
+            tmp.path(),
+            plugins.path(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let target = last_seen + 5 + round * 3;
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(h) = line
+                .strip_prefix("committed block ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|h| h.parse::<u64>().ok())
+            {
+                last_seen = h;
+                if h >= target {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL: no destructor, no flush
+        child.wait().unwrap();
+        let out = perf(
+            &["--enable", "storage_binary_formats", "chain", "check"],
+            tmp.path(),
+            plugins.path(),
+        )
+        .output()
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("consistent"), "{text}");
+        let head: u64 = text
+            .lines()
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            head >= last_seen,
+            "every block reported committed survived: head {head}, saw {last_seen}"
+        );
+    }
+}
+
+#[test]
+fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
+    use dubchain_host::node::consensus::{verify_votes, ConsensusState, ValidatorSet};
+    let ids: Vec<Bytes32> = (0..6u8).map(|i| Bytes32([i; 32])).collect();
+    let set = ValidatorSet::generate(3, &ids);
+    let block = Bytes32([42; 32]);
+    let good: Vec<_> = (0..6).map(|i| set.vote(i, 1, &block)).collect();
+    assert!(verify_votes(&set, &good).iter().all(|ok| *ok));
+
+    let mut wrong_message = set.vote(0, 1, &Bytes32([1; 32]));
+    wrong_message.block = block;
+    let mut wrong_key = set.vote(1, 1, &block);
+    wrong_key.validator = 2;
+    let mut garbage = set.vote(3, 1, &block);
+    garbage.signature = [0xab; 96];
+    let mut unknown = set.vote(4, 1, &block);
+    unknown.validator = 99;
+    let wrong_height = Vote {
+        height: 2,
+        ..set.vote(5, 1, &block)
+    };
+    assert_eq!(
+        verify_votes(
+            &set,
+            &[wrong_message, wrong_key, garbage, unknown, wrong_height]
+        ),
+        vec![false; 5]
+    );
+
+    // Finality exactly when two thirds of the stake has voted, counting each validator once.
+    let total = set.total_stake();
+    let state = ConsensusState::default();
+    let mut stake = 0;
+    for (i, v) in good.iter().enumerate() {
+        let before = state.finalized();
+        let finalized = state.record(&set, v);
+        assert_eq!(state.record(&set, v), None, "a repeated vote counts once");
+        stake += set.validators[i].stake;
+        let should = stake * 3 >= total * 2;
+        assert_eq!(
+            finalized.is_some(),
+            should && before == 0,
+            "after {} of {} stake",
+            stake,
+            total
+        );
+        if should {
+            assert_eq!(state.finalized(), 1);
+        }
+    }
+}
+
+use dubchain_host::node::consensus::Vote;
+
+#[test]
+fn four_nodes_on_loopback_converge_on_the_same_chain() {
+    use dubchain_host::node::cluster::run_cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    let host = test_host();
+    assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
+        .failed
+        .is_empty());
+    let config = WorkloadConfig {
+        validators: 4,
+        txs_per_block: 32,
+        accounts: 80,
+        ..small(11)
+    };
+    let outcomes = run_cluster(&host, config, 6, tmp.path()).unwrap();
+    assert_eq!(outcomes.len(), 4);
+    for o in &outcomes {
+        assert_eq!(
+            o.head, outcomes[0].head,
+            "node {} and node 0 disagree",
+            o.index
+        );
+        assert_eq!(o.head.height, 6);
+        assert!(o.finalized >= 6);
+    }
+}
