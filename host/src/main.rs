@@ -223,9 +223,10 @@ struct RunArgs {
     /// Signatures per verification batch.
     #[arg(long, default_value_t = 2048)]
     signatures: usize,
-    /// Blocks per storage batch (each with 64 transactions, all stored as records).
+    /// Blocks per record-codec batch in the slot table (each with 64 transactions, all
+    /// stored as records).
     #[arg(long, default_value_t = 32)]
-    blocks: usize,
+    record_blocks: usize,
     /// Interleaved rounds (baseline, plugins, baseline, ...).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
@@ -659,7 +660,7 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
     let chains = compare_chains(s, &host, args)?;
     let sigs = workload::signature_set(args.seed, args.signatures, true);
     let items = sigs.items();
-    let records = workload::records(args.seed, args.blocks, 64);
+    let records = workload::records(args.seed, args.record_blocks, 64);
     eprintln!(
         "workload: {} signatures ({} adversarial kinds), {} records; {} interleaved rounds",
         items.len(),
@@ -931,7 +932,11 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
         )
     };
     println!("{verdict}");
-    println!("(the network stage arrives with TCP peers; see docs/ARCHITECTURE.md)\n");
+    println!(
+        "(both nodes of each run share this process; four nodes over TCP are exercised by the cluster test)\n\
+         (this binary is the dev build the tests use, with debug assertions in the host and its\n\
+         dependencies, while plugins are release builds: `cargo xtask bench` gives the fair ratios)\n"
+    );
     let mut markdown = format!(
         "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {}\n\n{verdict}\n\n| {} |\n|---|---|---|---|\n",
         s.resolution.feature_set_id,

@@ -150,15 +150,18 @@ fn assemble_plugins(root: &Path) -> Result<PathBuf> {
 
 fn main_job(root: &Path, args: &[String]) -> Result<()> {
     let plugin_dir = assemble_plugins(root)?;
-    eprintln!("building dubchain-perf (release)");
+    // The very build the tests use (`cargo test --no-run --workspace` unifies features the
+    // same way), so RocksDB's C++ is compiled once for both. Dependencies and the host are
+    // optimised in the dev profile (see Cargo.toml).
+    eprintln!("building dubchain-perf");
     run(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "dubchain-host",
+        "test",
+        "--no-run",
+        "--workspace",
+        "--quiet",
     ]))?;
     let exe = target_dir(root)
-        .join("release")
+        .join("debug")
         .join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
     let perf = |extra: &[&str]| {
         let mut cmd = Command::new(&exe);
@@ -186,14 +189,9 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
         .is_ok_and(|s| s.success());
     if has_nextest {
         // nextest does not run doctests: run them first, so the suite's summary closes the output.
-        run(Command::new(cargo()).current_dir(root).args([
-            "test",
-            "--doc",
-            "-p",
-            "dubchain-plugin-api",
-            "-p",
-            "dubchain-host",
-        ]))?;
+        run(Command::new(cargo())
+            .current_dir(root)
+            .args(["test", "--doc", "--workspace"]))?;
         run(Command::new(cargo())
             .current_dir(root)
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
