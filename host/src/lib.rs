@@ -12,6 +12,7 @@ pub mod host;
 pub mod loader;
 pub mod manifest;
 pub mod measure;
+#[cfg(feature = "node")]
 pub mod node;
 pub mod resolve;
 pub mod scaffold;

@@ -98,8 +98,9 @@ dubchain-plugin-api = { path = "{api}" }
 abi_stable = "0.11"
 {deps}
 [dev-dependencies]
-# The baseline, the conformance suite and the measuring harness.
-dubchain-host = { path = "{host}" }
+# The baseline, the conformance suite and the measuring harness (without the node, so
+# RocksDB is not built).
+dubchain-host = { path = "{host}", default-features = false }
 
 [[bench]]
 name = "ratio"

@@ -3,7 +3,7 @@
 
 use dubchain_host::{baseline, workload, Host};
 use dubchain_plugin_api::types::{Blob, Record};
-use dubchain_tests::{load, test_host, PluginDir};
+use dubchain_tests::PluginDir;
 
 /// The configurations of `crypto_parallel_verification` under test.
 const VERIFIER_CONFIGS: &[&str] = &[
@@ -14,18 +14,7 @@ const VERIFIER_CONFIGS: &[&str] = &[
 
 /// A host with both first-party plugins loaded with `config`.
 fn loaded(config: &str) -> (Host, PluginDir) {
-    let dir = PluginDir::new();
-    dir.add_first_party("crypto_parallel_verification");
-    dir.add_first_party("storage_binary_formats");
-    let host = test_host();
-    let report = load(
-        &host,
-        &dir,
-        &["crypto_parallel_verification", "storage_binary_formats"],
-        config,
-    );
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    (host, dir)
+    dubchain_tests::first_party_host(config)
 }
 
 fn verifier_hosts() -> Vec<(&'static str, Host, PluginDir)> {

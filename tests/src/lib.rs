@@ -183,3 +183,19 @@ pub fn dubchain_perf() -> PathBuf {
     );
     bin
 }
+
+/// The first-party plugins, in the order they are usually enabled.
+pub const FIRST_PARTY: [&str; 2] = ["crypto_parallel_verification", "storage_binary_formats"];
+
+/// A test host with every first-party plugin loaded, each given `config`. Keep the returned
+/// directory alive as long as the host.
+pub fn first_party_host(config: &str) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    for name in FIRST_PARTY {
+        dir.add_first_party(name);
+    }
+    let host = test_host();
+    let report = load(&host, &dir, &FIRST_PARTY, config);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (host, dir)
+}
