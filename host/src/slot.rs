@@ -244,6 +244,10 @@ pub struct Slot<I> {
     id: &'static str,
     stack: ArcSwap<Vec<Arc<Provider<I>>>>,
     counters: Counters,
+    /// Every provider that was ever installed and is not any more, newest first. Their
+    /// libraries stay mapped; `storage.record_codec` reads with them what the active codec
+    /// cannot (data written by a codec that has since been swapped out is not lost).
+    retired: ArcSwap<Vec<Arc<Provider<I>>>>,
 }
 
 impl<I> Slot<I> {
@@ -252,13 +256,29 @@ impl<I> Slot<I> {
             id,
             stack: ArcSwap::from_pointee(Vec::new()),
             counters: Counters::default(),
+            retired: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
     /// Installs `providers` (bottom to top) atomically; returns the stack it replaced.
     /// Calls already running finish on the old stack.
     pub fn install(&self, providers: Vec<Arc<Provider<I>>>) -> Arc<Vec<Arc<Provider<I>>>> {
-        self.stack.swap(Arc::new(providers))
+        let old = self.stack.swap(Arc::new(providers.clone()));
+        // Swaps are serialised by `Host::apply`, so this read-modify-write does not race.
+        let mut retired: Vec<Arc<Provider<I>>> = old
+            .iter()
+            .filter(|p| !providers.iter().any(|n| Arc::ptr_eq(n, p)))
+            .cloned()
+            .collect();
+        retired.extend(
+            self.retired
+                .load()
+                .iter()
+                .filter(|p| !providers.iter().any(|n| Arc::ptr_eq(n, p)))
+                .cloned(),
+        );
+        self.retired.store(Arc::new(retired));
+        old
     }
 
     /// The installed providers, bottom to top.
@@ -341,9 +361,29 @@ impl RecordCodecSlot {
             .unwrap_or_else(|| baseline::encode_records(records))
     }
 
-    /// The record behind each stored value. With the plugin unavailable, only the
-    /// baseline's JSON records can be read; other values are reported, not lost.
+    /// The record behind each stored value: read by the active codec (or the baseline),
+    /// and, for what that cannot read, by the codecs installed earlier in this process.
+    /// A value no codec here can read is an error for that item; it stays stored.
     pub fn decode(&self, values: &[&[u8]]) -> Vec<Result<Record, String>> {
+        let mut out = self.decode_active(values);
+        // Values the active codec cannot read may have been written by one swapped out since.
+        let retired = self.retired.load();
+        for (i, r) in out.iter_mut().enumerate() {
+            if r.is_err() {
+                let one = [values[i].into()];
+                let older = retired.iter().find_map(|p| {
+                    let got = p.imp.decode(one.as_slice().into()).into_result().ok()?;
+                    got.into_iter().next()?.into_result().ok()
+                });
+                if let Some(record) = older {
+                    *r = Ok(record);
+                }
+            }
+        }
+        out
+    }
+
+    fn decode_active(&self, values: &[&[u8]]) -> Vec<Result<Record, String>> {
         self.counters.calls.fetch_add(1, Relaxed);
         let stack = self.stack.load();
         stack

@@ -93,3 +93,31 @@ fn swap_back_and_forth_under_load() {
         assert_eq!(s.counters.fallbacks, 0, "{s:?}");
     }
 }
+
+#[test]
+fn records_written_by_a_codec_that_was_swapped_out_are_still_read() {
+    let dir = PluginDir::new();
+    dir.add_first_party("storage_binary_formats");
+    let host = test_host();
+    let manifests = dir.manifests();
+    let on = resolve(&manifests, &enable(&["storage_binary_formats"]));
+    host.apply(&manifests, &on, |_| String::new()).unwrap();
+    let records = workload::records(5, 2, 4);
+    let written = host.slots.record_codec.encode(&records);
+    assert!(written.iter().all(|w| w.starts_with(b"DCB1")));
+    // Swap the codec out: the baseline cannot read binary records, the retired codec can.
+    host.apply(&manifests, &resolve(&manifests, &[]), |_| String::new())
+        .unwrap();
+    assert_eq!(host.slots.record_codec.status().active, "baseline");
+    let refs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+    let read: Vec<_> = host
+        .slots
+        .record_codec
+        .decode(&refs)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(read, records);
+    // Garbage is still an error.
+    assert!(host.slots.record_codec.decode(&[b"garbage".as_slice()])[0].is_err());
+}
