@@ -851,41 +851,16 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     let mut rows = vec![["stage", "baselines", "plugins", "speed-up"]
         .map(String::from)
         .to_vec()];
-    rows.push(row(
-        "mempool",
-        b.stages.mempool * 1e3,
-        o.stages.mempool * 1e3,
-        "ms",
-        false,
-    ));
-    rows.push(row(
-        "execution",
-        b.stages.execution * 1e3,
-        o.stages.execution * 1e3,
-        "ms",
-        false,
-    ));
-    rows.push(row(
-        "storage",
-        b.stages.storage * 1e3,
-        o.stages.storage * 1e3,
-        "ms",
-        false,
-    ));
-    rows.push(row(
-        "validation",
-        b.stages.validation * 1e3,
-        o.stages.validation * 1e3,
-        "ms",
-        false,
-    ));
-    rows.push(row(
-        "consensus",
-        b.stages.consensus * 1e3,
-        o.stages.consensus * 1e3,
-        "ms",
-        false,
-    ));
+    let (bs, os) = (&b.stages, &o.stages);
+    for (name, bv, ov) in [
+        ("mempool", bs.mempool, os.mempool),
+        ("execution", bs.execution, os.execution),
+        ("storage", bs.storage, os.storage),
+        ("validation", bs.validation, os.validation),
+        ("consensus", bs.consensus, os.consensus),
+    ] {
+        rows.push(row(name, bv * 1e3, ov * 1e3, "ms", false));
+    }
     rows.push(row("throughput", b.tps(), o.tps(), "tx/s", true));
     rows.push(row(
         "block latency p50",
