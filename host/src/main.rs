@@ -783,6 +783,8 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         return watch_loop(
             s,
             host,
+            &args.chain.workload(args.seed),
+            &args.chain.data_dir,
             &items,
             &records,
             args.duration.map(Duration::from_secs),
@@ -1028,21 +1030,41 @@ fn chain_check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     }
 }
 
-/// Keeps calling every slot and checking the answers while the plugin directory is watched;
-/// prints each reload and, every few seconds, the calls made and what is active.
+/// Keeps the node running while the plugin directory is watched: a proposer and a validator
+/// (stores under `<data-dir>/watch/`) produce and validate block after block, and every slot
+/// is checked against its baseline between blocks. Prints each reload and, every few
+/// seconds, the height and what is active. Stops at the first disagreement.
 fn watch_loop(
     s: &Session,
     host: std::sync::Arc<Host>,
+    workload: &dubchain_host::node::gen::WorkloadConfig,
+    data_dir: &std::path::Path,
     items: &[dubchain_plugin_api::types::SigItem<'_>],
     records: &[Record],
     duration: Option<Duration>,
 ) -> Result<ExitCode> {
-    use dubchain_host::watch::{watch, Reloader};
+    use dubchain_host::{
+        node::{block, gen::Workload, mempool::Mempool, state::StateStore},
+        watch::{watch, Reloader},
+    };
     let reloader = std::sync::Arc::new(Reloader::new(host.clone(), s.options.clone()));
     let _watcher = watch(&s.options.plugin_dir, reloader, |event| println!("{event}"))
         .with_context(|| format!("watching {}", s.options.plugin_dir.display()))?;
+    let workload = Workload::new(workload.clone());
+    let dirs = [
+        data_dir.join("watch/proposer"),
+        data_dir.join("watch/validator"),
+    ];
+    for d in &dirs {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let (proposer, validator) = (StateStore::open(&dirs[0])?, StateStore::open(&dirs[1])?);
+    block::commit_genesis(&host, &proposer, &workload.genesis())?;
+    block::commit_genesis(&host, &validator, &workload.genesis())?;
+    let mut mempool = Mempool::default();
     println!(
-        "\nwatching {} for plugin changes{}",
+        "\nthe node keeps running; watching {} for plugin changes{}",
         s.options.plugin_dir.display(),
         match duration {
             Some(d) => format!(" for {}s", d.as_secs()),
@@ -1052,8 +1074,23 @@ fn watch_loop(
     let expected = baseline::sig_verify(items);
     let start = Instant::now();
     let mut last_report = Instant::now();
-    let mut rounds = 0u64;
+    let mut height = 0;
     while duration.is_none_or(|d| start.elapsed() < d) {
+        height += 1;
+        let txs = workload.txs_for_block(height, &proposer)?;
+        mempool.admit(txs, &host.slots.sig_verify, &proposer)?;
+        let (b, _) = block::produce(
+            &host,
+            &proposer,
+            &mut mempool,
+            workload.proposer(height),
+            workload.config.txs_per_block,
+        )?;
+        let head = block::validate_and_commit(&host, &validator, &b)
+            .with_context(|| format!("the validator refused block {height}"))?;
+        if Some(head) != proposer.head()? {
+            bail!("proposer and validator disagree at block {height}");
+        }
         if host.slots.sig_verify.verify_batch(items) != expected {
             bail!("crypto.sig_verify answered differently from the baseline");
         }
@@ -1069,7 +1106,6 @@ fn watch_loop(
         {
             bail!("storage.record_codec did not read back what it wrote");
         }
-        rounds += 1;
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             let active: Vec<String> = host
@@ -1078,12 +1114,12 @@ fn watch_loop(
                 .map(|st| format!("{}={}", st.slot, st.active))
                 .collect();
             println!(
-                "{rounds} rounds, all answers identical; {}",
+                "block {height}, validated; slot answers identical to the baselines; {}",
                 active.join(", ")
             );
         }
     }
-    println!("stopped after {rounds} rounds, all answers identical");
+    println!("stopped at block {height}; every block validated, every slot answer identical to the baseline's");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -193,3 +193,81 @@ fn a_half_written_library_is_never_loaded_half_written() {
     let s = &t.host().slot_status()[0];
     assert_eq!((s.counters.errors, s.counters.fallbacks), (0, 0), "{s:?}");
 }
+
+#[test]
+fn run_watch_keeps_the_node_running_and_prints_each_swap() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let work = tempfile::tempdir().unwrap();
+    let plugins = work.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let mut child = Command::new(dubchain_tests::dubchain_perf())
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--state-dir")
+        .arg(work.path().join("state"))
+        .args([
+            "--enable",
+            "storage_binary_formats",
+            "run",
+            "--blocks",
+            "2",
+            "--txs-per-block",
+            "16",
+            "--accounts",
+            "40",
+        ])
+        .args([
+            "--signatures",
+            "32",
+            "--record-blocks",
+            "1",
+            "--rounds",
+            "1",
+            "--watch",
+            "--duration",
+            "10",
+            "--data-dir",
+        ])
+        .arg(work.path().join("data"))
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    assert!(
+        lines
+            .by_ref()
+            .any(|l| l.starts_with("the node keeps running")),
+        "watch mode started"
+    );
+    // Drop the package in as a deployment would: library, then manifest, each renamed into place.
+    let lib = plugins.join(dubchain_host::manifest::library_file_name(
+        "storage_binary_formats",
+    ));
+    std::fs::copy(library("storage_binary_formats"), plugins.join(".lib.tmp")).unwrap();
+    std::fs::rename(plugins.join(".lib.tmp"), &lib).unwrap();
+    std::fs::write(
+        plugins.join(".m.tmp"),
+        first_party_manifest("storage_binary_formats"),
+    )
+    .unwrap();
+    std::fs::rename(
+        plugins.join(".m.tmp"),
+        plugins.join("storage_binary_formats.toml"),
+    )
+    .unwrap();
+    let rest: Vec<String> = lines.collect();
+    let status = child.wait().unwrap();
+    let text = rest.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("swapped in storage_binary_formats@0.1.0#"),
+        "{text}"
+    );
+    assert!(text.contains("stopped at block"), "{text}");
+}
