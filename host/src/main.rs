@@ -833,8 +833,35 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     .context("the run on baselines failed")?;
     let optimized = run_chain(host, &config("optimized"), progress("plugins", c.blocks))
         .context("the run with plugins failed")?;
+    // The same chain again, by V validator nodes over TCP on loopback.
+    let cluster = |h: &Host, name: &str| -> Result<(f64, dubchain_host::node::state::Head)> {
+        let t = Instant::now();
+        let nodes = dubchain_host::node::cluster::run_cluster(
+            h,
+            args.chain.workload(args.seed),
+            c.blocks,
+            &c.data_dir.join(name),
+        )
+        .with_context(|| format!("the {name} run over TCP failed"))?;
+        if let Some(odd) = nodes.iter().find(|n| n.head != nodes[0].head) {
+            bail!(
+                "{name}: node {} ended on {:?}, node 0 on {:?}",
+                odd.index,
+                odd.head,
+                nodes[0].head
+            );
+        }
+        Ok((t.elapsed().as_secs_f64(), nodes[0].head))
+    };
+    eprintln!(
+        "running {} validator nodes over TCP on loopback, on baselines and with plugins",
+        c.validators.max(1)
+    );
+    let (net_b, head_b) = cluster(&baseline_host, "cluster-baseline")?;
+    let (net_o, head_o) = cluster(host, "cluster-optimized")?;
     let identical = baseline.block_hashes == optimized.block_hashes
-        && baseline.state_root == optimized.state_root;
+        && baseline.state_root == optimized.state_root
+        && head_b == head_o;
 
     let (b, o) = (&baseline, &optimized);
     let row = |name: &str, bv: f64, ov: f64, unit: &str, higher_is_better: bool| {
@@ -863,6 +890,8 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     ] {
         rows.push(row(name, bv * 1e3, ov * 1e3, "ms", false));
     }
+    let network = format!("network ({} nodes, TCP)", c.validators.max(1));
+    rows.push(row(&network, net_b * 1e3, net_o * 1e3, "ms", false));
     rows.push(row("throughput", b.tps(), o.tps(), "tx/s", true));
     rows.push(row(
         "block latency p50",
@@ -910,9 +939,13 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     };
     println!("{verdict}");
     println!(
-        "(both nodes of each run share this process; four nodes over TCP are exercised by the cluster test)\n\
+        "(network: the whole chain again by {} validator nodes over TCP, each on its own RocksDB;\n\
+         both runs ended on block {} {:?})\n\
          (this binary is the dev build the tests use, with debug assertions in the host and its\n\
-         dependencies, while plugins are release builds: `cargo xtask bench` gives the fair ratios)\n"
+         dependencies, while plugins are release builds: `cargo xtask bench` gives the fair ratios)\n",
+        c.validators.max(1),
+        head_b.height,
+        head_b.hash
     );
     let mut markdown = format!(
         "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {}\n\n{verdict}\n\n| {} |\n|---|---|---|---|\n",

@@ -53,8 +53,14 @@ fn install_system_deps(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The checkout this task runs for. `cargo run` (behind `cargo xtask`) sets
+/// `CARGO_MANIFEST_DIR` at run time; it is preferred over the compile-time value because a
+/// target directory shared by several checkouts may hand back an xtask built in another.
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives in the root")
         .to_owned()
