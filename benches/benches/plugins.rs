@@ -63,6 +63,37 @@ fn main() {
         }
     }
 
+    // crypto_verification_caching over crypto_parallel_verification: re-verifying signatures
+    // that already verified, as when a block's transactions passed the mempool.
+    let host = host_with(
+        &[
+            "crypto_verification_caching",
+            "crypto_parallel_verification",
+        ],
+        "",
+    );
+    let items = valid.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    let c = compare(
+        "crypto.sig_verify: 2048 sigs seen before (cache over parallel)",
+        rounds,
+        || {
+            black_box(baseline::sig_verify(black_box(&items)));
+        },
+        || {
+            black_box(host.slots.sig_verify.verify_batch(black_box(&items)));
+        },
+    );
+    rows.push(Row {
+        comparison: c,
+        goal: 10.0,
+        promise: 10.0,
+        note: String::new(),
+    });
+
     // storage_binary_formats: 32 blocks of 64 transactions, plus those transactions.
     let host = host_with(&["storage_binary_formats"], "");
     let records = workload::records(3, 32, 64);

@@ -233,3 +233,59 @@ fn corrupt_records_are_errors_for_that_item_only() {
         .is_err());
     assert_eq!(host.slots.record_codec.status().counters.fallbacks, 0);
 }
+
+#[test]
+fn the_cache_layer_answers_exactly_as_the_layers_below_first_time_and_every_time() {
+    for (stack, config) in [
+        (
+            &[
+                "crypto_verification_caching",
+                "crypto_parallel_verification",
+            ][..],
+            "",
+        ),
+        (&["crypto_verification_caching"][..], ""),
+        (&["crypto_verification_caching"][..], "capacity = 8\n"),
+    ] {
+        let dir = PluginDir::new();
+        for name in stack {
+            dir.add_first_party(name);
+        }
+        let host = dubchain_tests::test_host();
+        assert!(dubchain_tests::load(&host, &dir, stack, config)
+            .failed
+            .is_empty());
+        let status = host.slots.sig_verify.status();
+        assert!(
+            status
+                .stack
+                .last()
+                .unwrap()
+                .starts_with("crypto_verification_caching@"),
+            "cache on top: {status:?}"
+        );
+        for seed in 0..3 {
+            let set = workload::signature_set(seed, 200, true);
+            let items = set.items();
+            let expected = baseline::sig_verify(&items);
+            for pass in 0..3 {
+                assert_eq!(
+                    host.slots.sig_verify.verify_batch(&items),
+                    expected,
+                    "{stack:?} {config:?} seed {seed} pass {pass}"
+                );
+            }
+            // A remembered signature under another message or key is not a hit.
+            let mut twisted = set.clone();
+            for e in &mut twisted.entries {
+                e.2.push(1);
+            }
+            let items = twisted.items();
+            assert_eq!(
+                host.slots.sig_verify.verify_batch(&items),
+                baseline::sig_verify(&items)
+            );
+        }
+        assert_eq!(host.slots.sig_verify.status().counters.fallbacks, 0);
+    }
+}

@@ -23,6 +23,7 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_slow_init" => env!("DUBCHAIN_LIB_fixture_slow_init"),
         "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
         "fixture_reloadable" => env!("DUBCHAIN_LIB_fixture_reloadable"),
+        "crypto_verification_caching" => env!("DUBCHAIN_LIB_crypto_verification_caching"),
         "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
         "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),
         other => panic!("no library `{other}` is built for the tests"),
