@@ -20,6 +20,31 @@ struct Row {
     note: String,
 }
 
+/// `crypto.sig_verify` through `host` against the baseline on `set`, after checking the
+/// answers agree.
+fn compare_sig_verify(
+    name: &str,
+    rounds: usize,
+    host: &dubchain_host::Host,
+    set: &workload::SignatureSet,
+) -> Comparison {
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    compare(
+        name,
+        rounds,
+        || {
+            black_box(baseline::sig_verify(black_box(&items)));
+        },
+        || {
+            black_box(host.slots.sig_verify.verify_batch(black_box(&items)));
+        },
+    )
+}
+
 fn main() {
     let rounds: usize = std::env::var("DUBCHAIN_BENCH_ROUNDS")
         .ok()
@@ -39,21 +64,8 @@ fn main() {
             (&valid, "all valid"),
             (&mixed, "1/3 invalid or adversarial"),
         ] {
-            let items = set.items();
-            assert_eq!(
-                host.slots.sig_verify.verify_batch(&items),
-                baseline::sig_verify(&items)
-            );
-            let c = compare(
-                &format!("crypto.sig_verify: 2048 sigs, {what} ({label})"),
-                rounds,
-                || {
-                    black_box(baseline::sig_verify(black_box(&items)));
-                },
-                || {
-                    black_box(host.slots.sig_verify.verify_batch(black_box(&items)));
-                },
-            );
+            let name = format!("crypto.sig_verify: 2048 sigs, {what} ({label})");
+            let c = compare_sig_verify(&name, rounds, &host, set);
             rows.push(Row {
                 comparison: c,
                 goal: 3.5,
@@ -72,20 +84,11 @@ fn main() {
         ],
         "",
     );
-    let items = valid.items();
-    assert_eq!(
-        host.slots.sig_verify.verify_batch(&items),
-        baseline::sig_verify(&items)
-    );
-    let c = compare(
+    let c = compare_sig_verify(
         "crypto.sig_verify: 2048 sigs seen before (cache over parallel)",
         rounds,
-        || {
-            black_box(baseline::sig_verify(black_box(&items)));
-        },
-        || {
-            black_box(host.slots.sig_verify.verify_batch(black_box(&items)));
-        },
+        &host,
+        &valid,
     );
     rows.push(Row {
         comparison: c,
