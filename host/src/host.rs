@@ -176,24 +176,14 @@ impl Host {
                 Ok(mut loaded) => {
                     let version = loaded.version.to_string();
                     let breaker = self.options.breaker;
-                    let sig_verify = loaded.sig_verify.take().map(|imp| {
-                        Arc::new(Provider::new(
-                            name.clone(),
-                            version.clone(),
-                            generation,
-                            imp,
-                            breaker,
-                        ))
-                    });
-                    let record_codec = loaded.record_codec.take().map(|imp| {
-                        Arc::new(Provider::new(
-                            name.clone(),
-                            version.clone(),
-                            generation,
-                            imp,
-                            breaker,
-                        ))
-                    });
+                    let sig_verify = loaded
+                        .sig_verify
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let record_codec = loaded
+                        .record_codec
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
                     tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(
                         name.clone(),
@@ -314,6 +304,22 @@ impl Host {
     pub fn runtime_dir(&self) -> &Path {
         &self.options.runtime_dir
     }
+}
+
+fn provider<I>(
+    name: &str,
+    version: &str,
+    generation: u64,
+    breaker: BreakerConfig,
+    imp: I,
+) -> Arc<Provider<I>> {
+    Arc::new(Provider::new(
+        name.to_owned(),
+        version.to_owned(),
+        generation,
+        imp,
+        breaker,
+    ))
 }
 
 /// A fresh directory name per host, so hosts in one process never share copies.

@@ -182,7 +182,7 @@ pub fn produce(
     )?;
     times.storage = t.elapsed();
     let t = Instant::now();
-    mempool.remove(&block.transactions, store)?;
+    dropped.extend(block.transactions.iter().cloned());
     mempool.remove(&dropped, store)?;
     times.mempool += t.elapsed();
     Ok((block, times))

@@ -147,17 +147,26 @@ impl StateStore {
         self.db.get(block_key(height)).map_err(|e| self.db_err(e))
     }
 
-    /// Every account, in key order.
-    pub fn accounts(&self) -> Result<Vec<(Bytes32, Account)>, StateError> {
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StateError> {
         let mut out = Vec::new();
         for item in self
             .db
-            .iterator(IteratorMode::From(ACCOUNT, Direction::Forward))
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
         {
             let (k, v) = item.map_err(|e| self.db_err(e))?;
-            if !k.starts_with(ACCOUNT) {
+            if !k.starts_with(prefix) {
                 break;
             }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Every account, in key order.
+    pub fn accounts(&self) -> Result<Vec<(Bytes32, Account)>, StateError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan(ACCOUNT)? {
             let key = Bytes32(
                 k[ACCOUNT.len()..]
                     .try_into()
@@ -189,14 +198,7 @@ impl StateStore {
         let head = self.head()?.map_or(0, |h| h.height);
         // Undo entries of blocks above the head belong to a block that never committed.
         let mut stale = Vec::new();
-        for item in self
-            .db
-            .iterator(IteratorMode::From(UNDO, Direction::Forward))
-        {
-            let (k, v) = item.map_err(|e| self.db_err(e))?;
-            if !k.starts_with(UNDO) {
-                break;
-            }
+        for (k, v) in self.scan(UNDO)? {
             let height =
                 u64::from_be_bytes(k[UNDO.len()..UNDO.len() + 8].try_into().expect("8 bytes"));
             stale.push((k.to_vec(), v.to_vec(), height > head));
