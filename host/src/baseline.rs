@@ -4,8 +4,16 @@
 //! differentially tested against. A slot falls back to them whenever its plugin is disabled,
 //! missing, failing or panicking.
 
-use dubchain_plugin_api::types::{Record, SigItem};
+use blst::{
+    min_pk::{PublicKey, Signature as BlsSignature},
+    BLST_ERROR,
+};
+use dubchain_plugin_api::{
+    slots::VOTE_DST,
+    types::{Bytes32, Record, SigItem, VoteItem},
+};
 use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
 
 /// `crypto.sig_verify`: each signature in turn, with `verify_strict`.
 pub fn sig_verify(items: &[SigItem<'_>]) -> Vec<bool> {
@@ -36,4 +44,51 @@ pub fn decode_records(values: &[&[u8]]) -> Vec<Result<Record, String>> {
         .iter()
         .map(|v| serde_json::from_slice(v).map_err(|e| format!("not a JSON record: {e}")))
         .collect()
+}
+
+/// `consensus.vote_verify`: each vote's BLS signature verified on its own, with the
+/// signature's subgroup check and the key's validation.
+pub fn verify_votes(votes: &[VoteItem<'_>]) -> Vec<bool> {
+    votes.iter().map(verify_vote).collect()
+}
+
+/// The verdict of one vote, as `consensus.vote_verify` defines it.
+pub fn verify_vote(v: &VoteItem<'_>) -> bool {
+    let (Ok(pk), Ok(sig)) = (
+        PublicKey::from_bytes(&v.public_key),
+        BlsSignature::from_bytes(&v.signature),
+    ) else {
+        return false;
+    };
+    sig.verify(true, v.message.as_slice(), VOTE_DST, &[], &pk, true) == BLST_ERROR::BLST_SUCCESS
+}
+
+/// `crypto.merkle`: the RFC 6962 Merkle tree hash of `leaves`, recursively, one SHA-256 at
+/// a time.
+pub fn merkle_root(leaves: &[Bytes32]) -> Bytes32 {
+    fn leaf(l: &Bytes32) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(l.0);
+        h.finalize().into()
+    }
+    fn node(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([1u8]);
+        h.update(a);
+        h.update(b);
+        h.finalize().into()
+    }
+    fn root(leaves: &[Bytes32]) -> [u8; 32] {
+        match leaves.len() {
+            0 => Sha256::digest([]).into(),
+            1 => leaf(&leaves[0]),
+            n => {
+                // The largest power of two smaller than n.
+                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                node(&root(&leaves[..k]), &root(&leaves[k..]))
+            }
+        }
+    }
+    Bytes32(root(leaves))
 }

@@ -188,3 +188,89 @@ pub fn check_record_codec(
     });
     out
 }
+
+/// Compares `got` (or why it failed) with `expected`, naming the first differing item.
+fn verdict_case<T: PartialEq + std::fmt::Debug>(
+    case: String,
+    expected: &[T],
+    got: Result<Vec<T>, String>,
+    label: impl Fn(usize) -> String,
+) -> CaseResult {
+    let detail = match got {
+        Err(e) => e,
+        Ok(got) if got.len() != expected.len() => {
+            format!("{} answers for {} items", got.len(), expected.len())
+        }
+        Ok(got) => match expected.iter().zip(&got).position(|(e, g)| e != g) {
+            None => String::new(),
+            Some(i) => format!(
+                "item {i} ({}): baseline says {:?}, plugin says {:?}",
+                label(i),
+                expected[i],
+                got[i]
+            ),
+        },
+    };
+    CaseResult {
+        case,
+        passed: detail.is_empty(),
+        detail,
+    }
+}
+
+/// Runs the `consensus.vote_verify` suite: an empty batch, all valid (4 and 100
+/// validators), and mixed batches with every kind of bad vote (wrong block, wrong key,
+/// undecodable bytes, infinity, off-subgroup points, +D/-D pairs, duplicates).
+pub fn check_vote_verify(
+    verify: impl Fn(&[dubchain_plugin_api::types::VoteItem<'_>]) -> Result<Vec<bool>, String>,
+) -> Vec<CaseResult> {
+    let mut cases = vec![
+        ("empty batch".to_owned(), workload::VoteSet::default()),
+        ("4 valid".to_owned(), workload::vote_set(401, 4, false)),
+        ("100 valid".to_owned(), workload::vote_set(402, 100, false)),
+    ];
+    for seed in 0..6 {
+        cases.push((
+            format!("64 mixed, seed {seed}"),
+            workload::vote_set(410 + seed, 64, true),
+        ));
+    }
+    cases
+        .into_iter()
+        .map(|(case, set)| {
+            let items = set.items();
+            let expected = baseline::verify_votes(&items);
+            verdict_case(case, &expected, verify(&items), |i| {
+                set.labels[i].to_owned()
+            })
+        })
+        .collect()
+}
+
+/// Runs the `crypto.merkle` suite: every size from 0 to 70, powers of two and their
+/// neighbours up to 4097, and a batch of many trees at once.
+pub fn check_merkle(
+    roots: impl Fn(
+        &[&[dubchain_plugin_api::types::Bytes32]],
+    ) -> Result<Vec<dubchain_plugin_api::types::Bytes32>, String>,
+) -> Vec<CaseResult> {
+    let small: Vec<usize> = (0..=70).collect();
+    let edges: Vec<usize> = (7..=12)
+        .flat_map(|k| [(1usize << k) - 1, 1 << k, (1 << k) + 1])
+        .collect();
+    [
+        ("sizes 0 to 70", 501, small),
+        ("powers of two and neighbours", 502, edges),
+    ]
+    .into_iter()
+    .map(|(case, seed, sizes)| {
+        let trees = workload::merkle_trees(seed, &sizes);
+        let refs: Vec<&[dubchain_plugin_api::types::Bytes32]> =
+            trees.iter().map(Vec::as_slice).collect();
+        let expected: Vec<_> = trees.iter().map(|t| baseline::merkle_root(t)).collect();
+        verdict_case(case.to_owned(), &expected, roots(&refs), |i| {
+            format!("tree of {} leaves", sizes[i])
+        })
+    })
+    .collect()
+}

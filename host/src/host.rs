@@ -18,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+use dubchain_plugin_api::slots::{
+    MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox, MERKLE, RECORD_CODEC, SIG_VERIFY,
+    VOTE_VERIFY,
+};
 use serde::Serialize;
 
 use crate::{
@@ -90,8 +93,23 @@ pub struct ApplyReport {
 #[derive(Clone)]
 struct Live {
     plugin: Arc<LoadedPlugin>,
-    sig_verify: Option<Arc<Provider<dubchain_plugin_api::slots::SigVerifyBox>>>,
-    record_codec: Option<Arc<Provider<dubchain_plugin_api::slots::RecordCodecBox>>>,
+    sig_verify: Option<Arc<Provider<SigVerifyBox>>>,
+    record_codec: Option<Arc<Provider<RecordCodecBox>>>,
+    vote_verify: Option<Arc<Provider<VoteVerifyBox>>>,
+    merkle: Option<Arc<Provider<MerkleRootsBox>>>,
+}
+
+impl Live {
+    /// Whether any of this plugin's providers has its breaker open.
+    fn any_open(&self) -> bool {
+        fn open<I>(p: &Option<Arc<Provider<I>>>) -> bool {
+            p.as_ref().is_some_and(|p| p.breaker.is_open())
+        }
+        open(&self.sig_verify)
+            || open(&self.record_codec)
+            || open(&self.vote_verify)
+            || open(&self.merkle)
+    }
 }
 
 #[derive(Default)]
@@ -184,6 +202,14 @@ impl Host {
                         .record_codec
                         .take()
                         .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let vote_verify = loaded
+                        .vote_verify
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let merkle = loaded
+                        .merkle
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
                     tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(
                         name.clone(),
@@ -191,6 +217,8 @@ impl Host {
                             plugin: Arc::new(loaded),
                             sig_verify,
                             record_codec,
+                            vote_verify,
+                            merkle,
                         },
                     );
                     report.loaded.push(name);
@@ -231,6 +259,18 @@ impl Host {
                 .filter_map(|l| l.record_codec.clone())
                 .collect(),
         );
+        self.slots.vote_verify.install(
+            stack_of(VOTE_VERIFY.id)
+                .into_iter()
+                .filter_map(|l| l.vote_verify.clone())
+                .collect(),
+        );
+        self.slots.merkle.install(
+            stack_of(MERKLE.id)
+                .into_iter()
+                .filter_map(|l| l.merkle.clone())
+                .collect(),
+        );
 
         let old = std::mem::take(&mut state.live);
         for (name, live) in old {
@@ -258,15 +298,7 @@ impl Host {
         match state.live.get(name) {
             None => PluginState::Disabled,
             Some(live) => {
-                let open = live
-                    .sig_verify
-                    .as_ref()
-                    .is_some_and(|p| p.breaker.is_open())
-                    || live
-                        .record_codec
-                        .as_ref()
-                        .is_some_and(|p| p.breaker.is_open());
-                if open {
+                if live.any_open() {
                     PluginState::Fallback
                 } else {
                     PluginState::Enabled

@@ -5,6 +5,7 @@
 //! checks plugin libraries, [`slot`] holds the swappable implementations with the
 //! [`baseline`] underneath, and [`host::Host`] ties these together.
 
+pub mod alloc_count;
 pub mod baseline;
 pub mod config;
 pub mod conformance;
@@ -14,6 +15,7 @@ pub mod manifest;
 pub mod measure;
 #[cfg(feature = "node")]
 pub mod node;
+pub mod perf;
 pub mod resolve;
 pub mod scaffold;
 pub mod selftest;

@@ -19,7 +19,10 @@ use std::{
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use dubchain_plugin_api::{
-    slots::{RecordCodecBox, SigVerifyBox, RECORD_CODEC, SIG_VERIFY},
+    slots::{
+        MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox, MERKLE, RECORD_CODEC,
+        SIG_VERIFY, VOTE_VERIFY,
+    },
     Fingerprint, PluginError, PluginModRef, API_VERSION,
 };
 use semver::Version;
@@ -150,6 +153,8 @@ pub struct LoadedPlugin {
     pub generation: u64,
     pub sig_verify: Option<SigVerifyBox>,
     pub record_codec: Option<RecordCodecBox>,
+    pub vote_verify: Option<VoteVerifyBox>,
+    pub merkle: Option<MerkleRootsBox>,
 }
 
 /// Hex sha256 of a file's bytes.
@@ -229,6 +234,8 @@ pub fn load(
         generation,
         sig_verify: None,
         record_codec: None,
+        vote_verify: None,
+        merkle: None,
     };
     for provide in &manifest.provides {
         let missing = || LoadError::MissingSlot {
@@ -256,6 +263,17 @@ pub fn load(
             let imp = factory(config.into()).into_result().map_err(failed)?;
             selftest::record_codec(&imp).map_err(self_test)?;
             loaded.record_codec = Some(imp);
+        } else if provide.slot == VOTE_VERIFY.id {
+            // Appended fields: absent (None) in a library built before they existed.
+            let factory = module.vote_verify().flatten().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::vote_verify(&imp).map_err(self_test)?;
+            loaded.vote_verify = Some(imp);
+        } else if provide.slot == MERKLE.id {
+            let factory = module.merkle().flatten().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::merkle(&imp).map_err(self_test)?;
+            loaded.merkle = Some(imp);
         } else {
             return Err(missing());
         }

@@ -19,6 +19,10 @@ use dubchain_host::{
 };
 use dubchain_plugin_api::types::Record;
 
+/// Counts the host's heap allocations for `bench` and `profile`.
+#[global_allocator]
+static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+
 /// The DubChain optimization host: discovers optimization plugins in a directory, resolves
 /// which are on (dependencies, conflicts, versions), loads them behind slots with the host's
 /// baseline underneath, and runs workloads through them.
@@ -87,6 +91,171 @@ enum Command {
     /// Run one node on a persistent data directory, or check one.
     #[command(subcommand)]
     Chain(ChainCmd),
+    /// The benchmark suite: each enabled plugin against its baseline (interleaved, ratio
+    /// with a 95% interval, promise met or not), the node's chain workload on baselines
+    /// and plugins, budgets, saved runs with statistical regression detection, and
+    /// instruction counts under callgrind. Writes bench.{json,md,html} under --out.
+    /// Exit status: 0 clean, 1 a failure (differing answers, error budget violated,
+    /// regression, unmet promise with --require-promises), 2 refused to run.
+    Bench(BenchArgs),
+    /// The profiling harness: CPU (pprof flamegraph SVG and protobuf) and heap of a
+    /// workload on baselines and with plugins, hotspots by subsystem and slot, and
+    /// recommendations from the manifests' performance contracts.
+    Profile(ProfileArgs),
+    /// The child side of `bench --instructions` (internal).
+    #[command(hide = true)]
+    BenchChild(BenchChildArgs),
+}
+
+#[derive(Args, Clone)]
+struct MicroArgs {
+    /// Signatures per `crypto.sig_verify` batch.
+    #[arg(long, default_value_t = 2048)]
+    signatures: usize,
+    /// Blocks of 64 transactions per `storage.record_codec` batch.
+    #[arg(long, default_value_t = 32)]
+    record_blocks: usize,
+    /// Votes per `consensus.vote_verify` batch (validators voting on one block).
+    #[arg(long, default_value_t = 100)]
+    votes: usize,
+    /// Leaves of the `crypto.merkle` tree.
+    #[arg(long, default_value_t = 4096)]
+    leaves: usize,
+    /// Seed of the micro workloads.
+    #[arg(long = "micro-seed", default_value_t = 7)]
+    micro_seed: u64,
+}
+
+#[derive(Args, Clone)]
+struct SystemArgs {
+    /// Blocks per chain run.
+    #[arg(long, default_value_t = 20)]
+    blocks: u64,
+    /// Transactions submitted per block.
+    #[arg(long, default_value_t = 256)]
+    txs_per_block: usize,
+    /// Accounts in the genesis state.
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// Validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Zipf exponent of account choice.
+    #[arg(long, default_value_t = 1.1)]
+    zipf: f64,
+    /// Share of invalid transactions.
+    #[arg(long, default_value_t = 0.05)]
+    invalid_share: f64,
+    /// Seed of the chain workload.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl SystemArgs {
+    fn workload(&self) -> dubchain_host::node::gen::WorkloadConfig {
+        dubchain_host::node::gen::WorkloadConfig {
+            seed: self.seed,
+            accounts: self.accounts,
+            validators: self.validators,
+            txs_per_block: self.txs_per_block,
+            zipf: self.zipf,
+            invalid_share: self.invalid_share,
+        }
+    }
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    micro: MicroArgs,
+    #[command(flatten)]
+    system: SystemArgs,
+    /// Interleaved rounds per microbenchmark.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Chain runs per side in the system benchmark.
+    #[arg(long, default_value_t = 2)]
+    runs: usize,
+    /// Skip the microbenchmarks.
+    #[arg(long)]
+    no_micro: bool,
+    /// Skip the system benchmark.
+    #[arg(long)]
+    no_system: bool,
+    /// Also count instructions of each microbenchmark under callgrind (valgrind).
+    #[arg(long)]
+    instructions: bool,
+    /// Calls per callgrind count (the count of one call is the difference with zero calls).
+    #[arg(long, default_value_t = 2)]
+    instr_iterations: u32,
+    /// Performance budgets (TOML, `[[budget]]` tables); an error-level violation fails.
+    #[arg(long, value_name = "FILE")]
+    budgets: Option<PathBuf>,
+    /// Save this run as NAME under <out>/baselines/.
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Compare with the saved run NAME; a statistically clear slowdown beyond --threshold fails.
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// Compare with --baseline even if machine, build configuration or plugin set differ.
+    #[arg(long)]
+    allow_fingerprint_mismatch: bool,
+    /// Slowdown that counts as a regression when the whole 95% interval is beyond it.
+    #[arg(long, default_value_t = 0.05)]
+    threshold: f64,
+    /// Fail when a plugin's promised minimum speed-up is not met.
+    #[arg(long)]
+    require_promises: bool,
+    /// Print the metric names budgets can use (for this plugin set) and exit.
+    #[arg(long)]
+    list_metrics: bool,
+    /// Where reports, saved runs and history go.
+    #[arg(long, default_value = "target/dubchain/bench")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchChildArgs {
+    #[arg(long)]
+    case: String,
+    #[arg(long)]
+    side: String,
+    #[arg(long)]
+    iterations: u32,
+    #[command(flatten)]
+    micro: MicroArgs,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    /// What to profile: chain, sig_verify, record_codec.
+    #[arg(long, default_value = "chain")]
+    workload: String,
+    /// Sampling frequency, Hz.
+    #[arg(long, default_value_t = 997)]
+    frequency: i32,
+    #[command(flatten)]
+    system: SystemArgs,
+    #[command(flatten)]
+    micro: MicroArgs,
+    /// Repetitions of a micro workload.
+    #[arg(long, default_value_t = 20)]
+    repeat: usize,
+    /// Which side to profile: baseline, plugins or both.
+    #[arg(long, default_value = "both")]
+    side: String,
+    /// Do not sample the CPU (heap only).
+    #[arg(long, hide = true)]
+    no_cpu: bool,
+    /// Also write a valgrind massif heap profile of each side (slow: runs the workload
+    /// under valgrind).
+    #[arg(long)]
+    heap: bool,
+    /// Recommend only on groups with at least this share of CPU (0..1).
+    #[arg(long, default_value_t = 0.05)]
+    min_share: f64,
+    #[arg(long, default_value = "target/dubchain/profile")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +434,24 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let g = cli.global;
+    // The same selection again, for child processes (callgrind, massif).
+    let mut global_args: Vec<String> = vec![
+        "--plugin-dir".into(),
+        g.plugin_dir.display().to_string(),
+        "--profile".into(),
+        g.profile.clone(),
+        "--state-dir".into(),
+        g.state_dir.display().to_string(),
+    ];
+    if let Some(c) = &g.config {
+        global_args.extend(["--config".into(), c.display().to_string()]);
+    }
+    for e in &g.enable {
+        global_args.extend(["--enable".into(), e.clone()]);
+    }
+    for d in &g.disable {
+        global_args.extend(["--disable".into(), d.clone()]);
+    }
     let options = SessionOptions {
         plugin_dir: g.plugin_dir,
         config: g.config,
@@ -330,6 +517,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Bench(args) => bench(&Session::open(options)?, &args, global_args),
+        Command::Profile(args) => profile(&Session::open(options)?, &args, global_args),
+        Command::BenchChild(args) => {
+            let s = Session::open(options)?;
+            let host = loaded_host(&s);
+            let side = match args.side.as_str() {
+                "baseline" => dubchain_host::perf::micro::Side::Baseline,
+                _ => dubchain_host::perf::micro::Side::Plugin,
+            };
+            dubchain_host::perf::suite::child(
+                &s,
+                &host,
+                &micro_options(&args.micro, 1),
+                &args.case,
+                side,
+                args.iterations,
+            )
+            .map_err(anyhow::Error::msg)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
             // The verdict travels in the checks; a non-zero exit means the child crashed.
@@ -662,7 +869,7 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
     let items = sigs.items();
     let records = workload::records(args.seed, args.record_blocks, 64);
     eprintln!(
-        "workload: {} signatures ({} adversarial kinds), {} records; {} interleaved rounds",
+        "workload: {} signatures ({} adversarial kinds), {} records, 100 votes with bad ones, a 4096-leaf tree; {} interleaved rounds",
         items.len(),
         workload::ADVERSARIAL_KINDS,
         records.len(),
@@ -713,6 +920,37 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
             .all(|(d, r)| d.as_ref().ok() == Some(r));
     }
     results.push(slot_run(&host, 1, &mut base_t, &mut opt_t, identical));
+
+    // consensus.vote_verify: 100 validators' votes on one block, with bad votes mixed in.
+    let votes = workload::vote_set(args.seed, 100, true);
+    let vote_items = votes.items();
+    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let expected = baseline::verify_votes(&vote_items);
+        base_t.push(t.elapsed());
+        let t = Instant::now();
+        let got = host.slots.vote_verify.verify_votes(&vote_items);
+        opt_t.push(t.elapsed());
+        identical &= got == expected;
+    }
+    results.push(slot_run(&host, 2, &mut base_t, &mut opt_t, identical));
+
+    // crypto.merkle: the root of 4096 leaves.
+    let tree = workload::merkle_trees(args.seed, &[4096])
+        .pop()
+        .expect("one tree");
+    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
+    for _ in 0..args.rounds.max(1) {
+        let t = Instant::now();
+        let expected = baseline::merkle_root(&tree);
+        base_t.push(t.elapsed());
+        let t = Instant::now();
+        let got = host.slots.merkle.root(&tree);
+        opt_t.push(t.elapsed());
+        identical &= got == expected;
+    }
+    results.push(slot_run(&host, 3, &mut base_t, &mut opt_t, identical));
 
     let mut rows = vec![[
         "slot",
@@ -1173,4 +1411,173 @@ fn slot_run(
         ratio: b.as_secs_f64() / o.as_secs_f64().max(1e-9),
         identical,
     }
+}
+
+fn micro_options(m: &MicroArgs, rounds: usize) -> dubchain_host::perf::micro::MicroOptions {
+    dubchain_host::perf::micro::MicroOptions {
+        rounds,
+        signatures: m.signatures,
+        record_blocks: m.record_blocks,
+        votes: m.votes,
+        leaves: m.leaves,
+        seed: m.micro_seed,
+    }
+}
+
+fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<ExitCode> {
+    use dubchain_host::perf::{callgrind, suite, system::SystemOptions, BenchResults};
+    print_manifest_errors(s);
+    let micro = (!args.no_micro).then(|| micro_options(&args.micro, args.rounds));
+    if args.list_metrics {
+        let mut names: Vec<String> = BenchResults::system_metric_catalogue()
+            .into_keys()
+            .collect();
+        if let Some(m) = &micro {
+            for (id, ..) in dubchain_host::perf::micro::plan(s, m) {
+                for what in ["ratio", "ratio_low", "plugin_time"] {
+                    names.push(format!("micro.{id}.{what}"));
+                }
+                names.push(format!("instructions.{id}.ratio"));
+                names.push(format!("instructions.{id}.plugin"));
+            }
+        }
+        names.sort();
+        for n in names {
+            println!("{n}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = loaded_host(s);
+    let options = suite::BenchOptions {
+        micro,
+        system: (!args.no_system).then(|| SystemOptions {
+            workload: args.system.workload(),
+            blocks: args.system.blocks,
+            runs: args.runs,
+            data_dir: args.out.join("scratch"),
+        }),
+        instructions: args.instructions.then(|| {
+            let workload_args = vec![
+                "--signatures".to_owned(),
+                args.micro.signatures.to_string(),
+                "--record-blocks".to_owned(),
+                args.micro.record_blocks.to_string(),
+                "--votes".to_owned(),
+                args.micro.votes.to_string(),
+                "--leaves".to_owned(),
+                args.micro.leaves.to_string(),
+                "--micro-seed".to_owned(),
+                args.micro.micro_seed.to_string(),
+            ];
+            (
+                callgrind::Child {
+                    exe: std::env::current_exe().unwrap_or_else(|_| "dubchain-perf".into()),
+                    global_args: global_args.clone(),
+                    workload_args,
+                    scratch: callgrind::scratch(&args.out),
+                },
+                args.instr_iterations,
+            )
+        }),
+        budgets: args.budgets.clone(),
+        save_baseline: args.save_baseline.clone(),
+        baseline: args.baseline.clone(),
+        allow_fingerprint_mismatch: args.allow_fingerprint_mismatch,
+        threshold: args.threshold,
+        require_promises: args.require_promises,
+        out: args.out.clone(),
+    };
+    let outcome = match suite::run(s, &host, &options) {
+        Ok(o) => o,
+        Err(refused) => {
+            eprintln!("error: {refused}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    print!(
+        "{}",
+        dubchain_host::perf::report::markdown(&outcome.results)
+    );
+    for w in &outcome.written {
+        println!("wrote {}", w.display());
+    }
+    if outcome.failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &outcome.failures {
+            eprintln!("FAIL: {f}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Result<ExitCode> {
+    use dubchain_host::perf::profile::{self as prof, ProfileOptions, ProfileSide};
+    print_manifest_errors(s);
+    let workload: prof::Workload = args.workload.parse().map_err(anyhow::Error::msg)?;
+    let sides = match args.side.as_str() {
+        "both" => vec![ProfileSide::Baseline, ProfileSide::Plugins],
+        "baseline" => vec![ProfileSide::Baseline],
+        "plugins" => vec![ProfileSide::Plugins],
+        other => bail!("--side {other}: expected baseline, plugins or both"),
+    };
+    let host = loaded_host(s);
+    let o = ProfileOptions {
+        workload,
+        frequency: args.frequency,
+        chain: args.system.workload(),
+        blocks: args.system.blocks,
+        micro: micro_options(&args.micro, 1),
+        repeat: args.repeat,
+        sides: sides.clone(),
+        cpu: !args.no_cpu,
+        min_share: args.min_share,
+        out: args.out.clone(),
+    };
+    let report = prof::run(s, &host, &o).map_err(anyhow::Error::msg)?;
+    if args.no_cpu {
+        // The massif child: the heap profile is the product, written by valgrind.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut md = prof::markdown(&report);
+    if args.heap {
+        let exe = std::env::current_exe().context("locating dubchain-perf")?;
+        let profile_args: Vec<String> = vec![
+            "--workload".into(),
+            args.workload.clone(),
+            "--blocks".into(),
+            args.system.blocks.to_string(),
+            "--txs-per-block".into(),
+            args.system.txs_per_block.to_string(),
+            "--accounts".into(),
+            args.system.accounts.to_string(),
+            "--validators".into(),
+            args.system.validators.to_string(),
+            "--seed".into(),
+            args.system.seed.to_string(),
+            "--signatures".into(),
+            args.micro.signatures.to_string(),
+            "--record-blocks".into(),
+            args.micro.record_blocks.to_string(),
+            "--repeat".into(),
+            args.repeat.to_string(),
+        ];
+        md += "## Heap profiles (valgrind massif)\n\n";
+        for side in &sides {
+            eprintln!("heap profile of {} under valgrind massif ...", side.name());
+            let files = prof::massif(&exe, &global_args, &profile_args, *side, &args.out)
+                .map_err(anyhow::Error::msg)?;
+            for f in files {
+                md += &format!("- {}\n", f.display());
+            }
+        }
+    }
+    let md_path = args.out.join("hotspots.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    let json_path = args.out.join("hotspots.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    print!("{md}");
+    println!("wrote {} and {}", md_path.display(), json_path.display());
+    Ok(ExitCode::SUCCESS)
 }

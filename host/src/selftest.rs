@@ -3,8 +3,8 @@
 //! on a small fixed set of inputs, including adversarial ones, or it is not registered.
 
 use dubchain_plugin_api::{
-    slots::{LowerFn, RecordCodecBox, SigVerifyBox},
-    types::{Record, SigItem},
+    slots::{LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox},
+    types::{Bytes32, Record, SigItem},
 };
 
 use crate::{baseline, workload};
@@ -70,4 +70,57 @@ pub fn record_codec(imp: &RecordCodecBox) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks a `consensus.vote_verify` object against the baseline on valid and bad votes,
+/// including the pair whose plain aggregate verifies while neither vote does.
+pub fn vote_verify(imp: &VoteVerifyBox) -> Result<(), String> {
+    let set = workload::vote_set(0x5e1f_b15, 24, true);
+    let items = set.items();
+    let expected = baseline::verify_votes(&items);
+    let got = imp
+        .verify_votes(items.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    first_difference(&expected, &got, &set.labels)
+}
+
+/// Checks a `crypto.merkle` object against the baseline on trees of 0 to 9, 33 and 64
+/// leaves, in one batch.
+pub fn merkle(imp: &MerkleRootsBox) -> Result<(), String> {
+    let sizes: Vec<usize> = (0..=9).chain([33, 64]).collect();
+    let trees = workload::merkle_trees(0x3e_4c1e, &sizes);
+    let slices: Vec<abi_stable::std_types::RSlice<'_, Bytes32>> =
+        trees.iter().map(|t| t.as_slice().into()).collect();
+    let got = imp
+        .roots(slices.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let expected: Vec<Bytes32> = trees.iter().map(|t| baseline::merkle_root(t)).collect();
+    let labels: Vec<String> = sizes
+        .iter()
+        .map(|n| format!("tree of {n} leaves"))
+        .collect();
+    first_difference(&expected, &got, &labels)
+}
+
+fn first_difference<T: PartialEq + std::fmt::Debug, L: std::fmt::Display>(
+    expected: &[T],
+    got: &[T],
+    labels: &[L],
+) -> Result<(), String> {
+    if got.len() != expected.len() {
+        return Err(format!(
+            "{} answers for {} inputs",
+            got.len(),
+            expected.len()
+        ));
+    }
+    match expected.iter().zip(got).position(|(a, b)| a != b) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "item {i} ({}): baseline says {:?}, plugin says {:?}",
+            labels[i], expected[i], got[i]
+        )),
+    }
 }

@@ -18,10 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
-    slots::{LowerFn, RecordCodecBox, SigVerifyBox},
-    types::{Record, SigItem},
+    slots::{LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox},
+    types::{Bytes32, Record, SigItem, VoteItem},
     PluginError,
 };
 use serde::Serialize;
@@ -311,6 +312,62 @@ impl<I> Slot<I> {
     }
 }
 
+impl<I> Slot<I> {
+    /// Calls the active provider of an exclusive slot; the baseline answers when there is
+    /// none, its breaker is open, or it fails.
+    fn call_exclusive<T>(
+        &self,
+        call: impl FnOnce(&I) -> Result<T, PluginError>,
+        baseline: impl FnOnce() -> T,
+    ) -> T {
+        self.counters.calls.fetch_add(1, Relaxed);
+        let stack = self.stack.load();
+        stack
+            .last()
+            .and_then(|p| p.attempt(&self.counters, self.id, call))
+            .unwrap_or_else(baseline)
+    }
+}
+
+/// The `consensus.vote_verify` slot (exclusive).
+pub type VoteVerifySlot = Slot<VoteVerifyBox>;
+/// The `crypto.merkle` slot (exclusive).
+pub type MerkleSlot = Slot<MerkleRootsBox>;
+
+impl VoteVerifySlot {
+    /// Per-vote verdicts.
+    pub fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Vec<bool> {
+        self.call_exclusive(
+            |imp| {
+                imp.verify_votes(votes.into())
+                    .into_result()
+                    .map(RVec::into_vec)
+            },
+            || baseline::verify_votes(votes),
+        )
+    }
+}
+
+impl MerkleSlot {
+    /// The root of each tree.
+    pub fn roots(&self, trees: &[&[Bytes32]]) -> Vec<Bytes32> {
+        let slices: Vec<RSlice<'_, Bytes32>> = trees.iter().map(|t| (*t).into()).collect();
+        self.call_exclusive(
+            |imp| {
+                imp.roots(slices.as_slice().into())
+                    .into_result()
+                    .map(RVec::into_vec)
+            },
+            || trees.iter().map(|t| baseline::merkle_root(t)).collect(),
+        )
+    }
+
+    /// The root of one tree.
+    pub fn root(&self, leaves: &[Bytes32]) -> Bytes32 {
+        self.roots(&[leaves])[0]
+    }
+}
+
 /// The `crypto.sig_verify` slot (layered).
 pub type SigVerifySlot = Slot<SigVerifyBox>;
 /// The `storage.record_codec` slot (exclusive).
@@ -406,20 +463,30 @@ impl RecordCodecSlot {
 pub struct Slots {
     pub sig_verify: SigVerifySlot,
     pub record_codec: RecordCodecSlot,
+    pub vote_verify: VoteVerifySlot,
+    pub merkle: MerkleSlot,
 }
 
 impl Default for Slots {
     fn default() -> Self {
-        use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+        use dubchain_plugin_api::slots::{MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
         Slots {
             sig_verify: Slot::new(SIG_VERIFY.id),
             record_codec: Slot::new(RECORD_CODEC.id),
+            vote_verify: Slot::new(VOTE_VERIFY.id),
+            merkle: Slot::new(MERKLE.id),
         }
     }
 }
 
 impl Slots {
+    /// Every slot, in `dubchain_plugin_api::slots::ALL` order.
     pub fn status(&self) -> Vec<SlotStatus> {
-        vec![self.sig_verify.status(), self.record_codec.status()]
+        vec![
+            self.sig_verify.status(),
+            self.record_codec.status(),
+            self.vote_verify.status(),
+            self.merkle.status(),
+        ]
     }
 }

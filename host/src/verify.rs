@@ -11,7 +11,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_plugin_api::slots::{RECORD_CODEC, SIG_VERIFY};
+use dubchain_plugin_api::slots::{MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -224,6 +224,10 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
                 |r| Ok(host.slots.record_codec.encode(r)),
                 |v| Ok(host.slots.record_codec.decode(v)),
             )
+        } else if p.slot == VOTE_VERIFY.id {
+            conformance::check_vote_verify(|votes| Ok(host.slots.vote_verify.verify_votes(votes)))
+        } else if p.slot == MERKLE.id {
+            conformance::check_merkle(|trees| Ok(host.slots.merkle.roots(trees)))
         } else {
             Vec::new()
         };
@@ -264,33 +268,45 @@ fn provided(m: &Manifest) -> String {
 
 /// The last error of the plugin's provider in `slot`, if any call failed.
 fn plugin_failure(host: &Host, slot: &str) -> Option<String> {
+    let s = &host.slots;
     if slot == SIG_VERIFY.id {
-        host.slots
-            .sig_verify
+        s.sig_verify.providers().last().and_then(|p| p.last_error())
+    } else if slot == RECORD_CODEC.id {
+        s.record_codec
+            .providers()
+            .last()
+            .and_then(|p| p.last_error())
+    } else if slot == VOTE_VERIFY.id {
+        s.vote_verify
             .providers()
             .last()
             .and_then(|p| p.last_error())
     } else {
-        host.slots
-            .record_codec
-            .providers()
-            .last()
-            .and_then(|p| p.last_error())
+        s.merkle.providers().last().and_then(|p| p.last_error())
     }
 }
 
 fn reset_failure(host: &Host, slot: &str) {
     let clear =
         |m: &std::sync::Mutex<Option<String>>| *m.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let s = &host.slots;
     if slot == SIG_VERIFY.id {
-        host.slots
-            .sig_verify
+        s.sig_verify
+            .providers()
+            .iter()
+            .for_each(|p| clear(&p.last_error));
+    } else if slot == RECORD_CODEC.id {
+        s.record_codec
+            .providers()
+            .iter()
+            .for_each(|p| clear(&p.last_error));
+    } else if slot == VOTE_VERIFY.id {
+        s.vote_verify
             .providers()
             .iter()
             .for_each(|p| clear(&p.last_error));
     } else {
-        host.slots
-            .record_codec
+        s.merkle
             .providers()
             .iter()
             .for_each(|p| clear(&p.last_error));
@@ -318,6 +334,27 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             7,
             || drop(baseline::sig_verify(&items)),
             || drop(host.slots.sig_verify.verify_batch(&items)),
+        )
+    } else if slot == VOTE_VERIFY.id {
+        let set = workload::vote_set(1, 100, false);
+        let items = set.items();
+        measure::compare(
+            slot,
+            7,
+            || drop(baseline::verify_votes(&items)),
+            || drop(host.slots.vote_verify.verify_votes(&items)),
+        )
+    } else if slot == MERKLE.id {
+        let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
+        measure::compare(
+            slot,
+            7,
+            || {
+                std::hint::black_box(baseline::merkle_root(&tree));
+            },
+            || {
+                std::hint::black_box(host.slots.merkle.root(&tree));
+            },
         )
     } else {
         let records = workload::records(1, 8, 64);

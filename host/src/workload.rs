@@ -344,3 +344,169 @@ pub fn synthetic_manifests(n: usize) -> Vec<crate::manifest::Manifest> {
         })
         .collect()
 }
+
+/// A batch of BLS votes (`consensus.vote_verify`), with a label per vote.
+#[derive(Debug, Clone, Default)]
+pub struct VoteSet {
+    pub entries: Vec<([u8; 48], [u8; 96], Vec<u8>)>,
+    pub labels: Vec<&'static str>,
+}
+
+impl VoteSet {
+    pub fn items(&self) -> Vec<dubchain_plugin_api::types::VoteItem<'_>> {
+        self.entries
+            .iter()
+            .map(|(k, s, m)| dubchain_plugin_api::types::VoteItem {
+                public_key: *k,
+                signature: *s,
+                message: m.as_slice().into(),
+            })
+            .collect()
+    }
+}
+
+/// The kinds of bad vote [`vote_set`] mixes in.
+pub const BAD_VOTE_KINDS: usize = 6;
+
+/// `validators` votes on one block message (each validator once, seeded keys), and, if
+/// `adversarial`, about one vote in four replaced by a bad one, in turn: a vote for another
+/// block, a signature by another validator's key, bytes that do not decompress, the point
+/// at infinity (which leaves a plain aggregate unchanged), a point on the curve outside the
+/// G2 subgroup, and a pair of votes whose signatures are both wrong by +D and -D for a
+/// valid point D (so that their plain aggregate verifies while neither vote does). Valid
+/// duplicate votes are mixed in too.
+pub fn vote_set(seed: u64, validators: usize, adversarial: bool) -> VoteSet {
+    use blst::min_pk::SecretKey;
+    use dubchain_plugin_api::slots::VOTE_DST;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x0b15);
+    let keys: Vec<SecretKey> = (0..validators.max(2))
+        .map(|_| SecretKey::key_gen(&rng.gen::<[u8; 32]>(), &[]).expect("32 bytes of ikm"))
+        .collect();
+    let message = [
+        b"dubchain-vote-v1".as_slice(),
+        &rng.gen::<u64>().to_le_bytes(),
+        &rng.gen::<[u8; 32]>(),
+    ]
+    .concat();
+    let other = [
+        b"dubchain-vote-v1".as_slice(),
+        &rng.gen::<u64>().to_le_bytes(),
+        &rng.gen::<[u8; 32]>(),
+    ]
+    .concat();
+    let sign = |k: &SecretKey, m: &[u8]| k.sign(m, VOTE_DST, &[]).to_bytes();
+    let mut set = VoteSet::default();
+    let mut kind = 0;
+    let mut i = 0;
+    while i < validators {
+        let k = &keys[i];
+        let pk = k.sk_to_pk().compress();
+        if adversarial && rng.gen_ratio(1, 4) {
+            let bad: ([u8; 96], &'static str) = match kind % BAD_VOTE_KINDS {
+                0 => (sign(k, &other), "vote for another block"),
+                1 => (
+                    sign(&keys[(i + 1) % keys.len()], &message),
+                    "another validator's signature",
+                ),
+                2 => ([0xab; 96], "signature bytes that do not decompress"),
+                3 => {
+                    let mut inf = [0u8; 96];
+                    inf[0] = 0xc0;
+                    (inf, "the point at infinity")
+                }
+                4 => (
+                    off_subgroup_g2(&mut rng),
+                    "a curve point outside the G2 subgroup",
+                ),
+                _ if i + 1 < validators => {
+                    // +D on this vote, -D on the next: the plain aggregate is unchanged.
+                    let d = sign(&keys[0], &other);
+                    let next = &keys[i + 1];
+                    let (a, b) = delta_pair(&sign(k, &message), &sign(next, &message), &d);
+                    set.entries.push((pk, a, message.clone()));
+                    set.labels.push("signature + D (paired with - D)");
+                    set.entries
+                        .push((next.sk_to_pk().compress(), b, message.clone()));
+                    set.labels.push("signature - D (paired with + D)");
+                    kind += 1;
+                    i += 2;
+                    continue;
+                }
+                _ => (sign(k, &other), "vote for another block"),
+            };
+            kind += 1;
+            set.entries.push((pk, bad.0, message.clone()));
+            set.labels.push(bad.1);
+        } else {
+            set.entries.push((pk, sign(k, &message), message.clone()));
+            set.labels.push("valid");
+            if adversarial && rng.gen_ratio(1, 12) {
+                set.entries.push((pk, sign(k, &message), message.clone()));
+                set.labels.push("valid duplicate");
+            }
+        }
+        i += 1;
+    }
+    set
+}
+
+/// Compressed signatures `a + d` and `b - d`.
+fn delta_pair(a: &[u8; 96], b: &[u8; 96], d: &[u8; 96]) -> ([u8; 96], [u8; 96]) {
+    use blst::{
+        blst_p2, blst_p2_add_or_double, blst_p2_affine, blst_p2_cneg, blst_p2_compress,
+        blst_p2_from_affine, blst_p2_uncompress,
+    };
+    let point = |bytes: &[u8; 96]| {
+        let mut aff = blst_p2_affine::default();
+        let mut p = blst_p2::default();
+        // SAFETY: `bytes` is 96 readable bytes; the outputs are valid, writable structs.
+        unsafe {
+            blst_p2_uncompress(&mut aff, bytes.as_ptr());
+            blst_p2_from_affine(&mut p, &aff);
+        }
+        p
+    };
+    let (pa, pb, pd) = (point(a), point(b), point(d));
+    let mut neg_d = pd;
+    let (mut sa, mut sb) = (blst_p2::default(), blst_p2::default());
+    let (mut ca, mut cb) = ([0u8; 96], [0u8; 96]);
+    // SAFETY: all pointers are to valid, initialised points and 96-byte buffers.
+    unsafe {
+        blst_p2_cneg(&mut neg_d, true);
+        blst_p2_add_or_double(&mut sa, &pa, &pd);
+        blst_p2_add_or_double(&mut sb, &pb, &neg_d);
+        blst_p2_compress(ca.as_mut_ptr(), &sa);
+        blst_p2_compress(cb.as_mut_ptr(), &sb);
+    }
+    (ca, cb)
+}
+
+/// A compressed point on the G2 curve that is not in the prime-order subgroup.
+fn off_subgroup_g2(rng: &mut ChaCha20Rng) -> [u8; 96] {
+    use blst::{blst_p2_affine, blst_p2_affine_in_g2, blst_p2_uncompress, BLST_ERROR};
+    loop {
+        let mut x: [u8; 96] = [0; 96];
+        rng.fill(&mut x[..]);
+        // Keep both Fp2 coordinates below p (whose top byte is 0x1a), set the compression
+        // flag, clear the infinity flag.
+        x[0] = 0x80 | (x[0] & 0x0f);
+        x[48] &= 0x0f;
+        let mut aff = blst_p2_affine::default();
+        // SAFETY: `x` is 96 readable bytes; `aff` is a valid, writable struct.
+        let on_curve =
+            unsafe { blst_p2_uncompress(&mut aff, x.as_ptr()) } == BLST_ERROR::BLST_SUCCESS;
+        // SAFETY: `aff` was written by a successful uncompress.
+        if on_curve && !unsafe { blst_p2_affine_in_g2(&aff) } {
+            return x;
+        }
+    }
+}
+
+/// Trees of the given sizes with seeded random leaves.
+pub fn merkle_trees(seed: u64, sizes: &[usize]) -> Vec<Vec<Bytes32>> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    sizes
+        .iter()
+        .map(|&n| (0..n).map(|_| Bytes32(rng.gen())).collect())
+        .collect()
+}

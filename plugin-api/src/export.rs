@@ -22,6 +22,8 @@ macro_rules! export_plugin {
         $(, init: $init:expr)?
         $(, sig_verify: $sig:expr)?
         $(, record_codec: $codec:expr)?
+        $(, vote_verify: $votes:expr)?
+        $(, merkle: $merkle:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -49,6 +51,8 @@ macro_rules! export_plugin {
                 init,
                 sig_verify: $crate::__slot_factory!(sig_verify $(, $sig)?),
                 record_codec: $crate::__slot_factory!(record_codec $(, $codec)?),
+                vote_verify: $crate::__slot_factory!(vote_verify $(, $votes)?),
+                merkle: $crate::__slot_factory!(merkle $(, $merkle)?),
             }
             .leak_into_prefix()
         }
@@ -74,6 +78,26 @@ macro_rules! __slot_factory {
             })
         }
         Some(factory as $crate::Factory<$crate::slots::SigVerifyBox>)
+    }};
+    (vote_verify, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, VoteVerifyBox, VoteVerifyFfi_TO)
+    };
+    (merkle, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)
+    };
+    (@make $ctor:expr, $boxed:ident, $to:ident) => {{
+        extern "C" fn factory(
+            config: $crate::abi_stable::std_types::RStr<'_>,
+        ) -> $crate::abi_stable::std_types::RResult<$crate::slots::$boxed, $crate::PluginError> {
+            $crate::slots::guard(|| {
+                let imp = ($ctor)(config.as_str())?;
+                Ok($crate::slots::$to::from_value(
+                    $crate::slots::Guarded(imp),
+                    $crate::abi_stable::sabi_trait::TD_Opaque,
+                ))
+            })
+        }
+        Some(factory as $crate::Factory<$crate::slots::$boxed>)
     }};
     (record_codec, $ctor:expr) => {{
         extern "C" fn factory(

@@ -114,6 +114,14 @@ pub struct PluginMod {
     #[sabi(last_prefix_field)]
     pub record_codec:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::RecordCodecBox, PluginError>>,
+    /// Slot `consensus.vote_verify`: BLS vote verification. Fields from here on were
+    /// appended after the prefix: a plugin built before they existed lacks them, and the
+    /// host reads that as "not provided".
+    pub vote_verify:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::VoteVerifyBox, PluginError>>,
+    /// Slot `crypto.merkle`: Merkle roots.
+    pub merkle:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::MerkleRootsBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

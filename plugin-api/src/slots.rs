@@ -26,7 +26,7 @@ use abi_stable::{
 };
 
 use crate::{
-    types::{Record, SigItem},
+    types::{Bytes32, Record, SigItem, VoteItem},
     PluginError,
 };
 
@@ -69,8 +69,24 @@ pub const RECORD_CODEC: SlotInfo = SlotInfo {
     summary: "bytes of stored blocks and transactions; must read every older format",
 };
 
+/// BLS verification of a batch of validator votes.
+pub const VOTE_VERIFY: SlotInfo = SlotInfo {
+    id: "consensus.vote_verify",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "BLS (min-pk, PoP) verdicts for a batch of validator votes, as blst's verify with group checks",
+};
+
+/// RFC 6962 Merkle roots (SHA-256) of batches of leaves.
+pub const MERKLE: SlotInfo = SlotInfo {
+    id: "crypto.merkle",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "RFC 6962 SHA-256 Merkle roots of a batch of trees",
+};
+
 /// Every slot this version of the API defines.
-pub const ALL: &[SlotInfo] = &[SIG_VERIFY, RECORD_CODEC];
+pub const ALL: &[SlotInfo] = &[SIG_VERIFY, RECORD_CODEC, VOTE_VERIFY, MERKLE];
 
 /// Looks a slot up by identifier.
 pub fn find(id: &str) -> Option<&'static SlotInfo> {
@@ -176,6 +192,60 @@ pub trait RecordCodecFfi: Send + Sync {
 pub type RecordCodecBox = RecordCodecFfi_TO<'static, RBox<()>>;
 
 // ---------------------------------------------------------------------------------------------
+// consensus.vote_verify
+
+/// Contract of `consensus.vote_verify`.
+///
+/// One verdict per vote, in order, equal to blst's
+/// `min_pk::Signature::verify(true, message, DST, &[], public_key, true)` being
+/// `BLST_SUCCESS` with the DubChain vote DST
+/// (`BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_`): a signature that does not decompress or
+/// is not in the G2 subgroup, a key that does not validate, or a failed pairing check is
+/// `false`. An implementation that batches must still give exact per-vote verdicts.
+pub trait VoteVerify: Send + Sync + 'static {
+    /// Verdicts for `votes`, one per vote, in order.
+    fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Result<Vec<bool>, PluginError>;
+}
+
+/// FFI form of [`VoteVerify`].
+#[sabi_trait]
+pub trait VoteVerifyFfi: Send + Sync {
+    /// See [`VoteVerify::verify_votes`].
+    #[sabi(last_prefix_field)]
+    fn verify_votes(&self, votes: RSlice<'_, VoteItem<'_>>) -> RResult<RVec<bool>, PluginError>;
+}
+
+/// An owned `consensus.vote_verify` implementation.
+pub type VoteVerifyBox = VoteVerifyFfi_TO<'static, RBox<()>>;
+
+/// The DST of DubChain votes (proof-of-possession ciphersuite).
+pub const VOTE_DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+
+// ---------------------------------------------------------------------------------------------
+// crypto.merkle
+
+/// Contract of `crypto.merkle`.
+///
+/// For each tree, the RFC 6962 Merkle tree hash with SHA-256 of its leaves: the empty tree
+/// is `SHA-256()`, a leaf is `SHA-256(0x00 || leaf)`, a node `SHA-256(0x01 || left ||
+/// right)`, and a tree of `n > 1` leaves splits at the largest power of two below `n`.
+pub trait MerkleRoots: Send + Sync + 'static {
+    /// The root of each tree, in order.
+    fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError>;
+}
+
+/// FFI form of [`MerkleRoots`].
+#[sabi_trait]
+pub trait MerkleRootsFfi: Send + Sync {
+    /// See [`MerkleRoots::roots`].
+    #[sabi(last_prefix_field)]
+    fn roots(&self, trees: RSlice<'_, RSlice<'_, Bytes32>>) -> RResult<RVec<Bytes32>, PluginError>;
+}
+
+/// An owned `crypto.merkle` implementation.
+pub type MerkleRootsBox = MerkleRootsFfi_TO<'static, RBox<()>>;
+
+// ---------------------------------------------------------------------------------------------
 // Adaptors
 
 /// Wraps a plugin's implementation of a slot trait so that it can cross the boundary:
@@ -221,6 +291,18 @@ impl<T: RecordCodec> RecordCodecFfi for Guarded<T> {
             let out = check_len(values.len(), self.0.decode(values.as_slice())?)?;
             Ok(out.into_iter().map(RResult::from).collect())
         })
+    }
+}
+
+impl<T: VoteVerify> VoteVerifyFfi for Guarded<T> {
+    fn verify_votes(&self, votes: RSlice<'_, VoteItem<'_>>) -> RResult<RVec<bool>, PluginError> {
+        guard(|| check_len(votes.len(), self.0.verify_votes(votes.as_slice())?).map(RVec::from))
+    }
+}
+
+impl<T: MerkleRoots> MerkleRootsFfi for Guarded<T> {
+    fn roots(&self, trees: RSlice<'_, RSlice<'_, Bytes32>>) -> RResult<RVec<Bytes32>, PluginError> {
+        guard(|| check_len(trees.len(), self.0.roots(trees.as_slice())?).map(RVec::from))
     }
 }
 

@@ -25,6 +25,18 @@ pub struct SigItem<'a> {
     pub message: RSlice<'a, u8>,
 }
 
+/// One BLS vote to verify (`consensus.vote_verify`): min-pk, proof-of-possession ciphersuite.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct VoteItem<'a> {
+    /// The validator's compressed G1 public key (48 bytes), from the validator set.
+    pub public_key: [u8; 48],
+    /// The compressed G2 signature (96 bytes), as received.
+    pub signature: [u8; 96],
+    /// The signed message.
+    pub message: RSlice<'a, u8>,
+}
+
 macro_rules! byte_array {
     ($(#[$doc:meta])* $name:ident, $len:literal) => {
         $(#[$doc])*

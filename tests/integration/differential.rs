@@ -289,3 +289,168 @@ fn the_cache_layer_answers_exactly_as_the_layers_below_first_time_and_every_time
         assert_eq!(host.slots.sig_verify.status().counters.fallbacks, 0);
     }
 }
+
+/// A host with only `plugin` enabled (from its library), given `config`.
+fn host_with(plugin: &str, config: &str) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    dir.add_first_party(plugin);
+    let host = dubchain_tests::test_host();
+    let manifests = dir.manifests();
+    let resolution = dubchain_tests::resolve(&manifests, &dubchain_tests::enable(&[plugin]));
+    let report = host
+        .apply(&manifests, &resolution, |_| config.to_owned())
+        .expect("resolves");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (host, dir)
+}
+
+#[test]
+fn votes_generated_and_adversarial() {
+    let (host, _dir) = host_with("batching_signature_aggregation", "");
+    let mut sets = vec![
+        workload::VoteSet::default(),
+        workload::vote_set(1, 1, false),
+        workload::vote_set(2, 100, false),
+    ];
+    sets.extend((0..12).map(|seed| workload::vote_set(100 + seed, 40, true)));
+    // Votes on two different blocks in one batch: grouped by message, each group checked.
+    let mut two_blocks = workload::vote_set(3, 30, true);
+    let other = workload::vote_set(4, 30, true);
+    two_blocks.entries.extend(other.entries);
+    two_blocks.labels.extend(other.labels);
+    sets.push(two_blocks);
+    let mut kinds_seen = std::collections::BTreeSet::new();
+    for (n, set) in sets.iter().enumerate() {
+        let items = set.items();
+        let expected = baseline::verify_votes(&items);
+        let got = host.slots.vote_verify.verify_votes(&items);
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            assert_eq!(
+                e, g,
+                "set {n}, vote {i} ({}): baseline {e}, plugin {g}",
+                set.labels[i]
+            );
+            kinds_seen.insert(set.labels[i]);
+        }
+        assert_eq!(expected.len(), got.len());
+    }
+    // The sets really contain every kind of bad vote, and every bad kind is refused.
+    assert!(
+        kinds_seen.len() > workload::BAD_VOTE_KINDS,
+        "{kinds_seen:?}"
+    );
+    let status = host.slots.vote_verify.status();
+    assert_eq!(
+        status.counters.fallbacks, 0,
+        "answered by the plugin: {status:?}"
+    );
+}
+
+#[test]
+fn the_plus_minus_d_pair_fools_a_plain_aggregate_but_not_the_plugin() {
+    use blst::min_pk::{AggregatePublicKey, AggregateSignature, PublicKey, Signature};
+    // Find a set holding a +D/-D pair.
+    let set = (0..64)
+        .map(|seed| workload::vote_set(900 + seed, 24, true))
+        .find(|s| s.labels.iter().any(|l| l.starts_with("signature + D")))
+        .expect("the generator makes +D/-D pairs");
+    let at = set
+        .labels
+        .iter()
+        .position(|l| l.starts_with("signature + D"))
+        .unwrap();
+    let pair = &set.entries[at..at + 2];
+    // A plain (unweighted) aggregate of the pair verifies...
+    let sigs: Vec<Signature> = pair
+        .iter()
+        .map(|e| Signature::from_bytes(&e.1).unwrap())
+        .collect();
+    let pks: Vec<PublicKey> = pair
+        .iter()
+        .map(|e| PublicKey::from_bytes(&e.0).unwrap())
+        .collect();
+    let agg_sig = AggregateSignature::aggregate(&sigs.iter().collect::<Vec<_>>(), true).unwrap();
+    let agg_pk = AggregatePublicKey::aggregate(&pks.iter().collect::<Vec<_>>(), true).unwrap();
+    assert_eq!(
+        agg_sig.to_signature().verify(
+            true,
+            &pair[0].2,
+            dubchain_plugin_api::slots::VOTE_DST,
+            &[],
+            &agg_pk.to_public_key(),
+            true
+        ),
+        blst::BLST_ERROR::BLST_SUCCESS,
+        "the pair is adversarial for plain aggregation"
+    );
+    // ...while neither vote is valid, and the plugin says so.
+    let items = set.items();
+    assert_eq!(&baseline::verify_votes(&items[at..at + 2]), &[false, false]);
+    let (host, _dir) = host_with("batching_signature_aggregation", "");
+    assert_eq!(
+        host.slots.vote_verify.verify_votes(&items),
+        baseline::verify_votes(&items)
+    );
+}
+
+#[test]
+fn merkle_roots_on_every_engine() {
+    let engines: Vec<&str> = ["sha_ni", "avx2", "portable"]
+        .into_iter()
+        .filter(|e| match *e {
+            "sha_ni" => std::arch::is_x86_feature_detected!("sha"),
+            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+            _ => true,
+        })
+        .collect();
+    assert!(!engines.is_empty());
+    let sizes: Vec<usize> = (0..=80)
+        .chain([255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097])
+        .collect();
+    let trees = workload::merkle_trees(77, &sizes);
+    let refs: Vec<&[dubchain_plugin_api::types::Bytes32]> =
+        trees.iter().map(Vec::as_slice).collect();
+    let expected: Vec<_> = trees.iter().map(|t| baseline::merkle_root(t)).collect();
+    for engine in engines {
+        let (host, _dir) = host_with(
+            "crypto_hardware_acceleration",
+            &format!("engine = \"{engine}\"\n"),
+        );
+        let got = host.slots.merkle.roots(&refs);
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            assert_eq!(e, g, "engine {engine}: tree of {} leaves", sizes[i]);
+        }
+        // Adversarial shapes: all-equal leaves, a leaf equal to an inner node's hash.
+        let same = vec![dubchain_plugin_api::types::Bytes32([7; 32]); 300];
+        assert_eq!(
+            host.slots.merkle.root(&same),
+            baseline::merkle_root(&same),
+            "{engine}"
+        );
+        let inner = baseline::merkle_root(&same[..2]);
+        let tricky = vec![inner, same[0], same[1]];
+        assert_eq!(
+            host.slots.merkle.root(&tricky),
+            baseline::merkle_root(&tricky),
+            "{engine}"
+        );
+        assert_eq!(host.slots.merkle.status().counters.fallbacks, 0, "{engine}");
+    }
+    // An engine the configuration names but the CPU may lack is refused at load, not used.
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_hardware_acceleration");
+    let host = dubchain_tests::test_host();
+    let manifests = dir.manifests();
+    let resolution = dubchain_tests::resolve(
+        &manifests,
+        &dubchain_tests::enable(&["crypto_hardware_acceleration"]),
+    );
+    let report = host
+        .apply(&manifests, &resolution, |_| "engine = \"quantum\"\n".into())
+        .unwrap();
+    assert!(
+        report.failed[0].to_string().contains("engine `quantum`"),
+        "{:?}",
+        report.failed
+    );
+}

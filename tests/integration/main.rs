@@ -7,5 +7,6 @@ mod hot_reload;
 mod hot_swap;
 mod loading;
 mod manifests;
+mod measuring;
 mod node;
 mod resolver;

@@ -64,17 +64,18 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
     assert!(a.rejected > 0, "some are invalid and refused");
 
     let dir = PluginDir::new();
-    dir.add_first_party("crypto_parallel_verification");
-    dir.add_first_party("storage_binary_formats");
+    let every = [
+        "crypto_verification_caching",
+        "crypto_parallel_verification",
+        "crypto_hardware_acceleration",
+        "storage_binary_formats",
+        "batching_signature_aggregation",
+    ];
+    for p in every {
+        dir.add_first_party(p);
+    }
     let plugins = test_host();
-    assert!(load(
-        &plugins,
-        &dir,
-        &["crypto_parallel_verification", "storage_binary_formats"],
-        ""
-    )
-    .failed
-    .is_empty());
+    assert!(load(&plugins, &dir, &every, "").failed.is_empty());
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));
     assert_eq!(
         a.block_hashes, c.block_hashes,
@@ -458,8 +459,11 @@ fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
     let ids: Vec<Bytes32> = (0..6u8).map(|i| Bytes32([i; 32])).collect();
     let set = ValidatorSet::generate(3, &ids);
     let block = Bytes32([42; 32]);
+    let slots = dubchain_host::slot::Slots::default();
     let good: Vec<_> = (0..6).map(|i| set.vote(i, 1, &block)).collect();
-    assert!(verify_votes(&set, &good).iter().all(|ok| *ok));
+    assert!(verify_votes(&slots.vote_verify, &set, &good)
+        .iter()
+        .all(|ok| *ok));
 
     let mut wrong_message = set.vote(0, 1, &Bytes32([1; 32]));
     wrong_message.block = block;
@@ -475,6 +479,7 @@ fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
     };
     assert_eq!(
         verify_votes(
+            &slots.vote_verify,
             &set,
             &[wrong_message, wrong_key, garbage, unknown, wrong_height]
         ),

@@ -26,6 +26,8 @@ pub fn library(name: &str) -> PathBuf {
         "crypto_verification_caching" => env!("DUBCHAIN_LIB_crypto_verification_caching"),
         "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
         "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),
+        "batching_signature_aggregation" => env!("DUBCHAIN_LIB_batching_signature_aggregation"),
+        "crypto_hardware_acceleration" => env!("DUBCHAIN_LIB_crypto_hardware_acceleration"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }

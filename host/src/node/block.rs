@@ -3,7 +3,7 @@
 use dubchain_plugin_api::types::{Block, BlockHeader, Bytes32, Record, Transaction};
 
 use super::{
-    chain::{block_hash, tx_root},
+    chain::{block_hash, tx_hashes, tx_root},
     execute::{check_stateless, execute, verify_signatures, TxError},
     mempool::Mempool,
     state::{Head, StateError, StateStore},
@@ -162,7 +162,7 @@ pub fn produce(
         parent: head.hash,
         height,
         proposer,
-        tx_root: tx_root(&transactions),
+        tx_root: host.slots.merkle.root(&tx_hashes(&transactions)),
         state_root,
         timestamp_ms: GENESIS_MS + height * BLOCK_INTERVAL_MS,
     };
@@ -210,7 +210,7 @@ pub fn validate_and_commit(
             got: h.parent,
         });
     }
-    if h.tx_root != tx_root(&block.transactions) {
+    if h.tx_root != host.slots.merkle.root(&tx_hashes(&block.transactions)) {
         return Err(BlockError::TxRoot { height: h.height });
     }
     if block.receipts.len() != block.transactions.len() {

@@ -55,36 +55,18 @@ pub fn block_hash(header: &BlockHeader) -> Bytes32 {
 /// RFC 6962 Merkle tree hash over `leaves` (leaf and node hashes are domain-separated, so
 /// no two different lists share a root; an empty list has the hash of the empty string).
 pub fn merkle_root(leaves: &[Bytes32]) -> Bytes32 {
-    fn leaf(l: &Bytes32) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0u8]);
-        h.update(l.0);
-        h.finalize().into()
-    }
-    fn node(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([1u8]);
-        h.update(a);
-        h.update(b);
-        h.finalize().into()
-    }
-    fn root(leaves: &[Bytes32]) -> [u8; 32] {
-        match leaves.len() {
-            0 => Sha256::digest([]).into(),
-            1 => leaf(&leaves[0]),
-            n => {
-                // The largest power of two smaller than n.
-                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
-                node(&root(&leaves[..k]), &root(&leaves[k..]))
-            }
-        }
-    }
-    Bytes32(root(leaves))
+    crate::baseline::merkle_root(leaves)
 }
 
-/// The Merkle root of a block's transactions, by their hashes.
+/// The leaves of a block's transaction tree: the transactions' hashes, in order.
+pub fn tx_hashes(txs: &[Transaction]) -> Vec<Bytes32> {
+    txs.iter().map(tx_hash).collect()
+}
+
+/// The Merkle root of a block's transactions, by their hashes (on the baseline; the node
+/// computes it through the `crypto.merkle` slot).
 pub fn tx_root(txs: &[Transaction]) -> Bytes32 {
-    merkle_root(&txs.iter().map(tx_hash).collect::<Vec<_>>())
+    merkle_root(&tx_hashes(txs))
 }
 
 #[cfg(test)]

@@ -183,7 +183,12 @@ impl<'a> Node<'a> {
                         validator,
                         signature,
                     };
-                    if verify_votes(self.validators, std::slice::from_ref(&vote))[0] {
+                    if verify_votes(
+                        &self.host.slots.vote_verify,
+                        self.validators,
+                        std::slice::from_ref(&vote),
+                    )[0]
+                    {
                         self.consensus.record(self.validators, &vote);
                     }
                 }

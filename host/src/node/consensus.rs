@@ -7,16 +7,15 @@
 
 use std::{collections::BTreeMap, sync::Mutex};
 
-use blst::{
-    min_pk::{PublicKey, SecretKey, Signature},
-    BLST_ERROR,
-};
-use dubchain_plugin_api::types::Bytes32;
+use blst::min_pk::{PublicKey, SecretKey};
+use dubchain_plugin_api::types::{Bytes32, VoteItem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use crate::slot::VoteVerifySlot;
+
 /// Domain separation tag of DubChain votes (proof-of-possession ciphersuite).
-pub const DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
+pub const DST: &[u8] = dubchain_plugin_api::slots::VOTE_DST;
 
 /// A validator as everyone knows it.
 #[derive(Debug, Clone)]
@@ -96,27 +95,33 @@ impl ValidatorSet {
     }
 }
 
-/// Baseline: each vote's signature verified on its own. A vote from an unknown validator or
-/// with a signature that does not decode is invalid.
-pub fn verify_votes(set: &ValidatorSet, votes: &[Vote]) -> Vec<bool> {
-    votes
+/// Verdicts on `votes`, in one batch through the `consensus.vote_verify` slot (whose
+/// baseline verifies each signature on its own). A vote from an unknown validator is
+/// invalid without being asked.
+pub fn verify_votes(slot: &VoteVerifySlot, set: &ValidatorSet, votes: &[Vote]) -> Vec<bool> {
+    let messages: Vec<Vec<u8>> = votes
         .iter()
-        .map(|v| {
-            let Some(validator) = set.validators.get(v.validator as usize) else {
-                return false;
-            };
-            let Ok(sig) = Signature::from_bytes(&v.signature) else {
-                return false;
-            };
-            sig.verify(
-                true,
-                &vote_message(v.height, &v.block),
-                DST,
-                &[],
-                &validator.public_key,
-                true,
-            ) == BLST_ERROR::BLST_SUCCESS
-        })
+        .map(|v| vote_message(v.height, &v.block))
+        .collect();
+    let mut known = Vec::with_capacity(votes.len());
+    let mut items = Vec::with_capacity(votes.len());
+    for (v, m) in votes.iter().zip(&messages) {
+        match set.validators.get(v.validator as usize) {
+            Some(validator) => {
+                known.push(true);
+                items.push(VoteItem {
+                    public_key: validator.public_key.compress(),
+                    signature: v.signature,
+                    message: m.as_slice().into(),
+                });
+            }
+            None => known.push(false),
+        }
+    }
+    let mut verdicts = slot.verify_votes(&items).into_iter();
+    known
+        .into_iter()
+        .map(|k| k && verdicts.next().unwrap_or(false))
         .collect()
 }
 

@@ -16,7 +16,10 @@ use super::{
     mempool::{Mempool, Rejection},
     state::StateStore,
 };
-use crate::Host;
+use crate::{
+    alloc_count::{self, AllocStats},
+    Host,
+};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -42,6 +45,27 @@ pub struct Stages {
     pub consensus: f64,
 }
 
+/// Heap allocations per stage, from the counting allocator (zeros where it is not
+/// installed): admission, block production (selection, execution, storage), validation,
+/// consensus.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageAllocs {
+    pub admission: AllocStats,
+    pub production: AllocStats,
+    pub validation: AllocStats,
+    pub consensus: AllocStats,
+}
+
+/// Adds what was allocated since `*mark` to `into`, and moves the mark.
+fn charge(into: &mut AllocStats, mark: &mut AllocStats) {
+    let now = alloc_count::snapshot();
+    let d = now.since(mark);
+    into.allocations += d.allocations;
+    into.bytes += d.bytes;
+    into.peak_bytes = into.peak_bytes.max(now.peak_bytes);
+    *mark = now;
+}
+
 /// What a run produced and how long it took.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainReport {
@@ -54,6 +78,7 @@ pub struct ChainReport {
     /// Votes whose signature did not verify (the workload sends some).
     pub invalid_votes: u64,
     pub stages: Stages,
+    pub allocs: StageAllocs,
     /// Per block: selection + execution + storage on the proposer, milliseconds.
     pub block_latency_ms: Vec<f64>,
     pub wall_s: f64,
@@ -155,11 +180,15 @@ pub fn run_chain(
         finalized: 0,
         invalid_votes: 0,
         stages: Stages::default(),
+        allocs: StageAllocs::default(),
         block_latency_ms: Vec::new(),
         wall_s: 0.0,
     };
     let secs = |d: Duration| d.as_secs_f64();
+    let mut allocs = StageAllocs::default();
+    let mut mark = alloc_count::snapshot();
     for height in 1..=config.blocks {
+        charge(&mut AllocStats::default(), &mut mark);
         let t = Instant::now();
         let txs = workload.txs_for_block(height, &proposer)?;
         let verdicts = mempool.admit(txs, &host.slots.sig_verify, &proposer)?;
@@ -168,6 +197,7 @@ pub fn run_chain(
             .filter(|v| matches!(v, Some(Rejection::Invalid(_)) | Some(Rejection::Duplicate)))
             .count() as u64;
         stages.mempool += secs(t.elapsed());
+        charge(&mut allocs.admission, &mut mark);
 
         let (block, times) = block::produce(
             host,
@@ -182,10 +212,12 @@ pub fn run_chain(
         stages.mempool += secs(times.mempool);
         stages.execution += secs(times.execution);
         stages.storage += secs(times.storage);
+        charge(&mut allocs.production, &mut mark);
 
         let t = Instant::now();
         let head = block::validate_and_commit(host, &validator, &block)?;
         stages.validation += secs(t.elapsed());
+        charge(&mut allocs.validation, &mut mark);
         let proposer_head = proposer.head()?.expect("committed");
         if head != proposer_head {
             return Err(RunError::Diverged {
@@ -207,7 +239,11 @@ pub fn run_chain(
                 }
             })
             .collect();
-        for (vote, ok) in votes.iter().zip(verify_votes(&validators, &votes)) {
+        for (vote, ok) in
+            votes
+                .iter()
+                .zip(verify_votes(&host.slots.vote_verify, &validators, &votes))
+        {
             if ok {
                 consensus.record(&validators, vote);
             } else {
@@ -215,6 +251,7 @@ pub fn run_chain(
             }
         }
         stages.consensus += secs(t.elapsed());
+        charge(&mut allocs.consensus, &mut mark);
         report.finalized = consensus.finalized();
         report.transactions += block.transactions.len() as u64;
         report.block_hashes.push(head.hash);
@@ -222,6 +259,7 @@ pub fn run_chain(
         progress(height);
     }
     report.stages = stages;
+    report.allocs = allocs;
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(report)
 }

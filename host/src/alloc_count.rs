@@ -1,0 +1,155 @@
+//! A counting global allocator: allocations, bytes and peak live bytes of the host's own
+//! Rust heap, read by the benchmark suite and the profiler around each workload and stage.
+//!
+//! `dubchain-perf` installs it:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+//! ```
+//!
+//! A program that does not install it reads zeros and [`installed`] is `false`; reports then
+//! say "not counted" instead of a wrong zero.
+//!
+//! What it cannot see: a plugin is a separate `cdylib` with its own Rust allocator, and
+//! RocksDB allocates in C++; neither goes through this allocator. The peak resident set
+//! ([`peak_rss_bytes`], reset with [`reset_peak_rss`]) covers them, process-wide.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+};
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator, with counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountingAlloc;
+
+fn on_alloc(size: usize) {
+    if !INSTALLED.load(Relaxed) {
+        INSTALLED.store(true, Relaxed);
+    }
+    ALLOCATIONS.fetch_add(1, Relaxed);
+    BYTES.fetch_add(size as u64, Relaxed);
+    let live = LIVE.fetch_add(size as u64, Relaxed) + size as u64;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+fn on_free(size: usize) {
+    // Saturating: a block freed here may have been counted before a `reset_peak`, never
+    // before the allocator was installed (it is installed before `main`).
+    let _ = LIVE.fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(size as u64)));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
+// adds counter updates, which neither allocate nor touch the returned memory.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        on_free(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            on_free(layout.size());
+            on_alloc(new_size);
+        }
+        p
+    }
+}
+
+/// Whether the counting allocator is this process's global allocator.
+pub fn installed() -> bool {
+    INSTALLED.load(Relaxed)
+}
+
+/// Counters at one moment; subtract two with [`AllocStats::since`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AllocStats {
+    /// Allocations (a `realloc` counts as one).
+    pub allocations: u64,
+    /// Bytes requested by those allocations.
+    pub bytes: u64,
+    /// Highest live heap since the last [`reset_peak`], in bytes.
+    pub peak_bytes: u64,
+}
+
+impl AllocStats {
+    /// What happened between `earlier` and `self`; the peak is `self`'s.
+    pub fn since(&self, earlier: &AllocStats) -> AllocStats {
+        AllocStats {
+            allocations: self.allocations - earlier.allocations,
+            bytes: self.bytes - earlier.bytes,
+            peak_bytes: self.peak_bytes,
+        }
+    }
+}
+
+/// The counters now.
+pub fn snapshot() -> AllocStats {
+    AllocStats {
+        allocations: ALLOCATIONS.load(Relaxed),
+        bytes: BYTES.load(Relaxed),
+        peak_bytes: PEAK.load(Relaxed),
+    }
+}
+
+/// Starts a new peak measurement from the current live heap.
+pub fn reset_peak() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
+}
+
+/// Peak resident set of the process since start or the last [`reset_peak_rss`], in bytes
+/// (`VmHWM`); `None` where `/proc` does not have it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident set to the current one (Linux: `5` to `/proc/self/clear_refs`).
+/// Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// CPU time (user + system) used by the process so far, in seconds.
+pub fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable rusage; getrusage only writes to it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage returned 0, so it filled the struct (and it was zeroed before).
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}

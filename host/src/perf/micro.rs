@@ -1,0 +1,384 @@
+//! Microbenchmarks per slot: each enabled plugin, alone (with only what it depends on), on
+//! its slot's workload against the baseline, interleaved in one process.
+//!
+//! A slot's workloads are listed by [`cases`]; the one marked `contract` is the workload a
+//! manifest's `[contract] min_speedup` promises a speed-up on, so its ratio is judged
+//! against the promise (met when the whole 95% interval is at or above it). Before any
+//! timing, the plugin's answers on the workload (and on adversarial inputs) are compared
+//! with the baseline's: a fast wrong answer is reported as such, not as a speed-up.
+
+use std::{collections::BTreeSet, hint::black_box};
+
+use dubchain_plugin_api::{
+    slots::{MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY},
+    types::{Bytes32, Record},
+};
+
+use crate::{
+    baseline,
+    measure::compare,
+    resolve::{resolve, Request, Source},
+    session::{host_api_version, Session},
+    workload, Host,
+};
+
+use super::MicroResult;
+
+/// Sizes and rounds of the micro workloads.
+#[derive(Debug, Clone)]
+pub struct MicroOptions {
+    pub rounds: usize,
+    /// Signatures per `crypto.sig_verify` batch.
+    pub signatures: usize,
+    /// Blocks of 64 transactions per `storage.record_codec` batch.
+    pub record_blocks: usize,
+    /// Votes per `consensus.vote_verify` batch (one per validator, one block).
+    pub votes: usize,
+    /// Leaves of the `crypto.merkle` tree.
+    pub leaves: usize,
+    pub seed: u64,
+}
+
+impl Default for MicroOptions {
+    fn default() -> Self {
+        MicroOptions {
+            rounds: 20,
+            signatures: 2048,
+            record_blocks: 32,
+            votes: 100,
+            leaves: 4096,
+            seed: 7,
+        }
+    }
+}
+
+/// One workload of a slot.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Short name, unique within the slot: `sig_verify`, `record_encode`, ...
+    pub name: &'static str,
+    pub slot: &'static str,
+    pub workload: String,
+    /// Whether this is the workload manifests' contracts promise a speed-up on.
+    pub contract: bool,
+}
+
+/// The workloads of `slot`; empty for a slot the suite has no workload for yet.
+pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
+    if slot == SIG_VERIFY.id {
+        vec![Case {
+            name: "sig_verify",
+            slot: SIG_VERIFY.id,
+            workload: format!(
+                "verify {} valid signatures from 16 signers, the same batch every round",
+                o.signatures
+            ),
+            contract: true,
+        }]
+    } else if slot == RECORD_CODEC.id {
+        let n = o.record_blocks * 65;
+        vec![
+            Case {
+                name: "record_encode",
+                slot: RECORD_CODEC.id,
+                workload: format!(
+                    "encode {} blocks of 64 transactions and their transactions ({n} records)",
+                    o.record_blocks
+                ),
+                contract: true,
+            },
+            Case {
+                name: "record_decode",
+                slot: RECORD_CODEC.id,
+                workload: format!("decode the same {n} records from each codec's own encoding"),
+                contract: false,
+            },
+        ]
+    } else if slot == VOTE_VERIFY.id {
+        vec![Case {
+            name: "vote_verify",
+            slot: VOTE_VERIFY.id,
+            workload: format!(
+                "verify the BLS votes of {} validators on one block",
+                o.votes
+            ),
+            contract: true,
+        }]
+    } else if slot == MERKLE.id {
+        vec![Case {
+            name: "merkle_root",
+            slot: MERKLE.id,
+            workload: format!("RFC 6962 Merkle root of {} leaves", o.leaves),
+            contract: true,
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The inputs of a case, generated once (deterministically from the seed).
+pub enum Input {
+    Signatures(workload::SignatureSet),
+    Votes(workload::VoteSet),
+    Tree(Vec<Bytes32>),
+    Records {
+        records: Vec<Record>,
+        /// The baseline's encoding (what the baseline decodes).
+        json: Vec<Vec<u8>>,
+        /// The slot's encoding (what the plugin decodes); filled by [`Input::for_host`].
+        own: Vec<Vec<u8>>,
+    },
+}
+
+impl Input {
+    pub fn new(case: &Case, o: &MicroOptions) -> Input {
+        match case.slot {
+            s if s == SIG_VERIFY.id => {
+                Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
+            }
+            s if s == VOTE_VERIFY.id => Input::Votes(workload::vote_set(o.seed, o.votes, false)),
+            s if s == MERKLE.id => Input::Tree(
+                workload::merkle_trees(o.seed, &[o.leaves])
+                    .pop()
+                    .expect("one tree"),
+            ),
+            _ => {
+                let records = workload::records(o.seed, o.record_blocks, 64);
+                let json = baseline::encode_records(&records);
+                Input::Records {
+                    records,
+                    json,
+                    own: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Completes the input for `host` (the plugin's own encoding, to decode).
+    pub fn for_host(mut self, host: &Host) -> Input {
+        if let Input::Records { records, own, .. } = &mut self {
+            *own = host.slots.record_codec.encode(records);
+        }
+        self
+    }
+}
+
+/// Which implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Baseline,
+    Plugin,
+}
+
+/// Runs `case` once on `side`.
+pub fn run_once(case: &Case, side: Side, host: &Host, input: &Input) {
+    match (case.name, input) {
+        ("sig_verify", Input::Signatures(set)) => {
+            let items = set.items();
+            match side {
+                Side::Baseline => drop(black_box(baseline::sig_verify(black_box(&items)))),
+                Side::Plugin => drop(black_box(
+                    host.slots.sig_verify.verify_batch(black_box(&items)),
+                )),
+            }
+        }
+        ("vote_verify", Input::Votes(set)) => {
+            let items = set.items();
+            match side {
+                Side::Baseline => drop(black_box(baseline::verify_votes(black_box(&items)))),
+                Side::Plugin => drop(black_box(
+                    host.slots.vote_verify.verify_votes(black_box(&items)),
+                )),
+            }
+        }
+        ("merkle_root", Input::Tree(leaves)) => match side {
+            Side::Baseline => drop(black_box(baseline::merkle_root(black_box(leaves)))),
+            Side::Plugin => drop(black_box(host.slots.merkle.root(black_box(leaves)))),
+        },
+        ("record_encode", Input::Records { records, .. }) => match side {
+            Side::Baseline => drop(black_box(baseline::encode_records(black_box(records)))),
+            Side::Plugin => drop(black_box(
+                host.slots.record_codec.encode(black_box(records)),
+            )),
+        },
+        ("record_decode", Input::Records { json, own, .. }) => {
+            let bytes = if side == Side::Baseline { json } else { own };
+            let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+            match side {
+                Side::Baseline => drop(black_box(baseline::decode_records(black_box(&refs)))),
+                Side::Plugin => drop(black_box(host.slots.record_codec.decode(black_box(&refs)))),
+            }
+        }
+        _ => unreachable!("case {} does not take this input", case.name),
+    }
+}
+
+/// Whether `host` answers `case` exactly as the baseline does, on the workload and (for
+/// signatures) on adversarial inputs too.
+pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> bool {
+    match input {
+        Input::Signatures(set) => {
+            let adversarial = workload::signature_set(o.seed ^ 0xad, 256, true);
+            [set, &adversarial].iter().all(|s| {
+                let items = s.items();
+                host.slots.sig_verify.verify_batch(&items) == baseline::sig_verify(&items)
+            })
+        }
+        Input::Votes(set) => {
+            let adversarial = workload::vote_set(o.seed ^ 0xad, 48, true);
+            [set, &adversarial].iter().all(|s| {
+                let items = s.items();
+                host.slots.vote_verify.verify_votes(&items) == baseline::verify_votes(&items)
+            })
+        }
+        Input::Tree(leaves) => {
+            let sizes: Vec<usize> = (0..=17).chain([leaves.len(), leaves.len() + 1]).collect();
+            workload::merkle_trees(o.seed ^ 0x3e, &sizes)
+                .iter()
+                .chain([leaves])
+                .all(|t| host.slots.merkle.root(t) == baseline::merkle_root(t))
+        }
+        Input::Records {
+            records, json, own, ..
+        } => {
+            let read = |bytes: &Vec<Vec<u8>>| {
+                let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+                host.slots
+                    .record_codec
+                    .decode(&refs)
+                    .iter()
+                    .zip(records)
+                    .all(|(d, r)| d.as_ref().ok() == Some(r))
+            };
+            let _ = case;
+            own.len() == records.len() && read(own) && read(json)
+        }
+    }
+}
+
+/// A host with `plugin` and what it depends on enabled, nothing else; each plugin given
+/// its configuration from the session's profile.
+pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
+    let mut closure = BTreeSet::from([plugin.to_owned()]);
+    let mut todo = vec![plugin.to_owned()];
+    while let Some(name) = todo.pop() {
+        let m = s
+            .manifest(&name)
+            .ok_or_else(|| format!("no plugin `{name}` in {}", s.options.plugin_dir.display()))?;
+        for d in &m.depends {
+            if closure.insert(d.name.clone()) {
+                todo.push(d.name.clone());
+            }
+        }
+    }
+    let requests: Vec<Request> = s
+        .manifests
+        .iter()
+        .map(|m| Request {
+            name: m.name.clone(),
+            enable: closure.contains(&m.name),
+            source: Source::CommandLine,
+        })
+        .collect();
+    let resolution = resolve(&s.manifests, &requests, &host_api_version());
+    let host = s.host();
+    let report = host
+        .apply(&s.manifests, &resolution, |name| {
+            s.config.plugin_config(&s.options.profile, name)
+        })
+        .map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    if let Some(e) = report.failed.first() {
+        return Err(e.to_string());
+    }
+    Ok(host)
+}
+
+/// What the suite will measure for the session's enabled plugins: `(id, plugin label,
+/// case, promise)`. A layered slot with several enabled providers also gets its whole
+/// stack measured, as `stack.<slot>.<case>`.
+pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<f64>)> {
+    let mut out = Vec::new();
+    for name in s.resolution.enabled() {
+        let Some(m) = s.manifest(name) else { continue };
+        for p in &m.provides {
+            for case in cases(&p.slot, o) {
+                let promise = if case.contract {
+                    m.contract.as_ref().map(|c| c.min_speedup)
+                } else {
+                    None
+                };
+                out.push((
+                    format!("{name}.{}", case.name),
+                    name.to_owned(),
+                    case,
+                    promise,
+                ));
+            }
+        }
+    }
+    for (slot, stack) in &s.resolution.stacks {
+        if stack.len() > 1 {
+            for case in cases(slot, o) {
+                out.push((
+                    format!("stack.{slot}.{}", case.name),
+                    stack.join(" > "),
+                    case,
+                    None,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the plan: each case on its host, interleaved with the baseline. `full` is the
+/// host with the whole configured set, used for stack rows. `progress(i, n, id)` is called
+/// before each case.
+pub fn run(
+    s: &Session,
+    full: &Host,
+    o: &MicroOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<MicroResult>, String> {
+    let plan = plan(s, o);
+    let mut results = Vec::new();
+    for (i, (id, label, case, promise)) in plan.iter().enumerate() {
+        progress(i, plan.len(), id);
+        let isolated;
+        let host = if id.starts_with("stack.") {
+            full
+        } else {
+            isolated = isolated_host(s, label)?;
+            &isolated
+        };
+        let input = Input::new(case, o).for_host(host);
+        let same = identical(case, host, &input, o);
+        let c = compare(
+            id,
+            o.rounds,
+            || run_once(case, Side::Baseline, host, &input),
+            || run_once(case, Side::Plugin, host, &input),
+        );
+        results.push(MicroResult {
+            id: id.clone(),
+            plugin: label.clone(),
+            slot: case.slot.to_owned(),
+            workload: case.workload.clone(),
+            rounds: c.rounds,
+            met: promise.map(|p| c.ratio.low >= p),
+            promise: *promise,
+            ratio: c.ratio,
+            baseline_s: c.baseline_s,
+            plugin_s: c.optimized_s,
+            identical: same,
+        });
+    }
+    progress(plan.len(), plan.len(), "");
+    Ok(results)
+}

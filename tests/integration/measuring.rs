@@ -1,0 +1,389 @@
+//! `dubchain-perf bench` and `dubchain-perf profile`, run as a user runs them, on first-party
+//! plugins and small workloads. Nothing here asserts a time: only that the instruments
+//! measure, decide and report what they must.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+use dubchain_tests::{dubchain_perf, PluginDir};
+
+fn perf(plugins: &Path, work: &Path, args: &[&str]) -> Output {
+    Command::new(dubchain_perf())
+        .current_dir(work)
+        .env_remove("DUBCHAIN_PROFILE")
+        .env_remove("DUBCHAIN_CONFIG")
+        .env_remove("DUBCHAIN_PLUGIN_DIR")
+        .arg("--plugin-dir")
+        .arg(plugins)
+        .args(["--state-dir", "state"])
+        .args(args)
+        .output()
+        .expect("run dubchain-perf")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Small sizes: the point is the machinery, not the figures.
+const SMALL: &[&str] = &[
+    "--rounds",
+    "3",
+    "--signatures",
+    "48",
+    "--record-blocks",
+    "2",
+    "--blocks",
+    "3",
+    "--txs-per-block",
+    "24",
+    "--accounts",
+    "60",
+    "--runs",
+    "1",
+    "--out",
+    "bench",
+];
+
+fn plugins() -> PluginDir {
+    let dir = PluginDir::new();
+    for p in [
+        "crypto_parallel_verification",
+        "crypto_verification_caching",
+        "storage_binary_formats",
+    ] {
+        dir.add_first_party(p);
+    }
+    dir
+}
+
+#[test]
+fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
+    let dir = plugins();
+    let work = tempfile::tempdir().unwrap();
+    let on = [
+        "--enable",
+        "crypto_parallel_verification",
+        "--enable",
+        "storage_binary_formats",
+    ];
+    let budgets = work.path().join("budgets.toml");
+    std::fs::write(
+        &budgets,
+        "[[budget]]\nname = \"impossible throughput\"\nmetric = \"system.plugins.throughput\"\nthreshold = 1e12\nunit = \"tx/s\"\nseverity = \"error\"\n\n\
+         [[budget]]\nname = \"latency, generous\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = 1e9\nunit = \"ms\"\nseverity = \"warning\"\n",
+    )
+    .unwrap();
+
+    // First run: saved as `first`, with a budget that must be violated.
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            &on[..],
+            &[
+                "bench",
+                "--save-baseline",
+                "first",
+                "--budgets",
+                "budgets.toml",
+            ],
+            SMALL,
+        ]
+        .concat(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error budget is violated\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("FAIL: budget: impossible throughput"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("latency, generous"), "{stderr}");
+    for case in [
+        "crypto_parallel_verification.sig_verify",
+        "storage_binary_formats.record_encode",
+        "storage_binary_formats.record_decode",
+    ] {
+        assert!(stdout.contains(case), "{case} measured\n{stdout}");
+    }
+    assert!(
+        stdout.contains(">= 1.8x") && stdout.contains(">= 5x"),
+        "promises shown\n{stdout}"
+    );
+    let bench = work.path().join("bench");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bench.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], "dubchain-bench/1");
+    assert_eq!(
+        json["system"]["identical"], true,
+        "same chain on both sides"
+    );
+    assert!(json["micro"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["identical"] == true));
+    assert!(json["fingerprint"]["id"].as_str().unwrap().len() == 12);
+    assert!(bench.join("baselines/first.json").is_file());
+
+    // Second run against `first`: same fingerprint, so it is compared. A huge threshold
+    // keeps machine noise from deciding this test; the decision itself is unit-tested.
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            &on[..],
+            &["bench", "--baseline", "first", "--threshold", "100"],
+            SMALL,
+        ]
+        .concat(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("Against saved run `first`"), "{stdout}");
+    assert!(
+        stdout.contains("micro.crypto_parallel_verification.sig_verify.plugin"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(bench.join("bench.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    for plot in [
+        "speed-up ratios",
+        "block latency distribution",
+        "history of ratios",
+    ] {
+        assert!(
+            html.contains(&format!("aria-label=\"{plot}\"")),
+            "{plot} plot missing"
+        );
+    }
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http"),
+        "self-contained"
+    );
+
+    // A different plugin set is a different fingerprint: refused, then allowed on request.
+    let other = [&on[..], &["--enable", "crypto_verification_caching"]].concat();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            &other[..],
+            &["bench", "--baseline", "first", "--no-system"],
+            SMALL,
+        ]
+        .concat(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("refusing to compare with saved run `first`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("plugin set:"), "{stderr}");
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            &other[..],
+            &[
+                "bench",
+                "--baseline",
+                "first",
+                "--no-system",
+                "--allow-fingerprint-mismatch",
+                "--threshold",
+                "100",
+            ],
+            SMALL,
+        ]
+        .concat(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("fingerprint differs (compared on request): plugin set"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stack.crypto.sig_verify.sig_verify"),
+        "a layered stack is measured as a whole too\n{stdout}"
+    );
+}
+
+#[test]
+fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
+    let dir = plugins();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("budgets.toml"),
+        "[[budget]]\nname = \"latency\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = 0.1\nunit = \"s\"\nseverity = \"error\"\n",
+    )
+    .unwrap();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &["bench", "--budgets", "budgets.toml"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"), "{stderr}");
+
+    std::fs::write(work.path().join("budgets.toml"), "[[budget]]\nname = 3\n").unwrap();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &["bench", "--budgets", "budgets.toml"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("budgets.toml:2"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &["bench", "--baseline", "never-saved"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("never-saved.json") && stderr.contains("--save-baseline"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
+    let dir = plugins();
+    let work = tempfile::tempdir().unwrap();
+    // Nothing enabled: the profile of signature verification must recommend the plugins
+    // that provide crypto.sig_verify, with their promises.
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            "profile",
+            "--workload",
+            "sig_verify",
+            "--signatures",
+            "256",
+            "--repeat",
+            "15",
+            "--out",
+            "prof",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let prof = work.path().join("prof");
+    for side in ["baseline", "plugins"] {
+        let svg = std::fs::read_to_string(prof.join(format!("flamegraph-{side}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "flamegraph is an SVG");
+        assert!(
+            std::fs::metadata(prof.join(format!("profile-{side}.pb")))
+                .unwrap()
+                .len()
+                > 100
+        );
+    }
+    let md = std::fs::read_to_string(prof.join("hotspots.md")).unwrap();
+    assert!(md.contains("ed25519 verification"), "{md}");
+    assert!(
+        md.contains("enable crypto_parallel_verification, promised >= 1.8x"),
+        "{md}"
+    );
+    assert!(
+        md.contains("top by self samples") && md.contains("top by total samples"),
+        "{md}"
+    );
+    assert!(md.contains("allocations"), "heap counted\n{md}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(prof.join("hotspots.json")).unwrap()).unwrap();
+    assert!(json["sides"][0]["samples"].as_u64().unwrap() > 0);
+
+    // The chain workload: memory per stage, and a plugin's own frames attributed to it.
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            "--enable",
+            "crypto_parallel_verification",
+            "profile",
+            "--workload",
+            "chain",
+            "--blocks",
+            "2",
+            "--txs-per-block",
+            "24",
+            "--accounts",
+            "60",
+            "--out",
+            "prof-chain",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(work.path().join("prof-chain/hotspots.md")).unwrap();
+    for stage in [
+        "| admission |",
+        "| production |",
+        "| validation |",
+        "| consensus |",
+    ] {
+        assert!(md.contains(stage), "{stage}\n{md}");
+    }
+    assert!(
+        md.contains("## baseline:") && md.contains("## plugins:"),
+        "{md}"
+    );
+}
+
+#[test]
+fn instruction_counts_come_from_callgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("valgrind is not installed; `bench --instructions` refuses to run without it");
+        return;
+    }
+    let dir = plugins();
+    let work = tempfile::tempdir().unwrap();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            "--enable",
+            "storage_binary_formats",
+            "bench",
+            "--instructions",
+            "--no-system",
+            "--instr-iterations",
+            "1",
+            "--rounds",
+            "2",
+            "--record-blocks",
+            "1",
+            "--out",
+            "bench",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("bench/bench.json")).unwrap())
+            .unwrap();
+    let instr = json["instructions"].as_array().unwrap();
+    assert_eq!(instr.len(), 2, "{instr:?}");
+    for i in instr {
+        assert!(i["baseline_ir"].as_u64().unwrap() > 1_000, "{i}");
+        assert!(i["plugin_ir"].as_u64().unwrap() > 100, "{i}");
+    }
+    assert!(stdout.contains("Instructions (callgrind"), "{stdout}");
+}
