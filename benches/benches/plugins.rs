@@ -159,6 +159,52 @@ fn main() {
         note: "compatibility path: no goal, should be ~1x".into(),
     });
 
+    // batching_signature_aggregation: the votes of 100 validators on one block.
+    let host = host_with(&["batching_signature_aggregation"], "");
+    let votes = workload::vote_set(5, 100, false);
+    let items = votes.items();
+    assert_eq!(
+        host.slots.vote_verify.verify_votes(&items),
+        baseline::verify_votes(&items)
+    );
+    let c = compare(
+        "consensus.vote_verify: 100 validators' votes on one block",
+        rounds,
+        || {
+            black_box(baseline::verify_votes(black_box(&items)));
+        },
+        || {
+            black_box(host.slots.vote_verify.verify_votes(black_box(&items)));
+        },
+    );
+    rows.push(Row {
+        comparison: c,
+        goal: 20.0,
+        promise: 10.0,
+        note: String::new(),
+    });
+
+    // crypto_hardware_acceleration: the Merkle root of 4096 leaves.
+    let host = host_with(&["crypto_hardware_acceleration"], "");
+    let tree = workload::merkle_trees(6, &[4096]).pop().expect("one tree");
+    assert_eq!(host.slots.merkle.root(&tree), baseline::merkle_root(&tree));
+    let c = compare(
+        "crypto.merkle: root of 4096 leaves",
+        rounds,
+        || {
+            black_box(baseline::merkle_root(black_box(&tree)));
+        },
+        || {
+            black_box(host.slots.merkle.root(black_box(&tree)));
+        },
+    );
+    rows.push(Row {
+        comparison: c,
+        goal: 2.0,
+        promise: 2.0,
+        note: String::new(),
+    });
+
     let mut md = String::from("| workload | baseline ms | plugin ms | ratio (95% CI) | catalogue goal | met |\n|---|---|---|---|---|---|\n");
     for r in &rows {
         let c = &r.comparison;

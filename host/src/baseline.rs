@@ -92,3 +92,52 @@ pub fn merkle_root(leaves: &[Bytes32]) -> Bytes32 {
     }
     Bytes32(root(leaves))
 }
+
+/// `exec.block_execution`, as a pure function: `txs` applied one after another to an
+/// in-memory copy of `pre` with [`dubchain_plugin_api::exec::apply_transfer`], each
+/// transaction's writes applied at once. The node's baseline does the same against the
+/// store (`node::execute::execute_block`); this form is what plugins are tested against.
+/// An account outside `pre` reads as empty.
+pub fn execute_block(
+    pre: &[dubchain_plugin_api::exec::AccountEntry],
+    txs: &[dubchain_plugin_api::types::Transaction],
+    proposer: &Bytes32,
+) -> dubchain_plugin_api::slots::BlockOutcome {
+    use dubchain_plugin_api::exec::{apply_transfer, AccountEntry, AccountState, State};
+    use std::collections::BTreeMap;
+    struct Mem {
+        state: BTreeMap<Bytes32, AccountState>,
+        written: std::collections::BTreeSet<Bytes32>,
+    }
+    impl State for Mem {
+        type Error = std::convert::Infallible;
+        fn get(&mut self, a: &Bytes32) -> Result<AccountState, Self::Error> {
+            Ok(self.state.get(a).copied().unwrap_or_default())
+        }
+        fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), Self::Error> {
+            self.state.insert(*a, s);
+            self.written.insert(*a);
+            Ok(())
+        }
+    }
+    let mut mem = Mem {
+        state: pre.iter().map(|e| (e.account, e.state)).collect(),
+        written: Default::default(),
+    };
+    let results = txs
+        .iter()
+        .map(|tx| match apply_transfer(&mut mem, tx, proposer) {
+            Ok(r) => r.into(),
+            Err(never) => match never {},
+        })
+        .collect();
+    let writes = mem
+        .written
+        .iter()
+        .map(|a| AccountEntry {
+            account: *a,
+            state: mem.state[a],
+        })
+        .collect();
+    dubchain_plugin_api::slots::BlockOutcome { results, writes }
+}

@@ -274,3 +274,62 @@ pub fn check_merkle(
     })
     .collect()
 }
+
+/// Runs the `exec.block_execution` suite: empty blocks, independent transfers, one hot
+/// account, all kinds of failing and conflicting transfers at low and high conflict, a
+/// large block. Results and the final write set must equal the baseline's.
+pub fn check_block_execution(
+    execute: impl Fn(
+        &workload::TransferBlock,
+    ) -> Result<dubchain_plugin_api::slots::BlockOutcome, String>,
+) -> Vec<CaseResult> {
+    let mut cases = vec![
+        (
+            "empty block".to_owned(),
+            workload::transfer_block(601, 10, 0, 0.0, false),
+        ),
+        (
+            "independent transfers".to_owned(),
+            workload::transfer_block(602, 400, 100, 0.0, false),
+        ),
+        (
+            "one hot account".to_owned(),
+            workload::transfer_block(603, 50, 200, 1.0, false),
+        ),
+        (
+            "1000 transfers, mixed".to_owned(),
+            workload::transfer_block(604, 300, 1000, 0.3, true),
+        ),
+    ];
+    for seed in 0..6 {
+        let conflict = [0.0, 0.2, 0.5, 0.8, 1.0, 0.05][seed as usize];
+        cases.push((
+            format!("adversarial, conflict {conflict}, seed {seed}"),
+            workload::transfer_block(610 + seed, 60, 150, conflict, true),
+        ));
+    }
+    cases
+        .into_iter()
+        .map(|(case, b)| {
+            let expected = baseline::execute_block(&b.pre, &b.txs, &b.proposer);
+            let got = execute(&b);
+            let mut r = verdict_case(
+                case,
+                &expected.results,
+                got.as_ref()
+                    .map(|o| o.results.to_vec())
+                    .map_err(Clone::clone),
+                |i| b.labels[i].to_owned(),
+            );
+            if r.passed {
+                if let Ok(o) = &got {
+                    if o.writes != expected.writes {
+                        r.passed = false;
+                        r.detail = "same results, different final state".into();
+                    }
+                }
+            }
+            r
+        })
+        .collect()
+}

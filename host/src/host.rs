@@ -19,8 +19,8 @@ use std::{
 };
 
 use dubchain_plugin_api::slots::{
-    MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox, MERKLE, RECORD_CODEC, SIG_VERIFY,
-    VOTE_VERIFY,
+    BlockExecutionBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
+    BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
 };
 use serde::Serialize;
 
@@ -97,6 +97,7 @@ struct Live {
     record_codec: Option<Arc<Provider<RecordCodecBox>>>,
     vote_verify: Option<Arc<Provider<VoteVerifyBox>>>,
     merkle: Option<Arc<Provider<MerkleRootsBox>>>,
+    block_execution: Option<Arc<Provider<BlockExecutionBox>>>,
 }
 
 impl Live {
@@ -109,6 +110,7 @@ impl Live {
             || open(&self.record_codec)
             || open(&self.vote_verify)
             || open(&self.merkle)
+            || open(&self.block_execution)
     }
 }
 
@@ -210,6 +212,10 @@ impl Host {
                         .merkle
                         .take()
                         .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let block_execution = loaded
+                        .block_execution
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
                     tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(
                         name.clone(),
@@ -219,6 +225,7 @@ impl Host {
                             record_codec,
                             vote_verify,
                             merkle,
+                            block_execution,
                         },
                     );
                     report.loaded.push(name);
@@ -269,6 +276,12 @@ impl Host {
             stack_of(MERKLE.id)
                 .into_iter()
                 .filter_map(|l| l.merkle.clone())
+                .collect(),
+        );
+        self.slots.block_execution.install(
+            stack_of(BLOCK_EXECUTION.id)
+                .into_iter()
+                .filter_map(|l| l.block_execution.clone())
                 .collect(),
         );
 

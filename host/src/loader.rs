@@ -20,8 +20,8 @@ use std::{
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use dubchain_plugin_api::{
     slots::{
-        MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox, MERKLE, RECORD_CODEC,
-        SIG_VERIFY, VOTE_VERIFY,
+        BlockExecutionBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
+        BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
     },
     Fingerprint, PluginError, PluginModRef, API_VERSION,
 };
@@ -155,6 +155,7 @@ pub struct LoadedPlugin {
     pub record_codec: Option<RecordCodecBox>,
     pub vote_verify: Option<VoteVerifyBox>,
     pub merkle: Option<MerkleRootsBox>,
+    pub block_execution: Option<BlockExecutionBox>,
 }
 
 /// Hex sha256 of a file's bytes.
@@ -236,6 +237,7 @@ pub fn load(
         record_codec: None,
         vote_verify: None,
         merkle: None,
+        block_execution: None,
     };
     for provide in &manifest.provides {
         let missing = || LoadError::MissingSlot {
@@ -274,6 +276,11 @@ pub fn load(
             let imp = factory(config.into()).into_result().map_err(failed)?;
             selftest::merkle(&imp).map_err(self_test)?;
             loaded.merkle = Some(imp);
+        } else if provide.slot == BLOCK_EXECUTION.id {
+            let factory = module.block_execution().flatten().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::block_execution(&imp).map_err(self_test)?;
+            loaded.block_execution = Some(imp);
         } else {
             return Err(missing());
         }
@@ -328,19 +335,36 @@ fn open_root_module(
 
 /// abi_stable's layout errors are long dumps; keep the lines that say what differs.
 fn summarize_layout_error(dump: &str) -> String {
-    let interesting: Vec<&str> = dump
+    // abi_stable's report is a dump of both layouts with the verdicts in between, as
+    // `Error:<what>` followed by `Expected:` and `Found:` blocks. Keep the verdicts.
+    let lines: Vec<&str> = dump
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .filter(|l| {
-            l.contains("rror") || l.contains("xpected") || l.contains("ound") || l.contains("field")
-        })
-        .take(8)
         .collect();
-    if interesting.is_empty() {
-        dump.lines().take(8).collect::<Vec<_>>().join("\n")
+    let mut verdicts = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if let Some(what) = l.strip_prefix("Error:") {
+            let value = |label: &str| {
+                lines[i + 1..]
+                    .iter()
+                    .position(|x| *x == label)
+                    .and_then(|k| lines.get(i + 2 + k))
+                    .copied()
+                    .unwrap_or("?")
+            };
+            verdicts.push(format!(
+                "{what}: the host expects {}, the library has {}",
+                value("Expected:"),
+                value("Found:")
+            ));
+        }
+    }
+    if verdicts.is_empty() {
+        lines.iter().take(8).copied().collect::<Vec<_>>().join("\n")
     } else {
-        interesting.join("\n")
+        verdicts.dedup();
+        verdicts.join("\n")
     }
 }
 

@@ -121,6 +121,9 @@ struct MicroArgs {
     /// Leaves of the `crypto.merkle` tree.
     #[arg(long, default_value_t = 4096)]
     leaves: usize,
+    /// Transfers per `exec.block_execution` block.
+    #[arg(long, default_value_t = 256)]
+    block_txs: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     micro_seed: u64,
@@ -1420,6 +1423,7 @@ fn micro_options(m: &MicroArgs, rounds: usize) -> dubchain_host::perf::micro::Mi
         record_blocks: m.record_blocks,
         votes: m.votes,
         leaves: m.leaves,
+        block_txs: m.block_txs,
         seed: m.micro_seed,
     }
 }
@@ -1466,6 +1470,8 @@ fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<Exit
                 args.micro.votes.to_string(),
                 "--leaves".to_owned(),
                 args.micro.leaves.to_string(),
+                "--block-txs".to_owned(),
+                args.micro.block_txs.to_string(),
                 "--micro-seed".to_owned(),
                 args.micro.micro_seed.to_string(),
             ];

@@ -82,6 +82,10 @@ pub struct Contract {
     pub min_speedup: f64,
     /// The workload the promise is about, in words.
     pub workload: String,
+    /// The `dubchain-perf bench` case the promise is judged on, where the slot has several
+    /// (for example `block_execution_low`); by default the slot's contract case.
+    #[serde(default)]
+    pub case: Option<String>,
 }
 
 /// A manifest that could not be read.

@@ -44,15 +44,31 @@ impl Comparison {
 pub fn compare(
     name: &str,
     rounds: usize,
+    baseline: impl FnMut(),
+    optimized: impl FnMut(),
+) -> Comparison {
+    compare_with_reset(name, rounds, baseline, optimized, || {})
+}
+
+/// Like [`compare`], with `reset` run after every run of either side, untimed (for
+/// workloads that change state, such as a block written to a store and rolled back).
+pub fn compare_with_reset(
+    name: &str,
+    rounds: usize,
     mut baseline: impl FnMut(),
     mut optimized: impl FnMut(),
+    mut reset: impl FnMut(),
 ) -> Comparison {
     baseline();
+    reset();
     optimized();
-    let time = |f: &mut dyn FnMut()| {
+    reset();
+    let mut time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         f();
-        t.elapsed().as_secs_f64()
+        let s = t.elapsed().as_secs_f64();
+        reset();
+        s
     };
     let (mut b, mut o) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for round in 0..rounds.max(2) {

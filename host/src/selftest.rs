@@ -3,7 +3,9 @@
 //! on a small fixed set of inputs, including adversarial ones, or it is not registered.
 
 use dubchain_plugin_api::{
-    slots::{LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox},
+    slots::{
+        BlockExecutionBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
+    },
     types::{Bytes32, Record, SigItem},
 };
 
@@ -123,4 +125,30 @@ fn first_difference<T: PartialEq + std::fmt::Debug, L: std::fmt::Display>(
             labels[i], expected[i], got[i]
         )),
     }
+}
+
+/// Checks an `exec.block_execution` object against the baseline on a block with every
+/// kind of failing and conflicting transfer.
+pub fn block_execution(imp: &BlockExecutionBox) -> Result<(), String> {
+    for (seed, conflict) in [(1, 0.1), (2, 0.9)] {
+        let b = workload::transfer_block(0xe7ec + seed, 40, 120, conflict, true);
+        let expected = baseline::execute_block(&b.pre, &b.txs, &b.proposer);
+        let got = imp
+            .execute_block(
+                b.pre.as_slice().into(),
+                b.txs.as_slice().into(),
+                &b.proposer,
+            )
+            .into_result()
+            .map_err(|e| e.to_string())?;
+        first_difference(&expected.results, &got.results, &b.labels)?;
+        if got.writes != expected.writes {
+            return Err(format!(
+                "same results, different final state ({} writes, the baseline's {})",
+                got.writes.len(),
+                expected.writes.len()
+            ));
+        }
+    }
+    Ok(())
 }

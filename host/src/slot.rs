@@ -21,8 +21,12 @@ use std::{
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
-    slots::{LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox},
-    types::{Bytes32, Record, SigItem, VoteItem},
+    exec::AccountEntry,
+    slots::{
+        BlockExecutionBox, BlockOutcome, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
+        VoteVerifyBox,
+    },
+    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 use serde::Serialize;
@@ -320,12 +324,42 @@ impl<I> Slot<I> {
         call: impl FnOnce(&I) -> Result<T, PluginError>,
         baseline: impl FnOnce() -> T,
     ) -> T {
+        self.try_call(call).unwrap_or_else(baseline)
+    }
+
+    /// Calls the active provider of an exclusive slot; `None` means the caller must run the
+    /// baseline (no provider, breaker open, or the call failed).
+    fn try_call<T>(&self, call: impl FnOnce(&I) -> Result<T, PluginError>) -> Option<T> {
         self.counters.calls.fetch_add(1, Relaxed);
         let stack = self.stack.load();
         stack
             .last()
             .and_then(|p| p.attempt(&self.counters, self.id, call))
-            .unwrap_or_else(baseline)
+    }
+
+    /// Whether a provider is installed (it may still be in fallback).
+    pub fn has_provider(&self) -> bool {
+        !self.stack.load().is_empty()
+    }
+}
+
+/// The `exec.block_execution` slot (exclusive). Its baseline is the node's write-through
+/// execution (`node::execute::execute_block`), so a call here answers `None` when the
+/// caller must run it.
+pub type BlockExecutionSlot = Slot<BlockExecutionBox>;
+
+impl BlockExecutionSlot {
+    /// The plugin's outcome for the block, or `None` (run the baseline).
+    pub fn execute_block(
+        &self,
+        pre: &[AccountEntry],
+        txs: &[Transaction],
+        proposer: &Bytes32,
+    ) -> Option<BlockOutcome> {
+        self.try_call(|imp| {
+            imp.execute_block(pre.into(), txs.into(), proposer)
+                .into_result()
+        })
     }
 }
 
@@ -465,16 +499,20 @@ pub struct Slots {
     pub record_codec: RecordCodecSlot,
     pub vote_verify: VoteVerifySlot,
     pub merkle: MerkleSlot,
+    pub block_execution: BlockExecutionSlot,
 }
 
 impl Default for Slots {
     fn default() -> Self {
-        use dubchain_plugin_api::slots::{MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
+        use dubchain_plugin_api::slots::{
+            BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+        };
         Slots {
             sig_verify: Slot::new(SIG_VERIFY.id),
             record_codec: Slot::new(RECORD_CODEC.id),
             vote_verify: Slot::new(VOTE_VERIFY.id),
             merkle: Slot::new(MERKLE.id),
+            block_execution: Slot::new(BLOCK_EXECUTION.id),
         }
     }
 }
@@ -487,6 +525,7 @@ impl Slots {
             self.record_codec.status(),
             self.vote_verify.status(),
             self.merkle.status(),
+            self.block_execution.status(),
         ]
     }
 }

@@ -11,7 +11,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_plugin_api::slots::{MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
+use dubchain_plugin_api::slots::{BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -228,6 +228,13 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
             conformance::check_vote_verify(|votes| Ok(host.slots.vote_verify.verify_votes(votes)))
         } else if p.slot == MERKLE.id {
             conformance::check_merkle(|trees| Ok(host.slots.merkle.roots(trees)))
+        } else if p.slot == BLOCK_EXECUTION.id {
+            conformance::check_block_execution(|b| {
+                host.slots
+                    .block_execution
+                    .execute_block(&b.pre, &b.txs, &b.proposer)
+                    .ok_or_else(|| "the plugin did not answer".to_owned())
+            })
         } else {
             Vec::new()
         };
@@ -343,6 +350,22 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             7,
             || drop(baseline::verify_votes(&items)),
             || drop(host.slots.vote_verify.verify_votes(&items)),
+        )
+    } else if slot == BLOCK_EXECUTION.id {
+        let b = workload::transfer_block(1, 1000, 256, 0.1, false);
+        measure::compare(
+            slot,
+            7,
+            || {
+                std::hint::black_box(baseline::execute_block(&b.pre, &b.txs, &b.proposer));
+            },
+            || {
+                std::hint::black_box(host.slots.block_execution.execute_block(
+                    &b.pre,
+                    &b.txs,
+                    &b.proposer,
+                ));
+            },
         )
     } else if slot == MERKLE.id {
         let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");

@@ -510,3 +510,163 @@ pub fn merkle_trees(seed: u64, sizes: &[usize]) -> Vec<Vec<Bytes32>> {
         .map(|&n| (0..n).map(|_| Bytes32(rng.gen())).collect())
         .collect()
 }
+
+/// A block of transfers to execute: the state before it, the transactions, the proposer.
+#[derive(Debug, Clone)]
+pub struct TransferBlock {
+    pub pre: Vec<dubchain_plugin_api::exec::AccountEntry>,
+    pub txs: Vec<Transaction>,
+    pub proposer: Bytes32,
+    /// What each transaction is, for messages.
+    pub labels: Vec<&'static str>,
+}
+
+/// `n` transfers among `accounts` accounts. `conflict` (0..=1) is the share of transactions
+/// that touch one of four hot accounts (the rest pick from the whole set, so at low
+/// conflict most transactions are independent). With `adversarial`, about a quarter are
+/// made to fail or to stress scheduling: wrong nonces (future and replayed), amounts the
+/// sender cannot pay, amounts that overflow, undeclared recipients, the proposer as sender
+/// or recipient, self-transfers, access lists declaring extra accounts (false conflicts),
+/// and exact duplicates. Signatures are not set: execution does not check them.
+pub fn transfer_block(
+    seed: u64,
+    accounts: usize,
+    n: usize,
+    conflict: f64,
+    adversarial: bool,
+) -> TransferBlock {
+    use dubchain_plugin_api::exec::{AccountEntry, AccountState};
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x7a5f);
+    let ids: Vec<Bytes32> = (0..accounts.max(6)).map(|_| Bytes32(rng.gen())).collect();
+    let proposer = ids[ids.len() - 1];
+    let mut state: std::collections::BTreeMap<Bytes32, AccountState> = ids
+        .iter()
+        .map(|a| {
+            (
+                *a,
+                AccountState {
+                    balance: rng.gen_range(0..2_000_000),
+                    nonce: rng.gen_range(0..3),
+                },
+            )
+        })
+        .collect();
+    // One account near the top of the range, to make credits overflow.
+    state.insert(
+        ids[4],
+        AccountState {
+            balance: u64::MAX - 10,
+            nonce: 0,
+        },
+    );
+    let pre: Vec<AccountEntry> = state
+        .iter()
+        .map(|(a, s)| AccountEntry {
+            account: *a,
+            state: *s,
+        })
+        .collect();
+    let mut nonces: std::collections::HashMap<Bytes32, u64> =
+        state.iter().map(|(a, s)| (*a, s.nonce)).collect();
+    let pick = |rng: &mut ChaCha20Rng| {
+        if rng.gen_bool(conflict.clamp(0.0, 1.0)) {
+            ids[rng.gen_range(0..4)]
+        } else {
+            ids[rng.gen_range(0..ids.len() - 1)]
+        }
+    };
+    let mut txs: Vec<Transaction> = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    while txs.len() < n {
+        let from = pick(&mut rng);
+        let mut to = pick(&mut rng);
+        let nonce = nonces[&from];
+        let mut tx = Transaction {
+            from,
+            to,
+            amount: rng.gen_range(1..5_000),
+            fee: rng.gen_range(1..50),
+            nonce,
+            gas_limit: 21_000,
+            kind: TxKind::Transfer,
+            payload: Blob::default(),
+            access_list: vec![from, to].into(),
+            signature: Bytes64([0; 64]),
+        };
+        let mut label = "valid";
+        if adversarial && rng.gen_ratio(1, 4) {
+            match rng.gen_range(0..10) {
+                0 => {
+                    tx.nonce += 1 + rng.gen_range(0..3);
+                    label = "future nonce";
+                }
+                1 => {
+                    tx.nonce = tx.nonce.saturating_sub(1);
+                    label = if nonce == 0 {
+                        "valid"
+                    } else {
+                        "replayed nonce"
+                    };
+                }
+                2 => {
+                    tx.amount = u64::MAX / 2;
+                    label = "cannot pay";
+                }
+                3 => {
+                    tx.amount = u64::MAX;
+                    label = "amount + fee overflows";
+                }
+                4 => {
+                    to = ids[4];
+                    tx.to = to;
+                    tx.amount = 100;
+                    tx.access_list = vec![from, to].into();
+                    label = "credit overflows (unless the sender cannot pay)";
+                }
+                5 => {
+                    tx.access_list = vec![from].into();
+                    label = "undeclared recipient";
+                }
+                6 => {
+                    tx.to = proposer;
+                    tx.access_list = vec![from, proposer].into();
+                    label = "pays the proposer";
+                }
+                7 => {
+                    tx.to = from;
+                    tx.access_list = vec![from].into();
+                    label = "self-transfer";
+                }
+                8 => {
+                    let extra = ids[rng.gen_range(0..4)];
+                    tx.access_list = vec![from, to, extra].into();
+                    label = "declares an extra hot account";
+                }
+                _ => {
+                    if let Some(prev) = txs.last().cloned() {
+                        txs.push(prev);
+                        labels.push("duplicate of the previous one");
+                        continue;
+                    }
+                }
+            }
+        }
+        if label == "valid"
+            || label == "pays the proposer"
+            || label == "self-transfer"
+            || label.starts_with("declares")
+        {
+            // Assume it applies; if it does not (balance), later nonces of this sender fail,
+            // which is fine: those are adversarial too.
+            *nonces.get_mut(&from).expect("known account") += 1;
+        }
+        txs.push(tx);
+        labels.push(label);
+    }
+    TransferBlock {
+        pre,
+        txs,
+        proposer,
+        labels,
+    }
+}

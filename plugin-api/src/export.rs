@@ -24,6 +24,7 @@ macro_rules! export_plugin {
         $(, record_codec: $codec:expr)?
         $(, vote_verify: $votes:expr)?
         $(, merkle: $merkle:expr)?
+        $(, block_execution: $exec:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -53,6 +54,7 @@ macro_rules! export_plugin {
                 record_codec: $crate::__slot_factory!(record_codec $(, $codec)?),
                 vote_verify: $crate::__slot_factory!(vote_verify $(, $votes)?),
                 merkle: $crate::__slot_factory!(merkle $(, $merkle)?),
+                block_execution: $crate::__slot_factory!(block_execution $(, $exec)?),
             }
             .leak_into_prefix()
         }
@@ -81,6 +83,9 @@ macro_rules! __slot_factory {
     }};
     (vote_verify, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, VoteVerifyBox, VoteVerifyFfi_TO)
+    };
+    (block_execution, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BlockExecutionBox, BlockExecutionFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -19,9 +19,11 @@
 //!   [`export_plugin!`] run each call under `catch_unwind` and turn a panic into a
 //!   [`PluginError`] with kind [`ErrorKind::Panicked`]. The host then answers that call
 //!   with its baseline.
-//! * **Evolution by prefix.** [`PluginMod`] and the slot traits are prefix types: a minor
-//!   version of this crate may append fields or methods; a host reading an older plugin sees
-//!   them as absent. Anything else is a major version.
+//! * **Evolution by prefix.** [`PluginMod`] and the slot traits are prefix types: a new
+//!   version of this crate may append fields (slots) or methods. abi_stable loads a library
+//!   whose root module has *at least* the host's fields, so a plugin must be rebuilt when
+//!   the host gains a slot (the refusal says so, with the field counts); the fingerprint
+//!   check refuses a plugin built against a newer API than the host's.
 //!
 //! # Plugin lifecycle (as the host drives it)
 //!
@@ -37,6 +39,7 @@
 //! `init` gets the plugin's configuration table as TOML text.
 #![deny(missing_docs)]
 
+pub mod exec;
 pub mod slots;
 pub mod types;
 
@@ -95,7 +98,7 @@ pub type Factory<T> = extern "C" fn(config: RStr<'_>) -> RResult<T, PluginError>
 /// The root module every plugin exports (build it with [`export_plugin!`]).
 ///
 /// Fields after `init` are per-slot factories: `None` means the plugin does not implement
-/// that slot. New slots are appended at the end in minor versions.
+/// that slot. New slots are appended at the end (and plugins rebuilt).
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
@@ -114,14 +117,15 @@ pub struct PluginMod {
     #[sabi(last_prefix_field)]
     pub record_codec:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::RecordCodecBox, PluginError>>,
-    /// Slot `consensus.vote_verify`: BLS vote verification. Fields from here on were
-    /// appended after the prefix: a plugin built before they existed lacks them, and the
-    /// host reads that as "not provided".
+    /// Slot `consensus.vote_verify` (API 0.1.1): BLS vote verification.
     pub vote_verify:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::VoteVerifyBox, PluginError>>,
-    /// Slot `crypto.merkle`: Merkle roots.
+    /// Slot `crypto.merkle` (API 0.1.1): Merkle roots.
     pub merkle:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::MerkleRootsBox, PluginError>>,
+    /// Slot `exec.block_execution` (API 0.1.1): executing a block's transactions.
+    pub block_execution:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockExecutionBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -26,7 +26,8 @@ use abi_stable::{
 };
 
 use crate::{
-    types::{Bytes32, Record, SigItem, VoteItem},
+    exec::{AccountEntry, TxFailure},
+    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 
@@ -85,8 +86,22 @@ pub const MERKLE: SlotInfo = SlotInfo {
     summary: "RFC 6962 SHA-256 Merkle roots of a batch of trees",
 };
 
+/// Executing a block's transactions against the state.
+pub const BLOCK_EXECUTION: SlotInfo = SlotInfo {
+    id: "exec.block_execution",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "a block's transfers executed in order's effect: per-transaction outcomes and the final write set",
+};
+
 /// Every slot this version of the API defines.
-pub const ALL: &[SlotInfo] = &[SIG_VERIFY, RECORD_CODEC, VOTE_VERIFY, MERKLE];
+pub const ALL: &[SlotInfo] = &[
+    SIG_VERIFY,
+    RECORD_CODEC,
+    VOTE_VERIFY,
+    MERKLE,
+    BLOCK_EXECUTION,
+];
 
 /// Looks a slot up by identifier.
 pub fn find(id: &str) -> Option<&'static SlotInfo> {
@@ -246,6 +261,55 @@ pub trait MerkleRootsFfi: Send + Sync {
 pub type MerkleRootsBox = MerkleRootsFfi_TO<'static, RBox<()>>;
 
 // ---------------------------------------------------------------------------------------------
+// exec.block_execution
+
+/// What executing a block produced.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// One per transaction, in block order: `ROk(())` if it applied, or why not.
+    pub results: RVec<RResult<(), TxFailure>>,
+    /// The final state of every account any applied transaction wrote, each once, sorted
+    /// by account.
+    pub writes: RVec<AccountEntry>,
+}
+
+/// Contract of `exec.block_execution`.
+///
+/// Given the state before the block of every account the block may touch (`pre`: the
+/// union of the transactions' access lists and the proposer, sorted by account, each
+/// once), the outcome must equal executing `txs` one after another with
+/// [`crate::exec::apply_transfer`] (a failed transaction has no effect and execution goes
+/// on): the same per-transaction results and the same final state. An implementation may
+/// order, group and parallelise the work as it likes, and must not read an account
+/// outside `pre` (it answers an error instead, and the host executes the block itself).
+pub trait BlockExecution: Send + Sync + 'static {
+    /// Executes `txs` for `proposer` over `pre`.
+    fn execute_block(
+        &self,
+        pre: &[AccountEntry],
+        txs: &[Transaction],
+        proposer: &Bytes32,
+    ) -> Result<BlockOutcome, PluginError>;
+}
+
+/// FFI form of [`BlockExecution`].
+#[sabi_trait]
+pub trait BlockExecutionFfi: Send + Sync {
+    /// See [`BlockExecution::execute_block`].
+    #[sabi(last_prefix_field)]
+    fn execute_block(
+        &self,
+        pre: RSlice<'_, AccountEntry>,
+        txs: RSlice<'_, Transaction>,
+        proposer: &Bytes32,
+    ) -> RResult<BlockOutcome, PluginError>;
+}
+
+/// An owned `exec.block_execution` implementation.
+pub type BlockExecutionBox = BlockExecutionFfi_TO<'static, RBox<()>>;
+
+// ---------------------------------------------------------------------------------------------
 // Adaptors
 
 /// Wraps a plugin's implementation of a slot trait so that it can cross the boundary:
@@ -303,6 +367,29 @@ impl<T: VoteVerify> VoteVerifyFfi for Guarded<T> {
 impl<T: MerkleRoots> MerkleRootsFfi for Guarded<T> {
     fn roots(&self, trees: RSlice<'_, RSlice<'_, Bytes32>>) -> RResult<RVec<Bytes32>, PluginError> {
         guard(|| check_len(trees.len(), self.0.roots(trees.as_slice())?).map(RVec::from))
+    }
+}
+
+impl<T: BlockExecution> BlockExecutionFfi for Guarded<T> {
+    fn execute_block(
+        &self,
+        pre: RSlice<'_, AccountEntry>,
+        txs: RSlice<'_, Transaction>,
+        proposer: &Bytes32,
+    ) -> RResult<BlockOutcome, PluginError> {
+        guard(|| {
+            let out = self
+                .0
+                .execute_block(pre.as_slice(), txs.as_slice(), proposer)?;
+            if out.results.len() != txs.len() {
+                return Err(PluginError::failed(format!(
+                    "plugin returned {} results for a block of {} transactions",
+                    out.results.len(),
+                    txs.len()
+                )));
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -454,3 +454,98 @@ fn merkle_roots_on_every_engine() {
         report.failed
     );
 }
+
+fn assert_same_execution(host: &Host, b: &workload::TransferBlock, what: &str) {
+    let expected = baseline::execute_block(&b.pre, &b.txs, &b.proposer);
+    let got = host
+        .slots
+        .block_execution
+        .execute_block(&b.pre, &b.txs, &b.proposer)
+        .unwrap_or_else(|| panic!("{what}: the plugin did not answer"));
+    for (i, (e, g)) in expected.results.iter().zip(got.results.iter()).enumerate() {
+        assert_eq!(e, g, "{what}: transaction {i} ({})", b.labels[i]);
+    }
+    assert_eq!(expected.results.len(), got.results.len(), "{what}");
+    assert_eq!(expected.writes, got.writes, "{what}: final state");
+}
+
+#[test]
+fn block_execution_generated_and_adversarial_on_both_plugins() {
+    for plugin in ["batching_state_writes", "batching_shard_aware"] {
+        let (host, _dir) = host_with(plugin, "");
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..24u64 {
+            let conflict = [0.0, 0.05, 0.3, 0.7, 1.0][seed as usize % 5];
+            let adversarial = seed % 3 != 0;
+            let n = [0, 1, 63, 64, 256, 700][seed as usize % 6];
+            let mut b = workload::transfer_block(
+                seed,
+                20 + 40 * (seed as usize % 7),
+                n,
+                conflict,
+                adversarial,
+            );
+            assert_same_execution(&host, &b, &format!("{plugin}, seed {seed}"));
+            kinds.extend(b.labels.iter().copied());
+            // The same block without the transactions that name the proposer: the
+            // shard-aware plugin then really splits it into parallel groups.
+            let keep: Vec<bool> = b
+                .txs
+                .iter()
+                .map(|t| !t.access_list.contains(&b.proposer))
+                .collect();
+            let mut k = keep.iter();
+            b.txs.retain(|_| *k.next().unwrap());
+            let mut k = keep.iter();
+            b.labels.retain(|_| *k.next().unwrap());
+            assert_same_execution(
+                &host,
+                &b,
+                &format!("{plugin}, seed {seed}, proposer untouched"),
+            );
+        }
+        for kind in [
+            "future nonce",
+            "replayed nonce",
+            "cannot pay",
+            "amount + fee overflows",
+            "undeclared recipient",
+            "pays the proposer",
+            "self-transfer",
+            "declares an extra hot account",
+            "duplicate of the previous one",
+        ] {
+            assert!(
+                kinds.contains(kind),
+                "{plugin}: the blocks include `{kind}`: {kinds:?}"
+            );
+        }
+        let status = host.slots.block_execution.status();
+        assert_eq!(
+            status.counters.fallbacks, 0,
+            "{plugin}: answered by the plugin: {status:?}"
+        );
+    }
+}
+
+#[test]
+fn a_transfer_reading_undeclared_state_is_refused_by_the_plugin_not_guessed() {
+    // The host hands over only declared accounts; a plugin asked to execute a block whose
+    // `pre` lacks an account a transaction must read answers an error (the host then runs
+    // the baseline), never a made-up balance.
+    for plugin in ["batching_state_writes", "batching_shard_aware"] {
+        let (host, _dir) = host_with(plugin, "");
+        let mut b = workload::transfer_block(5, 30, 100, 0.0, false);
+        let victim = b.txs[0].to;
+        b.pre.retain(|e| e.account != victim);
+        assert!(
+            host.slots
+                .block_execution
+                .execute_block(&b.pre, &b.txs, &b.proposer)
+                .is_none(),
+            "{plugin}"
+        );
+        let st = host.slots.block_execution.status();
+        assert_eq!(st.counters.errors, 1, "{plugin}: {st:?}");
+    }
+}

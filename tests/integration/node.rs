@@ -70,6 +70,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "crypto_hardware_acceleration",
         "storage_binary_formats",
         "batching_signature_aggregation",
+        "batching_state_writes",
     ];
     for p in every {
         dir.add_first_party(p);
@@ -88,6 +89,24 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
             "the plugins did the work: {s:?}"
         );
     }
+
+    // The other provider of exec.block_execution (exclusive with batching_state_writes).
+    let dir2 = PluginDir::new();
+    dir2.add_first_party("batching_shard_aware");
+    let shard = test_host();
+    assert!(load(&shard, &dir2, &["batching_shard_aware"], "")
+        .failed
+        .is_empty());
+    let e = chain(&shard, 7, 12, &tmp.path().join("e"));
+    assert_eq!(
+        a.block_hashes, e.block_hashes,
+        "shard-aware execution, same chain"
+    );
+    let st = shard.slots.block_execution.status();
+    assert!(
+        st.counters.calls > 0 && st.counters.fallbacks == 0,
+        "{st:?}"
+    );
 
     let d = chain(&baseline, 8, 12, &tmp.path().join("d"));
     assert_ne!(a.state_root, d.state_root, "another seed, another chain");

@@ -28,6 +28,8 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),
         "batching_signature_aggregation" => env!("DUBCHAIN_LIB_batching_signature_aggregation"),
         "crypto_hardware_acceleration" => env!("DUBCHAIN_LIB_crypto_hardware_acceleration"),
+        "batching_state_writes" => env!("DUBCHAIN_LIB_batching_state_writes"),
+        "batching_shard_aware" => env!("DUBCHAIN_LIB_batching_shard_aware"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }

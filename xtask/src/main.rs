@@ -7,6 +7,9 @@
 //!   (ARGS go to `run`).
 //! * `test`: the whole test suite (nextest when installed, else `cargo test`).
 //! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
+//! * `perf ARGS`: `plugins`, the host build, then `dubchain-perf --plugin-dir
+//!   target/dubchain/plugins ARGS` from the root (for example
+//!   `cargo xtask perf --profile production bench`, `cargo xtask perf profile`).
 //!
 //! Each first runs `.ci/install-deps`, so a fresh Debian machine gets the system packages
 //! the build needs (libclang for RocksDB's bindings) without a manual step.
@@ -23,12 +26,13 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let root = project_root();
-    if matches!(task.as_str(), "plugins" | "run" | "test" | "bench") {
+    if matches!(task.as_str(), "plugins" | "run" | "test" | "bench" | "perf") {
         install_system_deps(&root)?;
     }
     match task.as_str() {
         "plugins" => assemble_plugins(&root).map(|_| ()),
         "run" => main_job(&root, &rest),
+        "perf" => perf(&root, &rest),
         "test" => test(&root, &rest),
         "bench" => {
             assemble_plugins(&root)?;
@@ -38,7 +42,9 @@ fn main() -> Result<()> {
                 .args(&rest))
         }
         _ => {
-            eprintln!("usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS]>");
+            eprintln!(
+                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS] | perf ARGS>"
+            );
             bail!("unknown task `{task}`")
         }
     }
@@ -154,11 +160,8 @@ fn assemble_plugins(root: &Path) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn main_job(root: &Path, args: &[String]) -> Result<()> {
-    let plugin_dir = assemble_plugins(root)?;
-    // The very build the tests use (`cargo test --no-run --workspace` unifies features the
-    // same way), so RocksDB's C++ is compiled once for both. Dependencies and the host are
-    // optimised in the dev profile (see Cargo.toml).
+/// Builds `dubchain-perf` (the tests' build) and returns its path.
+fn build_host(root: &Path) -> Result<PathBuf> {
     eprintln!("building dubchain-perf");
     run(Command::new(cargo()).current_dir(root).args([
         "test",
@@ -166,9 +169,27 @@ fn main_job(root: &Path, args: &[String]) -> Result<()> {
         "--workspace",
         "--quiet",
     ]))?;
-    let exe = target_dir(root)
+    Ok(target_dir(root)
         .join("debug")
-        .join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("dubchain-perf{}", std::env::consts::EXE_SUFFIX)))
+}
+
+fn perf(root: &Path, args: &[String]) -> Result<()> {
+    let plugin_dir = assemble_plugins(root)?;
+    let exe = build_host(root)?;
+    run(Command::new(exe)
+        .current_dir(root)
+        .arg("--plugin-dir")
+        .arg(&plugin_dir)
+        .args(args))
+}
+
+fn main_job(root: &Path, args: &[String]) -> Result<()> {
+    let plugin_dir = assemble_plugins(root)?;
+    // The very build the tests use (`cargo test --no-run --workspace` unifies features the
+    // same way), so RocksDB's C++ is compiled once for both. Dependencies and the host are
+    // optimised in the dev profile (see Cargo.toml).
+    let exe = build_host(root)?;
     let perf = |extra: &[&str]| {
         let mut cmd = Command::new(&exe);
         cmd.current_dir(root)

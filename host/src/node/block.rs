@@ -4,7 +4,7 @@ use dubchain_plugin_api::types::{Block, BlockHeader, Bytes32, Record, Transactio
 
 use super::{
     chain::{block_hash, tx_hashes, tx_root},
-    execute::{check_stateless, execute, verify_signatures, TxError},
+    execute::{check_stateless, execute_block, verify_signatures, TxError},
     mempool::Mempool,
     state::{Head, StateError, StateStore},
 };
@@ -146,8 +146,9 @@ pub fn produce(
     let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
     let mut receipts = Vec::with_capacity(candidates.len());
     let mut dropped = Vec::new();
-    for tx in candidates {
-        match execute(&mut w, &tx, &proposer)? {
+    let outcomes = execute_block(&host.slots.block_execution, &mut w, &candidates, &proposer)?;
+    for (tx, outcome) in candidates.into_iter().zip(outcomes) {
+        match outcome {
             Ok(r) => {
                 transactions.push(tx);
                 receipts.push(r);
@@ -236,14 +237,19 @@ pub fn validate_and_commit(
         }
     }
     let mut w = store.begin_block(h.height);
-    for (index, tx) in block.transactions.iter().enumerate() {
-        let outcome = match execute(&mut w, tx, &h.proposer) {
-            Ok(o) => o,
-            Err(e) => {
-                w.abort()?;
-                return Err(e.into());
-            }
-        };
+    let outcomes = match execute_block(
+        &host.slots.block_execution,
+        &mut w,
+        &block.transactions,
+        &h.proposer,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            w.abort()?;
+            return Err(e.into());
+        }
+    };
+    for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(r) if r == block.receipts[index] => {}
             Ok(_) => {

@@ -134,11 +134,17 @@ impl StateStore {
 
     /// Reads an account from the store (the baseline: every read goes to RocksDB).
     pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
+        Ok(self.account_record(a)?.0)
+    }
+
+    /// The account and its stored bytes (empty when it does not exist), which is what an
+    /// undo entry records.
+    pub fn account_record(&self, a: &Bytes32) -> Result<(Account, Vec<u8>), StateError> {
         match self.db.get(account_key(a)).map_err(|e| self.db_err(e))? {
-            None => Ok(Account::default()),
-            Some(v) => {
-                serde_json::from_slice(&v).map_err(|e| self.corrupt(format!("account {a:?}"), e))
-            }
+            None => Ok((Account::default(), Vec::new())),
+            Some(v) => serde_json::from_slice(&v)
+                .map(|acc| (acc, v))
+                .map_err(|e| self.corrupt(format!("account {a:?}"), e)),
         }
     }
 
@@ -253,6 +259,30 @@ impl BlockWriter<'_> {
 
     pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
         self.store.account(a)
+    }
+
+    /// The account and its stored bytes (see [`StateStore::account_record`]).
+    pub fn account_record(&self, a: &Bytes32) -> Result<(Account, Vec<u8>), StateError> {
+        self.store.account_record(a)
+    }
+
+    /// Writes `account` now, when the caller already read its stored bytes `old` in this
+    /// block (before any write to it): the undo entry is written from them instead of
+    /// reading the store again.
+    pub fn put_with_old(
+        &mut self,
+        a: &Bytes32,
+        old: &[u8],
+        account: Account,
+    ) -> Result<(), StateError> {
+        let db = &self.store.db;
+        if self.touched.insert(*a) {
+            db.put([undo_prefix(self.height), a.0.to_vec()].concat(), old)
+                .map_err(|e| self.store.db_err(e))?;
+        }
+        let value = serde_json::to_vec(&account).expect("accounts serialise");
+        db.put(account_key(a), value)
+            .map_err(|e| self.store.db_err(e))
     }
 
     /// Writes `account` now, after recording its previous value for rollback.

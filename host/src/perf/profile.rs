@@ -419,7 +419,7 @@ fn run_workload(
                 .collect();
             for _ in 0..o.repeat.max(1) {
                 for (c, i) in cases.iter().zip(&inputs) {
-                    micro::run_once(c, Side::Plugin, host, i);
+                    micro::run_once(c, Side::Plugin, host, i).undo();
                 }
             }
             Ok(None)

@@ -454,8 +454,8 @@ pub fn latency_plot(r: &BenchResults) -> String {
     let _ = write!(
         s,
         r##"<rect x="{0:.1}" y="28" width="12" height="4" fill="#888888"/><text x="{1:.1}" y="34" font-size="12">baselines</text><rect x="{0:.1}" y="46" width="12" height="4" fill="#1f77b4"/><text x="{1:.1}" y="52" font-size="12">plugins</text></svg>"##,
-        w - 140.0,
-        w - 122.0
+        pad + 10.0,
+        pad + 28.0
     );
     s
 }

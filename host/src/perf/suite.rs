@@ -295,7 +295,7 @@ pub fn child(
     };
     let input = micro::Input::new(&case, o).for_host(host);
     for _ in 0..=iterations {
-        micro::run_once(&case, side, host, &input);
+        micro::run_once(&case, side, host, &input).undo();
     }
     Ok(())
 }

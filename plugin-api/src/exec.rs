@@ -1,0 +1,186 @@
+//! The reference semantics of executing a transfer, shared by the host's baseline and by
+//! plugins that schedule execution differently (`exec.block_execution`).
+//!
+//! Sharing the one function is deliberate: a plugin that batches writes or runs groups of
+//! transactions in parallel changes *when* and *where* state is read and written, never
+//! *what* a transaction does. The differential tests then check the scheduling.
+
+use abi_stable::StableAbi;
+
+use crate::types::{Bytes32, Transaction, TxKind};
+
+/// Gas charged for a transfer.
+pub const TRANSFER_GAS: u64 = 21_000;
+
+/// An account's state.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct AccountState {
+    /// Spendable balance.
+    pub balance: u64,
+    /// Transactions sent so far; the next must carry this nonce.
+    pub nonce: u64,
+}
+
+/// An account and its state.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountEntry {
+    /// The account (its ed25519 public key).
+    pub account: Bytes32,
+    /// Its state.
+    pub state: AccountState,
+}
+
+/// Why a transfer does not apply, with the figures the host's error messages show.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxFailure {
+    /// The access list does not declare the sender.
+    UndeclaredSender,
+    /// The access list does not declare the recipient.
+    UndeclaredRecipient,
+    /// Only transfers execute here (contracts need the VM).
+    NotATransfer,
+    /// The nonce is not the sender's next one.
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// The sender cannot pay amount plus fee.
+    InsufficientBalance {
+        /// The sender's balance.
+        balance: u64,
+        /// Amount plus fee.
+        needed: u64,
+    },
+    /// Amount plus fee, or the recipient's new balance, overflows.
+    Overflow,
+}
+
+/// Reads and writes of account state during execution.
+pub trait State {
+    /// What a read or write can fail with (a store error; `Infallible` in memory).
+    type Error;
+    /// The account's state (default when it does not exist).
+    fn get(&mut self, account: &Bytes32) -> Result<AccountState, Self::Error>;
+    /// Sets the account's state.
+    fn put(&mut self, account: &Bytes32, state: AccountState) -> Result<(), Self::Error>;
+}
+
+/// Applies `tx` to `state`: checks the declared accesses, the nonce and the balance, then
+/// debits the sender (amount + fee), bumps its nonce, credits the recipient, and pays the
+/// fee to `proposer`. Every check happens before the first write: a failed transfer
+/// changes nothing. Reads and writes only the sender, the recipient and the proposer.
+pub fn apply_transfer<S: State>(
+    state: &mut S,
+    tx: &Transaction,
+    proposer: &Bytes32,
+) -> Result<Result<(), TxFailure>, S::Error> {
+    if tx.kind != TxKind::Transfer {
+        return Ok(Err(TxFailure::NotATransfer));
+    }
+    if !tx.access_list.contains(&tx.from) {
+        return Ok(Err(TxFailure::UndeclaredSender));
+    }
+    if !tx.access_list.contains(&tx.to) {
+        return Ok(Err(TxFailure::UndeclaredRecipient));
+    }
+    let sender = state.get(&tx.from)?;
+    if tx.nonce != sender.nonce {
+        return Ok(Err(TxFailure::BadNonce {
+            expected: sender.nonce,
+            got: tx.nonce,
+        }));
+    }
+    let Some(needed) = tx.amount.checked_add(tx.fee) else {
+        return Ok(Err(TxFailure::Overflow));
+    };
+    if sender.balance < needed {
+        return Ok(Err(TxFailure::InsufficientBalance {
+            balance: sender.balance,
+            needed,
+        }));
+    }
+    let debited = AccountState {
+        balance: sender.balance - needed,
+        nonce: sender.nonce + 1,
+    };
+    let recipient = if tx.to == tx.from {
+        debited
+    } else {
+        state.get(&tx.to)?
+    };
+    let Some(credited) = recipient.balance.checked_add(tx.amount) else {
+        return Ok(Err(TxFailure::Overflow));
+    };
+    state.put(&tx.from, debited)?;
+    state.put(
+        &tx.to,
+        AccountState {
+            balance: credited,
+            ..recipient
+        },
+    )?;
+    // Re-read: the proposer may be the sender or the recipient.
+    let p = state.get(proposer)?;
+    state.put(
+        proposer,
+        AccountState {
+            balance: p.balance.saturating_add(tx.fee),
+            ..p
+        },
+    )?;
+    Ok(Ok(()))
+}
+
+/// In-memory execution state over the accounts a block declared: reads fall through to
+/// the state before the block, writes stay here until [`Overlay::into_writes`]. Reading an
+/// account that was not declared is an error naming it.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pre: std::collections::HashMap<Bytes32, AccountState>,
+    written: std::collections::HashMap<Bytes32, AccountState>,
+}
+
+impl Overlay {
+    /// An overlay over `pre`.
+    pub fn new(pre: &[AccountEntry]) -> Overlay {
+        Overlay {
+            pre: pre.iter().map(|e| (e.account, e.state)).collect(),
+            written: Default::default(),
+        }
+    }
+
+    /// The final state of every written account, each once, sorted by account.
+    pub fn into_writes(self) -> Vec<AccountEntry> {
+        let mut w: Vec<AccountEntry> = self
+            .written
+            .into_iter()
+            .map(|(account, state)| AccountEntry { account, state })
+            .collect();
+        w.sort_unstable_by_key(|e| e.account);
+        w
+    }
+}
+
+/// An account a transaction read without the block declaring it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undeclared(pub Bytes32);
+
+impl State for Overlay {
+    type Error = Undeclared;
+    fn get(&mut self, account: &Bytes32) -> Result<AccountState, Undeclared> {
+        self.written
+            .get(account)
+            .or_else(|| self.pre.get(account))
+            .copied()
+            .ok_or(Undeclared(*account))
+    }
+    fn put(&mut self, account: &Bytes32, state: AccountState) -> Result<(), Undeclared> {
+        self.written.insert(*account, state);
+        Ok(())
+    }
+}
