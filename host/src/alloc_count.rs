@@ -96,17 +96,24 @@ pub struct AllocStats {
     pub allocations: u64,
     /// Bytes requested by those allocations.
     pub bytes: u64,
-    /// Highest live heap since the last [`reset_peak`], in bytes.
+    /// Highest live heap since the last [`reset_peak`], in bytes; in a difference
+    /// ([`AllocStats::since`]), how far it rose above the live heap at the start.
     pub peak_bytes: u64,
+    /// Live heap at the moment of the snapshot, in bytes.
+    #[serde(default)]
+    pub live_bytes: u64,
 }
 
 impl AllocStats {
-    /// What happened between `earlier` and `self`; the peak is `self`'s.
+    /// What happened between `earlier` and `self`: allocations and bytes in between, and
+    /// the peak as growth over what was live at `earlier` (so memory held before, such as a
+    /// profiler's buffers, does not count).
     pub fn since(&self, earlier: &AllocStats) -> AllocStats {
         AllocStats {
             allocations: self.allocations - earlier.allocations,
             bytes: self.bytes - earlier.bytes,
-            peak_bytes: self.peak_bytes,
+            peak_bytes: self.peak_bytes.saturating_sub(earlier.live_bytes),
+            live_bytes: self.live_bytes,
         }
     }
 }
@@ -117,6 +124,7 @@ pub fn snapshot() -> AllocStats {
         allocations: ALLOCATIONS.load(Relaxed),
         bytes: BYTES.load(Relaxed),
         peak_bytes: PEAK.load(Relaxed),
+        live_bytes: LIVE.load(Relaxed),
     }
 }
 

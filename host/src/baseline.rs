@@ -13,7 +13,6 @@ use dubchain_plugin_api::{
     types::{Bytes32, Record, SigItem, VoteItem},
 };
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
 
 /// `crypto.sig_verify`: each signature in turn, with `verify_strict`.
 pub fn sig_verify(items: &[SigItem<'_>]) -> Vec<bool> {
@@ -64,33 +63,9 @@ pub fn verify_vote(v: &VoteItem<'_>) -> bool {
 }
 
 /// `crypto.merkle`: the RFC 6962 Merkle tree hash of `leaves`, recursively, one SHA-256 at
-/// a time.
+/// a time (the reference in `dubchain_plugin_api::chain`).
 pub fn merkle_root(leaves: &[Bytes32]) -> Bytes32 {
-    fn leaf(l: &Bytes32) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([0u8]);
-        h.update(l.0);
-        h.finalize().into()
-    }
-    fn node(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update([1u8]);
-        h.update(a);
-        h.update(b);
-        h.finalize().into()
-    }
-    fn root(leaves: &[Bytes32]) -> [u8; 32] {
-        match leaves.len() {
-            0 => Sha256::digest([]).into(),
-            1 => leaf(&leaves[0]),
-            n => {
-                // The largest power of two smaller than n.
-                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
-                node(&root(&leaves[..k]), &root(&leaves[k..]))
-            }
-        }
-    }
-    Bytes32(root(leaves))
+    dubchain_plugin_api::chain::merkle_root(leaves)
 }
 
 /// `exec.block_execution`, as a pure function: `txs` applied one after another to an
@@ -140,4 +115,72 @@ pub fn execute_block(
         })
         .collect();
     dubchain_plugin_api::slots::BlockOutcome { results, writes }
+}
+
+/// `consensus.block_validation`, as the host checks blocks: one block at a time, each
+/// block's signatures verified one by one (strict), then its transactions' stateless
+/// rules, in the order the slot's contract gives. The node does the same through its
+/// slots in `node::block::validate_and_commit`.
+pub fn check_run(
+    head_height: u64,
+    head_hash: &Bytes32,
+    blocks: &[dubchain_plugin_api::types::Block],
+) -> Vec<dubchain_plugin_api::slots::BlockCheck> {
+    use dubchain_plugin_api::{
+        chain::{block_hash, signing_bytes, tx_hash},
+        exec::check_stateless,
+        slots::BlockCheck,
+    };
+    let (mut height, mut parent) = (head_height, *head_hash);
+    blocks
+        .iter()
+        .map(|b| {
+            let h = &b.header;
+            let verdict = (|| {
+                if h.height != height + 1 {
+                    return BlockCheck::Height {
+                        expected: height + 1,
+                        got: h.height,
+                    };
+                }
+                if h.parent != parent {
+                    return BlockCheck::Parent {
+                        expected: parent,
+                        got: h.parent,
+                    };
+                }
+                let hashes: Vec<Bytes32> = b.transactions.iter().map(tx_hash).collect();
+                if h.tx_root != merkle_root(&hashes) {
+                    return BlockCheck::TxRoot;
+                }
+                if b.receipts.len() != b.transactions.len() {
+                    return BlockCheck::ReceiptCount {
+                        count: b.receipts.len() as u64,
+                        txs: b.transactions.len() as u64,
+                    };
+                }
+                for (i, tx) in b.transactions.iter().enumerate() {
+                    let message = signing_bytes(tx);
+                    let item = SigItem {
+                        public_key: tx.from.0,
+                        signature: tx.signature.0,
+                        message: message.as_slice().into(),
+                    };
+                    if !verify_one_strict(&item) {
+                        return BlockCheck::BadSignature { index: i as u64 };
+                    }
+                    if let Err(failure) = check_stateless(tx) {
+                        return BlockCheck::Tx {
+                            index: i as u64,
+                            failure,
+                        };
+                    }
+                }
+                BlockCheck::Valid
+            })();
+            height = h.height;
+            parent = block_hash(h);
+            verdict
+        })
+        .collect()
 }

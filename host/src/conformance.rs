@@ -333,3 +333,48 @@ pub fn check_block_execution(
         })
         .collect()
 }
+
+/// Runs the `consensus.block_validation` suite: an empty run, valid runs (1 block, 64
+/// blocks of 16 transactions, blocks without transactions), and runs with a faulty block
+/// of every kind, each compared block by block with the baseline's verdicts.
+pub fn check_block_validation(
+    check: impl Fn(
+        u64,
+        &dubchain_plugin_api::types::Bytes32,
+        &[dubchain_plugin_api::types::Block],
+    ) -> Result<Vec<dubchain_plugin_api::slots::BlockCheck>, String>,
+) -> Vec<CaseResult> {
+    let mut cases = vec![
+        (
+            "empty run".to_owned(),
+            workload::block_run(701, 0, 4, false),
+        ),
+        (
+            "one valid block".to_owned(),
+            workload::block_run(702, 1, 8, false),
+        ),
+        (
+            "64 valid blocks of 16".to_owned(),
+            workload::block_run(703, 64, 16, false),
+        ),
+        (
+            "blocks without transactions".to_owned(),
+            workload::block_run(704, 5, 0, false),
+        ),
+    ];
+    for seed in 0..8 {
+        cases.push((
+            format!("faulty blocks, seed {seed}"),
+            workload::block_run(710 + seed, 30, 8, true),
+        ));
+    }
+    cases
+        .into_iter()
+        .map(|(case, (height, hash, blocks, labels))| {
+            let expected = baseline::check_run(height, &hash, &blocks);
+            verdict_case(case, &expected, check(height, &hash, &blocks), |i| {
+                format!("block {i}: {}", labels[i])
+            })
+        })
+        .collect()
+}

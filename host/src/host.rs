@@ -19,8 +19,9 @@ use std::{
 };
 
 use dubchain_plugin_api::slots::{
-    BlockExecutionBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
-    BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+    BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
+    VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY,
+    VOTE_VERIFY,
 };
 use serde::Serialize;
 
@@ -98,6 +99,7 @@ struct Live {
     vote_verify: Option<Arc<Provider<VoteVerifyBox>>>,
     merkle: Option<Arc<Provider<MerkleRootsBox>>>,
     block_execution: Option<Arc<Provider<BlockExecutionBox>>>,
+    block_validation: Option<Arc<Provider<BlockValidationBox>>>,
 }
 
 impl Live {
@@ -111,6 +113,7 @@ impl Live {
             || open(&self.vote_verify)
             || open(&self.merkle)
             || open(&self.block_execution)
+            || open(&self.block_validation)
     }
 }
 
@@ -216,6 +219,10 @@ impl Host {
                         .block_execution
                         .take()
                         .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let block_validation = loaded
+                        .block_validation
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
                     tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(
                         name.clone(),
@@ -226,6 +233,7 @@ impl Host {
                             vote_verify,
                             merkle,
                             block_execution,
+                            block_validation,
                         },
                     );
                     report.loaded.push(name);
@@ -282,6 +290,12 @@ impl Host {
             stack_of(BLOCK_EXECUTION.id)
                 .into_iter()
                 .filter_map(|l| l.block_execution.clone())
+                .collect(),
+        );
+        self.slots.block_validation.install(
+            stack_of(BLOCK_VALIDATION.id)
+                .into_iter()
+                .filter_map(|l| l.block_validation.clone())
                 .collect(),
         );
 

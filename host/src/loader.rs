@@ -20,8 +20,9 @@ use std::{
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use dubchain_plugin_api::{
     slots::{
-        BlockExecutionBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
-        BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+        BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
+        VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY,
+        VOTE_VERIFY,
     },
     Fingerprint, PluginError, PluginModRef, API_VERSION,
 };
@@ -156,6 +157,7 @@ pub struct LoadedPlugin {
     pub vote_verify: Option<VoteVerifyBox>,
     pub merkle: Option<MerkleRootsBox>,
     pub block_execution: Option<BlockExecutionBox>,
+    pub block_validation: Option<BlockValidationBox>,
 }
 
 /// Hex sha256 of a file's bytes.
@@ -238,6 +240,7 @@ pub fn load(
         vote_verify: None,
         merkle: None,
         block_execution: None,
+        block_validation: None,
     };
     for provide in &manifest.provides {
         let missing = || LoadError::MissingSlot {
@@ -281,6 +284,11 @@ pub fn load(
             let imp = factory(config.into()).into_result().map_err(failed)?;
             selftest::block_execution(&imp).map_err(self_test)?;
             loaded.block_execution = Some(imp);
+        } else if provide.slot == BLOCK_VALIDATION.id {
+            let factory = module.block_validation().flatten().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::block_validation(&imp).map_err(self_test)?;
+            loaded.block_validation = Some(imp);
         } else {
             return Err(missing());
         }

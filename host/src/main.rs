@@ -124,6 +124,12 @@ struct MicroArgs {
     /// Transfers per `exec.block_execution` block.
     #[arg(long, default_value_t = 256)]
     block_txs: usize,
+    /// Blocks of the `consensus.block_validation` run.
+    #[arg(long, default_value_t = 64)]
+    run_blocks: usize,
+    /// Transfers per block of the `consensus.block_validation` run.
+    #[arg(long, default_value_t = 256)]
+    run_txs: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     micro_seed: u64,
@@ -1286,10 +1292,21 @@ fn chain_check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     let replay = StateStore::open(&scratch)?;
     let workload = Workload::new(args.workload(seed));
     let genesis = block::commit_genesis(&host, &replay, &workload.genesis())?;
+    // Catch-up sync: stored blocks replayed in runs of 64 (validated together by a
+    // consensus.block_validation plugin if one is enabled).
     let mut replayed = genesis;
-    for h in 1..=head.height {
-        let b = block::stored_block(&host, &store, h)?;
-        replayed = block::validate_and_commit(&host, &replay, &b)?;
+    let mut next = 1;
+    while next <= head.height {
+        let last = (next + 63).min(head.height);
+        let run = (next..=last)
+            .map(|h| block::stored_block(&host, &store, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (heads, refused) = block::validate_run(&host, &replay, &run)?;
+        if let Some((i, e)) = refused {
+            bail!("replaying block {}: {e}", run[i].header.height);
+        }
+        replayed = *heads.last().expect("a run of at least one block");
+        next = last + 1;
     }
     drop(replay);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -1424,6 +1441,8 @@ fn micro_options(m: &MicroArgs, rounds: usize) -> dubchain_host::perf::micro::Mi
         votes: m.votes,
         leaves: m.leaves,
         block_txs: m.block_txs,
+        run_blocks: m.run_blocks,
+        run_txs: m.run_txs,
         seed: m.micro_seed,
     }
 }
@@ -1472,6 +1491,10 @@ fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<Exit
                 args.micro.leaves.to_string(),
                 "--block-txs".to_owned(),
                 args.micro.block_txs.to_string(),
+                "--run-blocks".to_owned(),
+                args.micro.run_blocks.to_string(),
+                "--run-txs".to_owned(),
+                args.micro.run_txs.to_string(),
                 "--micro-seed".to_owned(),
                 args.micro.micro_seed.to_string(),
             ];

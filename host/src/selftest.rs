@@ -4,7 +4,8 @@
 
 use dubchain_plugin_api::{
     slots::{
-        BlockExecutionBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, VoteVerifyBox,
+        BlockExecutionBox, BlockValidationBox, LowerFn, MerkleRootsBox, RecordCodecBox,
+        SigVerifyBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -151,4 +152,16 @@ pub fn block_execution(imp: &BlockExecutionBox) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks a `consensus.block_validation` object against the baseline on a run with every
+/// kind of faulty block.
+pub fn block_validation(imp: &BlockValidationBox) -> Result<(), String> {
+    let (height, hash, blocks, labels) = workload::block_run(0xb10c_7e57, 24, 6, true);
+    let expected = baseline::check_run(height, &hash, &blocks);
+    let got = imp
+        .check_run(height, &hash, blocks.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    first_difference(&expected, &got, &labels)
 }

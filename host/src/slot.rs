@@ -23,10 +23,10 @@ use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
     exec::AccountEntry,
     slots::{
-        BlockExecutionBox, BlockOutcome, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
-        VoteVerifyBox,
+        BlockCheck, BlockExecutionBox, BlockOutcome, BlockValidationBox, LowerFn, MerkleRootsBox,
+        RecordCodecBox, SigVerifyBox, VoteVerifyBox,
     },
-    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
+    types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 use serde::Serialize;
@@ -363,6 +363,26 @@ impl BlockExecutionSlot {
     }
 }
 
+/// The `consensus.block_validation` slot (exclusive). Its baseline is the node's block
+/// by block validation, so a call answers `None` when the caller must run it.
+pub type BlockValidationSlot = Slot<BlockValidationBox>;
+
+impl BlockValidationSlot {
+    /// The plugin's verdicts on the run, or `None` (validate one block at a time).
+    pub fn check_run(
+        &self,
+        head_height: u64,
+        head_hash: &Bytes32,
+        blocks: &[Block],
+    ) -> Option<Vec<BlockCheck>> {
+        self.try_call(|imp| {
+            imp.check_run(head_height, head_hash, blocks.into())
+                .into_result()
+                .map(RVec::into_vec)
+        })
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -500,12 +520,13 @@ pub struct Slots {
     pub vote_verify: VoteVerifySlot,
     pub merkle: MerkleSlot,
     pub block_execution: BlockExecutionSlot,
+    pub block_validation: BlockValidationSlot,
 }
 
 impl Default for Slots {
     fn default() -> Self {
         use dubchain_plugin_api::slots::{
-            BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+            BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
         };
         Slots {
             sig_verify: Slot::new(SIG_VERIFY.id),
@@ -513,6 +534,7 @@ impl Default for Slots {
             vote_verify: Slot::new(VOTE_VERIFY.id),
             merkle: Slot::new(MERKLE.id),
             block_execution: Slot::new(BLOCK_EXECUTION.id),
+            block_validation: Slot::new(BLOCK_VALIDATION.id),
         }
     }
 }
@@ -526,6 +548,7 @@ impl Slots {
             self.vote_verify.status(),
             self.merkle.status(),
             self.block_execution.status(),
+            self.block_validation.status(),
         ]
     }
 }

@@ -11,7 +11,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_plugin_api::slots::{BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY};
+use dubchain_plugin_api::slots::{
+    BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -228,6 +230,13 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
             conformance::check_vote_verify(|votes| Ok(host.slots.vote_verify.verify_votes(votes)))
         } else if p.slot == MERKLE.id {
             conformance::check_merkle(|trees| Ok(host.slots.merkle.roots(trees)))
+        } else if p.slot == BLOCK_VALIDATION.id {
+            conformance::check_block_validation(|height, hash, blocks| {
+                host.slots
+                    .block_validation
+                    .check_run(height, hash, blocks)
+                    .ok_or_else(|| "the plugin did not answer".to_owned())
+            })
         } else if p.slot == BLOCK_EXECUTION.id {
             conformance::check_block_execution(|b| {
                 host.slots
@@ -350,6 +359,22 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             7,
             || drop(baseline::verify_votes(&items)),
             || drop(host.slots.vote_verify.verify_votes(&items)),
+        )
+    } else if slot == BLOCK_VALIDATION.id {
+        let (height, hash, blocks, _) = workload::block_run(1, 16, 64, false);
+        measure::compare(
+            slot,
+            5,
+            || {
+                std::hint::black_box(baseline::check_run(height, &hash, &blocks));
+            },
+            || {
+                std::hint::black_box(
+                    host.slots
+                        .block_validation
+                        .check_run(height, &hash, &blocks),
+                );
+            },
         )
     } else if slot == BLOCK_EXECUTION.id {
         let b = workload::transfer_block(1, 1000, 256, 0.1, false);

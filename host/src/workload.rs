@@ -670,3 +670,191 @@ pub fn transfer_block(
         labels,
     }
 }
+
+/// A run of blocks for stateless block validation (`consensus.block_validation`): signed
+/// transfers, headers linked by hash with correct transaction roots, one receipt per
+/// transaction, extending a head at `head_height` with hash `head_hash`. With
+/// `adversarial`, some blocks break one check each (wrong height, parent, root or receipt
+/// count; a transaction with a flipped signature bit, a small-order key, a non-canonical
+/// `s`, another key's signature, a zero fee, a low gas limit, an undeclared recipient, a
+/// contract kind). Returns the head and the blocks, with a label per block.
+pub fn block_run(
+    seed: u64,
+    blocks: usize,
+    txs: usize,
+    adversarial: bool,
+) -> (u64, Bytes32, Vec<Block>, Vec<&'static str>) {
+    use dubchain_plugin_api::chain::{block_hash, merkle_root, signing_bytes, tx_hash};
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xb10c);
+    let signers: Vec<SigningKey> = (0..16).map(|_| SigningKey::generate(&mut rng)).collect();
+    let head_height = rng.gen_range(0..1_000);
+    let head_hash = Bytes32(rng.gen());
+    let sign = |tx: &mut Transaction, key: &SigningKey| {
+        tx.signature = Bytes64(key.sign(&signing_bytes(tx)).to_bytes());
+    };
+    let mut out = Vec::with_capacity(blocks);
+    let mut labels = Vec::with_capacity(blocks);
+    let (mut parent, mut height) = (head_hash, head_height);
+    for b in 0..blocks {
+        height += 1;
+        let mut transactions: Vec<Transaction> = (0..txs)
+            .map(|_| {
+                let k = &signers[rng.gen_range(0..signers.len())];
+                let from = Bytes32(k.verifying_key().to_bytes());
+                let to = Bytes32(rng.gen());
+                let mut tx = Transaction {
+                    from,
+                    to,
+                    amount: rng.gen_range(1..1_000),
+                    fee: rng.gen_range(1..100),
+                    nonce: rng.gen_range(0..100),
+                    gas_limit: 21_000,
+                    kind: TxKind::Transfer,
+                    payload: Blob::default(),
+                    access_list: vec![from, to].into(),
+                    signature: Bytes64([0; 64]),
+                };
+                sign(&mut tx, k);
+                tx
+            })
+            .collect();
+        let mut label = "valid";
+        let mut header_fault = 0;
+        if adversarial && b % 3 == 1 && !transactions.is_empty() {
+            let i = rng.gen_range(0..transactions.len());
+            let k = signers[0].clone();
+            let tx = &mut transactions[i];
+            match rng.gen_range(0..12) {
+                0 => {
+                    tx.signature.0[10] ^= 1;
+                    label = "a flipped signature bit";
+                }
+                1 => {
+                    let mut identity = [0u8; 32];
+                    identity[0] = 1;
+                    tx.from = Bytes32(identity);
+                    tx.access_list = vec![tx.from, tx.to].into();
+                    label = "a small-order key";
+                }
+                2 => {
+                    // s + l: the same point equation, but a non-canonical scalar.
+                    let s = curve25519_dalek::scalar::Scalar::from_bytes_mod_order(
+                        tx.signature.0[32..].try_into().expect("32 bytes"),
+                    );
+                    // l, the order of the base point, little-endian.
+                    const L: [u8; 32] = [
+                        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2,
+                        0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                    ];
+                    let mut sum = [0u8; 32];
+                    let (a, c) = (s.to_bytes(), L);
+                    let mut carry = 0u16;
+                    for j in 0..32 {
+                        let v = u16::from(a[j]) + u16::from(c[j]) + carry;
+                        sum[j] = v as u8;
+                        carry = v >> 8;
+                    }
+                    tx.signature.0[32..].copy_from_slice(&sum);
+                    label = "a non-canonical s";
+                }
+                3 => {
+                    sign(tx, &k);
+                    if tx.from.0 == k.verifying_key().to_bytes() {
+                        tx.signature.0[0] ^= 1;
+                    }
+                    label = "another key's signature";
+                }
+                4 => {
+                    tx.fee = 0;
+                    sign(
+                        tx,
+                        &signers[signers
+                            .iter()
+                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
+                            .unwrap_or(0)],
+                    );
+                    label = "a zero fee";
+                }
+                5 => {
+                    tx.gas_limit = 20_999;
+                    sign(
+                        tx,
+                        &signers[signers
+                            .iter()
+                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
+                            .unwrap_or(0)],
+                    );
+                    label = "a gas limit below a transfer's";
+                }
+                6 => {
+                    tx.access_list = vec![tx.from].into();
+                    sign(
+                        tx,
+                        &signers[signers
+                            .iter()
+                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
+                            .unwrap_or(0)],
+                    );
+                    label = "an undeclared recipient";
+                }
+                7 => {
+                    tx.kind = TxKind::Call;
+                    sign(
+                        tx,
+                        &signers[signers
+                            .iter()
+                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
+                            .unwrap_or(0)],
+                    );
+                    label = "a contract call";
+                }
+                f => {
+                    header_fault = f - 7;
+                    label = [
+                        "",
+                        "a wrong height",
+                        "a wrong parent",
+                        "a wrong transaction root",
+                        "a missing receipt",
+                    ][header_fault];
+                }
+            }
+        }
+        let root = merkle_root(&transactions.iter().map(tx_hash).collect::<Vec<_>>());
+        let mut header = BlockHeader {
+            parent,
+            height,
+            proposer: Bytes32(rng.gen()),
+            tx_root: root,
+            state_root: Bytes32(rng.gen()),
+            timestamp_ms: 1_700_000_000_000 + height * 1_000,
+        };
+        let mut receipts: Vec<Receipt> = transactions
+            .iter()
+            .map(|_| Receipt {
+                success: true,
+                gas_used: 21_000,
+                error: "".into(),
+            })
+            .collect();
+        match header_fault {
+            1 => header.height += 1,
+            2 => header.parent.0[0] ^= 1,
+            3 => header.tx_root.0[31] ^= 1,
+            4 => {
+                receipts.pop();
+            }
+            _ => {}
+        }
+        parent = dubchain_plugin_api::chain::block_hash(&header);
+        height = header.height;
+        let _ = block_hash;
+        out.push(Block {
+            header,
+            transactions: transactions.into(),
+            receipts: receipts.into(),
+        });
+        labels.push(label);
+    }
+    (head_height, head_hash, out, labels)
+}

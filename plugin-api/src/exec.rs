@@ -42,6 +42,13 @@ pub enum TxFailure {
     UndeclaredRecipient,
     /// Only transfers execute here (contracts need the VM).
     NotATransfer,
+    /// The fee is zero.
+    ZeroFee,
+    /// The gas limit is below what a transfer costs.
+    GasLimit {
+        /// The transaction's gas limit.
+        limit: u64,
+    },
     /// The nonce is not the sender's next one.
     BadNonce {
         /// The sender's next nonce.
@@ -58,6 +65,30 @@ pub enum TxFailure {
     },
     /// Amount plus fee, or the recipient's new balance, overflows.
     Overflow,
+}
+
+/// The checks that need no state, in the order the chain applies them: kind, fee, gas
+/// limit, declared sender, declared recipient. (Signatures are checked separately, and
+/// before these.)
+pub fn check_stateless(tx: &Transaction) -> Result<(), TxFailure> {
+    if tx.kind != TxKind::Transfer {
+        return Err(TxFailure::NotATransfer);
+    }
+    if tx.fee == 0 {
+        return Err(TxFailure::ZeroFee);
+    }
+    if tx.gas_limit < TRANSFER_GAS {
+        return Err(TxFailure::GasLimit {
+            limit: tx.gas_limit,
+        });
+    }
+    if !tx.access_list.contains(&tx.from) {
+        return Err(TxFailure::UndeclaredSender);
+    }
+    if !tx.access_list.contains(&tx.to) {
+        return Err(TxFailure::UndeclaredRecipient);
+    }
+    Ok(())
 }
 
 /// Reads and writes of account state during execution.

@@ -25,6 +25,7 @@ macro_rules! export_plugin {
         $(, vote_verify: $votes:expr)?
         $(, merkle: $merkle:expr)?
         $(, block_execution: $exec:expr)?
+        $(, block_validation: $valid:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -55,6 +56,7 @@ macro_rules! export_plugin {
                 vote_verify: $crate::__slot_factory!(vote_verify $(, $votes)?),
                 merkle: $crate::__slot_factory!(merkle $(, $merkle)?),
                 block_execution: $crate::__slot_factory!(block_execution $(, $exec)?),
+                block_validation: $crate::__slot_factory!(block_validation $(, $valid)?),
             }
             .leak_into_prefix()
         }
@@ -86,6 +88,9 @@ macro_rules! __slot_factory {
     };
     (block_execution, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, BlockExecutionBox, BlockExecutionFfi_TO)
+    };
+    (block_validation, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BlockValidationBox, BlockValidationFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

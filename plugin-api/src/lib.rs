@@ -39,6 +39,7 @@
 //! `init` gets the plugin's configuration table as TOML text.
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod exec;
 pub mod slots;
 pub mod types;
@@ -126,6 +127,9 @@ pub struct PluginMod {
     /// Slot `exec.block_execution` (API 0.1.1): executing a block's transactions.
     pub block_execution:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockExecutionBox, PluginError>>,
+    /// Slot `consensus.block_validation` (API 0.1.1): stateless checks of a run of blocks.
+    pub block_validation:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockValidationBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

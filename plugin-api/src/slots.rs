@@ -27,7 +27,7 @@ use abi_stable::{
 
 use crate::{
     exec::{AccountEntry, TxFailure},
-    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
+    types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 
@@ -94,6 +94,14 @@ pub const BLOCK_EXECUTION: SlotInfo = SlotInfo {
     summary: "a block's transfers executed in order's effect: per-transaction outcomes and the final write set",
 };
 
+/// The stateless checks of a run of blocks (catch-up sync).
+pub const BLOCK_VALIDATION: SlotInfo = SlotInfo {
+    id: "consensus.block_validation",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "per-block verdicts of the stateless checks (links, roots, signatures, rules) of a run of blocks",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -101,6 +109,7 @@ pub const ALL: &[SlotInfo] = &[
     VOTE_VERIFY,
     MERKLE,
     BLOCK_EXECUTION,
+    BLOCK_VALIDATION,
 ];
 
 /// Looks a slot up by identifier.
@@ -310,6 +319,90 @@ pub trait BlockExecutionFfi: Send + Sync {
 pub type BlockExecutionBox = BlockExecutionFfi_TO<'static, RBox<()>>;
 
 // ---------------------------------------------------------------------------------------------
+// consensus.block_validation
+
+/// The verdict of the stateless checks on one block.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockCheck {
+    /// Every stateless check passed (execution may still refuse the block).
+    Valid,
+    /// The height is not the previous block's + 1.
+    Height {
+        /// The previous block's height + 1.
+        expected: u64,
+        /// The block's.
+        got: u64,
+    },
+    /// The parent is not the previous block's hash.
+    Parent {
+        /// The previous block's hash.
+        expected: Bytes32,
+        /// The block's parent.
+        got: Bytes32,
+    },
+    /// The transaction root is not the Merkle root of the transactions.
+    TxRoot,
+    /// The receipts are not one per transaction.
+    ReceiptCount {
+        /// Receipts.
+        count: u64,
+        /// Transactions.
+        txs: u64,
+    },
+    /// Transaction `index` has a signature that does not verify (strictly).
+    BadSignature {
+        /// Its index in the block.
+        index: u64,
+    },
+    /// Transaction `index` breaks a stateless rule.
+    Tx {
+        /// Its index in the block.
+        index: u64,
+        /// Which rule.
+        failure: TxFailure,
+    },
+}
+
+/// Contract of `consensus.block_validation`.
+///
+/// For a run of blocks meant to extend the head (`head_height`, `head_hash`), one verdict
+/// per block, equal to checking the blocks one at a time in this order: height is the
+/// previous block's + 1; parent is the previous block's hash
+/// ([`crate::chain::block_hash`] of its header; the head's for the first); the header's
+/// transaction root is [`crate::chain::merkle_root`] of the transactions'
+/// [`crate::chain::tx_hash`]es; one receipt per transaction; then for each transaction in
+/// order, its ed25519 signature over [`crate::chain::signing_bytes`] (strict, as
+/// `crypto.sig_verify` defines it) and [`crate::exec::check_stateless`]. The first failing
+/// check is the block's verdict. Each block is checked as if the ones before it were valid;
+/// the host stops at the first block that is not.
+pub trait BlockValidation: Send + Sync + 'static {
+    /// Verdicts for `blocks`, one per block, in order.
+    fn check_run(
+        &self,
+        head_height: u64,
+        head_hash: &Bytes32,
+        blocks: &[Block],
+    ) -> Result<Vec<BlockCheck>, PluginError>;
+}
+
+/// FFI form of [`BlockValidation`].
+#[sabi_trait]
+pub trait BlockValidationFfi: Send + Sync {
+    /// See [`BlockValidation::check_run`].
+    #[sabi(last_prefix_field)]
+    fn check_run(
+        &self,
+        head_height: u64,
+        head_hash: &Bytes32,
+        blocks: RSlice<'_, Block>,
+    ) -> RResult<RVec<BlockCheck>, PluginError>;
+}
+
+/// An owned `consensus.block_validation` implementation.
+pub type BlockValidationBox = BlockValidationFfi_TO<'static, RBox<()>>;
+
+// ---------------------------------------------------------------------------------------------
 // Adaptors
 
 /// Wraps a plugin's implementation of a slot trait so that it can cross the boundary:
@@ -389,6 +482,24 @@ impl<T: BlockExecution> BlockExecutionFfi for Guarded<T> {
                 )));
             }
             Ok(out)
+        })
+    }
+}
+
+impl<T: BlockValidation> BlockValidationFfi for Guarded<T> {
+    fn check_run(
+        &self,
+        head_height: u64,
+        head_hash: &Bytes32,
+        blocks: RSlice<'_, Block>,
+    ) -> RResult<RVec<BlockCheck>, PluginError> {
+        guard(|| {
+            check_len(
+                blocks.len(),
+                self.0
+                    .check_run(head_height, head_hash, blocks.as_slice())?,
+            )
+            .map(RVec::from)
         })
     }
 }

@@ -549,3 +549,60 @@ fn a_transfer_reading_undeclared_state_is_refused_by_the_plugin_not_guessed() {
         assert_eq!(st.counters.errors, 1, "{plugin}: {st:?}");
     }
 }
+
+#[test]
+fn block_runs_generated_and_faulty() {
+    let (host, _dir) = host_with("consensus_batching", "");
+    let mut labels_seen = std::collections::BTreeSet::new();
+    for seed in 0..16u64 {
+        let (blocks, txs) =
+            [(0, 4), (1, 1), (3, 0), (40, 6), (12, 30), (25, 10)][seed as usize % 6];
+        let (height, hash, run, labels) = workload::block_run(seed, blocks, txs, seed % 4 != 0);
+        let expected = baseline::check_run(height, &hash, &run);
+        let got = host
+            .slots
+            .block_validation
+            .check_run(height, &hash, &run)
+            .expect("the plugin answers");
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            assert_eq!(e, g, "seed {seed}, block {i} ({})", labels[i]);
+        }
+        assert_eq!(expected.len(), got.len());
+        labels_seen.extend(labels);
+    }
+    for kind in [
+        "a flipped signature bit",
+        "a small-order key",
+        "a non-canonical s",
+        "another key's signature",
+        "a zero fee",
+        "a gas limit below a transfer's",
+        "an undeclared recipient",
+        "a contract call",
+        "a wrong height",
+        "a wrong parent",
+        "a wrong transaction root",
+        "a missing receipt",
+    ] {
+        assert!(
+            labels_seen.contains(kind),
+            "the runs include {kind}: {labels_seen:?}"
+        );
+    }
+    // Every faulty kind is refused by the baseline (the generator is really adversarial).
+    let (height, hash, run, labels) = workload::block_run(99, 60, 5, true);
+    for ((check, label), b) in baseline::check_run(height, &hash, &run)
+        .iter()
+        .zip(&labels)
+        .zip(&run)
+    {
+        let _ = b;
+        if *label != "valid" {
+            assert_ne!(
+                *check,
+                dubchain_plugin_api::slots::BlockCheck::Valid,
+                "{label}"
+            );
+        }
+    }
+}

@@ -83,7 +83,13 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "plugins reach the same chain"
     );
     assert_eq!(a.state_root, c.state_root);
-    for s in plugins.slot_status() {
+    // Every slot the plugins fill was called and answered by them (block validation of
+    // runs is exercised below, by catch-up).
+    for s in plugins
+        .slot_status()
+        .into_iter()
+        .filter(|s| !s.stack.is_empty())
+    {
         assert!(
             s.counters.calls > 0 && s.counters.fallbacks == 0,
             "the plugins did the work: {s:?}"
@@ -107,6 +113,65 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         st.counters.calls > 0 && st.counters.fallbacks == 0,
         "{st:?}"
     );
+
+    // Catch-up sync of the stored chain, on baselines and with consensus_batching: the same
+    // heads, and a run with a tampered block is refused at the same block, with the same
+    // error, keeping what came before it.
+    let dir3 = PluginDir::new();
+    dir3.add_first_party("consensus_batching");
+    let batching = test_host();
+    assert!(load(&batching, &dir3, &["consensus_batching"], "")
+        .failed
+        .is_empty());
+    let source = StateStore::open(&tmp.path().join("a/proposer")).unwrap();
+    let stored: Vec<_> = (1..=12)
+        .map(|h| dubchain_host::node::block::stored_block(&baseline, &source, h).unwrap())
+        .collect();
+    drop(source);
+    let mut tampered = stored.clone();
+    tampered[7].transactions[0].signature.0[5] ^= 1;
+    tampered[7].header.tx_root = dubchain_host::node::chain::tx_root(&tampered[7].transactions);
+    let outcomes: Vec<_> = [(&baseline, "base"), (&batching, "batch")]
+        .iter()
+        .map(|(h, name)| {
+            let replay = StateStore::open(&tmp.path().join(format!("replay-{name}"))).unwrap();
+            dubchain_host::node::block::commit_genesis(
+                h,
+                &replay,
+                &dubchain_host::node::gen::Workload::new(small(7)).genesis(),
+            )
+            .unwrap();
+            let (heads, refused) =
+                dubchain_host::node::block::validate_run(h, &replay, &stored).unwrap();
+            assert!(refused.is_none(), "{name}: {refused:?}");
+            assert_eq!(
+                heads.last().unwrap().hash,
+                *a.block_hashes.last().unwrap(),
+                "{name}"
+            );
+            let replay2 = StateStore::open(&tmp.path().join(format!("replay2-{name}"))).unwrap();
+            dubchain_host::node::block::commit_genesis(
+                h,
+                &replay2,
+                &dubchain_host::node::gen::Workload::new(small(7)).genesis(),
+            )
+            .unwrap();
+            let (heads, refused) =
+                dubchain_host::node::block::validate_run(h, &replay2, &tampered).unwrap();
+            let (at, error) = refused.expect("the tampered block is refused");
+            (heads.len(), at, error.to_string())
+        })
+        .collect();
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0].1, 7);
+    assert!(
+        outcomes[0]
+            .2
+            .contains("transaction 0 is invalid: bad signature"),
+        "{:?}",
+        outcomes[0]
+    );
+    assert!(batching.slots.block_validation.status().counters.calls > 0);
 
     let d = chain(&baseline, 8, 12, &tmp.path().join("d"));
     assert_ne!(a.state_root, d.state_root, "another seed, another chain");

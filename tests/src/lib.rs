@@ -30,6 +30,7 @@ pub fn library(name: &str) -> PathBuf {
         "crypto_hardware_acceleration" => env!("DUBCHAIN_LIB_crypto_hardware_acceleration"),
         "batching_state_writes" => env!("DUBCHAIN_LIB_batching_state_writes"),
         "batching_shard_aware" => env!("DUBCHAIN_LIB_batching_shard_aware"),
+        "consensus_batching" => env!("DUBCHAIN_LIB_consensus_batching"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }

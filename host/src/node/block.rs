@@ -1,6 +1,9 @@
 //! Producing a block from the mempool, and validating a block received from a proposer.
 
-use dubchain_plugin_api::types::{Block, BlockHeader, Bytes32, Record, Transaction};
+use dubchain_plugin_api::{
+    slots::BlockCheck,
+    types::{Block, BlockHeader, Bytes32, Record, Transaction},
+};
 
 use super::{
     chain::{block_hash, tx_hashes, tx_root},
@@ -197,6 +200,13 @@ pub fn validate_and_commit(
     block: &Block,
 ) -> Result<Head, BlockError> {
     let head = store.head()?.expect("genesis committed");
+    check_stateless_block(host, &head, block)?;
+    execute_and_commit(host, store, block)
+}
+
+/// The checks of `block` that need no state, against `head`: height, parent, transaction
+/// root, receipt count, then each transaction's signature and stateless rules in order.
+pub fn check_stateless_block(host: &Host, head: &Head, block: &Block) -> Result<(), BlockError> {
     let h = &block.header;
     if h.height != head.height + 1 {
         return Err(BlockError::Height {
@@ -236,6 +246,89 @@ pub fn validate_and_commit(
             });
         }
     }
+    Ok(())
+}
+
+/// The error the node gives for a stateless verdict of the `consensus.block_validation`
+/// slot on `block` (the same [`check_stateless_block`] gives).
+fn stateless_error(block: &Block, check: BlockCheck) -> Option<BlockError> {
+    let height = block.header.height;
+    Some(match check {
+        BlockCheck::Valid => return None,
+        BlockCheck::Height { expected, got } => BlockError::Height { expected, got },
+        BlockCheck::Parent { expected, got } => BlockError::Parent {
+            height,
+            expected,
+            got,
+        },
+        BlockCheck::TxRoot => BlockError::TxRoot { height },
+        BlockCheck::ReceiptCount { count, txs } => BlockError::ReceiptCount {
+            height,
+            count: count as usize,
+            txs: txs as usize,
+        },
+        BlockCheck::BadSignature { index } => BlockError::Tx {
+            height,
+            index: index as usize,
+            error: TxError::BadSignature,
+        },
+        BlockCheck::Tx { index, failure } => BlockError::Tx {
+            height,
+            index: index as usize,
+            error: TxError::from(failure),
+        },
+    })
+}
+
+/// Validates and commits a run of blocks extending the store's head (catch-up sync),
+/// stopping at the first invalid block: returns the heads committed and, if a block was
+/// refused, its index in the run and why. With a `consensus.block_validation` plugin the
+/// stateless checks of the whole run are done first, together; execution and commit then
+/// go block by block. Without one (or if it fails), each block is validated on its own.
+/// Either way the same blocks are committed and the same first invalid block is refused
+/// with the same error.
+pub fn validate_run(
+    host: &Host,
+    store: &StateStore,
+    blocks: &[Block],
+) -> Result<(Vec<Head>, Option<(usize, BlockError)>), StateError> {
+    let head = store.head()?.expect("genesis committed");
+    let mut heads = Vec::with_capacity(blocks.len());
+    if let Some(checks) = host
+        .slots
+        .block_validation
+        .check_run(head.height, &head.hash, blocks)
+    {
+        for (i, (block, check)) in blocks.iter().zip(checks).enumerate() {
+            if let Some(e) = stateless_error(block, check) {
+                return Ok((heads, Some((i, e))));
+            }
+            match execute_and_commit(host, store, block) {
+                Ok(h) => heads.push(h),
+                Err(BlockError::State(e)) => return Err(e),
+                Err(e) => return Ok((heads, Some((i, e)))),
+            }
+        }
+        return Ok((heads, None));
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        match validate_and_commit(host, store, block) {
+            Ok(h) => heads.push(h),
+            Err(BlockError::State(e)) => return Err(e),
+            Err(e) => return Ok((heads, Some((i, e)))),
+        }
+    }
+    Ok((heads, None))
+}
+
+/// Re-executes `block` (whose stateless checks passed) on `store` and commits it if its
+/// receipts and state root match; leaves the store as it was if not.
+pub fn execute_and_commit(
+    host: &Host,
+    store: &StateStore,
+    block: &Block,
+) -> Result<Head, BlockError> {
+    let h = &block.header;
     let mut w = store.begin_block(h.height);
     let outcomes = match execute_block(
         &host.slots.block_execution,

@@ -1,56 +1,12 @@
 //! The chain model's canonical bytes and hashes: what is signed, what is hashed, and the
-//! Merkle root of a block's transactions.
-//!
-//! Canonical encodings are hand-written fixed layouts (little-endian integers, length-
-//! prefixed byte strings), independent of any storage format, so that a storage codec plugin
-//! can never change a hash.
+//! Merkle root of a block's transactions. The encodings live in
+//! `dubchain_plugin_api::chain`, so plugins that validate blocks hash exactly as the host.
 
-use dubchain_plugin_api::types::{BlockHeader, Bytes32, Transaction, TxKind};
+use dubchain_plugin_api::types::{Bytes32, Transaction};
+#[cfg(test)]
 use sha2::{Digest, Sha256};
 
-/// The bytes a transaction's sender signs: every field but the signature.
-pub fn signing_bytes(tx: &Transaction) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + tx.payload.0.len() + 32 * tx.access_list.len());
-    out.extend_from_slice(b"dubchain-tx-v1");
-    out.extend_from_slice(&tx.from.0);
-    out.extend_from_slice(&tx.to.0);
-    for v in [tx.amount, tx.fee, tx.nonce, tx.gas_limit] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.push(match tx.kind {
-        TxKind::Transfer => 0,
-        TxKind::Deploy => 1,
-        TxKind::Call => 2,
-    });
-    out.extend_from_slice(&(tx.payload.0.len() as u64).to_le_bytes());
-    out.extend_from_slice(&tx.payload.0);
-    out.extend_from_slice(&(tx.access_list.len() as u64).to_le_bytes());
-    for a in tx.access_list.iter() {
-        out.extend_from_slice(&a.0);
-    }
-    out
-}
-
-/// A transaction's identity: the hash of its signing bytes and signature.
-pub fn tx_hash(tx: &Transaction) -> Bytes32 {
-    let mut h = Sha256::new();
-    h.update(signing_bytes(tx));
-    h.update(tx.signature.0);
-    Bytes32(h.finalize().into())
-}
-
-/// A block's identity: the hash of its header.
-pub fn block_hash(header: &BlockHeader) -> Bytes32 {
-    let mut h = Sha256::new();
-    h.update(b"dubchain-block-v1");
-    h.update(header.parent.0);
-    h.update(header.height.to_le_bytes());
-    h.update(header.proposer.0);
-    h.update(header.tx_root.0);
-    h.update(header.state_root.0);
-    h.update(header.timestamp_ms.to_le_bytes());
-    Bytes32(h.finalize().into())
-}
+pub use dubchain_plugin_api::chain::{block_hash, signing_bytes, tx_hash};
 
 /// RFC 6962 Merkle tree hash over `leaves` (leaf and node hashes are domain-separated, so
 /// no two different lists share a root; an empty list has the hash of the empty string).

@@ -2,7 +2,7 @@
 
 use dubchain_plugin_api::{
     exec::{apply_transfer, AccountEntry, AccountState, State, TxFailure},
-    types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
+    types::{Bytes32, Receipt, SigItem, Transaction},
 };
 
 use super::{
@@ -34,25 +34,11 @@ pub enum TxError {
     Overflow,
 }
 
-/// Checks that need no state: fee, gas, access list, kind. Signatures are checked in
-/// batches by [`verify_signatures`].
+/// Checks that need no state: kind, fee, gas, access list
+/// ([`dubchain_plugin_api::exec::check_stateless`]). Signatures are checked in batches by
+/// [`verify_signatures`].
 pub fn check_stateless(tx: &Transaction) -> Result<(), TxError> {
-    if tx.kind != TxKind::Transfer {
-        return Err(TxError::ContractsUnsupported);
-    }
-    if tx.fee == 0 {
-        return Err(TxError::ZeroFee);
-    }
-    if tx.gas_limit < TRANSFER_GAS {
-        return Err(TxError::GasLimit(tx.gas_limit));
-    }
-    if !tx.access_list.contains(&tx.from) {
-        return Err(TxError::UndeclaredAccess("the sender"));
-    }
-    if !tx.access_list.contains(&tx.to) {
-        return Err(TxError::UndeclaredAccess("the recipient"));
-    }
-    Ok(())
+    dubchain_plugin_api::exec::check_stateless(tx).map_err(TxError::from)
 }
 
 /// Signature verdicts for `txs`, through the `crypto.sig_verify` slot in one batch.
@@ -100,6 +86,8 @@ impl From<TxFailure> for TxError {
             TxFailure::UndeclaredSender => TxError::UndeclaredAccess("the sender"),
             TxFailure::UndeclaredRecipient => TxError::UndeclaredAccess("the recipient"),
             TxFailure::NotATransfer => TxError::ContractsUnsupported,
+            TxFailure::ZeroFee => TxError::ZeroFee,
+            TxFailure::GasLimit { limit } => TxError::GasLimit(limit),
             TxFailure::BadNonce { expected, got } => TxError::BadNonce { expected, got },
             TxFailure::InsufficientBalance { balance, needed } => {
                 TxError::InsufficientBalance { balance, needed }

@@ -62,7 +62,7 @@ fn charge(into: &mut AllocStats, mark: &mut AllocStats) {
     let d = now.since(mark);
     into.allocations += d.allocations;
     into.bytes += d.bytes;
-    into.peak_bytes = into.peak_bytes.max(now.peak_bytes);
+    into.peak_bytes = into.peak_bytes.max(d.peak_bytes);
     *mark = now;
 }
 

@@ -10,8 +10,8 @@
 use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
-    slots::{BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY},
-    types::{Bytes32, Record},
+    slots::{BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY},
+    types::{Block, Bytes32, Record},
 };
 
 use crate::{
@@ -38,6 +38,9 @@ pub struct MicroOptions {
     pub leaves: usize,
     /// Transfers per `exec.block_execution` block.
     pub block_txs: usize,
+    /// Blocks, and transfers per block, of the `consensus.block_validation` run.
+    pub run_blocks: usize,
+    pub run_txs: usize,
     pub seed: u64,
 }
 
@@ -50,6 +53,8 @@ impl Default for MicroOptions {
             votes: 100,
             leaves: 4096,
             block_txs: 256,
+            run_blocks: 64,
+            run_txs: 256,
             seed: 7,
         }
     }
@@ -128,6 +133,16 @@ pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
                 contract: false,
             },
         ]
+    } else if slot == BLOCK_VALIDATION.id {
+        vec![Case {
+            name: "block_run",
+            slot: BLOCK_VALIDATION.id,
+            workload: format!(
+                "the stateless checks of a run of {} blocks x {} signed transfers (catch-up sync)",
+                o.run_blocks, o.run_txs
+            ),
+            contract: true,
+        }]
     } else if slot == MERKLE.id {
         vec![Case {
             name: "merkle_root",
@@ -149,6 +164,11 @@ pub enum Input {
     Signatures(workload::SignatureSet),
     Votes(workload::VoteSet),
     Tree(Vec<Bytes32>),
+    Run {
+        head_height: u64,
+        head_hash: Bytes32,
+        blocks: Vec<Block>,
+    },
     Records {
         records: Vec<Record>,
         /// The baseline's encoding (what the baseline decodes).
@@ -173,6 +193,15 @@ impl Input {
                     0.05
                 };
                 Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
+            }
+            s if s == BLOCK_VALIDATION.id => {
+                let (head_height, head_hash, blocks, _) =
+                    workload::block_run(o.seed, o.run_blocks, o.run_txs, false);
+                Input::Run {
+                    head_height,
+                    head_hash,
+                    blocks,
+                }
             }
             s if s == MERKLE.id => Input::Tree(
                 workload::merkle_trees(o.seed, &[o.leaves])
@@ -267,6 +296,25 @@ fn run_pure(case: &Case, side: Side, host: &Host, input: &Input) {
                 )),
             }
         }
+        (
+            "block_run",
+            Input::Run {
+                head_height,
+                head_hash,
+                blocks,
+            },
+        ) => match side {
+            Side::Baseline => drop(black_box(baseline::check_run(
+                *head_height,
+                head_hash,
+                blocks,
+            ))),
+            Side::Plugin => drop(black_box(host.slots.block_validation.check_run(
+                *head_height,
+                head_hash,
+                blocks,
+            ))),
+        },
         ("merkle_root", Input::Tree(leaves)) => match side {
             Side::Baseline => drop(black_box(baseline::merkle_root(black_box(leaves)))),
             Side::Plugin => drop(black_box(host.slots.merkle.root(black_box(leaves)))),
@@ -320,6 +368,11 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 host.slots.vote_verify.verify_votes(&items) == baseline::verify_votes(&items)
             })
         }
+        Input::Run { .. } => (0..6).all(|i| {
+            let (h, hash, blocks, _) = workload::block_run(o.seed ^ (0xfa17 + i), 20, 12, true);
+            host.slots.block_validation.check_run(h, &hash, &blocks)
+                == Some(baseline::check_run(h, &hash, &blocks))
+        }),
         Input::Tree(leaves) => {
             let sizes: Vec<usize> = (0..=17).chain([leaves.len(), leaves.len() + 1]).collect();
             workload::merkle_trees(o.seed ^ 0x3e, &sizes)
@@ -451,9 +504,15 @@ pub fn run(
         let input = Input::new(case, o).for_host(host);
         let same = identical(case, host, &input, o);
         let pending = std::cell::RefCell::new(Pending::Nothing);
+        // A run of 64 full blocks takes about a second on the baseline: fewer rounds.
+        let rounds = if case.slot == BLOCK_VALIDATION.id {
+            o.rounds.min(8)
+        } else {
+            o.rounds
+        };
         let c = compare_with_reset(
             id,
-            o.rounds,
+            rounds,
             || *pending.borrow_mut() = run_once(case, Side::Baseline, host, &input),
             || *pending.borrow_mut() = run_once(case, Side::Plugin, host, &input),
             || pending.replace(Pending::Nothing).undo(),

@@ -130,7 +130,7 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
         ],
     ];
     rows.push(vec![
-        "host heap peak / allocations".into(),
+        "host heap: peak rise / allocations".into(),
         b.heap.map_or("not counted".into(), |h| {
             format!(
                 "{:.1} MiB / {}",
