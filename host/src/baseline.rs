@@ -184,3 +184,27 @@ pub fn check_run(
         })
         .collect()
 }
+
+/// `exec.tx_validation`: each transaction fully, one at a time: its signature (strict),
+/// then its stateless rules. (The node's admission does the same, with the signatures of a
+/// batch going through `crypto.sig_verify`.)
+pub fn validate_txs(
+    txs: &[dubchain_plugin_api::types::Transaction],
+) -> Vec<dubchain_plugin_api::slots::TxCheck> {
+    use dubchain_plugin_api::{chain::signing_bytes, exec::check_stateless, slots::TxCheck};
+    txs.iter()
+        .map(|tx| {
+            let message = signing_bytes(tx);
+            let item = SigItem {
+                public_key: tx.from.0,
+                signature: tx.signature.0,
+                message: message.as_slice().into(),
+            };
+            if !verify_one_strict(&item) {
+                TxCheck::BadSignature
+            } else {
+                check_stateless(tx).map_or_else(TxCheck::Invalid, |()| TxCheck::Valid)
+            }
+        })
+        .collect()
+}

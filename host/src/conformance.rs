@@ -378,3 +378,35 @@ pub fn check_block_validation(
         })
         .collect()
 }
+
+/// Runs the `exec.tx_validation` suite: empty, valid, and mixed batches with every kind of
+/// faulty transaction, and a batch repeating the same transactions (caches must not change
+/// verdicts).
+pub fn check_tx_validation(
+    validate: impl Fn(
+        &[dubchain_plugin_api::types::Transaction],
+    ) -> Result<Vec<dubchain_plugin_api::slots::TxCheck>, String>,
+) -> Vec<CaseResult> {
+    let mut cases = vec![
+        ("empty batch".to_owned(), Vec::new()),
+        ("100 valid".to_owned(), workload::tx_batch(801, 100, false)),
+    ];
+    for seed in 0..6 {
+        cases.push((
+            format!("300 mixed, seed {seed}"),
+            workload::tx_batch(810 + seed, 300, true),
+        ));
+    }
+    let mut repeated = workload::tx_batch(820, 50, true);
+    repeated.extend(repeated.clone());
+    cases.push(("the same 50 twice".to_owned(), repeated));
+    cases
+        .into_iter()
+        .map(|(case, txs)| {
+            let expected = baseline::validate_txs(&txs);
+            verdict_case(case, &expected, validate(&txs), |i| {
+                format!("transaction {i}")
+            })
+        })
+        .collect()
+}

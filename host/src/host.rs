@@ -20,8 +20,8 @@ use std::{
 
 use dubchain_plugin_api::slots::{
     BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
-    VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY,
-    VOTE_VERIFY,
+    TxValidationBox, VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
+    SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
 };
 use serde::Serialize;
 
@@ -100,6 +100,7 @@ struct Live {
     merkle: Option<Arc<Provider<MerkleRootsBox>>>,
     block_execution: Option<Arc<Provider<BlockExecutionBox>>>,
     block_validation: Option<Arc<Provider<BlockValidationBox>>>,
+    tx_validation: Option<Arc<Provider<TxValidationBox>>>,
 }
 
 impl Live {
@@ -114,6 +115,7 @@ impl Live {
             || open(&self.merkle)
             || open(&self.block_execution)
             || open(&self.block_validation)
+            || open(&self.tx_validation)
     }
 }
 
@@ -223,6 +225,10 @@ impl Host {
                         .block_validation
                         .take()
                         .map(|imp| provider(&name, &version, generation, breaker, imp));
+                    let tx_validation = loaded
+                        .tx_validation
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
                     tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(
                         name.clone(),
@@ -234,6 +240,7 @@ impl Host {
                             merkle,
                             block_execution,
                             block_validation,
+                            tx_validation,
                         },
                     );
                     report.loaded.push(name);
@@ -296,6 +303,12 @@ impl Host {
             stack_of(BLOCK_VALIDATION.id)
                 .into_iter()
                 .filter_map(|l| l.block_validation.clone())
+                .collect(),
+        );
+        self.slots.tx_validation.install(
+            stack_of(TX_VALIDATION.id)
+                .into_iter()
+                .filter_map(|l| l.tx_validation.clone())
                 .collect(),
         );
 

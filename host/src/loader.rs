@@ -21,8 +21,8 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use dubchain_plugin_api::{
     slots::{
         BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
-        VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY,
-        VOTE_VERIFY,
+        TxValidationBox, VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
+        SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
     },
     Fingerprint, PluginError, PluginModRef, API_VERSION,
 };
@@ -158,6 +158,7 @@ pub struct LoadedPlugin {
     pub merkle: Option<MerkleRootsBox>,
     pub block_execution: Option<BlockExecutionBox>,
     pub block_validation: Option<BlockValidationBox>,
+    pub tx_validation: Option<TxValidationBox>,
 }
 
 /// Hex sha256 of a file's bytes.
@@ -241,6 +242,7 @@ pub fn load(
         merkle: None,
         block_execution: None,
         block_validation: None,
+        tx_validation: None,
     };
     for provide in &manifest.provides {
         let missing = || LoadError::MissingSlot {
@@ -289,6 +291,11 @@ pub fn load(
             let imp = factory(config.into()).into_result().map_err(failed)?;
             selftest::block_validation(&imp).map_err(self_test)?;
             loaded.block_validation = Some(imp);
+        } else if provide.slot == TX_VALIDATION.id {
+            let factory = module.tx_validation().flatten().ok_or_else(missing)?;
+            let imp = factory(config.into()).into_result().map_err(failed)?;
+            selftest::tx_validation(&imp).map_err(self_test)?;
+            loaded.tx_validation = Some(imp);
         } else {
             return Err(missing());
         }

@@ -1256,7 +1256,12 @@ fn chain_produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         let txs = workload.txs_for_block(head.height + 1, &store)?;
-        mempool.admit(txs, &host.slots.sig_verify, &store)?;
+        mempool.admit_with(
+            txs,
+            &host.slots.sig_verify,
+            Some(&host.slots.tx_validation),
+            &store,
+        )?;
         let (b, _) = block::produce(
             &host,
             &store,
@@ -1369,7 +1374,12 @@ fn watch_loop(
     while duration.is_none_or(|d| start.elapsed() < d) {
         height += 1;
         let txs = workload.txs_for_block(height, &proposer)?;
-        mempool.admit(txs, &host.slots.sig_verify, &proposer)?;
+        mempool.admit_with(
+            txs,
+            &host.slots.sig_verify,
+            Some(&host.slots.tx_validation),
+            &proposer,
+        )?;
         let (b, _) = block::produce(
             &host,
             &proposer,

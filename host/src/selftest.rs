@@ -5,7 +5,7 @@
 use dubchain_plugin_api::{
     slots::{
         BlockExecutionBox, BlockValidationBox, LowerFn, MerkleRootsBox, RecordCodecBox,
-        SigVerifyBox, VoteVerifyBox,
+        SigVerifyBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -163,5 +163,18 @@ pub fn block_validation(imp: &BlockValidationBox) -> Result<(), String> {
         .check_run(height, &hash, blocks.as_slice().into())
         .into_result()
         .map_err(|e| e.to_string())?;
+    first_difference(&expected, &got, &labels)
+}
+
+/// Checks an `exec.tx_validation` object against the baseline on a batch with every kind
+/// of faulty transaction.
+pub fn tx_validation(imp: &TxValidationBox) -> Result<(), String> {
+    let txs = workload::tx_batch(0x7a11d, 200, true);
+    let expected = baseline::validate_txs(&txs);
+    let got = imp
+        .validate(txs.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<String> = (0..txs.len()).map(|i| format!("transaction {i}")).collect();
     first_difference(&expected, &got, &labels)
 }

@@ -24,7 +24,7 @@ use dubchain_plugin_api::{
     exec::AccountEntry,
     slots::{
         BlockCheck, BlockExecutionBox, BlockOutcome, BlockValidationBox, LowerFn, MerkleRootsBox,
-        RecordCodecBox, SigVerifyBox, VoteVerifyBox,
+        RecordCodecBox, SigVerifyBox, TxCheck, TxValidationBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -383,6 +383,18 @@ impl BlockValidationSlot {
     }
 }
 
+/// The `exec.tx_validation` slot (exclusive). Its baseline is the node's admission path
+/// (signatures through `crypto.sig_verify`, then the stateless rules), so a call answers
+/// `None` when the caller must run it.
+pub type TxValidationSlot = Slot<TxValidationBox>;
+
+impl TxValidationSlot {
+    /// The plugin's verdicts, or `None` (check them the baseline way).
+    pub fn validate(&self, txs: &[Transaction]) -> Option<Vec<TxCheck>> {
+        self.try_call(|imp| imp.validate(txs.into()).into_result().map(RVec::into_vec))
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -521,12 +533,14 @@ pub struct Slots {
     pub merkle: MerkleSlot,
     pub block_execution: BlockExecutionSlot,
     pub block_validation: BlockValidationSlot,
+    pub tx_validation: TxValidationSlot,
 }
 
 impl Default for Slots {
     fn default() -> Self {
         use dubchain_plugin_api::slots::{
-            BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+            BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
+            VOTE_VERIFY,
         };
         Slots {
             sig_verify: Slot::new(SIG_VERIFY.id),
@@ -535,6 +549,7 @@ impl Default for Slots {
             merkle: Slot::new(MERKLE.id),
             block_execution: Slot::new(BLOCK_EXECUTION.id),
             block_validation: Slot::new(BLOCK_VALIDATION.id),
+            tx_validation: Slot::new(TX_VALIDATION.id),
         }
     }
 }
@@ -549,6 +564,7 @@ impl Slots {
             self.merkle.status(),
             self.block_execution.status(),
             self.block_validation.status(),
+            self.tx_validation.status(),
         ]
     }
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use dubchain_plugin_api::slots::{
-    BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY,
+    BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
 };
 use serde::{Deserialize, Serialize};
 
@@ -230,6 +230,13 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
             conformance::check_vote_verify(|votes| Ok(host.slots.vote_verify.verify_votes(votes)))
         } else if p.slot == MERKLE.id {
             conformance::check_merkle(|trees| Ok(host.slots.merkle.roots(trees)))
+        } else if p.slot == TX_VALIDATION.id {
+            conformance::check_tx_validation(|txs| {
+                host.slots
+                    .tx_validation
+                    .validate(txs)
+                    .ok_or_else(|| "the plugin did not answer".to_owned())
+            })
         } else if p.slot == BLOCK_VALIDATION.id {
             conformance::check_block_validation(|height, hash, blocks| {
                 host.slots
@@ -359,6 +366,18 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             7,
             || drop(baseline::verify_votes(&items)),
             || drop(host.slots.vote_verify.verify_votes(&items)),
+        )
+    } else if slot == TX_VALIDATION.id {
+        let txs = workload::tx_batch(1, 512, false);
+        measure::compare(
+            slot,
+            7,
+            || {
+                std::hint::black_box(baseline::validate_txs(&txs));
+            },
+            || {
+                std::hint::black_box(host.slots.tx_validation.validate(&txs));
+            },
         )
     } else if slot == BLOCK_VALIDATION.id {
         let (height, hash, blocks, _) = workload::block_run(1, 16, 64, false);

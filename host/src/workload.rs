@@ -858,3 +858,16 @@ pub fn block_run(
     }
     (head_height, head_hash, out, labels)
 }
+
+/// The transactions of [`block_run`]'s blocks, as one batch for admission
+/// (`exec.tx_validation`), with the run's faults (bad signatures, small-order keys,
+/// non-canonical `s`, zero fees, low gas limits, undeclared recipients, contract kinds).
+pub fn tx_batch(seed: u64, n: usize, adversarial: bool) -> Vec<Transaction> {
+    let per_block = 16;
+    let blocks = n.div_ceil(per_block);
+    let (_, _, run, _) = block_run(seed, blocks, per_block, adversarial);
+    run.into_iter()
+        .flat_map(|b| b.transactions.into_vec())
+        .take(n)
+        .collect()
+}

@@ -26,6 +26,7 @@ macro_rules! export_plugin {
         $(, merkle: $merkle:expr)?
         $(, block_execution: $exec:expr)?
         $(, block_validation: $valid:expr)?
+        $(, tx_validation: $txv:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -57,6 +58,7 @@ macro_rules! export_plugin {
                 merkle: $crate::__slot_factory!(merkle $(, $merkle)?),
                 block_execution: $crate::__slot_factory!(block_execution $(, $exec)?),
                 block_validation: $crate::__slot_factory!(block_validation $(, $valid)?),
+                tx_validation: $crate::__slot_factory!(tx_validation $(, $txv)?),
             }
             .leak_into_prefix()
         }
@@ -91,6 +93,9 @@ macro_rules! __slot_factory {
     };
     (block_validation, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, BlockValidationBox, BlockValidationFfi_TO)
+    };
+    (tx_validation, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, TxValidationBox, TxValidationFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

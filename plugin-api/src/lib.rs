@@ -130,6 +130,9 @@ pub struct PluginMod {
     /// Slot `consensus.block_validation` (API 0.1.1): stateless checks of a run of blocks.
     pub block_validation:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockValidationBox, PluginError>>,
+    /// Slot `exec.tx_validation` (API 0.1.1): signature and stateless checks of a batch.
+    pub tx_validation:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxValidationBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -102,6 +102,14 @@ pub const BLOCK_VALIDATION: SlotInfo = SlotInfo {
     summary: "per-block verdicts of the stateless checks (links, roots, signatures, rules) of a run of blocks",
 };
 
+/// The validity checks of a batch of transactions (mempool admission).
+pub const TX_VALIDATION: SlotInfo = SlotInfo {
+    id: "exec.tx_validation",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "per-transaction verdicts of the signature and stateless checks of a batch",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -110,6 +118,7 @@ pub const ALL: &[SlotInfo] = &[
     MERKLE,
     BLOCK_EXECUTION,
     BLOCK_VALIDATION,
+    TX_VALIDATION,
 ];
 
 /// Looks a slot up by identifier.
@@ -403,6 +412,40 @@ pub trait BlockValidationFfi: Send + Sync {
 pub type BlockValidationBox = BlockValidationFfi_TO<'static, RBox<()>>;
 
 // ---------------------------------------------------------------------------------------------
+// exec.tx_validation
+
+/// The verdict of the checks that need no state on one transaction.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxCheck {
+    /// The signature verifies and every stateless rule holds.
+    Valid,
+    /// The ed25519 signature over [`crate::chain::signing_bytes`] does not verify
+    /// (strictly, as `crypto.sig_verify` defines it). Checked first.
+    BadSignature,
+    /// A rule of [`crate::exec::check_stateless`] is broken (checked after the signature).
+    Invalid(TxFailure),
+}
+
+/// Contract of `exec.tx_validation`: for each transaction, its signature first (strict),
+/// then [`crate::exec::check_stateless`]; the first failure is the verdict.
+pub trait TxValidation: Send + Sync + 'static {
+    /// Verdicts for `txs`, one per transaction, in order.
+    fn validate(&self, txs: &[Transaction]) -> Result<Vec<TxCheck>, PluginError>;
+}
+
+/// FFI form of [`TxValidation`].
+#[sabi_trait]
+pub trait TxValidationFfi: Send + Sync {
+    /// See [`TxValidation::validate`].
+    #[sabi(last_prefix_field)]
+    fn validate(&self, txs: RSlice<'_, Transaction>) -> RResult<RVec<TxCheck>, PluginError>;
+}
+
+/// An owned `exec.tx_validation` implementation.
+pub type TxValidationBox = TxValidationFfi_TO<'static, RBox<()>>;
+
+// ---------------------------------------------------------------------------------------------
 // Adaptors
 
 /// Wraps a plugin's implementation of a slot trait so that it can cross the boundary:
@@ -501,6 +544,12 @@ impl<T: BlockValidation> BlockValidationFfi for Guarded<T> {
             )
             .map(RVec::from)
         })
+    }
+}
+
+impl<T: TxValidation> TxValidationFfi for Guarded<T> {
+    fn validate(&self, txs: RSlice<'_, Transaction>) -> RResult<RVec<TxCheck>, PluginError> {
+        guard(|| check_len(txs.len(), self.0.validate(txs.as_slice())?).map(RVec::from))
     }
 }
 

@@ -606,3 +606,50 @@ fn block_runs_generated_and_faulty() {
         }
     }
 }
+
+#[test]
+fn tx_batches_generated_and_faulty() {
+    let (host, _dir) = host_with("batching_tx_validation", "");
+    let mut batches = vec![
+        Vec::new(),
+        workload::tx_batch(1, 1, false),
+        workload::tx_batch(2, 500, false),
+    ];
+    batches.extend((0..10).map(|seed| workload::tx_batch(100 + seed, 200, true)));
+    // The same faulty transactions twice in one batch: memoised keys must not change verdicts.
+    let mut twice = workload::tx_batch(300, 60, true);
+    twice.extend(twice.clone());
+    batches.push(twice);
+    let mut kinds = std::collections::BTreeSet::new();
+    for (n, txs) in batches.iter().enumerate() {
+        let expected = baseline::validate_txs(txs);
+        let got = host
+            .slots
+            .tx_validation
+            .validate(txs)
+            .expect("the plugin answers");
+        assert_eq!(expected, got, "batch {n}");
+        kinds.extend(expected.iter().map(|c| {
+            format!("{c:?}")
+                .split(['(', ' '])
+                .next()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    for k in ["Valid", "BadSignature", "Invalid"] {
+        assert!(kinds.contains(k), "verdict {k} appears: {kinds:?}");
+    }
+    // A transaction with both a bad signature and a broken rule: the signature is reported,
+    // as the baseline reports it.
+    let mut both = workload::tx_batch(400, 1, false);
+    both[0].fee = 0;
+    assert_eq!(
+        host.slots.tx_validation.validate(&both).unwrap(),
+        vec![dubchain_plugin_api::slots::TxCheck::BadSignature]
+    );
+    assert_eq!(
+        baseline::validate_txs(&both),
+        vec![dubchain_plugin_api::slots::TxCheck::BadSignature]
+    );
+}

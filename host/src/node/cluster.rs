@@ -159,8 +159,12 @@ impl<'a> Node<'a> {
             };
             match msg {
                 Message::Tx(tx) => {
-                    self.mempool
-                        .admit(vec![tx], &self.host.slots.sig_verify, &self.store)?;
+                    self.mempool.admit_with(
+                        vec![tx],
+                        &self.host.slots.sig_verify,
+                        Some(&self.host.slots.tx_validation),
+                        &self.store,
+                    )?;
                 }
                 Message::Block(b) => {
                     if b.header.height > head.height {
@@ -220,8 +224,12 @@ impl<'a> Node<'a> {
         for tx in &txs {
             net.broadcast(&Message::Tx(tx.clone()));
         }
-        self.mempool
-            .admit(txs, &self.host.slots.sig_verify, &self.store)?;
+        self.mempool.admit_with(
+            txs,
+            &self.host.slots.sig_verify,
+            Some(&self.host.slots.tx_validation),
+            &self.store,
+        )?;
         let proposer = self.workload.proposer(height);
         let (b, _) = block::produce(
             self.host,

@@ -9,14 +9,17 @@
 
 use std::collections::HashMap;
 
-use dubchain_plugin_api::types::{Bytes32, Transaction};
+use dubchain_plugin_api::{
+    slots::TxCheck,
+    types::{Bytes32, Transaction},
+};
 
 use super::{
     chain::tx_hash,
     execute::{check_stateless, verify_signatures, TxError},
     state::{StateError, StateStore},
 };
-use crate::slot::SigVerifySlot;
+use crate::slot::{SigVerifySlot, TxValidationSlot};
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +50,42 @@ impl Mempool {
         sig: &SigVerifySlot,
         state: &StateStore,
     ) -> Result<Vec<Option<Rejection>>, StateError> {
-        let verdicts = verify_signatures(sig, &txs);
+        self.admit_with(txs, sig, None, state)
+    }
+
+    /// [`Self::admit`], with the checks that need no state done by an `exec.tx_validation`
+    /// plugin when `txv` has one (else: signatures through `sig`, then the rules).
+    pub fn admit_with(
+        &mut self,
+        txs: Vec<Transaction>,
+        sig: &SigVerifySlot,
+        txv: Option<&TxValidationSlot>,
+        state: &StateStore,
+    ) -> Result<Vec<Option<Rejection>>, StateError> {
+        let checks: Vec<Result<(), TxError>> = match txv.and_then(|s| s.validate(&txs)) {
+            Some(checks) => checks
+                .into_iter()
+                .map(|c| match c {
+                    TxCheck::Valid => Ok(()),
+                    TxCheck::BadSignature => Err(TxError::BadSignature),
+                    TxCheck::Invalid(f) => Err(TxError::from(f)),
+                })
+                .collect(),
+            None => verify_signatures(sig, &txs)
+                .into_iter()
+                .zip(&txs)
+                .map(|(ok, tx)| {
+                    if ok {
+                        check_stateless(tx)
+                    } else {
+                        Err(TxError::BadSignature)
+                    }
+                })
+                .collect(),
+        };
         let mut out = Vec::with_capacity(txs.len());
-        for (tx, ok) in txs.into_iter().zip(verdicts) {
-            let verdict = if !ok {
-                Some(Rejection::Invalid(TxError::BadSignature))
-            } else if let Err(e) = check_stateless(&tx) {
+        for (tx, checked) in txs.into_iter().zip(checks) {
+            let verdict = if let Err(e) = checked {
                 Some(Rejection::Invalid(e))
             } else {
                 let hash = tx_hash(&tx);

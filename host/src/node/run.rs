@@ -191,7 +191,12 @@ pub fn run_chain(
         charge(&mut AllocStats::default(), &mut mark);
         let t = Instant::now();
         let txs = workload.txs_for_block(height, &proposer)?;
-        let verdicts = mempool.admit(txs, &host.slots.sig_verify, &proposer)?;
+        let verdicts = mempool.admit_with(
+            txs,
+            &host.slots.sig_verify,
+            Some(&host.slots.tx_validation),
+            &proposer,
+        )?;
         report.rejected += verdicts
             .iter()
             .filter(|v| matches!(v, Some(Rejection::Invalid(_)) | Some(Rejection::Duplicate)))

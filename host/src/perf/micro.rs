@@ -10,8 +10,11 @@
 use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
-    slots::{BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, VOTE_VERIFY},
-    types::{Block, Bytes32, Record},
+    slots::{
+        BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
+        VOTE_VERIFY,
+    },
+    types::{Block, Bytes32, Record, Transaction},
 };
 
 use crate::{
@@ -133,6 +136,16 @@ pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
                 contract: false,
             },
         ]
+    } else if slot == TX_VALIDATION.id {
+        vec![Case {
+            name: "tx_validation",
+            slot: TX_VALIDATION.id,
+            workload: format!(
+                "validate {} signed transfers from 16 senders (signature, then rules)",
+                o.signatures / 4
+            ),
+            contract: true,
+        }]
     } else if slot == BLOCK_VALIDATION.id {
         vec![Case {
             name: "block_run",
@@ -164,6 +177,7 @@ pub enum Input {
     Signatures(workload::SignatureSet),
     Votes(workload::VoteSet),
     Tree(Vec<Bytes32>),
+    Txs(Vec<Transaction>),
     Run {
         head_height: u64,
         head_hash: Bytes32,
@@ -193,6 +207,9 @@ impl Input {
                     0.05
                 };
                 Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
+            }
+            s if s == TX_VALIDATION.id => {
+                Input::Txs(workload::tx_batch(o.seed, o.signatures / 4, false))
             }
             s if s == BLOCK_VALIDATION.id => {
                 let (head_height, head_hash, blocks, _) =
@@ -315,6 +332,10 @@ fn run_pure(case: &Case, side: Side, host: &Host, input: &Input) {
                 blocks,
             ))),
         },
+        ("tx_validation", Input::Txs(txs)) => match side {
+            Side::Baseline => drop(black_box(baseline::validate_txs(black_box(txs)))),
+            Side::Plugin => drop(black_box(host.slots.tx_validation.validate(black_box(txs)))),
+        },
         ("merkle_root", Input::Tree(leaves)) => match side {
             Side::Baseline => drop(black_box(baseline::merkle_root(black_box(leaves)))),
             Side::Plugin => drop(black_box(host.slots.merkle.root(black_box(leaves)))),
@@ -367,6 +388,12 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 let items = s.items();
                 host.slots.vote_verify.verify_votes(&items) == baseline::verify_votes(&items)
             })
+        }
+        Input::Txs(txs) => {
+            let adversarial = workload::tx_batch(o.seed ^ 0x7a, 300, true);
+            [txs, &adversarial]
+                .iter()
+                .all(|t| host.slots.tx_validation.validate(t) == Some(baseline::validate_txs(t)))
         }
         Input::Run { .. } => (0..6).all(|i| {
             let (h, hash, blocks, _) = workload::block_run(o.seed ^ (0xfa17 + i), 20, 12, true);
