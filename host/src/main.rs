@@ -1106,9 +1106,43 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     );
     let (net_b, head_b) = cluster(&baseline_host, "cluster-baseline")?;
     let (net_o, head_o) = cluster(host, "cluster-optimized")?;
+    // Catch-up sync: a new node replays each run's stored chain in runs of 64 blocks.
+    let catch_up = |h: &Host, name: &str| -> Result<(f64, dubchain_host::node::state::Head)> {
+        use dubchain_host::node::{block, gen::Workload, state::StateStore};
+        let source = StateStore::open(&c.data_dir.join(name).join("proposer"))?;
+        let blocks = (1..=c.blocks)
+            .map(|height| block::stored_block(h, &source, height))
+            .collect::<Result<Vec<_>, _>>()?;
+        drop(source);
+        let dir = c.data_dir.join(format!("{name}-catch-up"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = StateStore::open(&dir)?;
+        let mut head = block::commit_genesis(
+            h,
+            &store,
+            &Workload::new(args.chain.workload(args.seed)).genesis(),
+        )?;
+        let t = Instant::now();
+        for run in blocks.chunks(64) {
+            let (heads, refused) = block::validate_run(h, &store, run)?;
+            if let Some((i, e)) = refused {
+                bail!(
+                    "{name} catch-up refused block {}: {e}",
+                    run[i].header.height
+                );
+            }
+            head = *heads.last().expect("non-empty run");
+        }
+        Ok((t.elapsed().as_secs_f64(), head))
+    };
+    eprintln!("a new node catching up on each run's chain");
+    let (sync_b, synced_b) = catch_up(&baseline_host, "baseline")?;
+    let (sync_o, synced_o) = catch_up(host, "optimized")?;
     let identical = baseline.block_hashes == optimized.block_hashes
         && baseline.state_root == optimized.state_root
-        && head_b == head_o;
+        && head_b == head_o
+        && synced_b == synced_o
+        && synced_b.hash == *baseline.block_hashes.last().expect("genesis at least");
 
     let (b, o) = (&baseline, &optimized);
     let row = |name: &str, bv: f64, ov: f64, unit: &str, higher_is_better: bool| {
@@ -1139,6 +1173,13 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     }
     let network = format!("network ({} nodes, TCP)", c.validators.max(1));
     rows.push(row(&network, net_b * 1e3, net_o * 1e3, "ms", false));
+    rows.push(row(
+        "catch-up sync (runs of 64)",
+        sync_b * 1e3,
+        sync_o * 1e3,
+        "ms",
+        false,
+    ));
     rows.push(row("throughput", b.tps(), o.tps(), "tx/s", true));
     rows.push(row(
         "block latency p50",
