@@ -127,7 +127,7 @@ pub fn check_run(
     blocks: &[dubchain_plugin_api::types::Block],
 ) -> Vec<dubchain_plugin_api::slots::BlockCheck> {
     use dubchain_plugin_api::{
-        chain::{block_hash, signing_bytes, tx_hash},
+        chain::{block_hash, tx_hash},
         exec::check_stateless,
         slots::BlockCheck,
     };
@@ -160,13 +160,7 @@ pub fn check_run(
                     };
                 }
                 for (i, tx) in b.transactions.iter().enumerate() {
-                    let message = signing_bytes(tx);
-                    let item = SigItem {
-                        public_key: tx.from.0,
-                        signature: tx.signature.0,
-                        message: message.as_slice().into(),
-                    };
-                    if !verify_one_strict(&item) {
+                    if !tx_signature_ok(tx) {
                         return BlockCheck::BadSignature { index: i as u64 };
                     }
                     if let Err(failure) = check_stateless(tx) {
@@ -191,20 +185,24 @@ pub fn check_run(
 pub fn validate_txs(
     txs: &[dubchain_plugin_api::types::Transaction],
 ) -> Vec<dubchain_plugin_api::slots::TxCheck> {
-    use dubchain_plugin_api::{chain::signing_bytes, exec::check_stateless, slots::TxCheck};
+    use dubchain_plugin_api::{exec::check_stateless, slots::TxCheck};
     txs.iter()
         .map(|tx| {
-            let message = signing_bytes(tx);
-            let item = SigItem {
-                public_key: tx.from.0,
-                signature: tx.signature.0,
-                message: message.as_slice().into(),
-            };
-            if !verify_one_strict(&item) {
+            if !tx_signature_ok(tx) {
                 TxCheck::BadSignature
             } else {
                 check_stateless(tx).map_or_else(TxCheck::Invalid, |()| TxCheck::Valid)
             }
         })
         .collect()
+}
+
+/// Whether a transaction's signature over its signing bytes verifies strictly.
+fn tx_signature_ok(tx: &dubchain_plugin_api::types::Transaction) -> bool {
+    let message = dubchain_plugin_api::chain::signing_bytes(tx);
+    verify_one_strict(&SigItem {
+        public_key: tx.from.0,
+        signature: tx.signature.0,
+        message: message.as_slice().into(),
+    })
 }

@@ -94,14 +94,7 @@ pub fn compare_with_reset(
 /// deterministic for a given `seed`).
 pub fn bootstrap_median(samples: &[f64], resamples: usize, seed: u64) -> Estimate {
     assert!(!samples.is_empty(), "no samples");
-    let mut rng = seed | 1;
-    let mut next = move || {
-        // xorshift64*: enough for resampling indices.
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
+    let mut next = resampler(seed);
     let n = samples.len();
     let mut medians: Vec<f64> = (0..resamples)
         .map(|_| {
@@ -117,6 +110,17 @@ pub fn bootstrap_median(samples: &[f64], resamples: usize, seed: u64) -> Estimat
         median: median(&mut samples.to_vec()),
         low: at(0.025),
         high: at(0.975),
+    }
+}
+
+/// A deterministic generator of resampling indices (xorshift64*: enough for bootstraps).
+pub fn resampler(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = seed | 1;
+    move || {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 

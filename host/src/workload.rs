@@ -692,6 +692,14 @@ pub fn block_run(
     let sign = |tx: &mut Transaction, key: &SigningKey| {
         tx.signature = Bytes64(key.sign(&signing_bytes(tx)).to_bytes());
     };
+    // Signs again with the sender's own key, after a field changed.
+    let resign = |tx: &mut Transaction| {
+        let own = signers
+            .iter()
+            .find(|k| k.verifying_key().to_bytes() == tx.from.0)
+            .unwrap_or(&signers[0]);
+        sign(tx, own);
+    };
     let mut out = Vec::with_capacity(blocks);
     let mut labels = Vec::with_capacity(blocks);
     let (mut parent, mut height) = (head_hash, head_height);
@@ -766,46 +774,22 @@ pub fn block_run(
                 }
                 4 => {
                     tx.fee = 0;
-                    sign(
-                        tx,
-                        &signers[signers
-                            .iter()
-                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
-                            .unwrap_or(0)],
-                    );
+                    resign(tx);
                     label = "a zero fee";
                 }
                 5 => {
                     tx.gas_limit = 20_999;
-                    sign(
-                        tx,
-                        &signers[signers
-                            .iter()
-                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
-                            .unwrap_or(0)],
-                    );
+                    resign(tx);
                     label = "a gas limit below a transfer's";
                 }
                 6 => {
                     tx.access_list = vec![tx.from].into();
-                    sign(
-                        tx,
-                        &signers[signers
-                            .iter()
-                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
-                            .unwrap_or(0)],
-                    );
+                    resign(tx);
                     label = "an undeclared recipient";
                 }
                 7 => {
                     tx.kind = TxKind::Call;
-                    sign(
-                        tx,
-                        &signers[signers
-                            .iter()
-                            .position(|s| s.verifying_key().to_bytes() == tx.from.0)
-                            .unwrap_or(0)],
-                    );
+                    resign(tx);
                     label = "a contract call";
                 }
                 f => {

@@ -215,3 +215,32 @@ impl State for Overlay {
         Ok(())
     }
 }
+
+/// Executes `txs` in block order over an [`Overlay`] of `pre`: the outcome
+/// `exec.block_execution` defines, computed the straightforward way. Plugins that schedule
+/// differently fall back to it; an account outside `pre` is an error naming the
+/// transaction and the account.
+pub fn execute_in_order(
+    pre: &[AccountEntry],
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<crate::slots::BlockOutcome, crate::PluginError> {
+    let mut overlay = Overlay::new(pre);
+    let mut results = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let r = apply_transfer(&mut overlay, tx, proposer).map_err(|u| undeclared(i, u))?;
+        results.push(r.into());
+    }
+    Ok(crate::slots::BlockOutcome {
+        results: results.into(),
+        writes: overlay.into_writes().into(),
+    })
+}
+
+/// The error for transaction `index` reading an account the block did not declare.
+pub fn undeclared(index: usize, u: Undeclared) -> crate::PluginError {
+    crate::PluginError::failed(format!(
+        "transaction {index} reads account {:?}, which the block did not declare",
+        u.0
+    ))
+}

@@ -84,11 +84,14 @@ fn count(child: &Child, id: &str, side: Side, iterations: u32) -> Result<u64, St
     parse_total(&text).ok_or_else(|| format!("{}: no instruction total", out.display()))
 }
 
-/// Instructions of one call of case `id` on `side`: (run with K calls - run with none) / K.
-pub fn per_call(child: &Child, id: &str, side: Side, k: u32) -> Result<u64, String> {
+/// Instructions of one call of case `id` on `side`: (run with K calls - run with none) / K,
+/// or `None` when the K calls did not add measurably to the setup (a call so cheap, a
+/// cache hit for example, that the setup's own variation hides it).
+pub fn per_call(child: &Child, id: &str, side: Side, k: u32) -> Result<Option<u64>, String> {
     let setup = count(child, id, side, 0)?;
     let with = count(child, id, side, k)?;
-    Ok(with.saturating_sub(setup) / u64::from(k.max(1)))
+    let added = with.saturating_sub(setup) / u64::from(k.max(1));
+    Ok((added > 0).then_some(added))
 }
 
 /// Counts every case of `plan` (`(id, plugin label, promise)`) on both sides.
@@ -103,13 +106,25 @@ pub fn run(
         progress(i, plan.len(), id);
         let b = per_call(child, id, Side::Baseline, k)?;
         let p = per_call(child, id, Side::Plugin, k)?;
+        let note = match (b, p) {
+            (Some(_), Some(_)) => None,
+            _ => Some(format!(
+                "a call added no measurable instructions to the setup with {k} call(s); raise --instr-iterations"
+            )),
+        };
+        let (b, p) = (b.unwrap_or(0), p.unwrap_or(0));
         out.push(InstrResult {
             id: id.clone(),
             plugin: plugin.clone(),
             baseline_ir: b,
             plugin_ir: p,
-            ratio: b as f64 / (p as f64).max(1.0),
+            ratio: if note.is_none() {
+                b as f64 / p as f64
+            } else {
+                0.0
+            },
             promise: *promise,
+            note,
         });
     }
     progress(plan.len(), plan.len(), "");

@@ -129,9 +129,12 @@ pub struct InstrResult {
     /// Instructions of one run of the workload (setup subtracted).
     pub baseline_ir: u64,
     pub plugin_ir: u64,
-    /// Baseline / plugin instructions.
+    /// Baseline / plugin instructions (0 when `note` says the count was not measurable).
     pub ratio: f64,
     pub promise: Option<f64>,
+    /// Why the count could not be taken, if it could not.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// The comparison with a saved run.
@@ -191,7 +194,7 @@ impl BenchResults {
                 Metric::new(crate::measure::median(&mut t) * 1e3, "ms", Better::Lower),
             );
         }
-        for r in &self.instructions {
+        for r in self.instructions.iter().filter(|r| r.note.is_none()) {
             m.insert(
                 format!("instructions.{}.ratio", r.id),
                 Metric::new(r.ratio, "x", Better::Higher),
@@ -375,8 +378,12 @@ pub fn compare(
             ));
         }
     }
-    for n in &new.instructions {
-        if let Some(o) = old.instructions.iter().find(|o| o.id == n.id) {
+    for n in new.instructions.iter().filter(|n| n.note.is_none()) {
+        if let Some(o) = old
+            .instructions
+            .iter()
+            .find(|o| o.id == n.id && o.note.is_none())
+        {
             changes.push(regress::compare_counts(
                 &format!("instructions.{}.plugin", n.id),
                 o.plugin_ir,

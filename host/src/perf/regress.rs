@@ -39,14 +39,7 @@ pub struct Change {
 /// deterministic for a given `seed`).
 pub fn change(old: &[f64], new: &[f64], resamples: usize, seed: u64) -> Estimate {
     assert!(!old.is_empty() && !new.is_empty(), "no samples");
-    let mut rng = seed | 1;
-    let mut next = move || {
-        // xorshift64*: enough for resampling indices.
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    };
+    let mut next = crate::measure::resampler(seed);
     let mut draw = |v: &[f64]| -> f64 {
         let mut d: Vec<f64> = (0..v.len())
             .map(|_| v[(next() % v.len() as u64) as usize])

@@ -219,7 +219,7 @@ pub fn markdown(r: &BenchResults) -> String {
                     i.id.clone(),
                     i.baseline_ir.to_string(),
                     i.plugin_ir.to_string(),
-                    format!("{:.2}x", i.ratio),
+                    i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
                     i.promise.map_or("-".into(), |p| format!(">= {p}x")),
                 ]
             })
@@ -600,7 +600,7 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
                     i.id.clone(),
                     i.baseline_ir.to_string(),
                     i.plugin_ir.to_string(),
-                    format!("{:.2}x", i.ratio),
+                    i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
                 ]
             })
             .collect();

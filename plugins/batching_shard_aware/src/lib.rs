@@ -25,7 +25,10 @@ use std::collections::HashMap;
 
 use abi_stable::std_types::RResult;
 use dubchain_plugin_api::{
-    exec::{apply_transfer, AccountEntry, AccountState, Overlay, State, TxFailure, Undeclared},
+    exec::{
+        apply_transfer, execute_in_order, undeclared, AccountEntry, AccountState, State, TxFailure,
+        Undeclared,
+    },
     export_plugin,
     slots::{BlockExecution, BlockOutcome},
     types::{Bytes32, Transaction},
@@ -95,34 +98,6 @@ impl State for GroupState<'_> {
     }
 }
 
-fn undeclared(i: usize, u: Undeclared) -> PluginError {
-    PluginError::failed(format!(
-        "transaction {i} reads account {:?}, which the block did not declare",
-        u.0
-    ))
-}
-
-/// In block order, on this thread.
-fn in_order(
-    pre: &[AccountEntry],
-    txs: &[Transaction],
-    proposer: &Bytes32,
-) -> Result<BlockOutcome, PluginError> {
-    let mut overlay = Overlay::new(pre);
-    let mut results = Vec::with_capacity(txs.len());
-    for (i, tx) in txs.iter().enumerate() {
-        results.push(
-            apply_transfer(&mut overlay, tx, proposer)
-                .map_err(|u| undeclared(i, u))?
-                .into(),
-        );
-    }
-    Ok(BlockOutcome {
-        results: results.into(),
-        writes: overlay.into_writes().into(),
-    })
-}
-
 /// The plugin: stateless.
 pub struct ShardAware;
 
@@ -135,7 +110,7 @@ impl BlockExecution for ShardAware {
     ) -> Result<BlockOutcome, PluginError> {
         let touches_proposer = txs.iter().any(|t| t.access_list.contains(proposer));
         if txs.len() < PARALLEL_MIN || touches_proposer {
-            return in_order(pre, txs, proposer);
+            return execute_in_order(pre, txs, proposer);
         }
         // Accounts to indices; union the accounts of each access list.
         let mut index: HashMap<Bytes32, usize> = HashMap::new();
@@ -169,7 +144,7 @@ impl BlockExecution for ShardAware {
         let mut members: Vec<Vec<usize>> = members.into_values().collect();
         members.sort_unstable_by_key(|m| m[0]);
         if members.len() == 1 {
-            return in_order(pre, txs, proposer);
+            return execute_in_order(pre, txs, proposer);
         }
         let pre_map: HashMap<Bytes32, AccountState> =
             pre.iter().map(|e| (e.account, e.state)).collect();

@@ -14,35 +14,12 @@
 //! `dubchain_plugin_api::exec::apply_transfer` the host's baseline calls, in block order.
 
 use dubchain_plugin_api::{
-    exec::{apply_transfer, AccountEntry, Overlay},
+    exec::{execute_in_order, AccountEntry},
     export_plugin,
     slots::{BlockExecution, BlockOutcome},
     types::{Bytes32, Transaction},
     PluginError,
 };
-
-/// Executes `txs` in order over `pre`, in memory.
-pub fn execute_in_order(
-    pre: &[AccountEntry],
-    txs: &[Transaction],
-    proposer: &Bytes32,
-) -> Result<BlockOutcome, PluginError> {
-    let mut overlay = Overlay::new(pre);
-    let mut results = Vec::with_capacity(txs.len());
-    for (i, tx) in txs.iter().enumerate() {
-        let r = apply_transfer(&mut overlay, tx, proposer).map_err(|u| {
-            PluginError::failed(format!(
-                "transaction {i} reads account {:?}, which the block did not declare",
-                u.0
-            ))
-        })?;
-        results.push(r.into());
-    }
-    Ok(BlockOutcome {
-        results: results.into(),
-        writes: overlay.into_writes().into(),
-    })
-}
 
 /// The plugin: stateless.
 pub struct WriteSet;
