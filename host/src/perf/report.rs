@@ -150,6 +150,75 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
     rows
 }
 
+const INSTR_HEAD: [&str; 5] = ["case", "baseline", "plugin", "ratio", "promise"];
+
+fn instruction_rows(r: &BenchResults) -> Vec<Vec<String>> {
+    r.instructions
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.clone(),
+                i.baseline_ir.to_string(),
+                i.plugin_ir.to_string(),
+                i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
+                i.promise.map_or("-".into(), |p| format!(">= {p}x")),
+            ]
+        })
+        .collect()
+}
+
+const BUDGET_HEAD: [&str; 6] = [
+    "budget",
+    "metric",
+    "value",
+    "threshold",
+    "severity",
+    "status",
+];
+
+fn budget_rows(r: &BenchResults) -> Vec<Vec<String>> {
+    r.budgets
+        .iter()
+        .map(|o| {
+            vec![
+                o.budget.name.clone(),
+                o.budget.metric.clone(),
+                o.value.map_or("not measured".into(), |v| {
+                    format!("{v:.3} {}", o.budget.unit)
+                }),
+                format!("{} {}", o.budget.threshold, o.budget.unit),
+                format!("{:?}", o.budget.severity).to_lowercase(),
+                if o.violated { "VIOLATED" } else { "ok" }.into(),
+            ]
+        })
+        .collect()
+}
+
+const CHANGE_HEAD: [&str; 5] = ["series", "saved", "now", "now/saved [95% CI]", "verdict"];
+
+fn change_rows(c: &super::Comparison) -> Vec<Vec<String>> {
+    c.changes
+        .iter()
+        .map(|ch| {
+            vec![
+                ch.series.clone(),
+                format!("{:.4} {}", ch.old_median, ch.unit),
+                format!("{:.4} {}", ch.new_median, ch.unit),
+                format!(
+                    "{:.3} [{:.3}, {:.3}]",
+                    ch.ratio.median, ch.ratio.low, ch.ratio.high
+                ),
+                match ch.verdict {
+                    Verdict::Regression => "REGRESSION",
+                    Verdict::Improvement => "improvement",
+                    Verdict::NoChange => "no change",
+                }
+                .into(),
+            ]
+        })
+        .collect()
+}
+
 fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -211,59 +280,11 @@ pub fn markdown(r: &BenchResults) -> String {
     }
     if !r.instructions.is_empty() {
         out += "## Instructions (callgrind, per call, setup subtracted)\n\n";
-        let rows: Vec<Vec<String>> = r
-            .instructions
-            .iter()
-            .map(|i| {
-                vec![
-                    i.id.clone(),
-                    i.baseline_ir.to_string(),
-                    i.plugin_ir.to_string(),
-                    i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
-                    i.promise.map_or("-".into(), |p| format!(">= {p}x")),
-                ]
-            })
-            .collect();
-        md_table(
-            &mut out,
-            &["case", "baseline", "plugin", "ratio", "promise"],
-            &rows,
-        );
+        md_table(&mut out, &INSTR_HEAD, &instruction_rows(r));
     }
     if !r.budgets.is_empty() {
         out += "## Budgets\n\n";
-        let rows: Vec<Vec<String>> = r
-            .budgets
-            .iter()
-            .map(|o| {
-                vec![
-                    o.budget.name.clone(),
-                    o.budget.metric.clone(),
-                    o.value.map_or("not measured".into(), |v| {
-                        format!("{v:.3} {}", o.budget.unit)
-                    }),
-                    format!("{} {}", o.budget.threshold, o.budget.unit),
-                    format!("{:?}", o.budget.severity).to_lowercase(),
-                    if o.violated {
-                        "VIOLATED".into()
-                    } else {
-                        "ok".into()
-                    },
-                ]
-            })
-            .collect();
-        md_table(
-            &mut out,
-            &[
-                "budget",
-                "metric",
-                "value",
-                "threshold",
-                "severity",
-                "status",
-            ],
-            &rows,
-        );
+        md_table(&mut out, &BUDGET_HEAD, &budget_rows(r));
     }
     if let Some(c) = &r.comparison {
         let _ = writeln!(
@@ -276,31 +297,7 @@ pub fn markdown(r: &BenchResults) -> String {
         for m in &c.mismatches {
             let _ = writeln!(out, "- fingerprint differs (compared on request): {m}");
         }
-        let rows: Vec<Vec<String>> = c
-            .changes
-            .iter()
-            .map(|ch| {
-                vec![
-                    ch.series.clone(),
-                    format!("{:.4} {}", ch.old_median, ch.unit),
-                    format!("{:.4} {}", ch.new_median, ch.unit),
-                    format!(
-                        "{:.3} [{:.3}, {:.3}]",
-                        ch.ratio.median, ch.ratio.low, ch.ratio.high
-                    ),
-                    match ch.verdict {
-                        Verdict::Regression => "REGRESSION".into(),
-                        Verdict::Improvement => "improvement".into(),
-                        Verdict::NoChange => "no change".into(),
-                    },
-                ]
-            })
-            .collect();
-        md_table(
-            &mut out,
-            &["series", "saved", "now", "now/saved [95% CI]", "verdict"],
-            &rows,
-        );
+        md_table(&mut out, &CHANGE_HEAD, &change_rows(c));
     }
     out
 }
@@ -592,41 +589,11 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
     }
     if !r.instructions.is_empty() {
         out += "<h2>Instructions (callgrind)</h2>";
-        let rows: Vec<Vec<String>> = r
-            .instructions
-            .iter()
-            .map(|i| {
-                vec![
-                    i.id.clone(),
-                    i.baseline_ir.to_string(),
-                    i.plugin_ir.to_string(),
-                    i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
-                ]
-            })
-            .collect();
-        html_table(&mut out, &["case", "baseline", "plugin", "ratio"], &rows);
+        html_table(&mut out, &INSTR_HEAD, &instruction_rows(r));
     }
     if !r.budgets.is_empty() {
         out += "<h2>Budgets</h2>";
-        let rows: Vec<Vec<String>> = r
-            .budgets
-            .iter()
-            .map(|o| {
-                vec![
-                    o.budget.name.clone(),
-                    o.value.map_or("not measured".into(), |v| {
-                        format!("{v:.3} {}", o.budget.unit)
-                    }),
-                    format!("{} {}", o.budget.threshold, o.budget.unit),
-                    if o.violated {
-                        "VIOLATED".into()
-                    } else {
-                        "ok".into()
-                    },
-                ]
-            })
-            .collect();
-        html_table(&mut out, &["budget", "value", "threshold", "status"], &rows);
+        html_table(&mut out, &BUDGET_HEAD, &budget_rows(r));
     }
     if let Some(c) = &r.comparison {
         let _ = write!(
@@ -634,29 +601,7 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
             "<h2>Against saved run <code>{}</code></h2>",
             esc(&c.against)
         );
-        let rows: Vec<Vec<String>> = c
-            .changes
-            .iter()
-            .map(|ch| {
-                vec![
-                    ch.series.clone(),
-                    format!(
-                        "{:.3} [{:.3}, {:.3}]",
-                        ch.ratio.median, ch.ratio.low, ch.ratio.high
-                    ),
-                    match ch.verdict {
-                        Verdict::Regression => "REGRESSION".into(),
-                        Verdict::Improvement => "improvement".into(),
-                        Verdict::NoChange => "no change".into(),
-                    },
-                ]
-            })
-            .collect();
-        html_table(
-            &mut out,
-            &["series", "now/saved [95% CI]", "verdict"],
-            &rows,
-        );
+        html_table(&mut out, &CHANGE_HEAD, &change_rows(c));
     }
     let plot = history_plot(history);
     if !plot.is_empty() {
