@@ -140,21 +140,8 @@ struct SystemArgs {
     /// Blocks per chain run.
     #[arg(long, default_value_t = 20)]
     blocks: u64,
-    /// Transactions submitted per block.
-    #[arg(long, default_value_t = 256)]
-    txs_per_block: usize,
-    /// Accounts in the genesis state.
-    #[arg(long, default_value_t = 1_000)]
-    accounts: usize,
-    /// Validators.
-    #[arg(long, default_value_t = 4)]
-    validators: usize,
-    /// Zipf exponent of account choice.
-    #[arg(long, default_value_t = 1.1)]
-    zipf: f64,
-    /// Share of invalid transactions.
-    #[arg(long, default_value_t = 0.05)]
-    invalid_share: f64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
     /// Seed of the chain workload.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -162,14 +149,7 @@ struct SystemArgs {
 
 impl SystemArgs {
     fn workload(&self) -> dubchain_host::node::gen::WorkloadConfig {
-        dubchain_host::node::gen::WorkloadConfig {
-            seed: self.seed,
-            accounts: self.accounts,
-            validators: self.validators,
-            txs_per_block: self.txs_per_block,
-            zipf: self.zipf,
-            invalid_share: self.invalid_share,
-        }
+        self.workload.config(self.seed)
     }
 }
 
@@ -360,6 +340,23 @@ struct ChainArgs {
     /// Blocks to produce.
     #[arg(long, default_value_t = 60)]
     blocks: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Where the nodes keep their RocksDB stores.
+    #[arg(long, default_value = "target/dubchain/data")]
+    data_dir: PathBuf,
+}
+
+impl ChainArgs {
+    fn workload(&self, seed: u64) -> dubchain_host::node::gen::WorkloadConfig {
+        self.workload.config(seed)
+    }
+}
+
+/// The shape of the generated chain workload, shared by `run`, `chain`, `bench` and
+/// `profile`.
+#[derive(Args, Clone)]
+struct WorkloadArgs {
     /// Transactions submitted per block (and the most a block takes).
     #[arg(long, default_value_t = 256)]
     txs_per_block: usize,
@@ -376,13 +373,10 @@ struct ChainArgs {
     /// insufficient balance, undeclared access, duplicate).
     #[arg(long, default_value_t = 0.05)]
     invalid_share: f64,
-    /// Where the nodes keep their RocksDB stores.
-    #[arg(long, default_value = "target/dubchain/data")]
-    data_dir: PathBuf,
 }
 
-impl ChainArgs {
-    fn workload(&self, seed: u64) -> dubchain_host::node::gen::WorkloadConfig {
+impl WorkloadArgs {
+    fn config(&self, seed: u64) -> dubchain_host::node::gen::WorkloadConfig {
         dubchain_host::node::gen::WorkloadConfig {
             seed,
             accounts: self.accounts,
@@ -1064,11 +1058,11 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     eprintln!(
         "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, seed {}",
         c.blocks,
-        c.txs_per_block,
-        c.accounts,
-        c.zipf,
-        c.validators,
-        c.invalid_share * 100.0,
+        c.workload.txs_per_block,
+        c.workload.accounts,
+        c.workload.zipf,
+        c.workload.validators,
+        c.workload.invalid_share * 100.0,
         args.seed
     );
     let baseline_host = Host::new(dubchain_host::host::HostOptions::default());
@@ -1102,7 +1096,7 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     };
     eprintln!(
         "running {} validator nodes over TCP on loopback, on baselines and with plugins",
-        c.validators.max(1)
+        c.workload.validators.max(1)
     );
     let (net_b, head_b) = cluster(&baseline_host, "cluster-baseline")?;
     let (net_o, head_o) = cluster(host, "cluster-optimized")?;
@@ -1171,7 +1165,7 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     ] {
         rows.push(row(name, bv * 1e3, ov * 1e3, "ms", false));
     }
-    let network = format!("network ({} nodes, TCP)", c.validators.max(1));
+    let network = format!("network ({} nodes, TCP)", c.workload.validators.max(1));
     rows.push(row(&network, net_b * 1e3, net_o * 1e3, "ms", false));
     rows.push(row(
         "catch-up sync (runs of 64)",
@@ -1231,7 +1225,7 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
          both runs ended on block {} {:?})\n\
          (this binary is the dev build the tests use, with debug assertions in the host and its\n\
          dependencies, while plugins are release builds: `cargo xtask bench` gives the fair ratios)\n",
-        c.validators.max(1),
+        c.workload.validators.max(1),
         head_b.height,
         head_b.hash
     );
@@ -1308,7 +1302,7 @@ fn chain_produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
             &store,
             &mut mempool,
             workload.proposer(head.height + 1),
-            args.txs_per_block,
+            args.workload.txs_per_block,
         )?;
         writeln!(
             out,
@@ -1628,11 +1622,11 @@ fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Result<
             "--blocks".into(),
             args.system.blocks.to_string(),
             "--txs-per-block".into(),
-            args.system.txs_per_block.to_string(),
+            args.system.workload.txs_per_block.to_string(),
             "--accounts".into(),
-            args.system.accounts.to_string(),
+            args.system.workload.accounts.to_string(),
             "--validators".into(),
-            args.system.validators.to_string(),
+            args.system.workload.validators.to_string(),
             "--seed".into(),
             args.system.seed.to_string(),
             "--signatures".into(),
