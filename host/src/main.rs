@@ -370,9 +370,12 @@ struct WorkloadArgs {
     #[arg(long, default_value_t = 1.1)]
     zipf: f64,
     /// Share of submitted transactions that are invalid (bad signature, bad nonce,
-    /// insufficient balance, undeclared access, duplicate).
+    /// insufficient balance, undeclared access, duplicate, out of gas).
     #[arg(long, default_value_t = 0.05)]
     invalid_share: f64,
+    /// Share of valid transactions that are contract calls (one in twenty a deploy).
+    #[arg(long, default_value_t = 0.05)]
+    contract_share: f64,
 }
 
 impl WorkloadArgs {
@@ -384,6 +387,7 @@ impl WorkloadArgs {
             txs_per_block: self.txs_per_block,
             zipf: self.zipf,
             invalid_share: self.invalid_share,
+            contract_share: self.contract_share,
         }
     }
 }
@@ -1056,13 +1060,14 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
     };
     let c = &args.chain;
     eprintln!(
-        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, seed {}",
+        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, {:.0}% contract calls, seed {}",
         c.blocks,
         c.workload.txs_per_block,
         c.workload.accounts,
         c.workload.zipf,
         c.workload.validators,
         c.workload.invalid_share * 100.0,
+        c.workload.contract_share * 100.0,
         args.seed
     );
     let baseline_host = Host::new(dubchain_host::host::HostOptions::default());

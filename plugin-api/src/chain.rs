@@ -33,6 +33,16 @@ pub fn signing_bytes(tx: &Transaction) -> Vec<u8> {
     out
 }
 
+/// The address of the contract `deployer` creates with the transaction of nonce `nonce`: a
+/// deploy transaction's `to` must be this.
+pub fn contract_address(deployer: &Bytes32, nonce: u64) -> Bytes32 {
+    let mut h = Sha256::new();
+    h.update(b"dubchain-contract-v1");
+    h.update(deployer.0);
+    h.update(nonce.to_le_bytes());
+    Bytes32(h.finalize().into())
+}
+
 /// A transaction's identity: the hash of its signing bytes and signature.
 pub fn tx_hash(tx: &Transaction) -> Bytes32 {
     let mut h = Sha256::new();

@@ -1,4 +1,5 @@
-//! The reference semantics of executing a transfer, shared by the host's baseline and by
+//! The reference semantics of executing a transfer, and the stateless rules of every kind of
+//! transaction, shared by the host's baseline and by
 //! plugins that schedule execution differently (`exec.block_execution`).
 //!
 //! Sharing the one function is deliberate: a plugin that batches writes or runs groups of
@@ -11,6 +12,34 @@ use crate::types::{Bytes32, Transaction, TxKind};
 
 /// Gas charged for a transfer.
 pub const TRANSFER_GAS: u64 = 21_000;
+
+/// Gas charged for a contract call before the contract runs (the call's own cost).
+pub const CALL_BASE_GAS: u64 = 21_000;
+
+/// Gas charged for deploying a contract of `len` bytes of code: a base plus a cost per byte
+/// (validation and storage grow with the code).
+pub fn deploy_gas(len: usize) -> u64 {
+    const BASE: u64 = 32_000;
+    const PER_BYTE: u64 = 16;
+    BASE.saturating_add(PER_BYTE.saturating_mul(len as u64))
+}
+
+/// The largest contract code a deploy may carry.
+pub const MAX_CODE_BYTES: usize = 64 * 1024;
+
+/// The length of a call's input: one little-endian `i64`, the argument of the contract's
+/// exported `call` function.
+pub const CALL_INPUT_BYTES: usize = 8;
+
+/// The gas a transaction of this kind costs before any contract code runs; its gas limit
+/// must cover it.
+pub fn intrinsic_gas(tx: &Transaction) -> u64 {
+    match tx.kind {
+        TxKind::Transfer => TRANSFER_GAS,
+        TxKind::Call => CALL_BASE_GAS,
+        TxKind::Deploy => deploy_gas(tx.payload.0.len()),
+    }
+}
 
 /// An account's state.
 #[repr(C)]
@@ -44,7 +73,14 @@ pub enum TxFailure {
     NotATransfer,
     /// The fee is zero.
     ZeroFee,
-    /// The gas limit is below what a transfer costs.
+    /// A contract transaction moves value (its amount must be zero).
+    ContractValue,
+    /// A deploy without code or with more than [`MAX_CODE_BYTES`], or a call whose input
+    /// is not [`CALL_INPUT_BYTES`] long, or a transfer with a payload.
+    BadPayload,
+    /// A deploy's `to` is not the address [`crate::chain::contract_address`] gives.
+    BadContractAddress,
+    /// The gas limit is below the transaction's intrinsic gas ([`intrinsic_gas`]).
     GasLimit {
         /// The transaction's gas limit.
         limit: u64,
@@ -67,17 +103,40 @@ pub enum TxFailure {
     Overflow,
 }
 
-/// The checks that need no state, in the order the chain applies them: kind, fee, gas
-/// limit, declared sender, declared recipient. (Signatures are checked separately, and
-/// before these.)
+/// The checks that need no state, in the order the chain applies them: fee, value and
+/// payload of contract transactions, a deploy's address, gas limit, declared sender,
+/// declared recipient (the contract, for a deploy or a call). (Signatures are checked
+/// separately, and before these.)
 pub fn check_stateless(tx: &Transaction) -> Result<(), TxFailure> {
-    if tx.kind != TxKind::Transfer {
-        return Err(TxFailure::NotATransfer);
-    }
     if tx.fee == 0 {
         return Err(TxFailure::ZeroFee);
     }
-    if tx.gas_limit < TRANSFER_GAS {
+    match tx.kind {
+        TxKind::Transfer => {
+            if !tx.payload.0.is_empty() {
+                return Err(TxFailure::BadPayload);
+            }
+        }
+        TxKind::Deploy | TxKind::Call => {
+            if tx.amount != 0 {
+                return Err(TxFailure::ContractValue);
+            }
+            let len = tx.payload.0.len();
+            let ok = match tx.kind {
+                TxKind::Deploy => (1..=MAX_CODE_BYTES).contains(&len),
+                _ => len == CALL_INPUT_BYTES,
+            };
+            if !ok {
+                return Err(TxFailure::BadPayload);
+            }
+            if tx.kind == TxKind::Deploy
+                && tx.to != crate::chain::contract_address(&tx.from, tx.nonce)
+            {
+                return Err(TxFailure::BadContractAddress);
+            }
+        }
+    }
+    if tx.gas_limit < intrinsic_gas(tx) {
         return Err(TxFailure::GasLimit {
             limit: tx.gas_limit,
         });

@@ -1,6 +1,7 @@
 //! Integration tests of the host: one binary, one module per concern.
 
 mod authoring;
+mod contracts;
 mod differential;
 mod fallback;
 mod hot_reload;

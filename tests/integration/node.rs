@@ -17,6 +17,7 @@ use dubchain_host::{
         mempool::{Mempool, Rejection},
         run::{run_chain, ChainConfig},
         state::{Account, StateStore},
+        vm::Vm,
     },
     Host,
 };
@@ -32,6 +33,7 @@ fn small(seed: u64) -> WorkloadConfig {
         txs_per_block: 48,
         zipf: 1.2,
         invalid_share: 0.15,
+        contract_share: 0.1,
     }
 }
 
@@ -256,9 +258,29 @@ fn every_validity_rule_rejects_what_it_must() {
         },
         &k[0],
     );
+    // A call that moves value, a call with a short input, a deploy to the wrong address.
     let contract = resign(
         Transaction {
             kind: TxKind::Call,
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let short_input = resign(
+        Transaction {
+            kind: TxKind::Call,
+            amount: 0,
+            payload: Blob(vec![1, 2, 3].into()),
+            ..good.clone()
+        },
+        &k[0],
+    );
+    let misaddressed = resign(
+        Transaction {
+            kind: TxKind::Deploy,
+            amount: 0,
+            payload: Blob(vec![0; 10].into()),
+            gas_limit: 1_000_000,
             ..good.clone()
         },
         &k[0],
@@ -276,6 +298,8 @@ fn every_validity_rule_rejects_what_it_must() {
                 low_gas,
                 undeclared,
                 contract,
+                short_input,
+                misaddressed,
             ],
             &host.slots.sig_verify,
             &store,
@@ -292,16 +316,20 @@ fn every_validity_rule_rejects_what_it_must() {
             Some(Rejection::Invalid(TxError::UndeclaredAccess(
                 "the recipient"
             ))),
-            Some(Rejection::Invalid(TxError::ContractsUnsupported)),
+            Some(Rejection::Invalid(TxError::ContractValue)),
+            Some(Rejection::Invalid(TxError::BadPayload)),
+            Some(Rejection::Invalid(TxError::BadContractAddress)),
         ]
     );
 
     // Stateful rules, at execution.
     let proposer = Bytes32([9; 32]);
     let mut w = store.begin_block(1);
-    assert!(execute(&mut w, &good, &proposer).unwrap().is_ok());
+    assert!(execute(&mut w, Vm::shared(), &good, &proposer)
+        .unwrap()
+        .is_ok());
     assert_eq!(
-        execute(&mut w, &stale, &proposer).unwrap(),
+        execute(&mut w, Vm::shared(), &stale, &proposer).unwrap(),
         Err(TxError::BadNonce {
             expected: 1,
             got: 0
@@ -309,7 +337,7 @@ fn every_validity_rule_rejects_what_it_must() {
     );
     let broke = transfer(&k[1], &k[2], 2_000, 1, 0);
     assert_eq!(
-        execute(&mut w, &broke, &proposer).unwrap(),
+        execute(&mut w, Vm::shared(), &broke, &proposer).unwrap(),
         Err(TxError::InsufficientBalance {
             balance: 1_010,
             needed: 2_001
@@ -317,7 +345,7 @@ fn every_validity_rule_rejects_what_it_must() {
     );
     let overflow = transfer(&k[1], &k[2], u64::MAX, 1, 0);
     assert_eq!(
-        execute(&mut w, &overflow, &proposer).unwrap(),
+        execute(&mut w, Vm::shared(), &overflow, &proposer).unwrap(),
         Err(TxError::Overflow)
     );
     // A rejected transaction changed nothing.
@@ -332,7 +360,9 @@ fn every_validity_rule_rejects_what_it_must() {
     w.abort().unwrap();
     // Stale nonces are refused at admission once the state has moved on.
     let mut w = store.begin_block(1);
-    execute(&mut w, &good, &proposer).unwrap().unwrap();
+    execute(&mut w, Vm::shared(), &good, &proposer)
+        .unwrap()
+        .unwrap();
     w.commit(
         b"{}",
         dubchain_host::node::state::Head {
@@ -442,9 +472,14 @@ fn an_interrupted_block_is_rolled_back_on_reopen() {
     let head = store.head().unwrap();
     {
         let mut w = store.begin_block(1);
-        execute(&mut w, &transfer(&k[0], &k[1], 10, 1, 0), &Bytes32([9; 32]))
-            .unwrap()
-            .unwrap();
+        execute(
+            &mut w,
+            Vm::shared(),
+            &transfer(&k[0], &k[1], 10, 1, 0),
+            &Bytes32([9; 32]),
+        )
+        .unwrap()
+        .unwrap();
         assert_ne!(w.state_root().unwrap(), root, "the writes reached RocksDB");
         // Dropped without commit or abort: the process "dies" here.
         std::mem::forget(w);

@@ -56,7 +56,8 @@ pub enum BlockError {
 pub const GENESIS_MS: u64 = 1_700_000_000_000;
 pub const BLOCK_INTERVAL_MS: u64 = 2_000;
 
-/// Writes the genesis state and block (height 0) to an empty store.
+/// Writes the genesis state (`accounts` and the reference contracts,
+/// [`super::vm::contracts::genesis`]) and block (height 0) to an empty store.
 pub fn commit_genesis(
     host: &Host,
     store: &StateStore,
@@ -65,6 +66,9 @@ pub fn commit_genesis(
     let mut w = store.begin_block(0);
     for (a, acc) in accounts {
         w.put(a, *acc)?;
+    }
+    for c in super::vm::contracts::genesis() {
+        w.put_code(&c.address, &c.code)?;
     }
     let state_root = w.state_root()?;
     let header = BlockHeader {
@@ -149,7 +153,13 @@ pub fn produce(
     let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
     let mut receipts = Vec::with_capacity(candidates.len());
     let mut dropped = Vec::new();
-    let outcomes = execute_block(&host.slots.block_execution, &mut w, &candidates, &proposer)?;
+    let outcomes = execute_block(
+        &host.slots.block_execution,
+        super::vm::Vm::shared(),
+        &mut w,
+        &candidates,
+        &proposer,
+    )?;
     for (tx, outcome) in candidates.into_iter().zip(outcomes) {
         match outcome {
             Ok(r) => {
@@ -332,6 +342,7 @@ pub fn execute_and_commit(
     let mut w = store.begin_block(h.height);
     let outcomes = match execute_block(
         &host.slots.block_execution,
+        super::vm::Vm::shared(),
         &mut w,
         &block.transactions,
         &h.proposer,

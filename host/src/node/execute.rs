@@ -1,13 +1,15 @@
-//! Validity rules and execution of transactions (transfers), and of whole blocks.
+//! Validity rules and execution of transactions (transfers, contract deploys and calls),
+//! and of whole blocks.
 
 use dubchain_plugin_api::{
-    exec::{apply_transfer, AccountEntry, AccountState, State, TxFailure},
-    types::{Bytes32, Receipt, SigItem, Transaction},
+    exec::{apply_transfer, intrinsic_gas, AccountEntry, AccountState, State, TxFailure},
+    types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
 };
 
 use super::{
     chain,
     state::{Account, BlockWriter, StateError},
+    vm::{self, CallFailure, Vm},
 };
 use crate::slot::{BlockExecutionSlot, SigVerifySlot};
 
@@ -20,12 +22,18 @@ pub enum TxError {
     BadSignature,
     #[error("fee must be at least 1")]
     ZeroFee,
-    #[error("gas limit {0} is below the {TRANSFER_GAS} a transfer costs")]
+    #[error("gas limit {0} is below the transaction's intrinsic gas")]
     GasLimit(u64),
     #[error("the access list does not declare {0}")]
     UndeclaredAccess(&'static str),
-    #[error("contract transactions need the VM, which this node does not have yet")]
-    ContractsUnsupported,
+    #[error("only transfers execute here")]
+    NotATransfer,
+    #[error("a contract transaction must move no value")]
+    ContractValue,
+    #[error("the payload does not fit the kind (deploy: 1 to 64 KiB of code; call: 8 bytes of input; transfer: none)")]
+    BadPayload,
+    #[error("a deploy's recipient must be the address derived from its sender and nonce")]
+    BadContractAddress,
     #[error("nonce {got}, expected {expected}")]
     BadNonce { expected: u64, got: u64 },
     #[error("balance {balance} is less than amount plus fee {needed}")]
@@ -85,7 +93,10 @@ impl From<TxFailure> for TxError {
         match f {
             TxFailure::UndeclaredSender => TxError::UndeclaredAccess("the sender"),
             TxFailure::UndeclaredRecipient => TxError::UndeclaredAccess("the recipient"),
-            TxFailure::NotATransfer => TxError::ContractsUnsupported,
+            TxFailure::NotATransfer => TxError::NotATransfer,
+            TxFailure::ContractValue => TxError::ContractValue,
+            TxFailure::BadPayload => TxError::BadPayload,
+            TxFailure::BadContractAddress => TxError::BadContractAddress,
             TxFailure::ZeroFee => TxError::ZeroFee,
             TxFailure::GasLimit { limit } => TxError::GasLimit(limit),
             TxFailure::BadNonce { expected, got } => TxError::BadNonce { expected, got },
@@ -106,27 +117,167 @@ pub fn success_receipt() -> Receipt {
     }
 }
 
-/// Checks `tx` against the state and applies it, writing through to the store at once:
-/// [`dubchain_plugin_api::exec::apply_transfer`] (debit sender amount + fee, bump its
-/// nonce, credit recipient, pay the fee to `proposer`).
+/// Checks `tx` against the state and applies it, writing through to the store at once. A
+/// transfer is [`dubchain_plugin_api::exec::apply_transfer`] (debit sender amount + fee,
+/// bump its nonce, credit recipient, pay the fee to `proposer`); a deploy or a call is
+/// [`execute_contract`].
 pub fn execute(
     w: &mut BlockWriter<'_>,
+    vm: &Vm,
     tx: &Transaction,
     proposer: &Bytes32,
 ) -> Result<Result<Receipt, TxError>, StateError> {
+    if tx.kind != TxKind::Transfer {
+        return execute_contract(w, vm, tx, proposer);
+    }
     Ok(apply_transfer(&mut WriteThrough(w), tx, proposer)?
         .map(|()| success_receipt())
         .map_err(TxError::from))
 }
 
-/// Executes `txs` in order for `proposer`, through the `exec.block_execution` slot: a
-/// plugin gets the state before the block of every account the block may touch (read
-/// once each) and answers the outcomes and the final write set, which is then written
-/// once per account in key order. Without a plugin (or when it fails), the baseline
-/// executes each transaction with its writes going to the store at once.
+/// Applies a deploy or a call. The checks that reject it (no effect at all) are the
+/// declared sender and contract, the nonce, and a balance that covers the fee plus the
+/// whole gas limit. Past them, the transaction is included whatever the contract does: the
+/// sender's nonce moves, and the sender pays the fee plus the gas used to `proposer`. A
+/// deploy stores the code if it validates; a call runs it in `vm` and applies its storage
+/// writes only if it returns (a trap, or running out of gas, reverts them and is a failed
+/// receipt with the gas charged: all of it when it ran out).
+pub fn execute_contract(
+    w: &mut BlockWriter<'_>,
+    vm: &Vm,
+    tx: &Transaction,
+    proposer: &Bytes32,
+) -> Result<Result<Receipt, TxError>, StateError> {
+    if !tx.access_list.contains(&tx.from) {
+        return Ok(Err(TxError::UndeclaredAccess("the sender")));
+    }
+    if !tx.access_list.contains(&tx.to) {
+        return Ok(Err(TxError::UndeclaredAccess("the recipient")));
+    }
+    let intrinsic = intrinsic_gas(tx);
+    if tx.gas_limit < intrinsic {
+        return Ok(Err(TxError::GasLimit(tx.gas_limit)));
+    }
+    let sender = w.account(&tx.from)?;
+    if tx.nonce != sender.nonce {
+        return Ok(Err(TxError::BadNonce {
+            expected: sender.nonce,
+            got: tx.nonce,
+        }));
+    }
+    let Some(needed) = tx.fee.checked_add(tx.gas_limit) else {
+        return Ok(Err(TxError::Overflow));
+    };
+    if sender.balance < needed {
+        return Ok(Err(TxError::InsufficientBalance {
+            balance: sender.balance,
+            needed,
+        }));
+    }
+    let (gas_used, failure) = match tx.kind {
+        TxKind::Deploy => match vm::validate_code(&tx.payload.0) {
+            Ok(()) if w.code(&tx.to)?.is_some() => (
+                intrinsic,
+                Some(format!("a contract is already deployed at {:?}", tx.to)),
+            ),
+            Ok(()) => {
+                w.put_code(&tx.to, &tx.payload.0)?;
+                (intrinsic, None)
+            }
+            Err(e) => (intrinsic, Some(CallFailure::Invalid(e).to_string())),
+        },
+        _ => {
+            let input = i64::from_le_bytes(tx.payload.0.as_slice().try_into().map_err(|_| {
+                // check_stateless guarantees 8 bytes; a block that skipped it fails here.
+                StateError::Corrupt {
+                    path: Default::default(),
+                    what: "call input".into(),
+                    detail: "not 8 bytes".into(),
+                }
+            })?);
+            match w.code(&tx.to)? {
+                None => (intrinsic, Some(CallFailure::NoContract(tx.to).to_string())),
+                Some(code) => {
+                    let out = vm.call(
+                        &code,
+                        tx.to,
+                        input,
+                        tx.gas_limit - intrinsic,
+                        Box::new(w.reader()),
+                    )?;
+                    match out.result {
+                        Ok((_, writes)) => {
+                            for (k, v) in writes {
+                                w.put_storage(&tx.to, k, v)?;
+                            }
+                            (intrinsic + out.gas_used, None)
+                        }
+                        Err(f) => (intrinsic + out.gas_used, Some(f.to_string())),
+                    }
+                }
+            }
+        }
+    };
+    let charge = tx.fee + gas_used;
+    w.put(
+        &tx.from,
+        Account {
+            balance: sender.balance - charge,
+            nonce: sender.nonce + 1,
+        },
+    )?;
+    // Re-read: the proposer may be the sender.
+    let p = w.account(proposer)?;
+    w.put(
+        proposer,
+        Account {
+            balance: p.balance.saturating_add(charge),
+            ..p
+        },
+    )?;
+    Ok(Ok(Receipt {
+        success: failure.is_none(),
+        gas_used,
+        error: failure.unwrap_or_default().into(),
+    }))
+}
+
+/// Executes `txs` in order for `proposer`. Contract transactions run in `vm`; each maximal
+/// run of transfers between them goes through the `exec.block_execution` slot: a plugin
+/// gets the state before the run of every account the run may touch (read once each) and
+/// answers the outcomes and the final write set, which is then written once per account in
+/// key order. Without a plugin (or when it fails), the baseline executes each transfer
+/// with its writes going to the store at once.
 ///
-/// A failed transaction has no effect; execution goes on with the next.
+/// A rejected transaction has no effect; execution goes on with the next.
 pub fn execute_block(
+    slot: &BlockExecutionSlot,
+    vm: &Vm,
+    w: &mut BlockWriter<'_>,
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<Vec<Result<Receipt, TxError>>, StateError> {
+    let mut out = Vec::with_capacity(txs.len());
+    let mut rest = txs;
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|t| t.kind != TxKind::Transfer)
+            .unwrap_or(rest.len());
+        if run == 0 {
+            out.push(execute_contract(w, vm, &rest[0], proposer)?);
+            rest = &rest[1..];
+        } else {
+            out.extend(execute_transfers(slot, w, &rest[..run], proposer)?);
+            rest = &rest[run..];
+        }
+    }
+    Ok(out)
+}
+
+/// Executes a run of transfers, through the `exec.block_execution` slot when it has a
+/// provider (see [`execute_block`]).
+fn execute_transfers(
     slot: &BlockExecutionSlot,
     w: &mut BlockWriter<'_>,
     txs: &[Transaction],
@@ -177,5 +328,11 @@ pub fn execute_block(
                 .collect());
         }
     }
-    txs.iter().map(|tx| execute(w, tx, proposer)).collect()
+    txs.iter()
+        .map(|tx| {
+            Ok(apply_transfer(&mut WriteThrough(w), tx, proposer)?
+                .map(|()| success_receipt())
+                .map_err(TxError::from))
+        })
+        .collect()
 }

@@ -1,11 +1,16 @@
-//! The seeded node workload: accounts, transfers with a Zipf hot-key skew, a share of
-//! invalid transactions, validators.
+//! The seeded node workload: accounts, transfers with a Zipf hot-key skew, contract calls
+//! (and the odd deploy) on the reference contracts, a share of invalid transactions
+//! (including calls that run out of gas), validators.
 //!
 //! Transactions for block `h` are a function of the seed, `h` and the committed state (for
 //! nonces), so a run can be resumed after a crash and two runs with the same seed see the
 //! same transactions.
 
-use dubchain_plugin_api::types::{Blob, Bytes32, Bytes64, Transaction, TxKind};
+use dubchain_plugin_api::{
+    chain::contract_address,
+    exec::{deploy_gas, CALL_BASE_GAS},
+    types::{Blob, Bytes32, Bytes64, Transaction, TxKind},
+};
 use ed25519_dalek::{Signer, SigningKey};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -14,6 +19,7 @@ use super::{
     chain::signing_bytes,
     execute::TRANSFER_GAS,
     state::{Account, StateError, StateStore},
+    vm::contracts,
 };
 
 /// Shape of the workload.
@@ -27,6 +33,9 @@ pub struct WorkloadConfig {
     pub zipf: f64,
     /// Share of generated transactions that are invalid.
     pub invalid_share: f64,
+    /// Share of valid transactions that are contract calls (one in twenty of them a
+    /// deploy).
+    pub contract_share: f64,
 }
 
 impl Default for WorkloadConfig {
@@ -38,18 +47,27 @@ impl Default for WorkloadConfig {
             txs_per_block: 256,
             zipf: 1.1,
             invalid_share: 0.05,
+            contract_share: 0.05,
         }
     }
 }
 
 /// The kinds of invalid transaction the workload generates.
-pub const INVALID_KINDS: [&str; 5] = [
+pub const INVALID_KINDS: [&str; 6] = [
     "bad signature",
     "bad nonce",
     "insufficient balance",
     "undeclared access",
     "duplicate",
+    "out of gas",
 ];
+
+/// Gas a generated call may use beyond its base: ample for the calls the workload makes
+/// (at most 400 rounds of the compute contract), short for an out-of-gas one.
+pub const CALL_GAS: u64 = 50_000;
+
+/// Rounds of the compute contract an out-of-gas call asks for: about 100k gas.
+const OUT_OF_GAS_ROUNDS: i64 = 5_000;
 
 /// Balance of every account at genesis.
 pub const GENESIS_BALANCE: u64 = 1_000_000_000;
@@ -158,6 +176,52 @@ impl Workload {
                     out.push(prev);
                     continue;
                 }
+            }
+            let contract = if kind == 5 {
+                Some((contracts::compute().address, OUT_OF_GAS_ROUNDS))
+            } else if !invalid && rng.gen_bool(self.config.contract_share.clamp(0.0, 1.0)) {
+                match rng.gen_range(0..20) {
+                    0 => Some((Bytes32::default(), -1)), // a deploy, below
+                    1..=9 => Some((contracts::counter().address, rng.gen_range(0..16))),
+                    _ => Some((contracts::compute().address, rng.gen_range(10..400))),
+                }
+            } else {
+                None
+            };
+            if let Some((target, arg)) = contract {
+                let deploy = arg == -1 && target == Bytes32::default();
+                let from_addr = self.addresses[from];
+                let code = &contracts::counter().code;
+                let to = if deploy {
+                    contract_address(&from_addr, nonce)
+                } else {
+                    target
+                };
+                let mut tx = Transaction {
+                    from: from_addr,
+                    to,
+                    amount: 0,
+                    fee: rng.gen_range(1..100),
+                    nonce,
+                    gas_limit: if deploy {
+                        deploy_gas(code.len())
+                    } else {
+                        CALL_BASE_GAS + CALL_GAS
+                    },
+                    kind: if deploy { TxKind::Deploy } else { TxKind::Call },
+                    payload: Blob(if deploy {
+                        code.clone().into()
+                    } else {
+                        arg.to_le_bytes().to_vec().into()
+                    }),
+                    access_list: vec![from_addr, to].into(),
+                    signature: Bytes64([0; 64]),
+                };
+                tx.signature = Bytes64(self.keys[from].sign(&signing_bytes(&tx)).to_bytes());
+                // Included even when it runs out of gas: the nonce moves.
+                next_nonce.insert(from, nonce + 1);
+                out.push(tx);
+                continue;
             }
             let mut tx = Transaction {
                 from: self.addresses[from],

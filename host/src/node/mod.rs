@@ -19,3 +19,4 @@ pub mod mempool;
 pub mod net;
 pub mod run;
 pub mod state;
+pub mod vm;

@@ -5,9 +5,11 @@
 //! | key | value |
 //! |---|---|
 //! | `a/` + account (32 bytes) | the account, serde_json (the baseline record format) |
+//! | `c/` + contract (32 bytes) | the contract's wasm code, as deployed |
+//! | `s/` + contract + key (8 bytes, big-endian, sign bit flipped) | a storage value, serde_json |
 //! | `b/` + height (8 bytes, big-endian) | the block, encoded by `storage.record_codec` |
 //! | `h` | the head: height, block hash, state root (JSON) |
-//! | `u/` + height + account | undo: the account's value before block `height` touched it |
+//! | `u/` + height + key | undo: the value of `key` (an `a/`, `c/` or `s/` key) before block `height` first wrote it |
 //!
 //! **Baseline write path**, as the catalogue describes it: each transaction's writes go to
 //! the store at once, one put per key; a block is committed by writing its record and then
@@ -20,6 +22,7 @@
 use std::{
     collections::HashSet,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use dubchain_plugin_api::types::Bytes32;
@@ -64,17 +67,29 @@ pub enum StateError {
 
 /// The state store of one node.
 pub struct StateStore {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
 }
 
 const ACCOUNT: &[u8] = b"a/";
+const CODE: &[u8] = b"c/";
+const STORAGE: &[u8] = b"s/";
 const BLOCK: &[u8] = b"b/";
 const HEAD: &[u8] = b"h";
 const UNDO: &[u8] = b"u/";
 
 fn account_key(a: &Bytes32) -> Vec<u8> {
     [ACCOUNT, &a.0].concat()
+}
+
+fn code_key(contract: &Bytes32) -> Vec<u8> {
+    [CODE, &contract.0].concat()
+}
+
+/// Storage keys sort by their signed value: big-endian with the sign bit flipped.
+fn storage_key(contract: &Bytes32, key: i64) -> Vec<u8> {
+    let ordered = (key as u64) ^ (1 << 63);
+    [STORAGE, &contract.0, &ordered.to_be_bytes()].concat()
 }
 
 fn block_key(height: u64) -> Vec<u8> {
@@ -96,7 +111,7 @@ impl StateStore {
             source,
         })?;
         let store = StateStore {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
         };
         store.recover()?;
@@ -148,6 +163,25 @@ impl StateStore {
         }
     }
 
+    /// A contract's code, or `None` if nothing is deployed at `contract`.
+    pub fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get(code_key(contract)).map_err(|e| self.db_err(e))
+    }
+
+    /// The value under `key` in `contract`'s storage (0 when absent).
+    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        self.reader().storage(contract, key)
+    }
+
+    /// A handle that reads contract storage from this store, for the VM's host functions
+    /// (which must own what they use).
+    pub fn reader(&self) -> StoreReader {
+        StoreReader {
+            db: Arc::clone(&self.db),
+            path: self.path.clone(),
+        }
+    }
+
     /// The stored bytes of block `height`.
     pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StateError> {
         self.db.get(block_key(height)).map_err(|e| self.db_err(e))
@@ -185,10 +219,61 @@ impl StateStore {
         Ok(out)
     }
 
-    /// The state root: the Merkle root over `sha256(account || balance || nonce)` of every
-    /// account with a non-default value, in key order.
+    /// Every contract's code, in address order.
+    pub fn contracts(&self) -> Result<Vec<(Bytes32, Vec<u8>)>, StateError> {
+        self.scan(CODE)?
+            .into_iter()
+            .map(|(k, v)| {
+                let key = Bytes32(
+                    k[CODE.len()..]
+                        .try_into()
+                        .map_err(|_| self.corrupt("code key", "not 32 bytes"))?,
+                );
+                Ok((key, v.into_vec()))
+            })
+            .collect()
+    }
+
+    /// Every contract storage entry as `(contract, key, value)`, in key order.
+    pub fn storage_entries(&self) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
+        self.scan(STORAGE)?
+            .into_iter()
+            .map(|(k, v)| {
+                let rest = &k[STORAGE.len()..];
+                if rest.len() != 40 {
+                    return Err(self.corrupt("storage key", "not 40 bytes"));
+                }
+                let contract = Bytes32(rest[..32].try_into().expect("32 bytes"));
+                let ordered = u64::from_be_bytes(rest[32..].try_into().expect("8 bytes"));
+                let value: i64 = serde_json::from_slice(&v)
+                    .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e))?;
+                Ok((contract, (ordered ^ (1 << 63)) as i64, value))
+            })
+            .collect()
+    }
+
+    /// The state root: the Merkle root, in key order, over `sha256(account || balance ||
+    /// nonce)` of every account with a non-default value, then `sha256("code" || contract
+    /// || sha256(code))` of every contract, then `sha256("slot" || contract || key ||
+    /// value)` of every storage entry.
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
-        Ok(state_root_of(&self.accounts()?))
+        let mut leaves = account_leaves(&self.accounts()?);
+        for (contract, code) in self.contracts()? {
+            let mut h = Sha256::new();
+            h.update(b"code");
+            h.update(contract.0);
+            h.update(Sha256::digest(&code));
+            leaves.push(Bytes32(h.finalize().into()));
+        }
+        for (contract, key, value) in self.storage_entries()? {
+            let mut h = Sha256::new();
+            h.update(b"slot");
+            h.update(contract.0);
+            h.update(key.to_le_bytes());
+            h.update(value.to_le_bytes());
+            leaves.push(Bytes32(h.finalize().into()));
+        }
+        Ok(merkle_root(&leaves))
     }
 
     /// Starts writing block `height` (the head's height + 1).
@@ -211,8 +296,7 @@ impl StateStore {
         }
         for (k, v, uncommitted) in &stale {
             if *uncommitted {
-                let account = &k[UNDO.len() + 8..];
-                let key = [ACCOUNT, account].concat();
+                let key = undone_key(&k[UNDO.len() + 8..]);
                 if v.is_empty() {
                     self.db.delete(&key).map_err(|e| self.db_err(e))?;
                 } else {
@@ -229,9 +313,52 @@ impl StateStore {
     }
 }
 
-/// The state root of `accounts` (sorted by key).
-pub fn state_root_of(accounts: &[(Bytes32, Account)]) -> Bytes32 {
-    let leaves: Vec<Bytes32> = accounts
+/// The key an undo entry restores: the entry's key after `u/` + height. (Undo entries
+/// written before contracts existed name a bare 32-byte account.)
+fn undone_key(rest: &[u8]) -> Vec<u8> {
+    if rest.len() == 32 {
+        [ACCOUNT, rest].concat()
+    } else {
+        rest.to_vec()
+    }
+}
+
+/// Reads contract storage from a state store; owns a handle on the database.
+#[derive(Clone)]
+pub struct StoreReader {
+    db: Arc<DB>,
+    path: PathBuf,
+}
+
+impl StoreReader {
+    /// The value under `key` in `contract`'s storage (0 when absent).
+    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        match self
+            .db
+            .get(storage_key(contract, key))
+            .map_err(|source| StateError::Db {
+                path: self.path.clone(),
+                source,
+            })? {
+            None => Ok(0),
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
+                path: self.path.clone(),
+                what: format!("storage of {contract:?}"),
+                detail: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl super::vm::ContractStorage for StoreReader {
+    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        self.storage(contract, key)
+    }
+}
+
+/// The account leaves of the state root, for `accounts` sorted by key.
+fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
+    accounts
         .iter()
         .filter(|(_, a)| *a != Account::default())
         .map(|(k, a)| {
@@ -241,15 +368,15 @@ pub fn state_root_of(accounts: &[(Bytes32, Account)]) -> Bytes32 {
             h.update(a.nonce.to_le_bytes());
             Bytes32(h.finalize().into())
         })
-        .collect();
-    merkle_root(&leaves)
+        .collect()
 }
 
 /// The writes of one block in progress; commit or abort it.
 pub struct BlockWriter<'a> {
     store: &'a StateStore,
     height: u64,
-    touched: HashSet<Bytes32>,
+    /// Keys (`a/`, `c/`, `s/`) written in this block, each with an undo entry.
+    touched: HashSet<Vec<u8>>,
 }
 
 impl BlockWriter<'_> {
@@ -275,30 +402,71 @@ impl BlockWriter<'_> {
         old: &[u8],
         account: Account,
     ) -> Result<(), StateError> {
-        let db = &self.store.db;
-        if self.touched.insert(*a) {
-            db.put([undo_prefix(self.height), a.0.to_vec()].concat(), old)
+        let key = account_key(a);
+        if !self.touched.contains(&key) {
+            self.store
+                .db
+                .put([undo_prefix(self.height), key.clone()].concat(), old)
                 .map_err(|e| self.store.db_err(e))?;
+            self.touched.insert(key.clone());
         }
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        db.put(account_key(a), value)
+        self.store
+            .db
+            .put(key, value)
             .map_err(|e| self.store.db_err(e))
     }
 
     /// Writes `account` now, after recording its previous value for rollback.
     pub fn put(&mut self, a: &Bytes32, account: Account) -> Result<(), StateError> {
+        let value = serde_json::to_vec(&account).expect("accounts serialise");
+        self.put_raw(account_key(a), Some(value))
+    }
+
+    /// Deploys `code` at `contract`.
+    pub fn put_code(&mut self, contract: &Bytes32, code: &[u8]) -> Result<(), StateError> {
+        self.put_raw(code_key(contract), Some(code.to_vec()))
+    }
+
+    /// Sets `key` of `contract`'s storage to `value` (0 deletes it).
+    pub fn put_storage(
+        &mut self,
+        contract: &Bytes32,
+        key: i64,
+        value: i64,
+    ) -> Result<(), StateError> {
+        let bytes = (value != 0).then(|| serde_json::to_vec(&value).expect("integers serialise"));
+        self.put_raw(storage_key(contract, key), bytes)
+    }
+
+    /// A contract's code (see [`StateStore::code`]).
+    pub fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StateError> {
+        self.store.code(contract)
+    }
+
+    /// A handle for the VM's storage reads (see [`StateStore::reader`]).
+    pub fn reader(&self) -> StoreReader {
+        self.store.reader()
+    }
+
+    /// Writes (or with `None` deletes) `key` now, after recording its previous value for
+    /// rollback the first time this block touches it.
+    fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
         let db = &self.store.db;
-        if self.touched.insert(*a) {
+        if !self.touched.contains(&key) {
             let old = db
-                .get(account_key(a))
+                .get(&key)
                 .map_err(|e| self.store.db_err(e))?
                 .unwrap_or_default();
-            db.put([undo_prefix(self.height), a.0.to_vec()].concat(), old)
+            db.put([undo_prefix(self.height), key.clone()].concat(), old)
                 .map_err(|e| self.store.db_err(e))?;
+            self.touched.insert(key.clone());
         }
-        let value = serde_json::to_vec(&account).expect("accounts serialise");
-        db.put(account_key(a), value)
-            .map_err(|e| self.store.db_err(e))
+        match value {
+            Some(v) => db.put(&key, v),
+            None => db.delete(&key),
+        }
+        .map_err(|e| self.store.db_err(e))
     }
 
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
@@ -318,8 +486,8 @@ impl BlockWriter<'_> {
             &sync,
         )
         .map_err(err)?;
-        for a in &self.touched {
-            db.delete([undo_prefix(self.height), a.0.to_vec()].concat())
+        for key in &self.touched {
+            db.delete([undo_prefix(self.height), key.clone()].concat())
                 .map_err(err)?;
         }
         Ok(())
@@ -329,13 +497,13 @@ impl BlockWriter<'_> {
     pub fn abort(self) -> Result<(), StateError> {
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
-        for a in &self.touched {
-            let undo = [undo_prefix(self.height), a.0.to_vec()].concat();
+        for key in &self.touched {
+            let undo = [undo_prefix(self.height), key.clone()].concat();
             let old = db.get(&undo).map_err(err)?.unwrap_or_default();
             if old.is_empty() {
-                db.delete(account_key(a)).map_err(err)?;
+                db.delete(key).map_err(err)?;
             } else {
-                db.put(account_key(a), old).map_err(err)?;
+                db.put(key, old).map_err(err)?;
             }
             db.delete(undo).map_err(err)?;
         }

@@ -284,8 +284,14 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
         let store = s.store.as_ref().expect("open");
         let mut w = store.begin_block(1);
         black_box(
-            crate::node::execute::execute_block(slot, &mut w, &s.block.txs, &s.block.proposer)
-                .expect("the benchmark store works"),
+            crate::node::execute::execute_block(
+                slot,
+                crate::node::vm::Vm::shared(),
+                &mut w,
+                &s.block.txs,
+                &s.block.proposer,
+            )
+            .expect("the benchmark store works"),
         );
         return Pending::Block(w);
     }
