@@ -18,18 +18,14 @@ use std::{
     time::Duration,
 };
 
-use dubchain_plugin_api::slots::{
-    BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
-    TxValidationBox, VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
-    SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
-};
+use dubchain_plugin_api::slots::*;
 use serde::Serialize;
 
 use crate::{
     loader::{self, LoadError, LoadedPlugin},
     manifest::Manifest,
     resolve::{Problem, Resolution},
-    slot::{BreakerConfig, Provider, SlotStatus, Slots},
+    slot::{with_slots, BreakerConfig, Provider, SlotStatus, Slots},
 };
 
 /// State of a plugin, as `plugins list` shows it.
@@ -91,33 +87,55 @@ pub struct ApplyReport {
     pub kept_after_failure: Vec<String>,
 }
 
-#[derive(Clone)]
-struct Live {
-    plugin: Arc<LoadedPlugin>,
-    sig_verify: Option<Arc<Provider<SigVerifyBox>>>,
-    record_codec: Option<Arc<Provider<RecordCodecBox>>>,
-    vote_verify: Option<Arc<Provider<VoteVerifyBox>>>,
-    merkle: Option<Arc<Provider<MerkleRootsBox>>>,
-    block_execution: Option<Arc<Provider<BlockExecutionBox>>>,
-    block_validation: Option<Arc<Provider<BlockValidationBox>>>,
-    tx_validation: Option<Arc<Provider<TxValidationBox>>>,
-}
-
-impl Live {
-    /// Whether any of this plugin's providers has its breaker open.
-    fn any_open(&self) -> bool {
-        fn open<I>(p: &Option<Arc<Provider<I>>>) -> bool {
-            p.as_ref().is_some_and(|p| p.breaker.is_open())
+macro_rules! live {
+    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+        /// A loaded plugin and its providers, one per slot it fills.
+        #[derive(Clone)]
+        struct Live {
+            plugin: Arc<LoadedPlugin>,
+            $($field: Option<Arc<Provider<$boxed>>>,)*
         }
-        open(&self.sig_verify)
-            || open(&self.record_codec)
-            || open(&self.vote_verify)
-            || open(&self.merkle)
-            || open(&self.block_execution)
-            || open(&self.block_validation)
-            || open(&self.tx_validation)
-    }
+
+        impl Live {
+            /// Wraps each slot object of `loaded` in a provider (counters, breaker).
+            fn new(mut loaded: LoadedPlugin, breaker: BreakerConfig) -> Live {
+                let (name, version) = (loaded.name.clone(), loaded.version.to_string());
+                let generation = loaded.generation;
+                $(
+                    let $field = loaded
+                        .$field
+                        .take()
+                        .map(|imp| provider(&name, &version, generation, breaker, imp));
+                )*
+                Live {
+                    plugin: Arc::new(loaded),
+                    $($field,)*
+                }
+            }
+
+            /// Whether any of this plugin's providers has its breaker open.
+            fn any_open(&self) -> bool {
+                fn open<I>(p: &Option<Arc<Provider<I>>>) -> bool {
+                    p.as_ref().is_some_and(|p| p.breaker.is_open())
+                }
+                false $(|| open(&self.$field))*
+            }
+        }
+
+        /// Installs in every slot the stack `stack_of` names, bottom to top.
+        fn install_stacks<'a>(slots: &Slots, stack_of: impl Fn(&str) -> Vec<&'a Live>) {
+            $(
+                slots.$field.install(
+                    stack_of($info.id)
+                        .into_iter()
+                        .filter_map(|l| l.$field.clone())
+                        .collect(),
+                );
+            )*
+        }
+    };
 }
+with_slots!(live);
 
 #[derive(Default)]
 struct State {
@@ -198,51 +216,9 @@ impl Host {
                 generation,
                 self.options.init_timeout,
             ) {
-                Ok(mut loaded) => {
-                    let version = loaded.version.to_string();
-                    let breaker = self.options.breaker;
-                    let sig_verify = loaded
-                        .sig_verify
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let record_codec = loaded
-                        .record_codec
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let vote_verify = loaded
-                        .vote_verify
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let merkle = loaded
-                        .merkle
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let block_execution = loaded
-                        .block_execution
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let block_validation = loaded
-                        .block_validation
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    let tx_validation = loaded
-                        .tx_validation
-                        .take()
-                        .map(|imp| provider(&name, &version, generation, breaker, imp));
-                    tracing::info!(plugin = %name, %version, generation, library = %loaded.source.display(), "plugin loaded");
-                    next.insert(
-                        name.clone(),
-                        Live {
-                            plugin: Arc::new(loaded),
-                            sig_verify,
-                            record_codec,
-                            vote_verify,
-                            merkle,
-                            block_execution,
-                            block_validation,
-                            tx_validation,
-                        },
-                    );
+                Ok(loaded) => {
+                    tracing::info!(plugin = %name, version = %loaded.version, generation, library = %loaded.source.display(), "plugin loaded");
+                    next.insert(name.clone(), Live::new(loaded, self.options.breaker));
                     report.loaded.push(name);
                 }
                 Err(e) => {
@@ -269,48 +245,7 @@ impl Host {
                 .filter_map(|n| next.get(n))
                 .collect()
         };
-        self.slots.sig_verify.install(
-            stack_of(SIG_VERIFY.id)
-                .into_iter()
-                .filter_map(|l| l.sig_verify.clone())
-                .collect(),
-        );
-        self.slots.record_codec.install(
-            stack_of(RECORD_CODEC.id)
-                .into_iter()
-                .filter_map(|l| l.record_codec.clone())
-                .collect(),
-        );
-        self.slots.vote_verify.install(
-            stack_of(VOTE_VERIFY.id)
-                .into_iter()
-                .filter_map(|l| l.vote_verify.clone())
-                .collect(),
-        );
-        self.slots.merkle.install(
-            stack_of(MERKLE.id)
-                .into_iter()
-                .filter_map(|l| l.merkle.clone())
-                .collect(),
-        );
-        self.slots.block_execution.install(
-            stack_of(BLOCK_EXECUTION.id)
-                .into_iter()
-                .filter_map(|l| l.block_execution.clone())
-                .collect(),
-        );
-        self.slots.block_validation.install(
-            stack_of(BLOCK_VALIDATION.id)
-                .into_iter()
-                .filter_map(|l| l.block_validation.clone())
-                .collect(),
-        );
-        self.slots.tx_validation.install(
-            stack_of(TX_VALIDATION.id)
-                .into_iter()
-                .filter_map(|l| l.tx_validation.clone())
-                .collect(),
-        );
+        install_stacks(&self.slots, stack_of);
 
         let old = std::mem::take(&mut state.live);
         for (name, live) in old {

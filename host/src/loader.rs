@@ -18,18 +18,11 @@ use std::{
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use dubchain_plugin_api::{
-    slots::{
-        BlockExecutionBox, BlockValidationBox, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
-        TxValidationBox, VoteVerifyBox, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
-        SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
-    },
-    Fingerprint, PluginError, PluginModRef, API_VERSION,
-};
+use dubchain_plugin_api::{slots::*, Fingerprint, PluginError, PluginModRef, API_VERSION};
 use semver::Version;
 use sha2::{Digest, Sha256};
 
-use crate::{manifest::Manifest, selftest};
+use crate::{manifest::Manifest, selftest, slot::with_slots};
 
 /// Why a plugin library could not be loaded. Every message names the plugin and the file,
 /// says what was expected and what was found, and what to do.
@@ -139,26 +132,89 @@ impl LoadError {
     }
 }
 
-/// A plugin library that loaded, passed every check, and was initialised.
-pub struct LoadedPlugin {
-    pub name: String,
-    pub version: Version,
-    /// The library file named by the manifest.
-    pub source: PathBuf,
-    /// The unique copy that was actually mapped.
-    pub mapped: PathBuf,
-    pub sha256: String,
-    /// The configuration `init` and the factories received.
-    pub config: String,
-    pub fingerprint: Fingerprint,
-    pub generation: u64,
-    pub sig_verify: Option<SigVerifyBox>,
-    pub record_codec: Option<RecordCodecBox>,
-    pub vote_verify: Option<VoteVerifyBox>,
-    pub merkle: Option<MerkleRootsBox>,
-    pub block_execution: Option<BlockExecutionBox>,
-    pub block_validation: Option<BlockValidationBox>,
-    pub tx_validation: Option<TxValidationBox>,
+macro_rules! loaded_plugin {
+    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+        /// A plugin library that loaded, passed every check, and was initialised.
+        pub struct LoadedPlugin {
+            pub name: String,
+            pub version: Version,
+            /// The library file named by the manifest.
+            pub source: PathBuf,
+            /// The unique copy that was actually mapped.
+            pub mapped: PathBuf,
+            pub sha256: String,
+            /// The configuration `init` and the factories received.
+            pub config: String,
+            pub fingerprint: Fingerprint,
+            pub generation: u64,
+            $(
+                /// The plugin's implementation of this slot, if its manifest provides it.
+                pub $field: Option<$boxed>,
+            )*
+        }
+
+        /// Builds the slot objects `manifest` promises from `module`'s factories and
+        /// self-tests each against the baseline.
+        fn build_slots(
+            loaded: &mut LoadedPlugin,
+            manifest: &Manifest,
+            module: PluginModRef,
+            config: &str,
+        ) -> Result<(), LoadError> {
+            let plugin = &loaded.name;
+            let library = &loaded.source;
+            'provides: for provide in &manifest.provides {
+                let missing = || LoadError::MissingSlot {
+                    plugin: plugin.clone(),
+                    library: library.clone(),
+                    slot: provide.slot.clone(),
+                };
+                let failed = |error| LoadError::SlotInitFailed {
+                    plugin: plugin.clone(),
+                    slot: provide.slot.clone(),
+                    error,
+                };
+                let self_test = |detail| LoadError::SelfTestFailed {
+                    plugin: plugin.clone(),
+                    slot: provide.slot.clone(),
+                    detail,
+                };
+                $(
+                    if provide.slot == $info.id {
+                        // Fields appended after the first version are absent (`None`) in a
+                        // library built before they existed.
+                        let factory: dubchain_plugin_api::Factory<$boxed> =
+                            Factories::flat(module.$field()).ok_or_else(missing)?;
+                        let imp = factory(config.into()).into_result().map_err(failed)?;
+                        selftest::$test(&imp).map_err(self_test)?;
+                        loaded.$field = Some(imp);
+                        continue 'provides;
+                    }
+                )*
+                return Err(missing());
+            }
+            Ok(())
+        }
+    };
+}
+with_slots!(loaded_plugin);
+
+/// Root-module accessors answer `Option<Factory>` for the fields of the first version and
+/// `Option<Option<Factory>>` for appended ones; both flatten to "the factory, if any".
+trait Factories<F> {
+    fn flat(self) -> Option<F>;
+}
+
+impl<F> Factories<F> for Option<F> {
+    fn flat(self) -> Option<F> {
+        self
+    }
+}
+
+impl<F> Factories<F> for Option<Option<F>> {
+    fn flat(self) -> Option<F> {
+        self.flatten()
+    }
 }
 
 /// Hex sha256 of a file's bytes.
@@ -227,79 +283,23 @@ pub fn load(
     }
     run_init(&plugin, module, config, init_timeout)?;
 
-    let mut loaded = LoadedPlugin {
-        name: plugin.clone(),
-        version: manifest.version.clone(),
-        source: library.clone(),
-        mapped,
-        sha256,
-        config: config.to_owned(),
-        fingerprint,
-        generation,
-        sig_verify: None,
-        record_codec: None,
-        vote_verify: None,
-        merkle: None,
-        block_execution: None,
-        block_validation: None,
-        tx_validation: None,
-    };
-    for provide in &manifest.provides {
-        let missing = || LoadError::MissingSlot {
-            plugin: plugin.clone(),
-            library: library.clone(),
-            slot: provide.slot.clone(),
+    macro_rules! empty {
+        ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+            LoadedPlugin {
+                name: plugin.clone(),
+                version: manifest.version.clone(),
+                source: library.clone(),
+                mapped,
+                sha256,
+                config: config.to_owned(),
+                fingerprint,
+                generation,
+                $($field: None,)*
+            }
         };
-        let failed = |error| LoadError::SlotInitFailed {
-            plugin: plugin.clone(),
-            slot: provide.slot.clone(),
-            error,
-        };
-        let self_test = |detail| LoadError::SelfTestFailed {
-            plugin: plugin.clone(),
-            slot: provide.slot.clone(),
-            detail,
-        };
-        if provide.slot == SIG_VERIFY.id {
-            let factory = module.sig_verify().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::sig_verify(&imp).map_err(self_test)?;
-            loaded.sig_verify = Some(imp);
-        } else if provide.slot == RECORD_CODEC.id {
-            let factory = module.record_codec().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::record_codec(&imp).map_err(self_test)?;
-            loaded.record_codec = Some(imp);
-        } else if provide.slot == VOTE_VERIFY.id {
-            // Appended fields: absent (None) in a library built before they existed.
-            let factory = module.vote_verify().flatten().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::vote_verify(&imp).map_err(self_test)?;
-            loaded.vote_verify = Some(imp);
-        } else if provide.slot == MERKLE.id {
-            let factory = module.merkle().flatten().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::merkle(&imp).map_err(self_test)?;
-            loaded.merkle = Some(imp);
-        } else if provide.slot == BLOCK_EXECUTION.id {
-            let factory = module.block_execution().flatten().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::block_execution(&imp).map_err(self_test)?;
-            loaded.block_execution = Some(imp);
-        } else if provide.slot == BLOCK_VALIDATION.id {
-            let factory = module.block_validation().flatten().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::block_validation(&imp).map_err(self_test)?;
-            loaded.block_validation = Some(imp);
-        } else if provide.slot == TX_VALIDATION.id {
-            let factory = module.tx_validation().flatten().ok_or_else(missing)?;
-            let imp = factory(config.into()).into_result().map_err(failed)?;
-            selftest::tx_validation(&imp).map_err(self_test)?;
-            loaded.tx_validation = Some(imp);
-        } else {
-            return Err(missing());
-        }
     }
+    let mut loaded = with_slots!(empty);
+    build_slots(&mut loaded, manifest, module, config)?;
     Ok(loaded)
 }
 

@@ -525,46 +525,56 @@ impl RecordCodecSlot {
     }
 }
 
-/// Every slot of the host.
-pub struct Slots {
-    pub sig_verify: SigVerifySlot,
-    pub record_codec: RecordCodecSlot,
-    pub vote_verify: VoteVerifySlot,
-    pub merkle: MerkleSlot,
-    pub block_execution: BlockExecutionSlot,
-    pub block_validation: BlockValidationSlot,
-    pub tx_validation: TxValidationSlot,
-}
-
-impl Default for Slots {
-    fn default() -> Self {
-        use dubchain_plugin_api::slots::{
-            BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
-            VOTE_VERIFY,
-        };
-        Slots {
-            sig_verify: Slot::new(SIG_VERIFY.id),
-            record_codec: Slot::new(RECORD_CODEC.id),
-            vote_verify: Slot::new(VOTE_VERIFY.id),
-            merkle: Slot::new(MERKLE.id),
-            block_execution: Slot::new(BLOCK_EXECUTION.id),
-            block_validation: Slot::new(BLOCK_VALIDATION.id),
-            tx_validation: Slot::new(TX_VALIDATION.id),
+/// The table of the host's slots: for each, the field that holds it (in [`Slots`], in a
+/// loaded plugin, and in the plugin's root module), its [`SlotInfo`] constant, the FFI
+/// object a provider hands over, and the self-test a provider passes before it is
+/// installed.
+///
+/// `with_slots!(m [args])` expands `m! { [args] field: INFO => Box, selftest; ... }`, so
+/// the bookkeeping that is the same for every slot (the loader's factories and self-tests,
+/// the host's providers and installs, [`Slots`]) is written once, over this table. Adding
+/// a slot is one line here, in `ALL` order, plus what is particular to it: its contract in
+/// `plugin-api`, its baseline, self-test, conformance suite and the node's call.
+///
+/// [`SlotInfo`]: dubchain_plugin_api::slots::SlotInfo
+macro_rules! with_slots {
+    ($m:ident $([$($args:tt)*])?) => {
+        $m! {
+            [$($($args)*)?]
+            sig_verify: SIG_VERIFY => SigVerifyBox, sig_verify;
+            record_codec: RECORD_CODEC => RecordCodecBox, record_codec;
+            vote_verify: VOTE_VERIFY => VoteVerifyBox, vote_verify;
+            merkle: MERKLE => MerkleRootsBox, merkle;
+            block_execution: BLOCK_EXECUTION => BlockExecutionBox, block_execution;
+            block_validation: BLOCK_VALIDATION => BlockValidationBox, block_validation;
+            tx_validation: TX_VALIDATION => TxValidationBox, tx_validation;
         }
-    }
+    };
 }
+pub(crate) use with_slots;
 
-impl Slots {
-    /// Every slot, in `dubchain_plugin_api::slots::ALL` order.
-    pub fn status(&self) -> Vec<SlotStatus> {
-        vec![
-            self.sig_verify.status(),
-            self.record_codec.status(),
-            self.vote_verify.status(),
-            self.merkle.status(),
-            self.block_execution.status(),
-            self.block_validation.status(),
-            self.tx_validation.status(),
-        ]
-    }
+macro_rules! slots_struct {
+    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+        /// Every slot of the host.
+        pub struct Slots {
+            $(pub $field: Slot<$boxed>,)*
+        }
+
+        impl Default for Slots {
+            fn default() -> Self {
+                use dubchain_plugin_api::slots::{$($info),*};
+                Slots {
+                    $($field: Slot::new($info.id),)*
+                }
+            }
+        }
+
+        impl Slots {
+            /// Every slot, in `dubchain_plugin_api::slots::ALL` order.
+            pub fn status(&self) -> Vec<SlotStatus> {
+                vec![$(self.$field.status()),*]
+            }
+        }
+    };
 }
+with_slots!(slots_struct);
