@@ -43,6 +43,8 @@ pub mod chain;
 pub mod exec;
 pub mod slots;
 pub mod types;
+#[cfg(feature = "vm")]
+pub mod vm;
 
 mod error;
 mod export;

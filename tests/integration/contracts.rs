@@ -2,11 +2,13 @@
 //! schedule, out-of-gas and traps reverting a call's writes, bad code refused, rollback of
 //! contract state with the block.
 
-use dubchain_host::node::{
-    block,
-    execute::{execute, TxError},
-    state::{Account, StateStore},
-    vm::{contracts, meter, Vm, STORAGE_READ_GAS, STORAGE_WRITE_GAS},
+use dubchain_host::{
+    node::{
+        block,
+        execute::{execute, TxError},
+        state::{Account, StateStore},
+    },
+    vm::{contracts, Vm, STORAGE_READ_GAS, STORAGE_WRITE_GAS},
 };
 use dubchain_plugin_api::{
     chain::{contract_address, signing_bytes},
@@ -177,7 +179,7 @@ fn the_out_of_gas_point_is_exact() {
                 contracts::compute().address,
                 37,
                 gas,
-                Box::new(dubchain_host::node::vm::MemoryStorage::default()),
+                Box::new(dubchain_host::vm::MemoryStorage::default()),
             )
             .unwrap()
     };
@@ -195,13 +197,13 @@ fn the_out_of_gas_point_is_exact() {
                 contracts::compute().address,
                 38,
                 1_000_000,
-                Box::new(dubchain_host::node::vm::MemoryStorage::default()),
+                Box::new(dubchain_host::vm::MemoryStorage::default()),
             )
             .unwrap();
         more.gas_used
     });
     assert!(per_round.1 > per_round.0);
-    assert_eq!(meter::INSTRUCTION_GAS, 1);
+    assert_eq!(dubchain_host::vm::INSTRUCTION_GAS, 1);
 }
 
 #[test]

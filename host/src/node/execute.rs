@@ -198,13 +198,22 @@ pub fn execute_contract(
             match w.code(&tx.to)? {
                 None => (intrinsic, Some(CallFailure::NoContract(tx.to).to_string())),
                 Some(code) => {
-                    let out = vm.call(
-                        &code,
-                        tx.to,
-                        input,
-                        tx.gas_limit - intrinsic,
-                        Box::new(w.reader()),
-                    )?;
+                    let out = vm
+                        .call(
+                            &code,
+                            tx.to,
+                            input,
+                            tx.gas_limit - intrinsic,
+                            Box::new(w.reader()),
+                        )
+                        .map_err(|e| match e.downcast::<StateError>() {
+                            Ok(e) => *e,
+                            Err(other) => StateError::Corrupt {
+                                path: Default::default(),
+                                what: "contract storage".into(),
+                                detail: other.to_string(),
+                            },
+                        })?;
                     match out.result {
                         Ok((_, writes)) => {
                             for (k, v) in writes {

@@ -19,4 +19,5 @@ pub mod mempool;
 pub mod net;
 pub mod run;
 pub mod state;
-pub mod vm;
+/// The contract VM, which the node runs; it lives at the crate root (`crate::vm`).
+pub use crate::vm;

@@ -350,9 +350,9 @@ impl StoreReader {
     }
 }
 
-impl super::vm::ContractStorage for StoreReader {
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
-        self.storage(contract, key)
+impl crate::vm::ContractStorage for StoreReader {
+    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, crate::vm::StorageError> {
+        Ok(self.storage(contract, key)?)
     }
 }
 

@@ -286,7 +286,7 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
         black_box(
             crate::node::execute::execute_block(
                 slot,
-                crate::node::vm::Vm::shared(),
+                crate::vm::Vm::shared(),
                 &mut w,
                 &s.block.txs,
                 &s.block.proposer,

@@ -1,68 +1,26 @@
 //! Gas metering by instrumentation (the `vm_gas_optimization` row's baseline).
 //!
 //! A contract's code is rewritten before it is compiled: every function body is cut into
-//! straight-line segments, and each segment starts with `i64.const cost; call $gas`, where
-//! `$gas` is a host function the rewrite imports as `env.gas`. The host function takes the
-//! cost from the call's remaining gas, or traps with [`super::OutOfGas`] when there is not
-//! enough.
-//!
-//! # Segments
-//!
-//! A segment ends after any instruction that can transfer control or be a branch target's
-//! neighbour: `block`, `loop`, `if`, `else`, `end`, `br`, `br_if`, `br_table`, `return`,
-//! `unreachable`. Every branch lands at a segment's first instruction (after a `loop`, or
-//! after the `end` of a `block`/`if`), so once a segment starts it runs to its end unless it
-//! traps: charging its whole cost up front is exact. A loop's body is a segment of its own
-//! and pays on every iteration. Every instruction costs [`INSTRUCTION_GAS`]; host calls
-//! charge their own costs on top.
+//! the straight-line segments of [`dubchain_plugin_api::vm::segments`], and each segment
+//! starts with `i64.const cost; call $gas`, where `$gas` is a host function the rewrite
+//! imports as `env.gas`. The host function takes the cost from the call's remaining gas, or
+//! traps with [`super::OutOfGas`] when there is not enough. A loop's body is a segment of
+//! its own and pays on every iteration.
 //!
 //! The cost schedule is part of consensus: a plugin that meters differently must charge the
 //! very same amounts at the very same points (same gas used, same out-of-gas point).
 
+use dubchain_plugin_api::vm::{segment_gas, segments};
 use wasm_encoder::{
     reencode::{utils, Error as ReencodeError, Reencode},
     CodeSection, EntityType, ImportSection, Instruction, Module, SectionId, TypeSection, ValType,
 };
-use wasmparser::{FunctionBody, Operator, Parser, Payload, TypeRef};
-
-/// Gas per executed wasm instruction.
-pub const INSTRUCTION_GAS: u64 = 1;
+use wasmparser::{FunctionBody, Parser, Payload, TypeRef};
 
 /// The import the rewrite adds: `(import "env" "gas" (func (param i64)))`.
 pub const GAS_MODULE: &str = "env";
 /// See [`GAS_MODULE`].
 pub const GAS_FUNCTION: &str = "gas";
-
-/// Whether `op` ends a straight-line segment (see the module docs).
-pub fn ends_segment(op: &Operator<'_>) -> bool {
-    matches!(
-        op,
-        Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::Else
-            | Operator::End
-            | Operator::Br { .. }
-            | Operator::BrIf { .. }
-            | Operator::BrTable { .. }
-            | Operator::Return
-            | Operator::Unreachable
-    )
-}
-
-/// The segments of a function body as `(start, end)` operator index ranges (end
-/// exclusive), in order; together they cover every operator once.
-pub fn segments(ops: &[Operator<'_>]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, op) in ops.iter().enumerate() {
-        if ends_segment(op) || i + 1 == ops.len() {
-            out.push((start, i + 1));
-            start = i + 1;
-        }
-    }
-    out
-}
 
 /// Rewrites `code` (a validated module) so that it charges gas through an imported
 /// `env.gas(i64)` at the start of every segment. Custom sections are dropped (the name
@@ -198,7 +156,7 @@ impl Reencode for GasInjector {
         }
         let gas = self.gas_function();
         for (start, end) in segments(&ops) {
-            let cost = (end - start) as u64 * INSTRUCTION_GAS;
+            let cost = segment_gas(end - start);
             f.instruction(&Instruction::I64Const(cost as i64));
             f.instruction(&Instruction::Call(gas));
             for op in &ops[start..end] {

@@ -1,23 +1,12 @@
 //! The contract VM: wasm contracts on wasmtime, with storage host functions and gas metered
-//! by instrumentation.
-//!
-//! # The contract interface
-//!
-//! A contract is a core wasm module (WebAssembly 1.0 plus sign extension, saturating
-//! float-to-int conversion and multi-value; no SIMD, threads, bulk memory or reference
-//! types) that
-//!
-//! * exports `call: (i64) -> i64`, which a call transaction runs with its 8-byte input as
-//!   the argument;
-//! * may import `env.storage_get: (i64) -> i64` and `env.storage_set: (i64, i64) -> ()`,
-//!   the contract's own key-value storage (an absent key reads 0; writing 0 deletes it);
-//! * imports nothing else, and has at most [`MAX_MEMORY_PAGES`] pages of memory.
+//! by instrumentation. What a contract may be and what it costs is
+//! [`dubchain_plugin_api::vm`]; this is the host's runtime for it.
 //!
 //! # One call, the baseline way
 //!
-//! Every call does all the work the four `vm_*` rows of the catalogue remove:
-//! [`load_code`] reads the code from the state store and decodes and validates it
-//! (`vm_bytecode_caching`), [`meter::instrument`] rewrites it to call the host per basic
+//! Every call does all the work the four `vm_*` rows of the catalogue remove: the code is
+//! read from the state store and decoded and validated ([`validate_code`],
+//! `vm_bytecode_caching`), [`meter::instrument`] rewrites it to call the host per basic
 //! block (`vm_gas_optimization`), wasmtime compiles it (`vm_jit_caching`), and every
 //! `storage_get` goes to the state store (`vm_state_caching`). A call's writes are kept in
 //! a journal and applied only if it returns: a trap, including running out of gas, reverts
@@ -29,21 +18,16 @@ pub mod meter;
 use std::{collections::BTreeMap, sync::OnceLock};
 
 use dubchain_plugin_api::types::Bytes32;
-use wasmparser::{
-    ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
+pub use dubchain_plugin_api::vm::{
+    features, validate_code, INSTRUCTION_GAS, MAX_MEMORY_PAGES, STORAGE_READ_GAS, STORAGE_WRITE_GAS,
 };
 use wasmtime::{
     Caller, Config, Engine, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
 };
 
-use super::state::StateError;
-
-/// Gas a `storage_get` costs, on top of its instructions.
-pub const STORAGE_READ_GAS: u64 = 200;
-/// Gas a `storage_set` costs.
-pub const STORAGE_WRITE_GAS: u64 = 5_000;
-/// The most linear memory a contract may have (64 KiB pages): 1 MiB.
-pub const MAX_MEMORY_PAGES: u64 = 16;
+/// A failure of the store under a contract's storage reads: the node's problem, not the
+/// call's (the node gets its own error type back by downcasting).
+pub type StorageError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The trap a call ends with when its gas runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +57,7 @@ impl std::error::Error for StoreFault {}
 /// Reads of contract storage during a call.
 pub trait ContractStorage: Send + 'static {
     /// The value under `key` in `contract`'s storage; 0 when absent.
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StateError>;
+    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StorageError>;
 }
 
 /// How a call ended, when it did not fail the node.
@@ -101,95 +85,13 @@ pub enum CallFailure {
     NoContract(Bytes32),
 }
 
-/// The wasm features a contract may use (see the module docs).
-pub fn features() -> WasmFeatures {
-    WasmFeatures::WASM1
-        | WasmFeatures::SIGN_EXTENSION
-        | WasmFeatures::SATURATING_FLOAT_TO_INT
-        | WasmFeatures::MULTI_VALUE
-}
-
-/// Decodes and validates contract code: a valid module with the [`features`] allowed, the
-/// `call` export, only the storage imports, memory within [`MAX_MEMORY_PAGES`].
-pub fn validate_code(code: &[u8]) -> Result<(), String> {
-    let types = Validator::new_with_features(features())
-        .validate_all(code)
-        .map_err(|e| e.message().to_string())?;
-    let func_type = |index: u32| -> Result<FuncType, String> {
-        let id = types.as_ref().core_type_at_in_module(index);
-        Ok(types[id].unwrap_func().clone())
-    };
-    let i64_ = ValType::I64;
-    let mut call = false;
-    for payload in Parser::new(0).parse_all(code) {
-        match payload.map_err(|e| e.message().to_string())? {
-            Payload::ImportSection(s) => {
-                for import in s.into_imports() {
-                    let import = import.map_err(|e| e.message().to_string())?;
-                    let TypeRef::Func(t) = import.ty else {
-                        return Err(format!(
-                            "imports {}.{}, which is not a function",
-                            import.module, import.name
-                        ));
-                    };
-                    let ty = func_type(t)?;
-                    let ok = import.module == "env"
-                        && match import.name {
-                            "storage_get" => ty.params() == [i64_] && ty.results() == [i64_],
-                            "storage_set" => ty.params() == [i64_, i64_] && ty.results().is_empty(),
-                            _ => false,
-                        };
-                    if !ok {
-                        return Err(format!(
-                            "imports {}.{} {ty}, which the host does not provide",
-                            import.module, import.name
-                        ));
-                    }
-                }
-            }
-            Payload::MemorySection(s) => {
-                for m in s {
-                    let m = m.map_err(|e| e.message().to_string())?;
-                    if m.initial > MAX_MEMORY_PAGES {
-                        return Err(format!(
-                            "starts with {} pages of memory, more than the {MAX_MEMORY_PAGES} allowed",
-                            m.initial
-                        ));
-                    }
-                }
-            }
-            Payload::ExportSection(s) => {
-                for e in s {
-                    let e = e.map_err(|e| e.message().to_string())?;
-                    if e.name == "call" {
-                        if e.kind != ExternalKind::Func {
-                            return Err("exports `call`, but not as a function".into());
-                        }
-                        let t = types.as_ref().core_function_at(e.index);
-                        let ty = types[t].unwrap_func();
-                        if ty.params() != [i64_] || ty.results() != [i64_] {
-                            return Err(format!("exports `call` as {ty}, not (i64) -> i64"));
-                        }
-                        call = true;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    if !call {
-        return Err("does not export `call`".into());
-    }
-    Ok(())
-}
-
 /// What a call's host functions see.
 struct CallContext {
     contract: Bytes32,
     storage: Box<dyn ContractStorage>,
     writes: BTreeMap<i64, i64>,
     remaining: u64,
-    fault: Option<StateError>,
+    fault: Option<StorageError>,
     limits: StoreLimits,
 }
 
@@ -300,7 +202,7 @@ impl Vm {
         input: i64,
         gas: u64,
         storage: Box<dyn ContractStorage>,
-    ) -> Result<CallOutcome, StateError> {
+    ) -> Result<CallOutcome, StorageError> {
         let failed = |gas_used, f| CallOutcome {
             gas_used,
             result: Err(f),
@@ -382,7 +284,7 @@ fn describe_trap(e: &wasmtime::Error) -> String {
 pub struct MemoryStorage(pub std::collections::HashMap<(Bytes32, i64), i64>);
 
 impl ContractStorage for MemoryStorage {
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
         Ok(self.0.get(&(*contract, key)).copied().unwrap_or(0))
     }
 }
