@@ -23,8 +23,10 @@ use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
     exec::AccountEntry,
     slots::{
-        BlockCheck, BlockExecutionBox, BlockOutcome, BlockValidationBox, LowerFn, MerkleRootsBox,
-        RecordCodecBox, SigVerifyBox, TxCheck, TxValidationBox, VoteVerifyBox,
+        BlockCheck, BlockExecutionBox, BlockOutcome, BlockValidationBox, CallRequest, CallResult,
+        CodeLoaderBox, CodeSourceRef, ContractStateBox, ContractStoreRef, ContractWrite,
+        LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
+        SigVerifyBox, TxCheck, TxValidationBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -395,6 +397,88 @@ impl TxValidationSlot {
     }
 }
 
+/// The `vm.code_loader` slot (exclusive). Its baseline reads the code from the store and
+/// validates it on every call (`crate::vm::call_contract`), so a call answers `None` when
+/// the caller must do that.
+pub type CodeLoaderSlot = Slot<CodeLoaderBox>;
+
+impl CodeLoaderSlot {
+    /// The plugin's loaded code, or `None` (load it the baseline way).
+    pub fn load(
+        &self,
+        contract: &Bytes32,
+        code_hash: &Bytes32,
+        source: CodeSourceRef<'_>,
+    ) -> Option<LoadedCode> {
+        self.try_call(|imp| imp.load(contract, code_hash, source).into_result())
+    }
+}
+
+/// The `vm.metering` slot (exclusive). Its baseline is `crate::vm::meter::instrument`.
+pub type MeteringSlot = Slot<MeteringBox>;
+
+impl MeteringSlot {
+    /// The plugin's metered code, or `None` (meter it the baseline way).
+    pub fn instrument(&self, code: &[u8]) -> Option<Metered> {
+        self.try_call(|imp| imp.instrument(code.into()).into_result())
+    }
+}
+
+/// The `vm.module_cache` slot (exclusive). Its baseline is `crate::vm::Vm::run`.
+pub type ModuleCacheSlot = Slot<ModuleCacheBox>;
+
+impl ModuleCacheSlot {
+    /// The plugin's run of `request`, or `None` (run it the baseline way).
+    pub fn run(
+        &self,
+        request: &CallRequest<'_>,
+        storage: ContractStoreRef<'_>,
+    ) -> Option<CallResult> {
+        self.try_call(|imp| imp.run(request, storage).into_result())
+    }
+}
+
+/// The `vm.storage` slot (exclusive). Its baseline reads the store.
+pub type ContractStateSlot = Slot<ContractStateBox>;
+
+impl ContractStateSlot {
+    /// The plugin's answer, or `None` (read the store).
+    pub fn get(
+        &self,
+        store: u64,
+        contract: &Bytes32,
+        key: i64,
+        below: ContractStoreRef<'_>,
+    ) -> Option<i64> {
+        self.try_call(|imp| imp.get(store, contract, key, below).into_result())
+    }
+
+    /// Tells every provider of applied writes, whatever its breaker says (a provider that
+    /// missed a write could answer stale values once readmitted). A provider that fails to
+    /// take them is told to forget the store; one that fails that too counts a failure.
+    pub fn written(&self, store: u64, writes: &[ContractWrite]) {
+        if writes.is_empty() {
+            return;
+        }
+        for p in self.stack.load().iter() {
+            if p.imp.written(store, writes.into()).into_result().is_err()
+                && p.imp.reset(store).into_result().is_err()
+            {
+                p.breaker.record_failure();
+            }
+        }
+    }
+
+    /// Tells every provider that `store` was rolled back.
+    pub fn reset(&self, store: u64) {
+        for p in self.stack.load().iter() {
+            if p.imp.reset(store).into_result().is_err() {
+                p.breaker.record_failure();
+            }
+        }
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -548,6 +632,10 @@ macro_rules! with_slots {
             block_execution: BLOCK_EXECUTION => BlockExecutionBox, block_execution;
             block_validation: BLOCK_VALIDATION => BlockValidationBox, block_validation;
             tx_validation: TX_VALIDATION => TxValidationBox, tx_validation;
+            code_loader: CODE_LOADER => CodeLoaderBox, code_loader;
+            metering: METERING => MeteringBox, metering;
+            module_cache: MODULE_CACHE => ModuleCacheBox, module_cache;
+            contract_state: CONTRACT_STATE => ContractStateBox, contract_state;
         }
     };
 }

@@ -27,6 +27,10 @@ macro_rules! export_plugin {
         $(, block_execution: $exec:expr)?
         $(, block_validation: $valid:expr)?
         $(, tx_validation: $txv:expr)?
+        $(, code_loader: $loader:expr)?
+        $(, metering: $metering:expr)?
+        $(, module_cache: $modules:expr)?
+        $(, contract_state: $cstate:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -59,6 +63,10 @@ macro_rules! export_plugin {
                 block_execution: $crate::__slot_factory!(block_execution $(, $exec)?),
                 block_validation: $crate::__slot_factory!(block_validation $(, $valid)?),
                 tx_validation: $crate::__slot_factory!(tx_validation $(, $txv)?),
+                code_loader: $crate::__slot_factory!(code_loader $(, $loader)?),
+                metering: $crate::__slot_factory!(metering $(, $metering)?),
+                module_cache: $crate::__slot_factory!(module_cache $(, $modules)?),
+                contract_state: $crate::__slot_factory!(contract_state $(, $cstate)?),
             }
             .leak_into_prefix()
         }
@@ -96,6 +104,18 @@ macro_rules! __slot_factory {
     };
     (tx_validation, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TxValidationBox, TxValidationFfi_TO)
+    };
+    (code_loader, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, CodeLoaderBox, CodeLoaderFfi_TO)
+    };
+    (metering, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, MeteringBox, MeteringFfi_TO)
+    };
+    (module_cache, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, ModuleCacheBox, ModuleCacheFfi_TO)
+    };
+    (contract_state, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, ContractStateBox, ContractStateFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

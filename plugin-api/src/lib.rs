@@ -135,6 +135,18 @@ pub struct PluginMod {
     /// Slot `exec.tx_validation` (API 0.1.1): signature and stateless checks of a batch.
     pub tx_validation:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxValidationBox, PluginError>>,
+    /// Slot `vm.code_loader` (API 0.1.2): loading and validating contract code.
+    pub code_loader:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::CodeLoaderBox, PluginError>>,
+    /// Slot `vm.metering` (API 0.1.2): gas metering of contract code.
+    pub metering:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::MeteringBox, PluginError>>,
+    /// Slot `vm.module_cache` (API 0.1.2): compiling and running contract calls.
+    pub module_cache:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ModuleCacheBox, PluginError>>,
+    /// Slot `vm.storage` (API 0.1.2): contract storage reads.
+    pub contract_state:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ContractStateBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

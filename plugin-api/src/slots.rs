@@ -21,7 +21,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::{
     sabi_trait,
-    std_types::{RBox, RResult, RSlice, RVec},
+    sabi_types::RRef,
+    std_types::{RBox, ROption, RResult, RSlice, RString, RVec},
     StableAbi,
 };
 
@@ -110,6 +111,39 @@ pub const TX_VALIDATION: SlotInfo = SlotInfo {
     summary: "per-transaction verdicts of the signature and stateless checks of a batch",
 };
 
+/// Loading a contract's code for a call: read, decode, validate.
+pub const CODE_LOADER: SlotInfo = SlotInfo {
+    id: "vm.code_loader",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "a contract's stored code, decoded and validated, for a call (or why it is invalid or missing)",
+};
+
+/// Gas metering: the rewrite of a contract's code that charges the gas schedule.
+pub const METERING: SlotInfo = SlotInfo {
+    id: "vm.metering",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "contract code rewritten to charge exactly the gas schedule (host call or wasm global counter)",
+};
+
+/// Compiling and running metered contract code.
+pub const MODULE_CACHE: SlotInfo = SlotInfo {
+    id: "vm.module_cache",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "one contract call on metered code: compile (or reuse), instantiate, run; result, writes and gas",
+};
+
+/// Contract storage reads.
+pub const CONTRACT_STATE: SlotInfo = SlotInfo {
+    id: "vm.storage",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary:
+        "contract storage reads, told of every write and rollback; must answer what the store holds",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -119,6 +153,10 @@ pub const ALL: &[SlotInfo] = &[
     BLOCK_EXECUTION,
     BLOCK_VALIDATION,
     TX_VALIDATION,
+    CODE_LOADER,
+    METERING,
+    MODULE_CACHE,
+    CONTRACT_STATE,
 ];
 
 /// Looks a slot up by identifier.
@@ -550,6 +588,366 @@ impl<T: BlockValidation> BlockValidationFfi for Guarded<T> {
 impl<T: TxValidation> TxValidationFfi for Guarded<T> {
     fn validate(&self, txs: RSlice<'_, Transaction>) -> RResult<RVec<TxCheck>, PluginError> {
         guard(|| check_len(txs.len(), self.0.validate(txs.as_slice())?).map(RVec::from))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract VM: vm.code_loader, vm.metering, vm.module_cache, vm.storage
+//
+// One call, as the host runs it: `vm.code_loader` gives the contract's validated code,
+// `vm.metering` rewrites it to charge gas, `vm.module_cache` compiles and runs it, and the
+// call's storage reads go through `vm.storage`. Each has the host's baseline underneath (read
+// and validate on every call; a host call per basic block; compile on every call; every read
+// to the store). What a contract may be and what everything costs is `crate::vm` (feature
+// `vm`).
+
+/// Where contracts' code is stored, as the host hands it to a `vm.code_loader` provider.
+#[sabi_trait]
+pub trait CodeSource: Sync {
+    /// The code stored for `contract`, if any.
+    #[sabi(last_prefix_field)]
+    fn code(&self, contract: &Bytes32) -> RResult<ROption<RVec<u8>>, PluginError>;
+}
+
+/// A borrowed [`CodeSource`].
+pub type CodeSourceRef<'a> = CodeSource_TO<'a, RRef<'a, ()>>;
+
+/// A contract's code, ready to be metered.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum LoadedCode {
+    /// The code, which passed `crate::vm::validate_code`.
+    Valid(RVec<u8>),
+    /// What `crate::vm::validate_code` says is wrong with it.
+    Invalid(RString),
+    /// Nothing is deployed at the address.
+    Missing,
+}
+
+/// Contract of `vm.code_loader`: for `contract`, whose stored code hashes (SHA-256) to
+/// `code_hash`, the answer the baseline gives: `source.code(contract)`; `Missing` when there
+/// is none, else `Valid(code)` if `crate::vm::validate_code` accepts it and
+/// `Invalid(its message)` if not. An implementation may answer from a cache keyed by
+/// `code_hash` (code at an address can change only by a rollback, and then so does its
+/// hash).
+pub trait CodeLoader: Send + Sync + 'static {
+    /// The code of `contract`, loaded and validated.
+    fn load(
+        &self,
+        contract: &Bytes32,
+        code_hash: &Bytes32,
+        source: &CodeSourceRef<'_>,
+    ) -> Result<LoadedCode, PluginError>;
+}
+
+/// FFI form of [`CodeLoader`].
+#[sabi_trait]
+pub trait CodeLoaderFfi: Send + Sync {
+    /// See [`CodeLoader::load`].
+    #[sabi(last_prefix_field)]
+    fn load(
+        &self,
+        contract: &Bytes32,
+        code_hash: &Bytes32,
+        source: CodeSourceRef<'_>,
+    ) -> RResult<LoadedCode, PluginError>;
+}
+
+/// An owned `vm.code_loader` implementation.
+pub type CodeLoaderBox = CodeLoaderFfi_TO<'static, RBox<()>>;
+
+impl<T: CodeLoader> CodeLoaderFfi for Guarded<T> {
+    fn load(
+        &self,
+        contract: &Bytes32,
+        code_hash: &Bytes32,
+        source: CodeSourceRef<'_>,
+    ) -> RResult<LoadedCode, PluginError> {
+        guard(|| self.0.load(contract, code_hash, &source))
+    }
+}
+
+/// How metered code counts gas.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GasCounter {
+    /// The code imports `env.gas: (i64) -> ()` and calls it with each segment's cost; the
+    /// host deducts it, and traps when less is left.
+    HostCall,
+    /// The code exports a mutable `i64` global named `crate::vm::GAS_GLOBAL` holding the gas
+    /// left: the host sets it before the call and reads it after, and its storage functions
+    /// charge it. When a segment costs more than is left, the code sets it to -1 and traps
+    /// (`unreachable`); a trap with the global at -1 is running out of gas.
+    Global,
+}
+
+/// Code rewritten by `vm.metering`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Metered {
+    /// The rewritten module.
+    pub wasm: RVec<u8>,
+    /// How it counts gas.
+    pub counter: GasCounter,
+}
+
+/// Contract of `vm.metering`: rewrite valid contract code so that, run by the host, every
+/// call uses exactly the gas the schedule in `crate::vm` says (segment costs charged at
+/// segment starts, storage costs at the host calls) and runs out of gas at exactly the
+/// same point, with the same results and writes, as the baseline's host-call rewrite.
+pub trait Metering: Send + Sync + 'static {
+    /// `code` (valid), metered.
+    fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError>;
+}
+
+/// FFI form of [`Metering`].
+#[sabi_trait]
+pub trait MeteringFfi: Send + Sync {
+    /// See [`Metering::instrument`].
+    #[sabi(last_prefix_field)]
+    fn instrument(&self, code: RSlice<'_, u8>) -> RResult<Metered, PluginError>;
+}
+
+/// An owned `vm.metering` implementation.
+pub type MeteringBox = MeteringFfi_TO<'static, RBox<()>>;
+
+impl<T: Metering> MeteringFfi for Guarded<T> {
+    fn instrument(&self, code: RSlice<'_, u8>) -> RResult<Metered, PluginError> {
+        guard(|| self.0.instrument(code.as_slice()))
+    }
+}
+
+/// Contract storage as a call sees it (the host's store, through `vm.storage`).
+#[sabi_trait]
+pub trait ContractStore: Sync {
+    /// The value under `key` in `contract`'s storage; 0 when absent.
+    #[sabi(last_prefix_field)]
+    fn get(&self, contract: &Bytes32, key: i64) -> RResult<i64, PluginError>;
+}
+
+/// A borrowed [`ContractStore`].
+pub type ContractStoreRef<'a> = ContractStore_TO<'a, RRef<'a, ()>>;
+
+/// One contract call on metered code.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct CallRequest<'a> {
+    /// SHA-256 of `wasm`: the key of whatever is compiled from it.
+    pub key: Bytes32,
+    /// The metered module.
+    pub wasm: RSlice<'a, u8>,
+    /// How `wasm` counts gas.
+    pub counter: GasCounter,
+    /// The contract called (whose storage it sees).
+    pub contract: Bytes32,
+    /// The argument of `call`.
+    pub input: i64,
+    /// Gas the call may use.
+    pub gas: u64,
+}
+
+/// A storage write of a call.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageWrite {
+    /// The key.
+    pub key: i64,
+    /// The value written last (0 deletes).
+    pub value: i64,
+}
+
+/// How a call ended.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum CallEnd {
+    /// `call` returned `value`; `writes` are the last value written per key, in key order.
+    Returned {
+        /// `call`'s result.
+        value: i64,
+        /// The writes to apply.
+        writes: RVec<StorageWrite>,
+    },
+    /// The gas ran out (all of it is used).
+    OutOfGas,
+    /// A trap; the text is wasmtime's trap message (part of receipts).
+    Trap(RString),
+    /// The code did not compile or instantiate.
+    Invalid(RString),
+}
+
+/// What a call did.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    /// Gas used, at most the request's.
+    pub gas_used: u64,
+    /// How it ended.
+    pub end: CallEnd,
+}
+
+/// Contract of `vm.module_cache`: run `request` as the host's baseline does (compile the
+/// module under the engine settings of `crate::vm`, instantiate it with the storage
+/// functions of `crate::vm` over `storage`, charge gas as `request.counter` says, run
+/// `call(input)`), with the same result, writes, gas used and trap texts. An
+/// implementation may reuse what it compiled for `request.key` and keep instances pooled.
+/// A failing `storage` read must fail the call (an error, not a trap): the host then runs
+/// it itself.
+pub trait ModuleCache: Send + Sync + 'static {
+    /// Runs one call.
+    fn run(
+        &self,
+        request: &CallRequest<'_>,
+        storage: &ContractStoreRef<'_>,
+    ) -> Result<CallResult, PluginError>;
+}
+
+/// FFI form of [`ModuleCache`].
+#[sabi_trait]
+pub trait ModuleCacheFfi: Send + Sync {
+    /// See [`ModuleCache::run`].
+    #[sabi(last_prefix_field)]
+    fn run(
+        &self,
+        request: &CallRequest<'_>,
+        storage: ContractStoreRef<'_>,
+    ) -> RResult<CallResult, PluginError>;
+}
+
+/// An owned `vm.module_cache` implementation.
+pub type ModuleCacheBox = ModuleCacheFfi_TO<'static, RBox<()>>;
+
+impl<T: ModuleCache> ModuleCacheFfi for Guarded<T> {
+    fn run(
+        &self,
+        request: &CallRequest<'_>,
+        storage: ContractStoreRef<'_>,
+    ) -> RResult<CallResult, PluginError> {
+        guard(|| {
+            let out = self.0.run(request, &storage)?;
+            if out.gas_used > request.gas {
+                return Err(PluginError::failed(format!(
+                    "plugin used {} gas of the {} given",
+                    out.gas_used, request.gas
+                )));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// A contract storage value the host wrote (`vm.storage` notifications).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractWrite {
+    /// The contract.
+    pub contract: Bytes32,
+    /// The key.
+    pub key: i64,
+    /// The new value (0: deleted).
+    pub value: i64,
+}
+
+/// Contract of `vm.storage`: `get` answers what `below` (the store) holds for the key of
+/// state store `store` at that moment. The host tells it of everything that changes a
+/// store: every contract storage write as it is applied (`written`), and every rollback
+/// (`reset`: forget what is known of `store`). An implementation may answer from a cache
+/// kept coherent by these; stores are told apart by `store` (several nodes may share a
+/// process).
+pub trait ContractState: Send + Sync + 'static {
+    /// The value under `key` in `contract`'s storage in state store `store`.
+    fn get(
+        &self,
+        store: u64,
+        contract: &Bytes32,
+        key: i64,
+        below: &ContractStoreRef<'_>,
+    ) -> Result<i64, PluginError>;
+    /// `writes` were applied to state store `store`.
+    fn written(&self, store: u64, writes: &[ContractWrite]) -> Result<(), PluginError>;
+    /// State store `store` was rolled back (or closed): nothing known of it holds.
+    fn reset(&self, store: u64) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`ContractState`].
+#[sabi_trait]
+pub trait ContractStateFfi: Send + Sync {
+    /// See [`ContractState::get`].
+    fn get(
+        &self,
+        store: u64,
+        contract: &Bytes32,
+        key: i64,
+        below: ContractStoreRef<'_>,
+    ) -> RResult<i64, PluginError>;
+    /// See [`ContractState::written`].
+    fn written(&self, store: u64, writes: RSlice<'_, ContractWrite>) -> RResult<(), PluginError>;
+    /// See [`ContractState::reset`].
+    #[sabi(last_prefix_field)]
+    fn reset(&self, store: u64) -> RResult<(), PluginError>;
+}
+
+/// An owned `vm.storage` implementation.
+pub type ContractStateBox = ContractStateFfi_TO<'static, RBox<()>>;
+
+impl<T: ContractState> ContractStateFfi for Guarded<T> {
+    fn get(
+        &self,
+        store: u64,
+        contract: &Bytes32,
+        key: i64,
+        below: ContractStoreRef<'_>,
+    ) -> RResult<i64, PluginError> {
+        guard(|| self.0.get(store, contract, key, &below))
+    }
+    fn written(&self, store: u64, writes: RSlice<'_, ContractWrite>) -> RResult<(), PluginError> {
+        guard(|| self.0.written(store, writes.as_slice()))
+    }
+    fn reset(&self, store: u64) -> RResult<(), PluginError> {
+        guard(|| self.0.reset(store))
+    }
+}
+
+/// Host side: presents a Rust closure as a [`ContractStoreRef`] or a [`CodeSourceRef`].
+pub struct HostFn<F>(pub F);
+
+impl<F> ContractStore for HostFn<F>
+where
+    F: Fn(&Bytes32, i64) -> Result<i64, PluginError> + Sync,
+{
+    fn get(&self, contract: &Bytes32, key: i64) -> RResult<i64, PluginError> {
+        guard(|| (self.0)(contract, key))
+    }
+}
+
+impl<F> HostFn<F>
+where
+    F: Fn(&Bytes32, i64) -> Result<i64, PluginError> + Sync,
+{
+    /// Borrows this closure as a [`ContractStoreRef`].
+    pub fn as_store(&self) -> ContractStoreRef<'_> {
+        ContractStore_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+/// Host side: presents a Rust closure as a [`CodeSourceRef`].
+pub struct HostCode<F>(pub F);
+
+impl<F> CodeSource for HostCode<F>
+where
+    F: Fn(&Bytes32) -> Result<Option<Vec<u8>>, PluginError> + Sync,
+{
+    fn code(&self, contract: &Bytes32) -> RResult<ROption<RVec<u8>>, PluginError> {
+        guard(|| (self.0)(contract).map(|c| c.map(RVec::from).into()))
+    }
+}
+
+impl<F> HostCode<F>
+where
+    F: Fn(&Bytes32) -> Result<Option<Vec<u8>>, PluginError> + Sync,
+{
+    /// Borrows this closure as a [`CodeSourceRef`].
+    pub fn as_source(&self) -> CodeSourceRef<'_> {
+        CodeSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
     }
 }
 

@@ -40,6 +40,15 @@ pub const STORAGE_WRITE_GAS: u64 = 5_000;
 /// The most linear memory a contract may have, in 64 KiB pages: 1 MiB.
 pub const MAX_MEMORY_PAGES: u64 = 16;
 
+/// The global a `GasCounter::Global` rewrite exports: the gas left (-1 once it ran out).
+/// Contracts may not export names starting with `dubchain_`.
+pub const GAS_GLOBAL: &str = "dubchain_gas";
+
+/// The engine settings contracts are compiled under (with Cranelift), which any compiler
+/// of contracts must use too: NaN results canonicalised (float results are deterministic);
+/// everything else wasmtime's defaults.
+pub const ENGINE_SETTINGS: &str = "cranelift, nan canonicalization on";
+
 /// The wasm features a contract may use.
 pub fn features() -> WasmFeatures {
     WasmFeatures::WASM1
@@ -103,6 +112,9 @@ pub fn validate_code(code: &[u8]) -> Result<(), String> {
             Payload::ExportSection(s) => {
                 for e in s {
                     let e = e.map_err(|e| e.message().to_string())?;
+                    if e.name.starts_with("dubchain_") {
+                        return Err(format!("exports `{}`, a name the host reserves", e.name));
+                    }
                     if e.name == "call" {
                         if e.kind != ExternalKind::Func {
                             return Err("exports `call`, but not as a function".into());

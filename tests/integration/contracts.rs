@@ -8,6 +8,7 @@ use dubchain_host::{
         execute::{execute, TxError},
         state::{Account, StateStore},
     },
+    slot::Slots,
     vm::{contracts, Vm, STORAGE_READ_GAS, STORAGE_WRITE_GAS},
 };
 use dubchain_plugin_api::{
@@ -19,6 +20,12 @@ use dubchain_tests::test_host;
 use ed25519_dalek::{Signer, SigningKey};
 
 const BALANCE: u64 = 10_000_000;
+
+/// The host's slots with no plugin: every `vm.*` call takes the baselines.
+fn no_plugins() -> &'static Slots {
+    static SLOTS: std::sync::OnceLock<Slots> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(Slots::default)
+}
 const PROPOSER: Bytes32 = Bytes32([9; 32]);
 
 fn store_with_sender(dir: &std::path::Path) -> (StateStore, SigningKey, Bytes32) {
@@ -80,13 +87,14 @@ fn call(key: &SigningKey, to: Bytes32, arg: i64, gas_limit: u64, nonce: u64) -> 
 fn deploy_then_call_charges_the_schedule_and_writes_storage() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key, me) = store_with_sender(dir.path());
-    let vm = Vm::shared();
     let code = wat::parse_str(contracts::COUNTER_WAT).unwrap();
     let address = contract_address(&me, 0);
     let mut w = store.begin_block(1);
 
     let deploy = contract_tx(&key, TxKind::Deploy, address, code.clone(), 1_000_000, 0);
-    let r = execute(&mut w, vm, &deploy, &PROPOSER).unwrap().unwrap();
+    let r = execute(&mut w, no_plugins(), &deploy, &PROPOSER)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         r,
         Receipt {
@@ -97,12 +105,22 @@ fn deploy_then_call_charges_the_schedule_and_writes_storage() {
     );
     assert_eq!(w.code(&address).unwrap(), Some(code));
 
-    let r1 = execute(&mut w, vm, &call(&key, address, 5, 100_000, 1), &PROPOSER)
-        .unwrap()
-        .unwrap();
-    let r2 = execute(&mut w, vm, &call(&key, address, 5, 100_000, 2), &PROPOSER)
-        .unwrap()
-        .unwrap();
+    let r1 = execute(
+        &mut w,
+        no_plugins(),
+        &call(&key, address, 5, 100_000, 1),
+        &PROPOSER,
+    )
+    .unwrap()
+    .unwrap();
+    let r2 = execute(
+        &mut w,
+        no_plugins(),
+        &call(&key, address, 5, 100_000, 2),
+        &PROPOSER,
+    )
+    .unwrap()
+    .unwrap();
     assert!(r1.success && r2.success, "{r1:?}");
     // The second call pays what the first did: same instructions, same host calls.
     assert_eq!(r1.gas_used, r2.gas_used);
@@ -132,7 +150,7 @@ fn out_of_gas_reverts_the_calls_writes_and_charges_all_its_gas() {
     let limit = CALL_BASE_GAS + 10_000;
     let r = execute(
         &mut w,
-        Vm::shared(),
+        no_plugins(),
         &call(&key, compute, 100_000, limit, 0),
         &PROPOSER,
     )
@@ -158,7 +176,7 @@ fn out_of_gas_reverts_the_calls_writes_and_charges_all_its_gas() {
     // The same call with enough gas writes key 0; it costs less than its limit.
     let r = execute(
         &mut w,
-        Vm::shared(),
+        no_plugins(),
         &call(&key, compute, 100, limit, 1),
         &PROPOSER,
     )
@@ -179,7 +197,7 @@ fn the_out_of_gas_point_is_exact() {
                 contracts::compute().address,
                 37,
                 gas,
-                Box::new(dubchain_host::vm::MemoryStorage::default()),
+                &dubchain_host::vm::MemoryStorage::default(),
             )
             .unwrap()
     };
@@ -197,7 +215,7 @@ fn the_out_of_gas_point_is_exact() {
                 contracts::compute().address,
                 38,
                 1_000_000,
-                Box::new(dubchain_host::vm::MemoryStorage::default()),
+                &dubchain_host::vm::MemoryStorage::default(),
             )
             .unwrap();
         more.gas_used
@@ -210,7 +228,6 @@ fn the_out_of_gas_point_is_exact() {
 fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key, me) = store_with_sender(dir.path());
-    let vm = Vm::shared();
     let mut w = store.begin_block(1);
 
     // Not wasm: included, charged the deploy's gas, nothing stored.
@@ -223,7 +240,9 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
         1_000_000,
         0,
     );
-    let r = execute(&mut w, vm, &bad, &PROPOSER).unwrap().unwrap();
+    let r = execute(&mut w, no_plugins(), &bad, &PROPOSER)
+        .unwrap()
+        .unwrap();
     assert!(!r.success);
     assert!(r.error.as_str().starts_with("invalid contract:"), "{r:?}");
     assert_eq!(r.gas_used, deploy_gas(junk.len()));
@@ -231,9 +250,14 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
 
     // Nothing deployed at the address.
     let nowhere = Bytes32([5; 32]);
-    let r = execute(&mut w, vm, &call(&key, nowhere, 1, 100_000, 1), &PROPOSER)
-        .unwrap()
-        .unwrap();
+    let r = execute(
+        &mut w,
+        no_plugins(),
+        &call(&key, nowhere, 1, 100_000, 1),
+        &PROPOSER,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!((r.success, r.gas_used), (false, CALL_BASE_GAS));
     assert!(r.error.as_str().starts_with("no contract at"));
 
@@ -246,10 +270,20 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
     .unwrap();
     let address = contract_address(&me, 2);
     let d = contract_tx(&key, TxKind::Deploy, address, trapping, 1_000_000, 2);
-    assert!(execute(&mut w, vm, &d, &PROPOSER).unwrap().unwrap().success);
-    let r = execute(&mut w, vm, &call(&key, address, 0, 100_000, 3), &PROPOSER)
-        .unwrap()
-        .unwrap();
+    assert!(
+        execute(&mut w, no_plugins(), &d, &PROPOSER)
+            .unwrap()
+            .unwrap()
+            .success
+    );
+    let r = execute(
+        &mut w,
+        no_plugins(),
+        &call(&key, address, 0, 100_000, 3),
+        &PROPOSER,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(
         r.error.as_str(),
         "trap: wasm trap: wasm `unreachable` instruction executed"
@@ -259,7 +293,7 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
     // A balance that cannot cover fee plus the whole gas limit is rejected: no effect.
     let greedy = call(&key, contracts::counter().address, 1, BALANCE, 4);
     assert!(matches!(
-        execute(&mut w, vm, &greedy, &PROPOSER).unwrap(),
+        execute(&mut w, no_plugins(), &greedy, &PROPOSER).unwrap(),
         Err(TxError::InsufficientBalance { .. })
     ));
     assert_eq!(w.account(&me).unwrap().nonce, 4);
@@ -283,14 +317,14 @@ fn contract_state_rolls_back_with_its_block() {
             0,
         );
         assert!(
-            execute(&mut w, Vm::shared(), &d, &PROPOSER)
+            execute(&mut w, no_plugins(), &d, &PROPOSER)
                 .unwrap()
                 .unwrap()
                 .success
         );
         let c = call(&key, counter, 3, 100_000, 1);
         assert!(
-            execute(&mut w, Vm::shared(), &c, &PROPOSER)
+            execute(&mut w, no_plugins(), &c, &PROPOSER)
                 .unwrap()
                 .unwrap()
                 .success

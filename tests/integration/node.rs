@@ -17,7 +17,6 @@ use dubchain_host::{
         mempool::{Mempool, Rejection},
         run::{run_chain, ChainConfig},
         state::{Account, StateStore},
-        vm::Vm,
     },
     Host,
 };
@@ -325,11 +324,11 @@ fn every_validity_rule_rejects_what_it_must() {
     // Stateful rules, at execution.
     let proposer = Bytes32([9; 32]);
     let mut w = store.begin_block(1);
-    assert!(execute(&mut w, Vm::shared(), &good, &proposer)
+    assert!(execute(&mut w, &host.slots, &good, &proposer)
         .unwrap()
         .is_ok());
     assert_eq!(
-        execute(&mut w, Vm::shared(), &stale, &proposer).unwrap(),
+        execute(&mut w, &host.slots, &stale, &proposer).unwrap(),
         Err(TxError::BadNonce {
             expected: 1,
             got: 0
@@ -337,7 +336,7 @@ fn every_validity_rule_rejects_what_it_must() {
     );
     let broke = transfer(&k[1], &k[2], 2_000, 1, 0);
     assert_eq!(
-        execute(&mut w, Vm::shared(), &broke, &proposer).unwrap(),
+        execute(&mut w, &host.slots, &broke, &proposer).unwrap(),
         Err(TxError::InsufficientBalance {
             balance: 1_010,
             needed: 2_001
@@ -345,7 +344,7 @@ fn every_validity_rule_rejects_what_it_must() {
     );
     let overflow = transfer(&k[1], &k[2], u64::MAX, 1, 0);
     assert_eq!(
-        execute(&mut w, Vm::shared(), &overflow, &proposer).unwrap(),
+        execute(&mut w, &host.slots, &overflow, &proposer).unwrap(),
         Err(TxError::Overflow)
     );
     // A rejected transaction changed nothing.
@@ -360,7 +359,7 @@ fn every_validity_rule_rejects_what_it_must() {
     w.abort().unwrap();
     // Stale nonces are refused at admission once the state has moved on.
     let mut w = store.begin_block(1);
-    execute(&mut w, Vm::shared(), &good, &proposer)
+    execute(&mut w, &host.slots, &good, &proposer)
         .unwrap()
         .unwrap();
     w.commit(
@@ -474,7 +473,7 @@ fn an_interrupted_block_is_rolled_back_on_reopen() {
         let mut w = store.begin_block(1);
         execute(
             &mut w,
-            Vm::shared(),
+            &host.slots,
             &transfer(&k[0], &k[1], 10, 1, 0),
             &Bytes32([9; 32]),
         )

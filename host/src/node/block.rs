@@ -101,6 +101,15 @@ fn encode(host: &Host, block: Block) -> Vec<u8> {
         .expect("one record in, one value out")
 }
 
+/// Undoes a block in progress, and tells `vm.storage` providers to forget the store as it
+/// was (it has a new identity from now on).
+fn roll_back(host: &Host, w: super::state::BlockWriter<'_>) -> Result<(), StateError> {
+    let id = w.store_id();
+    w.abort()?;
+    host.slots.contract_state.reset(id);
+    Ok(())
+}
+
 /// Decodes stored block `height`.
 pub fn stored_block(host: &Host, store: &StateStore, height: u64) -> Result<Block, BlockError> {
     let bytes = store.block_bytes(height)?.ok_or(BlockError::Unreadable {
@@ -153,13 +162,7 @@ pub fn produce(
     let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
     let mut receipts = Vec::with_capacity(candidates.len());
     let mut dropped = Vec::new();
-    let outcomes = execute_block(
-        &host.slots.block_execution,
-        super::vm::Vm::shared(),
-        &mut w,
-        &candidates,
-        &proposer,
-    )?;
+    let outcomes = execute_block(&host.slots, &mut w, &candidates, &proposer)?;
     for (tx, outcome) in candidates.into_iter().zip(outcomes) {
         match outcome {
             Ok(r) => {
@@ -340,16 +343,10 @@ pub fn execute_and_commit(
 ) -> Result<Head, BlockError> {
     let h = &block.header;
     let mut w = store.begin_block(h.height);
-    let outcomes = match execute_block(
-        &host.slots.block_execution,
-        super::vm::Vm::shared(),
-        &mut w,
-        &block.transactions,
-        &h.proposer,
-    ) {
+    let outcomes = match execute_block(&host.slots, &mut w, &block.transactions, &h.proposer) {
         Ok(o) => o,
         Err(e) => {
-            w.abort()?;
+            roll_back(host, w)?;
             return Err(e.into());
         }
     };
@@ -357,14 +354,14 @@ pub fn execute_and_commit(
         match outcome {
             Ok(r) if r == block.receipts[index] => {}
             Ok(_) => {
-                w.abort()?;
+                roll_back(host, w)?;
                 return Err(BlockError::Receipt {
                     height: h.height,
                     index,
                 });
             }
             Err(error) => {
-                w.abort()?;
+                roll_back(host, w)?;
                 return Err(BlockError::Tx {
                     height: h.height,
                     index,
@@ -375,7 +372,7 @@ pub fn execute_and_commit(
     }
     let root = w.state_root()?;
     if root != h.state_root {
-        w.abort()?;
+        roll_back(host, w)?;
         return Err(BlockError::StateRoot {
             height: h.height,
             expected: root,

@@ -6,12 +6,16 @@ use dubchain_plugin_api::{
     types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
 };
 
+use dubchain_plugin_api::slots::ContractWrite;
+
 use super::{
     chain,
     state::{Account, BlockWriter, StateError},
-    vm::{self, CallFailure, Vm},
 };
-use crate::slot::{BlockExecutionSlot, SigVerifySlot};
+use crate::{
+    slot::{BlockExecutionSlot, SigVerifySlot, Slots},
+    vm::{self, CallFailure, ContractHost, StorageError, Vm},
+};
 
 pub use dubchain_plugin_api::exec::TRANSFER_GAS;
 
@@ -108,6 +112,36 @@ impl From<TxFailure> for TxError {
     }
 }
 
+/// A block in progress as the VM sees it.
+struct Contracts<'w, 'a>(&'w BlockWriter<'a>);
+
+impl ContractHost for Contracts<'_, '_> {
+    fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.0.code(contract)?)
+    }
+    fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StorageError> {
+        Ok(self.0.code_hash(contract)?)
+    }
+    fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+        Ok(self.0.reader().storage(contract, key)?)
+    }
+    fn store_id(&self) -> u64 {
+        self.0.store_id()
+    }
+}
+
+/// The node's error back from under the VM.
+fn state_error(e: StorageError) -> StateError {
+    match e.downcast::<StateError>() {
+        Ok(e) => *e,
+        Err(other) => StateError::Corrupt {
+            path: Default::default(),
+            what: "contract storage".into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
 /// The receipt of an applied transfer.
 pub fn success_receipt() -> Receipt {
     Receipt {
@@ -123,12 +157,12 @@ pub fn success_receipt() -> Receipt {
 /// [`execute_contract`].
 pub fn execute(
     w: &mut BlockWriter<'_>,
-    vm: &Vm,
+    slots: &Slots,
     tx: &Transaction,
     proposer: &Bytes32,
 ) -> Result<Result<Receipt, TxError>, StateError> {
     if tx.kind != TxKind::Transfer {
-        return execute_contract(w, vm, tx, proposer);
+        return execute_contract(w, slots, tx, proposer);
     }
     Ok(apply_transfer(&mut WriteThrough(w), tx, proposer)?
         .map(|()| success_receipt())
@@ -139,12 +173,13 @@ pub fn execute(
 /// declared sender and contract, the nonce, and a balance that covers the fee plus the
 /// whole gas limit. Past them, the transaction is included whatever the contract does: the
 /// sender's nonce moves, and the sender pays the fee plus the gas used to `proposer`. A
-/// deploy stores the code if it validates; a call runs it in `vm` and applies its storage
-/// writes only if it returns (a trap, or running out of gas, reverts them and is a failed
-/// receipt with the gas charged: all of it when it ran out).
+/// deploy stores the code if it validates; a call runs it through the `vm.*` slots
+/// ([`vm::call_contract`]) and applies its storage writes only if it returns (a trap, or
+/// running out of gas, reverts them and is a failed receipt with the gas charged: all of it
+/// when it ran out).
 pub fn execute_contract(
     w: &mut BlockWriter<'_>,
-    vm: &Vm,
+    slots: &Slots,
     tx: &Transaction,
     proposer: &Bytes32,
 ) -> Result<Result<Receipt, TxError>, StateError> {
@@ -195,35 +230,33 @@ pub fn execute_contract(
                     detail: "not 8 bytes".into(),
                 }
             })?);
-            match w.code(&tx.to)? {
-                None => (intrinsic, Some(CallFailure::NoContract(tx.to).to_string())),
-                Some(code) => {
-                    let out = vm
-                        .call(
-                            &code,
-                            tx.to,
-                            input,
-                            tx.gas_limit - intrinsic,
-                            Box::new(w.reader()),
-                        )
-                        .map_err(|e| match e.downcast::<StateError>() {
-                            Ok(e) => *e,
-                            Err(other) => StateError::Corrupt {
-                                path: Default::default(),
-                                what: "contract storage".into(),
-                                detail: other.to_string(),
-                            },
-                        })?;
-                    match out.result {
-                        Ok((_, writes)) => {
-                            for (k, v) in writes {
-                                w.put_storage(&tx.to, k, v)?;
-                            }
-                            (intrinsic + out.gas_used, None)
-                        }
-                        Err(f) => (intrinsic + out.gas_used, Some(f.to_string())),
+            let out = vm::call_contract(
+                slots,
+                Vm::shared(),
+                &Contracts(w),
+                &tx.to,
+                input,
+                tx.gas_limit - intrinsic,
+            )
+            .map_err(state_error)?;
+            let vm_gas = out.gas_used;
+            match out.result {
+                Ok((_, writes)) => {
+                    for &(k, v) in &writes {
+                        w.put_storage(&tx.to, k, v)?;
                     }
+                    let applied: Vec<ContractWrite> = writes
+                        .iter()
+                        .map(|&(key, value)| ContractWrite {
+                            contract: tx.to,
+                            key,
+                            value,
+                        })
+                        .collect();
+                    slots.contract_state.written(w.store_id(), &applied);
+                    (intrinsic + vm_gas, None)
                 }
+                Err(f) => (intrinsic + vm_gas, Some(f.to_string())),
             }
         }
     };
@@ -251,7 +284,7 @@ pub fn execute_contract(
     }))
 }
 
-/// Executes `txs` in order for `proposer`. Contract transactions run in `vm`; each maximal
+/// Executes `txs` in order for `proposer`. Contract transactions run in the VM; each maximal
 /// run of transfers between them goes through the `exec.block_execution` slot: a plugin
 /// gets the state before the run of every account the run may touch (read once each) and
 /// answers the outcomes and the final write set, which is then written once per account in
@@ -260,8 +293,7 @@ pub fn execute_contract(
 ///
 /// A rejected transaction has no effect; execution goes on with the next.
 pub fn execute_block(
-    slot: &BlockExecutionSlot,
-    vm: &Vm,
+    slots: &Slots,
     w: &mut BlockWriter<'_>,
     txs: &[Transaction],
     proposer: &Bytes32,
@@ -274,10 +306,15 @@ pub fn execute_block(
             .position(|t| t.kind != TxKind::Transfer)
             .unwrap_or(rest.len());
         if run == 0 {
-            out.push(execute_contract(w, vm, &rest[0], proposer)?);
+            out.push(execute_contract(w, slots, &rest[0], proposer)?);
             rest = &rest[1..];
         } else {
-            out.extend(execute_transfers(slot, w, &rest[..run], proposer)?);
+            out.extend(execute_transfers(
+                &slots.block_execution,
+                w,
+                &rest[..run],
+                proposer,
+            )?);
             rest = &rest[run..];
         }
     }

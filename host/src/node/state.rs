@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `a/` + account (32 bytes) | the account, serde_json (the baseline record format) |
 //! | `c/` + contract (32 bytes) | the contract's wasm code, as deployed |
+//! | `k/` + contract | SHA-256 of its code (read without the code by `vm.code_loader`) |
 //! | `s/` + contract + key (8 bytes, big-endian, sign bit flipped) | a storage value, serde_json |
 //! | `b/` + height (8 bytes, big-endian) | the block, encoded by `storage.record_codec` |
 //! | `h` | the head: height, block hash, state root (JSON) |
@@ -69,10 +70,20 @@ pub enum StateError {
 pub struct StateStore {
     db: Arc<DB>,
     path: PathBuf,
+    /// Identity for `vm.storage` providers' caches: unique in the process, and replaced
+    /// whenever a block is rolled back (so nothing cached before can be served after).
+    id: std::sync::atomic::AtomicU64,
+}
+
+/// The next store identity in this process.
+fn next_store_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 const ACCOUNT: &[u8] = b"a/";
 const CODE: &[u8] = b"c/";
+const CODE_HASH: &[u8] = b"k/";
 const STORAGE: &[u8] = b"s/";
 const BLOCK: &[u8] = b"b/";
 const HEAD: &[u8] = b"h";
@@ -84,6 +95,10 @@ fn account_key(a: &Bytes32) -> Vec<u8> {
 
 fn code_key(contract: &Bytes32) -> Vec<u8> {
     [CODE, &contract.0].concat()
+}
+
+fn code_hash_key(contract: &Bytes32) -> Vec<u8> {
+    [CODE_HASH, &contract.0].concat()
 }
 
 /// Storage keys sort by their signed value: big-endian with the sign bit flipped.
@@ -113,6 +128,7 @@ impl StateStore {
         let store = StateStore {
             db: Arc::new(db),
             path: path.to_owned(),
+            id: next_store_id().into(),
         };
         store.recover()?;
         Ok(store)
@@ -168,9 +184,30 @@ impl StateStore {
         self.db.get(code_key(contract)).map_err(|e| self.db_err(e))
     }
 
+    /// SHA-256 of the code deployed at `contract`.
+    pub fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StateError> {
+        match self
+            .db
+            .get(code_hash_key(contract))
+            .map_err(|e| self.db_err(e))?
+        {
+            None => Ok(None),
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(|h| Some(Bytes32(h)))
+                .map_err(|_| self.corrupt(format!("code hash of {contract:?}"), "not 32 bytes")),
+        }
+    }
+
     /// The value under `key` in `contract`'s storage (0 when absent).
     pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
         self.reader().storage(contract, key)
+    }
+
+    /// The store's identity for `vm.storage` providers (see the field).
+    pub fn id(&self) -> u64 {
+        self.id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A handle that reads contract storage from this store, for the VM's host functions
@@ -351,7 +388,7 @@ impl StoreReader {
 }
 
 impl crate::vm::ContractStorage for StoreReader {
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, crate::vm::StorageError> {
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, crate::vm::StorageError> {
         Ok(self.storage(contract, key)?)
     }
 }
@@ -423,9 +460,21 @@ impl BlockWriter<'_> {
         self.put_raw(account_key(a), Some(value))
     }
 
-    /// Deploys `code` at `contract`.
+    /// Deploys `code` at `contract` (and its hash).
     pub fn put_code(&mut self, contract: &Bytes32, code: &[u8]) -> Result<(), StateError> {
-        self.put_raw(code_key(contract), Some(code.to_vec()))
+        self.put_raw(code_key(contract), Some(code.to_vec()))?;
+        let hash: [u8; 32] = Sha256::digest(code).into();
+        self.put_raw(code_hash_key(contract), Some(hash.to_vec()))
+    }
+
+    /// SHA-256 of a contract's code (see [`StateStore::code_hash`]).
+    pub fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StateError> {
+        self.store.code_hash(contract)
+    }
+
+    /// The store's identity (see [`StateStore::id`]).
+    pub fn store_id(&self) -> u64 {
+        self.store.id()
     }
 
     /// Sets `key` of `contract`'s storage to `value` (0 deletes it).
@@ -493,8 +542,12 @@ impl BlockWriter<'_> {
         Ok(())
     }
 
-    /// Undoes every write of this block.
+    /// Undoes every write of this block. The store takes a new identity: whatever was
+    /// cached of it (`vm.storage`) no longer applies.
     pub fn abort(self) -> Result<(), StateError> {
+        self.store
+            .id
+            .store(next_store_id(), std::sync::atomic::Ordering::Relaxed);
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
         for key in &self.touched {

@@ -277,21 +277,15 @@ impl Pending<'_> {
 pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> Pending<'a> {
     #[cfg(feature = "node")]
     if let Input::Store(s) = input {
-        let slot = match side {
-            Side::Baseline => &s.no_plugins.block_execution,
-            Side::Plugin => &host.slots.block_execution,
+        let slots = match side {
+            Side::Baseline => &s.no_plugins,
+            Side::Plugin => &host.slots,
         };
         let store = s.store.as_ref().expect("open");
         let mut w = store.begin_block(1);
         black_box(
-            crate::node::execute::execute_block(
-                slot,
-                crate::vm::Vm::shared(),
-                &mut w,
-                &s.block.txs,
-                &s.block.proposer,
-            )
-            .expect("the benchmark store works"),
+            crate::node::execute::execute_block(slots, &mut w, &s.block.txs, &s.block.proposer)
+                .expect("the benchmark store works"),
         );
         return Pending::Block(w);
     }

@@ -71,3 +71,92 @@ pub fn counter() -> &'static Contract {
 pub fn compute() -> &'static Contract {
     &genesis()[1]
 }
+
+/// Exercises every control construct the metering must get right: `br_table` over four
+/// cases (recursive calls, a memory loop with `br_if`, storage, a trap), early `return`s.
+pub const CONTROL_WAT: &str = r#"(module
+  (import "env" "storage_get" (func $get (param i64) (result i64)))
+  (import "env" "storage_set" (func $set (param i64 i64)))
+  (memory 1)
+  (func $fib (param $n i64) (result i64)
+    (if (result i64) (i64.lt_s (local.get $n) (i64.const 2))
+      (then (local.get $n))
+      (else (i64.add (call $fib (i64.sub (local.get $n) (i64.const 1)))
+                     (call $fib (i64.sub (local.get $n) (i64.const 2)))))))
+  (func (export "call") (param $x i64) (result i64)
+    (local $i i32)
+    block $out
+      block $b2
+        block $b1
+          block $b0
+            local.get $x
+            i64.const 4
+            i64.rem_u
+            i32.wrap_i64
+            br_table $b0 $b1 $b2 $out
+          end
+          local.get $x
+          i64.const 16
+          i64.rem_u
+          call $fib
+          return
+        end
+        loop $l
+          local.get $i
+          i32.const 8
+          i32.mul
+          local.get $x
+          local.get $i
+          i64.extend_i32_u
+          i64.mul
+          i64.store
+          local.get $i
+          i32.const 1
+          i32.add
+          local.tee $i
+          i32.const 100
+          i32.lt_u
+          br_if $l
+        end
+        i32.const 80
+        i64.load
+        return
+      end
+      local.get $x
+      local.get $x
+      call $get
+      i64.const 7
+      i64.add
+      call $set
+      local.get $x
+      call $get
+      return
+    end
+    unreachable))"#;
+
+/// No imports at all (the metering must add an import section), and float arithmetic
+/// whose NaNs must come out the same everywhere.
+pub const FLOAT_WAT: &str = r#"(module
+  (func (export "call") (param $x i64) (result i64)
+    (i64.reinterpret_f64
+      (f64.div (f64.convert_i64_s (local.get $x)) (f64.sub (f64.const 3) (f64.const 3))))))"#;
+
+/// The modules and inputs the `vm.*` self-tests and conformance suites run: the reference
+/// contracts and [`CONTROL_WAT`] and [`FLOAT_WAT`], each with inputs that take every path.
+pub fn test_modules() -> Vec<(&'static str, Vec<u8>, Vec<i64>)> {
+    [
+        ("counter", COUNTER_WAT, vec![0, 5, -3]),
+        ("compute", COMPUTE_WAT, vec![0, 1, 37]),
+        ("control", CONTROL_WAT, vec![0, 1, 2, 3, 12, 13, 14, 15]),
+        ("float", FLOAT_WAT, vec![0, 1, -1]),
+    ]
+    .into_iter()
+    .map(|(name, wat, inputs)| {
+        (
+            name,
+            wat::parse_str(wat).expect("the test modules assemble"),
+            inputs,
+        )
+    })
+    .collect()
+}

@@ -21,8 +21,19 @@ use dubchain_plugin_api::types::Bytes32;
 pub use dubchain_plugin_api::vm::{
     features, validate_code, INSTRUCTION_GAS, MAX_MEMORY_PAGES, STORAGE_READ_GAS, STORAGE_WRITE_GAS,
 };
+use dubchain_plugin_api::{
+    slots::{
+        CallEnd, CallRequest, CallResult, GasCounter, HostCode, HostFn, LoadedCode, Metered,
+        StorageWrite,
+    },
+    vm::GAS_GLOBAL,
+    PluginError,
+};
+use sha2::{Digest, Sha256};
+
+use crate::slot::Slots;
 use wasmtime::{
-    Caller, Config, Engine, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Val,
 };
 
 /// A failure of the store under a contract's storage reads: the node's problem, not the
@@ -55,9 +66,9 @@ impl std::fmt::Display for StoreFault {
 impl std::error::Error for StoreFault {}
 
 /// Reads of contract storage during a call.
-pub trait ContractStorage: Send + 'static {
+pub trait ContractStorage: Sync {
     /// The value under `key` in `contract`'s storage; 0 when absent.
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StorageError>;
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError>;
 }
 
 /// How a call ended, when it did not fail the node.
@@ -88,8 +99,13 @@ pub enum CallFailure {
 /// What a call's host functions see.
 struct CallContext {
     contract: Bytes32,
-    storage: Box<dyn ContractStorage>,
+    /// The call's storage: borrowed for the duration of [`Vm::run`] only (see the SAFETY
+    /// note there).
+    storage: &'static dyn ContractStorage,
+    counter: GasCounter,
     writes: BTreeMap<i64, i64>,
+    /// Gas left, for [`GasCounter::HostCall`] code (global-counted code keeps it in its
+    /// global).
     remaining: u64,
     fault: Option<StorageError>,
     limits: StoreLimits,
@@ -110,6 +126,23 @@ impl CallContext {
     }
 }
 
+/// Charges a host function's `cost` to the call, wherever its code counts gas.
+fn charge(caller: &mut Caller<'_, CallContext>, cost: u64) -> wasmtime::Result<()> {
+    if caller.data().counter == GasCounter::HostCall {
+        return caller.data_mut().charge(cost);
+    }
+    let global = caller
+        .get_export(GAS_GLOBAL)
+        .and_then(Extern::into_global)
+        .ok_or_else(|| wasmtime::Error::msg("metered code lost its gas global"))?;
+    let left = global.get(&mut *caller).i64().unwrap_or(-1);
+    if left < 0 || (left as u64) < cost {
+        global.set(&mut *caller, Val::I64(-1))?;
+        return Err(wasmtime::Error::new(OutOfGas));
+    }
+    global.set(&mut *caller, Val::I64(left - cost as i64))
+}
+
 /// The wasmtime engine and the host functions, shared by every call.
 pub struct Vm {
     engine: Engine,
@@ -122,9 +155,10 @@ impl std::fmt::Debug for Vm {
     }
 }
 
-/// The engine configuration contracts run under: Cranelift with NaNs canonicalised, so that
-/// float results are deterministic. (Which wasm features a contract may use is decided by
-/// [`validate_code`], before anything is compiled.)
+/// The engine configuration contracts run under ([`dubchain_plugin_api::vm::ENGINE_SETTINGS`]):
+/// Cranelift with NaNs canonicalised, so that float results are deterministic. (Which wasm
+/// features a contract may use is decided by [`validate_code`], before anything is
+/// compiled.)
 pub fn engine_config() -> Config {
     let mut c = Config::new();
     c.cranelift_nan_canonicalization(true);
@@ -151,13 +185,12 @@ impl Vm {
                 "env",
                 "storage_get",
                 |mut caller: Caller<'_, CallContext>, key: i64| -> wasmtime::Result<i64> {
+                    charge(&mut caller, STORAGE_READ_GAS)?;
                     let ctx = caller.data_mut();
-                    ctx.charge(STORAGE_READ_GAS)?;
                     if let Some(v) = ctx.writes.get(&key) {
                         return Ok(*v);
                     }
-                    let contract = ctx.contract;
-                    match ctx.storage.get(&contract, key) {
+                    match ctx.storage.get(&ctx.contract, key) {
                         Ok(v) => Ok(v),
                         Err(e) => {
                             ctx.fault = Some(e);
@@ -175,9 +208,8 @@ impl Vm {
                  key: i64,
                  value: i64|
                  -> wasmtime::Result<()> {
-                    let ctx = caller.data_mut();
-                    ctx.charge(STORAGE_WRITE_GAS)?;
-                    ctx.writes.insert(key, value);
+                    charge(&mut caller, STORAGE_WRITE_GAS)?;
+                    caller.data_mut().writes.insert(key, value);
                     Ok(())
                 },
             )
@@ -185,49 +217,68 @@ impl Vm {
         Vm { engine, linker }
     }
 
-    /// The VM the node uses (one engine per process; compiled code is not shared between
-    /// calls, see the module docs).
+    /// The VM the node uses (one engine per process).
     pub fn shared() -> &'static Vm {
         static VM: OnceLock<Vm> = OnceLock::new();
         VM.get_or_init(Vm::new)
     }
 
-    /// Runs `contract`'s `call(input)` with `gas` to spend: validates and instruments the
-    /// code, compiles it, and runs it with storage reads going to `storage`. An `Err` is a
-    /// state store failure under a host function (the node's problem, not the call's).
+    /// The baseline pipeline on code already in hand: validates it, meters it with host
+    /// calls ([`meter::instrument`]) and [`Self::run`]s it.
     pub fn call(
         &self,
         code: &[u8],
         contract: Bytes32,
         input: i64,
         gas: u64,
-        storage: Box<dyn ContractStorage>,
+        storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
-        let failed = |gas_used, f| CallOutcome {
-            gas_used,
-            result: Err(f),
-        };
         if let Err(e) = validate_code(code) {
-            return Ok(failed(0, CallFailure::Invalid(e)));
+            return Ok(CallOutcome::failed(0, CallFailure::Invalid(e)));
         }
-        let instrumented = match meter::instrument(code) {
-            Ok(w) => w,
-            Err(e) => return Ok(failed(0, CallFailure::Invalid(e))),
-        };
-        let module = match Module::new(&self.engine, &instrumented) {
+        match meter::instrument(code) {
+            Ok(wasm) => self.run(&wasm, GasCounter::HostCall, contract, input, gas, storage),
+            Err(e) => Ok(CallOutcome::failed(0, CallFailure::Invalid(e))),
+        }
+    }
+
+    /// Compiles metered `wasm` and runs `call(input)` on it with `gas` to spend (at most
+    /// `i64::MAX`) and storage reads going to `storage`: the `vm.module_cache` baseline,
+    /// which compiles on every call. An `Err` is a storage failure under a host function
+    /// (the node's problem, not the call's).
+    pub fn run(
+        &self,
+        wasm: &[u8],
+        counter: GasCounter,
+        contract: Bytes32,
+        input: i64,
+        gas: u64,
+        storage: &dyn ContractStorage,
+    ) -> Result<CallOutcome, StorageError> {
+        let gas = gas.min(i64::MAX as u64);
+        let module = match Module::new(&self.engine, wasm) {
             Ok(m) => m,
             Err(e) => {
-                return Ok(failed(
+                return Ok(CallOutcome::failed(
                     0,
                     CallFailure::Invalid(format!("does not compile: {e}")),
                 ))
             }
+        };
+        // SAFETY: the reference is stored in the call's `Store`, which is created here and
+        // dropped (`into_data` below) before this function returns; nothing reachable from
+        // the store outlives it (host functions only read it during `call`). So the
+        // borrow, whose lifetime is erased for wasmtime's `'static` bound, is never used
+        // after `storage` is gone.
+        let storage: &'static dyn ContractStorage = unsafe {
+            std::mem::transmute::<&dyn ContractStorage, &'static dyn ContractStorage>(storage)
         };
         let mut store = Store::new(
             &self.engine,
             CallContext {
                 contract,
                 storage,
+                counter,
                 writes: BTreeMap::new(),
                 remaining: gas,
                 fault: None,
@@ -238,31 +289,231 @@ impl Vm {
             },
         );
         store.limiter(|c| &mut c.limits);
-        let run = |store: &mut Store<CallContext>| -> wasmtime::Result<i64> {
-            let instance: Instance = self.linker.instantiate(&mut *store, &module)?;
-            let f = instance.get_typed_func::<i64, i64>(&mut *store, "call")?;
-            f.call(&mut *store, input)
+        let instance = match self.linker.instantiate(&mut store, &module) {
+            Ok(i) => i,
+            Err(e) => {
+                return Ok(CallOutcome::failed(
+                    0,
+                    CallFailure::Invalid(format!("does not instantiate: {}", describe_trap(&e))),
+                ))
+            }
         };
-        let result = run(&mut store);
+        let global = match counter {
+            GasCounter::HostCall => None,
+            GasCounter::Global => match instance.get_global(&mut store, GAS_GLOBAL) {
+                Some(g) if g.set(&mut store, Val::I64(gas as i64)).is_ok() => Some(g),
+                _ => {
+                    return Ok(CallOutcome::failed(
+                        0,
+                        CallFailure::Invalid(format!(
+                            "metered code does not export a mutable i64 `{GAS_GLOBAL}`"
+                        )),
+                    ))
+                }
+            },
+        };
+        let result = instance
+            .get_typed_func::<i64, i64>(&mut store, "call")
+            .and_then(|f| f.call(&mut store, input));
+        let left = match global {
+            None => store.data().remaining,
+            Some(g) => g.get(&mut store).i64().unwrap_or(-1).max(-1) as u64,
+        };
         let ctx = store.into_data();
         if let Some(fault) = ctx.fault {
             return Err(fault);
         }
-        let gas_used = gas - ctx.remaining;
+        let out_of_gas = global.is_some() && left == u64::MAX;
         Ok(match result {
+            Err(_) if out_of_gas => CallOutcome::failed(gas, CallFailure::OutOfGas),
+            Err(e) if e.is::<OutOfGas>() => CallOutcome::failed(gas, CallFailure::OutOfGas),
+            Err(e) => {
+                CallOutcome::failed(gas - left.min(gas), CallFailure::Trap(describe_trap(&e)))
+            }
             Ok(v) => CallOutcome {
-                gas_used,
+                gas_used: gas - left.min(gas),
                 result: Ok((v, ctx.writes.into_iter().collect())),
             },
-            Err(e) if e.is::<OutOfGas>() => failed(gas, CallFailure::OutOfGas),
-            Err(e) => failed(gas_used, CallFailure::Trap(describe_trap(&e))),
         })
+    }
+}
+
+impl CallOutcome {
+    fn failed(gas_used: u64, f: CallFailure) -> CallOutcome {
+        CallOutcome {
+            gas_used,
+            result: Err(f),
+        }
     }
 }
 
 impl Default for Vm {
     fn default() -> Self {
         Vm::new()
+    }
+}
+
+/// What a contract call needs from the node: the state store's code, code hashes and
+/// storage, and the identity of the store (for `vm.storage` providers' caches; it changes
+/// whenever the store is rolled back).
+pub trait ContractHost: Sync {
+    /// The code deployed at `contract`.
+    fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StorageError>;
+    /// SHA-256 of the code deployed at `contract`, read without the code.
+    fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StorageError>;
+    /// The value under `key` in `contract`'s storage in the store (0 when absent).
+    fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError>;
+    /// The store's current identity.
+    fn store_id(&self) -> u64;
+}
+
+fn plugin_error(e: StorageError) -> PluginError {
+    PluginError::failed(e.to_string())
+}
+
+/// Contract storage reads through the `vm.storage` slot, down to the store.
+struct SlotStorage<'a> {
+    slots: &'a Slots,
+    host: &'a dyn ContractHost,
+}
+
+impl ContractStorage for SlotStorage<'_> {
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+        let slot = &self.slots.contract_state;
+        if slot.has_provider() {
+            let below = HostFn(|c: &Bytes32, k: i64| self.host.storage(c, k).map_err(plugin_error));
+            if let Some(v) = slot.get(self.host.store_id(), contract, key, below.as_store()) {
+                return Ok(v);
+            }
+        }
+        self.host.storage(contract, key)
+    }
+}
+
+/// One contract call, through the four `vm.*` slots, each falling back to its baseline: the
+/// code from `vm.code_loader` (baseline: read it and [`validate_code`] it), metered by
+/// `vm.metering` (baseline: [`meter::instrument`]), run by `vm.module_cache` (baseline:
+/// [`Vm::run`], which compiles it), with storage reads through `vm.storage` (baseline: the
+/// store). The caller applies the writes of a call that returned, and tells `vm.storage`
+/// ([`crate::slot::ContractStateSlot::written`]).
+pub fn call_contract(
+    slots: &Slots,
+    vm: &Vm,
+    host: &dyn ContractHost,
+    contract: &Bytes32,
+    input: i64,
+    gas: u64,
+) -> Result<CallOutcome, StorageError> {
+    let loaded = load_code(slots, host, contract)?;
+    let code = match loaded {
+        LoadedCode::Valid(code) => code,
+        LoadedCode::Invalid(e) => {
+            return Ok(CallOutcome::failed(0, CallFailure::Invalid(e.into())))
+        }
+        LoadedCode::Missing => {
+            return Ok(CallOutcome::failed(0, CallFailure::NoContract(*contract)))
+        }
+    };
+    let metered = match slots.metering.instrument(&code) {
+        Some(m) => m,
+        None => match meter::instrument(&code) {
+            Ok(wasm) => Metered {
+                wasm: wasm.into(),
+                counter: GasCounter::HostCall,
+            },
+            Err(e) => return Ok(CallOutcome::failed(0, CallFailure::Invalid(e))),
+        },
+    };
+    let storage = SlotStorage { slots, host };
+    if slots.module_cache.has_provider() {
+        let request = CallRequest {
+            key: Bytes32(Sha256::digest(&metered.wasm).into()),
+            wasm: metered.wasm.as_slice().into(),
+            counter: metered.counter,
+            contract: *contract,
+            input,
+            gas: gas.min(i64::MAX as u64),
+        };
+        let store = HostFn(|c: &Bytes32, k: i64| storage.get(c, k).map_err(plugin_error));
+        if let Some(r) = slots.module_cache.run(&request, store.as_store()) {
+            return Ok(CallOutcome::from(r));
+        }
+    }
+    vm.run(
+        &metered.wasm,
+        metered.counter,
+        *contract,
+        input,
+        gas,
+        &storage,
+    )
+}
+
+/// The code of `contract`, loaded and validated through `vm.code_loader`.
+fn load_code(
+    slots: &Slots,
+    host: &dyn ContractHost,
+    contract: &Bytes32,
+) -> Result<LoadedCode, StorageError> {
+    if slots.code_loader.has_provider() {
+        let Some(hash) = host.code_hash(contract)? else {
+            return Ok(LoadedCode::Missing);
+        };
+        let source = HostCode(|c: &Bytes32| host.code(c).map_err(plugin_error));
+        if let Some(loaded) = slots.code_loader.load(contract, &hash, source.as_source()) {
+            return Ok(loaded);
+        }
+    }
+    Ok(baseline_load(host.code(contract)?))
+}
+
+/// The `vm.code_loader` baseline's answer for stored `code`.
+pub fn baseline_load(code: Option<Vec<u8>>) -> LoadedCode {
+    match code {
+        None => LoadedCode::Missing,
+        Some(code) => match validate_code(&code) {
+            Ok(()) => LoadedCode::Valid(code.into()),
+            Err(e) => LoadedCode::Invalid(e.into()),
+        },
+    }
+}
+
+impl From<CallResult> for CallOutcome {
+    fn from(r: CallResult) -> CallOutcome {
+        let result = match r.end {
+            CallEnd::Returned { value, writes } => {
+                Ok((value, writes.iter().map(|w| (w.key, w.value)).collect()))
+            }
+            CallEnd::OutOfGas => Err(CallFailure::OutOfGas),
+            CallEnd::Trap(t) => Err(CallFailure::Trap(t.into())),
+            CallEnd::Invalid(e) => Err(CallFailure::Invalid(e.into())),
+        };
+        CallOutcome {
+            gas_used: r.gas_used,
+            result,
+        }
+    }
+}
+
+impl From<&CallOutcome> for CallResult {
+    fn from(o: &CallOutcome) -> CallResult {
+        let end = match &o.result {
+            Ok((value, writes)) => CallEnd::Returned {
+                value: *value,
+                writes: writes
+                    .iter()
+                    .map(|&(key, value)| StorageWrite { key, value })
+                    .collect(),
+            },
+            Err(CallFailure::OutOfGas) => CallEnd::OutOfGas,
+            Err(CallFailure::Trap(t)) => CallEnd::Trap(t.as_str().into()),
+            Err(CallFailure::Invalid(e)) => CallEnd::Invalid(e.as_str().into()),
+            Err(f @ CallFailure::NoContract(_)) => CallEnd::Invalid(f.to_string().into()),
+        };
+        CallResult {
+            gas_used: o.gas_used,
+            end,
+        }
     }
 }
 
@@ -284,7 +535,7 @@ fn describe_trap(e: &wasmtime::Error) -> String {
 pub struct MemoryStorage(pub std::collections::HashMap<(Bytes32, i64), i64>);
 
 impl ContractStorage for MemoryStorage {
-    fn get(&mut self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
         Ok(self.0.get(&(*contract, key)).copied().unwrap_or(0))
     }
 }
@@ -296,7 +547,7 @@ mod tests {
     fn call(wat: &str, input: i64, gas: u64, storage: MemoryStorage) -> CallOutcome {
         let code = wat::parse_str(wat).unwrap();
         Vm::shared()
-            .call(&code, Bytes32([1; 32]), input, gas, Box::new(storage))
+            .call(&code, Bytes32([1; 32]), input, gas, &storage)
             .unwrap()
     }
 
