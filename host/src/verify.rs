@@ -11,18 +11,18 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_plugin_api::slots::{
-    BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
-};
+use dubchain_plugin_api::slots::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    baseline, conformance,
+    baseline,
+    conformance::{self, CaseResult},
     host::{Host, HostOptions},
     manifest::{self, Manifest},
     measure,
     resolve::{self, Request, Source},
     session::host_api_version,
+    slot::with_slots,
     workload,
 };
 
@@ -252,7 +252,7 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
                     .ok_or_else(|| "the plugin did not answer".to_owned())
             })
         } else {
-            Vec::new()
+            vm_suite(&host, &p.slot)
         };
         for r in results {
             // The host hides a plugin failure behind the baseline's answer; here it counts.
@@ -289,52 +289,85 @@ fn provided(m: &Manifest) -> String {
         .join(", ")
 }
 
-/// The last error of the plugin's provider in `slot`, if any call failed.
-fn plugin_failure(host: &Host, slot: &str) -> Option<String> {
+/// The `vm.*` suites: the self-test's known answers, run on the loaded provider (it passed
+/// them at load; here a failure is reported case by case with what differed).
+fn vm_suite(host: &Host, slot: &str) -> Vec<CaseResult> {
     let s = &host.slots;
-    if slot == SIG_VERIFY.id {
-        s.sig_verify.providers().last().and_then(|p| p.last_error())
-    } else if slot == RECORD_CODEC.id {
-        s.record_codec
-            .providers()
-            .last()
-            .and_then(|p| p.last_error())
-    } else if slot == VOTE_VERIFY.id {
-        s.vote_verify
-            .providers()
-            .last()
-            .and_then(|p| p.last_error())
+    let result = |case: &str, r: Result<(), String>| {
+        vec![CaseResult {
+            case: case.to_owned(),
+            passed: r.is_ok(),
+            detail: r.err().unwrap_or_default(),
+        }]
+    };
+    let top = |n: usize| n.checked_sub(1);
+    if slot == METERING.id {
+        let p = s.metering.providers();
+        match top(p.len()) {
+            Some(i) => result(
+                "gas, results and out-of-gas points of the test modules at four gas limits",
+                crate::selftest::metering(&p[i].imp),
+            ),
+            None => Vec::new(),
+        }
+    } else if slot == MODULE_CACHE.id {
+        let p = s.module_cache.providers();
+        match top(p.len()) {
+            Some(i) => result(
+                "the test modules run twice at four gas limits",
+                crate::selftest::module_cache(&p[i].imp),
+            ),
+            None => Vec::new(),
+        }
+    } else if slot == CODE_LOADER.id {
+        let p = s.code_loader.providers();
+        match top(p.len()) {
+            Some(i) => result(
+                "valid, refused, undecodable, missing and redeployed code",
+                crate::selftest::code_loader(&p[i].imp),
+            ),
+            None => Vec::new(),
+        }
+    } else if slot == CONTRACT_STATE.id {
+        let p = s.contract_state.providers();
+        match top(p.len()) {
+            Some(i) => result(
+                "reads of two stores across writes and a rollback",
+                crate::selftest::contract_state(&p[i].imp),
+            ),
+            None => Vec::new(),
+        }
     } else {
-        s.merkle.providers().last().and_then(|p| p.last_error())
+        Vec::new()
     }
 }
 
-fn reset_failure(host: &Host, slot: &str) {
-    let clear =
-        |m: &std::sync::Mutex<Option<String>>| *m.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let s = &host.slots;
-    if slot == SIG_VERIFY.id {
-        s.sig_verify
-            .providers()
-            .iter()
-            .for_each(|p| clear(&p.last_error));
-    } else if slot == RECORD_CODEC.id {
-        s.record_codec
-            .providers()
-            .iter()
-            .for_each(|p| clear(&p.last_error));
-    } else if slot == VOTE_VERIFY.id {
-        s.vote_verify
-            .providers()
-            .iter()
-            .for_each(|p| clear(&p.last_error));
-    } else {
-        s.merkle
-            .providers()
-            .iter()
-            .for_each(|p| clear(&p.last_error));
-    }
+macro_rules! failures {
+    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+        /// The last error of the plugin's provider in `slot`, if any call failed.
+        fn plugin_failure(host: &Host, slot: &str) -> Option<String> {
+            $(
+                if slot == $info.id {
+                    return host.slots.$field.providers().last().and_then(|p| p.last_error());
+                }
+            )*
+            None
+        }
+
+        /// Forgets the last errors of `slot`'s providers.
+        fn reset_failure(host: &Host, slot: &str) {
+            let clear = |m: &std::sync::Mutex<Option<String>>| {
+                *m.lock().unwrap_or_else(|p| p.into_inner()) = None
+            };
+            $(
+                if slot == $info.id {
+                    host.slots.$field.providers().iter().for_each(|p| clear(&p.last_error));
+                }
+            )*
+        }
+    };
 }
+with_slots!(failures);
 
 fn containment(host: &Host, slot: &str) -> String {
     let s = host
@@ -409,6 +442,46 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
                     &b.txs,
                     &b.proposer,
                 ));
+            },
+        )
+    } else if [
+        CODE_LOADER.id,
+        METERING.id,
+        MODULE_CACHE.id,
+        CONTRACT_STATE.id,
+    ]
+    .contains(&slot)
+    {
+        // A whole call of the compute contract, through every vm.* slot, with and without
+        // the plugin.
+        let chain = crate::vm::MemoryChain::with_genesis_contracts();
+        let compute = crate::vm::contracts::compute().address;
+        let no_plugins = crate::slot::Slots::default();
+        let vm = crate::vm::Vm::shared();
+        measure::compare(
+            slot,
+            7,
+            || {
+                std::hint::black_box(crate::vm::call_contract(
+                    &no_plugins,
+                    vm,
+                    &chain,
+                    &compute,
+                    200,
+                    1_000_000,
+                ))
+                .ok();
+            },
+            || {
+                std::hint::black_box(crate::vm::call_contract(
+                    &host.slots,
+                    vm,
+                    &chain,
+                    &compute,
+                    200,
+                    1_000_000,
+                ))
+                .ok();
             },
         )
     } else if slot == MERKLE.id {

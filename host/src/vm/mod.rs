@@ -530,6 +530,45 @@ fn describe_trap(e: &wasmtime::Error) -> String {
     }
 }
 
+/// Contracts and their storage in memory: a [`ContractHost`] for measurements and tests
+/// that need no state store.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryChain {
+    pub code: std::collections::HashMap<Bytes32, Vec<u8>>,
+    pub storage: MemoryStorage,
+}
+
+impl MemoryChain {
+    /// The genesis contracts, with empty storage.
+    pub fn with_genesis_contracts() -> MemoryChain {
+        MemoryChain {
+            code: contracts::genesis()
+                .iter()
+                .map(|c| (c.address, c.code.clone()))
+                .collect(),
+            storage: MemoryStorage::default(),
+        }
+    }
+}
+
+impl ContractHost for MemoryChain {
+    fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.code.get(contract).cloned())
+    }
+    fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StorageError> {
+        Ok(self
+            .code
+            .get(contract)
+            .map(|c| Bytes32(Sha256::digest(c).into())))
+    }
+    fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+        self.storage.get(contract, key)
+    }
+    fn store_id(&self) -> u64 {
+        0
+    }
+}
+
 /// Storage that exists only in memory (tests, the micro benchmarks).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage(pub std::collections::HashMap<(Bytes32, i64), i64>);
