@@ -23,6 +23,7 @@ pub mod session;
 pub mod slot;
 pub mod testing;
 pub mod verify;
+#[cfg(feature = "vm")]
 pub mod vm;
 pub mod watch;
 pub mod workload;

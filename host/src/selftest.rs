@@ -4,9 +4,8 @@
 
 use dubchain_plugin_api::{
     slots::{
-        BlockExecutionBox, BlockValidationBox, CodeLoaderBox, ContractStateBox, LowerFn,
-        MerkleRootsBox, MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxValidationBox,
-        VoteVerifyBox,
+        BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, FrameSendBox,
+        LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -180,479 +179,625 @@ pub fn tx_validation(imp: &TxValidationBox) -> Result<(), String> {
     first_difference(&expected, &got, &labels)
 }
 
-/// Storage the `vm.*` self-tests run against: a few keys of every test contract set.
-fn vm_storage() -> crate::vm::MemoryStorage {
-    let mut s = crate::vm::MemoryStorage::default();
-    for k in [0, 5, 7, 13, -3] {
-        s.0.insert((VM_CONTRACT, k), k * 1_000 + 1);
+/// Without the contract VM (feature `vm`) a host cannot check `vm.*` providers, and
+/// refuses them.
+#[cfg(not(feature = "vm"))]
+mod vm_checks {
+    use dubchain_plugin_api::slots::{
+        CodeLoaderBox, ContractStateBox, MeteringBox, ModuleCacheBox,
+    };
+
+    fn refused(slot: &str) -> Result<(), String> {
+        Err(format!(
+            "this host is built without the contract VM (feature `vm`), so it cannot check a {slot} provider"
+        ))
     }
-    s
+    pub fn metering(_: &MeteringBox) -> Result<(), String> {
+        refused("vm.metering")
+    }
+    pub fn module_cache(_: &ModuleCacheBox) -> Result<(), String> {
+        refused("vm.module_cache")
+    }
+    pub fn code_loader(_: &CodeLoaderBox) -> Result<(), String> {
+        refused("vm.code_loader")
+    }
+    pub fn contract_state(_: &ContractStateBox) -> Result<(), String> {
+        refused("vm.storage")
+    }
 }
 
-const VM_CONTRACT: Bytes32 = Bytes32([0xc0; 32]);
+/// The `vm.*` self-tests: known answers of the host's VM.
+#[cfg(feature = "vm")]
+mod vm_checks {
+    use dubchain_plugin_api::{
+        slots::{CodeLoaderBox, ContractStateBox, MeteringBox, ModuleCacheBox},
+        types::Bytes32,
+    };
 
-/// Gas limits around what a call needs: ample, exactly enough, one short, and very little.
-fn gas_limits(needed: u64) -> [u64; 4] {
-    [10_000_000, needed, needed.saturating_sub(1), 50]
-}
-
-/// Checks a `vm.metering` object: every test module metered by it and run by the host
-/// must give the baseline's result, writes and gas for every input, at ample gas, at
-/// exactly the gas needed, one unit short of it (out of gas at the same point), and at
-/// very little.
-pub fn metering(imp: &MeteringBox) -> Result<(), String> {
-    let vm = crate::vm::Vm::shared();
-    let storage = vm_storage();
-    for (name, code, inputs) in crate::vm::contracts::test_modules() {
-        let metered = imp
-            .instrument(code.as_slice().into())
-            .into_result()
-            .map_err(|e| format!("{name}: {e}"))?;
-        for input in inputs {
-            let needed = vm
-                .call(&code, VM_CONTRACT, input, 10_000_000, &storage)
-                .map_err(|e| e.to_string())?
-                .gas_used;
-            for gas in gas_limits(needed) {
-                let expected = vm
-                    .call(&code, VM_CONTRACT, input, gas, &storage)
-                    .map_err(|e| e.to_string())?;
-                let got = vm
-                    .run(
-                        &metered.wasm,
-                        metered.counter,
-                        VM_CONTRACT,
-                        input,
-                        gas,
-                        &storage,
-                    )
-                    .map_err(|e| e.to_string())?;
-                if got != expected {
-                    return Err(format!(
-                        "{name}({input}) with {gas} gas: baseline {expected:?}, plugin {got:?}"
-                    ));
-                }
-            }
+    /// Storage the `vm.*` self-tests run against: a few keys of every test contract set.
+    fn vm_storage() -> crate::vm::MemoryStorage {
+        let mut s = crate::vm::MemoryStorage::default();
+        for k in [0, 5, 7, 13, -3] {
+            s.0.insert((VM_CONTRACT, k), k * 1_000 + 1);
         }
+        s
     }
-    Ok(())
-}
 
-/// Checks a `vm.module_cache` object: every test module (metered the baseline way) run by
-/// it must give what the host's own run gives, at the same gas limits as [`metering`], and
-/// again when it has seen the module before.
-pub fn module_cache(imp: &ModuleCacheBox) -> Result<(), String> {
-    use dubchain_plugin_api::slots::{CallRequest, GasCounter, HostFn};
-    use sha2::{Digest, Sha256};
-    let vm = crate::vm::Vm::shared();
-    let storage = vm_storage();
-    let below = HostFn(|c: &Bytes32, k: i64| {
-        use crate::vm::ContractStorage;
-        storage
-            .get(c, k)
-            .map_err(|e| dubchain_plugin_api::PluginError::failed(e.to_string()))
-    });
-    for (name, code, inputs) in crate::vm::contracts::test_modules() {
-        let wasm = crate::vm::meter::instrument(&code)?;
-        let key = Bytes32(Sha256::digest(&wasm).into());
-        for input in inputs {
-            let needed = vm
-                .run(
-                    &wasm,
-                    GasCounter::HostCall,
-                    VM_CONTRACT,
-                    input,
-                    10_000_000,
-                    &storage,
-                )
-                .map_err(|e| e.to_string())?
-                .gas_used;
-            for gas in gas_limits(needed) {
-                let expected = vm
-                    .run(
-                        &wasm,
-                        GasCounter::HostCall,
-                        VM_CONTRACT,
-                        input,
-                        gas,
-                        &storage,
-                    )
-                    .map_err(|e| e.to_string())?;
-                let request = CallRequest {
-                    key,
-                    wasm: wasm.as_slice().into(),
-                    counter: GasCounter::HostCall,
-                    contract: VM_CONTRACT,
-                    input,
-                    gas,
-                };
-                for round in ["first", "repeated"] {
-                    let got = imp
-                        .run(&request, below.as_store())
-                        .into_result()
-                        .map_err(|e| format!("{name}({input}): {e}"))?;
-                    let got = crate::vm::CallOutcome::from(got);
+    const VM_CONTRACT: Bytes32 = Bytes32([0xc0; 32]);
+
+    /// Gas limits around what a call needs: ample, exactly enough, one short, and very little.
+    fn gas_limits(needed: u64) -> [u64; 4] {
+        [10_000_000, needed, needed.saturating_sub(1), 50]
+    }
+
+    /// Checks a `vm.metering` object: every test module metered by it and run by the host
+    /// must give the baseline's result, writes and gas for every input, at ample gas, at
+    /// exactly the gas needed, one unit short of it (out of gas at the same point), and at
+    /// very little.
+    pub fn metering(imp: &MeteringBox) -> Result<(), String> {
+        let vm = crate::vm::Vm::shared();
+        let storage = vm_storage();
+        for (name, code, inputs) in crate::vm::contracts::test_modules() {
+            let metered = imp
+                .instrument(code.as_slice().into())
+                .into_result()
+                .map_err(|e| format!("{name}: {e}"))?;
+            for input in inputs {
+                let needed = vm
+                    .call(&code, VM_CONTRACT, input, 10_000_000, &storage)
+                    .map_err(|e| e.to_string())?
+                    .gas_used;
+                for gas in gas_limits(needed) {
+                    let expected = vm
+                        .call(&code, VM_CONTRACT, input, gas, &storage)
+                        .map_err(|e| e.to_string())?;
+                    let got = vm
+                        .run(
+                            &metered.wasm,
+                            metered.counter,
+                            VM_CONTRACT,
+                            input,
+                            gas,
+                            &storage,
+                        )
+                        .map_err(|e| e.to_string())?;
                     if got != expected {
                         return Err(format!(
-                            "{name}({input}) with {gas} gas, {round} run: baseline {expected:?}, plugin {got:?}"
+                            "{name}({input}) with {gas} gas: baseline {expected:?}, plugin {got:?}"
                         ));
                     }
                 }
             }
         }
-    }
-    Ok(())
-}
-
-/// Checks a `vm.code_loader` object: valid, invalid, undecodable and missing code, asked
-/// twice, and an address whose code changed (a rolled-back deploy redone), must give the
-/// baseline's answers.
-pub fn code_loader(imp: &CodeLoaderBox) -> Result<(), String> {
-    use dubchain_plugin_api::slots::HostCode;
-    use sha2::{Digest, Sha256};
-    use std::sync::Mutex;
-    let modules = crate::vm::contracts::test_modules();
-    let refused = wat::parse_str(
-        r#"(module (import "env" "clock" (func (result i64))) (func (export "call") (param i64) (result i64) local.get 0))"#,
-    )
-    .expect("assembles");
-    let mut codes: std::collections::BTreeMap<Bytes32, Vec<u8>> = Default::default();
-    for (i, (_, code, _)) in modules.iter().enumerate() {
-        codes.insert(Bytes32([i as u8 + 1; 32]), code.clone());
-    }
-    codes.insert(Bytes32([0xa0; 32]), refused);
-    codes.insert(Bytes32([0xa1; 32]), b"\0asm\x01\0\0\0garbage".to_vec());
-    let store = Mutex::new(codes);
-    let source = HostCode(|c: &Bytes32| Ok(store.lock().expect("not poisoned").get(c).cloned()));
-    let check = |contract: &Bytes32, round: &str| -> Result<(), String> {
-        let code = store.lock().expect("not poisoned").get(contract).cloned();
-        let hash = Bytes32(Sha256::digest(code.as_deref().unwrap_or_default()).into());
-        let expected = crate::vm::baseline_load(code);
-        let got = imp
-            .load(contract, &hash, source.as_source())
-            .into_result()
-            .map_err(|e| e.to_string())?;
-        if got != expected {
-            return Err(format!(
-                "contract {contract:?}, {round}: baseline {expected:?}, plugin {got:?}"
-            ));
-        }
         Ok(())
-    };
-    let addresses: Vec<Bytes32> = store
-        .lock()
-        .expect("not poisoned")
-        .keys()
-        .copied()
-        .collect();
-    for round in ["first", "repeated"] {
-        for a in &addresses {
-            check(a, round)?;
-        }
     }
-    // A deploy rolled back and redone with other code: same address, new hash.
-    let first = addresses[0];
-    let other = modules.last().expect("modules").1.clone();
-    store.lock().expect("not poisoned").insert(first, other);
-    check(&first, "after its code changed")
-}
 
-/// Checks a `vm.storage` object: reads of two stores with different contents, writes
-/// announced one by one, a rollback (`reset`, then a new identity) must all read what the
-/// store holds.
-pub fn contract_state(imp: &ContractStateBox) -> Result<(), String> {
-    use dubchain_plugin_api::slots::{ContractWrite, HostFn};
-    use std::{collections::HashMap, sync::Mutex};
-    let stores: Mutex<HashMap<u64, HashMap<(Bytes32, i64), i64>>> = Mutex::new(HashMap::new());
-    let (a, b, c) = (Bytes32([1; 32]), Bytes32([2; 32]), Bytes32([3; 32]));
-    for (id, base) in [(11u64, 1i64), (12, 100)] {
-        let mut m = HashMap::new();
-        for (i, contract) in [a, b].iter().enumerate() {
-            for k in 0..8 {
-                m.insert((*contract, k), base * (k + 1) + i as i64);
+    /// Checks a `vm.module_cache` object: every test module (metered the baseline way) run by
+    /// it must give what the host's own run gives, at the same gas limits as [`metering`], and
+    /// again when it has seen the module before.
+    pub fn module_cache(imp: &ModuleCacheBox) -> Result<(), String> {
+        use dubchain_plugin_api::slots::{CallRequest, GasCounter, HostFn};
+        use sha2::{Digest, Sha256};
+        let vm = crate::vm::Vm::shared();
+        let storage = vm_storage();
+        let below = HostFn(|c: &Bytes32, k: i64| {
+            use crate::vm::ContractStorage;
+            storage
+                .get(c, k)
+                .map_err(|e| dubchain_plugin_api::PluginError::failed(e.to_string()))
+        });
+        for (name, code, inputs) in crate::vm::contracts::test_modules() {
+            let wasm = crate::vm::meter::instrument(&code)?;
+            let key = Bytes32(Sha256::digest(&wasm).into());
+            for input in inputs {
+                let needed = vm
+                    .run(
+                        &wasm,
+                        GasCounter::HostCall,
+                        VM_CONTRACT,
+                        input,
+                        10_000_000,
+                        &storage,
+                    )
+                    .map_err(|e| e.to_string())?
+                    .gas_used;
+                for gas in gas_limits(needed) {
+                    let expected = vm
+                        .run(
+                            &wasm,
+                            GasCounter::HostCall,
+                            VM_CONTRACT,
+                            input,
+                            gas,
+                            &storage,
+                        )
+                        .map_err(|e| e.to_string())?;
+                    let request = CallRequest {
+                        key,
+                        wasm: wasm.as_slice().into(),
+                        counter: GasCounter::HostCall,
+                        contract: VM_CONTRACT,
+                        input,
+                        gas,
+                    };
+                    for round in ["first", "repeated"] {
+                        let got = imp
+                            .run(&request, below.as_store())
+                            .into_result()
+                            .map_err(|e| format!("{name}({input}): {e}"))?;
+                        let got = crate::vm::CallOutcome::from(got);
+                        if got != expected {
+                            return Err(format!(
+                                "{name}({input}) with {gas} gas, {round} run: baseline {expected:?}, plugin {got:?}"
+                            ));
+                        }
+                    }
+                }
             }
         }
-        stores.lock().expect("not poisoned").insert(id, m);
+        Ok(())
     }
-    let read = |id: u64, contract: Bytes32, key: i64, what: &str| -> Result<(), String> {
-        let expected = stores
+
+    /// Checks a `vm.code_loader` object: valid, invalid, undecodable and missing code, asked
+    /// twice, and an address whose code changed (a rolled-back deploy redone), must give the
+    /// baseline's answers.
+    pub fn code_loader(imp: &CodeLoaderBox) -> Result<(), String> {
+        use dubchain_plugin_api::slots::HostCode;
+        use sha2::{Digest, Sha256};
+        use std::sync::Mutex;
+        let modules = crate::vm::contracts::test_modules();
+        let refused = wat::parse_str(
+            r#"(module (import "env" "clock" (func (result i64))) (func (export "call") (param i64) (result i64) local.get 0))"#,
+        )
+        .expect("assembles");
+        let mut codes: std::collections::BTreeMap<Bytes32, Vec<u8>> = Default::default();
+        for (i, (_, code, _)) in modules.iter().enumerate() {
+            codes.insert(Bytes32([i as u8 + 1; 32]), code.clone());
+        }
+        codes.insert(Bytes32([0xa0; 32]), refused);
+        codes.insert(Bytes32([0xa1; 32]), b"\0asm\x01\0\0\0garbage".to_vec());
+        let store = Mutex::new(codes);
+        let source =
+            HostCode(|c: &Bytes32| Ok(store.lock().expect("not poisoned").get(c).cloned()));
+        let check = |contract: &Bytes32, round: &str| -> Result<(), String> {
+            let code = store.lock().expect("not poisoned").get(contract).cloned();
+            let hash = Bytes32(Sha256::digest(code.as_deref().unwrap_or_default()).into());
+            let expected = crate::vm::baseline_load(code);
+            let got = imp
+                .load(contract, &hash, source.as_source())
+                .into_result()
+                .map_err(|e| e.to_string())?;
+            if got != expected {
+                return Err(format!(
+                    "contract {contract:?}, {round}: baseline {expected:?}, plugin {got:?}"
+                ));
+            }
+            Ok(())
+        };
+        let addresses: Vec<Bytes32> = store
             .lock()
             .expect("not poisoned")
-            .get(&id)
-            .and_then(|m| m.get(&(contract, key)).copied())
-            .unwrap_or(0);
-        let below = HostFn(|c: &Bytes32, k: i64| {
-            Ok(stores
+            .keys()
+            .copied()
+            .collect();
+        for round in ["first", "repeated"] {
+            for a in &addresses {
+                check(a, round)?;
+            }
+        }
+        // A deploy rolled back and redone with other code: same address, new hash.
+        let first = addresses[0];
+        let other = modules.last().expect("modules").1.clone();
+        store.lock().expect("not poisoned").insert(first, other);
+        check(&first, "after its code changed")
+    }
+
+    /// Checks a `vm.storage` object: reads of two stores with different contents, writes
+    /// announced one by one, a rollback (`reset`, then a new identity) must all read what the
+    /// store holds.
+    pub fn contract_state(imp: &ContractStateBox) -> Result<(), String> {
+        use dubchain_plugin_api::slots::{ContractWrite, HostFn};
+        use std::{collections::HashMap, sync::Mutex};
+        let stores: Mutex<HashMap<u64, HashMap<(Bytes32, i64), i64>>> = Mutex::new(HashMap::new());
+        let (a, b, c) = (Bytes32([1; 32]), Bytes32([2; 32]), Bytes32([3; 32]));
+        for (id, base) in [(11u64, 1i64), (12, 100)] {
+            let mut m = HashMap::new();
+            for (i, contract) in [a, b].iter().enumerate() {
+                for k in 0..8 {
+                    m.insert((*contract, k), base * (k + 1) + i as i64);
+                }
+            }
+            stores.lock().expect("not poisoned").insert(id, m);
+        }
+        let read = |id: u64, contract: Bytes32, key: i64, what: &str| -> Result<(), String> {
+            let expected = stores
                 .lock()
                 .expect("not poisoned")
                 .get(&id)
-                .and_then(|m| m.get(&(*c, k)).copied())
-                .unwrap_or(0))
-        });
-        let got = imp
-            .get(id, &contract, key, below.as_store())
+                .and_then(|m| m.get(&(contract, key)).copied())
+                .unwrap_or(0);
+            let below = HostFn(|c: &Bytes32, k: i64| {
+                Ok(stores
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&id)
+                    .and_then(|m| m.get(&(*c, k)).copied())
+                    .unwrap_or(0))
+            });
+            let got = imp
+                .get(id, &contract, key, below.as_store())
+                .into_result()
+                .map_err(|e| e.to_string())?;
+            if got != expected {
+                return Err(format!(
+                    "store {id}, contract {contract:?}, key {key} ({what}): the store holds {expected}, plugin says {got}"
+                ));
+            }
+            Ok(())
+        };
+        let write = |id: u64, contract: Bytes32, key: i64, value: i64| -> Result<(), String> {
+            let mut s = stores.lock().expect("not poisoned");
+            let m = s.entry(id).or_default();
+            if value == 0 {
+                m.remove(&(contract, key));
+            } else {
+                m.insert((contract, key), value);
+            }
+            drop(s);
+            imp.written(
+                id,
+                [ContractWrite {
+                    contract,
+                    key,
+                    value,
+                }]
+                .as_slice()
+                .into(),
+            )
             .into_result()
-            .map_err(|e| e.to_string())?;
-        if got != expected {
-            return Err(format!(
-                "store {id}, contract {contract:?}, key {key} ({what}): the store holds {expected}, plugin says {got}"
-            ));
-        }
-        Ok(())
-    };
-    let write = |id: u64, contract: Bytes32, key: i64, value: i64| -> Result<(), String> {
-        let mut s = stores.lock().expect("not poisoned");
-        let m = s.entry(id).or_default();
-        if value == 0 {
-            m.remove(&(contract, key));
-        } else {
-            m.insert((contract, key), value);
-        }
-        drop(s);
-        imp.written(
-            id,
-            [ContractWrite {
-                contract,
-                key,
-                value,
-            }]
-            .as_slice()
-            .into(),
-        )
-        .into_result()
-        .map_err(|e| e.to_string())
-    };
-    for round in ["cold", "warm"] {
-        for id in [11, 12] {
-            for contract in [a, b, c] {
-                for k in [0, 3, 7, 9] {
-                    read(id, contract, k, round)?;
+            .map_err(|e| e.to_string())
+        };
+        for round in ["cold", "warm"] {
+            for id in [11, 12] {
+                for contract in [a, b, c] {
+                    for k in [0, 3, 7, 9] {
+                        read(id, contract, k, round)?;
+                    }
                 }
             }
         }
-    }
-    write(11, a, 3, 42)?;
-    write(11, c, 9, 5)?;
-    write(12, b, 0, 0)?;
-    for id in [11, 12] {
-        for contract in [a, b, c] {
-            for k in [0, 3, 9] {
-                read(id, contract, k, "after writes")?;
+        write(11, a, 3, 42)?;
+        write(11, c, 9, 5)?;
+        write(12, b, 0, 0)?;
+        for id in [11, 12] {
+            for contract in [a, b, c] {
+                for k in [0, 3, 9] {
+                    read(id, contract, k, "after writes")?;
+                }
             }
         }
+        // Store 11 rolls back: it is reset and comes back as store 13, as it was before.
+        imp.reset(11).into_result().map_err(|e| e.to_string())?;
+        let mut rolled = stores
+            .lock()
+            .expect("not poisoned")
+            .remove(&11)
+            .unwrap_or_default();
+        rolled.insert((a, 3), 4);
+        rolled.remove(&(c, 9));
+        stores.lock().expect("not poisoned").insert(13, rolled);
+        for contract in [a, c] {
+            for k in [3, 9] {
+                read(13, contract, k, "after a rollback")?;
+            }
+        }
+        Ok(())
     }
-    // Store 11 rolls back: it is reset and comes back as store 13, as it was before.
-    imp.reset(11).into_result().map_err(|e| e.to_string())?;
-    let mut rolled = stores
-        .lock()
-        .expect("not poisoned")
-        .remove(&11)
-        .unwrap_or_default();
-    rolled.insert((a, 3), 4);
-    rolled.remove(&(c, 9));
-    stores.lock().expect("not poisoned").insert(13, rolled);
-    for contract in [a, c] {
-        for k in [3, 9] {
-            read(13, contract, k, "after a rollback")?;
+
+    /// The `vm.*` self-tests against in-process providers: the baselines wrapped as plugins pass,
+    /// and providers with the mistakes the self-tests exist for fail.
+    #[cfg(test)]
+    mod vm_seams {
+        use std::{collections::HashMap, sync::Mutex};
+
+        use abi_stable::sabi_trait::TD_Opaque;
+        use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
+
+        use crate::vm::{self, ContractStorage, Vm};
+
+        /// The baseline metering, plus `extra` gas per segment (0: exact).
+        struct HostCallMetering {
+            extra: i64,
+        }
+
+        impl Metering for HostCallMetering {
+            fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError> {
+                let mut wasm = vm::meter::instrument(code).map_err(PluginError::failed)?;
+                if self.extra != 0 {
+                    // Re-meter the metered code: every segment is charged twice, the second time
+                    // a little differently; enough to change the gas.
+                    wasm = vm::meter::instrument(&wasm).map_err(PluginError::failed)?;
+                }
+                Ok(Metered {
+                    wasm: wasm.into(),
+                    counter: GasCounter::HostCall,
+                })
+            }
+        }
+
+        #[test]
+        fn metering_self_test_accepts_the_baseline_and_refuses_other_gas() {
+            let ok = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 0 }), TD_Opaque);
+            super::metering(&ok).unwrap();
+            let off = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 1 }), TD_Opaque);
+            let err = super::metering(&off).unwrap_err();
+            assert!(err.contains("baseline"), "{err}");
+        }
+
+        /// Runs calls on the host's VM; optionally forgets the writes.
+        struct HostRun {
+            drop_writes: bool,
+        }
+
+        struct Below<'a, 'b>(&'a ContractStoreRef<'b>);
+
+        impl ContractStorage for Below<'_, '_> {
+            fn get(&self, c: &Bytes32, k: i64) -> Result<i64, vm::StorageError> {
+                self.0
+                    .get(c, k)
+                    .into_result()
+                    .map_err(|e| e.to_string().into())
+            }
+        }
+
+        impl ModuleCache for HostRun {
+            fn run(
+                &self,
+                r: &CallRequest<'_>,
+                storage: &ContractStoreRef<'_>,
+            ) -> Result<CallResult, PluginError> {
+                let mut out = Vm::shared()
+                    .run(
+                        &r.wasm,
+                        r.counter,
+                        r.contract,
+                        r.input,
+                        r.gas,
+                        &Below(storage),
+                    )
+                    .map_err(|e| PluginError::failed(e.to_string()))?;
+                if self.drop_writes {
+                    if let Ok((_, w)) = &mut out.result {
+                        w.clear();
+                    }
+                }
+                Ok(CallResult::from(&out))
+            }
+        }
+
+        #[test]
+        fn module_cache_self_test_accepts_the_baseline_and_refuses_lost_writes() {
+            let ok =
+                ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: false }), TD_Opaque);
+            super::module_cache(&ok).unwrap();
+            let bad =
+                ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: true }), TD_Opaque);
+            assert!(super::module_cache(&bad).unwrap_err().contains("counter"));
+        }
+
+        /// Caches validated code, by hash (right) or by address (wrong after a redeploy).
+        struct Cache {
+            by_address: bool,
+            seen: Mutex<HashMap<Bytes32, LoadedCode>>,
+        }
+
+        impl CodeLoader for Cache {
+            fn load(
+                &self,
+                contract: &Bytes32,
+                code_hash: &Bytes32,
+                source: &CodeSourceRef<'_>,
+            ) -> Result<LoadedCode, PluginError> {
+                let key = if self.by_address {
+                    *contract
+                } else {
+                    *code_hash
+                };
+                if let Some(hit) = self.seen.lock().unwrap().get(&key) {
+                    return Ok(hit.clone());
+                }
+                let code = source.code(contract).into_result()?.into_option();
+                let loaded = vm::baseline_load(code.map(|c| c.into_vec()));
+                self.seen.lock().unwrap().insert(key, loaded.clone());
+                Ok(loaded)
+            }
+        }
+
+        #[test]
+        fn code_loader_self_test_accepts_a_content_addressed_cache_and_refuses_an_address_cache() {
+            let ok = CodeLoaderFfi_TO::from_value(
+                Guarded(Cache {
+                    by_address: false,
+                    seen: Default::default(),
+                }),
+                TD_Opaque,
+            );
+            super::code_loader(&ok).unwrap();
+            let bad = CodeLoaderFfi_TO::from_value(
+                Guarded(Cache {
+                    by_address: true,
+                    seen: Default::default(),
+                }),
+                TD_Opaque,
+            );
+            assert!(super::code_loader(&bad)
+                .unwrap_err()
+                .contains("after its code changed"));
+        }
+
+        /// A read cache that heeds writes and resets, or not.
+        struct ReadCache {
+            heed_writes: bool,
+            seen: Mutex<HashMap<(u64, Bytes32, i64), i64>>,
+        }
+
+        impl ContractState for ReadCache {
+            fn get(
+                &self,
+                store: u64,
+                contract: &Bytes32,
+                key: i64,
+                below: &ContractStoreRef<'_>,
+            ) -> Result<i64, PluginError> {
+                if let Some(v) = self.seen.lock().unwrap().get(&(store, *contract, key)) {
+                    return Ok(*v);
+                }
+                let v = below.get(contract, key).into_result()?;
+                self.seen.lock().unwrap().insert((store, *contract, key), v);
+                Ok(v)
+            }
+            fn written(&self, store: u64, writes: &[ContractWrite]) -> Result<(), PluginError> {
+                if self.heed_writes {
+                    let mut seen = self.seen.lock().unwrap();
+                    for w in writes {
+                        seen.insert((store, w.contract, w.key), w.value);
+                    }
+                }
+                Ok(())
+            }
+            fn reset(&self, store: u64) -> Result<(), PluginError> {
+                self.seen.lock().unwrap().retain(|k, _| k.0 != store);
+                Ok(())
+            }
+        }
+
+        #[test]
+        fn contract_state_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
+            let ok = ContractStateFfi_TO::from_value(
+                Guarded(ReadCache {
+                    heed_writes: true,
+                    seen: Default::default(),
+                }),
+                TD_Opaque,
+            );
+            super::contract_state(&ok).unwrap();
+            let stale = ContractStateFfi_TO::from_value(
+                Guarded(ReadCache {
+                    heed_writes: false,
+                    seen: Default::default(),
+                }),
+                TD_Opaque,
+            );
+            assert!(super::contract_state(&stale)
+                .unwrap_err()
+                .contains("after writes"));
+        }
+    }
+}
+
+pub use vm_checks::{code_loader, contract_state, metering, module_cache};
+
+/// Checks a `mem.block_reclaim` object: it takes blocks of every size (none, one empty,
+/// several full) and returns without an error.
+pub fn block_reclaim(imp: &BlockReclaimBox) -> Result<(), String> {
+    let (_, _, blocks, _) = workload::block_run(0x9c, 4, 40, false);
+    for batch in [Vec::new(), blocks[..1].to_vec(), blocks] {
+        let n = batch.len();
+        imp.reclaim(batch.into())
+            .into_result()
+            .map_err(|e| format!("reclaiming {n} blocks: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Checks a `mem.buffer_pool` object: every buffer it gives is empty with the capacity
+/// asked, including after buffers full of data came back, of every size.
+pub fn buffer_pool(imp: &BufferPoolBox) -> Result<(), String> {
+    let sizes = [0usize, 1, 17, 4_096, 65_536, 1 << 20];
+    for round in 0..3 {
+        let mut held = Vec::new();
+        for &n in &sizes {
+            let b = imp
+                .take(n as u64)
+                .into_result()
+                .map_err(|e| format!("take({n}): {e}"))?;
+            if !b.is_empty() || b.capacity() < n {
+                return Err(format!(
+                    "take({n}) in round {round}: length {}, capacity {}",
+                    b.len(),
+                    b.capacity()
+                ));
+            }
+            held.push(b);
+        }
+        for mut b in held {
+            let cap = b.capacity();
+            b.extend(std::iter::repeat_n(0xab, cap.max(1)));
+            imp.give(b)
+                .into_result()
+                .map_err(|e| format!("give: {e}"))?;
         }
     }
     Ok(())
 }
 
-/// The `vm.*` self-tests against in-process providers: the baselines wrapped as plugins pass,
-/// and providers with the mistakes the self-tests exist for fail.
-#[cfg(test)]
-mod vm_seams {
-    use std::{collections::HashMap, sync::Mutex};
+/// Frame sets the `net.send` checks write: none, one empty, one, many small, mixed with
+/// large ones.
+pub fn frame_sets() -> Vec<(String, Vec<Vec<u8>>)> {
+    let frame = |n: usize, tag: u8| -> Vec<u8> {
+        let mut f = (n as u32).to_be_bytes().to_vec();
+        f.extend((0..n).map(|i| tag.wrapping_add(i as u8)));
+        f
+    };
+    vec![
+        ("no frames".into(), Vec::new()),
+        ("one empty frame".into(), vec![frame(0, 0)]),
+        ("one frame".into(), vec![frame(200, 1)]),
+        (
+            "500 frames of 200 bytes".into(),
+            (0..500).map(|i| frame(200, i as u8)).collect(),
+        ),
+        (
+            "small and 1 MiB frames".into(),
+            (0..9)
+                .map(|i| frame(if i % 3 == 0 { 1 << 20 } else { 30 }, i as u8))
+                .collect(),
+        ),
+    ]
+}
 
-    use abi_stable::sabi_trait::TD_Opaque;
-    use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
-
-    use crate::vm::{self, ContractStorage, Vm};
-
-    /// The baseline metering, plus `extra` gas per segment (0: exact).
-    struct HostCallMetering {
-        extra: i64,
-    }
-
-    impl Metering for HostCallMetering {
-        fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError> {
-            let mut wasm = vm::meter::instrument(code).map_err(PluginError::failed)?;
-            if self.extra != 0 {
-                // Re-meter the metered code: every segment is charged twice, the second time
-                // a little differently; enough to change the gas.
-                wasm = vm::meter::instrument(&wasm).map_err(PluginError::failed)?;
-            }
-            Ok(Metered {
-                wasm: wasm.into(),
-                counter: GasCounter::HostCall,
-            })
+/// Checks a `net.send` object: for every [`frame_sets`] set, the bytes that reach the
+/// connection are exactly the frames', in order.
+pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
+    use dubchain_plugin_api::slots::FrameSink_TO;
+    for (name, frames) in frame_sets() {
+        let mut out: Vec<u8> = Vec::new();
+        let sink = crate::slot::CountingSink::new(&mut out);
+        let slices: Vec<abi_stable::std_types::RSlice<'_, u8>> =
+            frames.iter().map(|f| f.as_slice().into()).collect();
+        imp.send(
+            slices.as_slice().into(),
+            FrameSink_TO::from_ptr(
+                abi_stable::sabi_types::RRef::new(&sink),
+                abi_stable::sabi_trait::TD_Opaque,
+            ),
+        )
+        .into_result()
+        .map_err(|e| format!("{name}: {e}"))?;
+        drop(sink);
+        let expected = frames.concat();
+        if out != expected {
+            let at = out
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(out.len().min(expected.len()));
+            return Err(format!(
+                "{name}: the connection got {} bytes, the frames are {}; first difference at byte {at}",
+                out.len(),
+                expected.len()
+            ));
         }
     }
-
-    #[test]
-    fn metering_self_test_accepts_the_baseline_and_refuses_other_gas() {
-        let ok = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 0 }), TD_Opaque);
-        super::metering(&ok).unwrap();
-        let off = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 1 }), TD_Opaque);
-        let err = super::metering(&off).unwrap_err();
-        assert!(err.contains("baseline"), "{err}");
-    }
-
-    /// Runs calls on the host's VM; optionally forgets the writes.
-    struct HostRun {
-        drop_writes: bool,
-    }
-
-    struct Below<'a, 'b>(&'a ContractStoreRef<'b>);
-
-    impl ContractStorage for Below<'_, '_> {
-        fn get(&self, c: &Bytes32, k: i64) -> Result<i64, vm::StorageError> {
-            self.0
-                .get(c, k)
-                .into_result()
-                .map_err(|e| e.to_string().into())
-        }
-    }
-
-    impl ModuleCache for HostRun {
-        fn run(
-            &self,
-            r: &CallRequest<'_>,
-            storage: &ContractStoreRef<'_>,
-        ) -> Result<CallResult, PluginError> {
-            let mut out = Vm::shared()
-                .run(
-                    &r.wasm,
-                    r.counter,
-                    r.contract,
-                    r.input,
-                    r.gas,
-                    &Below(storage),
-                )
-                .map_err(|e| PluginError::failed(e.to_string()))?;
-            if self.drop_writes {
-                if let Ok((_, w)) = &mut out.result {
-                    w.clear();
-                }
-            }
-            Ok(CallResult::from(&out))
-        }
-    }
-
-    #[test]
-    fn module_cache_self_test_accepts_the_baseline_and_refuses_lost_writes() {
-        let ok = ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: false }), TD_Opaque);
-        super::module_cache(&ok).unwrap();
-        let bad = ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: true }), TD_Opaque);
-        assert!(super::module_cache(&bad).unwrap_err().contains("counter"));
-    }
-
-    /// Caches validated code, by hash (right) or by address (wrong after a redeploy).
-    struct Cache {
-        by_address: bool,
-        seen: Mutex<HashMap<Bytes32, LoadedCode>>,
-    }
-
-    impl CodeLoader for Cache {
-        fn load(
-            &self,
-            contract: &Bytes32,
-            code_hash: &Bytes32,
-            source: &CodeSourceRef<'_>,
-        ) -> Result<LoadedCode, PluginError> {
-            let key = if self.by_address {
-                *contract
-            } else {
-                *code_hash
-            };
-            if let Some(hit) = self.seen.lock().unwrap().get(&key) {
-                return Ok(hit.clone());
-            }
-            let code = source.code(contract).into_result()?.into_option();
-            let loaded = vm::baseline_load(code.map(|c| c.into_vec()));
-            self.seen.lock().unwrap().insert(key, loaded.clone());
-            Ok(loaded)
-        }
-    }
-
-    #[test]
-    fn code_loader_self_test_accepts_a_content_addressed_cache_and_refuses_an_address_cache() {
-        let ok = CodeLoaderFfi_TO::from_value(
-            Guarded(Cache {
-                by_address: false,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
-        super::code_loader(&ok).unwrap();
-        let bad = CodeLoaderFfi_TO::from_value(
-            Guarded(Cache {
-                by_address: true,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
-        assert!(super::code_loader(&bad)
-            .unwrap_err()
-            .contains("after its code changed"));
-    }
-
-    /// A read cache that heeds writes and resets, or not.
-    struct ReadCache {
-        heed_writes: bool,
-        seen: Mutex<HashMap<(u64, Bytes32, i64), i64>>,
-    }
-
-    impl ContractState for ReadCache {
-        fn get(
-            &self,
-            store: u64,
-            contract: &Bytes32,
-            key: i64,
-            below: &ContractStoreRef<'_>,
-        ) -> Result<i64, PluginError> {
-            if let Some(v) = self.seen.lock().unwrap().get(&(store, *contract, key)) {
-                return Ok(*v);
-            }
-            let v = below.get(contract, key).into_result()?;
-            self.seen.lock().unwrap().insert((store, *contract, key), v);
-            Ok(v)
-        }
-        fn written(&self, store: u64, writes: &[ContractWrite]) -> Result<(), PluginError> {
-            if self.heed_writes {
-                let mut seen = self.seen.lock().unwrap();
-                for w in writes {
-                    seen.insert((store, w.contract, w.key), w.value);
-                }
-            }
-            Ok(())
-        }
-        fn reset(&self, store: u64) -> Result<(), PluginError> {
-            self.seen.lock().unwrap().retain(|k, _| k.0 != store);
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn contract_state_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
-        let ok = ContractStateFfi_TO::from_value(
-            Guarded(ReadCache {
-                heed_writes: true,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
-        super::contract_state(&ok).unwrap();
-        let stale = ContractStateFfi_TO::from_value(
-            Guarded(ReadCache {
-                heed_writes: false,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
-        assert!(super::contract_state(&stale)
-            .unwrap_err()
-            .contains("after writes"));
-    }
+    Ok(())
 }

@@ -23,9 +23,10 @@ use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
     exec::AccountEntry,
     slots::{
-        BlockCheck, BlockExecutionBox, BlockOutcome, BlockValidationBox, CallRequest, CallResult,
-        CodeLoaderBox, CodeSourceRef, ContractStateBox, ContractStoreRef, ContractWrite,
-        LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
+        BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox, BlockValidationBox,
+        BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ContractStateBox,
+        ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO, LoadedCode,
+        LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
         SigVerifyBox, TxCheck, TxValidationBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
@@ -479,6 +480,169 @@ impl ContractStateSlot {
     }
 }
 
+/// The `mem.block_reclaim` slot (exclusive). Baseline: drop the blocks here and now.
+pub type BlockReclaimSlot = Slot<BlockReclaimBox>;
+
+impl BlockReclaimSlot {
+    /// Hands `blocks` to the provider, or drops them (the baseline). A provider that fails
+    /// has taken them anyway (a panic dropped them while unwinding).
+    pub fn reclaim(&self, blocks: Vec<Block>) {
+        if self.has_provider() {
+            let mut blocks = Some(RVec::from(blocks));
+            self.try_call(|imp| {
+                imp.reclaim(blocks.take().expect("moved once"))
+                    .into_result()
+            });
+        }
+    }
+}
+
+/// The `mem.buffer_pool` slot (exclusive). Baseline: a fresh buffer each time, freed after.
+pub type BufferPoolSlot = Slot<BufferPoolBox>;
+
+impl BufferPoolSlot {
+    /// An empty buffer with room for `capacity` bytes.
+    pub fn take(&self, capacity: usize) -> RVec<u8> {
+        if self.has_provider() {
+            if let Some(b) = self.try_call(|imp| imp.take(capacity as u64).into_result()) {
+                return b;
+            }
+        }
+        RVec::with_capacity(capacity)
+    }
+
+    /// Gives a buffer back (the baseline frees it).
+    pub fn give(&self, buffer: RVec<u8>) {
+        if self.has_provider() {
+            let mut buffer = Some(buffer);
+            self.try_call(|imp| imp.give(buffer.take().expect("moved once")).into_result());
+        }
+    }
+}
+
+/// A host-side [`FrameSink`] over a writer, counting the bytes it took.
+pub struct CountingSink<'a, W> {
+    writer: std::sync::Mutex<&'a mut W>,
+    written: AtomicU64,
+}
+
+impl<'a, W: std::io::Write> CountingSink<'a, W> {
+    pub fn new(writer: &'a mut W) -> Self {
+        CountingSink {
+            writer: std::sync::Mutex::new(writer),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Relaxed)
+    }
+
+    fn write_all(&self, bytes: &[u8]) -> Result<(), PluginError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = w
+                .write(rest)
+                .map_err(|e| PluginError::failed(format!("write: {e}")))?;
+            if n == 0 {
+                return Err(PluginError::failed("write: the connection took nothing"));
+            }
+            self.written.fetch_add(n as u64, Relaxed);
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    fn write_vectored_all(&self, parts: &[&[u8]]) -> Result<(), PluginError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        let mut bufs = slices.as_mut_slice();
+        std::io::IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            let n = w
+                .write_vectored(bufs)
+                .map_err(|e| PluginError::failed(format!("write: {e}")))?;
+            if n == 0 {
+                return Err(PluginError::failed("write: the connection took nothing"));
+            }
+            self.written.fetch_add(n as u64, Relaxed);
+            std::io::IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
+    }
+}
+
+impl<W: std::io::Write + Send> FrameSink for CountingSink<'_, W> {
+    fn write(&self, bytes: RSlice<'_, u8>) -> abi_stable::std_types::RResult<(), PluginError> {
+        self.write_all(bytes.as_slice()).into()
+    }
+    fn write_vectored(
+        &self,
+        parts: RSlice<'_, RSlice<'_, u8>>,
+    ) -> abi_stable::std_types::RResult<(), PluginError> {
+        let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        self.write_vectored_all(&parts).into()
+    }
+}
+
+/// The `net.send` slot (exclusive). Baseline: one write per frame.
+pub type FrameSendSlot = Slot<FrameSendBox>;
+
+impl FrameSendSlot {
+    /// Writes `frames` to `writer`, through the provider if there is one. If the provider
+    /// fails part way, the rest of the stream (from the last byte the connection took) is
+    /// written the baseline way, so the peer always reads exactly the frames, in order.
+    pub fn send<W: std::io::Write + Send>(
+        &self,
+        frames: &[&[u8]],
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        let sink = CountingSink::new(writer);
+        let mut from = 0u64;
+        if self.has_provider() {
+            let slices: Vec<RSlice<'_, u8>> = frames.iter().map(|f| (*f).into()).collect();
+            let sent = self.try_call(|imp| {
+                imp.send(
+                    slices.as_slice().into(),
+                    FrameSink_TO::from_ptr(
+                        abi_stable::sabi_types::RRef::new(&sink),
+                        abi_stable::sabi_trait::TD_Opaque,
+                    ),
+                )
+                .into_result()
+            });
+            let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
+            from = sink.written();
+            if sent.is_some() && from == total {
+                return Ok(());
+            }
+            if from > total {
+                return Err(std::io::Error::other(format!(
+                    "net.send provider wrote {from} bytes for {total} bytes of frames"
+                )));
+            }
+            if sent.is_some() {
+                tracing::warn!(written = from, total, "net.send provider returned before writing every frame; the host writes the rest");
+            }
+        }
+        // Baseline: one write per frame, from where the provider (if any) stopped.
+        let mut offset = 0u64;
+        for f in frames {
+            let end = offset + f.len() as u64;
+            if end > from {
+                let skip = from.saturating_sub(offset) as usize;
+                sink.write_all(&f[skip..])
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            offset = end;
+        }
+        Ok(())
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -636,6 +800,9 @@ macro_rules! with_slots {
             metering: METERING => MeteringBox, metering;
             module_cache: MODULE_CACHE => ModuleCacheBox, module_cache;
             contract_state: CONTRACT_STATE => ContractStateBox, contract_state;
+            block_reclaim: BLOCK_RECLAIM => BlockReclaimBox, block_reclaim;
+            buffer_pool: BUFFER_POOL => BufferPoolBox, buffer_pool;
+            frame_send: FRAME_SEND => FrameSendBox, frame_send;
         }
     };
 }
@@ -666,3 +833,175 @@ macro_rules! slots_struct {
     };
 }
 with_slots!(slots_struct);
+
+#[cfg(test)]
+mod memory_and_network_seams {
+    use std::sync::{Arc, Mutex};
+
+    use abi_stable::{
+        sabi_trait::TD_Opaque,
+        std_types::{RSlice, RVec},
+    };
+    use dubchain_plugin_api::{slots::*, types::Block, PluginError};
+
+    use super::*;
+
+    fn install<I>(slot: &Slot<I>, imp: I) {
+        slot.install(vec![Arc::new(Provider::new(
+            "test".into(),
+            "0.1.0".into(),
+            1,
+            imp,
+            BreakerConfig::default(),
+        ))]);
+    }
+
+    /// Coalesces every frame into one write; `drop_last` forgets the last frame, and
+    /// `fail_after` writes that many frames and then reports an error.
+    struct Coalesce {
+        drop_last: bool,
+        fail_after: Option<usize>,
+    }
+
+    impl FrameSend for Coalesce {
+        fn send(
+            &self,
+            frames: &[RSlice<'_, u8>],
+            sink: &FrameSinkRef<'_>,
+        ) -> Result<(), PluginError> {
+            if let Some(n) = self.fail_after {
+                for f in frames.iter().take(n) {
+                    sink.write(*f).into_result()?;
+                }
+                return Err(PluginError::failed("connection hiccup"));
+            }
+            let keep = frames.len() - usize::from(self.drop_last && !frames.is_empty());
+            let parts: Vec<RSlice<'_, u8>> = frames[..keep].to_vec();
+            sink.write_vectored(parts.as_slice().into()).into_result()
+        }
+    }
+
+    fn boxed(c: Coalesce) -> FrameSendBox {
+        FrameSendFfi_TO::from_value(Guarded(c), TD_Opaque)
+    }
+
+    #[test]
+    fn net_send_self_test_accepts_coalescing_and_refuses_a_lost_frame() {
+        crate::selftest::frame_send(&boxed(Coalesce {
+            drop_last: false,
+            fail_after: None,
+        }))
+        .unwrap();
+        let err = crate::selftest::frame_send(&boxed(Coalesce {
+            drop_last: true,
+            fail_after: None,
+        }))
+        .unwrap_err();
+        assert!(err.contains("first difference"), "{err}");
+    }
+
+    #[test]
+    fn the_host_finishes_the_stream_a_failing_provider_started() {
+        let slot = FrameSendSlot::new(dubchain_plugin_api::slots::FRAME_SEND.id);
+        install(
+            &slot,
+            boxed(Coalesce {
+                drop_last: false,
+                fail_after: Some(3),
+            }),
+        );
+        for (name, frames) in crate::selftest::frame_sets() {
+            let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+            let mut out = Vec::new();
+            slot.send(&views, &mut out).unwrap();
+            assert_eq!(out, frames.concat(), "{name}");
+        }
+        assert!(slot.status().counters.errors > 0);
+    }
+
+    /// Keeps what it is given; `clear` says whether it empties buffers before reuse.
+    struct Keep {
+        clear: bool,
+        kept: Mutex<Vec<RVec<u8>>>,
+    }
+
+    impl BufferPool for Keep {
+        fn take(&self, capacity: usize) -> Result<RVec<u8>, PluginError> {
+            let mut kept = self.kept.lock().unwrap();
+            match kept.iter().position(|b| b.capacity() >= capacity) {
+                Some(i) => {
+                    let mut b = kept.swap_remove(i);
+                    if self.clear {
+                        b.clear();
+                    }
+                    Ok(b)
+                }
+                None => Ok(RVec::with_capacity(capacity)),
+            }
+        }
+        fn give(&self, buffer: RVec<u8>) -> Result<(), PluginError> {
+            let mut kept = self.kept.lock().unwrap();
+            if kept.len() < 8 {
+                kept.push(buffer);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn buffer_pool_self_test_accepts_a_pool_and_refuses_dirty_buffers() {
+        let ok = BufferPoolFfi_TO::from_value(
+            Guarded(Keep {
+                clear: true,
+                kept: Default::default(),
+            }),
+            TD_Opaque,
+        );
+        crate::selftest::buffer_pool(&ok).unwrap();
+        let dirty = BufferPoolFfi_TO::from_value(
+            Guarded(Keep {
+                clear: false,
+                kept: Default::default(),
+            }),
+            TD_Opaque,
+        );
+        let err = crate::selftest::buffer_pool(&dirty).unwrap_err();
+        assert!(err.contains("length"), "{err}");
+        // Through the slot, a dirty buffer is refused at the boundary: the caller gets an
+        // empty one anyway.
+        let slot = BufferPoolSlot::new(dubchain_plugin_api::slots::BUFFER_POOL.id);
+        install(&slot, dirty);
+        let mut b = slot.take(10);
+        b.extend_from_slice(b"leftovers");
+        slot.give(b);
+        assert!(slot.take(10).is_empty());
+    }
+
+    /// Frees blocks on a thread of its own.
+    struct Background(Mutex<std::sync::mpsc::Sender<RVec<Block>>>);
+
+    impl BlockReclaim for Background {
+        fn reclaim(&self, blocks: RVec<Block>) -> Result<(), PluginError> {
+            self.0
+                .lock()
+                .unwrap()
+                .send(blocks)
+                .map_err(|_| PluginError::failed("the reclaiming thread is gone"))
+        }
+    }
+
+    #[test]
+    fn block_reclaim_takes_blocks_off_the_callers_thread() {
+        let (tx, rx) = std::sync::mpsc::channel::<RVec<Block>>();
+        let freed = std::thread::spawn(move || rx.iter().map(|b| b.len()).sum::<usize>());
+        let imp = BlockReclaimFfi_TO::from_value(Guarded(Background(Mutex::new(tx))), TD_Opaque);
+        crate::selftest::block_reclaim(&imp).unwrap();
+        let slot = BlockReclaimSlot::new(dubchain_plugin_api::slots::BLOCK_RECLAIM.id);
+        install(&slot, imp);
+        let (_, _, blocks, _) = crate::workload::block_run(3, 2, 5, false);
+        slot.reclaim(blocks);
+        drop(slot);
+        // Every block handed over reached the reclaiming thread: 0 + 1 + 4 (self-test) + 2.
+        assert_eq!(freed.join().unwrap(), 7);
+    }
+}

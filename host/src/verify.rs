@@ -381,6 +381,50 @@ fn containment(host: &Host, slot: &str) -> String {
     )
 }
 
+/// A whole call of the compute contract, through every `vm.*` slot, with and without the
+/// plugin.
+#[cfg(feature = "vm")]
+fn vm_quick_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    // A whole call of the compute contract, through every vm.* slot, with and without
+    // the plugin.
+    let chain = crate::vm::MemoryChain::with_genesis_contracts();
+    let compute = crate::vm::contracts::compute().address;
+    let no_plugins = crate::slot::Slots::default();
+    let vm = crate::vm::Vm::shared();
+    measure::compare(
+        slot,
+        7,
+        || {
+            std::hint::black_box(crate::vm::call_contract(
+                &no_plugins,
+                vm,
+                &chain,
+                &compute,
+                200,
+                1_000_000,
+            ))
+            .ok();
+        },
+        || {
+            std::hint::black_box(crate::vm::call_contract(
+                &host.slots,
+                vm,
+                &chain,
+                &compute,
+                200,
+                1_000_000,
+            ))
+            .ok();
+        },
+    )
+}
+
+/// A host without the VM refuses `vm.*` providers at load, so there is nothing to measure.
+#[cfg(not(feature = "vm"))]
+fn vm_quick_ratio(_: &Host, slot: &str) -> measure::Comparison {
+    unreachable!("{slot} providers do not load into a host without the contract VM")
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -452,38 +496,7 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     ]
     .contains(&slot)
     {
-        // A whole call of the compute contract, through every vm.* slot, with and without
-        // the plugin.
-        let chain = crate::vm::MemoryChain::with_genesis_contracts();
-        let compute = crate::vm::contracts::compute().address;
-        let no_plugins = crate::slot::Slots::default();
-        let vm = crate::vm::Vm::shared();
-        measure::compare(
-            slot,
-            7,
-            || {
-                std::hint::black_box(crate::vm::call_contract(
-                    &no_plugins,
-                    vm,
-                    &chain,
-                    &compute,
-                    200,
-                    1_000_000,
-                ))
-                .ok();
-            },
-            || {
-                std::hint::black_box(crate::vm::call_contract(
-                    &host.slots,
-                    vm,
-                    &chain,
-                    &compute,
-                    200,
-                    1_000_000,
-                ))
-                .ok();
-            },
-        )
+        vm_quick_ratio(host, slot)
     } else if slot == MERKLE.id {
         let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
         measure::compare(

@@ -31,6 +31,9 @@ macro_rules! export_plugin {
         $(, metering: $metering:expr)?
         $(, module_cache: $modules:expr)?
         $(, contract_state: $cstate:expr)?
+        $(, block_reclaim: $reclaim:expr)?
+        $(, buffer_pool: $pool:expr)?
+        $(, frame_send: $send:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -67,6 +70,9 @@ macro_rules! export_plugin {
                 metering: $crate::__slot_factory!(metering $(, $metering)?),
                 module_cache: $crate::__slot_factory!(module_cache $(, $modules)?),
                 contract_state: $crate::__slot_factory!(contract_state $(, $cstate)?),
+                block_reclaim: $crate::__slot_factory!(block_reclaim $(, $reclaim)?),
+                buffer_pool: $crate::__slot_factory!(buffer_pool $(, $pool)?),
+                frame_send: $crate::__slot_factory!(frame_send $(, $send)?),
             }
             .leak_into_prefix()
         }
@@ -116,6 +122,15 @@ macro_rules! __slot_factory {
     };
     (contract_state, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, ContractStateBox, ContractStateFfi_TO)
+    };
+    (block_reclaim, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BlockReclaimBox, BlockReclaimFfi_TO)
+    };
+    (buffer_pool, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BufferPoolBox, BufferPoolFfi_TO)
+    };
+    (frame_send, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, FrameSendBox, FrameSendFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

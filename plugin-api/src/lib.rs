@@ -147,6 +147,15 @@ pub struct PluginMod {
     /// Slot `vm.storage` (API 0.1.2): contract storage reads.
     pub contract_state:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ContractStateBox, PluginError>>,
+    /// Slot `mem.block_reclaim` (API 0.1.2): freeing the node's per-block structures.
+    pub block_reclaim:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockReclaimBox, PluginError>>,
+    /// Slot `mem.buffer_pool` (API 0.1.2): frame buffers.
+    pub buffer_pool:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BufferPoolBox, PluginError>>,
+    /// Slot `net.send` (API 0.1.2): writing a peer's frames.
+    pub frame_send:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::FrameSendBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

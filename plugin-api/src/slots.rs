@@ -144,6 +144,30 @@ pub const CONTRACT_STATE: SlotInfo = SlotInfo {
         "contract storage reads, told of every write and rollback; must answer what the store holds",
 };
 
+/// Reclaiming the node's per-block structures once it is done with them.
+pub const BLOCK_RECLAIM: SlotInfo = SlotInfo {
+    id: "mem.block_reclaim",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "takes ownership of blocks the node is done with and frees them, promptly returning",
+};
+
+/// Buffers for encoding network frames.
+pub const BUFFER_POOL: SlotInfo = SlotInfo {
+    id: "mem.buffer_pool",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "empty byte buffers of at least a given capacity, and their return after use",
+};
+
+/// Writing a peer's outgoing frames to its connection.
+pub const FRAME_SEND: SlotInfo = SlotInfo {
+    id: "net.send",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "a peer's queued frames written to its connection: exactly their bytes, in order",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -157,6 +181,9 @@ pub const ALL: &[SlotInfo] = &[
     METERING,
     MODULE_CACHE,
     CONTRACT_STATE,
+    BLOCK_RECLAIM,
+    BUFFER_POOL,
+    FRAME_SEND,
 ];
 
 /// Looks a slot up by identifier.
@@ -948,6 +975,133 @@ where
     /// Borrows this closure as a [`CodeSourceRef`].
     pub fn as_source(&self) -> CodeSourceRef<'_> {
         CodeSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mem.block_reclaim
+
+/// Contract of `mem.block_reclaim`: take ownership of `blocks`, which the node will not
+/// touch again, free them (now or later, on any thread), and return promptly. The
+/// baseline drops them on the spot, on the node's hot path.
+pub trait BlockReclaim: Send + Sync + 'static {
+    /// Takes `blocks`.
+    fn reclaim(&self, blocks: RVec<Block>) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`BlockReclaim`].
+#[sabi_trait]
+pub trait BlockReclaimFfi: Send + Sync {
+    /// See [`BlockReclaim::reclaim`].
+    #[sabi(last_prefix_field)]
+    fn reclaim(&self, blocks: RVec<Block>) -> RResult<(), PluginError>;
+}
+
+/// An owned `mem.block_reclaim` implementation.
+pub type BlockReclaimBox = BlockReclaimFfi_TO<'static, RBox<()>>;
+
+impl<T: BlockReclaim> BlockReclaimFfi for Guarded<T> {
+    fn reclaim(&self, blocks: RVec<Block>) -> RResult<(), PluginError> {
+        guard(|| self.0.reclaim(blocks))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mem.buffer_pool
+
+/// Contract of `mem.buffer_pool`: `take(n)` gives an empty buffer (length 0) with capacity
+/// at least `n`; `give(b)` hands back a buffer the host is done with (any length, any
+/// contents: the pool decides what to keep, and must bound what it keeps). The baseline
+/// allocates a fresh buffer every time and frees it after use.
+pub trait BufferPool: Send + Sync + 'static {
+    /// An empty buffer with room for `capacity` bytes.
+    fn take(&self, capacity: usize) -> Result<RVec<u8>, PluginError>;
+    /// A buffer back.
+    fn give(&self, buffer: RVec<u8>) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`BufferPool`].
+#[sabi_trait]
+pub trait BufferPoolFfi: Send + Sync {
+    /// See [`BufferPool::take`].
+    fn take(&self, capacity: u64) -> RResult<RVec<u8>, PluginError>;
+    /// See [`BufferPool::give`].
+    #[sabi(last_prefix_field)]
+    fn give(&self, buffer: RVec<u8>) -> RResult<(), PluginError>;
+}
+
+/// An owned `mem.buffer_pool` implementation.
+pub type BufferPoolBox = BufferPoolFfi_TO<'static, RBox<()>>;
+
+impl<T: BufferPool> BufferPoolFfi for Guarded<T> {
+    fn take(&self, capacity: u64) -> RResult<RVec<u8>, PluginError> {
+        guard(|| {
+            let capacity = usize::try_from(capacity)
+                .map_err(|_| PluginError::failed("capacity beyond the address space"))?;
+            let b = self.0.take(capacity)?;
+            if !b.is_empty() || b.capacity() < capacity {
+                return Err(PluginError::failed(format!(
+                    "pool gave a buffer of length {} and capacity {} for a request of {capacity}",
+                    b.len(),
+                    b.capacity()
+                )));
+            }
+            Ok(b)
+        })
+    }
+    fn give(&self, buffer: RVec<u8>) -> RResult<(), PluginError> {
+        guard(|| self.0.give(buffer))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// net.send
+
+/// A peer's connection, as the host hands it to a `net.send` provider. Each call writes
+/// all of its bytes or fails; the host counts what was written.
+#[sabi_trait]
+pub trait FrameSink: Sync {
+    /// Writes `bytes` (one write system call where the socket allows).
+    fn write(&self, bytes: RSlice<'_, u8>) -> RResult<(), PluginError>;
+    /// Writes `parts` back to back (vectored).
+    #[sabi(last_prefix_field)]
+    fn write_vectored(&self, parts: RSlice<'_, RSlice<'_, u8>>) -> RResult<(), PluginError>;
+}
+
+/// A borrowed [`FrameSink`].
+pub type FrameSinkRef<'a> = FrameSink_TO<'a, RRef<'a, ()>>;
+
+/// Contract of `net.send`: write `frames` to `sink` so that the peer reads exactly their
+/// bytes, in order (how many writes, and how they are grouped, is the provider's choice).
+/// On an error the host finishes the stream itself from what the sink took. The baseline
+/// makes one write per frame.
+pub trait FrameSend: Send + Sync + 'static {
+    /// Writes `frames`.
+    fn send(&self, frames: &[RSlice<'_, u8>], sink: &FrameSinkRef<'_>) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`FrameSend`].
+#[sabi_trait]
+pub trait FrameSendFfi: Send + Sync {
+    /// See [`FrameSend::send`].
+    #[sabi(last_prefix_field)]
+    fn send(
+        &self,
+        frames: RSlice<'_, RSlice<'_, u8>>,
+        sink: FrameSinkRef<'_>,
+    ) -> RResult<(), PluginError>;
+}
+
+/// An owned `net.send` implementation.
+pub type FrameSendBox = FrameSendFfi_TO<'static, RBox<()>>;
+
+impl<T: FrameSend> FrameSendFfi for Guarded<T> {
+    fn send(
+        &self,
+        frames: RSlice<'_, RSlice<'_, u8>>,
+        sink: FrameSinkRef<'_>,
+    ) -> RResult<(), PluginError> {
+        guard(|| self.0.send(frames.as_slice(), &sink))
     }
 }
 

@@ -209,6 +209,7 @@ impl<'a> Node<'a> {
             };
             let head = block::validate_and_commit(self.host, &self.store, &b)?;
             self.mempool.remove(&b.transactions, &self.store)?;
+            self.host.slots.block_reclaim.reclaim(vec![b]);
             self.vote(net, head);
         }
     }
@@ -216,14 +217,14 @@ impl<'a> Node<'a> {
     fn vote(&mut self, net: &Network, head: Head) {
         let vote = self.validators.vote(self.index, head.height, &head.hash);
         self.consensus.record(self.validators, &vote);
-        net.broadcast(&Message::vote(&vote));
+        net.broadcast(&self.host.slots, &[Message::vote(&vote)]);
     }
 
     fn propose(&mut self, net: &Network, height: u64) -> Result<(), RunError> {
         let txs = self.workload.txs_for_block(height, &self.store)?;
-        for tx in &txs {
-            net.broadcast(&Message::Tx(tx.clone()));
-        }
+        // Gossip: the block's transactions queued for each peer at once.
+        let gossip: Vec<Message> = txs.iter().cloned().map(Message::Tx).collect();
+        net.broadcast(&self.host.slots, &gossip);
         self.mempool.admit_with(
             txs,
             &self.host.slots.sig_verify,
@@ -238,7 +239,7 @@ impl<'a> Node<'a> {
             proposer,
             self.workload.config.txs_per_block,
         )?;
-        net.broadcast(&Message::Block(b));
+        net.broadcast(&self.host.slots, &[Message::Block(b)]);
         let head = self.head()?;
         self.vote(net, head);
         Ok(())

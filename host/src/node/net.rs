@@ -1,6 +1,7 @@
 //! Peers over TCP on loopback: the network baseline the catalogue names. Blocking
-//! `std::net` sockets, one reader thread per peer, and a broadcast that serialises and
-//! writes the message once per peer, one write per message.
+//! `std::net` sockets, one reader thread per peer, and a broadcast that serialises the
+//! messages once per peer, each into a fresh buffer (`mem.buffer_pool`'s baseline), and
+//! writes them one write per message (`net.send`'s baseline).
 //!
 //! Frames are a 4-byte big-endian length and a JSON [`Message`]. A connection starts with
 //! the connecting node's index (4 bytes), so each side knows who is at the other end.
@@ -12,10 +13,12 @@ use std::{
     thread::JoinHandle,
 };
 
+use abi_stable::std_types::RVec;
 use dubchain_plugin_api::types::{Blob, Block, Bytes32, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::consensus::Vote;
+use crate::slot::Slots;
 
 /// Largest frame accepted: anything bigger is a broken or hostile peer.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -59,11 +62,13 @@ pub struct Network {
     readers: Vec<JoinHandle<()>>,
 }
 
-fn write_frame(stream: &mut TcpStream, payload: &[u8]) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(4 + payload.len());
+/// `msg` as a frame (length, JSON), in a buffer from `mem.buffer_pool`.
+fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
+    let payload = serde_json::to_vec(msg).expect("messages serialise");
+    let mut frame = slots.buffer_pool.take(4 + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(payload);
-    stream.write_all(&frame)
+    frame.extend_from_slice(&payload);
+    frame
 }
 
 fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
@@ -82,14 +87,21 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
 }
 
 impl Network {
-    /// Sends `msg` to every peer: serialised and written once per peer (the baseline).
-    /// A peer that cannot be written to is skipped; its reader will see the connection end.
-    pub fn broadcast(&self, msg: &Message) {
+    /// Sends `msgs`, in order, to every peer: serialised once per peer into buffers from
+    /// `mem.buffer_pool`, written by `net.send` (baseline: one write per message), the
+    /// buffers given back. A peer that cannot be written to is skipped; its reader will see
+    /// the connection end.
+    pub fn broadcast(&self, slots: &Slots, msgs: &[Message]) {
         for p in &self.peers {
-            let bytes = serde_json::to_vec(msg).expect("messages serialise");
+            let frames: Vec<RVec<u8>> = msgs.iter().map(|m| encode_frame(slots, m)).collect();
+            let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
             let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = write_frame(&mut s, &bytes) {
+            if let Err(e) = slots.frame_send.send(&views, &mut *s) {
                 tracing::debug!(from = self.index, to = p.index, error = %e, "send failed");
+            }
+            drop(s);
+            for f in frames {
+                slots.buffer_pool.give(f);
             }
         }
     }
