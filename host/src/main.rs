@@ -1283,7 +1283,7 @@ fn chain_produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     if store.head()?.is_none() {
         block::commit_genesis(&host, &store, &workload.genesis())?;
     }
-    let mut mempool = Mempool::default();
+    let mut mempool = Mempool::new(&host.slots);
     let mut out = std::io::stdout();
     loop {
         let head = store.head()?.expect("genesis committed");
@@ -1398,7 +1398,7 @@ fn watch_loop(
     let (proposer, validator) = (StateStore::open(&dirs[0])?, StateStore::open(&dirs[1])?);
     block::commit_genesis(&host, &proposer, &workload.genesis())?;
     block::commit_genesis(&host, &validator, &workload.genesis())?;
-    let mut mempool = Mempool::default();
+    let mut mempool = Mempool::new(&host.slots);
     println!(
         "\nthe node keeps running; watching {} for plugin changes{}",
         s.options.plugin_dir.display(),

@@ -5,7 +5,8 @@
 use dubchain_plugin_api::{
     slots::{
         BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, FrameSendBox,
-        LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxValidationBox, VoteVerifyBox,
+        LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxPoolBox, TxValidationBox,
+        VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -800,4 +801,262 @@ pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks a `mempool.pool` object: a new index driven through a seeded script of inserts
+/// (duplicates within and across batches, stale and future nonces), selections, removals
+/// of what was selected, and nonces moved under it, must answer as the baseline
+/// [`baseline::VecIndex`] at every step.
+pub fn tx_pool(imp: &TxPoolBox) -> Result<(), String> {
+    use dubchain_plugin_api::slots::{HostNonces, PoolEntry};
+    use rand::{Rng, SeedableRng};
+    let mut index = imp.new_index().into_result().map_err(|e| e.to_string())?;
+    let mut expected = baseline::VecIndex::default();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x9001);
+    let senders: Vec<Bytes32> = (0..12).map(|_| Bytes32(rng.gen())).collect();
+    let nonces: std::sync::Mutex<std::collections::HashMap<Bytes32, u64>> =
+        std::sync::Mutex::new(senders.iter().map(|s| (*s, 0)).collect());
+    let next = |s: &Bytes32| -> Result<u64, String> {
+        Ok(*nonces.lock().expect("not poisoned").get(s).unwrap_or(&0))
+    };
+    let source =
+        HostNonces(|s: &Bytes32| next(s).map_err(dubchain_plugin_api::PluginError::failed));
+    let mut seen: Vec<Bytes32> = Vec::new();
+    for step in 0..400 {
+        match rng.gen_range(0..10) {
+            0..=4 => {
+                let n = rng.gen_range(1..24);
+                let mut batch = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let sender = senders[rng.gen_range(0..senders.len())];
+                    let base = next(&sender)?;
+                    let hash = match rng.gen_range(0..10) {
+                        0 if !seen.is_empty() => seen[rng.gen_range(0..seen.len())],
+                        _ => Bytes32(rng.gen()),
+                    };
+                    seen.push(hash);
+                    batch.push(PoolEntry {
+                        hash,
+                        sender,
+                        nonce: base + rng.gen_range(0..4),
+                        fee: rng.gen_range(1..8),
+                    });
+                }
+                let want = expected.insert(&batch);
+                let got = index
+                    .insert(batch.as_slice().into())
+                    .into_result()
+                    .map_err(|e| format!("step {step}, insert: {e}"))?;
+                if got.as_slice() != want.as_slice() {
+                    return Err(format!(
+                        "step {step}, insert: baseline {want:?}, plugin {got:?}"
+                    ));
+                }
+            }
+            5..=7 => {
+                let max = rng.gen_range(0..30);
+                let want = expected.select(max, &next)?;
+                let got = index
+                    .select(max as u64, source.as_source())
+                    .into_result()
+                    .map_err(|e| format!("step {step}, select: {e}"))?;
+                if got.as_slice() != want.as_slice() {
+                    return Err(format!(
+                        "step {step}, select({max}): baseline {want:?}, plugin {got:?}"
+                    ));
+                }
+                // The selection is included in a block: its senders' nonces move.
+                let keep = rng.gen_range(0..=want.len());
+                let chosen = &want[..keep];
+                {
+                    let mut n = nonces.lock().expect("not poisoned");
+                    for h in chosen {
+                        let e = expected.get(h).expect("selected from the index");
+                        n.insert(e.sender, e.nonce + 1);
+                    }
+                }
+                let mut want = expected.remove(chosen, &next)?;
+                let mut got = index
+                    .remove(chosen.into(), source.as_source())
+                    .into_result()
+                    .map_err(|e| format!("step {step}, remove: {e}"))?
+                    .into_vec();
+                want.sort_unstable();
+                got.sort_unstable();
+                if got != want {
+                    return Err(format!(
+                        "step {step}, remove: baseline dropped {} hashes, plugin {}",
+                        want.len(),
+                        got.len()
+                    ));
+                }
+            }
+            _ => {
+                // Another node's block moved a sender on.
+                let sender = senders[rng.gen_range(0..senders.len())];
+                *nonces
+                    .lock()
+                    .expect("not poisoned")
+                    .entry(sender)
+                    .or_default() += rng.gen_range(1..3);
+                let mut want = expected.remove(&[], &next)?;
+                let mut got = index
+                    .remove(Vec::new().as_slice().into(), source.as_source())
+                    .into_result()
+                    .map_err(|e| format!("step {step}, remove: {e}"))?
+                    .into_vec();
+                want.sort_unstable();
+                got.sort_unstable();
+                if got != want {
+                    return Err(format!(
+                        "step {step}, remove after a nonce moved: baseline dropped {want:?}, plugin {got:?}"
+                    ));
+                }
+            }
+        }
+        let len = index.len().into_result().map_err(|e| e.to_string())?;
+        if len != expected.len() as u64 {
+            return Err(format!(
+                "step {step}: plugin holds {len}, baseline {}",
+                expected.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `mempool.pool` self-test against in-process indexes: a heap-and-map index (what a
+/// plugin would do) passes; one that breaks fee ties the other way fails.
+#[cfg(test)]
+mod pool_seam {
+    use std::collections::{BinaryHeap, HashMap, HashSet};
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
+
+    /// Entries by sender and nonce; selection with a max-heap of eligible entries.
+    struct HeapIndex {
+        ties_to_larger_hash: bool,
+        hashes: HashSet<Bytes32>,
+        by_sender: HashMap<Bytes32, Vec<PoolEntry>>,
+    }
+
+    impl HeapIndex {
+        fn key(&self, e: &PoolEntry) -> (u64, Bytes32) {
+            let h = if self.ties_to_larger_hash {
+                e.hash
+            } else {
+                Bytes32(e.hash.0.map(|b| !b))
+            };
+            (e.fee, h)
+        }
+    }
+
+    impl TxIndex for HeapIndex {
+        fn insert(&mut self, entries: &[PoolEntry]) -> Result<Vec<bool>, PluginError> {
+            Ok(entries
+                .iter()
+                .map(|e| {
+                    let fresh = self.hashes.insert(e.hash);
+                    if fresh {
+                        self.by_sender.entry(e.sender).or_default().push(*e);
+                    }
+                    fresh
+                })
+                .collect())
+        }
+
+        fn select(
+            &mut self,
+            max: u64,
+            nonces: &NonceSourceRef<'_>,
+        ) -> Result<Vec<Bytes32>, PluginError> {
+            let mut next = HashMap::new();
+            let mut heap = BinaryHeap::new();
+            for (s, es) in &self.by_sender {
+                let n = nonces.next_nonce(s).into_result()?;
+                next.insert(*s, n);
+                for e in es.iter().filter(|e| e.nonce == n) {
+                    heap.push((self.key(e), *e));
+                }
+            }
+            let mut out = Vec::new();
+            while (out.len() as u64) < max {
+                let Some((_, e)) = heap.pop() else { break };
+                if next[&e.sender] != e.nonce {
+                    continue;
+                }
+                out.push(e.hash);
+                next.insert(e.sender, e.nonce + 1);
+                for f in self.by_sender[&e.sender]
+                    .iter()
+                    .filter(|f| f.nonce == e.nonce + 1)
+                {
+                    heap.push((self.key(f), *f));
+                }
+            }
+            Ok(out)
+        }
+
+        fn remove(
+            &mut self,
+            included: &[Bytes32],
+            nonces: &NonceSourceRef<'_>,
+        ) -> Result<Vec<Bytes32>, PluginError> {
+            let included: HashSet<&Bytes32> = included.iter().collect();
+            let mut gone = Vec::new();
+            for (s, es) in self.by_sender.iter_mut() {
+                let n = nonces.next_nonce(s).into_result()?;
+                es.retain(|e| {
+                    let keep = !included.contains(&e.hash) && e.nonce >= n;
+                    if !keep {
+                        gone.push(e.hash);
+                    }
+                    keep
+                });
+            }
+            self.by_sender.retain(|_, es| !es.is_empty());
+            for h in &gone {
+                self.hashes.remove(h);
+            }
+            Ok(gone)
+        }
+
+        fn len(&self) -> Result<u64, PluginError> {
+            Ok(self.hashes.len() as u64)
+        }
+    }
+
+    struct Pool {
+        ties_to_larger_hash: bool,
+    }
+
+    impl TxPool for Pool {
+        type Index = HeapIndex;
+        fn new_index(&self) -> Result<HeapIndex, PluginError> {
+            Ok(HeapIndex {
+                ties_to_larger_hash: self.ties_to_larger_hash,
+                hashes: HashSet::new(),
+                by_sender: HashMap::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn tx_pool_self_test_accepts_a_heap_index_and_refuses_other_tie_breaks() {
+        let ok = TxPoolFfi_TO::from_value(
+            Guarded(Pool {
+                ties_to_larger_hash: false,
+            }),
+            TD_Opaque,
+        );
+        super::tx_pool(&ok).unwrap();
+        let off = TxPoolFfi_TO::from_value(
+            Guarded(Pool {
+                ties_to_larger_hash: true,
+            }),
+            TD_Opaque,
+        );
+        assert!(super::tx_pool(&off).unwrap_err().contains("select"));
+    }
 }

@@ -27,7 +27,7 @@ use dubchain_plugin_api::{
         BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ContractStateBox,
         ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO, LoadedCode,
         LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
-        SigVerifyBox, TxCheck, TxValidationBox, VoteVerifyBox,
+        SigVerifyBox, TxCheck, TxIndexBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -643,6 +643,20 @@ impl FrameSendSlot {
     }
 }
 
+/// The `mempool.pool` slot (exclusive). Baseline: `baseline::VecIndex`, a `Vec` with
+/// linear scans. A mempool asks for its index once, when it is made.
+pub type TxPoolSlot = Slot<TxPoolBox>;
+
+impl TxPoolSlot {
+    /// A fresh index from the provider, or `None` (use the baseline's).
+    pub fn new_index(&self) -> Option<TxIndexBox> {
+        if !self.has_provider() {
+            return None;
+        }
+        self.try_call(|imp| imp.new_index().into_result())
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -803,6 +817,7 @@ macro_rules! with_slots {
             block_reclaim: BLOCK_RECLAIM => BlockReclaimBox, block_reclaim;
             buffer_pool: BUFFER_POOL => BufferPoolBox, buffer_pool;
             frame_send: FRAME_SEND => FrameSendBox, frame_send;
+            tx_pool: TX_POOL => TxPoolBox, tx_pool;
         }
     };
 }

@@ -34,6 +34,7 @@ macro_rules! export_plugin {
         $(, block_reclaim: $reclaim:expr)?
         $(, buffer_pool: $pool:expr)?
         $(, frame_send: $send:expr)?
+        $(, tx_pool: $txpool:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -73,6 +74,7 @@ macro_rules! export_plugin {
                 block_reclaim: $crate::__slot_factory!(block_reclaim $(, $reclaim)?),
                 buffer_pool: $crate::__slot_factory!(buffer_pool $(, $pool)?),
                 frame_send: $crate::__slot_factory!(frame_send $(, $send)?),
+                tx_pool: $crate::__slot_factory!(tx_pool $(, $txpool)?),
             }
             .leak_into_prefix()
         }
@@ -131,6 +133,9 @@ macro_rules! __slot_factory {
     };
     (frame_send, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, FrameSendBox, FrameSendFfi_TO)
+    };
+    (tx_pool, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, TxPoolBox, TxPoolFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -156,6 +156,8 @@ pub struct PluginMod {
     /// Slot `net.send` (API 0.1.2): writing a peer's frames.
     pub frame_send:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::FrameSendBox, PluginError>>,
+    /// Slot `mempool.pool` (API 0.1.2): the mempool's index.
+    pub tx_pool: Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxPoolBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -168,6 +168,14 @@ pub const FRAME_SEND: SlotInfo = SlotInfo {
     summary: "a peer's queued frames written to its connection: exactly their bytes, in order",
 };
 
+/// The mempool's index of pending transactions.
+pub const TX_POOL: SlotInfo = SlotInfo {
+    id: "mempool.pool",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "per-mempool index of pending transactions: dedupe, fee-ordered selection in nonce order, removal",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -184,6 +192,7 @@ pub const ALL: &[SlotInfo] = &[
     BLOCK_RECLAIM,
     BUFFER_POOL,
     FRAME_SEND,
+    TX_POOL,
 ];
 
 /// Looks a slot up by identifier.
@@ -1102,6 +1111,175 @@ impl<T: FrameSend> FrameSendFfi for Guarded<T> {
         sink: FrameSinkRef<'_>,
     ) -> RResult<(), PluginError> {
         guard(|| self.0.send(frames.as_slice(), &sink))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mempool.pool
+
+/// A pending transaction, as the pool index sees it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolEntry {
+    /// The transaction's hash ([`crate::chain::tx_hash`]): its identity.
+    pub hash: Bytes32,
+    /// Its sender.
+    pub sender: Bytes32,
+    /// Its nonce.
+    pub nonce: u64,
+    /// Its fee.
+    pub fee: u64,
+}
+
+/// Each sender's next nonce in the committed state, as the host hands it to an index.
+#[sabi_trait]
+pub trait NonceSource: Sync {
+    /// The nonce `sender`'s next transaction must carry.
+    #[sabi(last_prefix_field)]
+    fn next_nonce(&self, sender: &Bytes32) -> RResult<u64, PluginError>;
+}
+
+/// A borrowed [`NonceSource`].
+pub type NonceSourceRef<'a> = NonceSource_TO<'a, RRef<'a, ()>>;
+
+/// One mempool's index of pending transactions (see [`TxPool`]).
+///
+/// * `insert`: one verdict per entry, in order: `true` if kept, `false` if an entry with
+///   the same hash is pending (including one earlier in the same batch).
+/// * `select(max)`: up to `max` hashes, chosen again and again as the pending entry with
+///   the highest fee (ties: the smallest hash) among those whose nonce is the next of their
+///   sender, starting from `nonces` and counting the ones already chosen. Selected entries
+///   stay pending.
+/// * `remove(included)`: drops those hashes, and every entry whose nonce is below its
+///   sender's next nonce in `nonces`; answers every hash it dropped (any order).
+/// * `len`: how many are pending.
+pub trait TxIndex: Send + 'static {
+    /// See the trait docs.
+    fn insert(&mut self, entries: &[PoolEntry]) -> Result<Vec<bool>, PluginError>;
+    /// See the trait docs.
+    fn select(
+        &mut self,
+        max: u64,
+        nonces: &NonceSourceRef<'_>,
+    ) -> Result<Vec<Bytes32>, PluginError>;
+    /// See the trait docs.
+    fn remove(
+        &mut self,
+        included: &[Bytes32],
+        nonces: &NonceSourceRef<'_>,
+    ) -> Result<Vec<Bytes32>, PluginError>;
+    /// See the trait docs.
+    fn len(&self) -> Result<u64, PluginError>;
+}
+
+/// FFI form of [`TxIndex`].
+#[sabi_trait]
+pub trait TxIndexFfi: Send {
+    /// See [`TxIndex`].
+    fn insert(&mut self, entries: RSlice<'_, PoolEntry>) -> RResult<RVec<bool>, PluginError>;
+    /// See [`TxIndex`].
+    fn select(
+        &mut self,
+        max: u64,
+        nonces: NonceSourceRef<'_>,
+    ) -> RResult<RVec<Bytes32>, PluginError>;
+    /// See [`TxIndex`].
+    fn remove(
+        &mut self,
+        included: RSlice<'_, Bytes32>,
+        nonces: NonceSourceRef<'_>,
+    ) -> RResult<RVec<Bytes32>, PluginError>;
+    /// See [`TxIndex`].
+    #[sabi(last_prefix_field)]
+    fn len(&self) -> RResult<u64, PluginError>;
+}
+
+/// An owned index.
+pub type TxIndexBox = TxIndexFfi_TO<'static, RBox<()>>;
+
+impl<T: TxIndex> TxIndexFfi for Guarded<T> {
+    fn insert(&mut self, entries: RSlice<'_, PoolEntry>) -> RResult<RVec<bool>, PluginError> {
+        guard(|| check_len(entries.len(), self.0.insert(entries.as_slice())?).map(RVec::from))
+    }
+    fn select(
+        &mut self,
+        max: u64,
+        nonces: NonceSourceRef<'_>,
+    ) -> RResult<RVec<Bytes32>, PluginError> {
+        guard(|| {
+            let out = self.0.select(max, &nonces)?;
+            if out.len() as u64 > max {
+                return Err(PluginError::failed(format!(
+                    "index selected {} for a maximum of {max}",
+                    out.len()
+                )));
+            }
+            Ok(out.into())
+        })
+    }
+    fn remove(
+        &mut self,
+        included: RSlice<'_, Bytes32>,
+        nonces: NonceSourceRef<'_>,
+    ) -> RResult<RVec<Bytes32>, PluginError> {
+        guard(|| self.0.remove(included.as_slice(), &nonces).map(RVec::from))
+    }
+    fn len(&self) -> RResult<u64, PluginError> {
+        guard(|| self.0.len())
+    }
+}
+
+/// Contract of `mempool.pool`: a factory of [`TxIndex`]es, one per mempool, each behaving
+/// exactly as the baseline's `Vec` with linear scans (the same verdicts, selections and
+/// removals for the same calls).
+pub trait TxPool: Send + Sync + 'static {
+    /// The index type.
+    type Index: TxIndex;
+    /// A new, empty index.
+    fn new_index(&self) -> Result<Self::Index, PluginError>;
+}
+
+/// FFI form of [`TxPool`].
+#[sabi_trait]
+pub trait TxPoolFfi: Send + Sync {
+    /// See [`TxPool::new_index`].
+    #[sabi(last_prefix_field)]
+    fn new_index(&self) -> RResult<TxIndexBox, PluginError>;
+}
+
+/// An owned `mempool.pool` implementation.
+pub type TxPoolBox = TxPoolFfi_TO<'static, RBox<()>>;
+
+impl<T: TxPool> TxPoolFfi for Guarded<T> {
+    fn new_index(&self) -> RResult<TxIndexBox, PluginError> {
+        guard(|| {
+            Ok(TxIndexFfi_TO::from_value(
+                Guarded(self.0.new_index()?),
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
+        })
+    }
+}
+
+/// Host side: presents a Rust closure as a [`NonceSourceRef`].
+pub struct HostNonces<F>(pub F);
+
+impl<F> NonceSource for HostNonces<F>
+where
+    F: Fn(&Bytes32) -> Result<u64, PluginError> + Sync,
+{
+    fn next_nonce(&self, sender: &Bytes32) -> RResult<u64, PluginError> {
+        guard(|| (self.0)(sender))
+    }
+}
+
+impl<F> HostNonces<F>
+where
+    F: Fn(&Bytes32) -> Result<u64, PluginError> + Sync,
+{
+    /// Borrows this closure as a [`NonceSourceRef`].
+    pub fn as_source(&self) -> NonceSourceRef<'_> {
+        NonceSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
     }
 }
 

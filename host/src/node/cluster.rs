@@ -113,7 +113,7 @@ impl<'a> Node<'a> {
             index,
             n,
             store,
-            mempool: Mempool::default(),
+            mempool: Mempool::new(&host.slots),
             consensus: ConsensusState::default(),
             waiting: BTreeMap::new(),
         })

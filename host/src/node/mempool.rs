@@ -1,17 +1,19 @@
-//! The mempool's baseline: a `Vec` of pending transactions with linear scans, as the
-//! catalogue's `consensus_o1_structures` row describes it.
+//! The mempool: pending transactions, and an index of them behind the `mempool.pool` slot
+//! whose baseline is a `Vec` with linear scans, as the catalogue's `consensus_o1_structures`
+//! row describes it.
 //!
 //! Admission checks the stateless rules and the signatures (one batch through
-//! `crypto.sig_verify`), drops duplicates and transactions whose nonce is already used, and
-//! keeps the rest. Selection takes, again and again, the highest-fee transaction that is
+//! `crypto.sig_verify`), drops transactions whose nonce is already used, then duplicates,
+//! and keeps the rest. Selection takes, again and again, the highest-fee transaction that is
 //! next in its sender's nonce order (ties broken by hash), up to a count, so a sender's
 //! transactions leave in nonce order and the block pays the most fees available.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex};
 
 use dubchain_plugin_api::{
-    slots::TxCheck,
+    slots::{HostNonces, NonceSourceRef, PoolEntry, TxCheck, TxIndexBox},
     types::{Bytes32, Transaction},
+    PluginError,
 };
 
 use super::{
@@ -19,7 +21,10 @@ use super::{
     execute::{check_stateless, verify_signatures, TxError},
     state::{StateError, StateStore},
 };
-use crate::slot::{SigVerifySlot, TxValidationSlot};
+use crate::{
+    baseline::VecIndex,
+    slot::{SigVerifySlot, Slots, TxValidationSlot},
+};
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,19 +33,126 @@ pub enum Rejection {
     Duplicate,
 }
 
+enum Index {
+    Baseline(VecIndex),
+    Plugin(TxIndexBox),
+}
+
 /// Pending transactions.
-#[derive(Debug, Default)]
 pub struct Mempool {
-    pending: Vec<(Bytes32, Transaction)>,
+    bodies: HashMap<Bytes32, Transaction>,
+    index: Index,
+}
+
+impl Default for Mempool {
+    /// A mempool on the baseline index.
+    fn default() -> Self {
+        Mempool {
+            bodies: HashMap::new(),
+            index: Index::Baseline(VecIndex::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("pending", &self.bodies.len())
+            .field(
+                "index",
+                &match self.index {
+                    Index::Baseline(_) => "baseline",
+                    Index::Plugin(_) => "mempool.pool provider",
+                },
+            )
+            .finish()
+    }
+}
+
+fn entry(hash: Bytes32, tx: &Transaction) -> PoolEntry {
+    PoolEntry {
+        hash,
+        sender: tx.from,
+        nonce: tx.nonce,
+        fee: tx.fee,
+    }
+}
+
+/// Runs `call` with a nonce source over `state`; a store error under the provider comes back
+/// as the store's error, any other failure as the provider's.
+fn with_nonces<T>(
+    state: &StateStore,
+    call: impl FnOnce(NonceSourceRef<'_>) -> Result<T, PluginError>,
+) -> Result<Result<T, PluginError>, StateError> {
+    let fault: Mutex<Option<StateError>> = Mutex::new(None);
+    let source = HostNonces(|s: &Bytes32| match state.account(s) {
+        Ok(a) => Ok(a.nonce),
+        Err(e) => {
+            let msg = e.to_string();
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            Err(PluginError::failed(msg))
+        }
+    });
+    let out = call(source.as_source());
+    match fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 impl Mempool {
+    /// A mempool on the `mempool.pool` provider's index if there is one, else on the
+    /// baseline's.
+    pub fn new(slots: &Slots) -> Mempool {
+        Mempool {
+            bodies: HashMap::new(),
+            index: match slots.tx_pool.new_index() {
+                Some(ix) => Index::Plugin(ix),
+                None => Index::Baseline(VecIndex::default()),
+            },
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.bodies.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.bodies.is_empty()
+    }
+
+    /// Whether the index is a provider's (it falls back to the baseline's for good after a
+    /// failed call).
+    pub fn on_provider(&self) -> bool {
+        matches!(self.index, Index::Plugin(_))
+    }
+
+    /// After a provider's failure: the baseline index, rebuilt from the pending bodies.
+    fn fall_back(&mut self, what: &str, e: &PluginError) -> &mut VecIndex {
+        if let Index::Plugin(_) = self.index {
+            tracing::warn!(error = %e, call = what, "mempool.pool provider failed; this mempool continues on the baseline index");
+            let mut rebuilt = VecIndex::default();
+            let mut entries: Vec<PoolEntry> =
+                self.bodies.iter().map(|(h, tx)| entry(*h, tx)).collect();
+            entries.sort_unstable_by_key(|e| e.hash);
+            rebuilt.insert(&entries);
+            self.index = Index::Baseline(rebuilt);
+        }
+        match &mut self.index {
+            Index::Baseline(v) => v,
+            Index::Plugin(_) => unreachable!("replaced above"),
+        }
+    }
+
+    /// Inserts `entries` into the index: one "kept" verdict per entry.
+    fn insert(&mut self, entries: &[PoolEntry]) -> Vec<bool> {
+        match &mut self.index {
+            Index::Baseline(v) => v.insert(entries),
+            Index::Plugin(ix) => match ix.insert(entries.into()).into_result() {
+                Ok(v) => v.into_vec(),
+                Err(err) => self.fall_back("insert", &err).insert(entries),
+            },
+        }
     }
 
     /// Admits `txs`; returns, per transaction, `None` if admitted or why not.
@@ -83,66 +195,69 @@ impl Mempool {
                 })
                 .collect(),
         };
-        let mut out = Vec::with_capacity(txs.len());
-        for (tx, checked) in txs.into_iter().zip(checks) {
-            let verdict = if let Err(e) = checked {
-                Some(Rejection::Invalid(e))
-            } else {
-                let hash = tx_hash(&tx);
-                let account = state.account(&tx.from)?;
-                if self.pending.iter().any(|(h, _)| *h == hash) {
-                    Some(Rejection::Duplicate)
-                } else if tx.nonce < account.nonce {
-                    Some(Rejection::Invalid(TxError::BadNonce {
-                        expected: account.nonce,
-                        got: tx.nonce,
-                    }))
-                } else {
-                    self.pending.push((hash, tx));
-                    None
-                }
-            };
-            out.push(verdict);
+        let mut verdicts: Vec<Option<Rejection>> = Vec::with_capacity(txs.len());
+        let mut fresh: Vec<(usize, Bytes32, Transaction)> = Vec::new();
+        for (i, (tx, checked)) in txs.into_iter().zip(checks).enumerate() {
+            if let Err(e) = checked {
+                verdicts.push(Some(Rejection::Invalid(e)));
+                continue;
+            }
+            let account = state.account(&tx.from)?;
+            if tx.nonce < account.nonce {
+                verdicts.push(Some(Rejection::Invalid(TxError::BadNonce {
+                    expected: account.nonce,
+                    got: tx.nonce,
+                })));
+                continue;
+            }
+            verdicts.push(None);
+            fresh.push((i, tx_hash(&tx), tx));
         }
-        Ok(out)
+        let entries: Vec<PoolEntry> = fresh.iter().map(|(_, h, tx)| entry(*h, tx)).collect();
+        let kept = self.insert(&entries);
+        for ((i, hash, tx), kept) in fresh.into_iter().zip(kept) {
+            if kept {
+                self.bodies.insert(hash, tx);
+            } else {
+                verdicts[i] = Some(Rejection::Duplicate);
+            }
+        }
+        Ok(verdicts)
     }
 
     /// Up to `max` transactions in fee order that respects each sender's nonce sequence
     /// starting at its state nonce. Selected transactions stay pending until [`Self::remove`].
-    pub fn select(&self, max: usize, state: &StateStore) -> Result<Vec<Transaction>, StateError> {
-        // Each sender's next nonce, read from the state once.
-        let mut next_nonce: HashMap<Bytes32, u64> = HashMap::new();
-        for (_, tx) in &self.pending {
-            if !next_nonce.contains_key(&tx.from) {
-                next_nonce.insert(tx.from, state.account(&tx.from)?.nonce);
-            }
-        }
-        let mut taken = vec![false; self.pending.len()];
-        let mut out = Vec::new();
-        while out.len() < max {
-            let mut best: Option<usize> = None;
-            for (i, (hash, tx)) in self.pending.iter().enumerate() {
-                if taken[i] {
-                    continue;
-                }
-                if tx.nonce != next_nonce[&tx.from] {
-                    continue;
-                }
-                let better = best.is_none_or(|b| {
-                    let (bh, bt) = &self.pending[b];
-                    (tx.fee, std::cmp::Reverse(hash)) > (bt.fee, std::cmp::Reverse(bh))
-                });
-                if better {
-                    best = Some(i);
+    pub fn select(
+        &mut self,
+        max: usize,
+        state: &StateStore,
+    ) -> Result<Vec<Transaction>, StateError> {
+        let hashes = match &mut self.index {
+            Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
+            Index::Plugin(ix) => {
+                match with_nonces(state, |n| {
+                    ix.select(max as u64, n).into_result().map(|v| v.into_vec())
+                })? {
+                    Ok(v) => v,
+                    Err(err) => self
+                        .fall_back("select", &err)
+                        .select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
                 }
             }
-            let Some(b) = best else { break };
-            taken[b] = true;
-            let tx = &self.pending[b].1;
-            next_nonce.insert(tx.from, tx.nonce + 1);
-            out.push(tx.clone());
-        }
-        Ok(out)
+        };
+        hashes
+            .iter()
+            .map(|h| {
+                self.bodies
+                    .get(h)
+                    .cloned()
+                    .ok_or_else(|| StateError::Corrupt {
+                        path: state.path().to_owned(),
+                        what: "mempool".into(),
+                        detail: format!("the index selected {h:?}, which is not pending"),
+                    })
+            })
+            .collect()
     }
 
     /// Removes included transactions and any whose nonce the state has passed.
@@ -151,21 +266,24 @@ impl Mempool {
         included: &[Transaction],
         state: &StateStore,
     ) -> Result<(), StateError> {
-        let gone: Vec<Bytes32> = included.iter().map(tx_hash).collect();
-        let mut nonces: HashMap<Bytes32, u64> = HashMap::new();
-        let mut keep = Vec::with_capacity(self.pending.len());
-        for (h, tx) in std::mem::take(&mut self.pending) {
-            let nonce = match nonces.get(&tx.from) {
-                Some(n) => *n,
-                None => *nonces
-                    .entry(tx.from)
-                    .or_insert(state.account(&tx.from)?.nonce),
-            };
-            if !gone.contains(&h) && tx.nonce >= nonce {
-                keep.push((h, tx));
+        let included: Vec<Bytes32> = included.iter().map(tx_hash).collect();
+        let nonce = |s: &Bytes32| -> Result<u64, StateError> { Ok(state.account(s)?.nonce) };
+        let gone = match &mut self.index {
+            Index::Baseline(v) => v.remove(&included, &nonce)?,
+            Index::Plugin(ix) => {
+                match with_nonces(state, |n| {
+                    ix.remove(included.as_slice().into(), n)
+                        .into_result()
+                        .map(|v| v.into_vec())
+                })? {
+                    Ok(v) => v,
+                    Err(err) => self.fall_back("remove", &err).remove(&included, &nonce)?,
+                }
             }
+        };
+        for h in gone {
+            self.bodies.remove(&h);
         }
-        self.pending = keep;
         Ok(())
     }
 }

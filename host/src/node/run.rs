@@ -170,7 +170,7 @@ pub fn run_chain(
 
     let validators = ValidatorSet::generate(config.workload.seed, &workload.validators);
     let consensus = ConsensusState::default();
-    let mut mempool = Mempool::default();
+    let mut mempool = Mempool::new(&host.slots);
     let mut stages = Stages::default();
     let mut report = ChainReport {
         block_hashes: vec![g.hash],
