@@ -252,7 +252,7 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
                     .ok_or_else(|| "the plugin did not answer".to_owned())
             })
         } else {
-            vm_suite(&host, &p.slot)
+            selftest_suite(&host, &p.slot)
         };
         for r in results {
             // The host hides a plugin failure behind the baseline's answer; here it counts.
@@ -289,58 +289,34 @@ fn provided(m: &Manifest) -> String {
         .join(", ")
 }
 
-/// The `vm.*` suites: the self-test's known answers, run on the loaded provider (it passed
-/// them at load; here a failure is reported case by case with what differed).
-fn vm_suite(host: &Host, slot: &str) -> Vec<CaseResult> {
-    let s = &host.slots;
-    let result = |case: &str, r: Result<(), String>| {
-        vec![CaseResult {
-            case: case.to_owned(),
-            passed: r.is_ok(),
-            detail: r.err().unwrap_or_default(),
-        }]
+macro_rules! selftest_suite {
+    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
+        /// For slots whose suite is their self-test (the `vm.*`, `mem.*`, `net.*` and
+        /// `mempool.*` slots): the self-test's cases run on the loaded provider. It passed
+        /// them at load; here a failure is reported with what differed.
+        fn selftest_suite(host: &Host, slot: &str) -> Vec<CaseResult> {
+            $(
+                if slot == $info.id {
+                    let providers = host.slots.$field.providers();
+                    return match providers.last() {
+                        Some(top) => {
+                            let r = crate::selftest::$test(&top.imp);
+                            vec![CaseResult {
+                                case: "the self-test's known answers, generated and adversarial"
+                                    .to_owned(),
+                                passed: r.is_ok(),
+                                detail: r.err().unwrap_or_default(),
+                            }]
+                        }
+                        None => Vec::new(),
+                    };
+                }
+            )*
+            Vec::new()
+        }
     };
-    let top = |n: usize| n.checked_sub(1);
-    if slot == METERING.id {
-        let p = s.metering.providers();
-        match top(p.len()) {
-            Some(i) => result(
-                "gas, results and out-of-gas points of the test modules at four gas limits",
-                crate::selftest::metering(&p[i].imp),
-            ),
-            None => Vec::new(),
-        }
-    } else if slot == MODULE_CACHE.id {
-        let p = s.module_cache.providers();
-        match top(p.len()) {
-            Some(i) => result(
-                "the test modules run twice at four gas limits",
-                crate::selftest::module_cache(&p[i].imp),
-            ),
-            None => Vec::new(),
-        }
-    } else if slot == CODE_LOADER.id {
-        let p = s.code_loader.providers();
-        match top(p.len()) {
-            Some(i) => result(
-                "valid, refused, undecodable, missing and redeployed code",
-                crate::selftest::code_loader(&p[i].imp),
-            ),
-            None => Vec::new(),
-        }
-    } else if slot == CONTRACT_STATE.id {
-        let p = s.contract_state.providers();
-        match top(p.len()) {
-            Some(i) => result(
-                "reads of two stores across writes and a rollback",
-                crate::selftest::contract_state(&p[i].imp),
-            ),
-            None => Vec::new(),
-        }
-    } else {
-        Vec::new()
-    }
 }
+with_slots!(selftest_suite);
 
 macro_rules! failures {
     ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
@@ -425,6 +401,80 @@ fn vm_quick_ratio(_: &Host, slot: &str) -> measure::Comparison {
     unreachable!("{slot} providers do not load into a host without the contract VM")
 }
 
+/// 500 frames of 200 bytes to a peer over a Unix socket (drained by a thread), written by
+/// the baseline and by the slot's provider.
+fn frame_send_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use std::io::Read;
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(b.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let frames: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| [200u32.to_be_bytes().to_vec(), vec![i as u8; 200]].concat())
+        .collect();
+    let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let none = crate::slot::Slots::default();
+    let c = measure::compare(
+        slot,
+        7,
+        || {
+            none.frame_send
+                .send(&views, &mut &a)
+                .expect("the socket takes it")
+        },
+        || {
+            host.slots
+                .frame_send
+                .send(&views, &mut &a)
+                .expect("the socket takes it")
+        },
+    );
+    drop(a);
+    let _ = drain.join();
+    c
+}
+
+/// Selecting a block of 256 from 5,000 pending transactions of 500 senders, on the
+/// baseline's index and on the provider's.
+fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::{
+        slots::{HostNonces, PoolEntry},
+        types::Bytes32,
+    };
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let senders: Vec<Bytes32> = (0..500).map(|_| Bytes32(rng.gen())).collect();
+    let entries: Vec<PoolEntry> = (0..5_000)
+        .map(|i| PoolEntry {
+            hash: Bytes32(rng.gen()),
+            sender: senders[i % senders.len()],
+            nonce: (i / senders.len()) as u64,
+            fee: rng.gen_range(1..100),
+        })
+        .collect();
+    let mut base = baseline::VecIndex::default();
+    base.insert(&entries);
+    let mut index = host
+        .slots
+        .tx_pool
+        .new_index()
+        .expect("the provider makes an index");
+    let _ = index.insert(entries.as_slice().into());
+    let zero = |_: &Bytes32| -> Result<u64, dubchain_plugin_api::PluginError> { Ok(0) };
+    let source = HostNonces(zero);
+    let index = std::sync::Mutex::new(index);
+    measure::compare(
+        slot,
+        5,
+        || drop(std::hint::black_box(base.select(256, &zero))),
+        || {
+            let mut ix = index.lock().expect("not poisoned");
+            drop(std::hint::black_box(ix.select(256, source.as_source())));
+        },
+    )
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -497,6 +547,44 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     .contains(&slot)
     {
         vm_quick_ratio(host, slot)
+    } else if slot == BLOCK_RECLAIM.id {
+        let (_, _, blocks, _) = workload::block_run(1, 8, 256, false);
+        measure::compare(
+            slot,
+            7,
+            || drop(std::hint::black_box(blocks.clone())),
+            || {
+                host.slots
+                    .block_reclaim
+                    .reclaim(std::hint::black_box(blocks.clone()))
+            },
+        )
+    } else if slot == BUFFER_POOL.id {
+        let fill = |mut b: abi_stable::std_types::RVec<u8>| {
+            b.extend_from_slice(&[7; 512]);
+            b
+        };
+        measure::compare(
+            slot,
+            7,
+            || {
+                for _ in 0..2_000 {
+                    drop(std::hint::black_box(fill(
+                        abi_stable::std_types::RVec::with_capacity(65_536),
+                    )));
+                }
+            },
+            || {
+                for _ in 0..2_000 {
+                    let b = fill(host.slots.buffer_pool.take(65_536));
+                    host.slots.buffer_pool.give(std::hint::black_box(b));
+                }
+            },
+        )
+    } else if slot == FRAME_SEND.id {
+        frame_send_ratio(host, slot)
+    } else if slot == TX_POOL.id {
+        tx_pool_ratio(host, slot)
     } else if slot == MERKLE.id {
         let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
         measure::compare(
