@@ -308,3 +308,50 @@ impl VecIndex {
         self.entries.is_empty()
     }
 }
+
+/// `consensus.state`: the baseline's vote tallies (the node keeps them behind one `Mutex`).
+/// Only a validator's first vote at a height counts; a block whose votes reach two thirds of
+/// the stake finalizes its height if it is above the finalized one.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    finalized: u64,
+    /// Stake behind each (height, block).
+    tallies: std::collections::BTreeMap<(u64, Bytes32), u64>,
+    /// Validators that already voted at a height.
+    voted: std::collections::BTreeMap<u64, Vec<u32>>,
+}
+
+impl Tally {
+    /// Counts a verified vote of validator `validator` (stake `stakes[validator]`; an
+    /// unknown validator's vote counts for nothing); returns the new finalized height if
+    /// this vote finalized one.
+    pub fn record(
+        &mut self,
+        stakes: &[u64],
+        height: u64,
+        block: &Bytes32,
+        validator: u32,
+    ) -> Option<u64> {
+        let stake = *stakes.get(validator as usize)?;
+        let voted = self.voted.entry(height).or_default();
+        if voted.contains(&validator) {
+            return None;
+        }
+        voted.push(validator);
+        let tally = self.tallies.entry((height, *block)).or_default();
+        *tally += stake;
+        let total: u64 = stakes.iter().sum();
+        if *tally * 3 >= total * 2 && height > self.finalized {
+            self.finalized = height;
+            // Older tallies are settled.
+            self.tallies = self.tallies.split_off(&(height, Bytes32::default()));
+            return Some(height);
+        }
+        None
+    }
+
+    /// The finalized height.
+    pub fn finalized(&self) -> u64 {
+        self.finalized
+    }
+}

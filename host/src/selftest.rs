@@ -4,9 +4,9 @@
 
 use dubchain_plugin_api::{
     slots::{
-        BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, FrameSendBox,
-        LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxPoolBox, TxValidationBox,
-        VoteVerifyBox,
+        BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, ConsensusStatesBox,
+        FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxPoolBox,
+        TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1058,5 +1058,174 @@ mod pool_seam {
             TD_Opaque,
         );
         assert!(super::tx_pool(&off).unwrap_err().contains("select"));
+    }
+}
+
+/// Checks a `consensus.state` object: seeded vote sequences over several heights (double
+/// votes, equivocation, unknown validators, late votes for settled heights) recorded one
+/// by one must give the baseline's answers and finalized heights at every step; then four
+/// threads recording disjoint votes at once must end where the baseline ends.
+pub fn consensus_state(imp: &ConsensusStatesBox) -> Result<(), String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0de);
+    let stakes: Vec<u64> = (0..10).map(|_| rng.gen_range(1..=100)).collect();
+    let blocks: Vec<Bytes32> = (0..3).map(|_| Bytes32(rng.gen())).collect();
+    let state = imp
+        .new_tally(stakes.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let mut expected = baseline::Tally::default();
+    for step in 0..3_000 {
+        let height = rng.gen_range(1..40);
+        let block = blocks[rng.gen_range(0..blocks.len())];
+        let validator = rng.gen_range(0..stakes.len() as u32 + 2);
+        let want = expected.record(&stakes, height, &block, validator);
+        let got = state
+            .record(height, &block, validator)
+            .into_result()
+            .map_err(|e| format!("step {step}: {e}"))?
+            .into_option();
+        let fin = state.finalized().into_result().map_err(|e| e.to_string())?;
+        if got != want || fin != expected.finalized() {
+            return Err(format!(
+                "step {step}, vote of {validator} for height {height}: baseline {want:?} (finalized {}), plugin {got:?} (finalized {fin})",
+                expected.finalized()
+            ));
+        }
+    }
+    // Four threads, each with its own validators' votes for heights 1..=200 on one block.
+    let state = imp
+        .new_tally(stakes.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let block = blocks[0];
+    let mut expected = baseline::Tally::default();
+    for h in 1..=200 {
+        for v in 0..stakes.len() as u32 {
+            expected.record(&stakes, h, &block, v);
+        }
+    }
+    let failed = std::sync::Mutex::new(None);
+    let n = stakes.len() as u32;
+    std::thread::scope(|scope| {
+        for t in 0..4u32 {
+            let (state, failed) = (&state, &failed);
+            scope.spawn(move || {
+                for h in 1..=200 {
+                    for v in (t..n).step_by(4) {
+                        if let Err(e) = state.record(h, &block, v).into_result() {
+                            *failed.lock().expect("not poisoned") = Some(e.to_string());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("not poisoned") {
+        return Err(format!("concurrent recording: {e}"));
+    }
+    let fin = state.finalized().into_result().map_err(|e| e.to_string())?;
+    if fin != expected.finalized() {
+        return Err(format!(
+            "after concurrent recording: baseline finalized {}, plugin {fin}",
+            expected.finalized()
+        ));
+    }
+    Ok(())
+}
+
+/// The `consensus.state` self-test against in-process states: sharded atomics with a
+/// compare-and-swap finalized height pass; one that finalizes at a third of the stake fails.
+#[cfg(test)]
+mod consensus_seam {
+    use std::{
+        collections::HashMap,
+        sync::{
+            atomic::{AtomicU64, Ordering::SeqCst},
+            Mutex,
+        },
+    };
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
+
+    /// Per-height shards; the finalized height moves by compare-and-swap.
+    struct Sharded {
+        stakes: Vec<u64>,
+        threshold_num: u64,
+        shards: Vec<Mutex<HashMap<u64, (Vec<u32>, HashMap<Bytes32, u64>)>>>,
+        finalized: AtomicU64,
+    }
+
+    impl VoteTally for Sharded {
+        fn record(
+            &self,
+            height: u64,
+            block: &Bytes32,
+            validator: u32,
+        ) -> Result<Option<u64>, PluginError> {
+            let Some(stake) = self.stakes.get(validator as usize).copied() else {
+                return Ok(None);
+            };
+            let total: u64 = self.stakes.iter().sum();
+            let reached = {
+                let mut shard = self.shards[height as usize % self.shards.len()]
+                    .lock()
+                    .unwrap();
+                let (voted, tallies) = shard.entry(height).or_default();
+                if voted.contains(&validator) {
+                    return Ok(None);
+                }
+                voted.push(validator);
+                let t = tallies.entry(*block).or_default();
+                *t += stake;
+                *t * 3 >= total * self.threshold_num
+            };
+            if !reached {
+                return Ok(None);
+            }
+            let mut cur = self.finalized.load(SeqCst);
+            while height > cur {
+                match self.finalized.compare_exchange(cur, height, SeqCst, SeqCst) {
+                    Ok(_) => return Ok(Some(height)),
+                    Err(now) => cur = now,
+                }
+            }
+            Ok(None)
+        }
+        fn finalized(&self) -> Result<u64, PluginError> {
+            Ok(self.finalized.load(SeqCst))
+        }
+    }
+
+    struct States {
+        threshold_num: u64,
+    }
+
+    impl ConsensusStates for States {
+        type Tally = Sharded;
+        fn new_tally(&self, stakes: &[u64]) -> Result<Sharded, PluginError> {
+            Ok(Sharded {
+                stakes: stakes.to_vec(),
+                threshold_num: self.threshold_num,
+                shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
+                finalized: AtomicU64::new(0),
+            })
+        }
+    }
+
+    #[test]
+    fn consensus_state_self_test_accepts_sharded_tallies_and_refuses_a_wrong_quorum() {
+        let ok = ConsensusStatesFfi_TO::from_value(Guarded(States { threshold_num: 2 }), TD_Opaque);
+        super::consensus_state(&ok).unwrap();
+        let half = ConsensusStatesFfi_TO::from_value(
+            Guarded(States {
+                threshold_num: 3 / 2,
+            }),
+            TD_Opaque,
+        );
+        assert!(super::consensus_state(&half)
+            .unwrap_err()
+            .contains("baseline"));
     }
 }

@@ -24,10 +24,10 @@ use dubchain_plugin_api::{
     exec::AccountEntry,
     slots::{
         BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox, BlockValidationBox,
-        BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ContractStateBox,
-        ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO, LoadedCode,
-        LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
-        SigVerifyBox, TxCheck, TxIndexBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
+        BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ConsensusStatesBox,
+        ContractStateBox, ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO,
+        LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
+        SigVerifyBox, TxCheck, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -657,6 +657,20 @@ impl TxPoolSlot {
     }
 }
 
+/// The `consensus.state` slot (exclusive). Baseline: `baseline::Tally` behind one `Mutex`
+/// (`node::consensus::ConsensusState`). A node asks for its state once.
+pub type ConsensusStatesSlot = Slot<ConsensusStatesBox>;
+
+impl ConsensusStatesSlot {
+    /// A fresh state from the provider for validators with `stakes`, or `None`.
+    pub fn new_tally(&self, stakes: &[u64]) -> Option<VoteTallyBox> {
+        if !self.has_provider() {
+            return None;
+        }
+        self.try_call(|imp| imp.new_tally(stakes.into()).into_result())
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -818,6 +832,7 @@ macro_rules! with_slots {
             buffer_pool: BUFFER_POOL => BufferPoolBox, buffer_pool;
             frame_send: FRAME_SEND => FrameSendBox, frame_send;
             tx_pool: TX_POOL => TxPoolBox, tx_pool;
+            consensus_state: CONSENSUS_STATE => ConsensusStatesBox, consensus_state;
         }
     };
 }

@@ -475,6 +475,59 @@ fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
+/// Four threads recording 100 validators' votes for 50 heights, each vote followed by nine
+/// reads of the finalized height (the catalogue's 9:1), on the baseline (one `Mutex`) and
+/// on the provider's state.
+fn consensus_state_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::types::Bytes32;
+    let stakes: Vec<u64> = (1..=100).collect();
+    let block = Bytes32([7; 32]);
+    let run = |record: &(dyn Fn(u64, u32) + Sync), read: &(dyn Fn() -> u64 + Sync)| {
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                scope.spawn(move || {
+                    for h in 1..=50 {
+                        for v in (t..100).step_by(4) {
+                            record(h, v);
+                            for _ in 0..9 {
+                                std::hint::black_box(read());
+                            }
+                        }
+                    }
+                });
+            }
+        })
+    };
+    measure::compare(
+        slot,
+        5,
+        || {
+            let m = std::sync::Mutex::new(baseline::Tally::default());
+            run(
+                &|h, v| {
+                    m.lock()
+                        .expect("not poisoned")
+                        .record(&stakes, h, &block, v);
+                },
+                &|| m.lock().expect("not poisoned").finalized(),
+            );
+        },
+        || {
+            let state = host
+                .slots
+                .consensus_state
+                .new_tally(&stakes)
+                .expect("the provider makes a state");
+            run(
+                &|h, v| {
+                    let _ = state.record(h, &block, v);
+                },
+                &|| state.finalized().into_result().unwrap_or(0),
+            );
+        },
+    )
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -585,6 +638,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         frame_send_ratio(host, slot)
     } else if slot == TX_POOL.id {
         tx_pool_ratio(host, slot)
+    } else if slot == CONSENSUS_STATE.id {
+        consensus_state_ratio(host, slot)
     } else if slot == MERKLE.id {
         let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
         measure::compare(

@@ -35,6 +35,7 @@ macro_rules! export_plugin {
         $(, buffer_pool: $pool:expr)?
         $(, frame_send: $send:expr)?
         $(, tx_pool: $txpool:expr)?
+        $(, consensus_state: $cons:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -75,6 +76,7 @@ macro_rules! export_plugin {
                 buffer_pool: $crate::__slot_factory!(buffer_pool $(, $pool)?),
                 frame_send: $crate::__slot_factory!(frame_send $(, $send)?),
                 tx_pool: $crate::__slot_factory!(tx_pool $(, $txpool)?),
+                consensus_state: $crate::__slot_factory!(consensus_state $(, $cons)?),
             }
             .leak_into_prefix()
         }
@@ -136,6 +138,9 @@ macro_rules! __slot_factory {
     };
     (tx_pool, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TxPoolBox, TxPoolFfi_TO)
+    };
+    (consensus_state, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, ConsensusStatesBox, ConsensusStatesFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

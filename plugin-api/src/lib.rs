@@ -158,6 +158,9 @@ pub struct PluginMod {
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::FrameSendBox, PluginError>>,
     /// Slot `mempool.pool` (API 0.1.2): the mempool's index.
     pub tx_pool: Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxPoolBox, PluginError>>,
+    /// Slot `consensus.state` (API 0.1.2): vote tallies and finality.
+    pub consensus_state:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ConsensusStatesBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

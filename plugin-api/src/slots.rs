@@ -176,6 +176,14 @@ pub const TX_POOL: SlotInfo = SlotInfo {
     summary: "per-mempool index of pending transactions: dedupe, fee-ordered selection in nonce order, removal",
 };
 
+/// The consensus state: vote tallies and finality.
+pub const CONSENSUS_STATE: SlotInfo = SlotInfo {
+    id: "consensus.state",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "vote tallies and the finalized height, shared by the threads that record votes",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -193,6 +201,7 @@ pub const ALL: &[SlotInfo] = &[
     BUFFER_POOL,
     FRAME_SEND,
     TX_POOL,
+    CONSENSUS_STATE,
 ];
 
 /// Looks a slot up by identifier.
@@ -1280,6 +1289,96 @@ where
     /// Borrows this closure as a [`NonceSourceRef`].
     pub fn as_source(&self) -> NonceSourceRef<'_> {
         NonceSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// consensus.state
+
+/// One consensus state (see [`ConsensusStates`]): called from any number of threads at once.
+///
+/// * `record(height, block, validator)`: counts a verified vote. Only a validator's first
+///   vote at a height counts (later ones, for any block, change nothing). The vote adds
+///   the validator's stake to `(height, block)`; if that reaches two thirds of the total
+///   stake (`3 * tally >= 2 * total`) and `height` is above the finalized height, `height`
+///   becomes the finalized height and is returned; otherwise `None`.
+/// * `finalized()`: the finalized height (0 at first).
+///
+/// Concurrent calls must be linearizable: their results are those of the baseline (one
+/// `Mutex` around the whole state) for some order of the same calls.
+pub trait VoteTally: Send + Sync + 'static {
+    /// See the trait docs.
+    fn record(
+        &self,
+        height: u64,
+        block: &Bytes32,
+        validator: u32,
+    ) -> Result<Option<u64>, PluginError>;
+    /// See the trait docs.
+    fn finalized(&self) -> Result<u64, PluginError>;
+}
+
+/// FFI form of [`VoteTally`].
+#[sabi_trait]
+pub trait VoteTallyFfi: Send + Sync {
+    /// See [`VoteTally`].
+    fn record(
+        &self,
+        height: u64,
+        block: &Bytes32,
+        validator: u32,
+    ) -> RResult<ROption<u64>, PluginError>;
+    /// See [`VoteTally`].
+    #[sabi(last_prefix_field)]
+    fn finalized(&self) -> RResult<u64, PluginError>;
+}
+
+/// An owned consensus state.
+pub type VoteTallyBox = VoteTallyFfi_TO<'static, RBox<()>>;
+
+impl<T: VoteTally> VoteTallyFfi for Guarded<T> {
+    fn record(
+        &self,
+        height: u64,
+        block: &Bytes32,
+        validator: u32,
+    ) -> RResult<ROption<u64>, PluginError> {
+        guard(|| self.0.record(height, block, validator).map(ROption::from))
+    }
+    fn finalized(&self) -> RResult<u64, PluginError> {
+        guard(|| self.0.finalized())
+    }
+}
+
+/// Contract of `consensus.state`: a factory of [`VoteTally`]s, one per node, for a
+/// validator set whose stakes are `stakes` (validator `i` has `stakes[i]`; a vote names
+/// its validator by index and is only recorded for a known one).
+pub trait ConsensusStates: Send + Sync + 'static {
+    /// The state type.
+    type Tally: VoteTally;
+    /// A new state, nothing recorded.
+    fn new_tally(&self, stakes: &[u64]) -> Result<Self::Tally, PluginError>;
+}
+
+/// FFI form of [`ConsensusStates`].
+#[sabi_trait]
+pub trait ConsensusStatesFfi: Send + Sync {
+    /// See [`ConsensusStates::new_tally`].
+    #[sabi(last_prefix_field)]
+    fn new_tally(&self, stakes: RSlice<'_, u64>) -> RResult<VoteTallyBox, PluginError>;
+}
+
+/// An owned `consensus.state` implementation.
+pub type ConsensusStatesBox = ConsensusStatesFfi_TO<'static, RBox<()>>;
+
+impl<T: ConsensusStates> ConsensusStatesFfi for Guarded<T> {
+    fn new_tally(&self, stakes: RSlice<'_, u64>) -> RResult<VoteTallyBox, PluginError> {
+        guard(|| {
+            Ok(VoteTallyFfi_TO::from_value(
+                Guarded(self.0.new_tally(stakes.as_slice())?),
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
+        })
     }
 }
 

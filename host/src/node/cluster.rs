@@ -114,7 +114,7 @@ impl<'a> Node<'a> {
             n,
             store,
             mempool: Mempool::new(&host.slots),
-            consensus: ConsensusState::default(),
+            consensus: ConsensusState::new(&host.slots, validators),
             waiting: BTreeMap::new(),
         })
     }

@@ -5,14 +5,19 @@
 //! (`batching_signature_aggregation` replaces that), and the consensus state is one `Mutex`
 //! shared by the threads that record votes (`consensus_lock_reduction` replaces that).
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::sync::Mutex;
 
 use blst::min_pk::{PublicKey, SecretKey};
 use dubchain_plugin_api::types::{Bytes32, VoteItem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::slot::VoteVerifySlot;
+use dubchain_plugin_api::slots::VoteTallyBox;
+
+use crate::{
+    baseline,
+    slot::{Slots, VoteVerifySlot},
+};
 
 /// Domain separation tag of DubChain votes (proof-of-possession ciphersuite).
 pub const DST: &[u8] = dubchain_plugin_api::slots::VOTE_DST;
@@ -125,56 +130,124 @@ pub fn verify_votes(slot: &VoteVerifySlot, set: &ValidatorSet, votes: &[Vote]) -
         .collect()
 }
 
-#[derive(Default)]
-struct Tally {
-    stake: u64,
-    voters: Vec<u32>,
-}
-
-#[derive(Default)]
-struct Inner {
-    finalized: u64,
-    /// Stake behind each (height, block), counting each validator once per height.
-    tallies: BTreeMap<(u64, Bytes32), Tally>,
-    /// Validators that already voted at a height (the first vote counts; equivocation is
-    /// ignored).
-    voted: BTreeMap<u64, Vec<u32>>,
-}
-
-/// The consensus state, shared by every thread that records votes.
-#[derive(Default)]
+/// The consensus state, shared by every thread that records votes: the baseline's
+/// [`baseline::Tally`] behind one `Mutex`, or a `consensus.state` provider's state.
 pub struct ConsensusState {
-    inner: Mutex<Inner>,
+    imp: Imp,
+}
+
+enum Imp {
+    Baseline(Mutex<baseline::Tally>),
+    Plugin {
+        tally: VoteTallyBox,
+        stakes: Vec<u64>,
+        /// The votes the provider recorded, in the order it answered them: what the
+        /// baseline replays if the provider fails.
+        log: Mutex<Vec<(u64, Bytes32, u32)>>,
+        /// The baseline, once the provider has failed (for good, for this state).
+        fallen: Mutex<Option<baseline::Tally>>,
+    },
+}
+
+impl Default for ConsensusState {
+    /// A state on the baseline.
+    fn default() -> Self {
+        ConsensusState {
+            imp: Imp::Baseline(Mutex::new(baseline::Tally::default())),
+        }
+    }
 }
 
 impl ConsensusState {
+    /// A state from the `consensus.state` provider if there is one, else the baseline's.
+    pub fn new(slots: &Slots, set: &ValidatorSet) -> ConsensusState {
+        let stakes: Vec<u64> = set.validators.iter().map(|v| v.stake).collect();
+        match slots.consensus_state.new_tally(&stakes) {
+            Some(tally) => ConsensusState {
+                imp: Imp::Plugin {
+                    tally,
+                    stakes,
+                    log: Mutex::new(Vec::new()),
+                    fallen: Mutex::new(None),
+                },
+            },
+            None => ConsensusState::default(),
+        }
+    }
+
     /// Counts a verified vote; returns the new finalized height if this vote finalized one.
     pub fn record(&self, set: &ValidatorSet, vote: &Vote) -> Option<u64> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let voted = inner.voted.entry(vote.height).or_default();
-        if voted.contains(&vote.validator) {
-            return None;
+        match &self.imp {
+            Imp::Baseline(m) => {
+                let stakes: Vec<u64> = set.validators.iter().map(|v| v.stake).collect();
+                m.lock().unwrap_or_else(|p| p.into_inner()).record(
+                    &stakes,
+                    vote.height,
+                    &vote.block,
+                    vote.validator,
+                )
+            }
+            Imp::Plugin {
+                tally,
+                stakes,
+                log,
+                fallen,
+            } => {
+                let key = (vote.height, vote.block, vote.validator);
+                {
+                    let mut f = fallen.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(b) = f.as_mut() {
+                        return b.record(stakes, key.0, &key.1, key.2);
+                    }
+                }
+                match tally.record(key.0, &key.1, key.2).into_result() {
+                    Ok(r) => {
+                        log.lock().unwrap_or_else(|p| p.into_inner()).push(key);
+                        r.into_option()
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consensus.state provider failed; this node's consensus state continues on the baseline");
+                        let mut f = fallen.lock().unwrap_or_else(|p| p.into_inner());
+                        let b = f.get_or_insert_with(|| {
+                            let mut b = baseline::Tally::default();
+                            for (h, block, v) in
+                                log.lock().unwrap_or_else(|p| p.into_inner()).iter()
+                            {
+                                b.record(stakes, *h, block, *v);
+                            }
+                            b
+                        });
+                        b.record(stakes, key.0, &key.1, key.2)
+                    }
+                }
+            }
         }
-        voted.push(vote.validator);
-        let stake = set.validators[vote.validator as usize].stake;
-        let tally = inner.tallies.entry((vote.height, vote.block)).or_default();
-        tally.stake += stake;
-        tally.voters.push(vote.validator);
-        let reached = tally.stake * 3 >= set.total_stake() * 2;
-        if reached && vote.height > inner.finalized {
-            inner.finalized = vote.height;
-            // Older tallies are settled.
-            let keep = inner.tallies.split_off(&(vote.height, Bytes32::default()));
-            inner.tallies = keep;
-            return Some(vote.height);
-        }
-        None
     }
 
     pub fn finalized(&self) -> u64 {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .finalized
+        match &self.imp {
+            Imp::Baseline(m) => m.lock().unwrap_or_else(|p| p.into_inner()).finalized(),
+            Imp::Plugin {
+                tally,
+                fallen,
+                stakes,
+                log,
+            } => {
+                if let Some(b) = fallen.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    return b.finalized();
+                }
+                match tally.finalized().into_result() {
+                    Ok(h) => h,
+                    Err(_) => {
+                        // Answer from the votes the provider took.
+                        let mut b = baseline::Tally::default();
+                        for (h, block, v) in log.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                            b.record(stakes, *h, block, *v);
+                        }
+                        b.finalized()
+                    }
+                }
+            }
+        }
     }
 }

@@ -169,7 +169,7 @@ pub fn run_chain(
     }
 
     let validators = ValidatorSet::generate(config.workload.seed, &workload.validators);
-    let consensus = ConsensusState::default();
+    let consensus = ConsensusState::new(&host.slots, &validators);
     let mut mempool = Mempool::new(&host.slots);
     let mut stages = Stages::default();
     let mut report = ChainReport {
