@@ -355,3 +355,14 @@ impl Tally {
         self.finalized
     }
 }
+
+/// `mem.tx_decode`: each payload decoded by serde_json, every field into an allocation of
+/// its own (hex strings to owned `Vec`s, the access list to a `Vec`).
+pub fn decode_txs(
+    payloads: &[&[u8]],
+) -> Vec<Result<dubchain_plugin_api::types::Transaction, String>> {
+    payloads
+        .iter()
+        .map(|p| serde_json::from_slice(p).map_err(|e| e.to_string()))
+        .collect()
+}

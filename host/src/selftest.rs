@@ -5,8 +5,8 @@
 use dubchain_plugin_api::{
     slots::{
         BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, ConsensusStatesBox,
-        FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxPoolBox,
-        TxValidationBox, VoteVerifyBox,
+        FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxDecodeBox,
+        TxPoolBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1227,5 +1227,175 @@ mod consensus_seam {
         assert!(super::consensus_state(&half)
             .unwrap_err()
             .contains("baseline"));
+    }
+}
+
+/// Payloads the `mem.tx_decode` checks decode: generated transactions of every kind as the
+/// baseline writes them, the same with upper-case hex and other spacing, and broken ones
+/// (unknown or missing fields, bad hex, wrong lengths, overflowing numbers, an unknown
+/// kind, trailing bytes, invalid UTF-8, nothing at all).
+pub fn tx_payloads() -> Vec<(String, Vec<u8>)> {
+    let txs: Vec<dubchain_plugin_api::types::Transaction> = workload::records(0xdec0, 3, 40)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Transaction(t) => Some(t),
+            Record::Block(_) => None,
+        })
+        .collect();
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, tx) in txs.iter().enumerate() {
+        out.push((
+            format!("transaction {i}"),
+            serde_json::to_vec(tx).expect("serialises"),
+        ));
+    }
+    let text = serde_json::to_string(&txs[0]).expect("serialises");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("parses");
+    let edit = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut v = value.clone();
+        f(v.as_object_mut().expect("an object"));
+        serde_json::to_vec(&v).expect("serialises")
+    };
+    let from = value["from"].as_str().expect("hex").to_owned();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "upper-case hex",
+            text.replace(&from, &from.to_uppercase()).into_bytes(),
+        ),
+        (
+            "pretty-printed",
+            serde_json::to_vec_pretty(&value).expect("serialises"),
+        ),
+        (
+            "an unknown field",
+            edit(&|m| {
+                m.insert("extra".into(), 1.into());
+            }),
+        ),
+        (
+            "a missing field",
+            edit(&|m| {
+                m.remove("nonce");
+            }),
+        ),
+        (
+            "odd-length hex",
+            edit(&|m| {
+                m.insert("from".into(), "abc".into());
+            }),
+        ),
+        (
+            "a non-hex digit",
+            edit(&|m| {
+                m.insert("from".into(), format!("zz{}", &from[2..]).into());
+            }),
+        ),
+        (
+            "a 31-byte key",
+            edit(&|m| {
+                m.insert("from".into(), from[2..].to_owned().into());
+            }),
+        ),
+        (
+            "an amount beyond u64",
+            text.replacen("\"amount\":", "\"amount\":1", 1)
+                .replacen("\"amount\":1", "\"amount\":99999999999999999999", 1)
+                .into_bytes(),
+        ),
+        (
+            "a negative fee",
+            edit(&|m| {
+                m.insert("fee".into(), (-1).into());
+            }),
+        ),
+        (
+            "an unknown kind",
+            edit(&|m| {
+                m.insert("kind".into(), "teleport".into());
+            }),
+        ),
+        ("trailing bytes", [text.as_bytes(), b" x"].concat()),
+        (
+            "invalid UTF-8",
+            [
+                &text.as_bytes()[..10],
+                &[0xff, 0xfe],
+                &text.as_bytes()[10..],
+            ]
+            .concat(),
+        ),
+        ("null", b"null".to_vec()),
+        ("nothing", Vec::new()),
+    ];
+    out.extend(cases.into_iter().map(|(n, p)| (n.to_owned(), p)));
+    out
+}
+
+/// Checks a `mem.tx_decode` object: every [`tx_payloads`] payload decodes to the baseline's
+/// transaction, or fails where the baseline fails.
+pub fn tx_decode(imp: &TxDecodeBox) -> Result<(), String> {
+    let cases = tx_payloads();
+    let payloads: Vec<&[u8]> = cases.iter().map(|(_, p)| p.as_slice()).collect();
+    let expected = baseline::decode_txs(&payloads);
+    let slices: Vec<abi_stable::std_types::RSlice<'_, u8>> =
+        payloads.iter().map(|p| (*p).into()).collect();
+    let got = imp
+        .decode(slices.as_slice().into())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    for (((name, _), want), got) in cases.iter().zip(&expected).zip(got.iter()) {
+        let same = match (want, got) {
+            (Ok(a), abi_stable::std_types::RResult::ROk(b)) => a == b,
+            (Err(_), abi_stable::std_types::RResult::RErr(_)) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(format!("{name}: baseline {want:?}, plugin {got:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The `mem.tx_decode` self-test against in-process decoders.
+#[cfg(test)]
+mod decode_seam {
+    use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
+    use dubchain_plugin_api::{slots::*, types::Transaction, PluginError};
+
+    /// serde_json through a `Value` (another route to the same answers), or a lenient
+    /// decoder that ignores unknown fields.
+    struct ViaValue {
+        lenient: bool,
+    }
+
+    impl TxDecode for ViaValue {
+        fn decode(
+            &self,
+            payloads: &[RSlice<'_, u8>],
+        ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
+            Ok(payloads
+                .iter()
+                .map(|p| {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(p).map_err(|e| e.to_string())?;
+                    if self.lenient {
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove("extra");
+                        }
+                    }
+                    serde_json::from_value(v).map_err(|e| e.to_string())
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn tx_decode_self_test_accepts_another_route_and_refuses_leniency() {
+        let ok = TxDecodeFfi_TO::from_value(Guarded(ViaValue { lenient: false }), TD_Opaque);
+        super::tx_decode(&ok).unwrap();
+        let lenient = TxDecodeFfi_TO::from_value(Guarded(ViaValue { lenient: true }), TD_Opaque);
+        assert!(super::tx_decode(&lenient)
+            .unwrap_err()
+            .starts_with("an unknown field"));
     }
 }

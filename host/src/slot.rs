@@ -27,7 +27,8 @@ use dubchain_plugin_api::{
         BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ConsensusStatesBox,
         ContractStateBox, ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO,
         LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
-        SigVerifyBox, TxCheck, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
+        SigVerifyBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox,
+        VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -671,6 +672,28 @@ impl ConsensusStatesSlot {
     }
 }
 
+/// The `mem.tx_decode` slot (exclusive). Baseline: `serde_json` per payload.
+pub type TxDecodeSlot = Slot<TxDecodeBox>;
+
+impl TxDecodeSlot {
+    /// The transaction in each payload, or why it is not one.
+    pub fn decode(&self, payloads: &[&[u8]]) -> Vec<Result<Transaction, String>> {
+        if self.has_provider() {
+            let slices: Vec<RSlice<'_, u8>> = payloads.iter().map(|p| (*p).into()).collect();
+            if let Some(out) = self.try_call(|imp| {
+                imp.decode(slices.as_slice().into()).into_result().map(|v| {
+                    v.into_iter()
+                        .map(|r| r.into_result().map_err(String::from))
+                        .collect()
+                })
+            }) {
+                return out;
+            }
+        }
+        baseline::decode_txs(payloads)
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -833,6 +856,7 @@ macro_rules! with_slots {
             frame_send: FRAME_SEND => FrameSendBox, frame_send;
             tx_pool: TX_POOL => TxPoolBox, tx_pool;
             consensus_state: CONSENSUS_STATE => ConsensusStatesBox, consensus_state;
+            tx_decode: TX_DECODE => TxDecodeBox, tx_decode;
         }
     };
 }

@@ -640,6 +640,21 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         tx_pool_ratio(host, slot)
     } else if slot == CONSENSUS_STATE.id {
         consensus_state_ratio(host, slot)
+    } else if slot == TX_DECODE.id {
+        let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
+            .iter()
+            .filter_map(|r| match r {
+                dubchain_plugin_api::types::Record::Transaction(t) => serde_json::to_vec(t).ok(),
+                dubchain_plugin_api::types::Record::Block(_) => None,
+            })
+            .collect();
+        let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+        measure::compare(
+            slot,
+            7,
+            || drop(std::hint::black_box(baseline::decode_txs(&views))),
+            || drop(std::hint::black_box(host.slots.tx_decode.decode(&views))),
+        )
     } else if slot == MERKLE.id {
         let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
         measure::compare(

@@ -36,6 +36,7 @@ macro_rules! export_plugin {
         $(, frame_send: $send:expr)?
         $(, tx_pool: $txpool:expr)?
         $(, consensus_state: $cons:expr)?
+        $(, tx_decode: $txdec:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -77,6 +78,7 @@ macro_rules! export_plugin {
                 frame_send: $crate::__slot_factory!(frame_send $(, $send)?),
                 tx_pool: $crate::__slot_factory!(tx_pool $(, $txpool)?),
                 consensus_state: $crate::__slot_factory!(consensus_state $(, $cons)?),
+                tx_decode: $crate::__slot_factory!(tx_decode $(, $txdec)?),
             }
             .leak_into_prefix()
         }
@@ -141,6 +143,9 @@ macro_rules! __slot_factory {
     };
     (consensus_state, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, ConsensusStatesBox, ConsensusStatesFfi_TO)
+    };
+    (tx_decode, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, TxDecodeBox, TxDecodeFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -161,6 +161,9 @@ pub struct PluginMod {
     /// Slot `consensus.state` (API 0.1.2): vote tallies and finality.
     pub consensus_state:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ConsensusStatesBox, PluginError>>,
+    /// Slot `mem.tx_decode` (API 0.1.2): decoding received transactions.
+    pub tx_decode:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxDecodeBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -184,6 +184,14 @@ pub const CONSENSUS_STATE: SlotInfo = SlotInfo {
     summary: "vote tallies and the finalized height, shared by the threads that record votes",
 };
 
+/// Decoding transactions received from peers.
+pub const TX_DECODE: SlotInfo = SlotInfo {
+    id: "mem.tx_decode",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "transactions decoded from their wire form (JSON), with exactly serde_json's verdicts",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -202,6 +210,7 @@ pub const ALL: &[SlotInfo] = &[
     FRAME_SEND,
     TX_POOL,
     CONSENSUS_STATE,
+    TX_DECODE,
 ];
 
 /// Looks a slot up by identifier.
@@ -1378,6 +1387,51 @@ impl<T: ConsensusStates> ConsensusStatesFfi for Guarded<T> {
                 Guarded(self.0.new_tally(stakes.as_slice())?),
                 abi_stable::sabi_trait::TD_Opaque,
             ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mem.tx_decode
+
+/// Contract of `mem.tx_decode`: for each payload, the transaction
+/// `serde_json::from_slice::<Transaction>` reads from it (the JSON the baseline writes:
+/// hex byte strings in either case, unknown fields refused), or an error exactly when
+/// serde_json gives one (the text is the provider's). The baseline decodes with serde_json,
+/// every field into an allocation of its own.
+pub trait TxDecode: Send + Sync + 'static {
+    /// One answer per payload, in order.
+    fn decode(
+        &self,
+        payloads: &[RSlice<'_, u8>],
+    ) -> Result<Vec<Result<Transaction, String>>, PluginError>;
+}
+
+/// FFI form of [`TxDecode`].
+#[sabi_trait]
+pub trait TxDecodeFfi: Send + Sync {
+    /// See [`TxDecode::decode`].
+    #[sabi(last_prefix_field)]
+    fn decode(
+        &self,
+        payloads: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<RVec<RResult<Transaction, RString>>, PluginError>;
+}
+
+/// An owned `mem.tx_decode` implementation.
+pub type TxDecodeBox = TxDecodeFfi_TO<'static, RBox<()>>;
+
+impl<T: TxDecode> TxDecodeFfi for Guarded<T> {
+    fn decode(
+        &self,
+        payloads: RSlice<'_, RSlice<'_, u8>>,
+    ) -> RResult<RVec<RResult<Transaction, RString>>, PluginError> {
+        guard(|| {
+            let out = check_len(payloads.len(), self.0.decode(payloads.as_slice())?)?;
+            Ok(out
+                .into_iter()
+                .map(|r| r.map_err(RString::from).into())
+                .collect())
         })
     }
 }

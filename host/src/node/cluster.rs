@@ -147,7 +147,7 @@ impl<'a> Node<'a> {
                 self.propose(net, head.height + 1)?;
                 continue;
             }
-            let (_from, msg) = match inbox.recv_timeout(STALL) {
+            let first = match inbox.recv_timeout(STALL) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return Err(RunError::Stalled {
@@ -157,15 +157,52 @@ impl<'a> Node<'a> {
                     });
                 }
             };
-            match msg {
-                Message::Tx(tx) => {
-                    self.mempool.admit_with(
-                        vec![tx],
-                        &self.host.slots.sig_verify,
-                        Some(&self.host.slots.tx_validation),
-                        &self.store,
-                    )?;
+            // Whatever else has arrived, decoded in one batch.
+            let mut frames = vec![first];
+            while frames.len() < 1_024 {
+                match inbox.try_recv() {
+                    Ok(f) => frames.push(f),
+                    Err(_) => break,
                 }
+            }
+            let mut pending_txs = Vec::new();
+            for (from, decoded) in net::decode(&self.host.slots, &frames) {
+                let msg = match decoded {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(node = self.index, peer = from, error = %e, "undecodable message dropped");
+                        continue;
+                    }
+                };
+                if let Message::Tx(tx) = msg {
+                    pending_txs.push(tx);
+                    continue;
+                }
+                self.admit(std::mem::take(&mut pending_txs))?;
+                self.handle(net, head, msg)?;
+            }
+            self.admit(pending_txs)?;
+        }
+    }
+
+    /// Admits gossiped transactions, in one batch.
+    fn admit(&mut self, txs: Vec<dubchain_plugin_api::types::Transaction>) -> Result<(), RunError> {
+        if !txs.is_empty() {
+            self.mempool.admit_with(
+                txs,
+                &self.host.slots.sig_verify,
+                Some(&self.host.slots.tx_validation),
+                &self.store,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Handles a block or a vote.
+    fn handle(&mut self, net: &Network, head: Head, msg: Message) -> Result<(), RunError> {
+        {
+            match msg {
+                Message::Tx(_) => unreachable!("admitted in batches"),
                 Message::Block(b) => {
                     if b.header.height > head.height {
                         self.waiting.insert(b.header.height, b);
@@ -179,7 +216,7 @@ impl<'a> Node<'a> {
                     signature,
                 } => {
                     let Ok(signature) = <[u8; 96]>::try_from(signature.0.as_slice()) else {
-                        continue;
+                        return Ok(());
                     };
                     let vote = Vote {
                         height,
@@ -198,6 +235,7 @@ impl<'a> Node<'a> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Commits every waiting block that extends the head, voting for each.

@@ -3,8 +3,10 @@
 //! messages once per peer, each into a fresh buffer (`mem.buffer_pool`'s baseline), and
 //! writes them one write per message (`net.send`'s baseline).
 //!
-//! Frames are a 4-byte big-endian length and a JSON [`Message`]. A connection starts with
-//! the connecting node's index (4 bytes), so each side knows who is at the other end.
+//! Frames are a 4-byte big-endian length, a tag byte (transaction, block, vote) and the
+//! message in JSON. Reader threads only cut frames; the node decodes what it received in
+//! batches ([`decode`]), transactions through `mem.tx_decode`. A connection starts with the
+//! connecting node's index (4 bytes), so each side knows who is at the other end.
 
 use std::{
     io::{self, Read, Write},
@@ -24,7 +26,7 @@ use crate::slot::Slots;
 pub const MAX_FRAME: usize = 64 << 20;
 
 /// What peers exchange.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub enum Message {
     Tx(Transaction),
     Block(Block),
@@ -47,8 +49,84 @@ impl Message {
     }
 }
 
-/// A message and the index of the peer it came from.
-pub type Inbound = (usize, Message);
+/// A frame's payload (tag and JSON) and the index of the peer it came from.
+pub type Inbound = (usize, Vec<u8>);
+
+const TAG_TX: u8 = 0;
+const TAG_BLOCK: u8 = 1;
+const TAG_VOTE: u8 = 2;
+
+/// A vote as it travels.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoteWire {
+    height: u64,
+    block: Bytes32,
+    validator: u32,
+    signature: Blob,
+}
+
+/// The frame payload of `msg`: its tag and its JSON.
+fn payload(msg: &Message) -> Vec<u8> {
+    let (tag, json) = match msg {
+        Message::Tx(tx) => (TAG_TX, serde_json::to_vec(tx)),
+        Message::Block(b) => (TAG_BLOCK, serde_json::to_vec(b)),
+        Message::Vote {
+            height,
+            block,
+            validator,
+            signature,
+        } => (
+            TAG_VOTE,
+            serde_json::to_vec(&VoteWire {
+                height: *height,
+                block: *block,
+                validator: *validator,
+                signature: signature.clone(),
+            }),
+        ),
+    };
+    let mut out = vec![tag];
+    out.extend(json.expect("messages serialise"));
+    out
+}
+
+/// Decodes received payloads, in order: the transactions among them in one batch through
+/// `mem.tx_decode`, blocks and votes with serde_json. A payload that does not decode is an
+/// error for that one only.
+pub fn decode(slots: &Slots, inbound: &[Inbound]) -> Vec<(usize, Result<Message, String>)> {
+    let txs: Vec<&[u8]> = inbound
+        .iter()
+        .filter(|(_, p)| p.first() == Some(&TAG_TX))
+        .map(|(_, p)| &p[1..])
+        .collect();
+    let mut decoded_txs = slots.tx_decode.decode(&txs).into_iter();
+    inbound
+        .iter()
+        .map(|(peer, p)| {
+            let msg = match p.split_first() {
+                Some((&TAG_TX, _)) => decoded_txs
+                    .next()
+                    .unwrap_or_else(|| Err("no answer".into()))
+                    .map(Message::Tx),
+                Some((&TAG_BLOCK, body)) => serde_json::from_slice(body)
+                    .map(Message::Block)
+                    .map_err(|e| e.to_string()),
+                Some((&TAG_VOTE, body)) => serde_json::from_slice::<VoteWire>(body)
+                    .map(|v| Message::Vote {
+                        height: v.height,
+                        block: v.block,
+                        validator: v.validator,
+                        signature: v.signature,
+                    })
+                    .map_err(|e| e.to_string()),
+                Some((tag, _)) => Err(format!("unknown message tag {tag}")),
+                None => Err("an empty frame".into()),
+            };
+            (*peer, msg)
+        })
+        .collect()
+}
 
 struct Peer {
     index: usize,
@@ -62,9 +140,9 @@ pub struct Network {
     readers: Vec<JoinHandle<()>>,
 }
 
-/// `msg` as a frame (length, JSON), in a buffer from `mem.buffer_pool`.
+/// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
 fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
-    let payload = serde_json::to_vec(msg).expect("messages serialise");
+    let payload = payload(msg);
     let mut frame = slots.buffer_pool.take(4 + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
@@ -166,16 +244,8 @@ pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
                     .name(format!("peer-{index}<-{peer}"))
                     .spawn(move || {
                         while let Ok(frame) = read_frame(&mut reader) {
-                            match serde_json::from_slice::<Message>(&frame) {
-                                Ok(m) => {
-                                    if tx.send((peer, m)).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(node = index, peer, error = %e, "undecodable message; dropping the connection");
-                                    return;
-                                }
+                            if tx.send((peer, frame)).is_err() {
+                                return;
                             }
                         }
                     })?,
