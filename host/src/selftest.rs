@@ -4,9 +4,9 @@
 
 use dubchain_plugin_api::{
     slots::{
-        BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox, ConsensusStatesBox,
-        FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox, TxDecodeBox,
-        TxPoolBox, TxValidationBox, VoteVerifyBox,
+        AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox,
+        ConsensusStatesBox, FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox, SigVerifyBox,
+        TxDecodeBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1397,5 +1397,191 @@ mod decode_seam {
         assert!(super::tx_decode(&lenient)
             .unwrap_err()
             .starts_with("an unknown field"));
+    }
+}
+
+/// Checks a `storage.read` object: batched reads of two stores with different contents
+/// (cold and warm), writes announced as they happen, and a rollback (`reset`, then a new
+/// identity with the old contents) must all read what the store holds.
+pub fn account_read(imp: &AccountReadBox) -> Result<(), String> {
+    use dubchain_plugin_api::{
+        exec::{AccountEntry, AccountState},
+        slots::HostAccounts,
+    };
+    use std::{collections::HashMap, sync::Mutex};
+    let accounts: Vec<Bytes32> = (0..24u8).map(|i| Bytes32([i; 32])).collect();
+    let stores: Mutex<HashMap<u64, HashMap<Bytes32, AccountState>>> = Mutex::new(HashMap::new());
+    for (id, base) in [(21u64, 10u64), (22, 1_000)] {
+        let m = accounts
+            .iter()
+            .take(16)
+            .enumerate()
+            .map(|(i, a)| {
+                (
+                    *a,
+                    AccountState {
+                        balance: base * (i as u64 + 1),
+                        nonce: i as u64,
+                    },
+                )
+            })
+            .collect();
+        stores.lock().expect("not poisoned").insert(id, m);
+    }
+    let held = |id: u64, a: &Bytes32| -> AccountState {
+        stores
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .and_then(|m| m.get(a).copied())
+            .unwrap_or_default()
+    };
+    let read = |id: u64, which: &[Bytes32], what: &str| -> Result<(), String> {
+        let below = HostAccounts(|xs: &[Bytes32]| Ok(xs.iter().map(|a| held(id, a)).collect()));
+        let got = imp
+            .get(id, which.into(), below.as_source())
+            .into_result()
+            .map_err(|e| e.to_string())?;
+        for (a, g) in which.iter().zip(got.iter()) {
+            let want = held(id, a);
+            if *g != want {
+                return Err(format!(
+                    "store {id}, account {a:?} ({what}): the store holds {want:?}, plugin says {g:?}"
+                ));
+            }
+        }
+        Ok(())
+    };
+    let write = |id: u64, a: Bytes32, state: AccountState| -> Result<(), String> {
+        stores
+            .lock()
+            .expect("not poisoned")
+            .entry(id)
+            .or_default()
+            .insert(a, state);
+        imp.written(id, [AccountEntry { account: a, state }].as_slice().into())
+            .into_result()
+            .map_err(|e| e.to_string())
+    };
+    for what in ["cold", "warm"] {
+        for id in [21, 22] {
+            read(id, &accounts, what)?;
+            read(id, &accounts[3..5], what)?;
+        }
+    }
+    write(
+        21,
+        accounts[3],
+        AccountState {
+            balance: 7,
+            nonce: 9,
+        },
+    )?;
+    write(
+        21,
+        accounts[20],
+        AccountState {
+            balance: 1,
+            nonce: 1,
+        },
+    )?;
+    write(22, accounts[3], AccountState::default())?;
+    for id in [21, 22] {
+        read(id, &accounts, "after writes")?;
+    }
+    // Store 21 rolls back: reset, and back as store 23 with its old contents.
+    imp.reset(21).into_result().map_err(|e| e.to_string())?;
+    let mut old = stores
+        .lock()
+        .expect("not poisoned")
+        .remove(&21)
+        .unwrap_or_default();
+    old.insert(
+        accounts[3],
+        AccountState {
+            balance: 40,
+            nonce: 3,
+        },
+    );
+    old.remove(&accounts[20]);
+    stores.lock().expect("not poisoned").insert(23, old);
+    read(23, &accounts, "after a rollback")
+}
+
+/// The `storage.read` self-test against in-process caches.
+#[cfg(test)]
+mod read_seam {
+    use std::{collections::HashMap, sync::Mutex};
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{
+        exec::{AccountEntry, AccountState},
+        slots::*,
+        types::Bytes32,
+        PluginError,
+    };
+
+    /// A read cache per store, coherent (or not) with the writes it is told of.
+    struct Cache {
+        heed_writes: bool,
+        seen: Mutex<HashMap<(u64, Bytes32), AccountState>>,
+    }
+
+    impl AccountRead for Cache {
+        fn get(
+            &self,
+            store: u64,
+            accounts: &[Bytes32],
+            below: &AccountSourceRef<'_>,
+        ) -> Result<Vec<AccountState>, PluginError> {
+            let mut seen = self.seen.lock().unwrap();
+            let missing: Vec<Bytes32> = accounts
+                .iter()
+                .filter(|a| !seen.contains_key(&(store, **a)))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                let got = below.get(missing.as_slice().into()).into_result()?;
+                for (a, s) in missing.iter().zip(got.iter()) {
+                    seen.insert((store, *a), *s);
+                }
+            }
+            Ok(accounts.iter().map(|a| seen[&(store, *a)]).collect())
+        }
+        fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
+            if self.heed_writes {
+                let mut seen = self.seen.lock().unwrap();
+                for w in writes {
+                    seen.insert((store, w.account), w.state);
+                }
+            }
+            Ok(())
+        }
+        fn reset(&self, store: u64) -> Result<(), PluginError> {
+            self.seen.lock().unwrap().retain(|k, _| k.0 != store);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn account_read_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
+        let ok = AccountReadFfi_TO::from_value(
+            Guarded(Cache {
+                heed_writes: true,
+                seen: Default::default(),
+            }),
+            TD_Opaque,
+        );
+        super::account_read(&ok).unwrap();
+        let stale = AccountReadFfi_TO::from_value(
+            Guarded(Cache {
+                heed_writes: false,
+                seen: Default::default(),
+            }),
+            TD_Opaque,
+        );
+        assert!(super::account_read(&stale)
+            .unwrap_err()
+            .contains("after writes"));
     }
 }

@@ -21,14 +21,14 @@ use std::{
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
 use dubchain_plugin_api::{
-    exec::AccountEntry,
+    exec::{AccountEntry, AccountState},
     slots::{
-        BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox, BlockValidationBox,
-        BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef, ConsensusStatesBox,
-        ContractStateBox, ContractStoreRef, ContractWrite, FrameSendBox, FrameSink, FrameSink_TO,
-        LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
-        SigVerifyBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox,
-        VoteVerifyBox,
+        AccountReadBox, BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox,
+        BlockValidationBox, BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef,
+        ConsensusStatesBox, ContractStateBox, ContractStoreRef, ContractWrite, FrameSendBox,
+        FrameSink, FrameSink_TO, HostAccounts, LoadedCode, LowerFn, MerkleRootsBox, Metered,
+        MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxCheck, TxDecodeBox,
+        TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -694,6 +694,50 @@ impl TxDecodeSlot {
     }
 }
 
+/// The `storage.read` slot (exclusive). Baseline: read RocksDB and decode the record.
+pub type AccountReadSlot = Slot<AccountReadBox>;
+
+impl AccountReadSlot {
+    /// The provider's answer for `accounts` of store `store`, or `None` (read the store).
+    pub fn get(
+        &self,
+        store: u64,
+        accounts: &[Bytes32],
+        below: impl Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+    ) -> Option<Vec<AccountState>> {
+        if !self.has_provider() {
+            return None;
+        }
+        let below = HostAccounts(below);
+        self.try_call(|imp| {
+            imp.get(store, accounts.into(), below.as_source())
+                .into_result()
+                .map(RVec::into_vec)
+        })
+    }
+
+    /// Tells every provider of applied writes, whatever its breaker says; one that cannot
+    /// take them is told to forget the store (see `ContractStateSlot::written`).
+    pub fn written(&self, store: u64, writes: &[AccountEntry]) {
+        for p in self.stack.load().iter() {
+            if p.imp.written(store, writes.into()).into_result().is_err()
+                && p.imp.reset(store).into_result().is_err()
+            {
+                p.breaker.record_failure();
+            }
+        }
+    }
+
+    /// Tells every provider that `store` was rolled back.
+    pub fn reset(&self, store: u64) {
+        for p in self.stack.load().iter() {
+            if p.imp.reset(store).into_result().is_err() {
+                p.breaker.record_failure();
+            }
+        }
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -857,6 +901,7 @@ macro_rules! with_slots {
             tx_pool: TX_POOL => TxPoolBox, tx_pool;
             consensus_state: CONSENSUS_STATE => ConsensusStatesBox, consensus_state;
             tx_decode: TX_DECODE => TxDecodeBox, tx_decode;
+            account_read: ACCOUNT_READ => AccountReadBox, account_read;
         }
     };
 }
@@ -866,14 +911,14 @@ macro_rules! slots_struct {
     ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
         /// Every slot of the host.
         pub struct Slots {
-            $(pub $field: Slot<$boxed>,)*
+            $(pub $field: Arc<Slot<$boxed>>,)*
         }
 
         impl Default for Slots {
             fn default() -> Self {
                 use dubchain_plugin_api::slots::{$($info),*};
                 Slots {
-                    $($field: Slot::new($info.id),)*
+                    $($field: Arc::new(Slot::new($info.id)),)*
                 }
             }
         }

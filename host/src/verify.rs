@@ -528,6 +528,64 @@ fn consensus_state_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
+/// 20,000 Zipf-distributed reads of 1,000 accounts whose records (JSON, as stored) sit in
+/// memory: decoded on every read by the baseline, through the provider otherwise. (No
+/// RocksDB here, so this is the decode half of the baseline's cost; `bench` measures the
+/// node.)
+fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::{exec::AccountState, types::Bytes32};
+    use rand::{Rng, SeedableRng};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Record {
+        balance: u64,
+        nonce: u64,
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let accounts: Vec<Bytes32> = (0..1_000).map(|_| Bytes32(rng.gen())).collect();
+    let stored: std::collections::HashMap<Bytes32, Vec<u8>> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let r = Record {
+                balance: i as u64 * 1_000,
+                nonce: i as u64,
+            };
+            (*a, serde_json::to_vec(&r).expect("serialises"))
+        })
+        .collect();
+    let reads: Vec<Bytes32> = (0..20_000)
+        .map(|_| {
+            let u: f64 = rng.gen();
+            accounts[((u.powf(4.0)) * accounts.len() as f64) as usize % accounts.len()]
+        })
+        .collect();
+    let read = |a: &Bytes32| -> AccountState {
+        let r: Record = serde_json::from_slice(&stored[a]).expect("decodes");
+        AccountState {
+            balance: r.balance,
+            nonce: r.nonce,
+        }
+    };
+    measure::compare(
+        slot,
+        7,
+        || {
+            for a in &reads {
+                std::hint::black_box(read(a));
+            }
+        },
+        || {
+            for a in &reads {
+                std::hint::black_box(host.slots.account_read.get(
+                    u64::MAX,
+                    std::slice::from_ref(a),
+                    |xs| Ok(xs.iter().map(read).collect()),
+                ));
+            }
+        },
+    )
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -640,6 +698,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         tx_pool_ratio(host, slot)
     } else if slot == CONSENSUS_STATE.id {
         consensus_state_ratio(host, slot)
+    } else if slot == ACCOUNT_READ.id {
+        account_read_ratio(host, slot)
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
             .iter()

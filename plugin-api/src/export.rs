@@ -37,6 +37,7 @@ macro_rules! export_plugin {
         $(, tx_pool: $txpool:expr)?
         $(, consensus_state: $cons:expr)?
         $(, tx_decode: $txdec:expr)?
+        $(, account_read: $accread:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -79,6 +80,7 @@ macro_rules! export_plugin {
                 tx_pool: $crate::__slot_factory!(tx_pool $(, $txpool)?),
                 consensus_state: $crate::__slot_factory!(consensus_state $(, $cons)?),
                 tx_decode: $crate::__slot_factory!(tx_decode $(, $txdec)?),
+                account_read: $crate::__slot_factory!(account_read $(, $accread)?),
             }
             .leak_into_prefix()
         }
@@ -146,6 +148,9 @@ macro_rules! __slot_factory {
     };
     (tx_decode, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TxDecodeBox, TxDecodeFfi_TO)
+    };
+    (account_read, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, AccountReadBox, AccountReadFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

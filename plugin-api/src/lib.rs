@@ -164,6 +164,9 @@ pub struct PluginMod {
     /// Slot `mem.tx_decode` (API 0.1.2): decoding received transactions.
     pub tx_decode:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxDecodeBox, PluginError>>,
+    /// Slot `storage.read` (API 0.1.2): account reads.
+    pub account_read:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::AccountReadBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -27,7 +27,7 @@ use abi_stable::{
 };
 
 use crate::{
-    exec::{AccountEntry, TxFailure},
+    exec::{AccountEntry, AccountState, TxFailure},
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
@@ -192,6 +192,14 @@ pub const TX_DECODE: SlotInfo = SlotInfo {
     summary: "transactions decoded from their wire form (JSON), with exactly serde_json's verdicts",
 };
 
+/// Account reads of the state store.
+pub const ACCOUNT_READ: SlotInfo = SlotInfo {
+    id: "storage.read",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "account reads of a state store, told of every write and rollback; must answer what the store holds",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -211,6 +219,7 @@ pub const ALL: &[SlotInfo] = &[
     TX_POOL,
     CONSENSUS_STATE,
     TX_DECODE,
+    ACCOUNT_READ,
 ];
 
 /// Looks a slot up by identifier.
@@ -1433,6 +1442,105 @@ impl<T: TxDecode> TxDecodeFfi for Guarded<T> {
                 .map(|r| r.map_err(RString::from).into())
                 .collect())
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage.read
+
+/// A state store's accounts, as the host hands them to a `storage.read` provider.
+#[sabi_trait]
+pub trait AccountSource: Sync {
+    /// The stored state of each account (default when absent), read from the store.
+    #[sabi(last_prefix_field)]
+    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError>;
+}
+
+/// A borrowed [`AccountSource`].
+pub type AccountSourceRef<'a> = AccountSource_TO<'a, RRef<'a, ()>>;
+
+/// Contract of `storage.read`: `get` answers, for each account, what `below` (the store)
+/// holds for it in state store `store` at that moment. The host tells it of every account
+/// it writes (`written`, right after the write) and of every rollback (`reset`; the store
+/// then also takes a new identity, so nothing known of the old one may be served). An
+/// implementation may answer from caches kept coherent by these, told apart by `store`.
+/// The baseline reads RocksDB and decodes the record every time.
+pub trait AccountRead: Send + Sync + 'static {
+    /// The state of each of `accounts` in store `store`.
+    fn get(
+        &self,
+        store: u64,
+        accounts: &[Bytes32],
+        below: &AccountSourceRef<'_>,
+    ) -> Result<Vec<AccountState>, PluginError>;
+    /// `writes` were applied to store `store`.
+    fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError>;
+    /// Store `store` was rolled back: nothing known of it holds.
+    fn reset(&self, store: u64) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`AccountRead`].
+#[sabi_trait]
+pub trait AccountReadFfi: Send + Sync {
+    /// See [`AccountRead::get`].
+    fn get(
+        &self,
+        store: u64,
+        accounts: RSlice<'_, Bytes32>,
+        below: AccountSourceRef<'_>,
+    ) -> RResult<RVec<AccountState>, PluginError>;
+    /// See [`AccountRead::written`].
+    fn written(&self, store: u64, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError>;
+    /// See [`AccountRead::reset`].
+    #[sabi(last_prefix_field)]
+    fn reset(&self, store: u64) -> RResult<(), PluginError>;
+}
+
+/// An owned `storage.read` implementation.
+pub type AccountReadBox = AccountReadFfi_TO<'static, RBox<()>>;
+
+impl<T: AccountRead> AccountReadFfi for Guarded<T> {
+    fn get(
+        &self,
+        store: u64,
+        accounts: RSlice<'_, Bytes32>,
+        below: AccountSourceRef<'_>,
+    ) -> RResult<RVec<AccountState>, PluginError> {
+        guard(|| {
+            check_len(
+                accounts.len(),
+                self.0.get(store, accounts.as_slice(), &below)?,
+            )
+            .map(RVec::from)
+        })
+    }
+    fn written(&self, store: u64, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError> {
+        guard(|| self.0.written(store, writes.as_slice()))
+    }
+    fn reset(&self, store: u64) -> RResult<(), PluginError> {
+        guard(|| self.0.reset(store))
+    }
+}
+
+/// Host side: presents a Rust closure as an [`AccountSourceRef`].
+pub struct HostAccounts<F>(pub F);
+
+impl<F> AccountSource for HostAccounts<F>
+where
+    F: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+{
+    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError> {
+        guard(|| (self.0)(accounts.as_slice()).map(RVec::from))
+    }
+}
+
+impl<F> HostAccounts<F>
+where
+    F: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+{
+    /// Borrows this closure as an [`AccountSourceRef`].
+    pub fn as_source(&self) -> AccountSourceRef<'_> {
+        AccountSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
     }
 }
 

@@ -157,6 +157,9 @@ pub fn run_chain(
     fresh_dir(&v_dir)?;
     let proposer = StateStore::open(&p_dir)?;
     let validator = StateStore::open(&v_dir)?;
+    for s in [&proposer, &validator] {
+        s.read_through(host.slots.account_read.clone());
+    }
     let genesis = workload.genesis();
     let g = block::commit_genesis(host, &proposer, &genesis)?;
     let gv = block::commit_genesis(host, &validator, &genesis)?;

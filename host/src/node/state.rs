@@ -26,12 +26,17 @@ use std::{
     sync::Arc,
 };
 
-use dubchain_plugin_api::types::Bytes32;
+use dubchain_plugin_api::{
+    exec::{AccountEntry, AccountState},
+    types::Bytes32,
+    PluginError,
+};
 use rocksdb::{Direction, IteratorMode, Options, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chain::merkle_root;
+use crate::slot::AccountReadSlot;
 
 /// An account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +75,12 @@ pub enum StateError {
 pub struct StateStore {
     db: Arc<DB>,
     path: PathBuf,
-    /// Identity for `vm.storage` providers' caches: unique in the process, and replaced
-    /// whenever a block is rolled back (so nothing cached before can be served after).
+    /// Identity for `vm.storage` and `storage.read` providers' caches: unique in the
+    /// process, and replaced whenever a block is rolled back (so nothing cached before can
+    /// be served after).
     id: std::sync::atomic::AtomicU64,
+    /// Where account reads go first, once the node has said (`read_through`).
+    reads: std::sync::OnceLock<Arc<AccountReadSlot>>,
 }
 
 /// The next store identity in this process.
@@ -129,6 +137,7 @@ impl StateStore {
             db: Arc::new(db),
             path: path.to_owned(),
             id: next_store_id().into(),
+            reads: std::sync::OnceLock::new(),
         };
         store.recover()?;
         Ok(store)
@@ -163,9 +172,64 @@ impl StateStore {
         }
     }
 
-    /// Reads an account from the store (the baseline: every read goes to RocksDB).
+    /// Sends this store's account reads through `slot` (`storage.read`) from now on, and
+    /// tells it of every account written and every rollback.
+    pub fn read_through(&self, slot: Arc<AccountReadSlot>) {
+        let _ = self.reads.set(slot);
+    }
+
+    /// Reads an account: through `storage.read` if the node set it up, else (the baseline)
+    /// from RocksDB, decoding the record.
     pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
+        if let Some(slot) = self.reads.get() {
+            let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
+            let answer = slot.get(
+                self.id(),
+                std::slice::from_ref(a),
+                |accounts: &[Bytes32]| {
+                    accounts
+                        .iter()
+                        .map(|x| match self.account_record(x) {
+                            Ok((acc, _)) => Ok(AccountState {
+                                balance: acc.balance,
+                                nonce: acc.nonce,
+                            }),
+                            Err(e) => {
+                                let msg = e.to_string();
+                                *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                Err(PluginError::failed(msg))
+                            }
+                        })
+                        .collect()
+                },
+            );
+            if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            if let Some(got) = answer {
+                return Ok(Account {
+                    balance: got[0].balance,
+                    nonce: got[0].nonce,
+                });
+            }
+        }
         Ok(self.account_record(a)?.0)
+    }
+
+    /// Tells `storage.read` (if set up) that `a` now holds `account`.
+    fn announce(&self, a: &Bytes32, account: Account) {
+        if let Some(slot) = self.reads.get() {
+            slot.written(
+                self.id(),
+                &[AccountEntry {
+                    account: *a,
+                    state: AccountState {
+                        balance: account.balance,
+                        nonce: account.nonce,
+                    },
+                }],
+            );
+        }
     }
 
     /// The account and its stored bytes (empty when it does not exist), which is what an
@@ -451,13 +515,17 @@ impl BlockWriter<'_> {
         self.store
             .db
             .put(key, value)
-            .map_err(|e| self.store.db_err(e))
+            .map_err(|e| self.store.db_err(e))?;
+        self.store.announce(a, account);
+        Ok(())
     }
 
     /// Writes `account` now, after recording its previous value for rollback.
     pub fn put(&mut self, a: &Bytes32, account: Account) -> Result<(), StateError> {
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        self.put_raw(account_key(a), Some(value))
+        self.put_raw(account_key(a), Some(value))?;
+        self.store.announce(a, account);
+        Ok(())
     }
 
     /// Deploys `code` at `contract` (and its hash).
@@ -545,9 +613,13 @@ impl BlockWriter<'_> {
     /// Undoes every write of this block. The store takes a new identity: whatever was
     /// cached of it (`vm.storage`) no longer applies.
     pub fn abort(self) -> Result<(), StateError> {
-        self.store
+        let old = self
+            .store
             .id
-            .store(next_store_id(), std::sync::atomic::Ordering::Relaxed);
+            .swap(next_store_id(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(slot) = self.store.reads.get() {
+            slot.reset(old);
+        }
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
         for key in &self.touched {
