@@ -25,10 +25,10 @@ use dubchain_plugin_api::{
     slots::{
         AccountReadBox, BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox,
         BlockValidationBox, BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef,
-        ConsensusStatesBox, ContractStateBox, ContractStoreRef, ContractWrite, FrameSendBox,
-        FrameSink, FrameSink_TO, HostAccounts, LoadedCode, LowerFn, MerkleRootsBox, Metered,
-        MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxCheck, TxDecodeBox,
-        TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
+        ConsensusStatesBox, ContractStateBox, ContractStoreRef, ContractWrite, DurabilityBox,
+        FrameSendBox, FrameSink, FrameSink_TO, HostAccounts, HostWal, LoadedCode, LowerFn,
+        MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox,
+        TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -738,6 +738,33 @@ impl AccountReadSlot {
     }
 }
 
+/// The `storage.sync` slot (exclusive). Baseline: sync the log, once per commit.
+pub type DurabilitySlot = Slot<DurabilityBox>;
+
+impl DurabilitySlot {
+    /// Returns once everything written to store `store` before the call is durable: through
+    /// the provider if there is one, else (or if it fails) by calling `sync` here.
+    pub fn make_durable<E>(
+        &self,
+        store: u64,
+        sync: impl Fn() -> Result<(), E> + Sync,
+    ) -> Result<(), E>
+    where
+        E: std::fmt::Display,
+    {
+        if self.has_provider() {
+            let wal = HostWal(|| sync().map_err(|e| PluginError::failed(e.to_string())));
+            if self
+                .try_call(|imp| imp.make_durable(store, wal.as_wal()).into_result())
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        sync()
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -902,6 +929,7 @@ macro_rules! with_slots {
             consensus_state: CONSENSUS_STATE => ConsensusStatesBox, consensus_state;
             tx_decode: TX_DECODE => TxDecodeBox, tx_decode;
             account_read: ACCOUNT_READ => AccountReadBox, account_read;
+            durability: DURABILITY => DurabilityBox, durability;
         }
     };
 }

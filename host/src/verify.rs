@@ -586,6 +586,46 @@ fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
+/// Eight threads each committing 20 times to one log (a real file, written and fsynced):
+/// every commit syncing itself (the baseline), or made durable by the provider.
+fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("dubchain-verify-sync-{}", std::process::id()));
+    let file = std::sync::Mutex::new(std::fs::File::create(&path).expect("a temporary file"));
+    let sync = || -> Result<(), String> {
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(b"commit\n")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| e.to_string())
+    };
+    let committers = |commit: &(dyn Fn() + Sync)| {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        commit();
+                    }
+                });
+            }
+        })
+    };
+    let c = measure::compare(
+        slot,
+        5,
+        || committers(&|| sync().expect("the file syncs")),
+        || {
+            committers(&|| {
+                host.slots
+                    .durability
+                    .make_durable(u64::MAX, sync)
+                    .expect("the file syncs")
+            })
+        },
+    );
+    let _ = std::fs::remove_file(&path);
+    c
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -700,6 +740,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         consensus_state_ratio(host, slot)
     } else if slot == ACCOUNT_READ.id {
         account_read_ratio(host, slot)
+    } else if slot == DURABILITY.id {
+        durability_ratio(host, slot)
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
             .iter()

@@ -38,6 +38,7 @@ macro_rules! export_plugin {
         $(, consensus_state: $cons:expr)?
         $(, tx_decode: $txdec:expr)?
         $(, account_read: $accread:expr)?
+        $(, durability: $durable:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -81,6 +82,7 @@ macro_rules! export_plugin {
                 consensus_state: $crate::__slot_factory!(consensus_state $(, $cons)?),
                 tx_decode: $crate::__slot_factory!(tx_decode $(, $txdec)?),
                 account_read: $crate::__slot_factory!(account_read $(, $accread)?),
+                durability: $crate::__slot_factory!(durability $(, $durable)?),
             }
             .leak_into_prefix()
         }
@@ -151,6 +153,9 @@ macro_rules! __slot_factory {
     };
     (account_read, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, AccountReadBox, AccountReadFfi_TO)
+    };
+    (durability, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, DurabilityBox, DurabilityFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -167,6 +167,9 @@ pub struct PluginMod {
     /// Slot `storage.read` (API 0.1.2): account reads.
     pub account_read:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::AccountReadBox, PluginError>>,
+    /// Slot `storage.sync` (API 0.1.2): making commits durable.
+    pub durability:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::DurabilityBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -200,6 +200,14 @@ pub const ACCOUNT_READ: SlotInfo = SlotInfo {
     summary: "account reads of a state store, told of every write and rollback; must answer what the store holds",
 };
 
+/// Making commits durable.
+pub const DURABILITY: SlotInfo = SlotInfo {
+    id: "storage.sync",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "returns once everything written to a store before the call is on disk (an fsync of its log that began after the call)",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -220,6 +228,7 @@ pub const ALL: &[SlotInfo] = &[
     CONSENSUS_STATE,
     TX_DECODE,
     ACCOUNT_READ,
+    DURABILITY,
 ];
 
 /// Looks a slot up by identifier.
@@ -1541,6 +1550,71 @@ where
     /// Borrows this closure as an [`AccountSourceRef`].
     pub fn as_source(&self) -> AccountSourceRef<'_> {
         AccountSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage.sync
+
+/// A state store's write-ahead log, as the host hands it to a `storage.sync` provider.
+#[sabi_trait]
+pub trait WalSync: Sync {
+    /// Writes the log out and fsyncs it: everything written before this call began is
+    /// durable when it returns.
+    #[sabi(last_prefix_field)]
+    fn sync(&self) -> RResult<(), PluginError>;
+}
+
+/// A borrowed [`WalSync`].
+pub type WalSyncRef<'a> = WalSync_TO<'a, RRef<'a, ()>>;
+
+/// Contract of `storage.sync`: `make_durable(store, wal)` returns `Ok` only once a
+/// `wal.sync()` that *began after this call began* has completed (so every write made
+/// before the call is on disk), and an error if it cannot promise that. Calls come from
+/// many threads at once, for stores told apart by `store` (a sync of one store's log does
+/// nothing for another's); any of the callers' `wal` objects for the same store may be
+/// used. The baseline syncs the log itself, once per call (an fsync per commit).
+pub trait Durability: Send + Sync + 'static {
+    /// See the trait docs.
+    fn make_durable(&self, store: u64, wal: &WalSyncRef<'_>) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`Durability`].
+#[sabi_trait]
+pub trait DurabilityFfi: Send + Sync {
+    /// See [`Durability::make_durable`].
+    #[sabi(last_prefix_field)]
+    fn make_durable(&self, store: u64, wal: WalSyncRef<'_>) -> RResult<(), PluginError>;
+}
+
+/// An owned `storage.sync` implementation.
+pub type DurabilityBox = DurabilityFfi_TO<'static, RBox<()>>;
+
+impl<T: Durability> DurabilityFfi for Guarded<T> {
+    fn make_durable(&self, store: u64, wal: WalSyncRef<'_>) -> RResult<(), PluginError> {
+        guard(|| self.0.make_durable(store, &wal))
+    }
+}
+
+/// Host side: presents a Rust closure as a [`WalSyncRef`].
+pub struct HostWal<F>(pub F);
+
+impl<F> WalSync for HostWal<F>
+where
+    F: Fn() -> Result<(), PluginError> + Sync,
+{
+    fn sync(&self) -> RResult<(), PluginError> {
+        guard(|| (self.0)())
+    }
+}
+
+impl<F> HostWal<F>
+where
+    F: Fn() -> Result<(), PluginError> + Sync,
+{
+    /// Borrows this closure as a [`WalSyncRef`].
+    pub fn as_wal(&self) -> WalSyncRef<'_> {
+        WalSync_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
     }
 }
 

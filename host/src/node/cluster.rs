@@ -105,7 +105,7 @@ impl<'a> Node<'a> {
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let store = StateStore::open(dir)?;
-        store.read_through(host.slots.account_read.clone());
+        store.attach(&host.slots);
         block::commit_genesis(host, &store, &workload.genesis())?;
         Ok(Node {
             host,

@@ -158,7 +158,7 @@ pub fn run_chain(
     let proposer = StateStore::open(&p_dir)?;
     let validator = StateStore::open(&v_dir)?;
     for s in [&proposer, &validator] {
-        s.read_through(host.slots.account_read.clone());
+        s.attach(&host.slots);
     }
     let genesis = workload.genesis();
     let g = block::commit_genesis(host, &proposer, &genesis)?;

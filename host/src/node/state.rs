@@ -31,12 +31,12 @@ use dubchain_plugin_api::{
     types::Bytes32,
     PluginError,
 };
-use rocksdb::{Direction, IteratorMode, Options, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, Options, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chain::merkle_root;
-use crate::slot::AccountReadSlot;
+use crate::slot::{AccountReadSlot, DurabilitySlot, Slots};
 
 /// An account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +79,10 @@ pub struct StateStore {
     /// process, and replaced whenever a block is rolled back (so nothing cached before can
     /// be served after).
     id: std::sync::atomic::AtomicU64,
-    /// Where account reads go first, once the node has said (`read_through`).
+    /// Where account reads go first, once the node has said ([`StateStore::attach`]).
     reads: std::sync::OnceLock<Arc<AccountReadSlot>>,
+    /// Who makes commits durable, once the node has said.
+    durability: std::sync::OnceLock<Arc<DurabilitySlot>>,
 }
 
 /// The next store identity in this process.
@@ -138,6 +140,7 @@ impl StateStore {
             path: path.to_owned(),
             id: next_store_id().into(),
             reads: std::sync::OnceLock::new(),
+            durability: std::sync::OnceLock::new(),
         };
         store.recover()?;
         Ok(store)
@@ -172,10 +175,12 @@ impl StateStore {
         }
     }
 
-    /// Sends this store's account reads through `slot` (`storage.read`) from now on, and
-    /// tells it of every account written and every rollback.
-    pub fn read_through(&self, slot: Arc<AccountReadSlot>) {
-        let _ = self.reads.set(slot);
+    /// Puts this store behind the host's slots from now on: account reads through
+    /// `storage.read` (told of every account written and every rollback), and commits made
+    /// durable by `storage.sync`.
+    pub fn attach(&self, slots: &Slots) {
+        let _ = self.reads.set(slots.account_read.clone());
+        let _ = self.durability.set(slots.durability.clone());
     }
 
     /// Reads an account: through `storage.read` if the node set it up, else (the baseline)
@@ -595,14 +600,15 @@ impl BlockWriter<'_> {
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
         db.put(block_key(self.height), block).map_err(err)?;
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        db.put_opt(
-            HEAD,
-            serde_json::to_vec(&head).expect("serialisable"),
-            &sync,
-        )
-        .map_err(err)?;
+        db.put(HEAD, serde_json::to_vec(&head).expect("serialisable"))
+            .map_err(err)?;
+        // The commit is acknowledged only once the head is on disk: the log synced here
+        // (the baseline, an fsync per commit) or by `storage.sync`.
+        let sync = || db.flush_wal(true).map_err(err);
+        match self.store.durability.get() {
+            Some(slot) => slot.make_durable(self.store.id(), sync)?,
+            None => sync()?,
+        }
         for key in &self.touched {
             db.delete([undo_prefix(self.height), key.clone()].concat())
                 .map_err(err)?;
