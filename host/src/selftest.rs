@@ -4,9 +4,9 @@
 
 use dubchain_plugin_api::{
     slots::{
-        AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BufferPoolBox,
-        ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn, MerkleRootsBox, RecordCodecBox,
-        SigVerifyBox, TxDecodeBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
+        AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BroadcastBox,
+        BufferPoolBox, ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn, MerkleRootsBox,
+        RecordCodecBox, SigVerifyBox, TxDecodeBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1751,5 +1751,91 @@ mod sync_seam {
         // few times before concluding the check cannot see it.
         let refused = (0..5).any(|_| super::durability(&eager).is_err());
         assert!(refused, "riding on an earlier sync went unnoticed");
+    }
+}
+
+/// Checks a `net.broadcast` object: for transactions, blocks, votes (one, many, none) and
+/// every peer count from 1 to 5, one list per peer, one frame per message, each byte for
+/// byte the wire format's frame of its message.
+pub fn broadcast(imp: &BroadcastBox) -> Result<(), String> {
+    use dubchain_plugin_api::{
+        types::Blob,
+        wire::{frame, Message},
+    };
+    let records = workload::records(0xb0ad, 2, 30);
+    let mut msgs: Vec<Message> = records
+        .into_iter()
+        .map(|r| match r {
+            Record::Transaction(t) => Message::Tx(t),
+            Record::Block(b) => Message::Block(b),
+        })
+        .collect();
+    msgs.push(Message::Vote {
+        height: 7,
+        block: Bytes32([3; 32]),
+        validator: 2,
+        signature: Blob(vec![0xab; 96].into()),
+    });
+    for batch in [&msgs[..0], &msgs[..1], &msgs[..]] {
+        for peers in 1..=5u32 {
+            let lists = imp
+                .frames(batch.into(), peers)
+                .into_result()
+                .map_err(|e| format!("{} messages to {peers} peers: {e}", batch.len()))?;
+            for (p, list) in lists.iter().enumerate() {
+                for (i, (m, f)) in batch.iter().zip(list.iter()).enumerate() {
+                    if f.as_slice() != frame(m).as_slice() {
+                        return Err(format!(
+                            "{} messages to {peers} peers: peer {p}'s frame {i} is not the message's wire frame",
+                            batch.len()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `net.broadcast` self-test against in-process builders: frames shared by every peer
+/// pass; frames without their length prefix fail.
+#[cfg(test)]
+mod broadcast_seam {
+    use abi_stable::{
+        sabi_trait::TD_Opaque,
+        std_types::{RArc, RVec},
+    };
+    use dubchain_plugin_api::{slots::*, wire, PluginError};
+
+    struct Shared {
+        prefix: bool,
+    }
+
+    impl Broadcast for Shared {
+        fn frames(
+            &self,
+            msgs: &[wire::Message],
+            peers: u32,
+        ) -> Result<Vec<Vec<SharedFrame>>, PluginError> {
+            let once: Vec<SharedFrame> = msgs
+                .iter()
+                .map(|m| {
+                    RArc::new(RVec::from(if self.prefix {
+                        wire::frame(m)
+                    } else {
+                        wire::payload(m)
+                    }))
+                })
+                .collect();
+            Ok((0..peers).map(|_| once.clone()).collect())
+        }
+    }
+
+    #[test]
+    fn broadcast_self_test_accepts_shared_frames_and_refuses_bare_payloads() {
+        let ok = BroadcastFfi_TO::from_value(Guarded(Shared { prefix: true }), TD_Opaque);
+        super::broadcast(&ok).unwrap();
+        let bare = BroadcastFfi_TO::from_value(Guarded(Shared { prefix: false }), TD_Opaque);
+        assert!(super::broadcast(&bare).unwrap_err().contains("wire frame"));
     }
 }

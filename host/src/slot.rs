@@ -20,6 +20,7 @@ use std::{
 
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
+use dubchain_plugin_api::slots::{BroadcastBox, SharedFrame};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{
@@ -765,6 +766,29 @@ impl DurabilitySlot {
     }
 }
 
+/// The `net.broadcast` slot (exclusive). Baseline: every message serialised into a frame
+/// once per peer, in a buffer from `mem.buffer_pool` (`node::net::Network::broadcast`).
+pub type BroadcastSlot = Slot<BroadcastBox>;
+
+impl BroadcastSlot {
+    /// The provider's frames for `msgs` to `peers` peers, or `None` (build them the
+    /// baseline way).
+    pub fn frames(
+        &self,
+        msgs: &[dubchain_plugin_api::wire::Message],
+        peers: usize,
+    ) -> Option<Vec<Vec<SharedFrame>>> {
+        if !self.has_provider() {
+            return None;
+        }
+        self.try_call(|imp| {
+            imp.frames(msgs.into(), peers as u32)
+                .into_result()
+                .map(|lists| lists.into_iter().map(RVec::into_vec).collect())
+        })
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -930,6 +954,7 @@ macro_rules! with_slots {
             tx_decode: TX_DECODE => TxDecodeBox, tx_decode;
             account_read: ACCOUNT_READ => AccountReadBox, account_read;
             durability: DURABILITY => DurabilityBox, durability;
+            broadcast: BROADCAST => BroadcastBox, broadcast;
         }
     };
 }

@@ -742,6 +742,28 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         account_read_ratio(host, slot)
     } else if slot == DURABILITY.id {
         durability_ratio(host, slot)
+    } else if slot == BROADCAST.id {
+        // A block's worth of transaction gossip to 16 peers.
+        let msgs: Vec<dubchain_plugin_api::wire::Message> = workload::records(1, 1, 256)
+            .into_iter()
+            .filter_map(|r| match r {
+                dubchain_plugin_api::types::Record::Transaction(t) => {
+                    Some(dubchain_plugin_api::wire::Message::Tx(t))
+                }
+                dubchain_plugin_api::types::Record::Block(_) => None,
+            })
+            .collect();
+        measure::compare(
+            slot,
+            7,
+            || {
+                let lists: Vec<Vec<Vec<u8>>> = (0..16)
+                    .map(|_| msgs.iter().map(dubchain_plugin_api::wire::frame).collect())
+                    .collect();
+                drop(std::hint::black_box(lists));
+            },
+            || drop(std::hint::black_box(host.slots.broadcast.frames(&msgs, 16))),
+        )
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
             .iter()

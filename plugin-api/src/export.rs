@@ -39,6 +39,7 @@ macro_rules! export_plugin {
         $(, tx_decode: $txdec:expr)?
         $(, account_read: $accread:expr)?
         $(, durability: $durable:expr)?
+        $(, broadcast: $bcast:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -83,6 +84,7 @@ macro_rules! export_plugin {
                 tx_decode: $crate::__slot_factory!(tx_decode $(, $txdec)?),
                 account_read: $crate::__slot_factory!(account_read $(, $accread)?),
                 durability: $crate::__slot_factory!(durability $(, $durable)?),
+                broadcast: $crate::__slot_factory!(broadcast $(, $bcast)?),
             }
             .leak_into_prefix()
         }
@@ -156,6 +158,9 @@ macro_rules! __slot_factory {
     };
     (durability, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, DurabilityBox, DurabilityFfi_TO)
+    };
+    (broadcast, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BroadcastBox, BroadcastFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

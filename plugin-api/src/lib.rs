@@ -45,6 +45,7 @@ pub mod slots;
 pub mod types;
 #[cfg(feature = "vm")]
 pub mod vm;
+pub mod wire;
 
 mod error;
 mod export;
@@ -170,6 +171,9 @@ pub struct PluginMod {
     /// Slot `storage.sync` (API 0.1.2): making commits durable.
     pub durability:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::DurabilityBox, PluginError>>,
+    /// Slot `net.broadcast` (API 0.1.2): the frames of a broadcast.
+    pub broadcast:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BroadcastBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -208,6 +208,14 @@ pub const DURABILITY: SlotInfo = SlotInfo {
     summary: "returns once everything written to a store before the call is on disk (an fsync of its log that began after the call)",
 };
 
+/// The frames of a broadcast.
+pub const BROADCAST: SlotInfo = SlotInfo {
+    id: "net.broadcast",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "the frames of a broadcast to n peers, byte for byte the wire format, shared between peers or not",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -229,6 +237,7 @@ pub const ALL: &[SlotInfo] = &[
     TX_DECODE,
     ACCOUNT_READ,
     DURABILITY,
+    BROADCAST,
 ];
 
 /// Looks a slot up by identifier.
@@ -1615,6 +1624,57 @@ where
     /// Borrows this closure as a [`WalSyncRef`].
     pub fn as_wal(&self) -> WalSyncRef<'_> {
         WalSync_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// net.broadcast
+
+/// A frame that several peers' sends may share.
+pub type SharedFrame = abi_stable::std_types::RArc<RVec<u8>>;
+
+/// Contract of `net.broadcast`: for `msgs` going to `peers` peers, one list of frames per
+/// peer, each with one frame per message, in order, each frame byte for byte
+/// [`crate::wire::frame`] of its message. Lists may share frames (the host only reads
+/// them). The baseline serialises and copies every message once per peer.
+pub trait Broadcast: Send + Sync + 'static {
+    /// See the trait docs.
+    fn frames(
+        &self,
+        msgs: &[crate::wire::Message],
+        peers: u32,
+    ) -> Result<Vec<Vec<SharedFrame>>, PluginError>;
+}
+
+/// FFI form of [`Broadcast`].
+#[sabi_trait]
+pub trait BroadcastFfi: Send + Sync {
+    /// See [`Broadcast::frames`].
+    #[sabi(last_prefix_field)]
+    fn frames(
+        &self,
+        msgs: RSlice<'_, crate::wire::Message>,
+        peers: u32,
+    ) -> RResult<RVec<RVec<SharedFrame>>, PluginError>;
+}
+
+/// An owned `net.broadcast` implementation.
+pub type BroadcastBox = BroadcastFfi_TO<'static, RBox<()>>;
+
+impl<T: Broadcast> BroadcastFfi for Guarded<T> {
+    fn frames(
+        &self,
+        msgs: RSlice<'_, crate::wire::Message>,
+        peers: u32,
+    ) -> RResult<RVec<RVec<SharedFrame>>, PluginError> {
+        guard(|| {
+            let lists = check_len(peers as usize, self.0.frames(msgs.as_slice(), peers)?)?;
+            lists
+                .into_iter()
+                .map(|l| check_len(msgs.len(), l).map(RVec::from))
+                .collect::<Result<Vec<_>, _>>()
+                .map(RVec::from)
+        })
     }
 }
 

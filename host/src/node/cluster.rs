@@ -256,7 +256,7 @@ impl<'a> Node<'a> {
     fn vote(&mut self, net: &Network, head: Head) {
         let vote = self.validators.vote(self.index, head.height, &head.hash);
         self.consensus.record(self.validators, &vote);
-        net.broadcast(&self.host.slots, &[Message::vote(&vote)]);
+        net.broadcast(&self.host.slots, &[net::vote_message(&vote)]);
     }
 
     fn propose(&mut self, net: &Network, height: u64) -> Result<(), RunError> {

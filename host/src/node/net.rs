@@ -15,9 +15,8 @@ use std::{
     thread::JoinHandle,
 };
 
-use abi_stable::std_types::RVec;
-use dubchain_plugin_api::types::{Blob, Block, Bytes32, Transaction};
-use serde::{Deserialize, Serialize};
+use abi_stable::std_types::{RArc, RVec};
+use dubchain_plugin_api::types::Blob;
 
 use super::consensus::Vote;
 use crate::slot::Slots;
@@ -25,71 +24,21 @@ use crate::slot::Slots;
 /// Largest frame accepted: anything bigger is a broken or hostile peer.
 pub const MAX_FRAME: usize = 64 << 20;
 
-/// What peers exchange.
-#[derive(Debug, Clone)]
-pub enum Message {
-    Tx(Transaction),
-    Block(Block),
-    Vote {
-        height: u64,
-        block: Bytes32,
-        validator: u32,
-        signature: Blob,
-    },
-}
+pub use dubchain_plugin_api::wire::Message;
+use dubchain_plugin_api::wire::{self, VoteWire, TAG_BLOCK, TAG_TX, TAG_VOTE};
 
-impl Message {
-    pub fn vote(v: &Vote) -> Message {
-        Message::Vote {
-            height: v.height,
-            block: v.block,
-            validator: v.validator,
-            signature: Blob(v.signature.to_vec().into()),
-        }
+/// The wire message of a vote.
+pub fn vote_message(v: &Vote) -> Message {
+    Message::Vote {
+        height: v.height,
+        block: v.block,
+        validator: v.validator,
+        signature: Blob(v.signature.to_vec().into()),
     }
 }
 
 /// A frame's payload (tag and JSON) and the index of the peer it came from.
 pub type Inbound = (usize, Vec<u8>);
-
-const TAG_TX: u8 = 0;
-const TAG_BLOCK: u8 = 1;
-const TAG_VOTE: u8 = 2;
-
-/// A vote as it travels.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VoteWire {
-    height: u64,
-    block: Bytes32,
-    validator: u32,
-    signature: Blob,
-}
-
-/// The frame payload of `msg`: its tag and its JSON.
-fn payload(msg: &Message) -> Vec<u8> {
-    let (tag, json) = match msg {
-        Message::Tx(tx) => (TAG_TX, serde_json::to_vec(tx)),
-        Message::Block(b) => (TAG_BLOCK, serde_json::to_vec(b)),
-        Message::Vote {
-            height,
-            block,
-            validator,
-            signature,
-        } => (
-            TAG_VOTE,
-            serde_json::to_vec(&VoteWire {
-                height: *height,
-                block: *block,
-                validator: *validator,
-                signature: signature.clone(),
-            }),
-        ),
-    };
-    let mut out = vec![tag];
-    out.extend(json.expect("messages serialise"));
-    out
-}
 
 /// Decodes received payloads, in order: the transactions among them in one batch through
 /// `mem.tx_decode`, blocks and votes with serde_json. A payload that does not decode is an
@@ -142,7 +91,7 @@ pub struct Network {
 
 /// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
 fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
-    let payload = payload(msg);
+    let payload = wire::payload(msg);
     let mut frame = slots.buffer_pool.take(4 + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
@@ -165,13 +114,26 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
 }
 
 impl Network {
-    /// Sends `msgs`, in order, to every peer: serialised once per peer into buffers from
-    /// `mem.buffer_pool`, written by `net.send` (baseline: one write per message), the
-    /// buffers given back. A peer that cannot be written to is skipped; its reader will see
-    /// the connection end.
+    /// Sends `msgs`, in order, to every peer. The frames come from `net.broadcast`
+    /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`); each
+    /// peer's are written by `net.send` (baseline: one write per message); buffers no peer
+    /// shares any more go back to the pool. A peer that cannot be written to is skipped;
+    /// its reader will see the connection end.
     pub fn broadcast(&self, slots: &Slots, msgs: &[Message]) {
-        for p in &self.peers {
-            let frames: Vec<RVec<u8>> = msgs.iter().map(|m| encode_frame(slots, m)).collect();
+        let lists = slots
+            .broadcast
+            .frames(msgs, self.peers.len())
+            .unwrap_or_else(|| {
+                self.peers
+                    .iter()
+                    .map(|_| {
+                        msgs.iter()
+                            .map(|m| RArc::new(encode_frame(slots, m)))
+                            .collect()
+                    })
+                    .collect()
+            });
+        for (p, frames) in self.peers.iter().zip(lists) {
             let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
             let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = slots.frame_send.send(&views, &mut *s) {
@@ -179,7 +141,9 @@ impl Network {
             }
             drop(s);
             for f in frames {
-                slots.buffer_pool.give(f);
+                if let Ok(buffer) = RArc::try_unwrap(f) {
+                    slots.buffer_pool.give(buffer);
+                }
             }
         }
     }
