@@ -366,3 +366,52 @@ pub fn decode_txs(
         .map(|p| serde_json::from_slice(p).map_err(|e| e.to_string()))
         .collect()
 }
+
+/// `net.send_queue`: the baseline's per-peer queue, an unbounded FIFO: nothing is dropped,
+/// and a slow peer's queue grows without limit.
+#[derive(Default)]
+pub struct FifoQueue {
+    state: std::sync::Mutex<(
+        std::collections::VecDeque<dubchain_plugin_api::slots::Outgoing>,
+        bool,
+    )>,
+    ready: std::sync::Condvar,
+}
+
+impl FifoQueue {
+    /// Queues `frames`.
+    pub fn push(&self, frames: Vec<dubchain_plugin_api::slots::Outgoing>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0.extend(frames);
+        self.ready.notify_all();
+    }
+
+    /// Up to `max` frames, waiting up to `wait` for the first (see
+    /// `dubchain_plugin_api::slots::SendQueue`).
+    pub fn pop(&self, max: usize, wait: std::time::Duration) -> dubchain_plugin_api::slots::Popped {
+        use dubchain_plugin_api::slots::Popped;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0.is_empty() && !s.1 {
+            s = self
+                .ready
+                .wait_timeout(s, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !s.0.is_empty() {
+            let n = max.max(1).min(s.0.len());
+            return Popped::Frames(s.0.drain(..n).collect());
+        }
+        if s.1 {
+            Popped::Closed
+        } else {
+            Popped::Idle
+        }
+    }
+
+    /// No more pushes; pops drain, then answer `Closed`.
+    pub fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_all();
+    }
+}

@@ -6,7 +6,8 @@ use dubchain_plugin_api::{
     slots::{
         AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BroadcastBox,
         BufferPoolBox, ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn, MerkleRootsBox,
-        RecordCodecBox, SigVerifyBox, TxDecodeBox, TxPoolBox, TxValidationBox, VoteVerifyBox,
+        RecordCodecBox, SendQueuesBox, SigVerifyBox, TxDecodeBox, TxPoolBox, TxValidationBox,
+        VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1837,5 +1838,216 @@ mod broadcast_seam {
         super::broadcast(&ok).unwrap();
         let bare = BroadcastFfi_TO::from_value(Guarded(Shared { prefix: false }), TD_Opaque);
         assert!(super::broadcast(&bare).unwrap_err().contains("wire frame"));
+    }
+}
+
+/// Checks a `net.send_queue` object: a producer pushes consensus and gossip frames (marked
+/// with their class and sequence number) while a consumer pops; then the queue is closed.
+/// Every consensus frame must come out exactly once and in order, gossip frames in order
+/// (those dropped counted by `push`), and after the close, `Closed` once all is drained.
+/// An empty queue must answer `Idle` when nothing arrives.
+pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
+    use abi_stable::std_types::{RArc, RVec};
+    use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
+    let queue = imp.new_queue(1).into_result().map_err(|e| e.to_string())?;
+    match queue.pop(8, 1).into_result().map_err(|e| e.to_string())? {
+        Popped::Idle => {}
+        other => return Err(format!("an empty, open queue popped {other:?}")),
+    }
+    let frame = |class: TrafficClass, seq: u32| Outgoing {
+        class,
+        frame: RArc::new(RVec::from(
+            [[class as u8].as_slice(), &seq.to_be_bytes(), &[0u8; 200]].concat(),
+        )),
+    };
+    const BATCHES: u32 = 300;
+    let mut dropped = 0u64;
+    let push = |b: u32, dropped: &mut u64| -> Result<(), String> {
+        let batch = vec![
+            frame(TrafficClass::Gossip, 2 * b),
+            frame(TrafficClass::Consensus, b),
+            frame(TrafficClass::Gossip, 2 * b + 1),
+        ];
+        *dropped += queue
+            .push(batch.into())
+            .into_result()
+            .map_err(|e| format!("push: {e}"))?;
+        Ok(())
+    };
+    // A slow peer: a third of the frames pile up before anything is popped.
+    for b in 0..BATCHES / 3 {
+        push(b, &mut dropped)?;
+    }
+    let consumed = std::thread::scope(|scope| {
+        let consumer = scope.spawn(|| -> Result<Vec<(u8, u32)>, String> {
+            let mut got = Vec::new();
+            loop {
+                match queue.pop(16, 20).into_result().map_err(|e| e.to_string())? {
+                    Popped::Frames(fs) => {
+                        for o in fs.iter() {
+                            let seq =
+                                u32::from_be_bytes(o.frame[1..5].try_into().expect("4 bytes"));
+                            got.push((o.frame[0], seq));
+                        }
+                    }
+                    Popped::Idle => {}
+                    Popped::Closed => return Ok(got),
+                }
+            }
+        });
+        for b in BATCHES / 3..BATCHES {
+            push(b, &mut dropped)?;
+        }
+        queue.close().into_result().map_err(|e| e.to_string())?;
+        consumer
+            .join()
+            .map_err(|_| "the consumer panicked".to_owned())?
+    })?;
+    let of = |class: TrafficClass| -> Vec<u32> {
+        consumed
+            .iter()
+            .filter(|(c, _)| *c == class as u8)
+            .map(|(_, s)| *s)
+            .collect()
+    };
+    let consensus = of(TrafficClass::Consensus);
+    if consensus != (0..BATCHES).collect::<Vec<_>>() {
+        return Err(format!(
+            "consensus frames came out as {} of {BATCHES}, or out of order",
+            consensus.len()
+        ));
+    }
+    let gossip = of(TrafficClass::Gossip);
+    if gossip.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("gossip frames came out of order".into());
+    }
+    if gossip.len() as u64 + dropped != 2 * BATCHES as u64 {
+        return Err(format!(
+            "{} gossip frames came out and {dropped} were reported dropped, of {} pushed",
+            gossip.len(),
+            2 * BATCHES
+        ));
+    }
+    Ok(())
+}
+
+/// The `net.send_queue` self-test against in-process queues: a bounded queue that drops
+/// the oldest gossip and sends consensus first passes; one that drops consensus fails.
+#[cfg(test)]
+mod queue_seam {
+    use std::{
+        collections::VecDeque,
+        sync::{Condvar, Mutex},
+        time::Duration,
+    };
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{slots::*, PluginError};
+
+    #[derive(Default)]
+    struct Lanes {
+        consensus: VecDeque<Outgoing>,
+        gossip: VecDeque<Outgoing>,
+        closed: bool,
+    }
+
+    struct Bounded {
+        gossip_limit: usize,
+        drop_consensus: bool,
+        lanes: Mutex<Lanes>,
+        ready: Condvar,
+    }
+
+    impl SendQueue for Bounded {
+        fn push(&self, frames: Vec<Outgoing>) -> Result<u64, PluginError> {
+            let mut l = self.lanes.lock().unwrap();
+            let mut dropped = 0;
+            for f in frames {
+                match f.class {
+                    TrafficClass::Consensus => {
+                        if self.drop_consensus && l.consensus.len() > 2 {
+                            continue;
+                        }
+                        l.consensus.push_back(f);
+                    }
+                    TrafficClass::Gossip => {
+                        l.gossip.push_back(f);
+                        if l.gossip.len() > self.gossip_limit {
+                            l.gossip.pop_front();
+                            dropped += 1;
+                        }
+                    }
+                }
+            }
+            self.ready.notify_all();
+            Ok(dropped)
+        }
+        fn pop(&self, max: u64, wait_ms: u64) -> Result<Popped, PluginError> {
+            let mut l = self.lanes.lock().unwrap();
+            if l.consensus.is_empty() && l.gossip.is_empty() && !l.closed {
+                l = self
+                    .ready
+                    .wait_timeout(l, Duration::from_millis(wait_ms))
+                    .unwrap()
+                    .0;
+            }
+            let mut out = Vec::new();
+            while (out.len() as u64) < max.max(1) {
+                match l.consensus.pop_front().or_else(|| l.gossip.pop_front()) {
+                    Some(f) => out.push(f),
+                    None => break,
+                }
+            }
+            Ok(if !out.is_empty() {
+                Popped::Frames(out.into())
+            } else if l.closed {
+                Popped::Closed
+            } else {
+                Popped::Idle
+            })
+        }
+        fn written(&self, _bytes: u64, _micros: u64) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn close(&self) -> Result<(), PluginError> {
+            self.lanes.lock().unwrap().closed = true;
+            self.ready.notify_all();
+            Ok(())
+        }
+    }
+
+    struct Queues {
+        drop_consensus: bool,
+    }
+
+    impl SendQueues for Queues {
+        type Queue = Bounded;
+        fn new_queue(&self, _peer: u32) -> Result<Bounded, PluginError> {
+            Ok(Bounded {
+                gossip_limit: 16,
+                drop_consensus: self.drop_consensus,
+                lanes: Mutex::default(),
+                ready: Condvar::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn send_queue_self_test_accepts_a_bounded_priority_queue_and_refuses_lost_consensus() {
+        let ok = SendQueuesFfi_TO::from_value(
+            Guarded(Queues {
+                drop_consensus: false,
+            }),
+            TD_Opaque,
+        );
+        super::send_queue(&ok).unwrap();
+        let lossy = SendQueuesFfi_TO::from_value(
+            Guarded(Queues {
+                drop_consensus: true,
+            }),
+            TD_Opaque,
+        );
+        let err = super::send_queue(&lossy).unwrap_err();
+        assert!(err.contains("consensus frames"), "{err}");
     }
 }

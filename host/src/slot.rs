@@ -20,7 +20,7 @@ use std::{
 
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
-use dubchain_plugin_api::slots::{BroadcastBox, SharedFrame};
+use dubchain_plugin_api::slots::{BroadcastBox, SendQueueBox, SendQueuesBox, SharedFrame};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{
@@ -789,6 +789,20 @@ impl BroadcastSlot {
     }
 }
 
+/// The `net.send_queue` slot (exclusive). Baseline: `baseline::FifoQueue`, unbounded. A
+/// network asks for one queue per peer when it starts.
+pub type SendQueuesSlot = Slot<SendQueuesBox>;
+
+impl SendQueuesSlot {
+    /// A fresh queue from the provider for peer `peer`, or `None` (use the baseline's).
+    pub fn new_queue(&self, peer: u32) -> Option<SendQueueBox> {
+        if !self.has_provider() {
+            return None;
+        }
+        self.try_call(|imp| imp.new_queue(peer).into_result())
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -955,6 +969,7 @@ macro_rules! with_slots {
             account_read: ACCOUNT_READ => AccountReadBox, account_read;
             durability: DURABILITY => DurabilityBox, durability;
             broadcast: BROADCAST => BroadcastBox, broadcast;
+            send_queue: SEND_QUEUE => SendQueuesBox, send_queue;
         }
     };
 }

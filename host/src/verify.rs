@@ -626,6 +626,67 @@ fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
     c
 }
 
+/// 3,000 frames of 200 bytes (one in ten consensus) pushed in batches of 30 while a writer
+/// thread pops them: through the baseline's FIFO, and through the provider's queue.
+fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use abi_stable::std_types::{RArc, RVec};
+    use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
+    let batch: Vec<Outgoing> = (0..30)
+        .map(|i| Outgoing {
+            class: if i % 10 == 0 {
+                TrafficClass::Consensus
+            } else {
+                TrafficClass::Gossip
+            },
+            frame: RArc::new(RVec::from(vec![i as u8; 200])),
+        })
+        .collect();
+    let run = |push: &(dyn Fn(Vec<Outgoing>) + Sync),
+               pop: &(dyn Fn() -> Popped + Sync),
+               close: &dyn Fn()| {
+        std::thread::scope(|scope| {
+            let consumer = scope.spawn(|| loop {
+                if let Popped::Closed = pop() {
+                    return;
+                }
+            });
+            for _ in 0..100 {
+                push(batch.clone());
+            }
+            close();
+            let _ = consumer.join();
+        })
+    };
+    measure::compare(
+        slot,
+        7,
+        || {
+            let q = baseline::FifoQueue::default();
+            run(
+                &|f| q.push(f),
+                &|| q.pop(256, std::time::Duration::from_millis(10)),
+                &|| q.close(),
+            );
+        },
+        || {
+            let q = host
+                .slots
+                .send_queue
+                .new_queue(1)
+                .expect("the provider makes a queue");
+            run(
+                &|f| {
+                    let _ = q.push(f.into());
+                },
+                &|| q.pop(256, 10).into_result().unwrap_or(Popped::Closed),
+                &|| {
+                    let _ = q.close();
+                },
+            );
+        },
+    )
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -764,6 +825,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             },
             || drop(std::hint::black_box(host.slots.broadcast.frames(&msgs, 16))),
         )
+    } else if slot == SEND_QUEUE.id {
+        send_queue_ratio(host, slot)
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
             .iter()

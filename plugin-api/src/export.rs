@@ -40,6 +40,7 @@ macro_rules! export_plugin {
         $(, account_read: $accread:expr)?
         $(, durability: $durable:expr)?
         $(, broadcast: $bcast:expr)?
+        $(, send_queue: $squeue:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -85,6 +86,7 @@ macro_rules! export_plugin {
                 account_read: $crate::__slot_factory!(account_read $(, $accread)?),
                 durability: $crate::__slot_factory!(durability $(, $durable)?),
                 broadcast: $crate::__slot_factory!(broadcast $(, $bcast)?),
+                send_queue: $crate::__slot_factory!(send_queue $(, $squeue)?),
             }
             .leak_into_prefix()
         }
@@ -161,6 +163,9 @@ macro_rules! __slot_factory {
     };
     (broadcast, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, BroadcastBox, BroadcastFfi_TO)
+    };
+    (send_queue, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, SendQueuesBox, SendQueuesFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

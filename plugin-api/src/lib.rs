@@ -174,6 +174,9 @@ pub struct PluginMod {
     /// Slot `net.broadcast` (API 0.1.2): the frames of a broadcast.
     pub broadcast:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BroadcastBox, PluginError>>,
+    /// Slot `net.send_queue` (API 0.1.2): per-peer send queues.
+    pub send_queue:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::SendQueuesBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -216,6 +216,14 @@ pub const BROADCAST: SlotInfo = SlotInfo {
     summary: "the frames of a broadcast to n peers, byte for byte the wire format, shared between peers or not",
 };
 
+/// Per-peer queues of outgoing frames.
+pub const SEND_QUEUE: SlotInfo = SlotInfo {
+    id: "net.send_queue",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "each peer's queue of outgoing frames: what waits, what is dropped (gossip only), what goes first",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -238,6 +246,7 @@ pub const ALL: &[SlotInfo] = &[
     ACCOUNT_READ,
     DURABILITY,
     BROADCAST,
+    SEND_QUEUE,
 ];
 
 /// Looks a slot up by identifier.
@@ -1674,6 +1683,126 @@ impl<T: Broadcast> BroadcastFfi for Guarded<T> {
                 .map(|l| check_len(msgs.len(), l).map(RVec::from))
                 .collect::<Result<Vec<_>, _>>()
                 .map(RVec::from)
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// net.send_queue
+
+/// What a frame carries, for a send queue's priorities.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrafficClass {
+    /// Blocks and votes: never dropped.
+    Consensus,
+    /// Transaction gossip: may be dropped under pressure.
+    Gossip,
+}
+
+/// A frame waiting to be sent to a peer.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct Outgoing {
+    /// Its class.
+    pub class: TrafficClass,
+    /// Its bytes (possibly shared with other peers' queues).
+    pub frame: SharedFrame,
+}
+
+/// What a pop found.
+#[repr(C, u8)]
+#[derive(StableAbi, Debug)]
+pub enum Popped {
+    /// Frames to write now, in the order to write them.
+    Frames(RVec<Outgoing>),
+    /// Nothing arrived within the wait.
+    Idle,
+    /// The queue was closed and everything in it has been popped.
+    Closed,
+}
+
+/// One peer's queue of outgoing frames (see [`SendQueues`]); pushed by the node, popped by
+/// the peer's writer thread.
+///
+/// * `push(frames)` queues them; answers how many gossip frames were dropped (now or from
+///   what was queued) to make room. Consensus frames are never dropped.
+/// * `pop(max, wait_ms)`: up to `max` frames, waiting up to `wait_ms` for the first.
+///   Frames of one class leave in the order pushed (consensus may overtake gossip).
+/// * `written(bytes, micros)`: the writer wrote that much in that time (for adaptive
+///   windows).
+/// * `close()`: no more pushes; pops drain what is queued, then answer `Closed`.
+pub trait SendQueue: Send + Sync + 'static {
+    /// See the trait docs.
+    fn push(&self, frames: Vec<Outgoing>) -> Result<u64, PluginError>;
+    /// See the trait docs.
+    fn pop(&self, max: u64, wait_ms: u64) -> Result<Popped, PluginError>;
+    /// See the trait docs.
+    fn written(&self, bytes: u64, micros: u64) -> Result<(), PluginError>;
+    /// See the trait docs.
+    fn close(&self) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`SendQueue`].
+#[sabi_trait]
+pub trait SendQueueFfi: Send + Sync {
+    /// See [`SendQueue`].
+    fn push(&self, frames: RVec<Outgoing>) -> RResult<u64, PluginError>;
+    /// See [`SendQueue`].
+    fn pop(&self, max: u64, wait_ms: u64) -> RResult<Popped, PluginError>;
+    /// See [`SendQueue`].
+    fn written(&self, bytes: u64, micros: u64) -> RResult<(), PluginError>;
+    /// See [`SendQueue`].
+    #[sabi(last_prefix_field)]
+    fn close(&self) -> RResult<(), PluginError>;
+}
+
+/// An owned send queue.
+pub type SendQueueBox = SendQueueFfi_TO<'static, RBox<()>>;
+
+impl<T: SendQueue> SendQueueFfi for Guarded<T> {
+    fn push(&self, frames: RVec<Outgoing>) -> RResult<u64, PluginError> {
+        guard(|| self.0.push(frames.into_vec()))
+    }
+    fn pop(&self, max: u64, wait_ms: u64) -> RResult<Popped, PluginError> {
+        guard(|| self.0.pop(max, wait_ms))
+    }
+    fn written(&self, bytes: u64, micros: u64) -> RResult<(), PluginError> {
+        guard(|| self.0.written(bytes, micros))
+    }
+    fn close(&self) -> RResult<(), PluginError> {
+        guard(|| self.0.close())
+    }
+}
+
+/// Contract of `net.send_queue`: a factory of [`SendQueue`]s, one per peer connection.
+/// The baseline's queues are unbounded FIFOs: nothing is ever dropped, and a slow peer's
+/// queue grows without limit.
+pub trait SendQueues: Send + Sync + 'static {
+    /// The queue type.
+    type Queue: SendQueue;
+    /// A new, open, empty queue for peer `peer`.
+    fn new_queue(&self, peer: u32) -> Result<Self::Queue, PluginError>;
+}
+
+/// FFI form of [`SendQueues`].
+#[sabi_trait]
+pub trait SendQueuesFfi: Send + Sync {
+    /// See [`SendQueues::new_queue`].
+    #[sabi(last_prefix_field)]
+    fn new_queue(&self, peer: u32) -> RResult<SendQueueBox, PluginError>;
+}
+
+/// An owned `net.send_queue` implementation.
+pub type SendQueuesBox = SendQueuesFfi_TO<'static, RBox<()>>;
+
+impl<T: SendQueues> SendQueuesFfi for Guarded<T> {
+    fn new_queue(&self, peer: u32) -> RResult<SendQueueBox, PluginError> {
+        guard(|| {
+            Ok(SendQueueFfi_TO::from_value(
+                Guarded(self.0.new_queue(peer)?),
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
         })
     }
 }

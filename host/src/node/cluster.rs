@@ -48,7 +48,7 @@ pub fn run_cluster(
         ..workload
     });
     let validators = ValidatorSet::generate(workload.config.seed, &workload.validators);
-    let nets = net::mesh(n).map_err(|source| RunError::Io {
+    let nets = net::mesh(n, &host.slots).map_err(|source| RunError::Io {
         path: PathBuf::from("127.0.0.1"),
         source,
     })?;

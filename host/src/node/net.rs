@@ -1,7 +1,9 @@
 //! Peers over TCP on loopback: the network baseline the catalogue names. Blocking
-//! `std::net` sockets, one reader thread per peer, and a broadcast that serialises the
-//! messages once per peer, each into a fresh buffer (`mem.buffer_pool`'s baseline), and
-//! writes them one write per message (`net.send`'s baseline).
+//! `std::net` sockets, a reader and a writer thread per peer. A broadcast builds each
+//! peer's frames (`net.broadcast`; baseline: serialised once per peer into fresh buffers,
+//! `mem.buffer_pool`'s baseline) and queues them (`net.send_queue`; baseline: an unbounded
+//! FIFO per peer); the peer's writer thread pops them and writes them (`net.send`;
+//! baseline: one write per message).
 //!
 //! Frames are a 4-byte big-endian length, a tag byte (transaction, block, vote) and the
 //! message in JSON. Reader threads only cut frames; the node decodes what it received in
@@ -15,11 +17,20 @@ use std::{
     thread::JoinHandle,
 };
 
+use std::{
+    sync::atomic::{AtomicBool, Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
 use abi_stable::std_types::{RArc, RVec};
+use dubchain_plugin_api::slots::{Outgoing, Popped, SendQueueBox, TrafficClass};
 use dubchain_plugin_api::types::Blob;
 
 use super::consensus::Vote;
-use crate::slot::Slots;
+use crate::{
+    baseline,
+    slot::{BufferPoolSlot, FrameSendSlot, Slots},
+};
 
 /// Largest frame accepted: anything bigger is a broken or hostile peer.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -78,8 +89,97 @@ pub fn decode(slots: &Slots, inbound: &[Inbound]) -> Vec<(usize, Result<Message,
 }
 
 struct Peer {
-    index: usize,
     stream: Mutex<TcpStream>,
+    queue: Arc<PeerQueue>,
+}
+
+/// A peer's queue of outgoing frames: the baseline's FIFO, or a `net.send_queue`
+/// provider's queue with a FIFO to fall back on (for good) if it fails. Frames the failed
+/// queue still held are lost.
+enum PeerQueue {
+    Fifo(baseline::FifoQueue),
+    Plugin {
+        queue: SendQueueBox,
+        failed: AtomicBool,
+        fallback: baseline::FifoQueue,
+    },
+}
+
+impl PeerQueue {
+    fn new(slots: &Slots, peer: usize) -> PeerQueue {
+        match slots.send_queue.new_queue(peer as u32) {
+            Some(queue) => PeerQueue::Plugin {
+                queue,
+                failed: AtomicBool::new(false),
+                fallback: baseline::FifoQueue::default(),
+            },
+            None => PeerQueue::Fifo(baseline::FifoQueue::default()),
+        }
+    }
+
+    fn push(&self, frames: Vec<Outgoing>) {
+        match self {
+            PeerQueue::Fifo(q) => q.push(frames),
+            PeerQueue::Plugin {
+                queue,
+                failed,
+                fallback,
+            } => {
+                if !failed.load(Relaxed) {
+                    match queue.push(frames.clone().into()).into_result() {
+                        Ok(_dropped) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
+                            failed.store(true, Relaxed);
+                        }
+                    }
+                }
+                fallback.push(frames);
+            }
+        }
+    }
+
+    fn pop(&self, max: usize, wait: Duration) -> Popped {
+        match self {
+            PeerQueue::Fifo(q) => q.pop(max, wait),
+            PeerQueue::Plugin {
+                queue,
+                failed,
+                fallback,
+            } => {
+                if !failed.load(Relaxed) {
+                    match queue.pop(max as u64, wait.as_millis() as u64).into_result() {
+                        Ok(p) => return p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
+                            failed.store(true, Relaxed);
+                        }
+                    }
+                }
+                fallback.pop(max, wait)
+            }
+        }
+    }
+
+    fn written(&self, bytes: usize, took: Duration) {
+        if let PeerQueue::Plugin { queue, failed, .. } = self {
+            if !failed.load(Relaxed) {
+                let _ = queue.written(bytes as u64, took.as_micros() as u64);
+            }
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            PeerQueue::Fifo(q) => q.close(),
+            PeerQueue::Plugin {
+                queue, fallback, ..
+            } => {
+                let _ = queue.close();
+                fallback.close();
+            }
+        }
+    }
 }
 
 /// One node's connections to every other node.
@@ -87,6 +187,45 @@ pub struct Network {
     pub index: usize,
     peers: Vec<Arc<Peer>>,
     readers: Vec<JoinHandle<()>>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+/// The class of `msg` for send queues: blocks and votes are consensus traffic.
+fn class_of(msg: &Message) -> TrafficClass {
+    match msg {
+        Message::Tx(_) => TrafficClass::Gossip,
+        Message::Block(_) | Message::Vote { .. } => TrafficClass::Consensus,
+    }
+}
+
+/// A peer's writer: pops frames from its queue and writes them through `net.send` until the
+/// queue is closed and drained; buffers no other peer shares go back to the pool.
+fn write_loop(
+    queue: &PeerQueue,
+    (send, pool): (&FrameSendSlot, &BufferPoolSlot),
+    stream: &mut TcpStream,
+    (from, to): (usize, usize),
+) {
+    loop {
+        let frames = match queue.pop(256, Duration::from_millis(100)) {
+            Popped::Frames(f) => f,
+            Popped::Idle => continue,
+            Popped::Closed => return,
+        };
+        let views: Vec<&[u8]> = frames.iter().map(|o| o.frame.as_slice()).collect();
+        let bytes = views.iter().map(|v| v.len()).sum();
+        let t = Instant::now();
+        if let Err(e) = send.send(&views, stream) {
+            tracing::debug!(from, to, error = %e, "send failed");
+        }
+        queue.written(bytes, t.elapsed());
+        drop(views);
+        for o in frames {
+            if let Ok(buffer) = RArc::try_unwrap(o.frame) {
+                pool.give(buffer);
+            }
+        }
+    }
 }
 
 /// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
@@ -115,10 +254,8 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
 
 impl Network {
     /// Sends `msgs`, in order, to every peer. The frames come from `net.broadcast`
-    /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`); each
-    /// peer's are written by `net.send` (baseline: one write per message); buffers no peer
-    /// shares any more go back to the pool. A peer that cannot be written to is skipped;
-    /// its reader will see the connection end.
+    /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`) and go to
+    /// each peer's queue (`net.send_queue`), whose writer thread writes them.
     pub fn broadcast(&self, slots: &Slots, msgs: &[Message]) {
         let lists = slots
             .broadcast
@@ -134,22 +271,28 @@ impl Network {
                     .collect()
             });
         for (p, frames) in self.peers.iter().zip(lists) {
-            let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-            let mut s = p.stream.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = slots.frame_send.send(&views, &mut *s) {
-                tracing::debug!(from = self.index, to = p.index, error = %e, "send failed");
-            }
-            drop(s);
-            for f in frames {
-                if let Ok(buffer) = RArc::try_unwrap(f) {
-                    slots.buffer_pool.give(buffer);
-                }
-            }
+            p.queue.push(
+                frames
+                    .into_iter()
+                    .zip(msgs)
+                    .map(|(frame, m)| Outgoing {
+                        class: class_of(m),
+                        frame,
+                    })
+                    .collect(),
+            );
         }
     }
 
-    /// Closes every connection and waits for the reader threads.
+    /// Lets every writer finish what is queued, then closes every connection and waits for
+    /// the reader threads.
     pub fn shutdown(self) {
+        for p in &self.peers {
+            p.queue.close();
+        }
+        for w in self.writers {
+            let _ = w.join();
+        }
         for p in &self.peers {
             let _ = p
                 .stream
@@ -163,9 +306,10 @@ impl Network {
     }
 }
 
-/// Connects `n` nodes on 127.0.0.1 in a full mesh. Returns, per node, its network and the
+/// Connects `n` nodes on 127.0.0.1 in a full mesh, each peer with a reader thread and a
+/// writer thread over its send queue (from `slots`). Returns, per node, its network and the
 /// receiver of everything its peers send it.
-pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
+pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -200,7 +344,16 @@ pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
         let (tx, rx) = mpsc::channel();
         let mut peers = Vec::new();
         let mut readers = Vec::new();
+        let mut writers = Vec::new();
         for (peer, stream) in conns {
+            let queue = Arc::new(PeerQueue::new(slots, peer));
+            let (q, mut out) = (queue.clone(), stream.try_clone()?);
+            let (send, pool) = (slots.frame_send.clone(), slots.buffer_pool.clone());
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("peer-{index}->{peer}"))
+                    .spawn(move || write_loop(&q, (&send, &pool), &mut out, (index, peer)))?,
+            );
             let mut reader = stream.try_clone()?;
             let tx = tx.clone();
             readers.push(
@@ -215,8 +368,8 @@ pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
                     })?,
             );
             peers.push(Arc::new(Peer {
-                index: peer,
                 stream: Mutex::new(stream),
+                queue,
             }));
         }
         nodes.push((
@@ -224,6 +377,7 @@ pub fn mesh(n: usize) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
                 index,
                 peers,
                 readers,
+                writers,
             },
             rx,
         ));
