@@ -346,6 +346,15 @@ impl<I> Slot<I> {
     pub fn has_provider(&self) -> bool {
         !self.stack.load().is_empty()
     }
+
+    /// True, counting the call (answered by the baseline), when no provider is installed.
+    fn baseline_only(&self) -> bool {
+        if self.has_provider() {
+            return false;
+        }
+        self.counters.calls.fetch_add(1, Relaxed);
+        true
+    }
 }
 
 /// The `exec.block_execution` slot (exclusive). Its baseline is the node's write-through
@@ -423,6 +432,9 @@ pub type MeteringSlot = Slot<MeteringBox>;
 impl MeteringSlot {
     /// The plugin's metered code, or `None` (meter it the baseline way).
     pub fn instrument(&self, code: &[u8]) -> Option<Metered> {
+        if self.baseline_only() {
+            return None;
+        }
         self.try_call(|imp| imp.instrument(code.into()).into_result())
     }
 }
@@ -489,7 +501,7 @@ impl BlockReclaimSlot {
     /// Hands `blocks` to the provider, or drops them (the baseline). A provider that fails
     /// has taken them anyway (a panic dropped them while unwinding).
     pub fn reclaim(&self, blocks: Vec<Block>) {
-        if self.has_provider() {
+        if !self.baseline_only() {
             let mut blocks = Some(RVec::from(blocks));
             self.try_call(|imp| {
                 imp.reclaim(blocks.take().expect("moved once"))
@@ -505,7 +517,7 @@ pub type BufferPoolSlot = Slot<BufferPoolBox>;
 impl BufferPoolSlot {
     /// An empty buffer with room for `capacity` bytes.
     pub fn take(&self, capacity: usize) -> RVec<u8> {
-        if self.has_provider() {
+        if !self.baseline_only() {
             if let Some(b) = self.try_call(|imp| imp.take(capacity as u64).into_result()) {
                 return b;
             }
@@ -515,7 +527,7 @@ impl BufferPoolSlot {
 
     /// Gives a buffer back (the baseline frees it).
     pub fn give(&self, buffer: RVec<u8>) {
-        if self.has_provider() {
+        if !self.baseline_only() {
             let mut buffer = Some(buffer);
             self.try_call(|imp| imp.give(buffer.take().expect("moved once")).into_result());
         }
@@ -604,7 +616,7 @@ impl FrameSendSlot {
     ) -> std::io::Result<()> {
         let sink = CountingSink::new(writer);
         let mut from = 0u64;
-        if self.has_provider() {
+        if !self.baseline_only() {
             let slices: Vec<RSlice<'_, u8>> = frames.iter().map(|f| (*f).into()).collect();
             let sent = self.try_call(|imp| {
                 imp.send(
@@ -652,7 +664,7 @@ pub type TxPoolSlot = Slot<TxPoolBox>;
 impl TxPoolSlot {
     /// A fresh index from the provider, or `None` (use the baseline's).
     pub fn new_index(&self) -> Option<TxIndexBox> {
-        if !self.has_provider() {
+        if self.baseline_only() {
             return None;
         }
         self.try_call(|imp| imp.new_index().into_result())
@@ -666,7 +678,7 @@ pub type ConsensusStatesSlot = Slot<ConsensusStatesBox>;
 impl ConsensusStatesSlot {
     /// A fresh state from the provider for validators with `stakes`, or `None`.
     pub fn new_tally(&self, stakes: &[u64]) -> Option<VoteTallyBox> {
-        if !self.has_provider() {
+        if self.baseline_only() {
             return None;
         }
         self.try_call(|imp| imp.new_tally(stakes.into()).into_result())
@@ -679,7 +691,7 @@ pub type TxDecodeSlot = Slot<TxDecodeBox>;
 impl TxDecodeSlot {
     /// The transaction in each payload, or why it is not one.
     pub fn decode(&self, payloads: &[&[u8]]) -> Vec<Result<Transaction, String>> {
-        if self.has_provider() {
+        if !self.baseline_only() {
             let slices: Vec<RSlice<'_, u8>> = payloads.iter().map(|p| (*p).into()).collect();
             if let Some(out) = self.try_call(|imp| {
                 imp.decode(slices.as_slice().into()).into_result().map(|v| {
@@ -706,7 +718,7 @@ impl AccountReadSlot {
         accounts: &[Bytes32],
         below: impl Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
     ) -> Option<Vec<AccountState>> {
-        if !self.has_provider() {
+        if self.baseline_only() {
             return None;
         }
         let below = HostAccounts(below);
@@ -753,7 +765,7 @@ impl DurabilitySlot {
     where
         E: std::fmt::Display,
     {
-        if self.has_provider() {
+        if !self.baseline_only() {
             let wal = HostWal(|| sync().map_err(|e| PluginError::failed(e.to_string())));
             if self
                 .try_call(|imp| imp.make_durable(store, wal.as_wal()).into_result())
@@ -778,7 +790,7 @@ impl BroadcastSlot {
         msgs: &[dubchain_plugin_api::wire::Message],
         peers: usize,
     ) -> Option<Vec<Vec<SharedFrame>>> {
-        if !self.has_provider() {
+        if self.baseline_only() {
             return None;
         }
         self.try_call(|imp| {
@@ -796,7 +808,7 @@ pub type SendQueuesSlot = Slot<SendQueuesBox>;
 impl SendQueuesSlot {
     /// A fresh queue from the provider for peer `peer`, or `None` (use the baseline's).
     pub fn new_queue(&self, peer: u32) -> Option<SendQueueBox> {
-        if !self.has_provider() {
+        if self.baseline_only() {
             return None;
         }
         self.try_call(|imp| imp.new_queue(peer).into_result())
