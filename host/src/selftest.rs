@@ -6,8 +6,8 @@ use dubchain_plugin_api::{
     slots::{
         AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BroadcastBox,
         BufferPoolBox, ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn, MerkleRootsBox,
-        RecordCodecBox, SendQueuesBox, SigVerifyBox, TxDecodeBox, TxPoolBox, TxValidationBox,
-        VoteVerifyBox,
+        RecordCodecBox, SendQueuesBox, SigVerifyBox, TransportBox, TxDecodeBox, TxPoolBox,
+        TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -2049,5 +2049,176 @@ mod queue_seam {
         );
         let err = super::send_queue(&lossy).unwrap_err();
         assert!(err.contains("consensus frames"), "{err}");
+    }
+}
+
+/// Checks a `net.transport` object on three loopback TCP connections: payloads the far
+/// ends send (empty, small, 100 KiB) arrive in order, per peer; frames the host sends
+/// arrive at the far ends byte for byte, in order; and after `shutdown` the far ends see
+/// their connections close. Every wait is bounded.
+pub fn transport(imp: &TransportBox) -> Result<(), String> {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        os::fd::IntoRawFd,
+        sync::Mutex,
+        time::{Duration, Instant},
+    };
+
+    use abi_stable::{
+        sabi_trait::TD_Opaque,
+        std_types::{RArc, RResult, RVec},
+    };
+    use dubchain_plugin_api::{
+        slots::{InboundSink, InboundSink_TO, PeerSocket},
+        PluginError,
+    };
+
+    struct Collect(std::sync::Arc<Mutex<Vec<(u32, Vec<u8>)>>>);
+    impl InboundSink for Collect {
+        fn deliver(&self, peer: u32, payload: RVec<u8>) -> RResult<(), PluginError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((peer, payload.into_vec()));
+            RResult::ROk(())
+        }
+    }
+    let io = |e: std::io::Error| e.to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
+    let mut far: Vec<TcpStream> = Vec::new();
+    let mut sockets = Vec::new();
+    for peer in 0..3u32 {
+        let near = TcpStream::connect(addr).map_err(io)?;
+        let (other, _) = listener.accept().map_err(io)?;
+        other
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        far.push(other);
+        sockets.push(PeerSocket {
+            peer,
+            fd: near.into_raw_fd(),
+        });
+    }
+    let got = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let inbox = InboundSink_TO::from_value(Collect(got.clone()), TD_Opaque);
+    let conns = imp
+        .connect(sockets.as_slice().into(), inbox)
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let payloads: Vec<Vec<u8>> = vec![Vec::new(), b"hello".to_vec(), vec![7u8; 100 * 1024]];
+    let frame = |p: &[u8]| [&(p.len() as u32).to_be_bytes()[..], p].concat();
+    // In: each far end sends every payload, tagged with its peer.
+    for (peer, f) in far.iter_mut().enumerate() {
+        for p in &payloads {
+            let mut tagged = vec![peer as u8];
+            tagged.extend_from_slice(p);
+            f.write_all(&frame(&tagged)).map_err(io)?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap_or_else(|p| p.into_inner()).len() < 9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let got = got.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for peer in 0..3u32 {
+        let from: Vec<&Vec<u8>> = got
+            .iter()
+            .filter(|(p, _)| *p == peer)
+            .map(|(_, b)| b)
+            .collect();
+        let want: Vec<Vec<u8>> = payloads
+            .iter()
+            .map(|p| [vec![peer as u8], p.clone()].concat())
+            .collect();
+        if from.len() != want.len() || from.iter().zip(&want).any(|(a, b)| *a != b) {
+            return Err(format!(
+                "peer {peer} sent {} payloads; {} arrived, or not as sent",
+                want.len(),
+                from.len()
+            ));
+        }
+    }
+    // Out: the host sends each peer the frames; the far ends read them.
+    let frames: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
+    for peer in 0..3u32 {
+        let shared: Vec<_> = frames
+            .iter()
+            .map(|f| RArc::new(RVec::from(f.clone())))
+            .collect();
+        conns
+            .send(peer, shared.into())
+            .into_result()
+            .map_err(|e| e.to_string())?;
+    }
+    let expected = frames.concat();
+    for (peer, f) in far.iter_mut().enumerate() {
+        let mut buf = vec![0u8; expected.len()];
+        f.read_exact(&mut buf)
+            .map_err(|e| format!("peer {peer}: reading what the host sent: {e}"))?;
+        if buf != expected {
+            return Err(format!(
+                "peer {peer} received other bytes than the frames sent"
+            ));
+        }
+    }
+    conns.shutdown().into_result().map_err(|e| e.to_string())?;
+    for (peer, f) in far.iter_mut().enumerate() {
+        let mut one = [0u8; 1];
+        match f.read(&mut one) {
+            Ok(0) => {}
+            Ok(_) => return Err(format!("peer {peer} got bytes after the shutdown")),
+            Err(e) => return Err(format!("peer {peer}'s connection did not close: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The `net.transport` self-test against in-process transports: the thread-per-peer
+/// reference passes; the same delivering frames with their length prefix fails.
+#[cfg(test)]
+mod transport_seam {
+    use abi_stable::{
+        sabi_trait::TD_Opaque,
+        std_types::{RResult, RVec},
+    };
+    use dubchain_plugin_api::{slots::*, PluginError};
+
+    use crate::testing::ThreadTransport;
+
+    /// Hands the inner transport a sink that puts the length prefix back on.
+    struct Prefixing(ThreadTransport);
+
+    struct Prefix(InboundSinkBox);
+
+    impl InboundSink for Prefix {
+        fn deliver(&self, peer: u32, payload: RVec<u8>) -> RResult<(), PluginError> {
+            let mut framed = (payload.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&payload);
+            self.0.deliver(peer, framed.into())
+        }
+    }
+
+    impl Transport for Prefixing {
+        type Connections = <ThreadTransport as Transport>::Connections;
+        fn connect(
+            &self,
+            peers: &[PeerSocket],
+            inbound: InboundSinkBox,
+        ) -> Result<Self::Connections, PluginError> {
+            self.0.connect(
+                peers,
+                InboundSink_TO::from_value(Prefix(inbound), TD_Opaque),
+            )
+        }
+    }
+
+    #[test]
+    fn transport_self_test_accepts_threads_and_refuses_unframed_delivery() {
+        let ok = TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque);
+        super::transport(&ok).unwrap();
+        let raw = TransportFfi_TO::from_value(Guarded(Prefixing(ThreadTransport)), TD_Opaque);
+        assert!(super::transport(&raw).unwrap_err().contains("not as sent"));
     }
 }

@@ -20,7 +20,10 @@ use std::{
 
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
-use dubchain_plugin_api::slots::{BroadcastBox, SendQueueBox, SendQueuesBox, SharedFrame};
+use dubchain_plugin_api::slots::{
+    BroadcastBox, ConnectionsBox, InboundSinkBox, PeerSocket, SendQueueBox, SendQueuesBox,
+    SharedFrame, TransportBox,
+};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{
@@ -815,6 +818,24 @@ impl SendQueuesSlot {
     }
 }
 
+/// The `net.transport` slot (exclusive). Baseline: `node::net`'s reader and writer threads
+/// per peer, on blocking sockets.
+pub type TransportSlot = Slot<TransportBox>;
+
+impl TransportSlot {
+    /// The provider's running connections over `peers`, or `None` (run the threads).
+    pub fn connect(&self, peers: &[PeerSocket], inbound: InboundSinkBox) -> Option<ConnectionsBox> {
+        if self.baseline_only() {
+            return None;
+        }
+        let mut inbound = Some(inbound);
+        self.try_call(|imp| {
+            imp.connect(peers.into(), inbound.take().expect("moved once"))
+                .into_result()
+        })
+    }
+}
+
 /// The `consensus.vote_verify` slot (exclusive).
 pub type VoteVerifySlot = Slot<VoteVerifyBox>;
 /// The `crypto.merkle` slot (exclusive).
@@ -982,6 +1003,7 @@ macro_rules! with_slots {
             durability: DURABILITY => DurabilityBox, durability;
             broadcast: BROADCAST => BroadcastBox, broadcast;
             send_queue: SEND_QUEUE => SendQueuesBox, send_queue;
+            transport: TRANSPORT => TransportBox, transport;
         }
     };
 }

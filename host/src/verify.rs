@@ -687,6 +687,42 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
+/// Four nodes on loopback; one broadcasts a block's worth of transaction gossip and the
+/// other three receive all of it: with the host's threads, and with the provider's I/O.
+#[cfg(feature = "node")]
+fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use crate::node::net::{self, Message};
+    let msgs: Vec<Message> = workload::records(1, 1, 256)
+        .into_iter()
+        .filter_map(|r| match r {
+            dubchain_plugin_api::types::Record::Transaction(t) => Some(Message::Tx(t)),
+            dubchain_plugin_api::types::Record::Block(_) => None,
+        })
+        .collect();
+    let run = |slots: &crate::slot::Slots| {
+        let nodes = net::mesh(4, slots).expect("loopback connections");
+        nodes[0].0.broadcast(slots, &msgs);
+        for (_, inbox) in &nodes[1..] {
+            for _ in 0..msgs.len() {
+                inbox
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .expect("every frame arrives");
+            }
+        }
+        for (network, _) in nodes {
+            network.shutdown();
+        }
+    };
+    let none = crate::slot::Slots::default();
+    measure::compare(slot, 5, || run(&none), || run(&host.slots))
+}
+
+/// `plugin verify` is a command of `dubchain-perf`, which is built with the node.
+#[cfg(not(feature = "node"))]
+fn transport_ratio(_: &Host, slot: &str) -> measure::Comparison {
+    unreachable!("{slot}: measuring a transport needs the node's network (feature `node`)")
+}
+
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     let c = if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
@@ -827,6 +863,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         )
     } else if slot == SEND_QUEUE.id {
         send_queue_ratio(host, slot)
+    } else if slot == TRANSPORT.id {
+        transport_ratio(host, slot)
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
             .iter()

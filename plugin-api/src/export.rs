@@ -41,6 +41,7 @@ macro_rules! export_plugin {
         $(, durability: $durable:expr)?
         $(, broadcast: $bcast:expr)?
         $(, send_queue: $squeue:expr)?
+        $(, transport: $transport:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -87,6 +88,7 @@ macro_rules! export_plugin {
                 durability: $crate::__slot_factory!(durability $(, $durable)?),
                 broadcast: $crate::__slot_factory!(broadcast $(, $bcast)?),
                 send_queue: $crate::__slot_factory!(send_queue $(, $squeue)?),
+                transport: $crate::__slot_factory!(transport $(, $transport)?),
             }
             .leak_into_prefix()
         }
@@ -166,6 +168,9 @@ macro_rules! __slot_factory {
     };
     (send_queue, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, SendQueuesBox, SendQueuesFfi_TO)
+    };
+    (transport, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, TransportBox, TransportFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -177,6 +177,9 @@ pub struct PluginMod {
     /// Slot `net.send_queue` (API 0.1.2): per-peer send queues.
     pub send_queue:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::SendQueuesBox, PluginError>>,
+    /// Slot `net.transport` (API 0.1.2): the I/O of peer connections.
+    pub transport:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TransportBox, PluginError>>,
 }
 
 impl RootModule for PluginModRef {

@@ -224,6 +224,14 @@ pub const SEND_QUEUE: SlotInfo = SlotInfo {
     summary: "each peer's queue of outgoing frames: what waits, what is dropped (gossip only), what goes first",
 };
 
+/// The I/O of a node's peer connections.
+pub const TRANSPORT: SlotInfo = SlotInfo {
+    id: "net.transport",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "a node's peer sockets driven by the provider: frames cut and delivered in order, sends written in order",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -247,6 +255,7 @@ pub const ALL: &[SlotInfo] = &[
     DURABILITY,
     BROADCAST,
     SEND_QUEUE,
+    TRANSPORT,
 ];
 
 /// Looks a slot up by identifier.
@@ -1801,6 +1810,115 @@ impl<T: SendQueues> SendQueuesFfi for Guarded<T> {
         guard(|| {
             Ok(SendQueueFfi_TO::from_value(
                 Guarded(self.0.new_queue(peer)?),
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// net.transport
+
+/// One connected peer, as the host hands it to a `net.transport` provider: the peer's
+/// index and the socket's file descriptor (a connected, blocking TCP stream; the provider
+/// owns it from then on and closes it when it shuts down).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSocket {
+    /// The peer's index.
+    pub peer: u32,
+    /// The connected socket.
+    pub fd: i32,
+}
+
+/// Where a transport delivers what peers send: the host's inbox. Called from any thread.
+#[sabi_trait]
+pub trait InboundSink: Send + Sync {
+    /// A frame's payload (without its length prefix) from `peer`. An error means the host
+    /// is gone: stop reading.
+    #[sabi(last_prefix_field)]
+    fn deliver(&self, peer: u32, payload: RVec<u8>) -> RResult<(), PluginError>;
+}
+
+/// An owned [`InboundSink`].
+pub type InboundSinkBox = InboundSink_TO<'static, RBox<()>>;
+
+/// One node's running connections (see [`Transport`]).
+///
+/// * `send(peer, frames)`: queue whole frames (length prefix included) for `peer`, to be
+///   written in order; never blocks on the socket.
+/// * `shutdown()`: write what is queued, then close every socket and stop delivering;
+///   returns when done.
+pub trait Connections: Send + Sync + 'static {
+    /// See the trait docs.
+    fn send(&self, peer: u32, frames: Vec<SharedFrame>) -> Result<(), PluginError>;
+    /// See the trait docs.
+    fn shutdown(&self) -> Result<(), PluginError>;
+}
+
+/// FFI form of [`Connections`].
+#[sabi_trait]
+pub trait ConnectionsFfi: Send + Sync {
+    /// See [`Connections`].
+    fn send(&self, peer: u32, frames: RVec<SharedFrame>) -> RResult<(), PluginError>;
+    /// See [`Connections`].
+    #[sabi(last_prefix_field)]
+    fn shutdown(&self) -> RResult<(), PluginError>;
+}
+
+/// Owned connections.
+pub type ConnectionsBox = ConnectionsFfi_TO<'static, RBox<()>>;
+
+impl<T: Connections> ConnectionsFfi for Guarded<T> {
+    fn send(&self, peer: u32, frames: RVec<SharedFrame>) -> RResult<(), PluginError> {
+        guard(|| self.0.send(peer, frames.into_vec()))
+    }
+    fn shutdown(&self) -> RResult<(), PluginError> {
+        guard(|| self.0.shutdown())
+    }
+}
+
+/// Contract of `net.transport`: take over a node's connected peer sockets, cut what each
+/// peer sends into frames (4-byte big-endian length, payload; a frame over
+/// `crate::wire::MAX_FRAME` ends that peer's connection) and deliver every payload to
+/// `inbound` in the order the peer sent it, and write what the host sends, in order. How
+/// many threads (or a reactor) do the I/O is the provider's choice; the baseline spends a
+/// reader and a writer thread per peer, on blocking sockets.
+pub trait Transport: Send + Sync + 'static {
+    /// The connections type.
+    type Connections: Connections;
+    /// Starts the I/O on `peers`.
+    fn connect(
+        &self,
+        peers: &[PeerSocket],
+        inbound: InboundSinkBox,
+    ) -> Result<Self::Connections, PluginError>;
+}
+
+/// FFI form of [`Transport`].
+#[sabi_trait]
+pub trait TransportFfi: Send + Sync {
+    /// See [`Transport::connect`].
+    #[sabi(last_prefix_field)]
+    fn connect(
+        &self,
+        peers: RSlice<'_, PeerSocket>,
+        inbound: InboundSinkBox,
+    ) -> RResult<ConnectionsBox, PluginError>;
+}
+
+/// An owned `net.transport` implementation.
+pub type TransportBox = TransportFfi_TO<'static, RBox<()>>;
+
+impl<T: Transport> TransportFfi for Guarded<T> {
+    fn connect(
+        &self,
+        peers: RSlice<'_, PeerSocket>,
+        inbound: InboundSinkBox,
+    ) -> RResult<ConnectionsBox, PluginError> {
+        guard(|| {
+            Ok(ConnectionsFfi_TO::from_value(
+                Guarded(self.0.connect(peers.as_slice(), inbound)?),
                 abi_stable::sabi_trait::TD_Opaque,
             ))
         })

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Blob, Block, Bytes32, Transaction};
 
+/// Largest frame payload accepted: anything bigger is a broken or hostile peer.
+pub const MAX_FRAME: usize = 64 << 20;
+
 /// A message between peers.
 #[repr(C, u8)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]

@@ -776,3 +776,43 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
     );
     assert!(stale.map_or(true, |s| s.state_root != baseline.state_root));
 }
+
+#[test]
+fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
+    use dubchain_host::{
+        node::cluster::run_cluster,
+        slot::{BreakerConfig, Provider},
+        testing::ThreadTransport,
+    };
+    use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::TransportFfi_TO};
+    let host = Host::new(Default::default());
+    host.slots
+        .transport
+        .install(vec![std::sync::Arc::new(Provider::new(
+            "in_process_transport".into(),
+            "0.1.0".into(),
+            1,
+            TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque),
+            BreakerConfig::default(),
+        ))]);
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = run_cluster(
+        &host,
+        WorkloadConfig {
+            validators: 4,
+            ..small(5)
+        },
+        4,
+        tmp.path(),
+    )
+    .unwrap();
+    assert!(nodes
+        .iter()
+        .all(|n| n.head == nodes[0].head && n.head.height >= 4));
+    let status = host.slots.transport.status();
+    assert_eq!(
+        status.counters.calls, 4,
+        "each node's connections went to the provider"
+    );
+    assert_eq!(status.counters.errors, 0);
+}

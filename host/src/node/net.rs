@@ -23,8 +23,17 @@ use std::{
 };
 
 use abi_stable::std_types::{RArc, RVec};
-use dubchain_plugin_api::slots::{Outgoing, Popped, SendQueueBox, TrafficClass};
+use std::os::fd::IntoRawFd;
+
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
 use dubchain_plugin_api::types::Blob;
+use dubchain_plugin_api::{
+    slots::{
+        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, SendQueueBox,
+        TrafficClass,
+    },
+    PluginError,
+};
 
 use super::consensus::Vote;
 use crate::{
@@ -32,8 +41,7 @@ use crate::{
     slot::{BufferPoolSlot, FrameSendSlot, Slots},
 };
 
-/// Largest frame accepted: anything bigger is a broken or hostile peer.
-pub const MAX_FRAME: usize = 64 << 20;
+pub use dubchain_plugin_api::wire::MAX_FRAME;
 
 pub use dubchain_plugin_api::wire::Message;
 use dubchain_plugin_api::wire::{self, VoteWire, TAG_BLOCK, TAG_TX, TAG_VOTE};
@@ -89,6 +97,7 @@ pub fn decode(slots: &Slots, inbound: &[Inbound]) -> Vec<(usize, Result<Message,
 }
 
 struct Peer {
+    index: usize,
     stream: Mutex<TcpStream>,
     queue: Arc<PeerQueue>,
 }
@@ -182,12 +191,28 @@ impl PeerQueue {
     }
 }
 
-/// One node's connections to every other node.
+/// One node's connections to every other node: driven by its own reader and writer
+/// threads (the baseline), or by a `net.transport` provider.
 pub struct Network {
     pub index: usize,
     peers: Vec<Arc<Peer>>,
     readers: Vec<JoinHandle<()>>,
     writers: Vec<JoinHandle<()>>,
+    transport: Option<ConnectionsBox>,
+}
+
+/// The node's inbox, as a `net.transport` provider delivers to it.
+struct Inbox(Mutex<mpsc::Sender<Inbound>>);
+
+impl InboundSink for Inbox {
+    fn deliver(&self, peer: u32, payload: RVec<u8>) -> RResult<(), PluginError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((peer as usize, payload.into_vec()))
+            .map_err(|_| PluginError::failed("the node has stopped"))
+            .into()
+    }
 }
 
 /// The class of `msg` for send queues: blocks and votes are consensus traffic.
@@ -271,6 +296,12 @@ impl Network {
                     .collect()
             });
         for (p, frames) in self.peers.iter().zip(lists) {
+            if let Some(t) = &self.transport {
+                if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
+                    tracing::warn!(from = self.index, to = p.index, error = %e, "net.transport provider failed to take frames");
+                }
+                continue;
+            }
             p.queue.push(
                 frames
                     .into_iter()
@@ -287,6 +318,11 @@ impl Network {
     /// Lets every writer finish what is queued, then closes every connection and waits for
     /// the reader threads.
     pub fn shutdown(self) {
+        if let Some(t) = &self.transport {
+            if let Err(e) = t.shutdown().into_result() {
+                tracing::warn!(node = self.index, error = %e, "net.transport provider failed to shut down");
+            }
+        }
         for p in &self.peers {
             p.queue.close();
         }
@@ -304,6 +340,46 @@ impl Network {
             let _ = r.join();
         }
     }
+}
+
+/// `index`'s connections handed to the `net.transport` provider, if there is one and it
+/// takes them. It gets duplicates of the sockets: the host keeps its own, to close them at
+/// shutdown, or to run its threads on them if the provider refuses.
+fn with_transport(
+    slots: &Slots,
+    index: usize,
+    conns: &[(usize, TcpStream)],
+    tx: &mpsc::Sender<Inbound>,
+) -> io::Result<Option<Network>> {
+    if !slots.transport.has_provider() {
+        return Ok(None);
+    }
+    let mut sockets = Vec::with_capacity(conns.len());
+    for (peer, stream) in conns {
+        sockets.push(PeerSocket {
+            peer: *peer as u32,
+            fd: stream.try_clone()?.into_raw_fd(),
+        });
+    }
+    let inbox = InboundSink_TO::from_value(Inbox(Mutex::new(tx.clone())), TD_Opaque);
+    let Some(connections) = slots.transport.connect(&sockets, inbox) else {
+        return Ok(None);
+    };
+    let mut peers = Vec::with_capacity(conns.len());
+    for (peer, stream) in conns {
+        peers.push(Arc::new(Peer {
+            index: *peer,
+            stream: Mutex::new(stream.try_clone()?),
+            queue: Arc::new(PeerQueue::Fifo(baseline::FifoQueue::default())),
+        }));
+    }
+    Ok(Some(Network {
+        index,
+        peers,
+        readers: Vec::new(),
+        writers: Vec::new(),
+        transport: Some(connections),
+    }))
 }
 
 /// Connects `n` nodes on 127.0.0.1 in a full mesh, each peer with a reader thread and a
@@ -342,6 +418,10 @@ pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<
     let mut nodes = Vec::with_capacity(n);
     for (index, conns) in streams.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel();
+        if let Some(network) = with_transport(slots, index, &conns, &tx)? {
+            nodes.push((network, rx));
+            continue;
+        }
         let mut peers = Vec::new();
         let mut readers = Vec::new();
         let mut writers = Vec::new();
@@ -368,6 +448,7 @@ pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<
                     })?,
             );
             peers.push(Arc::new(Peer {
+                index: peer,
                 stream: Mutex::new(stream),
                 queue,
             }));
@@ -378,6 +459,7 @@ pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<
                 peers,
                 readers,
                 writers,
+                transport: None,
             },
             rx,
         ));
