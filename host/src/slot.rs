@@ -350,6 +350,18 @@ impl<I> Slot<I> {
         !self.stack.load().is_empty()
     }
 
+    /// Delivers a notification that keeps providers' caches coherent (`vm.storage`,
+    /// `storage.read`) to every provider, whatever its breaker says: one that missed a write
+    /// could serve stale answers once readmitted. A provider that fails `notify` is told to
+    /// `forget` the store; one that fails that too counts a failure.
+    fn notify_all(&self, notify: impl Fn(&I) -> bool, forget: impl Fn(&I) -> bool) {
+        for p in self.stack.load().iter() {
+            if !notify(&p.imp) && !forget(&p.imp) {
+                p.breaker.record_failure();
+            }
+        }
+    }
+
     /// True, counting the call (answered by the baseline), when no provider is installed.
     fn baseline_only(&self) -> bool {
         if self.has_provider() {
@@ -471,29 +483,20 @@ impl ContractStateSlot {
         self.try_call(|imp| imp.get(store, contract, key, below).into_result())
     }
 
-    /// Tells every provider of applied writes, whatever its breaker says (a provider that
-    /// missed a write could answer stale values once readmitted). A provider that fails to
-    /// take them is told to forget the store; one that fails that too counts a failure.
+    /// Tells every provider of applied writes (see `Slot::notify_all`).
     pub fn written(&self, store: u64, writes: &[ContractWrite]) {
         if writes.is_empty() {
             return;
         }
-        for p in self.stack.load().iter() {
-            if p.imp.written(store, writes.into()).into_result().is_err()
-                && p.imp.reset(store).into_result().is_err()
-            {
-                p.breaker.record_failure();
-            }
-        }
+        self.notify_all(
+            |imp| imp.written(store, writes.into()).into_result().is_ok(),
+            |imp| imp.reset(store).into_result().is_ok(),
+        );
     }
 
     /// Tells every provider that `store` was rolled back.
     pub fn reset(&self, store: u64) {
-        for p in self.stack.load().iter() {
-            if p.imp.reset(store).into_result().is_err() {
-                p.breaker.record_failure();
-            }
-        }
+        self.notify_all(|imp| imp.reset(store).into_result().is_ok(), |_| false);
     }
 }
 
@@ -732,25 +735,17 @@ impl AccountReadSlot {
         })
     }
 
-    /// Tells every provider of applied writes, whatever its breaker says; one that cannot
-    /// take them is told to forget the store (see `ContractStateSlot::written`).
+    /// Tells every provider of applied writes (see `Slot::notify_all`).
     pub fn written(&self, store: u64, writes: &[AccountEntry]) {
-        for p in self.stack.load().iter() {
-            if p.imp.written(store, writes.into()).into_result().is_err()
-                && p.imp.reset(store).into_result().is_err()
-            {
-                p.breaker.record_failure();
-            }
-        }
+        self.notify_all(
+            |imp| imp.written(store, writes.into()).into_result().is_ok(),
+            |imp| imp.reset(store).into_result().is_ok(),
+        );
     }
 
     /// Tells every provider that `store` was rolled back.
     pub fn reset(&self, store: u64) {
-        for p in self.stack.load().iter() {
-            if p.imp.reset(store).into_result().is_err() {
-                p.breaker.record_failure();
-            }
-        }
+        self.notify_all(|imp| imp.reset(store).into_result().is_ok(), |_| false);
     }
 }
 
