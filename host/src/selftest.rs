@@ -1236,13 +1236,7 @@ mod consensus_seam {
 /// (unknown or missing fields, bad hex, wrong lengths, overflowing numbers, an unknown
 /// kind, trailing bytes, invalid UTF-8, nothing at all).
 pub fn tx_payloads() -> Vec<(String, Vec<u8>)> {
-    let txs: Vec<dubchain_plugin_api::types::Transaction> = workload::records(0xdec0, 3, 40)
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Transaction(t) => Some(t),
-            Record::Block(_) => None,
-        })
-        .collect();
+    let txs = workload::transactions(0xdec0, 3, 40);
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for (i, tx) in txs.iter().enumerate() {
         out.push((
@@ -1509,78 +1503,21 @@ pub fn account_read(imp: &AccountReadBox) -> Result<(), String> {
     read(23, &accounts, "after a rollback")
 }
 
-/// The `storage.read` self-test against in-process caches.
+/// The `storage.read` self-test against in-process caches: the coherent reference cache
+/// passes; one that ignores announced writes fails.
 #[cfg(test)]
 mod read_seam {
-    use std::{collections::HashMap, sync::Mutex};
-
     use abi_stable::sabi_trait::TD_Opaque;
-    use dubchain_plugin_api::{
-        exec::{AccountEntry, AccountState},
-        slots::*,
-        types::Bytes32,
-        PluginError,
-    };
+    use dubchain_plugin_api::slots::{AccountReadFfi_TO, Guarded};
 
-    /// A read cache per store, coherent (or not) with the writes it is told of.
-    struct Cache {
-        heed_writes: bool,
-        seen: Mutex<HashMap<(u64, Bytes32), AccountState>>,
-    }
-
-    impl AccountRead for Cache {
-        fn get(
-            &self,
-            store: u64,
-            accounts: &[Bytes32],
-            below: &AccountSourceRef<'_>,
-        ) -> Result<Vec<AccountState>, PluginError> {
-            let mut seen = self.seen.lock().unwrap();
-            let missing: Vec<Bytes32> = accounts
-                .iter()
-                .filter(|a| !seen.contains_key(&(store, **a)))
-                .copied()
-                .collect();
-            if !missing.is_empty() {
-                let got = below.get(missing.as_slice().into()).into_result()?;
-                for (a, s) in missing.iter().zip(got.iter()) {
-                    seen.insert((store, *a), *s);
-                }
-            }
-            Ok(accounts.iter().map(|a| seen[&(store, *a)]).collect())
-        }
-        fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
-            if self.heed_writes {
-                let mut seen = self.seen.lock().unwrap();
-                for w in writes {
-                    seen.insert((store, w.account), w.state);
-                }
-            }
-            Ok(())
-        }
-        fn reset(&self, store: u64) -> Result<(), PluginError> {
-            self.seen.lock().unwrap().retain(|k, _| k.0 != store);
-            Ok(())
-        }
-    }
+    use crate::testing::AccountReadCache;
 
     #[test]
     fn account_read_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
-        let ok = AccountReadFfi_TO::from_value(
-            Guarded(Cache {
-                heed_writes: true,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
+        let ok = AccountReadFfi_TO::from_value(Guarded(AccountReadCache::new()), TD_Opaque);
         super::account_read(&ok).unwrap();
-        let stale = AccountReadFfi_TO::from_value(
-            Guarded(Cache {
-                heed_writes: false,
-                seen: Default::default(),
-            }),
-            TD_Opaque,
-        );
+        let stale =
+            AccountReadFfi_TO::from_value(Guarded(AccountReadCache::ignoring_writes()), TD_Opaque);
         assert!(super::account_read(&stale)
             .unwrap_err()
             .contains("after writes"));

@@ -301,3 +301,90 @@ impl dubchain_plugin_api::slots::Transport for ThreadTransport {
         })
     }
 }
+
+/// A reference `storage.read` implementation for tests and plugin authors: an account read
+/// cache per store, kept coherent by the writes and rollbacks the host announces.
+/// [`AccountReadCache::ignoring_writes`] makes the stale variant the self-test exists to
+/// refuse.
+#[derive(Debug, Default)]
+pub struct AccountReadCache {
+    ignore_writes: bool,
+    seen: Mutex<
+        std::collections::HashMap<
+            (u64, dubchain_plugin_api::types::Bytes32),
+            dubchain_plugin_api::exec::AccountState,
+        >,
+    >,
+    hits: Arc<AtomicU64>,
+}
+
+impl AccountReadCache {
+    /// A coherent cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A cache that ignores the writes it is told of, and so serves stale accounts.
+    pub fn ignoring_writes() -> Self {
+        AccountReadCache {
+            ignore_writes: true,
+            ..Self::default()
+        }
+    }
+
+    /// The count of reads answered from the cache, shared (it outlives the cache's move
+    /// into a slot).
+    pub fn hit_counter(&self) -> Arc<AtomicU64> {
+        self.hits.clone()
+    }
+}
+
+impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
+    fn get(
+        &self,
+        store: u64,
+        accounts: &[dubchain_plugin_api::types::Bytes32],
+        below: &dubchain_plugin_api::slots::AccountSourceRef<'_>,
+    ) -> Result<Vec<dubchain_plugin_api::exec::AccountState>, dubchain_plugin_api::PluginError>
+    {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(accounts.len());
+        for a in accounts {
+            let state = match seen.get(&(store, *a)) {
+                Some(s) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    *s
+                }
+                None => {
+                    let s = below.get(std::slice::from_ref(a).into()).into_result()?[0];
+                    seen.insert((store, *a), s);
+                    s
+                }
+            };
+            out.push(state);
+        }
+        Ok(out)
+    }
+
+    fn written(
+        &self,
+        store: u64,
+        writes: &[dubchain_plugin_api::exec::AccountEntry],
+    ) -> Result<(), dubchain_plugin_api::PluginError> {
+        if !self.ignore_writes {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            for w in writes {
+                seen.insert((store, w.account), w.state);
+            }
+        }
+        Ok(())
+    }
+
+    fn reset(&self, store: u64) -> Result<(), dubchain_plugin_api::PluginError> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k.0 != store);
+        Ok(())
+    }
+}

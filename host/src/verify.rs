@@ -692,12 +692,9 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
 #[cfg(feature = "node")]
 fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
     use crate::node::net::{self, Message};
-    let msgs: Vec<Message> = workload::records(1, 1, 256)
+    let msgs: Vec<Message> = workload::transactions(1, 1, 256)
         .into_iter()
-        .filter_map(|r| match r {
-            dubchain_plugin_api::types::Record::Transaction(t) => Some(Message::Tx(t)),
-            dubchain_plugin_api::types::Record::Block(_) => None,
-        })
+        .map(Message::Tx)
         .collect();
     let run = |slots: &crate::slot::Slots| {
         let nodes = net::mesh(4, slots).expect("loopback connections");
@@ -841,14 +838,9 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
         durability_ratio(host, slot)
     } else if slot == BROADCAST.id {
         // A block's worth of transaction gossip to 16 peers.
-        let msgs: Vec<dubchain_plugin_api::wire::Message> = workload::records(1, 1, 256)
+        let msgs: Vec<dubchain_plugin_api::wire::Message> = workload::transactions(1, 1, 256)
             .into_iter()
-            .filter_map(|r| match r {
-                dubchain_plugin_api::types::Record::Transaction(t) => {
-                    Some(dubchain_plugin_api::wire::Message::Tx(t))
-                }
-                dubchain_plugin_api::types::Record::Block(_) => None,
-            })
+            .map(dubchain_plugin_api::wire::Message::Tx)
             .collect();
         measure::compare(
             slot,
@@ -866,12 +858,9 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     } else if slot == TRANSPORT.id {
         transport_ratio(host, slot)
     } else if slot == TX_DECODE.id {
-        let payloads: Vec<Vec<u8>> = workload::records(1, 8, 256)
+        let payloads: Vec<Vec<u8>> = workload::transactions(1, 8, 256)
             .iter()
-            .filter_map(|r| match r {
-                dubchain_plugin_api::types::Record::Transaction(t) => serde_json::to_vec(t).ok(),
-                dubchain_plugin_api::types::Record::Block(_) => None,
-            })
+            .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
             .collect();
         let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
         measure::compare(

@@ -206,6 +206,18 @@ fn sign_with_mixed_key(signer: &SigningKey, msg: &[u8]) -> ([u8; 32], [u8; 64]) 
     (mixed, sig)
 }
 
+/// The transactions of [`records`]`(seed, blocks, txs)`: every kind, as a chain carries
+/// them (`blocks * txs` of them).
+pub fn transactions(seed: u64, blocks: usize, txs: usize) -> Vec<Transaction> {
+    records(seed, blocks, txs)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Transaction(t) => Some(t),
+            Record::Block(_) => None,
+        })
+        .collect()
+}
+
 /// `blocks` blocks of `txs` transactions each, plus those transactions on their own, as
 /// stored records. Values are random but well formed, with signatures from real keys.
 pub fn records(seed: u64, blocks: usize, txs: usize) -> Vec<Record> {

@@ -21,10 +21,8 @@ use dubchain_host::{
     Host,
 };
 use dubchain_plugin_api::{
-    exec::{AccountEntry, AccountState},
-    slots::{AccountRead, AccountReadFfi_TO, AccountSourceRef, Guarded},
+    slots::{AccountReadFfi_TO, Guarded},
     types::{Blob, Bytes32, Bytes64, Transaction, TxKind},
-    PluginError,
 };
 use dubchain_tests::{dubchain_perf, load, test_host, PluginDir};
 use ed25519_dalek::{Signer, SigningKey};
@@ -663,78 +661,13 @@ fn four_nodes_on_loopback_converge_on_the_same_chain() {
     }
 }
 
-/// An account read cache, in process: coherent if it heeds the writes it is told of.
-struct ReadCache {
-    heed_writes: bool,
-    seen: std::sync::Mutex<std::collections::HashMap<(u64, Bytes32), AccountState>>,
-    hits: std::sync::atomic::AtomicU64,
-}
-
-impl AccountRead for ReadCache {
-    fn get(
-        &self,
-        store: u64,
-        accounts: &[Bytes32],
-        below: &AccountSourceRef<'_>,
-    ) -> Result<Vec<AccountState>, PluginError> {
-        let mut seen = self.seen.lock().unwrap();
-        let mut out = Vec::with_capacity(accounts.len());
-        for a in accounts {
-            let s = match seen.get(&(store, *a)) {
-                Some(s) => {
-                    self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    *s
-                }
-                None => {
-                    let s = below.get(std::slice::from_ref(a).into()).into_result()?[0];
-                    seen.insert((store, *a), s);
-                    s
-                }
-            };
-            out.push(s);
-        }
-        Ok(out)
-    }
-    fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
-        if self.heed_writes {
-            let mut seen = self.seen.lock().unwrap();
-            for w in writes {
-                seen.insert((store, w.account), w.state);
-            }
-        }
-        Ok(())
-    }
-    fn reset(&self, store: u64) -> Result<(), PluginError> {
-        self.seen.lock().unwrap().retain(|k, _| k.0 != store);
-        Ok(())
-    }
-}
-
-fn host_with_read_cache(heed_writes: bool) -> (Host, std::sync::Arc<ReadCache>) {
+/// A host whose `storage.read` slot holds an in-process cache; its hit counter.
+fn host_with_read_cache(
+    cache: dubchain_host::testing::AccountReadCache,
+) -> (Host, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use dubchain_host::slot::{BreakerConfig, Provider};
     use dubchain_plugin_api::abi_stable::sabi_trait::TD_Opaque;
-    struct Shared(std::sync::Arc<ReadCache>);
-    impl AccountRead for Shared {
-        fn get(
-            &self,
-            store: u64,
-            accounts: &[Bytes32],
-            below: &AccountSourceRef<'_>,
-        ) -> Result<Vec<AccountState>, PluginError> {
-            self.0.get(store, accounts, below)
-        }
-        fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
-            self.0.written(store, writes)
-        }
-        fn reset(&self, store: u64) -> Result<(), PluginError> {
-            self.0.reset(store)
-        }
-    }
-    let cache = std::sync::Arc::new(ReadCache {
-        heed_writes,
-        seen: Default::default(),
-        hits: Default::default(),
-    });
+    let hits = cache.hit_counter();
     let host = Host::new(Default::default());
     host.slots
         .account_read
@@ -742,10 +675,10 @@ fn host_with_read_cache(heed_writes: bool) -> (Host, std::sync::Arc<ReadCache>) 
             "in_process_read_cache".into(),
             "0.1.0".into(),
             1,
-            AccountReadFfi_TO::from_value(Guarded(Shared(cache.clone())), TD_Opaque),
+            AccountReadFfi_TO::from_value(Guarded(cache), TD_Opaque),
             BreakerConfig::default(),
         ))]);
-    (host, cache)
+    (host, hits)
 }
 
 #[test]
@@ -757,14 +690,15 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
         8,
         &tmp.path().join("base"),
     );
-    let (host, cache) = host_with_read_cache(true);
+    let (host, hits) = host_with_read_cache(dubchain_host::testing::AccountReadCache::new());
     let cached = chain(&host, 9, 8, &tmp.path().join("cached"));
     assert_eq!(cached.block_hashes, baseline.block_hashes);
     assert_eq!(cached.state_root, baseline.state_root);
-    assert!(cache.hits.load(std::sync::atomic::Ordering::Relaxed) > 100);
+    assert!(hits.load(std::sync::atomic::Ordering::Relaxed) > 100);
     // A cache that ignores the writes it is told of serves stale balances and nonces: the
     // chain it produces is not the baseline's (which is what the self-test refuses).
-    let (host, _) = host_with_read_cache(false);
+    let (host, _) =
+        host_with_read_cache(dubchain_host::testing::AccountReadCache::ignoring_writes());
     let stale = run_chain(
         &host,
         &ChainConfig {

@@ -186,7 +186,7 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Admits gossiped transactions, in one batch.
+    /// Admits transactions (gossiped, or this node's own), in one batch.
     fn admit(&mut self, txs: Vec<dubchain_plugin_api::types::Transaction>) -> Result<(), RunError> {
         if !txs.is_empty() {
             self.mempool.admit_with(
@@ -264,12 +264,7 @@ impl<'a> Node<'a> {
         // Gossip: the block's transactions queued for each peer at once.
         let gossip: Vec<Message> = txs.iter().cloned().map(Message::Tx).collect();
         net.broadcast(&self.host.slots, &gossip);
-        self.mempool.admit_with(
-            txs,
-            &self.host.slots.sig_verify,
-            Some(&self.host.slots.tx_validation),
-            &self.store,
-        )?;
+        self.admit(txs)?;
         let proposer = self.workload.proposer(height);
         let (b, _) = block::produce(
             self.host,

@@ -102,92 +102,67 @@ struct Peer {
     queue: Arc<PeerQueue>,
 }
 
-/// A peer's queue of outgoing frames: the baseline's FIFO, or a `net.send_queue`
-/// provider's queue with a FIFO to fall back on (for good) if it fails. Frames the failed
-/// queue still held are lost.
-enum PeerQueue {
-    Fifo(baseline::FifoQueue),
-    Plugin {
-        queue: SendQueueBox,
-        failed: AtomicBool,
-        fallback: baseline::FifoQueue,
-    },
+/// A peer's queue of outgoing frames: a `net.send_queue` provider's queue if there is one,
+/// and the baseline's FIFO, which takes over for good if the provider's fails. Frames the
+/// failed queue still held are lost.
+struct PeerQueue {
+    provider: Option<SendQueueBox>,
+    failed: AtomicBool,
+    fifo: baseline::FifoQueue,
 }
 
 impl PeerQueue {
-    fn new(slots: &Slots, peer: usize) -> PeerQueue {
-        match slots.send_queue.new_queue(peer as u32) {
-            Some(queue) => PeerQueue::Plugin {
-                queue,
-                failed: AtomicBool::new(false),
-                fallback: baseline::FifoQueue::default(),
-            },
-            None => PeerQueue::Fifo(baseline::FifoQueue::default()),
+    fn new(provider: Option<SendQueueBox>) -> PeerQueue {
+        PeerQueue {
+            provider,
+            failed: AtomicBool::new(false),
+            fifo: baseline::FifoQueue::default(),
+        }
+    }
+
+    /// The provider's answer to `call`, or `None` when there is no provider or it has
+    /// failed (now or before).
+    fn with_provider<T>(
+        &self,
+        call: impl FnOnce(&SendQueueBox) -> RResult<T, PluginError>,
+    ) -> Option<T> {
+        let queue = self
+            .provider
+            .as_ref()
+            .filter(|_| !self.failed.load(Relaxed))?;
+        match call(queue).into_result() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
+                self.failed.store(true, Relaxed);
+                None
+            }
         }
     }
 
     fn push(&self, frames: Vec<Outgoing>) {
-        match self {
-            PeerQueue::Fifo(q) => q.push(frames),
-            PeerQueue::Plugin {
-                queue,
-                failed,
-                fallback,
-            } => {
-                if !failed.load(Relaxed) {
-                    match queue.push(frames.clone().into()).into_result() {
-                        Ok(_dropped) => return,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
-                            failed.store(true, Relaxed);
-                        }
-                    }
-                }
-                fallback.push(frames);
-            }
+        if self
+            .with_provider(|q| q.push(frames.clone().into()))
+            .is_none()
+        {
+            self.fifo.push(frames);
         }
     }
 
     fn pop(&self, max: usize, wait: Duration) -> Popped {
-        match self {
-            PeerQueue::Fifo(q) => q.pop(max, wait),
-            PeerQueue::Plugin {
-                queue,
-                failed,
-                fallback,
-            } => {
-                if !failed.load(Relaxed) {
-                    match queue.pop(max as u64, wait.as_millis() as u64).into_result() {
-                        Ok(p) => return p,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
-                            failed.store(true, Relaxed);
-                        }
-                    }
-                }
-                fallback.pop(max, wait)
-            }
-        }
+        self.with_provider(|q| q.pop(max as u64, wait.as_millis() as u64))
+            .unwrap_or_else(|| self.fifo.pop(max, wait))
     }
 
     fn written(&self, bytes: usize, took: Duration) {
-        if let PeerQueue::Plugin { queue, failed, .. } = self {
-            if !failed.load(Relaxed) {
-                let _ = queue.written(bytes as u64, took.as_micros() as u64);
-            }
-        }
+        self.with_provider(|q| q.written(bytes as u64, took.as_micros() as u64));
     }
 
     fn close(&self) {
-        match self {
-            PeerQueue::Fifo(q) => q.close(),
-            PeerQueue::Plugin {
-                queue, fallback, ..
-            } => {
-                let _ = queue.close();
-                fallback.close();
-            }
+        if let Some(q) = &self.provider {
+            let _ = q.close();
         }
+        self.fifo.close();
     }
 }
 
@@ -370,7 +345,7 @@ fn with_transport(
         peers.push(Arc::new(Peer {
             index: *peer,
             stream: Mutex::new(stream.try_clone()?),
-            queue: Arc::new(PeerQueue::Fifo(baseline::FifoQueue::default())),
+            queue: Arc::new(PeerQueue::new(None)),
         }));
     }
     Ok(Some(Network {
@@ -426,7 +401,7 @@ pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<
         let mut readers = Vec::new();
         let mut writers = Vec::new();
         for (peer, stream) in conns {
-            let queue = Arc::new(PeerQueue::new(slots, peer));
+            let queue = Arc::new(PeerQueue::new(slots.send_queue.new_queue(peer as u32)));
             let (q, mut out) = (queue.clone(), stream.try_clone()?);
             let (send, pool) = (slots.frame_send.clone(), slots.buffer_pool.clone());
             writers.push(
