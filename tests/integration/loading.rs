@@ -19,9 +19,17 @@ fn assert_serves_baseline_answers(host: &dubchain_host::Host) {
 /// Loads fixture `name` (as a `crypto.sig_verify` provider with `extra` manifest TOML) and
 /// returns the single load error.
 fn load_error(name: &str, extra: &str, config: &str) -> (LoadError, dubchain_host::Host) {
+    load_error_on(test_host(), name, extra, config)
+}
+
+fn load_error_on(
+    host: dubchain_host::Host,
+    name: &str,
+    extra: &str,
+    config: &str,
+) -> (LoadError, dubchain_host::Host) {
     let dir = PluginDir::new();
     dir.add_fixture(name, SIG_VERIFY.id, extra);
-    let host = test_host();
     let mut report = load(&host, &dir, &[name], config);
     assert_eq!(
         report.failed.len(),
@@ -222,7 +230,14 @@ fn slot_not_exported() {
 
 #[test]
 fn panic_in_init() {
-    let (e, _) = load_error("fixture_panics", "", "panic_in_init = true\n");
+    // The panic hook prints a backtrace before init returns; symbolising it in a large test
+    // binary on a loaded machine can outlast the test host's short deadline, so this test
+    // gives init a generous one (it is about the panic, not about the deadline).
+    let host = dubchain_host::Host::new(dubchain_host::host::HostOptions {
+        init_timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    });
+    let (e, _) = load_error_on(host, "fixture_panics", "", "panic_in_init = true\n");
     let LoadError::InitFailed { error, .. } = &e else {
         panic!("{e}")
     };
