@@ -53,7 +53,9 @@ impl TestHost {
         let plugin_dir = root.join("plugins");
         std::fs::create_dir_all(&plugin_dir).expect("create plugin dir");
         let host = Arc::new(Host::new(HostOptions {
-            init_timeout: Duration::from_secs(3),
+            // Long enough for a plugin that panics in init to have its backtrace printed
+            // (slow to symbolise on a loaded machine) before the deadline.
+            init_timeout: Duration::from_secs(20),
             breaker: BreakerConfig {
                 failure_threshold: 3,
                 backoff_ms: 100,
