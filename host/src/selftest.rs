@@ -4,10 +4,10 @@
 
 use dubchain_plugin_api::{
     slots::{
-        AccountReadBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox, BroadcastBox,
-        BufferPoolBox, ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn, MerkleRootsBox,
-        RecordCodecBox, SendQueuesBox, SigVerifyBox, TransportBox, TxDecodeBox, TxPoolBox,
-        TxValidationBox, VoteVerifyBox,
+        AccountReadBox, BlockCommitBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox,
+        BroadcastBox, BufferPoolBox, ConsensusStatesBox, DurabilityBox, FrameSendBox, LowerFn,
+        MerkleRootsBox, RecordCodecBox, SendQueuesBox, SigVerifyBox, TransportBox, TxDecodeBox,
+        TxPoolBox, TxValidationBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -1521,6 +1521,263 @@ mod read_seam {
         assert!(super::account_read(&stale)
             .unwrap_err()
             .contains("after writes"));
+    }
+}
+
+/// Checks a `storage.commit` object against a model of a block's write set (a `BTreeMap`,
+/// last write per key): two blocks' sets open at once (they must not share writes), each fed
+/// generated writes and deletes over keys chosen to be awkward (a key that is a prefix of
+/// another, keys that differ in their last byte, `0xff` bytes, the empty key, empty values
+/// as opposed to deletes, deletes of keys never written), with every `read` and `held`
+/// (for several prefixes, the empty one included) checked along the way, then `drain`ed
+/// and checked empty afterwards.
+pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
+    use abi_stable::std_types::{ROption, RSlice};
+    use dubchain_plugin_api::slots::{BlockWritesBox, Held, KvWrite};
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+    let keys: Vec<Vec<u8>> = vec![
+        b"a/".to_vec(),
+        b"a/\x00".to_vec(),
+        b"a/\x00\x00".to_vec(),
+        b"a/\x01".to_vec(),
+        b"a/\xff".to_vec(),
+        b"a/\xff\xff".to_vec(),
+        b"a0".to_vec(),
+        b"a".to_vec(),
+        b"s/".to_vec(),
+        [
+            b"s/".as_slice(),
+            &[7; 32],
+            &0x8000_0000_0000_0000u64.to_be_bytes(),
+        ]
+        .concat(),
+        [
+            b"s/".as_slice(),
+            &[7; 32],
+            &0x7fff_ffff_ffff_ffffu64.to_be_bytes(),
+        ]
+        .concat(),
+        [b"s/".as_slice(), &[7; 33]].concat(),
+        vec![0xff; 3],
+        Vec::new(),
+    ];
+    let prefixes: [&[u8]; 6] = [b"", b"a", b"a/", b"a/\x00", b"s/", b"\xff"];
+    let fail = |what: &str, e: dubchain_plugin_api::PluginError| format!("{what}: {e}");
+    let expected_held = |m: &Model, prefix: &[u8]| -> Vec<KvWrite> {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| KvWrite {
+                key: k.clone().into(),
+                value: v.clone().map(Into::into).into(),
+            })
+            .collect()
+    };
+    let check = |set: &BlockWritesBox, m: &Model, when: &str| -> Result<(), String> {
+        for k in &keys {
+            let want = match m.get(k) {
+                None => Held::NotHeld,
+                Some(None) => Held::Deleted,
+                Some(Some(v)) => Held::Value(v.clone().into()),
+            };
+            let got = set
+                .read(RSlice::from_slice(k))
+                .into_result()
+                .map_err(|e| fail("read", e))?;
+            if got != want {
+                return Err(format!(
+                    "{when}: read of key {k:?} answered {got:?}, the block's last write is {want:?}"
+                ));
+            }
+        }
+        for p in prefixes {
+            let got = set
+                .held(RSlice::from_slice(p))
+                .into_result()
+                .map_err(|e| fail("held", e))?;
+            let want = expected_held(m, p);
+            if got.as_slice() != want.as_slice() {
+                return Err(format!(
+                    "{when}: held({p:?}) answered {} writes, the block holds {} under it (first difference at {})",
+                    got.len(),
+                    want.len(),
+                    got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()))
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0_1117);
+    let mut sets: Vec<(BlockWritesBox, Model)> = Vec::new();
+    for height in [7u64, 8] {
+        let set = imp
+            .begin(height)
+            .into_result()
+            .map_err(|e| fail("begin", e))?;
+        sets.push((set, Model::new()));
+    }
+    for (i, (set, _)) in sets.iter().enumerate() {
+        check(set, &Model::new(), &format!("set {i} before any write"))?;
+    }
+    for step in 0..400 {
+        let which = rng.gen_range(0..sets.len());
+        let (set, m) = &mut sets[which];
+        let key = keys[rng.gen_range(0..keys.len())].clone();
+        let value: Option<Vec<u8>> = match rng.gen_range(0..5) {
+            0 => None,
+            1 => Some(Vec::new()),
+            2 => Some(vec![0; rng.gen_range(1..4)]),
+            3 => Some(vec![0xff; 4_096]),
+            _ => Some(format!("{{\"step\":{step}}}").into_bytes()),
+        };
+        set.write(
+            RSlice::from_slice(&key),
+            value.as_deref().map(RSlice::from_slice).into(),
+        )
+        .into_result()
+        .map_err(|e| fail("write", e))?;
+        m.insert(key, value);
+        if step % 37 == 0 {
+            check(set, m, &format!("set {which} after write {step}"))?;
+        }
+    }
+    for (i, (set, m)) in sets.iter_mut().enumerate() {
+        check(set, m, &format!("set {i} after every write"))?;
+        let got = set.drain().into_result().map_err(|e| fail("drain", e))?;
+        let want = expected_held(m, b"");
+        if got.as_slice() != want.as_slice() {
+            let first = got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(want.len()));
+            return Err(format!(
+                "set {i}: drain answered {} writes for {} keys written; first difference at {first}: {:?} for {:?}",
+                got.len(),
+                want.len(),
+                got.get(first).map(|w| (w.key.as_slice(), w.value.as_ref().map(|v| v.len()))),
+                want.get(first).map(|w| (w.key.as_slice(), w.value.as_ref().map(|v| v.len()))),
+            ));
+        }
+        check(set, &Model::new(), &format!("set {i} after drain"))?;
+        if !set
+            .drain()
+            .into_result()
+            .map_err(|e| fail("drain", e))?
+            .is_empty()
+        {
+            return Err(format!("set {i}: a second drain answered writes"));
+        }
+    }
+    // A set that is dropped without a drain (a rolled-back block) leaves nothing behind.
+    let mut dropped = imp.begin(9).into_result().map_err(|e| fail("begin", e))?;
+    dropped
+        .write(
+            RSlice::from_slice(b"a/x"),
+            ROption::RSome(RSlice::from_slice(b"1")),
+        )
+        .into_result()
+        .map_err(|e| fail("write", e))?;
+    drop(dropped);
+    let fresh = imp.begin(9).into_result().map_err(|e| fail("begin", e))?;
+    check(&fresh, &Model::new(), "a new set after one was dropped")
+}
+
+/// The `storage.commit` self-test against in-process write sets: the reference passes; the
+/// mistakes a batching write set can make are each refused.
+#[cfg(test)]
+mod commit_seam {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex},
+    };
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{
+        slots::{BlockCommit, BlockCommitFfi_TO, BlockWrites, Guarded, Held, KvWrite},
+        PluginError,
+    };
+
+    use crate::testing::BatchedWrites;
+
+    #[derive(Clone, Copy)]
+    enum Mistake {
+        /// Keeps a key's first write instead of its last.
+        FirstWriteWins,
+        /// Forgets a key when it is deleted, so the store's old value shows through.
+        DeleteForgets,
+        /// One map for every block.
+        Shared,
+    }
+
+    struct Wrong(Mistake, Arc<Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>>>);
+
+    impl BlockWrites for Wrong {
+        fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), PluginError> {
+            let mut m = self.1.lock().unwrap();
+            match (self.0, value) {
+                (Mistake::FirstWriteWins, _) if m.contains_key(key) => {}
+                (Mistake::DeleteForgets, None) => drop(m.remove(key)),
+                _ => drop(m.insert(key.to_vec(), value.map(<[u8]>::to_vec))),
+            }
+            Ok(())
+        }
+        fn read(&self, key: &[u8]) -> Result<Held, PluginError> {
+            Ok(match self.1.lock().unwrap().get(key) {
+                None => Held::NotHeld,
+                Some(None) => Held::Deleted,
+                Some(Some(v)) => Held::Value(v.clone().into()),
+            })
+        }
+        fn held(&self, prefix: &[u8]) -> Result<Vec<KvWrite>, PluginError> {
+            Ok(self
+                .1
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| KvWrite {
+                    key: k.clone().into(),
+                    value: v.clone().map(Into::into).into(),
+                })
+                .collect())
+        }
+        fn drain(&mut self) -> Result<Vec<KvWrite>, PluginError> {
+            let out = self.held(b"")?;
+            self.1.lock().unwrap().clear();
+            Ok(out)
+        }
+    }
+
+    struct WrongFactory(Mistake, Arc<Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>>>);
+
+    impl BlockCommit for WrongFactory {
+        type Writes = Wrong;
+        fn begin(&self, _: u64) -> Result<Wrong, PluginError> {
+            Ok(match self.0 {
+                Mistake::Shared => Wrong(self.0, self.1.clone()),
+                _ => Wrong(self.0, Default::default()),
+            })
+        }
+    }
+
+    #[test]
+    fn block_commit_self_test_accepts_the_reference_and_refuses_each_mistake() {
+        let ok = BlockCommitFfi_TO::from_value(Guarded(BatchedWrites::new()), TD_Opaque);
+        super::block_commit(&ok).unwrap();
+        for (mistake, says) in [
+            (Mistake::FirstWriteWins, "the block's last write"),
+            (Mistake::DeleteForgets, "Deleted"),
+            (Mistake::Shared, "set 0"),
+        ] {
+            let wrong = BlockCommitFfi_TO::from_value(
+                Guarded(WrongFactory(mistake, Default::default())),
+                TD_Opaque,
+            );
+            let err = super::block_commit(&wrong).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 }
 

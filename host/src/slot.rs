@@ -27,12 +27,13 @@ use dubchain_plugin_api::slots::{
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{
-        AccountReadBox, BlockCheck, BlockExecutionBox, BlockOutcome, BlockReclaimBox,
-        BlockValidationBox, BufferPoolBox, CallRequest, CallResult, CodeLoaderBox, CodeSourceRef,
-        ConsensusStatesBox, ContractStateBox, ContractStoreRef, ContractWrite, DurabilityBox,
-        FrameSendBox, FrameSink, FrameSink_TO, HostAccounts, HostWal, LoadedCode, LowerFn,
-        MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox,
-        TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox, VoteVerifyBox,
+        AccountReadBox, BlockCheck, BlockCommitBox, BlockExecutionBox, BlockOutcome,
+        BlockReclaimBox, BlockValidationBox, BlockWritesBox, BufferPoolBox, CallRequest,
+        CallResult, CodeLoaderBox, CodeSourceRef, ConsensusStatesBox, ContractStateBox,
+        ContractStoreRef, ContractWrite, DurabilityBox, FrameSendBox, FrameSink, FrameSink_TO,
+        HostAccounts, HostWal, LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox,
+        ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox,
+        TxValidationBox, VoteTallyBox, VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -359,6 +360,21 @@ impl<I> Slot<I> {
             if !notify(&p.imp) && !forget(&p.imp) {
                 p.breaker.record_failure();
             }
+        }
+    }
+
+    /// Records that an object the active provider made (a `storage.commit` write set)
+    /// failed a call: counted, remembered and fed to the breaker like a failed call of the
+    /// provider itself, so that a provider whose objects keep failing is set aside.
+    pub fn object_failed(&self, what: &str, e: &PluginError) {
+        self.counters.errors.fetch_add(1, Relaxed);
+        self.counters.fallbacks.fetch_add(1, Relaxed);
+        if let Some(p) = self.stack.load().last() {
+            p.counters.errors.fetch_add(1, Relaxed);
+            p.counters.fallbacks.fetch_add(1, Relaxed);
+            p.breaker.record_failure();
+            *p.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
+            tracing::warn!(slot = self.id, plugin = %p.label(), call = what, error = %e, "an object of the plugin failed; the host falls back");
         }
     }
 
@@ -776,6 +792,21 @@ impl DurabilitySlot {
     }
 }
 
+/// The `storage.commit` slot (exclusive). Baseline: each write goes to the store at once,
+/// one put per key after its undo entry (`node::state::BlockWriter`). A store asks for a
+/// write set at the start of every block.
+pub type BlockCommitSlot = Slot<BlockCommitBox>;
+
+impl BlockCommitSlot {
+    /// A fresh write set for block `height` from the provider, or `None` (write through).
+    pub fn begin(&self, height: u64) -> Option<BlockWritesBox> {
+        if self.baseline_only() {
+            return None;
+        }
+        self.try_call(|imp| imp.begin(height).into_result())
+    }
+}
+
 /// The `net.broadcast` slot (exclusive). Baseline: every message serialised into a frame
 /// once per peer, in a buffer from `mem.buffer_pool` (`node::net::Network::broadcast`).
 pub type BroadcastSlot = Slot<BroadcastBox>;
@@ -999,6 +1030,7 @@ macro_rules! with_slots {
             broadcast: BROADCAST => BroadcastBox, broadcast;
             send_queue: SEND_QUEUE => SendQueuesBox, send_queue;
             transport: TRANSPORT => TransportBox, transport;
+            block_commit: BLOCK_COMMIT => BlockCommitBox, block_commit;
         }
     };
 }

@@ -390,3 +390,121 @@ impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
         Ok(())
     }
 }
+
+/// A reference `storage.commit` implementation for tests and plugin authors: each block's
+/// writes in a `BTreeMap` (the last write of a key replaces the earlier ones), handed over
+/// in key order. [`BatchedWrites::failing`] makes one that fails a given call at a given
+/// height, to exercise the host's fallback.
+#[derive(Debug, Default)]
+pub struct BatchedWrites {
+    fail: Option<(u64, &'static str)>,
+    begun: Arc<AtomicU64>,
+}
+
+impl BatchedWrites {
+    /// A correct write-set factory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One whose write set for block `height` fails its first `call` (`"write"`, `"read"`,
+    /// `"held"` or `"drain"`).
+    pub fn failing(height: u64, call: &'static str) -> Self {
+        BatchedWrites {
+            fail: Some((height, call)),
+            ..Self::default()
+        }
+    }
+
+    /// The count of write sets made, shared (it outlives the factory's move into a slot).
+    pub fn begun_counter(&self) -> Arc<AtomicU64> {
+        self.begun.clone()
+    }
+}
+
+/// One block's writes held by [`BatchedWrites`].
+#[derive(Debug, Default)]
+pub struct HeldWrites {
+    writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    fail: Option<&'static str>,
+}
+
+impl HeldWrites {
+    fn injected(&self, call: &str) -> Result<(), dubchain_plugin_api::PluginError> {
+        match self.fail {
+            Some(f) if f == call => Err(dubchain_plugin_api::PluginError::failed(format!(
+                "injected failure of {call}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn entries<'a>(
+        pairs: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+    ) -> Vec<dubchain_plugin_api::slots::KvWrite> {
+        pairs
+            .map(|(k, v)| dubchain_plugin_api::slots::KvWrite {
+                key: k.clone().into(),
+                value: v.clone().map(Into::into).into(),
+            })
+            .collect()
+    }
+}
+
+impl dubchain_plugin_api::slots::BlockWrites for HeldWrites {
+    fn write(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), dubchain_plugin_api::PluginError> {
+        self.injected("write")?;
+        self.writes.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        key: &[u8],
+    ) -> Result<dubchain_plugin_api::slots::Held, dubchain_plugin_api::PluginError> {
+        use dubchain_plugin_api::slots::Held;
+        self.injected("read")?;
+        Ok(match self.writes.get(key) {
+            None => Held::NotHeld,
+            Some(None) => Held::Deleted,
+            Some(Some(v)) => Held::Value(v.clone().into()),
+        })
+    }
+
+    fn held(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<dubchain_plugin_api::slots::KvWrite>, dubchain_plugin_api::PluginError> {
+        self.injected("held")?;
+        Ok(Self::entries(
+            self.writes
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix)),
+        ))
+    }
+
+    fn drain(
+        &mut self,
+    ) -> Result<Vec<dubchain_plugin_api::slots::KvWrite>, dubchain_plugin_api::PluginError> {
+        self.injected("drain")?;
+        let out = Self::entries(self.writes.iter());
+        self.writes.clear();
+        Ok(out)
+    }
+}
+
+impl dubchain_plugin_api::slots::BlockCommit for BatchedWrites {
+    type Writes = HeldWrites;
+
+    fn begin(&self, height: u64) -> Result<HeldWrites, dubchain_plugin_api::PluginError> {
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        Ok(HeldWrites {
+            writes: Default::default(),
+            fail: self.fail.filter(|f| f.0 == height).map(|f| f.1),
+        })
+    }
+}

@@ -42,6 +42,7 @@ macro_rules! export_plugin {
         $(, broadcast: $bcast:expr)?
         $(, send_queue: $squeue:expr)?
         $(, transport: $transport:expr)?
+        $(, block_commit: $bcommit:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -89,6 +90,7 @@ macro_rules! export_plugin {
                 broadcast: $crate::__slot_factory!(broadcast $(, $bcast)?),
                 send_queue: $crate::__slot_factory!(send_queue $(, $squeue)?),
                 transport: $crate::__slot_factory!(transport $(, $transport)?),
+                block_commit: $crate::__slot_factory!(block_commit $(, $bcommit)?),
             }
             .leak_into_prefix()
         }
@@ -171,6 +173,9 @@ macro_rules! __slot_factory {
     };
     (transport, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TransportBox, TransportFfi_TO)
+    };
+    (block_commit, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, BlockCommitBox, BlockCommitFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)

@@ -232,6 +232,14 @@ pub const TRANSPORT: SlotInfo = SlotInfo {
     summary: "a node's peer sockets driven by the provider: frames cut and delivered in order, sends written in order",
 };
 
+/// Holding a block's writes until its commit.
+pub const BLOCK_COMMIT: SlotInfo = SlotInfo {
+    id: "storage.commit",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "holds a block's writes (reads see them) and hands them over once, last write per key, in key order, for one atomic write with the block",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -256,6 +264,7 @@ pub const ALL: &[SlotInfo] = &[
     BROADCAST,
     SEND_QUEUE,
     TRANSPORT,
+    BLOCK_COMMIT,
 ];
 
 /// Looks a slot up by identifier.
@@ -1960,5 +1969,153 @@ where
             abi_stable::sabi_types::RRef::new(self),
             abi_stable::sabi_trait::TD_Opaque,
         )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage.commit
+
+/// One write of a block: `value` `None` deletes `key`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct KvWrite {
+    /// The store key.
+    pub key: RVec<u8>,
+    /// The new value, or `None` to delete the key.
+    pub value: ROption<RVec<u8>>,
+}
+
+/// What a block's write set holds for one key.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// The block has not written the key: the store's value stands.
+    NotHeld,
+    /// The block's last write deleted the key (whatever the store holds).
+    Deleted,
+    /// The block's last write of the key.
+    Value(RVec<u8>),
+}
+
+/// One block's writes, held until the block commits (see [`BlockCommit`]).
+///
+/// * `write(key, value)`: the block writes `key` (`None` deletes it); a later write of the
+///   same key replaces an earlier one.
+/// * `read(key)`: the block's last write of `key`, or [`Held::NotHeld`].
+/// * `held(prefix)`: every key the block wrote that starts with `prefix`, with its last
+///   write, in ascending byte order of key, each key once (deletes included).
+/// * `drain()`: every key the block wrote, the same way; the set is empty afterwards.
+///
+/// Calls are one key at a time because the block reads its own writes at once (a
+/// transfer's debit, then its credit); they stay in the plugin's memory.
+pub trait BlockWrites: Send + Sync + 'static {
+    /// See the trait docs.
+    fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), PluginError>;
+    /// See the trait docs.
+    fn read(&self, key: &[u8]) -> Result<Held, PluginError>;
+    /// See the trait docs.
+    fn held(&self, prefix: &[u8]) -> Result<Vec<KvWrite>, PluginError>;
+    /// See the trait docs.
+    fn drain(&mut self) -> Result<Vec<KvWrite>, PluginError>;
+}
+
+/// FFI form of [`BlockWrites`].
+#[sabi_trait]
+pub trait BlockWritesFfi: Send + Sync {
+    /// See [`BlockWrites`].
+    fn write(
+        &mut self,
+        key: RSlice<'_, u8>,
+        value: ROption<RSlice<'_, u8>>,
+    ) -> RResult<(), PluginError>;
+    /// See [`BlockWrites`].
+    fn read(&self, key: RSlice<'_, u8>) -> RResult<Held, PluginError>;
+    /// See [`BlockWrites`].
+    fn held(&self, prefix: RSlice<'_, u8>) -> RResult<RVec<KvWrite>, PluginError>;
+    /// See [`BlockWrites`].
+    #[sabi(last_prefix_field)]
+    fn drain(&mut self) -> RResult<RVec<KvWrite>, PluginError>;
+}
+
+/// An owned write set.
+pub type BlockWritesBox = BlockWritesFfi_TO<'static, RBox<()>>;
+
+/// Refuses an answer of `held` or `drain` whose keys are not strictly ascending or do not
+/// all start with `prefix`: the host merges it with a store scan and writes it as is.
+fn check_key_order(prefix: &[u8], writes: Vec<KvWrite>) -> Result<Vec<KvWrite>, PluginError> {
+    if let Some(w) = writes.iter().find(|w| !w.key.starts_with(prefix)) {
+        return Err(PluginError::failed(format!(
+            "write set answered key {:?} for prefix {prefix:?}",
+            w.key.as_slice()
+        )));
+    }
+    if let Some(pair) = writes.windows(2).find(|p| p[0].key >= p[1].key) {
+        return Err(PluginError::failed(format!(
+            "write set answered key {:?} before {:?}: not ascending, or a key twice",
+            pair[0].key.as_slice(),
+            pair[1].key.as_slice()
+        )));
+    }
+    Ok(writes)
+}
+
+impl<T: BlockWrites> BlockWritesFfi for Guarded<T> {
+    fn write(
+        &mut self,
+        key: RSlice<'_, u8>,
+        value: ROption<RSlice<'_, u8>>,
+    ) -> RResult<(), PluginError> {
+        guard(|| {
+            self.0
+                .write(key.as_slice(), value.into_option().map(|v| v.as_slice()))
+        })
+    }
+    fn read(&self, key: RSlice<'_, u8>) -> RResult<Held, PluginError> {
+        guard(|| self.0.read(key.as_slice()))
+    }
+    fn held(&self, prefix: RSlice<'_, u8>) -> RResult<RVec<KvWrite>, PluginError> {
+        guard(|| {
+            check_key_order(prefix.as_slice(), self.0.held(prefix.as_slice())?).map(RVec::from)
+        })
+    }
+    fn drain(&mut self) -> RResult<RVec<KvWrite>, PluginError> {
+        guard(|| check_key_order(&[], self.0.drain()?).map(RVec::from))
+    }
+}
+
+/// Contract of `storage.commit`: a factory of [`BlockWrites`], one per block the node
+/// writes. The host sends every write of the block (accounts, code, contract storage) to
+/// the set and reads through it first, so the block sees its own writes; nothing of the
+/// block reaches the store until it commits. Then the host drains the set and writes what
+/// it answers, the block's record and the new head as **one atomic RocksDB `WriteBatch`**:
+/// a block's writes are all there or none are, with no undo log. A block that is rolled
+/// back just drops its set. The baseline writes every key through at once, one put per
+/// key, each after an undo entry of the key's old value.
+pub trait BlockCommit: Send + Sync + 'static {
+    /// The write set type.
+    type Writes: BlockWrites;
+    /// An empty write set for block `height`.
+    fn begin(&self, height: u64) -> Result<Self::Writes, PluginError>;
+}
+
+/// FFI form of [`BlockCommit`].
+#[sabi_trait]
+pub trait BlockCommitFfi: Send + Sync {
+    /// See [`BlockCommit::begin`].
+    #[sabi(last_prefix_field)]
+    fn begin(&self, height: u64) -> RResult<BlockWritesBox, PluginError>;
+}
+
+/// An owned `storage.commit` implementation.
+pub type BlockCommitBox = BlockCommitFfi_TO<'static, RBox<()>>;
+
+impl<T: BlockCommit> BlockCommitFfi for Guarded<T> {
+    fn begin(&self, height: u64) -> RResult<BlockWritesBox, PluginError> {
+        guard(|| {
+            Ok(BlockWritesFfi_TO::from_value(
+                Guarded(self.0.begin(height)?),
+                abi_stable::sabi_trait::TD_Opaque,
+            ))
+        })
     }
 }

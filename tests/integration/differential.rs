@@ -653,3 +653,125 @@ fn tx_batches_generated_and_faulty() {
         vec![dubchain_plugin_api::slots::TxCheck::BadSignature]
     );
 }
+
+/// What a store holds, as far as the chain is concerned.
+fn store_view(
+    s: &dubchain_host::node::state::StateStore,
+) -> (
+    Vec<(
+        dubchain_plugin_api::types::Bytes32,
+        dubchain_host::node::state::Account,
+    )>,
+    Vec<(dubchain_plugin_api::types::Bytes32, Vec<u8>)>,
+    Vec<(dubchain_plugin_api::types::Bytes32, i64, i64)>,
+    dubchain_plugin_api::types::Bytes32,
+) {
+    (
+        s.accounts().unwrap(),
+        s.contracts().unwrap(),
+        s.storage_entries().unwrap(),
+        s.state_root().unwrap(),
+    )
+}
+
+#[test]
+fn block_writes_generated_and_adversarial_through_and_held() {
+    use dubchain_host::node::state::{Account, BlockWriter, Head, StateStore};
+    use dubchain_plugin_api::types::Bytes32;
+    use rand::{Rng, SeedableRng};
+    let (host, _dir) = host_with("storage_write_batching", "");
+    let tmp = tempfile::tempdir().unwrap();
+    let through = StateStore::open(&tmp.path().join("through")).unwrap();
+    let held = StateStore::open(&tmp.path().join("held")).unwrap();
+    held.attach(&host.slots);
+    // A small key space, so that keys are written again and again, deleted and rewritten.
+    let accounts: Vec<Bytes32> = (0..12u8).map(|i| Bytes32([i * 17; 32])).collect();
+    let contracts: Vec<Bytes32> = (0..3u8).map(|i| Bytes32([0xc0 + i; 32])).collect();
+    let slots: [i64; 6] = [i64::MIN, -1, 0, 1, 42, i64::MAX];
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5707);
+    // Every read the block makes must agree between the two write paths.
+    let same_reads = |a: &BlockWriter<'_>, b: &BlockWriter<'_>, when: &str| {
+        for x in &accounts {
+            assert_eq!(a.account(x).unwrap(), b.account(x).unwrap(), "{when}");
+            assert_eq!(
+                a.account_record(x).unwrap(),
+                b.account_record(x).unwrap(),
+                "{when}"
+            );
+        }
+        for c in &contracts {
+            assert_eq!(a.code(c).unwrap(), b.code(c).unwrap(), "{when}");
+            assert_eq!(a.code_hash(c).unwrap(), b.code_hash(c).unwrap(), "{when}");
+            for k in slots {
+                assert_eq!(a.storage(c, k).unwrap(), b.storage(c, k).unwrap(), "{when}");
+            }
+        }
+        assert_eq!(a.state_root().unwrap(), b.state_root().unwrap(), "{when}");
+    };
+    let mut height = 0;
+    for block in 0..30 {
+        let mut w = [
+            through.begin_block(height + 1),
+            held.begin_block(height + 1),
+        ];
+        assert!(!w[0].is_held() && w[1].is_held());
+        for op in 0..rng.gen_range(0..60) {
+            match rng.gen_range(0..10) {
+                0..=5 => {
+                    let a = accounts[rng.gen_range(0..accounts.len())];
+                    // One in five writes an account back to its default (no leaf).
+                    let acc = if rng.gen_range(0..5) == 0 {
+                        Account::default()
+                    } else {
+                        Account {
+                            balance: rng.gen_range(0..4),
+                            nonce: rng.gen(),
+                        }
+                    };
+                    w.iter_mut().for_each(|w| w.put(&a, acc).unwrap());
+                }
+                6..=8 => {
+                    let c = contracts[rng.gen_range(0..contracts.len())];
+                    let k = slots[rng.gen_range(0..slots.len())];
+                    // Zero deletes the slot.
+                    let v = [0, 0, 1, -1, i64::MAX, rng.gen()][rng.gen_range(0..6)];
+                    w.iter_mut().for_each(|w| w.put_storage(&c, k, v).unwrap());
+                }
+                _ => {
+                    let c = contracts[rng.gen_range(0..contracts.len())];
+                    let code = vec![rng.gen::<u8>(); rng.gen_range(1..40)];
+                    w.iter_mut().for_each(|w| w.put_code(&c, &code).unwrap());
+                }
+            }
+            if op % 7 == 0 {
+                same_reads(&w[0], &w[1], &format!("block {block}, op {op}"));
+            }
+        }
+        same_reads(&w[0], &w[1], &format!("block {block}, end"));
+        let [a, b] = w;
+        // One block in four is rolled back: nothing of it may remain on either path.
+        if block % 4 == 3 {
+            a.abort().unwrap();
+            b.abort().unwrap();
+        } else {
+            height += 1;
+            let head = Head {
+                height,
+                hash: Bytes32([height as u8; 32]),
+                state_root: a.state_root().unwrap(),
+            };
+            a.commit(b"block", head).unwrap();
+            b.commit(b"block", head).unwrap();
+        }
+        assert_eq!(
+            store_view(&through),
+            store_view(&held),
+            "after block {block}"
+        );
+        assert_eq!(through.head().unwrap(), held.head().unwrap());
+    }
+    assert!(height > 15);
+    let status = host.slots.block_commit.status();
+    assert_eq!(status.counters.errors, 0);
+    assert!(status.active.starts_with("storage_write_batching@"));
+}

@@ -75,6 +75,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "storage_binary_formats",
         "batching_signature_aggregation",
         "batching_state_writes",
+        "storage_write_batching",
     ];
     for p in every {
         dir.add_first_party(p);
@@ -661,23 +662,30 @@ fn four_nodes_on_loopback_converge_on_the_same_chain() {
     }
 }
 
+/// Installs `imp`, an in-process provider named `name`, as `slot`'s only provider.
+fn install_in_process<I>(slot: &dubchain_host::slot::Slot<I>, name: &str, imp: I) {
+    use dubchain_host::slot::{BreakerConfig, Provider};
+    slot.install(vec![std::sync::Arc::new(Provider::new(
+        name.into(),
+        "0.1.0".into(),
+        1,
+        imp,
+        BreakerConfig::default(),
+    ))]);
+}
+
 /// A host whose `storage.read` slot holds an in-process cache; its hit counter.
 fn host_with_read_cache(
     cache: dubchain_host::testing::AccountReadCache,
 ) -> (Host, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    use dubchain_host::slot::{BreakerConfig, Provider};
     use dubchain_plugin_api::abi_stable::sabi_trait::TD_Opaque;
     let hits = cache.hit_counter();
     let host = Host::new(Default::default());
-    host.slots
-        .account_read
-        .install(vec![std::sync::Arc::new(Provider::new(
-            "in_process_read_cache".into(),
-            "0.1.0".into(),
-            1,
-            AccountReadFfi_TO::from_value(Guarded(cache), TD_Opaque),
-            BreakerConfig::default(),
-        ))]);
+    install_in_process(
+        &host.slots.account_read,
+        "in_process_read_cache",
+        AccountReadFfi_TO::from_value(Guarded(cache), TD_Opaque),
+    );
     (host, hits)
 }
 
@@ -713,22 +721,14 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
 
 #[test]
 fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
-    use dubchain_host::{
-        node::cluster::run_cluster,
-        slot::{BreakerConfig, Provider},
-        testing::ThreadTransport,
-    };
+    use dubchain_host::{node::cluster::run_cluster, testing::ThreadTransport};
     use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::TransportFfi_TO};
     let host = Host::new(Default::default());
-    host.slots
-        .transport
-        .install(vec![std::sync::Arc::new(Provider::new(
-            "in_process_transport".into(),
-            "0.1.0".into(),
-            1,
-            TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque),
-            BreakerConfig::default(),
-        ))]);
+    install_in_process(
+        &host.slots.transport,
+        "in_process_transport",
+        TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque),
+    );
     let tmp = tempfile::tempdir().unwrap();
     let nodes = run_cluster(
         &host,
@@ -749,4 +749,150 @@ fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
         "each node's connections went to the provider"
     );
     assert_eq!(status.counters.errors, 0);
+}
+
+/// A host whose `storage.commit` slot holds an in-process write-set factory (and, if
+/// given, whose `storage.read` slot holds a cache); the factory's count of sets made.
+fn host_with_write_sets(
+    writes: dubchain_host::testing::BatchedWrites,
+    cache: Option<dubchain_host::testing::AccountReadCache>,
+) -> (Host, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::BlockCommitFfi_TO};
+    let begun = writes.begun_counter();
+    let host = match cache {
+        Some(cache) => host_with_read_cache(cache).0,
+        None => Host::new(Default::default()),
+    };
+    install_in_process(
+        &host.slots.block_commit,
+        "in_process_write_sets",
+        BlockCommitFfi_TO::from_value(Guarded(writes), TD_Opaque),
+    );
+    (host, begun)
+}
+
+#[test]
+fn a_storage_commit_provider_holds_every_block_and_reaches_the_same_chain() {
+    use dubchain_host::testing::{AccountReadCache, BatchedWrites};
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = chain(
+        &Host::new(Default::default()),
+        11,
+        8,
+        &tmp.path().join("base"),
+    );
+    // With a read cache on top: it is told of a held block's writes when they reach the
+    // store, at the commit, and must still see the same chain.
+    for (name, cache) in [
+        ("held", None),
+        ("held+cached", Some(AccountReadCache::new())),
+    ] {
+        let (host, begun) = host_with_write_sets(BatchedWrites::new(), cache);
+        let held = chain(&host, 11, 8, &tmp.path().join(name));
+        assert_eq!(held.block_hashes, baseline.block_hashes, "{name}");
+        assert_eq!(held.state_root, baseline.state_root, "{name}");
+        // Genesis and 8 blocks on the proposer, the same on the validator.
+        assert!(
+            begun.load(std::sync::atomic::Ordering::Relaxed) >= 18,
+            "{name}"
+        );
+        assert_eq!(
+            host.slots.block_commit.status().counters.errors,
+            0,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
+    use dubchain_host::testing::BatchedWrites;
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = chain(
+        &Host::new(Default::default()),
+        12,
+        5,
+        &tmp.path().join("base"),
+    );
+    for call in ["write", "read", "held", "drain"] {
+        let (host, _) = host_with_write_sets(BatchedWrites::failing(3, call), None);
+        let report = chain(&host, 12, 5, &tmp.path().join(call));
+        assert_eq!(report.block_hashes, baseline.block_hashes, "{call}");
+        assert_eq!(report.state_root, baseline.state_root, "{call}");
+        let status = host.slots.block_commit.status();
+        assert!(
+            status.counters.errors >= 1,
+            "{call}: the failure was counted"
+        );
+        assert!(
+            status.providers[0].1.errors >= 1,
+            "{call}: and charged to the provider"
+        );
+    }
+}
+
+#[test]
+fn a_held_block_reaches_the_store_all_at_once_at_its_commit() {
+    use dubchain_host::testing::BatchedWrites;
+    let tmp = tempfile::tempdir().unwrap();
+    let (host, _) = host_with_write_sets(BatchedWrites::new(), None);
+    let (store, keys) = funded(tmp.path(), &host);
+    store.attach(&host.slots);
+    let root = store.state_root().unwrap();
+    let head = store.head().unwrap();
+    let sender = Bytes32(keys[0].verifying_key().to_bytes());
+    {
+        let mut w = store.begin_block(1);
+        assert!(w.is_held());
+        execute(
+            &mut w,
+            &host.slots,
+            &transfer(&keys[0], &keys[1], 10, 1, 0),
+            &Bytes32([9; 32]),
+        )
+        .unwrap()
+        .unwrap();
+        // The block sees its own writes; the store has none of them.
+        assert_eq!(w.account(&sender).unwrap().nonce, 1);
+        assert_ne!(w.state_root().unwrap(), root);
+        assert_eq!(store.state_root().unwrap(), root);
+        assert_eq!(store.account(&sender).unwrap().nonce, 0);
+        // Dropped without commit or abort: the process "dies" here.
+        std::mem::forget(w);
+    }
+    drop(store);
+    let store = StateStore::open(tmp.path()).unwrap();
+    store.attach(&host.slots);
+    assert_eq!(
+        (store.state_root().unwrap(), store.head().unwrap()),
+        (root, head)
+    );
+
+    // A block refused by validation leaves nothing; the good one lands whole.
+    let mut pool = Mempool::new(&host.slots);
+    pool.admit(
+        vec![
+            transfer(&keys[0], &keys[1], 5, 3, 0),
+            transfer(&keys[1], &keys[2], 7, 2, 0),
+        ],
+        &host.slots.sig_verify,
+        &store,
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let (producer, _) = funded(other.path(), &Host::new(Default::default()));
+    let (good, _) = block::produce(&host, &producer, &mut pool, Bytes32([7; 32]), 10).unwrap();
+    let mut bad = good.clone();
+    bad.header.state_root = Bytes32([3; 32]);
+    assert!(matches!(
+        block::validate_and_commit(&host, &store, &bad),
+        Err(BlockError::StateRoot { .. })
+    ));
+    assert_eq!(
+        (store.state_root().unwrap(), store.head().unwrap()),
+        (root, head)
+    );
+    let landed = block::validate_and_commit(&host, &store, &good).unwrap();
+    assert_eq!(store.state_root().unwrap(), landed.state_root);
+    assert_eq!(store.account(&sender).unwrap().nonce, 1);
 }

@@ -9,7 +9,7 @@ use super::{
     chain::{block_hash, tx_hashes, tx_root},
     execute::{check_stateless, execute_block, verify_signatures, TxError},
     mempool::Mempool,
-    state::{Head, StateError, StateStore},
+    state::{BlockWriter, Head, StateError, StateStore},
 };
 use crate::Host;
 
@@ -63,34 +63,72 @@ pub fn commit_genesis(
     store: &StateStore,
     accounts: &[(Bytes32, super::state::Account)],
 ) -> Result<Head, StateError> {
-    let mut w = store.begin_block(0);
-    for (a, acc) in accounts {
-        w.put(a, *acc)?;
+    let written = write_block(host, store, 0, |w| {
+        for (a, acc) in accounts {
+            w.put(a, *acc)?;
+        }
+        for c in super::vm::contracts::genesis() {
+            w.put_code(&c.address, &c.code)?;
+        }
+        let state_root = w.state_root()?;
+        let header = BlockHeader {
+            parent: Bytes32::default(),
+            height: 0,
+            proposer: Bytes32::default(),
+            tx_root: tx_root(&[]),
+            state_root,
+            timestamp_ms: GENESIS_MS,
+        };
+        let head = Head {
+            height: 0,
+            hash: block_hash(&header),
+            state_root,
+        };
+        let block = Block {
+            header,
+            transactions: Default::default(),
+            receipts: Default::default(),
+        };
+        Ok((head, encode(host, block), head))
+    });
+    match written {
+        Ok(head) => Ok(head),
+        Err(BlockError::State(e)) => Err(e),
+        Err(e) => unreachable!("genesis is not validated: {e}"),
     }
-    for c in super::vm::contracts::genesis() {
-        w.put_code(&c.address, &c.code)?;
+}
+
+/// Runs `build` over a writer for block `height`, then commits what it returns (the
+/// block's record and head) and answers its output. If `build` fails, the block's writes
+/// are rolled back and its error returned.
+///
+/// If the `storage.commit` provider fails at any point, nothing of the block has reached
+/// the store: the block is rolled back and built again on the baseline write path, so a
+/// failing provider costs time, never a block.
+fn write_block<T>(
+    host: &Host,
+    store: &StateStore,
+    height: u64,
+    mut build: impl FnMut(&mut BlockWriter<'_>) -> Result<(T, Vec<u8>, Head), BlockError>,
+) -> Result<T, BlockError> {
+    let mut w = store.begin_block(height);
+    loop {
+        let held = w.is_held();
+        let id = w.store_id();
+        let result = match build(&mut w) {
+            Ok((out, record, head)) => w.commit(&record, head).map(|()| out).map_err(Into::into),
+            Err(e) => roll_back(host, w).and(Err(e)),
+        };
+        match result {
+            Err(BlockError::State(e @ StateError::WriteSet { .. })) if held => {
+                tracing::warn!(error = %e, "running the block again on the baseline write path");
+                // The write set may have told `vm.storage` of writes that never landed.
+                host.slots.contract_state.reset(id);
+                w = store.begin_block_on_baseline(height);
+            }
+            other => return other,
+        }
     }
-    let state_root = w.state_root()?;
-    let header = BlockHeader {
-        parent: Bytes32::default(),
-        height: 0,
-        proposer: Bytes32::default(),
-        tx_root: tx_root(&[]),
-        state_root,
-        timestamp_ms: GENESIS_MS,
-    };
-    let head = Head {
-        height: 0,
-        hash: block_hash(&header),
-        state_root,
-    };
-    let block = Block {
-        header,
-        transactions: Default::default(),
-        receipts: Default::default(),
-    };
-    w.commit(&encode(host, block), head)?;
-    Ok(head)
 }
 
 fn encode(host: &Host, block: Block) -> Vec<u8> {
@@ -103,7 +141,7 @@ fn encode(host: &Host, block: Block) -> Vec<u8> {
 
 /// Undoes a block in progress, and tells `vm.storage` providers to forget the store as it
 /// was (it has a new identity from now on).
-fn roll_back(host: &Host, w: super::state::BlockWriter<'_>) -> Result<(), StateError> {
+fn roll_back(host: &Host, w: BlockWriter<'_>) -> Result<(), BlockError> {
     let id = w.store_id();
     w.abort()?;
     host.slots.contract_state.reset(id);
@@ -157,47 +195,51 @@ pub fn produce(
     let t = Instant::now();
     let candidates = mempool.select(max_txs, store)?;
     times.mempool += t.elapsed();
-    let t = Instant::now();
-    let mut w = store.begin_block(height);
-    let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
-    let mut receipts = Vec::with_capacity(candidates.len());
-    let mut dropped = Vec::new();
-    let outcomes = execute_block(&host.slots, &mut w, &candidates, &proposer)?;
-    for (tx, outcome) in candidates.into_iter().zip(outcomes) {
-        match outcome {
-            Ok(r) => {
-                transactions.push(tx);
-                receipts.push(r);
+    let started = Instant::now();
+    let (block, mut dropped) = write_block(host, store, height, |w| {
+        let t = Instant::now();
+        let mut transactions: Vec<Transaction> = Vec::with_capacity(candidates.len());
+        let mut receipts = Vec::with_capacity(candidates.len());
+        let mut dropped = Vec::new();
+        let outcomes = execute_block(&host.slots, w, &candidates, &proposer)?;
+        for (tx, outcome) in candidates.iter().zip(outcomes) {
+            match outcome {
+                Ok(r) => {
+                    transactions.push(tx.clone());
+                    receipts.push(r);
+                }
+                Err(_) => dropped.push(tx.clone()),
             }
-            Err(_) => dropped.push(tx),
         }
-    }
-    times.execution = t.elapsed();
-    let t = Instant::now();
-    let state_root = w.state_root()?;
-    let header = BlockHeader {
-        parent: head.hash,
-        height,
-        proposer,
-        tx_root: host.slots.merkle.root(&tx_hashes(&transactions)),
-        state_root,
-        timestamp_ms: GENESIS_MS + height * BLOCK_INTERVAL_MS,
-    };
-    let hash = block_hash(&header);
-    let block = Block {
-        header,
-        transactions: transactions.into(),
-        receipts: receipts.into(),
-    };
-    w.commit(
-        &encode(host, block.clone()),
-        Head {
+        times.execution += t.elapsed();
+        let state_root = w.state_root()?;
+        let header = BlockHeader {
+            parent: head.hash,
             height,
-            hash,
+            proposer,
+            tx_root: host.slots.merkle.root(&tx_hashes(&transactions)),
             state_root,
-        },
-    )?;
-    times.storage = t.elapsed();
+            timestamp_ms: GENESIS_MS + height * BLOCK_INTERVAL_MS,
+        };
+        let hash = block_hash(&header);
+        let block = Block {
+            header,
+            transactions: transactions.into(),
+            receipts: receipts.into(),
+        };
+        let record = encode(host, block.clone());
+        Ok((
+            (block, dropped),
+            record,
+            Head {
+                height,
+                hash,
+                state_root,
+            },
+        ))
+    })?;
+    // State root, encoding and commit: everything but execution.
+    times.storage = started.elapsed().saturating_sub(times.execution);
     let t = Instant::now();
     dropped.extend(block.transactions.iter().cloned());
     mempool.remove(&dropped, store)?;
@@ -342,48 +384,39 @@ pub fn execute_and_commit(
     block: &Block,
 ) -> Result<Head, BlockError> {
     let h = &block.header;
-    let mut w = store.begin_block(h.height);
-    let outcomes = match execute_block(&host.slots, &mut w, &block.transactions, &h.proposer) {
-        Ok(o) => o,
-        Err(e) => {
-            roll_back(host, w)?;
-            return Err(e.into());
-        }
-    };
-    for (index, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            Ok(r) if r == block.receipts[index] => {}
-            Ok(_) => {
-                roll_back(host, w)?;
-                return Err(BlockError::Receipt {
-                    height: h.height,
-                    index,
-                });
-            }
-            Err(error) => {
-                roll_back(host, w)?;
-                return Err(BlockError::Tx {
-                    height: h.height,
-                    index,
-                    error,
-                });
+    write_block(host, store, h.height, |w| {
+        let outcomes = execute_block(&host.slots, w, &block.transactions, &h.proposer)?;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(r) if r == block.receipts[index] => {}
+                Ok(_) => {
+                    return Err(BlockError::Receipt {
+                        height: h.height,
+                        index,
+                    })
+                }
+                Err(error) => {
+                    return Err(BlockError::Tx {
+                        height: h.height,
+                        index,
+                        error,
+                    })
+                }
             }
         }
-    }
-    let root = w.state_root()?;
-    if root != h.state_root {
-        roll_back(host, w)?;
-        return Err(BlockError::StateRoot {
+        let root = w.state_root()?;
+        if root != h.state_root {
+            return Err(BlockError::StateRoot {
+                height: h.height,
+                expected: root,
+                got: h.state_root,
+            });
+        }
+        let head = Head {
             height: h.height,
-            expected: root,
-            got: h.state_root,
-        });
-    }
-    let head = Head {
-        height: h.height,
-        hash: block_hash(h),
-        state_root: root,
-    };
-    w.commit(&encode(host, block.clone()), head)?;
-    Ok(head)
+            hash: block_hash(h),
+            state_root: root,
+        };
+        Ok((head, encode(host, block.clone()), head))
+    })
 }

@@ -68,8 +68,8 @@ pub fn verify_signatures(slot: &SigVerifySlot, txs: &[Transaction]) -> Vec<bool>
     slot.verify_batch(&items)
 }
 
-/// The host's view of a block in progress as execution state: reads and writes go to the
-/// store at once (the baseline write path).
+/// The host's view of a block in progress as execution state: each transfer's reads and
+/// writes go to the block's writer at once (the baseline of `batching_state_writes`).
 struct WriteThrough<'w, 'a>(&'w mut BlockWriter<'a>);
 
 impl State for WriteThrough<'_, '_> {
@@ -123,7 +123,7 @@ impl ContractHost for Contracts<'_, '_> {
         Ok(self.0.code_hash(contract)?)
     }
     fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
-        Ok(self.0.reader().storage(contract, key)?)
+        Ok(self.0.storage(contract, key)?)
     }
     fn store_id(&self) -> u64 {
         self.0.store_id()

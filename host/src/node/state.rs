@@ -19,6 +19,14 @@
 //! crash either the head moved (the block's writes are all there) or it did not, and the
 //! undo entries of the unfinished block restore what it overwrote. [`StateStore::open`] runs
 //! that recovery; no committed block is ever lost or half-applied.
+//!
+//! **With a `storage.commit` provider** (`storage_write_batching`), a block's writes stay in
+//! the provider's write set, and every read of the block ([`BlockWriter`]'s reads, the VM's
+//! storage reads, the state-root scans) sees them laid over the store. Nothing reaches
+//! RocksDB until the commit, which writes the set, the block's record and the head as one
+//! atomic `WriteBatch`: no undo entries, and a crash leaves all of the block or none. If the
+//! provider fails, nothing of the block is in the store; the caller runs the block again on
+//! the baseline ([`StateError::WriteSet`]).
 
 use std::{
     collections::HashSet,
@@ -26,17 +34,19 @@ use std::{
     sync::Arc,
 };
 
+use abi_stable::std_types::{ROption, RSlice};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
+    slots::{BlockWritesBox, Held, KvWrite},
     types::Bytes32,
     PluginError,
 };
-use rocksdb::{Direction, IteratorMode, Options, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chain::merkle_root;
-use crate::slot::{AccountReadSlot, DurabilitySlot, Slots};
+use crate::slot::{AccountReadSlot, BlockCommitSlot, DurabilitySlot, Slots};
 
 /// An account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +79,14 @@ pub enum StateError {
         what: String,
         detail: String,
     },
+    /// The `storage.commit` provider failed during a block: nothing of the block reached the
+    /// store, and the block must be run again on the baseline write path.
+    #[error("state store {path}: the storage.commit provider failed ({detail}); block {height}'s writes were dropped")]
+    WriteSet {
+        path: PathBuf,
+        height: u64,
+        detail: String,
+    },
 }
 
 /// The state store of one node.
@@ -83,6 +101,8 @@ pub struct StateStore {
     reads: std::sync::OnceLock<Arc<AccountReadSlot>>,
     /// Who makes commits durable, once the node has said.
     durability: std::sync::OnceLock<Arc<DurabilitySlot>>,
+    /// Who holds a block's writes until its commit, once the node has said.
+    commits: std::sync::OnceLock<Arc<BlockCommitSlot>>,
 }
 
 /// The next store identity in this process.
@@ -90,6 +110,9 @@ fn next_store_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// A stored key and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
 
 const ACCOUNT: &[u8] = b"a/";
 const CODE: &[u8] = b"c/";
@@ -141,6 +164,7 @@ impl StateStore {
             id: next_store_id().into(),
             reads: std::sync::OnceLock::new(),
             durability: std::sync::OnceLock::new(),
+            commits: std::sync::OnceLock::new(),
         };
         store.recover()?;
         Ok(store)
@@ -176,11 +200,13 @@ impl StateStore {
     }
 
     /// Puts this store behind the host's slots from now on: account reads through
-    /// `storage.read` (told of every account written and every rollback), and commits made
-    /// durable by `storage.sync`.
+    /// `storage.read` (told of every account write when it reaches the store, and of every
+    /// rollback), a block's writes held by `storage.commit`, and commits made durable by
+    /// `storage.sync`.
     pub fn attach(&self, slots: &Slots) {
         let _ = self.reads.set(slots.account_read.clone());
         let _ = self.durability.set(slots.durability.clone());
+        let _ = self.commits.set(slots.block_commit.clone());
     }
 
     /// Reads an account: through `storage.read` if the node set it up, else (the baseline)
@@ -221,19 +247,13 @@ impl StateStore {
         Ok(self.account_record(a)?.0)
     }
 
-    /// Tells `storage.read` (if set up) that `a` now holds `account`.
-    fn announce(&self, a: &Bytes32, account: Account) {
+    /// Tells `storage.read` (if set up) that these accounts now hold these values in the
+    /// store.
+    fn announce(&self, writes: &[AccountEntry]) {
         if let Some(slot) = self.reads.get() {
-            slot.written(
-                self.id(),
-                &[AccountEntry {
-                    account: *a,
-                    state: AccountState {
-                        balance: account.balance,
-                        nonce: account.nonce,
-                    },
-                }],
-            );
+            if !writes.is_empty() {
+                slot.written(self.id(), writes);
+            }
         }
     }
 
@@ -271,7 +291,15 @@ impl StateStore {
 
     /// The value under `key` in `contract`'s storage (0 when absent).
     pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
-        self.reader().storage(contract, key)
+        match self
+            .db
+            .get(storage_key(contract, key))
+            .map_err(|e| self.db_err(e))?
+        {
+            None => Ok(0),
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e)),
+        }
     }
 
     /// The store's identity for `vm.storage` providers (see the field).
@@ -279,22 +307,41 @@ impl StateStore {
         self.id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A handle that reads contract storage from this store, for the VM's host functions
-    /// (which must own what they use).
-    pub fn reader(&self) -> StoreReader {
-        StoreReader {
-            db: Arc::clone(&self.db),
-            path: self.path.clone(),
-        }
-    }
-
     /// The stored bytes of block `height`.
     pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StateError> {
         self.db.get(block_key(height)).map_err(|e| self.db_err(e))
     }
 
+    /// Every `(key, value)` whose key starts with `prefix`, in key order, as the store holds
+    /// them with `held` laid over: a block's pending writes under `prefix`, in key order
+    /// (a `None` value deletes its key).
+    fn scan_over(&self, prefix: &[u8], held: Vec<KvWrite>) -> Result<Vec<Entry>, StateError> {
+        let stored = self.scan(prefix)?;
+        if held.is_empty() {
+            return Ok(stored);
+        }
+        let mut out = Vec::with_capacity(stored.len() + held.len());
+        let mut stored = stored.into_iter().peekable();
+        for w in held {
+            while let Some((k, _)) = stored.peek() {
+                if **k >= *w.key {
+                    break;
+                }
+                out.extend(stored.next());
+            }
+            if stored.peek().is_some_and(|(k, _)| **k == *w.key) {
+                stored.next();
+            }
+            if let ROption::RSome(v) = w.value {
+                out.push((w.key.into_vec().into(), v.into_vec().into()));
+            }
+        }
+        out.extend(stored);
+        Ok(out)
+    }
+
     /// Every `(key, value)` whose key starts with `prefix`, in key order.
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StateError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
         let mut out = Vec::new();
         for item in self
             .db
@@ -311,8 +358,12 @@ impl StateStore {
 
     /// Every account, in key order.
     pub fn accounts(&self) -> Result<Vec<(Bytes32, Account)>, StateError> {
+        self.accounts_over(Vec::new())
+    }
+
+    fn accounts_over(&self, held: Vec<KvWrite>) -> Result<Vec<(Bytes32, Account)>, StateError> {
         let mut out = Vec::new();
-        for (k, v) in self.scan(ACCOUNT)? {
+        for (k, v) in self.scan_over(ACCOUNT, held)? {
             let key = Bytes32(
                 k[ACCOUNT.len()..]
                     .try_into()
@@ -327,7 +378,11 @@ impl StateStore {
 
     /// Every contract's code, in address order.
     pub fn contracts(&self) -> Result<Vec<(Bytes32, Vec<u8>)>, StateError> {
-        self.scan(CODE)?
+        self.contracts_over(Vec::new())
+    }
+
+    fn contracts_over(&self, held: Vec<KvWrite>) -> Result<Vec<(Bytes32, Vec<u8>)>, StateError> {
+        self.scan_over(CODE, held)?
             .into_iter()
             .map(|(k, v)| {
                 let key = Bytes32(
@@ -342,7 +397,14 @@ impl StateStore {
 
     /// Every contract storage entry as `(contract, key, value)`, in key order.
     pub fn storage_entries(&self) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
-        self.scan(STORAGE)?
+        self.storage_entries_over(Vec::new())
+    }
+
+    fn storage_entries_over(
+        &self,
+        held: Vec<KvWrite>,
+    ) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
+        self.scan_over(STORAGE, held)?
             .into_iter()
             .map(|(k, v)| {
                 let rest = &k[STORAGE.len()..];
@@ -363,15 +425,24 @@ impl StateStore {
     /// || sha256(code))` of every contract, then `sha256("slot" || contract || key ||
     /// value)` of every storage entry.
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
-        let mut leaves = account_leaves(&self.accounts()?);
-        for (contract, code) in self.contracts()? {
+        self.state_root_over(|_| Ok(Vec::new()))
+    }
+
+    /// The state root with a block's pending writes under each prefix (`held(prefix)`)
+    /// laid over the store.
+    fn state_root_over(
+        &self,
+        held: impl Fn(&[u8]) -> Result<Vec<KvWrite>, StateError>,
+    ) -> Result<Bytes32, StateError> {
+        let mut leaves = account_leaves(&self.accounts_over(held(ACCOUNT)?)?);
+        for (contract, code) in self.contracts_over(held(CODE)?)? {
             let mut h = Sha256::new();
             h.update(b"code");
             h.update(contract.0);
             h.update(Sha256::digest(&code));
             leaves.push(Bytes32(h.finalize().into()));
         }
-        for (contract, key, value) in self.storage_entries()? {
+        for (contract, key, value) in self.storage_entries_over(held(STORAGE)?)? {
             let mut h = Sha256::new();
             h.update(b"slot");
             h.update(contract.0);
@@ -382,12 +453,39 @@ impl StateStore {
         Ok(merkle_root(&leaves))
     }
 
-    /// Starts writing block `height` (the head's height + 1).
+    /// Starts writing block `height` (the head's height + 1): into a `storage.commit`
+    /// provider's write set if the node set one up and it gives one, else through to the
+    /// store (the baseline).
     pub fn begin_block(&self, height: u64) -> BlockWriter<'_> {
+        match self.commits.get().and_then(|slot| slot.begin(height)) {
+            Some(set) => self.writer(
+                height,
+                Writes::Held {
+                    set,
+                    accounts: Vec::new(),
+                },
+            ),
+            None => self.begin_block_on_baseline(height),
+        }
+    }
+
+    /// Starts writing block `height` on the baseline write path, whatever the slots say
+    /// (the second run of a block whose write set failed).
+    pub fn begin_block_on_baseline(&self, height: u64) -> BlockWriter<'_> {
+        self.writer(
+            height,
+            Writes::Through {
+                touched: HashSet::new(),
+            },
+        )
+    }
+
+    fn writer(&self, height: u64, writes: Writes) -> BlockWriter<'_> {
         BlockWriter {
             store: self,
             height,
-            touched: HashSet::new(),
+            writes,
+            failure: std::sync::OnceLock::new(),
         }
     }
 
@@ -429,39 +527,6 @@ fn undone_key(rest: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Reads contract storage from a state store; owns a handle on the database.
-#[derive(Clone)]
-pub struct StoreReader {
-    db: Arc<DB>,
-    path: PathBuf,
-}
-
-impl StoreReader {
-    /// The value under `key` in `contract`'s storage (0 when absent).
-    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
-        match self
-            .db
-            .get(storage_key(contract, key))
-            .map_err(|source| StateError::Db {
-                path: self.path.clone(),
-                source,
-            })? {
-            None => Ok(0),
-            Some(v) => serde_json::from_slice(&v).map_err(|e| StateError::Corrupt {
-                path: self.path.clone(),
-                what: format!("storage of {contract:?}"),
-                detail: e.to_string(),
-            }),
-        }
-    }
-}
-
-impl crate::vm::ContractStorage for StoreReader {
-    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, crate::vm::StorageError> {
-        Ok(self.storage(contract, key)?)
-    }
-}
-
 /// The account leaves of the state root, for `accounts` sorted by key.
 fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
     accounts
@@ -477,12 +542,27 @@ fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
         .collect()
 }
 
+/// Where a block's writes go.
+enum Writes {
+    /// The baseline: to the store at once, one put per key; `touched` are the keys (`a/`,
+    /// `c/`, `k/`, `s/`) written so far, each with an undo entry.
+    Through { touched: HashSet<Vec<u8>> },
+    /// Into a `storage.commit` provider's write set until the commit; `accounts` are the
+    /// account writes in order, to tell `storage.read` once they reach the store.
+    Held {
+        set: BlockWritesBox,
+        accounts: Vec<AccountEntry>,
+    },
+}
+
 /// The writes of one block in progress; commit or abort it.
 pub struct BlockWriter<'a> {
     store: &'a StateStore,
     height: u64,
-    /// Keys (`a/`, `c/`, `s/`) written in this block, each with an undo entry.
-    touched: HashSet<Vec<u8>>,
+    writes: Writes,
+    /// Set when the write set failed: every call from then on answers
+    /// [`StateError::WriteSet`], and the block must be aborted and run again.
+    failure: std::sync::OnceLock<String>,
 }
 
 impl BlockWriter<'_> {
@@ -490,59 +570,140 @@ impl BlockWriter<'_> {
         self.height
     }
 
+    /// Whether this block's writes are held by a `storage.commit` provider.
+    pub fn is_held(&self) -> bool {
+        matches!(self.writes, Writes::Held { .. })
+    }
+
+    fn write_set_failed(&self) -> StateError {
+        StateError::WriteSet {
+            path: self.store.path.clone(),
+            height: self.height,
+            detail: self.failure.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Records the write set's failure (once, counted on the slot) and answers the error.
+    fn fail(&self, call: &str, e: PluginError) -> StateError {
+        if self.failure.set(format!("{call}: {e}")).is_ok() {
+            if let Some(slot) = self.store.commits.get() {
+                slot.object_failed(call, &e);
+            }
+        }
+        self.write_set_failed()
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        match self.failure.get() {
+            Some(_) => Err(self.write_set_failed()),
+            None => Ok(()),
+        }
+    }
+
+    /// What this block wrote to `key` and still holds: `None` if the store's value stands
+    /// (always, on the baseline path), `Some(None)` if the block deleted it.
+    fn pending(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StateError> {
+        self.check()?;
+        let Writes::Held { set, .. } = &self.writes else {
+            return Ok(None);
+        };
+        match set.read(RSlice::from_slice(key)).into_result() {
+            Ok(Held::NotHeld) => Ok(None),
+            Ok(Held::Deleted) => Ok(Some(None)),
+            Ok(Held::Value(v)) => Ok(Some(Some(v.into_vec()))),
+            Err(e) => Err(self.fail("read", e)),
+        }
+    }
+
     pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
-        self.store.account(a)
+        match self.pending(&account_key(a))? {
+            None => self.store.account(a),
+            Some(bytes) => Ok(self.decode_account(a, bytes)?.0),
+        }
     }
 
-    /// The account and its stored bytes (see [`StateStore::account_record`]).
+    /// The account and its stored bytes (see [`StateStore::account_record`]), as this block
+    /// sees it.
     pub fn account_record(&self, a: &Bytes32) -> Result<(Account, Vec<u8>), StateError> {
-        self.store.account_record(a)
+        match self.pending(&account_key(a))? {
+            None => self.store.account_record(a),
+            Some(bytes) => self.decode_account(a, bytes),
+        }
     }
 
-    /// Writes `account` now, when the caller already read its stored bytes `old` in this
-    /// block (before any write to it): the undo entry is written from them instead of
-    /// reading the store again.
+    fn decode_account(
+        &self,
+        a: &Bytes32,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(Account, Vec<u8>), StateError> {
+        match bytes {
+            None => Ok((Account::default(), Vec::new())),
+            Some(v) => serde_json::from_slice(&v)
+                .map(|acc| (acc, v))
+                .map_err(|e| self.store.corrupt(format!("held account {a:?}"), e)),
+        }
+    }
+
+    /// Writes `account`, when the caller already read its stored bytes `old` in this block
+    /// (before any write to it): on the baseline path the undo entry is written from them
+    /// instead of reading the store again.
     pub fn put_with_old(
         &mut self,
         a: &Bytes32,
         old: &[u8],
         account: Account,
     ) -> Result<(), StateError> {
-        let key = account_key(a);
-        if !self.touched.contains(&key) {
-            self.store
-                .db
-                .put([undo_prefix(self.height), key.clone()].concat(), old)
-                .map_err(|e| self.store.db_err(e))?;
-            self.touched.insert(key.clone());
-        }
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        self.store
-            .db
-            .put(key, value)
-            .map_err(|e| self.store.db_err(e))?;
-        self.store.announce(a, account);
+        self.put_raw(account_key(a), Some(value), Some(old))?;
+        self.account_written(a, account);
         Ok(())
     }
 
-    /// Writes `account` now, after recording its previous value for rollback.
+    /// Writes `account` (see [`BlockWriter::put_raw`]).
     pub fn put(&mut self, a: &Bytes32, account: Account) -> Result<(), StateError> {
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        self.put_raw(account_key(a), Some(value))?;
-        self.store.announce(a, account);
+        self.put_raw(account_key(a), Some(value), None)?;
+        self.account_written(a, account);
         Ok(())
+    }
+
+    /// Tells `storage.read` of an account write when it reaches the store: now on the
+    /// baseline path, at the commit when the write is held.
+    fn account_written(&mut self, a: &Bytes32, account: Account) {
+        let entry = AccountEntry {
+            account: *a,
+            state: AccountState {
+                balance: account.balance,
+                nonce: account.nonce,
+            },
+        };
+        match &mut self.writes {
+            Writes::Through { .. } => self.store.announce(&[entry]),
+            Writes::Held { accounts, .. } => accounts.push(entry),
+        }
     }
 
     /// Deploys `code` at `contract` (and its hash).
     pub fn put_code(&mut self, contract: &Bytes32, code: &[u8]) -> Result<(), StateError> {
-        self.put_raw(code_key(contract), Some(code.to_vec()))?;
+        self.put_raw(code_key(contract), Some(code.to_vec()), None)?;
         let hash: [u8; 32] = Sha256::digest(code).into();
-        self.put_raw(code_hash_key(contract), Some(hash.to_vec()))
+        self.put_raw(code_hash_key(contract), Some(hash.to_vec()), None)
     }
 
-    /// SHA-256 of a contract's code (see [`StateStore::code_hash`]).
+    /// SHA-256 of a contract's code, as this block sees it.
     pub fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StateError> {
-        self.store.code_hash(contract)
+        match self.pending(&code_hash_key(contract))? {
+            None => self.store.code_hash(contract),
+            Some(None) => Ok(None),
+            Some(Some(v)) => v
+                .as_slice()
+                .try_into()
+                .map(|h| Some(Bytes32(h)))
+                .map_err(|_| {
+                    self.store
+                        .corrupt(format!("held code hash of {contract:?}"), "not 32 bytes")
+                }),
+        }
     }
 
     /// The store's identity (see [`StateStore::id`]).
@@ -558,31 +719,64 @@ impl BlockWriter<'_> {
         value: i64,
     ) -> Result<(), StateError> {
         let bytes = (value != 0).then(|| serde_json::to_vec(&value).expect("integers serialise"));
-        self.put_raw(storage_key(contract, key), bytes)
+        self.put_raw(storage_key(contract, key), bytes, None)
     }
 
-    /// A contract's code (see [`StateStore::code`]).
+    /// A contract's code, as this block sees it.
     pub fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StateError> {
-        self.store.code(contract)
+        match self.pending(&code_key(contract))? {
+            None => self.store.code(contract),
+            Some(code) => Ok(code),
+        }
     }
 
-    /// A handle for the VM's storage reads (see [`StateStore::reader`]).
-    pub fn reader(&self) -> StoreReader {
-        self.store.reader()
+    /// The value under `key` in `contract`'s storage (0 when absent), as this block sees it.
+    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        match self.pending(&storage_key(contract, key))? {
+            None => self.store.storage(contract, key),
+            Some(None) => Ok(0),
+            Some(Some(v)) => serde_json::from_slice(&v).map_err(|e| {
+                self.store
+                    .corrupt(format!("held storage of {contract:?}"), e)
+            }),
+        }
     }
 
-    /// Writes (or with `None` deletes) `key` now, after recording its previous value for
+    /// Writes (or with `None` deletes) `key`: into the write set when it is held, else now,
+    /// after recording its previous value (`old` if the caller read it, else read here) for
     /// rollback the first time this block touches it.
-    fn put_raw(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StateError> {
+    fn put_raw(
+        &mut self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        old: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        self.check()?;
         let db = &self.store.db;
-        if !self.touched.contains(&key) {
-            let old = db
-                .get(&key)
-                .map_err(|e| self.store.db_err(e))?
-                .unwrap_or_default();
+        let touched = match &mut self.writes {
+            Writes::Held { set, .. } => {
+                let value = value.as_deref().map(RSlice::from_slice);
+                return match set
+                    .write(RSlice::from_slice(&key), value.into())
+                    .into_result()
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(self.fail("write", e)),
+                };
+            }
+            Writes::Through { touched } => touched,
+        };
+        if !touched.contains(&key) {
+            let old = match old {
+                Some(old) => old.to_vec(),
+                None => db
+                    .get(&key)
+                    .map_err(|e| self.store.db_err(e))?
+                    .unwrap_or_default(),
+            };
             db.put([undo_prefix(self.height), key.clone()].concat(), old)
                 .map_err(|e| self.store.db_err(e))?;
-            self.touched.insert(key.clone());
+            touched.insert(key.clone());
         }
         match value {
             Some(v) => db.put(&key, v),
@@ -591,33 +785,79 @@ impl BlockWriter<'_> {
         .map_err(|e| self.store.db_err(e))
     }
 
+    /// The state root of the store with this block's writes.
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
-        self.store.state_root()
+        self.check()?;
+        match &self.writes {
+            Writes::Through { .. } => self.store.state_root(),
+            Writes::Held { set, .. } => self.store.state_root_over(|prefix| {
+                set.held(RSlice::from_slice(prefix))
+                    .into_result()
+                    .map(|v| v.into_vec())
+                    .map_err(|e| self.fail("held", e))
+            }),
+        }
     }
 
-    /// Makes the block durable: its record, then the head, synced.
-    pub fn commit(self, block: &[u8], head: Head) -> Result<(), StateError> {
-        let db = &self.store.db;
-        let err = |e| self.store.db_err(e);
-        db.put(block_key(self.height), block).map_err(err)?;
-        db.put(HEAD, serde_json::to_vec(&head).expect("serialisable"))
-            .map_err(err)?;
+    /// Makes the block durable: its writes (if held), its record and the head, then the
+    /// log synced (by `storage.sync` if the node set it up).
+    pub fn commit(mut self, block: &[u8], head: Head) -> Result<(), StateError> {
+        self.check()?;
+        let store = self.store;
+        let db = &store.db;
+        let err = |e| store.db_err(e);
+        let head_bytes = serde_json::to_vec(&head).expect("serialisable");
+        // Account writes still to tell `storage.read` of (on the baseline path they were
+        // told as they were written).
+        let held_accounts = match &mut self.writes {
+            Writes::Through { .. } => {
+                db.put(block_key(self.height), block).map_err(err)?;
+                db.put(HEAD, head_bytes).map_err(err)?;
+                Vec::new()
+            }
+            Writes::Held { set, accounts } => {
+                let writes = match set.drain().into_result() {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let e = self.fail("drain", e);
+                        self.abort()?;
+                        return Err(e);
+                    }
+                };
+                // The block, all or nothing: one atomic batch.
+                let mut batch = WriteBatch::default();
+                for w in &writes {
+                    match &w.value {
+                        ROption::RSome(v) => batch.put(w.key.as_slice(), v.as_slice()),
+                        ROption::RNone => batch.delete(w.key.as_slice()),
+                    }
+                }
+                batch.put(block_key(self.height), block);
+                batch.put(HEAD, head_bytes);
+                db.write(batch).map_err(err)?;
+                std::mem::take(accounts)
+            }
+        };
         // The commit is acknowledged only once the head is on disk: the log synced here
         // (the baseline, an fsync per commit) or by `storage.sync`.
         let sync = || db.flush_wal(true).map_err(err);
-        match self.store.durability.get() {
-            Some(slot) => slot.make_durable(self.store.id(), sync)?,
+        match store.durability.get() {
+            Some(slot) => slot.make_durable(store.id(), sync)?,
             None => sync()?,
         }
-        for key in &self.touched {
-            db.delete([undo_prefix(self.height), key.clone()].concat())
-                .map_err(err)?;
+        if let Writes::Through { touched } = &self.writes {
+            for key in touched {
+                db.delete([undo_prefix(self.height), key.clone()].concat())
+                    .map_err(err)?;
+            }
         }
+        store.announce(&held_accounts);
         Ok(())
     }
 
-    /// Undoes every write of this block. The store takes a new identity: whatever was
-    /// cached of it (`vm.storage`) no longer applies.
+    /// Undoes every write of this block (a held block just drops its write set: nothing of
+    /// it reached the store). The store takes a new identity: whatever was cached of it
+    /// (`storage.read`, `vm.storage`) no longer applies.
     pub fn abort(self) -> Result<(), StateError> {
         let old = self
             .store
@@ -626,9 +866,12 @@ impl BlockWriter<'_> {
         if let Some(slot) = self.store.reads.get() {
             slot.reset(old);
         }
+        let Writes::Through { touched } = &self.writes else {
+            return Ok(());
+        };
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
-        for key in &self.touched {
+        for key in touched {
             let undo = [undo_prefix(self.height), key.clone()].concat();
             let old = db.get(&undo).map_err(err)?.unwrap_or_default();
             if old.is_empty() {

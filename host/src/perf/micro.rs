@@ -11,8 +11,8 @@ use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
     slots::{
-        BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
-        VOTE_VERIFY,
+        BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY,
+        TX_VALIDATION, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -136,6 +136,16 @@ pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
                 contract: false,
             },
         ]
+    } else if slot == BLOCK_COMMIT.id && cfg!(feature = "node") {
+        vec![Case {
+            name: "block_commit",
+            slot: BLOCK_COMMIT.id,
+            workload: format!(
+                "write a block of {} transfers' account writes (half of them on 4 hot accounts) and commit it with its record and head, synced, on RocksDB",
+                o.block_txs
+            ),
+            contract: true,
+        }]
     } else if slot == TX_VALIDATION.id {
         vec![Case {
             name: "tx_validation",
@@ -174,6 +184,10 @@ pub enum Input {
     /// (whose `exec.block_execution` is the node's baseline).
     #[cfg(feature = "node")]
     Store(Box<StoreInput>),
+    /// Two stores at the same state, one written through and one attached to the host's
+    /// slots, and the writes of a block (for `storage.commit`).
+    #[cfg(feature = "node")]
+    Commit(Box<CommitInput>),
     Signatures(workload::SignatureSet),
     Votes(workload::VoteSet),
     Tree(Vec<Bytes32>),
@@ -208,6 +222,10 @@ impl Input {
                 };
                 Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
             }
+            #[cfg(feature = "node")]
+            s if s == BLOCK_COMMIT.id => {
+                Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
+            }
             s if s == TX_VALIDATION.id => {
                 Input::Txs(workload::tx_batch(o.seed, o.signatures / 4, false))
             }
@@ -237,10 +255,15 @@ impl Input {
         }
     }
 
-    /// Completes the input for `host` (the plugin's own encoding, to decode).
+    /// Completes the input for `host` (the plugin's own encoding, to decode; the store the
+    /// plugin writes to).
     pub fn for_host(mut self, host: &Host) -> Input {
         if let Input::Records { records, own, .. } = &mut self {
             *own = host.slots.record_codec.encode(records);
+        }
+        #[cfg(feature = "node")]
+        if let Input::Commit(c) = &self {
+            c.stores()[1].attach(&host.slots);
         }
         self
     }
@@ -275,6 +298,11 @@ impl Pending<'_> {
 
 /// Runs `case` once on `side`; undo the returned [`Pending`] before the next run.
 pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> Pending<'a> {
+    #[cfg(feature = "node")]
+    if let Input::Commit(c) = input {
+        c.commit_next(side);
+        return Pending::Nothing;
+    }
     #[cfg(feature = "node")]
     if let Input::Store(s) = input {
         let slots = match side {
@@ -369,6 +397,8 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 host.slots.sig_verify.verify_batch(&items) == baseline::sig_verify(&items)
             })
         }
+        #[cfg(feature = "node")]
+        Input::Commit(c) => c.identical(host),
         #[cfg(feature = "node")]
         Input::Store(_) => {
             // Differential on generated and adversarial blocks, plugin against the pure
@@ -612,6 +642,194 @@ impl StoreInput {
 impl Drop for StoreInput {
     fn drop(&mut self) {
         drop(self.store.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Two scratch RocksDB stores at the same genesis, and the account writes a generated block
+/// of transfers makes, in execution order (three per transfer: sender, recipient,
+/// proposer). Each run writes them as the next block of one store and commits it: the
+/// baseline's store writes through, the plugin's is attached to the plugin's slots. Both
+/// grow by a block per run. Removed when dropped.
+#[cfg(feature = "node")]
+pub struct CommitInput {
+    dir: std::path::PathBuf,
+    /// The baseline's store and the plugin's (closed before the directory is removed).
+    stores: Option<[crate::node::state::StateStore; 2]>,
+    writes: Vec<dubchain_plugin_api::exec::AccountEntry>,
+    genesis: Vec<(Bytes32, crate::node::state::Account)>,
+    /// The last height committed to each store (baseline, plugin).
+    heights: [std::sync::atomic::AtomicU64; 2],
+}
+
+#[cfg(feature = "node")]
+impl CommitInput {
+    fn new(seed: u64, txs: usize) -> CommitInput {
+        use dubchain_plugin_api::exec::{apply_transfer, AccountState, Overlay, State};
+
+        /// An in-memory state that records every write in order.
+        struct Recorder(Overlay, Vec<dubchain_plugin_api::exec::AccountEntry>);
+        impl State for Recorder {
+            type Error = dubchain_plugin_api::exec::Undeclared;
+            fn get(&mut self, a: &Bytes32) -> Result<AccountState, Self::Error> {
+                self.0.get(a)
+            }
+            fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), Self::Error> {
+                self.1.push(dubchain_plugin_api::exec::AccountEntry {
+                    account: *a,
+                    state: s,
+                });
+                self.0.put(a, s)
+            }
+        }
+
+        let block = workload::transfer_block(seed, 1000, txs, 0.5, false);
+        let mut rec = Recorder(Overlay::new(&block.pre), Vec::new());
+        for tx in &block.txs {
+            let _ = apply_transfer(&mut rec, tx, &block.proposer).expect("declared accounts");
+        }
+        let genesis: Vec<_> = block
+            .pre
+            .iter()
+            .map(|e| {
+                (
+                    e.account,
+                    crate::node::state::Account {
+                        balance: e.state.balance,
+                        nonce: e.state.nonce,
+                    },
+                )
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!(
+            "dubchain-bench-commit-{}-{seed}-{txs}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = |name: &str| {
+            let store = crate::node::state::StateStore::open(&dir.join(name))
+                .expect("opening a scratch store");
+            crate::node::block::commit_genesis(&Host::new(Default::default()), &store, &genesis)
+                .expect("genesis");
+            store
+        };
+        CommitInput {
+            stores: Some([open("through"), open("held")]),
+            dir,
+            writes: rec.1,
+            genesis,
+            heights: Default::default(),
+        }
+    }
+
+    fn stores(&self) -> &[crate::node::state::StateStore; 2] {
+        self.stores.as_ref().expect("open until dropped")
+    }
+
+    /// Writes the block as the next block of `side`'s store and commits it.
+    fn commit_next(&self, side: Side) {
+        let i = match side {
+            Side::Baseline => 0,
+            Side::Plugin => 1,
+        };
+        let (store, height) = (&self.stores()[i], &self.heights[i]);
+        let height = height.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        write_and_commit(store, height, &self.writes);
+    }
+
+    /// Whether the plugin's write path leaves a store exactly as the baseline's does: the
+    /// block's writes, then a block of adversarial writes (a new account, an account
+    /// written back to its default, the same key written many times), on fresh stores.
+    fn identical(&self, host: &Host) -> bool {
+        use crate::node::state::{Account, StateStore};
+        let dir = self.dir.join("identical");
+        let _ = std::fs::remove_dir_all(&dir);
+        let stores: Vec<StateStore> = ["through", "held"]
+            .iter()
+            .map(|name| {
+                let store = StateStore::open(&dir.join(name)).expect("a scratch store");
+                crate::node::block::commit_genesis(
+                    &Host::new(Default::default()),
+                    &store,
+                    &self.genesis,
+                )
+                .expect("genesis");
+                store
+            })
+            .collect();
+        stores[1].attach(&host.slots);
+        let fresh = Bytes32([0xee; 32]);
+        let first = self.genesis[0].0;
+        let mut odd: Vec<dubchain_plugin_api::exec::AccountEntry> = (0..50u64)
+            .map(|i| dubchain_plugin_api::exec::AccountEntry {
+                account: first,
+                state: dubchain_plugin_api::exec::AccountState {
+                    balance: i,
+                    nonce: i,
+                },
+            })
+            .collect();
+        odd.push(dubchain_plugin_api::exec::AccountEntry {
+            account: fresh,
+            state: dubchain_plugin_api::exec::AccountState {
+                balance: 5,
+                nonce: 0,
+            },
+        });
+        odd.push(dubchain_plugin_api::exec::AccountEntry {
+            account: first,
+            state: Default::default(),
+        });
+        for store in &stores {
+            write_and_commit(store, 1, &self.writes);
+            write_and_commit(store, 2, &odd);
+        }
+        let view = |s: &StateStore| -> Option<(Vec<(Bytes32, Account)>, Bytes32, Option<Vec<u8>>)> {
+            Some((
+                s.accounts().ok()?,
+                s.state_root().ok()?,
+                s.block_bytes(2).ok()?,
+            ))
+        };
+        let same = view(&stores[0]).is_some() && view(&stores[0]) == view(&stores[1]);
+        drop(stores);
+        let _ = std::fs::remove_dir_all(&dir);
+        same
+    }
+}
+
+/// Writes `writes` as block `height` of `store` and commits it (a fixed record, the head).
+#[cfg(feature = "node")]
+fn write_and_commit(
+    store: &crate::node::state::StateStore,
+    height: u64,
+    writes: &[dubchain_plugin_api::exec::AccountEntry],
+) {
+    use crate::node::state::{Account, Head};
+    let mut w = store.begin_block(height);
+    for e in writes {
+        w.put(
+            &e.account,
+            Account {
+                balance: e.state.balance,
+                nonce: e.state.nonce,
+            },
+        )
+        .expect("the benchmark store writes");
+    }
+    let head = Head {
+        height,
+        hash: Bytes32([height as u8; 32]),
+        state_root: Bytes32::default(),
+    };
+    w.commit(&[7; 256], head)
+        .expect("the benchmark store commits");
+}
+
+#[cfg(feature = "node")]
+impl Drop for CommitInput {
+    fn drop(&mut self) {
+        drop(self.stores.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
