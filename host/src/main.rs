@@ -1116,6 +1116,7 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
         let dir = c.data_dir.join(format!("{name}-catch-up"));
         let _ = std::fs::remove_dir_all(&dir);
         let store = StateStore::open(&dir)?;
+        store.attach(&h.slots);
         let mut head = block::commit_genesis(
             h,
             &store,
@@ -1280,6 +1281,7 @@ fn chain_produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let store = StateStore::open(&args.data_dir)?;
+    store.attach(&host.slots);
     if store.head()?.is_none() {
         block::commit_genesis(&host, &store, &workload.genesis())?;
     }
@@ -1335,6 +1337,7 @@ fn chain_check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("dubchain-check-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let replay = StateStore::open(&scratch)?;
+    replay.attach(&host.slots);
     let workload = Workload::new(args.workload(seed));
     let genesis = block::commit_genesis(&host, &replay, &workload.genesis())?;
     // Catch-up sync: stored blocks replayed in runs of 64 (validated together by a
@@ -1396,6 +1399,8 @@ fn watch_loop(
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
     let (proposer, validator) = (StateStore::open(&dirs[0])?, StateStore::open(&dirs[1])?);
+    proposer.attach(&host.slots);
+    validator.attach(&host.slots);
     block::commit_genesis(&host, &proposer, &workload.genesis())?;
     block::commit_genesis(&host, &validator, &workload.genesis())?;
     let mut mempool = Mempool::new(&host.slots);

@@ -802,7 +802,10 @@ impl BlockWriter<'_> {
     /// Makes the block durable: its writes (if held), its record and the head, then the
     /// log synced (by `storage.sync` if the node set it up).
     pub fn commit(mut self, block: &[u8], head: Head) -> Result<(), StateError> {
-        self.check()?;
+        if let Err(e) = self.check() {
+            self.abort()?;
+            return Err(e);
+        }
         let store = self.store;
         let db = &store.db;
         let err = |e| store.db_err(e);
