@@ -214,6 +214,18 @@ impl<I> Provider<I> {
         slot_id: &str,
         call: impl FnOnce(&I) -> Result<T, PluginError>,
     ) -> Option<T> {
+        self.attempt_settling(slot, slot_id, call, true)
+    }
+
+    /// [`Provider::attempt`]; a success closes the breaker only if `settle` (a call that
+    /// makes an object is settled by the object's own calls instead).
+    fn attempt_settling<T>(
+        &self,
+        slot: &Counters,
+        slot_id: &str,
+        call: impl FnOnce(&I) -> Result<T, PluginError>,
+        settle: bool,
+    ) -> Option<T> {
         if !self.breaker.admit() {
             self.counters.fallbacks.fetch_add(1, Relaxed);
             slot.fallbacks.fetch_add(1, Relaxed);
@@ -222,7 +234,9 @@ impl<I> Provider<I> {
         self.counters.calls.fetch_add(1, Relaxed);
         match call(&self.imp) {
             Ok(v) => {
-                self.breaker.record_success();
+                if settle {
+                    self.breaker.record_success();
+                }
                 Some(v)
             }
             Err(e) => {
@@ -360,6 +374,25 @@ impl<I> Slot<I> {
             if !notify(&p.imp) && !forget(&p.imp) {
                 p.breaker.record_failure();
             }
+        }
+    }
+
+    /// Calls the active provider for an object whose own calls decide whether the provider
+    /// works (a `storage.commit` write set): like `try_call`, but a success does not close
+    /// the breaker; [`Slot::object_done`] or [`Slot::object_failed`] settles it.
+    fn try_make<T>(&self, call: impl FnOnce(&I) -> Result<T, PluginError>) -> Option<T> {
+        self.counters.calls.fetch_add(1, Relaxed);
+        let stack = self.stack.load();
+        stack
+            .last()
+            .and_then(|p| p.attempt_settling(&self.counters, self.id, call, false))
+    }
+
+    /// Records that an object the active provider made did all its work: a success for
+    /// the provider's breaker.
+    pub fn object_done(&self) {
+        if let Some(p) = self.stack.load().last() {
+            p.breaker.record_success();
         }
     }
 
@@ -799,11 +832,13 @@ pub type BlockCommitSlot = Slot<BlockCommitBox>;
 
 impl BlockCommitSlot {
     /// A fresh write set for block `height` from the provider, or `None` (write through).
+    /// The provider's breaker is settled by the block: [`Slot::object_done`] once it is
+    /// committed, [`Slot::object_failed`] if the set fails.
     pub fn begin(&self, height: u64) -> Option<BlockWritesBox> {
         if self.baseline_only() {
             return None;
         }
-        self.try_call(|imp| imp.begin(height).into_result())
+        self.try_make(|imp| imp.begin(height).into_result())
     }
 }
 

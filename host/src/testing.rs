@@ -397,7 +397,8 @@ impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
 /// height, to exercise the host's fallback.
 #[derive(Debug, Default)]
 pub struct BatchedWrites {
-    fail: Option<(u64, &'static str)>,
+    /// The height whose set fails (`None`: every height), and the call that fails.
+    fail: Option<(Option<u64>, &'static str)>,
     begun: Arc<AtomicU64>,
 }
 
@@ -411,7 +412,15 @@ impl BatchedWrites {
     /// `"held"` or `"drain"`).
     pub fn failing(height: u64, call: &'static str) -> Self {
         BatchedWrites {
-            fail: Some((height, call)),
+            fail: Some((Some(height), call)),
+            ..Self::default()
+        }
+    }
+
+    /// One whose write set for every block fails its first `call`.
+    pub fn always_failing(call: &'static str) -> Self {
+        BatchedWrites {
+            fail: Some((None, call)),
             ..Self::default()
         }
     }
@@ -504,7 +513,10 @@ impl dubchain_plugin_api::slots::BlockCommit for BatchedWrites {
         self.begun.fetch_add(1, Ordering::Relaxed);
         Ok(HeldWrites {
             writes: Default::default(),
-            fail: self.fail.filter(|f| f.0 == height).map(|f| f.1),
+            fail: self
+                .fail
+                .filter(|f| f.0.is_none_or(|h| h == height))
+                .map(|f| f.1),
         })
     }
 }

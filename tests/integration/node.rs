@@ -838,6 +838,34 @@ fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
 }
 
 #[test]
+fn a_provider_whose_write_sets_always_fail_is_set_aside_by_its_breaker() {
+    use dubchain_host::testing::BatchedWrites;
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = chain(
+        &Host::new(Default::default()),
+        13,
+        8,
+        &tmp.path().join("base"),
+    );
+    let (host, begun) = host_with_write_sets(BatchedWrites::always_failing("drain"), None);
+    let report = chain(&host, 13, 8, &tmp.path().join("failing"));
+    assert_eq!(report.block_hashes, baseline.block_hashes);
+    assert_eq!(report.state_root, baseline.state_root);
+    let status = host.slots.block_commit.status();
+    // Three failed blocks open the breaker (the default threshold); from then on blocks go
+    // straight to the baseline instead of being built twice, but for a probe after each
+    // backoff (1 s, then 2 s, ...). 18 blocks were written: genesis and 8 on each store.
+    let begun = begun.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(status.open.len(), 1, "{status:?}");
+    assert_eq!(
+        status.counters.errors, begun,
+        "every set failed: {status:?}"
+    );
+    assert!((3..=6).contains(&begun), "{begun} sets for 18 blocks");
+    assert!(status.counters.fallbacks >= 18, "{status:?}");
+}
+
+#[test]
 fn a_held_block_reaches_the_store_all_at_once_at_its_commit() {
     use dubchain_host::testing::BatchedWrites;
     let tmp = tempfile::tempdir().unwrap();

@@ -838,6 +838,9 @@ impl BlockWriter<'_> {
                 batch.put(block_key(self.height), block);
                 batch.put(HEAD, head_bytes);
                 db.write(batch).map_err(err)?;
+                if let Some(slot) = store.commits.get() {
+                    slot.object_done();
+                }
                 std::mem::take(accounts)
             }
         };
