@@ -427,6 +427,12 @@ impl<I> Slot<I> {
 pub type BlockExecutionSlot = Slot<BlockExecutionBox>;
 
 impl BlockExecutionSlot {
+    /// True, counting the call as the baseline's, when no provider is installed: the
+    /// caller then skips gathering what a provider needs and runs the baseline.
+    pub fn on_baseline(&self) -> bool {
+        self.baseline_only()
+    }
+
     /// The plugin's outcome for the block, or `None` (run the baseline).
     pub fn execute_block(
         &self,

@@ -329,7 +329,7 @@ fn execute_transfers(
     txs: &[Transaction],
     proposer: &Bytes32,
 ) -> Result<Vec<Result<Receipt, TxError>>, StateError> {
-    if slot.has_provider() {
+    if !slot.on_baseline() {
         let mut accounts: Vec<Bytes32> = txs
             .iter()
             .flat_map(|t| t.access_list.iter().copied())
