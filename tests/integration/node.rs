@@ -76,6 +76,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "batching_signature_aggregation",
         "batching_state_writes",
         "storage_write_batching",
+        "batching_tx_validation",
     ];
     for p in every {
         dir.add_first_party(p);
