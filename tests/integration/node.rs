@@ -52,6 +52,20 @@ fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_host::node
     .unwrap()
 }
 
+/// Runs the chain of `seed` on `host` and checks that it is `expected`: the same block
+/// hashes and state root.
+fn assert_same_chain(
+    host: &Host,
+    seed: u64,
+    dir: &Path,
+    expected: &dubchain_host::node::run::ChainReport,
+    what: &str,
+) {
+    let got = chain(host, seed, expected.block_hashes.len() as u64 - 1, dir);
+    assert_eq!(got.block_hashes, expected.block_hashes, "{what}");
+    assert_eq!(got.state_root, expected.state_root, "{what}");
+}
+
 #[test]
 fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
     let tmp = tempfile::tempdir().unwrap();
@@ -706,9 +720,7 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
         &tmp.path().join("base"),
     );
     let (host, hits) = host_with_read_cache(dubchain_host::testing::AccountReadCache::new());
-    let cached = chain(&host, 9, 8, &tmp.path().join("cached"));
-    assert_eq!(cached.block_hashes, baseline.block_hashes);
-    assert_eq!(cached.state_root, baseline.state_root);
+    assert_same_chain(&host, 9, &tmp.path().join("cached"), &baseline, "cached");
     assert!(hits.load(std::sync::atomic::Ordering::Relaxed) > 100);
     // A cache that ignores the writes it is told of serves stale balances and nonces: the
     // chain it produces is not the baseline's (which is what the self-test refuses).
@@ -795,9 +807,7 @@ fn a_storage_commit_provider_holds_every_block_and_reaches_the_same_chain() {
         ("held+cached", Some(AccountReadCache::new())),
     ] {
         let (host, begun) = host_with_write_sets(BatchedWrites::new(), cache);
-        let held = chain(&host, 11, 8, &tmp.path().join(name));
-        assert_eq!(held.block_hashes, baseline.block_hashes, "{name}");
-        assert_eq!(held.state_root, baseline.state_root, "{name}");
+        assert_same_chain(&host, 11, &tmp.path().join(name), &baseline, name);
         // Genesis and 8 blocks on the proposer, the same on the validator.
         assert!(
             begun.load(std::sync::atomic::Ordering::Relaxed) >= 18,
@@ -823,9 +833,7 @@ fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
     );
     for call in ["write", "read", "held", "drain"] {
         let (host, _) = host_with_write_sets(BatchedWrites::failing(3, call), None);
-        let report = chain(&host, 12, 5, &tmp.path().join(call));
-        assert_eq!(report.block_hashes, baseline.block_hashes, "{call}");
-        assert_eq!(report.state_root, baseline.state_root, "{call}");
+        assert_same_chain(&host, 12, &tmp.path().join(call), &baseline, call);
         let status = host.slots.block_commit.status();
         assert!(
             status.counters.errors >= 1,
@@ -849,9 +857,7 @@ fn a_provider_whose_write_sets_always_fail_is_set_aside_by_its_breaker() {
         &tmp.path().join("base"),
     );
     let (host, begun) = host_with_write_sets(BatchedWrites::always_failing("drain"), None);
-    let report = chain(&host, 13, 8, &tmp.path().join("failing"));
-    assert_eq!(report.block_hashes, baseline.block_hashes);
-    assert_eq!(report.state_root, baseline.state_root);
+    assert_same_chain(&host, 13, &tmp.path().join("failing"), &baseline, "failing");
     let status = host.slots.block_commit.status();
     // Three failed blocks open the breaker (the default threshold); from then on blocks go
     // straight to the baseline instead of being built twice, but for a probe after each
