@@ -91,7 +91,7 @@ pub enum StateError {
 
 /// The state store of one node.
 pub struct StateStore {
-    db: Arc<DB>,
+    db: DB,
     path: PathBuf,
     /// Identity for `vm.storage` and `storage.read` providers' caches: unique in the
     /// process, and replaced whenever a block is rolled back (so nothing cached before can
@@ -159,7 +159,7 @@ impl StateStore {
             source,
         })?;
         let store = StateStore {
-            db: Arc::new(db),
+            db,
             path: path.to_owned(),
             id: next_store_id().into(),
             reads: std::sync::OnceLock::new(),
