@@ -720,48 +720,20 @@ fn transport_ratio(_: &Host, slot: &str) -> measure::Comparison {
     unreachable!("{slot}: measuring a transport needs the node's network (feature `node`)")
 }
 
-/// One block's writes committed to a real RocksDB store: 256 transfers' sender, recipient
-/// and proposer accounts (hot keys written again and again) and 64 contract storage slots,
-/// then the record and head, synced. Through to the store one put per key with undo
-/// entries (the baseline), and held by the provider then written as one batch. The stores
-/// grow by a block per run, the same on both sides.
+/// The micro suite's `block_commit` case (its contract workload): a block of transfers'
+/// account writes committed to a real RocksDB store, through and held, interleaved.
 #[cfg(feature = "node")]
 fn block_commit_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use crate::node::state::{Account, Head, StateStore};
-    use dubchain_plugin_api::types::Bytes32;
-    let dir = std::env::temp_dir().join(format!("dubchain-verify-commit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let open = |name: &str| StateStore::open(&dir.join(name)).expect("a new store");
-    let (through, held) = (open("through"), open("held"));
-    held.attach(&host.slots);
-    let accounts: Vec<Bytes32> = (0..64u8).map(|i| Bytes32([i; 32])).collect();
-    let contract = Bytes32([0xcc; 32]);
-    let block = |store: &StateStore, height: &mut u64| {
-        *height += 1;
-        let mut w = store.begin_block(*height);
-        for i in 0..256u64 {
-            let (from, to) = ((i * 7 % 64) as usize, (i * 13 % 61) as usize);
-            for (a, balance) in [(from, i), (to, i + 1), (0, i + 2)] {
-                w.put(&accounts[a], Account { balance, nonce: i })
-                    .expect("the store writes");
-            }
-        }
-        for key in 0..64 {
-            w.put_storage(&contract, key, key + *height as i64)
-                .expect("the store writes");
-        }
-        let head = Head {
-            height: *height,
-            hash: Bytes32::default(),
-            state_root: Bytes32::default(),
-        };
-        w.commit(&[0; 512], head).expect("the store commits");
-    };
-    let (mut a, mut b) = (0, 0);
-    let c = measure::compare(slot, 7, || block(&through, &mut a), || block(&held, &mut b));
-    drop((through, held));
-    let _ = std::fs::remove_dir_all(&dir);
-    c
+    use crate::perf::micro::{self, MicroOptions, Side};
+    let o = MicroOptions::default();
+    let case = micro::cases(slot, &o).remove(0);
+    let input = micro::Input::new(&case, &o).for_host(host);
+    measure::compare(
+        slot,
+        7,
+        || micro::run_once(&case, Side::Baseline, host, &input).undo(),
+        || micro::run_once(&case, Side::Plugin, host, &input).undo(),
+    )
 }
 
 /// `plugin verify` is a command of `dubchain-perf`, which is built with the node.

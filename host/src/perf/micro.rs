@@ -605,30 +605,13 @@ pub struct StoreInput {
 #[cfg(feature = "node")]
 impl StoreInput {
     fn new(seed: u64, txs: usize, conflict: f64) -> StoreInput {
-        use crate::node::state::{Account, StateStore};
         let dir = std::env::temp_dir().join(format!(
             "dubchain-bench-store-{}-{seed}-{txs}-{conflict}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating a scratch store");
-        let store = StateStore::open(&dir).expect("opening a scratch store");
         let block = workload::transfer_block(seed, 1000, txs, conflict, false);
-        let genesis: Vec<_> = block
-            .pre
-            .iter()
-            .map(|e| {
-                (
-                    e.account,
-                    Account {
-                        balance: e.state.balance,
-                        nonce: e.state.nonce,
-                    },
-                )
-            })
-            .collect();
-        crate::node::block::commit_genesis(&Host::new(Default::default()), &store, &genesis)
-            .expect("genesis");
+        let store = scratch_store(&dir, &genesis_of(&block));
         StoreInput {
             dir,
             store: Some(store),
@@ -688,33 +671,17 @@ impl CommitInput {
         for tx in &block.txs {
             let _ = apply_transfer(&mut rec, tx, &block.proposer).expect("declared accounts");
         }
-        let genesis: Vec<_> = block
-            .pre
-            .iter()
-            .map(|e| {
-                (
-                    e.account,
-                    crate::node::state::Account {
-                        balance: e.state.balance,
-                        nonce: e.state.nonce,
-                    },
-                )
-            })
-            .collect();
+        let genesis = genesis_of(&block);
         let dir = std::env::temp_dir().join(format!(
             "dubchain-bench-commit-{}-{seed}-{txs}",
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let open = |name: &str| {
-            let store = crate::node::state::StateStore::open(&dir.join(name))
-                .expect("opening a scratch store");
-            crate::node::block::commit_genesis(&Host::new(Default::default()), &store, &genesis)
-                .expect("genesis");
-            store
-        };
         CommitInput {
-            stores: Some([open("through"), open("held")]),
+            stores: Some([
+                scratch_store(&dir.join("through"), &genesis),
+                scratch_store(&dir.join("held"), &genesis),
+            ]),
             dir,
             writes: rec.1,
             genesis,
@@ -746,16 +713,7 @@ impl CommitInput {
         let _ = std::fs::remove_dir_all(&dir);
         let stores: Vec<StateStore> = ["through", "held"]
             .iter()
-            .map(|name| {
-                let store = StateStore::open(&dir.join(name)).expect("a scratch store");
-                crate::node::block::commit_genesis(
-                    &Host::new(Default::default()),
-                    &store,
-                    &self.genesis,
-                )
-                .expect("genesis");
-                store
-            })
+            .map(|name| scratch_store(&dir.join(name), &self.genesis))
             .collect();
         stores[1].attach(&host.slots);
         let fresh = Bytes32([0xee; 32]);
@@ -796,6 +754,37 @@ impl CommitInput {
         let _ = std::fs::remove_dir_all(&dir);
         same
     }
+}
+
+/// The genesis accounts of a generated block: its declared accounts' state before it.
+#[cfg(feature = "node")]
+fn genesis_of(block: &workload::TransferBlock) -> Vec<(Bytes32, crate::node::state::Account)> {
+    block
+        .pre
+        .iter()
+        .map(|e| {
+            (
+                e.account,
+                crate::node::state::Account {
+                    balance: e.state.balance,
+                    nonce: e.state.nonce,
+                },
+            )
+        })
+        .collect()
+}
+
+/// A new store at `dir` holding the genesis block with `genesis`, written on baselines.
+#[cfg(feature = "node")]
+fn scratch_store(
+    dir: &std::path::Path,
+    genesis: &[(Bytes32, crate::node::state::Account)],
+) -> crate::node::state::StateStore {
+    std::fs::create_dir_all(dir).expect("creating a scratch store");
+    let store = crate::node::state::StateStore::open(dir).expect("opening a scratch store");
+    crate::node::block::commit_genesis(&Host::new(Default::default()), &store, genesis)
+        .expect("genesis");
+    store
 }
 
 /// Writes `writes` as block `height` of `store` and commits it (a fixed record, the head).
