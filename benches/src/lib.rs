@@ -17,9 +17,9 @@ pub fn plugin_dir() -> PathBuf {
         })
 }
 
-/// A host with `enable` loaded, each plugin given `config`; panics with the reason if a
-/// plugin is missing or fails to load.
-pub fn host_with(enable: &[&str], config: &str) -> dubchain_host::Host {
+/// A session over the plugin directory with `enable` enabled (and nothing else); panics with
+/// the reason if the directory is unusable.
+pub fn session_with(enable: &[&str]) -> Session {
     let session = Session::open(SessionOptions {
         plugin_dir: plugin_dir(),
         profile: "development".into(),
@@ -35,12 +35,19 @@ pub fn host_with(enable: &[&str], config: &str) -> dubchain_host::Host {
         session.manifest_errors,
         session.resolution.problems
     );
+    session
+}
+
+/// A host with `enable` loaded, each plugin given `config`; panics with the reason if a
+/// plugin is missing or fails to load.
+pub fn host_with(enable: &[&str], config: &str) -> dubchain_host::Host {
+    let session = session_with(enable);
     let host = session.host();
     let report = host
         .apply(&session.manifests, &session.resolution, |_| {
             config.to_owned()
         })
-        .expect("resolution checked above");
+        .expect("resolution checked by session_with");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     host
 }

@@ -11,6 +11,12 @@
 //! A program that does not install it reads zeros and [`installed`] is `false`; reports then
 //! say "not counted" instead of a wrong zero.
 //!
+//! Counting is off unless a caller asks for it with [`counting`]: timed sections run with
+//! it off, so a baseline in the host pays no counter updates that a plugin (which allocates
+//! through its own allocator) does not. What remains while it is off is one relaxed load of
+//! a flag per allocation. The benchmark suite and the profiler count allocations in runs of
+//! their own that are not timed.
+//!
 //! What it cannot see: a plugin is a separate `cdylib` with its own Rust allocator, and
 //! RocksDB allocates in C++; neither goes through this allocator. The peak resident set
 //! ([`peak_rss_bytes`], reset with [`reset_peak_rss`]) covers them, process-wide.
@@ -21,6 +27,7 @@ use std::{
 };
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicU64 = AtomicU64::new(0);
@@ -31,8 +38,11 @@ static PEAK: AtomicU64 = AtomicU64::new(0);
 pub struct CountingAlloc;
 
 fn on_alloc(size: usize) {
-    if !INSTALLED.load(Relaxed) {
-        INSTALLED.store(true, Relaxed);
+    if !COUNTING.load(Relaxed) {
+        if !INSTALLED.load(Relaxed) {
+            INSTALLED.store(true, Relaxed);
+        }
+        return;
     }
     ALLOCATIONS.fetch_add(1, Relaxed);
     BYTES.fetch_add(size as u64, Relaxed);
@@ -41,8 +51,12 @@ fn on_alloc(size: usize) {
 }
 
 fn on_free(size: usize) {
-    // Saturating: a block freed here may have been counted before a `reset_peak`, never
-    // before the allocator was installed (it is installed before `main`).
+    if !COUNTING.load(Relaxed) {
+        return;
+    }
+    // Saturating: a block freed here may have been allocated while counting was off, so
+    // the live figure is the growth of what was allocated while counting (which is what
+    // the peak is read as: growth over the live heap at the start of a counted run).
     let _ = LIVE.fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(size as u64)));
 }
 
@@ -116,6 +130,31 @@ impl AllocStats {
             live_bytes: self.live_bytes,
         }
     }
+}
+
+/// Counts allocations while the guard lives (process-wide: every thread's allocations
+/// count). Guards nest; counting stops when the last one is dropped.
+pub fn counting() -> Counting {
+    let previous = COUNTING.swap(true, Relaxed);
+    Counting { previous }
+}
+
+/// Keeps allocation counting on; see [`counting`].
+#[derive(Debug)]
+#[must_use = "counting stops when the guard is dropped"]
+pub struct Counting {
+    previous: bool,
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        COUNTING.store(self.previous, Relaxed);
+    }
+}
+
+/// Whether allocations are being counted now.
+pub fn is_counting() -> bool {
+    COUNTING.load(Relaxed)
 }
 
 /// The counters now.

@@ -7,6 +7,7 @@
 
 pub mod alloc_count;
 pub mod baseline;
+pub mod catalogue;
 pub mod config;
 pub mod conformance;
 pub mod host;

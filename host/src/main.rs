@@ -10,14 +10,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dubchain_host::{
-    baseline,
     config::GatesFile,
     host::PluginState,
     resolve::Reason,
     session::{Session, SessionOptions},
-    workload, Host,
+    Host,
 };
-use dubchain_plugin_api::types::Record;
 
 /// Counts the host's heap allocations for `bench` and `profile`.
 #[global_allocator]
@@ -162,9 +160,9 @@ struct BenchArgs {
     /// Interleaved rounds per microbenchmark.
     #[arg(long, default_value_t = 20)]
     rounds: usize,
-    /// Chain runs per side in the system benchmark.
-    #[arg(long, default_value_t = 2)]
-    runs: usize,
+    /// Chain runs per side in the system benchmark, alternating (at least 3 for an interval).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
     /// Skip the microbenchmarks.
     #[arg(long)]
     no_micro: bool,
@@ -403,9 +401,16 @@ struct RunArgs {
     /// stored as records).
     #[arg(long, default_value_t = 32)]
     record_blocks: usize,
-    /// Interleaved rounds (baseline, plugins, baseline, ...).
+    /// Interleaved rounds per slot workload (baseline, plugins, plugins, baseline, ...).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Chain runs per side, alternating (B P, P B, ...); every row's interval is over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+    /// Go on when the plan has problems or a plugin fails to load: the missing plugins'
+    /// slots run on baselines, and the tables say which plugins were missing.
+    #[arg(long)]
+    allow_missing: bool,
     /// Seed of the generated workload.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -853,214 +858,42 @@ fn gates_import(options: SessionOptions, file: &PathBuf) -> Result<ExitCode> {
 }
 
 /// Per-slot outcome of `run`.
-#[derive(serde::Serialize)]
-struct SlotRun {
-    slot: &'static str,
-    stack: Vec<String>,
-    baseline_ms: f64,
-    optimized_ms: f64,
-    ratio: f64,
-    identical: bool,
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
+    use dubchain_host::perf::{micro, system};
     print_manifest_errors(s);
-    let host = std::sync::Arc::new(loaded_host(s));
-    let chains = compare_chains(s, &host, args)?;
-    let sigs = workload::signature_set(args.seed, args.signatures, true);
-    let items = sigs.items();
-    let records = workload::records(args.seed, args.record_blocks, 64);
-    eprintln!(
-        "workload: {} signatures ({} adversarial kinds), {} records, 100 votes with bad ones, a 4096-leaf tree; {} interleaved rounds",
-        items.len(),
-        workload::ADVERSARIAL_KINDS,
-        records.len(),
-        args.rounds
-    );
-
-    let mut results = Vec::new();
-    // crypto.sig_verify
-    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
-    for _ in 0..args.rounds.max(1) {
-        let t = Instant::now();
-        let expected = baseline::sig_verify(&items);
-        base_t.push(t.elapsed());
-        let t = Instant::now();
-        let got = host.slots.sig_verify.verify_batch(&items);
-        opt_t.push(t.elapsed());
-        identical &= got == expected;
-    }
-    results.push(slot_run(&host, 0, &mut base_t, &mut opt_t, identical));
-
-    // storage.record_codec: encode then decode everything; the decoded records must be the
-    // records, and the plugin must read the baseline's JSON as the baseline does.
-    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
-    for _ in 0..args.rounds.max(1) {
-        let t = Instant::now();
-        let json = baseline::encode_records(&records);
-        let json_refs: Vec<&[u8]> = json.iter().map(Vec::as_slice).collect();
-        let back = baseline::decode_records(&json_refs);
-        base_t.push(t.elapsed());
-        identical &= back
-            .iter()
-            .zip(&records)
-            .all(|(b, r)| b.as_ref().ok() == Some(r));
-
-        let t = Instant::now();
-        let enc = host.slots.record_codec.encode(&records);
-        let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
-        let dec = host.slots.record_codec.decode(&refs);
-        opt_t.push(t.elapsed());
-        identical &= dec
-            .iter()
-            .zip(&records)
-            .all(|(d, r)| d.as_ref().ok() == Some(r));
-        let old: Vec<Result<Record, String>> = host.slots.record_codec.decode(&json_refs);
-        identical &= old
-            .iter()
-            .zip(&records)
-            .all(|(d, r)| d.as_ref().ok() == Some(r));
-    }
-    results.push(slot_run(&host, 1, &mut base_t, &mut opt_t, identical));
-
-    // consensus.vote_verify: 100 validators' votes on one block, with bad votes mixed in.
-    let votes = workload::vote_set(args.seed, 100, true);
-    let vote_items = votes.items();
-    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
-    for _ in 0..args.rounds.max(1) {
-        let t = Instant::now();
-        let expected = baseline::verify_votes(&vote_items);
-        base_t.push(t.elapsed());
-        let t = Instant::now();
-        let got = host.slots.vote_verify.verify_votes(&vote_items);
-        opt_t.push(t.elapsed());
-        identical &= got == expected;
-    }
-    results.push(slot_run(&host, 2, &mut base_t, &mut opt_t, identical));
-
-    // crypto.merkle: the root of 4096 leaves.
-    let tree = workload::merkle_trees(args.seed, &[4096])
-        .pop()
-        .expect("one tree");
-    let (mut base_t, mut opt_t, mut identical) = (Vec::new(), Vec::new(), true);
-    for _ in 0..args.rounds.max(1) {
-        let t = Instant::now();
-        let expected = baseline::merkle_root(&tree);
-        base_t.push(t.elapsed());
-        let t = Instant::now();
-        let got = host.slots.merkle.root(&tree);
-        opt_t.push(t.elapsed());
-        identical &= got == expected;
-    }
-    results.push(slot_run(&host, 3, &mut base_t, &mut opt_t, identical));
-
-    let mut rows = vec![[
-        "slot",
-        "stack (bottom > top)",
-        "baseline ms",
-        "optimized ms",
-        "ratio",
-        "identical",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for r in &results {
-        rows.push(vec![
-            r.slot.to_owned(),
-            if r.stack.is_empty() {
-                "baseline".to_owned()
-            } else {
-                r.stack.join(" > ")
-            },
-            format!("{:.2}", r.baseline_ms),
-            format!("{:.2}", r.optimized_ms),
-            format!("{:.2}x", r.ratio),
-            if r.identical {
-                "yes".to_owned()
-            } else {
-                "NO".to_owned()
-            },
-        ]);
-    }
-    println!(
-        "feature set {} (profile {})",
-        s.resolution.feature_set_id, s.options.profile
-    );
-    print_table(&rows);
-    println!("\nslot counters:");
-    for st in host.slot_status() {
-        println!(
-            "  {}: active {}, calls {}, errors {}, fallbacks {}",
-            st.slot, st.active, st.counters.calls, st.counters.errors, st.counters.fallbacks
-        );
-    }
-    println!("\nratios are medians of {} interleaved rounds in one process; see `docs/benchmarks.md` for the criterion figures", args.rounds);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let out = args.out.join("run.json");
-    let json = serde_json::json!({
-        "feature_set_id": s.resolution.feature_set_id,
-        "profile": s.options.profile,
-        "seed": args.seed,
-        "slots": results,
-        "counters": host.slot_status(),
-        "chain": {
-            "identical": chains.identical,
-            "baseline": chains.baseline,
-            "optimized": chains.optimized,
-        },
-    });
-    std::fs::write(args.out.join("run.md"), &chains.markdown)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    std::fs::write(&out, serde_json::to_vec_pretty(&json)?)
-        .with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {}", out.display());
-    if !chains.identical {
-        eprintln!("error: the run with plugins did not reach the same chain as the baselines");
+    // Refused before anything runs: a plan with problems, or a plugin that fails to load,
+    // unless --allow-missing (then the tables say which plugins are missing).
+    let host = s.host();
+    let missing: Vec<String> = match s.apply(&host) {
+        Ok(report) => {
+            for e in &report.failed {
+                eprintln!("error: {e}");
+            }
+            report
+                .failed
+                .iter()
+                .map(|e| e.plugin().to_owned())
+                .collect()
+        }
+        Err(problems) => {
+            eprintln!("error: the plan has {} problem(s):", problems.len());
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            if !args.allow_missing {
+                eprintln!("nothing was run; fix the plan (`dubchain-perf plugins plan`) or pass --allow-missing to run without the plugins it leaves out");
+                return Ok(ExitCode::from(2));
+            }
+            s.resolution.enabled().map(str::to_owned).collect()
+        }
+    };
+    if !missing.is_empty() && !args.allow_missing {
+        eprintln!("nothing was run: {} failed to load; fix it or pass --allow-missing to compare without it", missing.join(", "));
         return Ok(ExitCode::FAILURE);
     }
-    if args.watch && results.iter().all(|r| r.identical) {
-        return watch_loop(
-            s,
-            host,
-            &args.chain.workload(args.seed),
-            &args.chain.data_dir,
-            &items,
-            &records,
-            args.duration.map(Duration::from_secs),
-        );
-    }
-    if results.iter().all(|r| r.identical) {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("error: a plugin's answers differ from the baseline's");
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-/// The two chain runs of the main job.
-struct ChainComparison {
-    baseline: dubchain_host::node::run::ChainReport,
-    optimized: dubchain_host::node::run::ChainReport,
-    identical: bool,
-    markdown: String,
-}
-
-fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainComparison> {
-    use dubchain_host::node::run::{run_chain, ChainConfig};
-    let config = |name: &str| ChainConfig {
-        workload: args.chain.workload(args.seed),
-        blocks: args.chain.blocks,
-        data_dir: args.chain.data_dir.join(name),
-    };
     let c = &args.chain;
     eprintln!(
-        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, {:.0}% contract calls, seed {}",
+        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, {:.0}% contract calls, seed {}; {} runs per side, alternating, every node on a freshly loaded host",
         c.blocks,
         c.workload.txs_per_block,
         c.workload.accounts,
@@ -1068,189 +901,189 @@ fn compare_chains(s: &Session, host: &Host, args: &RunArgs) -> Result<ChainCompa
         c.workload.validators,
         c.workload.invalid_share * 100.0,
         c.workload.contract_share * 100.0,
-        args.seed
+        args.seed,
+        args.runs
     );
-    let baseline_host = Host::new(dubchain_host::host::HostOptions::default());
-    let baseline = run_chain(
-        &baseline_host,
-        &config("baseline"),
-        progress("baselines", c.blocks),
-    )
-    .context("the run on baselines failed")?;
-    let optimized = run_chain(host, &config("optimized"), progress("plugins", c.blocks))
-        .context("the run with plugins failed")?;
-    // The same chain again, by V validator nodes over TCP on loopback.
-    let cluster = |h: &Host, name: &str| -> Result<(f64, dubchain_host::node::state::Head)> {
-        let t = Instant::now();
-        let nodes = dubchain_host::node::cluster::run_cluster(
-            h,
-            args.chain.workload(args.seed),
-            c.blocks,
-            &c.data_dir.join(name),
-        )
-        .with_context(|| format!("the {name} run over TCP failed"))?;
-        if let Some(odd) = nodes.iter().find(|n| n.head != nodes[0].head) {
-            bail!(
-                "{name}: node {} ended on {:?}, node 0 on {:?}",
-                odd.index,
-                odd.head,
-                nodes[0].head
-            );
-        }
-        Ok((t.elapsed().as_secs_f64(), nodes[0].head))
-    };
-    eprintln!(
-        "running {} validator nodes over TCP on loopback, on baselines and with plugins",
-        c.workload.validators.max(1)
-    );
-    let (net_b, head_b) = cluster(&baseline_host, "cluster-baseline")?;
-    let (net_o, head_o) = cluster(host, "cluster-optimized")?;
-    // Catch-up sync: a new node replays each run's stored chain in runs of 64 blocks.
-    let catch_up = |h: &Host, name: &str| -> Result<(f64, dubchain_host::node::state::Head)> {
-        use dubchain_host::node::{block, gen::Workload, state::StateStore};
-        let source = StateStore::open(&c.data_dir.join(name).join("proposer"))?;
-        let blocks = (1..=c.blocks)
-            .map(|height| block::stored_block(h, &source, height))
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(source);
-        let dir = c.data_dir.join(format!("{name}-catch-up"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = StateStore::open(&dir)?;
-        store.attach(&h.slots);
-        let mut head = block::commit_genesis(
-            h,
-            &store,
-            &Workload::new(args.chain.workload(args.seed)).genesis(),
-        )?;
-        let t = Instant::now();
-        for run in blocks.chunks(64) {
-            let (heads, refused) = block::validate_run(h, &store, run)?;
-            if let Some((i, e)) = refused {
-                bail!(
-                    "{name} catch-up refused block {}: {e}",
-                    run[i].header.height
-                );
-            }
-            head = *heads.last().expect("non-empty run");
-        }
-        Ok((t.elapsed().as_secs_f64(), head))
-    };
-    eprintln!("a new node catching up on each run's chain");
-    let (sync_b, synced_b) = catch_up(&baseline_host, "baseline")?;
-    let (sync_o, synced_o) = catch_up(host, "optimized")?;
-    let identical = baseline.block_hashes == optimized.block_hashes
-        && baseline.state_root == optimized.state_root
-        && head_b == head_o
-        && synced_b == synced_o
-        && synced_b.hash == *baseline.block_hashes.last().expect("genesis at least");
-
-    let (b, o) = (&baseline, &optimized);
-    let row = |name: &str, bv: f64, ov: f64, unit: &str, higher_is_better: bool| {
-        let ratio = if higher_is_better {
-            ov / bv.max(1e-12)
+    let plan_ok = s.resolution.is_ok();
+    let fresh = || -> Result<Host, String> {
+        if plan_ok {
+            s.loaded_host(args.allow_missing)
         } else {
-            bv / ov.max(1e-12)
-        };
-        vec![
-            name.to_owned(),
-            format!("{bv:.2} {unit}"),
-            format!("{ov:.2} {unit}"),
-            format!("{ratio:.2}x"),
-        ]
+            Ok(s.host())
+        }
     };
-    let mut rows = vec![["stage", "baselines", "plugins", "speed-up"]
-        .map(String::from)
-        .to_vec()];
-    let (bs, os) = (&b.stages, &o.stages);
-    for (name, bv, ov) in [
-        ("mempool", bs.mempool, os.mempool),
-        ("execution", bs.execution, os.execution),
-        ("storage", bs.storage, os.storage),
-        ("validation", bs.validation, os.validation),
-        ("consensus", bs.consensus, os.consensus),
-    ] {
-        rows.push(row(name, bv * 1e3, ov * 1e3, "ms", false));
-    }
-    let network = format!("network ({} nodes, TCP)", c.workload.validators.max(1));
-    rows.push(row(&network, net_b * 1e3, net_o * 1e3, "ms", false));
-    rows.push(row(
-        "catch-up sync (runs of 64)",
-        sync_b * 1e3,
-        sync_o * 1e3,
-        "ms",
-        false,
-    ));
-    rows.push(row("throughput", b.tps(), o.tps(), "tx/s", true));
-    rows.push(row(
-        "block latency p50",
-        b.latency_ms(0.5),
-        o.latency_ms(0.5),
-        "ms",
-        false,
-    ));
-    rows.push(row(
-        "block latency p99",
-        b.latency_ms(0.99),
-        o.latency_ms(0.99),
-        "ms",
-        false,
-    ));
+    let options = system::SystemOptions {
+        workload: c.workload(args.seed),
+        blocks: c.blocks,
+        runs: args.runs.into(),
+        data_dir: c.data_dir.clone(),
+        network: true,
+        catch_up: true,
+        count_allocations: false,
+    };
+    let mut bar = progress("chain runs", u64::from(args.runs) * 2);
+    let chains = system::run(&|| Ok(s.host()), &fresh, &options, |i, _| bar(i as u64))
+        .map_err(|e| anyhow::anyhow!(e))?;
+
+    let micro_options = dubchain_host::perf::micro::MicroOptions {
+        rounds: args.rounds,
+        signatures: args.signatures,
+        record_blocks: args.record_blocks,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let slots = if plan_ok {
+        micro::run(s, &host, &micro_options, |_, _, _| {}).map_err(|e| anyhow::anyhow!(e))?
+    } else {
+        Vec::new()
+    };
+
     println!(
         "feature set {} (profile {})",
         s.resolution.feature_set_id, s.options.profile
     );
-    println!(
-        "chain of {} blocks ({} final), {} transactions included, {} rejected at admission, {} invalid votes refused",
-        b.block_hashes.len() - 1,
-        b.finalized,
-        b.transactions,
-        b.rejected,
-        b.invalid_votes
-    );
+    if !missing.is_empty() {
+        println!(
+            "MISSING (not loaded, their slots ran on baselines): {}",
+            missing.join(", ")
+        );
+    }
+    let markdown = print_chain_table(s, &chains, &missing, args.seed);
+    print_slot_table(&slots, args.rounds);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = args.out.join("run.json");
+    let json = serde_json::json!({
+        "feature_set_id": s.resolution.feature_set_id,
+        "profile": s.options.profile,
+        "seed": args.seed,
+        "fingerprint": dubchain_host::perf::fingerprint::Fingerprint::current(
+            dubchain_host::perf::suite::plugin_set(s),
+        ),
+        "missing": missing,
+        "runs_per_side": chains.runs_per_side,
+        "rows": chains.rows,
+        "chain": chains.chain,
+        "identical": chains.identical,
+        "slots": slots,
+    });
+    std::fs::write(args.out.join("run.md"), &markdown)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    std::fs::write(&out, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    if !chains.identical {
+        eprintln!("error: the runs with plugins did not reach the same chain as the baselines");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(r) = slots.iter().find(|r| !r.identical) {
+        eprintln!(
+            "error: {} answered differently from the baseline on `{}`",
+            r.plugin, r.id
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.watch {
+        return watch_loop(
+            s,
+            std::sync::Arc::new(host),
+            &c.workload(args.seed),
+            &c.data_dir,
+            args.duration.map(Duration::from_secs),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the stage table of the main job; returns it as Markdown.
+fn print_chain_table(
+    s: &Session,
+    r: &dubchain_host::perf::SystemResult,
+    missing: &[String],
+    seed: u64,
+) -> String {
+    use dubchain_host::perf::StageRow;
+    let header = [
+        "stage",
+        "baselines",
+        "plugins",
+        "speed-up [95% interval]",
+        "verdict",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for row in &r.rows {
+        rows.push(vec![
+            row.name.clone(),
+            format!("{:.2} {}", StageRow::median(&row.baseline), row.unit),
+            format!("{:.2} {}", StageRow::median(&row.plugins), row.unit),
+            format!("{:.2}x [{:.2}, {:.2}]", row.ratio, row.ci95[0], row.ci95[1]),
+            row.verdict().to_owned(),
+        ]);
+    }
+    if let Some(ch) = &r.chain {
+        println!(
+            "chain of {} blocks ({} final), {} transactions included, {} rejected at admission, {} invalid votes refused",
+            ch.blocks, ch.finalized, ch.transactions, ch.rejected, ch.invalid_votes
+        );
+    }
     print_table(&rows);
-    let verdict = if identical {
-        format!(
-            "same chain: {} block hashes and state root {:?} identical",
-            b.block_hashes.len(),
-            b.state_root
-        )
-    } else {
-        let at = b
-            .block_hashes
-            .iter()
-            .zip(&o.block_hashes)
-            .position(|(x, y)| x != y);
-        format!(
-            "DIFFERENT CHAINS: first differing block {at:?}; state roots {:?} and {:?}",
-            b.state_root, o.state_root
-        )
+    let verdict = match (&r.chain, r.identical) {
+        (Some(ch), true) => format!(
+            "same chain in all {} runs: block {:?}, state root {:?}, on the proposer, the validator, every TCP node and the catch-up node",
+            r.runs_per_side * 2,
+            ch.last_block,
+            ch.state_root
+        ),
+        _ => "DIFFERENT CHAINS: some run did not reach the baselines' chain".to_owned(),
     };
     println!("{verdict}");
     println!(
-        "(network: the whole chain again by {} validator nodes over TCP, each on its own RocksDB;\n\
-         both runs ended on block {} {:?})\n\
-         (this binary is the dev build the tests use, with debug assertions in the host and its\n\
-         dependencies, while plugins are release builds: `cargo xtask bench` gives the fair ratios)\n",
-        c.workload.validators.max(1),
-        head_b.height,
-        head_b.hash
+        "(medians of {} runs per side, alternating B P, P B, ...; each ratio is the median of the per-run ratios with a 95% bootstrap interval, \"no change\" when it contains 1; host and plugins are built with the same optimisation settings, see the fingerprint in run.json)\n",
+        r.runs_per_side
     );
-    let mut markdown = format!(
-        "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {}\n\n{verdict}\n\n| {} |\n|---|---|---|---|\n",
-        s.resolution.feature_set_id,
-        s.options.profile,
-        args.seed,
-        rows[0].join(" | ")
+    let mut md = format!(
+        "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {seed}, {} runs per side\n\n{verdict}\n\n",
+        s.resolution.feature_set_id, s.options.profile, r.runs_per_side
     );
-    for r in &rows[1..] {
-        markdown += &format!("| {} |\n", r.join(" | "));
+    if !missing.is_empty() {
+        md += &format!("Missing (ran on baselines): {}\n\n", missing.join(", "));
     }
-    Ok(ChainComparison {
-        baseline,
-        optimized,
-        identical,
-        markdown,
-    })
+    md += &format!("| {} |\n|---|---|---|---|---|\n", rows[0].join(" | "));
+    for row in &rows[1..] {
+        md += &format!("| {} |\n", row.join(" | "));
+    }
+    md
+}
+
+/// Prints each plugin's slot workloads against the baseline (the bench suite's micro cases).
+fn print_slot_table(slots: &[dubchain_host::perf::MicroResult], rounds: usize) {
+    if slots.is_empty() {
+        return;
+    }
+    let head = [
+        "case",
+        "plugin",
+        "speed-up [95% interval]",
+        "catalogue goal",
+        "promise",
+        "identical",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for r in slots {
+        rows.push(vec![
+            r.id.clone(),
+            r.plugin.clone(),
+            format!(
+                "{:.2}x [{:.2}, {:.2}]",
+                r.ratio.median, r.ratio.low, r.ratio.high
+            ),
+            r.goal.map_or("-".into(), |g| format!(">= {g}x")),
+            r.promise.map_or("-".into(), |p| format!(">= {p}x")),
+            if r.identical { "yes" } else { "NO" }.to_owned(),
+        ]);
+    }
+    println!("each plugin alone on its own host, on its slot's workloads ({rounds} interleaved rounds; the same cases as `bench`):");
+    print_table(&rows);
 }
 
 /// A progress line on stderr while a chain runs (only on a terminal).
@@ -1378,12 +1211,11 @@ fn watch_loop(
     host: std::sync::Arc<Host>,
     workload: &dubchain_host::node::gen::WorkloadConfig,
     data_dir: &std::path::Path,
-    items: &[dubchain_plugin_api::types::SigItem<'_>],
-    records: &[Record],
     duration: Option<Duration>,
 ) -> Result<ExitCode> {
     use dubchain_host::{
         node::{block, gen::Workload, mempool::Mempool, state::StateStore},
+        perf::micro::{check_slots, MicroOptions},
         watch::{watch, Reloader},
     };
     let reloader = std::sync::Arc::new(Reloader::new(host.clone(), s.options.clone()));
@@ -1412,7 +1244,44 @@ fn watch_loop(
             None => " (Ctrl-C to stop)".to_owned(),
         }
     );
-    let expected = baseline::sig_verify(items);
+    // Small workloads: the differential checks run every few seconds beside the node.
+    let checks = MicroOptions {
+        signatures: 256,
+        record_blocks: 4,
+        votes: 32,
+        leaves: 300,
+        block_txs: 64,
+        run_blocks: 4,
+        run_txs: 16,
+        ..MicroOptions::default()
+    };
+    // Every slot with a provider against the baseline; the line says which were compared.
+    let check = |height: u64| -> Result<String> {
+        let results = check_slots(&host, &checks);
+        if let Some(bad) = results.iter().find(|c| c.identical == Some(false)) {
+            bail!(
+                "block {height}: {} ({}) answered differently from the baseline",
+                bad.slot,
+                bad.stack.join(" > ")
+            );
+        }
+        let (compared, unchecked): (Vec<_>, Vec<_>) =
+            results.iter().partition(|c| c.identical.is_some());
+        let names = |v: &[&dubchain_host::perf::micro::SlotCheck]| {
+            v.iter().map(|c| c.slot).collect::<Vec<_>>().join(", ")
+        };
+        let mut line = format!("identical to the baselines: {}", names(&compared));
+        if compared.is_empty() {
+            line = "no slot with a provider has a differential check here".to_owned();
+        }
+        if !unchecked.is_empty() {
+            line += &format!(
+                "; not compared (no differential check in the watch loop): {}",
+                names(&unchecked)
+            );
+        }
+        Ok(line)
+    };
     let start = Instant::now();
     let mut last_report = Instant::now();
     let mut height = 0;
@@ -1437,55 +1306,26 @@ fn watch_loop(
         if Some(head) != proposer.head()? {
             bail!("proposer and validator disagree at block {height}");
         }
-        if host.slots.sig_verify.verify_batch(items) != expected {
-            bail!("crypto.sig_verify answered differently from the baseline");
-        }
-        let enc = host.slots.record_codec.encode(records);
-        let refs: Vec<&[u8]> = enc.iter().map(Vec::as_slice).collect();
-        if !host
-            .slots
-            .record_codec
-            .decode(&refs)
-            .iter()
-            .zip(records)
-            .all(|(d, r)| d.as_ref().ok() == Some(r))
-        {
-            bail!("storage.record_codec did not read back what it wrote");
-        }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             let active: Vec<String> = host
                 .slot_status()
                 .iter()
+                .filter(|st| st.active != "baseline")
                 .map(|st| format!("{}={}", st.slot, st.active))
                 .collect();
             println!(
-                "block {height}, validated; slot answers identical to the baselines; {}",
+                "block {height}, validated; {}; active: {}",
+                check(height)?,
                 active.join(", ")
             );
         }
     }
-    println!("stopped at block {height}; every block validated, every slot answer identical to the baseline's");
+    println!(
+        "stopped at block {height}; every block validated; {}",
+        check(height)?
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-fn slot_run(
-    host: &Host,
-    index: usize,
-    base: &mut [Duration],
-    opt: &mut [Duration],
-    identical: bool,
-) -> SlotRun {
-    let status = &host.slot_status()[index];
-    let (b, o) = (median(base), median(opt));
-    SlotRun {
-        slot: status.slot,
-        stack: status.stack.clone(),
-        baseline_ms: b.as_secs_f64() * 1e3,
-        optimized_ms: o.as_secs_f64() * 1e3,
-        ratio: b.as_secs_f64() / o.as_secs_f64().max(1e-9),
-        identical,
-    }
 }
 
 fn micro_options(m: &MicroArgs, rounds: usize) -> dubchain_host::perf::micro::MicroOptions {
@@ -1531,8 +1371,11 @@ fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<Exit
         system: (!args.no_system).then(|| SystemOptions {
             workload: args.system.workload(),
             blocks: args.system.blocks,
-            runs: args.runs,
+            runs: args.runs.into(),
             data_dir: args.out.join("scratch"),
+            network: false,
+            catch_up: false,
+            count_allocations: true,
         }),
         instructions: args.instructions.then(|| {
             let workload_args = vec![

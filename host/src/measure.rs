@@ -149,20 +149,28 @@ mod tests {
     }
 
     #[test]
-    fn compare_reports_the_ratio_of_work() {
-        // Work, not time: the optimized side does a tenth of the iterations.
-        let work = |n: u64| (0..n).fold(0u64, |a, x| a.wrapping_add(std::hint::black_box(x * x)));
+    fn compare_interleaves_the_sides_and_pairs_each_round() {
+        // Order and bookkeeping, not time: no assertion here depends on how long anything
+        // takes.
+        let order = std::cell::RefCell::new(Vec::new());
         let c = compare(
             "x",
-            9,
-            || {
-                std::hint::black_box(work(400_000));
-            },
-            || {
-                std::hint::black_box(work(40_000));
-            },
+            6,
+            || order.borrow_mut().push('B'),
+            || order.borrow_mut().push('P'),
         );
-        assert_eq!(c.rounds, 9);
-        assert!(c.ratio.median > 1.0, "{c:?}");
+        let order: String = order.into_inner().into_iter().collect();
+        // One warm-up run each, then B P, P B, B P, ...
+        assert_eq!(order, "BPBPPBBPPBBPPB");
+        assert_eq!(c.rounds, 6);
+        assert_eq!((c.baseline_s.len(), c.optimized_s.len()), (6, 6));
+        let mut ratios: Vec<f64> = c
+            .baseline_s
+            .iter()
+            .zip(&c.optimized_s)
+            .map(|(b, o)| b / o.max(1e-12))
+            .collect();
+        assert_eq!(c.ratio.median, median(&mut ratios));
+        assert!(c.ratio.low <= c.ratio.median && c.ratio.median <= c.ratio.high);
     }
 }

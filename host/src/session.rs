@@ -111,6 +111,29 @@ impl Session {
         })
     }
 
+    /// A new host with this session's plan applied: what every node of a measured run gets,
+    /// so that no plugin instance, cache or pool is shared between nodes or runs. A plan
+    /// with problems is refused, and so is a plugin that fails to load unless
+    /// `allow_missing` (then the host goes on without it, as its slots' baselines).
+    pub fn loaded_host(&self, allow_missing: bool) -> Result<Host, String> {
+        let host = self.host();
+        let report = self.apply(&host).map_err(|problems| {
+            format!(
+                "the plan has {} problem(s): {}",
+                problems.len(),
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        match report.failed.first() {
+            Some(e) if !allow_missing => Err(e.to_string()),
+            _ => Ok(host),
+        }
+    }
+
     /// Applies this session's resolution to `host`.
     pub fn apply(&self, host: &Host) -> Result<ApplyReport, Vec<Problem>> {
         host.apply(&self.manifests, &self.resolution, |name| {

@@ -21,8 +21,8 @@ use std::{
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
 use dubchain_plugin_api::slots::{
-    BroadcastBox, ConnectionsBox, InboundSinkBox, PeerSocket, SendQueueBox, SendQueuesBox,
-    SharedFrame, TransportBox,
+    check_len, BroadcastBox, ConnectionsBox, InboundSinkBox, PeerSocket, SendQueueBox,
+    SendQueuesBox, SharedFrame, TransportBox,
 };
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
@@ -441,8 +441,17 @@ impl BlockExecutionSlot {
         proposer: &Bytes32,
     ) -> Option<BlockOutcome> {
         self.try_call(|imp| {
-            imp.execute_block(pre.into(), txs.into(), proposer)
-                .into_result()
+            let out = imp
+                .execute_block(pre.into(), txs.into(), proposer)
+                .into_result()?;
+            if out.results.len() != txs.len() {
+                return Err(PluginError::failed(format!(
+                    "plugin returned {} results for a block of {} transactions",
+                    out.results.len(),
+                    txs.len()
+                )));
+            }
+            Ok(out)
         })
     }
 }
@@ -463,6 +472,7 @@ impl BlockValidationSlot {
             imp.check_run(head_height, head_hash, blocks.into())
                 .into_result()
                 .map(RVec::into_vec)
+                .and_then(|v| check_len(blocks.len(), v))
         })
     }
 }
@@ -475,7 +485,12 @@ pub type TxValidationSlot = Slot<TxValidationBox>;
 impl TxValidationSlot {
     /// The plugin's verdicts, or `None` (check them the baseline way).
     pub fn validate(&self, txs: &[Transaction]) -> Option<Vec<TxCheck>> {
-        self.try_call(|imp| imp.validate(txs.into()).into_result().map(RVec::into_vec))
+        self.try_call(|imp| {
+            imp.validate(txs.into())
+                .into_result()
+                .map(RVec::into_vec)
+                .and_then(|v| check_len(txs.len(), v))
+        })
     }
 }
 
@@ -579,7 +594,18 @@ impl BufferPoolSlot {
     /// An empty buffer with room for `capacity` bytes.
     pub fn take(&self, capacity: usize) -> RVec<u8> {
         if !self.baseline_only() {
-            if let Some(b) = self.try_call(|imp| imp.take(capacity as u64).into_result()) {
+            if let Some(b) = self.try_call(|imp| {
+                let b = imp.take(capacity as u64).into_result()?;
+                // Never a buffer with old contents visible, nor one too small.
+                if !b.is_empty() || b.capacity() < capacity {
+                    return Err(PluginError::failed(format!(
+                        "pool gave a buffer of length {} and capacity {} for a request of {capacity}",
+                        b.len(),
+                        b.capacity()
+                    )));
+                }
+                Ok(b)
+            }) {
                 return b;
             }
         }
@@ -755,11 +781,15 @@ impl TxDecodeSlot {
         if !self.baseline_only() {
             let slices: Vec<RSlice<'_, u8>> = payloads.iter().map(|p| (*p).into()).collect();
             if let Some(out) = self.try_call(|imp| {
-                imp.decode(slices.as_slice().into()).into_result().map(|v| {
-                    v.into_iter()
-                        .map(|r| r.into_result().map_err(String::from))
-                        .collect()
-                })
+                let v = check_len(
+                    payloads.len(),
+                    imp.decode(slices.as_slice().into())
+                        .into_result()?
+                        .into_vec(),
+                )?;
+                Ok(v.into_iter()
+                    .map(|r| r.into_result().map_err(String::from))
+                    .collect())
             }) {
                 return out;
             }
@@ -787,6 +817,7 @@ impl AccountReadSlot {
             imp.get(store, accounts.into(), below.as_source())
                 .into_result()
                 .map(RVec::into_vec)
+                .and_then(|v| check_len(accounts.len(), v))
         })
     }
 
@@ -864,9 +895,16 @@ impl BroadcastSlot {
             return None;
         }
         self.try_call(|imp| {
-            imp.frames(msgs.into(), peers as u32)
-                .into_result()
-                .map(|lists| lists.into_iter().map(RVec::into_vec).collect())
+            let lists = check_len(
+                peers,
+                imp.frames(msgs.into(), peers as u32)
+                    .into_result()?
+                    .into_vec(),
+            )?;
+            lists
+                .into_iter()
+                .map(|l| check_len(msgs.len(), l.into_vec()))
+                .collect()
         })
     }
 }
@@ -916,6 +954,7 @@ impl VoteVerifySlot {
                 imp.verify_votes(votes.into())
                     .into_result()
                     .map(RVec::into_vec)
+                    .and_then(|v| check_len(votes.len(), v))
             },
             || baseline::verify_votes(votes),
         )
@@ -931,6 +970,7 @@ impl MerkleSlot {
                 imp.roots(slices.as_slice().into())
                     .into_result()
                     .map(RVec::into_vec)
+                    .and_then(|roots| check_len(trees.len(), roots))
             },
             || trees.iter().map(|t| baseline::merkle_root(t)).collect(),
         )
@@ -970,6 +1010,7 @@ impl SigVerifySlot {
             imp.verify_batch(items.into(), below.as_ffi())
                 .into_result()
                 .map(|v| v.into_vec())
+                .and_then(|v| check_len(items.len(), v))
         });
         answer.unwrap_or_else(|| self.verify_from(stack, depth - 1, items))
     }
@@ -987,6 +1028,7 @@ impl RecordCodecSlot {
                     imp.encode(records.into())
                         .into_result()
                         .map(|v| v.into_iter().map(|b| b.into_vec()).collect())
+                        .and_then(|v| check_len(records.len(), v))
                 })
             })
             .unwrap_or_else(|| baseline::encode_records(records))
@@ -1004,7 +1046,8 @@ impl RecordCodecSlot {
                 let one = [values[i].into()];
                 let older = retired.iter().find_map(|p| {
                     let got = p.imp.decode(one.as_slice().into()).into_result().ok()?;
-                    got.into_iter().next()?.into_result().ok()
+                    let mut got = check_len(1, got.into_vec()).ok()?;
+                    got.pop()?.into_result().ok()
                 });
                 if let Some(record) = older {
                     *r = Ok(record);
@@ -1022,11 +1065,15 @@ impl RecordCodecSlot {
             .and_then(|p| {
                 let slices: Vec<_> = values.iter().map(|v| (*v).into()).collect();
                 p.attempt(&self.counters, self.id, |imp| {
-                    imp.decode(slices.as_slice().into()).into_result().map(|v| {
-                        v.into_iter()
-                            .map(|r| r.into_result().map_err(|e| e.to_string()))
-                            .collect()
-                    })
+                    let v = check_len(
+                        values.len(),
+                        imp.decode(slices.as_slice().into())
+                            .into_result()?
+                            .into_vec(),
+                    )?;
+                    Ok(v.into_iter()
+                        .map(|r| r.into_result().map_err(|e| e.to_string()))
+                        .collect())
                 })
             })
             .unwrap_or_else(|| baseline::decode_records(values))

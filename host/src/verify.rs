@@ -697,7 +697,7 @@ fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
         .map(Message::Tx)
         .collect();
     let run = |slots: &crate::slot::Slots| {
-        let nodes = net::mesh(4, slots).expect("loopback connections");
+        let nodes = net::mesh(&[slots; 4]).expect("loopback connections");
         nodes[0].0.broadcast(slots, &msgs);
         for (_, inbox) in &nodes[1..] {
             for _ in 0..msgs.len() {

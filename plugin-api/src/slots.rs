@@ -1935,8 +1935,10 @@ impl<T: Transport> TransportFfi for Guarded<T> {
 }
 
 /// A batch answer must have one entry per input; anything else is a plugin bug that the
-/// host must not index past.
-fn check_len<T>(expected: usize, out: Vec<T>) -> Result<Vec<T>, PluginError> {
+/// host must not index past. The `Guarded` adaptors check it on the plugin side, and the
+/// host checks it again at the boundary (a root module need not be built with
+/// `export_plugin!`).
+pub fn check_len<T>(expected: usize, out: Vec<T>) -> Result<Vec<T>, PluginError> {
     if out.len() == expected {
         Ok(out)
     } else {

@@ -77,8 +77,18 @@ fn swap_back_and_forth_under_load() {
             .unwrap();
         }
         swaps += 1;
-        // Let calls run on each arrangement before the next swap.
+        // Let calls run on each arrangement before the next swap. A hang guard, not a
+        // timing: a caller that panicked, or callers stuck for a minute, end the test.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while calls.load(Ordering::Relaxed) < before + 4 {
+            assert!(
+                workers.iter().all(|w| !w.is_finished()),
+                "a caller stopped after swap {i} (its panic is printed above)"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no calls completed within 60 s of swap {i}"
+            );
             std::thread::yield_now();
         }
     }

@@ -15,7 +15,7 @@ use dubchain_host::{
         execute::{check_stateless, execute, TxError, TRANSFER_GAS},
         gen::WorkloadConfig,
         mempool::{Mempool, Rejection},
-        run::{run_chain, ChainConfig},
+        run::{run_chain, ChainConfig, NodeHosts},
         state::{Account, StateStore},
     },
     Host,
@@ -41,7 +41,7 @@ fn small(seed: u64) -> WorkloadConfig {
 
 fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_host::node::run::ChainReport {
     run_chain(
-        host,
+        NodeHosts::shared(host),
         &ChainConfig {
             workload: small(seed),
             blocks,
@@ -660,17 +660,30 @@ fn four_nodes_on_loopback_converge_on_the_same_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = PluginDir::new();
     dir.add_first_party("crypto_parallel_verification");
-    let host = test_host();
-    assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
-        .failed
-        .is_empty());
     let config = WorkloadConfig {
         validators: 4,
         txs_per_block: 32,
         accounts: 80,
         ..small(11)
     };
-    let outcomes = run_cluster(&host, config, 6, tmp.path()).unwrap();
+    // Four nodes, four hosts: each loads its own instance of the plugin.
+    let hosts: Vec<Host> = (0..4)
+        .map(|_| {
+            let host = test_host();
+            assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
+                .failed
+                .is_empty());
+            host
+        })
+        .collect();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let outcomes = run_cluster(&refs, config, 6, tmp.path()).unwrap();
+    for h in &hosts {
+        assert!(
+            h.slots.sig_verify.status().counters.calls > 0,
+            "every node verified through its own plugin instance"
+        );
+    }
     assert_eq!(outcomes.len(), 4);
     for o in &outcomes {
         assert_eq!(
@@ -727,7 +740,7 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
     let (host, _) =
         host_with_read_cache(dubchain_host::testing::AccountReadCache::ignoring_writes());
     let stale = run_chain(
-        &host,
+        NodeHosts::shared(&host),
         &ChainConfig {
             workload: small(9),
             blocks: 8,
@@ -750,7 +763,7 @@ fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let nodes = run_cluster(
-        &host,
+        &[&host; 4],
         WorkloadConfig {
             validators: 4,
             ..small(5)
@@ -936,4 +949,65 @@ fn a_held_block_reaches_the_store_all_at_once_at_its_commit() {
     let landed = block::validate_and_commit(&host, &store, &good).unwrap();
     assert_eq!(store.state_root().unwrap(), landed.state_root);
     assert_eq!(store.account(&sender).unwrap().nonce, 1);
+}
+
+/// Two nodes on one machine, each with its own instance of `crypto_verification_caching`:
+/// every call a node makes reaches its own instance and nobody else's, so the validator's
+/// cache can only have been warmed by the validator's own admission of the gossiped
+/// transactions, never by the proposer's.
+#[test]
+fn each_node_verifies_through_its_own_plugin_instance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_verification_caching");
+    let node_host = || {
+        let host = test_host();
+        let report = load(&host, &dir, &["crypto_verification_caching"], "");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        host
+    };
+    let (proposer, validator) = (node_host(), node_host());
+    let blocks = 6;
+    let report = run_chain(
+        NodeHosts {
+            proposer: &proposer,
+            validator: &validator,
+        },
+        &ChainConfig {
+            workload: small(21),
+            blocks,
+            data_dir: tmp.path().to_owned(),
+        },
+        |_| {},
+    )
+    .unwrap();
+    let calls = |h: &Host| {
+        let st = h.slots.sig_verify.status();
+        assert_eq!(st.providers.len(), 1, "{st:?}");
+        st.providers[0].1.calls
+    };
+    // The proposer verifies once per block (admission); the validator twice (admission of
+    // the gossip, then its block check). On one shared host the one instance would see all.
+    assert_eq!(
+        calls(&proposer),
+        blocks,
+        "the proposer's instance saw only its own work"
+    );
+    assert_eq!(
+        calls(&validator),
+        2 * blocks,
+        "the validator's instance saw only its own work"
+    );
+    // Two loads, two mapped copies: two instances with their own statics and caches.
+    let mapped = |h: &Host| h.live_library("crypto_verification_caching").unwrap().0;
+    assert_ne!(mapped(&proposer), mapped(&validator));
+    // And the chain is the baselines' chain.
+    let base = chain(
+        &Host::new(Default::default()),
+        21,
+        blocks,
+        &tmp.path().join("b"),
+    );
+    assert_eq!(report.block_hashes, base.block_hashes);
+    assert_eq!(report.state_root, base.state_root);
 }

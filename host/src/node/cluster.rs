@@ -1,4 +1,5 @@
-//! Several nodes, each with its own RocksDB and thread, connected over TCP on loopback:
+//! Several nodes, each with its own host (plugin instances, caches, pools), RocksDB and
+//! thread, connected over TCP on loopback:
 //! transactions are gossiped, the proposer of each height (validators take turns) broadcasts
 //! its block, every node validates it, commits it and broadcasts its BLS vote; the next
 //! proposer waits for the block to be final.
@@ -34,21 +35,29 @@ pub struct NodeOutcome {
     pub finalized: u64,
 }
 
-/// Runs `workload.validators` nodes until each has `blocks` final blocks; stores go in
+/// Runs `workload.validators` nodes until each has `blocks` final blocks, node `i` on
+/// `hosts[i]` (one host per node: `hosts` has one entry per validator); stores go in
 /// `data_dir/node-<i>` (emptied first).
 pub fn run_cluster(
-    host: &Host,
+    hosts: &[&Host],
     workload: WorkloadConfig,
     blocks: u64,
     data_dir: &Path,
 ) -> Result<Vec<NodeOutcome>, RunError> {
     let n = workload.validators.max(1);
+    if hosts.len() != n {
+        return Err(RunError::Hosts {
+            nodes: n,
+            hosts: hosts.len(),
+        });
+    }
     let workload = Workload::new(WorkloadConfig {
         validators: n,
         ..workload
     });
     let validators = ValidatorSet::generate(workload.config.seed, &workload.validators);
-    let nets = net::mesh(n, &host.slots).map_err(|source| RunError::Io {
+    let slots: Vec<_> = hosts.iter().map(|h| &h.slots).collect();
+    let nets = net::mesh(&slots).map_err(|source| RunError::Io {
         path: PathBuf::from("127.0.0.1"),
         source,
     })?;
@@ -58,6 +67,7 @@ pub fn run_cluster(
             .map(|(network, inbox)| {
                 let dir = data_dir.join(format!("node-{}", network.index));
                 let (workload, validators) = (&workload, &validators);
+                let host = hosts[network.index];
                 scope.spawn(move || {
                     let outcome = Node::start(host, workload, validators, network.index, n, &dir)
                         .and_then(|mut node| node.run(&network, &inbox, blocks));

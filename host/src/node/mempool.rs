@@ -235,9 +235,10 @@ impl Mempool {
         let hashes = match &mut self.index {
             Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
             Index::Plugin(ix) => {
-                match with_nonces(state, |n| {
+                let answer = with_nonces(state, |n| {
                     ix.select(max as u64, n).into_result().map(|v| v.into_vec())
-                })? {
+                })?;
+                match answer.and_then(|v| check_selection(v, max, &self.bodies)) {
                     Ok(v) => v,
                     Err(err) => self
                         .fall_back("select", &err)
@@ -286,4 +287,31 @@ impl Mempool {
         }
         Ok(())
     }
+}
+
+/// The host's check of an index's selection: at most `max`, each pending, none twice. A
+/// wrong answer is the provider's failure (the mempool falls back), never a corrupt store.
+fn check_selection(
+    selected: Vec<Bytes32>,
+    max: usize,
+    bodies: &HashMap<Bytes32, Transaction>,
+) -> Result<Vec<Bytes32>, PluginError> {
+    if selected.len() > max {
+        return Err(PluginError::failed(format!(
+            "index selected {} for a maximum of {max}",
+            selected.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(selected.len());
+    for h in &selected {
+        if !bodies.contains_key(h) {
+            return Err(PluginError::failed(format!(
+                "index selected {h:?}, which is not pending"
+            )));
+        }
+        if !seen.insert(*h) {
+            return Err(PluginError::failed(format!("index selected {h:?} twice")));
+        }
+    }
+    Ok(selected)
 }

@@ -357,10 +357,11 @@ fn with_transport(
     }))
 }
 
-/// Connects `n` nodes on 127.0.0.1 in a full mesh, each peer with a reader thread and a
-/// writer thread over its send queue (from `slots`). Returns, per node, its network and the
-/// receiver of everything its peers send it.
-pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
+/// Connects one node per entry of `slots` (node `i`'s own slots) on 127.0.0.1 in a full
+/// mesh, each peer with a reader thread and a writer thread over its send queue. Returns,
+/// per node, its network and the receiver of everything its peers send it.
+pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
+    let n = slots.len();
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -392,6 +393,7 @@ pub fn mesh(n: usize, slots: &Slots) -> io::Result<Vec<(Network, mpsc::Receiver<
     }
     let mut nodes = Vec::with_capacity(n);
     for (index, conns) in streams.into_iter().enumerate() {
+        let slots = slots[index];
         let (tx, rx) = mpsc::channel();
         if let Some(network) = with_transport(slots, index, &conns, &tx)? {
             nodes.push((network, rx));

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::chain::merkle_root;
-use crate::slot::{AccountReadSlot, BlockCommitSlot, DurabilitySlot, Slots};
+use crate::slot::{AccountReadSlot, BlockCommitSlot, DurabilitySlot, MerkleSlot, Slots};
 
 /// An account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +103,8 @@ pub struct StateStore {
     durability: std::sync::OnceLock<Arc<DurabilitySlot>>,
     /// Who holds a block's writes until its commit, once the node has said.
     commits: std::sync::OnceLock<Arc<BlockCommitSlot>>,
+    /// Who computes the state root's Merkle tree, once the node has said (`crypto.merkle`).
+    merkle: std::sync::OnceLock<Arc<MerkleSlot>>,
 }
 
 /// The next store identity in this process.
@@ -165,6 +167,7 @@ impl StateStore {
             reads: std::sync::OnceLock::new(),
             durability: std::sync::OnceLock::new(),
             commits: std::sync::OnceLock::new(),
+            merkle: std::sync::OnceLock::new(),
         };
         store.recover()?;
         Ok(store)
@@ -207,6 +210,7 @@ impl StateStore {
         let _ = self.reads.set(slots.account_read.clone());
         let _ = self.durability.set(slots.durability.clone());
         let _ = self.commits.set(slots.block_commit.clone());
+        let _ = self.merkle.set(slots.merkle.clone());
     }
 
     /// Reads an account: through `storage.read` if the node set it up, else (the baseline)
@@ -450,7 +454,11 @@ impl StateStore {
             h.update(value.to_le_bytes());
             leaves.push(Bytes32(h.finalize().into()));
         }
-        Ok(merkle_root(&leaves))
+        // The node's largest hashing work: through `crypto.merkle` once attached.
+        Ok(match self.merkle.get() {
+            Some(slot) => slot.root(&leaves),
+            None => merkle_root(&leaves),
+        })
     }
 
     /// Starts writing block `height` (the head's height + 1): into a `storage.commit`
@@ -794,6 +802,7 @@ impl BlockWriter<'_> {
                 set.held(RSlice::from_slice(prefix))
                     .into_result()
                     .map(|v| v.into_vec())
+                    .and_then(|v| check_writes(v, Some(prefix)))
                     .map_err(|e| self.fail("held", e))
             }),
         }
@@ -819,7 +828,11 @@ impl BlockWriter<'_> {
                 Vec::new()
             }
             Writes::Held { set, accounts } => {
-                let writes = match set.drain().into_result() {
+                let writes = match set
+                    .drain()
+                    .into_result()
+                    .and_then(|w| check_writes(w.into_vec(), None))
+                {
                     Ok(w) => w,
                     Err(e) => {
                         let e = self.fail("drain", e);
@@ -889,4 +902,25 @@ impl BlockWriter<'_> {
         }
         Ok(())
     }
+}
+/// The host's check of a write set's answer: strictly increasing keys (so each key once, in
+/// key order) and, for `held(prefix)`, every key under the prefix. Checked here as well as in
+/// the plugin's `Guarded` adaptor: a root module need not be built with `export_plugin!`.
+fn check_writes(writes: Vec<KvWrite>, prefix: Option<&[u8]>) -> Result<Vec<KvWrite>, PluginError> {
+    for pair in writes.windows(2) {
+        if pair[0].key.as_slice() >= pair[1].key.as_slice() {
+            return Err(PluginError::failed(
+                "write set answered keys out of order or twice",
+            ));
+        }
+    }
+    if let Some(prefix) = prefix {
+        if let Some(w) = writes.iter().find(|w| !w.key.starts_with(prefix)) {
+            return Err(PluginError::failed(format!(
+                "write set answered key {:02x?} outside the prefix {prefix:02x?}",
+                w.key.as_slice()
+            )));
+        }
+    }
+    Ok(writes)
 }

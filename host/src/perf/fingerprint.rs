@@ -27,6 +27,10 @@ pub struct Build {
     pub rustc: String,
     pub target: String,
     pub profile: String,
+    /// How the host's code (the baselines) was optimised next to the plugins: baselines and
+    /// plugins are compared only when both come from the same settings.
+    #[serde(default)]
+    pub optimisation: String,
     /// `git rev-parse --short HEAD` where available; informative, not compared.
     pub commit: Option<String>,
 }
@@ -55,7 +59,8 @@ impl Fingerprint {
         let compared = serde_json::json!({
             "machine": machine,
             "build": { "host": build.host_version, "api": build.api_version, "rustc": build.rustc,
-                       "target": build.target, "profile": build.profile },
+                       "target": build.target, "profile": build.profile,
+                       "optimisation": build.optimisation },
             "plugins": plugins,
         });
         h.update(compared.to_string().as_bytes());
@@ -82,6 +87,7 @@ impl Fingerprint {
                 rustc: host.rustc.to_string(),
                 target: host.target.to_string(),
                 profile: host.profile.to_string(),
+                optimisation: optimisation(),
                 commit: git_commit(),
             },
             plugins,
@@ -102,8 +108,8 @@ impl Fingerprint {
         let (a, b) = (&self.build, &other.build);
         let cfg = |x: &Build| {
             format!(
-                "host {} api {} {} {} {}",
-                x.host_version, x.api_version, x.rustc, x.target, x.profile
+                "host {} api {} {} {} {} ({})",
+                x.host_version, x.api_version, x.rustc, x.target, x.profile, x.optimisation
             )
         };
         if cfg(a) != cfg(b) {
@@ -120,6 +126,21 @@ impl Fingerprint {
         }
         out
     }
+}
+
+/// The optimisation settings of this build of the host. The workspace's `Cargo.toml` gives
+/// the dev build (the tests' and the main job's) the release settings the plugins are built
+/// with: opt-level 3, no debug assertions, no overflow checks.
+fn optimisation() -> String {
+    format!(
+        "host {} build, debug assertions {}; plugins release (opt-level 3, no debug assertions)",
+        dubchain_plugin_api::Fingerprint::current().profile,
+        if cfg!(debug_assertions) {
+            "ON: not like for like"
+        } else {
+            "off"
+        }
+    )
 }
 
 impl Machine {

@@ -455,6 +455,41 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
     }
 }
 
+/// One slot's answers against the baseline's, on the harness's workloads.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SlotCheck {
+    pub slot: &'static str,
+    /// Providers bottom to top.
+    pub stack: Vec<String>,
+    /// `Some(identical)` where the harness has a differential check for the slot; `None`
+    /// where it has none (the slot's answers were not compared).
+    pub identical: Option<bool>,
+}
+
+/// Compares every slot of `host` that has a provider with the baseline, on each of the
+/// slot's workloads (generated and adversarial). A slot without provider is the baseline and
+/// is not listed.
+pub fn check_slots(host: &Host, o: &MicroOptions) -> Vec<SlotCheck> {
+    host.slot_status()
+        .into_iter()
+        .filter(|st| !st.stack.is_empty())
+        .map(|st| {
+            let cases = cases(st.slot, o);
+            let identical = (!cases.is_empty()).then(|| {
+                cases.iter().all(|case| {
+                    let input = Input::new(case, o).for_host(host);
+                    identical(case, host, &input, o)
+                })
+            });
+            SlotCheck {
+                slot: st.slot,
+                stack: st.stack,
+                identical,
+            }
+        })
+        .collect()
+}
+
 /// A host with `plugin` and what it depends on enabled, nothing else; each plugin given
 /// its configuration from the session's profile.
 pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
@@ -581,6 +616,11 @@ pub fn run(
             workload: case.workload.clone(),
             rounds: c.rounds,
             met: promise.map(|p| c.ratio.low >= p),
+            goal: if id.starts_with("stack.") {
+                None
+            } else {
+                crate::catalogue::goal_for(label, case.name)
+            },
             promise: *promise,
             ratio: c.ratio,
             baseline_s: c.baseline_s,

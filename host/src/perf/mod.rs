@@ -33,7 +33,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{alloc_count::AllocStats, measure::Estimate};
+use crate::{
+    alloc_count::AllocStats,
+    measure::{bootstrap_median, Estimate},
+};
 
 /// The version tag of the results file. Fields are only ever added within one version.
 pub const SCHEMA: &str = "dubchain-bench/1";
@@ -79,6 +82,10 @@ pub struct MicroResult {
     pub plugin_s: Vec<f64>,
     /// Baseline time / plugin time.
     pub ratio: Estimate,
+    /// The catalogue's goal (`host/catalogue.toml`), where this case is the one the
+    /// plugin's catalogue row is judged on.
+    #[serde(default)]
+    pub goal: Option<f64>,
     /// The manifest's promised minimum speed-up, where this case is its contract workload.
     pub promise: Option<f64>,
     /// Whether the whole interval is at or above the promise.
@@ -107,6 +114,83 @@ pub struct SystemSide {
     pub heap: Option<AllocStats>,
 }
 
+/// One stage (or whole-run figure) on both sides: every run's value and the ratio.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRow {
+    pub name: String,
+    pub unit: String,
+    /// Whether a higher value is better (throughput) or a lower one (times).
+    pub higher_is_better: bool,
+    /// One value per run, in run order.
+    pub baseline: Vec<f64>,
+    pub plugins: Vec<f64>,
+    /// Median of the per-run speed-ups (above 1: the plugins are better).
+    pub ratio: f64,
+    /// The 95% bootstrap interval of that median.
+    pub ci95: [f64; 2],
+}
+
+impl StageRow {
+    pub fn new(
+        name: &str,
+        unit: &str,
+        higher_is_better: bool,
+        b: Vec<f64>,
+        p: Vec<f64>,
+    ) -> StageRow {
+        let ratios: Vec<f64> = b
+            .iter()
+            .zip(&p)
+            .map(|(b, p)| {
+                if higher_is_better {
+                    p / b.max(1e-12)
+                } else {
+                    b / p.max(1e-12)
+                }
+            })
+            .collect();
+        let e: Estimate = bootstrap_median(&ratios, 2_000, 0x5eed);
+        StageRow {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            higher_is_better,
+            baseline: b,
+            plugins: p,
+            ratio: e.median,
+            ci95: [e.low, e.high],
+        }
+    }
+
+    /// "faster", "slower" or "no change" (the interval contains 1).
+    pub fn verdict(&self) -> &'static str {
+        if self.ci95[0] > 1.0 {
+            "faster"
+        } else if self.ci95[1] < 1.0 {
+            "slower"
+        } else {
+            "no change"
+        }
+    }
+
+    /// The median of one side's runs.
+    pub fn median(values: &[f64]) -> f64 {
+        crate::measure::median(&mut values.to_vec())
+    }
+}
+
+/// What the chain of the first baseline run was (every run reached the same one, or
+/// `identical` is false).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainSummary {
+    pub blocks: u64,
+    pub finalized: u64,
+    pub transactions: u64,
+    pub rejected: u64,
+    pub invalid_votes: u64,
+    pub last_block: dubchain_plugin_api::types::Bytes32,
+    pub state_root: dubchain_plugin_api::types::Bytes32,
+}
+
 /// The chain workload on baselines and with plugins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemResult {
@@ -115,9 +199,19 @@ pub struct SystemResult {
     pub validators: usize,
     pub seed: u64,
     pub runs: usize,
+    /// Runs per side, alternating (B P, P B, ...): what every row's interval is over.
+    #[serde(default)]
+    pub runs_per_side: usize,
+    /// Per stage and overall: every run's value and the median ratio with its interval.
+    #[serde(default)]
+    pub rows: Vec<StageRow>,
+    /// The chain every run reached (the first baseline run's).
+    #[serde(default)]
+    pub chain: Option<ChainSummary>,
     pub baseline: SystemSide,
     pub plugins: SystemSide,
-    /// Both sides reached the same block hashes and state root in every run.
+    /// Both sides reached the same block hashes and state root in every run (and the same
+    /// heads over TCP and after catch-up, where those ran).
     pub identical: bool,
 }
 

@@ -29,7 +29,7 @@ use crate::{
     host::HostOptions,
     node::{
         gen::WorkloadConfig,
-        run::{run_chain, ChainConfig, StageAllocs},
+        run::{run_chain, ChainConfig, NodeHosts, StageAllocs},
     },
     session::Session,
     Host,
@@ -463,12 +463,16 @@ pub fn recommend(s: &Session, groups: &[GroupStat], min_share: f64) -> Vec<Recom
 fn run_workload(
     o: &ProfileOptions,
     host: &Host,
+    validator: &Host,
     scratch: &Path,
 ) -> Result<Option<StageAllocs>, String> {
     match o.workload {
         Workload::Chain => {
             let report = run_chain(
-                host,
+                NodeHosts {
+                    proposer: host,
+                    validator,
+                },
                 &ChainConfig {
                     workload: o.chain.clone(),
                     blocks: o.blocks,
@@ -506,6 +510,7 @@ fn profile_side(
     o: &ProfileOptions,
     side: ProfileSide,
     host: &Host,
+    validator: &Host,
     classifier: &Classifier,
 ) -> Result<SideProfile, String> {
     let scratch = o.out.join(format!("scratch-{}", side.name()));
@@ -520,14 +525,17 @@ fn profile_side(
     } else {
         None
     };
+    // A profile is not a timed comparison: it counts allocations as it samples.
+    let counting = alloc_count::counting();
     alloc_count::reset_peak();
     let before = alloc_count::snapshot();
     let cpu = alloc_count::cpu_seconds();
     let t = Instant::now();
-    let stages = run_workload(o, host, &scratch)?;
+    let stages = run_workload(o, host, validator, &scratch)?;
     let wall_s = t.elapsed().as_secs_f64();
     let cpu_s = alloc_count::cpu_seconds() - cpu;
     let heap = alloc_count::installed().then(|| alloc_count::snapshot().since(&before));
+    drop(counting);
     let mut files = Vec::new();
     let (mut fns, groups, samples) = match guard {
         Some(guard) => {
@@ -599,12 +607,17 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
             ProfileSide::Baseline => &baseline,
             ProfileSide::Plugins => plugins,
         };
+        // The validator node has a host of its own, as in every chain run.
+        let validator = match side {
+            ProfileSide::Baseline => Host::new(HostOptions::default()),
+            ProfileSide::Plugins => s.loaded_host(true)?,
+        };
         eprintln!(
             "profiling {} on {} ...",
             workload_name(o.workload),
             side.name()
         );
-        sides.push(profile_side(s, o, *side, host, &classifier)?);
+        sides.push(profile_side(s, o, *side, host, &validator, &classifier)?);
     }
     let recommendations = sides
         .iter()

@@ -33,8 +33,8 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// Rows of the micro table: id, slot, workload, baseline ms, plugin ms, ratio, promise, met,
-/// identical.
+/// Rows of the micro table: id, slot, workload, baseline ms, plugin ms, ratio, catalogue
+/// goal, goal met, promise, promise met, identical.
 fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
     r.micro
         .iter()
@@ -49,6 +49,8 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
                     "{:.2}x [{:.2}, {:.2}]",
                     m.ratio.median, m.ratio.low, m.ratio.high
                 ),
+                m.goal.map_or("-".into(), |g| format!(">= {g}x")),
+                m.goal.map_or("-".into(), |g| yes(m.ratio.low >= g).into()),
                 m.promise.map_or("-".into(), |p| format!(">= {p}x")),
                 m.met.map_or("-".into(), |b| yes(b).into()),
                 yes(m.identical).into(),
@@ -57,15 +59,17 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
         .collect()
 }
 
-const MICRO_HEAD: [&str; 9] = [
+const MICRO_HEAD: [&str; 11] = [
     "case",
     "plugin",
     "workload",
     "baseline ms",
     "plugin ms",
     "ratio [95% CI]",
+    "catalogue goal",
+    "goal met",
     "promise",
-    "met",
+    "promise met",
     "identical",
 ];
 

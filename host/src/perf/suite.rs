@@ -51,7 +51,8 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
 }
 
-fn plugin_set(s: &Session) -> PluginSet {
+/// The session's enabled plugins, for the fingerprint.
+pub fn plugin_set(s: &Session) -> PluginSet {
     let mut plugins: Vec<String> = s
         .resolution
         .enabled()
@@ -156,8 +157,10 @@ pub fn run(s: &Session, host: &Host, o: &BenchOptions) -> Result<Outcome, Refuse
     };
     let system = match &o.system {
         Some(sys) => Some(
-            system::run(host, sys, |i, n| progress_bar("system", i, n, "chain runs"))
-                .map_err(Refused)?,
+            system::run(&|| Ok(s.host()), &|| s.loaded_host(false), sys, |i, n| {
+                progress_bar("system", i, n, "chain runs")
+            })
+            .map_err(Refused)?,
         ),
         None => None,
     };
