@@ -70,37 +70,41 @@ pub fn merkle_root(leaves: &[Bytes32]) -> Bytes32 {
     dubchain_plugin_api::chain::merkle_root(leaves)
 }
 
+/// What executing a run of transfers leaves: the verdicts, and the state of every account
+/// in the state before it or written by it, sorted by account, leaving out accounts in the
+/// default state (which the state root leaves out too). Two executions agree when these are
+/// equal, however each wrote its accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub results: Vec<abi_stable::std_types::RResult<(), dubchain_plugin_api::exec::TxFailure>>,
+    pub state: Vec<dubchain_plugin_api::exec::AccountEntry>,
+}
+
 /// `exec.block_execution`, as a pure function: `txs` applied one after another to an
 /// in-memory copy of `pre` with [`dubchain_plugin_api::exec::apply_transfer`], each
 /// transaction's writes applied at once. The node's baseline does the same against the
-/// store (`node::execute::execute_block`); this form is what plugins are tested against.
+/// block in progress (`node::execute::execute_block`); this form is what plugins are tested
+/// against (the slot's `execute_in_memory` runs a plugin over the same in-memory state).
 /// An account outside `pre` reads as empty.
 pub fn execute_block(
     pre: &[dubchain_plugin_api::exec::AccountEntry],
     txs: &[dubchain_plugin_api::types::Transaction],
     proposer: &Bytes32,
-) -> dubchain_plugin_api::slots::BlockOutcome {
+) -> Executed {
     use dubchain_plugin_api::exec::{apply_transfer, AccountEntry, AccountState, State};
     use std::collections::BTreeMap;
-    struct Mem {
-        state: BTreeMap<Bytes32, AccountState>,
-        written: std::collections::BTreeSet<Bytes32>,
-    }
+    struct Mem(BTreeMap<Bytes32, AccountState>);
     impl State for Mem {
         type Error = std::convert::Infallible;
         fn get(&mut self, a: &Bytes32) -> Result<AccountState, Self::Error> {
-            Ok(self.state.get(a).copied().unwrap_or_default())
+            Ok(self.0.get(a).copied().unwrap_or_default())
         }
         fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), Self::Error> {
-            self.state.insert(*a, s);
-            self.written.insert(*a);
+            self.0.insert(*a, s);
             Ok(())
         }
     }
-    let mut mem = Mem {
-        state: pre.iter().map(|e| (e.account, e.state)).collect(),
-        written: Default::default(),
-    };
+    let mut mem = Mem(pre.iter().map(|e| (e.account, e.state)).collect());
     let results = txs
         .iter()
         .map(|tx| match apply_transfer(&mut mem, tx, proposer) {
@@ -108,15 +112,15 @@ pub fn execute_block(
             Err(never) => match never {},
         })
         .collect();
-    let writes = mem
-        .written
-        .iter()
-        .map(|a| AccountEntry {
-            account: *a,
-            state: mem.state[a],
-        })
-        .collect();
-    dubchain_plugin_api::slots::BlockOutcome { results, writes }
+    Executed {
+        results,
+        state: mem
+            .0
+            .into_iter()
+            .filter(|(_, s)| *s != AccountState::default())
+            .map(|(account, state)| AccountEntry { account, state })
+            .collect(),
+    }
 }
 
 /// `consensus.block_validation`, as the host checks blocks: one block at a time, each

@@ -279,9 +279,7 @@ pub fn check_merkle(
 /// account, all kinds of failing and conflicting transfers at low and high conflict, a
 /// large block. Results and the final write set must equal the baseline's.
 pub fn check_block_execution(
-    execute: impl Fn(
-        &workload::TransferBlock,
-    ) -> Result<dubchain_plugin_api::slots::BlockOutcome, String>,
+    execute: impl Fn(&workload::TransferBlock) -> Result<baseline::Executed, String>,
 ) -> Vec<CaseResult> {
     let mut cases = vec![
         (
@@ -317,13 +315,13 @@ pub fn check_block_execution(
                 case,
                 &expected.results,
                 got.as_ref()
-                    .map(|o| o.results.to_vec())
+                    .map(|o| o.results.clone())
                     .map_err(Clone::clone),
                 |i| b.labels[i].to_owned(),
             );
             if r.passed {
                 if let Ok(o) = &got {
-                    if o.writes != expected.writes {
+                    if o.state != expected.state {
                         r.passed = false;
                         r.detail = "same results, different final state".into();
                     }

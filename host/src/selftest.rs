@@ -136,20 +136,19 @@ pub fn block_execution(imp: &BlockExecutionBox) -> Result<(), String> {
     for (seed, conflict) in [(1, 0.1), (2, 0.9)] {
         let b = workload::transfer_block(0xe7ec + seed, 40, 120, conflict, true);
         let expected = baseline::execute_block(&b.pre, &b.txs, &b.proposer);
-        let got = imp
-            .execute_block(
-                b.pre.as_slice().into(),
-                b.txs.as_slice().into(),
-                &b.proposer,
-            )
-            .into_result()
+        let got = crate::slot::execute_in_memory(imp, &b.pre, &b.txs, &b.proposer)
             .map_err(|e| e.to_string())?;
         first_difference(&expected.results, &got.results, &b.labels)?;
-        if got.writes != expected.writes {
+        if got.state != expected.state {
+            let at = got
+                .state
+                .iter()
+                .zip(&expected.state)
+                .position(|(a, b)| a != b);
             return Err(format!(
-                "same results, different final state ({} writes, the baseline's {})",
-                got.writes.len(),
-                expected.writes.len()
+                "same results, different final state ({} accounts, the baseline's {}; first difference at {at:?})",
+                got.state.len(),
+                expected.state.len()
             ));
         }
     }
@@ -1532,10 +1531,12 @@ mod read_seam {
 /// (for several prefixes, the empty one included) checked along the way, then `drain`ed
 /// and checked empty afterwards.
 pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
-    use abi_stable::std_types::{ROption, RSlice};
-    use dubchain_plugin_api::slots::{BlockWritesBox, Held, KvWrite};
+    use abi_stable::std_types::{RSlice, RVec};
+    use dubchain_plugin_api::slots::{BlockWritesBox, Held, HostWriteThrough, KvWrite};
     use rand::{Rng, SeedableRng};
     use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    /// Key to its last write (`None`: deleted).
     type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
     let keys: Vec<Vec<u8>> = vec![
         b"a/".to_vec(),
@@ -1565,64 +1566,108 @@ pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
     ];
     let prefixes: [&[u8]; 6] = [b"", b"a", b"a/", b"a/\x00", b"s/", b"\xff"];
     let fail = |what: &str, e: dubchain_plugin_api::PluginError| format!("{what}: {e}");
-    let expected_held = |m: &Model, prefix: &[u8]| -> Vec<KvWrite> {
+    /// One block: its set, the model of its writes, and the store the set's write-through
+    /// primitive writes to.
+    struct Block {
+        set: BlockWritesBox,
+        model: Model,
+        store: Mutex<Model>,
+    }
+    /// The block's writes as the host sees them: what went through, under what is held.
+    fn effective(store: &Model, held: Vec<KvWrite>, prefix: &[u8]) -> Model {
+        let mut e: Model = store
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for w in held {
+            e.insert(w.key.into_vec(), w.value.into_option().map(RVec::into_vec));
+        }
+        e
+    }
+    let under = |m: &Model, prefix: &[u8]| -> Model {
         m.iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| KvWrite {
-                key: k.clone().into(),
-                value: v.clone().map(Into::into).into(),
-            })
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    let check = |set: &BlockWritesBox, m: &Model, when: &str| -> Result<(), String> {
+    let check = |b: &Block, when: &str| -> Result<(), String> {
+        let store = b.store.lock().unwrap_or_else(|p| p.into_inner());
         for k in &keys {
-            let want = match m.get(k) {
-                None => Held::NotHeld,
-                Some(None) => Held::Deleted,
-                Some(Some(v)) => Held::Value(v.clone().into()),
-            };
-            let got = set
+            let held = b
+                .set
                 .read(RSlice::from_slice(k))
                 .into_result()
                 .map_err(|e| fail("read", e))?;
+            let got = match held {
+                Held::NotHeld => store.get(k).cloned(),
+                Held::Deleted => Some(None),
+                Held::Value(v) => Some(Some(v.into_vec())),
+            };
+            let want = b.model.get(k).cloned();
             if got != want {
                 return Err(format!(
-                    "{when}: read of key {k:?} answered {got:?}, the block's last write is {want:?}"
+                    "{when}: key {k:?} reads as {got:?} (held or written through), the block's last write is {want:?}"
                 ));
             }
         }
         for p in prefixes {
-            let got = set
+            let held = b
+                .set
                 .held(RSlice::from_slice(p))
                 .into_result()
                 .map_err(|e| fail("held", e))?;
-            let want = expected_held(m, p);
-            if got.as_slice() != want.as_slice() {
+            let (n, got) = (held.len(), effective(&store, held.into_vec(), p));
+            let want = under(&b.model, p);
+            if got != want {
                 return Err(format!(
-                    "{when}: held({p:?}) answered {} writes, the block holds {} under it (first difference at {})",
+                    "{when}: held({p:?}) answered {n} writes; with what went through the block shows {} keys under it, its last writes are {} (first difference at {:?})",
                     got.len(),
                     want.len(),
-                    got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()))
+                    got.iter().zip(&want).position(|(a, b)| a != b)
                 ));
             }
         }
         Ok(())
     };
+    let write = |b: &mut Block, key: &[u8], value: Option<&[u8]>| -> Result<(), String> {
+        let store = &b.store;
+        let through = HostWriteThrough(|k: &[u8], v: Option<&[u8]>| {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(k.to_vec(), v.map(<[u8]>::to_vec));
+            Ok(())
+        });
+        b.set
+            .write(
+                RSlice::from_slice(key),
+                value.map(RSlice::from_slice).into(),
+                through.as_through(),
+            )
+            .into_result()
+            .map_err(|e| fail("write", e))?;
+        b.model.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        Ok(())
+    };
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0_1117);
-    let mut sets: Vec<(BlockWritesBox, Model)> = Vec::new();
+    let mut blocks: Vec<Block> = Vec::new();
     for height in [7u64, 8] {
         let set = imp
             .begin(height)
             .into_result()
             .map_err(|e| fail("begin", e))?;
-        sets.push((set, Model::new()));
+        blocks.push(Block {
+            set,
+            model: Model::new(),
+            store: Mutex::new(Model::new()),
+        });
     }
-    for (i, (set, _)) in sets.iter().enumerate() {
-        check(set, &Model::new(), &format!("set {i} before any write"))?;
+    for (i, b) in blocks.iter().enumerate() {
+        check(b, &format!("set {i} before any write"))?;
     }
     for step in 0..400 {
-        let which = rng.gen_range(0..sets.len());
-        let (set, m) = &mut sets[which];
+        let which = rng.gen_range(0..blocks.len());
         let key = keys[rng.gen_range(0..keys.len())].clone();
         let value: Option<Vec<u8>> = match rng.gen_range(0..5) {
             0 => None,
@@ -1631,37 +1676,38 @@ pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
             3 => Some(vec![0xff; 4_096]),
             _ => Some(format!("{{\"step\":{step}}}").into_bytes()),
         };
-        set.write(
-            RSlice::from_slice(&key),
-            value.as_deref().map(RSlice::from_slice).into(),
-        )
-        .into_result()
-        .map_err(|e| fail("write", e))?;
-        m.insert(key, value);
+        write(&mut blocks[which], &key, value.as_deref())?;
         if step % 37 == 0 {
-            check(set, m, &format!("set {which} after write {step}"))?;
+            check(&blocks[which], &format!("set {which} after write {step}"))?;
         }
     }
-    for (i, (set, m)) in sets.iter_mut().enumerate() {
-        check(set, m, &format!("set {i} after every write"))?;
-        let got = set.drain().into_result().map_err(|e| fail("drain", e))?;
-        let want = expected_held(m, b"");
-        if got.as_slice() != want.as_slice() {
-            let first = got
-                .iter()
-                .zip(&want)
-                .position(|(a, b)| a != b)
-                .unwrap_or(got.len().min(want.len()));
+    for (i, b) in blocks.iter_mut().enumerate() {
+        check(b, &format!("set {i} after every write"))?;
+        let drained = b.set.drain().into_result().map_err(|e| fail("drain", e))?;
+        let n = drained.len();
+        let store = b.store.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let got = effective(&store, drained.into_vec(), b"");
+        if got != b.model {
+            let first = got.iter().zip(&b.model).position(|(a, b)| a != b);
             return Err(format!(
-                "set {i}: drain answered {} writes for {} keys written; first difference at {first}: {:?} for {:?}",
+                "set {i}: drain answered {n} writes; with what went through the store gets {} keys for {} written; first difference at {first:?}",
                 got.len(),
-                want.len(),
-                got.get(first).map(|w| (w.key.as_slice(), w.value.as_ref().map(|v| v.len()))),
-                want.get(first).map(|w| (w.key.as_slice(), w.value.as_ref().map(|v| v.len()))),
+                b.model.len(),
             ));
         }
-        check(set, &Model::new(), &format!("set {i} after drain"))?;
-        if !set
+        // Drained, the set holds nothing: every key reads as the store has it.
+        for k in &keys {
+            let held = b
+                .set
+                .read(RSlice::from_slice(k))
+                .into_result()
+                .map_err(|e| fail("read", e))?;
+            if held != Held::NotHeld {
+                return Err(format!("set {i}: after drain, key {k:?} is still held"));
+            }
+        }
+        if !b
+            .set
             .drain()
             .into_result()
             .map_err(|e| fail("drain", e))?
@@ -1670,18 +1716,20 @@ pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
             return Err(format!("set {i}: a second drain answered writes"));
         }
     }
-    // A set that is dropped without a drain (a rolled-back block) leaves nothing behind.
-    let mut dropped = imp.begin(9).into_result().map_err(|e| fail("begin", e))?;
-    dropped
-        .write(
-            RSlice::from_slice(b"a/x"),
-            ROption::RSome(RSlice::from_slice(b"1")),
-        )
-        .into_result()
-        .map_err(|e| fail("write", e))?;
+    // A set that is dropped without a drain (a rolled-back block) leaves nothing held.
+    let mut dropped = Block {
+        set: imp.begin(9).into_result().map_err(|e| fail("begin", e))?,
+        model: Model::new(),
+        store: Mutex::new(Model::new()),
+    };
+    write(&mut dropped, b"a/x", Some(b"1"))?;
     drop(dropped);
-    let fresh = imp.begin(9).into_result().map_err(|e| fail("begin", e))?;
-    check(&fresh, &Model::new(), "a new set after one was dropped")
+    let fresh = Block {
+        set: imp.begin(9).into_result().map_err(|e| fail("begin", e))?,
+        model: Model::new(),
+        store: Mutex::new(Model::new()),
+    };
+    check(&fresh, "a new set after one was dropped")
 }
 
 /// The `storage.commit` self-test against in-process write sets: the reference passes; the
@@ -1695,11 +1743,13 @@ mod commit_seam {
 
     use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{
-        slots::{BlockCommit, BlockCommitFfi_TO, BlockWrites, Guarded, Held, KvWrite},
+        slots::{
+            BlockCommit, BlockCommitFfi_TO, BlockWrites, Guarded, Held, KvWrite, WriteThroughRef,
+        },
         PluginError,
     };
 
-    use crate::testing::BatchedWrites;
+    use crate::testing::{BatchedWrites, ForwardingWrites};
 
     #[derive(Clone, Copy)]
     enum Mistake {
@@ -1709,16 +1759,26 @@ mod commit_seam {
         DeleteForgets,
         /// One map for every block.
         Shared,
+        /// Passes deletes through but keeps answering the key's earlier held write.
+        ThroughLeavesStale,
     }
 
     struct Wrong(Mistake, Arc<Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>>>);
 
     impl BlockWrites for Wrong {
-        fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), PluginError> {
+        fn write(
+            &mut self,
+            key: &[u8],
+            value: Option<&[u8]>,
+            through: &WriteThroughRef<'_>,
+        ) -> Result<(), PluginError> {
             let mut m = self.1.lock().unwrap();
             match (self.0, value) {
                 (Mistake::FirstWriteWins, _) if m.contains_key(key) => {}
                 (Mistake::DeleteForgets, None) => drop(m.remove(key)),
+                (Mistake::ThroughLeavesStale, None) => {
+                    through.put(key.into(), None.into()).into_result()?;
+                }
                 _ => drop(m.insert(key.to_vec(), value.map(<[u8]>::to_vec))),
             }
             Ok(())
@@ -1763,13 +1823,16 @@ mod commit_seam {
     }
 
     #[test]
-    fn block_commit_self_test_accepts_the_reference_and_refuses_each_mistake() {
+    fn block_commit_self_test_accepts_the_references_and_refuses_each_mistake() {
         let ok = BlockCommitFfi_TO::from_value(Guarded(BatchedWrites::new()), TD_Opaque);
         super::block_commit(&ok).unwrap();
+        let forwarding = BlockCommitFfi_TO::from_value(Guarded(ForwardingWrites), TD_Opaque);
+        super::block_commit(&forwarding).unwrap();
         for (mistake, says) in [
             (Mistake::FirstWriteWins, "the block's last write"),
-            (Mistake::DeleteForgets, "Deleted"),
+            (Mistake::DeleteForgets, "the block's last write"),
             (Mistake::Shared, "set 0"),
+            (Mistake::ThroughLeavesStale, "the block's last write"),
         ] {
             let wrong = BlockCommitFfi_TO::from_value(
                 Guarded(WrongFactory(mistake, Default::default())),

@@ -27,13 +27,13 @@ use dubchain_plugin_api::slots::{
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{
-        AccountReadBox, BlockCheck, BlockCommitBox, BlockExecutionBox, BlockOutcome,
-        BlockReclaimBox, BlockValidationBox, BlockWritesBox, BufferPoolBox, CallRequest,
-        CallResult, CodeLoaderBox, CodeSourceRef, ConsensusStatesBox, ContractStateBox,
-        ContractStoreRef, ContractWrite, DurabilityBox, FrameSendBox, FrameSink, FrameSink_TO,
-        HostAccounts, HostWal, LoadedCode, LowerFn, MerkleRootsBox, Metered, MeteringBox,
-        ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox,
-        TxValidationBox, VoteTallyBox, VoteVerifyBox,
+        AccountReadBox, BlockCheck, BlockCommitBox, BlockExecutionBox, BlockReclaimBox,
+        BlockValidationBox, BlockWritesBox, BufferPoolBox, CallRequest, CallResult, CodeLoaderBox,
+        CodeSourceRef, ConsensusStatesBox, ContractStateBox, ContractStoreRef, ContractWrite,
+        DurabilityBox, FrameSendBox, FrameSink, FrameSink_TO, HostAccounts, HostWal, LoadedCode,
+        LowerFn, MerkleRootsBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox,
+        SigVerifyBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTallyBox,
+        VoteVerifyBox,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -421,39 +421,88 @@ impl<I> Slot<I> {
     }
 }
 
-/// The `exec.block_execution` slot (exclusive). Its baseline is the node's write-through
-/// execution (`node::execute::execute_block`), so a call here answers `None` when the
-/// caller must run it.
+/// The `exec.block_execution` slot (exclusive). Its baseline is the node's execution
+/// over the block in progress (`node::execute::execute_block`), so a call here answers
+/// `None` when the caller must run it.
 pub type BlockExecutionSlot = Slot<BlockExecutionBox>;
 
 impl BlockExecutionSlot {
-    /// True, counting the call as the baseline's, when no provider is installed: the
-    /// caller then skips gathering what a provider needs and runs the baseline.
+    /// True, counting the call as the baseline's, when no provider is installed.
     pub fn on_baseline(&self) -> bool {
         self.baseline_only()
     }
 
-    /// The plugin's outcome for the block, or `None` (run the baseline).
+    /// The provider's verdicts for `txs` over `state` (the block's accounts, read and
+    /// written through the host's primitives), or `None`: run the baseline (after undoing
+    /// whatever the provider wrote, which is the caller's to do).
     pub fn execute_block(
+        &self,
+        txs: &[Transaction],
+        proposer: &Bytes32,
+        state: dubchain_plugin_api::slots::AccountStoreRef<'_>,
+    ) -> Option<Vec<abi_stable::std_types::RResult<(), dubchain_plugin_api::exec::TxFailure>>> {
+        let mut state = Some(state);
+        self.try_call(|imp| {
+            let out = imp
+                .execute_block(txs.into(), proposer, state.take().expect("moved once"))
+                .into_result()?;
+            check_len(txs.len(), out.into_vec())
+        })
+    }
+
+    /// The provider run over an in-memory copy of `pre` (see [`execute_in_memory`]); `None`:
+    /// no provider, or it failed.
+    pub fn execute_in_memory(
         &self,
         pre: &[AccountEntry],
         txs: &[Transaction],
         proposer: &Bytes32,
-    ) -> Option<BlockOutcome> {
-        self.try_call(|imp| {
-            let out = imp
-                .execute_block(pre.into(), txs.into(), proposer)
-                .into_result()?;
-            if out.results.len() != txs.len() {
-                return Err(PluginError::failed(format!(
-                    "plugin returned {} results for a block of {} transactions",
-                    out.results.len(),
-                    txs.len()
-                )));
-            }
-            Ok(out)
-        })
+    ) -> Option<baseline::Executed> {
+        self.try_call(|imp| execute_in_memory(imp, pre, txs, proposer))
     }
+}
+
+/// Runs an `exec.block_execution` object over an in-memory copy of `pre` (an account outside
+/// it reads as empty), in the form [`baseline::execute_block`] answers: what the self-test,
+/// the conformance suite and the benchmarks compare with the baseline.
+pub fn execute_in_memory(
+    imp: &BlockExecutionBox,
+    pre: &[AccountEntry],
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<baseline::Executed, PluginError> {
+    let mem: std::sync::Mutex<std::collections::BTreeMap<Bytes32, AccountState>> =
+        std::sync::Mutex::new(pre.iter().map(|e| (e.account, e.state)).collect());
+    let lock = || mem.lock().unwrap_or_else(|p| p.into_inner());
+    let store = dubchain_plugin_api::slots::HostAccountStore(
+        |accounts: &[Bytes32]| {
+            let m = lock();
+            Ok(accounts
+                .iter()
+                .map(|a| m.get(a).copied().unwrap_or_default())
+                .collect())
+        },
+        |writes: &[AccountEntry]| {
+            let mut m = lock();
+            for w in writes {
+                m.insert(w.account, w.state);
+            }
+            Ok(())
+        },
+    );
+    let results = imp
+        .execute_block(txs.into(), proposer, store.as_store())
+        .into_result()?;
+    let results = check_len(txs.len(), results.into_vec())?;
+    drop(store);
+    let state = mem
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .filter(|(_, s)| *s != AccountState::default())
+        .map(|(account, state)| AccountEntry { account, state })
+        .collect();
+    Ok(baseline::Executed { results, state })
 }
 
 /// The `consensus.block_validation` slot (exclusive). Its baseline is the node's block

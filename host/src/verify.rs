@@ -248,7 +248,7 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
             conformance::check_block_execution(|b| {
                 host.slots
                     .block_execution
-                    .execute_block(&b.pre, &b.txs, &b.proposer)
+                    .execute_in_memory(&b.pre, &b.txs, &b.proposer)
                     .ok_or_else(|| "the plugin did not answer".to_owned())
             })
         } else {
@@ -798,7 +798,7 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
                 std::hint::black_box(baseline::execute_block(&b.pre, &b.txs, &b.proposer));
             },
             || {
-                std::hint::black_box(host.slots.block_execution.execute_block(
+                std::hint::black_box(host.slots.block_execution.execute_in_memory(
                     &b.pre,
                     &b.txs,
                     &b.proposer,

@@ -275,25 +275,40 @@ impl State for Overlay {
     }
 }
 
-/// Executes `txs` in block order over an [`Overlay`] of `pre`: the outcome
-/// `exec.block_execution` defines, computed the straightforward way. Plugins that schedule
-/// differently fall back to it; an account outside `pre` is an error naming the
-/// transaction and the account.
-pub fn execute_in_order(
-    pre: &[AccountEntry],
+/// The baseline of `exec.block_execution`, composed from the host's primitives: each
+/// transfer applied with [`apply_transfer`] over `state`, every read and write one account
+/// at a time, at once. A provider that calls this forwards to the baseline (and measures
+/// about 1x against it): it is what `plugin new --slot exec.block_execution` scaffolds.
+pub fn execute_through(
+    state: &crate::slots::AccountStoreRef<'_>,
     txs: &[Transaction],
     proposer: &Bytes32,
-) -> Result<crate::slots::BlockOutcome, crate::PluginError> {
-    let mut overlay = Overlay::new(pre);
-    let mut results = Vec::with_capacity(txs.len());
-    for (i, tx) in txs.iter().enumerate() {
-        let r = apply_transfer(&mut overlay, tx, proposer).map_err(|u| undeclared(i, u))?;
-        results.push(r.into());
+) -> Result<Vec<abi_stable::std_types::RResult<(), TxFailure>>, crate::PluginError> {
+    struct Through<'s, 'a>(&'s crate::slots::AccountStoreRef<'a>);
+    impl State for Through<'_, '_> {
+        type Error = crate::PluginError;
+        fn get(&mut self, a: &Bytes32) -> Result<AccountState, crate::PluginError> {
+            let mut got = self.0.get(std::slice::from_ref(a).into()).into_result()?;
+            got.pop()
+                .ok_or_else(|| crate::PluginError::failed("the host read no account"))
+        }
+        fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), crate::PluginError> {
+            self.0
+                .put(
+                    [AccountEntry {
+                        account: *a,
+                        state: s,
+                    }]
+                    .as_slice()
+                    .into(),
+                )
+                .into_result()
+        }
     }
-    Ok(crate::slots::BlockOutcome {
-        results: results.into(),
-        writes: overlay.into_writes().into(),
-    })
+    let mut through = Through(state);
+    txs.iter()
+        .map(|tx| Ok(apply_transfer(&mut through, tx, proposer)?.into()))
+        .collect()
 }
 
 /// The error for transaction `index` reading an account the block did not declare.

@@ -180,7 +180,8 @@ pub struct PluginMod {
     /// Slot `net.transport` (API 0.1.2): the I/O of peer connections.
     pub transport:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TransportBox, PluginError>>,
-    /// Slot `storage.commit` (API 0.1.3): holding a block's writes for one atomic batch.
+    /// Slot `storage.commit` (API 0.1.3; since 0.1.4 every write is handed the host's
+    /// write-through primitive): holding a block's writes for one atomic batch.
     pub block_commit:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockCommitBox, PluginError>>,
 }

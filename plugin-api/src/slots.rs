@@ -427,34 +427,72 @@ pub type MerkleRootsBox = MerkleRootsFfi_TO<'static, RBox<()>>;
 // ---------------------------------------------------------------------------------------------
 // exec.block_execution
 
-/// What executing a block produced.
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
-pub struct BlockOutcome {
-    /// One per transaction, in block order: `ROk(())` if it applied, or why not.
-    pub results: RVec<RResult<(), TxFailure>>,
-    /// The final state of every account any applied transaction wrote, each once, sorted
-    /// by account.
-    pub writes: RVec<AccountEntry>,
+/// A run of transfers' verdicts: one per transaction, in block order, `ROk(())` if it
+/// applied, or why not (a failed transaction has no effect).
+pub type TxResults = RVec<RResult<(), TxFailure>>;
+
+/// The block's accounts as the host hands them to `exec.block_execution`: the block in
+/// progress, read and written at once. These are the baseline's own primitives: its
+/// execution reads the sender, recipient and proposer of each transfer and writes each
+/// back, one account at a time, each write reaching the block's store at once (a put per
+/// write, after an undo entry on an account's first write in the block). Calls take
+/// batches, so a plugin may read every account it needs in one call and write each once.
+#[sabi_trait]
+pub trait AccountStore: Sync {
+    /// The state of each account (default when it does not exist), as the block sees it.
+    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError>;
+    /// Writes each entry, in the order given, to the block at once.
+    #[sabi(last_prefix_field)]
+    fn put(&self, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError>;
 }
 
-/// Contract of `exec.block_execution`.
-///
-/// Given the state before the block of every account the block may touch (`pre`: the
-/// union of the transactions' access lists and the proposer, sorted by account, each
-/// once), the outcome must equal executing `txs` one after another with
-/// [`crate::exec::apply_transfer`] (a failed transaction has no effect and execution goes
-/// on): the same per-transaction results and the same final state. An implementation may
-/// order, group and parallelise the work as it likes, and must not read an account
-/// outside `pre` (it answers an error instead, and the host executes the block itself).
+/// A borrowed [`AccountStore`].
+pub type AccountStoreRef<'a> = AccountStore_TO<'a, RRef<'a, ()>>;
+
+/// Host side: presents two Rust closures (read a batch, write a batch) as an
+/// [`AccountStoreRef`].
+pub struct HostAccountStore<G, P>(pub G, pub P);
+
+impl<G, P> AccountStore for HostAccountStore<G, P>
+where
+    G: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+    P: Fn(&[AccountEntry]) -> Result<(), PluginError> + Sync,
+{
+    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError> {
+        guard(|| check_len(accounts.len(), (self.0)(accounts.as_slice())?).map(RVec::from))
+    }
+    fn put(&self, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError> {
+        guard(|| (self.1)(writes.as_slice()))
+    }
+}
+
+impl<G, P> HostAccountStore<G, P>
+where
+    G: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+    P: Fn(&[AccountEntry]) -> Result<(), PluginError> + Sync,
+{
+    /// Borrows these closures as an [`AccountStoreRef`].
+    pub fn as_store(&self) -> AccountStoreRef<'_> {
+        AccountStore_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+/// Contract of `exec.block_execution`: execute a run of transfers for `proposer` over the
+/// block's accounts (`state`). The verdicts, and the state the block is left in, must equal
+/// executing `txs` one after another with [`crate::exec::apply_transfer`] (a failed
+/// transaction has no effect and execution goes on); that is the baseline, composed from
+/// `state`'s primitives one account at a time ([`crate::exec::execute_through`], which is
+/// also what `plugin new` scaffolds). An implementation may read ahead, hold writes,
+/// order, group and parallelise as it likes: the speed-up is its own code. If it fails, the
+/// host restores every account it wrote through `state` and runs the baseline.
 pub trait BlockExecution: Send + Sync + 'static {
-    /// Executes `txs` for `proposer` over `pre`.
+    /// Executes `txs` for `proposer` over `state`.
     fn execute_block(
         &self,
-        pre: &[AccountEntry],
         txs: &[Transaction],
         proposer: &Bytes32,
-    ) -> Result<BlockOutcome, PluginError>;
+        state: &AccountStoreRef<'_>,
+    ) -> Result<Vec<RResult<(), TxFailure>>, PluginError>;
 }
 
 /// FFI form of [`BlockExecution`].
@@ -464,10 +502,10 @@ pub trait BlockExecutionFfi: Send + Sync {
     #[sabi(last_prefix_field)]
     fn execute_block(
         &self,
-        pre: RSlice<'_, AccountEntry>,
         txs: RSlice<'_, Transaction>,
         proposer: &Bytes32,
-    ) -> RResult<BlockOutcome, PluginError>;
+        state: AccountStoreRef<'_>,
+    ) -> RResult<TxResults, PluginError>;
 }
 
 /// An owned `exec.block_execution` implementation.
@@ -655,22 +693,13 @@ impl<T: MerkleRoots> MerkleRootsFfi for Guarded<T> {
 impl<T: BlockExecution> BlockExecutionFfi for Guarded<T> {
     fn execute_block(
         &self,
-        pre: RSlice<'_, AccountEntry>,
         txs: RSlice<'_, Transaction>,
         proposer: &Bytes32,
-    ) -> RResult<BlockOutcome, PluginError> {
+        state: AccountStoreRef<'_>,
+    ) -> RResult<TxResults, PluginError> {
         guard(|| {
-            let out = self
-                .0
-                .execute_block(pre.as_slice(), txs.as_slice(), proposer)?;
-            if out.results.len() != txs.len() {
-                return Err(PluginError::failed(format!(
-                    "plugin returned {} results for a block of {} transactions",
-                    out.results.len(),
-                    txs.len()
-                )));
-            }
-            Ok(out)
+            let out = self.0.execute_block(txs.as_slice(), proposer, &state)?;
+            check_len(txs.len(), out).map(RVec::from)
         })
     }
 }
@@ -1999,20 +2028,67 @@ pub enum Held {
     Value(RVec<u8>),
 }
 
-/// One block's writes, held until the block commits (see [`BlockCommit`]).
+/// The host's write-through primitive, handed to every [`BlockWrites::write`]: the
+/// baseline's own write of one key, at once (the key's old value saved in an undo entry the
+/// first time the block touches it, then one put or delete). A write passed through is in
+/// the store when `put` returns; a crash before the block commits rolls it back.
+#[sabi_trait]
+pub trait WriteThrough: Sync {
+    /// Writes `key` (`None` deletes it) to the store now.
+    #[sabi(last_prefix_field)]
+    fn put(&self, key: RSlice<'_, u8>, value: ROption<RSlice<'_, u8>>) -> RResult<(), PluginError>;
+}
+
+/// A borrowed [`WriteThrough`].
+pub type WriteThroughRef<'a> = WriteThrough_TO<'a, RRef<'a, ()>>;
+
+/// Host side: presents a Rust closure as a [`WriteThroughRef`].
+pub struct HostWriteThrough<F>(pub F);
+
+impl<F> WriteThrough for HostWriteThrough<F>
+where
+    F: Fn(&[u8], Option<&[u8]>) -> Result<(), PluginError> + Sync,
+{
+    fn put(&self, key: RSlice<'_, u8>, value: ROption<RSlice<'_, u8>>) -> RResult<(), PluginError> {
+        guard(|| (self.0)(key.as_slice(), value.into_option().map(|v| v.as_slice())))
+    }
+}
+
+impl<F> HostWriteThrough<F>
+where
+    F: Fn(&[u8], Option<&[u8]>) -> Result<(), PluginError> + Sync,
+{
+    /// Borrows this closure as a [`WriteThroughRef`].
+    pub fn as_through(&self) -> WriteThroughRef<'_> {
+        WriteThrough_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
+    }
+}
+
+/// One block's writes, held until the block commits or passed through at once, as the set
+/// chooses (see [`BlockCommit`]).
 ///
-/// * `write(key, value)`: the block writes `key` (`None` deletes it); a later write of the
-///   same key replaces an earlier one.
+/// * `write(key, value, through)`: the block writes `key` (`None` deletes it); a later write
+///   of the same key replaces an earlier one. The set either holds the write, or passes it
+///   to the store at once with `through.put` (the baseline's own write). A key passed
+///   through must not stay held: `read`, `held` and `drain` must not answer an earlier held
+///   write of it.
 /// * `read(key)`: the block's last write of `key`, or [`Held::NotHeld`].
 /// * `held(prefix)`: every key the block wrote that starts with `prefix`, with its last
 ///   write, in ascending byte order of key, each key once (deletes included).
 /// * `drain()`: every key the block wrote, the same way; the set is empty afterwards.
 ///
 /// Calls are one key at a time because the block reads its own writes at once (a
-/// transfer's debit, then its credit); they stay in the plugin's memory.
+/// transfer's debit, then its credit). A set that passes every write through and holds
+/// nothing is the baseline, to the byte (what `plugin new` scaffolds); holding, batching
+/// and ordering are the plugin's own work.
 pub trait BlockWrites: Send + Sync + 'static {
     /// See the trait docs.
-    fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), PluginError>;
+    fn write(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        through: &WriteThroughRef<'_>,
+    ) -> Result<(), PluginError>;
     /// See the trait docs.
     fn read(&self, key: &[u8]) -> Result<Held, PluginError>;
     /// See the trait docs.
@@ -2029,6 +2105,7 @@ pub trait BlockWritesFfi: Send + Sync {
         &mut self,
         key: RSlice<'_, u8>,
         value: ROption<RSlice<'_, u8>>,
+        through: WriteThroughRef<'_>,
     ) -> RResult<(), PluginError>;
     /// See [`BlockWrites`].
     fn read(&self, key: RSlice<'_, u8>) -> RResult<Held, PluginError>;
@@ -2066,10 +2143,14 @@ impl<T: BlockWrites> BlockWritesFfi for Guarded<T> {
         &mut self,
         key: RSlice<'_, u8>,
         value: ROption<RSlice<'_, u8>>,
+        through: WriteThroughRef<'_>,
     ) -> RResult<(), PluginError> {
         guard(|| {
-            self.0
-                .write(key.as_slice(), value.into_option().map(|v| v.as_slice()))
+            self.0.write(
+                key.as_slice(),
+                value.into_option().map(|v| v.as_slice()),
+                &through,
+            )
         })
     }
     fn read(&self, key: RSlice<'_, u8>) -> RResult<Held, PluginError> {
@@ -2087,12 +2168,14 @@ impl<T: BlockWrites> BlockWritesFfi for Guarded<T> {
 
 /// Contract of `storage.commit`: a factory of [`BlockWrites`], one per block the node
 /// writes. The host sends every write of the block (accounts, code, contract storage) to
-/// the set and reads through it first, so the block sees its own writes; nothing of the
-/// block reaches the store until it commits. Then the host drains the set and writes what
-/// it answers, the block's record and the new head as **one atomic RocksDB `WriteBatch`**:
-/// a block's writes are all there or none are, with no undo log. A block that is rolled
-/// back just drops its set. The baseline writes every key through at once, one put per
-/// key, each after an undo entry of the key's old value.
+/// the set, with its write-through primitive, and reads through the set first, so the
+/// block sees its own writes. The host's primitives are the two ways a write can reach the
+/// store: at once (`through.put`, the baseline: one put per key after an undo entry of the
+/// key's old value), or at the commit, when the host drains the set and writes what it
+/// answers, the block's record and the new head as **one atomic RocksDB `WriteBatch`** (a
+/// held write needs no undo entry: it is there with the head or not at all). The set
+/// decides which; a block that is rolled back drops its set and the host undoes what was
+/// passed through.
 pub trait BlockCommit: Send + Sync + 'static {
     /// The write set type.
     type Writes: BlockWrites;

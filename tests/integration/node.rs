@@ -1011,3 +1011,137 @@ fn each_node_verifies_through_its_own_plugin_instance() {
     assert_eq!(report.block_hashes, base.block_hashes);
     assert_eq!(report.state_root, base.state_root);
 }
+
+/// A `storage.commit` provider that forwards every write to the host's write-through
+/// primitive (what `plugin new` scaffolds) is the baseline: the same chain, and a block
+/// interrupted before its commit is rolled back on reopen from the undo entries of what it
+/// passed through, exactly as on the baseline path.
+#[test]
+fn a_forwarding_write_set_is_the_baseline_write_path() {
+    use dubchain_host::testing::ForwardingWrites;
+    use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::BlockCommitFfi_TO};
+    let tmp = tempfile::tempdir().unwrap();
+    let forwarding = || {
+        let host = Host::new(Default::default());
+        install_in_process(
+            &host.slots.block_commit,
+            "in_process_forwarding_writes",
+            BlockCommitFfi_TO::from_value(Guarded(ForwardingWrites), TD_Opaque),
+        );
+        host
+    };
+    let baseline = chain(
+        &Host::new(Default::default()),
+        13,
+        8,
+        &tmp.path().join("base"),
+    );
+    let host = forwarding();
+    assert_same_chain(&host, 13, &tmp.path().join("fwd"), &baseline, "forwarding");
+    let st = host.slots.block_commit.status();
+    assert!(
+        st.counters.calls >= 18,
+        "every block went to the provider: {st:?}"
+    );
+    assert_eq!(st.counters.errors, 0);
+
+    // Interrupted: its writes went through at once, and the undo entries roll them back.
+    let dir = tmp.path().join("interrupted");
+    let (store, keys) = funded(&dir, &host);
+    store.attach(&host.slots);
+    let (root, head) = (store.state_root().unwrap(), store.head().unwrap());
+    let sender = Bytes32(keys[0].verifying_key().to_bytes());
+    {
+        let mut w = store.begin_block(1);
+        assert!(w.is_held(), "the block's writes go to the provider's set");
+        execute(
+            &mut w,
+            &host.slots,
+            &transfer(&keys[0], &keys[1], 10, 1, 0),
+            &Bytes32([9; 32]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            store.account(&sender).unwrap().nonce,
+            1,
+            "passed through: in the store at once"
+        );
+        std::mem::forget(w);
+    }
+    drop(store);
+    let store = StateStore::open(&dir).unwrap();
+    assert_eq!(
+        (store.state_root().unwrap(), store.head().unwrap()),
+        (root, head)
+    );
+    assert_eq!(store.account(&sender).unwrap().nonce, 0);
+}
+
+/// An `exec.block_execution` provider that writes through the host's primitives and then
+/// fails: the host puts back every account it wrote before the baseline runs, so the chain
+/// is the baselines' and the failure costs time, never state.
+#[test]
+fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain() {
+    use dubchain_plugin_api::{
+        abi_stable::{sabi_trait::TD_Opaque, std_types::RResult},
+        exec::{AccountEntry, AccountState, TxFailure},
+        slots::{AccountStoreRef, BlockExecution, BlockExecutionFfi_TO},
+        PluginError,
+    };
+    struct WritesThenFails;
+    impl BlockExecution for WritesThenFails {
+        fn execute_block(
+            &self,
+            txs: &[Transaction],
+            proposer: &Bytes32,
+            state: &AccountStoreRef<'_>,
+        ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
+            let mut accounts: Vec<Bytes32> = txs
+                .iter()
+                .flat_map(|t| t.access_list.iter().copied())
+                .chain([*proposer])
+                .collect();
+            accounts.sort_unstable();
+            accounts.dedup();
+            // Garbage for every account, then a failure.
+            let garbage: Vec<AccountEntry> = accounts
+                .iter()
+                .map(|a| AccountEntry {
+                    account: *a,
+                    state: AccountState {
+                        balance: 7,
+                        nonce: 99,
+                    },
+                })
+                .collect();
+            state.put(garbage.as_slice().into()).into_result()?;
+            Err(PluginError::failed("failed after writing"))
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = chain(
+        &Host::new(Default::default()),
+        17,
+        6,
+        &tmp.path().join("base"),
+    );
+    let host = Host::new(Default::default());
+    install_in_process(
+        &host.slots.block_execution,
+        "in_process_writes_then_fails",
+        BlockExecutionFfi_TO::from_value(Guarded(WritesThenFails), TD_Opaque),
+    );
+    assert_same_chain(
+        &host,
+        17,
+        &tmp.path().join("failing"),
+        &baseline,
+        "writes then fails",
+    );
+    let st = host.slots.block_execution.status();
+    assert!(
+        st.counters.errors > 0,
+        "the provider was called and failed: {st:?}"
+    );
+}

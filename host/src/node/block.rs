@@ -102,9 +102,10 @@ pub fn commit_genesis(
 /// block's record and head) and answers its output. If `build` fails, the block's writes
 /// are rolled back and its error returned.
 ///
-/// If the `storage.commit` provider fails at any point, nothing of the block has reached
-/// the store: the block is rolled back and built again on the baseline write path, so a
-/// failing provider costs time, never a block.
+/// If the `storage.commit` provider fails at any point, the block is rolled back (what its
+/// set passed through is restored from the undo entries; what it held never reached the
+/// store) and built again on the baseline write path, so a failing provider costs time,
+/// never a block.
 fn write_block<T>(
     host: &Host,
     store: &StateStore,

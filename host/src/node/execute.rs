@@ -3,10 +3,10 @@
 
 use dubchain_plugin_api::{
     exec::{apply_transfer, intrinsic_gas, AccountEntry, AccountState, State, TxFailure},
+    slots::{ContractWrite, HostAccountStore},
     types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
+    PluginError,
 };
-
-use dubchain_plugin_api::slots::ContractWrite;
 
 use super::{
     chain,
@@ -286,10 +286,10 @@ pub fn execute_contract(
 
 /// Executes `txs` in order for `proposer`. Contract transactions run in the VM; each maximal
 /// run of transfers between them goes through the `exec.block_execution` slot: a plugin
-/// gets the state before the run of every account the run may touch (read once each) and
-/// answers the outcomes and the final write set, which is then written once per account in
-/// key order. Without a plugin (or when it fails), the baseline executes each transfer
-/// with its writes going to the store at once.
+/// gets the block's accounts (the host's primitives: read a batch of accounts, write a
+/// batch, each at once to the block in progress) and answers the verdicts. Without a
+/// plugin (or when it fails, after what it wrote is undone), the baseline executes each
+/// transfer reading and writing one account at a time.
 ///
 /// A rejected transaction has no effect; execution goes on with the next.
 pub fn execute_block(
@@ -330,41 +330,8 @@ fn execute_transfers(
     proposer: &Bytes32,
 ) -> Result<Vec<Result<Receipt, TxError>>, StateError> {
     if !slot.on_baseline() {
-        let mut accounts: Vec<Bytes32> = txs
-            .iter()
-            .flat_map(|t| t.access_list.iter().copied())
-            .chain([*proposer])
-            .collect();
-        accounts.sort_unstable();
-        accounts.dedup();
-        let mut pre = Vec::with_capacity(accounts.len());
-        let mut stored = std::collections::HashMap::with_capacity(accounts.len());
-        for a in accounts {
-            let (acc, bytes) = w.account_record(&a)?;
-            stored.insert(a, bytes);
-            pre.push(AccountEntry {
-                account: a,
-                state: AccountState {
-                    balance: acc.balance,
-                    nonce: acc.nonce,
-                },
-            });
-        }
-        if let Some(outcome) = slot.execute_block(&pre, txs, proposer) {
-            for e in outcome.writes.iter() {
-                // A write set names only declared accounts, all read above; anything else
-                // is written the ordinary way.
-                let new = Account {
-                    balance: e.state.balance,
-                    nonce: e.state.nonce,
-                };
-                match stored.get(&e.account) {
-                    Some(old) => w.put_with_old(&e.account, old, new)?,
-                    None => w.put(&e.account, new)?,
-                }
-            }
-            return Ok(outcome
-                .results
+        if let Some(results) = provider_transfers(slot, w, txs, proposer)? {
+            return Ok(results
                 .into_iter()
                 .map(|r| {
                     r.into_result()
@@ -381,4 +348,73 @@ fn execute_transfers(
                 .map_err(TxError::from))
         })
         .collect()
+}
+
+/// The provider's run over the block's accounts; `None` if it failed, with every account
+/// it wrote put back as it was (so the baseline runs on the state before the run).
+fn provider_transfers(
+    slot: &BlockExecutionSlot,
+    w: &mut BlockWriter<'_>,
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<Option<Vec<abi_stable::std_types::RResult<(), TxFailure>>>, StateError> {
+    use std::sync::Mutex;
+    let writer = Mutex::new(&mut *w);
+    // Each account's stored bytes before the provider first wrote it.
+    let saved: Mutex<std::collections::HashMap<Bytes32, Vec<u8>>> = Mutex::default();
+    // A store error under the provider is the store's, not the provider's.
+    let fault: Mutex<Option<StateError>> = Mutex::new(None);
+    let keep = |e: StateError| {
+        let msg = e.to_string();
+        *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        PluginError::failed(msg)
+    };
+    let store = HostAccountStore(
+        |accounts: &[Bytes32]| {
+            let w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            accounts
+                .iter()
+                .map(|a| {
+                    w.account(a).map(|acc| AccountState {
+                        balance: acc.balance,
+                        nonce: acc.nonce,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(keep)
+        },
+        |writes: &[AccountEntry]| {
+            let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut saved = saved.lock().unwrap_or_else(|p| p.into_inner());
+            for e in writes {
+                let new = Account {
+                    balance: e.state.balance,
+                    nonce: e.state.nonce,
+                };
+                // The first write of an account in this run: its bytes are kept to put back
+                // if the provider fails, and serve as its undo entry (one read, as on the
+                // baseline path).
+                if saved.contains_key(&e.account) {
+                    w.put(&e.account, new).map_err(keep)?;
+                } else {
+                    let (_, old) = w.account_record(&e.account).map_err(keep)?;
+                    w.put_with_old(&e.account, &old, new).map_err(keep)?;
+                    saved.insert(e.account, old);
+                }
+            }
+            Ok(())
+        },
+    );
+    let answer = slot.execute_block(txs, proposer, store.as_store());
+    drop(store);
+    if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    if answer.is_none() {
+        let w = writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (a, old) in saved.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            w.restore_account(&a, &old)?;
+        }
+    }
+    Ok(answer)
 }

@@ -37,7 +37,7 @@ use std::{
 use abi_stable::std_types::{ROption, RSlice};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
-    slots::{BlockWritesBox, Held, KvWrite},
+    slots::{BlockWritesBox, Held, HostWriteThrough, KvWrite},
     types::Bytes32,
     PluginError,
 };
@@ -465,36 +465,82 @@ impl StateStore {
     /// provider's write set if the node set one up and it gives one, else through to the
     /// store (the baseline).
     pub fn begin_block(&self, height: u64) -> BlockWriter<'_> {
-        match self.commits.get().and_then(|slot| slot.begin(height)) {
-            Some(set) => self.writer(
-                height,
-                Writes::Held {
-                    set,
-                    accounts: Vec::new(),
-                },
-            ),
-            None => self.begin_block_on_baseline(height),
-        }
+        let set = self.commits.get().and_then(|slot| slot.begin(height));
+        self.writer(height, set)
     }
 
     /// Starts writing block `height` on the baseline write path, whatever the slots say
     /// (the second run of a block whose write set failed).
     pub fn begin_block_on_baseline(&self, height: u64) -> BlockWriter<'_> {
-        self.writer(
-            height,
-            Writes::Through {
-                touched: HashSet::new(),
-            },
-        )
+        self.writer(height, None)
     }
 
-    fn writer(&self, height: u64, writes: Writes) -> BlockWriter<'_> {
+    fn writer(&self, height: u64, set: Option<BlockWritesBox>) -> BlockWriter<'_> {
         BlockWriter {
             store: self,
             height,
-            writes,
+            writes: Writes {
+                touched: HashSet::new(),
+                set,
+                accounts: Vec::new(),
+            },
             failure: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The host's write-through primitive (the baseline's write of one key): the key's old
+    /// value (`old` if the caller read it, else read here) saved in an undo entry of block
+    /// `height` the first time the block touches it, then one put or delete. `storage.read`
+    /// is told of an account write as it reaches the store (`announce`).
+    fn write_through(
+        &self,
+        height: u64,
+        touched: &mut HashSet<Vec<u8>>,
+        key: &[u8],
+        value: Option<&[u8]>,
+        old: Option<&[u8]>,
+        announce: Option<AccountEntry>,
+    ) -> Result<(), StateError> {
+        let db = &self.db;
+        if !touched.contains(key) {
+            let old = match old {
+                Some(old) => old.to_vec(),
+                None => db.get(key).map_err(|e| self.db_err(e))?.unwrap_or_default(),
+            };
+            db.put([undo_prefix(height), key.to_vec()].concat(), old)
+                .map_err(|e| self.db_err(e))?;
+            touched.insert(key.to_vec());
+        }
+        match value {
+            Some(v) => db.put(key, v),
+            None => db.delete(key),
+        }
+        .map_err(|e| self.db_err(e))?;
+        if let Some(entry) = announce {
+            self.announce(&[entry]);
+        }
+        Ok(())
+    }
+
+    /// What `storage.read` must be told of a write a plugin passed through, if anything:
+    /// the account behind an account key (decoded only when a provider listens).
+    fn account_entry(&self, key: &[u8], value: Option<&[u8]>) -> Option<AccountEntry> {
+        let listens = self.reads.get().is_some_and(|s| s.has_provider());
+        let account: [u8; 32] = key.strip_prefix(ACCOUNT)?.try_into().ok()?;
+        if !listens {
+            return None;
+        }
+        let acc: Account = match value {
+            None => Account::default(),
+            Some(v) => serde_json::from_slice(v).ok()?,
+        };
+        Some(AccountEntry {
+            account: Bytes32(account),
+            state: AccountState {
+                balance: acc.balance,
+                nonce: acc.nonce,
+            },
+        })
     }
 
     fn recover(&self) -> Result<(), StateError> {
@@ -550,17 +596,17 @@ fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
         .collect()
 }
 
-/// Where a block's writes go.
-enum Writes {
-    /// The baseline: to the store at once, one put per key; `touched` are the keys (`a/`,
-    /// `c/`, `k/`, `s/`) written so far, each with an undo entry.
-    Through { touched: HashSet<Vec<u8>> },
-    /// Into a `storage.commit` provider's write set until the commit; `accounts` are the
-    /// account writes in order, to tell `storage.read` once they reach the store.
-    Held {
-        set: BlockWritesBox,
-        accounts: Vec<AccountEntry>,
-    },
+/// Where a block's writes go: through to the store at once (the baseline, and the
+/// primitive a write set is handed), or into a `storage.commit` provider's write set, which
+/// holds what it chooses until the commit.
+struct Writes {
+    /// The keys (`a/`, `c/`, `k/`, `s/`) written through so far, each with an undo entry.
+    touched: HashSet<Vec<u8>>,
+    /// The provider's write set for this block, if it gave one.
+    set: Option<BlockWritesBox>,
+    /// With a set: every account write in order, to tell `storage.read` at the commit of
+    /// what the set held (what it passed through was told at once).
+    accounts: Vec<AccountEntry>,
 }
 
 /// The writes of one block in progress; commit or abort it.
@@ -578,9 +624,9 @@ impl BlockWriter<'_> {
         self.height
     }
 
-    /// Whether this block's writes are held by a `storage.commit` provider.
+    /// Whether this block's writes go to a `storage.commit` provider's write set.
     pub fn is_held(&self) -> bool {
-        matches!(self.writes, Writes::Held { .. })
+        self.writes.set.is_some()
     }
 
     fn write_set_failed(&self) -> StateError {
@@ -612,7 +658,7 @@ impl BlockWriter<'_> {
     /// (always, on the baseline path), `Some(None)` if the block deleted it.
     fn pending(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StateError> {
         self.check()?;
-        let Writes::Held { set, .. } = &self.writes else {
+        let Some(set) = &self.writes.set else {
             return Ok(None);
         };
         match set.read(RSlice::from_slice(key)).into_result() {
@@ -653,8 +699,8 @@ impl BlockWriter<'_> {
     }
 
     /// Writes `account`, when the caller already read its stored bytes `old` in this block
-    /// (before any write to it): on the baseline path the undo entry is written from them
-    /// instead of reading the store again.
+    /// (before any write to it): the undo entry, if the write goes through, is made from
+    /// them instead of reading the store again.
     pub fn put_with_old(
         &mut self,
         a: &Bytes32,
@@ -662,40 +708,38 @@ impl BlockWriter<'_> {
         account: Account,
     ) -> Result<(), StateError> {
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        self.put_raw(account_key(a), Some(value), Some(old))?;
-        self.account_written(a, account);
-        Ok(())
+        self.put_raw(
+            account_key(a),
+            Some(value),
+            Some(old),
+            Some(entry(a, account)),
+        )
+    }
+
+    /// Puts an account's stored bytes back as they were (`old` empty: it did not exist):
+    /// undoes what a failed `exec.block_execution` provider wrote.
+    pub fn restore_account(&mut self, a: &Bytes32, old: &[u8]) -> Result<(), StateError> {
+        let (account, value) = if old.is_empty() {
+            (Account::default(), None)
+        } else {
+            let acc = serde_json::from_slice(old)
+                .map_err(|e| self.store.corrupt(format!("saved account {a:?}"), e))?;
+            (acc, Some(old.to_vec()))
+        };
+        self.put_raw(account_key(a), value, None, Some(entry(a, account)))
     }
 
     /// Writes `account` (see [`BlockWriter::put_raw`]).
     pub fn put(&mut self, a: &Bytes32, account: Account) -> Result<(), StateError> {
         let value = serde_json::to_vec(&account).expect("accounts serialise");
-        self.put_raw(account_key(a), Some(value), None)?;
-        self.account_written(a, account);
-        Ok(())
-    }
-
-    /// Tells `storage.read` of an account write when it reaches the store: now on the
-    /// baseline path, at the commit when the write is held.
-    fn account_written(&mut self, a: &Bytes32, account: Account) {
-        let entry = AccountEntry {
-            account: *a,
-            state: AccountState {
-                balance: account.balance,
-                nonce: account.nonce,
-            },
-        };
-        match &mut self.writes {
-            Writes::Through { .. } => self.store.announce(&[entry]),
-            Writes::Held { accounts, .. } => accounts.push(entry),
-        }
+        self.put_raw(account_key(a), Some(value), None, Some(entry(a, account)))
     }
 
     /// Deploys `code` at `contract` (and its hash).
     pub fn put_code(&mut self, contract: &Bytes32, code: &[u8]) -> Result<(), StateError> {
-        self.put_raw(code_key(contract), Some(code.to_vec()), None)?;
+        self.put_raw(code_key(contract), Some(code.to_vec()), None, None)?;
         let hash: [u8; 32] = Sha256::digest(code).into();
-        self.put_raw(code_hash_key(contract), Some(hash.to_vec()), None)
+        self.put_raw(code_hash_key(contract), Some(hash.to_vec()), None, None)
     }
 
     /// SHA-256 of a contract's code, as this block sees it.
@@ -727,7 +771,7 @@ impl BlockWriter<'_> {
         value: i64,
     ) -> Result<(), StateError> {
         let bytes = (value != 0).then(|| serde_json::to_vec(&value).expect("integers serialise"));
-        self.put_raw(storage_key(contract, key), bytes, None)
+        self.put_raw(storage_key(contract, key), bytes, None, None)
     }
 
     /// A contract's code, as this block sees it.
@@ -750,55 +794,61 @@ impl BlockWriter<'_> {
         }
     }
 
-    /// Writes (or with `None` deletes) `key`: into the write set when it is held, else now,
-    /// after recording its previous value (`old` if the caller read it, else read here) for
-    /// rollback the first time this block touches it.
+    /// Writes (or with `None` deletes) `key`: to the provider's write set if the block has
+    /// one (which holds it, or passes it through with the host's primitive), else through
+    /// to the store now (the baseline). `account` is the account behind an account key, for
+    /// `storage.read`.
     fn put_raw(
         &mut self,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
         old: Option<&[u8]>,
+        account: Option<AccountEntry>,
     ) -> Result<(), StateError> {
         self.check()?;
-        let db = &self.store.db;
-        let touched = match &mut self.writes {
-            Writes::Held { set, .. } => {
-                let value = value.as_deref().map(RSlice::from_slice);
-                return match set
-                    .write(RSlice::from_slice(&key), value.into())
-                    .into_result()
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(self.fail("write", e)),
-                };
-            }
-            Writes::Through { touched } => touched,
+        let (store, height) = (self.store, self.height);
+        let Writes {
+            touched,
+            set,
+            accounts,
+        } = &mut self.writes;
+        let Some(set) = set else {
+            return store.write_through(height, touched, &key, value.as_deref(), old, account);
         };
-        if !touched.contains(&key) {
-            let old = match old {
-                Some(old) => old.to_vec(),
-                None => db
-                    .get(&key)
-                    .map_err(|e| self.store.db_err(e))?
-                    .unwrap_or_default(),
-            };
-            db.put([undo_prefix(self.height), key.clone()].concat(), old)
-                .map_err(|e| self.store.db_err(e))?;
-            touched.insert(key.clone());
+        if let Some(entry) = account {
+            accounts.push(entry);
         }
-        match value {
-            Some(v) => db.put(&key, v),
-            None => db.delete(&key),
+        // The write-through primitive the set may use, with the store's error kept whole.
+        let touched = std::sync::Mutex::new(touched);
+        let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
+        let through = HostWriteThrough(|k: &[u8], v: Option<&[u8]>| {
+            let mut touched = touched.lock().unwrap_or_else(|p| p.into_inner());
+            store
+                .write_through(height, &mut touched, k, v, None, store.account_entry(k, v))
+                .map_err(|e| {
+                    let msg = e.to_string();
+                    *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    PluginError::failed(msg)
+                })
+        });
+        let value = value.as_deref().map(RSlice::from_slice);
+        let answer = set
+            .write(RSlice::from_slice(&key), value.into(), through.as_through())
+            .into_result();
+        drop(through);
+        // A store error under the set is the store's, not the set's.
+        if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
         }
-        .map_err(|e| self.store.db_err(e))
+        answer.map_err(|e| self.fail("write", e))
     }
 
     /// The state root of the store with this block's writes.
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
         self.check()?;
-        match &self.writes {
-            Writes::Through { .. } => self.store.state_root(),
-            Writes::Held { set, .. } => self.store.state_root_over(|prefix| {
+        match &self.writes.set {
+            None => self.store.state_root(),
+            Some(set) => self.store.state_root_over(|prefix| {
                 set.held(RSlice::from_slice(prefix))
                     .into_result()
                     .map(|v| v.into_vec())
@@ -819,15 +869,15 @@ impl BlockWriter<'_> {
         let db = &store.db;
         let err = |e| store.db_err(e);
         let head_bytes = serde_json::to_vec(&head).expect("serialisable");
-        // Account writes still to tell `storage.read` of (on the baseline path they were
-        // told as they were written).
-        let held_accounts = match &mut self.writes {
-            Writes::Through { .. } => {
+        // Account writes still to tell `storage.read` of (what went through was told as it
+        // was written).
+        let held_accounts = match &mut self.writes.set {
+            None => {
                 db.put(block_key(self.height), block).map_err(err)?;
                 db.put(HEAD, head_bytes).map_err(err)?;
                 Vec::new()
             }
-            Writes::Held { set, accounts } => {
+            Some(set) => {
                 let writes = match set
                     .drain()
                     .into_result()
@@ -840,7 +890,7 @@ impl BlockWriter<'_> {
                         return Err(e);
                     }
                 };
-                // The block, all or nothing: one atomic batch.
+                // What the set held, the record and the head: one atomic batch.
                 let mut batch = WriteBatch::default();
                 for w in &writes {
                     match &w.value {
@@ -854,7 +904,7 @@ impl BlockWriter<'_> {
                 if let Some(slot) = store.commits.get() {
                     slot.object_done();
                 }
-                std::mem::take(accounts)
+                std::mem::take(&mut self.writes.accounts)
             }
         };
         // The commit is acknowledged only once the head is on disk: the log synced here
@@ -864,19 +914,19 @@ impl BlockWriter<'_> {
             Some(slot) => slot.make_durable(store.id(), sync)?,
             None => sync()?,
         }
-        if let Writes::Through { touched } = &self.writes {
-            for key in touched {
-                db.delete([undo_prefix(self.height), key.clone()].concat())
-                    .map_err(err)?;
-            }
+        // The undo entries of what went through are done with once the head is durable.
+        for key in &self.writes.touched {
+            db.delete([undo_prefix(self.height), key.clone()].concat())
+                .map_err(err)?;
         }
         store.announce(&held_accounts);
         Ok(())
     }
 
-    /// Undoes every write of this block (a held block just drops its write set: nothing of
-    /// it reached the store). The store takes a new identity: whatever was cached of it
-    /// (`storage.read`, `vm.storage`) no longer applies.
+    /// Undoes every write of this block: what went through is restored from its undo
+    /// entries, and a write set is dropped (nothing it held reached the store). The store
+    /// takes a new identity: whatever was cached of it (`storage.read`, `vm.storage`) no
+    /// longer applies.
     pub fn abort(self) -> Result<(), StateError> {
         let old = self
             .store
@@ -885,9 +935,7 @@ impl BlockWriter<'_> {
         if let Some(slot) = self.store.reads.get() {
             slot.reset(old);
         }
-        let Writes::Through { touched } = &self.writes else {
-            return Ok(());
-        };
+        let touched = &self.writes.touched;
         let db = &self.store.db;
         let err = |e| self.store.db_err(e);
         for key in touched {
@@ -903,6 +951,17 @@ impl BlockWriter<'_> {
         Ok(())
     }
 }
+/// An account write as `storage.read` is told of it.
+fn entry(a: &Bytes32, account: Account) -> AccountEntry {
+    AccountEntry {
+        account: *a,
+        state: AccountState {
+            balance: account.balance,
+            nonce: account.nonce,
+        },
+    }
+}
+
 /// The host's check of a write set's answer: strictly increasing keys (so each key once, in
 /// key order) and, for `held(prefix)`, every key under the prefix. Checked here as well as in
 /// the plugin's `Guarded` adaptor: a root module need not be built with `export_plugin!`.

@@ -408,7 +408,7 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 let b = workload::transfer_block(o.seed ^ (0xb10c + i), 200, 300, 0.3, true);
                 host.slots
                     .block_execution
-                    .execute_block(&b.pre, &b.txs, &b.proposer)
+                    .execute_in_memory(&b.pre, &b.txs, &b.proposer)
                     .is_some_and(|got| got == baseline::execute_block(&b.pre, &b.txs, &b.proposer))
             })
         }
@@ -593,43 +593,70 @@ pub fn run(
             isolated = isolated_host(s, label)?;
             &isolated
         };
-        let input = Input::new(case, o).for_host(host);
-        let same = identical(case, host, &input, o);
-        let pending = std::cell::RefCell::new(Pending::Nothing);
-        // A run of 64 full blocks takes about a second on the baseline: fewer rounds.
-        let rounds = if case.slot == BLOCK_VALIDATION.id {
-            o.rounds.min(8)
+        let goal = if id.starts_with("stack.") {
+            None
         } else {
-            o.rounds
+            crate::catalogue::goal_for(label, case.name)
         };
-        let c = compare_with_reset(
-            id,
-            rounds,
-            || *pending.borrow_mut() = run_once(case, Side::Baseline, host, &input),
-            || *pending.borrow_mut() = run_once(case, Side::Plugin, host, &input),
-            || pending.replace(Pending::Nothing).undo(),
-        );
-        results.push(MicroResult {
-            id: id.clone(),
-            plugin: label.clone(),
-            slot: case.slot.to_owned(),
-            workload: case.workload.clone(),
-            rounds: c.rounds,
-            met: promise.map(|p| c.ratio.low >= p),
-            goal: if id.starts_with("stack.") {
-                None
-            } else {
-                crate::catalogue::goal_for(label, case.name)
-            },
-            promise: *promise,
-            ratio: c.ratio,
-            baseline_s: c.baseline_s,
-            plugin_s: c.optimized_s,
-            identical: same,
-        });
+        results.push(measure_case(id, label, case, host, *promise, goal, o));
+    }
+    // Controls: on the slots whose speed-up must be the plugin's own code, a provider that
+    // forwards to the baseline through the same primitives, measured the same way. It must
+    // come out at about 1x; if it did not, the speed-up would be in the host.
+    let mut controlled = BTreeSet::new();
+    for (_, _, case, _) in &plan {
+        if controlled.insert(case.name) {
+            if let Some(host) = crate::testing::forwarding_host(case.slot) {
+                let id = format!("control.{}.{}", case.slot, case.name);
+                let label = "forwarding to the baseline (control)".to_owned();
+                results.push(measure_case(&id, &label, case, &host, None, None, o));
+            }
+        }
     }
     progress(plan.len(), plan.len(), "");
     Ok(results)
+}
+
+/// One case on `host`, interleaved with the baseline, after its answers are compared.
+fn measure_case(
+    id: &str,
+    label: &str,
+    case: &Case,
+    host: &Host,
+    promise: Option<f64>,
+    goal: Option<f64>,
+    o: &MicroOptions,
+) -> MicroResult {
+    let input = Input::new(case, o).for_host(host);
+    let same = identical(case, host, &input, o);
+    let pending = std::cell::RefCell::new(Pending::Nothing);
+    // A run of 64 full blocks takes about a second on the baseline: fewer rounds.
+    let rounds = if case.slot == BLOCK_VALIDATION.id {
+        o.rounds.min(8)
+    } else {
+        o.rounds
+    };
+    let c = compare_with_reset(
+        id,
+        rounds,
+        || *pending.borrow_mut() = run_once(case, Side::Baseline, host, &input),
+        || *pending.borrow_mut() = run_once(case, Side::Plugin, host, &input),
+        || pending.replace(Pending::Nothing).undo(),
+    );
+    MicroResult {
+        id: id.to_owned(),
+        plugin: label.to_owned(),
+        slot: case.slot.to_owned(),
+        workload: case.workload.clone(),
+        rounds: c.rounds,
+        met: promise.map(|p| c.ratio.low >= p),
+        goal,
+        promise,
+        ratio: c.ratio,
+        baseline_s: c.baseline_s,
+        plugin_s: c.optimized_s,
+        identical: same,
+    }
 }
 
 /// A scratch RocksDB store with the state before a generated block (for

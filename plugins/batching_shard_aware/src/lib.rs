@@ -26,11 +26,11 @@ use std::collections::HashMap;
 use abi_stable::std_types::RResult;
 use dubchain_plugin_api::{
     exec::{
-        apply_transfer, execute_in_order, undeclared, AccountEntry, AccountState, State, TxFailure,
+        apply_transfer, undeclared, AccountEntry, AccountState, Overlay, State, TxFailure,
         Undeclared,
     },
     export_plugin,
-    slots::{BlockExecution, BlockOutcome},
+    slots::{AccountStoreRef, BlockExecution},
     types::{Bytes32, Transaction},
     PluginError,
 };
@@ -101,16 +101,68 @@ impl State for GroupState<'_> {
 /// The plugin: stateless.
 pub struct ShardAware;
 
+/// A run's verdicts and the final state of every account it wrote, sorted by account.
+type Outcome = (Vec<RResult<(), TxFailure>>, Vec<AccountEntry>);
+
+/// The run in block order on this thread, over the accounts read before it.
+fn in_order(
+    pre: &[AccountEntry],
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<Outcome, PluginError> {
+    let mut overlay = Overlay::new(pre);
+    let mut results = Vec::with_capacity(txs.len());
+    for (i, tx) in txs.iter().enumerate() {
+        let r = apply_transfer(&mut overlay, tx, proposer).map_err(|u| undeclared(i, u))?;
+        results.push(r.into());
+    }
+    Ok((results, overlay.into_writes()))
+}
+
 impl BlockExecution for ShardAware {
     fn execute_block(
+        &self,
+        txs: &[Transaction],
+        proposer: &Bytes32,
+        state: &AccountStoreRef<'_>,
+    ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
+        // Every account the run may touch, read once in one call; the final state of each
+        // written account written once, in key order, in one call.
+        let mut accounts: Vec<Bytes32> = txs
+            .iter()
+            .flat_map(|t| t.access_list.iter().copied())
+            .chain([*proposer])
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let before = state.get(accounts.as_slice().into()).into_result()?;
+        if before.len() != accounts.len() {
+            return Err(PluginError::failed(
+                "the host read a different number of accounts",
+            ));
+        }
+        let pre: Vec<AccountEntry> = accounts
+            .into_iter()
+            .zip(before)
+            .map(|(account, state)| AccountEntry { account, state })
+            .collect();
+        let (results, writes) = self.run(&pre, txs, proposer)?;
+        state.put(writes.as_slice().into()).into_result()?;
+        Ok(results)
+    }
+}
+
+impl ShardAware {
+    /// The run over `pre` (the state before it of every account it may touch).
+    fn run(
         &self,
         pre: &[AccountEntry],
         txs: &[Transaction],
         proposer: &Bytes32,
-    ) -> Result<BlockOutcome, PluginError> {
+    ) -> Result<Outcome, PluginError> {
         let touches_proposer = txs.iter().any(|t| t.access_list.contains(proposer));
         if txs.len() < PARALLEL_MIN || touches_proposer {
-            return execute_in_order(pre, txs, proposer);
+            return in_order(pre, txs, proposer);
         }
         // Accounts to indices; union the accounts of each access list.
         let mut index: HashMap<Bytes32, usize> = HashMap::new();
@@ -144,7 +196,7 @@ impl BlockExecution for ShardAware {
         let mut members: Vec<Vec<usize>> = members.into_values().collect();
         members.sort_unstable_by_key(|m| m[0]);
         if members.len() == 1 {
-            return execute_in_order(pre, txs, proposer);
+            return in_order(pre, txs, proposer);
         }
         let pre_map: HashMap<Bytes32, AccountState> =
             pre.iter().map(|e| (e.account, e.state)).collect();
@@ -203,10 +255,7 @@ impl BlockExecution for ShardAware {
             });
         }
         writes.sort_unstable_by_key(|e| e.account);
-        Ok(BlockOutcome {
-            results: results.into(),
-            writes: writes.into(),
-        })
+        Ok((results, writes))
     }
 }
 

@@ -3,9 +3,12 @@
 //! the block's record and the new head as one atomic RocksDB `WriteBatch`
 //! (`storage.commit`).
 //!
-//! The baseline writes every key through at once: before a key is first written in a
-//! block, its old value is read and put under an undo key; then the value is put; the
-//! commit puts the record and head, syncs, and deletes the undo entries. On a block of
+//! The baseline (and a set that forwards every write to the host's write-through
+//! primitive, which is what `plugin new` scaffolds) writes every key through at once:
+//! before a key is first written in a block, its old value is read and put under an undo
+//! key; then the value is put; the commit puts the record and head, syncs, and deletes the
+//! undo entries. This set passes nothing through: it holds every write, which is the whole
+//! of the speed-up, and the host's atomic batch takes what it drains. On a block of
 //! transfers that is a read and three puts for the first write of an account, a put for
 //! every later one (the proposer's account, credited with every fee, is written once per
 //! transaction), and a delete per account at the end, each a RocksDB write. Held here, a
@@ -21,7 +24,7 @@ use std::collections::HashMap;
 use abi_stable::std_types::RVec;
 use dubchain_plugin_api::{
     export_plugin,
-    slots::{BlockCommit, BlockWrites, Held, KvWrite},
+    slots::{BlockCommit, BlockWrites, Held, KvWrite, WriteThroughRef},
     PluginError,
 };
 
@@ -53,7 +56,14 @@ impl BlockSet {
 }
 
 impl BlockWrites for BlockSet {
-    fn write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), PluginError> {
+    /// Every write is held (none goes through): the block reaches the store in the host's
+    /// one atomic batch, with no undo entries, at the commit.
+    fn write(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        _through: &WriteThroughRef<'_>,
+    ) -> Result<(), PluginError> {
         let value = value.map(<[u8]>::to_vec);
         match self.writes.get_mut(key) {
             Some(held) => *held = value,
