@@ -165,3 +165,59 @@ fn layered_failure_falls_to_the_layer_below() {
     assert!(status.stack[0].starts_with("crypto_parallel_verification"));
     assert_eq!(status.providers[0].1.calls, 1, "the layer below answered");
 }
+
+/// A root module built by hand, without `export_plugin!` and so without the plugin-side
+/// `Guarded` checks, that answers a batch with one answer too few: the host checks the
+/// shape at its own boundary, counts the provider's failure, and answers from the layer
+/// below. Nothing indexes past the short answer.
+#[test]
+fn wrong_shapes_from_a_raw_root_module_are_caught_at_the_host_boundary() {
+    let dir = PluginDir::new();
+    let name = "fixture_raw_shapes";
+    dir.add(
+        name,
+        &format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.1\"\nrisk = \"low\"\nprovides = [{{ slot = \"crypto.sig_verify\", version = 1 }}, {{ slot = \"crypto.merkle\", version = 1 }}]\n"
+        ),
+        Some(&dubchain_tests::library(name)),
+    );
+    let host = test_host();
+    let report = load(&host, &dir, &[name], "");
+    assert!(
+        report.failed.is_empty(),
+        "it passes the self-tests: {:?}",
+        report.failed
+    );
+
+    // Ordinary batches: the plugin answers, correctly.
+    let set = workload::signature_set(3, 40, true);
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    assert_eq!(host.slots.sig_verify.status().counters.errors, 0);
+
+    // The magic size: one verdict short. The host refuses it and the baseline answers.
+    let set = workload::signature_set(4, 1_237, true);
+    let items = set.items();
+    let got = host.slots.sig_verify.verify_batch(&items);
+    assert_eq!(got.len(), items.len());
+    assert_eq!(got, baseline::sig_verify(&items));
+    let st = host.slots.sig_verify.status();
+    assert_eq!(
+        (st.counters.errors, st.counters.fallbacks),
+        (1, 1),
+        "{st:?}"
+    );
+
+    // The same for crypto.merkle: seven trees, six roots.
+    let trees = workload::merkle_trees(5, &[1, 2, 3, 4, 5, 6, 7]);
+    let refs: Vec<&[dubchain_plugin_api::types::Bytes32]> =
+        trees.iter().map(Vec::as_slice).collect();
+    let roots = host.slots.merkle.roots(&refs);
+    let expected: Vec<_> = trees.iter().map(|t| baseline::merkle_root(t)).collect();
+    assert_eq!(roots, expected);
+    let st = host.slots.merkle.status();
+    assert_eq!(st.counters.errors, 1, "{st:?}");
+}

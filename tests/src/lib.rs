@@ -22,6 +22,7 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_api_mismatch" => env!("DUBCHAIN_LIB_fixture_api_mismatch"),
         "fixture_slow_init" => env!("DUBCHAIN_LIB_fixture_slow_init"),
         "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
+        "fixture_raw_shapes" => env!("DUBCHAIN_LIB_fixture_raw_shapes"),
         "fixture_reloadable" => env!("DUBCHAIN_LIB_fixture_reloadable"),
         "crypto_verification_caching" => env!("DUBCHAIN_LIB_crypto_verification_caching"),
         "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
