@@ -267,10 +267,13 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
             ok &= emit(&format!("{}: {}", p.slot, r.case), passed, detail);
             reset_failure(&host, &p.slot);
         }
+        // Not a containment test (that is the host's, tested in its own suite): whether
+        // the plugin answered every call of the suite itself, none failing or panicking.
+        let (calls, failed) = call_counts(&host, &p.slot);
         ok &= emit(
-            &format!("{}: calls contained", p.slot),
-            true,
-            containment(&host, &p.slot),
+            &format!("{}: every call answered by the plugin", p.slot),
+            failed == 0,
+            format!("{calls} calls, {failed} failed or panicked and were answered below it"),
         );
         emit(
             &format!("{}: quick ratio", p.slot),
@@ -345,16 +348,12 @@ macro_rules! failures {
 }
 with_slots!(failures);
 
-fn containment(host: &Host, slot: &str) -> String {
-    let s = host
-        .slot_status()
+/// Calls made through `slot` so far, and how many of them the provider failed.
+fn call_counts(host: &Host, slot: &str) -> (u64, u64) {
+    host.slot_status()
         .into_iter()
         .find(|s| s.slot == slot)
-        .expect("known slot");
-    format!(
-        "{} calls, {} errors or panics answered by the baseline",
-        s.counters.calls, s.counters.errors
-    )
+        .map_or((0, 0), |s| (s.counters.calls, s.counters.errors))
 }
 
 /// A whole call of the compute contract, through every `vm.*` slot, with and without the

@@ -90,20 +90,34 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
             format!("{:.1} MiB", v as f64 / 1048576.0)
         })
     };
-    let mut rows = vec![
-        vec![
+    // Per stage and overall: medians of the runs, and the median per-run ratio with its
+    // 95% interval (results saved before the rows existed show the pooled figures).
+    let mut rows: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.name.clone(),
+                format!("{:.2} {}", med(&row.baseline), row.unit),
+                format!("{:.2} {}", med(&row.plugins), row.unit),
+                format!(
+                    "{:.2}x [{:.2}, {:.2}] {}",
+                    row.ratio,
+                    row.ci95[0],
+                    row.ci95[1],
+                    row.verdict()
+                ),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push(vec![
             "block latency p50".into(),
             format!("{:.2} ms", b.latency_p50_ms),
             format!("{:.2} ms", p.latency_p50_ms),
             format!("{:.2}x", b.latency_p50_ms / p.latency_p50_ms.max(1e-9)),
-        ],
-        vec![
-            "block latency p99".into(),
-            format!("{:.2} ms", b.latency_p99_ms),
-            format!("{:.2} ms", p.latency_p99_ms),
-            format!("{:.2}x", b.latency_p99_ms / p.latency_p99_ms.max(1e-9)),
-        ],
-        vec![
+        ]);
+        rows.push(vec![
             "throughput".into(),
             format!("{:.0} tx/s", med(&b.throughput_tps)),
             format!("{:.0} tx/s", med(&p.throughput_tps)),
@@ -111,7 +125,9 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
                 "{:.2}x",
                 med(&p.throughput_tps) / med(&b.throughput_tps).max(1e-9)
             ),
-        ],
+        ]);
+    }
+    rows.extend([
         vec![
             "CPU per run".into(),
             format!(
@@ -132,9 +148,9 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
             mib(p.peak_rss_bytes),
             "-".into(),
         ],
-    ];
+    ]);
     rows.push(vec![
-        "host heap: peak rise / allocations".into(),
+        "host heap: peak rise / allocations (an untimed run, counted)".into(),
         b.heap.map_or("not counted".into(), |h| {
             format!(
                 "{:.1} MiB / {}",
