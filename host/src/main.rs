@@ -933,7 +933,8 @@ fn run_workload(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let slots = if plan_ok {
-        micro::run(s, &host, &micro_options, |_, _, _| {}).map_err(|e| anyhow::anyhow!(e))?
+        micro::run_except(s, &host, &micro_options, &missing, |_, _, _| {})
+            .map_err(|e| anyhow::anyhow!(e))?
     } else {
         Vec::new()
     };

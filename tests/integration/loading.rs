@@ -333,3 +333,54 @@ fn a_plan_with_problems_changes_nothing() {
         PluginState::Enabled
     );
 }
+
+/// `run` compares nothing when a requested plugin fails to load: it exits 1 and says how to
+/// go on; with `--allow-missing` it runs and its tables say which plugin was missing.
+#[test]
+fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
+    use std::process::Command;
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_wrong_answer", "crypto.sig_verify", "");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(dubchain_tests::dubchain_perf())
+            .arg("--plugin-dir")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .args(["--enable", "fixture_wrong_answer", "run"])
+            .args(["--blocks", "2", "--txs-per-block", "8", "--accounts", "20"])
+            .args(["--validators", "2", "--runs", "1", "--rounds", "2"])
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .arg("--out")
+            .arg(tmp.path().join("out"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fixture_wrong_answer failed to load"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-missing"), "{stderr}");
+    assert!(!tmp.path().join("out/run.json").exists(), "nothing was run");
+
+    let allowed = run(&["--allow-missing"]);
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(
+        allowed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert!(stdout.contains("MISSING"), "{stdout}");
+    assert!(stdout.contains("fixture_wrong_answer"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("out/run.json")).unwrap()).unwrap();
+    assert_eq!(json["missing"][0], "fixture_wrong_answer");
+    assert_eq!(json["runs_per_side"], 1);
+    assert!(json["rows"][0]["ci95"].is_array());
+}
