@@ -116,18 +116,32 @@ impl Session {
     /// with problems is refused, and so is a plugin that fails to load unless
     /// `allow_missing` (then the host goes on without it, as its slots' baselines).
     pub fn loaded_host(&self, allow_missing: bool) -> Result<Host, String> {
+        self.loaded_host_with(&self.resolution, allow_missing)
+    }
+
+    /// Like [`Session::loaded_host`], with `resolution` (over this session's manifests) in
+    /// place of the session's own.
+    pub fn loaded_host_with(
+        &self,
+        resolution: &Resolution,
+        allow_missing: bool,
+    ) -> Result<Host, String> {
         let host = self.host();
-        let report = self.apply(&host).map_err(|problems| {
-            format!(
-                "the plan has {} problem(s): {}",
-                problems.len(),
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+        let report = host
+            .apply(&self.manifests, resolution, |name| {
+                self.config.plugin_config(&self.options.profile, name)
+            })
+            .map_err(|problems| {
+                format!(
+                    "the plan has {} problem(s): {}",
+                    problems.len(),
+                    problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
         match report.failed.first() {
             Some(e) if !allow_missing => Err(e.to_string()),
             _ => Ok(host),

@@ -583,7 +583,36 @@ impl ModuleCacheSlot {
         request: &CallRequest<'_>,
         storage: ContractStoreRef<'_>,
     ) -> Option<CallResult> {
-        self.try_call(|imp| imp.run(request, storage).into_result())
+        self.try_call(|imp| {
+            let out = imp.run(request, storage).into_result()?;
+            check_call_result(request, out)
+        })
+    }
+}
+
+/// The host's check of a `vm.module_cache` answer: no more gas than the request allowed,
+/// all of it when the gas ran out, and writes once per key in key order (the host applies
+/// them as they are).
+fn check_call_result(
+    request: &CallRequest<'_>,
+    out: CallResult,
+) -> Result<CallResult, PluginError> {
+    use dubchain_plugin_api::slots::CallEnd;
+    if out.gas_used > request.gas {
+        return Err(PluginError::failed(format!(
+            "the call used {} gas of the {} it was given",
+            out.gas_used, request.gas
+        )));
+    }
+    match &out.end {
+        CallEnd::OutOfGas if out.gas_used != request.gas => Err(PluginError::failed(format!(
+            "out of gas after {} of {} gas",
+            out.gas_used, request.gas
+        ))),
+        CallEnd::Returned { writes, .. } if writes.windows(2).any(|w| w[0].key >= w[1].key) => Err(
+            PluginError::failed("the call's writes are not once per key in key order"),
+        ),
+        _ => Ok(out),
     }
 }
 

@@ -275,6 +275,20 @@ impl State for Overlay {
     }
 }
 
+/// Every account a run of transfers may touch: the union of the transactions' access lists
+/// and the proposer, sorted, each once (a transfer touches only its sender, its recipient,
+/// both of which it must declare, and the proposer).
+pub fn declared_accounts(txs: &[Transaction], proposer: &Bytes32) -> Vec<Bytes32> {
+    let mut accounts: Vec<Bytes32> = txs
+        .iter()
+        .flat_map(|t| t.access_list.iter().copied())
+        .chain([*proposer])
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    accounts
+}
+
 /// The baseline of `exec.block_execution`, composed from the host's primitives: each
 /// transfer applied with [`apply_transfer`] over `state`, every read and write one account
 /// at a time, at once. A provider that calls this forwards to the baseline (and measures

@@ -1097,13 +1097,7 @@ fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain
             proposer: &Bytes32,
             state: &AccountStoreRef<'_>,
         ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
-            let mut accounts: Vec<Bytes32> = txs
-                .iter()
-                .flat_map(|t| t.access_list.iter().copied())
-                .chain([*proposer])
-                .collect();
-            accounts.sort_unstable();
-            accounts.dedup();
+            let accounts = dubchain_plugin_api::exec::declared_accounts(txs, proposer);
             // Garbage for every account, then a failure.
             let garbage: Vec<AccountEntry> = accounts
                 .iter()

@@ -561,22 +561,7 @@ pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
         })
         .collect();
     let resolution = resolve(&s.manifests, &requests, &host_api_version());
-    let host = s.host();
-    let report = host
-        .apply(&s.manifests, &resolution, |name| {
-            s.config.plugin_config(&s.options.profile, name)
-        })
-        .map_err(|problems| {
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })?;
-    if let Some(e) = report.failed.first() {
-        return Err(e.to_string());
-    }
-    Ok(host)
+    s.loaded_host_with(&resolution, false)
 }
 
 /// What the suite will measure for the session's enabled plugins: `(id, plugin label,

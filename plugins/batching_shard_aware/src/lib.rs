@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use abi_stable::std_types::RResult;
 use dubchain_plugin_api::{
     exec::{
-        apply_transfer, undeclared, AccountEntry, AccountState, Overlay, State, TxFailure,
-        Undeclared,
+        apply_transfer, declared_accounts, undeclared, AccountEntry, AccountState, Overlay, State,
+        TxFailure, Undeclared,
     },
     export_plugin,
     slots::{AccountStoreRef, BlockExecution},
@@ -128,13 +128,7 @@ impl BlockExecution for ShardAware {
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call; the final state of each
         // written account written once, in key order, in one call.
-        let mut accounts: Vec<Bytes32> = txs
-            .iter()
-            .flat_map(|t| t.access_list.iter().copied())
-            .chain([*proposer])
-            .collect();
-        accounts.sort_unstable();
-        accounts.dedup();
+        let accounts = declared_accounts(txs, proposer);
         let before = state.get(accounts.as_slice().into()).into_result()?;
         if before.len() != accounts.len() {
             return Err(PluginError::failed(

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use dubchain_plugin_api::{
     abi_stable::std_types::RResult,
-    exec::{apply_transfer, AccountEntry, AccountState, State, TxFailure},
+    exec::{apply_transfer, declared_accounts, AccountEntry, AccountState, State, TxFailure},
     export_plugin,
     slots::{AccountStoreRef, BlockExecution},
     types::{Bytes32, Transaction},
@@ -64,13 +64,7 @@ impl BlockExecution for WriteSet {
         state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call.
-        let mut accounts: Vec<Bytes32> = txs
-            .iter()
-            .flat_map(|t| t.access_list.iter().copied())
-            .chain([*proposer])
-            .collect();
-        accounts.sort_unstable();
-        accounts.dedup();
+        let accounts = declared_accounts(txs, proposer);
         let before = state.get(accounts.as_slice().into()).into_result()?;
         if before.len() != accounts.len() {
             return Err(PluginError::failed(
