@@ -13,8 +13,8 @@
 //!
 //! Counting is off unless a caller asks for it with [`counting`]: timed sections run with
 //! it off, so a baseline in the host pays no counter updates that a plugin (which allocates
-//! through its own allocator) does not. What remains while it is off is one relaxed load of
-//! a flag per allocation. The benchmark suite and the profiler count allocations in runs of
+//! through its own allocator) does not. What remains while it is off is two relaxed loads of
+//! read-mostly flags per allocation. The benchmark suite and the profiler count allocations in runs of
 //! their own that are not timed.
 //!
 //! What it cannot see: a plugin is a separate `cdylib` with its own Rust allocator, and
@@ -38,10 +38,10 @@ static PEAK: AtomicU64 = AtomicU64::new(0);
 pub struct CountingAlloc;
 
 fn on_alloc(size: usize) {
+    if !INSTALLED.load(Relaxed) {
+        INSTALLED.store(true, Relaxed);
+    }
     if !COUNTING.load(Relaxed) {
-        if !INSTALLED.load(Relaxed) {
-            INSTALLED.store(true, Relaxed);
-        }
         return;
     }
     ALLOCATIONS.fetch_add(1, Relaxed);

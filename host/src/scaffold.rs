@@ -3,7 +3,57 @@
 
 use std::path::{Path, PathBuf};
 
-use dubchain_plugin_api::slots::{self, RECORD_CODEC, SIG_VERIFY};
+use dubchain_plugin_api::slots::{
+    self, SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION, RECORD_CODEC, SIG_VERIFY,
+};
+
+/// A slot's template: extra dependencies, `src/lib.rs` (an implementation equal to the
+/// baseline: it forwards to the baseline through the slot's primitives, so it measures
+/// about 1x), `tests/differential.rs` and `benches/ratio.rs`.
+struct Template {
+    slot: SlotInfo,
+    deps: &'static str,
+    lib: &'static str,
+    test: &'static str,
+    bench: &'static str,
+}
+
+/// The slots `plugin new` can scaffold, looked up by slot.
+const TEMPLATES: &[Template] = &[
+    Template {
+        slot: SIG_VERIFY,
+        deps: "ed25519-dalek = \"2\"\n",
+        lib: SIG_LIB,
+        test: SIG_TEST,
+        bench: SIG_BENCH,
+    },
+    Template {
+        slot: RECORD_CODEC,
+        deps: "serde_json = \"1\"\n",
+        lib: CODEC_LIB,
+        test: CODEC_TEST,
+        bench: CODEC_BENCH,
+    },
+    Template {
+        slot: BLOCK_EXECUTION,
+        deps: "",
+        lib: EXEC_LIB,
+        test: EXEC_TEST,
+        bench: EXEC_BENCH,
+    },
+    Template {
+        slot: BLOCK_COMMIT,
+        deps: "",
+        lib: COMMIT_LIB,
+        test: COMMIT_TEST,
+        bench: COMMIT_BENCH,
+    },
+];
+
+/// The slots with a template.
+pub fn scaffolded_slots() -> Vec<&'static str> {
+    TEMPLATES.iter().map(|t| t.slot.id).collect()
+}
 
 /// Where this host's sources are, for the new crate's path dependencies.
 pub fn default_source_root() -> PathBuf {
@@ -45,13 +95,13 @@ pub fn new_plugin(
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
-    let (deps, lib, test, bench) = if info.id == SIG_VERIFY.id {
-        ("ed25519-dalek = \"2\"\n", SIG_LIB, SIG_TEST, SIG_BENCH)
-    } else if info.id == RECORD_CODEC.id {
-        ("serde_json = \"1\"\n", CODEC_LIB, CODEC_TEST, CODEC_BENCH)
-    } else {
-        return Err(format!("no template for slot `{slot}` yet"));
+    let Some(t) = TEMPLATES.iter().find(|t| t.slot.id == info.id) else {
+        return Err(format!(
+            "no template for slot `{slot}` yet (templates: {}); see docs/plugin-authoring.md for its contract",
+            scaffolded_slots().join(", ")
+        ));
     };
+    let (deps, lib, test, bench) = (t.deps, t.lib, t.test, t.bench);
     let fill = |t: &str| {
         t.replace("{name}", name)
             .replace("{slot}", info.id)
@@ -307,5 +357,189 @@ fn main() {
         || { black_box(plugin.encode(black_box(&records)).unwrap()); },
     );
     println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
+}
+"#;
+
+const EXEC_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
+//!
+//! It starts equal to the host's baseline: every transfer applied in block order over the
+//! host's primitives (`state`: read a batch of accounts, write a batch, each at once to the
+//! block in progress), one account at a time (`exec::execute_through`). It measures about
+//! 1x. Make it faster (read ahead, hold writes, group, parallelise); the verdicts and the
+//! state the block is left in must stay the baseline's. Keep `cargo test` and
+//! `dubchain-perf plugin verify .` passing.
+
+use dubchain_plugin_api::{
+    abi_stable::std_types::RResult,
+    exec::{execute_through, TxFailure},
+    export_plugin,
+    slots::{AccountStoreRef, BlockExecution},
+    types::{Bytes32, Transaction},
+    PluginError,
+};
+
+/// The implementation.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl BlockExecution for Plugin {
+    fn execute_block(
+        &self,
+        txs: &[Transaction],
+        proposer: &Bytes32,
+        state: &AccountStoreRef<'_>,
+    ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
+        execute_through(state, txs, proposer)
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    block_execution: |_config: &str| Ok(Plugin),
+}
+"#;
+
+const EXEC_TEST: &str = r#"//! The slot's conformance suite, in-process: verdicts and final state equal the baseline's
+//! on empty, independent, hot-key, mixed and adversarial blocks.
+
+use dubchain_host::{conformance, slot::execute_in_memory};
+use dubchain_plugin_api::{
+    abi_stable::sabi_trait::TD_Opaque,
+    slots::{BlockExecutionFfi_TO, Guarded},
+};
+
+#[test]
+fn same_outcome_as_the_baseline() {
+    let imp = BlockExecutionFfi_TO::from_value(Guarded({name}::Plugin), TD_Opaque);
+    let results = conformance::check_block_execution(|b| {
+        execute_in_memory(&imp, &b.pre, &b.txs, &b.proposer).map_err(|e| e.to_string())
+    });
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+"#;
+
+const EXEC_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process, over the block's accounts in
+//! memory (`dubchain-perf plugin verify` and `bench` measure it on RocksDB).
+
+use std::hint::black_box;
+
+use dubchain_host::{baseline, measure, slot::execute_in_memory, workload};
+use dubchain_plugin_api::{
+    abi_stable::sabi_trait::TD_Opaque,
+    slots::{BlockExecutionFfi_TO, Guarded},
+};
+
+fn main() {
+    let b = workload::transfer_block(1, 1000, 256, 0.5, false);
+    let imp = BlockExecutionFfi_TO::from_value(Guarded({name}::Plugin), TD_Opaque);
+    let c = measure::compare(
+        "{slot}: 256 transfers, half on 4 hot accounts",
+        20,
+        || { black_box(baseline::execute_block(&b.pre, &b.txs, &b.proposer)); },
+        || { black_box(execute_in_memory(&imp, &b.pre, &b.txs, &b.proposer).unwrap()); },
+    );
+    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
+}
+"#;
+
+const COMMIT_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
+//!
+//! It starts equal to the host's baseline: every write of a block passed through at once
+//! with the host's primitive (an undo entry, then one put), nothing held. It measures about
+//! 1x. Make it faster by holding writes (reads, `held` and `drain` must then show them; the
+//! host writes what `drain` answers with the block's record and head as one atomic batch).
+//! Keep `cargo test` and `dubchain-perf plugin verify .` passing.
+
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{BlockCommit, BlockWrites, Held, KvWrite, WriteThroughRef},
+    PluginError,
+};
+
+/// The factory.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+/// One block's write set.
+#[derive(Debug, Default)]
+pub struct Writes;
+
+impl BlockWrites for Writes {
+    fn write(&mut self, key: &[u8], value: Option<&[u8]>, through: &WriteThroughRef<'_>) -> Result<(), PluginError> {
+        through.put(key.into(), value.map(Into::into).into()).into_result()
+    }
+    fn read(&self, _key: &[u8]) -> Result<Held, PluginError> {
+        Ok(Held::NotHeld)
+    }
+    fn held(&self, _prefix: &[u8]) -> Result<Vec<KvWrite>, PluginError> {
+        Ok(Vec::new())
+    }
+    fn drain(&mut self) -> Result<Vec<KvWrite>, PluginError> {
+        Ok(Vec::new())
+    }
+}
+
+impl BlockCommit for Plugin {
+    type Writes = Writes;
+    fn begin(&self, _height: u64) -> Result<Writes, PluginError> {
+        Ok(Writes)
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    block_commit: |_config: &str| Ok(Plugin),
+}
+"#;
+
+const COMMIT_TEST: &str = r#"//! The slot's check, in-process: random writes and deletes over two blocks at once, every
+//! read, `held` and `drain` against the block's last writes (held or passed through), a
+//! dropped block leaving nothing behind.
+
+use dubchain_host::selftest;
+use dubchain_plugin_api::{
+    abi_stable::sabi_trait::TD_Opaque,
+    slots::{BlockCommitFfi_TO, Guarded},
+};
+
+#[test]
+fn every_read_sees_the_blocks_last_write() {
+    let imp = BlockCommitFfi_TO::from_value(Guarded({name}::Plugin), TD_Opaque);
+    selftest::block_commit(&imp).unwrap();
+}
+"#;
+
+const COMMIT_BENCH: &str = r#"//! The ratio of a write set is a property of the store under it: `dubchain-perf plugin
+//! verify .` measures this plugin against the baseline on RocksDB (a block of 256
+//! transfers' writes, committed and synced), interleaved. This bench times the set's own
+//! work per block here: a block's writes handed to it, read back and drained, with the
+//! write-through primitive writing to memory.
+
+use std::{collections::BTreeMap, hint::black_box, sync::Mutex};
+
+use dubchain_plugin_api::{
+    slots::{BlockCommit, BlockWrites, HostWriteThrough},
+};
+
+fn main() {
+    let plugin = {name}::Plugin;
+    let store: Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>> = Mutex::default();
+    let through = HostWriteThrough(|k: &[u8], v: Option<&[u8]>| {
+        store.lock().unwrap().insert(k.to_vec(), v.map(<[u8]>::to_vec));
+        Ok(())
+    });
+    let keys: Vec<Vec<u8>> = (0..768u32).map(|i| format!("a/{:08}", i % 300).into_bytes()).collect();
+    let start = std::time::Instant::now();
+    let blocks = 200;
+    for height in 0..blocks {
+        let mut set = plugin.begin(height).unwrap();
+        for k in &keys {
+            set.write(k, Some(b"{\"balance\":1,\"nonce\":1}"), &through.as_through()).unwrap();
+            black_box(set.read(k).unwrap());
+        }
+        black_box(set.drain().unwrap());
+    }
+    println!("{slot}: {:.3} ms of set work per block of {} writes", start.elapsed().as_secs_f64() * 1e3 / blocks as f64, keys.len());
 }
 "#;

@@ -719,26 +719,34 @@ fn transport_ratio(_: &Host, slot: &str) -> measure::Comparison {
     unreachable!("{slot}: measuring a transport needs the node's network (feature `node`)")
 }
 
-/// The micro suite's `block_commit` case (its contract workload): a block of transfers'
-/// account writes committed to a real RocksDB store, through and held, interleaved.
+/// The micro suite's contract case of `slot`, on a real RocksDB store (`exec.block_execution`:
+/// a block of transfers executed and written; `storage.commit`: a block's writes committed),
+/// interleaved with the block rolled back outside the timed region.
 #[cfg(feature = "node")]
-fn block_commit_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use crate::perf::micro::{self, MicroOptions, Side};
-    let o = MicroOptions::default();
-    let case = micro::cases(slot, &o).remove(0);
-    let input = micro::Input::new(&case, &o).for_host(host);
-    measure::compare(
-        slot,
-        7,
-        || micro::run_once(&case, Side::Baseline, host, &input).undo(),
-        || micro::run_once(&case, Side::Plugin, host, &input).undo(),
-    )
+fn store_case_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use crate::perf::micro::{self, MicroOptions};
+    let o = MicroOptions {
+        rounds: 7,
+        ..MicroOptions::default()
+    };
+    let case = micro::cases(slot, &o)
+        .into_iter()
+        .find(|c| c.contract)
+        .expect("every store slot has a contract case");
+    let r = micro::measure_case(slot, slot, &case, host, None, None, &o);
+    measure::Comparison {
+        name: slot.to_owned(),
+        rounds: r.rounds,
+        baseline_s: r.baseline_s,
+        optimized_s: r.plugin_s,
+        ratio: r.ratio,
+    }
 }
 
 /// `plugin verify` is a command of `dubchain-perf`, which is built with the node.
 #[cfg(not(feature = "node"))]
-fn block_commit_ratio(_: &Host, slot: &str) -> measure::Comparison {
-    unreachable!("{slot}: measuring a commit needs the node's state store (feature `node`)")
+fn store_case_ratio(_: &Host, slot: &str) -> measure::Comparison {
+    unreachable!("{slot}: measuring it needs the node's state store (feature `node`)")
 }
 
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
@@ -789,21 +797,7 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             },
         )
     } else if slot == BLOCK_EXECUTION.id {
-        let b = workload::transfer_block(1, 1000, 256, 0.1, false);
-        measure::compare(
-            slot,
-            7,
-            || {
-                std::hint::black_box(baseline::execute_block(&b.pre, &b.txs, &b.proposer));
-            },
-            || {
-                std::hint::black_box(host.slots.block_execution.execute_in_memory(
-                    &b.pre,
-                    &b.txs,
-                    &b.proposer,
-                ));
-            },
-        )
+        store_case_ratio(host, slot)
     } else if [
         CODE_LOADER.id,
         METERING.id,
@@ -879,7 +873,7 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     } else if slot == TRANSPORT.id {
         transport_ratio(host, slot)
     } else if slot == BLOCK_COMMIT.id {
-        block_commit_ratio(host, slot)
+        store_case_ratio(host, slot)
     } else if slot == TX_DECODE.id {
         let payloads: Vec<Vec<u8>> = workload::transactions(1, 8, 256)
             .iter()

@@ -206,3 +206,51 @@ fn plugin_new_refuses_bad_input() {
     let (ok, err) = run(&["twice", "--slot", "storage.record_codec"]);
     assert!(!ok && err.contains("already exists"), "{err}");
 }
+
+/// The forwarding scaffolds of the two slots whose speed-up must be the plugin's own
+/// (`exec.block_execution`, `storage.commit`): each builds outside the workspace, its own
+/// differential test passes, and `plugin verify` passes it (the quick ratio it prints is the
+/// forwarding figure recorded in docs/benchmarks.md; no test asserts a time).
+#[test]
+fn forwarding_scaffolds_of_the_primitive_slots_build_and_pass_verify() {
+    let work = tempfile::tempdir().unwrap();
+    let target = dubchain_perf()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("scaffold-build");
+    for (name, slot) in [
+        ("fwd_execution", "exec.block_execution"),
+        ("fwd_commit", "storage.commit"),
+    ] {
+        let out = Command::new(dubchain_perf())
+            .args(["plugin", "new", name, "--slot", slot, "--dir"])
+            .arg(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let krate = work.path().join(name);
+        cargo(&krate, &target, &["test", "--quiet"]);
+        cargo(&krate, &target, &["check", "--benches", "--quiet"]);
+        cargo(&krate, &target, &["build", "--release", "--quiet"]);
+        let lib = target
+            .join("release")
+            .join(dubchain_host::manifest::library_file_name(name));
+        let out = Command::new(dubchain_perf())
+            .args(["plugin", "verify"])
+            .arg(&krate)
+            .arg("--library")
+            .arg(&lib)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{slot}: {report}");
+        assert!(report.ends_with("verdict: PASS\n"), "{slot}: {report}");
+        assert!(report.contains(&format!("{slot}: quick ratio")), "{report}");
+        eprintln!("{slot} forwarding scaffold:\n{report}");
+    }
+}

@@ -663,8 +663,9 @@ pub fn run_except(
     Ok(results)
 }
 
-/// One case on `host`, interleaved with the baseline, after its answers are compared.
-fn measure_case(
+/// One case on `host`, interleaved with the baseline, after its answers are compared (what
+/// every micro row, control row and `plugin verify`'s store ratios are).
+pub fn measure_case(
     id: &str,
     label: &str,
     case: &Case,
