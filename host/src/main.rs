@@ -1231,6 +1231,8 @@ fn watch_loop(
         let _ = std::fs::remove_dir_all(d);
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
+    // Not a measurement: both nodes run on the one host being reloaded, so every swap is
+    // exercised by production and validation alike.
     let (proposer, validator) = (StateStore::open(&dirs[0])?, StateStore::open(&dirs[1])?);
     proposer.attach(&host.slots);
     validator.attach(&host.slots);
