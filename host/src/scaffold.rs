@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use dubchain_plugin_api::slots::{
-    self, SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION, RECORD_CODEC, SIG_VERIFY,
+    self, SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
 };
 
 /// A slot's template: extra dependencies, `src/lib.rs` (an implementation equal to the
@@ -33,6 +33,20 @@ const TEMPLATES: &[Template] = &[
         lib: CODEC_LIB,
         test: CODEC_TEST,
         bench: CODEC_BENCH,
+    },
+    Template {
+        slot: MERKLE,
+        deps: "",
+        lib: MERKLE_LIB,
+        test: MERKLE_TEST,
+        bench: MERKLE_BENCH,
+    },
+    Template {
+        slot: TX_VALIDATION,
+        deps: "ed25519-dalek = \"2\"\n",
+        lib: TXV_LIB,
+        test: TXV_TEST,
+        bench: TXV_BENCH,
     },
     Template {
         slot: BLOCK_EXECUTION,
@@ -541,5 +555,156 @@ fn main() {
         black_box(set.drain().unwrap());
     }
     println!("{slot}: {:.3} ms of set work per block of {} writes", start.elapsed().as_secs_f64() * 1e3 / blocks as f64, keys.len());
+}
+"#;
+
+const MERKLE_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
+//!
+//! It starts equal to the host's baseline: each tree's RFC 6962 root, recursively, one
+//! portable SHA-256 at a time (`dubchain_plugin_api::chain::merkle_root`). Make it faster
+//! (hardware SHA, several messages in flight, levels across cores); every root must stay
+//! the baseline's. Keep `cargo test` and `dubchain-perf plugin verify .` passing.
+
+use dubchain_plugin_api::{
+    abi_stable::std_types::RSlice,
+    chain::merkle_root,
+    export_plugin,
+    slots::MerkleRoots,
+    types::Bytes32,
+    PluginError,
+};
+
+/// The implementation.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl MerkleRoots for Plugin {
+    fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError> {
+        Ok(trees.iter().map(|t| merkle_root(t.as_slice())).collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    merkle: |_config: &str| Ok(Plugin),
+}
+"#;
+
+const MERKLE_TEST: &str = r#"//! The slot's conformance suite, in-process: every root equals the baseline's, for every
+//! tree size up to 17, powers of two and their neighbours, and large trees.
+
+use dubchain_host::conformance;
+use dubchain_plugin_api::{abi_stable::std_types::RSlice, slots::MerkleRoots, types::Bytes32};
+
+#[test]
+fn same_roots_as_the_baseline() {
+    let results = conformance::check_merkle(|trees| {
+        let slices: Vec<RSlice<'_, Bytes32>> = trees.iter().map(|t| (*t).into()).collect();
+        {name}::Plugin.roots(&slices).map_err(|e| e.to_string())
+    });
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+"#;
+
+const MERKLE_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process.
+
+use std::hint::black_box;
+
+use dubchain_host::{baseline, measure, workload};
+use dubchain_plugin_api::slots::MerkleRoots;
+
+fn main() {
+    let leaves = workload::merkle_trees(1, &[4096]).pop().unwrap();
+    let plugin = {name}::Plugin;
+    let c = measure::compare(
+        "{slot}: root of 4096 leaves",
+        20,
+        || { black_box(baseline::merkle_root(black_box(&leaves))); },
+        || { black_box(plugin.roots(&[leaves.as_slice().into()]).unwrap()); },
+    );
+    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
+}
+"#;
+
+const TXV_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
+//!
+//! It starts equal to the host's baseline: each transaction's signature over its signing
+//! bytes verified strictly, then its stateless rules (`exec::check_stateless`), one at a
+//! time. Make it faster over the batch; every verdict must stay the baseline's (a
+//! signature the strict check refuses must be refused, whatever a batch equation says).
+//! Keep `cargo test` and `dubchain-perf plugin verify .` passing.
+
+use dubchain_plugin_api::{
+    chain::signing_bytes,
+    exec::check_stateless,
+    export_plugin,
+    slots::{TxCheck, TxValidation},
+    types::Transaction,
+    PluginError,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+/// The implementation.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl TxValidation for Plugin {
+    fn validate(&self, txs: &[Transaction]) -> Result<Vec<TxCheck>, PluginError> {
+        Ok(txs
+            .iter()
+            .map(|tx| {
+                let signed = VerifyingKey::from_bytes(&tx.from.0).is_ok_and(|key| {
+                    key.verify_strict(&signing_bytes(tx), &Signature::from_bytes(&tx.signature.0)).is_ok()
+                });
+                if !signed {
+                    TxCheck::BadSignature
+                } else {
+                    check_stateless(tx).map_or_else(TxCheck::Invalid, |()| TxCheck::Valid)
+                }
+            })
+            .collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    tx_validation: |_config: &str| Ok(Plugin),
+}
+"#;
+
+const TXV_TEST: &str = r#"//! The slot's conformance suite, in-process: every verdict equals the baseline's on
+//! generated and adversarial transactions (bad signatures, broken rules, both).
+
+use dubchain_host::conformance;
+use dubchain_plugin_api::slots::TxValidation;
+
+#[test]
+fn same_verdicts_as_the_baseline() {
+    let results = conformance::check_tx_validation(|txs| {
+        {name}::Plugin.validate(txs).map_err(|e| e.to_string())
+    });
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+"#;
+
+const TXV_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process.
+
+use std::hint::black_box;
+
+use dubchain_host::{baseline, measure, workload};
+use dubchain_plugin_api::slots::TxValidation;
+
+fn main() {
+    let txs = workload::tx_batch(1, 512, false);
+    let plugin = {name}::Plugin;
+    let c = measure::compare(
+        "{slot}: 512 signed transfers",
+        20,
+        || { black_box(baseline::validate_txs(black_box(&txs))); },
+        || { black_box(plugin.validate(black_box(&txs)).unwrap()); },
+    );
+    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
 }
 "#;

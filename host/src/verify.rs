@@ -269,12 +269,16 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
         }
         // Not a containment test (that is the host's, tested in its own suite): whether
         // the plugin answered every call of the suite itself, none failing or panicking.
+        // Only where the suite's calls went through the slot: a suite that calls the
+        // provider's objects directly (the self-test suites) reports failures in its cases.
         let (calls, failed) = call_counts(&host, &p.slot);
-        ok &= emit(
-            &format!("{}: every call answered by the plugin", p.slot),
-            failed == 0,
-            format!("{calls} calls, {failed} failed or panicked and were answered below it"),
-        );
+        if calls > 0 {
+            ok &= emit(
+                &format!("{}: every call answered by the plugin", p.slot),
+                failed == 0,
+                format!("{calls} calls, {failed} failed or panicked and were answered below it"),
+            );
+        }
         emit(
             &format!("{}: quick ratio", p.slot),
             true,

@@ -207,12 +207,12 @@ fn plugin_new_refuses_bad_input() {
     assert!(!ok && err.contains("already exists"), "{err}");
 }
 
-/// The forwarding scaffolds of the two slots whose speed-up must be the plugin's own
-/// (`exec.block_execution`, `storage.commit`): each builds outside the workspace, its own
-/// differential test passes, and `plugin verify` passes it (the quick ratio it prints is the
-/// forwarding figure recorded in docs/benchmarks.md; no test asserts a time).
+/// The scaffolds beyond `crypto.sig_verify` (tested above with a hot load): each builds
+/// outside the workspace, its own differential test passes, and `plugin verify` passes it.
+/// The quick ratio verify prints for each is the figure of a plugin equal to the baseline,
+/// recorded in docs/benchmarks.md (no test asserts a time).
 #[test]
-fn forwarding_scaffolds_of_the_primitive_slots_build_and_pass_verify() {
+fn every_other_scaffold_builds_and_passes_verify() {
     let work = tempfile::tempdir().unwrap();
     let target = dubchain_perf()
         .parent()
@@ -220,6 +220,9 @@ fn forwarding_scaffolds_of_the_primitive_slots_build_and_pass_verify() {
         .unwrap()
         .join("scaffold-build");
     for (name, slot) in [
+        ("fwd_codec", "storage.record_codec"),
+        ("fwd_merkle", "crypto.merkle"),
+        ("fwd_tx_validation", "exec.tx_validation"),
         ("fwd_execution", "exec.block_execution"),
         ("fwd_commit", "storage.commit"),
     ] {
