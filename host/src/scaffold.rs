@@ -4,18 +4,47 @@
 use std::path::{Path, PathBuf};
 
 use dubchain_plugin_api::slots::{
-    self, SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION,
+    self, SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_RECLAIM, BROADCAST,
+    BUFFER_POOL, DURABILITY, FRAME_SEND, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_DECODE,
+    TX_VALIDATION, VOTE_VERIFY,
 };
 
 /// A slot's template: extra dependencies, `src/lib.rs` (an implementation equal to the
 /// baseline: it forwards to the baseline through the slot's primitives, so it measures
-/// about 1x), `tests/differential.rs` and `benches/ratio.rs`.
+/// about 1x), `tests/differential.rs` and `benches/ratio.rs`. The slots without a test and
+/// bench of their own use [`CHECKED_TEST`] (the host's check of the slot against the
+/// baseline, the one it runs at load) and [`SLOT_BENCH`] (`plugin verify`'s quick ratio),
+/// filled with the slot's FFI object (`{ffi}`), its field (`{field}`) and its check.
 struct Template {
     slot: SlotInfo,
     deps: &'static str,
     lib: &'static str,
     test: &'static str,
     bench: &'static str,
+    /// For [`CHECKED_TEST`] and [`SLOT_BENCH`]: the FFI object and the slot's field.
+    ffi: &'static str,
+    field: &'static str,
+}
+
+/// A template whose test is the host's check of the slot and whose bench is the quick
+/// ratio: `ffi` the slot's FFI trait object (`..._TO`), `field` its name in `Slots` (and of
+/// its check in `dubchain_host::selftest`).
+const fn checked(
+    slot: SlotInfo,
+    deps: &'static str,
+    lib: &'static str,
+    ffi: &'static str,
+    field: &'static str,
+) -> Template {
+    Template {
+        slot,
+        deps,
+        lib,
+        test: CHECKED_TEST,
+        bench: SLOT_BENCH,
+        ffi,
+        field,
+    }
 }
 
 /// The slots `plugin new` can scaffold, looked up by slot.
@@ -26,6 +55,8 @@ const TEMPLATES: &[Template] = &[
         lib: SIG_LIB,
         test: SIG_TEST,
         bench: SIG_BENCH,
+        ffi: "",
+        field: "",
     },
     Template {
         slot: RECORD_CODEC,
@@ -33,6 +64,8 @@ const TEMPLATES: &[Template] = &[
         lib: CODEC_LIB,
         test: CODEC_TEST,
         bench: CODEC_BENCH,
+        ffi: "",
+        field: "",
     },
     Template {
         slot: MERKLE,
@@ -40,6 +73,8 @@ const TEMPLATES: &[Template] = &[
         lib: MERKLE_LIB,
         test: MERKLE_TEST,
         bench: MERKLE_BENCH,
+        ffi: "",
+        field: "",
     },
     Template {
         slot: TX_VALIDATION,
@@ -47,6 +82,8 @@ const TEMPLATES: &[Template] = &[
         lib: TXV_LIB,
         test: TXV_TEST,
         bench: TXV_BENCH,
+        ffi: "",
+        field: "",
     },
     Template {
         slot: BLOCK_EXECUTION,
@@ -54,6 +91,8 @@ const TEMPLATES: &[Template] = &[
         lib: EXEC_LIB,
         test: EXEC_TEST,
         bench: EXEC_BENCH,
+        ffi: "",
+        field: "",
     },
     Template {
         slot: BLOCK_COMMIT,
@@ -61,7 +100,41 @@ const TEMPLATES: &[Template] = &[
         lib: COMMIT_LIB,
         test: COMMIT_TEST,
         bench: COMMIT_BENCH,
+        ffi: "",
+        field: "",
     },
+    checked(
+        VOTE_VERIFY,
+        "blst = \"0.3\"\n",
+        VOTES_LIB,
+        "VoteVerifyFfi_TO",
+        "vote_verify",
+    ),
+    checked(
+        BLOCK_RECLAIM,
+        "",
+        RECLAIM_LIB,
+        "BlockReclaimFfi_TO",
+        "block_reclaim",
+    ),
+    checked(BUFFER_POOL, "", POOL_LIB, "BufferPoolFfi_TO", "buffer_pool"),
+    checked(FRAME_SEND, "", SEND_LIB, "FrameSendFfi_TO", "frame_send"),
+    checked(
+        TX_DECODE,
+        "serde_json = \"1\"\n",
+        DECODE_LIB,
+        "TxDecodeFfi_TO",
+        "tx_decode",
+    ),
+    checked(
+        ACCOUNT_READ,
+        "",
+        READ_LIB,
+        "AccountReadFfi_TO",
+        "account_read",
+    ),
+    checked(DURABILITY, "", SYNC_LIB, "DurabilityFfi_TO", "durability"),
+    checked(BROADCAST, "", BROADCAST_LIB, "BroadcastFfi_TO", "broadcast"),
 ];
 
 /// The slots with a template.
@@ -109,13 +182,13 @@ pub fn new_plugin(
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
-    let Some(t) = TEMPLATES.iter().find(|t| t.slot.id == info.id) else {
+    let Some(template) = TEMPLATES.iter().find(|t| t.slot.id == info.id) else {
         return Err(format!(
             "no template for slot `{slot}` yet (templates: {}); see docs/plugin-authoring.md for its contract",
             scaffolded_slots().join(", ")
         ));
     };
-    let (deps, lib, test, bench) = (t.deps, t.lib, t.test, t.bench);
+    let (deps, lib, test, bench) = (template.deps, template.lib, template.test, template.bench);
     let fill = |t: &str| {
         t.replace("{name}", name)
             .replace("{slot}", info.id)
@@ -124,6 +197,8 @@ pub fn new_plugin(
             .replace("{deps}", deps)
             .replace("{api_version}", dubchain_plugin_api::API_VERSION)
             .replace("{slot_version}", &info.version.to_string())
+            .replace("{ffi}", template.ffi)
+            .replace("{field}", template.field)
     };
     let write = |rel: &str, text: String| -> Result<(), String> {
         let path = root.join(rel);
@@ -708,3 +783,293 @@ fn main() {
     println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
 }
 "#;
+
+const CHECKED_TEST: &str = r#"//! The host's check of `{slot}` against its baseline (the one it runs when it loads the
+//! plugin), in-process: generated and adversarial inputs, every answer the baseline's.
+
+use dubchain_host::selftest;
+use dubchain_plugin_api::{
+    abi_stable::sabi_trait::TD_Opaque,
+    slots::{Guarded, {ffi}},
+};
+
+#[test]
+fn same_answers_as_the_baseline() {
+    let imp = {ffi}::from_value(Guarded({name}::Plugin), TD_Opaque);
+    selftest::{field}(&imp).unwrap();
+}
+"#;
+
+const SLOT_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process: the plugin installed on a host
+//! of its own, measured on the workload `dubchain-perf plugin verify` uses for `{slot}`.
+
+use std::sync::Arc;
+
+use dubchain_host::{
+    slot::{BreakerConfig, Provider},
+    verify, Host,
+};
+use dubchain_plugin_api::{
+    abi_stable::sabi_trait::TD_Opaque,
+    slots::{Guarded, {ffi}},
+};
+
+fn main() {
+    let host = Host::new(Default::default());
+    let imp = {ffi}::from_value(Guarded({name}::Plugin), TD_Opaque);
+    host.slots.{field}.install(vec![Arc::new(Provider::new(
+        "{name}".into(),
+        "0.1.0".into(),
+        1,
+        imp,
+        BreakerConfig::default(),
+    ))]);
+    let c = verify::slot_ratio(&host, "{slot}");
+    println!("{slot}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
+}
+"#;
+
+/// The head of every forwarding library below.
+macro_rules! forwarding_doc {
+    () => {
+        "//! `{name}`: an implementation of `{slot}`.\n//!\n//! It starts equal to the host's baseline, which it calls or re-states; it measures about\n//! 1x. Make it faster; every answer must stay the baseline's. Keep `cargo test` and\n//! `dubchain-perf plugin verify .` passing.\n"
+    };
+}
+
+const VOTES_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use blst::{
+    min_pk::{PublicKey, Signature},
+    BLST_ERROR,
+};
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{VoteVerify, VOTE_DST},
+    types::VoteItem,
+    PluginError,
+};
+
+/// The implementation: each vote on its own, the signature's subgroup and the key checked.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl VoteVerify for Plugin {
+    fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Result<Vec<bool>, PluginError> {
+        Ok(votes
+            .iter()
+            .map(|v| {
+                let (Ok(pk), Ok(sig)) = (PublicKey::from_bytes(&v.public_key), Signature::from_bytes(&v.signature)) else {
+                    return false;
+                };
+                sig.verify(true, v.message.as_slice(), VOTE_DST, &[], &pk, true) == BLST_ERROR::BLST_SUCCESS
+            })
+            .collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    vote_verify: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const RECLAIM_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    abi_stable::std_types::RVec, export_plugin, slots::BlockReclaim, types::Block, PluginError,
+};
+
+/// The implementation: the blocks are freed here and now, on the caller's thread.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl BlockReclaim for Plugin {
+    fn reclaim(&self, blocks: RVec<Block>) -> Result<(), PluginError> {
+        drop(blocks);
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    block_reclaim: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const POOL_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{abi_stable::std_types::RVec, export_plugin, slots::BufferPool, PluginError};
+
+/// The implementation: a fresh buffer for every request, freed when given back.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl BufferPool for Plugin {
+    fn take(&self, capacity: usize) -> Result<RVec<u8>, PluginError> {
+        Ok(RVec::with_capacity(capacity))
+    }
+    fn give(&self, buffer: RVec<u8>) -> Result<(), PluginError> {
+        drop(buffer);
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    buffer_pool: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const SEND_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    abi_stable::std_types::RSlice,
+    export_plugin,
+    slots::{FrameSend, FrameSinkRef},
+    PluginError,
+};
+
+/// The implementation: one write per frame, in order.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl FrameSend for Plugin {
+    fn send(&self, frames: &[RSlice<'_, u8>], sink: &FrameSinkRef<'_>) -> Result<(), PluginError> {
+        for f in frames {
+            sink.write(*f).into_result()?;
+        }
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    frame_send: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const DECODE_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    abi_stable::std_types::RSlice, export_plugin, slots::TxDecode, types::Transaction, PluginError,
+};
+
+/// The implementation: one serde_json document per payload, errors in serde_json's words.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl TxDecode for Plugin {
+    fn decode(&self, payloads: &[RSlice<'_, u8>]) -> Result<Vec<Result<Transaction, String>>, PluginError> {
+        Ok(payloads
+            .iter()
+            .map(|p| serde_json::from_slice(p.as_slice()).map_err(|e| e.to_string()))
+            .collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    tx_decode: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const READ_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    exec::{AccountEntry, AccountState},
+    export_plugin,
+    slots::{AccountRead, AccountSourceRef},
+    types::Bytes32,
+    PluginError,
+};
+
+/// The implementation: every read goes to the store (`below`); nothing is kept, so writes
+/// and rollbacks need no action.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl AccountRead for Plugin {
+    fn get(&self, _store: u64, accounts: &[Bytes32], below: &AccountSourceRef<'_>) -> Result<Vec<AccountState>, PluginError> {
+        below.get(accounts.into()).into_result().map(|v| v.into_vec())
+    }
+    fn written(&self, _store: u64, _writes: &[AccountEntry]) -> Result<(), PluginError> {
+        Ok(())
+    }
+    fn reset(&self, _store: u64) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    account_read: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const SYNC_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{Durability, WalSyncRef},
+    PluginError,
+};
+
+/// The implementation: the caller's own sync, once per call (an fsync per commit).
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl Durability for Plugin {
+    fn make_durable(&self, _store: u64, wal: &WalSyncRef<'_>) -> Result<(), PluginError> {
+        wal.sync().into_result()
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    durability: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const BROADCAST_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    abi_stable::std_types::{RArc, RVec},
+    export_plugin,
+    slots::{Broadcast, SharedFrame},
+    wire::{frame, Message},
+    PluginError,
+};
+
+/// The implementation: every message framed once per peer, no buffer shared.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl Broadcast for Plugin {
+    fn frames(&self, msgs: &[Message], peers: u32) -> Result<Vec<Vec<SharedFrame>>, PluginError> {
+        Ok((0..peers)
+            .map(|_| msgs.iter().map(|m| RArc::new(RVec::from(frame(m)))).collect())
+            .collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    broadcast: |_config: &str| Ok(Plugin),
+}
+"#
+);

@@ -754,7 +754,21 @@ fn store_case_ratio(_: &Host, slot: &str) -> measure::Comparison {
 }
 
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
-    let c = if slot == SIG_VERIFY.id {
+    let c = slot_ratio(host, slot);
+    let promise = m.contract.as_ref().map_or(String::new(), |c| {
+        format!("; the manifest promises >= {}x", c.min_speedup)
+    });
+    format!(
+        "{:.2}x ({:.2}-{:.2}) against the baseline{promise}",
+        c.ratio.median, c.ratio.low, c.ratio.high
+    )
+}
+
+/// `plugin verify`'s quick ratio of `slot`: its workload on the baseline and through
+/// `host`'s slot, interleaved (7 rounds). Public for scaffolded plugins' benches, which
+/// install their provider on a host of their own.
+pub fn slot_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    if slot == SIG_VERIFY.id {
         let set = workload::signature_set(1, 512, false);
         let items = set.items();
         measure::compare(
@@ -910,12 +924,5 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
             || drop(baseline::encode_records(&records)),
             || drop(host.slots.record_codec.encode(&records)),
         )
-    };
-    let promise = m.contract.as_ref().map_or(String::new(), |c| {
-        format!("; the manifest promises >= {}x", c.min_speedup)
-    });
-    format!(
-        "{:.2}x ({:.2}-{:.2}) against the baseline{promise}",
-        c.ratio.median, c.ratio.low, c.ratio.high
-    )
+    }
 }

@@ -225,6 +225,14 @@ fn every_other_scaffold_builds_and_passes_verify() {
         ("fwd_tx_validation", "exec.tx_validation"),
         ("fwd_execution", "exec.block_execution"),
         ("fwd_commit", "storage.commit"),
+        ("fwd_votes", "consensus.vote_verify"),
+        ("fwd_reclaim", "mem.block_reclaim"),
+        ("fwd_pool", "mem.buffer_pool"),
+        ("fwd_send", "net.send"),
+        ("fwd_decode", "mem.tx_decode"),
+        ("fwd_read", "storage.read"),
+        ("fwd_sync", "storage.sync"),
+        ("fwd_broadcast", "net.broadcast"),
     ] {
         let out = Command::new(dubchain_perf())
             .args(["plugin", "new", name, "--slot", slot, "--dir"])
