@@ -890,7 +890,7 @@ fn genesis_of(block: &workload::TransferBlock) -> Vec<(Bytes32, crate::node::sta
 
 /// A new store at `dir` holding the genesis block with `genesis`, written on baselines.
 #[cfg(feature = "node")]
-fn scratch_store(
+pub fn scratch_store(
     dir: &std::path::Path,
     genesis: &[(Bytes32, crate::node::state::Account)],
 ) -> crate::node::state::StateStore {
