@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use dubchain_plugin_api::slots::{
-    self, SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_RECLAIM, BROADCAST,
-    BUFFER_POOL, DURABILITY, FRAME_SEND, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_DECODE,
-    TX_VALIDATION, VOTE_VERIFY,
+    self, SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_RECLAIM, BLOCK_VALIDATION,
+    BROADCAST, BUFFER_POOL, CONSENSUS_STATE, DURABILITY, FRAME_SEND, MERKLE, RECORD_CODEC,
+    SEND_QUEUE, SIG_VERIFY, TX_DECODE, TX_POOL, TX_VALIDATION, VOTE_VERIFY,
 };
 
 /// A slot's template: extra dependencies, `src/lib.rs` (an implementation equal to the
@@ -135,6 +135,22 @@ const TEMPLATES: &[Template] = &[
     ),
     checked(DURABILITY, "", SYNC_LIB, "DurabilityFfi_TO", "durability"),
     checked(BROADCAST, "", BROADCAST_LIB, "BroadcastFfi_TO", "broadcast"),
+    checked(TX_POOL, "", POOL_INDEX_LIB, "TxPoolFfi_TO", "tx_pool"),
+    checked(
+        CONSENSUS_STATE,
+        "",
+        TALLY_LIB,
+        "ConsensusStatesFfi_TO",
+        "consensus_state",
+    ),
+    checked(SEND_QUEUE, "", QUEUE_LIB, "SendQueuesFfi_TO", "send_queue"),
+    checked(
+        BLOCK_VALIDATION,
+        "ed25519-dalek = \"2\"\n",
+        RUN_LIB,
+        "BlockValidationFfi_TO",
+        "block_validation",
+    ),
 ];
 
 /// The slots with a template.
@@ -1070,6 +1086,335 @@ impl Broadcast for Plugin {
 export_plugin! {
     name: "{name}",
     broadcast: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const POOL_INDEX_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use std::collections::HashMap;
+
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{NonceSourceRef, PoolEntry, TxIndex, TxPool},
+    types::Bytes32,
+    PluginError,
+};
+
+/// The factory: a fresh index per mempool.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+/// The baseline's index: a `Vec` of entries, every operation a linear scan.
+#[derive(Debug, Default)]
+pub struct Index {
+    entries: Vec<PoolEntry>,
+}
+
+impl TxIndex for Index {
+    fn insert(&mut self, entries: &[PoolEntry]) -> Result<Vec<bool>, PluginError> {
+        Ok(entries
+            .iter()
+            .map(|e| {
+                if self.entries.iter().any(|p| p.hash == e.hash) {
+                    false
+                } else {
+                    self.entries.push(*e);
+                    true
+                }
+            })
+            .collect())
+    }
+
+    /// Up to `max` hashes in fee order respecting each sender's nonce sequence; ties go to
+    /// the smaller hash.
+    fn select(&mut self, max: u64, nonces: &NonceSourceRef<'_>) -> Result<Vec<Bytes32>, PluginError> {
+        let mut next: HashMap<Bytes32, u64> = HashMap::new();
+        for e in &self.entries {
+            if !next.contains_key(&e.sender) {
+                next.insert(e.sender, nonces.next_nonce(&e.sender).into_result()?);
+            }
+        }
+        let mut taken = vec![false; self.entries.len()];
+        let mut out = Vec::new();
+        while (out.len() as u64) < max {
+            let mut best: Option<usize> = None;
+            for (i, e) in self.entries.iter().enumerate() {
+                if taken[i] || e.nonce != next[&e.sender] {
+                    continue;
+                }
+                let better = best.is_none_or(|b| {
+                    let bt = &self.entries[b];
+                    (e.fee, std::cmp::Reverse(e.hash)) > (bt.fee, std::cmp::Reverse(bt.hash))
+                });
+                if better {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            taken[b] = true;
+            let e = &self.entries[b];
+            next.insert(e.sender, e.nonce + 1);
+            out.push(e.hash);
+        }
+        Ok(out)
+    }
+
+    /// Drops `included` and every entry whose nonce is below its sender's next one.
+    fn remove(&mut self, included: &[Bytes32], nonces: &NonceSourceRef<'_>) -> Result<Vec<Bytes32>, PluginError> {
+        let mut next: HashMap<Bytes32, u64> = HashMap::new();
+        let mut keep = Vec::with_capacity(self.entries.len());
+        let mut gone = Vec::new();
+        for e in std::mem::take(&mut self.entries) {
+            let nonce = match next.get(&e.sender) {
+                Some(n) => *n,
+                None => *next.entry(e.sender).or_insert(nonces.next_nonce(&e.sender).into_result()?),
+            };
+            if !included.contains(&e.hash) && e.nonce >= nonce {
+                keep.push(e);
+            } else {
+                gone.push(e.hash);
+            }
+        }
+        self.entries = keep;
+        Ok(gone)
+    }
+
+    fn len(&self) -> Result<u64, PluginError> {
+        Ok(self.entries.len() as u64)
+    }
+}
+
+impl TxPool for Plugin {
+    type Index = Index;
+    fn new_index(&self) -> Result<Index, PluginError> {
+        Ok(Index::default())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    tx_pool: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const TALLY_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use std::{collections::BTreeMap, sync::Mutex};
+
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{ConsensusStates, VoteTally},
+    types::Bytes32,
+    PluginError,
+};
+
+/// The factory: a fresh state per node.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+/// The baseline's tallies, behind one `Mutex`.
+#[derive(Debug)]
+pub struct Tally {
+    stakes: Vec<u64>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    finalized: u64,
+    /// Stake behind each (height, block).
+    tallies: BTreeMap<(u64, Bytes32), u64>,
+    /// Validators that already voted at a height.
+    voted: BTreeMap<u64, Vec<u32>>,
+}
+
+impl VoteTally for Tally {
+    /// Only a validator's first vote at a height counts; a block with two thirds of the
+    /// stake finalizes its height if it is above the finalized one.
+    fn record(&self, height: u64, block: &Bytes32, validator: u32) -> Result<Option<u64>, PluginError> {
+        let mut s = self.state.lock().map_err(|_| PluginError::failed("a caller panicked holding the tally"))?;
+        let Some(&stake) = self.stakes.get(validator as usize) else {
+            return Ok(None);
+        };
+        let voted = s.voted.entry(height).or_default();
+        if voted.contains(&validator) {
+            return Ok(None);
+        }
+        voted.push(validator);
+        let tally = s.tallies.entry((height, *block)).or_default();
+        *tally += stake;
+        let reached = *tally * 3 >= self.stakes.iter().sum::<u64>() * 2;
+        if reached && height > s.finalized {
+            s.finalized = height;
+            s.tallies = s.tallies.split_off(&(height, Bytes32::default()));
+            return Ok(Some(height));
+        }
+        Ok(None)
+    }
+
+    fn finalized(&self) -> Result<u64, PluginError> {
+        Ok(self.state.lock().map_err(|_| PluginError::failed("a caller panicked holding the tally"))?.finalized)
+    }
+}
+
+impl ConsensusStates for Plugin {
+    type Tally = Tally;
+    fn new_tally(&self, stakes: &[u64]) -> Result<Tally, PluginError> {
+        Ok(Tally {
+            stakes: stakes.to_vec(),
+            state: Mutex::default(),
+        })
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    consensus_state: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const QUEUE_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use std::{
+    collections::VecDeque,
+    sync::{Condvar, Mutex},
+    time::Duration,
+};
+
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{Outgoing, Popped, SendQueue, SendQueues},
+    PluginError,
+};
+
+/// The factory: one queue per peer.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+/// The baseline's queue: one unbounded FIFO, nothing ever dropped.
+#[derive(Debug, Default)]
+pub struct Queue {
+    /// The frames, and whether the queue is closed.
+    state: Mutex<(VecDeque<Outgoing>, bool)>,
+    ready: Condvar,
+}
+
+impl SendQueue for Queue {
+    fn push(&self, frames: Vec<Outgoing>) -> Result<u64, PluginError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0.extend(frames);
+        self.ready.notify_all();
+        Ok(0)
+    }
+    fn pop(&self, max: u64, wait_ms: u64) -> Result<Popped, PluginError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0.is_empty() && !s.1 {
+            s = self
+                .ready
+                .wait_timeout(s, Duration::from_millis(wait_ms))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !s.0.is_empty() {
+            let n = (max.max(1) as usize).min(s.0.len());
+            return Ok(Popped::Frames(s.0.drain(..n).collect()));
+        }
+        Ok(if s.1 { Popped::Closed } else { Popped::Idle })
+    }
+    fn written(&self, _bytes: u64, _micros: u64) -> Result<(), PluginError> {
+        Ok(())
+    }
+    fn close(&self) -> Result<(), PluginError> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_all();
+        Ok(())
+    }
+}
+
+impl SendQueues for Plugin {
+    type Queue = Queue;
+    fn new_queue(&self, _peer: u32) -> Result<Queue, PluginError> {
+        Ok(Queue::default())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    send_queue: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const RUN_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    chain::{block_hash, merkle_root, signing_bytes, tx_hash},
+    exec::check_stateless,
+    export_plugin,
+    slots::{BlockCheck, BlockValidation},
+    types::{Block, Bytes32},
+    PluginError,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+/// The implementation: one block at a time, in the contract's order of checks: height,
+/// parent, transaction root, receipt count, then each transaction's signature (strict) and
+/// stateless rules.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl BlockValidation for Plugin {
+    fn check_run(&self, head_height: u64, head_hash: &Bytes32, blocks: &[Block]) -> Result<Vec<BlockCheck>, PluginError> {
+        let (mut height, mut parent) = (head_height, *head_hash);
+        Ok(blocks
+            .iter()
+            .map(|b| {
+                let h = &b.header;
+                let verdict = (|| {
+                    if h.height != height + 1 {
+                        return BlockCheck::Height { expected: height + 1, got: h.height };
+                    }
+                    if h.parent != parent {
+                        return BlockCheck::Parent { expected: parent, got: h.parent };
+                    }
+                    let hashes: Vec<Bytes32> = b.transactions.iter().map(tx_hash).collect();
+                    if h.tx_root != merkle_root(&hashes) {
+                        return BlockCheck::TxRoot;
+                    }
+                    if b.receipts.len() != b.transactions.len() {
+                        return BlockCheck::ReceiptCount { count: b.receipts.len() as u64, txs: b.transactions.len() as u64 };
+                    }
+                    for (i, tx) in b.transactions.iter().enumerate() {
+                        let signed = VerifyingKey::from_bytes(&tx.from.0).is_ok_and(|key| {
+                            key.verify_strict(&signing_bytes(tx), &Signature::from_bytes(&tx.signature.0)).is_ok()
+                        });
+                        if !signed {
+                            return BlockCheck::BadSignature { index: i as u64 };
+                        }
+                        if let Err(failure) = check_stateless(tx) {
+                            return BlockCheck::Tx { index: i as u64, failure };
+                        }
+                    }
+                    BlockCheck::Valid
+                })();
+                height = h.height;
+                parent = block_hash(h);
+                verdict
+            })
+            .collect())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    block_validation: |_config: &str| Ok(Plugin),
 }
 "#
 );

@@ -233,6 +233,10 @@ fn every_other_scaffold_builds_and_passes_verify() {
         ("fwd_read", "storage.read"),
         ("fwd_sync", "storage.sync"),
         ("fwd_broadcast", "net.broadcast"),
+        ("fwd_index", "mempool.pool"),
+        ("fwd_tally", "consensus.state"),
+        ("fwd_queue", "net.send_queue"),
+        ("fwd_run", "consensus.block_validation"),
     ] {
         let out = Command::new(dubchain_perf())
             .args(["plugin", "new", name, "--slot", slot, "--dir"])
