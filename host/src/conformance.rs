@@ -408,3 +408,180 @@ pub fn check_tx_validation(
         })
         .collect()
 }
+
+/// Runs the `mem.tx_decode` suite, larger than the load-time check: 1024 gossiped
+/// transactions, the check's edited payloads, every prefix of a transaction, 600 byte flips,
+/// garbage of many lengths, deep nesting and oversized fields. Each payload must decode to
+/// the baseline's transaction, or be refused where the baseline refuses it (the texts of the
+/// refusals may differ).
+pub fn check_tx_decode(
+    decode: impl Fn(
+        &[&[u8]],
+    ) -> Result<Vec<Result<dubchain_plugin_api::types::Transaction, String>>, String>,
+) -> Vec<CaseResult> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x7d_ec0d);
+    let encode = |t: &dubchain_plugin_api::types::Transaction| {
+        serde_json::to_vec(t).expect("transactions serialise")
+    };
+    let txs = workload::transactions(0x7d, 4, 256);
+    let one = encode(&txs[0]);
+    let mut cases: Vec<(String, Vec<Vec<u8>>)> = vec![
+        (
+            "1024 gossiped transactions".into(),
+            txs.iter().map(encode).collect(),
+        ),
+        (
+            "the load-time check's edited payloads".into(),
+            crate::selftest::tx_payloads()
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect(),
+        ),
+        (
+            "every prefix of a transaction".into(),
+            (0..one.len()).map(|n| one[..n].to_vec()).collect(),
+        ),
+    ];
+    let flips: Vec<Vec<u8>> = (0..600)
+        .map(|_| {
+            let mut p = encode(&txs[rng.gen_range(0..txs.len())]);
+            let at = rng.gen_range(0..p.len());
+            p[at] ^= 1 << rng.gen_range(0..8);
+            p
+        })
+        .collect();
+    cases.push(("600 single-bit flips".into(), flips));
+    let garbage: Vec<Vec<u8>> = [0usize, 1, 2, 7, 64, 1_000, 65_536]
+        .iter()
+        .map(|&n| (0..n).map(|_| rng.gen()).collect())
+        .collect();
+    cases.push(("random bytes, 0 to 64 KiB".into(), garbage));
+    let text = String::from_utf8(one.clone()).expect("JSON is UTF-8");
+    cases.push((
+        "deep nesting and oversized fields".into(),
+        vec![
+            "[".repeat(100_000).into_bytes(),
+            format!("{}1{}", "{\"a\":".repeat(5_000), "}".repeat(5_000)).into_bytes(),
+            text.replacen("\"nonce\":", "\"nonce\":184467440737095516150", 1)
+                .into_bytes(),
+            text.replacen(
+                "\"payload\":\"",
+                &format!("\"payload\":\"{}", "ab".repeat(500_000)),
+                1,
+            )
+            .into_bytes(),
+            format!("{text}{text}").into_bytes(),
+            b"null".to_vec(),
+            b"{}".to_vec(),
+        ],
+    ));
+    cases
+        .into_iter()
+        .map(|(case, payloads)| {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let outcome = |r: Vec<Result<dubchain_plugin_api::types::Transaction, String>>| {
+                r.into_iter().map(Result::ok).collect::<Vec<_>>()
+            };
+            let expected = outcome(baseline::decode_txs(&refs));
+            verdict_case(case, &expected, decode(&refs).map(outcome), |i| {
+                format!("payload {i} ({} bytes)", payloads[i].len())
+            })
+        })
+        .collect()
+}
+
+/// Runs the `net.broadcast` suite: for 0, 1, 2, 16 and 64 peers, empty gossip, one
+/// transaction, a block's worth of transactions, a large block, votes (well and badly
+/// formed) and all of them mixed. Every peer's frames must be, byte for byte,
+/// `wire::frame` of each message, in order.
+pub fn check_broadcast(
+    frames: impl Fn(&[dubchain_plugin_api::wire::Message], usize) -> Result<Vec<Vec<Vec<u8>>>, String>,
+) -> Vec<CaseResult> {
+    use dubchain_plugin_api::{
+        types::{Blob, Bytes32},
+        wire::{frame, Message},
+    };
+    let txs: Vec<Message> = workload::transactions(0xb0, 1, 256)
+        .into_iter()
+        .map(Message::Tx)
+        .collect();
+    let (_, _, blocks, _) = workload::block_run(0xb1, 2, 400, false);
+    let votes: Vec<Message> = (0..8u32)
+        .map(|i| Message::Vote {
+            height: u64::from(i),
+            block: Bytes32([i as u8; 32]),
+            validator: i,
+            signature: Blob(vec![i as u8; if i % 3 == 0 { 95 } else { 96 }].into()),
+        })
+        .collect();
+    let mixed: Vec<Message> = txs[..20]
+        .iter()
+        .cloned()
+        .chain(votes.iter().cloned())
+        .chain(blocks.iter().cloned().map(Message::Block))
+        .collect();
+    let lists: Vec<(&str, Vec<Message>)> = vec![
+        ("no messages", Vec::new()),
+        ("one transaction", txs[..1].to_vec()),
+        ("256 transactions", txs.clone()),
+        (
+            "two blocks of 400 transactions",
+            blocks.into_iter().map(Message::Block).collect(),
+        ),
+        ("votes, some malformed", votes),
+        ("all of them mixed", mixed),
+    ];
+    let mut out = Vec::new();
+    for (what, msgs) in &lists {
+        for peers in [0usize, 1, 2, 16, 64] {
+            let one: Vec<Vec<u8>> = msgs.iter().map(frame).collect();
+            let expected = vec![one; peers];
+            out.push(verdict_case(
+                format!("{what}, {peers} peers"),
+                &expected,
+                frames(msgs, peers),
+                |i| format!("peer {i}"),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod decode_and_broadcast_suites {
+    use super::*;
+
+    #[test]
+    fn the_decode_suite_passes_the_baseline_and_fails_a_lenient_decoder() {
+        let all = |r: &[CaseResult]| r.iter().all(|c| c.passed);
+        assert!(all(&check_tx_decode(|p| Ok(baseline::decode_txs(p)))));
+        // Accepts every prefix of a valid payload by padding it: a different verdict.
+        let lenient = check_tx_decode(|p| {
+            Ok(p.iter()
+                .map(|b| {
+                    serde_json::from_slice(b).or_else(|_| {
+                        serde_json::from_slice(&[b, &b"\"}"[..]].concat())
+                            .map_err(|e| e.to_string())
+                    })
+                })
+                .collect())
+        });
+        assert!(!all(&lenient), "{lenient:#?}");
+    }
+
+    #[test]
+    fn the_broadcast_suite_passes_exact_frames_and_fails_a_dropped_one() {
+        use dubchain_plugin_api::wire::frame;
+        let exact = |msgs: &[dubchain_plugin_api::wire::Message], peers: usize| {
+            Ok(vec![msgs.iter().map(frame).collect::<Vec<_>>(); peers])
+        };
+        assert!(check_broadcast(exact).iter().all(|c| c.passed));
+        let drops_last = |msgs: &[dubchain_plugin_api::wire::Message], peers: usize| {
+            let mut one: Vec<Vec<u8>> = msgs.iter().map(frame).collect();
+            one.pop();
+            Ok(vec![one; peers])
+        };
+        assert!(check_broadcast(drops_last).iter().any(|c| !c.passed));
+    }
+}

@@ -244,6 +244,21 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
                     .check_run(height, hash, blocks)
                     .ok_or_else(|| "the plugin did not answer".to_owned())
             })
+        } else if p.slot == TX_DECODE.id {
+            conformance::check_tx_decode(|payloads| Ok(host.slots.tx_decode.decode(payloads)))
+        } else if p.slot == BROADCAST.id {
+            conformance::check_broadcast(|msgs, peers| {
+                host.slots
+                    .broadcast
+                    .frames(msgs, peers)
+                    .map(|lists| {
+                        lists
+                            .into_iter()
+                            .map(|l| l.iter().map(|f| f.to_vec()).collect())
+                            .collect()
+                    })
+                    .ok_or_else(|| "the plugin did not answer".to_owned())
+            })
         } else if p.slot == BLOCK_EXECUTION.id {
             conformance::check_block_execution(|b| {
                 host.slots
