@@ -289,6 +289,27 @@ pub fn declared_accounts(txs: &[Transaction], proposer: &Bytes32) -> Vec<Bytes32
     accounts
 }
 
+/// The state before a run of every account it may touch ([`declared_accounts`]), read from
+/// `state` in one call: what a plugin that reads ahead starts from.
+pub fn read_declared(
+    state: &crate::slots::AccountStoreRef<'_>,
+    txs: &[Transaction],
+    proposer: &Bytes32,
+) -> Result<Vec<AccountEntry>, crate::PluginError> {
+    let accounts = declared_accounts(txs, proposer);
+    let before = state.get(accounts.as_slice().into()).into_result()?;
+    if before.len() != accounts.len() {
+        return Err(crate::PluginError::failed(
+            "the host read a different number of accounts",
+        ));
+    }
+    Ok(accounts
+        .into_iter()
+        .zip(before)
+        .map(|(account, state)| AccountEntry { account, state })
+        .collect())
+}
+
 /// The baseline of `exec.block_execution`, composed from the host's primitives: each
 /// transfer applied with [`apply_transfer`] over `state`, every read and write one account
 /// at a time, at once. A provider that calls this forwards to the baseline (and measures

@@ -105,19 +105,17 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) {
     );
 }
 
-#[test]
-fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads() {
-    let work = tempfile::tempdir().unwrap();
+/// `plugin new NAME --slot SLOT` in `work`, then the crate's tests, benches (checked) and
+/// release build in the shared scaffold target directory, then `plugin verify` on it, which
+/// must pass. Returns the crate, its library and verify's report.
+fn scaffold_and_verify(
+    work: &Path,
+    name: &str,
+    slot: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let out = Command::new(dubchain_perf())
-        .args([
-            "plugin",
-            "new",
-            "my_verifier",
-            "--slot",
-            "crypto.sig_verify",
-            "--dir",
-        ])
-        .arg(work.path())
+        .args(["plugin", "new", name, "--slot", slot, "--dir"])
+        .arg(work)
         .output()
         .unwrap();
     assert!(
@@ -125,16 +123,7 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let krate = work.path().join("my_verifier");
-    for f in [
-        "Cargo.toml",
-        "my_verifier.toml",
-        "src/lib.rs",
-        "tests/differential.rs",
-        "benches/ratio.rs",
-    ] {
-        assert!(krate.join(f).is_file(), "{f} scaffolded");
-    }
+    let krate = work.join(name);
     // One target directory for scaffold builds, kept between runs, like the main one.
     let target = dubchain_perf()
         .parent()
@@ -146,8 +135,7 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads(
     cargo(&krate, &target, &["build", "--release", "--quiet"]);
     let lib = target
         .join("release")
-        .join(dubchain_host::manifest::library_file_name("my_verifier"));
-
+        .join(dubchain_host::manifest::library_file_name(name));
     let out = Command::new(dubchain_perf())
         .args(["plugin", "verify"])
         .arg(&krate)
@@ -155,9 +143,26 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads(
         .arg(&lib)
         .output()
         .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
-    assert!(report.ends_with("verdict: PASS\n"), "{report}");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{slot}: {report}");
+    assert!(report.ends_with("verdict: PASS\n"), "{slot}: {report}");
+    (krate, lib, report)
+}
+
+#[test]
+fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let krate = work.path().join("my_verifier");
+    let (_, lib, _) = scaffold_and_verify(work.path(), "my_verifier", "crypto.sig_verify");
+    for f in [
+        "Cargo.toml",
+        "my_verifier.toml",
+        "src/lib.rs",
+        "tests/differential.rs",
+        "benches/ratio.rs",
+    ] {
+        assert!(krate.join(f).is_file(), "{f} scaffolded");
+    }
 
     let t = TestHost::start(&["my_verifier"]);
     t.install(
@@ -214,11 +219,6 @@ fn plugin_new_refuses_bad_input() {
 #[test]
 fn every_other_scaffold_builds_and_passes_verify() {
     let work = tempfile::tempdir().unwrap();
-    let target = dubchain_perf()
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("scaffold-build");
     for (name, slot) in [
         ("fwd_codec", "storage.record_codec"),
         ("fwd_merkle", "crypto.merkle"),
@@ -238,33 +238,7 @@ fn every_other_scaffold_builds_and_passes_verify() {
         ("fwd_queue", "net.send_queue"),
         ("fwd_run", "consensus.block_validation"),
     ] {
-        let out = Command::new(dubchain_perf())
-            .args(["plugin", "new", name, "--slot", slot, "--dir"])
-            .arg(work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let krate = work.path().join(name);
-        cargo(&krate, &target, &["test", "--quiet"]);
-        cargo(&krate, &target, &["check", "--benches", "--quiet"]);
-        cargo(&krate, &target, &["build", "--release", "--quiet"]);
-        let lib = target
-            .join("release")
-            .join(dubchain_host::manifest::library_file_name(name));
-        let out = Command::new(dubchain_perf())
-            .args(["plugin", "verify"])
-            .arg(&krate)
-            .arg("--library")
-            .arg(&lib)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{slot}: {report}");
-        assert!(report.ends_with("verdict: PASS\n"), "{slot}: {report}");
+        let (_, _, report) = scaffold_and_verify(work.path(), name, slot);
         assert!(report.contains(&format!("{slot}: quick ratio")), "{report}");
         eprintln!("{slot} forwarding scaffold:\n{report}");
     }

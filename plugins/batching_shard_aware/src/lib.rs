@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use abi_stable::std_types::RResult;
 use dubchain_plugin_api::{
     exec::{
-        apply_transfer, declared_accounts, undeclared, AccountEntry, AccountState, Overlay, State,
+        apply_transfer, read_declared, undeclared, AccountEntry, AccountState, Overlay, State,
         TxFailure, Undeclared,
     },
     export_plugin,
@@ -128,18 +128,7 @@ impl BlockExecution for ShardAware {
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call; the final state of each
         // written account written once, in key order, in one call.
-        let accounts = declared_accounts(txs, proposer);
-        let before = state.get(accounts.as_slice().into()).into_result()?;
-        if before.len() != accounts.len() {
-            return Err(PluginError::failed(
-                "the host read a different number of accounts",
-            ));
-        }
-        let pre: Vec<AccountEntry> = accounts
-            .into_iter()
-            .zip(before)
-            .map(|(account, state)| AccountEntry { account, state })
-            .collect();
+        let pre = read_declared(state, txs, proposer)?;
         let (results, writes) = self.run(&pre, txs, proposer)?;
         state.put(writes.as_slice().into()).into_result()?;
         Ok(results)

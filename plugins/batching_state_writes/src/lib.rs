@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use dubchain_plugin_api::{
     abi_stable::std_types::RResult,
-    exec::{apply_transfer, declared_accounts, AccountEntry, AccountState, State, TxFailure},
+    exec::{apply_transfer, read_declared, AccountEntry, AccountState, State, TxFailure},
     export_plugin,
     slots::{AccountStoreRef, BlockExecution},
     types::{Bytes32, Transaction},
@@ -64,18 +64,10 @@ impl BlockExecution for WriteSet {
         state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call.
-        let accounts = declared_accounts(txs, proposer);
-        let before = state.get(accounts.as_slice().into()).into_result()?;
-        if before.len() != accounts.len() {
-            return Err(PluginError::failed(
-                "the host read a different number of accounts",
-            ));
-        }
         let mut set = Accounts {
-            read: accounts
-                .iter()
-                .copied()
-                .zip(before.iter().copied())
+            read: read_declared(state, txs, proposer)?
+                .into_iter()
+                .map(|e| (e.account, e.state))
                 .collect(),
             written: HashMap::new(),
         };
