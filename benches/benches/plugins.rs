@@ -1,18 +1,18 @@
 //! The first-party plugins against their baselines, through the bench suite's one harness
-//! (`dubchain_host::perf::micro`, the same workloads and interleaved measurement as
+//! (`dubchain_instruments::micro`, the same workloads and interleaved measurement as
 //! `dubchain-perf bench`, `run` and `plugin verify`): each plugin alone on its own host, each
 //! of its slot's workloads interleaved with the baseline, the ratio with its 95% interval
-//! next to the catalogue goal (`host/catalogue.toml`) and the manifest's promise. Layered
+//! next to the catalogue goal (`host/core/catalogue.toml`) and the manifest's promise. Layered
 //! stacks of first-party plugins are measured whole too. Writes
 //! `target/dubchain/bench/plugins.{json,md}`.
 //!
 //! `cargo xtask bench` (which assembles the plugin directory first);
 //! `DUBCHAIN_BENCH_ROUNDS` sets the rounds (default 30). Without the node (this crate builds
-//! the host without RocksDB), the `exec.block_execution` and `storage.commit` cases are
+//! the host without RocksDB), the `exec.block_execution` and `storage.block_commit` cases are
 //! measured by `dubchain-perf bench` only.
 
 use dubchain_benches::session_with;
-use dubchain_host::perf::{
+use dubchain_instruments::{
     micro::{self, MicroOptions},
     MicroResult,
 };

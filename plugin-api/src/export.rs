@@ -35,7 +35,7 @@ macro_rules! export_plugin {
         $(, buffer_pool: $pool:expr)?
         $(, frame_send: $send:expr)?
         $(, tx_pool: $txpool:expr)?
-        $(, consensus_state: $cons:expr)?
+        $(, vote_tally: $cons:expr)?
         $(, tx_decode: $txdec:expr)?
         $(, account_read: $accread:expr)?
         $(, durability: $durable:expr)?
@@ -83,7 +83,7 @@ macro_rules! export_plugin {
                 buffer_pool: $crate::__slot_factory!(buffer_pool $(, $pool)?),
                 frame_send: $crate::__slot_factory!(frame_send $(, $send)?),
                 tx_pool: $crate::__slot_factory!(tx_pool $(, $txpool)?),
-                consensus_state: $crate::__slot_factory!(consensus_state $(, $cons)?),
+                vote_tally: $crate::__slot_factory!(vote_tally $(, $cons)?),
                 tx_decode: $crate::__slot_factory!(tx_decode $(, $txdec)?),
                 account_read: $crate::__slot_factory!(account_read $(, $accread)?),
                 durability: $crate::__slot_factory!(durability $(, $durable)?),
@@ -153,8 +153,8 @@ macro_rules! __slot_factory {
     (tx_pool, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TxPoolBox, TxPoolFfi_TO)
     };
-    (consensus_state, $ctor:expr) => {
-        $crate::__slot_factory!(@make $ctor, ConsensusStatesBox, ConsensusStatesFfi_TO)
+    (vote_tally, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, VoteTalliesBox, VoteTalliesFfi_TO)
     };
     (tx_decode, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, TxDecodeBox, TxDecodeFfi_TO)
@@ -178,7 +178,7 @@ macro_rules! __slot_factory {
         $crate::__slot_factory!(@make $ctor, BlockCommitBox, BlockCommitFfi_TO)
     };
     (merkle, $ctor:expr) => {
-        $crate::__slot_factory!(@make $ctor, MerkleRootsBox, MerkleRootsFfi_TO)
+        $crate::__slot_factory!(@make $ctor, MerkleBox, MerkleFfi_TO)
     };
     (@make $ctor:expr, $boxed:ident, $to:ident) => {{
         extern "C" fn factory(

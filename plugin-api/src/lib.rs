@@ -41,6 +41,7 @@
 
 pub mod chain;
 pub mod exec;
+pub mod sig;
 pub mod slots;
 pub mod types;
 #[cfg(feature = "vm")]
@@ -125,8 +126,7 @@ pub struct PluginMod {
     pub vote_verify:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::VoteVerifyBox, PluginError>>,
     /// Slot `crypto.merkle` (API 0.1.1): Merkle roots.
-    pub merkle:
-        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::MerkleRootsBox, PluginError>>,
+    pub merkle: Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::MerkleBox, PluginError>>,
     /// Slot `exec.block_execution` (API 0.1.1): executing a block's transactions.
     pub block_execution:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockExecutionBox, PluginError>>,
@@ -145,7 +145,7 @@ pub struct PluginMod {
     /// Slot `vm.module_cache` (API 0.1.2): compiling and running contract calls.
     pub module_cache:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ModuleCacheBox, PluginError>>,
-    /// Slot `vm.storage` (API 0.1.2): contract storage reads.
+    /// Slot `vm.contract_state` (API 0.1.2): contract storage reads.
     pub contract_state:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ContractStateBox, PluginError>>,
     /// Slot `mem.block_reclaim` (API 0.1.2): freeing the node's per-block structures.
@@ -154,21 +154,21 @@ pub struct PluginMod {
     /// Slot `mem.buffer_pool` (API 0.1.2): frame buffers.
     pub buffer_pool:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BufferPoolBox, PluginError>>,
-    /// Slot `net.send` (API 0.1.2): writing a peer's frames.
+    /// Slot `net.frame_send` (API 0.1.2): writing a peer's frames.
     pub frame_send:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::FrameSendBox, PluginError>>,
-    /// Slot `mempool.pool` (API 0.1.2): the mempool's index.
+    /// Slot `mempool.tx_pool` (API 0.1.2): the mempool's index.
     pub tx_pool: Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxPoolBox, PluginError>>,
-    /// Slot `consensus.state` (API 0.1.2): vote tallies and finality.
-    pub consensus_state:
-        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::ConsensusStatesBox, PluginError>>,
+    /// Slot `consensus.vote_tally` (API 0.1.2): vote tallies and finality.
+    pub vote_tally:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::VoteTalliesBox, PluginError>>,
     /// Slot `mem.tx_decode` (API 0.1.2): decoding received transactions.
     pub tx_decode:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxDecodeBox, PluginError>>,
-    /// Slot `storage.read` (API 0.1.2): account reads.
+    /// Slot `storage.account_read` (API 0.1.2): account reads.
     pub account_read:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::AccountReadBox, PluginError>>,
-    /// Slot `storage.sync` (API 0.1.2): making commits durable.
+    /// Slot `storage.durability` (API 0.1.2): making commits durable.
     pub durability:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::DurabilityBox, PluginError>>,
     /// Slot `net.broadcast` (API 0.1.2): the frames of a broadcast.
@@ -180,7 +180,7 @@ pub struct PluginMod {
     /// Slot `net.transport` (API 0.1.2): the I/O of peer connections.
     pub transport:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TransportBox, PluginError>>,
-    /// Slot `storage.commit` (API 0.1.3; since 0.1.4 every write is handed the host's
+    /// Slot `storage.block_commit` (API 0.1.3; since 0.1.4 every write is handed the host's
     /// write-through primitive): holding a block's writes for one atomic batch.
     pub block_commit:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockCommitBox, PluginError>>,

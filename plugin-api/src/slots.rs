@@ -137,7 +137,7 @@ pub const MODULE_CACHE: SlotInfo = SlotInfo {
 
 /// Contract storage reads.
 pub const CONTRACT_STATE: SlotInfo = SlotInfo {
-    id: "vm.storage",
+    id: "vm.contract_state",
     version: 1,
     kind: SlotKind::Exclusive,
     summary:
@@ -162,7 +162,7 @@ pub const BUFFER_POOL: SlotInfo = SlotInfo {
 
 /// Writing a peer's outgoing frames to its connection.
 pub const FRAME_SEND: SlotInfo = SlotInfo {
-    id: "net.send",
+    id: "net.frame_send",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "a peer's queued frames written to its connection: exactly their bytes, in order",
@@ -170,15 +170,15 @@ pub const FRAME_SEND: SlotInfo = SlotInfo {
 
 /// The mempool's index of pending transactions.
 pub const TX_POOL: SlotInfo = SlotInfo {
-    id: "mempool.pool",
+    id: "mempool.tx_pool",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "per-mempool index of pending transactions: dedupe, fee-ordered selection in nonce order, removal",
 };
 
 /// The consensus state: vote tallies and finality.
-pub const CONSENSUS_STATE: SlotInfo = SlotInfo {
-    id: "consensus.state",
+pub const VOTE_TALLY: SlotInfo = SlotInfo {
+    id: "consensus.vote_tally",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "vote tallies and the finalized height, shared by the threads that record votes",
@@ -194,7 +194,7 @@ pub const TX_DECODE: SlotInfo = SlotInfo {
 
 /// Account reads of the state store.
 pub const ACCOUNT_READ: SlotInfo = SlotInfo {
-    id: "storage.read",
+    id: "storage.account_read",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "account reads of a state store, told of every write and rollback; must answer what the store holds",
@@ -202,7 +202,7 @@ pub const ACCOUNT_READ: SlotInfo = SlotInfo {
 
 /// Making commits durable.
 pub const DURABILITY: SlotInfo = SlotInfo {
-    id: "storage.sync",
+    id: "storage.durability",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "returns once everything written to a store before the call is on disk (an fsync of its log that began after the call)",
@@ -234,7 +234,7 @@ pub const TRANSPORT: SlotInfo = SlotInfo {
 
 /// Holding a block's writes until its commit.
 pub const BLOCK_COMMIT: SlotInfo = SlotInfo {
-    id: "storage.commit",
+    id: "storage.block_commit",
     version: 1,
     kind: SlotKind::Exclusive,
     summary: "holds a block's writes (reads see them) and hands them over once, last write per key, in key order, for one atomic write with the block",
@@ -257,7 +257,7 @@ pub const ALL: &[SlotInfo] = &[
     BUFFER_POOL,
     FRAME_SEND,
     TX_POOL,
-    CONSENSUS_STATE,
+    VOTE_TALLY,
     TX_DECODE,
     ACCOUNT_READ,
     DURABILITY,
@@ -408,21 +408,21 @@ pub const VOTE_DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
 /// For each tree, the RFC 6962 Merkle tree hash with SHA-256 of its leaves: the empty tree
 /// is `SHA-256()`, a leaf is `SHA-256(0x00 || leaf)`, a node `SHA-256(0x01 || left ||
 /// right)`, and a tree of `n > 1` leaves splits at the largest power of two below `n`.
-pub trait MerkleRoots: Send + Sync + 'static {
+pub trait Merkle: Send + Sync + 'static {
     /// The root of each tree, in order.
     fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError>;
 }
 
-/// FFI form of [`MerkleRoots`].
+/// FFI form of [`Merkle`].
 #[sabi_trait]
-pub trait MerkleRootsFfi: Send + Sync {
-    /// See [`MerkleRoots::roots`].
+pub trait MerkleFfi: Send + Sync {
+    /// See [`Merkle::roots`].
     #[sabi(last_prefix_field)]
     fn roots(&self, trees: RSlice<'_, RSlice<'_, Bytes32>>) -> RResult<RVec<Bytes32>, PluginError>;
 }
 
 /// An owned `crypto.merkle` implementation.
-pub type MerkleRootsBox = MerkleRootsFfi_TO<'static, RBox<()>>;
+pub type MerkleBox = MerkleFfi_TO<'static, RBox<()>>;
 
 // ---------------------------------------------------------------------------------------------
 // exec.block_execution
@@ -684,7 +684,7 @@ impl<T: VoteVerify> VoteVerifyFfi for Guarded<T> {
     }
 }
 
-impl<T: MerkleRoots> MerkleRootsFfi for Guarded<T> {
+impl<T: Merkle> MerkleFfi for Guarded<T> {
     fn roots(&self, trees: RSlice<'_, RSlice<'_, Bytes32>>) -> RResult<RVec<Bytes32>, PluginError> {
         guard(|| check_len(trees.len(), self.0.roots(trees.as_slice())?).map(RVec::from))
     }
@@ -729,11 +729,11 @@ impl<T: TxValidation> TxValidationFfi for Guarded<T> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The contract VM: vm.code_loader, vm.metering, vm.module_cache, vm.storage
+// The contract VM: vm.code_loader, vm.metering, vm.module_cache, vm.contract_state
 //
 // One call, as the host runs it: `vm.code_loader` gives the contract's validated code,
 // `vm.metering` rewrites it to charge gas, `vm.module_cache` compiles and runs it, and the
-// call's storage reads go through `vm.storage`. Each has the host's baseline underneath (read
+// call's storage reads go through `vm.contract_state`. Each has the host's baseline underneath (read
 // and validate on every call; a host call per basic block; compile on every call; every read
 // to the store). What a contract may be and what everything costs is `crate::vm` (feature
 // `vm`).
@@ -854,7 +854,7 @@ impl<T: Metering> MeteringFfi for Guarded<T> {
     }
 }
 
-/// Contract storage as a call sees it (the host's store, through `vm.storage`).
+/// Contract storage as a call sees it (the host's store, through `vm.contract_state`).
 #[sabi_trait]
 pub trait ContractStore: Sync {
     /// The value under `key` in `contract`'s storage; 0 when absent.
@@ -972,7 +972,7 @@ impl<T: ModuleCache> ModuleCacheFfi for Guarded<T> {
     }
 }
 
-/// A contract storage value the host wrote (`vm.storage` notifications).
+/// A contract storage value the host wrote (`vm.contract_state` notifications).
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContractWrite {
@@ -984,7 +984,7 @@ pub struct ContractWrite {
     pub value: i64,
 }
 
-/// Contract of `vm.storage`: `get` answers what `below` (the store) holds for the key of
+/// Contract of `vm.contract_state`: `get` answers what `below` (the store) holds for the key of
 /// state store `store` at that moment. The host tells it of everything that changes a
 /// store: every contract storage write as it is applied (`written`), and every rollback
 /// (`reset`: forget what is known of `store`). An implementation may answer from a cache
@@ -1023,7 +1023,7 @@ pub trait ContractStateFfi: Send + Sync {
     fn reset(&self, store: u64) -> RResult<(), PluginError>;
 }
 
-/// An owned `vm.storage` implementation.
+/// An owned `vm.contract_state` implementation.
 pub type ContractStateBox = ContractStateFfi_TO<'static, RBox<()>>;
 
 impl<T: ContractState> ContractStateFfi for Guarded<T> {
@@ -1165,9 +1165,9 @@ impl<T: BufferPool> BufferPoolFfi for Guarded<T> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// net.send
+// net.frame_send
 
-/// A peer's connection, as the host hands it to a `net.send` provider. Each call writes
+/// A peer's connection, as the host hands it to a `net.frame_send` provider. Each call writes
 /// all of its bytes or fails; the host counts what was written.
 #[sabi_trait]
 pub trait FrameSink: Sync {
@@ -1181,7 +1181,7 @@ pub trait FrameSink: Sync {
 /// A borrowed [`FrameSink`].
 pub type FrameSinkRef<'a> = FrameSink_TO<'a, RRef<'a, ()>>;
 
-/// Contract of `net.send`: write `frames` to `sink` so that the peer reads exactly their
+/// Contract of `net.frame_send`: write `frames` to `sink` so that the peer reads exactly their
 /// bytes, in order (how many writes, and how they are grouped, is the provider's choice).
 /// On an error the host finishes the stream itself from what the sink took. The baseline
 /// makes one write per frame.
@@ -1202,7 +1202,7 @@ pub trait FrameSendFfi: Send + Sync {
     ) -> RResult<(), PluginError>;
 }
 
-/// An owned `net.send` implementation.
+/// An owned `net.frame_send` implementation.
 pub type FrameSendBox = FrameSendFfi_TO<'static, RBox<()>>;
 
 impl<T: FrameSend> FrameSendFfi for Guarded<T> {
@@ -1216,7 +1216,7 @@ impl<T: FrameSend> FrameSendFfi for Guarded<T> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// mempool.pool
+// mempool.tx_pool
 
 /// A pending transaction, as the pool index sees it.
 #[repr(C)]
@@ -1330,7 +1330,7 @@ impl<T: TxIndex> TxIndexFfi for Guarded<T> {
     }
 }
 
-/// Contract of `mempool.pool`: a factory of [`TxIndex`]es, one per mempool, each behaving
+/// Contract of `mempool.tx_pool`: a factory of [`TxIndex`]es, one per mempool, each behaving
 /// exactly as the baseline's `Vec` with linear scans (the same verdicts, selections and
 /// removals for the same calls).
 pub trait TxPool: Send + Sync + 'static {
@@ -1348,7 +1348,7 @@ pub trait TxPoolFfi: Send + Sync {
     fn new_index(&self) -> RResult<TxIndexBox, PluginError>;
 }
 
-/// An owned `mempool.pool` implementation.
+/// An owned `mempool.tx_pool` implementation.
 pub type TxPoolBox = TxPoolFfi_TO<'static, RBox<()>>;
 
 impl<T: TxPool> TxPoolFfi for Guarded<T> {
@@ -1385,9 +1385,9 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
-// consensus.state
+// consensus.vote_tally
 
-/// One consensus state (see [`ConsensusStates`]): called from any number of threads at once.
+/// One consensus state (see [`VoteTallies`]): called from any number of threads at once.
 ///
 /// * `record(height, block, validator)`: counts a verified vote. Only a validator's first
 ///   vote at a height counts (later ones, for any block, change nothing). The vote adds
@@ -1442,28 +1442,28 @@ impl<T: VoteTally> VoteTallyFfi for Guarded<T> {
     }
 }
 
-/// Contract of `consensus.state`: a factory of [`VoteTally`]s, one per node, for a
+/// Contract of `consensus.vote_tally`: a factory of [`VoteTally`]s, one per node, for a
 /// validator set whose stakes are `stakes` (validator `i` has `stakes[i]`; a vote names
 /// its validator by index and is only recorded for a known one).
-pub trait ConsensusStates: Send + Sync + 'static {
+pub trait VoteTallies: Send + Sync + 'static {
     /// The state type.
     type Tally: VoteTally;
     /// A new state, nothing recorded.
     fn new_tally(&self, stakes: &[u64]) -> Result<Self::Tally, PluginError>;
 }
 
-/// FFI form of [`ConsensusStates`].
+/// FFI form of [`VoteTallies`].
 #[sabi_trait]
-pub trait ConsensusStatesFfi: Send + Sync {
-    /// See [`ConsensusStates::new_tally`].
+pub trait VoteTalliesFfi: Send + Sync {
+    /// See [`VoteTallies::new_tally`].
     #[sabi(last_prefix_field)]
     fn new_tally(&self, stakes: RSlice<'_, u64>) -> RResult<VoteTallyBox, PluginError>;
 }
 
-/// An owned `consensus.state` implementation.
-pub type ConsensusStatesBox = ConsensusStatesFfi_TO<'static, RBox<()>>;
+/// An owned `consensus.vote_tally` implementation.
+pub type VoteTalliesBox = VoteTalliesFfi_TO<'static, RBox<()>>;
 
-impl<T: ConsensusStates> ConsensusStatesFfi for Guarded<T> {
+impl<T: VoteTallies> VoteTalliesFfi for Guarded<T> {
     fn new_tally(&self, stakes: RSlice<'_, u64>) -> RResult<VoteTallyBox, PluginError> {
         guard(|| {
             Ok(VoteTallyFfi_TO::from_value(
@@ -1520,9 +1520,9 @@ impl<T: TxDecode> TxDecodeFfi for Guarded<T> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// storage.read
+// storage.account_read
 
-/// A state store's accounts, as the host hands them to a `storage.read` provider.
+/// A state store's accounts, as the host hands them to a `storage.account_read` provider.
 #[sabi_trait]
 pub trait AccountSource: Sync {
     /// The stored state of each account (default when absent), read from the store.
@@ -1533,7 +1533,7 @@ pub trait AccountSource: Sync {
 /// A borrowed [`AccountSource`].
 pub type AccountSourceRef<'a> = AccountSource_TO<'a, RRef<'a, ()>>;
 
-/// Contract of `storage.read`: `get` answers, for each account, what `below` (the store)
+/// Contract of `storage.account_read`: `get` answers, for each account, what `below` (the store)
 /// holds for it in state store `store` at that moment. The host tells it of every account
 /// it writes (`written`, right after the write) and of every rollback (`reset`; the store
 /// then also takes a new identity, so nothing known of the old one may be served). An
@@ -1570,7 +1570,7 @@ pub trait AccountReadFfi: Send + Sync {
     fn reset(&self, store: u64) -> RResult<(), PluginError>;
 }
 
-/// An owned `storage.read` implementation.
+/// An owned `storage.account_read` implementation.
 pub type AccountReadBox = AccountReadFfi_TO<'static, RBox<()>>;
 
 impl<T: AccountRead> AccountReadFfi for Guarded<T> {
@@ -1619,9 +1619,9 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
-// storage.sync
+// storage.durability
 
-/// A state store's write-ahead log, as the host hands it to a `storage.sync` provider.
+/// A state store's write-ahead log, as the host hands it to a `storage.durability` provider.
 #[sabi_trait]
 pub trait WalSync: Sync {
     /// Writes the log out and fsyncs it: everything written before this call began is
@@ -1633,7 +1633,7 @@ pub trait WalSync: Sync {
 /// A borrowed [`WalSync`].
 pub type WalSyncRef<'a> = WalSync_TO<'a, RRef<'a, ()>>;
 
-/// Contract of `storage.sync`: `make_durable(store, wal)` returns `Ok` only once a
+/// Contract of `storage.durability`: `make_durable(store, wal)` returns `Ok` only once a
 /// `wal.sync()` that *began after this call began* has completed (so every write made
 /// before the call is on disk), and an error if it cannot promise that. Calls come from
 /// many threads at once, for stores told apart by `store` (a sync of one store's log does
@@ -1652,7 +1652,7 @@ pub trait DurabilityFfi: Send + Sync {
     fn make_durable(&self, store: u64, wal: WalSyncRef<'_>) -> RResult<(), PluginError>;
 }
 
-/// An owned `storage.sync` implementation.
+/// An owned `storage.durability` implementation.
 pub type DurabilityBox = DurabilityFfi_TO<'static, RBox<()>>;
 
 impl<T: Durability> DurabilityFfi for Guarded<T> {
@@ -2004,7 +2004,7 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
-// storage.commit
+// storage.block_commit
 
 /// One write of a block: `value` `None` deletes `key`.
 #[repr(C)]
@@ -2166,7 +2166,7 @@ impl<T: BlockWrites> BlockWritesFfi for Guarded<T> {
     }
 }
 
-/// Contract of `storage.commit`: a factory of [`BlockWrites`], one per block the node
+/// Contract of `storage.block_commit`: a factory of [`BlockWrites`], one per block the node
 /// writes. The host sends every write of the block (accounts, code, contract storage) to
 /// the set, with its write-through primitive, and reads through the set first, so the
 /// block sees its own writes. The host's primitives are the two ways a write can reach the
@@ -2191,7 +2191,7 @@ pub trait BlockCommitFfi: Send + Sync {
     fn begin(&self, height: u64) -> RResult<BlockWritesBox, PluginError>;
 }
 
-/// An owned `storage.commit` implementation.
+/// An owned `storage.block_commit` implementation.
 pub type BlockCommitBox = BlockCommitFfi_TO<'static, RBox<()>>;
 
 impl<T: BlockCommit> BlockCommitFfi for Guarded<T> {

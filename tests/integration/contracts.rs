@@ -3,13 +3,13 @@
 //! contract state with the block.
 
 use dubchain_host::{
-    node::{
-        block,
-        execute::{execute, TxError},
-        state::{Account, StateStore},
-    },
     slot::Slots,
     vm::{contracts, Vm, STORAGE_READ_GAS, STORAGE_WRITE_GAS},
+};
+use dubchain_node::{
+    block,
+    execute::{execute, TxError},
+    state::{Account, StateStore},
 };
 use dubchain_plugin_api::{
     chain::{contract_address, signing_bytes},

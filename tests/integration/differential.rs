@@ -634,11 +634,11 @@ fn tx_batches_generated_and_faulty() {
 
 /// What a store holds, as far as the chain is concerned.
 fn store_view(
-    s: &dubchain_host::node::state::StateStore,
+    s: &dubchain_node::state::StateStore,
 ) -> (
     Vec<(
         dubchain_plugin_api::types::Bytes32,
-        dubchain_host::node::state::Account,
+        dubchain_node::state::Account,
     )>,
     Vec<(dubchain_plugin_api::types::Bytes32, Vec<u8>)>,
     Vec<(dubchain_plugin_api::types::Bytes32, i64, i64)>,
@@ -654,7 +654,7 @@ fn store_view(
 
 #[test]
 fn block_writes_generated_and_adversarial_through_and_held() {
-    use dubchain_host::node::state::{Account, BlockWriter, Head, StateStore};
+    use dubchain_node::state::{Account, BlockWriter, Head, StateStore};
     use dubchain_plugin_api::types::Bytes32;
     use rand::{Rng, SeedableRng};
     let (host, _dir) = host_with("storage_write_batching", "");

@@ -177,7 +177,7 @@ fn wrong_shapes_from_a_raw_root_module_are_caught_at_the_host_boundary() {
     dir.add(
         name,
         &format!(
-            "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.1\"\nrisk = \"low\"\nprovides = [{{ slot = \"crypto.sig_verify\", version = 1 }}, {{ slot = \"crypto.merkle\", version = 1 }}]\n"
+            "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.2\"\nrisk = \"low\"\nprovides = [{{ slot = \"crypto.sig_verify\", version = 1 }}, {{ slot = \"crypto.merkle\", version = 1 }}]\n"
         ),
         Some(&dubchain_tests::library(name)),
     );

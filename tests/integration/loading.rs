@@ -177,7 +177,7 @@ fn abi_mismatch() {
     let msg = e.to_string();
     assert!(msg.contains("has an incompatible ABI"), "{msg}");
     assert!(
-        msg.contains("rebuild it against dubchain-plugin-api 0.1.4"),
+        msg.contains("rebuild it against dubchain-plugin-api 0.2.0"),
         "{msg}"
     );
 }
@@ -187,7 +187,7 @@ fn api_version_mismatch() {
     let (e, _) = load_error("fixture_api_mismatch", "", "");
     assert!(matches!(e, LoadError::ApiMismatch { .. }), "{e}");
     assert!(
-        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.1.4; rebuild it against dubchain-plugin-api 0.1.4"),
+        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.2.0; rebuild it against dubchain-plugin-api 0.2.0"),
         "{e}"
     );
 }

@@ -8,17 +8,15 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_host::{
-    node::{
-        block::{self, BlockError},
-        chain::{signing_bytes, tx_root},
-        execute::{check_stateless, execute, TxError, TRANSFER_GAS},
-        gen::WorkloadConfig,
-        mempool::{Mempool, Rejection},
-        run::{run_chain, ChainConfig, NodeHosts},
-        state::{Account, StateStore},
-    },
-    Host,
+use dubchain_host::Host;
+use dubchain_node::{
+    block::{self, BlockError},
+    chain::{signing_bytes, tx_root},
+    execute::{check_stateless, execute, TxError, TRANSFER_GAS},
+    gen::WorkloadConfig,
+    mempool::{Mempool, Rejection},
+    run::{run_chain, ChainConfig, NodeHosts},
+    state::{Account, StateStore},
 };
 use dubchain_plugin_api::{
     slots::{AccountReadFfi_TO, Guarded},
@@ -39,7 +37,7 @@ fn small(seed: u64) -> WorkloadConfig {
     }
 }
 
-fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_host::node::run::ChainReport {
+fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_node::run::ChainReport {
     run_chain(
         NodeHosts::shared(host),
         &ChainConfig {
@@ -58,7 +56,7 @@ fn assert_same_chain(
     host: &Host,
     seed: u64,
     dir: &Path,
-    expected: &dubchain_host::node::run::ChainReport,
+    expected: &dubchain_node::run::ChainReport,
     what: &str,
 ) {
     let got = chain(host, seed, expected.block_hashes.len() as u64 - 1, dir);
@@ -145,24 +143,23 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         .is_empty());
     let source = StateStore::open(&tmp.path().join("a/proposer")).unwrap();
     let stored: Vec<_> = (1..=12)
-        .map(|h| dubchain_host::node::block::stored_block(&baseline, &source, h).unwrap())
+        .map(|h| dubchain_node::block::stored_block(&baseline, &source, h).unwrap())
         .collect();
     drop(source);
     let mut tampered = stored.clone();
     tampered[7].transactions[0].signature.0[5] ^= 1;
-    tampered[7].header.tx_root = dubchain_host::node::chain::tx_root(&tampered[7].transactions);
+    tampered[7].header.tx_root = dubchain_node::chain::tx_root(&tampered[7].transactions);
     let outcomes: Vec<_> = [(&baseline, "base"), (&batching, "batch")]
         .iter()
         .map(|(h, name)| {
             let replay = StateStore::open(&tmp.path().join(format!("replay-{name}"))).unwrap();
-            dubchain_host::node::block::commit_genesis(
+            dubchain_node::block::commit_genesis(
                 h,
                 &replay,
-                &dubchain_host::node::gen::Workload::new(small(7)).genesis(),
+                &dubchain_node::gen::Workload::new(small(7)).genesis(),
             )
             .unwrap();
-            let (heads, refused) =
-                dubchain_host::node::block::validate_run(h, &replay, &stored).unwrap();
+            let (heads, refused) = dubchain_node::block::validate_run(h, &replay, &stored).unwrap();
             assert!(refused.is_none(), "{name}: {refused:?}");
             assert_eq!(
                 heads.last().unwrap().hash,
@@ -170,14 +167,14 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
                 "{name}"
             );
             let replay2 = StateStore::open(&tmp.path().join(format!("replay2-{name}"))).unwrap();
-            dubchain_host::node::block::commit_genesis(
+            dubchain_node::block::commit_genesis(
                 h,
                 &replay2,
-                &dubchain_host::node::gen::Workload::new(small(7)).genesis(),
+                &dubchain_node::gen::Workload::new(small(7)).genesis(),
             )
             .unwrap();
             let (heads, refused) =
-                dubchain_host::node::block::validate_run(h, &replay2, &tampered).unwrap();
+                dubchain_node::block::validate_run(h, &replay2, &tampered).unwrap();
             let (at, error) = refused.expect("the tampered block is refused");
             (heads.len(), at, error.to_string())
         })
@@ -383,7 +380,7 @@ fn every_validity_rule_rejects_what_it_must() {
         .unwrap();
     w.commit(
         b"{}",
-        dubchain_host::node::state::Head {
+        dubchain_node::state::Head {
             height: 1,
             hash: Bytes32([1; 32]),
             state_root: Bytes32([2; 32]),
@@ -598,7 +595,7 @@ fn a_node_killed_mid_run_reopens_with_its_committed_state() {
 
 #[test]
 fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
-    use dubchain_host::node::consensus::{verify_votes, ConsensusState, ValidatorSet};
+    use dubchain_node::consensus::{verify_votes, ConsensusState, ValidatorSet};
     let ids: Vec<Bytes32> = (0..6u8).map(|i| Bytes32([i; 32])).collect();
     let set = ValidatorSet::generate(3, &ids);
     let block = Bytes32([42; 32]);
@@ -652,11 +649,11 @@ fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
     }
 }
 
-use dubchain_host::node::consensus::Vote;
+use dubchain_node::consensus::Vote;
 
 #[test]
 fn four_nodes_on_loopback_converge_on_the_same_chain() {
-    use dubchain_host::node::cluster::run_cluster;
+    use dubchain_node::cluster::run_cluster;
     let tmp = tempfile::tempdir().unwrap();
     let dir = PluginDir::new();
     dir.add_first_party("crypto_parallel_verification");
@@ -708,7 +705,7 @@ fn install_in_process<I>(slot: &dubchain_host::slot::Slot<I>, name: &str, imp: I
     ))]);
 }
 
-/// A host whose `storage.read` slot holds an in-process cache; its hit counter.
+/// A host whose `storage.account_read` slot holds an in-process cache; its hit counter.
 fn host_with_read_cache(
     cache: dubchain_host::testing::AccountReadCache,
 ) -> (Host, std::sync::Arc<std::sync::atomic::AtomicU64>) {
@@ -753,7 +750,8 @@ fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
 
 #[test]
 fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
-    use dubchain_host::{node::cluster::run_cluster, testing::ThreadTransport};
+    use dubchain_host::testing::ThreadTransport;
+    use dubchain_node::cluster::run_cluster;
     use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::TransportFfi_TO};
     let host = Host::new(Default::default());
     install_in_process(
@@ -783,8 +781,8 @@ fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
     assert_eq!(status.counters.errors, 0);
 }
 
-/// A host whose `storage.commit` slot holds an in-process write-set factory (and, if
-/// given, whose `storage.read` slot holds a cache); the factory's count of sets made.
+/// A host whose `storage.block_commit` slot holds an in-process write-set factory (and, if
+/// given, whose `storage.account_read` slot holds a cache); the factory's count of sets made.
 fn host_with_write_sets(
     writes: dubchain_host::testing::BatchedWrites,
     cache: Option<dubchain_host::testing::AccountReadCache>,
@@ -1012,13 +1010,13 @@ fn each_node_verifies_through_its_own_plugin_instance() {
     assert_eq!(report.state_root, base.state_root);
 }
 
-/// A `storage.commit` provider that forwards every write to the host's write-through
+/// A `storage.block_commit` provider that forwards every write to the host's write-through
 /// primitive (what `plugin new` scaffolds) is the baseline: the same chain, and a block
 /// interrupted before its commit is rolled back on reopen from the undo entries of what it
 /// passed through, exactly as on the baseline path.
 #[test]
 fn a_forwarding_write_set_is_the_baseline_write_path() {
-    use dubchain_host::testing::ForwardingWrites;
+    use dubchain_host::reference::ForwardingWrites;
     use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::BlockCommitFfi_TO};
     let tmp = tempfile::tempdir().unwrap();
     let forwarding = || {

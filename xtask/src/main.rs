@@ -6,6 +6,8 @@
 //!   `dubchain-perf plugins list` and `dubchain-perf run` with the `production` profile
 //!   (ARGS go to `run`).
 //! * `test`: the whole test suite (nextest when installed, else `cargo test`).
+//! * `lint`: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
+//!   (what `.ci/run` runs before `test`).
 //! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
 //! * `perf ARGS`: `plugins`, the host build, then `dubchain-perf --plugin-dir
 //!   target/dubchain/plugins ARGS` from the root (for example
@@ -26,7 +28,10 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let root = project_root();
-    if matches!(task.as_str(), "plugins" | "run" | "test" | "bench" | "perf") {
+    if matches!(
+        task.as_str(),
+        "plugins" | "run" | "test" | "bench" | "perf" | "lint"
+    ) {
         install_system_deps(&root)?;
     }
     match task.as_str() {
@@ -34,6 +39,7 @@ fn main() -> Result<()> {
         "run" => main_job(&root, &rest),
         "perf" => perf(&root, &rest),
         "test" => test(&root, &rest),
+        "lint" => lint(&root),
         "bench" => {
             assemble_plugins(&root)?;
             run(Command::new(cargo())
@@ -43,11 +49,28 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | bench [ARGS] | perf ARGS>"
+                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | bench [ARGS] | perf ARGS>"
             );
             bail!("unknown task `{task}`")
         }
     }
+}
+
+/// The habits CI holds the tree to, before the tests: formatted, and no clippy warning in
+/// any crate or target of the workspace.
+fn lint(root: &Path) -> Result<()> {
+    run(Command::new(cargo())
+        .current_dir(root)
+        .args(["fmt", "--all", "--check"]))?;
+    run(Command::new(cargo()).current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 /// Runs `.ci/install-deps`, which installs missing system packages (libclang for RocksDB's

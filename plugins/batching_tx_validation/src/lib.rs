@@ -23,14 +23,14 @@
 use std::collections::HashMap;
 
 use dubchain_plugin_api::{
-    chain::signing_bytes,
     exec::check_stateless,
     export_plugin,
+    sig::verify_tx_with,
     slots::{TxCheck, TxValidation},
     types::Transaction,
     PluginError,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 
 /// The plugin: stateless between calls.
 pub struct BatchValidator;
@@ -50,10 +50,7 @@ impl TxValidation for BatchValidator {
             .iter()
             .zip(rules)
             .map(|(tx, rule)| {
-                let ok = keys[&tx.from.0].is_some_and(|key| {
-                    key.verify_strict(&signing_bytes(tx), &Signature::from_bytes(&tx.signature.0))
-                        .is_ok()
-                });
+                let ok = verify_tx_with(keys[&tx.from.0].as_ref(), tx);
                 match (ok, rule) {
                     (false, _) => TxCheck::BadSignature,
                     (true, Err(f)) => TxCheck::Invalid(f),

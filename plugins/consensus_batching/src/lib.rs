@@ -20,23 +20,16 @@
 //! host refuses the same first block with the same error.
 
 use dubchain_plugin_api::{
-    chain::{block_hash, merkle_root, signing_bytes, tx_hash},
+    chain::{block_hash, merkle_root, tx_hash},
     exec::check_stateless,
     export_plugin,
     slots::{BlockCheck, BlockValidation},
     types::{Block, Bytes32, Transaction},
     PluginError,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
 
-fn verify_strict(tx: &Transaction) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(&tx.from.0) else {
-        return false;
-    };
-    key.verify_strict(&signing_bytes(tx), &Signature::from_bytes(&tx.signature.0))
-        .is_ok()
-}
+use dubchain_plugin_api::sig::verify_tx as verify_strict;
 
 /// The plugin: stateless.
 pub struct RunValidator;

@@ -28,7 +28,7 @@
 //! Levels with many nodes are split across cores with rayon.
 
 use abi_stable::std_types::RSlice;
-use dubchain_plugin_api::{export_plugin, slots::MerkleRoots, types::Bytes32, PluginError};
+use dubchain_plugin_api::{export_plugin, slots::Merkle, types::Bytes32, PluginError};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -227,7 +227,7 @@ impl Accelerated {
     }
 }
 
-impl MerkleRoots for Accelerated {
+impl Merkle for Accelerated {
     fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError> {
         Ok(trees.iter().map(|t| self.root(t.as_slice())).collect())
     }

@@ -165,17 +165,8 @@ fn decode_torsion_free(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
         .then_some(point)
 }
 
-/// The slot's definition of a verdict.
-fn verify_strict(item: &SigItem<'_>) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(&item.public_key) else {
-        return false;
-    };
-    key.verify_strict(
-        item.message.as_slice(),
-        &Signature::from_bytes(&item.signature),
-    )
-    .is_ok()
-}
+/// The slot's definition of a verdict (the API's one definition).
+use dubchain_plugin_api::sig::verify_item as verify_strict;
 
 impl SigVerify for ParallelVerifier {
     fn verify_batch(

@@ -1,7 +1,7 @@
 //! `storage_write_batching`: a block's writes are held in memory, last write per key, and
 //! handed to the host once, in key order, when the block commits; the host writes them,
 //! the block's record and the new head as one atomic RocksDB `WriteBatch`
-//! (`storage.commit`).
+//! (`storage.block_commit`).
 //!
 //! The baseline (and a set that forwards every write to the host's write-through
 //! primitive, which is what `plugin new` scaffolds) writes every key through at once:

@@ -1,0 +1,499 @@
+//! The command line's arguments (clap), and the arguments handed on to child processes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The DubChain optimization host: discovers optimization plugins in a directory, resolves
+/// which are on (dependencies, conflicts, versions), loads them behind slots with the host's
+/// baseline underneath, and runs workloads through them.
+#[derive(Parser)]
+#[command(name = "dubchain-perf", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Directory of plugin packages (manifests `*.toml` next to their libraries).
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_PLUGIN_DIR",
+        default_value = "target/dubchain/plugins"
+    )]
+    pub plugin_dir: PathBuf,
+    /// Configuration file (TOML with `[profiles.NAME]`); the built-in one when absent.
+    #[arg(long, global = true, env = "DUBCHAIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Configuration profile to use.
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_PROFILE",
+        default_value = "development"
+    )]
+    pub profile: String,
+    /// Directory of host state: gates imported with `gates import` live here.
+    #[arg(
+        long,
+        global = true,
+        env = "DUBCHAIN_STATE_DIR",
+        default_value = "target/dubchain/state"
+    )]
+    pub state_dir: PathBuf,
+    /// Enable a plugin, whatever the profile says (repeatable).
+    #[arg(long = "enable", global = true, value_name = "NAME")]
+    pub enable: Vec<String>,
+    /// Disable a plugin, whatever the profile says (repeatable).
+    #[arg(long = "disable", global = true, value_name = "NAME")]
+    pub disable: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Inspect the plugins in the plugin directory.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
+    /// Export or import the effective gate settings as JSON.
+    #[command(subcommand)]
+    Gates(GatesCmd),
+    /// Write, check and package plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// The main job: produce a chain with the node twice from the same seed, once on the
+    /// baselines and once with the configured plugins; check both reach the same block
+    /// hashes and state root; print per-stage and per-slot tables; write
+    /// `run.json` and `run.md`.
+    Run(RunArgs),
+    /// Run one node on a persistent data directory, or check one.
+    #[command(subcommand)]
+    Chain(ChainCmd),
+    /// The benchmark suite: each enabled plugin against its baseline (interleaved, ratio
+    /// with a 95% interval, promise met or not), the node's chain workload on baselines
+    /// and plugins, budgets, saved runs with statistical regression detection, and
+    /// instruction counts under callgrind. Writes bench.{json,md,html} under --out.
+    /// Exit status: 0 clean, 1 a failure (differing answers, error budget violated,
+    /// regression, unmet promise with --require-promises), 2 refused to run.
+    Bench(BenchArgs),
+    /// The profiling harness: CPU (pprof flamegraph SVG and protobuf) and heap of a
+    /// workload on baselines and with plugins, hotspots by subsystem and slot, and
+    /// recommendations from the manifests' performance contracts.
+    Profile(ProfileArgs),
+    /// The child side of `bench --instructions` (internal).
+    #[command(hide = true)]
+    BenchChild(BenchChildArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct MicroArgs {
+    /// Signatures per `crypto.sig_verify` batch.
+    #[arg(long, default_value_t = 2048)]
+    pub signatures: usize,
+    /// Blocks of 64 transactions per `storage.record_codec` batch.
+    #[arg(long, default_value_t = 32)]
+    pub record_blocks: usize,
+    /// Votes per `consensus.vote_verify` batch (validators voting on one block).
+    #[arg(long, default_value_t = 100)]
+    pub votes: usize,
+    /// Leaves of the `crypto.merkle` tree.
+    #[arg(long, default_value_t = 4096)]
+    pub leaves: usize,
+    /// Transfers per `exec.block_execution` block.
+    #[arg(long, default_value_t = 256)]
+    pub block_txs: usize,
+    /// Blocks of the `consensus.block_validation` run.
+    #[arg(long, default_value_t = 64)]
+    pub run_blocks: usize,
+    /// Transfers per block of the `consensus.block_validation` run.
+    #[arg(long, default_value_t = 256)]
+    pub run_txs: usize,
+    /// Seed of the micro workloads.
+    #[arg(long = "micro-seed", default_value_t = 7)]
+    pub micro_seed: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct SystemArgs {
+    /// Blocks per chain run.
+    #[arg(long, default_value_t = 20)]
+    pub blocks: u64,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Seed of the chain workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl SystemArgs {
+    pub fn workload(&self) -> dubchain_node::gen::WorkloadConfig {
+        self.workload.config(self.seed)
+    }
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub micro: MicroArgs,
+    #[command(flatten)]
+    pub system: SystemArgs,
+    /// Interleaved rounds per microbenchmark.
+    #[arg(long, default_value_t = 20)]
+    pub rounds: usize,
+    /// Chain runs per side in the system benchmark, alternating (at least 3 for an interval).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    pub runs: u16,
+    /// Skip the microbenchmarks.
+    #[arg(long)]
+    pub no_micro: bool,
+    /// Skip the system benchmark.
+    #[arg(long)]
+    pub no_system: bool,
+    /// Also count instructions of each microbenchmark under callgrind (valgrind).
+    #[arg(long)]
+    pub instructions: bool,
+    /// Calls per callgrind count (the count of one call is the difference with zero calls).
+    #[arg(long, default_value_t = 2)]
+    pub instr_iterations: u32,
+    /// Performance budgets (TOML, `[[budget]]` tables); an error-level violation fails.
+    #[arg(long, value_name = "FILE")]
+    pub budgets: Option<PathBuf>,
+    /// Save this run as NAME under <out>/baselines/.
+    #[arg(long, value_name = "NAME")]
+    pub save_baseline: Option<String>,
+    /// Compare with the saved run NAME; a statistically clear slowdown beyond --threshold fails.
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// Compare with --baseline even if machine, build configuration or plugin set differ.
+    #[arg(long)]
+    pub allow_fingerprint_mismatch: bool,
+    /// Slowdown that counts as a regression when the whole 95% interval is beyond it.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// Fail when a plugin's promised minimum speed-up is not met.
+    #[arg(long)]
+    pub require_promises: bool,
+    /// Print the metric names budgets can use (for this plugin set) and exit.
+    #[arg(long)]
+    pub list_metrics: bool,
+    /// Where reports, saved runs and history go.
+    #[arg(long, default_value = "target/dubchain/bench")]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BenchChildArgs {
+    #[arg(long)]
+    pub case: String,
+    #[arg(long)]
+    pub side: String,
+    #[arg(long)]
+    pub iterations: u32,
+    #[command(flatten)]
+    pub micro: MicroArgs,
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// What to profile: chain, sig_verify, record_codec.
+    #[arg(long, default_value = "chain")]
+    pub workload: String,
+    /// Sampling frequency, Hz.
+    #[arg(long, default_value_t = 997)]
+    pub frequency: i32,
+    #[command(flatten)]
+    pub system: SystemArgs,
+    #[command(flatten)]
+    pub micro: MicroArgs,
+    /// Repetitions of a micro workload.
+    #[arg(long, default_value_t = 20)]
+    pub repeat: usize,
+    /// Which side to profile: baseline, plugins or both.
+    #[arg(long, default_value = "both")]
+    pub side: String,
+    /// Do not sample the CPU (heap only).
+    #[arg(long, hide = true)]
+    pub no_cpu: bool,
+    /// Also write a valgrind massif heap profile of each side (slow: runs the workload
+    /// under valgrind).
+    #[arg(long)]
+    pub heap: bool,
+    /// Recommend only on groups with at least this share of CPU (0..1).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_share: f64,
+    #[arg(long, default_value = "target/dubchain/profile")]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum PluginsCmd {
+    /// Every plugin found: version, subsystem, slots, relations, and its state after loading
+    /// the plan (disabled, enabled, failed, fallback).
+    List {
+        /// Also show the mapped library, its sha256 and who built it.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// The resolved plan: what is on, each layered slot's stack, and every problem. Exits
+    /// non-zero if the plan cannot be applied.
+    Plan,
+    /// Why a plugin is on or off: the chain of reasons, and any problem it is part of.
+    Why {
+        /// Plugin name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginCmd {
+    /// Scaffold a standalone plugin crate for SLOT: manifest, an implementation equal to the
+    /// baseline, a differential test and a benchmark.
+    New {
+        /// Plugin (and crate) name: lowercase letters, digits, `_`.
+        name: String,
+        /// The slot it implements, e.g. `crypto.sig_verify`.
+        #[arg(long)]
+        slot: String,
+        /// Directory to create the crate in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The DubChain checkout holding plugin-api/ and host/ (default: the one this binary
+        /// was built from).
+        #[arg(long)]
+        source_root: Option<PathBuf>,
+    },
+    /// Run the conformance suite of the plugin's slot against its library, in a child
+    /// process: ABI and load checks, identical answers on generated and adversarial inputs,
+    /// error and panic containment, a quick ratio. Exits non-zero on any failure.
+    Verify {
+        /// A manifest, a plugin package directory, or a plugin crate directory.
+        path: PathBuf,
+        /// The library to verify (default: next to the manifest, or in target/release/).
+        #[arg(long)]
+        library: Option<PathBuf>,
+    },
+    /// The child side of `verify` (internal).
+    #[command(hide = true)]
+    VerifyChild {
+        manifest: PathBuf,
+        #[arg(long)]
+        library: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ChainCmd {
+    /// Produce blocks on the store in --data-dir, resuming from its head, until it reaches
+    /// --blocks; prints each committed block.
+    Produce {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Reopen the store in --data-dir (finishing crash recovery), replay every stored block
+    /// from genesis on a scratch store, and check that the head, the replay and the stored
+    /// state agree.
+    Check {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum GatesCmd {
+    /// Write the effective gates (profile, imports and command line resolved) to FILE.
+    Export { file: PathBuf },
+    /// Check FILE against the plugin directory and, if the resulting plan has no problems,
+    /// make it the imported gates of this state directory (they override the profile).
+    Import { file: PathBuf },
+    /// Forget the imported gates.
+    Reset,
+}
+
+#[derive(Args, Clone)]
+pub struct ChainArgs {
+    /// Blocks to produce.
+    #[arg(long, default_value_t = 60)]
+    pub blocks: u64,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Where the nodes keep their RocksDB stores.
+    #[arg(long, default_value = "target/dubchain/data")]
+    pub data_dir: PathBuf,
+}
+
+impl ChainArgs {
+    pub fn workload(&self, seed: u64) -> dubchain_node::gen::WorkloadConfig {
+        self.workload.config(seed)
+    }
+}
+
+/// The shape of the generated chain workload, shared by `run`, `chain`, `bench` and
+/// `profile`.
+#[derive(Args, Clone)]
+pub struct WorkloadArgs {
+    /// Transactions submitted per block (and the most a block takes).
+    #[arg(long, default_value_t = 256)]
+    pub txs_per_block: usize,
+    /// Accounts in the genesis state.
+    #[arg(long, default_value_t = 1_000)]
+    pub accounts: usize,
+    /// Validators taking turns as proposer.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Zipf exponent of sender and recipient choice (0 = uniform; higher = hotter keys).
+    #[arg(long, default_value_t = 1.1)]
+    pub zipf: f64,
+    /// Share of submitted transactions that are invalid (bad signature, bad nonce,
+    /// insufficient balance, undeclared access, duplicate, out of gas).
+    #[arg(long, default_value_t = 0.05)]
+    pub invalid_share: f64,
+    /// Share of valid transactions that are contract calls (one in twenty a deploy).
+    #[arg(long, default_value_t = 0.05)]
+    pub contract_share: f64,
+}
+
+impl WorkloadArgs {
+    pub fn config(&self, seed: u64) -> dubchain_node::gen::WorkloadConfig {
+        dubchain_node::gen::WorkloadConfig {
+            seed,
+            accounts: self.accounts,
+            validators: self.validators,
+            txs_per_block: self.txs_per_block,
+            zipf: self.zipf,
+            invalid_share: self.invalid_share,
+            contract_share: self.contract_share,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub chain: ChainArgs,
+    /// Signatures per verification batch.
+    #[arg(long, default_value_t = 2048)]
+    pub signatures: usize,
+    /// Blocks per record-codec batch in the slot table (each with 64 transactions, all
+    /// stored as records).
+    #[arg(long, default_value_t = 32)]
+    pub record_blocks: usize,
+    /// Interleaved rounds per slot workload (baseline, plugins, plugins, baseline, ...).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Chain runs per side, alternating (B P, P B, ...); every row's interval is over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    pub runs: u16,
+    /// Go on when the plan has problems or a plugin fails to load: the missing plugins'
+    /// slots run on baselines, and the tables say which plugins were missing.
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Seed of the generated workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where to write `run.json`.
+    #[arg(long, default_value = "target/dubchain")]
+    pub out: PathBuf,
+    /// After the table, keep the workload running and watch the plugin directory: plugins
+    /// dropped in, rebuilt or removed are reloaded live and each swap is printed.
+    #[arg(long)]
+    pub watch: bool,
+    /// With `--watch`: stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+impl Global {
+    /// The same plugin selection again, for child processes (callgrind, massif).
+    pub fn child_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--plugin-dir".into(),
+            self.plugin_dir.display().to_string(),
+            "--profile".into(),
+            self.profile.clone(),
+            "--state-dir".into(),
+            self.state_dir.display().to_string(),
+        ];
+        if let Some(c) = &self.config {
+            args.extend(["--config".into(), c.display().to_string()]);
+        }
+        for e in &self.enable {
+            args.extend(["--enable".into(), e.clone()]);
+        }
+        for d in &self.disable {
+            args.extend(["--disable".into(), d.clone()]);
+        }
+        args
+    }
+
+    pub fn session_options(self) -> dubchain_host::session::SessionOptions {
+        dubchain_host::session::SessionOptions {
+            plugin_dir: self.plugin_dir,
+            config: self.config,
+            profile: self.profile,
+            state_dir: self.state_dir,
+            enable: self.enable,
+            disable: self.disable,
+        }
+    }
+}
+
+impl MicroArgs {
+    pub fn options(&self, rounds: usize) -> dubchain_instruments::micro::MicroOptions {
+        dubchain_instruments::micro::MicroOptions {
+            rounds,
+            signatures: self.signatures,
+            record_blocks: self.record_blocks,
+            votes: self.votes,
+            leaves: self.leaves,
+            block_txs: self.block_txs,
+            run_blocks: self.run_blocks,
+            run_txs: self.run_txs,
+            seed: self.micro_seed,
+        }
+    }
+
+    /// These sizes again, for a `bench-child`.
+    pub fn child_args(&self) -> Vec<String> {
+        [
+            ("--signatures", self.signatures.to_string()),
+            ("--record-blocks", self.record_blocks.to_string()),
+            ("--votes", self.votes.to_string()),
+            ("--leaves", self.leaves.to_string()),
+            ("--block-txs", self.block_txs.to_string()),
+            ("--run-blocks", self.run_blocks.to_string()),
+            ("--run-txs", self.run_txs.to_string()),
+            ("--micro-seed", self.micro_seed.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    }
+}
+
+impl ProfileArgs {
+    /// This workload again, for the massif child of `profile --heap`.
+    pub fn child_args(&self) -> Vec<String> {
+        let w = &self.system.workload;
+        [
+            ("--workload", self.workload.clone()),
+            ("--blocks", self.system.blocks.to_string()),
+            ("--txs-per-block", w.txs_per_block.to_string()),
+            ("--accounts", w.accounts.to_string()),
+            ("--validators", w.validators.to_string()),
+            ("--seed", self.system.seed.to_string()),
+            ("--signatures", self.micro.signatures.to_string()),
+            ("--record-blocks", self.micro.record_blocks.to_string()),
+            ("--repeat", self.repeat.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    }
+}

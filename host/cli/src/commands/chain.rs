@@ -1,0 +1,55 @@
+//! `chain produce`, `chain check`: one node on a persistent data directory.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use dubchain_host::session::Session;
+use dubchain_node::ledger;
+
+use crate::{args::ChainArgs, print};
+
+pub fn produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let host = print::loaded_host(s);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let head = ledger::produce(
+        &host,
+        &args.data_dir,
+        &args.workload(seed),
+        args.blocks,
+        |b| {
+            println!(
+                "committed block {} with {} transactions, root {:?}",
+                b.header.height,
+                b.transactions.len(),
+                b.header.state_root
+            )
+        },
+    )?;
+    println!(
+        "head {} {:?} root {:?}",
+        head.height, head.hash, head.state_root
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let host = print::loaded_host(s);
+    let c = ledger::check(&host, &args.data_dir, &args.workload(seed))?;
+    println!("head {} {:?}", c.head.height, c.head.hash);
+    if c.is_consistent() {
+        println!(
+            "consistent: replaying {} blocks from genesis gives the head, and the stored state has its root",
+            c.head.height
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "INCONSISTENT: replay ends at {:?}, stored state root {:?}, head {:?}",
+            c.replayed, c.stored_root, c.head
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,43 @@
+//! `plugin new`, `plugin verify` (and its hidden child): writing and checking a plugin.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result};
+use dubchain_host::scaffold;
+use dubchain_instruments::verify;
+
+pub fn new(name: &str, slot: &str, dir: &Path, source_root: Option<PathBuf>) -> Result<ExitCode> {
+    let root = source_root.unwrap_or_else(scaffold::default_source_root);
+    let created = scaffold::new_plugin(dir, name, slot, &root).map_err(anyhow::Error::msg)?;
+    println!("created {} ({slot})", created.display());
+    println!(
+        "next: cd {} && cargo test && cargo build --release && dubchain-perf plugin verify .",
+        created.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(path: &Path, library: Option<&Path>) -> Result<ExitCode> {
+    let (manifest, library) = verify::locate(path, library).map_err(anyhow::Error::msg)?;
+    println!(
+        "verifying {} with {}",
+        manifest.display(),
+        library.display()
+    );
+    let exe = std::env::current_exe().context("locating dubchain-perf")?;
+    let ok = verify::run_parent(&exe, &manifest, &library, &mut std::io::stdout())?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The verdict travels in the checks; a non-zero exit means the child crashed.
+pub fn verify_child(manifest: &Path, library: &Path) -> Result<ExitCode> {
+    verify::run_child(manifest, library);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,180 @@
+//! `plugins list`, `plugins plan`, `plugins why`: what is in the plugin directory, what
+//! the resolver decided and why.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use dubchain_host::{host::PluginState, resolve::Reason, session::Session};
+
+use crate::print;
+
+pub fn list(s: &Session, verbose: bool) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let host = print::loaded_host(s);
+    println!("plugin directory: {}", s.options.plugin_dir.display());
+    println!(
+        "profile: {} ({})  feature set: {}",
+        s.options.profile, s.config.source, s.resolution.feature_set_id
+    );
+    if s.manifests.is_empty() {
+        println!("no plugins found; build them with `cargo xtask plugins`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "name",
+        "version",
+        "subsystem",
+        "provides",
+        "depends",
+        "conflicts",
+        "state",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for m in &s.manifests {
+        let provides: Vec<String> = m
+            .provides
+            .iter()
+            .map(|p| format!("{}@{}", p.slot, p.version))
+            .collect();
+        let depends: Vec<String> = m
+            .depends
+            .iter()
+            .map(|d| format!("{} {}", d.name, d.version))
+            .collect();
+        let conflicts: Vec<String> = m.conflicts.iter().map(|c| c.name.clone()).collect();
+        let dash = |v: Vec<String>| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        rows.push(vec![
+            m.name.clone(),
+            m.version.to_string(),
+            m.subsystem.clone(),
+            dash(provides),
+            dash(depends),
+            dash(conflicts),
+            host.plugin_state(&m.name).to_string(),
+        ]);
+    }
+    print::table(&rows);
+    for m in &s.manifests {
+        if let PluginState::Failed(why) = host.plugin_state(&m.name) {
+            println!("\n{}: failed: {why}", m.name);
+        }
+        if verbose {
+            if let Some((mapped, sha, built)) = host.live_library(&m.name) {
+                println!(
+                    "\n{}: {}\n  mapped from {}\n  sha256 {sha}\n  built by {built}",
+                    m.name,
+                    m.library.display(),
+                    mapped.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn plan(s: &Session) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let r = &s.resolution;
+    println!("profile: {} ({})", s.options.profile, s.config.source);
+    if let Some((path, _)) = &s.imported {
+        println!("imported gates: {}", path.display());
+    }
+    println!("feature set: {}", r.feature_set_id);
+    println!("\nenabled:");
+    for name in r.enabled() {
+        println!(
+            "  {name}: {}",
+            r.decisions[name]
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    println!("\nslots (bottom to top, over the baseline):");
+    for info in dubchain_plugin_api::slots::ALL {
+        let stack = r
+            .stacks
+            .get(info.id)
+            .map(|v| v.join(" > "))
+            .unwrap_or_default();
+        let kind = format!("{:?}", info.kind).to_lowercase();
+        let stack = if stack.is_empty() {
+            "baseline".to_owned()
+        } else {
+            format!("baseline > {stack}")
+        };
+        println!("  {} ({kind}): {stack}", info.id);
+    }
+    if r.problems.is_empty() && s.manifest_errors.is_empty() {
+        println!("\nno problems");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !r.problems.is_empty() {
+        println!(
+            "\n{} problem(s); this plan cannot be applied and the running set would stay as it is:",
+            r.problems.len()
+        );
+        for p in &r.problems {
+            println!("  - {p}");
+        }
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+pub fn why(s: &Session, name: &str) -> Result<ExitCode> {
+    let Some(decision) = s.resolution.decisions.get(name) else {
+        let known: Vec<&str> = s.manifests.iter().map(|m| m.name.as_str()).collect();
+        bail!(
+            "no plugin named `{name}` in {} (found: {})",
+            s.options.plugin_dir.display(),
+            known.join(", ")
+        );
+    };
+    println!("{name} is {}", if decision.enabled { "ON" } else { "OFF" });
+    explain(s, name, 1, &mut Vec::new());
+    let problems: Vec<_> = s
+        .resolution
+        .problems
+        .iter()
+        .filter(|p| p.plugins().contains(&name))
+        .collect();
+    if !problems.is_empty() {
+        println!("problems involving {name} (the plan cannot be applied until they are fixed):");
+        for p in problems {
+            println!("  - {p}");
+        }
+    }
+    if decision.enabled && s.resolution.is_ok() {
+        let host = print::loaded_host(s);
+        match host.plugin_state(name) {
+            PluginState::Failed(e) => {
+                println!("but loading it failed, so its slots answer from the baseline: {e}")
+            }
+            state => println!("after loading: {state}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(s: &Session, name: &str, depth: usize, seen: &mut Vec<String>) {
+    if seen.iter().any(|n| n == name) {
+        return;
+    }
+    seen.push(name.to_owned());
+    let indent = "  ".repeat(depth);
+    for reason in &s.resolution.decisions[name].reasons {
+        println!("{indent}- {reason}");
+        if let Reason::RequiredBy { plugin, .. } = reason {
+            explain(s, plugin, depth + 1, seen);
+        }
+    }
+}

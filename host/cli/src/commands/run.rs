@@ -1,0 +1,104 @@
+//! `run`, the main job: the chain on the baselines and with the plugins, then each plugin
+//! on its slot's workloads; `--watch` keeps the node running while plugins are reloaded.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Result;
+use dubchain_host::session::Session;
+use dubchain_instruments::{
+    live,
+    main_job::{self, MainJobOptions, Refusal},
+};
+
+use crate::{args::RunArgs, print};
+
+pub fn run(s: &Session, args: &RunArgs) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let prepared = match main_job::prepare(s, args.allow_missing) {
+        Ok(p) => p,
+        Err((errors, refusal)) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("error: {refusal}");
+            return Ok(match refusal {
+                Refusal::Plan { .. } => ExitCode::from(2),
+                Refusal::Load { .. } => ExitCode::FAILURE,
+            });
+        }
+    };
+    for e in &prepared.errors {
+        eprintln!("error: {e}");
+    }
+    let c = &args.chain;
+    let w = &c.workload;
+    eprintln!(
+        "chain: {} blocks of up to {} transactions, {} accounts (zipf {}), {} validators, {:.0}% invalid, {:.0}% contract calls, seed {}; {} runs per side, alternating, every node on a freshly loaded host",
+        c.blocks,
+        w.txs_per_block,
+        w.accounts,
+        w.zipf,
+        w.validators,
+        w.invalid_share * 100.0,
+        w.contract_share * 100.0,
+        args.seed,
+        args.runs
+    );
+    let options = MainJobOptions {
+        workload: c.workload(args.seed),
+        blocks: c.blocks,
+        runs: args.runs.into(),
+        data_dir: c.data_dir.clone(),
+        micro: dubchain_instruments::micro::MicroOptions {
+            rounds: args.rounds,
+            signatures: args.signatures,
+            record_blocks: args.record_blocks,
+            seed: args.seed,
+            ..Default::default()
+        },
+        allow_missing: args.allow_missing,
+        out: args.out.clone(),
+    };
+    let progress = print::progress("chain runs", u64::from(args.runs) * 2);
+    let job = main_job::run(s, &prepared, &options, progress).map_err(anyhow::Error::msg)?;
+
+    println!(
+        "feature set {} (profile {})",
+        s.resolution.feature_set_id, s.options.profile
+    );
+    if !job.missing.is_empty() {
+        println!(
+            "MISSING (not loaded, their slots ran on baselines): {}",
+            job.missing.join(", ")
+        );
+    }
+    if let Some(ch) = &job.chains.chain {
+        println!(
+            "chain of {} blocks ({} final), {} transactions included, {} rejected at admission, {} invalid votes refused",
+            ch.blocks, ch.finalized, ch.transactions, ch.rejected, ch.invalid_votes
+        );
+    }
+    print::table(&main_job::stage_rows(&job.chains));
+    println!("{}", main_job::chain_verdict(&job.chains));
+    println!("{}\n", main_job::method_note(&job.chains));
+    if !job.slots.is_empty() {
+        println!("each plugin alone on its own host, on its slot's workloads ({} interleaved rounds; the same cases as `bench`):", args.rounds);
+        print::table(&main_job::slot_rows(&job.slots));
+    }
+    println!("wrote {}", job.json.display());
+    if let Some(why) = job.disagreement() {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.watch {
+        live::keep_running(
+            s,
+            Arc::new(prepared.host),
+            &c.workload(args.seed),
+            &c.data_dir,
+            args.duration.map(Duration::from_secs),
+            |line| println!("{line}"),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

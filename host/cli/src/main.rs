@@ -1,0 +1,71 @@
+//! `dubchain-perf`: the command line of the DubChain optimization host. A thin binary:
+//! [`args`] parses, [`commands`] call the host (`dubchain-host`), the node
+//! (`dubchain-node`) and the instruments (`dubchain-instruments`) and print what they
+//! return; [`print`] draws tables and progress bars. No logic lives here that a test or
+//! another front end would need.
+
+mod args;
+mod commands;
+mod print;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use dubchain_host::session::Session;
+
+use args::{ChainCmd, Cli, Command, GatesCmd, PluginCmd, PluginsCmd};
+
+/// Counts the host's heap allocations for `bench` and `profile`.
+#[global_allocator]
+static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DUBCHAIN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    use commands::*;
+    let global_args = cli.global.child_args();
+    let options = cli.global.session_options();
+    let open = || Session::open(options.clone());
+    match cli.command {
+        Command::Plugins(PluginsCmd::List { verbose }) => plugins::list(&open()?, verbose),
+        Command::Plugins(PluginsCmd::Plan) => plugins::plan(&open()?),
+        Command::Plugins(PluginsCmd::Why { name }) => plugins::why(&open()?, &name),
+        Command::Gates(GatesCmd::Export { file }) => gates::export(&open()?, &file),
+        Command::Gates(GatesCmd::Import { file }) => gates::import(options, &file),
+        Command::Gates(GatesCmd::Reset) => gates::reset(&options),
+        Command::Run(args) => run::run(&open()?, &args),
+        Command::Chain(ChainCmd::Produce { chain, seed }) => chain::produce(&open()?, &chain, seed),
+        Command::Chain(ChainCmd::Check { chain, seed }) => chain::check(&open()?, &chain, seed),
+        Command::Plugin(PluginCmd::New {
+            name,
+            slot,
+            dir,
+            source_root,
+        }) => plugin::new(&name, &slot, &dir, source_root),
+        Command::Plugin(PluginCmd::Verify { path, library }) => {
+            plugin::verify(&path, library.as_deref())
+        }
+        Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
+            plugin::verify_child(&manifest, &library)
+        }
+        Command::Bench(args) => bench::bench(&open()?, &args, global_args),
+        Command::BenchChild(args) => bench::child(&open()?, &args),
+        Command::Profile(args) => profile::profile(&open()?, &args, global_args),
+    }
+}

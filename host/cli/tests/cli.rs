@@ -1,0 +1,368 @@
+//! The `dubchain-perf` command line, run as a user runs it, on plugin directories of
+//! manifests (resolution needs no libraries; loading failures show as `failed`).
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+fn manifest(name: &str, slot: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"crypto\"\nlibrary = \"{name}\"\napi = \"^0.2\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
+    )
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(manifests: &[(&str, String)]) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        for (name, text) in manifests {
+            std::fs::write(
+                dir.path().join("plugins").join(format!("{name}.toml")),
+                text,
+            )
+            .unwrap();
+        }
+        Env { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, file: &str, text: &str) -> std::path::PathBuf {
+        let p = self.path().join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out: Output = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+            .current_dir(self.path())
+            .env_remove("DUBCHAIN_PROFILE")
+            .env_remove("DUBCHAIN_CONFIG")
+            .env_remove("DUBCHAIN_PLUGIN_DIR")
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+}
+
+const CONFIG: &str = "[profiles.development]\nenable = []\n\n[profiles.production]\nenable = [\"top\"]\n\n[profiles.broken]\nenable = [\"top\", \"rival\"]\n";
+
+fn graph() -> Env {
+    Env::new(&[
+        ("top", manifest("top", "crypto.sig_verify", "[[depends]]\nname = \"base\"\nversion = \"^0.1\"\nreason = \"reuses its key cache\"\n")),
+        ("base", manifest("base", "crypto.sig_verify", "")),
+        ("rival", manifest("rival", "crypto.sig_verify", "[[conflicts]]\nname = \"base\"\nreason = \"both install a key cache\"\n")),
+        ("codec", manifest("codec", "storage.record_codec", "")),
+    ])
+}
+
+#[test]
+fn help_explains_every_command() {
+    let (ok, out, _) = graph().run(&["--help"]);
+    assert!(ok);
+    for cmd in ["plugins", "gates", "run"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (ok, out, _) = graph().run(&["plugins", "--help"]);
+    assert!(
+        ok && out.contains("why") && out.contains("plan") && out.contains("list"),
+        "{out}"
+    );
+}
+
+#[test]
+fn list_shows_every_plugin_and_state() {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    let (ok, out, _) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "production",
+        "plugins",
+        "list",
+    ]);
+    assert!(ok);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_owned()
+    };
+    assert!(line("top").contains("base ^0.1"), "{out}");
+    assert!(
+        line("top").trim_end().ends_with("failed"),
+        "no library, so loading failed: {out}"
+    );
+    assert!(
+        line("rival").contains("base") && line("rival").trim_end().ends_with("disabled"),
+        "{out}"
+    );
+    assert!(line("codec").contains("storage.record_codec@1"), "{out}");
+    assert!(
+        out.contains("base: failed: plugin `base`: library"),
+        "{out}"
+    );
+    assert!(
+        out.contains("top: failed: plugin `top`: depends on `base`, which failed to load"),
+        "{out}"
+    );
+}
+
+#[test]
+fn plan_reports_every_problem_and_fails() {
+    let env = Env::new(&[
+        (
+            "a",
+            manifest(
+                "a",
+                "crypto.sig_verify",
+                "[[depends]]\nname = \"b\"\nreason = \"x\"\n",
+            ),
+        ),
+        (
+            "b",
+            manifest(
+                "b",
+                "crypto.sig_verify",
+                "[[depends]]\nname = \"a\"\nreason = \"y\"\n",
+            ),
+        ),
+        (
+            "c",
+            manifest(
+                "c",
+                "crypto.sig_verify",
+                "[[conflicts]]\nname = \"a\"\nreason = \"they fight\"\n",
+            ),
+        ),
+    ]);
+    let (ok, out, _) = env.run(&["--enable", "a", "--enable", "c", "plugins", "plan"]);
+    assert!(!ok, "exit status is non-zero");
+    assert!(out.contains("2 problem(s)"), "{out}");
+    assert!(out.contains("`c` conflicts with `a`: they fight"), "{out}");
+    assert!(out.contains("dependency cycle: a -> b -> a"), "{out}");
+}
+
+#[test]
+fn plan_shows_stacks_and_succeeds() {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    let (ok, out, _) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "production",
+        "plugins",
+        "plan",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("crypto.sig_verify (layered): baseline > base > top"),
+        "{out}"
+    );
+    assert!(
+        out.contains("storage.record_codec (exclusive): baseline"),
+        "{out}"
+    );
+    assert!(out.contains("no problems"), "{out}");
+}
+
+#[test]
+fn profile_comes_from_the_environment() {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+        .current_dir(env.path())
+        .env("DUBCHAIN_PROFILE", "production")
+        .env("DUBCHAIN_CONFIG", "c.toml")
+        .args([
+            "--plugin-dir",
+            "plugins",
+            "--state-dir",
+            "state",
+            "plugins",
+            "plan",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.contains("profile: production (c.toml)")
+            && out.contains("top: enabled by profile `production` of c.toml"),
+        "{out}"
+    );
+}
+
+#[test]
+fn why_gives_the_chain_of_reasons() {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    let (ok, out, _) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "production",
+        "plugins",
+        "why",
+        "base",
+    ]);
+    assert!(ok);
+    assert!(out.starts_with("base is ON"), "{out}");
+    assert!(
+        out.contains("- required by `top` (depends ^0.1: reuses its key cache)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  - enabled by profile `production` of c.toml"),
+        "the reason for top, indented: {out}"
+    );
+
+    let (_, out, _) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "production",
+        "--disable",
+        "codec",
+        "plugins",
+        "why",
+        "codec",
+    ]);
+    assert!(
+        out.starts_with("codec is OFF") && out.contains("disabled by the command line"),
+        "{out}"
+    );
+    let (_, out, _) = env.run(&["plugins", "why", "rival"]);
+    assert!(out.contains("not requested"), "{out}");
+
+    let (_, out, _) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "broken",
+        "plugins",
+        "why",
+        "rival",
+    ]);
+    assert!(
+        out.contains("problems involving rival") && out.contains("both install a key cache"),
+        "{out}"
+    );
+
+    let (ok, _, err) = env.run(&["plugins", "why", "nobody"]);
+    assert!(
+        !ok && err.contains("no plugin named `nobody`") && err.contains("found: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn gates_export_then_import_round_trips() {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    let (ok, out, err) = env.run(&[
+        "--config",
+        "c.toml",
+        "--profile",
+        "production",
+        "gates",
+        "export",
+        "gates.json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.path().join("gates.json")).unwrap()).unwrap();
+    assert_eq!(exported["format"], "dubchain-gates/1");
+    assert_eq!(exported["gates"]["top"]["enabled"], true);
+    assert_eq!(exported["gates"]["base"]["enabled"], true);
+    assert_eq!(exported["gates"]["rival"]["enabled"], false);
+
+    // Imported into the development profile, the gates make the same plan.
+    let (ok, out, err) = env.run(&["gates", "import", "gates.json"]);
+    assert!(ok, "{out}{err}");
+    let (_, plan, _) = env.run(&["plugins", "plan"]);
+    assert!(plan.contains("baseline > base > top"), "{plan}");
+    assert!(plan.contains("imported gates: state/gates.json"), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "feature set: {}",
+            exported["feature_set_id"].as_str().unwrap()
+        )),
+        "{plan}"
+    );
+    let (ok, _, _) = env.run(&["gates", "reset"]);
+    assert!(ok);
+    let (_, plan, _) = env.run(&["plugins", "plan"]);
+    assert!(
+        plan.contains("crypto.sig_verify (layered): baseline\n"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn importing_gates_that_conflict_changes_nothing() {
+    let env = graph();
+    let gates = r#"{"format":"dubchain-gates/1","profile":"x","feature_set_id":"0","gates":{
+        "rival":{"enabled":true,"version":"0.1.0"},"base":{"enabled":true,"version":"0.1.0"}}}"#;
+    env.write("bad-gates.json", gates);
+    let (ok, _, err) = env.run(&["gates", "import", "bad-gates.json"]);
+    assert!(!ok);
+    assert!(
+        err.contains("`rival` conflicts with `base`") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(!env.path().join("state/gates.json").exists());
+}
+
+#[test]
+fn bad_files_are_named_with_their_line() {
+    let env = graph();
+    env.write(
+        "c.toml",
+        "[profiles.development]\nenable = [\"top\"]\nturbo = true\n",
+    );
+    let (ok, _, err) = env.run(&["--config", "c.toml", "plugins", "plan"]);
+    assert!(!ok);
+    assert!(err.contains("c.toml:3: unknown field `turbo`"), "{err}");
+
+    let (ok, _, err) = env.run(&["--profile", "staging", "plugins", "plan"]);
+    assert!(
+        !ok && err.contains("no profile `staging`") && err.contains("production"),
+        "{err}"
+    );
+
+    env.write(
+        "g.json",
+        "{\"format\": \"dubchain-gates/1\",\n \"oops\": 1}",
+    );
+    let (ok, _, err) = env.run(&["gates", "import", "g.json"]);
+    assert!(!ok && err.contains("g.json:2: not a gates file"), "{err}");
+
+    // A broken manifest is reported with file and line; the rest still resolve.
+    std::fs::write(
+        env.path().join("plugins/zzz.toml"),
+        "name = \"zzz\"\nversion = 1.0\n",
+    )
+    .unwrap();
+    let (ok, out, err) = env.run(&["--enable", "top", "plugins", "plan"]);
+    assert!(!ok, "a broken manifest makes `plan` fail");
+    assert!(
+        err.contains("zzz.toml:2:") && err.contains("the other plugins are unaffected"),
+        "{err}"
+    );
+    assert!(out.contains("baseline > base > top"), "{out}");
+}

@@ -1,0 +1,537 @@
+//! The node-free half of the comparison harness: for each slot, a workload run on the
+//! baseline and through a host's slot, interleaved by [`measure::compare`]. `plugin verify`'s
+//! quick ratio and a scaffolded plugin's `cargo bench` print these figures; the slots whose
+//! workload needs the node's RocksDB store or TCP network ([`NEEDS_NODE`]) are measured by
+//! `dubchain_instruments::verify`, on top of this table.
+
+use dubchain_plugin_api::slots::*;
+
+use crate::{baseline, measure, workload, Host};
+
+/// The slots whose quick ratio runs on the node (a RocksDB store, TCP sockets): not here.
+pub const NEEDS_NODE: &[SlotInfo] = &[BLOCK_EXECUTION, BLOCK_COMMIT, TRANSPORT];
+
+type Ratio = fn(&Host, &str) -> measure::Comparison;
+
+/// The quick-ratio workload of each slot that needs no node, keyed by slot.
+pub const RATIOS: &[(SlotInfo, Ratio)] = &[
+    (SIG_VERIFY, sig_verify_ratio),
+    (VOTE_VERIFY, vote_verify_ratio),
+    (TX_VALIDATION, tx_validation_ratio),
+    (BLOCK_VALIDATION, block_validation_ratio),
+    (CODE_LOADER, vm_quick_ratio),
+    (METERING, vm_quick_ratio),
+    (MODULE_CACHE, vm_quick_ratio),
+    (CONTRACT_STATE, vm_quick_ratio),
+    (BLOCK_RECLAIM, block_reclaim_ratio),
+    (BUFFER_POOL, buffer_pool_ratio),
+    (FRAME_SEND, frame_send_ratio),
+    (TX_POOL, tx_pool_ratio),
+    (VOTE_TALLY, vote_tally_ratio),
+    (ACCOUNT_READ, account_read_ratio),
+    (DURABILITY, durability_ratio),
+    (BROADCAST, broadcast_ratio),
+    (SEND_QUEUE, send_queue_ratio),
+    (TX_DECODE, tx_decode_ratio),
+    (MERKLE, merkle_ratio),
+    (RECORD_CODEC, record_codec_ratio),
+];
+
+/// The quick ratio of `slot` through `host`'s slot (interleaved rounds); `None` for a slot
+/// in [`NEEDS_NODE`].
+pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
+    RATIOS
+        .iter()
+        .find(|(info, _)| info.id == slot)
+        .map(|(_, ratio)| ratio(host, slot))
+}
+
+/// 512 valid signatures, the same batch every round.
+fn sig_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let set = workload::signature_set(1, 512, false);
+    let items = set.items();
+    measure::compare(
+        slot,
+        7,
+        || drop(baseline::sig_verify(&items)),
+        || drop(host.slots.sig_verify.verify_batch(&items)),
+    )
+}
+
+/// The BLS votes of 100 validators on one block.
+fn vote_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let set = workload::vote_set(1, 100, false);
+    let items = set.items();
+    measure::compare(
+        slot,
+        7,
+        || drop(baseline::verify_votes(&items)),
+        || drop(host.slots.vote_verify.verify_votes(&items)),
+    )
+}
+
+/// 512 signed transfers validated (signature, then rules).
+fn tx_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let txs = workload::tx_batch(1, 512, false);
+    measure::compare(
+        slot,
+        7,
+        || {
+            std::hint::black_box(baseline::validate_txs(&txs));
+        },
+        || {
+            std::hint::black_box(host.slots.tx_validation.validate(&txs));
+        },
+    )
+}
+
+/// The stateless checks of a run of 16 blocks of 64 transfers.
+fn block_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let (height, hash, blocks, _) = workload::block_run(1, 16, 64, false);
+    measure::compare(
+        slot,
+        5,
+        || {
+            std::hint::black_box(baseline::check_run(height, &hash, &blocks));
+        },
+        || {
+            std::hint::black_box(
+                host.slots
+                    .block_validation
+                    .check_run(height, &hash, &blocks),
+            );
+        },
+    )
+}
+
+/// 8 blocks of 256 transfers dropped, or handed to the provider.
+fn block_reclaim_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let (_, _, blocks, _) = workload::block_run(1, 8, 256, false);
+    measure::compare(
+        slot,
+        7,
+        || drop(std::hint::black_box(blocks.clone())),
+        || {
+            host.slots
+                .block_reclaim
+                .reclaim(std::hint::black_box(blocks.clone()))
+        },
+    )
+}
+
+/// 2,000 64 KiB frame buffers filled and dropped, or taken from and given back to the pool.
+fn buffer_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let fill = |mut b: abi_stable::std_types::RVec<u8>| {
+        b.extend_from_slice(&[7; 512]);
+        b
+    };
+    measure::compare(
+        slot,
+        7,
+        || {
+            for _ in 0..2_000 {
+                drop(std::hint::black_box(fill(
+                    abi_stable::std_types::RVec::with_capacity(65_536),
+                )));
+            }
+        },
+        || {
+            for _ in 0..2_000 {
+                let b = fill(host.slots.buffer_pool.take(65_536));
+                host.slots.buffer_pool.give(std::hint::black_box(b));
+            }
+        },
+    )
+}
+
+/// A block's worth of transaction gossip framed for 16 peers.
+fn broadcast_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    // A block's worth of transaction gossip to 16 peers.
+    let msgs: Vec<dubchain_plugin_api::wire::Message> = workload::transactions(1, 1, 256)
+        .into_iter()
+        .map(dubchain_plugin_api::wire::Message::Tx)
+        .collect();
+    measure::compare(
+        slot,
+        7,
+        || {
+            let lists: Vec<Vec<Vec<u8>>> = (0..16)
+                .map(|_| msgs.iter().map(dubchain_plugin_api::wire::frame).collect())
+                .collect();
+            drop(std::hint::black_box(lists));
+        },
+        || drop(std::hint::black_box(host.slots.broadcast.frames(&msgs, 16))),
+    )
+}
+
+/// 8 blocks of 256 transactions decoded from their JSON payloads.
+fn tx_decode_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let payloads: Vec<Vec<u8>> = workload::transactions(1, 8, 256)
+        .iter()
+        .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
+        .collect();
+    let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+    measure::compare(
+        slot,
+        7,
+        || drop(std::hint::black_box(baseline::decode_txs(&views))),
+        || drop(std::hint::black_box(host.slots.tx_decode.decode(&views))),
+    )
+}
+
+/// The Merkle root of 4,096 leaves.
+fn merkle_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
+    measure::compare(
+        slot,
+        7,
+        || {
+            std::hint::black_box(baseline::merkle_root(&tree));
+        },
+        || {
+            std::hint::black_box(host.slots.merkle.root(&tree));
+        },
+    )
+}
+
+/// 8 blocks of 64 transactions encoded as records.
+fn record_codec_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    let records = workload::records(1, 8, 64);
+    measure::compare(
+        slot,
+        7,
+        || drop(baseline::encode_records(&records)),
+        || drop(host.slots.record_codec.encode(&records)),
+    )
+}
+
+/// A whole call of the compute contract, through every `vm.*` slot, with and without the
+/// plugin.
+#[cfg(feature = "vm")]
+fn vm_quick_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    // A whole call of the compute contract, through every vm.* slot, with and without
+    // the plugin.
+    let chain = crate::vm::MemoryChain::with_genesis_contracts();
+    let compute = crate::vm::contracts::compute().address;
+    let no_plugins = crate::slot::Slots::default();
+    let vm = crate::vm::Vm::shared();
+    measure::compare(
+        slot,
+        7,
+        || {
+            std::hint::black_box(crate::vm::call_contract(
+                &no_plugins,
+                vm,
+                &chain,
+                &compute,
+                200,
+                1_000_000,
+            ))
+            .ok();
+        },
+        || {
+            std::hint::black_box(crate::vm::call_contract(
+                &host.slots,
+                vm,
+                &chain,
+                &compute,
+                200,
+                1_000_000,
+            ))
+            .ok();
+        },
+    )
+}
+
+/// A host without the VM refuses `vm.*` providers at load, so there is nothing to measure.
+#[cfg(not(feature = "vm"))]
+fn vm_quick_ratio(_: &Host, slot: &str) -> measure::Comparison {
+    unreachable!("{slot} providers do not load into a host without the contract VM")
+}
+
+/// 500 frames of 200 bytes to a peer over a Unix socket (drained by a thread), written by
+
+fn frame_send_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use std::io::Read;
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(b.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let frames: Vec<Vec<u8>> = (0..500u32)
+        .map(|i| [200u32.to_be_bytes().to_vec(), vec![i as u8; 200]].concat())
+        .collect();
+    let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+    let none = crate::slot::Slots::default();
+    let c = measure::compare(
+        slot,
+        7,
+        || {
+            none.frame_send
+                .send(&views, &mut &a)
+                .expect("the socket takes it")
+        },
+        || {
+            host.slots
+                .frame_send
+                .send(&views, &mut &a)
+                .expect("the socket takes it")
+        },
+    );
+    drop(a);
+    let _ = drain.join();
+    c
+}
+
+/// Selecting a block of 256 from 5,000 pending transactions of 500 senders, on the
+/// baseline's index and on the provider's.
+fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::{
+        slots::{HostNonces, PoolEntry},
+        types::Bytes32,
+    };
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let senders: Vec<Bytes32> = (0..500).map(|_| Bytes32(rng.gen())).collect();
+    let entries: Vec<PoolEntry> = (0..5_000)
+        .map(|i| PoolEntry {
+            hash: Bytes32(rng.gen()),
+            sender: senders[i % senders.len()],
+            nonce: (i / senders.len()) as u64,
+            fee: rng.gen_range(1..100),
+        })
+        .collect();
+    let mut base = baseline::VecIndex::default();
+    base.insert(&entries);
+    let mut index = host
+        .slots
+        .tx_pool
+        .new_index()
+        .expect("the provider makes an index");
+    let _ = index.insert(entries.as_slice().into());
+    let zero = |_: &Bytes32| -> Result<u64, dubchain_plugin_api::PluginError> { Ok(0) };
+    let source = HostNonces(zero);
+    let index = std::sync::Mutex::new(index);
+    measure::compare(
+        slot,
+        5,
+        || drop(std::hint::black_box(base.select(256, &zero))),
+        || {
+            let mut ix = index.lock().expect("not poisoned");
+            drop(std::hint::black_box(ix.select(256, source.as_source())));
+        },
+    )
+}
+
+/// Four threads recording 100 validators' votes for 50 heights, each vote followed by nine
+/// reads of the finalized height (the catalogue's 9:1), on the baseline (one `Mutex`) and
+/// on the provider's state.
+fn vote_tally_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::types::Bytes32;
+    let stakes: Vec<u64> = (1..=100).collect();
+    let block = Bytes32([7; 32]);
+    let run = |record: &(dyn Fn(u64, u32) + Sync), read: &(dyn Fn() -> u64 + Sync)| {
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                scope.spawn(move || {
+                    for h in 1..=50 {
+                        for v in (t..100).step_by(4) {
+                            record(h, v);
+                            for _ in 0..9 {
+                                std::hint::black_box(read());
+                            }
+                        }
+                    }
+                });
+            }
+        })
+    };
+    measure::compare(
+        slot,
+        5,
+        || {
+            let m = std::sync::Mutex::new(baseline::Tally::default());
+            run(
+                &|h, v| {
+                    m.lock()
+                        .expect("not poisoned")
+                        .record(&stakes, h, &block, v);
+                },
+                &|| m.lock().expect("not poisoned").finalized(),
+            );
+        },
+        || {
+            let state = host
+                .slots
+                .vote_tally
+                .new_tally(&stakes)
+                .expect("the provider makes a state");
+            run(
+                &|h, v| {
+                    let _ = state.record(h, &block, v);
+                },
+                &|| state.finalized().into_result().unwrap_or(0),
+            );
+        },
+    )
+}
+
+/// 20,000 Zipf-distributed reads of 1,000 accounts whose records (JSON, as stored) sit in
+/// memory: decoded on every read by the baseline, through the provider otherwise. No RocksDB
+/// here (a scaffolded plugin's bench does not build it), so every boundary crossing weighs
+/// more than on the node; `plugin verify` and `bench` time this slot on RocksDB
+/// (`dubchain_instruments::verify`).
+fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use dubchain_plugin_api::{exec::AccountState, types::Bytes32};
+    use rand::{Rng, SeedableRng};
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Record {
+        balance: u64,
+        nonce: u64,
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let accounts: Vec<Bytes32> = (0..1_000).map(|_| Bytes32(rng.gen())).collect();
+    let stored: std::collections::HashMap<Bytes32, Vec<u8>> = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let r = Record {
+                balance: i as u64 * 1_000,
+                nonce: i as u64,
+            };
+            (*a, serde_json::to_vec(&r).expect("serialises"))
+        })
+        .collect();
+    let reads: Vec<Bytes32> = (0..20_000)
+        .map(|_| {
+            let u: f64 = rng.gen();
+            accounts[((u.powf(4.0)) * accounts.len() as f64) as usize % accounts.len()]
+        })
+        .collect();
+    let read = |a: &Bytes32| -> AccountState {
+        let r: Record = serde_json::from_slice(&stored[a]).expect("decodes");
+        AccountState {
+            balance: r.balance,
+            nonce: r.nonce,
+        }
+    };
+    measure::compare(
+        slot,
+        7,
+        || {
+            for a in &reads {
+                std::hint::black_box(read(a));
+            }
+        },
+        || {
+            for a in &reads {
+                std::hint::black_box(host.slots.account_read.get(
+                    u64::MAX,
+                    std::slice::from_ref(a),
+                    |xs| Ok(xs.iter().map(read).collect()),
+                ));
+            }
+        },
+    )
+}
+
+/// Eight threads each committing 20 times to one log (a real file, written and fsynced):
+
+fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("dubchain-verify-sync-{}", std::process::id()));
+    let file = std::sync::Mutex::new(std::fs::File::create(&path).expect("a temporary file"));
+    let sync = || -> Result<(), String> {
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(b"commit\n")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| e.to_string())
+    };
+    let committers = |commit: &(dyn Fn() + Sync)| {
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..20 {
+                        commit();
+                    }
+                });
+            }
+        })
+    };
+    let c = measure::compare(
+        slot,
+        5,
+        || committers(&|| sync().expect("the file syncs")),
+        || {
+            committers(&|| {
+                host.slots
+                    .durability
+                    .make_durable(u64::MAX, sync)
+                    .expect("the file syncs")
+            })
+        },
+    );
+    let _ = std::fs::remove_file(&path);
+    c
+}
+
+/// 3,000 frames of 200 bytes (one in ten consensus) pushed in batches of 30 while a writer
+/// thread pops them: through the baseline's FIFO, and through the provider's queue.
+fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
+    use abi_stable::std_types::{RArc, RVec};
+    use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
+    let batch: Vec<Outgoing> = (0..30)
+        .map(|i| Outgoing {
+            class: if i % 10 == 0 {
+                TrafficClass::Consensus
+            } else {
+                TrafficClass::Gossip
+            },
+            frame: RArc::new(RVec::from(vec![i as u8; 200])),
+        })
+        .collect();
+    let run = |push: &(dyn Fn(Vec<Outgoing>) + Sync),
+               pop: &(dyn Fn() -> Popped + Sync),
+               close: &dyn Fn()| {
+        std::thread::scope(|scope| {
+            let consumer = scope.spawn(|| loop {
+                if let Popped::Closed = pop() {
+                    return;
+                }
+            });
+            for _ in 0..100 {
+                push(batch.clone());
+            }
+            close();
+            let _ = consumer.join();
+        })
+    };
+    measure::compare(
+        slot,
+        7,
+        || {
+            let q = baseline::FifoQueue::default();
+            run(
+                &|f| q.push(f),
+                &|| q.pop(256, std::time::Duration::from_millis(10)),
+                &|| q.close(),
+            );
+        },
+        || {
+            let q = host
+                .slots
+                .send_queue
+                .new_queue(1)
+                .expect("the provider makes a queue");
+            run(
+                &|f| {
+                    let _ = q.push(f.into());
+                },
+                &|| q.pop(256, 10).into_result().unwrap_or(Popped::Closed),
+                &|| {
+                    let _ = q.close();
+                },
+            );
+        },
+    )
+}

@@ -1,0 +1,407 @@
+//! Plugin manifests: the TOML file that ships next to each plugin library.
+//!
+//! The serde types here ([`ManifestFile`] and friends) are the stable, user-facing format,
+//! documented in `docs/manifest.md`. They are converted once, explicitly, into [`Manifest`],
+//! the validated form the resolver and loader work with. Unknown keys are errors, and every
+//! error names the file and, where TOML can say, the line.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A manifest that was read and validated.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub name: String,
+    pub version: Version,
+    pub description: String,
+    pub subsystem: String,
+    /// Absolute path of the manifest file itself.
+    pub path: PathBuf,
+    /// Absolute path of the library the manifest describes.
+    pub library: PathBuf,
+    /// Lowercase hex sha256 the library must have, when pinned.
+    pub sha256: Option<String>,
+    pub api: VersionReq,
+    pub provides: Vec<Provide>,
+    pub depends: Vec<Depend>,
+    pub conflicts: Vec<Conflict>,
+    pub ordering: Ordering,
+    pub risk: Risk,
+    pub contract: Option<Contract>,
+    pub default_enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provide {
+    pub slot: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Depend {
+    pub name: String,
+    pub version: VersionReq,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    pub name: String,
+    pub version: VersionReq,
+    pub reason: String,
+}
+
+/// Where a layer sits in the stack of a layered slot, relative to other layers.
+#[derive(Debug, Clone, Default)]
+pub struct Ordering {
+    /// Layers this one sits above (closer to the caller than they are).
+    pub above: Vec<String>,
+    /// Layers this one sits below.
+    pub below: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+/// The performance the plugin promises against the baseline.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// Minimum baseline time / plugin time on `workload`.
+    pub min_speedup: f64,
+    /// The workload the promise is about, in words.
+    pub workload: String,
+    /// The `dubchain-perf bench` case the promise is judged on, where the slot has several
+    /// (for example `block_execution_low`); by default the slot's contract case.
+    #[serde(default)]
+    pub case: Option<String>,
+}
+
+/// A manifest that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+// ---------------------------------------------------------------------------------------------
+// The file format.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    pub name: Spanned<String>,
+    pub version: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub subsystem: String,
+    pub library: String,
+    pub sha256: Option<Spanned<String>>,
+    pub api: Spanned<String>,
+    pub provides: Spanned<Vec<ProvideFile>>,
+    #[serde(default)]
+    pub depends: Vec<DependFile>,
+    #[serde(default)]
+    pub conflicts: Vec<ConflictFile>,
+    #[serde(default)]
+    pub ordering: OrderingFile,
+    pub risk: Risk,
+    pub contract: Option<ContractFile>,
+    #[serde(default)]
+    pub default_enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractFile {
+    pub min_speedup: Spanned<f64>,
+    pub workload: String,
+    #[serde(default)]
+    pub case: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvideFile {
+    pub slot: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependFile {
+    /// Spanned: an entry's error points at its name.
+    pub name: Spanned<String>,
+    #[serde(default = "any_version")]
+    pub version: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictFile {
+    /// Spanned: an entry's error points at its name.
+    pub name: Spanned<String>,
+    #[serde(default = "any_version")]
+    pub version: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderingFile {
+    #[serde(default)]
+    pub above: Vec<String>,
+    #[serde(default)]
+    pub below: Vec<String>,
+}
+
+fn any_version() -> String {
+    "*".to_owned()
+}
+
+/// Reads and validates the manifest at `path`.
+pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+        path: path.to_owned(),
+        line: None,
+        message: format!("cannot read manifest: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates manifest `text`, reporting errors against `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    let err = |line: Option<usize>, message: String| ManifestError {
+        path: path.to_owned(),
+        line,
+        message,
+    };
+    let file: ManifestFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| line_of(text, span.start));
+        err(line, e.message().to_owned())
+    })?;
+    // Values that parse as TOML but are wrong: their line from the value's span.
+    let at =
+        |span: std::ops::Range<usize>| (span.end > span.start).then(|| line_of(text, span.start));
+    let spanned = |v: &Spanned<String>| (v.get_ref().clone(), at(v.span()));
+
+    let (name, name_line) = spanned(&file.name);
+    if !is_identifier(&name) {
+        return Err(err(
+            name_line,
+            format!("name `{name}` must be lowercase letters, digits and `_`"),
+        ));
+    }
+    let (v, line) = spanned(&file.version);
+    let version =
+        Version::parse(&v).map_err(|e| err(line, format!("version `{v}` is not semver: {e}")))?;
+    let (a, line) = spanned(&file.api);
+    let api = VersionReq::parse(&a)
+        .map_err(|e| err(line, format!("api `{a}` is not a version requirement: {e}")))?;
+    if let Some(hash) = &file.sha256 {
+        let (h, line) = spanned(hash);
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(line, "sha256 must be 64 hex digits".to_owned()));
+        }
+    }
+    if file.provides.get_ref().is_empty() {
+        return Err(err(
+            at(file.provides.span()),
+            "a plugin must provide at least one slot".to_owned(),
+        ));
+    }
+    let contract = match file.contract {
+        Some(c) => {
+            let min_speedup = *c.min_speedup.get_ref();
+            if !(min_speedup.is_finite() && min_speedup > 0.0) {
+                return Err(err(
+                    at(c.min_speedup.span()),
+                    "contract.min_speedup must be a positive number".to_owned(),
+                ));
+            }
+            Some(Contract {
+                min_speedup,
+                workload: c.workload,
+                case: c.case,
+            })
+        }
+        None => None,
+    };
+    // An entry's version error points at the entry (its name).
+    let req = |what: &str, name: &Spanned<String>, v: &str| {
+        let (name, line) = spanned(name);
+        VersionReq::parse(v).map_err(|e| {
+            err(
+                line,
+                format!("{what} `{name}`: version `{v}` is not a version requirement: {e}"),
+            )
+        })
+    };
+    let depends = file
+        .depends
+        .iter()
+        .map(|d| {
+            Ok(Depend {
+                name: d.name.get_ref().clone(),
+                version: req("depends", &d.name, &d.version)?,
+                reason: d.reason.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let conflicts = file
+        .conflicts
+        .iter()
+        .map(|c| {
+            Ok(Conflict {
+                name: c.name.get_ref().clone(),
+                version: req("conflicts", &c.name, &c.version)?,
+                reason: c.reason.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Ok(Manifest {
+        library: dir.join(library_file_name(&file.library)),
+        name,
+        version,
+        description: file.description,
+        subsystem: file.subsystem,
+        path: path.to_owned(),
+        sha256: file.sha256.map(|h| h.into_inner().to_ascii_lowercase()),
+        api,
+        provides: file
+            .provides
+            .into_inner()
+            .into_iter()
+            .map(|p| Provide {
+                slot: p.slot,
+                version: p.version,
+            })
+            .collect(),
+        depends,
+        conflicts,
+        ordering: Ordering {
+            above: file.ordering.above,
+            below: file.ordering.below,
+        },
+        risk: file.risk,
+        contract,
+        default_enabled: file.default_enabled,
+    })
+}
+
+/// Maps a library base name (`crypto_parallel_verification`) to this platform's file name
+/// (`libcrypto_parallel_verification.so`); a name with an extension is taken as a file name.
+pub fn library_file_name(library: &str) -> String {
+    if Path::new(library).extension().is_some() {
+        library.to_owned()
+    } else {
+        format!(
+            "{}{library}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        )
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of the `name` key of the manifest at `path` (from its span).
+fn name_line(path: &Path) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct NameOnly {
+        name: Spanned<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let only: NameOnly = toml::from_str(&text).ok()?;
+    Some(line_of(&text, only.name.span().start))
+}
+
+/// What a directory scan found: the manifests that read, and the ones that did not.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub manifests: Vec<Manifest>,
+    pub errors: Vec<ManifestError>,
+}
+
+/// Reads every `*.toml` manifest in `dir` (not recursive), in file-name order.
+pub fn discover(dir: &Path) -> Discovery {
+    let mut out = Discovery::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            out.errors.push(ManifestError {
+                path: dir.to_owned(),
+                line: None,
+                message: format!("cannot read plugin directory: {e}"),
+            });
+            return out;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in paths {
+        match read(&path) {
+            Ok(m) => {
+                if let Some(first) = seen.get(&m.name) {
+                    out.errors.push(ManifestError {
+                        path: path.clone(),
+                        line: name_line(&path),
+                        message: format!(
+                            "a second manifest for plugin `{}` (the first is {}); keep one version in the directory",
+                            m.name,
+                            first.display()
+                        ),
+                    });
+                    continue;
+                }
+                seen.insert(m.name.clone(), path);
+                out.manifests.push(m);
+            }
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out
+}

@@ -1,0 +1,270 @@
+//! `dubchain-perf run`, the main job: the chain produced by the node on the baselines and
+//! with the session's plugins, every node on a freshly loaded host, runs alternating (see
+//! [`crate::system`]); then each plugin alone on its slot's workloads (see [`crate::micro`]);
+//! `run.json` and `run.md` written. The command line prints [`MainJob`]; nothing here prints.
+
+use std::path::{Path, PathBuf};
+
+use dubchain_host::{session::Session, Host};
+use dubchain_node::gen::WorkloadConfig;
+
+use crate::{
+    fingerprint::Fingerprint,
+    micro::{self, MicroOptions},
+    suite,
+    system::{self, SystemOptions},
+    MicroResult, StageRow, SystemResult,
+};
+
+/// What the main job runs.
+#[derive(Debug, Clone)]
+pub struct MainJobOptions {
+    pub workload: WorkloadConfig,
+    pub blocks: u64,
+    pub runs: usize,
+    pub data_dir: PathBuf,
+    pub micro: MicroOptions,
+    /// Go on when the plan has problems or a plugin fails to load.
+    pub allow_missing: bool,
+    pub out: PathBuf,
+}
+
+/// Why the main job ran nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the plan has {} problem(s):\n{}\nnothing was run; fix the plan (`dubchain-perf plugins plan`) or pass --allow-missing to run without the plugins it leaves out", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Plan { problems: Vec<String> },
+    #[error("nothing was run: {} failed to load; fix it or pass --allow-missing to compare without it", missing.join(", "))]
+    Load { missing: Vec<String> },
+}
+
+/// The session's plugins applied to a fresh host, before anything runs.
+pub struct Prepared {
+    pub host: Host,
+    /// Load errors and plan problems, one line each (printed whatever happens next).
+    pub errors: Vec<String>,
+    /// Plugins that are not loaded (their slots run on the baselines).
+    pub missing: Vec<String>,
+    pub plan_ok: bool,
+}
+
+/// Applies the plan; a plan with problems or a plugin that fails to load refuses the run
+/// unless `allow_missing`.
+pub fn prepare(s: &Session, allow_missing: bool) -> Result<Prepared, (Vec<String>, Refusal)> {
+    let host = s.host();
+    let (errors, missing) = match s.apply(&host) {
+        Ok(report) => (
+            report.failed.iter().map(ToString::to_string).collect(),
+            report
+                .failed
+                .iter()
+                .map(|e| e.plugin().to_owned())
+                .collect::<Vec<_>>(),
+        ),
+        Err(problems) => {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            if !allow_missing {
+                return Err((Vec::new(), Refusal::Plan { problems }));
+            }
+            let errors = problems.iter().map(|p| format!("plan: {p}")).collect();
+            (errors, s.resolution.enabled().map(str::to_owned).collect())
+        }
+    };
+    if !missing.is_empty() && !allow_missing {
+        return Err((errors, Refusal::Load { missing }));
+    }
+    Ok(Prepared {
+        host,
+        errors,
+        missing,
+        plan_ok: s.resolution.is_ok(),
+    })
+}
+
+/// The main job's figures.
+pub struct MainJob {
+    pub chains: SystemResult,
+    pub slots: Vec<MicroResult>,
+    pub missing: Vec<String>,
+    pub markdown: String,
+    /// Where `run.json` was written.
+    pub json: PathBuf,
+}
+
+impl MainJob {
+    /// The first disagreement with the baselines, if any: the job fails on it.
+    pub fn disagreement(&self) -> Option<String> {
+        if !self.chains.identical {
+            return Some(
+                "the runs with plugins did not reach the same chain as the baselines".to_owned(),
+            );
+        }
+        self.slots.iter().find(|r| !r.identical).map(|r| {
+            format!(
+                "{} answered differently from the baseline on `{}`",
+                r.plugin, r.id
+            )
+        })
+    }
+}
+
+/// Runs the chain comparison and the per-slot table; `progress(done, total)` after each
+/// chain run.
+pub fn run(
+    s: &Session,
+    prepared: &Prepared,
+    o: &MainJobOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<MainJob, String> {
+    let fresh = || -> Result<Host, String> {
+        if prepared.plan_ok {
+            s.loaded_host(o.allow_missing)
+        } else {
+            Ok(s.host())
+        }
+    };
+    let system_options = SystemOptions {
+        workload: o.workload.clone(),
+        blocks: o.blocks,
+        runs: o.runs,
+        data_dir: o.data_dir.clone(),
+        network: true,
+        catch_up: true,
+        count_allocations: false,
+    };
+    let chains = system::run(&|| Ok(s.host()), &fresh, &system_options, progress)?;
+    let slots = if prepared.plan_ok {
+        micro::run_except(s, &prepared.host, &o.micro, &prepared.missing, |_, _, _| {})?
+    } else {
+        Vec::new()
+    };
+    let markdown = markdown(s, &chains, &prepared.missing, o.workload.seed);
+    let json = write(s, o, &chains, &slots, &prepared.missing, &markdown)?;
+    Ok(MainJob {
+        chains,
+        slots,
+        missing: prepared.missing.clone(),
+        markdown,
+        json,
+    })
+}
+
+fn write(
+    s: &Session,
+    o: &MainJobOptions,
+    chains: &SystemResult,
+    slots: &[MicroResult],
+    missing: &[String],
+    markdown: &str,
+) -> Result<PathBuf, String> {
+    let io = |path: &Path, e: std::io::Error| format!("writing {}: {e}", path.display());
+    std::fs::create_dir_all(&o.out).map_err(|e| io(&o.out, e))?;
+    let json = serde_json::json!({
+        "feature_set_id": s.resolution.feature_set_id,
+        "profile": s.options.profile,
+        "seed": o.workload.seed,
+        "fingerprint": Fingerprint::current(suite::plugin_set(s)),
+        "missing": missing,
+        "runs_per_side": chains.runs_per_side,
+        "rows": chains.rows,
+        "chain": chains.chain,
+        "identical": chains.identical,
+        "slots": slots,
+    });
+    let md_path = o.out.join("run.md");
+    std::fs::write(&md_path, markdown).map_err(|e| io(&md_path, e))?;
+    let json_path = o.out.join("run.json");
+    let bytes = serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, bytes).map_err(|e| io(&json_path, e))?;
+    Ok(json_path)
+}
+
+/// The stage table's header and rows (what the command line prints and `run.md` holds).
+pub fn stage_rows(r: &SystemResult) -> Vec<Vec<String>> {
+    let header = [
+        "stage",
+        "baselines",
+        "plugins",
+        "speed-up [95% interval]",
+        "verdict",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for row in &r.rows {
+        rows.push(vec![
+            row.name.clone(),
+            format!("{:.2} {}", StageRow::median(&row.baseline), row.unit),
+            format!("{:.2} {}", StageRow::median(&row.plugins), row.unit),
+            format!("{:.2}x [{:.2}, {:.2}]", row.ratio, row.ci95[0], row.ci95[1]),
+            row.verdict().to_owned(),
+        ]);
+    }
+    rows
+}
+
+/// One line on whether every run reached the same chain.
+pub fn chain_verdict(r: &SystemResult) -> String {
+    match (&r.chain, r.identical) {
+        (Some(ch), true) => format!(
+            "same chain in all {} runs: block {:?}, state root {:?}, on the proposer, the validator, every TCP node and the catch-up node",
+            r.runs_per_side * 2,
+            ch.last_block,
+            ch.state_root
+        ),
+        _ => "DIFFERENT CHAINS: some run did not reach the baselines' chain".to_owned(),
+    }
+}
+
+/// How the stage figures were made, printed under the table.
+pub fn method_note(r: &SystemResult) -> String {
+    format!(
+        "(medians of {} runs per side, alternating B P, P B, ...; each ratio is the median of the per-run ratios with a 95% bootstrap interval, \"no change\" when it contains 1; host and plugins are built with the same optimisation settings, see the fingerprint in run.json)",
+        r.runs_per_side
+    )
+}
+
+/// The per-slot table's header and rows.
+pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
+    let head = [
+        "case",
+        "plugin",
+        "speed-up [95% interval]",
+        "catalogue goal",
+        "promise",
+        "identical",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for r in slots {
+        rows.push(vec![
+            r.id.clone(),
+            r.plugin.clone(),
+            format!(
+                "{:.2}x [{:.2}, {:.2}]",
+                r.ratio.median, r.ratio.low, r.ratio.high
+            ),
+            r.goal.map_or("-".into(), |g| format!(">= {g}x")),
+            r.promise.map_or("-".into(), |p| format!(">= {p}x")),
+            if r.identical { "yes" } else { "NO" }.to_owned(),
+        ]);
+    }
+    rows
+}
+
+/// `run.md`: the verdict and the stage table.
+fn markdown(s: &Session, r: &SystemResult, missing: &[String], seed: u64) -> String {
+    let rows = stage_rows(r);
+    let mut md = format!(
+        "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {seed}, {} runs per side\n\n{}\n\n",
+        s.resolution.feature_set_id,
+        s.options.profile,
+        r.runs_per_side,
+        chain_verdict(r)
+    );
+    if !missing.is_empty() {
+        md += &format!("Missing (ran on baselines): {}\n\n", missing.join(", "));
+    }
+    md += &format!("| {} |\n|---|---|---|---|---|\n", rows[0].join(" | "));
+    for row in &rows[1..] {
+        md += &format!("| {} |\n", row.join(" | "));
+    }
+    md
+}

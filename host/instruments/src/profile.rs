@@ -1,0 +1,899 @@
+//! `dubchain-perf profile`: where the time and the memory go, on baselines and with the
+//! configured plugins, and which plugins would take the hotspots away.
+//!
+//! For each side the workload runs under pprof's sampling profiler (SIGPROF at
+//! `frequency` Hz, stacks unwound in the signal handler). Outputs per side: a flamegraph
+//! SVG and a pprof protobuf (`go tool pprof`, speedscope, ...). The samples are then
+//! folded into a hotspot report: functions by self samples (the innermost frame) and total
+//! samples (anywhere on the stack), and groups (ed25519 verification, JSON records,
+//! RocksDB, BLS votes, ...) tied to the subsystem and, where one exists, the slot that a
+//! plugin can fill. Recommendations come from the manifests' performance contracts:
+//! a group holding a share `f` of CPU on the baselines, with a plugin promising `s`x on
+//! its slot, is worth at most `1 / ((1 - f) + f / s)` overall (Amdahl), and the
+//! recommendations are ordered by that bound.
+//!
+//! Memory: the counting global allocator gives allocations, bytes and the peak of the
+//! host's heap per workload and, for the chain, per stage; `--heap` adds a valgrind massif
+//! heap profile of each side (which also sees plugins and RocksDB).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use serde::Serialize;
+
+use dubchain_host::{
+    alloc_count::{self, AllocStats},
+    host::HostOptions,
+    session::Session,
+    Host,
+};
+use dubchain_node::{
+    gen::WorkloadConfig,
+    run::{run_chain, ChainConfig, NodeHosts, StageAllocs},
+};
+
+use crate::micro::{self, MicroOptions, Side};
+
+/// What to profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// The node's chain workload (`run`'s, with its flags).
+    Chain,
+    /// `crypto.sig_verify` on the micro workload, repeated.
+    SigVerify,
+    /// `storage.record_codec` encode and decode, repeated.
+    RecordCodec,
+}
+
+impl std::str::FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "chain" => Ok(Workload::Chain),
+            "sig_verify" => Ok(Workload::SigVerify),
+            "record_codec" => Ok(Workload::RecordCodec),
+            _ => Err(format!(
+                "unknown workload `{s}` (chain, sig_verify, record_codec)"
+            )),
+        }
+    }
+}
+
+/// Profiling options.
+#[derive(Debug, Clone)]
+pub struct ProfileOptions {
+    pub workload: Workload,
+    pub frequency: i32,
+    pub chain: WorkloadConfig,
+    pub blocks: u64,
+    pub micro: MicroOptions,
+    /// Repetitions of a micro workload (enough samples to say something).
+    pub repeat: usize,
+    /// Profile the baselines, the plugins, or both.
+    pub sides: Vec<ProfileSide>,
+    /// Whether to sample the CPU (off in the massif child).
+    pub cpu: bool,
+    /// A group needs at least this share of CPU to be recommended on.
+    pub min_share: f64,
+    pub out: PathBuf,
+}
+
+/// Which implementation set a profile is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileSide {
+    Baseline,
+    Plugins,
+}
+
+impl ProfileSide {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfileSide::Baseline => "baseline",
+            ProfileSide::Plugins => "plugins",
+        }
+    }
+}
+
+/// One function's samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct FnStat {
+    pub name: String,
+    pub group: String,
+    pub self_samples: u64,
+    pub total_samples: u64,
+}
+
+/// One group's samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupStat {
+    pub group: String,
+    pub subsystem: String,
+    pub slot: Option<String>,
+    pub self_samples: u64,
+    /// Samples with a function of this group anywhere on the stack.
+    pub total_samples: u64,
+    /// total_samples / all samples.
+    pub share: f64,
+}
+
+/// The profile of one side.
+#[derive(Debug, Clone, Serialize)]
+pub struct SideProfile {
+    pub side: ProfileSide,
+    pub samples: u64,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    /// The host heap over the workload (counting allocator), if installed.
+    pub heap: Option<AllocStats>,
+    /// Per stage of the chain workload.
+    pub stages: Option<StageAllocs>,
+    pub top_self: Vec<FnStat>,
+    pub top_total: Vec<FnStat>,
+    pub groups: Vec<GroupStat>,
+    /// Files written for this side.
+    pub files: Vec<PathBuf>,
+}
+
+/// A recommendation from a hotspot and a manifest's contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub group: String,
+    pub slot: String,
+    pub share: f64,
+    pub plugin: String,
+    pub promise: Option<f64>,
+    /// Amdahl's bound on the whole workload's speed-up from this plugin alone.
+    pub projected: Option<f64>,
+    pub enabled: bool,
+    pub text: String,
+}
+
+/// Everything `profile` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileReport {
+    pub workload: String,
+    pub frequency: i32,
+    pub sides: Vec<SideProfile>,
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// Known code, by symbol substring: (pattern, group, subsystem, slot).
+const RULES: &[(&str, &str, &str, Option<&str>)] = &[
+    (
+        "ed25519_dalek",
+        "ed25519 verification",
+        "crypto",
+        Some("crypto.sig_verify"),
+    ),
+    (
+        "curve25519_dalek",
+        "ed25519 verification",
+        "crypto",
+        Some("crypto.sig_verify"),
+    ),
+    (
+        "serde_json",
+        "JSON records",
+        "storage",
+        Some("storage.record_codec"),
+    ),
+    (
+        "blst",
+        "BLS votes",
+        "consensus",
+        Some("consensus.vote_verify"),
+    ),
+    ("rocksdb", "RocksDB", "storage", None),
+    (
+        "sha2::sha256",
+        "SHA-256 (Merkle and state roots)",
+        "crypto",
+        Some("crypto.merkle"),
+    ),
+    ("sha2::", "SHA-2 hashing", "crypto", None),
+    (
+        "vm::meter",
+        "gas metering rewrite",
+        "vm",
+        Some("vm.metering"),
+    ),
+    (
+        "wasm_encoder",
+        "gas metering rewrite",
+        "vm",
+        Some("vm.metering"),
+    ),
+    (
+        "wasmparser",
+        "decoding and validating contracts",
+        "vm",
+        Some("vm.code_loader"),
+    ),
+    (
+        "cranelift",
+        "compiling contracts (Cranelift)",
+        "vm",
+        Some("vm.module_cache"),
+    ),
+    (
+        "regalloc2",
+        "compiling contracts (Cranelift)",
+        "vm",
+        Some("vm.module_cache"),
+    ),
+    (
+        "wasmtime",
+        "instantiating and running contracts",
+        "vm",
+        Some("vm.module_cache"),
+    ),
+    (
+        "baseline::VecIndex",
+        "mempool index (linear scans)",
+        "mempool",
+        Some("mempool.tx_pool"),
+    ),
+    (
+        "baseline::Tally",
+        "consensus tallies",
+        "consensus",
+        Some("consensus.vote_tally"),
+    ),
+    ("node::mempool", "mempool", "mempool", None),
+    (
+        "node::execute",
+        "execution",
+        "execution",
+        Some("exec.block_execution"),
+    ),
+    ("node::state", "state store", "storage", None),
+    ("node::consensus", "consensus", "consensus", None),
+    (
+        "node::block",
+        "block production and validation",
+        "node",
+        None,
+    ),
+    ("node::net", "network", "network", None),
+    ("rayon", "rayon scheduling", "scheduling", None),
+    ("malloc", "memory allocation", "memory", None),
+    ("free", "memory allocation", "memory", None),
+    ("__rust_alloc", "memory allocation", "memory", None),
+    ("__rust_dealloc", "memory allocation", "memory", None),
+    ("memcpy", "memory copies", "memory", None),
+    ("memmove", "memory copies", "memory", None),
+];
+
+/// Frames of the profiler itself, above the interrupted code.
+const PROFILER: &[&str] = &[
+    "pprof::",
+    "backtrace::",
+    "perf_signal_handler",
+    "__restore_rt",
+];
+
+/// Classifies symbols: plugins by crate name (from the manifests), then [`RULES`].
+pub struct Classifier {
+    plugins: Vec<(String, String)>,
+}
+
+impl Classifier {
+    pub fn new(s: &Session) -> Classifier {
+        Classifier {
+            plugins: s
+                .manifests
+                .iter()
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.provides
+                            .first()
+                            .map(|p| p.slot.clone())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// (group, subsystem, slot) of a function name.
+    pub fn classify(&self, name: &str) -> (String, String, Option<String>) {
+        for (plugin, slot) in &self.plugins {
+            if name.starts_with(&format!("{plugin}::")) || name.contains(&format!("<{plugin}::")) {
+                return (
+                    format!("plugin {plugin}"),
+                    "plugin".into(),
+                    Some(slot.clone()),
+                );
+            }
+        }
+        for (pat, group, sub, slot) in RULES {
+            if name.contains(pat) {
+                return ((*group).into(), (*sub).into(), slot.map(str::to_owned));
+            }
+        }
+        ("other".into(), "other".into(), None)
+    }
+}
+
+/// Strips the hash suffix rustc adds to legacy-mangled names.
+fn clean(name: &str) -> String {
+    match name.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            head.to_owned()
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// Folds stacks (innermost first) with their counts into function and group statistics.
+pub fn fold(
+    stacks: &[(Vec<String>, u64)],
+    classifier: &Classifier,
+) -> (Vec<FnStat>, Vec<GroupStat>, u64) {
+    let mut fns: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut groups: BTreeMap<String, (String, Option<String>, u64, u64)> = BTreeMap::new();
+    let mut all = 0;
+    for (stack, count) in stacks {
+        let frames: Vec<&String> = stack
+            .iter()
+            .skip_while(|f| PROFILER.iter().any(|p| f.contains(p)))
+            .collect();
+        let Some(leaf) = frames.first() else { continue };
+        all += count;
+        let (g, sub, slot) = classifier.classify(leaf);
+        fns.entry((*leaf).clone()).or_default().0 += count;
+        let other = g == "other";
+        let e = groups.entry(g).or_insert((sub, slot, 0, 0));
+        e.2 += count;
+        if other {
+            e.3 += count;
+        }
+        let mut seen_fn = HashSet::new();
+        let mut seen_group = HashSet::new();
+        for f in &frames {
+            if seen_fn.insert(*f) {
+                fns.entry((*f).clone()).or_default().1 += count;
+            }
+            let (g, sub, slot) = classifier.classify(f);
+            // `other` holds what no rule names (main, std, thread start): on every stack,
+            // so its inclusive share says nothing; it counts only where it is the leaf.
+            if g == "other" {
+                continue;
+            }
+            if seen_group.insert(g.clone()) {
+                groups.entry(g).or_insert((sub, slot, 0, 0)).3 += count;
+            }
+        }
+    }
+    let fn_stats: Vec<FnStat> = fns
+        .into_iter()
+        .map(|(name, (s, t))| FnStat {
+            group: classifier.classify(&name).0,
+            name,
+            self_samples: s,
+            total_samples: t,
+        })
+        .collect();
+    let mut group_stats: Vec<GroupStat> = groups
+        .into_iter()
+        .map(|(group, (subsystem, slot, s, t))| GroupStat {
+            group,
+            subsystem,
+            slot,
+            self_samples: s,
+            total_samples: t,
+            share: t as f64 / all.max(1) as f64,
+        })
+        .collect();
+    group_stats.sort_by(|a, b| b.total_samples.cmp(&a.total_samples));
+    (fn_stats, group_stats, all)
+}
+
+/// Recommendations for the baseline side's groups.
+pub fn recommend(s: &Session, groups: &[GroupStat], min_share: f64) -> Vec<Recommendation> {
+    let enabled: HashSet<&str> = s.resolution.enabled().collect();
+    let mut out = Vec::new();
+    for g in groups {
+        let Some(slot) = &g.slot else { continue };
+        if g.share < min_share || g.group.starts_with("plugin ") {
+            continue;
+        }
+        let providers: Vec<_> = s
+            .manifests
+            .iter()
+            .filter(|m| m.provides.iter().any(|p| &p.slot == slot))
+            .collect();
+        if providers.is_empty() {
+            out.push(Recommendation {
+                group: g.group.clone(),
+                slot: slot.clone(),
+                share: g.share,
+                plugin: String::new(),
+                promise: None,
+                projected: None,
+                enabled: false,
+                text: format!(
+                    "{:.0}% of CPU in {} ({slot}): no plugin in the plugin directory provides {slot}",
+                    g.share * 100.0,
+                    g.group
+                ),
+            });
+        }
+        for m in providers {
+            let promise = m.contract.as_ref().map(|c| c.min_speedup);
+            let projected = promise.map(|p| 1.0 / ((1.0 - g.share) + g.share / p));
+            let is_on = enabled.contains(m.name.as_str());
+            let text = format!(
+                "{:.0}% of CPU in {} ({slot}): {} {}{}{}",
+                g.share * 100.0,
+                g.group,
+                if is_on { "already enabled:" } else { "enable" },
+                m.name,
+                promise.map_or(String::new(), |p| format!(", promised >= {p}x")),
+                projected.map_or(String::new(), |x| format!(
+                    " (at most {x:.2}x on this workload by Amdahl's law)"
+                )),
+            );
+            out.push(Recommendation {
+                group: g.group.clone(),
+                slot: slot.clone(),
+                share: g.share,
+                plugin: m.name.clone(),
+                promise,
+                projected,
+                enabled: is_on,
+                text,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.enabled, -a.projected.unwrap_or(1.0))
+            .partial_cmp(&(b.enabled, -b.projected.unwrap_or(1.0)))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    out
+}
+
+/// Runs the workload once on `host`.
+fn run_workload(
+    o: &ProfileOptions,
+    host: &Host,
+    validator: &Host,
+    scratch: &Path,
+) -> Result<Option<StageAllocs>, String> {
+    match o.workload {
+        Workload::Chain => {
+            let report = run_chain(
+                NodeHosts {
+                    proposer: host,
+                    validator,
+                },
+                &ChainConfig {
+                    workload: o.chain.clone(),
+                    blocks: o.blocks,
+                    data_dir: scratch.to_owned(),
+                },
+                |_| {},
+            )
+            .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_dir_all(scratch);
+            Ok(Some(report.allocs))
+        }
+        Workload::SigVerify | Workload::RecordCodec => {
+            let slot = if o.workload == Workload::SigVerify {
+                dubchain_plugin_api::slots::SIG_VERIFY.id
+            } else {
+                dubchain_plugin_api::slots::RECORD_CODEC.id
+            };
+            let cases = micro::cases(slot, &o.micro);
+            let inputs: Vec<_> = cases
+                .iter()
+                .map(|c| micro::Input::new(c, &o.micro).for_host(host))
+                .collect();
+            for _ in 0..o.repeat.max(1) {
+                for (c, i) in cases.iter().zip(&inputs) {
+                    micro::run_once(c, Side::Plugin, host, i).undo();
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn profile_side(
+    s: &Session,
+    o: &ProfileOptions,
+    side: ProfileSide,
+    host: &Host,
+    validator: &Host,
+    classifier: &Classifier,
+) -> Result<SideProfile, String> {
+    let scratch = o.out.join(format!("scratch-{}", side.name()));
+    let guard = if o.cpu {
+        Some(
+            pprof::ProfilerGuardBuilder::default()
+                .frequency(o.frequency)
+                .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+                .build()
+                .map_err(|e| format!("starting the CPU profiler: {e}"))?,
+        )
+    } else {
+        None
+    };
+    // A profile is not a timed comparison: it counts allocations as it samples.
+    let counting = alloc_count::counting();
+    alloc_count::reset_peak();
+    let before = alloc_count::snapshot();
+    let cpu = alloc_count::cpu_seconds();
+    let t = Instant::now();
+    let stages = run_workload(o, host, validator, &scratch)?;
+    let wall_s = t.elapsed().as_secs_f64();
+    let cpu_s = alloc_count::cpu_seconds() - cpu;
+    let heap = alloc_count::installed().then(|| alloc_count::snapshot().since(&before));
+    drop(counting);
+    let mut files = Vec::new();
+    let (mut fns, groups, samples) = match guard {
+        Some(guard) => {
+            let report = guard
+                .report()
+                .build()
+                .map_err(|e| format!("building the CPU profile: {e}"))?;
+            let svg = o.out.join(format!("flamegraph-{}.svg", side.name()));
+            let f = std::fs::File::create(&svg).map_err(|e| format!("{}: {e}", svg.display()))?;
+            report
+                .flamegraph(f)
+                .map_err(|e| format!("{}: {e}", svg.display()))?;
+            files.push(svg);
+            let pb = o.out.join(format!("profile-{}.pb", side.name()));
+            let bytes = {
+                use pprof::protos::Message;
+                report
+                    .pprof()
+                    .map_err(|e| format!("encoding the pprof profile: {e}"))?
+                    .write_to_bytes()
+                    .map_err(|e| format!("encoding the pprof profile: {e}"))?
+            };
+            std::fs::write(&pb, bytes).map_err(|e| format!("{}: {e}", pb.display()))?;
+            files.push(pb);
+            let stacks: Vec<(Vec<String>, u64)> = report
+                .data
+                .iter()
+                .map(|(frames, count)| {
+                    let names = frames
+                        .frames
+                        .iter()
+                        .flat_map(|f| f.iter().map(|sym| clean(&sym.name())))
+                        .collect();
+                    (names, u64::try_from(*count).unwrap_or(0))
+                })
+                .collect();
+            fold(&stacks, classifier)
+        }
+        None => (Vec::new(), Vec::new(), 0),
+    };
+    let _ = s;
+    fns.sort_by(|a, b| b.self_samples.cmp(&a.self_samples));
+    let top_self = fns.iter().take(25).cloned().collect();
+    fns.sort_by(|a, b| b.total_samples.cmp(&a.total_samples));
+    let top_total = fns.iter().take(25).cloned().collect();
+    Ok(SideProfile {
+        side,
+        samples,
+        wall_s,
+        cpu_s,
+        heap,
+        stages,
+        top_self,
+        top_total,
+        groups,
+        files,
+    })
+}
+
+/// Profiles each requested side, then folds and recommends. `plugins` is the host with
+/// the configured set.
+pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileReport, String> {
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let classifier = Classifier::new(s);
+    let baseline = Host::new(HostOptions::default());
+    let mut sides = Vec::new();
+    for side in &o.sides {
+        let host = match side {
+            ProfileSide::Baseline => &baseline,
+            ProfileSide::Plugins => plugins,
+        };
+        // The validator node has a host of its own, as in every chain run.
+        let validator = match side {
+            ProfileSide::Baseline => Host::new(HostOptions::default()),
+            ProfileSide::Plugins => s.loaded_host(true)?,
+        };
+        eprintln!(
+            "profiling {} on {} ...",
+            workload_name(o.workload),
+            side.name()
+        );
+        sides.push(profile_side(s, o, *side, host, &validator, &classifier)?);
+    }
+    let recommendations = sides
+        .iter()
+        .find(|p| p.side == ProfileSide::Baseline)
+        .map(|p| recommend(s, &p.groups, o.min_share))
+        .unwrap_or_default();
+    Ok(ProfileReport {
+        workload: workload_name(o.workload).to_owned(),
+        frequency: o.frequency,
+        sides,
+        recommendations,
+    })
+}
+
+pub fn workload_name(w: Workload) -> &'static str {
+    match w {
+        Workload::Chain => "chain",
+        Workload::SigVerify => "sig_verify",
+        Workload::RecordCodec => "record_codec",
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+/// Writes `hotspots.md` (`md`) and `hotspots.json` (the report) under `out`; returns their
+/// paths.
+pub fn write(r: &ProfileReport, md: &str, out: &Path) -> Result<Vec<String>, String> {
+    let md_path = out.join("hotspots.md");
+    std::fs::write(&md_path, md).map_err(|e| format!("writing {}: {e}", md_path.display()))?;
+    let json_path = out.join("hotspots.json");
+    let bytes = serde_json::to_vec_pretty(r).map_err(|e| e.to_string())?;
+    std::fs::write(&json_path, bytes)
+        .map_err(|e| format!("writing {}: {e}", json_path.display()))?;
+    Ok(vec![
+        md_path.display().to_string(),
+        json_path.display().to_string(),
+    ])
+}
+
+/// The hotspot report as Markdown.
+pub fn markdown(r: &ProfileReport) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "# DubChain profile: `{}` workload\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the host's heap; plugins and RocksDB allocate outside it).\n\n",
+        r.workload, r.frequency
+    );
+    if !r.recommendations.is_empty() {
+        out += "## Recommendations\n\n";
+        for rec in &r.recommendations {
+            let _ = writeln!(out, "- {}", rec.text);
+        }
+        out.push('\n');
+    }
+    // Groups side by side.
+    let names: Vec<String> = {
+        let mut v: Vec<String> = r
+            .sides
+            .iter()
+            .flat_map(|s| s.groups.iter().map(|g| g.group.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if r.sides.iter().any(|s| s.samples > 0) {
+        out += "## Where the CPU goes, by group (share of samples with the group on the stack; self share in parentheses)\n\n| group | subsystem | slot |";
+        for s in &r.sides {
+            let _ = write!(out, " {} |", s.side.name());
+        }
+        out += "\n|---|---|---|";
+        out += &"---|".repeat(r.sides.len());
+        out.push('\n');
+        let mut rows: Vec<(f64, String)> = names
+            .iter()
+            .map(|name| {
+                let first = r
+                    .sides
+                    .iter()
+                    .find_map(|s| s.groups.iter().find(|g| &g.group == name));
+                let mut row = format!(
+                    "| {name} | {} | {} |",
+                    first.map_or("", |g| g.subsystem.as_str()),
+                    first.and_then(|g| g.slot.as_deref()).unwrap_or("-")
+                );
+                let mut key = 0.0;
+                for s in &r.sides {
+                    match s.groups.iter().find(|g| &g.group == name) {
+                        Some(g) => {
+                            key = f64::max(key, g.share);
+                            let _ = write!(
+                                row,
+                                " {:.1}% ({:.1}%) |",
+                                g.share * 100.0,
+                                g.self_samples as f64 * 100.0 / s.samples.max(1) as f64
+                            );
+                        }
+                        None => row += " - |",
+                    }
+                }
+                (key, row)
+            })
+            .collect();
+        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, row) in rows {
+            let _ = writeln!(out, "{row}");
+        }
+        out.push('\n');
+    }
+    for s in &r.sides {
+        let _ = writeln!(
+            out,
+            "## {}: {} samples, {:.2} s wall, {:.2} s CPU\n",
+            s.side.name(),
+            s.samples,
+            s.wall_s,
+            s.cpu_s
+        );
+        match s.heap {
+            Some(h) => {
+                let _ = writeln!(
+                    out,
+                    "Heap: {} allocations, {} allocated, live heap rose by at most {}.\n",
+                    h.allocations,
+                    mib(h.bytes),
+                    mib(h.peak_bytes)
+                );
+            }
+            None => out +=
+                "Heap: not counted (the counting allocator is not installed in this program).\n\n",
+        }
+        if let (Some(st), true) = (&s.stages, s.heap.is_some()) {
+            out += "| stage | allocations | bytes |\n|---|---|---|\n";
+            for (name, a) in [
+                ("admission", st.admission),
+                ("production", st.production),
+                ("validation", st.validation),
+                ("consensus", st.consensus),
+            ] {
+                let _ = writeln!(out, "| {name} | {} | {} |", a.allocations, mib(a.bytes));
+            }
+            out.push('\n');
+        }
+        if !s.top_self.is_empty() {
+            out += "| top by self samples | group | self | total |\n|---|---|---|---|\n";
+            for f in s.top_self.iter().take(15) {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {:.1}% | {:.1}% |",
+                    f.name.replace('|', "\\|"),
+                    f.group,
+                    f.self_samples as f64 * 100.0 / s.samples.max(1) as f64,
+                    f.total_samples as f64 * 100.0 / s.samples.max(1) as f64
+                );
+            }
+            out.push('\n');
+            out += "| top by total samples | group | total | self |\n|---|---|---|---|\n";
+            for f in s.top_total.iter().take(15) {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {:.1}% | {:.1}% |",
+                    f.name.replace('|', "\\|"),
+                    f.group,
+                    f.total_samples as f64 * 100.0 / s.samples.max(1) as f64,
+                    f.self_samples as f64 * 100.0 / s.samples.max(1) as f64
+                );
+            }
+            out.push('\n');
+        }
+        for f in &s.files {
+            let _ = writeln!(out, "- {}", f.display());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes a massif heap profile of `side` by running this program again under valgrind,
+/// and its `ms_print` summary next to it. Returns the files written.
+pub fn massif(
+    exe: &Path,
+    global_args: &[String],
+    profile_args: &[String],
+    side: ProfileSide,
+    out: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    let raw = out.join(format!("massif-{}.out", side.name()));
+    let status = std::process::Command::new("valgrind")
+        .arg("--tool=massif")
+        .arg(format!("--massif-out-file={}", raw.display()))
+        .arg("--")
+        .arg(exe)
+        .args(global_args)
+        .arg("profile")
+        .args(profile_args)
+        .args(["--side", side.name(), "--no-cpu", "--out"])
+        .arg(out.join(format!("massif-run-{}", side.name())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("running valgrind (is it installed?): {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "valgrind massif on {} failed: {status}",
+            side.name()
+        ));
+    }
+    let text = std::process::Command::new("ms_print")
+        .arg(&raw)
+        .output()
+        .map_err(|e| format!("running ms_print: {e}"))?;
+    let txt = out.join(format!("massif-{}.txt", side.name()));
+    std::fs::write(&txt, &text.stdout).map_err(|e| format!("{}: {e}", txt.display()))?;
+    Ok(vec![raw, txt])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classifier() -> Classifier {
+        Classifier {
+            plugins: vec![(
+                "crypto_parallel_verification".into(),
+                "crypto.sig_verify".into(),
+            )],
+        }
+    }
+
+    #[test]
+    fn folds_self_and_total_samples_and_groups() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let stacks = vec![
+            (
+                s(&[
+                    "perf_signal_handler",
+                    "curve25519_dalek::scalar::mul",
+                    "ed25519_dalek::verifying::VerifyingKey::verify_strict",
+                    "dubchain_host::baseline::sig_verify",
+                    "main",
+                ]),
+                30,
+            ),
+            (
+                s(&[
+                    "serde_json::ser::to_vec",
+                    "dubchain_host::baseline::encode_records",
+                    "main",
+                ]),
+                10,
+            ),
+        ];
+        let (fns, groups, all) = fold(&stacks, &classifier());
+        assert_eq!(
+            all, 40,
+            "the profiler's own frames are skipped, samples kept"
+        );
+        let ed = groups
+            .iter()
+            .find(|g| g.group == "ed25519 verification")
+            .unwrap();
+        assert_eq!((ed.self_samples, ed.total_samples), (30, 30));
+        assert!((ed.share - 0.75).abs() < 1e-9);
+        assert_eq!(ed.slot.as_deref(), Some("crypto.sig_verify"));
+        let main = fns.iter().find(|f| f.name == "main").unwrap();
+        assert_eq!((main.self_samples, main.total_samples), (0, 40));
+        assert!(fns.iter().all(|f| !f.name.contains("perf_signal_handler")));
+    }
+
+    #[test]
+    fn plugin_frames_are_attributed_to_the_plugin() {
+        let (g, _, slot) = classifier().classify("crypto_parallel_verification::verify_chunk");
+        assert_eq!(g, "plugin crypto_parallel_verification");
+        assert_eq!(slot.as_deref(), Some("crypto.sig_verify"));
+        assert_eq!(clean("foo::bar::h0123456789abcdef"), "foo::bar");
+        assert_eq!(clean("foo::bar"), "foo::bar");
+    }
+}

@@ -1,0 +1,293 @@
+//! `dubchain-perf bench`: runs the micro, system and instruction benchmarks, checks
+//! budgets, compares with a saved run, and writes the reports.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use dubchain_host::{session::Session, Host};
+
+use crate::{
+    budget, callgrind,
+    fingerprint::{Fingerprint, PluginSet},
+    micro::{self, MicroOptions, Side},
+    report,
+    system::{self, SystemOptions},
+    BenchResults, SCHEMA,
+};
+
+/// What `bench` does.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub micro: Option<MicroOptions>,
+    pub system: Option<SystemOptions>,
+    /// Count instructions under callgrind, with this child and K calls per count.
+    pub instructions: Option<(callgrind::Child, u32)>,
+    pub budgets: Option<PathBuf>,
+    pub save_baseline: Option<String>,
+    pub baseline: Option<String>,
+    pub allow_fingerprint_mismatch: bool,
+    /// Slowdown beyond which an interval counts as a regression (0.05 = 5%).
+    pub threshold: f64,
+    /// Fail when a plugin's promised speed-up is not met.
+    pub require_promises: bool,
+    /// Where reports, saved runs and the history go.
+    pub out: PathBuf,
+}
+
+/// A bench run that could not start (bad budgets, unknown or incomparable saved run).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// What a bench run produced, and why it fails, if it does.
+pub struct Outcome {
+    pub results: BenchResults,
+    /// Reasons for a non-zero exit: answers that differ, error budgets violated,
+    /// regressions, unmet promises (with `require_promises`).
+    pub failures: Vec<String>,
+    /// Files written.
+    pub written: Vec<PathBuf>,
+}
+
+/// The session's enabled plugins, for the fingerprint.
+pub fn plugin_set(s: &Session) -> PluginSet {
+    let mut plugins: Vec<String> = s
+        .resolution
+        .enabled()
+        .map(|n| {
+            format!(
+                "{n}@{}",
+                s.manifest(n).map_or("?".into(), |m| m.version.to_string())
+            )
+        })
+        .collect();
+    plugins.sort();
+    PluginSet {
+        feature_set_id: s.resolution.feature_set_id.clone(),
+        plugins,
+    }
+}
+
+/// Runs the suite on the session's plugin set.
+/// `progress(stage, done, total, what)` after each step of each stage (`micro`, `system`,
+/// `callgrind`).
+pub fn run(
+    s: &Session,
+    host: &Host,
+    o: &BenchOptions,
+    progress: &dyn Fn(&str, usize, usize, &str),
+) -> Result<Outcome, Refused> {
+    // Everything that can refuse the run is checked before anything is measured.
+    let budgets = match &o.budgets {
+        Some(path) => {
+            let b = budget::load(path).map_err(|e| Refused(e.to_string()))?;
+            let mut known = BenchResults::system_metric_catalogue();
+            if let Some(m) = &o.micro {
+                for (id, ..) in micro::plan(s, m) {
+                    for (what, unit) in [("ratio", "x"), ("ratio_low", "x"), ("plugin_time", "ms")]
+                    {
+                        known.insert(
+                            format!("micro.{id}.{what}"),
+                            crate::Metric::new(0.0, unit, crate::Better::Higher),
+                        );
+                    }
+                    known.insert(
+                        format!("instructions.{id}.ratio"),
+                        crate::Metric::new(0.0, "x", crate::Better::Higher),
+                    );
+                    known.insert(
+                        format!("instructions.{id}.plugin"),
+                        crate::Metric::new(0.0, "instructions", crate::Better::Lower),
+                    );
+                }
+            }
+            budget::validate(&b, &known, path).map_err(|errs| {
+                Refused(
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?;
+            b
+        }
+        None => Vec::new(),
+    };
+    let fingerprint = Fingerprint::current(plugin_set(s));
+    let saved = match &o.baseline {
+        Some(name) => {
+            let saved = crate::load_saved(&o.out, name).map_err(Refused)?;
+            let mismatches = saved.fingerprint.mismatches(&fingerprint);
+            if !mismatches.is_empty() && !o.allow_fingerprint_mismatch {
+                return Err(Refused(format!(
+                    "refusing to compare with saved run `{name}`: its fingerprint {} differs from this run's {}:\n  {}\n\
+                     results from another machine, build configuration or plugin set are not comparable; \
+                     pass --allow-fingerprint-mismatch to compare anyway",
+                    saved.fingerprint.id,
+                    fingerprint.id,
+                    mismatches.join("\n  ")
+                )));
+            }
+            Some(saved)
+        }
+        None => None,
+    };
+    if o.instructions.is_some() && !callgrind::available() {
+        return Err(Refused(
+            "--instructions needs valgrind (callgrind) on PATH; install valgrind or drop the flag"
+                .into(),
+        ));
+    }
+
+    let micro = match &o.micro {
+        Some(m) => micro::run(s, host, m, |i, n, id| progress("micro", i, n, id))
+            .map_err(|e| Refused(format!("microbenchmarks: {e}")))?,
+        None => Vec::new(),
+    };
+    let system = match &o.system {
+        Some(sys) => Some(
+            system::run(&|| Ok(s.host()), &|| s.loaded_host(false), sys, |i, n| {
+                progress("system", i, n, "chain runs")
+            })
+            .map_err(Refused)?,
+        ),
+        None => None,
+    };
+    let instructions = match (&o.instructions, &o.micro) {
+        (Some((child, k)), Some(m)) => {
+            let plan: Vec<(String, String, Option<f64>)> = micro::plan(s, m)
+                .into_iter()
+                .map(|(id, label, _, promise)| (id, label, promise))
+                .collect();
+            callgrind::run(child, &plan, *k, |i, n, id| progress("callgrind", i, n, id))
+                .map_err(Refused)?
+        }
+        _ => Vec::new(),
+    };
+
+    let mut results = BenchResults {
+        schema: SCHEMA.to_owned(),
+        label: o.save_baseline.clone(),
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        fingerprint,
+        profile: s.options.profile.clone(),
+        micro,
+        system,
+        instructions,
+        budgets: Vec::new(),
+        comparison: None,
+    };
+    results.budgets = budget::check(&budgets, &results.metrics());
+    if let (Some(saved), Some(name)) = (&saved, &o.baseline) {
+        results.comparison = Some(crate::compare(saved, &results, name, o.threshold));
+    }
+
+    let mut failures = Vec::new();
+    for m in &results.micro {
+        if !m.identical {
+            failures.push(format!(
+                "{}: the plugin's answers differ from the baseline's",
+                m.id
+            ));
+        }
+        if o.require_promises && m.met == Some(false) {
+            failures.push(format!(
+                "{}: promised >= {}x, measured {:.2}x [{:.2}, {:.2}]",
+                m.id,
+                m.promise.unwrap_or_default(),
+                m.ratio.median,
+                m.ratio.low,
+                m.ratio.high
+            ));
+        }
+    }
+    if let Some(sys) = &results.system {
+        if !sys.identical {
+            failures.push("system: the run with plugins reached a different chain".into());
+        }
+    }
+    for b in &results.budgets {
+        if b.violated && b.budget.severity == budget::Severity::Error {
+            failures.push(format!("budget: {}", b.message));
+        }
+    }
+    if let Some(c) = &results.comparison {
+        for r in c.regressions() {
+            failures.push(format!(
+                "regression against `{}`: {} is {:.1}% slower [95% CI {:.1}%, {:.1}%]",
+                c.against,
+                r.series,
+                (r.ratio.median - 1.0) * 100.0,
+                (r.ratio.low - 1.0) * 100.0,
+                (r.ratio.high - 1.0) * 100.0
+            ));
+        }
+    }
+    let written = write(&results, &o.out, o.save_baseline.as_deref())
+        .map_err(|e| Refused(format!("writing reports under {}: {e}", o.out.display())))?;
+    Ok(Outcome {
+        results,
+        failures,
+        written,
+    })
+}
+
+/// Writes `bench.json`, `bench.md` and `bench.html` under `out`, the saved run if asked,
+/// and a line of history.
+pub fn write(r: &BenchResults, out: &Path, save: Option<&str>) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out)?;
+    crate::append_history(out, r)?;
+    let history = crate::read_history(out);
+    let mut written = Vec::new();
+    for (name, body) in [
+        ("bench.json", r.to_json()),
+        ("bench.md", report::markdown(r)),
+        ("bench.html", report::html(r, &history)),
+    ] {
+        let p = out.join(name);
+        std::fs::write(&p, body)?;
+        written.push(p);
+    }
+    if let Some(name) = save {
+        let p = crate::saved_path(out, name);
+        std::fs::create_dir_all(p.parent().expect("saved runs have a directory"))?;
+        // Written to a temporary name and renamed: a crash never leaves half a baseline.
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, r.to_json())?;
+        std::fs::rename(&tmp, &p)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// The child side of the instruction count: runs case `id` once to warm up, then
+/// `iterations` more times, and nothing else.
+pub fn child(
+    s: &Session,
+    host: &Host,
+    o: &MicroOptions,
+    id: &str,
+    side: Side,
+    iterations: u32,
+) -> Result<(), String> {
+    let (_, label, case, _) = micro::plan(s, o)
+        .into_iter()
+        .find(|(i, ..)| i == id)
+        .ok_or_else(|| format!("no micro case `{id}` for this plugin set"))?;
+    let isolated;
+    let host = if id.starts_with("stack.") {
+        host
+    } else {
+        isolated = micro::isolated_host(s, &label)?;
+        &isolated
+    };
+    let input = micro::Input::new(&case, o).for_host(host);
+    for _ in 0..=iterations {
+        micro::run_once(&case, side, host, &input).undo();
+    }
+    Ok(())
+}

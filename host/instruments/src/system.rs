@@ -1,0 +1,308 @@
+//! System benchmarks: the node's chain workload on the baselines and with the configured
+//! plugins, alternating run by run (B P, P B, B P, ...), from the same seed. This is the one
+//! engine behind `dubchain-perf bench`'s system rows and the main job's stage table.
+//!
+//! How a figure is taken (docs/benchmarking.md, "How the node is measured"):
+//! * every node owns its host: each run asks `new_host` for a fresh host (plugins newly
+//!   loaded, so no cache, pool or instance survives from an earlier run) for the proposer,
+//!   the validator, each cluster node and the catch-up node;
+//! * every run starts from fresh stores;
+//! * stage timers cover the node's work only (generating and signing the workload is not in
+//!   any stage);
+//! * each stage's ratio is the median of the per-run ratios (run `i` of the baselines against
+//!   run `i` of the plugins) with a 95% bootstrap interval; an interval that contains 1 is
+//!   "no change";
+//! * allocation counting is off in the timed runs; heap figures come from one extra,
+//!   untimed run per side with counting on.
+//!
+//! Every run must reach the same chain; a run that does not is an error, not a data point.
+
+use std::{path::PathBuf, time::Instant};
+
+use dubchain_host::{alloc_count, Host};
+use dubchain_node::{
+    block,
+    cluster::run_cluster,
+    gen::{Workload, WorkloadConfig},
+    run::{run_chain, ChainConfig, ChainReport, NodeHosts},
+    state::{Head, StateStore},
+};
+
+use crate::{quantile, ChainSummary, StageRow, SystemResult, SystemSide};
+
+/// Makes a new host for one node: the baselines only, or the session's plugins freshly
+/// loaded. Called once per node per run, before anything is timed.
+pub type NewHost<'a> = dyn Fn() -> Result<Host, String> + Sync + 'a;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SystemOptions {
+    pub workload: WorkloadConfig,
+    pub blocks: u64,
+    /// Runs per side (at least 3 give an interval worth the name).
+    pub runs: usize,
+    /// Scratch directory for the stores (emptied per run).
+    pub data_dir: PathBuf,
+    /// Also run the chain by `workload.validators` nodes over TCP on loopback.
+    pub network: bool,
+    /// Also replay each run's chain on a new node in runs of 64 blocks.
+    pub catch_up: bool,
+    /// One extra untimed run per side with allocation counting on (the host's heap).
+    pub count_allocations: bool,
+}
+
+/// The chain's end on every node of a run: what both sides must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ends {
+    block_hashes: Vec<dubchain_plugin_api::types::Bytes32>,
+    state_root: dubchain_plugin_api::types::Bytes32,
+    cluster: Option<Head>,
+    synced: Option<Head>,
+}
+
+struct Measured {
+    report: ChainReport,
+    network_s: Option<f64>,
+    catch_up_s: Option<f64>,
+    cpu_s: f64,
+    peak_rss: Option<u64>,
+    ends: Ends,
+}
+
+fn chain_config(o: &SystemOptions, dir: PathBuf) -> ChainConfig {
+    ChainConfig {
+        workload: o.workload.clone(),
+        blocks: o.blocks,
+        data_dir: dir,
+    }
+}
+
+/// One run of one side: the chain on two fresh hosts, then (if asked) the cluster on fresh
+/// hosts and the catch-up node on a fresh host.
+fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measured, String> {
+    let (proposer, validator) = (new_host()?, new_host()?);
+    let rss_reset = alloc_count::reset_peak_rss();
+    let cpu = alloc_count::cpu_seconds();
+    let report = run_chain(
+        NodeHosts {
+            proposer: &proposer,
+            validator: &validator,
+        },
+        &chain_config(o, dir.clone()),
+        |_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    let cpu_s = alloc_count::cpu_seconds() - cpu;
+    let peak_rss = if rss_reset {
+        alloc_count::peak_rss_bytes()
+    } else {
+        None
+    };
+    drop(validator);
+
+    let mut network_s = None;
+    let mut cluster = None;
+    if o.network {
+        let n = o.workload.validators.max(1);
+        let hosts = (0..n).map(|_| new_host()).collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&Host> = hosts.iter().collect();
+        let t = Instant::now();
+        let nodes = run_cluster(&refs, o.workload.clone(), o.blocks, &dir.join("cluster"))
+            .map_err(|e| format!("the run over TCP: {e}"))?;
+        network_s = Some(t.elapsed().as_secs_f64());
+        if let Some(odd) = nodes.iter().find(|n| n.head != nodes[0].head) {
+            return Err(format!(
+                "over TCP, node {} ended on {:?}, node 0 on {:?}",
+                odd.index, odd.head, nodes[0].head
+            ));
+        }
+        cluster = Some(nodes[0].head);
+    }
+
+    let mut catch_up_s = None;
+    let mut synced = None;
+    if o.catch_up {
+        // The stored chain, read back untimed through the proposer's own codec.
+        let blocks = {
+            let source = StateStore::open(&dir.join("proposer")).map_err(|e| e.to_string())?;
+            (1..=o.blocks)
+                .map(|height| block::stored_block(&proposer, &source, height))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        let host = new_host()?;
+        let store_dir = dir.join("catch-up");
+        let _ = std::fs::remove_dir_all(&store_dir);
+        let store = StateStore::open(&store_dir).map_err(|e| e.to_string())?;
+        store.attach(&host.slots);
+        let mut head =
+            block::commit_genesis(&host, &store, &Workload::new(o.workload.clone()).genesis())
+                .map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        for run in blocks.chunks(64) {
+            let (heads, refused) =
+                block::validate_run(&host, &store, run).map_err(|e| e.to_string())?;
+            if let Some((i, e)) = refused {
+                return Err(format!(
+                    "catch-up refused block {}: {e}",
+                    run[i].header.height
+                ));
+            }
+            head = *heads.last().expect("a run is never empty");
+        }
+        catch_up_s = Some(t.elapsed().as_secs_f64());
+        synced = Some(head);
+    }
+    Ok(Measured {
+        ends: Ends {
+            block_hashes: report.block_hashes.clone(),
+            state_root: report.state_root,
+            cluster,
+            synced,
+        },
+        report,
+        network_s,
+        catch_up_s,
+        cpu_s,
+        peak_rss,
+    })
+}
+
+/// The host's heap over one untimed chain run with counting on.
+fn count_heap(
+    new_host: &NewHost,
+    o: &SystemOptions,
+    dir: PathBuf,
+) -> Result<alloc_count::AllocStats, String> {
+    let (proposer, validator) = (new_host()?, new_host()?);
+    let _counting = alloc_count::counting();
+    alloc_count::reset_peak();
+    let before = alloc_count::snapshot();
+    run_chain(
+        NodeHosts {
+            proposer: &proposer,
+            validator: &validator,
+        },
+        &chain_config(o, dir),
+        |_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(alloc_count::snapshot().since(&before))
+}
+
+fn side(runs: &[Measured], heap: Option<alloc_count::AllocStats>) -> SystemSide {
+    let block_latency_ms: Vec<f64> = runs
+        .iter()
+        .flat_map(|m| m.report.block_latency_ms.iter().copied())
+        .collect();
+    SystemSide {
+        latency_p50_ms: quantile(&block_latency_ms, 0.5),
+        latency_p99_ms: quantile(&block_latency_ms, 0.99),
+        block_latency_ms,
+        throughput_tps: runs.iter().map(|m| m.report.tps()).collect(),
+        cpu_s: runs.iter().map(|m| m.cpu_s).collect(),
+        wall_s: runs.iter().map(|m| m.report.wall_s).collect(),
+        peak_rss_bytes: runs.iter().filter_map(|m| m.peak_rss).max(),
+        heap,
+    }
+}
+
+/// The per-stage rows, from paired runs.
+fn rows(b: &[Measured], p: &[Measured], o: &SystemOptions) -> Vec<StageRow> {
+    let per = |f: &dyn Fn(&Measured) -> f64| -> (Vec<f64>, Vec<f64>) {
+        (b.iter().map(f).collect(), p.iter().map(f).collect())
+    };
+    let mut out = Vec::new();
+    let mut time_row = |name: &str, f: &dyn Fn(&Measured) -> f64| {
+        let (bv, pv) = per(f);
+        out.push(StageRow::new(name, "ms", false, bv, pv));
+    };
+    time_row("mempool (proposer)", &|m| m.report.stages.mempool * 1e3);
+    time_row("gossip admission (validator)", &|m| {
+        m.report.stages.gossip_admission * 1e3
+    });
+    time_row("execution", &|m| m.report.stages.execution * 1e3);
+    time_row("storage", &|m| m.report.stages.storage * 1e3);
+    time_row("validation", &|m| m.report.stages.validation * 1e3);
+    time_row("consensus", &|m| m.report.stages.consensus * 1e3);
+    if o.network {
+        let name = format!("network ({} nodes, TCP)", o.workload.validators.max(1));
+        time_row(&name, &|m| m.network_s.unwrap_or(0.0) * 1e3);
+    }
+    if o.catch_up {
+        time_row("catch-up sync (runs of 64)", &|m| {
+            m.catch_up_s.unwrap_or(0.0) * 1e3
+        });
+    }
+    time_row("block latency p50", &|m| m.report.latency_ms(0.5));
+    time_row("block latency p99", &|m| m.report.latency_ms(0.99));
+    let (bv, pv) = per(&|m| m.report.tps());
+    out.push(StageRow::new("throughput", "tx/s", true, bv, pv));
+    out
+}
+
+/// Runs the chain `o.runs` times on each side, alternating; `progress(done, total)` after
+/// each run. Every node of every run gets its own host from `baseline` or `plugins`.
+pub fn run(
+    baseline: &NewHost,
+    plugins: &NewHost,
+    o: &SystemOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<SystemResult, String> {
+    let runs = o.runs.max(1);
+    let (mut b, mut p) = (Vec::new(), Vec::new());
+    let total = runs * 2 + if o.count_allocations { 2 } else { 0 };
+    for run in 0..runs {
+        let order = if run % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_baseline in order {
+            let (name, new_host) = if is_baseline {
+                ("baseline", baseline)
+            } else {
+                ("plugins", plugins)
+            };
+            let m = measure(new_host, o, o.data_dir.join(name))
+                .map_err(|e| format!("system benchmark, run {} on {name}: {e}", run + 1))?;
+            if is_baseline { &mut b } else { &mut p }.push(m);
+            progress(b.len() + p.len(), total);
+        }
+    }
+    let (mut heap_b, mut heap_p) = (None, None);
+    if o.count_allocations && alloc_count::installed() {
+        heap_b = Some(count_heap(baseline, o, o.data_dir.join("heap-baseline"))?);
+        progress(runs * 2 + 1, total);
+        heap_p = Some(count_heap(plugins, o, o.data_dir.join("heap-plugins"))?);
+        progress(total, total);
+    }
+    let reference = &b[0].ends;
+    let identical = b.iter().chain(&p).all(|m| &m.ends == reference);
+    let _ = std::fs::remove_dir_all(&o.data_dir);
+    Ok(SystemResult {
+        blocks: o.blocks,
+        txs_per_block: o.workload.txs_per_block,
+        validators: o.workload.validators,
+        seed: o.workload.seed,
+        runs,
+        runs_per_side: runs,
+        rows: rows(&b, &p, o),
+        chain: Some(summary(&b[0].report)),
+        baseline: side(&b, heap_b),
+        plugins: side(&p, heap_p),
+        identical,
+    })
+}
+
+fn summary(r: &ChainReport) -> ChainSummary {
+    ChainSummary {
+        blocks: r.block_hashes.len() as u64 - 1,
+        finalized: r.finalized,
+        transactions: r.transactions,
+        rejected: r.rejected,
+        invalid_votes: r.invalid_votes,
+        last_block: *r.block_hashes.last().expect("genesis at least"),
+        state_root: r.state_root,
+    }
+}

@@ -1,0 +1,317 @@
+//! The mempool: pending transactions, and an index of them behind the `mempool.tx_pool` slot
+//! whose baseline is a `Vec` with linear scans, as the catalogue's `consensus_o1_structures`
+//! row describes it.
+//!
+//! Admission checks the stateless rules and the signatures (one batch through
+//! `crypto.sig_verify`), drops transactions whose nonce is already used, then duplicates,
+//! and keeps the rest. Selection takes, again and again, the highest-fee transaction that is
+//! next in its sender's nonce order (ties broken by hash), up to a count, so a sender's
+//! transactions leave in nonce order and the block pays the most fees available.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use dubchain_plugin_api::{
+    slots::{HostNonces, NonceSourceRef, PoolEntry, TxCheck, TxIndexBox},
+    types::{Bytes32, Transaction},
+    PluginError,
+};
+
+use crate::{
+    chain::tx_hash,
+    execute::{check_stateless, verify_signatures, TxError},
+    state::{StateError, StateStore},
+};
+use dubchain_host::{
+    baseline::VecIndex,
+    slot::{SigVerifySlot, Slots, TxValidationSlot},
+};
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    Invalid(TxError),
+    Duplicate,
+}
+
+enum Index {
+    Baseline(VecIndex),
+    Plugin(TxIndexBox),
+}
+
+/// Pending transactions.
+pub struct Mempool {
+    bodies: HashMap<Bytes32, Transaction>,
+    index: Index,
+}
+
+impl Default for Mempool {
+    /// A mempool on the baseline index.
+    fn default() -> Self {
+        Mempool {
+            bodies: HashMap::new(),
+            index: Index::Baseline(VecIndex::default()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mempool")
+            .field("pending", &self.bodies.len())
+            .field(
+                "index",
+                &match self.index {
+                    Index::Baseline(_) => "baseline",
+                    Index::Plugin(_) => "mempool.tx_pool provider",
+                },
+            )
+            .finish()
+    }
+}
+
+fn entry(hash: Bytes32, tx: &Transaction) -> PoolEntry {
+    PoolEntry {
+        hash,
+        sender: tx.from,
+        nonce: tx.nonce,
+        fee: tx.fee,
+    }
+}
+
+/// Runs `call` with a nonce source over `state`; a store error under the provider comes back
+/// as the store's error, any other failure as the provider's.
+fn with_nonces<T>(
+    state: &StateStore,
+    call: impl FnOnce(NonceSourceRef<'_>) -> Result<T, PluginError>,
+) -> Result<Result<T, PluginError>, StateError> {
+    let fault: Mutex<Option<StateError>> = Mutex::new(None);
+    let source = HostNonces(|s: &Bytes32| match state.account(s) {
+        Ok(a) => Ok(a.nonce),
+        Err(e) => {
+            let msg = e.to_string();
+            *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            Err(PluginError::failed(msg))
+        }
+    });
+    let out = call(source.as_source());
+    match fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+impl Mempool {
+    /// A mempool on the `mempool.tx_pool` provider's index if there is one, else on the
+    /// baseline's.
+    pub fn new(slots: &Slots) -> Mempool {
+        Mempool {
+            bodies: HashMap::new(),
+            index: match slots.tx_pool.new_index() {
+                Some(ix) => Index::Plugin(ix),
+                None => Index::Baseline(VecIndex::default()),
+            },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bodies.is_empty()
+    }
+
+    /// Whether the index is a provider's (it falls back to the baseline's for good after a
+    /// failed call).
+    pub fn on_provider(&self) -> bool {
+        matches!(self.index, Index::Plugin(_))
+    }
+
+    /// After a provider's failure: the baseline index, rebuilt from the pending bodies.
+    fn fall_back(&mut self, what: &str, e: &PluginError) -> &mut VecIndex {
+        if let Index::Plugin(_) = self.index {
+            tracing::warn!(error = %e, call = what, "mempool.tx_pool provider failed; this mempool continues on the baseline index");
+            let mut rebuilt = VecIndex::default();
+            let mut entries: Vec<PoolEntry> =
+                self.bodies.iter().map(|(h, tx)| entry(*h, tx)).collect();
+            entries.sort_unstable_by_key(|e| e.hash);
+            rebuilt.insert(&entries);
+            self.index = Index::Baseline(rebuilt);
+        }
+        match &mut self.index {
+            Index::Baseline(v) => v,
+            Index::Plugin(_) => unreachable!("replaced above"),
+        }
+    }
+
+    /// Inserts `entries` into the index: one "kept" verdict per entry.
+    fn insert(&mut self, entries: &[PoolEntry]) -> Vec<bool> {
+        match &mut self.index {
+            Index::Baseline(v) => v.insert(entries),
+            Index::Plugin(ix) => match ix.insert(entries.into()).into_result() {
+                Ok(v) => v.into_vec(),
+                Err(err) => self.fall_back("insert", &err).insert(entries),
+            },
+        }
+    }
+
+    /// Admits `txs`; returns, per transaction, `None` if admitted or why not.
+    pub fn admit(
+        &mut self,
+        txs: Vec<Transaction>,
+        sig: &SigVerifySlot,
+        state: &StateStore,
+    ) -> Result<Vec<Option<Rejection>>, StateError> {
+        self.admit_with(txs, sig, None, state)
+    }
+
+    /// [`Self::admit`], with the checks that need no state done by an `exec.tx_validation`
+    /// plugin when `txv` has one (else: signatures through `sig`, then the rules).
+    pub fn admit_with(
+        &mut self,
+        txs: Vec<Transaction>,
+        sig: &SigVerifySlot,
+        txv: Option<&TxValidationSlot>,
+        state: &StateStore,
+    ) -> Result<Vec<Option<Rejection>>, StateError> {
+        let checks: Vec<Result<(), TxError>> = match txv.and_then(|s| s.validate(&txs)) {
+            Some(checks) => checks
+                .into_iter()
+                .map(|c| match c {
+                    TxCheck::Valid => Ok(()),
+                    TxCheck::BadSignature => Err(TxError::BadSignature),
+                    TxCheck::Invalid(f) => Err(TxError::from(f)),
+                })
+                .collect(),
+            None => verify_signatures(sig, &txs)
+                .into_iter()
+                .zip(&txs)
+                .map(|(ok, tx)| {
+                    if ok {
+                        check_stateless(tx)
+                    } else {
+                        Err(TxError::BadSignature)
+                    }
+                })
+                .collect(),
+        };
+        let mut verdicts: Vec<Option<Rejection>> = Vec::with_capacity(txs.len());
+        let mut fresh: Vec<(usize, Bytes32, Transaction)> = Vec::new();
+        for (i, (tx, checked)) in txs.into_iter().zip(checks).enumerate() {
+            if let Err(e) = checked {
+                verdicts.push(Some(Rejection::Invalid(e)));
+                continue;
+            }
+            let account = state.account(&tx.from)?;
+            if tx.nonce < account.nonce {
+                verdicts.push(Some(Rejection::Invalid(TxError::BadNonce {
+                    expected: account.nonce,
+                    got: tx.nonce,
+                })));
+                continue;
+            }
+            verdicts.push(None);
+            fresh.push((i, tx_hash(&tx), tx));
+        }
+        let entries: Vec<PoolEntry> = fresh.iter().map(|(_, h, tx)| entry(*h, tx)).collect();
+        let kept = self.insert(&entries);
+        for ((i, hash, tx), kept) in fresh.into_iter().zip(kept) {
+            if kept {
+                self.bodies.insert(hash, tx);
+            } else {
+                verdicts[i] = Some(Rejection::Duplicate);
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Up to `max` transactions in fee order that respects each sender's nonce sequence
+    /// starting at its state nonce. Selected transactions stay pending until [`Self::remove`].
+    pub fn select(
+        &mut self,
+        max: usize,
+        state: &StateStore,
+    ) -> Result<Vec<Transaction>, StateError> {
+        let hashes = match &mut self.index {
+            Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
+            Index::Plugin(ix) => {
+                let answer = with_nonces(state, |n| {
+                    ix.select(max as u64, n).into_result().map(|v| v.into_vec())
+                })?;
+                match answer.and_then(|v| check_selection(v, max, &self.bodies)) {
+                    Ok(v) => v,
+                    Err(err) => self
+                        .fall_back("select", &err)
+                        .select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
+                }
+            }
+        };
+        hashes
+            .iter()
+            .map(|h| {
+                self.bodies
+                    .get(h)
+                    .cloned()
+                    .ok_or_else(|| StateError::Corrupt {
+                        path: state.path().to_owned(),
+                        what: "mempool".into(),
+                        detail: format!("the index selected {h:?}, which is not pending"),
+                    })
+            })
+            .collect()
+    }
+
+    /// Removes included transactions and any whose nonce the state has passed.
+    pub fn remove(
+        &mut self,
+        included: &[Transaction],
+        state: &StateStore,
+    ) -> Result<(), StateError> {
+        let included: Vec<Bytes32> = included.iter().map(tx_hash).collect();
+        let nonce = |s: &Bytes32| -> Result<u64, StateError> { Ok(state.account(s)?.nonce) };
+        let gone = match &mut self.index {
+            Index::Baseline(v) => v.remove(&included, &nonce)?,
+            Index::Plugin(ix) => {
+                match with_nonces(state, |n| {
+                    ix.remove(included.as_slice().into(), n)
+                        .into_result()
+                        .map(|v| v.into_vec())
+                })? {
+                    Ok(v) => v,
+                    Err(err) => self.fall_back("remove", &err).remove(&included, &nonce)?,
+                }
+            }
+        };
+        for h in gone {
+            self.bodies.remove(&h);
+        }
+        Ok(())
+    }
+}
+
+/// The host's check of an index's selection: at most `max`, each pending, none twice. A
+/// wrong answer is the provider's failure (the mempool falls back), never a corrupt store.
+fn check_selection(
+    selected: Vec<Bytes32>,
+    max: usize,
+    bodies: &HashMap<Bytes32, Transaction>,
+) -> Result<Vec<Bytes32>, PluginError> {
+    if selected.len() > max {
+        return Err(PluginError::failed(format!(
+            "index selected {} for a maximum of {max}",
+            selected.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(selected.len());
+    for h in &selected {
+        if !bodies.contains_key(h) {
+            return Err(PluginError::failed(format!(
+                "index selected {h:?}, which is not pending"
+            )));
+        }
+        if !seen.insert(*h) {
+            return Err(PluginError::failed(format!("index selected {h:?} twice")));
+        }
+    }
+    Ok(selected)
+}

@@ -1,0 +1,445 @@
+//! Peers over TCP on loopback: the network baseline the catalogue names. Blocking
+//! `std::net` sockets, a reader and a writer thread per peer. A broadcast builds each
+//! peer's frames (`net.broadcast`; baseline: serialised once per peer into fresh buffers,
+//! `mem.buffer_pool`'s baseline) and queues them (`net.send_queue`; baseline: an unbounded
+//! FIFO per peer); the peer's writer thread pops them and writes them (`net.frame_send`;
+//! baseline: one write per message).
+//!
+//! Frames are a 4-byte big-endian length, a tag byte (transaction, block, vote) and the
+//! message in JSON. Reader threads only cut frames; the node decodes what it received in
+//! batches ([`decode`]), transactions through `mem.tx_decode`. A connection starts with the
+//! connecting node's index (4 bytes), so each side knows who is at the other end.
+
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    sync::{mpsc, Arc, Mutex},
+    thread::JoinHandle,
+};
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{RArc, RVec};
+use std::os::fd::IntoRawFd;
+
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
+use dubchain_plugin_api::types::Blob;
+use dubchain_plugin_api::{
+    slots::{
+        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, SendQueueBox,
+        TrafficClass,
+    },
+    PluginError,
+};
+
+use crate::consensus::Vote;
+use dubchain_host::{
+    baseline,
+    slot::{BufferPoolSlot, FrameSendSlot, Slots},
+};
+
+pub use dubchain_plugin_api::wire::MAX_FRAME;
+
+pub use dubchain_plugin_api::wire::Message;
+use dubchain_plugin_api::wire::{self, VoteWire, TAG_BLOCK, TAG_TX, TAG_VOTE};
+
+/// The wire message of a vote.
+pub fn vote_message(v: &Vote) -> Message {
+    Message::Vote {
+        height: v.height,
+        block: v.block,
+        validator: v.validator,
+        signature: Blob(v.signature.to_vec().into()),
+    }
+}
+
+/// A frame's payload (tag and JSON) and the index of the peer it came from.
+pub type Inbound = (usize, Vec<u8>);
+
+/// Decodes received payloads, in order: the transactions among them in one batch through
+/// `mem.tx_decode`, blocks and votes with serde_json. A payload that does not decode is an
+/// error for that one only.
+pub fn decode(slots: &Slots, inbound: &[Inbound]) -> Vec<(usize, Result<Message, String>)> {
+    let txs: Vec<&[u8]> = inbound
+        .iter()
+        .filter(|(_, p)| p.first() == Some(&TAG_TX))
+        .map(|(_, p)| &p[1..])
+        .collect();
+    let mut decoded_txs = slots.tx_decode.decode(&txs).into_iter();
+    inbound
+        .iter()
+        .map(|(peer, p)| {
+            let msg = match p.split_first() {
+                Some((&TAG_TX, _)) => decoded_txs
+                    .next()
+                    .unwrap_or_else(|| Err("no answer".into()))
+                    .map(Message::Tx),
+                Some((&TAG_BLOCK, body)) => serde_json::from_slice(body)
+                    .map(Message::Block)
+                    .map_err(|e| e.to_string()),
+                Some((&TAG_VOTE, body)) => serde_json::from_slice::<VoteWire>(body)
+                    .map(|v| Message::Vote {
+                        height: v.height,
+                        block: v.block,
+                        validator: v.validator,
+                        signature: v.signature,
+                    })
+                    .map_err(|e| e.to_string()),
+                Some((tag, _)) => Err(format!("unknown message tag {tag}")),
+                None => Err("an empty frame".into()),
+            };
+            (*peer, msg)
+        })
+        .collect()
+}
+
+struct Peer {
+    index: usize,
+    stream: Mutex<TcpStream>,
+    queue: Arc<PeerQueue>,
+}
+
+/// A peer's queue of outgoing frames: a `net.send_queue` provider's queue if there is one,
+/// and the baseline's FIFO, which takes over for good if the provider's fails. Frames the
+/// failed queue still held are lost.
+struct PeerQueue {
+    provider: Option<SendQueueBox>,
+    failed: AtomicBool,
+    fifo: baseline::FifoQueue,
+}
+
+impl PeerQueue {
+    fn new(provider: Option<SendQueueBox>) -> PeerQueue {
+        PeerQueue {
+            provider,
+            failed: AtomicBool::new(false),
+            fifo: baseline::FifoQueue::default(),
+        }
+    }
+
+    /// The provider's answer to `call`, or `None` when there is no provider or it has
+    /// failed (now or before).
+    fn with_provider<T>(
+        &self,
+        call: impl FnOnce(&SendQueueBox) -> RResult<T, PluginError>,
+    ) -> Option<T> {
+        let queue = self
+            .provider
+            .as_ref()
+            .filter(|_| !self.failed.load(Relaxed))?;
+        match call(queue).into_result() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
+                self.failed.store(true, Relaxed);
+                None
+            }
+        }
+    }
+
+    fn push(&self, frames: Vec<Outgoing>) {
+        if self
+            .with_provider(|q| q.push(frames.clone().into()))
+            .is_none()
+        {
+            self.fifo.push(frames);
+        }
+    }
+
+    fn pop(&self, max: usize, wait: Duration) -> Popped {
+        self.with_provider(|q| q.pop(max as u64, wait.as_millis() as u64))
+            .unwrap_or_else(|| self.fifo.pop(max, wait))
+    }
+
+    fn written(&self, bytes: usize, took: Duration) {
+        self.with_provider(|q| q.written(bytes as u64, took.as_micros() as u64));
+    }
+
+    fn close(&self) {
+        if let Some(q) = &self.provider {
+            let _ = q.close();
+        }
+        self.fifo.close();
+    }
+}
+
+/// One node's connections to every other node: driven by its own reader and writer
+/// threads (the baseline), or by a `net.transport` provider.
+pub struct Network {
+    pub index: usize,
+    peers: Vec<Arc<Peer>>,
+    readers: Vec<JoinHandle<()>>,
+    writers: Vec<JoinHandle<()>>,
+    transport: Option<ConnectionsBox>,
+}
+
+/// The node's inbox, as a `net.transport` provider delivers to it.
+struct Inbox(Mutex<mpsc::Sender<Inbound>>);
+
+impl InboundSink for Inbox {
+    fn deliver(&self, peer: u32, payload: RVec<u8>) -> RResult<(), PluginError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((peer as usize, payload.into_vec()))
+            .map_err(|_| PluginError::failed("the node has stopped"))
+            .into()
+    }
+}
+
+/// The class of `msg` for send queues: blocks and votes are consensus traffic.
+fn class_of(msg: &Message) -> TrafficClass {
+    match msg {
+        Message::Tx(_) => TrafficClass::Gossip,
+        Message::Block(_) | Message::Vote { .. } => TrafficClass::Consensus,
+    }
+}
+
+/// A peer's writer: pops frames from its queue and writes them through `net.frame_send` until the
+/// queue is closed and drained; buffers no other peer shares go back to the pool.
+fn write_loop(
+    queue: &PeerQueue,
+    (send, pool): (&FrameSendSlot, &BufferPoolSlot),
+    stream: &mut TcpStream,
+    (from, to): (usize, usize),
+) {
+    loop {
+        let frames = match queue.pop(256, Duration::from_millis(100)) {
+            Popped::Frames(f) => f,
+            Popped::Idle => continue,
+            Popped::Closed => return,
+        };
+        let views: Vec<&[u8]> = frames.iter().map(|o| o.frame.as_slice()).collect();
+        let bytes = views.iter().map(|v| v.len()).sum();
+        let t = Instant::now();
+        if let Err(e) = send.send(&views, stream) {
+            tracing::debug!(from, to, error = %e, "send failed");
+        }
+        queue.written(bytes, t.elapsed());
+        drop(views);
+        for o in frames {
+            if let Ok(buffer) = RArc::try_unwrap(o.frame) {
+                pool.give(buffer);
+            }
+        }
+    }
+}
+
+/// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
+fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
+    let payload = wire::payload(msg);
+    let mut frame = slots.buffer_pool.take(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+impl Network {
+    /// Sends `msgs`, in order, to every peer. The frames come from `net.broadcast`
+    /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`) and go to
+    /// each peer's queue (`net.send_queue`), whose writer thread writes them.
+    pub fn broadcast(&self, slots: &Slots, msgs: &[Message]) {
+        let lists = slots
+            .broadcast
+            .frames(msgs, self.peers.len())
+            .unwrap_or_else(|| {
+                self.peers
+                    .iter()
+                    .map(|_| {
+                        msgs.iter()
+                            .map(|m| RArc::new(encode_frame(slots, m)))
+                            .collect()
+                    })
+                    .collect()
+            });
+        for (p, frames) in self.peers.iter().zip(lists) {
+            if let Some(t) = &self.transport {
+                if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
+                    tracing::warn!(from = self.index, to = p.index, error = %e, "net.transport provider failed to take frames");
+                }
+                continue;
+            }
+            p.queue.push(
+                frames
+                    .into_iter()
+                    .zip(msgs)
+                    .map(|(frame, m)| Outgoing {
+                        class: class_of(m),
+                        frame,
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    /// Lets every writer finish what is queued, then closes every connection and waits for
+    /// the reader threads.
+    pub fn shutdown(self) {
+        if let Some(t) = &self.transport {
+            if let Err(e) = t.shutdown().into_result() {
+                tracing::warn!(node = self.index, error = %e, "net.transport provider failed to shut down");
+            }
+        }
+        for p in &self.peers {
+            p.queue.close();
+        }
+        for w in self.writers {
+            let _ = w.join();
+        }
+        for p in &self.peers {
+            let _ = p
+                .stream
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .shutdown(Shutdown::Both);
+        }
+        for r in self.readers {
+            let _ = r.join();
+        }
+    }
+}
+
+/// `index`'s connections handed to the `net.transport` provider, if there is one and it
+/// takes them. It gets duplicates of the sockets: the host keeps its own, to close them at
+/// shutdown, or to run its threads on them if the provider refuses.
+fn with_transport(
+    slots: &Slots,
+    index: usize,
+    conns: &[(usize, TcpStream)],
+    tx: &mpsc::Sender<Inbound>,
+) -> io::Result<Option<Network>> {
+    if !slots.transport.has_provider() {
+        return Ok(None);
+    }
+    let mut sockets = Vec::with_capacity(conns.len());
+    for (peer, stream) in conns {
+        sockets.push(PeerSocket {
+            peer: *peer as u32,
+            fd: stream.try_clone()?.into_raw_fd(),
+        });
+    }
+    let inbox = InboundSink_TO::from_value(Inbox(Mutex::new(tx.clone())), TD_Opaque);
+    let Some(connections) = slots.transport.connect(&sockets, inbox) else {
+        return Ok(None);
+    };
+    let mut peers = Vec::with_capacity(conns.len());
+    for (peer, stream) in conns {
+        peers.push(Arc::new(Peer {
+            index: *peer,
+            stream: Mutex::new(stream.try_clone()?),
+            queue: Arc::new(PeerQueue::new(None)),
+        }));
+    }
+    Ok(Some(Network {
+        index,
+        peers,
+        readers: Vec::new(),
+        writers: Vec::new(),
+        transport: Some(connections),
+    }))
+}
+
+/// Connects one node per entry of `slots` (node `i`'s own slots) on 127.0.0.1 in a full
+/// mesh, each peer with a reader thread and a writer thread over its send queue. Returns,
+/// per node, its network and the receiver of everything its peers send it.
+pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound>)>> {
+    let n = slots.len();
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let addrs: Vec<_> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()?;
+    // streams[i] holds (peer index, stream) for node i.
+    let mut streams: Vec<Vec<(usize, TcpStream)>> = (0..n).map(|_| Vec::new()).collect();
+    for j in 0..n {
+        for (i, addr) in addrs.iter().enumerate().take(j) {
+            let mut out = TcpStream::connect(addr)?;
+            out.write_all(&(j as u32).to_be_bytes())?;
+            let (mut inc, _) = listeners[i].accept()?;
+            let mut who = [0u8; 4];
+            inc.read_exact(&mut who)?;
+            let from = u32::from_be_bytes(who) as usize;
+            if from != j {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected node {j}, got {from}"),
+                ));
+            }
+            out.set_nodelay(true)?;
+            inc.set_nodelay(true)?;
+            streams[j].push((i, out));
+            streams[i].push((j, inc));
+        }
+    }
+    let mut nodes = Vec::with_capacity(n);
+    for (index, conns) in streams.into_iter().enumerate() {
+        let slots = slots[index];
+        let (tx, rx) = mpsc::channel();
+        if let Some(network) = with_transport(slots, index, &conns, &tx)? {
+            nodes.push((network, rx));
+            continue;
+        }
+        let mut peers = Vec::new();
+        let mut readers = Vec::new();
+        let mut writers = Vec::new();
+        for (peer, stream) in conns {
+            let queue = Arc::new(PeerQueue::new(slots.send_queue.new_queue(peer as u32)));
+            let (q, mut out) = (queue.clone(), stream.try_clone()?);
+            let (send, pool) = (slots.frame_send.clone(), slots.buffer_pool.clone());
+            writers.push(
+                std::thread::Builder::new()
+                    .name(format!("peer-{index}->{peer}"))
+                    .spawn(move || write_loop(&q, (&send, &pool), &mut out, (index, peer)))?,
+            );
+            let mut reader = stream.try_clone()?;
+            let tx = tx.clone();
+            readers.push(
+                std::thread::Builder::new()
+                    .name(format!("peer-{index}<-{peer}"))
+                    .spawn(move || {
+                        while let Ok(frame) = read_frame(&mut reader) {
+                            if tx.send((peer, frame)).is_err() {
+                                return;
+                            }
+                        }
+                    })?,
+            );
+            peers.push(Arc::new(Peer {
+                index: peer,
+                stream: Mutex::new(stream),
+                queue,
+            }));
+        }
+        nodes.push((
+            Network {
+                index,
+                peers,
+                readers,
+                writers,
+                transport: None,
+            },
+            rx,
+        ));
+    }
+    Ok(nodes)
+}

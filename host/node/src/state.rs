@@ -1,0 +1,985 @@
+//! Account state on an embedded RocksDB, with a commit protocol that survives `kill -9`.
+//!
+//! Layout (one key space, prefixes):
+//!
+//! | key | value |
+//! |---|---|
+//! | `a/` + account (32 bytes) | the account, serde_json (the baseline record format) |
+//! | `c/` + contract (32 bytes) | the contract's wasm code, as deployed |
+//! | `k/` + contract | SHA-256 of its code (read without the code by `vm.code_loader`) |
+//! | `s/` + contract + key (8 bytes, big-endian, sign bit flipped) | a storage value, serde_json |
+//! | `b/` + height (8 bytes, big-endian) | the block, encoded by `storage.record_codec` |
+//! | `h` | the head: height, block hash, state root (JSON) |
+//! | `u/` + height + key | undo: the value of `key` (an `a/`, `c/` or `s/` key) before block `height` first wrote it |
+//!
+//! **Baseline write path**, as the catalogue describes it: each transaction's writes go to
+//! the store at once, one put per key; a block is committed by writing its record and then
+//! the head with `sync` (an fsync per commit). Before a key is first written in a block, its
+//! old value is put under `u/`. RocksDB recovers a prefix of its write-ahead log, so after a
+//! crash either the head moved (the block's writes are all there) or it did not, and the
+//! undo entries of the unfinished block restore what it overwrote. [`StateStore::open`] runs
+//! that recovery; no committed block is ever lost or half-applied.
+//!
+//! **With a `storage.block_commit` provider** (`storage_write_batching`), a block's writes stay in
+//! the provider's write set, and every read of the block ([`BlockWriter`]'s reads, the VM's
+//! storage reads, the state-root scans) sees them laid over the store. Nothing reaches
+//! RocksDB until the commit, which writes the set, the block's record and the head as one
+//! atomic `WriteBatch`: no undo entries, and a crash leaves all of the block or none. If the
+//! provider fails, nothing of the block is in the store; the caller runs the block again on
+//! the baseline ([`StateError::WriteSet`]).
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use abi_stable::std_types::{ROption, RSlice};
+use dubchain_plugin_api::{
+    exec::{AccountEntry, AccountState},
+    slots::{BlockWritesBox, Held, HostWriteThrough, KvWrite},
+    types::Bytes32,
+    PluginError,
+};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::chain::merkle_root;
+use dubchain_host::slot::{AccountReadSlot, BlockCommitSlot, DurabilitySlot, MerkleSlot, Slots};
+
+/// An account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub balance: u64,
+    pub nonce: u64,
+}
+
+/// The last committed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub height: u64,
+    pub hash: Bytes32,
+    pub state_root: Bytes32,
+}
+
+/// A state store problem: RocksDB's error, or a record that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("state store {path}: corrupt {what}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        what: String,
+        detail: String,
+    },
+    /// The `storage.block_commit` provider failed during a block: nothing of the block reached the
+    /// store, and the block must be run again on the baseline write path.
+    #[error("state store {path}: the storage.block_commit provider failed ({detail}); block {height}'s writes were dropped")]
+    WriteSet {
+        path: PathBuf,
+        height: u64,
+        detail: String,
+    },
+}
+
+/// The state store of one node.
+pub struct StateStore {
+    db: DB,
+    path: PathBuf,
+    /// Identity for `vm.contract_state` and `storage.account_read` providers' caches: unique in the
+    /// process, and replaced whenever a block is rolled back (so nothing cached before can
+    /// be served after).
+    id: std::sync::atomic::AtomicU64,
+    /// Where account reads go first, once the node has said ([`StateStore::attach`]).
+    reads: std::sync::OnceLock<Arc<AccountReadSlot>>,
+    /// Who makes commits durable, once the node has said.
+    durability: std::sync::OnceLock<Arc<DurabilitySlot>>,
+    /// Who holds a block's writes until its commit, once the node has said.
+    commits: std::sync::OnceLock<Arc<BlockCommitSlot>>,
+    /// Who computes the state root's Merkle tree, once the node has said (`crypto.merkle`).
+    merkle: std::sync::OnceLock<Arc<MerkleSlot>>,
+}
+
+/// The next store identity in this process.
+fn next_store_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A stored key and value.
+type Entry = (Box<[u8]>, Box<[u8]>);
+
+const ACCOUNT: &[u8] = b"a/";
+const CODE: &[u8] = b"c/";
+const CODE_HASH: &[u8] = b"k/";
+const STORAGE: &[u8] = b"s/";
+const BLOCK: &[u8] = b"b/";
+const HEAD: &[u8] = b"h";
+const UNDO: &[u8] = b"u/";
+
+fn account_key(a: &Bytes32) -> Vec<u8> {
+    [ACCOUNT, &a.0].concat()
+}
+
+fn code_key(contract: &Bytes32) -> Vec<u8> {
+    [CODE, &contract.0].concat()
+}
+
+fn code_hash_key(contract: &Bytes32) -> Vec<u8> {
+    [CODE_HASH, &contract.0].concat()
+}
+
+/// Storage keys sort by their signed value: big-endian with the sign bit flipped.
+fn storage_key(contract: &Bytes32, key: i64) -> Vec<u8> {
+    let ordered = (key as u64) ^ (1 << 63);
+    [STORAGE, &contract.0, &ordered.to_be_bytes()].concat()
+}
+
+fn block_key(height: u64) -> Vec<u8> {
+    [BLOCK, &height.to_be_bytes()[..]].concat()
+}
+
+fn undo_prefix(height: u64) -> Vec<u8> {
+    [UNDO, &height.to_be_bytes()[..]].concat()
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the store at `path` and finishes or rolls back a block
+    /// interrupted by a crash.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, path).map_err(|source| StateError::Db {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = StateStore {
+            db,
+            path: path.to_owned(),
+            id: next_store_id().into(),
+            reads: std::sync::OnceLock::new(),
+            durability: std::sync::OnceLock::new(),
+            commits: std::sync::OnceLock::new(),
+            merkle: std::sync::OnceLock::new(),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_err(&self, source: rocksdb::Error) -> StateError {
+        StateError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: impl Into<String>, detail: impl ToString) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The committed head, or `None` for an empty store.
+    pub fn head(&self) -> Result<Option<Head>, StateError> {
+        match self.db.get(HEAD).map_err(|e| self.db_err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.corrupt("head", e)),
+        }
+    }
+
+    /// Puts this store behind the host's slots from now on: account reads through
+    /// `storage.account_read` (told of every account write when it reaches the store, and of every
+    /// rollback), a block's writes held by `storage.block_commit`, and commits made durable by
+    /// `storage.durability`.
+    pub fn attach(&self, slots: &Slots) {
+        let _ = self.reads.set(slots.account_read.clone());
+        let _ = self.durability.set(slots.durability.clone());
+        let _ = self.commits.set(slots.block_commit.clone());
+        let _ = self.merkle.set(slots.merkle.clone());
+    }
+
+    /// Reads an account: through `storage.account_read` if the node set it up, else (the baseline)
+    /// from RocksDB, decoding the record.
+    pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
+        if let Some(slot) = self.reads.get() {
+            let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
+            let answer = slot.get(
+                self.id(),
+                std::slice::from_ref(a),
+                |accounts: &[Bytes32]| {
+                    accounts
+                        .iter()
+                        .map(|x| match self.account_record(x) {
+                            Ok((acc, _)) => Ok(AccountState {
+                                balance: acc.balance,
+                                nonce: acc.nonce,
+                            }),
+                            Err(e) => {
+                                let msg = e.to_string();
+                                *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                                Err(PluginError::failed(msg))
+                            }
+                        })
+                        .collect()
+                },
+            );
+            if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(e);
+            }
+            if let Some(got) = answer {
+                return Ok(Account {
+                    balance: got[0].balance,
+                    nonce: got[0].nonce,
+                });
+            }
+        }
+        Ok(self.account_record(a)?.0)
+    }
+
+    /// Tells `storage.account_read` (if set up) that these accounts now hold these values in the
+    /// store.
+    fn announce(&self, writes: &[AccountEntry]) {
+        if let Some(slot) = self.reads.get() {
+            if !writes.is_empty() {
+                slot.written(self.id(), writes);
+            }
+        }
+    }
+
+    /// The account and its stored bytes (empty when it does not exist), which is what an
+    /// undo entry records.
+    pub fn account_record(&self, a: &Bytes32) -> Result<(Account, Vec<u8>), StateError> {
+        match self.db.get(account_key(a)).map_err(|e| self.db_err(e))? {
+            None => Ok((Account::default(), Vec::new())),
+            Some(v) => serde_json::from_slice(&v)
+                .map(|acc| (acc, v))
+                .map_err(|e| self.corrupt(format!("account {a:?}"), e)),
+        }
+    }
+
+    /// A contract's code, or `None` if nothing is deployed at `contract`.
+    pub fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get(code_key(contract)).map_err(|e| self.db_err(e))
+    }
+
+    /// SHA-256 of the code deployed at `contract`.
+    pub fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StateError> {
+        match self
+            .db
+            .get(code_hash_key(contract))
+            .map_err(|e| self.db_err(e))?
+        {
+            None => Ok(None),
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(|h| Some(Bytes32(h)))
+                .map_err(|_| self.corrupt(format!("code hash of {contract:?}"), "not 32 bytes")),
+        }
+    }
+
+    /// The value under `key` in `contract`'s storage (0 when absent).
+    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        match self
+            .db
+            .get(storage_key(contract, key))
+            .map_err(|e| self.db_err(e))?
+        {
+            None => Ok(0),
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e)),
+        }
+    }
+
+    /// The store's identity for `vm.contract_state` providers (see the field).
+    pub fn id(&self) -> u64 {
+        self.id.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The stored bytes of block `height`.
+    pub fn block_bytes(&self, height: u64) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get(block_key(height)).map_err(|e| self.db_err(e))
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order, as the store holds
+    /// them with `held` laid over: a block's pending writes under `prefix`, in key order
+    /// (a `None` value deletes its key).
+    fn scan_over(&self, prefix: &[u8], held: Vec<KvWrite>) -> Result<Vec<Entry>, StateError> {
+        let stored = self.scan(prefix)?;
+        if held.is_empty() {
+            return Ok(stored);
+        }
+        let mut out = Vec::with_capacity(stored.len() + held.len());
+        let mut stored = stored.into_iter().peekable();
+        for w in held {
+            while let Some((k, _)) = stored.peek() {
+                if **k >= *w.key {
+                    break;
+                }
+                out.extend(stored.next());
+            }
+            if stored.peek().is_some_and(|(k, _)| **k == *w.key) {
+                stored.next();
+            }
+            if let ROption::RSome(v) = w.value {
+                out.push((w.key.into_vec().into(), v.into_vec().into()));
+            }
+        }
+        out.extend(stored);
+        Ok(out)
+    }
+
+    /// Every `(key, value)` whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StateError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Every account, in key order.
+    pub fn accounts(&self) -> Result<Vec<(Bytes32, Account)>, StateError> {
+        self.accounts_over(Vec::new())
+    }
+
+    fn accounts_over(&self, held: Vec<KvWrite>) -> Result<Vec<(Bytes32, Account)>, StateError> {
+        let mut out = Vec::new();
+        for (k, v) in self.scan_over(ACCOUNT, held)? {
+            let key = Bytes32(
+                k[ACCOUNT.len()..]
+                    .try_into()
+                    .map_err(|_| self.corrupt("account key", "not 32 bytes"))?,
+            );
+            let acc: Account = serde_json::from_slice(&v)
+                .map_err(|e| self.corrupt(format!("account {key:?}"), e))?;
+            out.push((key, acc));
+        }
+        Ok(out)
+    }
+
+    /// Every contract's code, in address order.
+    pub fn contracts(&self) -> Result<Vec<(Bytes32, Vec<u8>)>, StateError> {
+        self.contracts_over(Vec::new())
+    }
+
+    fn contracts_over(&self, held: Vec<KvWrite>) -> Result<Vec<(Bytes32, Vec<u8>)>, StateError> {
+        self.scan_over(CODE, held)?
+            .into_iter()
+            .map(|(k, v)| {
+                let key = Bytes32(
+                    k[CODE.len()..]
+                        .try_into()
+                        .map_err(|_| self.corrupt("code key", "not 32 bytes"))?,
+                );
+                Ok((key, v.into_vec()))
+            })
+            .collect()
+    }
+
+    /// Every contract storage entry as `(contract, key, value)`, in key order.
+    pub fn storage_entries(&self) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
+        self.storage_entries_over(Vec::new())
+    }
+
+    fn storage_entries_over(
+        &self,
+        held: Vec<KvWrite>,
+    ) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
+        self.scan_over(STORAGE, held)?
+            .into_iter()
+            .map(|(k, v)| {
+                let rest = &k[STORAGE.len()..];
+                if rest.len() != 40 {
+                    return Err(self.corrupt("storage key", "not 40 bytes"));
+                }
+                let contract = Bytes32(rest[..32].try_into().expect("32 bytes"));
+                let ordered = u64::from_be_bytes(rest[32..].try_into().expect("8 bytes"));
+                let value: i64 = serde_json::from_slice(&v)
+                    .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e))?;
+                Ok((contract, (ordered ^ (1 << 63)) as i64, value))
+            })
+            .collect()
+    }
+
+    /// The state root: the Merkle root, in key order, over `sha256(account || balance ||
+    /// nonce)` of every account with a non-default value, then `sha256("code" || contract
+    /// || sha256(code))` of every contract, then `sha256("slot" || contract || key ||
+    /// value)` of every storage entry.
+    pub fn state_root(&self) -> Result<Bytes32, StateError> {
+        self.state_root_over(|_| Ok(Vec::new()))
+    }
+
+    /// The state root with a block's pending writes under each prefix (`held(prefix)`)
+    /// laid over the store.
+    fn state_root_over(
+        &self,
+        held: impl Fn(&[u8]) -> Result<Vec<KvWrite>, StateError>,
+    ) -> Result<Bytes32, StateError> {
+        let mut leaves = account_leaves(&self.accounts_over(held(ACCOUNT)?)?);
+        for (contract, code) in self.contracts_over(held(CODE)?)? {
+            let mut h = Sha256::new();
+            h.update(b"code");
+            h.update(contract.0);
+            h.update(Sha256::digest(&code));
+            leaves.push(Bytes32(h.finalize().into()));
+        }
+        for (contract, key, value) in self.storage_entries_over(held(STORAGE)?)? {
+            let mut h = Sha256::new();
+            h.update(b"slot");
+            h.update(contract.0);
+            h.update(key.to_le_bytes());
+            h.update(value.to_le_bytes());
+            leaves.push(Bytes32(h.finalize().into()));
+        }
+        // The node's largest hashing work: through `crypto.merkle` once attached.
+        Ok(match self.merkle.get() {
+            Some(slot) => slot.root(&leaves),
+            None => merkle_root(&leaves),
+        })
+    }
+
+    /// Starts writing block `height` (the head's height + 1): into a `storage.block_commit`
+    /// provider's write set if the node set one up and it gives one, else through to the
+    /// store (the baseline).
+    pub fn begin_block(&self, height: u64) -> BlockWriter<'_> {
+        let set = self.commits.get().and_then(|slot| slot.begin(height));
+        self.writer(height, set)
+    }
+
+    /// Starts writing block `height` on the baseline write path, whatever the slots say
+    /// (the second run of a block whose write set failed).
+    pub fn begin_block_on_baseline(&self, height: u64) -> BlockWriter<'_> {
+        self.writer(height, None)
+    }
+
+    fn writer(&self, height: u64, set: Option<BlockWritesBox>) -> BlockWriter<'_> {
+        BlockWriter {
+            store: self,
+            height,
+            writes: Writes {
+                touched: HashSet::new(),
+                set,
+                accounts: Vec::new(),
+            },
+            failure: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The host's write-through primitive (the baseline's write of one key): the key's old
+    /// value (`old` if the caller read it, else read here) saved in an undo entry of block
+    /// `height` the first time the block touches it, then one put or delete. `storage.account_read`
+    /// is told of an account write as it reaches the store (`announce`).
+    fn write_through(
+        &self,
+        height: u64,
+        touched: &mut HashSet<Vec<u8>>,
+        key: &[u8],
+        value: Option<&[u8]>,
+        old: Option<&[u8]>,
+        announce: Option<AccountEntry>,
+    ) -> Result<(), StateError> {
+        let db = &self.db;
+        if !touched.contains(key) {
+            let old = match old {
+                Some(old) => old.to_vec(),
+                None => db.get(key).map_err(|e| self.db_err(e))?.unwrap_or_default(),
+            };
+            db.put([undo_prefix(height), key.to_vec()].concat(), old)
+                .map_err(|e| self.db_err(e))?;
+            touched.insert(key.to_vec());
+        }
+        match value {
+            Some(v) => db.put(key, v),
+            None => db.delete(key),
+        }
+        .map_err(|e| self.db_err(e))?;
+        if let Some(entry) = announce {
+            self.announce(&[entry]);
+        }
+        Ok(())
+    }
+
+    /// What `storage.account_read` must be told of a write a plugin passed through, if anything:
+    /// the account behind an account key (decoded only when a provider listens).
+    fn account_entry(&self, key: &[u8], value: Option<&[u8]>) -> Option<AccountEntry> {
+        let listens = self.reads.get().is_some_and(|s| s.has_provider());
+        let account: [u8; 32] = key.strip_prefix(ACCOUNT)?.try_into().ok()?;
+        if !listens {
+            return None;
+        }
+        let acc: Account = match value {
+            None => Account::default(),
+            Some(v) => serde_json::from_slice(v).ok()?,
+        };
+        Some(AccountEntry {
+            account: Bytes32(account),
+            state: AccountState {
+                balance: acc.balance,
+                nonce: acc.nonce,
+            },
+        })
+    }
+
+    fn recover(&self) -> Result<(), StateError> {
+        let head = self.head()?.map_or(0, |h| h.height);
+        // Undo entries of blocks above the head belong to a block that never committed.
+        let mut stale = Vec::new();
+        for (k, v) in self.scan(UNDO)? {
+            let height =
+                u64::from_be_bytes(k[UNDO.len()..UNDO.len() + 8].try_into().expect("8 bytes"));
+            stale.push((k.to_vec(), v.to_vec(), height > head));
+        }
+        for (k, v, uncommitted) in &stale {
+            if *uncommitted {
+                let key = undone_key(&k[UNDO.len() + 8..]);
+                if v.is_empty() {
+                    self.db.delete(&key).map_err(|e| self.db_err(e))?;
+                } else {
+                    self.db.put(&key, v).map_err(|e| self.db_err(e))?;
+                }
+            }
+            self.db.delete(k).map_err(|e| self.db_err(e))?;
+        }
+        if stale.iter().any(|s| s.2) {
+            tracing::warn!(path = %self.path.display(), head, "rolled back a block interrupted before its commit");
+        }
+        self.db.flush_wal(true).map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+}
+
+/// The key an undo entry restores: the entry's key after `u/` + height. (Undo entries
+/// written before contracts existed name a bare 32-byte account.)
+fn undone_key(rest: &[u8]) -> Vec<u8> {
+    if rest.len() == 32 {
+        [ACCOUNT, rest].concat()
+    } else {
+        rest.to_vec()
+    }
+}
+
+/// The account leaves of the state root, for `accounts` sorted by key.
+fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
+    accounts
+        .iter()
+        .filter(|(_, a)| *a != Account::default())
+        .map(|(k, a)| {
+            let mut h = Sha256::new();
+            h.update(k.0);
+            h.update(a.balance.to_le_bytes());
+            h.update(a.nonce.to_le_bytes());
+            Bytes32(h.finalize().into())
+        })
+        .collect()
+}
+
+/// Where a block's writes go: through to the store at once (the baseline, and the
+/// primitive a write set is handed), or into a `storage.block_commit` provider's write set, which
+/// holds what it chooses until the commit.
+struct Writes {
+    /// The keys (`a/`, `c/`, `k/`, `s/`) written through so far, each with an undo entry.
+    touched: HashSet<Vec<u8>>,
+    /// The provider's write set for this block, if it gave one.
+    set: Option<BlockWritesBox>,
+    /// With a set: every account write in order, to tell `storage.account_read` at the commit of
+    /// what the set held (what it passed through was told at once).
+    accounts: Vec<AccountEntry>,
+}
+
+/// The writes of one block in progress; commit or abort it.
+pub struct BlockWriter<'a> {
+    store: &'a StateStore,
+    height: u64,
+    writes: Writes,
+    /// Set when the write set failed: every call from then on answers
+    /// [`StateError::WriteSet`], and the block must be aborted and run again.
+    failure: std::sync::OnceLock<String>,
+}
+
+impl BlockWriter<'_> {
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Whether this block's writes go to a `storage.block_commit` provider's write set.
+    pub fn is_held(&self) -> bool {
+        self.writes.set.is_some()
+    }
+
+    fn write_set_failed(&self) -> StateError {
+        StateError::WriteSet {
+            path: self.store.path.clone(),
+            height: self.height,
+            detail: self.failure.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Records the write set's failure (once, counted on the slot) and answers the error.
+    fn fail(&self, call: &str, e: PluginError) -> StateError {
+        if self.failure.set(format!("{call}: {e}")).is_ok() {
+            if let Some(slot) = self.store.commits.get() {
+                slot.object_failed(call, &e);
+            }
+        }
+        self.write_set_failed()
+    }
+
+    fn check(&self) -> Result<(), StateError> {
+        match self.failure.get() {
+            Some(_) => Err(self.write_set_failed()),
+            None => Ok(()),
+        }
+    }
+
+    /// What this block wrote to `key` and still holds: `None` if the store's value stands
+    /// (always, on the baseline path), `Some(None)` if the block deleted it.
+    fn pending(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, StateError> {
+        self.check()?;
+        let Some(set) = &self.writes.set else {
+            return Ok(None);
+        };
+        match set.read(RSlice::from_slice(key)).into_result() {
+            Ok(Held::NotHeld) => Ok(None),
+            Ok(Held::Deleted) => Ok(Some(None)),
+            Ok(Held::Value(v)) => Ok(Some(Some(v.into_vec()))),
+            Err(e) => Err(self.fail("read", e)),
+        }
+    }
+
+    pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
+        match self.pending(&account_key(a))? {
+            None => self.store.account(a),
+            Some(bytes) => Ok(self.decode_account(a, bytes)?.0),
+        }
+    }
+
+    /// The account and its stored bytes (see [`StateStore::account_record`]), as this block
+    /// sees it.
+    pub fn account_record(&self, a: &Bytes32) -> Result<(Account, Vec<u8>), StateError> {
+        match self.pending(&account_key(a))? {
+            None => self.store.account_record(a),
+            Some(bytes) => self.decode_account(a, bytes),
+        }
+    }
+
+    fn decode_account(
+        &self,
+        a: &Bytes32,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<(Account, Vec<u8>), StateError> {
+        match bytes {
+            None => Ok((Account::default(), Vec::new())),
+            Some(v) => serde_json::from_slice(&v)
+                .map(|acc| (acc, v))
+                .map_err(|e| self.store.corrupt(format!("held account {a:?}"), e)),
+        }
+    }
+
+    /// Writes `account`, when the caller already read its stored bytes `old` in this block
+    /// (before any write to it): the undo entry, if the write goes through, is made from
+    /// them instead of reading the store again.
+    pub fn put_with_old(
+        &mut self,
+        a: &Bytes32,
+        old: &[u8],
+        account: Account,
+    ) -> Result<(), StateError> {
+        let value = serde_json::to_vec(&account).expect("accounts serialise");
+        self.put_raw(
+            account_key(a),
+            Some(value),
+            Some(old),
+            Some(entry(a, account)),
+        )
+    }
+
+    /// Puts an account's stored bytes back as they were (`old` empty: it did not exist):
+    /// undoes what a failed `exec.block_execution` provider wrote.
+    pub fn restore_account(&mut self, a: &Bytes32, old: &[u8]) -> Result<(), StateError> {
+        let (account, value) = if old.is_empty() {
+            (Account::default(), None)
+        } else {
+            let acc = serde_json::from_slice(old)
+                .map_err(|e| self.store.corrupt(format!("saved account {a:?}"), e))?;
+            (acc, Some(old.to_vec()))
+        };
+        self.put_raw(account_key(a), value, None, Some(entry(a, account)))
+    }
+
+    /// Writes `account` (see [`BlockWriter::put_raw`]).
+    pub fn put(&mut self, a: &Bytes32, account: Account) -> Result<(), StateError> {
+        let value = serde_json::to_vec(&account).expect("accounts serialise");
+        self.put_raw(account_key(a), Some(value), None, Some(entry(a, account)))
+    }
+
+    /// Deploys `code` at `contract` (and its hash).
+    pub fn put_code(&mut self, contract: &Bytes32, code: &[u8]) -> Result<(), StateError> {
+        self.put_raw(code_key(contract), Some(code.to_vec()), None, None)?;
+        let hash: [u8; 32] = Sha256::digest(code).into();
+        self.put_raw(code_hash_key(contract), Some(hash.to_vec()), None, None)
+    }
+
+    /// SHA-256 of a contract's code, as this block sees it.
+    pub fn code_hash(&self, contract: &Bytes32) -> Result<Option<Bytes32>, StateError> {
+        match self.pending(&code_hash_key(contract))? {
+            None => self.store.code_hash(contract),
+            Some(None) => Ok(None),
+            Some(Some(v)) => v
+                .as_slice()
+                .try_into()
+                .map(|h| Some(Bytes32(h)))
+                .map_err(|_| {
+                    self.store
+                        .corrupt(format!("held code hash of {contract:?}"), "not 32 bytes")
+                }),
+        }
+    }
+
+    /// The store's identity (see [`StateStore::id`]).
+    pub fn store_id(&self) -> u64 {
+        self.store.id()
+    }
+
+    /// Sets `key` of `contract`'s storage to `value` (0 deletes it).
+    pub fn put_storage(
+        &mut self,
+        contract: &Bytes32,
+        key: i64,
+        value: i64,
+    ) -> Result<(), StateError> {
+        let bytes = (value != 0).then(|| serde_json::to_vec(&value).expect("integers serialise"));
+        self.put_raw(storage_key(contract, key), bytes, None, None)
+    }
+
+    /// A contract's code, as this block sees it.
+    pub fn code(&self, contract: &Bytes32) -> Result<Option<Vec<u8>>, StateError> {
+        match self.pending(&code_key(contract))? {
+            None => self.store.code(contract),
+            Some(code) => Ok(code),
+        }
+    }
+
+    /// The value under `key` in `contract`'s storage (0 when absent), as this block sees it.
+    pub fn storage(&self, contract: &Bytes32, key: i64) -> Result<i64, StateError> {
+        match self.pending(&storage_key(contract, key))? {
+            None => self.store.storage(contract, key),
+            Some(None) => Ok(0),
+            Some(Some(v)) => serde_json::from_slice(&v).map_err(|e| {
+                self.store
+                    .corrupt(format!("held storage of {contract:?}"), e)
+            }),
+        }
+    }
+
+    /// Writes (or with `None` deletes) `key`: to the provider's write set if the block has
+    /// one (which holds it, or passes it through with the host's primitive), else through
+    /// to the store now (the baseline). `account` is the account behind an account key, for
+    /// `storage.account_read`.
+    fn put_raw(
+        &mut self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        old: Option<&[u8]>,
+        account: Option<AccountEntry>,
+    ) -> Result<(), StateError> {
+        self.check()?;
+        let (store, height) = (self.store, self.height);
+        let Writes {
+            touched,
+            set,
+            accounts,
+        } = &mut self.writes;
+        let Some(set) = set else {
+            return store.write_through(height, touched, &key, value.as_deref(), old, account);
+        };
+        if let Some(entry) = account {
+            accounts.push(entry);
+        }
+        // The write-through primitive the set may use, with the store's error kept whole.
+        let touched = std::sync::Mutex::new(touched);
+        let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
+        let through = HostWriteThrough(|k: &[u8], v: Option<&[u8]>| {
+            let mut touched = touched.lock().unwrap_or_else(|p| p.into_inner());
+            store
+                .write_through(height, &mut touched, k, v, None, store.account_entry(k, v))
+                .map_err(|e| {
+                    let msg = e.to_string();
+                    *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    PluginError::failed(msg)
+                })
+        });
+        let value = value.as_deref().map(RSlice::from_slice);
+        let answer = set
+            .write(RSlice::from_slice(&key), value.into(), through.as_through())
+            .into_result();
+        drop(through);
+        // A store error under the set is the store's, not the set's.
+        if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        answer.map_err(|e| self.fail("write", e))
+    }
+
+    /// The state root of the store with this block's writes.
+    pub fn state_root(&self) -> Result<Bytes32, StateError> {
+        self.check()?;
+        match &self.writes.set {
+            None => self.store.state_root(),
+            Some(set) => self.store.state_root_over(|prefix| {
+                set.held(RSlice::from_slice(prefix))
+                    .into_result()
+                    .map(|v| v.into_vec())
+                    .and_then(|v| check_writes(v, Some(prefix)))
+                    .map_err(|e| self.fail("held", e))
+            }),
+        }
+    }
+
+    /// Makes the block durable: its writes (if held), its record and the head, then the
+    /// log synced (by `storage.durability` if the node set it up).
+    pub fn commit(mut self, block: &[u8], head: Head) -> Result<(), StateError> {
+        if let Err(e) = self.check() {
+            self.abort()?;
+            return Err(e);
+        }
+        let store = self.store;
+        let db = &store.db;
+        let err = |e| store.db_err(e);
+        let head_bytes = serde_json::to_vec(&head).expect("serialisable");
+        // Account writes still to tell `storage.account_read` of (what went through was told as it
+        // was written).
+        let held_accounts = match &mut self.writes.set {
+            None => {
+                db.put(block_key(self.height), block).map_err(err)?;
+                db.put(HEAD, head_bytes).map_err(err)?;
+                Vec::new()
+            }
+            Some(set) => {
+                let writes = match set
+                    .drain()
+                    .into_result()
+                    .and_then(|w| check_writes(w.into_vec(), None))
+                {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let e = self.fail("drain", e);
+                        self.abort()?;
+                        return Err(e);
+                    }
+                };
+                // What the set held, the record and the head: one atomic batch.
+                let mut batch = WriteBatch::default();
+                for w in &writes {
+                    match &w.value {
+                        ROption::RSome(v) => batch.put(w.key.as_slice(), v.as_slice()),
+                        ROption::RNone => batch.delete(w.key.as_slice()),
+                    }
+                }
+                batch.put(block_key(self.height), block);
+                batch.put(HEAD, head_bytes);
+                db.write(batch).map_err(err)?;
+                if let Some(slot) = store.commits.get() {
+                    slot.object_done();
+                }
+                std::mem::take(&mut self.writes.accounts)
+            }
+        };
+        // The commit is acknowledged only once the head is on disk: the log synced here
+        // (the baseline, an fsync per commit) or by `storage.durability`.
+        let sync = || db.flush_wal(true).map_err(err);
+        match store.durability.get() {
+            Some(slot) => slot.make_durable(store.id(), sync)?,
+            None => sync()?,
+        }
+        // The undo entries of what went through are done with once the head is durable.
+        for key in &self.writes.touched {
+            db.delete([undo_prefix(self.height), key.clone()].concat())
+                .map_err(err)?;
+        }
+        store.announce(&held_accounts);
+        Ok(())
+    }
+
+    /// Undoes every write of this block: what went through is restored from its undo
+    /// entries, and a write set is dropped (nothing it held reached the store). The store
+    /// takes a new identity: whatever was cached of it (`storage.account_read`, `vm.contract_state`) no
+    /// longer applies.
+    pub fn abort(self) -> Result<(), StateError> {
+        let old = self
+            .store
+            .id
+            .swap(next_store_id(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(slot) = self.store.reads.get() {
+            slot.reset(old);
+        }
+        let touched = &self.writes.touched;
+        let db = &self.store.db;
+        let err = |e| self.store.db_err(e);
+        for key in touched {
+            let undo = [undo_prefix(self.height), key.clone()].concat();
+            let old = db.get(&undo).map_err(err)?.unwrap_or_default();
+            if old.is_empty() {
+                db.delete(key).map_err(err)?;
+            } else {
+                db.put(key, old).map_err(err)?;
+            }
+            db.delete(undo).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+/// An account write as `storage.account_read` is told of it.
+fn entry(a: &Bytes32, account: Account) -> AccountEntry {
+    AccountEntry {
+        account: *a,
+        state: AccountState {
+            balance: account.balance,
+            nonce: account.nonce,
+        },
+    }
+}
+
+/// The host's check of a write set's answer: strictly increasing keys (so each key once, in
+/// key order) and, for `held(prefix)`, every key under the prefix. Checked here as well as in
+/// the plugin's `Guarded` adaptor: a root module need not be built with `export_plugin!`.
+fn check_writes(writes: Vec<KvWrite>, prefix: Option<&[u8]>) -> Result<Vec<KvWrite>, PluginError> {
+    for pair in writes.windows(2) {
+        if pair[0].key.as_slice() >= pair[1].key.as_slice() {
+            return Err(PluginError::failed(
+                "write set answered keys out of order or twice",
+            ));
+        }
+    }
+    if let Some(prefix) = prefix {
+        if let Some(w) = writes.iter().find(|w| !w.key.starts_with(prefix)) {
+            return Err(PluginError::failed(format!(
+                "write set answered key {:02x?} outside the prefix {prefix:02x?}",
+                w.key.as_slice()
+            )));
+        }
+    }
+    Ok(writes)
+}
