@@ -42,7 +42,11 @@ fn main() {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS");
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        // Under `cargo clippy` the plugins are linted as workspace members; this build is
+        // the plain one, shared with the tests' build.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS");
     for p in &packages {
         cmd.args(["-p", p]);
     }

@@ -335,6 +335,40 @@ impl<'a> Next<'a> {
     }
 }
 
+/// A [`SigVerify`] from a function of the batch and the layer below: for layers that are a
+/// few lines (a pass-through, a filter), without a type of their own.
+///
+/// ```
+/// use dubchain_plugin_api::slots::SigVerifyFn;
+/// // A layer that asks the layers below for everything.
+/// let pass_through = SigVerifyFn::new(|items, next| next.verify_batch(items));
+/// # let _ = pass_through;
+/// ```
+pub struct SigVerifyFn<F>(F);
+
+impl<F> SigVerifyFn<F>
+where
+    F: Fn(&[SigItem<'_>], &Next<'_>) -> Result<Vec<bool>, PluginError> + Send + Sync + 'static,
+{
+    /// The layer that answers with `f`.
+    pub fn new(f: F) -> Self {
+        SigVerifyFn(f)
+    }
+}
+
+impl<F> SigVerify for SigVerifyFn<F>
+where
+    F: Fn(&[SigItem<'_>], &Next<'_>) -> Result<Vec<bool>, PluginError> + Send + Sync + 'static,
+{
+    fn verify_batch(
+        &self,
+        items: &[SigItem<'_>],
+        next: &Next<'_>,
+    ) -> Result<Vec<bool>, PluginError> {
+        (self.0)(items, next)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // storage.record_codec
 
@@ -1271,6 +1305,10 @@ pub trait TxIndex: Send + 'static {
     ) -> Result<Vec<Bytes32>, PluginError>;
     /// See the trait docs.
     fn len(&self) -> Result<u64, PluginError>;
+    /// Whether nothing is pending.
+    fn is_empty(&self) -> Result<bool, PluginError> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// FFI form of [`TxIndex`].

@@ -63,7 +63,7 @@ fn nothing_requested_nothing_on() {
 fn default_enabled_and_command_line_disable() {
     let a = m("a", "default_enabled = true\n");
     check(
-        &[a.clone()],
+        std::slice::from_ref(&a),
         &[],
         "on a: enabled by default_enabled in its manifest\nstack crypto.sig_verify: a",
     );

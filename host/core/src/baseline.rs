@@ -230,8 +230,8 @@ impl VecIndex {
     ) -> Result<Vec<Bytes32>, E> {
         let mut next: HashMap<Bytes32, u64> = HashMap::new();
         for e in &self.entries {
-            if !next.contains_key(&e.sender) {
-                next.insert(e.sender, next_nonce(&e.sender)?);
+            if let std::collections::hash_map::Entry::Vacant(v) = next.entry(e.sender) {
+                v.insert(next_nonce(&e.sender)?);
             }
         }
         let mut taken = vec![false; self.entries.len()];

@@ -250,7 +250,7 @@ fn vm_quick_ratio(_: &Host, slot: &str) -> measure::Comparison {
 }
 
 /// 500 frames of 200 bytes to a peer over a Unix socket (drained by a thread), written by
-
+/// the baseline and by the slot's provider.
 fn frame_send_ratio(host: &Host, slot: &str) -> measure::Comparison {
     use std::io::Read;
     let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
@@ -436,7 +436,7 @@ fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
 }
 
 /// Eight threads each committing 20 times to one log (a real file, written and fsynced):
-
+/// every commit syncing itself (the baseline), or made durable by the provider.
 fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
     use std::io::Write;
     let path = std::env::temp_dir().join(format!("dubchain-verify-sync-{}", std::process::id()));

@@ -80,7 +80,7 @@ pub fn record_codec(imp: &RecordCodecBox) -> Result<(), String> {
 /// Checks a `consensus.vote_verify` object against the baseline on valid and bad votes,
 /// including the pair whose plain aggregate verifies while neither vote does.
 pub fn vote_verify(imp: &VoteVerifyBox) -> Result<(), String> {
-    let set = workload::vote_set(0x5e1f_b15, 24, true);
+    let set = workload::vote_set(0x05e1_fb15, 24, true);
     let items = set.items();
     let expected = baseline::verify_votes(&items);
     let got = imp
@@ -785,7 +785,6 @@ pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
         )
         .into_result()
         .map_err(|e| format!("{name}: {e}"))?;
-        drop(sink);
         let expected = frames.concat();
         if out != expected {
             let at = out

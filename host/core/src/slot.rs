@@ -494,7 +494,6 @@ pub fn execute_in_memory(
         .execute_block(txs.into(), proposer, store.as_store())
         .into_result()?;
     let results = check_len(txs.len(), results.into_vec())?;
-    drop(store);
     let state = mem
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())

@@ -390,7 +390,7 @@ pub fn fold(
             share: t as f64 / all.max(1) as f64,
         })
         .collect();
-    group_stats.sort_by(|a, b| b.total_samples.cmp(&a.total_samples));
+    group_stats.sort_by_key(|g| std::cmp::Reverse(g.total_samples));
     (fn_stats, group_stats, all)
 }
 
@@ -577,9 +577,9 @@ fn profile_side(
         None => (Vec::new(), Vec::new(), 0),
     };
     let _ = s;
-    fns.sort_by(|a, b| b.self_samples.cmp(&a.self_samples));
+    fns.sort_by_key(|f| std::cmp::Reverse(f.self_samples));
     let top_self = fns.iter().take(25).cloned().collect();
-    fns.sort_by(|a, b| b.total_samples.cmp(&a.total_samples));
+    fns.sort_by_key(|f| std::cmp::Reverse(f.total_samples));
     let top_total = fns.iter().take(25).cloned().collect();
     Ok(SideProfile {
         side,

@@ -394,19 +394,21 @@ fn provider_transfers(
                 // The first write of an account in this run: its bytes are kept to put back
                 // if the provider fails, and serve as its undo entry (one read, as on the
                 // baseline path).
-                if saved.contains_key(&e.account) {
-                    w.put(&e.account, new).map_err(keep)?;
-                } else {
-                    let (_, old) = w.account_record(&e.account).map_err(keep)?;
-                    w.put_with_old(&e.account, &old, new).map_err(keep)?;
-                    saved.insert(e.account, old);
+                match saved.entry(e.account) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        w.put(&e.account, new).map_err(keep)?;
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        let (_, old) = w.account_record(&e.account).map_err(keep)?;
+                        w.put_with_old(&e.account, &old, new).map_err(keep)?;
+                        slot.insert(old);
+                    }
                 }
             }
             Ok(())
         },
     );
     let answer = slot.execute_block(txs, proposer, store.as_store());
-    drop(store);
     if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

@@ -283,7 +283,7 @@ pub fn run_chain(
         let votes: Vec<Vote> = (0..validators.validators.len())
             .map(|i| {
                 // Now and then a validator signs the wrong thing: its vote must not count.
-                if (height + i as u64) % 13 == 0 {
+                if (height + i as u64).is_multiple_of(13) {
                     let mut v = validators.vote(i, height, &block.header.parent);
                     v.block = head.hash;
                     v

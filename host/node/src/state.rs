@@ -835,7 +835,6 @@ impl BlockWriter<'_> {
         let answer = set
             .write(RSlice::from_slice(&key), value.into(), through.as_through())
             .into_result();
-        drop(through);
         // A store error under the set is the store's, not the set's.
         if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);

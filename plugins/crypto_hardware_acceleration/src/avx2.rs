@@ -34,7 +34,7 @@ mod imp {
     /// The CPU must have AVX2 ([`super::available`]).
     #[target_feature(enable = "avx2")]
     pub unsafe fn compress8(states: &mut [[u32; 8]; 8], blocks: [&Block; 8]) {
-        // SAFETY (whole fn): AVX2 is this function's contract; every memory access is to
+        // SAFETY: (the whole fn) AVX2 is this function's contract; every memory access is to
         // the arrays above, in bounds.
         unsafe {
             let word = |b: &Block, t: usize| -> i32 {

@@ -127,6 +127,7 @@ fn hash_many<const N: usize>(engine: Engine, messages: &[[Block; N]], out: &mut 
             let mut outs = out.chunks_exact_mut(2);
             for (m, o) in (&mut pairs).zip(&mut outs) {
                 let mut s = [H0, H0];
+                #[allow(clippy::needless_range_loop)] // block i of both messages
                 for i in 0..N {
                     // SAFETY: `shani::available()` was checked when the engine was chosen.
                     unsafe { shani::compress2(&mut s, [&m[0][i], &m[1][i]]) };
@@ -149,6 +150,7 @@ fn hash_many<const N: usize>(engine: Engine, messages: &[[Block; N]], out: &mut 
             let mut outs = out.chunks_exact_mut(8);
             for (m, o) in (&mut groups).zip(&mut outs) {
                 let mut s = [H0; 8];
+                #[allow(clippy::needless_range_loop)] // block i of all eight messages
                 for i in 0..N {
                     let blocks: [&Block; 8] = std::array::from_fn(|l| &m[l][i]);
                     // SAFETY: `avx2::available()` was checked when the engine was chosen.

@@ -31,7 +31,7 @@ mod imp {
     /// Loads `state` (a..h) into (ABEF, CDGH).
     #[inline(always)]
     unsafe fn load(state: &[u32; 8]) -> (__m128i, __m128i) {
-        // SAFETY (whole fn): `state` is 8 readable u32s; unaligned loads.
+        // SAFETY: (the whole fn) `state` is 8 readable u32s; unaligned loads.
         unsafe {
             let dcba = _mm_loadu_si128(state.as_ptr().cast());
             let hgfe = _mm_loadu_si128(state.as_ptr().add(4).cast());
@@ -47,7 +47,7 @@ mod imp {
     /// Stores (ABEF, CDGH) back as a..h.
     #[inline(always)]
     unsafe fn store(state: &mut [u32; 8], abef: __m128i, cdgh: __m128i) {
-        // SAFETY (whole fn): `state` is 8 writable u32s; unaligned stores.
+        // SAFETY: (the whole fn) `state` is 8 writable u32s; unaligned stores.
         unsafe {
             let feba = _mm_shuffle_epi32(abef, 0x1b);
             let dchg = _mm_shuffle_epi32(cdgh, 0xb1);
@@ -61,7 +61,7 @@ mod imp {
     /// Compresses one block into each of `L` states, in lockstep.
     #[inline(always)]
     unsafe fn compress_lanes<const L: usize>(states: &mut [[u32; 8]; L], blocks: [&Block; L]) {
-        // SAFETY (whole fn): the caller guarantees SHA-NI, SSE4.1 and SSSE3; every load
+        // SAFETY: (the whole fn) the caller guarantees SHA-NI, SSE4.1 and SSSE3; every load
         // reads 16 bytes inside a 64-byte block or the 64-entry constant table.
         unsafe {
             let mask = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
