@@ -46,15 +46,31 @@ pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
         .map(|(_, ratio)| ratio(host, slot))
 }
 
+/// `rounds` interleaved rounds of `baseline` against `plugin`; what each returns is kept
+/// from the optimiser and then dropped.
+fn timed<T, U>(
+    slot: &str,
+    rounds: usize,
+    mut baseline: impl FnMut() -> T,
+    mut plugin: impl FnMut() -> U,
+) -> measure::Comparison {
+    measure::compare(
+        slot,
+        rounds,
+        || drop(std::hint::black_box(baseline())),
+        || drop(std::hint::black_box(plugin())),
+    )
+}
+
 /// 512 valid signatures, the same batch every round.
 fn sig_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let set = workload::signature_set(1, 512, false);
     let items = set.items();
-    measure::compare(
+    timed(
         slot,
         7,
-        || drop(baseline::sig_verify(&items)),
-        || drop(host.slots.sig_verify.verify_batch(&items)),
+        || baseline::sig_verify(&items),
+        || host.slots.sig_verify.verify_batch(&items),
     )
 }
 
@@ -62,44 +78,36 @@ fn sig_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
 fn vote_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let set = workload::vote_set(1, 100, false);
     let items = set.items();
-    measure::compare(
+    timed(
         slot,
         7,
-        || drop(baseline::verify_votes(&items)),
-        || drop(host.slots.vote_verify.verify_votes(&items)),
+        || baseline::verify_votes(&items),
+        || host.slots.vote_verify.verify_votes(&items),
     )
 }
 
 /// 512 signed transfers validated (signature, then rules).
 fn tx_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let txs = workload::tx_batch(1, 512, false);
-    measure::compare(
+    timed(
         slot,
         7,
-        || {
-            std::hint::black_box(baseline::validate_txs(&txs));
-        },
-        || {
-            std::hint::black_box(host.slots.tx_validation.validate(&txs));
-        },
+        || baseline::validate_txs(&txs),
+        || host.slots.tx_validation.validate(&txs),
     )
 }
 
 /// The stateless checks of a run of 16 blocks of 64 transfers.
 fn block_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let (height, hash, blocks, _) = workload::block_run(1, 16, 64, false);
-    measure::compare(
+    timed(
         slot,
         5,
+        || baseline::check_run(height, &hash, &blocks),
         || {
-            std::hint::black_box(baseline::check_run(height, &hash, &blocks));
-        },
-        || {
-            std::hint::black_box(
-                host.slots
-                    .block_validation
-                    .check_run(height, &hash, &blocks),
-            );
+            host.slots
+                .block_validation
+                .check_run(height, &hash, &blocks)
         },
     )
 }
@@ -107,15 +115,11 @@ fn block_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
 /// 8 blocks of 256 transfers dropped, or handed to the provider.
 fn block_reclaim_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let (_, _, blocks, _) = workload::block_run(1, 8, 256, false);
-    measure::compare(
+    timed(
         slot,
         7,
-        || drop(std::hint::black_box(blocks.clone())),
-        || {
-            host.slots
-                .block_reclaim
-                .reclaim(std::hint::black_box(blocks.clone()))
-        },
+        || blocks.clone(),
+        || host.slots.block_reclaim.reclaim(blocks.clone()),
     )
 }
 
@@ -125,7 +129,7 @@ fn buffer_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
         b.extend_from_slice(&[7; 512]);
         b
     };
-    measure::compare(
+    timed(
         slot,
         7,
         || {
@@ -146,21 +150,20 @@ fn buffer_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
 
 /// A block's worth of transaction gossip framed for 16 peers.
 fn broadcast_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    // A block's worth of transaction gossip to 16 peers.
-    let msgs: Vec<dubchain_plugin_api::wire::Message> = workload::transactions(1, 1, 256)
+    use dubchain_plugin_api::wire::{frame, Message};
+    let msgs: Vec<Message> = workload::transactions(1, 1, 256)
         .into_iter()
-        .map(dubchain_plugin_api::wire::Message::Tx)
+        .map(Message::Tx)
         .collect();
-    measure::compare(
+    timed(
         slot,
         7,
         || {
-            let lists: Vec<Vec<Vec<u8>>> = (0..16)
-                .map(|_| msgs.iter().map(dubchain_plugin_api::wire::frame).collect())
-                .collect();
-            drop(std::hint::black_box(lists));
+            (0..16)
+                .map(|_| msgs.iter().map(frame).collect())
+                .collect::<Vec<Vec<Vec<u8>>>>()
         },
-        || drop(std::hint::black_box(host.slots.broadcast.frames(&msgs, 16))),
+        || host.slots.broadcast.frames(&msgs, 16),
     )
 }
 
@@ -171,37 +174,33 @@ fn tx_decode_ratio(host: &Host, slot: &str) -> measure::Comparison {
         .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
         .collect();
     let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    measure::compare(
+    timed(
         slot,
         7,
-        || drop(std::hint::black_box(baseline::decode_txs(&views))),
-        || drop(std::hint::black_box(host.slots.tx_decode.decode(&views))),
+        || baseline::decode_txs(&views),
+        || host.slots.tx_decode.decode(&views),
     )
 }
 
 /// The Merkle root of 4,096 leaves.
 fn merkle_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
-    measure::compare(
+    timed(
         slot,
         7,
-        || {
-            std::hint::black_box(baseline::merkle_root(&tree));
-        },
-        || {
-            std::hint::black_box(host.slots.merkle.root(&tree));
-        },
+        || baseline::merkle_root(&tree),
+        || host.slots.merkle.root(&tree),
     )
 }
 
 /// 8 blocks of 64 transactions encoded as records.
 fn record_codec_ratio(host: &Host, slot: &str) -> measure::Comparison {
     let records = workload::records(1, 8, 64);
-    measure::compare(
+    timed(
         slot,
         7,
-        || drop(baseline::encode_records(&records)),
-        || drop(host.slots.record_codec.encode(&records)),
+        || baseline::encode_records(&records),
+        || host.slots.record_codec.encode(&records),
     )
 }
 

@@ -63,6 +63,21 @@ impl Default for MicroOptions {
     }
 }
 
+impl MicroOptions {
+    /// The sizes `plugin verify`'s quick ratio runs the suite's cases at: the same
+    /// workloads as `bench`, smaller, 7 rounds.
+    pub fn quick() -> MicroOptions {
+        MicroOptions {
+            rounds: 7,
+            signatures: 512,
+            record_blocks: 8,
+            run_blocks: 16,
+            run_txs: 64,
+            ..MicroOptions::default()
+        }
+    }
+}
+
 /// One workload of a slot.
 #[derive(Debug, Clone)]
 pub struct Case {

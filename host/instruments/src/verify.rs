@@ -337,27 +337,22 @@ fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
     measure::compare(slot, 5, || run(&none), || run(&host.slots))
 }
 
-/// The micro suite's contract case of `slot`, on a real RocksDB store (`exec.block_execution`:
-/// a block of transfers executed and written; `storage.block_commit`: a block's writes committed),
-/// interleaved with the block rolled back outside the timed region.
-fn store_case_ratio(host: &Host, slot: &str) -> measure::Comparison {
+/// The bench suite's contract case of `slot` (`micro::CASES`: the very workload and
+/// interleaved measurement `bench` and `run` report, at [`MicroOptions::quick`] sizes), store
+/// cases rolled
+/// back outside the timed region; `None` for a slot the suite has no case for.
+fn micro_case_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
     use crate::micro::{self, MicroOptions};
-    let o = MicroOptions {
-        rounds: 7,
-        ..MicroOptions::default()
-    };
-    let case = micro::cases(slot, &o)
-        .into_iter()
-        .find(|c| c.contract)
-        .expect("every store slot has a contract case");
+    let o = MicroOptions::quick();
+    let case = micro::cases(slot, &o).into_iter().find(|c| c.contract)?;
     let r = micro::measure_case(slot, slot, &case, host, None, None, &o);
-    measure::Comparison {
+    Some(measure::Comparison {
         name: slot.to_owned(),
         rounds: r.rounds,
         baseline_s: r.baseline_s,
         optimized_s: r.plugin_s,
         ratio: r.ratio,
-    }
+    })
 }
 
 fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
@@ -373,18 +368,20 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
     )
 }
 
-/// The quick ratios that run on the node (RocksDB stores, TCP sockets), by slot; every other
-/// slot's is the host's [`compare::slot_ratio`].
+/// The quick ratios that run on the node and that the bench suite has no case for, by slot.
 const NODE_RATIOS: &[(SlotInfo, fn(&Host, &str) -> measure::Comparison)] = &[
     (ACCOUNT_READ, account_read_ratio),
-    (BLOCK_EXECUTION, store_case_ratio),
-    (BLOCK_COMMIT, store_case_ratio),
     (TRANSPORT, transport_ratio),
 ];
 
-/// `plugin verify`'s quick ratio of `slot`: its workload on the baseline and through
-/// `host`'s slot, interleaved; `None` for a slot without a workload.
+/// `plugin verify`'s quick ratio of `slot`: the bench suite's contract case where it has one
+/// (so `verify`, `bench` and `run` report the same workload), else the slot's quick-ratio
+/// workload (on the node where it needs one, else the host's [`compare::slot_ratio`]);
+/// `None` for a slot without a workload.
 pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
+    if let Some(c) = micro_case_ratio(host, slot) {
+        return Some(c);
+    }
     match NODE_RATIOS.iter().find(|(info, _)| info.id == slot) {
         Some((_, ratio)) => Some(ratio(host, slot)),
         None => compare::slot_ratio(host, slot),
