@@ -37,6 +37,13 @@
 //!
 //! `validate` is the ABI layout check, the fingerprint check and the manifest's sha256 pin;
 //! `init` gets the plugin's configuration table as TOML text.
+//!
+//! # Dependencies
+//!
+//! The bottom of the workspace: it must not depend on any host crate (`dubchain-host`, the
+//! node, the instruments), since every plugin links it. What the host and plugins must agree
+//! on to the byte (canonical hashes, strict signature verification, transfer semantics, the
+//! wire format, the contract rules) lives here, once.
 #![deny(missing_docs)]
 
 pub mod chain;

@@ -342,21 +342,45 @@ pub struct WorkloadArgs {
     #[arg(long, default_value_t = 256)]
     pub txs_per_block: usize,
     /// Accounts in the genesis state.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, value_parser = at_least_one)]
     pub accounts: usize,
     /// Validators taking turns as proposer.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     pub validators: usize,
     /// Zipf exponent of sender and recipient choice (0 = uniform; higher = hotter keys).
-    #[arg(long, default_value_t = 1.1)]
+    #[arg(long, default_value_t = 1.1, value_parser = exponent)]
     pub zipf: f64,
     /// Share of submitted transactions that are invalid (bad signature, bad nonce,
     /// insufficient balance, undeclared access, duplicate, out of gas).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = share)]
     pub invalid_share: f64,
     /// Share of valid transactions that are contract calls (one in twenty a deploy).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = share)]
     pub contract_share: f64,
+}
+
+/// A share: a number from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("expected a number from 0 to 1, such as 0.05".to_owned()),
+    }
+}
+
+/// An exponent: a finite number, 0 or more.
+fn exponent(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected a finite number, 0 or more, such as 1.1".to_owned()),
+    }
+}
+
+/// A count of at least one.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err("expected a whole number, 1 or more".to_owned()),
+    }
 }
 
 impl WorkloadArgs {

@@ -366,3 +366,47 @@ fn bad_files_are_named_with_their_line() {
     );
     assert!(out.contains("baseline > base > top"), "{out}");
 }
+
+/// Workload values that the generator cannot use are refused by the argument parser, with
+/// the flag, the value and what is expected, and no backtrace.
+#[test]
+fn unusable_workload_values_are_refused_without_a_panic() {
+    let env = graph();
+    for (flag, value, expected) in [
+        ("--invalid-share", "nan", "expected a number from 0 to 1"),
+        ("--contract-share", "1.5", "expected a number from 0 to 1"),
+        ("--zipf", "inf", "expected a finite number, 0 or more"),
+        ("--accounts", "0", "expected a whole number, 1 or more"),
+        ("--validators", "0", "expected a whole number, 1 or more"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+            .current_dir(env.path())
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+            .args(["chain", "produce", "--data-dir", "d", "--blocks", "1"])
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(value) && err.contains(expected),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!env.path().join("d").exists(), "nothing ran");
+    }
+}
+
+/// `chain check` reads: pointed at a directory without a store it says so, and creates
+/// nothing there.
+#[test]
+fn chain_check_of_a_missing_store_creates_nothing() {
+    let env = graph();
+    let (ok, _, err) = env.run(&["chain", "check", "--data-dir", "typo"]);
+    assert!(!ok);
+    assert!(
+        err.contains("typo") && err.contains("the directory does not exist"),
+        "{err}"
+    );
+    assert!(!env.path().join("typo").exists(), "no store was created");
+}

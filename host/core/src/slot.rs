@@ -124,13 +124,18 @@ impl Breaker {
         let failures = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
         if was_probe || failures >= self.config.failure_threshold {
             let backoff = if was_probe {
-                let doubled = (self.backoff_ms.load(Relaxed) * 2).min(self.config.max_backoff_ms);
+                let doubled = self
+                    .backoff_ms
+                    .load(Relaxed)
+                    .saturating_mul(2)
+                    .min(self.config.max_backoff_ms);
                 self.backoff_ms.store(doubled, Relaxed);
                 doubled
             } else {
                 self.backoff_ms.load(Relaxed)
             };
-            let until = self.now() + Duration::from_millis(backoff).as_nanos() as u64;
+            let wait = u64::try_from(Duration::from_millis(backoff).as_nanos()).unwrap_or(u64::MAX);
+            let until = self.now().saturating_add(wait);
             self.open_until.store(until.max(1), Relaxed);
         }
     }
@@ -1427,5 +1432,30 @@ mod memory_and_network_seams {
         drop(slot);
         // Every block handed over reached the reclaiming thread: 0 + 1 + 4 (self-test) + 2.
         assert_eq!(freed.join().unwrap(), 7);
+    }
+}
+
+#[cfg(test)]
+mod breaker_limits {
+    use super::*;
+
+    /// A configured backoff too large for the clock keeps the breaker open; it does not wrap
+    /// around into a short one (or overflow).
+    #[test]
+    fn a_huge_backoff_saturates() {
+        let b = Breaker::new(BreakerConfig {
+            failure_threshold: 1,
+            backoff_ms: u64::MAX / 2 + 1,
+            max_backoff_ms: u64::MAX,
+        });
+        assert!(b.admit());
+        b.record_failure();
+        assert!(b.is_open());
+        assert!(
+            !b.admit(),
+            "open for (practically) ever, not for a wrapped instant"
+        );
+        b.record_failure();
+        assert!(!b.admit());
     }
 }

@@ -161,7 +161,9 @@ pub struct ProfileReport {
     pub recommendations: Vec<Recommendation>,
 }
 
-/// Known code, by symbol substring: (pattern, group, subsystem, slot).
+/// Known Rust code, by path: (path, group, subsystem, slot). A path matches a symbol where it
+/// stands as whole segments (`ed25519_dalek` in `<ed25519_dalek::Signature as …>::…`), never
+/// inside a longer identifier.
 const RULES: &[(&str, &str, &str, Option<&str>)] = &[
     (
         "ed25519_dalek",
@@ -194,9 +196,9 @@ const RULES: &[(&str, &str, &str, Option<&str>)] = &[
         "crypto",
         Some("crypto.merkle"),
     ),
-    ("sha2::", "SHA-2 hashing", "crypto", None),
+    ("sha2", "SHA-2 hashing", "crypto", None),
     (
-        "vm::meter",
+        "dubchain_host::vm::meter",
         "gas metering rewrite",
         "vm",
         Some("vm.metering"),
@@ -232,41 +234,75 @@ const RULES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("vm.module_cache"),
     ),
     (
-        "baseline::VecIndex",
+        "dubchain_host::baseline::VecIndex",
         "mempool index (linear scans)",
         "mempool",
         Some("mempool.tx_pool"),
     ),
     (
-        "baseline::Tally",
+        "dubchain_host::baseline::Tally",
         "consensus tallies",
         "consensus",
         Some("consensus.vote_tally"),
     ),
-    ("node::mempool", "mempool", "mempool", None),
+    ("dubchain_node::mempool", "mempool", "mempool", None),
     (
-        "node::execute",
+        "dubchain_node::execute",
         "execution",
         "execution",
         Some("exec.block_execution"),
     ),
-    ("node::state", "state store", "storage", None),
-    ("node::consensus", "consensus", "consensus", None),
+    ("dubchain_node::state", "state store", "storage", None),
+    ("dubchain_node::consensus", "consensus", "consensus", None),
     (
-        "node::block",
+        "dubchain_node::block",
         "block production and validation",
         "node",
         None,
     ),
-    ("node::net", "network", "network", None),
+    ("dubchain_node::net", "network", "network", None),
     ("rayon", "rayon scheduling", "scheduling", None),
-    ("malloc", "memory allocation", "memory", None),
-    ("free", "memory allocation", "memory", None),
-    ("__rust_alloc", "memory allocation", "memory", None),
-    ("__rust_dealloc", "memory allocation", "memory", None),
-    ("memcpy", "memory copies", "memory", None),
-    ("memmove", "memory copies", "memory", None),
 ];
+
+/// Known C symbols (no `::` in them): (name, group). A symbol matches with its leading
+/// underscores dropped and any `_suffix` (`__memcpy_avx_unaligned_erms`, `_int_free`).
+const SYMBOLS: &[(&str, &str)] = &[
+    ("malloc", "memory allocation"),
+    ("calloc", "memory allocation"),
+    ("realloc", "memory allocation"),
+    ("free", "memory allocation"),
+    ("cfree", "memory allocation"),
+    ("int_malloc", "memory allocation"),
+    ("int_free", "memory allocation"),
+    ("rust_alloc", "memory allocation"),
+    ("rust_dealloc", "memory allocation"),
+    ("rust_realloc", "memory allocation"),
+    ("memcpy", "memory copies"),
+    ("memmove", "memory copies"),
+];
+
+/// Whether `path` stands in `name` as whole path segments.
+fn has_path(name: &str, path: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    name.match_indices(path).any(|(at, _)| {
+        let before = name[..at].chars().next_back();
+        let after = name[at + path.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+/// The group of a C symbol, if it is a known one.
+fn c_symbol(name: &str) -> Option<&'static str> {
+    if name.contains("::") {
+        return None;
+    }
+    let bare = name.trim_start_matches('_');
+    SYMBOLS.iter().find_map(|(sym, group)| {
+        bare.strip_prefix(sym)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            .then_some(*group)
+    })
+}
 
 /// Frames of the profiler itself, above the interrupted code.
 const PROFILER: &[&str] = &[
@@ -311,10 +347,13 @@ impl Classifier {
                 );
             }
         }
-        for (pat, group, sub, slot) in RULES {
-            if name.contains(pat) {
+        for (path, group, sub, slot) in RULES {
+            if has_path(name, path) {
                 return ((*group).into(), (*sub).into(), slot.map(str::to_owned));
             }
+        }
+        if let Some(group) = c_symbol(name) {
+            return (group.into(), "memory".into(), None);
         }
         ("other".into(), "other".into(), None)
     }
@@ -886,6 +925,37 @@ mod tests {
         let main = fns.iter().find(|f| f.name == "main").unwrap();
         assert_eq!((main.self_samples, main.total_samples), (0, 40));
         assert!(fns.iter().all(|f| !f.name.contains("perf_signal_handler")));
+    }
+
+    #[test]
+    fn rules_match_whole_path_segments_and_c_symbols_only() {
+        let c = classifier();
+        let group = |name: &str| c.classify(name).0;
+        // `free` is a C symbol, not a substring of every name that holds it.
+        assert_eq!(
+            group("curve25519_dalek::edwards::EdwardsPoint::is_torsion_free"),
+            "ed25519 verification"
+        );
+        assert_eq!(group("my_crate::freeze"), "other");
+        assert_eq!(group("free"), "memory allocation");
+        assert_eq!(group("_int_free"), "memory allocation");
+        assert_eq!(group("__memcpy_avx_unaligned_erms"), "memory copies");
+        assert_eq!(group("freeaddrinfo"), "other");
+        // A crate path inside a generic or a trait impl, not inside a longer name.
+        assert_eq!(
+            group("<ed25519_dalek::Signature as core::fmt::Debug>::fmt"),
+            "ed25519 verification"
+        );
+        assert_eq!(group("not_blst::verify"), "other");
+        assert_eq!(
+            group("dubchain_node::mempool::Mempool::admit_with"),
+            "mempool"
+        );
+        assert_eq!(
+            group("sha2::sha256::compress256"),
+            "SHA-256 (Merkle and state roots)"
+        );
+        assert_eq!(group("sha2::sha512::compress512"), "SHA-2 hashing");
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl Workload {
                 Some(n) => *n,
                 None => state.account(&self.addresses[from])?.nonce,
             };
-            let invalid = rng.gen_bool(self.config.invalid_share.clamp(0.0, 1.0));
+            let invalid = rng.gen_bool(probability(self.config.invalid_share));
             let kind = if invalid {
                 rng.gen_range(0..INVALID_KINDS.len())
             } else {
@@ -179,7 +179,7 @@ impl Workload {
             }
             let contract = if kind == 5 {
                 Some((contracts::compute().address, OUT_OF_GAS_ROUNDS))
-            } else if !invalid && rng.gen_bool(self.config.contract_share.clamp(0.0, 1.0)) {
+            } else if !invalid && rng.gen_bool(probability(self.config.contract_share)) {
                 match rng.gen_range(0..20) {
                     0 => Some((Bytes32::default(), -1)), // a deploy, below
                     1..=9 => Some((contracts::counter().address, rng.gen_range(0..16))),
@@ -257,5 +257,15 @@ impl Workload {
             out.push(tx);
         }
         Ok(out)
+    }
+}
+
+/// A share as a probability: clamped to [0, 1], and 0 for NaN (which `clamp` passes
+/// through and `gen_bool` panics on). The command line refuses such values before this.
+fn probability(share: f64) -> f64 {
+    if share.is_nan() {
+        0.0
+    } else {
+        share.clamp(0.0, 1.0)
     }
 }

@@ -21,7 +21,8 @@ pub const REPLAY_RUN: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("{dir}: {source}")]
+    /// (The store's errors name its path.)
+    #[error("{source}")]
     Store { dir: PathBuf, source: StateError },
     #[error("{dir}: {source}")]
     Block { dir: PathBuf, source: BlockError },
@@ -125,7 +126,7 @@ pub fn check(
         dir: dir.clone(),
         source,
     };
-    let store = StateStore::open(data_dir).map_err(store_err)?;
+    let store = StateStore::open_existing(data_dir).map_err(store_err)?;
     let Some(head) = store.head().map_err(store_err)? else {
         return Err(LedgerError::Empty { dir });
     };

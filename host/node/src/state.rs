@@ -79,6 +79,9 @@ pub enum StateError {
         what: String,
         detail: String,
     },
+    /// A read-only command was pointed at a directory that holds no store.
+    #[error("state store {path}: no store there ({why}); check the path, or create one with `dubchain-perf chain produce --data-dir {path}`")]
+    Missing { path: PathBuf, why: String },
     /// The `storage.block_commit` provider failed during a block: nothing of the block reached the
     /// store, and the block must be run again on the baseline write path.
     #[error("state store {path}: the storage.block_commit provider failed ({detail}); block {height}'s writes were dropped")]
@@ -154,8 +157,29 @@ impl StateStore {
     /// Opens (creating if needed) the store at `path` and finishes or rolls back a block
     /// interrupted by a crash.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens the store at `path`, which must exist: nothing is created where there is none
+    /// (what read-only commands use, so a mistyped path is an error, not a new empty store).
+    /// A block interrupted by a crash is finished or rolled back, as by [`StateStore::open`].
+    pub fn open_existing(path: &Path) -> Result<StateStore, StateError> {
+        let missing = |why: &str| StateError::Missing {
+            path: path.to_owned(),
+            why: why.to_owned(),
+        };
+        if !path.exists() {
+            return Err(missing("the directory does not exist"));
+        }
+        if !path.join("CURRENT").is_file() {
+            return Err(missing("the directory holds no RocksDB store"));
+        }
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<StateStore, StateError> {
         let mut opts = Options::default();
-        opts.create_if_missing(true);
+        opts.create_if_missing(create);
         let db = DB::open(&opts, path).map_err(|source| StateError::Db {
             path: path.to_owned(),
             source,
@@ -548,8 +572,15 @@ impl StateStore {
         // Undo entries of blocks above the head belong to a block that never committed.
         let mut stale = Vec::new();
         for (k, v) in self.scan(UNDO)? {
-            let height =
-                u64::from_be_bytes(k[UNDO.len()..UNDO.len() + 8].try_into().expect("8 bytes"));
+            // A damaged store may hold a key too short for its height: an error naming it,
+            // not a panic.
+            let Some(height) = k
+                .get(UNDO.len()..UNDO.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                return Err(self.corrupt("undo key", "shorter than its prefix and height"));
+            };
             stale.push((k.to_vec(), v.to_vec(), height > head));
         }
         for (k, v, uncommitted) in &stale {
@@ -981,4 +1012,44 @@ fn check_writes(writes: Vec<KvWrite>, prefix: Option<&[u8]>) -> Result<Vec<KvWri
         }
     }
     Ok(writes)
+}
+
+#[cfg(test)]
+mod damaged_store {
+    use super::*;
+
+    /// An undo key too short to hold its height (a damaged store) is an error naming the
+    /// store when it is opened, not a panic.
+    #[test]
+    fn a_truncated_undo_key_is_an_error() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        {
+            let store = StateStore::open(dir.path()).expect("a new store");
+            store
+                .db
+                .put([UNDO, &[1, 2, 3][..]].concat(), b"x")
+                .expect("a raw write");
+        }
+        let err = StateStore::open(dir.path())
+            .err()
+            .expect("the damaged store is refused");
+        let text = err.to_string();
+        assert!(text.contains("corrupt undo key"), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+
+    /// A read-only open of a directory without a store creates nothing.
+    #[test]
+    fn opening_an_existing_store_creates_nothing() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let typo = dir.path().join("no-such-store");
+        let err = StateStore::open_existing(&typo).err().expect("refused");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(!typo.exists(), "nothing was created");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).expect("a directory");
+        let err = StateStore::open_existing(&empty).err().expect("refused");
+        assert!(err.to_string().contains("holds no RocksDB store"), "{err}");
+        assert_eq!(std::fs::read_dir(&empty).expect("readable").count(), 0);
+    }
 }
