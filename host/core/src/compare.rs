@@ -1,24 +1,27 @@
-//! The node-free half of the comparison harness: for each slot, a workload run on the
-//! baseline and through a host's slot, interleaved by [`measure::compare`]. `plugin verify`'s
-//! quick ratio and a scaffolded plugin's `cargo bench` print these figures; the slots whose
-//! workload needs the node's RocksDB store or TCP network ([`NEEDS_NODE`]) are measured by
-//! `dubchain_instruments::verify`, on top of this table.
+//! Quick ratios, node-free: for each slot, one workload run on the baseline and through a
+//! host's slot, interleaved by [`measure::compare`]. `plugin verify` and a scaffolded
+//! plugin's `cargo bench` print these. A slot the bench suite has cases for
+//! ([`crate::cases`]) is measured on its contract case, at [`MicroOptions::quick`] sizes: the
+//! figure is `bench`'s workload. Every other slot has one quick-ratio workload here
+//! ([`RATIOS`]); those that need the node's RocksDB store or TCP network ([`NEEDS_NODE`]) are
+//! measured by `dubchain_instruments::verify`.
 
 use dubchain_plugin_api::slots::*;
 
-use crate::{baseline, measure, workload, Host};
+use crate::{
+    baseline,
+    cases::{self, MicroOptions},
+    measure, workload, Host,
+};
 
 /// The slots whose quick ratio runs on the node (a RocksDB store, TCP sockets): not here.
 pub const NEEDS_NODE: &[SlotInfo] = &[BLOCK_EXECUTION, BLOCK_COMMIT, TRANSPORT];
 
 type Ratio = fn(&Host, &str) -> measure::Comparison;
 
-/// The quick-ratio workload of each slot that needs no node, keyed by slot.
+/// The quick-ratio workload of each slot that needs no node and has no bench case, keyed
+/// by slot.
 pub const RATIOS: &[(SlotInfo, Ratio)] = &[
-    (SIG_VERIFY, sig_verify_ratio),
-    (VOTE_VERIFY, vote_verify_ratio),
-    (TX_VALIDATION, tx_validation_ratio),
-    (BLOCK_VALIDATION, block_validation_ratio),
     (CODE_LOADER, vm_quick_ratio),
     (METERING, vm_quick_ratio),
     (MODULE_CACHE, vm_quick_ratio),
@@ -33,13 +36,14 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (BROADCAST, broadcast_ratio),
     (SEND_QUEUE, send_queue_ratio),
     (TX_DECODE, tx_decode_ratio),
-    (MERKLE, merkle_ratio),
-    (RECORD_CODEC, record_codec_ratio),
 ];
 
-/// The quick ratio of `slot` through `host`'s slot (interleaved rounds); `None` for a slot
-/// in [`NEEDS_NODE`].
+/// The quick ratio of `slot` through `host`'s slot (interleaved rounds): its bench contract
+/// case where it has one, else its [`RATIOS`] workload; `None` for a slot in [`NEEDS_NODE`].
 pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
+    if let Some((c, _)) = cases::measure_contract(host, slot, &MicroOptions::quick()) {
+        return Some(c);
+    }
     RATIOS
         .iter()
         .find(|(info, _)| info.id == slot)
@@ -59,56 +63,6 @@ fn timed<T, U>(
         rounds,
         || drop(std::hint::black_box(baseline())),
         || drop(std::hint::black_box(plugin())),
-    )
-}
-
-/// 512 valid signatures, the same batch every round.
-fn sig_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let set = workload::signature_set(1, 512, false);
-    let items = set.items();
-    timed(
-        slot,
-        7,
-        || baseline::sig_verify(&items),
-        || host.slots.sig_verify.verify_batch(&items),
-    )
-}
-
-/// The BLS votes of 100 validators on one block.
-fn vote_verify_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let set = workload::vote_set(1, 100, false);
-    let items = set.items();
-    timed(
-        slot,
-        7,
-        || baseline::verify_votes(&items),
-        || host.slots.vote_verify.verify_votes(&items),
-    )
-}
-
-/// 512 signed transfers validated (signature, then rules).
-fn tx_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let txs = workload::tx_batch(1, 512, false);
-    timed(
-        slot,
-        7,
-        || baseline::validate_txs(&txs),
-        || host.slots.tx_validation.validate(&txs),
-    )
-}
-
-/// The stateless checks of a run of 16 blocks of 64 transfers.
-fn block_validation_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let (height, hash, blocks, _) = workload::block_run(1, 16, 64, false);
-    timed(
-        slot,
-        5,
-        || baseline::check_run(height, &hash, &blocks),
-        || {
-            host.slots
-                .block_validation
-                .check_run(height, &hash, &blocks)
-        },
     )
 }
 
@@ -179,28 +133,6 @@ fn tx_decode_ratio(host: &Host, slot: &str) -> measure::Comparison {
         7,
         || baseline::decode_txs(&views),
         || host.slots.tx_decode.decode(&views),
-    )
-}
-
-/// The Merkle root of 4,096 leaves.
-fn merkle_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let tree = workload::merkle_trees(1, &[4096]).pop().expect("one tree");
-    timed(
-        slot,
-        7,
-        || baseline::merkle_root(&tree),
-        || host.slots.merkle.root(&tree),
-    )
-}
-
-/// 8 blocks of 64 transactions encoded as records.
-fn record_codec_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let records = workload::records(1, 8, 64);
-    timed(
-        slot,
-        7,
-        || baseline::encode_records(&records),
-        || host.slots.record_codec.encode(&records),
     )
 }
 

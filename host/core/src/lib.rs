@@ -14,6 +14,7 @@
 
 pub mod alloc_count;
 pub mod baseline;
+pub mod cases;
 pub mod catalogue;
 pub mod compare;
 pub mod config;

@@ -54,36 +54,36 @@ const TEMPLATES: &[Template] = &[
         deps: "",
         lib: SIG_LIB,
         test: SIG_TEST,
-        bench: SIG_BENCH,
-        ffi: "",
-        field: "",
+        bench: SLOT_BENCH,
+        ffi: "SigVerifyFfi_TO",
+        field: "sig_verify",
     },
     Template {
         slot: RECORD_CODEC,
         deps: "serde_json = \"1\"\n",
         lib: CODEC_LIB,
         test: CODEC_TEST,
-        bench: CODEC_BENCH,
-        ffi: "",
-        field: "",
+        bench: SLOT_BENCH,
+        ffi: "RecordCodecFfi_TO",
+        field: "record_codec",
     },
     Template {
         slot: MERKLE,
         deps: "",
         lib: MERKLE_LIB,
         test: MERKLE_TEST,
-        bench: MERKLE_BENCH,
-        ffi: "",
-        field: "",
+        bench: SLOT_BENCH,
+        ffi: "MerkleFfi_TO",
+        field: "merkle",
     },
     Template {
         slot: TX_VALIDATION,
         deps: "",
         lib: TXV_LIB,
         test: TXV_TEST,
-        bench: TXV_BENCH,
-        ffi: "",
-        field: "",
+        bench: SLOT_BENCH,
+        ffi: "TxValidationFfi_TO",
+        field: "tx_validation",
     },
     Template {
         slot: BLOCK_EXECUTION,
@@ -348,33 +348,6 @@ fn same_verdicts_as_the_baseline() {
 }
 "#;
 
-const SIG_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process; prints the ratio with its
-//! 95% interval.
-
-use std::hint::black_box;
-
-use dubchain_host::{baseline, measure, workload};
-use dubchain_plugin_api::{
-    slots::{LowerFn, Next, SigVerify},
-    types::SigItem,
-};
-
-fn main() {
-    let set = workload::signature_set(1, 2048, false);
-    let items = set.items();
-    let lower = LowerFn(|items: &[SigItem<'_>]| Ok(baseline::sig_verify(items)));
-    let next = Next::new(lower.as_ffi());
-    let plugin = {name}::Plugin;
-    let c = measure::compare(
-        "{slot}: 2048 valid signatures",
-        20,
-        || { black_box(baseline::sig_verify(black_box(&items))); },
-        || { black_box(plugin.verify_batch(black_box(&items), &next).unwrap()); },
-    );
-    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
-}
-"#;
-
 const CODEC_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
 //!
 //! It starts equal to the host's baseline (one JSON document per record). Make it faster or
@@ -432,26 +405,6 @@ fn same_records_as_the_baseline() {
     );
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
     assert!(failed.is_empty(), "{failed:#?}");
-}
-"#;
-
-const CODEC_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process.
-
-use std::hint::black_box;
-
-use dubchain_host::{baseline, measure, workload};
-use dubchain_plugin_api::slots::RecordCodec;
-
-fn main() {
-    let records = workload::records(1, 32, 64);
-    let plugin = {name}::Plugin;
-    let c = measure::compare(
-        "{slot}: encode 2080 records",
-        20,
-        || { black_box(baseline::encode_records(black_box(&records))); },
-        || { black_box(plugin.encode(black_box(&records)).unwrap()); },
-    );
-    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
 }
 "#;
 
@@ -688,26 +641,6 @@ fn same_roots_as_the_baseline() {
 }
 "#;
 
-const MERKLE_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process.
-
-use std::hint::black_box;
-
-use dubchain_host::{baseline, measure, workload};
-use dubchain_plugin_api::slots::Merkle;
-
-fn main() {
-    let leaves = workload::merkle_trees(1, &[4096]).pop().unwrap();
-    let plugin = {name}::Plugin;
-    let c = measure::compare(
-        "{slot}: root of 4096 leaves",
-        20,
-        || { black_box(baseline::merkle_root(black_box(&leaves))); },
-        || { black_box(plugin.roots(&[leaves.as_slice().into()]).unwrap()); },
-    );
-    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
-}
-"#;
-
 const TXV_LIB: &str = r#"//! `{name}`: an implementation of `{slot}`.
 //!
 //! It starts equal to the host's baseline: each transaction's signature over its signing
@@ -763,26 +696,6 @@ fn same_verdicts_as_the_baseline() {
     });
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
     assert!(failed.is_empty(), "{failed:#?}");
-}
-"#;
-
-const TXV_BENCH: &str = r#"//! Baseline against this plugin, interleaved in one process.
-
-use std::hint::black_box;
-
-use dubchain_host::{baseline, measure, workload};
-use dubchain_plugin_api::slots::TxValidation;
-
-fn main() {
-    let txs = workload::tx_batch(1, 512, false);
-    let plugin = {name}::Plugin;
-    let c = measure::compare(
-        "{slot}: 512 signed transfers",
-        20,
-        || { black_box(baseline::validate_txs(black_box(&txs))); },
-        || { black_box(plugin.validate(black_box(&txs)).unwrap()); },
-    );
-    println!("{}: {:.2}x ({:.2}-{:.2}) over {} rounds", c.name, c.ratio.median, c.ratio.low, c.ratio.high, c.rounds);
 }
 "#;
 

@@ -1,7 +1,9 @@
 //! Microbenchmarks per slot: each enabled plugin, alone (with only what it depends on), on
 //! its slot's workload against the baseline, interleaved in one process.
 //!
-//! A slot's workloads are listed by [`cases`]; the one marked `contract` is the workload a
+//! A slot's workloads are listed by [`cases`]: the host's node-free ones
+//! (`dubchain_host::cases`, shared with `plugin verify` and plugins' own benches) and the
+//! ones here that need a RocksDB store. The one marked `contract` is the workload a
 //! manifest's `[contract] min_speedup` promises a speed-up on, so its ratio is judged
 //! against the promise (met when the whole 95% interval is at or above it). Before any
 //! timing, the plugin's answers on the workload (and on adversarial inputs) are compared
@@ -10,15 +12,13 @@
 use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
-    slots::{
-        SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
-        SIG_VERIFY, TX_VALIDATION, VOTE_VERIFY,
-    },
-    types::{Block, Bytes32, Record, Transaction},
+    slots::{SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION},
+    types::Bytes32,
 };
 
+pub use dubchain_host::cases::{Case, MicroOptions, Side};
 use dubchain_host::{
-    baseline,
+    cases as pure,
     measure::compare_with_reset,
     resolve::{resolve, Request, Source},
     session::{host_api_version, Session},
@@ -27,144 +27,65 @@ use dubchain_host::{
 
 use crate::MicroResult;
 
-/// Sizes and rounds of the micro workloads.
-#[derive(Debug, Clone)]
-pub struct MicroOptions {
-    pub rounds: usize,
-    /// Signatures per `crypto.sig_verify` batch.
-    pub signatures: usize,
-    /// Blocks of 64 transactions per `storage.record_codec` batch.
-    pub record_blocks: usize,
-    /// Votes per `consensus.vote_verify` batch (one per validator, one block).
-    pub votes: usize,
-    /// Leaves of the `crypto.merkle` tree.
-    pub leaves: usize,
-    /// Transfers per `exec.block_execution` block.
-    pub block_txs: usize,
-    /// Blocks, and transfers per block, of the `consensus.block_validation` run.
-    pub run_blocks: usize,
-    pub run_txs: usize,
-    pub seed: u64,
-}
-
-impl Default for MicroOptions {
-    fn default() -> Self {
-        MicroOptions {
-            rounds: 20,
-            signatures: 2048,
-            record_blocks: 32,
-            votes: 100,
-            leaves: 4096,
-            block_txs: 256,
-            run_blocks: 64,
-            run_txs: 256,
-            seed: 7,
-        }
-    }
-}
-
-impl MicroOptions {
-    /// The sizes `plugin verify`'s quick ratio runs the suite's cases at: the same
-    /// workloads as `bench`, smaller, 7 rounds.
-    pub fn quick() -> MicroOptions {
-        MicroOptions {
-            rounds: 7,
-            signatures: 512,
-            record_blocks: 8,
-            run_blocks: 16,
-            run_txs: 64,
-            ..MicroOptions::default()
-        }
-    }
-}
-
-/// One workload of a slot.
-#[derive(Debug, Clone)]
-pub struct Case {
-    /// Short name, unique within the slot: `sig_verify`, `record_encode`, ...
-    pub name: &'static str,
-    pub slot: &'static str,
-    pub workload: String,
-    /// Whether this is the workload manifests' contracts promise a speed-up on.
-    pub contract: bool,
-}
-
 type Cases = fn(&MicroOptions) -> Vec<Case>;
 
-/// The workloads of each slot the suite measures, keyed by slot.
-pub const CASES: &[(SlotInfo, Cases)] = &[
-    (SIG_VERIFY, sig_verify_cases),
-    (RECORD_CODEC, record_codec_cases),
-    (VOTE_VERIFY, vote_verify_cases),
+/// The workloads that need a RocksDB store, keyed by slot (every other slot's are the
+/// host's, [`pure::CASES`]).
+pub const STORE_CASES: &[(SlotInfo, Cases)] = &[
     (BLOCK_EXECUTION, block_execution_cases),
     (BLOCK_COMMIT, block_commit_cases),
-    (TX_VALIDATION, tx_validation_cases),
-    (BLOCK_VALIDATION, block_validation_cases),
-    (MERKLE, merkle_cases),
 ];
 
 /// The workloads of `slot`; empty for a slot the suite has no workload for yet.
 pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
-    CASES
-        .iter()
-        .find(|(info, _)| info.id == slot)
-        .map_or_else(Vec::new, |(_, cases)| cases(o))
+    match STORE_CASES.iter().find(|(info, _)| info.id == slot) {
+        Some((_, cases)) => cases(o),
+        None => pure::cases(slot, o),
+    }
 }
 
-fn sig_verify_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![
-        Case {
-            name: "sig_verify",
-            slot: SIG_VERIFY.id,
-            workload: format!(
-                "verify {} valid signatures from 16 signers, the same batch every round (warm: a cache has seen them, as when a block's transactions passed the mempool)",
-                o.signatures
-            ),
-            contract: true,
-        },
-        Case {
-            name: "sig_verify_cold",
-            slot: SIG_VERIFY.id,
-            workload: format!(
-                "verify {} valid signatures never seen before, a fresh batch every run (cold: what a cache costs when it cannot help)",
-                o.signatures
-            ),
-            contract: false,
-        },
-    ]
+/// The inputs of a case, generated once (deterministically from the seed).
+pub enum Input {
+    /// A store holding the state before a block, the block, and slots without providers
+    /// (whose `exec.block_execution` is the node's baseline).
+    Store(Box<StoreInput>),
+    /// Two stores at the same state, one written through and one attached to the host's
+    /// slots, and the writes of a block (for `storage.block_commit`).
+    Commit(Box<CommitInput>),
+    /// A node-free case's inputs.
+    Pure(pure::Input),
 }
 
-fn record_codec_cases(o: &MicroOptions) -> Vec<Case> {
-    let n = o.record_blocks * 65;
-    vec![
-        Case {
-            name: "record_encode",
-            slot: RECORD_CODEC.id,
-            workload: format!(
-                "encode {} blocks of 64 transactions and their transactions ({n} records)",
-                o.record_blocks
-            ),
-            contract: true,
-        },
-        Case {
-            name: "record_decode",
-            slot: RECORD_CODEC.id,
-            workload: format!("decode the same {n} records from each codec's own encoding"),
-            contract: false,
-        },
-    ]
-}
+impl Input {
+    pub fn new(case: &Case, o: &MicroOptions) -> Input {
+        match case.slot {
+            s if s == BLOCK_EXECUTION.id => {
+                let conflict = if case.name == "block_execution_hot" {
+                    0.5
+                } else {
+                    0.05
+                };
+                Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
+            }
+            s if s == BLOCK_COMMIT.id => {
+                Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
+            }
+            _ => Input::Pure(pure::Input::new(case, o)),
+        }
+    }
 
-fn vote_verify_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![Case {
-        name: "vote_verify",
-        slot: VOTE_VERIFY.id,
-        workload: format!(
-            "verify the BLS votes of {} validators on one block",
-            o.votes
-        ),
-        contract: true,
-    }]
+    /// Completes the input for `host` (the plugin's own encoding, to decode; the store the
+    /// plugin writes to).
+    pub fn for_host(self, host: &Host) -> Input {
+        match self {
+            Input::Pure(p) => Input::Pure(p.for_host(host)),
+            Input::Commit(c) => {
+                c.stores()[1].attach(&host.slots);
+                Input::Commit(c)
+            }
+            store => store,
+        }
+    }
 }
 
 fn block_execution_cases(o: &MicroOptions) -> Vec<Case> {
@@ -200,147 +121,6 @@ fn block_commit_cases(o: &MicroOptions) -> Vec<Case> {
         ),
         contract: true,
     }]
-}
-
-fn tx_validation_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![Case {
-        name: "tx_validation",
-        slot: TX_VALIDATION.id,
-        workload: format!(
-            "validate {} signed transfers from 16 senders (signature, then rules)",
-            o.signatures / 4
-        ),
-        contract: true,
-    }]
-}
-
-fn block_validation_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![Case {
-        name: "block_run",
-        slot: BLOCK_VALIDATION.id,
-        workload: format!(
-            "the stateless checks of a run of {} blocks x {} signed transfers (catch-up sync)",
-            o.run_blocks, o.run_txs
-        ),
-        contract: true,
-    }]
-}
-
-fn merkle_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![Case {
-        name: "merkle_root",
-        slot: MERKLE.id,
-        workload: format!("RFC 6962 Merkle root of {} leaves", o.leaves),
-        contract: true,
-    }]
-}
-
-/// The inputs of a case, generated once (deterministically from the seed).
-pub enum Input {
-    /// A store holding the state before a block, the block, and slots without providers
-    /// (whose `exec.block_execution` is the node's baseline).
-    Store(Box<StoreInput>),
-    /// Two stores at the same state, one written through and one attached to the host's
-    /// slots, and the writes of a block (for `storage.block_commit`).
-    Commit(Box<CommitInput>),
-    Signatures(workload::SignatureSet),
-    /// A fresh batch for every run (the last one is kept apart for the answer check), and
-    /// the next to hand out.
-    FreshSignatures(Vec<workload::SignatureSet>, std::sync::atomic::AtomicUsize),
-    Votes(workload::VoteSet),
-    Tree(Vec<Bytes32>),
-    Txs(Vec<Transaction>),
-    Run {
-        head_height: u64,
-        head_hash: Bytes32,
-        blocks: Vec<Block>,
-    },
-    Records {
-        records: Vec<Record>,
-        /// The baseline's encoding (what the baseline decodes).
-        json: Vec<Vec<u8>>,
-        /// The slot's encoding (what the plugin decodes); filled by [`Input::for_host`].
-        own: Vec<Vec<u8>>,
-    },
-}
-
-impl Input {
-    pub fn new(case: &Case, o: &MicroOptions) -> Input {
-        match case.slot {
-            s if s == SIG_VERIFY.id && case.name == "sig_verify_cold" => {
-                // Warm-up and every round, both sides, plus one apart for the check.
-                let runs = 2 * (o.rounds.max(2) + 1) + 1;
-                Input::FreshSignatures(
-                    (0..runs as u64)
-                        .map(|i| {
-                            workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
-                        })
-                        .collect(),
-                    Default::default(),
-                )
-            }
-            s if s == SIG_VERIFY.id => {
-                Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
-            }
-            s if s == VOTE_VERIFY.id => Input::Votes(workload::vote_set(o.seed, o.votes, false)),
-            s if s == BLOCK_EXECUTION.id => {
-                let conflict = if case.name == "block_execution_hot" {
-                    0.5
-                } else {
-                    0.05
-                };
-                Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
-            }
-            s if s == BLOCK_COMMIT.id => {
-                Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
-            }
-            s if s == TX_VALIDATION.id => {
-                Input::Txs(workload::tx_batch(o.seed, o.signatures / 4, false))
-            }
-            s if s == BLOCK_VALIDATION.id => {
-                let (head_height, head_hash, blocks, _) =
-                    workload::block_run(o.seed, o.run_blocks, o.run_txs, false);
-                Input::Run {
-                    head_height,
-                    head_hash,
-                    blocks,
-                }
-            }
-            s if s == MERKLE.id => Input::Tree(
-                workload::merkle_trees(o.seed, &[o.leaves])
-                    .pop()
-                    .expect("one tree"),
-            ),
-            _ => {
-                let records = workload::records(o.seed, o.record_blocks, 64);
-                let json = baseline::encode_records(&records);
-                Input::Records {
-                    records,
-                    json,
-                    own: Vec::new(),
-                }
-            }
-        }
-    }
-
-    /// Completes the input for `host` (the plugin's own encoding, to decode; the store the
-    /// plugin writes to).
-    pub fn for_host(mut self, host: &Host) -> Input {
-        if let Input::Records { records, own, .. } = &mut self {
-            *own = host.slots.record_codec.encode(records);
-        }
-        if let Input::Commit(c) = &self {
-            c.stores()[1].attach(&host.slots);
-        }
-        self
-    }
-}
-
-/// Which implementation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Baseline,
-    Plugin,
 }
 
 /// What a run left to undo: a block in progress on a store, rolled back by [`Pending::undo`]
@@ -380,159 +160,31 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
         );
         return Pending::Block(w);
     }
-    run_pure(case, side, host, input);
+    if let Input::Pure(p) = input {
+        pure::run(case, side, host, p);
+    }
     Pending::Nothing
 }
 
-fn run_pure(case: &Case, side: Side, host: &Host, input: &Input) {
-    match (case.name, input) {
-        ("sig_verify_cold", Input::FreshSignatures(sets, next)) => {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (sets.len() - 1);
-            let items = sets[k].items();
-            match side {
-                Side::Baseline => drop(black_box(baseline::sig_verify(black_box(&items)))),
-                Side::Plugin => drop(black_box(
-                    host.slots.sig_verify.verify_batch(black_box(&items)),
-                )),
-            }
-        }
-        ("sig_verify", Input::Signatures(set)) => {
-            let items = set.items();
-            match side {
-                Side::Baseline => drop(black_box(baseline::sig_verify(black_box(&items)))),
-                Side::Plugin => drop(black_box(
-                    host.slots.sig_verify.verify_batch(black_box(&items)),
-                )),
-            }
-        }
-        ("vote_verify", Input::Votes(set)) => {
-            let items = set.items();
-            match side {
-                Side::Baseline => drop(black_box(baseline::verify_votes(black_box(&items)))),
-                Side::Plugin => drop(black_box(
-                    host.slots.vote_verify.verify_votes(black_box(&items)),
-                )),
-            }
-        }
-        (
-            "block_run",
-            Input::Run {
-                head_height,
-                head_hash,
-                blocks,
-            },
-        ) => match side {
-            Side::Baseline => drop(black_box(baseline::check_run(
-                *head_height,
-                head_hash,
-                blocks,
-            ))),
-            Side::Plugin => drop(black_box(host.slots.block_validation.check_run(
-                *head_height,
-                head_hash,
-                blocks,
-            ))),
-        },
-        ("tx_validation", Input::Txs(txs)) => match side {
-            Side::Baseline => drop(black_box(baseline::validate_txs(black_box(txs)))),
-            Side::Plugin => drop(black_box(host.slots.tx_validation.validate(black_box(txs)))),
-        },
-        ("merkle_root", Input::Tree(leaves)) => match side {
-            Side::Baseline => drop(black_box(baseline::merkle_root(black_box(leaves)))),
-            Side::Plugin => drop(black_box(host.slots.merkle.root(black_box(leaves)))),
-        },
-        ("record_encode", Input::Records { records, .. }) => match side {
-            Side::Baseline => drop(black_box(baseline::encode_records(black_box(records)))),
-            Side::Plugin => drop(black_box(
-                host.slots.record_codec.encode(black_box(records)),
-            )),
-        },
-        ("record_decode", Input::Records { json, own, .. }) => {
-            let bytes = if side == Side::Baseline { json } else { own };
-            let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-            match side {
-                Side::Baseline => drop(black_box(baseline::decode_records(black_box(&refs)))),
-                Side::Plugin => drop(black_box(host.slots.record_codec.decode(black_box(&refs)))),
-            }
-        }
-        _ => unreachable!("case {} does not take this input", case.name),
-    }
-}
-
-/// Whether `host` answers `case` exactly as the baseline does, on the workload and (for
-/// signatures) on adversarial inputs too.
+/// Whether `host` answers `case` exactly as the baseline does, on the workload and on
+/// adversarial inputs too.
 pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> bool {
     match input {
-        Input::FreshSignatures(sets, _) => {
-            // The set kept apart: the timed runs' batches stay unseen.
-            let adversarial = workload::signature_set(o.seed ^ 0xad, 256, true);
-            [sets.last().expect("at least one set"), &adversarial]
-                .iter()
-                .all(|s| {
-                    let items = s.items();
-                    host.slots.sig_verify.verify_batch(&items) == baseline::sig_verify(&items)
-                })
-        }
-        Input::Signatures(set) => {
-            let adversarial = workload::signature_set(o.seed ^ 0xad, 256, true);
-            [set, &adversarial].iter().all(|s| {
-                let items = s.items();
-                host.slots.sig_verify.verify_batch(&items) == baseline::sig_verify(&items)
-            })
-        }
         Input::Commit(c) => c.identical(host),
         Input::Store(_) => {
             // Differential on generated and adversarial blocks, plugin against the pure
             // baseline; the write path itself is checked by the node's tests.
-            let _ = case;
             (0..4).all(|i| {
                 let b = workload::transfer_block(o.seed ^ (0xb10c + i), 200, 300, 0.3, true);
                 host.slots
                     .block_execution
                     .execute_in_memory(&b.pre, &b.txs, &b.proposer)
-                    .is_some_and(|got| got == baseline::execute_block(&b.pre, &b.txs, &b.proposer))
+                    .is_some_and(|got| {
+                        got == dubchain_host::baseline::execute_block(&b.pre, &b.txs, &b.proposer)
+                    })
             })
         }
-        Input::Votes(set) => {
-            let adversarial = workload::vote_set(o.seed ^ 0xad, 48, true);
-            [set, &adversarial].iter().all(|s| {
-                let items = s.items();
-                host.slots.vote_verify.verify_votes(&items) == baseline::verify_votes(&items)
-            })
-        }
-        Input::Txs(txs) => {
-            let adversarial = workload::tx_batch(o.seed ^ 0x7a, 300, true);
-            [txs, &adversarial]
-                .iter()
-                .all(|t| host.slots.tx_validation.validate(t) == Some(baseline::validate_txs(t)))
-        }
-        Input::Run { .. } => (0..6).all(|i| {
-            let (h, hash, blocks, _) = workload::block_run(o.seed ^ (0xfa17 + i), 20, 12, true);
-            host.slots.block_validation.check_run(h, &hash, &blocks)
-                == Some(baseline::check_run(h, &hash, &blocks))
-        }),
-        Input::Tree(leaves) => {
-            let sizes: Vec<usize> = (0..=17).chain([leaves.len(), leaves.len() + 1]).collect();
-            workload::merkle_trees(o.seed ^ 0x3e, &sizes)
-                .iter()
-                .chain([leaves])
-                .all(|t| host.slots.merkle.root(t) == baseline::merkle_root(t))
-        }
-        Input::Records {
-            records, json, own, ..
-        } => {
-            let read = |bytes: &Vec<Vec<u8>>| {
-                let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
-                host.slots
-                    .record_codec
-                    .decode(&refs)
-                    .iter()
-                    .zip(records)
-                    .all(|(d, r)| d.as_ref().ok() == Some(r))
-            };
-            let _ = case;
-            own.len() == records.len() && read(own) && read(json)
-        }
+        Input::Pure(p) => pure::identical(case, host, p, o),
     }
 }
 
@@ -712,12 +364,7 @@ pub fn measure_case(
     let input = Input::new(case, o).for_host(host);
     let same = identical(case, host, &input, o);
     let pending = std::cell::RefCell::new(Pending::Nothing);
-    // A run of 64 full blocks takes about a second on the baseline: fewer rounds.
-    let rounds = if case.slot == BLOCK_VALIDATION.id {
-        o.rounds.min(8)
-    } else {
-        o.rounds
-    };
+    let rounds = pure::rounds_for(case, o);
     let c = compare_with_reset(
         id,
         rounds,
