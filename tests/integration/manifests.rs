@@ -125,3 +125,51 @@ fn discovery_keeps_good_manifests_and_reports_bad_ones() {
         .iter()
         .any(|e| e.path.ends_with("good.toml") && e.message.contains("a second manifest")));
 }
+
+/// A manifest in the plugin directory cannot load a library from elsewhere unless the
+/// configuration allows it: the refusal names the file and the line of `library`, and the
+/// other plugins are unaffected.
+#[test]
+fn a_library_outside_the_plugin_directory_is_refused_unless_allowed() {
+    use dubchain_host::session::{Session, SessionOptions};
+    let root = tempfile::tempdir().unwrap();
+    let plugins = root.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let elsewhere = root.path().join("elsewhere/libx.so");
+    for (name, library) in [
+        ("up", "../elsewhere/libx".to_owned()),
+        ("absolute", elsewhere.display().to_string()),
+        ("inside", "inside".to_owned()),
+    ] {
+        let text = manifest_text(name, "crypto.sig_verify", "").replace(
+            &format!("library = \"{name}\""),
+            &format!("library = \"{library}\""),
+        );
+        std::fs::write(plugins.join(format!("{name}.toml")), text).unwrap();
+    }
+    let options = |config: Option<std::path::PathBuf>| SessionOptions {
+        plugin_dir: plugins.clone(),
+        config,
+        profile: "development".into(),
+        state_dir: root.path().join("state"),
+        ..Default::default()
+    };
+    let s = Session::open(options(None)).unwrap();
+    let names: Vec<&str> = s.manifests.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["inside"]);
+    assert_eq!(s.manifest_errors.len(), 2, "{:?}", s.manifest_errors);
+    for e in &s.manifest_errors {
+        let text = e.to_string();
+        assert_eq!(e.line, Some(4), "{text}");
+        assert!(text.contains("is outside the plugin directory"), "{text}");
+        assert!(text.contains("allow_external_libraries"), "{text}");
+    }
+    let config = root.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[host]\nallow_external_libraries = true\n\n[profiles.development]\nenable = []\n",
+    )
+    .unwrap();
+    let s = Session::open(options(Some(config))).unwrap();
+    assert_eq!(s.manifests.len(), 3, "{:?}", s.manifest_errors);
+}

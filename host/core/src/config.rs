@@ -43,6 +43,10 @@ struct ConfigFile {
 struct HostSection {
     init_timeout_ms: u64,
     breaker: BreakerConfig,
+    /// Whether a manifest may name a library outside the plugin directory (a path with
+    /// directories in it, or an absolute one). Off: the plugin directory is what the user
+    /// trusts, and a manifest in it must not load code from elsewhere.
+    allow_external_libraries: bool,
 }
 
 impl Default for HostSection {
@@ -50,6 +54,7 @@ impl Default for HostSection {
         HostSection {
             init_timeout_ms: 5_000,
             breaker: BreakerConfig::default(),
+            allow_external_libraries: false,
         }
     }
 }
@@ -129,6 +134,15 @@ impl Config {
 
     pub fn breaker(&self) -> BreakerConfig {
         self.file.host.breaker
+    }
+
+    /// Where manifests may take their libraries from (`[host] allow_external_libraries`).
+    pub fn libraries(&self) -> crate::manifest::Libraries {
+        if self.file.host.allow_external_libraries {
+            crate::manifest::Libraries::Anywhere
+        } else {
+            crate::manifest::Libraries::InPluginDir
+        }
     }
 
     /// The requests of profile `name`. `all_plugins` is needed for `disable_all`.

@@ -344,15 +344,11 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The line of the `name` key of the manifest at `path` (from its span).
-fn name_line(path: &Path) -> Option<usize> {
-    #[derive(Deserialize)]
-    struct NameOnly {
-        name: Spanned<String>,
-    }
+/// The line of top-level key `key` in the manifest at `path` (from its value's span).
+fn key_line(path: &Path, key: &str) -> Option<usize> {
     let text = std::fs::read_to_string(path).ok()?;
-    let only: NameOnly = toml::from_str(&text).ok()?;
-    Some(line_of(&text, only.name.span().start))
+    let table: BTreeMap<String, Spanned<toml::Value>> = toml::from_str(&text).ok()?;
+    Some(line_of(&text, table.get(key)?.span().start))
 }
 
 /// What a directory scan found: the manifests that read, and the ones that did not.
@@ -362,8 +358,24 @@ pub struct Discovery {
     pub errors: Vec<ManifestError>,
 }
 
-/// Reads every `*.toml` manifest in `dir` (not recursive), in file-name order.
+/// Where a directory's manifests may take their libraries from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Libraries {
+    /// Only next to the manifest (`library` a file name): the default.
+    #[default]
+    InPluginDir,
+    /// Anywhere the manifest says (`[host] allow_external_libraries = true`).
+    Anywhere,
+}
+
+/// Reads every `*.toml` manifest in `dir` (not recursive), in file-name order; a manifest
+/// whose library is outside `dir` is an error.
 pub fn discover(dir: &Path) -> Discovery {
+    discover_with(dir, Libraries::InPluginDir)
+}
+
+/// Like [`discover`], with `libraries` saying whether a library may be outside `dir`.
+pub fn discover_with(dir: &Path, libraries: Libraries) -> Discovery {
     let mut out = Discovery::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -385,10 +397,21 @@ pub fn discover(dir: &Path) -> Discovery {
     for path in paths {
         match read(&path) {
             Ok(m) => {
+                if libraries == Libraries::InPluginDir && m.library.parent() != m.path.parent() {
+                    out.errors.push(ManifestError {
+                        path: path.clone(),
+                        line: key_line(&path, "library"),
+                        message: format!(
+                            "library {} is outside the plugin directory; put the library next to the manifest (and `library` its file name), or set `allow_external_libraries = true` in the configuration's [host] table",
+                            m.library.display()
+                        ),
+                    });
+                    continue;
+                }
                 if let Some(first) = seen.get(&m.name) {
                     out.errors.push(ManifestError {
                         path: path.clone(),
-                        line: name_line(&path),
+                        line: key_line(&path, "name"),
                         message: format!(
                             "a second manifest for plugin `{}` (the first is {}); keep one version in the directory",
                             m.name,

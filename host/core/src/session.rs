@@ -56,7 +56,7 @@ impl Session {
         extra_gates: Option<&Path>,
     ) -> Result<Session, ConfigError> {
         let config = Config::load(options.config.as_deref())?;
-        let discovery = manifest::discover(&options.plugin_dir);
+        let discovery = manifest::discover_with(&options.plugin_dir, config.libraries());
         let names: Vec<&str> = discovery
             .manifests
             .iter()
