@@ -387,3 +387,50 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
     assert_eq!(json["runs_per_side"], 1);
     assert!(json["rows"][0]["ci95"].is_array());
 }
+
+/// `plugins list` and `plugins plan` run no plugin code: a plugin whose `init` panics (the
+/// reloadable fixture, with its variable set) is listed as the plan has it, and only
+/// `--load` runs it.
+#[test]
+fn listing_and_planning_run_no_plugin_code() {
+    use std::process::Command;
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_reloadable", "crypto.sig_verify", "");
+    let tmp = tempfile::tempdir().unwrap();
+    let perf = |args: &[&str]| {
+        Command::new(dubchain_tests::dubchain_perf())
+            .env("DUBCHAIN_FIXTURE_PANIC_IN_INIT", "1")
+            .arg("--plugin-dir")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .args(["--enable", "fixture_reloadable", "plugins"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["list"][..], &["plan"]] {
+        let out = perf(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(!stderr.contains("panic"), "{args:?} ran init: {stderr}");
+        assert!(!stdout.contains("failed"), "{args:?}: {stdout}");
+    }
+    let listed = String::from_utf8_lossy(&perf(&["list"]).stdout).into_owned();
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("fixture_reloadable"))
+        .unwrap();
+    assert!(row.trim_end().ends_with("enabled"), "{listed}");
+    // Loading runs init, which panics: the load test says so.
+    let loaded = perf(&["list", "--load"]);
+    let text = String::from_utf8_lossy(&loaded.stdout).into_owned()
+        + &String::from_utf8_lossy(&loaded.stderr);
+    assert!(
+        text.contains("fixture_reloadable panics in init on purpose"),
+        "{text}"
+    );
+}

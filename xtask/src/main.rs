@@ -223,7 +223,7 @@ fn main_job(root: &Path, args: &[String]) -> Result<()> {
             .args(extra);
         cmd
     };
-    run(&mut perf(&["plugins", "list"]))?;
+    run(&mut perf(&["plugins", "list", "--load"]))?;
     println!();
     let mut run_cmd = perf(&["run", "--out"]);
     run_cmd.arg(root.join("target/dubchain")).args(args);

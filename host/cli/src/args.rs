@@ -230,11 +230,16 @@ pub struct ProfileArgs {
 
 #[derive(Subcommand)]
 pub enum PluginsCmd {
-    /// Every plugin found: version, subsystem, slots, relations, and its state after loading
-    /// the plan (disabled, enabled, failed, fallback).
+    /// Every plugin found: version, subsystem, slots, relations, and its state in the plan
+    /// (enabled, disabled). Runs no plugin code; with --load, the state after loading the
+    /// plan (disabled, enabled, failed, fallback).
     List {
-        /// Also show the mapped library, its sha256 and who built it.
+        /// Load the plan (each enabled plugin's library, init and self-tests) and show the
+        /// states loading gives.
         #[arg(long)]
+        load: bool,
+        /// With --load: also show the mapped library, its sha256 and who built it.
+        #[arg(long, requires = "load")]
         verbose: bool,
     },
     /// The resolved plan: what is on, each layered slot's stack, and every problem. Exits

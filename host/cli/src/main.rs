@@ -43,7 +43,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let options = cli.global.session_options();
     let open = || Session::open(options.clone());
     match cli.command {
-        Command::Plugins(PluginsCmd::List { verbose }) => plugins::list(&open()?, verbose),
+        Command::Plugins(PluginsCmd::List { load, verbose }) => {
+            plugins::list(&open()?, load, verbose)
+        }
         Command::Plugins(PluginsCmd::Plan) => plugins::plan(&open()?),
         Command::Plugins(PluginsCmd::Why { name }) => plugins::why(&open()?, &name),
         Command::Gates(GatesCmd::Export { file }) => gates::export(&open()?, &file),

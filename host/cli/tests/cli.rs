@@ -94,6 +94,7 @@ fn list_shows_every_plugin_and_state() {
         "production",
         "plugins",
         "list",
+        "--load",
     ]);
     assert!(ok);
     let line = |name: &str| {

@@ -8,9 +8,18 @@ use dubchain_host::{host::PluginState, resolve::Reason, session::Session};
 
 use crate::print;
 
-pub fn list(s: &Session, verbose: bool) -> Result<ExitCode> {
+/// The table of plugins. Without `load` no plugin code runs (no library is opened): the
+/// states are the plan's.
+pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let host = print::loaded_host(s);
+    let host = load.then(|| print::loaded_host(s));
+    let state = |name: &str| match &host {
+        Some(host) => host.plugin_state(name).to_string(),
+        None => match s.resolution.decisions.get(name) {
+            Some(d) if d.enabled => "enabled".to_owned(),
+            _ => "disabled".to_owned(),
+        },
+    };
     println!("plugin directory: {}", s.options.plugin_dir.display());
     println!(
         "profile: {} ({})  feature set: {}",
@@ -57,10 +66,14 @@ pub fn list(s: &Session, verbose: bool) -> Result<ExitCode> {
             dash(provides),
             dash(depends),
             dash(conflicts),
-            host.plugin_state(&m.name).to_string(),
+            state(&m.name),
         ]);
     }
     print::table(&rows);
+    let Some(host) = host else {
+        println!("(the plan's states; nothing was loaded: `plugins list --load` loads the plan and shows what loading gives)");
+        return Ok(ExitCode::SUCCESS);
+    };
     for m in &s.manifests {
         if let PluginState::Failed(why) = host.plugin_state(&m.name) {
             println!("\n{}: failed: {why}", m.name);
