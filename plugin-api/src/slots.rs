@@ -1182,15 +1182,7 @@ impl<T: BufferPool> BufferPoolFfi for Guarded<T> {
         guard(|| {
             let capacity = usize::try_from(capacity)
                 .map_err(|_| PluginError::failed("capacity beyond the address space"))?;
-            let b = self.0.take(capacity)?;
-            if !b.is_empty() || b.capacity() < capacity {
-                return Err(PluginError::failed(format!(
-                    "pool gave a buffer of length {} and capacity {} for a request of {capacity}",
-                    b.len(),
-                    b.capacity()
-                )));
-            }
-            Ok(b)
+            check_buffer(self.0.take(capacity)?, capacity)
         })
     }
     fn give(&self, buffer: RVec<u8>) -> RResult<(), PluginError> {
@@ -2012,6 +2004,21 @@ pub fn check_len<T>(expected: usize, out: Vec<T>) -> Result<Vec<T>, PluginError>
         Err(PluginError::failed(format!(
             "plugin returned {} answers for a batch of {expected}",
             out.len()
+        )))
+    }
+}
+
+/// The shape every `mem.buffer_pool` buffer must have: empty (no old contents visible) and
+/// with room for the `capacity` asked for. Checked on the plugin side by `Guarded` and again
+/// by the host at the boundary, as [`check_len`] is.
+pub fn check_buffer(buffer: RVec<u8>, capacity: usize) -> Result<RVec<u8>, PluginError> {
+    if buffer.is_empty() && buffer.capacity() >= capacity {
+        Ok(buffer)
+    } else {
+        Err(PluginError::failed(format!(
+            "pool gave a buffer of length {} and capacity {} for a request of {capacity}",
+            buffer.len(),
+            buffer.capacity()
         )))
     }
 }

@@ -770,21 +770,14 @@ pub fn frame_sets() -> Vec<(String, Vec<Vec<u8>>)> {
 /// Checks a `net.frame_send` object: for every [`frame_sets`] set, the bytes that reach the
 /// connection are exactly the frames', in order.
 pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
-    use dubchain_plugin_api::slots::FrameSink_TO;
     for (name, frames) in frame_sets() {
         let mut out: Vec<u8> = Vec::new();
         let sink = crate::slot::CountingSink::new(&mut out);
         let slices: Vec<abi_stable::std_types::RSlice<'_, u8>> =
             frames.iter().map(|f| f.as_slice().into()).collect();
-        imp.send(
-            slices.as_slice().into(),
-            FrameSink_TO::from_ptr(
-                abi_stable::sabi_types::RRef::new(&sink),
-                abi_stable::sabi_trait::TD_Opaque,
-            ),
-        )
-        .into_result()
-        .map_err(|e| format!("{name}: {e}"))?;
+        imp.send(slices.as_slice().into(), sink.as_ffi())
+            .into_result()
+            .map_err(|e| format!("{name}: {e}"))?;
         let expected = frames.concat();
         if out != expected {
             let at = out

@@ -677,16 +677,11 @@ impl BufferPoolSlot {
     pub fn take(&self, capacity: usize) -> RVec<u8> {
         if !self.baseline_only() {
             if let Some(b) = self.try_call(|imp| {
-                let b = imp.take(capacity as u64).into_result()?;
                 // Never a buffer with old contents visible, nor one too small.
-                if !b.is_empty() || b.capacity() < capacity {
-                    return Err(PluginError::failed(format!(
-                        "pool gave a buffer of length {} and capacity {} for a request of {capacity}",
-                        b.len(),
-                        b.capacity()
-                    )));
-                }
-                Ok(b)
+                dubchain_plugin_api::slots::check_buffer(
+                    imp.take(capacity as u64).into_result()?,
+                    capacity,
+                )
             }) {
                 return b;
             }
@@ -720,6 +715,17 @@ impl<'a, W: std::io::Write> CountingSink<'a, W> {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written.load(Relaxed)
+    }
+
+    /// The sink as a provider is handed it.
+    pub fn as_ffi(&self) -> dubchain_plugin_api::slots::FrameSinkRef<'_>
+    where
+        W: Send,
+    {
+        FrameSink_TO::from_ptr(
+            abi_stable::sabi_types::RRef::new(self),
+            abi_stable::sabi_trait::TD_Opaque,
+        )
     }
 
     fn write_all(&self, bytes: &[u8]) -> Result<(), PluginError> {
@@ -788,14 +794,8 @@ impl FrameSendSlot {
         if !self.baseline_only() {
             let slices: Vec<RSlice<'_, u8>> = frames.iter().map(|f| (*f).into()).collect();
             let sent = self.try_call(|imp| {
-                imp.send(
-                    slices.as_slice().into(),
-                    FrameSink_TO::from_ptr(
-                        abi_stable::sabi_types::RRef::new(&sink),
-                        abi_stable::sabi_trait::TD_Opaque,
-                    ),
-                )
-                .into_result()
+                imp.send(slices.as_slice().into(), sink.as_ffi())
+                    .into_result()
             });
             let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
             from = sink.written();
