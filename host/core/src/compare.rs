@@ -3,8 +3,9 @@
 //! plugin's `cargo bench` print these. A slot the bench suite has cases for
 //! ([`crate::cases`]) is measured on its contract case, at [`MicroOptions::quick`] sizes: the
 //! figure is `bench`'s workload. Every other slot has one quick-ratio workload here
-//! ([`RATIOS`]); those that need the node's RocksDB store or TCP network ([`NEEDS_NODE`]) are
-//! measured by `dubchain_instruments::verify`.
+//! ([`RATIOS`]); `net.transport` needs the node's TCP network and is measured by
+//! `dubchain_instruments::verify`, which also times `storage.account_read` on RocksDB (the
+//! in-memory workload here is for plugins' own benches, which do not build the node).
 
 use dubchain_plugin_api::slots::*;
 
@@ -13,9 +14,6 @@ use crate::{
     cases::{self, MicroOptions},
     measure, workload, Host,
 };
-
-/// The slots whose quick ratio runs on the node (a RocksDB store, TCP sockets): not here.
-pub const NEEDS_NODE: &[SlotInfo] = &[BLOCK_EXECUTION, BLOCK_COMMIT, TRANSPORT];
 
 type Ratio = fn(&Host, &str) -> measure::Comparison;
 
@@ -39,7 +37,7 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
 ];
 
 /// The quick ratio of `slot` through `host`'s slot (interleaved rounds): its bench contract
-/// case where it has one, else its [`RATIOS`] workload; `None` for a slot in [`NEEDS_NODE`].
+/// case where it has one, else its [`RATIOS`] workload; `None` for a slot measured only on the node.
 pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
     if let Some((c, _)) = cases::measure_contract(host, slot, &MicroOptions::quick()) {
         return Some(c);
@@ -140,38 +138,12 @@ fn tx_decode_ratio(host: &Host, slot: &str) -> measure::Comparison {
 /// plugin.
 #[cfg(feature = "vm")]
 fn vm_quick_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    // A whole call of the compute contract, through every vm.* slot, with and without
-    // the plugin.
     let chain = crate::vm::MemoryChain::with_genesis_contracts();
     let compute = crate::vm::contracts::compute().address;
     let no_plugins = crate::slot::Slots::default();
     let vm = crate::vm::Vm::shared();
-    measure::compare(
-        slot,
-        7,
-        || {
-            std::hint::black_box(crate::vm::call_contract(
-                &no_plugins,
-                vm,
-                &chain,
-                &compute,
-                200,
-                1_000_000,
-            ))
-            .ok();
-        },
-        || {
-            std::hint::black_box(crate::vm::call_contract(
-                &host.slots,
-                vm,
-                &chain,
-                &compute,
-                200,
-                1_000_000,
-            ))
-            .ok();
-        },
-    )
+    let call = |slots| crate::vm::call_contract(slots, vm, &chain, &compute, 200, 1_000_000).ok();
+    timed(slot, 7, || call(&no_plugins), || call(&host.slots))
 }
 
 /// A host without the VM refuses `vm.*` providers at load, so there is nothing to measure.
