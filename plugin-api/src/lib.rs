@@ -50,6 +50,7 @@ pub mod chain;
 pub mod exec;
 pub mod sig;
 pub mod slots;
+pub mod transport;
 pub mod types;
 #[cfg(feature = "vm")]
 pub mod vm;
@@ -191,6 +192,47 @@ pub struct PluginMod {
     /// write-through primitive): holding a block's writes for one atomic batch.
     pub block_commit:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockCommitBox, PluginError>>,
+}
+
+impl PluginMod {
+    /// A root module that provides no slot. A root module written by hand (not by
+    /// [`export_plugin!`]) starts from it and sets the slots it provides with struct update
+    /// syntax: `PluginMod { merkle: Some(merkle), ..PluginMod::without_slots(fingerprint,
+    /// name, init) }`.
+    pub const fn without_slots(
+        fingerprint: extern "C" fn() -> Fingerprint,
+        name: extern "C" fn() -> RStr<'static>,
+        init: extern "C" fn(config: RStr<'_>) -> RResult<(), PluginError>,
+    ) -> PluginMod {
+        PluginMod {
+            fingerprint,
+            name,
+            init,
+            sig_verify: None,
+            record_codec: None,
+            vote_verify: None,
+            merkle: None,
+            block_execution: None,
+            block_validation: None,
+            tx_validation: None,
+            code_loader: None,
+            metering: None,
+            module_cache: None,
+            contract_state: None,
+            block_reclaim: None,
+            buffer_pool: None,
+            frame_send: None,
+            tx_pool: None,
+            vote_tally: None,
+            tx_decode: None,
+            account_read: None,
+            durability: None,
+            broadcast: None,
+            send_queue: None,
+            transport: None,
+            block_commit: None,
+        }
+    }
 }
 
 impl RootModule for PluginModRef {

@@ -27,6 +27,8 @@
 //! there, and all its gas is used. A `storage_get` costs [`STORAGE_READ_GAS`] and a
 //! `storage_set` [`STORAGE_WRITE_GAS`], charged when called, the same way.
 
+pub mod meter;
+
 use wasmparser::{
     ExternalKind, FuncType, Operator, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };

@@ -105,9 +105,10 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) {
     );
 }
 
-/// `plugin new NAME --slot SLOT` in `work`, then the crate's tests, benches (checked) and
+/// `plugin new NAME --slot SLOT` in `work`, then the crate's tests, benches (built) and
 /// release build in the shared scaffold target directory, then `plugin verify` on it, which
-/// must pass. Returns the crate, its library and verify's report.
+/// must pass. Returns the crate, its library and verify's report. Everything is built in the
+/// release profile, so the dependencies (wasmtime for `vm.module_cache`) compile once.
 fn scaffold_and_verify(
     work: &Path,
     name: &str,
@@ -130,8 +131,8 @@ fn scaffold_and_verify(
         .and_then(Path::parent)
         .unwrap()
         .join("scaffold-build");
-    cargo(&krate, &target, &["test", "--quiet"]);
-    cargo(&krate, &target, &["check", "--benches", "--quiet"]);
+    cargo(&krate, &target, &["test", "--release", "--quiet"]);
+    cargo(&krate, &target, &["bench", "--no-run", "--quiet"]);
     cargo(&krate, &target, &["build", "--release", "--quiet"]);
     let lib = target
         .join("release")
@@ -237,6 +238,11 @@ fn every_other_scaffold_builds_and_passes_verify() {
         ("fwd_tally", "consensus.vote_tally"),
         ("fwd_queue", "net.send_queue"),
         ("fwd_run", "consensus.block_validation"),
+        ("fwd_transport", "net.transport"),
+        ("fwd_code_loader", "vm.code_loader"),
+        ("fwd_metering", "vm.metering"),
+        ("fwd_module_cache", "vm.module_cache"),
+        ("fwd_contract_state", "vm.contract_state"),
     ] {
         let (_, _, report) = scaffold_and_verify(work.path(), name, slot);
         assert!(report.contains(&format!("{slot}: quick ratio")), "{report}");

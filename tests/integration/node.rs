@@ -50,6 +50,16 @@ fn chain(host: &Host, seed: u64, blocks: u64, dir: &Path) -> dubchain_node::run:
     .unwrap()
 }
 
+/// The chain of `seed` on baselines, in `tmp/base`: what every plugin's chain must equal.
+fn baseline_chain(tmp: &Path, seed: u64, blocks: u64) -> dubchain_node::run::ChainReport {
+    chain(
+        &Host::new(Default::default()),
+        seed,
+        blocks,
+        &tmp.join("base"),
+    )
+}
+
 /// Runs the chain of `seed` on `host` and checks that it is `expected`: the same block
 /// hashes and state root.
 fn assert_same_chain(
@@ -723,12 +733,7 @@ fn host_with_read_cache(
 #[test]
 fn a_storage_read_provider_is_told_every_write_and_sees_the_same_chain() {
     let tmp = tempfile::tempdir().unwrap();
-    let baseline = chain(
-        &Host::new(Default::default()),
-        9,
-        8,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 9, 8);
     let (host, hits) = host_with_read_cache(dubchain_host::testing::AccountReadCache::new());
     assert_same_chain(&host, 9, &tmp.path().join("cached"), &baseline, "cached");
     assert!(hits.load(std::sync::atomic::Ordering::Relaxed) > 100);
@@ -805,12 +810,7 @@ fn host_with_write_sets(
 fn a_storage_commit_provider_holds_every_block_and_reaches_the_same_chain() {
     use dubchain_host::testing::{AccountReadCache, BatchedWrites};
     let tmp = tempfile::tempdir().unwrap();
-    let baseline = chain(
-        &Host::new(Default::default()),
-        11,
-        8,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 11, 8);
     // With a read cache on top: it is told of a held block's writes when they reach the
     // store, at the commit, and must still see the same chain.
     for (name, cache) in [
@@ -836,12 +836,7 @@ fn a_storage_commit_provider_holds_every_block_and_reaches_the_same_chain() {
 fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
     use dubchain_host::testing::BatchedWrites;
     let tmp = tempfile::tempdir().unwrap();
-    let baseline = chain(
-        &Host::new(Default::default()),
-        12,
-        5,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 12, 5);
     for call in ["write", "read", "held", "drain"] {
         let (host, _) = host_with_write_sets(BatchedWrites::failing(3, call), None);
         assert_same_chain(&host, 12, &tmp.path().join(call), &baseline, call);
@@ -861,12 +856,7 @@ fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
 fn a_provider_whose_write_sets_always_fail_is_set_aside_by_its_breaker() {
     use dubchain_host::testing::BatchedWrites;
     let tmp = tempfile::tempdir().unwrap();
-    let baseline = chain(
-        &Host::new(Default::default()),
-        13,
-        8,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 13, 8);
     let (host, begun) = host_with_write_sets(BatchedWrites::always_failing("drain"), None);
     assert_same_chain(&host, 13, &tmp.path().join("failing"), &baseline, "failing");
     let status = host.slots.block_commit.status();
@@ -1028,12 +1018,7 @@ fn a_forwarding_write_set_is_the_baseline_write_path() {
         );
         host
     };
-    let baseline = chain(
-        &Host::new(Default::default()),
-        13,
-        8,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 13, 8);
     let host = forwarding();
     assert_same_chain(&host, 13, &tmp.path().join("fwd"), &baseline, "forwarding");
     let st = host.slots.block_commit.status();
@@ -1112,12 +1097,7 @@ fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let baseline = chain(
-        &Host::new(Default::default()),
-        17,
-        6,
-        &tmp.path().join("base"),
-    );
+    let baseline = baseline_chain(tmp.path(), 17, 6);
     let host = Host::new(Default::default());
     install_in_process(
         &host.slots.block_execution,

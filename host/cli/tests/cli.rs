@@ -40,6 +40,13 @@ impl Env {
         p
     }
 
+    /// [`Env::run`] with `--config c.toml --profile PROFILE` before `args`.
+    fn in_profile(&self, profile: &str, args: &[&str]) -> (bool, String, String) {
+        let mut all = vec!["--config", "c.toml", "--profile", profile];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
     fn run(&self, args: &[&str]) -> (bool, String, String) {
         let out: Output = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
             .current_dir(self.path())
@@ -87,15 +94,7 @@ fn help_explains_every_command() {
 fn list_shows_every_plugin_and_state() {
     let env = graph();
     env.write("c.toml", CONFIG);
-    let (ok, out, _) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
-        "production",
-        "plugins",
-        "list",
-        "--load",
-    ]);
+    let (ok, out, _) = env.in_profile("production", &["plugins", "list", "--load"]);
     assert!(ok);
     let line = |name: &str| {
         out.lines()
@@ -162,14 +161,7 @@ fn plan_reports_every_problem_and_fails() {
 fn plan_shows_stacks_and_succeeds() {
     let env = graph();
     env.write("c.toml", CONFIG);
-    let (ok, out, _) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
-        "production",
-        "plugins",
-        "plan",
-    ]);
+    let (ok, out, _) = env.in_profile("production", &["plugins", "plan"]);
     assert!(ok, "{out}");
     assert!(
         out.contains("crypto.sig_verify (layered): baseline > base > top"),
@@ -212,15 +204,7 @@ fn profile_comes_from_the_environment() {
 fn why_gives_the_chain_of_reasons() {
     let env = graph();
     env.write("c.toml", CONFIG);
-    let (ok, out, _) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
-        "production",
-        "plugins",
-        "why",
-        "base",
-    ]);
+    let (ok, out, _) = env.in_profile("production", &["plugins", "why", "base"]);
     assert!(ok);
     assert!(out.starts_with("base is ON"), "{out}");
     assert!(
@@ -232,17 +216,10 @@ fn why_gives_the_chain_of_reasons() {
         "the reason for top, indented: {out}"
     );
 
-    let (_, out, _) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
+    let (_, out, _) = env.in_profile(
         "production",
-        "--disable",
-        "codec",
-        "plugins",
-        "why",
-        "codec",
-    ]);
+        &["--disable", "codec", "plugins", "why", "codec"],
+    );
     assert!(
         out.starts_with("codec is OFF") && out.contains("disabled by the command line"),
         "{out}"
@@ -250,15 +227,7 @@ fn why_gives_the_chain_of_reasons() {
     let (_, out, _) = env.run(&["plugins", "why", "rival"]);
     assert!(out.contains("not requested"), "{out}");
 
-    let (_, out, _) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
-        "broken",
-        "plugins",
-        "why",
-        "rival",
-    ]);
+    let (_, out, _) = env.in_profile("broken", &["plugins", "why", "rival"]);
     assert!(
         out.contains("problems involving rival") && out.contains("both install a key cache"),
         "{out}"
@@ -275,15 +244,7 @@ fn why_gives_the_chain_of_reasons() {
 fn gates_export_then_import_round_trips() {
     let env = graph();
     env.write("c.toml", CONFIG);
-    let (ok, out, err) = env.run(&[
-        "--config",
-        "c.toml",
-        "--profile",
-        "production",
-        "gates",
-        "export",
-        "gates.json",
-    ]);
+    let (ok, out, err) = env.in_profile("production", &["gates", "export", "gates.json"]);
     assert!(ok, "{out}{err}");
     let exported: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.path().join("gates.json")).unwrap()).unwrap();

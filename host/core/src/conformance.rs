@@ -7,13 +7,14 @@ use serde::Serialize;
 
 use dubchain_plugin_api::slots::*;
 
-use crate::{baseline, slot::with_slots, workload, Host};
+use crate::{baseline, selftest, workload, Host};
 
 type Suite = fn(&Host) -> Vec<CaseResult>;
 
-/// The slots with a suite of their own, run through the host's slot (so the host's
-/// boundary checks and fallback are part of what is tested); every other slot's suite is
-/// its self-test, run on the top provider ([`selftest_suite`]).
+/// Every slot's suite. Most run through the host's slot (so the host's boundary checks and
+/// fallback are part of what is tested, and `plugin verify` reports the slot's errors); the
+/// slots whose answers the host repairs, and those whose objects are made per use (indexes,
+/// tallies, queues, write sets, connections), run on the top provider itself.
 pub const SUITES: &[(SlotInfo, Suite)] = &[
     (SIG_VERIFY, |host| {
         check_sig_verify(|items| Ok(host.slots.sig_verify.verify_batch(items)))
@@ -71,44 +72,116 @@ pub const SUITES: &[(SlotInfo, Suite)] = &[
                 .ok_or_else(|| "the plugin did not answer".to_owned())
         })
     }),
+    (CODE_LOADER, check_code_loader),
+    (METERING, check_metering),
+    (MODULE_CACHE, check_module_cache),
+    (CONTRACT_STATE, check_contract_state),
+    (ACCOUNT_READ, check_account_read),
+    (BUFFER_POOL, check_buffer_pool),
+    (FRAME_SEND, check_frame_send),
+    (BLOCK_RECLAIM, check_block_reclaim),
+    (TX_POOL, |host| {
+        state::seeded(
+            &host.slots.tx_pool,
+            "a script of inserts, selections, removals and nonce moves",
+            5,
+            selftest::tx_pool_at,
+        )
+    }),
+    (VOTE_TALLY, |host| {
+        state::seeded(
+            &host.slots.vote_tally,
+            "vote sequences with double votes, equivocation and late votes, then four threads",
+            3,
+            selftest::vote_tally_at,
+        )
+    }),
+    (BLOCK_COMMIT, |host| {
+        state::seeded(
+            &host.slots.block_commit,
+            "two write sets of awkward keys, reads and prefix scans along the way",
+            5,
+            selftest::block_commit_at,
+        )
+    }),
+    (SEND_QUEUE, |host| {
+        state::seeded(
+            &host.slots.send_queue,
+            "a slow peer's consensus and gossip frames, pushed and popped, then closed",
+            4,
+            selftest::send_queue_at,
+        )
+    }),
+    (DURABILITY, |host| {
+        state::seeded(
+            &host.slots.durability,
+            "commits on two fsynced logs, one at a time and from many threads",
+            2,
+            selftest::durability_at,
+        )
+    }),
+    (TRANSPORT, |host| {
+        state::seeded(
+            &host.slots.transport,
+            "frames both ways on loopback peers, random payload sizes",
+            3,
+            selftest::transport_at,
+        )
+    }),
 ];
 
-/// The conformance suite of `slot` on `host`'s providers.
-pub fn run_on(host: &Host, slot: &str) -> Vec<CaseResult> {
-    match SUITES.iter().find(|(info, _)| info.id == slot) {
-        Some((_, suite)) => suite(host),
-        None => selftest_suite(host, slot),
+/// Without the contract VM a host cannot run contracts, so it cannot check a `vm.*`
+/// provider: each suite is one failed case saying so.
+#[cfg(not(feature = "vm"))]
+mod vm_suites {
+    use super::CaseResult;
+    use crate::Host;
+
+    fn refused(slot: &str) -> Vec<CaseResult> {
+        vec![CaseResult {
+            case: format!("{slot} needs the contract VM"),
+            passed: false,
+            detail: "this host is built without the contract VM (feature `vm`)".to_owned(),
+        }]
+    }
+    pub fn check_code_loader(_: &Host) -> Vec<CaseResult> {
+        refused("vm.code_loader")
+    }
+    pub fn check_metering(_: &Host) -> Vec<CaseResult> {
+        refused("vm.metering")
+    }
+    pub fn check_module_cache(_: &Host) -> Vec<CaseResult> {
+        refused("vm.module_cache")
     }
 }
 
-macro_rules! selftest_suite {
-    ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
-        /// For slots whose suite is their self-test (the `vm.*`, `mem.*`, `net.*`,
-        /// `mempool.*` and `storage.*` slots without a suite above): the self-test's cases run
-        /// on the top provider. It passed them at load; here a failure says what differed.
-        pub fn selftest_suite(host: &Host, slot: &str) -> Vec<CaseResult> {
-            $(
-                if slot == $info.id {
-                    let providers = host.slots.$field.providers();
-                    return match providers.last() {
-                        Some(top) => {
-                            let r = crate::selftest::$test(&top.imp);
-                            vec![CaseResult {
-                                case: "the self-test's known answers, generated and adversarial"
-                                    .to_owned(),
-                                passed: r.is_ok(),
-                                detail: r.err().unwrap_or_default(),
-                            }]
-                        }
-                        None => Vec::new(),
-                    };
-                }
-            )*
-            Vec::new()
-        }
-    };
+#[cfg(feature = "vm")]
+mod vm_suites;
+
+mod io;
+mod state;
+
+pub use io::{check_block_reclaim, check_buffer_pool, check_frame_send};
+pub use state::{check_account_read, check_contract_state};
+pub use vm_suites::{check_code_loader, check_metering, check_module_cache};
+
+/// The conformance suite of `slot` on `host`'s providers.
+pub fn run_on(host: &Host, slot: &str) -> Vec<CaseResult> {
+    SUITES
+        .iter()
+        .find(|(info, _)| info.id == slot)
+        .map(|(_, suite)| suite(host))
+        .unwrap_or_default()
 }
-with_slots!(selftest_suite);
+
+/// A case named `case` that passed if `r` is `Ok`.
+fn outcome(case: String, r: Result<(), String>) -> CaseResult {
+    CaseResult {
+        case,
+        passed: r.is_ok(),
+        detail: r.err().unwrap_or_default(),
+    }
+}
 
 /// The outcome of one conformance case.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -686,5 +759,159 @@ mod decode_and_broadcast_suites {
             Ok(vec![one; peers])
         };
         assert!(check_broadcast(drops_last).iter().any(|c| !c.passed));
+    }
+}
+
+#[cfg(test)]
+mod every_slot {
+    #[test]
+    fn has_a_suite_of_its_own() {
+        for info in dubchain_plugin_api::slots::ALL {
+            assert!(
+                super::SUITES.iter().any(|(s, _)| s.id == info.id),
+                "{} has no conformance suite",
+                info.id
+            );
+        }
+    }
+}
+
+/// The suites on in-process providers: a provider equal to the baseline passes each, and one
+/// with the mistake a suite exists for fails it.
+#[cfg(test)]
+mod suites_catch_mistakes {
+    use std::sync::Arc;
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use dubchain_plugin_api::{slots::*, PluginError};
+
+    use crate::{
+        slot::{BreakerConfig, Provider, Slot},
+        testing::{AccountReadCache, KeepingPool},
+        Host,
+    };
+
+    fn install<B>(slot: &Slot<B>, imp: B) {
+        slot.install(vec![Arc::new(Provider::new(
+            "in_process".into(),
+            "0.1.0".into(),
+            1,
+            imp,
+            BreakerConfig::default(),
+        ))]);
+    }
+
+    fn passes(cases: &[super::CaseResult]) -> bool {
+        !cases.is_empty() && cases.iter().all(|c| c.passed)
+    }
+
+    #[test]
+    fn account_read_passes_a_coherent_cache_and_fails_a_stale_one() {
+        let host = Host::new(Default::default());
+        install(
+            &host.slots.account_read,
+            AccountReadFfi_TO::from_value(Guarded(AccountReadCache::new()), TD_Opaque),
+        );
+        let cases = super::check_account_read(&host);
+        assert!(passes(&cases), "{cases:#?}");
+        install(
+            &host.slots.account_read,
+            AccountReadFfi_TO::from_value(Guarded(AccountReadCache::ignoring_writes()), TD_Opaque),
+        );
+        let cases = super::check_account_read(&host);
+        assert!(
+            cases
+                .iter()
+                .any(|c| !c.passed && c.detail.contains("the store holds")),
+            "{cases:#?}"
+        );
+    }
+
+    #[test]
+    fn buffer_pool_passes_a_clearing_pool_and_fails_one_that_shows_old_contents() {
+        let host = Host::new(Default::default());
+        for (pool, ok) in [(KeepingPool::clearing(), true), (KeepingPool::dirty(), false)] {
+            install(
+                &host.slots.buffer_pool,
+                BufferPoolFfi_TO::from_value(Guarded(pool), TD_Opaque),
+            );
+            let cases = super::check_buffer_pool(&host);
+            assert_eq!(passes(&cases), ok, "{cases:#?}");
+        }
+    }
+
+    /// Writes every frame, or all but the last.
+    struct Writes {
+        all: bool,
+    }
+
+    impl FrameSend for Writes {
+        fn send(
+            &self,
+            frames: &[abi_stable::std_types::RSlice<'_, u8>],
+            sink: &FrameSinkRef<'_>,
+        ) -> Result<(), PluginError> {
+            let n = if self.all {
+                frames.len()
+            } else {
+                frames.len().saturating_sub(1)
+            };
+            for f in &frames[..n] {
+                sink.write(*f).into_result()?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn frame_send_passes_a_complete_writer_and_fails_one_that_stops_short() {
+        let host = Host::new(Default::default());
+        for (all, ok) in [(true, true), (false, false)] {
+            install(
+                &host.slots.frame_send,
+                FrameSendFfi_TO::from_value(Guarded(Writes { all }), TD_Opaque),
+            );
+            let cases = super::check_frame_send(&host);
+            assert_eq!(passes(&cases), ok, "{cases:#?}");
+        }
+    }
+
+    /// The baseline's metering, or (`twice`) the metered code metered again: other gas.
+    #[cfg(feature = "vm")]
+    struct Meter {
+        twice: bool,
+    }
+
+    #[cfg(feature = "vm")]
+    impl Metering for Meter {
+        fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError> {
+            let mut wasm = crate::vm::meter::instrument(code).map_err(PluginError::failed)?;
+            if self.twice {
+                wasm = crate::vm::meter::instrument(&wasm).map_err(PluginError::failed)?;
+            }
+            Ok(Metered {
+                wasm: wasm.into(),
+                counter: GasCounter::HostCall,
+            })
+        }
+    }
+
+    #[cfg(feature = "vm")]
+    #[test]
+    fn metering_passes_the_baseline_rewrite_and_fails_other_gas_on_every_module() {
+        let host = Host::new(Default::default());
+        for (twice, ok) in [(false, true), (true, false)] {
+            install(
+                &host.slots.metering,
+                MeteringFfi_TO::from_value(Guarded(Meter { twice }), TD_Opaque),
+            );
+            let cases = super::check_metering(&host);
+            assert!(cases.len() > 8, "test and generated contracts");
+            if ok {
+                assert!(passes(&cases), "{cases:#?}");
+            } else {
+                assert!(cases.iter().all(|c| !c.passed), "{cases:#?}");
+            }
+        }
     }
 }

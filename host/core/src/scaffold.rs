@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use dubchain_plugin_api::slots::{
     self, SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION, BLOCK_RECLAIM, BLOCK_VALIDATION,
-    BROADCAST, BUFFER_POOL, DURABILITY, FRAME_SEND, MERKLE, RECORD_CODEC, SEND_QUEUE, SIG_VERIFY,
-    TX_DECODE, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+    BROADCAST, BUFFER_POOL, CODE_LOADER, CONTRACT_STATE, DURABILITY, FRAME_SEND, MERKLE, METERING,
+    MODULE_CACHE, RECORD_CODEC, SEND_QUEUE, SIG_VERIFY, TRANSPORT, TX_DECODE, TX_POOL,
+    TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
 };
 
 /// A slot's template: extra dependencies, `src/lib.rs` (an implementation equal to the
@@ -24,6 +25,9 @@ struct Template {
     /// For [`CHECKED_TEST`] and [`SLOT_BENCH`]: the FFI object and the slot's field.
     ffi: &'static str,
     field: &'static str,
+    /// A `vm.*` slot: the crate builds the plugin API's contract rules (feature `vm`), and
+    /// tests against a host with the contract VM.
+    vm: bool,
 }
 
 /// A template whose test is the host's check of the slot and whose bench is the quick
@@ -44,6 +48,21 @@ const fn checked(
         bench: SLOT_BENCH,
         ffi,
         field,
+        vm: false,
+    }
+}
+
+/// [`checked`], for a `vm.*` slot.
+const fn checked_vm(
+    slot: SlotInfo,
+    deps: &'static str,
+    lib: &'static str,
+    ffi: &'static str,
+    field: &'static str,
+) -> Template {
+    Template {
+        vm: true,
+        ..checked(slot, deps, lib, ffi, field)
     }
 }
 
@@ -57,6 +76,7 @@ const TEMPLATES: &[Template] = &[
         bench: SLOT_BENCH,
         ffi: "SigVerifyFfi_TO",
         field: "sig_verify",
+        vm: false,
     },
     Template {
         slot: RECORD_CODEC,
@@ -66,6 +86,7 @@ const TEMPLATES: &[Template] = &[
         bench: SLOT_BENCH,
         ffi: "RecordCodecFfi_TO",
         field: "record_codec",
+        vm: false,
     },
     Template {
         slot: MERKLE,
@@ -75,6 +96,7 @@ const TEMPLATES: &[Template] = &[
         bench: SLOT_BENCH,
         ffi: "MerkleFfi_TO",
         field: "merkle",
+        vm: false,
     },
     Template {
         slot: TX_VALIDATION,
@@ -84,6 +106,7 @@ const TEMPLATES: &[Template] = &[
         bench: SLOT_BENCH,
         ffi: "TxValidationFfi_TO",
         field: "tx_validation",
+        vm: false,
     },
     Template {
         slot: BLOCK_EXECUTION,
@@ -93,6 +116,7 @@ const TEMPLATES: &[Template] = &[
         bench: EXEC_BENCH,
         ffi: "",
         field: "",
+        vm: false,
     },
     Template {
         slot: BLOCK_COMMIT,
@@ -102,6 +126,7 @@ const TEMPLATES: &[Template] = &[
         bench: COMMIT_BENCH,
         ffi: "",
         field: "",
+        vm: false,
     },
     checked(
         VOTE_VERIFY,
@@ -144,6 +169,30 @@ const TEMPLATES: &[Template] = &[
         RUN_LIB,
         "BlockValidationFfi_TO",
         "block_validation",
+    ),
+    checked(TRANSPORT, "", TRANSPORT_LIB, "TransportFfi_TO", "transport"),
+    checked_vm(
+        CODE_LOADER,
+        "",
+        CODE_LOADER_LIB,
+        "CodeLoaderFfi_TO",
+        "code_loader",
+    ),
+    checked_vm(METERING, "", METERING_LIB, "MeteringFfi_TO", "metering"),
+    checked_vm(
+        MODULE_CACHE,
+        // The host's VM, which the forwarding implementation runs contracts on.
+        "dubchain-host = { path = \"{host}\", default-features = false, features = [\"vm\"] }\n",
+        MODULE_CACHE_LIB,
+        "ModuleCacheFfi_TO",
+        "module_cache",
+    ),
+    checked_vm(
+        CONTRACT_STATE,
+        "",
+        CONTRACT_STATE_LIB,
+        "ContractStateFfi_TO",
+        "contract_state",
     ),
 ];
 
@@ -200,12 +249,18 @@ pub fn new_plugin(
         ));
     };
     let (deps, lib, test, bench) = (template.deps, template.lib, template.test, template.bench);
+    let features = if template.vm {
+        ", features = [\"vm\"]"
+    } else {
+        ""
+    };
     let fill = |t: &str| {
-        t.replace("{name}", name)
+        t.replace("{deps}", deps)
+            .replace("{features}", features)
+            .replace("{name}", name)
             .replace("{slot}", info.id)
             .replace("{api}", &api.display().to_string())
             .replace("{host}", &host.display().to_string())
-            .replace("{deps}", deps)
             .replace("{api_version}", dubchain_plugin_api::API_VERSION)
             .replace("{slot_version}", &info.version.to_string())
             .replace("{ffi}", template.ffi)
@@ -243,14 +298,14 @@ publish = false
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-dubchain-plugin-api = { path = "{api}" }
+dubchain-plugin-api = { path = "{api}"{features} }
 # export_plugin! expands to code that names ::abi_stable.
 abi_stable = "0.11"
 {deps}
 [dev-dependencies]
 # The baseline, the conformance suite and the measuring harness (without the node, so
 # RocksDB is not built).
-dubchain-host = { path = "{host}", default-features = false }
+dubchain-host = { path = "{host}", default-features = false{features} }
 
 [[bench]]
 name = "ratio"
@@ -1312,6 +1367,172 @@ impl BlockValidation for Plugin {
 export_plugin! {
     name: "{name}",
     block_validation: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const CODE_LOADER_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{CodeLoader, CodeSourceRef, LoadedCode},
+    types::Bytes32,
+    vm::validate_code,
+    PluginError,
+};
+
+/// The implementation: the stored code read and validated on every call (nothing is kept).
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl CodeLoader for Plugin {
+    fn load(&self, contract: &Bytes32, _code_hash: &Bytes32, source: &CodeSourceRef<'_>) -> Result<LoadedCode, PluginError> {
+        Ok(match source.code(contract).into_result()?.into_option() {
+            None => LoadedCode::Missing,
+            Some(code) => match validate_code(&code) {
+                Ok(()) => LoadedCode::Valid(code),
+                Err(e) => LoadedCode::Invalid(e.into()),
+            },
+        })
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    code_loader: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const METERING_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{GasCounter, Metered, Metering},
+    vm::meter,
+    PluginError,
+};
+
+/// The implementation: the baseline's rewrite (a host call charging each segment's cost).
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl Metering for Plugin {
+    fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError> {
+        let wasm = meter::instrument(code).map_err(PluginError::failed)?;
+        Ok(Metered { wasm: wasm.into(), counter: GasCounter::HostCall })
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    metering: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const MODULE_CACHE_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_host::vm::{ContractStorage, StorageError, Vm};
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
+    types::Bytes32,
+    PluginError,
+};
+
+/// The implementation: the host's VM (its own copy, compiled into this library) compiling
+/// and instantiating the module on every call.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+/// The call's storage reads, to the host.
+struct Below<'a, 'b>(&'a ContractStoreRef<'b>);
+
+impl ContractStorage for Below<'_, '_> {
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+        self.0.get(contract, key).into_result().map_err(|e| e.to_string().into())
+    }
+}
+
+impl ModuleCache for Plugin {
+    fn run(&self, r: &CallRequest<'_>, storage: &ContractStoreRef<'_>) -> Result<CallResult, PluginError> {
+        let out = Vm::shared()
+            .run(&r.wasm, r.counter, r.contract, r.input, r.gas, &Below(storage))
+            .map_err(|e| PluginError::failed(e.to_string()))?;
+        Ok(CallResult::from(&out))
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    module_cache: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const CONTRACT_STATE_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{ContractState, ContractStoreRef, ContractWrite},
+    types::Bytes32,
+    PluginError,
+};
+
+/// The implementation: every read goes to the store (`below`); nothing is kept, so writes
+/// and rollbacks need no action.
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl ContractState for Plugin {
+    fn get(&self, _store: u64, contract: &Bytes32, key: i64, below: &ContractStoreRef<'_>) -> Result<i64, PluginError> {
+        below.get(contract, key).into_result()
+    }
+    fn written(&self, _store: u64, _writes: &[ContractWrite]) -> Result<(), PluginError> {
+        Ok(())
+    }
+    fn reset(&self, _store: u64) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    contract_state: |_config: &str| Ok(Plugin),
+}
+"#
+);
+
+const TRANSPORT_LIB: &str = concat!(
+    forwarding_doc!(),
+    r#"
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{InboundSinkBox, PeerSocket, Transport},
+    transport::{ThreadConnections, ThreadTransport},
+    PluginError,
+};
+
+/// The implementation: the host's own I/O model, a reader thread per peer on its blocking
+/// socket and writes on the sender's thread (`dubchain_plugin_api::transport`).
+#[derive(Debug, Default)]
+pub struct Plugin;
+
+impl Transport for Plugin {
+    type Connections = ThreadConnections;
+    fn connect(&self, peers: &[PeerSocket], inbound: InboundSinkBox) -> Result<ThreadConnections, PluginError> {
+        ThreadTransport.connect(peers, inbound)
+    }
+}
+
+export_plugin! {
+    name: "{name}",
+    transport: |_config: &str| Ok(Plugin),
 }
 "#
 );

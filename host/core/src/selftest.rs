@@ -14,6 +14,22 @@ use dubchain_plugin_api::{
 
 use crate::{baseline, workload};
 
+/// How hard a seeded check drives a provider. The self-test at load runs [`Depth::LOAD`];
+/// the conformance suite ([`crate::conformance`]) runs the same drivers at other seeds and
+/// several times longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Mixed into the check's own seed (0: the load-time sequence).
+    pub seed: u64,
+    /// How many times the load-time amount of work (at least 1).
+    pub scale: usize,
+}
+
+impl Depth {
+    /// The self-test's own sequence and size.
+    pub const LOAD: Depth = Depth { seed: 0, scale: 1 };
+}
+
 /// Checks a `crypto.sig_verify` object against the baseline on valid, invalid and
 /// adversarial signatures. The object is given the baseline as its layer below.
 pub fn sig_verify(imp: &SigVerifyBox) -> Result<(), String> {
@@ -211,186 +227,49 @@ mod vm_checks {
 #[cfg(feature = "vm")]
 mod vm_checks {
     use dubchain_plugin_api::{
-        slots::{CodeLoaderBox, ContractStateBox, MeteringBox, ModuleCacheBox},
+        slots::{CodeLoaderBox, CodeSourceRef, ContractStateBox, MeteringBox, ModuleCacheBox},
         types::Bytes32,
     };
 
-    /// Storage the `vm.*` self-tests run against: a few keys of every test contract set.
-    fn vm_storage() -> crate::vm::MemoryStorage {
-        let mut s = crate::vm::MemoryStorage::default();
-        for k in [0, 5, 7, 13, -3] {
-            s.0.insert((VM_CONTRACT, k), k * 1_000 + 1);
-        }
-        s
-    }
-
-    const VM_CONTRACT: Bytes32 = Bytes32([0xc0; 32]);
-
-    /// Gas limits around what a call needs: ample, exactly enough, one short, and very little.
-    fn gas_limits(needed: u64) -> [u64; 4] {
-        [10_000_000, needed, needed.saturating_sub(1), 50]
-    }
+    use crate::vm::check;
 
     /// Checks a `vm.metering` object: every test module metered by it and run by the host
     /// must give the baseline's result, writes and gas for every input, at ample gas, at
     /// exactly the gas needed, one unit short of it (out of gas at the same point), and at
     /// very little.
     pub fn metering(imp: &MeteringBox) -> Result<(), String> {
-        let vm = crate::vm::Vm::shared();
-        let storage = vm_storage();
-        for (name, code, inputs) in crate::vm::contracts::test_modules() {
-            let metered = imp
-                .instrument(code.as_slice().into())
+        check::metered_calls(&check::test_modules(), check::around, |code| {
+            imp.instrument(code.into())
                 .into_result()
-                .map_err(|e| format!("{name}: {e}"))?;
-            for input in inputs {
-                let needed = vm
-                    .call(&code, VM_CONTRACT, input, 10_000_000, &storage)
-                    .map_err(|e| e.to_string())?
-                    .gas_used;
-                for gas in gas_limits(needed) {
-                    let expected = vm
-                        .call(&code, VM_CONTRACT, input, gas, &storage)
-                        .map_err(|e| e.to_string())?;
-                    let got = vm
-                        .run(
-                            &metered.wasm,
-                            metered.counter,
-                            VM_CONTRACT,
-                            input,
-                            gas,
-                            &storage,
-                        )
-                        .map_err(|e| e.to_string())?;
-                    if got != expected {
-                        return Err(format!(
-                            "{name}({input}) with {gas} gas: baseline {expected:?}, plugin {got:?}"
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(())
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Checks a `vm.module_cache` object: every test module (metered the baseline way) run by
     /// it must give what the host's own run gives, at the same gas limits as [`metering`], and
     /// again when it has seen the module before.
     pub fn module_cache(imp: &ModuleCacheBox) -> Result<(), String> {
-        use dubchain_plugin_api::slots::{CallRequest, GasCounter, HostFn};
-        use sha2::{Digest, Sha256};
-        let vm = crate::vm::Vm::shared();
-        let storage = vm_storage();
-        let below = HostFn(|c: &Bytes32, k: i64| {
-            use crate::vm::ContractStorage;
-            storage
-                .get(c, k)
-                .map_err(|e| dubchain_plugin_api::PluginError::failed(e.to_string()))
-        });
-        for (name, code, inputs) in crate::vm::contracts::test_modules() {
-            let wasm = crate::vm::meter::instrument(&code)?;
-            let key = Bytes32(Sha256::digest(&wasm).into());
-            for input in inputs {
-                let needed = vm
-                    .run(
-                        &wasm,
-                        GasCounter::HostCall,
-                        VM_CONTRACT,
-                        input,
-                        10_000_000,
-                        &storage,
-                    )
-                    .map_err(|e| e.to_string())?
-                    .gas_used;
-                for gas in gas_limits(needed) {
-                    let expected = vm
-                        .run(
-                            &wasm,
-                            GasCounter::HostCall,
-                            VM_CONTRACT,
-                            input,
-                            gas,
-                            &storage,
-                        )
-                        .map_err(|e| e.to_string())?;
-                    let request = CallRequest {
-                        key,
-                        wasm: wasm.as_slice().into(),
-                        counter: GasCounter::HostCall,
-                        contract: VM_CONTRACT,
-                        input,
-                        gas,
-                    };
-                    for round in ["first", "repeated"] {
-                        let got = imp
-                            .run(&request, below.as_store())
-                            .into_result()
-                            .map_err(|e| format!("{name}({input}): {e}"))?;
-                        let got = crate::vm::CallOutcome::from(got);
-                        if got != expected {
-                            return Err(format!(
-                                "{name}({input}) with {gas} gas, {round} run: baseline {expected:?}, plugin {got:?}"
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        check::cached_calls(&check::test_modules(), check::around, |request, store| {
+            imp.run(request, store)
+                .into_result()
+                .map_err(|e| e.to_string())
+        })
     }
 
     /// Checks a `vm.code_loader` object: valid, invalid, undecodable and missing code, asked
     /// twice, and an address whose code changed (a rolled-back deploy redone), must give the
     /// baseline's answers.
     pub fn code_loader(imp: &CodeLoaderBox) -> Result<(), String> {
-        use dubchain_plugin_api::slots::HostCode;
-        use sha2::{Digest, Sha256};
-        use std::sync::Mutex;
-        let modules = crate::vm::contracts::test_modules();
-        let refused = wat::parse_str(
-            r#"(module (import "env" "clock" (func (result i64))) (func (export "call") (param i64) (result i64) local.get 0))"#,
-        )
-        .expect("assembles");
-        let mut codes: std::collections::BTreeMap<Bytes32, Vec<u8>> = Default::default();
-        for (i, (_, code, _)) in modules.iter().enumerate() {
-            codes.insert(Bytes32([i as u8 + 1; 32]), code.clone());
-        }
-        codes.insert(Bytes32([0xa0; 32]), refused);
-        codes.insert(Bytes32([0xa1; 32]), b"\0asm\x01\0\0\0garbage".to_vec());
-        let store = Mutex::new(codes);
-        let source =
-            HostCode(|c: &Bytes32| Ok(store.lock().expect("not poisoned").get(c).cloned()));
-        let check = |contract: &Bytes32, round: &str| -> Result<(), String> {
-            let code = store.lock().expect("not poisoned").get(contract).cloned();
-            let hash = Bytes32(Sha256::digest(code.as_deref().unwrap_or_default()).into());
-            let expected = crate::vm::baseline_load(code);
-            let got = imp
-                .load(contract, &hash, source.as_source())
+        let load = |contract: &Bytes32, hash: &Bytes32, source: CodeSourceRef<'_>| {
+            imp.load(contract, hash, source)
                 .into_result()
-                .map_err(|e| e.to_string())?;
-            if got != expected {
-                return Err(format!(
-                    "contract {contract:?}, {round}: baseline {expected:?}, plugin {got:?}"
-                ));
-            }
-            Ok(())
+                .map_err(|e| e.to_string())
         };
-        let addresses: Vec<Bytes32> = store
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .copied()
-            .collect();
-        for round in ["first", "repeated"] {
-            for a in &addresses {
-                check(a, round)?;
-            }
+        for (i, (name, code)) in check::stored_codes().iter().enumerate() {
+            check::loads(&Bytes32([i as u8 + 1; 32]), code, load)
+                .map_err(|e| format!("{name}: {e}"))?;
         }
-        // A deploy rolled back and redone with other code: same address, new hash.
-        let first = addresses[0];
-        let other = modules.last().expect("modules").1.clone();
-        store.lock().expect("not poisoned").insert(first, other);
-        check(&first, "after its code changed")
+        check::redeploy(load)
     }
 
     /// Checks a `vm.contract_state` object: reads of two stores with different contents, writes
@@ -614,26 +493,16 @@ mod vm_checks {
             }
         }
 
+        fn cache(by_address: bool) -> CodeLoaderBox {
+            let seen = Default::default();
+            CodeLoaderFfi_TO::from_value(Guarded(Cache { by_address, seen }), TD_Opaque)
+        }
+
         #[test]
         fn code_loader_self_test_accepts_a_content_addressed_cache_and_refuses_an_address_cache() {
-            let ok = CodeLoaderFfi_TO::from_value(
-                Guarded(Cache {
-                    by_address: false,
-                    seen: Default::default(),
-                }),
-                TD_Opaque,
-            );
-            super::code_loader(&ok).unwrap();
-            let bad = CodeLoaderFfi_TO::from_value(
-                Guarded(Cache {
-                    by_address: true,
-                    seen: Default::default(),
-                }),
-                TD_Opaque,
-            );
-            assert!(super::code_loader(&bad)
-                .unwrap_err()
-                .contains("after its code changed"));
+            super::code_loader(&cache(false)).unwrap();
+            let err = super::code_loader(&cache(true)).unwrap_err();
+            assert!(err.contains("after its code changed"), "{err}");
         }
 
         /// A read cache that heeds writes and resets, or not.
@@ -672,26 +541,16 @@ mod vm_checks {
             }
         }
 
+        fn read_cache(heed_writes: bool) -> ContractStateBox {
+            let seen = Default::default();
+            ContractStateFfi_TO::from_value(Guarded(ReadCache { heed_writes, seen }), TD_Opaque)
+        }
+
         #[test]
         fn contract_state_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
-            let ok = ContractStateFfi_TO::from_value(
-                Guarded(ReadCache {
-                    heed_writes: true,
-                    seen: Default::default(),
-                }),
-                TD_Opaque,
-            );
-            super::contract_state(&ok).unwrap();
-            let stale = ContractStateFfi_TO::from_value(
-                Guarded(ReadCache {
-                    heed_writes: false,
-                    seen: Default::default(),
-                }),
-                TD_Opaque,
-            );
-            assert!(super::contract_state(&stale)
-                .unwrap_err()
-                .contains("after writes"));
+            super::contract_state(&read_cache(true)).unwrap();
+            let err = super::contract_state(&read_cache(false)).unwrap_err();
+            assert!(err.contains("after writes"), "{err}");
         }
     }
 }
@@ -771,26 +630,33 @@ pub fn frame_sets() -> Vec<(String, Vec<Vec<u8>>)> {
 /// connection are exactly the frames', in order.
 pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
     for (name, frames) in frame_sets() {
-        let mut out: Vec<u8> = Vec::new();
-        let sink = crate::slot::CountingSink::new(&mut out);
-        let slices: Vec<abi_stable::std_types::RSlice<'_, u8>> =
-            frames.iter().map(|f| f.as_slice().into()).collect();
-        imp.send(slices.as_slice().into(), sink.as_ffi())
-            .into_result()
-            .map_err(|e| format!("{name}: {e}"))?;
-        let expected = frames.concat();
-        if out != expected {
-            let at = out
-                .iter()
-                .zip(&expected)
-                .position(|(a, b)| a != b)
-                .unwrap_or(out.len().min(expected.len()));
-            return Err(format!(
-                "{name}: the connection got {} bytes, the frames are {}; first difference at byte {at}",
-                out.len(),
-                expected.len()
-            ));
-        }
+        frames_arrive_exactly(imp, &frames).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `frames` sent by a `net.frame_send` object: the connection must get exactly their bytes,
+/// in order, by the time `send` returns.
+pub fn frames_arrive_exactly(imp: &FrameSendBox, frames: &[Vec<u8>]) -> Result<(), String> {
+    let mut out: Vec<u8> = Vec::new();
+    let sink = crate::slot::CountingSink::new(&mut out);
+    let slices: Vec<abi_stable::std_types::RSlice<'_, u8>> =
+        frames.iter().map(|f| f.as_slice().into()).collect();
+    imp.send(slices.as_slice().into(), sink.as_ffi())
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    let expected = frames.concat();
+    if out != expected {
+        let at = out
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(out.len().min(expected.len()));
+        return Err(format!(
+            "the connection got {} bytes, the frames are {}; first difference at byte {at}",
+            out.len(),
+            expected.len()
+        ));
     }
     Ok(())
 }
@@ -800,11 +666,17 @@ pub fn frame_send(imp: &FrameSendBox) -> Result<(), String> {
 /// of what was selected, and nonces moved under it, must answer as the baseline
 /// [`baseline::VecIndex`] at every step.
 pub fn tx_pool(imp: &TxPoolBox) -> Result<(), String> {
+    tx_pool_at(imp, Depth::LOAD)
+}
+
+/// [`tx_pool`] at depth `d` (another seed, `d.scale` times the work), for the conformance
+/// suite.
+pub fn tx_pool_at(imp: &TxPoolBox, d: Depth) -> Result<(), String> {
     use dubchain_plugin_api::slots::{HostNonces, PoolEntry};
     use rand::{Rng, SeedableRng};
     let mut index = imp.new_index().into_result().map_err(|e| e.to_string())?;
     let mut expected = baseline::VecIndex::default();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x9001);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x9001 ^ d.seed);
     let senders: Vec<Bytes32> = (0..12).map(|_| Bytes32(rng.gen())).collect();
     let nonces: std::sync::Mutex<std::collections::HashMap<Bytes32, u64>> =
         std::sync::Mutex::new(senders.iter().map(|s| (*s, 0)).collect());
@@ -814,7 +686,7 @@ pub fn tx_pool(imp: &TxPoolBox) -> Result<(), String> {
     let source =
         HostNonces(|s: &Bytes32| next(s).map_err(dubchain_plugin_api::PluginError::failed));
     let mut seen: Vec<Bytes32> = Vec::new();
-    for step in 0..400 {
+    for step in 0..400 * d.scale {
         match rng.gen_range(0..10) {
             0..=4 => {
                 let n = rng.gen_range(1..24);
@@ -1058,8 +930,14 @@ mod pool_seam {
 /// by one must give the baseline's answers and finalized heights at every step; then four
 /// threads recording disjoint votes at once must end where the baseline ends.
 pub fn vote_tally(imp: &VoteTalliesBox) -> Result<(), String> {
+    vote_tally_at(imp, Depth::LOAD)
+}
+
+/// [`vote_tally`] at depth `d` (another seed, `d.scale` times the work), for the conformance
+/// suite.
+pub fn vote_tally_at(imp: &VoteTalliesBox, d: Depth) -> Result<(), String> {
     use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0de);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0de ^ d.seed);
     let stakes: Vec<u64> = (0..10).map(|_| rng.gen_range(1..=100)).collect();
     let blocks: Vec<Bytes32> = (0..3).map(|_| Bytes32(rng.gen())).collect();
     let state = imp
@@ -1067,7 +945,7 @@ pub fn vote_tally(imp: &VoteTalliesBox) -> Result<(), String> {
         .into_result()
         .map_err(|e| e.to_string())?;
     let mut expected = baseline::Tally::default();
-    for step in 0..3_000 {
+    for step in 0..3_000 * d.scale {
         let height = rng.gen_range(1..40);
         let block = blocks[rng.gen_range(0..blocks.len())];
         let validator = rng.gen_range(0..stakes.len() as u32 + 2);
@@ -1521,6 +1399,12 @@ mod read_seam {
 /// (for several prefixes, the empty one included) checked along the way, then `drain`ed
 /// and checked empty afterwards.
 pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
+    block_commit_at(imp, Depth::LOAD)
+}
+
+/// [`block_commit`] at depth `d` (another seed, `d.scale` times the work), for the conformance
+/// suite.
+pub fn block_commit_at(imp: &BlockCommitBox, d: Depth) -> Result<(), String> {
     use abi_stable::std_types::{RSlice, RVec};
     use dubchain_plugin_api::slots::{BlockWritesBox, Held, HostWriteThrough, KvWrite};
     use rand::{Rng, SeedableRng};
@@ -1640,7 +1524,7 @@ pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
         b.model.insert(key.to_vec(), value.map(<[u8]>::to_vec));
         Ok(())
     };
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0_1117);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xc0_1117 ^ d.seed);
     let mut blocks: Vec<Block> = Vec::new();
     for height in [7u64, 8] {
         let set = imp
@@ -1656,7 +1540,7 @@ pub fn block_commit(imp: &BlockCommitBox) -> Result<(), String> {
     for (i, b) in blocks.iter().enumerate() {
         check(b, &format!("set {i} before any write"))?;
     }
-    for step in 0..400 {
+    for step in 0..400 * d.scale {
         let which = rng.gen_range(0..blocks.len());
         let key = keys[rng.gen_range(0..keys.len())].clone();
         let value: Option<Vec<u8>> = match rng.gen_range(0..5) {
@@ -1838,6 +1722,12 @@ mod commit_seam {
 /// once, on two stores, a sync of *that store's* log that began after the call began must
 /// have completed when the call returns. The logs are real files, fsynced.
 pub fn durability(imp: &DurabilityBox) -> Result<(), String> {
+    durability_at(imp, Depth::LOAD)
+}
+
+/// [`durability`] at depth `d` (another seed, `d.scale` times the work), for the conformance
+/// suite.
+pub fn durability_at(imp: &DurabilityBox, d: Depth) -> Result<(), String> {
     use dubchain_plugin_api::slots::HostWal;
     use std::{
         io::Write,
@@ -1890,15 +1780,15 @@ pub fn durability(imp: &DurabilityBox) -> Result<(), String> {
         Ok(())
     };
     let result = (|| {
-        for i in 0..10 {
+        for i in 0..10 * d.scale {
             call(i % 2)?;
         }
         let failure = Mutex::new(None);
         std::thread::scope(|scope| {
-            for t in 0..8 {
+            for t in 0..8 * d.scale {
                 let (call, failure) = (&call, &failure);
                 scope.spawn(move || {
-                    for _ in 0..12 {
+                    for _ in 0..12 + d.seed as usize % 5 {
                         if let Err(e) = call(t % 2) {
                             *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                         }
@@ -2094,6 +1984,12 @@ mod broadcast_seam {
 /// (those dropped counted by `push`), and after the close, `Closed` once all is drained.
 /// An empty queue must answer `Idle` when nothing arrives.
 pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
+    send_queue_at(imp, Depth::LOAD)
+}
+
+/// [`send_queue`] at depth `d` (another seed, `d.scale` times the work), for the conformance
+/// suite.
+pub fn send_queue_at(imp: &SendQueuesBox, d: Depth) -> Result<(), String> {
     use abi_stable::std_types::{RArc, RVec};
     use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
     let queue = imp.new_queue(1).into_result().map_err(|e| e.to_string())?;
@@ -2107,7 +2003,7 @@ pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
             [[class as u8].as_slice(), &seq.to_be_bytes(), &[0u8; 200]].concat(),
         )),
     };
-    const BATCHES: u32 = 300;
+    let batches = 300 * d.scale as u32 + (d.seed % 7) as u32;
     let mut dropped = 0u64;
     let push = |b: u32, dropped: &mut u64| -> Result<(), String> {
         let batch = vec![
@@ -2122,7 +2018,7 @@ pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
         Ok(())
     };
     // A slow peer: a third of the frames pile up before anything is popped.
-    for b in 0..BATCHES / 3 {
+    for b in 0..batches / 3 {
         push(b, &mut dropped)?;
     }
     let consumed = std::thread::scope(|scope| {
@@ -2142,7 +2038,7 @@ pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
                 }
             }
         });
-        for b in BATCHES / 3..BATCHES {
+        for b in batches / 3..batches {
             push(b, &mut dropped)?;
         }
         queue.close().into_result().map_err(|e| e.to_string())?;
@@ -2158,9 +2054,9 @@ pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
             .collect()
     };
     let consensus = of(TrafficClass::Consensus);
-    if consensus != (0..BATCHES).collect::<Vec<_>>() {
+    if consensus != (0..batches).collect::<Vec<_>>() {
         return Err(format!(
-            "consensus frames came out as {} of {BATCHES}, or out of order",
+            "consensus frames came out as {} of {batches}, or out of order",
             consensus.len()
         ));
     }
@@ -2168,11 +2064,11 @@ pub fn send_queue(imp: &SendQueuesBox) -> Result<(), String> {
     if gossip.windows(2).any(|w| w[0] >= w[1]) {
         return Err("gossip frames came out of order".into());
     }
-    if gossip.len() as u64 + dropped != 2 * BATCHES as u64 {
+    if gossip.len() as u64 + dropped != 2 * batches as u64 {
         return Err(format!(
             "{} gossip frames came out and {dropped} were reported dropped, of {} pushed",
             gossip.len(),
-            2 * BATCHES
+            2 * batches
         ));
     }
     Ok(())
@@ -2304,6 +2200,12 @@ mod queue_seam {
 /// arrive at the far ends byte for byte, in order; and after `shutdown` the far ends see
 /// their connections close. Every wait is bounded.
 pub fn transport(imp: &TransportBox) -> Result<(), String> {
+    transport_at(imp, Depth::LOAD)
+}
+
+/// [`transport`] at depth `d`: `2 + d.scale` peers, and beyond the three payloads `d.seed`
+/// picks `8 * (d.scale - 1)` more of random sizes up to 64 KiB.
+pub fn transport_at(imp: &TransportBox, d: Depth) -> Result<(), String> {
     use std::{
         io::{Read, Write},
         net::{TcpListener, TcpStream},
@@ -2332,11 +2234,12 @@ pub fn transport(imp: &TransportBox) -> Result<(), String> {
         }
     }
     let io = |e: std::io::Error| e.to_string();
+    let peers = 2 + d.scale.max(1) as u32;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(io)?;
     let addr = listener.local_addr().map_err(io)?;
     let mut far: Vec<TcpStream> = Vec::new();
     let mut sockets = Vec::new();
-    for peer in 0..3u32 {
+    for peer in 0..peers {
         let near = TcpStream::connect(addr).map_err(io)?;
         let (other, _) = listener.accept().map_err(io)?;
         other
@@ -2354,7 +2257,15 @@ pub fn transport(imp: &TransportBox) -> Result<(), String> {
         .connect(sockets.as_slice().into(), inbox)
         .into_result()
         .map_err(|e| e.to_string())?;
-    let payloads: Vec<Vec<u8>> = vec![Vec::new(), b"hello".to_vec(), vec![7u8; 100 * 1024]];
+    let mut payloads: Vec<Vec<u8>> = vec![Vec::new(), b"hello".to_vec(), vec![7u8; 100 * 1024]];
+    {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x7c9 ^ d.seed);
+        for _ in 0..8 * (d.scale.max(1) - 1) {
+            let n = rng.gen_range(0..64 * 1024);
+            payloads.push((0..n).map(|_| rng.gen()).collect());
+        }
+    }
     let frame = |p: &[u8]| [&(p.len() as u32).to_be_bytes()[..], p].concat();
     // In: each far end sends every payload, tagged with its peer.
     for (peer, f) in far.iter_mut().enumerate() {
@@ -2365,11 +2276,13 @@ pub fn transport(imp: &TransportBox) -> Result<(), String> {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while got.lock().unwrap_or_else(|p| p.into_inner()).len() < 9 && Instant::now() < deadline {
+    while got.lock().unwrap_or_else(|p| p.into_inner()).len() < (peers as usize) * payloads.len()
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     let got = got.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    for peer in 0..3u32 {
+    for peer in 0..peers {
         let from: Vec<&Vec<u8>> = got
             .iter()
             .filter(|(p, _)| *p == peer)
@@ -2389,7 +2302,7 @@ pub fn transport(imp: &TransportBox) -> Result<(), String> {
     }
     // Out: the host sends each peer the frames; the far ends read them.
     let frames: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
-    for peer in 0..3u32 {
+    for peer in 0..peers {
         let shared: Vec<_> = frames
             .iter()
             .map(|f| RArc::new(RVec::from(f.clone())))

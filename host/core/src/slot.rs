@@ -1348,52 +1348,13 @@ mod memory_and_network_seams {
         assert!(slot.status().counters.errors > 0);
     }
 
-    /// Keeps what it is given; `clear` says whether it empties buffers before reuse.
-    struct Keep {
-        clear: bool,
-        kept: Mutex<Vec<RVec<u8>>>,
-    }
-
-    impl BufferPool for Keep {
-        fn take(&self, capacity: usize) -> Result<RVec<u8>, PluginError> {
-            let mut kept = self.kept.lock().unwrap();
-            match kept.iter().position(|b| b.capacity() >= capacity) {
-                Some(i) => {
-                    let mut b = kept.swap_remove(i);
-                    if self.clear {
-                        b.clear();
-                    }
-                    Ok(b)
-                }
-                None => Ok(RVec::with_capacity(capacity)),
-            }
-        }
-        fn give(&self, buffer: RVec<u8>) -> Result<(), PluginError> {
-            let mut kept = self.kept.lock().unwrap();
-            if kept.len() < 8 {
-                kept.push(buffer);
-            }
-            Ok(())
-        }
-    }
+    use crate::testing::KeepingPool as Keep;
 
     #[test]
     fn buffer_pool_self_test_accepts_a_pool_and_refuses_dirty_buffers() {
-        let ok = BufferPoolFfi_TO::from_value(
-            Guarded(Keep {
-                clear: true,
-                kept: Default::default(),
-            }),
-            TD_Opaque,
-        );
+        let ok = BufferPoolFfi_TO::from_value(Guarded(Keep::clearing()), TD_Opaque);
         crate::selftest::buffer_pool(&ok).unwrap();
-        let dirty = BufferPoolFfi_TO::from_value(
-            Guarded(Keep {
-                clear: false,
-                kept: Default::default(),
-            }),
-            TD_Opaque,
-        );
+        let dirty = BufferPoolFfi_TO::from_value(Guarded(Keep::dirty()), TD_Opaque);
         let err = crate::selftest::buffer_pool(&dirty).unwrap_err();
         assert!(err.contains("length"), "{err}");
         // Through the slot, a dirty buffer is refused at the boundary: the caller gets an

@@ -209,100 +209,9 @@ fn atomic_write(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename into place");
 }
 
-/// A reference `net.transport` implementation for tests and plugin authors: a reader thread
-/// per peer on the blocking socket it was handed, writes on the caller's thread. It is what
-/// the host's own baseline does, behind the slot's interface.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ThreadTransport;
-
-/// The connections of a [`ThreadTransport`].
-pub struct ThreadConnections {
-    writers: Vec<(u32, Mutex<std::net::TcpStream>)>,
-    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
-}
-
-impl dubchain_plugin_api::slots::Connections for ThreadConnections {
-    fn send(
-        &self,
-        peer: u32,
-        frames: Vec<dubchain_plugin_api::slots::SharedFrame>,
-    ) -> Result<(), dubchain_plugin_api::PluginError> {
-        use std::io::Write;
-        let (_, w) = self
-            .writers
-            .iter()
-            .find(|(p, _)| *p == peer)
-            .ok_or_else(|| dubchain_plugin_api::PluginError::failed(format!("no peer {peer}")))?;
-        let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-        for f in frames {
-            w.write_all(&f)
-                .map_err(|e| dubchain_plugin_api::PluginError::failed(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    fn shutdown(&self) -> Result<(), dubchain_plugin_api::PluginError> {
-        for (_, w) in &self.writers {
-            let _ = w
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .shutdown(std::net::Shutdown::Both);
-        }
-        for r in self
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
-            let _ = r.join();
-        }
-        Ok(())
-    }
-}
-
-impl dubchain_plugin_api::slots::Transport for ThreadTransport {
-    type Connections = ThreadConnections;
-
-    fn connect(
-        &self,
-        peers: &[dubchain_plugin_api::slots::PeerSocket],
-        inbound: dubchain_plugin_api::slots::InboundSinkBox,
-    ) -> Result<ThreadConnections, dubchain_plugin_api::PluginError> {
-        use std::{io::Read, os::fd::FromRawFd};
-        let failed = |e: std::io::Error| dubchain_plugin_api::PluginError::failed(e.to_string());
-        let inbound = Arc::new(inbound);
-        let mut writers = Vec::with_capacity(peers.len());
-        let mut readers = Vec::with_capacity(peers.len());
-        for p in peers {
-            // SAFETY: the contract hands over a connected socket the host no longer uses
-            // through this descriptor; it is owned here from now on.
-            let stream = unsafe { std::net::TcpStream::from_raw_fd(p.fd) };
-            let mut reader = stream.try_clone().map_err(failed)?;
-            let (inbound, peer) = (inbound.clone(), p.peer);
-            readers.push(std::thread::spawn(move || loop {
-                let mut len = [0u8; 4];
-                if reader.read_exact(&mut len).is_err() {
-                    return;
-                }
-                let len = u32::from_be_bytes(len) as usize;
-                if len > dubchain_plugin_api::wire::MAX_FRAME {
-                    return;
-                }
-                let mut buf = vec![0u8; len];
-                if reader.read_exact(&mut buf).is_err()
-                    || inbound.deliver(peer, buf.into()).into_result().is_err()
-                {
-                    return;
-                }
-            }));
-            writers.push((p.peer, Mutex::new(stream)));
-        }
-        Ok(ThreadConnections {
-            writers,
-            readers: Mutex::new(readers),
-        })
-    }
-}
+/// The reference `net.transport` implementation (the baseline's threads behind the slot's
+/// interface), defined in the plugin API so that providers can start from it.
+pub use dubchain_plugin_api::transport::{ThreadConnections, ThreadTransport};
 
 /// A reference `storage.account_read` implementation for tests and plugin authors: an account read
 /// cache per store, kept coherent by the writes and rollbacks the host announces.
@@ -519,5 +428,59 @@ impl dubchain_plugin_api::slots::BlockCommit for BatchedWrites {
                 .filter(|f| f.0.is_none_or(|h| h == height))
                 .map(|f| f.1),
         })
+    }
+}
+
+/// A reference `mem.buffer_pool` implementation for tests: keeps up to 8 of the buffers it
+/// is given and hands them out again. [`KeepingPool::dirty`] hands them out with their old
+/// contents, the mistake the pool's checks exist to refuse.
+#[derive(Debug, Default)]
+pub struct KeepingPool {
+    clear: bool,
+    kept: Mutex<Vec<abi_stable::std_types::RVec<u8>>>,
+}
+
+impl KeepingPool {
+    /// A pool that empties buffers before reuse.
+    pub fn clearing() -> Self {
+        KeepingPool {
+            clear: true,
+            kept: Mutex::default(),
+        }
+    }
+
+    /// A pool that does not.
+    pub fn dirty() -> Self {
+        KeepingPool::default()
+    }
+}
+
+impl dubchain_plugin_api::slots::BufferPool for KeepingPool {
+    fn take(
+        &self,
+        capacity: usize,
+    ) -> Result<abi_stable::std_types::RVec<u8>, dubchain_plugin_api::PluginError> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        match kept.iter().position(|b| b.capacity() >= capacity) {
+            Some(i) => {
+                let mut b = kept.swap_remove(i);
+                if self.clear {
+                    b.clear();
+                }
+                Ok(b)
+            }
+            None => Ok(abi_stable::std_types::RVec::with_capacity(capacity)),
+        }
+    }
+
+    fn give(
+        &self,
+        buffer: abi_stable::std_types::RVec<u8>,
+    ) -> Result<(), dubchain_plugin_api::PluginError> {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() < 8 {
+            kept.push(buffer);
+        }
+        Ok(())
     }
 }

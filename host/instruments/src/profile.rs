@@ -802,30 +802,12 @@ pub fn markdown(r: &ProfileReport) -> String {
             out.push('\n');
         }
         if !s.top_self.is_empty() {
-            out += "| top by self samples | group | self | total |\n|---|---|---|---|\n";
-            for f in s.top_self.iter().take(15) {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} | {:.1}% | {:.1}% |",
-                    f.name.replace('|', "\\|"),
-                    f.group,
-                    f.self_samples as f64 * 100.0 / s.samples.max(1) as f64,
-                    f.total_samples as f64 * 100.0 / s.samples.max(1) as f64
-                );
-            }
-            out.push('\n');
-            out += "| top by total samples | group | total | self |\n|---|---|---|---|\n";
-            for f in s.top_total.iter().take(15) {
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} | {:.1}% | {:.1}% |",
-                    f.name.replace('|', "\\|"),
-                    f.group,
-                    f.total_samples as f64 * 100.0 / s.samples.max(1) as f64,
-                    f.self_samples as f64 * 100.0 / s.samples.max(1) as f64
-                );
-            }
-            out.push('\n');
+            top_table(&mut out, "self", &s.top_self, s.samples, |f| {
+                (f.self_samples, f.total_samples)
+            });
+            top_table(&mut out, "total", &s.top_total, s.samples, |f| {
+                (f.total_samples, f.self_samples)
+            });
         }
         for f in &s.files {
             let _ = writeln!(out, "- {}", f.display());
@@ -833,6 +815,36 @@ pub fn markdown(r: &ProfileReport) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A markdown table of the 15 functions first in `frames` by `by` samples: name, group, the
+/// `by` share and the other share (`shares` gives both counts, `by` first).
+fn top_table(
+    out: &mut String,
+    by: &str,
+    frames: &[FnStat],
+    samples: u64,
+    shares: fn(&FnStat) -> (u64, u64),
+) {
+    use std::fmt::Write as _;
+    let other = if by == "self" { "total" } else { "self" };
+    let _ = writeln!(
+        out,
+        "| top by {by} samples | group | {by} | {other} |\n|---|---|---|---|"
+    );
+    let pct = |n: u64| n as f64 * 100.0 / samples.max(1) as f64;
+    for f in frames.iter().take(15) {
+        let (first, second) = shares(f);
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {:.1}% | {:.1}% |",
+            f.name.replace('|', "\\|"),
+            f.group,
+            pct(first),
+            pct(second)
+        );
+    }
+    out.push('\n');
 }
 
 /// Writes a massif heap profile of `side` by running this program again under valgrind,

@@ -16,11 +16,9 @@
 //! What a transfer does is not this plugin's business: it calls the same
 //! `dubchain_plugin_api::exec::apply_transfer` the host's baseline calls, in block order.
 
-use std::collections::HashMap;
-
 use dubchain_plugin_api::{
     abi_stable::std_types::RResult,
-    exec::{apply_transfer, read_declared, AccountEntry, AccountState, State, TxFailure},
+    exec::{apply_transfer, read_declared, undeclared, Overlay, TxFailure},
     export_plugin,
     slots::{AccountStoreRef, BlockExecution},
     types::{Bytes32, Transaction},
@@ -30,32 +28,6 @@ use dubchain_plugin_api::{
 /// The plugin: stateless; each run gets a write set of its own.
 pub struct WriteSet;
 
-/// One run's accounts: what was read before it, and what it wrote.
-struct Accounts {
-    read: HashMap<Bytes32, AccountState>,
-    written: HashMap<Bytes32, AccountState>,
-}
-
-impl State for Accounts {
-    type Error = Undeclared;
-    fn get(&mut self, a: &Bytes32) -> Result<AccountState, Undeclared> {
-        self.written
-            .get(a)
-            .or_else(|| self.read.get(a))
-            .copied()
-            .ok_or(Undeclared(*a))
-    }
-    fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), Undeclared> {
-        self.written.insert(*a, s);
-        Ok(())
-    }
-}
-
-/// An account a transfer touched that the run did not declare (a transfer only touches its
-/// sender, recipient and the proposer, all read ahead: this is a bug, and the host runs the
-/// baseline instead).
-struct Undeclared(Bytes32);
-
 impl BlockExecution for WriteSet {
     fn execute_block(
         &self,
@@ -63,32 +35,19 @@ impl BlockExecution for WriteSet {
         proposer: &Bytes32,
         state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
-        // Every account the run may touch, read once in one call.
-        let mut set = Accounts {
-            read: read_declared(state, txs, proposer)?
-                .into_iter()
-                .map(|e| (e.account, e.state))
-                .collect(),
-            written: HashMap::new(),
-        };
+        // Every account the run may touch, read once in one call; the run executes in this
+        // plugin's memory (`Overlay`: what was read, and what the run wrote).
+        let mut set = Overlay::new(&read_declared(state, txs, proposer)?);
         let mut results = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
-            let r = apply_transfer(&mut set, tx, proposer).map_err(|Undeclared(a)| {
-                PluginError::failed(format!(
-                    "transaction {i} touched {a:?}, which it did not declare"
-                ))
-            })?;
+            let r = apply_transfer(&mut set, tx, proposer).map_err(|u| undeclared(i, u))?;
             results.push(r.into());
         }
         // Each written account once (its last write), in key order, in one call: the same
         // keys the baseline writes, so the store ends byte for byte the same.
-        let mut writes: Vec<AccountEntry> = set
-            .written
-            .into_iter()
-            .map(|(account, state)| AccountEntry { account, state })
-            .collect();
-        writes.sort_unstable_by_key(|e| e.account);
-        state.put(writes.as_slice().into()).into_result()?;
+        state
+            .put(set.into_writes().as_slice().into())
+            .into_result()?;
         Ok(results)
     }
 }

@@ -12,8 +12,11 @@
 //! a journal and applied only if it returns: a trap, including running out of gas, reverts
 //! them, and the gas is charged either way.
 
+pub mod check;
 pub mod contracts;
-pub mod meter;
+/// The baseline's host-call metering rewrite, defined in the plugin API so that a
+/// `vm.metering` provider can start from it.
+pub use dubchain_plugin_api::vm::meter;
 
 use std::{collections::BTreeMap, sync::OnceLock};
 

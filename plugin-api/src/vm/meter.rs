@@ -4,13 +4,13 @@
 //! the straight-line segments of [`dubchain_plugin_api::vm::segments`], and each segment
 //! starts with `i64.const cost; call $gas`, where `$gas` is a host function the rewrite
 //! imports as `env.gas`. The host function takes the cost from the call's remaining gas, or
-//! traps with [`super::OutOfGas`] when there is not enough. A loop's body is a segment of
+//! traps (out of gas) when there is not enough. A loop's body is a segment of
 //! its own and pays on every iteration.
 //!
 //! The cost schedule is part of consensus: a plugin that meters differently must charge the
 //! very same amounts at the very same points (same gas used, same out-of-gas point).
 
-use dubchain_plugin_api::vm::{segment_gas, segments};
+use super::{segment_gas, segments};
 use wasm_encoder::{
     reencode::{utils, Error as ReencodeError, Reencode},
     CodeSection, EntityType, ImportSection, Instruction, Module, SectionId, TypeSection, ValType,
