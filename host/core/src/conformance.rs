@@ -830,7 +830,10 @@ mod suites_catch_mistakes {
     #[test]
     fn buffer_pool_passes_a_clearing_pool_and_fails_one_that_shows_old_contents() {
         let host = Host::new(Default::default());
-        for (pool, ok) in [(KeepingPool::clearing(), true), (KeepingPool::dirty(), false)] {
+        for (pool, ok) in [
+            (KeepingPool::clearing(), true),
+            (KeepingPool::dirty(), false),
+        ] {
             install(
                 &host.slots.buffer_pool,
                 BufferPoolFfi_TO::from_value(Guarded(pool), TD_Opaque),
