@@ -780,25 +780,17 @@ mod every_slot {
 /// with the mistake a suite exists for fails it.
 #[cfg(test)]
 mod suites_catch_mistakes {
-    use std::sync::Arc;
-
     use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{slots::*, PluginError};
 
     use crate::{
-        slot::{BreakerConfig, Provider, Slot},
+        slot::Slot,
         testing::{AccountReadCache, KeepingPool},
         Host,
     };
 
     fn install<B>(slot: &Slot<B>, imp: B) {
-        slot.install(vec![Arc::new(Provider::new(
-            "in_process".into(),
-            "0.1.0".into(),
-            1,
-            imp,
-            BreakerConfig::default(),
-        ))]);
+        crate::testing::install_one(slot, "in_process", imp);
     }
 
     fn passes(cases: &[super::CaseResult]) -> bool {

@@ -1265,7 +1265,7 @@ with_slots!(slot_errors);
 
 #[cfg(test)]
 mod memory_and_network_seams {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use abi_stable::{
         sabi_trait::TD_Opaque,
@@ -1276,13 +1276,7 @@ mod memory_and_network_seams {
     use super::*;
 
     fn install<I>(slot: &Slot<I>, imp: I) {
-        slot.install(vec![Arc::new(Provider::new(
-            "test".into(),
-            "0.1.0".into(),
-            1,
-            imp,
-            BreakerConfig::default(),
-        ))]);
+        crate::testing::install_one(slot, "test", imp);
     }
 
     /// Coalesces every frame into one write; `drop_last` forgets the last frame, and

@@ -484,3 +484,15 @@ impl dubchain_plugin_api::slots::BufferPool for KeepingPool {
         Ok(())
     }
 }
+
+/// Installs `imp` as the only provider of `slot`, as plugin `name` 0.1.0 of generation 1
+/// with the default breaker: an in-process provider for a unit test.
+pub fn install_one<I>(slot: &crate::slot::Slot<I>, name: &str, imp: I) {
+    slot.install(vec![Arc::new(crate::slot::Provider::new(
+        name.into(),
+        "0.1.0".into(),
+        1,
+        imp,
+        BreakerConfig::default(),
+    ))]);
+}
