@@ -160,6 +160,30 @@ pub trait State {
     fn put(&mut self, account: &Bytes32, state: AccountState) -> Result<(), Self::Error>;
 }
 
+/// The checks of a transaction's sender, in the order every transaction kind makes them:
+/// the nonce is the sender's next, the cost (`None`: it overflowed) is computable, and the
+/// balance covers it. Returns the cost.
+pub fn check_sender(
+    sender: AccountState,
+    tx: &Transaction,
+    cost: Option<u64>,
+) -> Result<u64, TxFailure> {
+    if tx.nonce != sender.nonce {
+        return Err(TxFailure::BadNonce {
+            expected: sender.nonce,
+            got: tx.nonce,
+        });
+    }
+    let needed = cost.ok_or(TxFailure::Overflow)?;
+    if sender.balance < needed {
+        return Err(TxFailure::InsufficientBalance {
+            balance: sender.balance,
+            needed,
+        });
+    }
+    Ok(needed)
+}
+
 /// Applies `tx` to `state`: checks the declared accesses, the nonce and the balance, then
 /// debits the sender (amount + fee), bumps its nonce, credits the recipient, and pays the
 /// fee to `proposer`. Every check happens before the first write: a failed transfer
@@ -179,21 +203,10 @@ pub fn apply_transfer<S: State>(
         return Ok(Err(TxFailure::UndeclaredRecipient));
     }
     let sender = state.get(&tx.from)?;
-    if tx.nonce != sender.nonce {
-        return Ok(Err(TxFailure::BadNonce {
-            expected: sender.nonce,
-            got: tx.nonce,
-        }));
-    }
-    let Some(needed) = tx.amount.checked_add(tx.fee) else {
-        return Ok(Err(TxFailure::Overflow));
+    let needed = match check_sender(sender, tx, tx.amount.checked_add(tx.fee)) {
+        Ok(needed) => needed,
+        Err(f) => return Ok(Err(f)),
     };
-    if sender.balance < needed {
-        return Ok(Err(TxFailure::InsufficientBalance {
-            balance: sender.balance,
-            needed,
-        }));
-    }
     let debited = AccountState {
         balance: sender.balance - needed,
         nonce: sender.nonce + 1,

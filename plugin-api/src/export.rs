@@ -103,20 +103,9 @@ macro_rules! __slot_factory {
     ($slot:ident) => {
         None
     };
-    (sig_verify, $ctor:expr) => {{
-        extern "C" fn factory(
-            config: $crate::abi_stable::std_types::RStr<'_>,
-        ) -> $crate::abi_stable::std_types::RResult<$crate::slots::SigVerifyBox, $crate::PluginError> {
-            $crate::slots::guard(|| {
-                let imp = ($ctor)(config.as_str())?;
-                Ok($crate::slots::SigVerifyFfi_TO::from_value(
-                    $crate::slots::Guarded(imp),
-                    $crate::abi_stable::sabi_trait::TD_Opaque,
-                ))
-            })
-        }
-        Some(factory as $crate::Factory<$crate::slots::SigVerifyBox>)
-    }};
+    (sig_verify, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, SigVerifyBox, SigVerifyFfi_TO)
+    };
     (vote_verify, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, VoteVerifyBox, VoteVerifyFfi_TO)
     };
@@ -194,18 +183,7 @@ macro_rules! __slot_factory {
         }
         Some(factory as $crate::Factory<$crate::slots::$boxed>)
     }};
-    (record_codec, $ctor:expr) => {{
-        extern "C" fn factory(
-            config: $crate::abi_stable::std_types::RStr<'_>,
-        ) -> $crate::abi_stable::std_types::RResult<$crate::slots::RecordCodecBox, $crate::PluginError> {
-            $crate::slots::guard(|| {
-                let imp = ($ctor)(config.as_str())?;
-                Ok($crate::slots::RecordCodecFfi_TO::from_value(
-                    $crate::slots::Guarded(imp),
-                    $crate::abi_stable::sabi_trait::TD_Opaque,
-                ))
-            })
-        }
-        Some(factory as $crate::Factory<$crate::slots::RecordCodecBox>)
-    }};
+    (record_codec, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, RecordCodecBox, RecordCodecFfi_TO)
+    };
 }

@@ -48,6 +48,7 @@
 
 pub mod chain;
 pub mod exec;
+pub mod pool;
 pub mod sig;
 pub mod slots;
 pub mod transport;
@@ -173,7 +174,8 @@ pub struct PluginMod {
     /// Slot `mem.tx_decode` (API 0.1.2): decoding received transactions.
     pub tx_decode:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::TxDecodeBox, PluginError>>,
-    /// Slot `storage.account_read` (API 0.1.2): account reads.
+    /// Slot `storage.account_read` (API 0.1.2; since 0.3.0 the answer goes into a buffer the
+    /// host lends): account reads.
     pub account_read:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::AccountReadBox, PluginError>>,
     /// Slot `storage.durability` (API 0.1.2): making commits durable.

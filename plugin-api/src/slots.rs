@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use abi_stable::{
     sabi_trait,
     sabi_types::RRef,
-    std_types::{RBox, ROption, RResult, RSlice, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RSliceMut, RString, RVec},
     StableAbi,
 };
 
@@ -1555,28 +1555,38 @@ impl<T: TxDecode> TxDecodeFfi for Guarded<T> {
 /// A state store's accounts, as the host hands them to a `storage.account_read` provider.
 #[sabi_trait]
 pub trait AccountSource: Sync {
-    /// The stored state of each account (default when absent), read from the store.
+    /// Writes the stored state of `accounts[i]` (default when absent), read from the store,
+    /// to `out[i]`; the two are equally long (else an error).
     #[sabi(last_prefix_field)]
-    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError>;
+    fn get(
+        &self,
+        accounts: RSlice<'_, Bytes32>,
+        out: RSliceMut<'_, AccountState>,
+    ) -> RResult<(), PluginError>;
 }
 
 /// A borrowed [`AccountSource`].
 pub type AccountSourceRef<'a> = AccountSource_TO<'a, RRef<'a, ()>>;
 
-/// Contract of `storage.account_read`: `get` answers, for each account, what `below` (the store)
-/// holds for it in state store `store` at that moment. The host tells it of every account
-/// it writes (`written`, right after the write) and of every rollback (`reset`; the store
-/// then also takes a new identity, so nothing known of the old one may be served). An
-/// implementation may answer from caches kept coherent by these, told apart by `store`.
-/// The baseline reads RocksDB and decodes the record every time.
+/// Contract of `storage.account_read`: `get` writes to `out[i]`, for each of `accounts[i]`,
+/// what `below` (the store) holds for it in state store `store` at that moment. The host
+/// tells it of every account it writes (`written`, right after the write) and of every
+/// rollback (`reset`; the store then also takes a new identity, so nothing known of the old
+/// one may be served). An implementation may answer from caches kept coherent by these, told
+/// apart by `store`. The baseline reads RocksDB and decodes the record every time.
+///
+/// The answer goes into a buffer the host lends (`out`, as long as `accounts`), so a read
+/// allocates nothing at the seam: the node reads one account at a time, and a forwarding
+/// provider costs two boundary crossings and nothing else.
 pub trait AccountRead: Send + Sync + 'static {
-    /// The state of each of `accounts` in store `store`.
+    /// The state of each of `accounts` in store `store`, written to `out`.
     fn get(
         &self,
         store: u64,
         accounts: &[Bytes32],
+        out: &mut [AccountState],
         below: &AccountSourceRef<'_>,
-    ) -> Result<Vec<AccountState>, PluginError>;
+    ) -> Result<(), PluginError>;
     /// `writes` were applied to store `store`.
     fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError>;
     /// Store `store` was rolled back: nothing known of it holds.
@@ -1591,8 +1601,9 @@ pub trait AccountReadFfi: Send + Sync {
         &self,
         store: u64,
         accounts: RSlice<'_, Bytes32>,
+        out: RSliceMut<'_, AccountState>,
         below: AccountSourceRef<'_>,
-    ) -> RResult<RVec<AccountState>, PluginError>;
+    ) -> RResult<(), PluginError>;
     /// See [`AccountRead::written`].
     fn written(&self, store: u64, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError>;
     /// See [`AccountRead::reset`].
@@ -1603,19 +1614,29 @@ pub trait AccountReadFfi: Send + Sync {
 /// An owned `storage.account_read` implementation.
 pub type AccountReadBox = AccountReadFfi_TO<'static, RBox<()>>;
 
+/// `Ok` when an answer buffer fits its question.
+fn check_out_len(accounts: usize, out: usize) -> Result<(), PluginError> {
+    if accounts == out {
+        Ok(())
+    } else {
+        Err(PluginError::failed(format!(
+            "an answer buffer of {out} entries for {accounts} accounts"
+        )))
+    }
+}
+
 impl<T: AccountRead> AccountReadFfi for Guarded<T> {
     fn get(
         &self,
         store: u64,
         accounts: RSlice<'_, Bytes32>,
+        mut out: RSliceMut<'_, AccountState>,
         below: AccountSourceRef<'_>,
-    ) -> RResult<RVec<AccountState>, PluginError> {
+    ) -> RResult<(), PluginError> {
         guard(|| {
-            check_len(
-                accounts.len(),
-                self.0.get(store, accounts.as_slice(), &below)?,
-            )
-            .map(RVec::from)
+            check_out_len(accounts.len(), out.len())?;
+            self.0
+                .get(store, accounts.as_slice(), out.as_mut_slice(), &below)
         })
     }
     fn written(&self, store: u64, writes: RSlice<'_, AccountEntry>) -> RResult<(), PluginError> {
@@ -1626,21 +1647,29 @@ impl<T: AccountRead> AccountReadFfi for Guarded<T> {
     }
 }
 
-/// Host side: presents a Rust closure as an [`AccountSourceRef`].
+/// Host side: presents a Rust closure as an [`AccountSourceRef`]. A call whose two slices
+/// differ in length (the plugin's mistake) is refused before the closure sees it.
 pub struct HostAccounts<F>(pub F);
 
 impl<F> AccountSource for HostAccounts<F>
 where
-    F: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+    F: Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
 {
-    fn get(&self, accounts: RSlice<'_, Bytes32>) -> RResult<RVec<AccountState>, PluginError> {
-        guard(|| (self.0)(accounts.as_slice()).map(RVec::from))
+    fn get(
+        &self,
+        accounts: RSlice<'_, Bytes32>,
+        mut out: RSliceMut<'_, AccountState>,
+    ) -> RResult<(), PluginError> {
+        guard(|| {
+            check_out_len(accounts.len(), out.len())?;
+            (self.0)(accounts.as_slice(), out.as_mut_slice())
+        })
     }
 }
 
 impl<F> HostAccounts<F>
 where
-    F: Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+    F: Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
 {
     /// Borrows this closure as an [`AccountSourceRef`].
     pub fn as_source(&self) -> AccountSourceRef<'_> {

@@ -738,8 +738,8 @@ fn block_writes_generated_and_adversarial_through_and_held() {
                 hash: Bytes32([height as u8; 32]),
                 state_root: a.state_root().unwrap(),
             };
-            a.commit(b"block", head).unwrap();
-            b.commit(b"block", head).unwrap();
+            a.commit(b"block", "json", head).unwrap();
+            b.commit(b"block", "json", head).unwrap();
         }
         assert_eq!(
             store_view(&through),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dubchain_host::{baseline, host::PluginState, workload};
+use dubchain_host::{baseline, host::PluginState, workload, Host};
 use dubchain_plugin_api::slots::SIG_VERIFY;
 use dubchain_tests::{load, test_host, PluginDir};
 
@@ -11,13 +11,22 @@ fn items() -> workload::SignatureSet {
     workload::signature_set(11, 30, true)
 }
 
+/// `host` with the fixture `name` loaded as its one `crypto.sig_verify` plugin (from a
+/// directory that lives as long as the returned one).
+fn with_fixture(host: Host, name: &str) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    dir.add_fixture(name, SIG_VERIFY.id, "");
+    load(&host, &dir, &[name], "");
+    (host, dir)
+}
+
 #[test]
 fn errors_are_answered_by_the_baseline_and_open_the_breaker() {
-    let dir = PluginDir::new();
-    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
     // A long backoff, so that no probe happens during the ten calls.
-    let host = dubchain_tests::test_host_with_backoff(600_000);
-    load(&host, &dir, &["fixture_returns_error"], "");
+    let (host, _dir) = with_fixture(
+        dubchain_tests::test_host_with_backoff(600_000),
+        "fixture_returns_error",
+    );
     let set = items();
     let items = set.items();
     let expected = baseline::sig_verify(&items);
@@ -39,10 +48,7 @@ fn errors_are_answered_by_the_baseline_and_open_the_breaker() {
 
 #[test]
 fn panics_are_contained() {
-    let dir = PluginDir::new();
-    dir.add_fixture("fixture_panics", SIG_VERIFY.id, "");
-    let host = test_host();
-    load(&host, &dir, &["fixture_panics"], "");
+    let (host, _dir) = with_fixture(test_host(), "fixture_panics");
     let set = items();
     let items = set.items();
     assert_eq!(
@@ -116,10 +122,7 @@ fn breaker_readmits_a_recovered_plugin_after_a_probe() {
 
 #[test]
 fn a_failed_probe_keeps_the_breaker_open() {
-    let dir = PluginDir::new();
-    dir.add_fixture("fixture_returns_error", SIG_VERIFY.id, "");
-    let host = test_host();
-    load(&host, &dir, &["fixture_returns_error"], "");
+    let (host, _dir) = with_fixture(test_host(), "fixture_returns_error");
     let set = items();
     let items = set.items();
     assert!(call_until(&host, &items, Duration::from_secs(5), |s| !s
@@ -177,7 +180,7 @@ fn wrong_shapes_from_a_raw_root_module_are_caught_at_the_host_boundary() {
     dir.add(
         name,
         &format!(
-            "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.2\"\nrisk = \"low\"\nprovides = [{{ slot = \"crypto.sig_verify\", version = 1 }}, {{ slot = \"crypto.merkle\", version = 1 }}]\n"
+            "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.3\"\nrisk = \"low\"\nprovides = [{{ slot = \"crypto.sig_verify\", version = 1 }}, {{ slot = \"crypto.merkle\", version = 1 }}]\n"
         ),
         Some(&dubchain_tests::library(name)),
     );
@@ -220,4 +223,107 @@ fn wrong_shapes_from_a_raw_root_module_are_caught_at_the_host_boundary() {
     assert_eq!(roots, expected);
     let st = host.slots.merkle.status();
     assert_eq!(st.counters.errors, 1, "{st:?}");
+}
+
+/// A host that loads `isolated` plugins each in a child process served by `dubchain-perf`.
+fn isolating_host(isolated: &[&str]) -> Host {
+    Host::new(dubchain_host::host::HostOptions {
+        isolate: isolated.iter().map(|s| s.to_string()).collect(),
+        launcher: Some(dubchain_host::isolate::Launcher {
+            program: dubchain_tests::dubchain_perf(),
+            args: vec!["plugin".into(), "serve".into()],
+        }),
+        ..Default::default()
+    })
+}
+
+/// A plugin that takes its process down, isolated: the node lives on, every call is
+/// answered (by the baseline, the plugin's process having died), and the plugin is
+/// restarted for later calls until its breaker sets it aside.
+#[test]
+fn an_isolated_plugin_that_aborts_costs_calls_not_the_node() {
+    let host = isolating_host(&["fixture_aborts"]);
+    let (host, _dir) = with_fixture(host, "fixture_aborts");
+    assert!(host
+        .slots
+        .sig_verify
+        .status()
+        .active
+        .starts_with("fixture_aborts@"));
+    let set = items();
+    let items = set.items();
+    for _ in 0..5 {
+        assert_eq!(
+            host.slots.sig_verify.verify_batch(&items),
+            baseline::sig_verify(&items)
+        );
+    }
+    let status = host.slots.sig_verify.status();
+    assert!(status.counters.errors >= 3, "{status:?}");
+    assert!(
+        !status.open.is_empty(),
+        "the breaker set it aside: {status:?}"
+    );
+}
+
+/// Isolated first-party plugins answer exactly as in the host: signatures (layered over
+/// the baseline in the child) and the binary codec's round trip; a plugin with a slot that
+/// cannot be isolated is refused, saying which.
+#[test]
+fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
+    let dir = PluginDir::new();
+    for name in [
+        "crypto_parallel_verification",
+        "storage_binary_formats",
+        "batching_tx_validation",
+    ] {
+        dir.add_first_party(name);
+    }
+    let host = isolating_host(&[
+        "crypto_parallel_verification",
+        "storage_binary_formats",
+        "batching_tx_validation",
+    ]);
+    let report = load(
+        &host,
+        &dir,
+        &[
+            "crypto_parallel_verification",
+            "storage_binary_formats",
+            "batching_tx_validation",
+        ],
+        "",
+    );
+    let [refused]: [dubchain_host::loader::LoadError; 1] =
+        report.failed.try_into().expect("one refusal");
+    let text = refused.to_string();
+    assert!(
+        text.contains("batching_tx_validation")
+            && text.contains("`exec.tx_validation`, which cannot be isolated"),
+        "{text}"
+    );
+    let set = items();
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    let records = workload::records(3, 2, 4);
+    let written = host.slots.record_codec.encode(&records);
+    assert!(
+        written.iter().all(|w| w.starts_with(b"DCB1")),
+        "the plugin encoded them"
+    );
+    let refs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+    let read: Vec<_> = host
+        .slots
+        .record_codec
+        .decode(&refs)
+        .into_iter()
+        .map(|r| r.expect("reads back"))
+        .collect();
+    assert_eq!(read, records);
+    for s in host.slot_status() {
+        assert_eq!(s.counters.errors, 0, "{s:?}");
+    }
 }

@@ -104,6 +104,20 @@ fn swap_back_and_forth_under_load() {
     }
 }
 
+/// Every stored value in `written`, read through the host's `storage.record_codec` slot.
+fn read_all(
+    host: &dubchain_host::Host,
+    written: &[Vec<u8>],
+) -> Vec<dubchain_plugin_api::types::Record> {
+    let refs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
+    host.slots
+        .record_codec
+        .decode(&refs)
+        .into_iter()
+        .map(|r| r.expect("every record reads"))
+        .collect()
+}
+
 #[test]
 fn records_written_by_a_codec_that_was_swapped_out_are_still_read() {
     let dir = PluginDir::new();
@@ -119,15 +133,80 @@ fn records_written_by_a_codec_that_was_swapped_out_are_still_read() {
     host.apply(&manifests, &resolve(&manifests, &[]), |_| String::new())
         .unwrap();
     assert_eq!(host.slots.record_codec.status().active, "baseline");
-    let refs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
-    let read: Vec<_> = host
-        .slots
-        .record_codec
-        .decode(&refs)
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let read = read_all(&host, &written);
     assert_eq!(read, records);
     // Garbage is still an error.
     assert!(host.slots.record_codec.decode(&[b"garbage".as_slice()])[0].is_err());
+}
+
+/// A codec that writes `PX` + the JSON record, and (once `broken`) fails every encode:
+/// its breaker opens while it can still read what it wrote.
+struct FailsToEncode {
+    broken: Arc<AtomicBool>,
+}
+
+impl dubchain_plugin_api::slots::RecordCodec for FailsToEncode {
+    fn encode(
+        &self,
+        records: &[dubchain_plugin_api::types::Record],
+    ) -> Result<Vec<Vec<u8>>, dubchain_plugin_api::PluginError> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(dubchain_plugin_api::PluginError::failed(
+                "broken on purpose",
+            ));
+        }
+        Ok(baseline::encode_records(records)
+            .into_iter()
+            .map(|json| [b"PX".as_slice(), &json].concat())
+            .collect())
+    }
+
+    fn decode(
+        &self,
+        values: &[dubchain_plugin_api::abi_stable::std_types::RSlice<'_, u8>],
+    ) -> Result<
+        Vec<Result<dubchain_plugin_api::types::Record, dubchain_plugin_api::PluginError>>,
+        dubchain_plugin_api::PluginError,
+    > {
+        Ok(values
+            .iter()
+            .map(|v| {
+                let json = v.as_slice().strip_prefix(b"PX").unwrap_or(v.as_slice());
+                serde_json::from_slice(json)
+                    .map_err(|e| dubchain_plugin_api::PluginError::invalid_input(e.to_string()))
+            })
+            .collect())
+    }
+}
+
+/// The active codec's breaker opening must not strand what it wrote: with the breaker open,
+/// encoding falls back to JSON and decoding to the baseline, and what the baseline cannot
+/// read is read by the installed codec whatever its breaker says.
+#[test]
+fn records_a_codec_wrote_are_read_while_its_breaker_is_open() {
+    use dubchain_plugin_api::slots::{Guarded, RecordCodecFfi_TO};
+    let host = test_host();
+    let broken = Arc::new(AtomicBool::new(false));
+    dubchain_host::testing::install_one(
+        &host.slots.record_codec,
+        "px_codec",
+        RecordCodecFfi_TO::from_value(
+            Guarded(FailsToEncode {
+                broken: broken.clone(),
+            }),
+            dubchain_plugin_api::abi_stable::sabi_trait::TD_Opaque,
+        ),
+    );
+    let records = workload::records(9, 2, 4);
+    let mut written = host.slots.record_codec.encode(&records);
+    assert!(written.iter().all(|w| w.starts_with(b"PX")));
+    broken.store(true, Ordering::Relaxed);
+    for _ in 0..5 {
+        written.extend(host.slots.record_codec.encode(&records[..1]));
+    }
+    let status = host.slots.record_codec.status();
+    assert!(!status.open.is_empty(), "the breaker opened: {status:?}");
+    let read = read_all(&host, &written);
+    assert_eq!(&read[..records.len()], &records[..]);
+    assert!(read[records.len()..].iter().all(|r| *r == records[0]));
 }

@@ -2,7 +2,12 @@
 //! into this debug test binary), and every way a library can be wrong gets its exact error
 //! while the host keeps serving from the baseline.
 
-use dubchain_host::{baseline, host::PluginState, loader::LoadError, workload};
+use dubchain_host::{
+    baseline,
+    host::PluginState,
+    loader::{LoadError, Step},
+    workload,
+};
 use dubchain_plugin_api::slots::SIG_VERIFY;
 use dubchain_tests::{library, load, manifest_text, test_host, PluginDir};
 
@@ -180,7 +185,7 @@ fn abi_mismatch() {
     let msg = e.to_string();
     assert!(msg.contains("has an incompatible ABI"), "{msg}");
     assert!(
-        msg.contains("rebuild it against dubchain-plugin-api 0.2.0"),
+        msg.contains("rebuild it against dubchain-plugin-api 0.3.0"),
         "{msg}"
     );
 }
@@ -190,7 +195,7 @@ fn api_version_mismatch() {
     let (e, _) = load_error("fixture_api_mismatch", "", "");
     assert!(matches!(e, LoadError::ApiMismatch { .. }), "{e}");
     assert!(
-        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.2.0; rebuild it against dubchain-plugin-api 0.2.0"),
+        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.3.0; rebuild it against dubchain-plugin-api 0.3.0"),
         "{e}"
     );
 }
@@ -270,6 +275,150 @@ fn slow_init_within_deadline_loads() {
     assert!(load(&host, &dir, &["fixture_slow_init"], "init_ms = 10\n")
         .failed
         .is_empty());
+}
+
+/// A host whose load steps other than `init` have a one-second deadline.
+fn host_with_step_deadline() -> dubchain_host::Host {
+    dubchain_host::Host::new(dubchain_host::host::HostOptions {
+        step_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    })
+}
+
+/// Loads `fixture_slow_init` with `config` on a host whose steps have a one-second deadline,
+/// from another thread, while this one keeps calling the slot: every answer is the
+/// baseline's. Returns the load's error, and the host.
+fn slow_step(config: &str) -> (LoadError, dubchain_host::Host) {
+    let host = host_with_step_deadline();
+    let loading = std::thread::scope(|scope| {
+        let loading = scope.spawn(|| {
+            let dir = PluginDir::new();
+            dir.add_fixture("fixture_slow_init", SIG_VERIFY.id, "");
+            load(&host, &dir, &["fixture_slow_init"], config)
+        });
+        while !loading.is_finished() {
+            assert_serves_baseline_answers(&host);
+        }
+        loading.join().expect("the load returns")
+    });
+    let [e]: [LoadError; 1] = loading.failed.try_into().expect("one failure");
+    (e, host)
+}
+
+/// After a load that missed a deadline the host still loads and serves other plugins.
+fn assert_still_loads(host: &dubchain_host::Host) {
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_reloadable", SIG_VERIFY.id, "");
+    let report = load(host, &dir, &["fixture_reloadable"], "");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(host
+        .slots
+        .sig_verify
+        .status()
+        .active
+        .starts_with("fixture_reloadable@"));
+    assert_serves_baseline_answers(host);
+}
+
+#[test]
+fn a_hung_factory_is_reported_at_its_deadline_and_the_host_goes_on() {
+    let (e, host) = slow_step("init_ms = 0\nfactory_ms = 600000\n");
+    assert!(
+        matches!(e, LoadError::StepTimeout { step: Step::Factory(slot), .. } if slot == SIG_VERIFY.id),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(
+            "the factory of `crypto.sig_verify` did not finish within 1s; the plugin stays off"
+        ),
+        "{e}"
+    );
+    assert_still_loads(&host);
+}
+
+#[test]
+fn a_hung_self_test_is_reported_at_its_deadline_and_the_host_goes_on() {
+    let (e, host) = slow_step("init_ms = 0\nverify_ms = 600000\n");
+    assert!(
+        matches!(e, LoadError::StepTimeout { step: Step::SelfTest(slot), .. } if slot == SIG_VERIFY.id),
+        "{e}"
+    );
+    assert_still_loads(&host);
+}
+
+#[test]
+fn a_slow_library_constructor_is_reported_at_the_deadline_of_opening() {
+    // This test runs in its own process (nextest). The constructor takes 4 s, past the 1 s
+    // deadline but finite: while a constructor runs, the dynamic loader's lock is held and
+    // every other library load in the process waits for it (see docs/ARCHITECTURE.md).
+    std::env::set_var("DUBCHAIN_FIXTURE_SLOW_OPEN_MS", "4000");
+    let (e, host) = slow_step("init_ms = 0\n");
+    std::env::remove_var("DUBCHAIN_FIXTURE_SLOW_OPEN_MS");
+    assert!(
+        matches!(
+            e,
+            LoadError::StepTimeout {
+                step: Step::Open,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("opening the library (its constructors run) did not finish within 1s"),
+        "{e}"
+    );
+    // Until the constructor returns, another load waits for the loader's lock and is
+    // reported at its own deadline; then loading goes on.
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_reloadable", SIG_VERIFY.id, "");
+    while let [e, ..] = &load(&host, &dir, &["fixture_reloadable"], "").failed[..] {
+        assert!(
+            matches!(
+                e,
+                LoadError::StepTimeout {
+                    step: Step::Open,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(std::time::Instant::now() < give_up, "loading never resumed");
+    }
+    assert_still_loads(&host);
+}
+
+#[test]
+fn with_pins_required_an_unpinned_manifest_is_refused_and_the_refusal_gives_the_hash() {
+    let host = dubchain_host::Host::new(dubchain_host::host::HostOptions {
+        require_sha256: true,
+        ..Default::default()
+    });
+    let (e, host) = load_error_on(host, "fixture_reloadable", "", "");
+    let LoadError::Unpinned { found, .. } = &e else {
+        panic!("{e}")
+    };
+    let bytes = std::fs::read(library("fixture_reloadable")).unwrap();
+    assert_eq!(*found, dubchain_host::loader::sha256_hex(&bytes));
+    assert!(
+        e.to_string()
+            .contains(&format!("add `sha256 = \"{found}\"` to the manifest")),
+        "{e}"
+    );
+    let dir = PluginDir::new();
+    dir.add_fixture(
+        "fixture_reloadable",
+        SIG_VERIFY.id,
+        &format!("sha256 = \"{found}\"\n"),
+    );
+    let report = load(&host, &dir, &["fixture_reloadable"], "");
+    assert!(
+        report.failed.is_empty(),
+        "pinned, it loads: {:?}",
+        report.failed
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod authoring;
 mod contracts;
 mod differential;
 mod fallback;
+mod fuzz;
 mod hot_reload;
 mod hot_swap;
 mod loading;

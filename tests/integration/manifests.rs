@@ -65,7 +65,7 @@ fn missing_required_key() {
 fn bad_version_and_requirement() {
     let text = manifest_text("x", "s.t", "").replace("version = \"0.1.0\"", "version = \"one\"");
     check_error(&text, Some(2), "not semver");
-    let text = manifest_text("x", "s.t", "").replace("api = \"^0.2\"", "api = \"~>1\"");
+    let text = manifest_text("x", "s.t", "").replace("api = \"^0.3\"", "api = \"~>1\"");
     check_error(&text, Some(5), "not a version requirement");
     let text = manifest_text(
         "x",

@@ -390,6 +390,7 @@ fn every_validity_rule_rejects_what_it_must() {
         .unwrap();
     w.commit(
         b"{}",
+        "json",
         dubchain_node::state::Head {
             height: 1,
             hash: Bytes32([1; 32]),
@@ -1116,4 +1117,56 @@ fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain
         st.counters.errors > 0,
         "the provider was called and failed: {st:?}"
     );
+}
+
+/// A store whose blocks a codec plugin wrote is refused by a host without that codec (by
+/// `chain produce` and `chain check` alike, naming the codec and the two ways on), nothing
+/// written; `chain migrate` with the codec enabled rewrites the blocks as JSON, after which
+/// a host without the plugin reads and checks the chain.
+#[test]
+fn blocks_a_codec_wrote_are_never_stranded_and_migrate_to_json() {
+    use dubchain_node::{
+        ledger::{self, LedgerError, MigrateTo},
+        state::StateError,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let config = small(5);
+    let (binary, _dir) = dubchain_tests::first_party_host("");
+    let head = ledger::produce(&binary, &data, &config, 6, |_| {}).unwrap();
+    let plain = test_host();
+    let stranded = |e: LedgerError| {
+        let text = e.to_string();
+        assert!(
+            matches!(&e, LedgerError::Store { source: StateError::CodecMissing { missing, .. }, .. } if missing == &["storage_binary_formats".to_owned()]),
+            "{text}"
+        );
+        assert!(
+            text.contains("`--enable storage_binary_formats`")
+                && text.contains("chain migrate --data-dir")
+                && text.contains("--codec json"),
+            "{text}"
+        );
+    };
+    stranded(ledger::check(&plain, &data, &config).unwrap_err());
+    stranded(ledger::produce(&plain, &data, &config, 9, |_| {}).unwrap_err());
+    let m = ledger::migrate(&binary, &data, &MigrateTo::Json).unwrap();
+    assert_eq!(m.blocks, head.height + 1);
+    assert_eq!(m.before, ["storage_binary_formats"]);
+    assert_eq!(m.after, ["json"]);
+    let c = ledger::check(&plain, &data, &config).unwrap();
+    assert!(c.is_consistent(), "{c:?}");
+    assert_eq!(c.head, head, "the migration changed no block");
+    // And back: the plugin's codec again, read by the host that has it.
+    let m = ledger::migrate(
+        &binary,
+        &data,
+        &MigrateTo::Plugin("storage_binary_formats".into()),
+    )
+    .unwrap();
+    assert_eq!(m.after, ["storage_binary_formats"]);
+    assert!(ledger::check(&binary, &data, &config)
+        .unwrap()
+        .is_consistent());
+    stranded(ledger::check(&plain, &data, &config).unwrap_err());
 }

@@ -46,7 +46,7 @@ pub fn manifests_dir() -> PathBuf {
 /// A minimal manifest for plugin `name` providing `slot`, with `extra` TOML appended.
 pub fn manifest_text(name: &str, slot: &str, extra: &str) -> String {
     format!(
-        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.2\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
+        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"test\"\nlibrary = \"{name}\"\napi = \"^0.3\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
     )
 }
 

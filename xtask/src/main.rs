@@ -8,6 +8,8 @@
 //! * `test`: the whole test suite (nextest when installed, else `cargo test`).
 //! * `lint`: `cargo fmt --check` and `cargo clippy --workspace --all-targets -D warnings`
 //!   (what `.ci/run` runs before `test`).
+//! * `fuzz [CASES]`: the property-based fuzz suite (`tests/integration/fuzz.rs`) with CASES
+//!   cases per property (default 200,000), its result written to `docs/fuzzing.md`.
 //! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
 //! * `perf ARGS`: `plugins`, the host build, then `dubchain-perf --plugin-dir
 //!   target/dubchain/plugins ARGS` from the root (for example
@@ -30,7 +32,7 @@ fn main() -> Result<()> {
     let root = project_root();
     if matches!(
         task.as_str(),
-        "plugins" | "run" | "test" | "bench" | "perf" | "lint"
+        "plugins" | "run" | "test" | "bench" | "perf" | "lint" | "fuzz"
     ) {
         install_system_deps(&root)?;
     }
@@ -40,6 +42,7 @@ fn main() -> Result<()> {
         "perf" => perf(&root, &rest),
         "test" => test(&root, &rest),
         "lint" => lint(&root),
+        "fuzz" => fuzz(&root, rest.first().map(String::as_str)),
         "bench" => {
             assemble_plugins(&root)?;
             run(Command::new(cargo())
@@ -49,7 +52,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | bench [ARGS] | perf ARGS>"
+                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | fuzz [CASES] | bench [ARGS] | perf ARGS>"
             );
             bail!("unknown task `{task}`")
         }
@@ -71,6 +74,52 @@ fn lint(root: &Path) -> Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+/// The fuzz suite's properties at `cases` cases each (the test suite runs 256), and the
+/// outcome recorded under "Last run" in `docs/fuzzing.md`.
+fn fuzz(root: &Path, cases: Option<&str>) -> Result<()> {
+    let cases: u64 = match cases {
+        None => 200_000,
+        Some(c) => c
+            .parse()
+            .with_context(|| format!("cases `{c}`: expected a whole number"))?,
+    };
+    let started = std::time::Instant::now();
+    let status = Command::new(cargo())
+        .current_dir(root)
+        .env("DUBCHAIN_FUZZ_CASES", cases.to_string())
+        .args(["test", "--workspace", "--no-fail-fast", "--", "fuzz::"])
+        .status()
+        .context("running the fuzz suite")?;
+    let outcome = if status.success() {
+        "every property held".to_owned()
+    } else {
+        format!("FAILED ({status}); the failing input is in the test output")
+    };
+    let doc = root.join("docs/fuzzing.md");
+    let text =
+        std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
+    let head = text.split("## Last run").next().unwrap_or(&text).trim_end();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    std::fs::write(
+        &doc,
+        format!(
+            "{head}\n\n## Last run\n\n`cargo xtask fuzz {cases}` on {}: {cases} cases per property, {outcome}, in {:.0} s.\n",
+            date.trim(),
+            started.elapsed().as_secs_f64()
+        ),
+    )?;
+    if !status.success() {
+        bail!("the fuzz suite failed");
+    }
+    Ok(())
 }
 
 /// Runs `.ci/install-deps`, which installs missing system packages (libclang for RocksDB's

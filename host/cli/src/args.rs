@@ -8,7 +8,13 @@ use clap::{Args, Parser, Subcommand};
 /// which are on (dependencies, conflicts, versions), loads them behind slots with the host's
 /// baseline underneath, and runs workloads through them.
 #[derive(Parser)]
-#[command(name = "dubchain-perf", version, about, long_about = None)]
+#[command(
+    name = "dubchain-perf",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok; 1 failure (a check failed, a plugin failed to load, a run could not finish); 2 refused input (arguments, configuration, profile, manifests or gates)."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -155,6 +161,10 @@ pub struct BenchArgs {
     /// Also count instructions of each microbenchmark under callgrind (valgrind).
     #[arg(long)]
     pub instructions: bool,
+    /// Also measure every enabled plugin that can be isolated again in a child process
+    /// (`[host] isolate`), as `isolated.<plugin>.<case>` rows: the cost of isolation per call.
+    #[arg(long)]
+    pub isolation: bool,
     /// Calls per callgrind count (the count of one call is the difference with zero calls).
     #[arg(long, default_value_t = 2)]
     pub instr_iterations: u32,
@@ -287,6 +297,14 @@ pub enum PluginCmd {
         #[arg(long)]
         library: PathBuf,
     },
+    /// The child side of an isolated plugin (internal): loads the plugin of --manifest
+    /// (configuration in DUBCHAIN_PLUGIN_CONFIG) and answers the host's calls on standard
+    /// input and output.
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        manifest: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -307,6 +325,18 @@ pub enum ChainCmd {
         chain: ChainArgs,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Rewrite every block stored in --data-dir with --codec (`json`, the baseline's records,
+    /// or the name of the enabled `storage.record_codec` plugin), crash-safely: so that a
+    /// codec plugin can be turned off without stranding what it wrote. Run it with the
+    /// plugin that wrote the blocks enabled.
+    Migrate {
+        /// The store's directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The codec to rewrite the blocks with.
+        #[arg(long, default_value = "json")]
+        codec: String,
     },
 }
 

@@ -32,8 +32,30 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<Refused>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
+    }
+}
+
+/// An error in what the user handed in (the configuration, a profile, the plugin directory's
+/// manifests and gates): exit code 2, as clap's own refusals of arguments. Displays as the
+/// error it wraps.
+#[derive(Debug)]
+struct Refused(dubchain_host::config::ConfigError);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -41,7 +63,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;
     let global_args = cli.global.child_args();
     let options = cli.global.session_options();
-    let open = || Session::open(options.clone());
+    let open = || Session::open(options.clone()).map_err(Refused);
     match cli.command {
         Command::Plugins(PluginsCmd::List { load, verbose }) => {
             plugins::list(&open()?, load, verbose)
@@ -54,6 +76,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&open()?, &args),
         Command::Chain(ChainCmd::Produce { chain, seed }) => chain::produce(&open()?, &chain, seed),
         Command::Chain(ChainCmd::Check { chain, seed }) => chain::check(&open()?, &chain, seed),
+        Command::Chain(ChainCmd::Migrate { data_dir, codec }) => {
+            chain::migrate(&open()?, &data_dir, &codec)
+        }
         Command::Plugin(PluginCmd::New {
             name,
             slot,
@@ -66,6 +91,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
             plugin::verify_child(&manifest, &library)
         }
+        Command::Plugin(PluginCmd::Serve { manifest }) => plugin::serve(&manifest),
         Command::Bench(args) => bench::bench(&open()?, &args, global_args),
         Command::BenchChild(args) => bench::child(&open()?, &args),
         Command::Profile(args) => profile::profile(&open()?, &args, global_args),

@@ -8,7 +8,7 @@ use std::{
 
 fn manifest(name: &str, slot: &str, extra: &str) -> String {
     format!(
-        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"crypto\"\nlibrary = \"{name}\"\napi = \"^0.2\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
+        "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"crypto\"\nlibrary = \"{name}\"\napi = \"^0.3\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
     )
 }
 
@@ -371,4 +371,33 @@ fn chain_check_of_a_missing_store_creates_nothing() {
         "{err}"
     );
     assert!(!env.path().join("typo").exists(), "no store was created");
+}
+
+/// A configuration that cannot be used is refused input: exit code 2, and one line on
+/// standard error that names the file and line and says what is wrong.
+#[test]
+fn a_broken_configuration_is_refused_input_with_exit_code_2() {
+    let env = graph();
+    env.write("c.toml", "[host]\ninit_timeout_ms = \"soon\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+        .current_dir(env.path())
+        .env_remove("DUBCHAIN_CONFIG")
+        .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+        .args(["--config", "c.toml", "plugins", "plan"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(line.contains("c.toml:2"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let help = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Exit codes: 0 ok; 1 failure"), "{help}");
 }

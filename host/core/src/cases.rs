@@ -282,18 +282,16 @@ pub enum Side {
 /// Runs `case` once on `side`.
 pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
     match (case.name, input) {
-        ("sig_verify_cold", Input::FreshSignatures(sets, next)) => {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (sets.len() - 1);
-            let items = sets[k].items();
-            match side {
-                Side::Baseline => drop(black_box(baseline::sig_verify(black_box(&items)))),
-                Side::Plugin => drop(black_box(
-                    host.slots.sig_verify.verify_batch(black_box(&items)),
-                )),
-            }
-        }
-        ("sig_verify", Input::Signatures(set)) => {
-            let items = set.items();
+        ("sig_verify_cold" | "sig_verify", Input::FreshSignatures(..) | Input::Signatures(_)) => {
+            let items = match input {
+                Input::FreshSignatures(sets, next) => {
+                    let k =
+                        next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (sets.len() - 1);
+                    sets[k].items()
+                }
+                Input::Signatures(set) => set.items(),
+                _ => unreachable!("matched above"),
+            };
             match side {
                 Side::Baseline => drop(black_box(baseline::sig_verify(black_box(&items)))),
                 Side::Plugin => drop(black_box(
@@ -359,17 +357,13 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
 /// signatures) on adversarial inputs too.
 pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> bool {
     match input {
-        Input::FreshSignatures(sets, _) => {
-            // The set kept apart: the timed runs' batches stay unseen.
-            let adversarial = workload::signature_set(o.seed ^ 0xad, 256, true);
-            [sets.last().expect("at least one set"), &adversarial]
-                .iter()
-                .all(|s| {
-                    let items = s.items();
-                    host.slots.sig_verify.verify_batch(&items) == baseline::sig_verify(&items)
-                })
-        }
-        Input::Signatures(set) => {
+        Input::FreshSignatures(..) | Input::Signatures(_) => {
+            let set = match input {
+                // The set kept apart: the timed runs' batches stay unseen.
+                Input::FreshSignatures(sets, _) => sets.last().expect("at least one set"),
+                Input::Signatures(set) => set,
+                _ => unreachable!("matched above"),
+            };
             let adversarial = workload::signature_set(o.seed ^ 0xad, 256, true);
             [set, &adversarial].iter().all(|s| {
                 let items = s.items();

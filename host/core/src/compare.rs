@@ -240,7 +240,16 @@ fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
-/// Four threads recording 100 validators' votes for 50 heights, each vote followed by nine
+/// Rounds of the two workloads the scheduler disturbs most (`consensus.vote_tally`, four
+/// threads on one lock on 2 cores; `net.send_queue`), each run tens of milliseconds: over
+/// 9 rounds the tally's median still moved from 0.7x to 1.1x between runs.
+const CONTENDED_ROUNDS: usize = 21;
+/// Heights of 100 votes each that the tally workload's four threads record.
+const TALLY_HEIGHTS: u64 = 200;
+/// Batches of 30 frames the send-queue workload's producer pushes.
+const QUEUE_PUSHES: usize = 1_000;
+
+/// Four threads recording 100 validators' votes for 200 heights, each vote followed by nine
 /// reads of the finalized height (the catalogue's 9:1), on the baseline (one `Mutex`) and
 /// on the provider's state.
 fn vote_tally_ratio(host: &Host, slot: &str) -> measure::Comparison {
@@ -251,7 +260,7 @@ fn vote_tally_ratio(host: &Host, slot: &str) -> measure::Comparison {
         std::thread::scope(|scope| {
             for t in 0..4u32 {
                 scope.spawn(move || {
-                    for h in 1..=50 {
+                    for h in 1..=TALLY_HEIGHTS {
                         for v in (t..100).step_by(4) {
                             record(h, v);
                             for _ in 0..9 {
@@ -265,7 +274,7 @@ fn vote_tally_ratio(host: &Host, slot: &str) -> measure::Comparison {
     };
     measure::compare(
         slot,
-        5,
+        CONTENDED_ROUNDS,
         || {
             let m = std::sync::Mutex::new(baseline::Tally::default());
             run(
@@ -342,11 +351,22 @@ fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
         },
         || {
             for a in &reads {
-                std::hint::black_box(host.slots.account_read.get(
+                let mut got = [AccountState::default()];
+                let read_into = |xs: &[Bytes32], out: &mut [AccountState]| {
+                    for (x, o) in xs.iter().zip(out) {
+                        *o = read(x);
+                    }
+                    Ok(())
+                };
+                if !host.slots.account_read.read_into(
                     u64::MAX,
                     std::slice::from_ref(a),
-                    |xs| Ok(xs.iter().map(read).collect()),
-                ));
+                    &mut got,
+                    read_into,
+                ) {
+                    got[0] = read(a);
+                }
+                std::hint::black_box(got);
             }
         },
     )
@@ -392,8 +412,12 @@ fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
     c
 }
 
-/// 3,000 frames of 200 bytes (one in ten consensus) pushed in batches of 30 while a writer
-/// thread pops them: through the baseline's FIFO, and through the provider's queue.
+/// 30,000 frames of 200 bytes (one in ten consensus) pushed in batches of 30, each batch
+/// popped at once by the same thread: through the baseline's FIFO, and through the
+/// provider's queue. One thread, no waiting: with a producer and a writer thread on 2 cores
+/// the run's time is the scheduler's, and the ratio ranged from 0.6x to 1.4x between runs.
+/// (The catalogue judges a backpressure plugin on memory and latency under a slow peer, in
+/// its own benchmark; this is the cost of the seam.)
 fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
     use abi_stable::std_types::{RArc, RVec};
     use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
@@ -407,32 +431,24 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
             frame: RArc::new(RVec::from(vec![i as u8; 200])),
         })
         .collect();
-    let run = |push: &(dyn Fn(Vec<Outgoing>) + Sync),
-               pop: &(dyn Fn() -> Popped + Sync),
-               close: &dyn Fn()| {
-        std::thread::scope(|scope| {
-            let consumer = scope.spawn(|| loop {
-                if let Popped::Closed = pop() {
-                    return;
+    let run = |push: &dyn Fn(Vec<Outgoing>), pop: &dyn Fn() -> Popped| {
+        for _ in 0..QUEUE_PUSHES {
+            push(batch.clone());
+            let mut left = batch.len();
+            while left > 0 {
+                match pop() {
+                    Popped::Frames(f) => left = left.saturating_sub(f.len()),
+                    Popped::Idle | Popped::Closed => break,
                 }
-            });
-            for _ in 0..100 {
-                push(batch.clone());
             }
-            close();
-            let _ = consumer.join();
-        })
+        }
     };
     measure::compare(
         slot,
-        7,
+        CONTENDED_ROUNDS,
         || {
             let q = baseline::FifoQueue::default();
-            run(
-                &|f| q.push(f),
-                &|| q.pop(256, std::time::Duration::from_millis(10)),
-                &|| q.close(),
-            );
+            run(&|f| q.push(f), &|| q.pop(256, std::time::Duration::ZERO));
         },
         || {
             let q = host
@@ -444,10 +460,7 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
                 &|f| {
                     let _ = q.push(f.into());
                 },
-                &|| q.pop(256, 10).into_result().unwrap_or(Popped::Closed),
-                &|| {
-                    let _ = q.close();
-                },
+                &|| q.pop(256, 0).into_result().unwrap_or(Popped::Closed),
             );
         },
     )

@@ -42,19 +42,31 @@ struct ConfigFile {
 #[serde(deny_unknown_fields, default)]
 struct HostSection {
     init_timeout_ms: u64,
+    /// How long any other step of a load that runs plugin code may take: opening the
+    /// library (its constructors), each slot factory, each self-test.
+    step_timeout_ms: u64,
     breaker: BreakerConfig,
     /// Whether a manifest may name a library outside the plugin directory (a path with
     /// directories in it, or an absolute one). Off: the plugin directory is what the user
     /// trusts, and a manifest in it must not load code from elsewhere.
     allow_external_libraries: bool,
+    /// Whether every manifest must pin its library's sha256 (one that does not is refused,
+    /// the refusal giving the library's hash).
+    require_sha256: bool,
+    /// Plugins to load each in a child process of its own (`crate::isolate`): a crash in
+    /// one is a failed call, answered below, not the end of the node.
+    isolate: Vec<String>,
 }
 
 impl Default for HostSection {
     fn default() -> Self {
         HostSection {
             init_timeout_ms: 5_000,
+            step_timeout_ms: 30_000,
             breaker: BreakerConfig::default(),
             allow_external_libraries: false,
+            require_sha256: false,
+            isolate: Vec::new(),
         }
     }
 }
@@ -105,7 +117,7 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
             path: path.to_owned(),
             line: e.span().map(|s| text[..s.start].matches('\n').count() + 1),
-            message: e.message().to_owned(),
+            message: crate::manifest::one_line(e.message()),
         })?;
         Ok(Config {
             file,
@@ -132,8 +144,23 @@ impl Config {
         Duration::from_millis(self.file.host.init_timeout_ms)
     }
 
+    /// See `[host] step_timeout_ms`.
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_millis(self.file.host.step_timeout_ms)
+    }
+
     pub fn breaker(&self) -> BreakerConfig {
         self.file.host.breaker
+    }
+
+    /// See `[host] isolate`.
+    pub fn isolate(&self) -> std::collections::BTreeSet<String> {
+        self.file.host.isolate.iter().cloned().collect()
+    }
+
+    /// See `[host] require_sha256`.
+    pub fn require_sha256(&self) -> bool {
+        self.file.host.require_sha256
     }
 
     /// Where manifests may take their libraries from (`[host] allow_external_libraries`).

@@ -58,7 +58,18 @@ impl std::fmt::Display for PluginState {
 pub struct HostOptions {
     /// Where unique copies of plugin libraries are written before they are mapped.
     pub runtime_dir: PathBuf,
+    /// How long a plugin's `init` may take.
     pub init_timeout: Duration,
+    /// How long any other step of a load that runs plugin code may take (opening the
+    /// library, each factory, each self-test).
+    pub step_timeout: Duration,
+    /// Refuse a plugin whose manifest pins no sha256 (`[host] require_sha256`).
+    pub require_sha256: bool,
+    /// Plugins loaded in a child process each ([`crate::isolate`], `[host] isolate`).
+    pub isolate: std::collections::BTreeSet<String>,
+    /// The program that serves an isolated plugin (`dubchain-perf plugin serve`); without
+    /// one, an isolated plugin fails to load.
+    pub launcher: Option<crate::isolate::Launcher>,
     pub breaker: BreakerConfig,
 }
 
@@ -67,6 +78,10 @@ impl Default for HostOptions {
         HostOptions {
             runtime_dir: unique_runtime_dir(),
             init_timeout: Duration::from_secs(5),
+            step_timeout: Duration::from_secs(30),
+            require_sha256: false,
+            isolate: Default::default(),
+            launcher: None,
             breaker: BreakerConfig::default(),
         }
     }
@@ -209,13 +224,30 @@ impl Host {
                 continue;
             }
             let generation = self.generation.fetch_add(1, Relaxed) + 1;
-            match loader::load(
-                manifest,
-                &plugin_config,
-                &self.options.runtime_dir,
-                generation,
-                self.options.init_timeout,
-            ) {
+            let loaded = if self.options.isolate.contains(&name) {
+                match &self.options.launcher {
+                    Some(launcher) => {
+                        crate::isolate::load(manifest, &plugin_config, generation, launcher)
+                    }
+                    None => Err(LoadError::IsolatedLoadFailed {
+                        plugin: name.clone(),
+                        detail: "this host has no program to run isolated plugins with (run it as dubchain-perf)".into(),
+                    }),
+                }
+            } else {
+                loader::load(
+                    manifest,
+                    &plugin_config,
+                    &self.options.runtime_dir,
+                    generation,
+                    loader::Deadlines {
+                        init: self.options.init_timeout,
+                        step: self.options.step_timeout,
+                    },
+                    self.options.require_sha256,
+                )
+            };
+            match loaded {
                 Ok(loaded) => {
                     tracing::info!(plugin = %name, version = %loaded.version, generation, library = %loaded.source.display(), "plugin loaded");
                     next.insert(name.clone(), Live::new(loaded, self.options.breaker));

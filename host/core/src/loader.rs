@@ -5,15 +5,20 @@
 //! version of a plugin loads while the old one is live: reopening a path may hand back the
 //! library already mapped); open it and find the root module; let abi_stable check the
 //! root module's version and the layout of every type reachable from it; compare the
-//! plugin's fingerprint and name with ours; run `init` under a deadline; build each slot
-//! object the manifest promises and self-test it against the baseline.
+//! plugin's fingerprint and name with ours; run `init`; build each slot object the
+//! manifest promises and self-test it against the baseline.
+//!
+//! Every step that runs plugin code (opening the library runs its constructors, then
+//! `init`, each factory, each self-test) runs on a loading thread of its own and has a
+//! deadline ([`Deadlines`]): a plugin that misses one is reported, naming the step, and
+//! left out, and the host goes on (its thread finishes or not; nothing of it is installed).
 //!
 //! Libraries are never unmapped (abi_stable leaks them by design, and so do we): code of a
 //! retired version may still be running on another thread.
 
 use std::{
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::mpsc::{self, RecvTimeoutError},
     time::Duration,
 };
 
@@ -46,6 +51,13 @@ pub enum LoadError {
         library: PathBuf,
         manifest: PathBuf,
         expected: String,
+        found: String,
+    },
+    #[error("plugin `{plugin}`: the manifest {manifest} pins no sha256, and [host] require_sha256 is on; if {library} is the build you trust, add `sha256 = \"{found}\"` to the manifest")]
+    Unpinned {
+        plugin: String,
+        library: PathBuf,
+        manifest: PathBuf,
         found: String,
     },
     #[error("plugin `{plugin}`: {library} is not a loadable library: {detail}")]
@@ -88,6 +100,18 @@ pub enum LoadError {
     InitFailed { plugin: String, error: PluginError },
     #[error("plugin `{plugin}`: init did not finish within {timeout:?}; the plugin stays off (raise init_timeout_ms if it is legitimately slow)")]
     InitTimeout { plugin: String, timeout: Duration },
+    #[error("plugin `{plugin}`: {step} did not finish within {timeout:?}; the plugin stays off (raise [host] step_timeout_ms if it is legitimately slow)")]
+    StepTimeout {
+        plugin: String,
+        step: Step,
+        timeout: Duration,
+    },
+    #[error("plugin `{plugin}`: loading stopped during {step} (a panic outside the plugin's own guard); the plugin stays off")]
+    LoadAborted { plugin: String, step: Step },
+    #[error("plugin `{plugin}`: isolated in a child process ([host] isolate), but it provides `{slot}`, which cannot be isolated yet (only {}); take it out of `isolate` to load it in the host", crate::isolate::ISOLATABLE.join(", "))]
+    NotIsolatable { plugin: String, slot: String },
+    #[error("plugin `{plugin}`: its isolated process did not load it: {detail}")]
+    IsolatedLoadFailed { plugin: String, detail: String },
     #[error("plugin `{plugin}`: the manifest says it provides `{slot}`, but {library} does not export that slot")]
     MissingSlot {
         plugin: String,
@@ -116,6 +140,7 @@ impl LoadError {
             LoadError::MissingLibrary { plugin, .. }
             | LoadError::Io { plugin, .. }
             | LoadError::HashMismatch { plugin, .. }
+            | LoadError::Unpinned { plugin, .. }
             | LoadError::NotALibrary { plugin, .. }
             | LoadError::NotAPlugin { plugin, .. }
             | LoadError::AbiMismatch { plugin, .. }
@@ -124,6 +149,10 @@ impl LoadError {
             | LoadError::NameMismatch { plugin, .. }
             | LoadError::InitFailed { plugin, .. }
             | LoadError::InitTimeout { plugin, .. }
+            | LoadError::StepTimeout { plugin, .. }
+            | LoadError::LoadAborted { plugin, .. }
+            | LoadError::NotIsolatable { plugin, .. }
+            | LoadError::IsolatedLoadFailed { plugin, .. }
             | LoadError::MissingSlot { plugin, .. }
             | LoadError::SlotInitFailed { plugin, .. }
             | LoadError::SelfTestFailed { plugin, .. }
@@ -153,6 +182,30 @@ macro_rules! loaded_plugin {
             )*
         }
 
+        impl LoadedPlugin {
+            /// A plugin of `manifest` with no slot object yet, mapped from `mapped`.
+            pub(crate) fn empty(
+                manifest: &Manifest,
+                config: &str,
+                mapped: PathBuf,
+                sha256: String,
+                fingerprint: Fingerprint,
+                generation: u64,
+            ) -> LoadedPlugin {
+                LoadedPlugin {
+                    name: manifest.name.clone(),
+                    version: manifest.version.clone(),
+                    source: manifest.library.clone(),
+                    mapped,
+                    sha256,
+                    config: config.to_owned(),
+                    fingerprint,
+                    generation,
+                    $($field: None,)*
+                }
+            }
+        }
+
         /// Builds the slot objects `manifest` promises from `module`'s factories and
         /// self-tests each against the baseline.
         fn build_slots(
@@ -160,6 +213,7 @@ macro_rules! loaded_plugin {
             manifest: &Manifest,
             module: PluginModRef,
             config: &str,
+            steps: &Steps,
         ) -> Result<(), LoadError> {
             let plugin = &loaded.name;
             let library = &loaded.source;
@@ -185,7 +239,9 @@ macro_rules! loaded_plugin {
                         // library built before they existed.
                         let factory: dubchain_plugin_api::Factory<$boxed> =
                             Factories::flat(module.$field()).ok_or_else(missing)?;
+                        steps.begin(Step::Factory($info.id));
                         let imp = factory(config.into()).into_result().map_err(failed)?;
+                        steps.begin(Step::SelfTest($info.id));
                         selftest::$test(&imp).map_err(self_test)?;
                         loaded.$field = Some(imp);
                         continue 'provides;
@@ -223,13 +279,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Loads the library of `manifest` as load generation `generation`, copying it into
-/// `runtime_dir` first.
+/// `runtime_dir` first. With `require_sha256`, a manifest without a pin is refused.
 pub fn load(
     manifest: &Manifest,
     config: &str,
     runtime_dir: &Path,
     generation: u64,
-    init_timeout: Duration,
+    deadlines: Deadlines,
+    require_sha256: bool,
 ) -> Result<LoadedPlugin, LoadError> {
     let plugin = manifest.name.clone();
     let library = manifest.library.clone();
@@ -247,6 +304,14 @@ pub fn load(
     };
     let bytes = std::fs::read(&library).map_err(io)?;
     let sha256 = sha256_hex(&bytes);
+    if manifest.sha256.is_none() && require_sha256 {
+        return Err(LoadError::Unpinned {
+            plugin,
+            library,
+            manifest: manifest.path.clone(),
+            found: sha256,
+        });
+    }
     if let Some(expected) = &manifest.sha256 {
         if *expected != sha256 {
             return Err(LoadError::HashMismatch {
@@ -269,38 +334,167 @@ pub fn load(
     ));
     std::fs::write(&mapped, &bytes).map_err(io)?;
 
-    let module = open_root_module(&plugin, &library, &mapped)?;
-    let fingerprint = (module.fingerprint())();
-    check_fingerprint(&plugin, &library, &fingerprint)?;
-    let found_name = (module.name())().as_str().to_owned();
-    if found_name != plugin {
-        return Err(LoadError::NameMismatch {
-            plugin,
-            library,
-            manifest: manifest.path.clone(),
-            found: found_name,
-        });
-    }
-    run_init(&plugin, module, config, init_timeout)?;
+    let (tx, rx) = mpsc::channel();
+    let job = Opened {
+        manifest: manifest.clone(),
+        config: config.to_owned(),
+        mapped,
+        sha256,
+        generation,
+    };
+    std::thread::Builder::new()
+        .name(format!("load-{plugin}"))
+        .spawn(move || {
+            let steps = Steps(tx);
+            let result = job.load(&steps);
+            let _ = steps.0.send(Progress::Done(Box::new(result)));
+        })
+        .map_err(io)?;
+    wait(&plugin, &rx, deadlines)
+}
 
-    macro_rules! empty {
-        ([] $($field:ident: $info:ident => $boxed:ident, $test:ident;)*) => {
-            LoadedPlugin {
-                name: plugin.clone(),
-                version: manifest.version.clone(),
-                source: library.clone(),
-                mapped,
-                sha256,
-                config: config.to_owned(),
-                fingerprint,
-                generation,
-                $($field: None,)*
-            }
-        };
+/// A step of a load that runs plugin code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Opening the library, which runs its constructors, and reading its root module.
+    Open,
+    /// The plugin's `init`.
+    Init,
+    /// The factory of a slot.
+    Factory(&'static str),
+    /// The self-test of a slot object.
+    SelfTest(&'static str),
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Open => f.write_str("opening the library (its constructors run)"),
+            Step::Init => f.write_str("init"),
+            Step::Factory(slot) => write!(f, "the factory of `{slot}`"),
+            Step::SelfTest(slot) => write!(f, "the self-test of `{slot}`"),
+        }
     }
-    let mut loaded = with_slots!(empty);
-    build_slots(&mut loaded, manifest, module, config)?;
-    Ok(loaded)
+}
+
+/// How long each step of a load that runs plugin code may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// The plugin's `init` (`[host] init_timeout_ms`).
+    pub init: Duration,
+    /// Every other step: opening the library, each factory, each self-test
+    /// (`[host] step_timeout_ms`).
+    pub step: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            init: Duration::from_secs(5),
+            step: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the loading thread tells the host.
+enum Progress {
+    Began(Step),
+    Done(Box<Result<LoadedPlugin, LoadError>>),
+}
+
+/// The loading thread's side: says which step it has begun.
+struct Steps(mpsc::Sender<Progress>);
+
+impl Steps {
+    fn begin(&self, step: Step) {
+        let _ = self.0.send(Progress::Began(step));
+    }
+}
+
+/// Waits for the loading thread, each step at most its deadline.
+fn wait(
+    plugin: &str,
+    rx: &mpsc::Receiver<Progress>,
+    deadlines: Deadlines,
+) -> Result<LoadedPlugin, LoadError> {
+    let mut step = Step::Open;
+    loop {
+        let deadline = match step {
+            Step::Init => deadlines.init,
+            _ => deadlines.step,
+        };
+        match rx.recv_timeout(deadline) {
+            Ok(Progress::Began(next)) => step = next,
+            Ok(Progress::Done(result)) => return *result,
+            Err(RecvTimeoutError::Timeout) if step == Step::Init => {
+                return Err(LoadError::InitTimeout {
+                    plugin: plugin.to_owned(),
+                    timeout: deadline,
+                })
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(LoadError::StepTimeout {
+                    plugin: plugin.to_owned(),
+                    step,
+                    timeout: deadline,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(LoadError::LoadAborted {
+                    plugin: plugin.to_owned(),
+                    step,
+                })
+            }
+        }
+    }
+}
+
+/// A library copied to where it is mapped, with what its load needs: the part of a load
+/// that runs plugin code, on the loading thread.
+struct Opened {
+    manifest: Manifest,
+    config: String,
+    mapped: PathBuf,
+    sha256: String,
+    generation: u64,
+}
+
+impl Opened {
+    fn load(self, steps: &Steps) -> Result<LoadedPlugin, LoadError> {
+        let Opened {
+            manifest,
+            config,
+            mapped,
+            sha256,
+            generation,
+        } = self;
+        let plugin = manifest.name.clone();
+        let library = manifest.library.clone();
+        let module = open_root_module(&plugin, &library, &mapped)?;
+        let fingerprint = (module.fingerprint())();
+        check_fingerprint(&plugin, &library, &fingerprint)?;
+        let found_name = (module.name())().as_str().to_owned();
+        if found_name != plugin {
+            return Err(LoadError::NameMismatch {
+                plugin,
+                library,
+                manifest: manifest.path.clone(),
+                found: found_name,
+            });
+        }
+        steps.begin(Step::Init);
+        (module.init())(config.as_str().into())
+            .into_result()
+            .map_err(|error| LoadError::InitFailed {
+                plugin: plugin.clone(),
+                error,
+            })?;
+
+        let mut loaded =
+            LoadedPlugin::empty(&manifest, &config, mapped, sha256, fingerprint, generation);
+        build_slots(&mut loaded, &manifest, module, &config, steps)?;
+        Ok(loaded)
+    }
 }
 
 fn open_root_module(
@@ -417,38 +611,4 @@ fn check_fingerprint(plugin: &str, library: &Path, fp: &Fingerprint) -> Result<(
         });
     }
     Ok(())
-}
-
-/// Runs the plugin's `init` on its own thread, waiting at most `timeout`. A plugin that
-/// overruns is abandoned: its thread finishes or not, but nothing of it is installed.
-fn run_init(
-    plugin: &str,
-    module: PluginModRef,
-    config: &str,
-    timeout: Duration,
-) -> Result<(), LoadError> {
-    let (tx, rx) = mpsc::channel();
-    let config = config.to_owned();
-    std::thread::Builder::new()
-        .name(format!("init-{plugin}"))
-        .spawn(move || {
-            let result = (module.init())(config.as_str().into()).into_result();
-            let _ = tx.send(result);
-        })
-        .map_err(|source| LoadError::Io {
-            plugin: plugin.to_owned(),
-            library: PathBuf::new(),
-            source,
-        })?;
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(LoadError::InitFailed {
-            plugin: plugin.to_owned(),
-            error,
-        }),
-        Err(_) => Err(LoadError::InitTimeout {
-            plugin: plugin.to_owned(),
-            timeout,
-        }),
-    }
 }

@@ -44,19 +44,19 @@ pub struct Provide {
     pub version: u32,
 }
 
+/// An edge of the gate graph: another plugin (by name, in a version range) this one
+/// depends on or conflicts with, and why.
 #[derive(Debug, Clone)]
-pub struct Depend {
+pub struct Edge {
     pub name: String,
     pub version: VersionReq,
     pub reason: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct Conflict {
-    pub name: String,
-    pub version: VersionReq,
-    pub reason: String,
-}
+/// A plugin this one needs enabled.
+pub type Depend = Edge;
+/// A plugin this one must not be enabled with.
+pub type Conflict = Edge;
 
 /// Where a layer sits in the stack of a layered slot, relative to other layers.
 #[derive(Debug, Clone, Default)]
@@ -125,9 +125,9 @@ pub struct ManifestFile {
     pub api: Spanned<String>,
     pub provides: Spanned<Vec<ProvideFile>>,
     #[serde(default)]
-    pub depends: Vec<DependFile>,
+    pub depends: Vec<EdgeFile>,
     #[serde(default)]
-    pub conflicts: Vec<ConflictFile>,
+    pub conflicts: Vec<EdgeFile>,
     #[serde(default)]
     pub ordering: OrderingFile,
     pub risk: Risk,
@@ -152,19 +152,10 @@ pub struct ProvideFile {
     pub version: u32,
 }
 
+/// A `[[depends]]` or `[[conflicts]]` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DependFile {
-    /// Spanned: an entry's error points at its name.
-    pub name: Spanned<String>,
-    #[serde(default = "any_version")]
-    pub version: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConflictFile {
+pub struct EdgeFile {
     /// Spanned: an entry's error points at its name.
     pub name: Spanned<String>,
     #[serde(default = "any_version")]
@@ -204,7 +195,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     };
     let file: ManifestFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|span| line_of(text, span.start));
-        err(line, e.message().to_owned())
+        err(line, one_line(e.message()))
     })?;
     // Values that parse as TOML but are wrong: their line from the value's span.
     let at =
@@ -263,28 +254,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             )
         })
     };
-    let depends = file
-        .depends
-        .iter()
-        .map(|d| {
-            Ok(Depend {
-                name: d.name.get_ref().clone(),
-                version: req("depends", &d.name, &d.version)?,
-                reason: d.reason.clone(),
+    let edges = |what: &str, entries: &[EdgeFile]| {
+        entries
+            .iter()
+            .map(|e| {
+                Ok(Edge {
+                    name: e.name.get_ref().clone(),
+                    version: req(what, &e.name, &e.version)?,
+                    reason: e.reason.clone(),
+                })
             })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let conflicts = file
-        .conflicts
-        .iter()
-        .map(|c| {
-            Ok(Conflict {
-                name: c.name.get_ref().clone(),
-                version: req("conflicts", &c.name, &c.version)?,
-                reason: c.reason.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let depends = edges("depends", &file.depends)?;
+    let conflicts = edges("conflicts", &file.conflicts)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     Ok(Manifest {
         library: dir.join(library_file_name(&file.library)),
@@ -314,6 +297,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         contract,
         default_enabled: file.default_enabled,
     })
+}
+
+/// A parser's message on one line: TOML's can span several (`invalid string` then
+/// `expected ...`), and every refusal is one line.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Maps a library base name (`crypto_parallel_verification`) to this platform's file name

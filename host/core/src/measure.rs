@@ -22,7 +22,9 @@ pub struct Estimate {
 /// Baseline against optimization on one workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// What was compared (a slot id or a case name).
     pub name: String,
+    /// Interleaved rounds, each one run of either side.
     pub rounds: usize,
     /// Seconds per run of the baseline, one per round.
     pub baseline_s: Vec<f64>,

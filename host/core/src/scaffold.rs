@@ -971,8 +971,8 @@ use dubchain_plugin_api::{
 pub struct Plugin;
 
 impl AccountRead for Plugin {
-    fn get(&self, _store: u64, accounts: &[Bytes32], below: &AccountSourceRef<'_>) -> Result<Vec<AccountState>, PluginError> {
-        below.get(accounts.into()).into_result().map(|v| v.into_vec())
+    fn get(&self, _store: u64, accounts: &[Bytes32], out: &mut [AccountState], below: &AccountSourceRef<'_>) -> Result<(), PluginError> {
+        below.get(accounts.into(), out.into()).into_result()
     }
     fn written(&self, _store: u64, _writes: &[AccountEntry]) -> Result<(), PluginError> {
         Ok(())
@@ -1048,10 +1048,9 @@ export_plugin! {
 const POOL_INDEX_LIB: &str = concat!(
     forwarding_doc!(),
     r#"
-use std::collections::HashMap;
-
 use dubchain_plugin_api::{
     export_plugin,
+    pool::VecIndex,
     slots::{NonceSourceRef, PoolEntry, TxIndex, TxPool},
     types::Bytes32,
     PluginError,
@@ -1061,83 +1060,29 @@ use dubchain_plugin_api::{
 #[derive(Debug, Default)]
 pub struct Plugin;
 
-/// The baseline's index: a `Vec` of entries, every operation a linear scan.
+/// The baseline's index (`VecIndex`: a `Vec` of entries, every operation a linear scan).
 #[derive(Debug, Default)]
-pub struct Index {
-    entries: Vec<PoolEntry>,
-}
+pub struct Index(VecIndex);
 
 impl TxIndex for Index {
     fn insert(&mut self, entries: &[PoolEntry]) -> Result<Vec<bool>, PluginError> {
-        Ok(entries
-            .iter()
-            .map(|e| {
-                if self.entries.iter().any(|p| p.hash == e.hash) {
-                    false
-                } else {
-                    self.entries.push(*e);
-                    true
-                }
-            })
-            .collect())
+        Ok(self.0.insert(entries))
     }
 
     /// Up to `max` hashes in fee order respecting each sender's nonce sequence; ties go to
     /// the smaller hash.
     fn select(&mut self, max: u64, nonces: &NonceSourceRef<'_>) -> Result<Vec<Bytes32>, PluginError> {
-        let mut next: HashMap<Bytes32, u64> = HashMap::new();
-        for e in &self.entries {
-            if !next.contains_key(&e.sender) {
-                next.insert(e.sender, nonces.next_nonce(&e.sender).into_result()?);
-            }
-        }
-        let mut taken = vec![false; self.entries.len()];
-        let mut out = Vec::new();
-        while (out.len() as u64) < max {
-            let mut best: Option<usize> = None;
-            for (i, e) in self.entries.iter().enumerate() {
-                if taken[i] || e.nonce != next[&e.sender] {
-                    continue;
-                }
-                let better = best.is_none_or(|b| {
-                    let bt = &self.entries[b];
-                    (e.fee, std::cmp::Reverse(e.hash)) > (bt.fee, std::cmp::Reverse(bt.hash))
-                });
-                if better {
-                    best = Some(i);
-                }
-            }
-            let Some(b) = best else { break };
-            taken[b] = true;
-            let e = &self.entries[b];
-            next.insert(e.sender, e.nonce + 1);
-            out.push(e.hash);
-        }
-        Ok(out)
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        self.0.select(max, &|sender| nonces.next_nonce(sender).into_result())
     }
 
     /// Drops `included` and every entry whose nonce is below its sender's next one.
     fn remove(&mut self, included: &[Bytes32], nonces: &NonceSourceRef<'_>) -> Result<Vec<Bytes32>, PluginError> {
-        let mut next: HashMap<Bytes32, u64> = HashMap::new();
-        let mut keep = Vec::with_capacity(self.entries.len());
-        let mut gone = Vec::new();
-        for e in std::mem::take(&mut self.entries) {
-            let nonce = match next.get(&e.sender) {
-                Some(n) => *n,
-                None => *next.entry(e.sender).or_insert(nonces.next_nonce(&e.sender).into_result()?),
-            };
-            if !included.contains(&e.hash) && e.nonce >= nonce {
-                keep.push(e);
-            } else {
-                gone.push(e.hash);
-            }
-        }
-        self.entries = keep;
-        Ok(gone)
+        self.0.remove(included, &|sender| nonces.next_nonce(sender).into_result())
     }
 
     fn len(&self) -> Result<u64, PluginError> {
-        Ok(self.entries.len() as u64)
+        Ok(self.0.len() as u64)
     }
 }
 

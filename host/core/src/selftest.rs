@@ -14,6 +14,26 @@ use dubchain_plugin_api::{
 
 use crate::{baseline, workload};
 
+/// An in-process provider as the host holds one: `boxed!(TxPoolFfi_TO, imp)` is
+/// `TxPoolFfi_TO::from_value(Guarded(imp), TD_Opaque)` (the tests' seam providers).
+/// The self-test `check` passes `good` and refuses `bad` with an error that says `why`.
+#[cfg(test)]
+fn passes_then_refuses<B>(check: fn(&B) -> Result<(), String>, good: B, bad: B, why: &str) {
+    check(&good).unwrap();
+    let err = check(&bad).unwrap_err();
+    assert!(err.contains(why), "{err}");
+}
+
+#[cfg(test)]
+macro_rules! boxed {
+    ($to:ident, $imp:expr) => {
+        $to::from_value(
+            dubchain_plugin_api::slots::Guarded($imp),
+            abi_stable::sabi_trait::TD_Opaque,
+        )
+    };
+}
+
 /// How hard a seeded check drives a provider. The self-test at load runs [`Depth::LOAD`];
 /// the conformance suite ([`crate::conformance`]) runs the same drivers at other seeds and
 /// several times longer.
@@ -28,6 +48,19 @@ pub struct Depth {
 impl Depth {
     /// The self-test's own sequence and size.
     pub const LOAD: Depth = Depth { seed: 0, scale: 1 };
+}
+
+/// Takes store `id`'s contents out of a checker's model of several stores (empty if it held
+/// none): what a rolled-back store held, for the store that takes its place.
+fn take_store<V: Default>(
+    stores: &std::sync::Mutex<std::collections::HashMap<u64, V>>,
+    id: u64,
+) -> V {
+    stores
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id)
+        .unwrap_or_default()
 }
 
 /// Checks a `crypto.sig_verify` object against the baseline on valid, invalid and
@@ -61,16 +94,18 @@ pub fn sig_verify(imp: &SigVerifyBox) -> Result<(), String> {
 /// baseline's JSON records as the baseline does.
 pub fn record_codec(imp: &RecordCodecBox) -> Result<(), String> {
     let records: Vec<Record> = workload::records(0xc0_dec, 3, 4);
+    let decode = |values: &[Vec<u8>]| {
+        let slices: Vec<_> = values.iter().map(|v| v.as_slice().into()).collect();
+        imp.decode(slices.as_slice().into())
+            .into_result()
+            .map_err(|e| e.to_string())
+    };
     let encoded = imp
         .encode(records.as_slice().into())
         .into_result()
         .map_err(|e| e.to_string())?;
-    let slices: Vec<_> = encoded.iter().map(|v| v.as_slice().into()).collect();
-    let decoded = imp
-        .decode(slices.as_slice().into())
-        .into_result()
-        .map_err(|e| e.to_string())?;
-    for (i, (d, r)) in decoded.into_iter().zip(&records).enumerate() {
+    let encoded: Vec<Vec<u8>> = encoded.into_iter().map(|v| v.into_vec()).collect();
+    for (i, (d, r)) in decode(&encoded)?.into_iter().zip(&records).enumerate() {
         match d.into_result() {
             Ok(d) if &d == r => {}
             Ok(_) => return Err(format!("record {i} does not survive its own round trip")),
@@ -78,12 +113,7 @@ pub fn record_codec(imp: &RecordCodecBox) -> Result<(), String> {
         }
     }
     let json = baseline::encode_records(&records);
-    let slices: Vec<_> = json.iter().map(|v| v.as_slice().into()).collect();
-    let decoded = imp
-        .decode(slices.as_slice().into())
-        .into_result()
-        .map_err(|e| e.to_string())?;
-    for (i, (d, r)) in decoded.into_iter().zip(&records).enumerate() {
+    for (i, (d, r)) in decode(&json)?.into_iter().zip(&records).enumerate() {
         if d.into_result().ok().as_ref() != Some(r) {
             return Err(format!(
                 "baseline JSON record {i} is not read as the baseline reads it"
@@ -358,11 +388,7 @@ mod vm_checks {
         }
         // Store 11 rolls back: it is reset and comes back as store 13, as it was before.
         imp.reset(11).into_result().map_err(|e| e.to_string())?;
-        let mut rolled = stores
-            .lock()
-            .expect("not poisoned")
-            .remove(&11)
-            .unwrap_or_default();
+        let mut rolled = crate::selftest::take_store(&stores, 11);
         rolled.insert((a, 3), 4);
         rolled.remove(&(c, 9));
         stores.lock().expect("not poisoned").insert(13, rolled);
@@ -380,7 +406,6 @@ mod vm_checks {
     mod vm_seams {
         use std::{collections::HashMap, sync::Mutex};
 
-        use abi_stable::sabi_trait::TD_Opaque;
         use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
 
         use crate::vm::{self, ContractStorage, Vm};
@@ -407,11 +432,13 @@ mod vm_checks {
 
         #[test]
         fn metering_self_test_accepts_the_baseline_and_refuses_other_gas() {
-            let ok = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 0 }), TD_Opaque);
-            super::metering(&ok).unwrap();
-            let off = MeteringFfi_TO::from_value(Guarded(HostCallMetering { extra: 1 }), TD_Opaque);
-            let err = super::metering(&off).unwrap_err();
-            assert!(err.contains("baseline"), "{err}");
+            let metering = |extra| boxed!(MeteringFfi_TO, HostCallMetering { extra });
+            crate::selftest::passes_then_refuses(
+                super::metering,
+                metering(0),
+                metering(1),
+                "baseline",
+            );
         }
 
         /// Runs calls on the host's VM; optionally forgets the writes.
@@ -457,12 +484,13 @@ mod vm_checks {
 
         #[test]
         fn module_cache_self_test_accepts_the_baseline_and_refuses_lost_writes() {
-            let ok =
-                ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: false }), TD_Opaque);
-            super::module_cache(&ok).unwrap();
-            let bad =
-                ModuleCacheFfi_TO::from_value(Guarded(HostRun { drop_writes: true }), TD_Opaque);
-            assert!(super::module_cache(&bad).unwrap_err().contains("counter"));
+            let run = |drop_writes| boxed!(ModuleCacheFfi_TO, HostRun { drop_writes });
+            crate::selftest::passes_then_refuses(
+                super::module_cache,
+                run(false),
+                run(true),
+                "counter",
+            );
         }
 
         /// Caches validated code, by hash (right) or by address (wrong after a redeploy).
@@ -495,14 +523,18 @@ mod vm_checks {
 
         fn cache(by_address: bool) -> CodeLoaderBox {
             let seen = Default::default();
-            CodeLoaderFfi_TO::from_value(Guarded(Cache { by_address, seen }), TD_Opaque)
+            boxed!(CodeLoaderFfi_TO, Cache { by_address, seen })
         }
 
         #[test]
         fn code_loader_self_test_accepts_a_content_addressed_cache_and_refuses_an_address_cache() {
-            super::code_loader(&cache(false)).unwrap();
-            let err = super::code_loader(&cache(true)).unwrap_err();
-            assert!(err.contains("after its code changed"), "{err}");
+            let why = "after its code changed";
+            crate::selftest::passes_then_refuses(
+                super::code_loader,
+                cache(false),
+                cache(true),
+                why,
+            );
         }
 
         /// A read cache that heeds writes and resets, or not.
@@ -543,14 +575,18 @@ mod vm_checks {
 
         fn read_cache(heed_writes: bool) -> ContractStateBox {
             let seen = Default::default();
-            ContractStateFfi_TO::from_value(Guarded(ReadCache { heed_writes, seen }), TD_Opaque)
+            boxed!(ContractStateFfi_TO, ReadCache { heed_writes, seen })
         }
 
         #[test]
         fn contract_state_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
-            super::contract_state(&read_cache(true)).unwrap();
-            let err = super::contract_state(&read_cache(false)).unwrap_err();
-            assert!(err.contains("after writes"), "{err}");
+            let (good, stale) = (read_cache(true), read_cache(false));
+            crate::selftest::passes_then_refuses(
+                super::contract_state,
+                good,
+                stale,
+                "after writes",
+            );
         }
     }
 }
@@ -570,6 +606,27 @@ pub fn block_reclaim(imp: &BlockReclaimBox) -> Result<(), String> {
     Ok(())
 }
 
+/// A buffer of `n` bytes' capacity from a `mem.buffer_pool` object, refused unless it is
+/// empty with at least that capacity; `at` says where in a check the take was.
+pub fn take_fresh(
+    imp: &BufferPoolBox,
+    n: usize,
+    at: &str,
+) -> Result<abi_stable::std_types::RVec<u8>, String> {
+    let b = imp
+        .take(n as u64)
+        .into_result()
+        .map_err(|e| format!("{at}take({n}): {e}"))?;
+    if !b.is_empty() || b.capacity() < n {
+        return Err(format!(
+            "{at}take({n}): a buffer of length {} and capacity {}",
+            b.len(),
+            b.capacity()
+        ));
+    }
+    Ok(b)
+}
+
 /// Checks a `mem.buffer_pool` object: every buffer it gives is empty with the capacity
 /// asked, including after buffers full of data came back, of every size.
 pub fn buffer_pool(imp: &BufferPoolBox) -> Result<(), String> {
@@ -577,18 +634,7 @@ pub fn buffer_pool(imp: &BufferPoolBox) -> Result<(), String> {
     for round in 0..3 {
         let mut held = Vec::new();
         for &n in &sizes {
-            let b = imp
-                .take(n as u64)
-                .into_result()
-                .map_err(|e| format!("take({n}): {e}"))?;
-            if !b.is_empty() || b.capacity() < n {
-                return Err(format!(
-                    "take({n}) in round {round}: length {}, capacity {}",
-                    b.len(),
-                    b.capacity()
-                ));
-            }
-            held.push(b);
+            held.push(take_fresh(imp, n, &format!("round {round}, "))?);
         }
         for mut b in held {
             let cap = b.capacity();
@@ -685,6 +731,22 @@ pub fn tx_pool_at(imp: &TxPoolBox, d: Depth) -> Result<(), String> {
     };
     let source =
         HostNonces(|s: &Bytes32| next(s).map_err(dubchain_plugin_api::PluginError::failed));
+    // The baseline's and the plugin's removals of `chosen`, each sorted.
+    let remove_both = |expected: &mut baseline::VecIndex,
+                       index: &mut dubchain_plugin_api::slots::TxIndexBox,
+                       chosen: &[Bytes32],
+                       step: usize|
+     -> Result<(Vec<Bytes32>, Vec<Bytes32>), String> {
+        let mut want = expected.remove(chosen, &next)?;
+        let mut got = index
+            .remove(chosen.into(), source.as_source())
+            .into_result()
+            .map_err(|e| format!("step {step}, remove: {e}"))?
+            .into_vec();
+        want.sort_unstable();
+        got.sort_unstable();
+        Ok((want, got))
+    };
     let mut seen: Vec<Bytes32> = Vec::new();
     for step in 0..400 * d.scale {
         match rng.gen_range(0..10) {
@@ -739,14 +801,7 @@ pub fn tx_pool_at(imp: &TxPoolBox, d: Depth) -> Result<(), String> {
                         n.insert(e.sender, e.nonce + 1);
                     }
                 }
-                let mut want = expected.remove(chosen, &next)?;
-                let mut got = index
-                    .remove(chosen.into(), source.as_source())
-                    .into_result()
-                    .map_err(|e| format!("step {step}, remove: {e}"))?
-                    .into_vec();
-                want.sort_unstable();
-                got.sort_unstable();
+                let (want, got) = remove_both(&mut expected, &mut index, chosen, step)?;
                 if got != want {
                     return Err(format!(
                         "step {step}, remove: baseline dropped {} hashes, plugin {}",
@@ -763,14 +818,7 @@ pub fn tx_pool_at(imp: &TxPoolBox, d: Depth) -> Result<(), String> {
                     .expect("not poisoned")
                     .entry(sender)
                     .or_default() += rng.gen_range(1..3);
-                let mut want = expected.remove(&[], &next)?;
-                let mut got = index
-                    .remove(Vec::new().as_slice().into(), source.as_source())
-                    .into_result()
-                    .map_err(|e| format!("step {step}, remove: {e}"))?
-                    .into_vec();
-                want.sort_unstable();
-                got.sort_unstable();
+                let (want, got) = remove_both(&mut expected, &mut index, &[], step)?;
                 if got != want {
                     return Err(format!(
                         "step {step}, remove after a nonce moved: baseline dropped {want:?}, plugin {got:?}"
@@ -795,7 +843,6 @@ pub fn tx_pool_at(imp: &TxPoolBox, d: Depth) -> Result<(), String> {
 mod pool_seam {
     use std::collections::{BinaryHeap, HashMap, HashSet};
 
-    use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
 
     /// Entries by sender and nonce; selection with a max-heap of eligible entries.
@@ -908,20 +955,15 @@ mod pool_seam {
 
     #[test]
     fn tx_pool_self_test_accepts_a_heap_index_and_refuses_other_tie_breaks() {
-        let ok = TxPoolFfi_TO::from_value(
-            Guarded(Pool {
-                ties_to_larger_hash: false,
-            }),
-            TD_Opaque,
-        );
-        super::tx_pool(&ok).unwrap();
-        let off = TxPoolFfi_TO::from_value(
-            Guarded(Pool {
-                ties_to_larger_hash: true,
-            }),
-            TD_Opaque,
-        );
-        assert!(super::tx_pool(&off).unwrap_err().contains("select"));
+        let pool = |ties_to_larger_hash| {
+            boxed!(
+                TxPoolFfi_TO,
+                Pool {
+                    ties_to_larger_hash
+                }
+            )
+        };
+        super::passes_then_refuses(super::tx_pool, pool(false), pool(true), "select");
     }
 }
 
@@ -1016,7 +1058,6 @@ mod consensus_seam {
         },
     };
 
-    use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{slots::*, types::Bytes32, PluginError};
 
     /// Per-height shards; the finalized height moves by compare-and-swap.
@@ -1086,15 +1127,8 @@ mod consensus_seam {
 
     #[test]
     fn consensus_state_self_test_accepts_sharded_tallies_and_refuses_a_wrong_quorum() {
-        let ok = VoteTalliesFfi_TO::from_value(Guarded(States { threshold_num: 2 }), TD_Opaque);
-        super::vote_tally(&ok).unwrap();
-        let half = VoteTalliesFfi_TO::from_value(
-            Guarded(States {
-                threshold_num: 3 / 2,
-            }),
-            TD_Opaque,
-        );
-        assert!(super::vote_tally(&half).unwrap_err().contains("baseline"));
+        let states = |threshold_num| boxed!(VoteTalliesFfi_TO, States { threshold_num });
+        super::passes_then_refuses(super::vote_tally, states(2), states(3 / 2), "baseline");
     }
 }
 
@@ -1221,7 +1255,7 @@ pub fn tx_decode(imp: &TxDecodeBox) -> Result<(), String> {
 /// The `mem.tx_decode` self-test against in-process decoders.
 #[cfg(test)]
 mod decode_seam {
-    use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
+    use abi_stable::std_types::RSlice;
     use dubchain_plugin_api::{slots::*, types::Transaction, PluginError};
 
     /// serde_json through a `Value` (another route to the same answers), or a lenient
@@ -1253,9 +1287,9 @@ mod decode_seam {
 
     #[test]
     fn tx_decode_self_test_accepts_another_route_and_refuses_leniency() {
-        let ok = TxDecodeFfi_TO::from_value(Guarded(ViaValue { lenient: false }), TD_Opaque);
+        let ok = boxed!(TxDecodeFfi_TO, ViaValue { lenient: false });
         super::tx_decode(&ok).unwrap();
-        let lenient = TxDecodeFfi_TO::from_value(Guarded(ViaValue { lenient: true }), TD_Opaque);
+        let lenient = boxed!(TxDecodeFfi_TO, ViaValue { lenient: true });
         assert!(super::tx_decode(&lenient)
             .unwrap_err()
             .starts_with("an unknown field"));
@@ -1299,11 +1333,21 @@ pub fn account_read(imp: &AccountReadBox) -> Result<(), String> {
             .unwrap_or_default()
     };
     let read = |id: u64, which: &[Bytes32], what: &str| -> Result<(), String> {
-        let below = HostAccounts(|xs: &[Bytes32]| Ok(xs.iter().map(|a| held(id, a)).collect()));
-        let got = imp
-            .get(id, which.into(), below.as_source())
-            .into_result()
-            .map_err(|e| e.to_string())?;
+        let below = HostAccounts(|xs: &[Bytes32], out: &mut [AccountState]| {
+            for (a, o) in xs.iter().zip(out) {
+                *o = held(id, a);
+            }
+            Ok(())
+        });
+        let mut got = vec![AccountState::default(); which.len()];
+        imp.get(
+            id,
+            which.into(),
+            got.as_mut_slice().into(),
+            below.as_source(),
+        )
+        .into_result()
+        .map_err(|e| e.to_string())?;
         for (a, g) in which.iter().zip(got.iter()) {
             let want = held(id, a);
             if *g != want {
@@ -1353,11 +1397,7 @@ pub fn account_read(imp: &AccountReadBox) -> Result<(), String> {
     }
     // Store 21 rolls back: reset, and back as store 23 with its old contents.
     imp.reset(21).into_result().map_err(|e| e.to_string())?;
-    let mut old = stores
-        .lock()
-        .expect("not poisoned")
-        .remove(&21)
-        .unwrap_or_default();
+    let mut old = take_store(&stores, 21);
     old.insert(
         accounts[3],
         AccountState {
@@ -1374,20 +1414,15 @@ pub fn account_read(imp: &AccountReadBox) -> Result<(), String> {
 /// passes; one that ignores announced writes fails.
 #[cfg(test)]
 mod read_seam {
-    use abi_stable::sabi_trait::TD_Opaque;
-    use dubchain_plugin_api::slots::{AccountReadFfi_TO, Guarded};
+    use dubchain_plugin_api::slots::AccountReadFfi_TO;
 
     use crate::testing::AccountReadCache;
 
     #[test]
     fn account_read_self_test_accepts_a_coherent_cache_and_refuses_a_stale_one() {
-        let ok = AccountReadFfi_TO::from_value(Guarded(AccountReadCache::new()), TD_Opaque);
-        super::account_read(&ok).unwrap();
-        let stale =
-            AccountReadFfi_TO::from_value(Guarded(AccountReadCache::ignoring_writes()), TD_Opaque);
-        assert!(super::account_read(&stale)
-            .unwrap_err()
-            .contains("after writes"));
+        let ok = boxed!(AccountReadFfi_TO, AccountReadCache::new());
+        let stale = boxed!(AccountReadFfi_TO, AccountReadCache::ignoring_writes());
+        super::passes_then_refuses(super::account_read, ok, stale, "after writes");
     }
 }
 
@@ -1465,14 +1500,16 @@ pub fn block_commit_at(imp: &BlockCommitBox, d: Depth) -> Result<(), String> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
+    let read_held = |b: &Block, k: &[u8]| {
+        b.set
+            .read(RSlice::from_slice(k))
+            .into_result()
+            .map_err(|e| fail("read", e))
+    };
     let check = |b: &Block, when: &str| -> Result<(), String> {
         let store = b.store.lock().unwrap_or_else(|p| p.into_inner());
         for k in &keys {
-            let held = b
-                .set
-                .read(RSlice::from_slice(k))
-                .into_result()
-                .map_err(|e| fail("read", e))?;
+            let held = read_held(b, k)?;
             let got = match held {
                 Held::NotHeld => store.get(k).cloned(),
                 Held::Deleted => Some(None),
@@ -1571,11 +1608,7 @@ pub fn block_commit_at(imp: &BlockCommitBox, d: Depth) -> Result<(), String> {
         }
         // Drained, the set holds nothing: every key reads as the store has it.
         for k in &keys {
-            let held = b
-                .set
-                .read(RSlice::from_slice(k))
-                .into_result()
-                .map_err(|e| fail("read", e))?;
+            let held = read_held(b, k)?;
             if held != Held::NotHeld {
                 return Err(format!("set {i}: after drain, key {k:?} is still held"));
             }
@@ -1615,11 +1648,8 @@ mod commit_seam {
         sync::{Arc, Mutex},
     };
 
-    use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{
-        slots::{
-            BlockCommit, BlockCommitFfi_TO, BlockWrites, Guarded, Held, KvWrite, WriteThroughRef,
-        },
+        slots::{BlockCommit, BlockCommitFfi_TO, BlockWrites, Held, KvWrite, WriteThroughRef},
         PluginError,
     };
 
@@ -1698,9 +1728,9 @@ mod commit_seam {
 
     #[test]
     fn block_commit_self_test_accepts_the_references_and_refuses_each_mistake() {
-        let ok = BlockCommitFfi_TO::from_value(Guarded(BatchedWrites::new()), TD_Opaque);
+        let ok = boxed!(BlockCommitFfi_TO, BatchedWrites::new());
         super::block_commit(&ok).unwrap();
-        let forwarding = BlockCommitFfi_TO::from_value(Guarded(ForwardingWrites), TD_Opaque);
+        let forwarding = boxed!(BlockCommitFfi_TO, ForwardingWrites);
         super::block_commit(&forwarding).unwrap();
         for (mistake, says) in [
             (Mistake::FirstWriteWins, "the block's last write"),
@@ -1708,10 +1738,7 @@ mod commit_seam {
             (Mistake::Shared, "set 0"),
             (Mistake::ThroughLeavesStale, "the block's last write"),
         ] {
-            let wrong = BlockCommitFfi_TO::from_value(
-                Guarded(WrongFactory(mistake, Default::default())),
-                TD_Opaque,
-            );
+            let wrong = boxed!(BlockCommitFfi_TO, WrongFactory(mistake, Default::default()));
             let err = super::block_commit(&wrong).unwrap_err();
             assert!(err.contains(says), "{err}");
         }
@@ -1814,7 +1841,6 @@ mod sync_seam {
         sync::{Arc, Condvar, Mutex},
     };
 
-    use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{slots::*, PluginError};
 
     #[derive(Default)]
@@ -1870,20 +1896,20 @@ mod sync_seam {
 
     #[test]
     fn durability_self_test_accepts_group_commit_and_refuses_riding_an_earlier_sync() {
-        let ok = DurabilityFfi_TO::from_value(
-            Guarded(GroupCommit {
+        let ok = boxed!(
+            DurabilityFfi_TO,
+            GroupCommit {
                 skip: false,
                 groups: Default::default(),
-            }),
-            TD_Opaque,
+            }
         );
         super::durability(&ok).unwrap();
-        let eager = DurabilityFfi_TO::from_value(
-            Guarded(GroupCommit {
+        let eager = boxed!(
+            DurabilityFfi_TO,
+            GroupCommit {
                 skip: true,
                 groups: Default::default(),
-            }),
-            TD_Opaque,
+            }
         );
         // The race needs overlapping calls; eight threads on real fsyncs overlap, but try a
         // few times before concluding the check cannot see it.
@@ -1939,10 +1965,7 @@ pub fn broadcast(imp: &BroadcastBox) -> Result<(), String> {
 /// pass; frames without their length prefix fail.
 #[cfg(test)]
 mod broadcast_seam {
-    use abi_stable::{
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, RVec},
-    };
+    use abi_stable::std_types::{RArc, RVec};
     use dubchain_plugin_api::{slots::*, wire, PluginError};
 
     struct Shared {
@@ -1971,10 +1994,8 @@ mod broadcast_seam {
 
     #[test]
     fn broadcast_self_test_accepts_shared_frames_and_refuses_bare_payloads() {
-        let ok = BroadcastFfi_TO::from_value(Guarded(Shared { prefix: true }), TD_Opaque);
-        super::broadcast(&ok).unwrap();
-        let bare = BroadcastFfi_TO::from_value(Guarded(Shared { prefix: false }), TD_Opaque);
-        assert!(super::broadcast(&bare).unwrap_err().contains("wire frame"));
+        let shared = |prefix| boxed!(BroadcastFfi_TO, Shared { prefix });
+        super::passes_then_refuses(super::broadcast, shared(true), shared(false), "wire frame");
     }
 }
 
@@ -2084,7 +2105,6 @@ mod queue_seam {
         time::Duration,
     };
 
-    use abi_stable::sabi_trait::TD_Opaque;
     use dubchain_plugin_api::{slots::*, PluginError};
 
     #[derive(Default)]
@@ -2177,21 +2197,9 @@ mod queue_seam {
 
     #[test]
     fn send_queue_self_test_accepts_a_bounded_priority_queue_and_refuses_lost_consensus() {
-        let ok = SendQueuesFfi_TO::from_value(
-            Guarded(Queues {
-                drop_consensus: false,
-            }),
-            TD_Opaque,
-        );
-        super::send_queue(&ok).unwrap();
-        let lossy = SendQueuesFfi_TO::from_value(
-            Guarded(Queues {
-                drop_consensus: true,
-            }),
-            TD_Opaque,
-        );
-        let err = super::send_queue(&lossy).unwrap_err();
-        assert!(err.contains("consensus frames"), "{err}");
+        let queues = |drop_consensus| boxed!(SendQueuesFfi_TO, Queues { drop_consensus });
+        let why = "consensus frames";
+        super::passes_then_refuses(super::send_queue, queues(false), queues(true), why);
     }
 }
 
@@ -2376,9 +2384,8 @@ mod transport_seam {
 
     #[test]
     fn transport_self_test_accepts_threads_and_refuses_unframed_delivery() {
-        let ok = TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque);
-        super::transport(&ok).unwrap();
-        let raw = TransportFfi_TO::from_value(Guarded(Prefixing(ThreadTransport)), TD_Opaque);
-        assert!(super::transport(&raw).unwrap_err().contains("not as sent"));
+        let ok = boxed!(TransportFfi_TO, ThreadTransport);
+        let raw = boxed!(TransportFfi_TO, Prefixing(ThreadTransport));
+        super::passes_then_refuses(super::transport, ok, raw, "not as sent");
     }
 }

@@ -104,8 +104,23 @@ impl Session {
 
     /// A host configured from this session's configuration.
     pub fn host(&self) -> Host {
+        self.host_isolating(self.config.isolate())
+    }
+
+    /// [`Session::host`], loading the plugins in `isolate` each in a child process.
+    pub fn host_isolating(&self, isolate: std::collections::BTreeSet<String>) -> Host {
         Host::new(HostOptions {
             init_timeout: self.config.init_timeout(),
+            step_timeout: self.config.step_timeout(),
+            require_sha256: self.config.require_sha256(),
+            isolate,
+            // A session is `dubchain-perf`'s: it serves isolated plugins itself.
+            launcher: std::env::current_exe()
+                .ok()
+                .map(|program| crate::isolate::Launcher {
+                    program,
+                    args: vec!["plugin".into(), "serve".into()],
+                }),
             breaker: self.config.breaker(),
             ..HostOptions::default()
         })
@@ -126,7 +141,16 @@ impl Session {
         resolution: &Resolution,
         allow_missing: bool,
     ) -> Result<Host, String> {
-        let host = self.host();
+        self.apply_to(self.host(), resolution, allow_missing)
+    }
+
+    /// `resolution` applied to `host`, as [`Session::loaded_host_with`] does it.
+    pub fn apply_to(
+        &self,
+        host: Host,
+        resolution: &Resolution,
+        allow_missing: bool,
+    ) -> Result<Host, String> {
         let report = host
             .apply(&self.manifests, resolution, |name| {
                 self.config.plugin_config(&self.options.profile, name)

@@ -884,23 +884,37 @@ impl TxDecodeSlot {
 pub type AccountReadSlot = Slot<AccountReadBox>;
 
 impl AccountReadSlot {
-    /// The provider's answer for `accounts` of store `store`, or `None` (read the store).
+    /// Writes the provider's answer for `accounts` of store `store` to `out` (as long as
+    /// `accounts`) and returns true; false: no provider, or it failed (read the store; `out`
+    /// may hold part of an answer). `below` fills its `out` the same way, from the store.
+    pub fn read_into(
+        &self,
+        store: u64,
+        accounts: &[Bytes32],
+        out: &mut [AccountState],
+        below: impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
+    ) -> bool {
+        if self.baseline_only() || accounts.len() != out.len() {
+            return false;
+        }
+        let below = HostAccounts(below);
+        self.try_call(|imp| {
+            imp.get(store, accounts.into(), out.into(), below.as_source())
+                .into_result()
+        })
+        .is_some()
+    }
+
+    /// [`AccountReadSlot::read_into`] into a fresh vector: the provider's answer, or `None`.
     pub fn get(
         &self,
         store: u64,
         accounts: &[Bytes32],
-        below: impl Fn(&[Bytes32]) -> Result<Vec<AccountState>, PluginError> + Sync,
+        below: impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
     ) -> Option<Vec<AccountState>> {
-        if self.baseline_only() {
-            return None;
-        }
-        let below = HostAccounts(below);
-        self.try_call(|imp| {
-            imp.get(store, accounts.into(), below.as_source())
-                .into_result()
-                .map(RVec::into_vec)
-                .and_then(|v| check_len(accounts.len(), v))
-        })
+        let mut out = vec![AccountState::default(); accounts.len()];
+        self.read_into(store, accounts, &mut out, below)
+            .then_some(out)
     }
 
     /// Tells every provider of applied writes (see `Slot::notify_all`).
@@ -1098,9 +1112,19 @@ impl SigVerifySlot {
     }
 }
 
+/// The name a store records for records the baseline encoded (serde_json).
+pub const JSON_CODEC: &str = "json";
+
 impl RecordCodecSlot {
     /// The stored bytes of each record.
     pub fn encode(&self, records: &[Record]) -> Vec<Vec<u8>> {
+        self.encode_named(records).0
+    }
+
+    /// The stored bytes of each record, and the name of the codec that wrote them: the
+    /// plugin's, or [`JSON_CODEC`] for the baseline. A store records the names of the codecs
+    /// its records were written by, so that it is never opened without one of them.
+    pub fn encode_named(&self, records: &[Record]) -> (Vec<Vec<u8>>, String) {
         self.counters.calls.fetch_add(1, Relaxed);
         let stack = self.stack.load();
         stack
@@ -1112,21 +1136,34 @@ impl RecordCodecSlot {
                         .map(|v| v.into_iter().map(|b| b.into_vec()).collect())
                         .and_then(|v| check_len(records.len(), v))
                 })
+                .map(|v| (v, p.plugin.clone()))
             })
-            .unwrap_or_else(|| baseline::encode_records(records))
+            .unwrap_or_else(|| (baseline::encode_records(records), JSON_CODEC.to_owned()))
+    }
+
+    /// The codecs this slot can read with: [`JSON_CODEC`] and every codec plugin installed in
+    /// this process, now or earlier.
+    pub fn readable_codecs(&self) -> std::collections::BTreeSet<String> {
+        let stack = self.stack.load();
+        let retired = self.retired.load();
+        std::iter::once(JSON_CODEC.to_owned())
+            .chain(stack.iter().chain(retired.iter()).map(|p| p.plugin.clone()))
+            .collect()
     }
 
     /// The record behind each stored value: read by the active codec (or the baseline),
-    /// and, for what that cannot read, by the codecs installed earlier in this process.
-    /// A value no codec here can read is an error for that item; it stays stored.
+    /// and, for what that cannot read, by every codec installed in this process: the ones
+    /// installed now, whatever their breaker says (a codec set aside for failing must not
+    /// strand what it wrote), then the ones installed earlier. A value no codec here can
+    /// read is an error for that item; it stays stored.
     pub fn decode(&self, values: &[&[u8]]) -> Vec<Result<Record, String>> {
         let mut out = self.decode_active(values);
-        // Values the active codec cannot read may have been written by one swapped out since.
+        let stack = self.stack.load();
         let retired = self.retired.load();
         for (i, r) in out.iter_mut().enumerate() {
             if r.is_err() {
                 let one = [values[i].into()];
-                let older = retired.iter().find_map(|p| {
+                let older = stack.iter().rev().chain(retired.iter()).find_map(|p| {
                     let got = p.imp.decode(one.as_slice().into()).into_result().ok()?;
                     let mut got = check_len(1, got.into_vec()).ok()?;
                     got.pop()?.into_result().ok()

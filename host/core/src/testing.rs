@@ -62,6 +62,7 @@ impl TestHost {
                 max_backoff_ms: 1_000,
             },
             runtime_dir: root.join("mapped"),
+            ..HostOptions::default()
         }));
         let options = SessionOptions {
             plugin_dir: plugin_dir.clone(),
@@ -255,26 +256,27 @@ impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
         &self,
         store: u64,
         accounts: &[dubchain_plugin_api::types::Bytes32],
+        out: &mut [dubchain_plugin_api::exec::AccountState],
         below: &dubchain_plugin_api::slots::AccountSourceRef<'_>,
-    ) -> Result<Vec<dubchain_plugin_api::exec::AccountState>, dubchain_plugin_api::PluginError>
-    {
+    ) -> Result<(), dubchain_plugin_api::PluginError> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = Vec::with_capacity(accounts.len());
-        for a in accounts {
-            let state = match seen.get(&(store, *a)) {
+        for (a, o) in accounts.iter().zip(out) {
+            *o = match seen.get(&(store, *a)) {
                 Some(s) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     *s
                 }
                 None => {
-                    let s = below.get(std::slice::from_ref(a).into()).into_result()?[0];
-                    seen.insert((store, *a), s);
-                    s
+                    let mut s = [dubchain_plugin_api::exec::AccountState::default()];
+                    below
+                        .get(std::slice::from_ref(a).into(), s.as_mut_slice().into())
+                        .into_result()?;
+                    seen.insert((store, *a), s[0]);
+                    s[0]
                 }
             };
-            out.push(state);
         }
-        Ok(out)
+        Ok(())
     }
 
     fn written(

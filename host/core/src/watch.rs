@@ -35,6 +35,7 @@ pub const QUIET: Duration = Duration::from_millis(250);
 pub struct ReloadEvent {
     /// The files whose changes triggered it (empty for an explicit reload).
     pub changed: Vec<PathBuf>,
+    /// The feature set serving after the reload (`Plan::feature_set_id`).
     pub feature_set_id: String,
     /// `name@version#generation` of each plugin loaded by this reload.
     pub loaded: Vec<String>,
@@ -44,6 +45,7 @@ pub struct ReloadEvent {
     pub failed: Vec<String>,
     /// Why the new plan was not applied at all (nothing changed).
     pub problems: Vec<String>,
+    /// What the plan warned of (applied all the same).
     pub warnings: Vec<String>,
 }
 

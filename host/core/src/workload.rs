@@ -338,7 +338,7 @@ pub fn synthetic_manifests(n: usize) -> Vec<crate::manifest::Manifest> {
                 path: format!("/synthetic/{}.toml", name(i)).into(),
                 library: format!("/synthetic/{}.so", name(i)).into(),
                 sha256: None,
-                api: VersionReq::parse("^0.2").expect("valid"),
+                api: VersionReq::parse("^0.3").expect("valid"),
                 provides: vec![Provide {
                     slot: dubchain_plugin_api::slots::SIG_VERIFY.id.into(),
                     version: 1,

@@ -80,12 +80,14 @@ impl Metric {
 pub struct MicroResult {
     /// `<plugin>.<case>`, for example `crypto_parallel_verification.sig_verify`.
     pub id: String,
+    /// The plugin (or `a+b` for a stack) and the slot it serves.
     pub plugin: String,
     pub slot: String,
     /// What was run, in words.
     pub workload: String,
+    /// Interleaved rounds per side.
     pub rounds: usize,
-    /// Seconds per run, one per round.
+    /// Seconds per run of each side, one per round.
     pub baseline_s: Vec<f64>,
     pub plugin_s: Vec<f64>,
     /// Baseline time / plugin time.
@@ -107,6 +109,7 @@ pub struct MicroResult {
 pub struct SystemSide {
     /// Block creation latency of every block of every run, milliseconds.
     pub block_latency_ms: Vec<f64>,
+    /// Median and 99th percentile of those.
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     /// Transactions per second of each run.
@@ -125,12 +128,14 @@ pub struct SystemSide {
 /// One stage (or whole-run figure) on both sides: every run's value and the ratio.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRow {
+    /// The stage (or figure) and the unit of its values.
     pub name: String,
     pub unit: String,
     /// Whether a higher value is better (throughput) or a lower one (times).
     pub higher_is_better: bool,
     /// One value per run, in run order.
     pub baseline: Vec<f64>,
+    /// One value per run of the plugins' side, in run order.
     pub plugins: Vec<f64>,
     /// Median of the per-run speed-ups (above 1: the plugins are better).
     pub ratio: f64,

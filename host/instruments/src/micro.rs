@@ -226,6 +226,11 @@ pub fn check_slots(host: &Host, o: &MicroOptions) -> Vec<SlotCheck> {
 /// A host with `plugin` and what it depends on enabled, nothing else; each plugin given
 /// its configuration from the session's profile.
 pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
+    s.loaded_host_with(&alone(s, plugin)?, false)
+}
+
+/// The resolution that enables `plugin` and what it depends on, nothing else.
+fn alone(s: &Session, plugin: &str) -> Result<dubchain_host::resolve::Resolution, String> {
     let mut closure = BTreeSet::from([plugin.to_owned()]);
     let mut todo = vec![plugin.to_owned()];
     while let Some(name) = todo.pop() {
@@ -247,8 +252,44 @@ pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
             source: Source::CommandLine,
         })
         .collect();
-    let resolution = resolve(&s.manifests, &requests, &host_api_version());
-    s.loaded_host_with(&resolution, false)
+    Ok(resolve(&s.manifests, &requests, &host_api_version()))
+}
+
+/// `bench --isolation`: each enabled plugin whose slots can all be isolated
+/// (`dubchain_host::isolate::ISOLATABLE`), measured again with the plugin loaded in a child
+/// process, as `isolated.<plugin>.<case>`. Against its `<plugin>.<case>` row, the
+/// difference of the plugin times is what isolation costs per call (a copy of the batch
+/// each way and a JSON round trip over a pipe).
+pub fn run_isolated(
+    s: &Session,
+    o: &MicroOptions,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<MicroResult>, String> {
+    let isolatable = |plugin: &str| {
+        s.manifest(plugin).is_some_and(|m| {
+            m.provides
+                .iter()
+                .all(|p| dubchain_host::isolate::ISOLATABLE.contains(&p.slot.as_str()))
+        })
+    };
+    let plan: Vec<_> = plan(s, o)
+        .into_iter()
+        .filter(|(id, label, _, _)| !id.starts_with("stack.") && isolatable(label))
+        .collect();
+    let mut results = Vec::new();
+    for (i, (id, label, case, _)) in plan.iter().enumerate() {
+        let id = format!("isolated.{id}");
+        progress(i, plan.len(), &id);
+        let host = s.apply_to(
+            s.host_isolating([label.clone()].into()),
+            &alone(s, label)?,
+            false,
+        )?;
+        let label = format!("{label} (in a child process)");
+        results.push(measure_case(&id, &label, case, &host, None, None, o));
+    }
+    progress(plan.len(), plan.len(), "");
+    Ok(results)
 }
 
 /// What the suite will measure for the session's enabled plugins: `(id, plugin label,
@@ -599,7 +640,7 @@ fn write_and_commit(
         hash: Bytes32([height as u8; 32]),
         state_root: Bytes32::default(),
     };
-    w.commit(&[7; 256], head)
+    w.commit(&[7; 256], dubchain_host::slot::JSON_CODEC, head)
         .expect("the benchmark store commits");
 }
 

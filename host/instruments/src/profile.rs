@@ -123,16 +123,21 @@ pub struct GroupStat {
 /// The profile of one side.
 #[derive(Debug, Clone, Serialize)]
 pub struct SideProfile {
+    /// Baselines or plugins.
     pub side: ProfileSide,
+    /// Stack samples taken over the workload.
     pub samples: u64,
+    /// Wall and CPU seconds (user + system) of the profiled workload.
     pub wall_s: f64,
     pub cpu_s: f64,
     /// The host heap over the workload (counting allocator), if installed.
     pub heap: Option<AllocStats>,
     /// Per stage of the chain workload.
     pub stages: Option<StageAllocs>,
+    /// The functions with the most samples at the top of the stack, and anywhere on it.
     pub top_self: Vec<FnStat>,
     pub top_total: Vec<FnStat>,
+    /// Samples by group of known code (`KNOWN`), largest first.
     pub groups: Vec<GroupStat>,
     /// Files written for this side.
     pub files: Vec<PathBuf>,
@@ -141,21 +146,27 @@ pub struct SideProfile {
 /// A recommendation from a hotspot and a manifest's contract.
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendation {
+    /// The hot group, the slot that serves it, and its share of the baseline's samples.
     pub group: String,
     pub slot: String,
     pub share: f64,
+    /// The plugin that provides the slot, and its manifest's promised speed-up.
     pub plugin: String,
     pub promise: Option<f64>,
     /// Amdahl's bound on the whole workload's speed-up from this plugin alone.
     pub projected: Option<f64>,
+    /// Whether the plugin is enabled in the profiled configuration.
     pub enabled: bool,
+    /// The recommendation, in words.
     pub text: String,
 }
 
 /// Everything `profile` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProfileReport {
+    /// What was profiled, in words.
     pub workload: String,
+    /// Samples per second.
     pub frequency: i32,
     pub sides: Vec<SideProfile>,
     pub recommendations: Vec<Recommendation>,
@@ -234,7 +245,7 @@ const RULES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("vm.module_cache"),
     ),
     (
-        "dubchain_host::baseline::VecIndex",
+        "dubchain_plugin_api::pool::VecIndex",
         "mempool index (linear scans)",
         "mempool",
         Some("mempool.tx_pool"),

@@ -145,24 +145,23 @@ mod tests {
         }
     }
 
+    /// The verdict on 30 noisy runs around `old` against 30 around `new`, threshold 5%.
+    fn verdict(old: f64, new: f64, spread: f64, seed: u64) -> Verdict {
+        let (old, new) = (
+            noisy(old, spread, 30, seed),
+            noisy(new, spread, 30, seed + 1),
+        );
+        compare_series("s", "s", &old, &new, 0.05).verdict
+    }
+
     #[test]
     fn a_slowdown_below_the_threshold_is_not_a_regression() {
-        let old = noisy(1.0, 0.01, 30, 3);
-        let new = noisy(1.02, 0.01, 30, 4);
-        assert_eq!(
-            compare_series("s", "s", &old, &new, 0.05).verdict,
-            Verdict::NoChange
-        );
+        assert_eq!(verdict(1.0, 1.02, 0.01, 3), Verdict::NoChange);
     }
 
     #[test]
     fn a_clear_speedup_is_an_improvement() {
-        let old = noisy(1.0, 0.05, 30, 5);
-        let new = noisy(0.7, 0.05, 30, 6);
-        assert_eq!(
-            compare_series("s", "s", &old, &new, 0.05).verdict,
-            Verdict::Improvement
-        );
+        assert_eq!(verdict(1.0, 0.7, 0.05, 5), Verdict::Improvement);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct BenchOptions {
     pub require_promises: bool,
     /// Where reports, saved runs and the history go.
     pub out: PathBuf,
+    /// Also measure each isolatable plugin in a child process (`isolated.` rows).
+    pub isolation: bool,
 }
 
 /// A bench run that could not start (bad budgets, unknown or incomparable saved run).
@@ -141,11 +143,17 @@ pub fn run(
         ));
     }
 
-    let micro = match &o.micro {
+    let mut micro = match &o.micro {
         Some(m) => micro::run(s, host, m, |i, n, id| progress("micro", i, n, id))
             .map_err(|e| Refused(format!("microbenchmarks: {e}")))?,
         None => Vec::new(),
     };
+    if let (true, Some(m)) = (o.isolation, &o.micro) {
+        micro.extend(
+            micro::run_isolated(s, m, |i, n, id| progress("isolated", i, n, id))
+                .map_err(|e| Refused(format!("isolated microbenchmarks: {e}")))?,
+        );
+    }
     let system = match &o.system {
         Some(sys) => Some(
             system::run(&|| Ok(s.host()), &|| s.loaded_host(false), sys, |i, n| {

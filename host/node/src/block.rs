@@ -110,14 +110,17 @@ fn write_block<T>(
     host: &Host,
     store: &StateStore,
     height: u64,
-    mut build: impl FnMut(&mut BlockWriter<'_>) -> Result<(T, Vec<u8>, Head), BlockError>,
+    mut build: impl FnMut(&mut BlockWriter<'_>) -> Result<(T, Encoded, Head), BlockError>,
 ) -> Result<T, BlockError> {
     let mut w = store.begin_block(height);
     loop {
         let held = w.is_held();
         let id = w.store_id();
         let result = match build(&mut w) {
-            Ok((out, record, head)) => w.commit(&record, head).map(|()| out).map_err(Into::into),
+            Ok((out, (record, codec), head)) => w
+                .commit(&record, &codec, head)
+                .map(|()| out)
+                .map_err(Into::into),
             Err(e) => roll_back(host, w).and(Err(e)),
         };
         match result {
@@ -132,12 +135,15 @@ fn write_block<T>(
     }
 }
 
-fn encode(host: &Host, block: Block) -> Vec<u8> {
-    host.slots
+/// A block's stored bytes, and the name of the codec that wrote them.
+type Encoded = (Vec<u8>, String);
+
+fn encode(host: &Host, block: Block) -> Encoded {
+    let (mut values, codec) = host
+        .slots
         .record_codec
-        .encode(&[Record::Block(block)])
-        .pop()
-        .expect("one record in, one value out")
+        .encode_named(&[Record::Block(block)]);
+    (values.pop().expect("one record in, one value out"), codec)
 }
 
 /// Undoes a block in progress, and tells `vm.contract_state` providers to forget the store as it

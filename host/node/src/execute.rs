@@ -2,7 +2,9 @@
 //! and of whole blocks.
 
 use dubchain_plugin_api::{
-    exec::{apply_transfer, intrinsic_gas, AccountEntry, AccountState, State, TxFailure},
+    exec::{
+        apply_transfer, check_sender, intrinsic_gas, AccountEntry, AccountState, State, TxFailure,
+    },
     slots::{ContractWrite, HostAccountStore},
     types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
     PluginError,
@@ -194,20 +196,12 @@ pub fn execute_contract(
         return Ok(Err(TxError::GasLimit(tx.gas_limit)));
     }
     let sender = w.account(&tx.from)?;
-    if tx.nonce != sender.nonce {
-        return Ok(Err(TxError::BadNonce {
-            expected: sender.nonce,
-            got: tx.nonce,
-        }));
-    }
-    let Some(needed) = tx.fee.checked_add(tx.gas_limit) else {
-        return Ok(Err(TxError::Overflow));
+    let funds = AccountState {
+        balance: sender.balance,
+        nonce: sender.nonce,
     };
-    if sender.balance < needed {
-        return Ok(Err(TxError::InsufficientBalance {
-            balance: sender.balance,
-            needed,
-        }));
+    if let Err(f) = check_sender(funds, tx, tx.fee.checked_add(tx.gas_limit)) {
+        return Ok(Err(f.into()));
     }
     let (gas_used, failure) = match tx.kind {
         TxKind::Deploy => match vm::validate_code(&tx.payload.0) {

@@ -1,12 +1,13 @@
 //! One node on a persistent data directory: produce blocks onto it (`dubchain-perf chain
 //! produce`, resumable: it goes on from the stored head), and check it (`chain check`: the
 //! stored blocks replayed from genesis on a scratch store must give the stored head, and
-//! the stored state must have the head's root).
+//! the stored state must have the head's root); and rewrite its blocks with another codec
+//! (`chain migrate`), so that no stored block is stranded when a codec plugin is turned off.
 
 use std::path::{Path, PathBuf};
 
 use dubchain_host::Host;
-use dubchain_plugin_api::types::Block;
+use dubchain_plugin_api::types::{Block, Record};
 
 use crate::{
     block::{self, BlockError},
@@ -38,6 +39,22 @@ pub enum LedgerError {
     },
 }
 
+/// The error of the store in `dir`.
+fn store_error(dir: &Path) -> impl Fn(StateError) -> LedgerError + Copy + '_ {
+    move |source| LedgerError::Store {
+        dir: dir.to_owned(),
+        source,
+    }
+}
+
+/// The error of a block of the store in `dir`.
+fn block_error(dir: &Path) -> impl Fn(BlockError) -> LedgerError + Copy + '_ {
+    move |source| LedgerError::Block {
+        dir: dir.to_owned(),
+        source,
+    }
+}
+
 /// Produces blocks on the store at `data_dir` (created, with genesis, if empty) until its
 /// head is at height `blocks`; `committed` is called with each new block. Returns the head.
 pub fn produce(
@@ -48,12 +65,12 @@ pub fn produce(
     mut committed: impl FnMut(&Block),
 ) -> Result<Head, LedgerError> {
     let dir = data_dir.to_owned();
-    let store_err = |source| LedgerError::Store {
-        dir: dir.clone(),
-        source,
-    };
+    let store_err = store_error(data_dir);
     let workload = Workload::new(config.clone());
     let store = StateStore::open(data_dir).map_err(store_err)?;
+    store
+        .check_codecs(&host.slots.record_codec.readable_codecs())
+        .map_err(store_err)?;
     store.attach(&host.slots);
     if store.head().map_err(store_err)?.is_none() {
         block::commit_genesis(host, &store, &workload.genesis()).map_err(store_err)?;
@@ -118,15 +135,11 @@ pub fn check(
     config: &WorkloadConfig,
 ) -> Result<Consistency, LedgerError> {
     let dir = data_dir.to_owned();
-    let store_err = |source| LedgerError::Store {
-        dir: dir.clone(),
-        source,
-    };
-    let block_err = |source| LedgerError::Block {
-        dir: dir.clone(),
-        source,
-    };
+    let (store_err, block_err) = (store_error(data_dir), block_error(data_dir));
     let store = StateStore::open_existing(data_dir).map_err(store_err)?;
+    store
+        .check_codecs(&host.slots.record_codec.readable_codecs())
+        .map_err(store_err)?;
     let Some(head) = store.head().map_err(store_err)? else {
         return Err(LedgerError::Empty { dir });
     };
@@ -163,5 +176,106 @@ pub fn check(
         head,
         replayed: replayed?,
         stored_root,
+    })
+}
+
+/// The codec `chain migrate` rewrites a store's blocks with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrateTo {
+    /// The baseline's serde_json records, which every host reads.
+    Json,
+    /// The `storage.record_codec` plugin active in the host, by name (it must be the one
+    /// answering).
+    Plugin(String),
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    /// Blocks rewritten.
+    pub blocks: u64,
+    /// The codecs the blocks were written by before, and after.
+    pub before: Vec<String>,
+    pub after: Vec<String>,
+}
+
+/// Blocks rewritten per atomic batch by [`migrate`].
+pub const MIGRATE_RUN: u64 = 256;
+
+/// Rewrites every stored block of the store at `data_dir` with codec `to`, crash-safely:
+/// the target joins the store's codec list first, each run of [`MIGRATE_RUN`] blocks is
+/// decoded (with every codec the host has), re-encoded and written as one atomic synced
+/// batch, and only the last batch narrows the list to the target. Killed at any point,
+/// the store holds each block in a codec its list names, and running the migration again
+/// finishes it. Every block is decoded again after the rewrite and compared with what it
+/// was: a codec that does not give back the same block stops the migration before its
+/// list is narrowed.
+pub fn migrate(host: &Host, data_dir: &Path, to: &MigrateTo) -> Result<Migration, LedgerError> {
+    use dubchain_host::slot::JSON_CODEC;
+    let dir = data_dir.to_owned();
+    let (store_err, block_err) = (store_error(data_dir), block_error(data_dir));
+    let store = StateStore::open_existing(data_dir).map_err(store_err)?;
+    let codecs = &host.slots.record_codec;
+    store
+        .check_codecs(&codecs.readable_codecs())
+        .map_err(store_err)?;
+    let Some(head) = store.head().map_err(store_err)? else {
+        return Err(LedgerError::Empty { dir });
+    };
+    let before: Vec<String> = store.codecs().into_iter().collect();
+    let target = match to {
+        MigrateTo::Json => JSON_CODEC.to_owned(),
+        MigrateTo::Plugin(name) => name.clone(),
+    };
+    store.note_codec(&target).map_err(store_err)?;
+    let encode = |records: &[Record]| -> Result<Vec<Vec<u8>>, LedgerError> {
+        match to {
+            MigrateTo::Json => Ok(dubchain_host::baseline::encode_records(records)),
+            MigrateTo::Plugin(name) => {
+                let (values, by) = codecs.encode_named(records);
+                if by == *name {
+                    Ok(values)
+                } else {
+                    Err(LedgerError::Refused {
+                        dir: dir.clone(),
+                        height: 0,
+                        detail: format!("codec `{name}` did not answer (`{by}` did); enable it, and check `plugins list --load`"),
+                    })
+                }
+            }
+        }
+    };
+    let mut from = 0;
+    while from <= head.height {
+        let to_height = (from + MIGRATE_RUN - 1).min(head.height);
+        let mut records = Vec::new();
+        for height in from..=to_height {
+            let b = block::stored_block(host, &store, height).map_err(block_err)?;
+            records.push(Record::Block(b));
+        }
+        let values = encode(&records)?;
+        // Read back before writing: the new bytes must give the same blocks.
+        let slices: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        for (i, (got, want)) in codecs.decode(&slices).into_iter().zip(&records).enumerate() {
+            if got.as_ref() != Ok(want) {
+                return Err(LedgerError::Refused {
+                    dir: dir.clone(),
+                    height: from + i as u64,
+                    detail: format!("re-encoded with `{target}`, the block does not read back as it was; nothing of this run was written"),
+                });
+            }
+        }
+        let last = to_height == head.height;
+        let narrowed: std::collections::BTreeSet<String> = [target.clone()].into();
+        let rewritten: Vec<(u64, Vec<u8>)> = (from..=to_height).zip(values).collect();
+        store
+            .rewrite_blocks(&rewritten, last.then_some(&narrowed))
+            .map_err(store_err)?;
+        from = to_height + 1;
+    }
+    Ok(Migration {
+        blocks: head.height + 1,
+        before,
+        after: store.codecs().into_iter().collect(),
     })
 }

@@ -10,6 +10,7 @@
 //! | `s/` + contract + key (8 bytes, big-endian, sign bit flipped) | a storage value, serde_json |
 //! | `b/` + height (8 bytes, big-endian) | the block, encoded by `storage.record_codec` |
 //! | `h` | the head: height, block hash, state root (JSON) |
+//! | `m/codecs` | the names of the codecs the stored blocks were written by (JSON array; `json` is the baseline's) |
 //! | `u/` + height + key | undo: the value of `key` (an `a/`, `c/` or `s/` key) before block `height` first wrote it |
 //!
 //! **Baseline write path**, as the catalogue describes it: each transaction's writes go to
@@ -29,7 +30,7 @@
 //! the baseline ([`StateError::WriteSet`]).
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeSet, HashSet},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -90,6 +91,30 @@ pub enum StateError {
         height: u64,
         detail: String,
     },
+    /// The store holds blocks written by a codec plugin the host has not loaded: going on
+    /// would strand them.
+    #[error("{}", codec_missing(.path, .missing))]
+    CodecMissing { path: PathBuf, missing: Vec<String> },
+}
+
+/// What [`StateError::CodecMissing`] says: which codecs, and the two ways on.
+fn codec_missing(path: &Path, missing: &[String]) -> String {
+    let names = missing
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (s, them) = if missing.len() > 1 {
+        ("s", "them")
+    } else {
+        ("", "it")
+    };
+    format!(
+        "state store {}: its blocks were written with codec plugin{s} {names}, which this host has not loaded; enable {them} (for example `--enable {}`), or, with {them} enabled, rewrite the blocks as JSON with `dubchain-perf chain migrate --data-dir {} --codec json`",
+        path.display(),
+        missing.join(","),
+        path.display()
+    )
 }
 
 /// The state store of one node.
@@ -108,6 +133,8 @@ pub struct StateStore {
     commits: std::sync::OnceLock<Arc<BlockCommitSlot>>,
     /// Who computes the state root's Merkle tree, once the node has said (`crypto.merkle`).
     merkle: std::sync::OnceLock<Arc<MerkleSlot>>,
+    /// The codecs the stored blocks were written by (`m/codecs`), as last written.
+    codecs: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// The next store identity in this process.
@@ -126,6 +153,7 @@ const STORAGE: &[u8] = b"s/";
 const BLOCK: &[u8] = b"b/";
 const HEAD: &[u8] = b"h";
 const UNDO: &[u8] = b"u/";
+const CODECS: &[u8] = b"m/codecs";
 
 fn account_key(a: &Bytes32) -> Vec<u8> {
     [ACCOUNT, &a.0].concat()
@@ -192,9 +220,84 @@ impl StateStore {
             durability: std::sync::OnceLock::new(),
             commits: std::sync::OnceLock::new(),
             merkle: std::sync::OnceLock::new(),
+            codecs: Default::default(),
         };
+        let codecs = match store.db.get(CODECS).map_err(|e| store.db_err(e))? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| store.corrupt("codec list", e))?,
+            None => BTreeSet::new(),
+        };
+        *store.codecs.lock().unwrap_or_else(|p| p.into_inner()) = codecs;
         store.recover()?;
         Ok(store)
+    }
+
+    /// The codecs the stored blocks were written by.
+    pub fn codecs(&self) -> BTreeSet<String> {
+        self.codecs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refuses a store holding blocks written by a codec not among `readable` (what the
+    /// host's `storage.record_codec` slot can read with): they would be stranded.
+    pub fn check_codecs(&self, readable: &BTreeSet<String>) -> Result<(), StateError> {
+        let missing: Vec<String> = self.codecs().difference(readable).cloned().collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StateError::CodecMissing {
+                path: self.path.clone(),
+                missing,
+            })
+        }
+    }
+
+    /// The codec list with `codec` added, if it is not there yet: the bytes to store under
+    /// `m/codecs` no later than the first block it writes.
+    fn codecs_with(&self, codec: &str) -> Option<Vec<u8>> {
+        let mut set = self.codecs.lock().unwrap_or_else(|p| p.into_inner());
+        if set.contains(codec) {
+            return None;
+        }
+        set.insert(codec.to_owned());
+        Some(serde_json::to_vec(&*set).expect("a list of names serialises"))
+    }
+
+    /// Rewrites stored blocks `(height, bytes)` in one atomic, synced batch, and records that
+    /// the blocks are now written by `codecs` only (`chain migrate`: the caller decoded and
+    /// re-encoded them; `codecs` is what every stored block will then be in, so it is
+    /// written with the last batch of a migration, after every block is rewritten).
+    pub fn rewrite_blocks(
+        &self,
+        blocks: &[(u64, Vec<u8>)],
+        codecs: Option<&BTreeSet<String>>,
+    ) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        for (height, bytes) in blocks {
+            batch.put(block_key(*height), bytes);
+        }
+        if let Some(codecs) = codecs {
+            batch.put(
+                CODECS,
+                serde_json::to_vec(codecs).expect("a list of names serialises"),
+            );
+        }
+        self.db.write(batch).map_err(|e| self.db_err(e))?;
+        self.db.flush_wal(true).map_err(|e| self.db_err(e))?;
+        if let Some(codecs) = codecs {
+            *self.codecs.lock().unwrap_or_else(|p| p.into_inner()) = codecs.clone();
+        }
+        Ok(())
+    }
+
+    /// Adds `codec` to the stored codec list (synced) before blocks in it are written.
+    pub fn note_codec(&self, codec: &str) -> Result<(), StateError> {
+        if let Some(list) = self.codecs_with(codec) {
+            self.db.put(CODECS, list).map_err(|e| self.db_err(e))?;
+            self.db.flush_wal(true).map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -242,30 +345,34 @@ impl StateStore {
     pub fn account(&self, a: &Bytes32) -> Result<Account, StateError> {
         if let Some(slot) = self.reads.get() {
             let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
-            let answer = slot.get(
+            let mut got = [AccountState::default()];
+            let answered = slot.read_into(
                 self.id(),
                 std::slice::from_ref(a),
-                |accounts: &[Bytes32]| {
-                    accounts
-                        .iter()
-                        .map(|x| match self.account_record(x) {
-                            Ok((acc, _)) => Ok(AccountState {
-                                balance: acc.balance,
-                                nonce: acc.nonce,
-                            }),
+                &mut got,
+                |accounts: &[Bytes32], out: &mut [AccountState]| {
+                    for (x, o) in accounts.iter().zip(out) {
+                        match self.account_record(x) {
+                            Ok((acc, _)) => {
+                                *o = AccountState {
+                                    balance: acc.balance,
+                                    nonce: acc.nonce,
+                                }
+                            }
                             Err(e) => {
                                 let msg = e.to_string();
                                 *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                                Err(PluginError::failed(msg))
+                                return Err(PluginError::failed(msg));
                             }
-                        })
-                        .collect()
+                        }
+                    }
+                    Ok(())
                 },
             );
             if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 return Err(e);
             }
-            if let Some(got) = answer {
+            if answered {
                 return Ok(Account {
                     balance: got[0].balance,
                     nonce: got[0].nonce,
@@ -888,9 +995,10 @@ impl BlockWriter<'_> {
         }
     }
 
-    /// Makes the block durable: its writes (if held), its record and the head, then the
-    /// log synced (by `storage.durability` if the node set it up).
-    pub fn commit(mut self, block: &[u8], head: Head) -> Result<(), StateError> {
+    /// Makes the block durable: its writes (if held), its record (written by `codec`, which
+    /// joins the store's codec list first if it is new there) and the head, then the log
+    /// synced (by `storage.durability` if the node set it up).
+    pub fn commit(mut self, block: &[u8], codec: &str, head: Head) -> Result<(), StateError> {
         if let Err(e) = self.check() {
             self.abort()?;
             return Err(e);
@@ -903,6 +1011,9 @@ impl BlockWriter<'_> {
         // was written).
         let held_accounts = match &mut self.writes.set {
             None => {
+                if let Some(list) = store.codecs_with(codec) {
+                    db.put(CODECS, list).map_err(err)?;
+                }
                 db.put(block_key(self.height), block).map_err(err)?;
                 db.put(HEAD, head_bytes).map_err(err)?;
                 Vec::new()
@@ -927,6 +1038,9 @@ impl BlockWriter<'_> {
                         ROption::RSome(v) => batch.put(w.key.as_slice(), v.as_slice()),
                         ROption::RNone => batch.delete(w.key.as_slice()),
                     }
+                }
+                if let Some(list) = store.codecs_with(codec) {
+                    batch.put(CODECS, list);
                 }
                 batch.put(block_key(self.height), block);
                 batch.put(HEAD, head_bytes);

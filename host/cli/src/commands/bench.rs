@@ -57,6 +57,7 @@ pub fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<
         threshold: args.threshold,
         require_promises: args.require_promises,
         out: args.out.clone(),
+        isolation: args.isolation,
     };
     let outcome = match suite::run(s, &host, &options, &print::stage_progress()) {
         Ok(o) => o,

@@ -1,6 +1,6 @@
-//! `chain produce`, `chain check`: one node on a persistent data directory.
+//! `chain produce`, `chain check`, `chain migrate`: one node on a persistent data directory.
 
-use std::process::ExitCode;
+use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context, Result};
 use dubchain_host::session::Session;
@@ -52,4 +52,21 @@ pub fn check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
+    print::manifest_errors(s);
+    let host = print::loaded_host(s);
+    let to = match codec {
+        dubchain_host::slot::JSON_CODEC => ledger::MigrateTo::Json,
+        name => ledger::MigrateTo::Plugin(name.to_owned()),
+    };
+    let m = ledger::migrate(&host, data_dir, &to)?;
+    println!(
+        "rewrote {} blocks: written by {} before, by {} now",
+        m.blocks,
+        m.before.join(", "),
+        m.after.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
 }

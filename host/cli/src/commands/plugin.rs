@@ -37,6 +37,23 @@ pub fn verify(path: &Path, library: Option<&Path>) -> Result<ExitCode> {
 }
 
 /// The verdict travels in the checks; a non-zero exit means the child crashed.
+/// The child side of an isolated plugin: see `dubchain_host::isolate`.
+pub fn serve(manifest: &Path) -> Result<ExitCode> {
+    let m = dubchain_host::manifest::read(manifest)?;
+    let config = std::env::var("DUBCHAIN_PLUGIN_CONFIG").unwrap_or_default();
+    let runtime = std::env::temp_dir().join(format!("dubchain-isolated-{}", std::process::id()));
+    let served = dubchain_host::isolate::serve(
+        &m,
+        &config,
+        &runtime,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    );
+    let _ = std::fs::remove_dir_all(&runtime);
+    served.map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn verify_child(manifest: &Path, library: &Path) -> Result<ExitCode> {
     verify::run_child(manifest, library);
     Ok(ExitCode::SUCCESS)

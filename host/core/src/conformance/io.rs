@@ -40,17 +40,7 @@ fn pool_script(imp: &BufferPoolBox, seed: u64) -> Result<(), String> {
                 0 => rng.gen_range(0..70_000),
                 _ => sizes[rng.gen_range(0..sizes.len())],
             };
-            let mut b = imp
-                .take(n as u64)
-                .into_result()
-                .map_err(|e| format!("step {step}, take({n}): {e}"))?;
-            if !b.is_empty() || b.capacity() < n {
-                return Err(format!(
-                    "step {step}, take({n}): a buffer of length {} and capacity {}",
-                    b.len(),
-                    b.capacity()
-                ));
-            }
+            let mut b = crate::selftest::take_fresh(imp, n, &format!("step {step}, "))?;
             if b.capacity() > 0 && held.iter().any(|(_, h)| h.as_ptr() == b.as_ptr()) {
                 return Err(format!(
                     "step {step}, take({n}): a buffer that is still held"

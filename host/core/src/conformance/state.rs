@@ -92,14 +92,41 @@ fn roll_back<K: Eq + Hash + Clone, V: Clone>(
     m.extend(earlier.into_iter().filter(|((s, _), _)| *s == store));
 }
 
+/// The driver the two scripts share: `steps` steps, each on one of three stores of this
+/// seed's own (a provider keeps what it learnt of other stores): 12 in 20 a read (`read`,
+/// checked by the caller), 6 a write batch (`write`, which updates `model` and announces
+/// it), 1 a snapshot of `model`, and 1 a rollback (`model` back to a snapshot, then `reset`).
+fn script<K: Eq + Hash + Clone, V: Clone>(
+    seed: u64,
+    steps: u32,
+    model: &Mutex<HashMap<(u64, K), V>>,
+    mut read: impl FnMut(&mut ChaCha20Rng, u32, u64) -> Result<(), String>,
+    mut write: impl FnMut(&mut ChaCha20Rng, u64),
+    reset: impl Fn(u64),
+) -> Result<(), String> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut snapshots = Vec::new();
+    for step in 0..steps {
+        let store = seed * 16 + rng.gen_range(1..=3u64);
+        match rng.gen_range(0..20) {
+            0..=11 => read(&mut rng, step, store)?,
+            12..=17 => write(&mut rng, store),
+            18 => snapshots.push(model.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            _ => {
+                roll_back(model, &snapshots, &mut rng, store);
+                reset(store);
+            }
+        }
+    }
+    Ok(())
+}
+
 type ContractModel = HashMap<(u64, (Bytes32, i64)), i64>;
 
 fn contract_state_script(host: &Host, seed: u64) -> Result<(), String> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let contracts: Vec<Bytes32> = (0..4).map(|i| Bytes32([0x40 + i; 32])).collect();
     let keys: Vec<i64> = (-3..12).chain([i64::MIN, i64::MAX]).collect();
     let model: Mutex<ContractModel> = Mutex::new(HashMap::new());
-    let mut snapshots: Vec<ContractModel> = Vec::new();
     let held = |store: u64, c: &Bytes32, k: i64| -> i64 {
         *model
             .lock()
@@ -107,55 +134,47 @@ fn contract_state_script(host: &Host, seed: u64) -> Result<(), String> {
             .get(&(store, (*c, k)))
             .unwrap_or(&0)
     };
-    for step in 0..3_000 {
-        // Store ids of this script only: a provider keeps what it learnt of other stores.
-        let store = seed * 16 + rng.gen_range(1..=3u64);
-        match rng.gen_range(0..20) {
-            0..=11 => {
-                let c = contracts[rng.gen_range(0..contracts.len())];
-                let k = keys[rng.gen_range(0..keys.len())];
-                let below = HostFn(|c: &Bytes32, k: i64| Ok::<i64, PluginError>(held(store, c, k)));
-                for read in 0..rng.gen_range(1..=2) {
-                    let got = host
-                        .slots
-                        .contract_state
-                        .get(store, &c, k, below.as_store())
-                        .ok_or_else(|| format!("step {step}: the plugin did not answer"))?;
-                    let want = held(store, &c, k);
-                    if got != want {
-                        return Err(format!(
-                            "step {step}, read {read} of store {store}, contract {:02x}.., key {k}: the store holds {want}, the plugin says {got}",
-                            c.0[0]
-                        ));
-                    }
-                }
-            }
-            12..=17 => {
-                let writes: Vec<ContractWrite> = (0..rng.gen_range(1..=5))
-                    .map(|_| ContractWrite {
-                        contract: contracts[rng.gen_range(0..contracts.len())],
-                        key: keys[rng.gen_range(0..keys.len())],
-                        value: awkward_value(&mut rng),
-                    })
-                    .collect();
-                let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
-                for w in &writes {
-                    match w.value {
-                        0 => m.remove(&(store, (w.contract, w.key))),
-                        v => m.insert((store, (w.contract, w.key)), v),
-                    };
-                }
-                drop(m);
-                host.slots.contract_state.written(store, &writes);
-            }
-            18 => snapshots.push(model.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-            _ => {
-                roll_back(&model, &snapshots, &mut rng, store);
-                host.slots.contract_state.reset(store);
+    let read = |rng: &mut ChaCha20Rng, step: u32, store: u64| -> Result<(), String> {
+        let c = contracts[rng.gen_range(0..contracts.len())];
+        let k = keys[rng.gen_range(0..keys.len())];
+        let below = HostFn(|c: &Bytes32, k: i64| Ok::<i64, PluginError>(held(store, c, k)));
+        for read in 0..rng.gen_range(1..=2) {
+            let got = host
+                .slots
+                .contract_state
+                .get(store, &c, k, below.as_store())
+                .ok_or_else(|| format!("step {step}: the plugin did not answer"))?;
+            let want = held(store, &c, k);
+            if got != want {
+                return Err(format!(
+                    "step {step}, read {read} of store {store}, contract {:02x}.., key {k}: the store holds {want}, the plugin says {got}",
+                    c.0[0]
+                ));
             }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    let write = |rng: &mut ChaCha20Rng, store: u64| {
+        let writes: Vec<ContractWrite> = (0..rng.gen_range(1..=5))
+            .map(|_| ContractWrite {
+                contract: contracts[rng.gen_range(0..contracts.len())],
+                key: keys[rng.gen_range(0..keys.len())],
+                value: awkward_value(rng),
+            })
+            .collect();
+        let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
+        for w in &writes {
+            match w.value {
+                0 => m.remove(&(store, (w.contract, w.key))),
+                v => m.insert((store, (w.contract, w.key)), v),
+            };
+        }
+        drop(m);
+        host.slots.contract_state.written(store, &writes);
+    };
+    script(seed, 3_000, &model, read, write, |store| {
+        host.slots.contract_state.reset(store)
+    })
 }
 
 /// `storage.account_read` through the host's slot: for each seed, 2,000 steps over three
@@ -178,10 +197,8 @@ pub fn check_account_read(host: &Host) -> Vec<CaseResult> {
 type AccountModel = HashMap<(u64, Bytes32), AccountState>;
 
 fn account_read_script(host: &Host, seed: u64) -> Result<(), String> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let accounts: Vec<Bytes32> = (0..40u8).map(|i| Bytes32([i; 32])).collect();
     let model: Mutex<AccountModel> = Mutex::new(HashMap::new());
-    let mut snapshots: Vec<AccountModel> = Vec::new();
     let held = |store: u64, a: &Bytes32| -> AccountState {
         model
             .lock()
@@ -195,54 +212,53 @@ fn account_read_script(host: &Host, seed: u64) -> Result<(), String> {
         1 => u64::MAX,
         _ => rng.gen_range(1..1_000_000),
     };
-    for step in 0..2_000 {
-        // Store ids of this script only: a provider keeps what it learnt of other stores.
-        let store = seed * 16 + rng.gen_range(1..=3u64);
-        match rng.gen_range(0..20) {
-            0..=11 => {
-                let batch: Vec<Bytes32> = (0..rng.gen_range(0..12))
-                    .map(|_| accounts[rng.gen_range(0..accounts.len())])
-                    .collect();
-                let want: Vec<AccountState> = batch.iter().map(|a| held(store, a)).collect();
-                let got = host
-                    .slots
-                    .account_read
-                    .get(store, &batch, |asked: &[Bytes32]| {
-                        Ok(asked.iter().map(|a| held(store, a)).collect())
-                    })
-                    .ok_or_else(|| format!("step {step}: the plugin did not answer"))?;
-                if let Some(i) = (0..want.len()).find(|&i| got.get(i) != Some(&want[i])) {
-                    return Err(format!(
-                        "step {step}, read of store {store}, account {:02x}..: the store holds {:?}, the plugin says {:?}",
-                        batch[i].0[0],
-                        want[i],
-                        got.get(i)
-                    ));
-                }
-            }
-            12..=17 => {
-                let writes: Vec<AccountEntry> = (0..rng.gen_range(1..=6))
-                    .map(|_| AccountEntry {
-                        account: accounts[rng.gen_range(0..accounts.len())],
-                        state: AccountState {
-                            balance: extreme(&mut rng),
-                            nonce: extreme(&mut rng),
-                        },
-                    })
-                    .collect();
-                let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
-                for w in &writes {
-                    m.insert((store, w.account), w.state);
-                }
-                drop(m);
-                host.slots.account_read.written(store, &writes);
-            }
-            18 => snapshots.push(model.lock().unwrap_or_else(|p| p.into_inner()).clone()),
-            _ => {
-                roll_back(&model, &snapshots, &mut rng, store);
-                host.slots.account_read.reset(store);
-            }
+    let read = |rng: &mut ChaCha20Rng, step: u32, store: u64| -> Result<(), String> {
+        let batch: Vec<Bytes32> = (0..rng.gen_range(0..12))
+            .map(|_| accounts[rng.gen_range(0..accounts.len())])
+            .collect();
+        let want: Vec<AccountState> = batch.iter().map(|a| held(store, a)).collect();
+        let got = host
+            .slots
+            .account_read
+            .get(
+                store,
+                &batch,
+                |asked: &[Bytes32], out: &mut [AccountState]| {
+                    for (a, o) in asked.iter().zip(out) {
+                        *o = held(store, a);
+                    }
+                    Ok(())
+                },
+            )
+            .ok_or_else(|| format!("step {step}: the plugin did not answer"))?;
+        match (0..want.len()).find(|&i| got.get(i) != Some(&want[i])) {
+            Some(i) => Err(format!(
+                "step {step}, read of store {store}, account {:02x}..: the store holds {:?}, the plugin says {:?}",
+                batch[i].0[0],
+                want[i],
+                got.get(i)
+            )),
+            None => Ok(()),
         }
-    }
-    Ok(())
+    };
+    let write = |rng: &mut ChaCha20Rng, store: u64| {
+        let writes: Vec<AccountEntry> = (0..rng.gen_range(1..=6))
+            .map(|_| AccountEntry {
+                account: accounts[rng.gen_range(0..accounts.len())],
+                state: AccountState {
+                    balance: extreme(rng),
+                    nonce: extreme(rng),
+                },
+            })
+            .collect();
+        let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
+        for w in &writes {
+            m.insert((store, w.account), w.state);
+        }
+        drop(m);
+        host.slots.account_read.written(store, &writes);
+    };
+    script(seed, 2_000, &model, read, write, |store| {
+        host.slots.account_read.reset(store)
+    })
 }

@@ -606,30 +606,15 @@ mod tests {
 
     #[test]
     fn gas_is_deterministic_and_grows_with_work() {
-        let a = call(
-            contracts::COMPUTE_WAT,
-            10,
-            10_000_000,
-            MemoryStorage::default(),
-        );
-        let b = call(
-            contracts::COMPUTE_WAT,
-            10,
-            10_000_000,
-            MemoryStorage::default(),
-        );
-        let c = call(
-            contracts::COMPUTE_WAT,
-            20,
-            10_000_000,
-            MemoryStorage::default(),
-        );
-        let d = call(
-            contracts::COMPUTE_WAT,
-            100,
-            10_000_000,
-            MemoryStorage::default(),
-        );
+        let compute = |rounds| {
+            call(
+                contracts::COMPUTE_WAT,
+                rounds,
+                10_000_000,
+                Default::default(),
+            )
+        };
+        let [a, b, c, d] = [10, 10, 20, 100].map(compute);
         assert_eq!(a, b);
         // A fixed part plus the same cost per round: linear in the rounds.
         let per_ten = c.gas_used - a.gas_used;

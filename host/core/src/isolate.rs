@@ -1,0 +1,480 @@
+//! Process isolation for plugins the user does not trust (`[host] isolate = ["name"]`): the
+//! plugin is loaded, initialised and self-tested in a child process (`dubchain-perf plugin
+//! serve`), and the host installs proxies that send each call to that process over its
+//! standard input and output. A crash there (a segfault, an abort) ends the child, not the
+//! node: the call in flight fails, is answered by the layer below like any failed call, and
+//! the next call starts a new child (the breaker spaces the restarts out).
+//!
+//! The wire is a 4-byte big-endian length and a [`Request`] or [`Response`] in bincode
+//! (bounded by the length: a hostile length field cannot make either side allocate more).
+//! The slots whose calls are plain data both ways can be isolated ([`ISOLATABLE`]); a plugin
+//! that provides another slot is refused isolation with a clear error. Isolation costs a
+//! copy of the batch each way, its encoding and two pipe transfers per call (`bench
+//! --isolation` measures it: the `isolated.` rows).
+//!
+//! Limits: a hung child is not cut off (its calls wait); an isolated `crypto.sig_verify`
+//! layer's `next` is the baseline in the child, not the host's stack below it (every layer
+//! gives the same verdicts, so only speed differs).
+
+use std::{
+    io::{BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
+use dubchain_plugin_api::{
+    slots::{
+        Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerify,
+        SigVerifyFfi_TO, MERKLE, RECORD_CODEC, SIG_VERIFY,
+    },
+    types::{Bytes32, Record, SigItem},
+    PluginError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    loader::{self, Deadlines, LoadError, LoadedPlugin},
+    manifest::Manifest,
+};
+
+/// The slots an isolated plugin may provide.
+pub const ISOLATABLE: [&str; 3] = [SIG_VERIFY.id, MERKLE.id, RECORD_CODEC.id];
+
+/// Largest message either side accepts.
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// A call, as the host sends it to the child.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// `crypto.sig_verify`: (public key, signature, message) per item.
+    SigVerify(Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>),
+    /// `crypto.merkle`: the leaves of each tree.
+    Roots(Vec<Vec<Bytes32>>),
+    /// `storage.record_codec`, encode.
+    Encode(Vec<Record>),
+    /// `storage.record_codec`, decode.
+    Decode(Vec<Vec<u8>>),
+}
+
+/// The child's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// The plugin loaded and passed its self-tests; calls may come.
+    Ready,
+    Verdicts(Vec<bool>),
+    Roots(Vec<Bytes32>),
+    Values(Vec<Vec<u8>>),
+    Records(Vec<Result<Record, String>>),
+    /// The call failed in the plugin (or the plugin did not load), with why.
+    Failed(String),
+}
+
+/// The encoding of messages: bincode, bounded.
+fn codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new().with_limit(MAX_MESSAGE as u64)
+}
+
+fn write_message<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
+    use bincode::Options;
+    let body = codec().serialize(msg).map_err(std::io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_be_bytes())?;
+    w.write_all(&body)?;
+    w.flush()
+}
+
+fn read_message<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Result<T> {
+    use bincode::Options;
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(std::io::Error::other(format!(
+            "a message of {len} bytes (at most {MAX_MESSAGE})"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    codec()
+        .with_limit(len as u64)
+        .deserialize(&body)
+        .map_err(std::io::Error::other)
+}
+
+/// The child's side (`dubchain-perf plugin serve`): loads the plugin of `manifest` with
+/// `config` (its init and self-tests run here), says [`Response::Ready`] (or
+/// [`Response::Failed`] with the load error, and returns it), then answers requests until
+/// `input` closes.
+pub fn serve(
+    manifest: &Manifest,
+    config: &str,
+    runtime_dir: &Path,
+    mut input: impl Read,
+    mut output: impl Write,
+) -> Result<(), String> {
+    let loaded = match loader::load(
+        manifest,
+        config,
+        runtime_dir,
+        1,
+        Deadlines::default(),
+        false,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = write_message(&mut output, &Response::Failed(e.to_string()));
+            return Err(e.to_string());
+        }
+    };
+    write_message(&mut output, &Response::Ready).map_err(|e| e.to_string())?;
+    loop {
+        let request: Request = match read_message(&mut input) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(format!("reading a request: {e}")),
+        };
+        let response = answer(&loaded, request);
+        write_message(&mut output, &response).map_err(|e| e.to_string())?;
+    }
+}
+
+/// One request, answered by the plugin's own objects.
+fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
+    let failed = |e: PluginError| Response::Failed(e.to_string());
+    let missing = |slot: &str| Response::Failed(format!("the plugin does not provide `{slot}`"));
+    match request {
+        Request::SigVerify(items) => {
+            let Some(imp) = &loaded.sig_verify else {
+                return missing(SIG_VERIFY.id);
+            };
+            let items: Option<Vec<SigItem<'_>>> = items
+                .iter()
+                .map(|(k, s, m)| {
+                    Some(SigItem {
+                        public_key: k.as_slice().try_into().ok()?,
+                        signature: s.as_slice().try_into().ok()?,
+                        message: m.as_slice().into(),
+                    })
+                })
+                .collect();
+            let Some(items) = items else {
+                return Response::Failed(
+                    "a key of other than 32 bytes or a signature of other than 64".into(),
+                );
+            };
+            let lower = dubchain_plugin_api::slots::LowerFn(|xs: &[SigItem<'_>]| {
+                Ok(crate::baseline::sig_verify(xs))
+            });
+            imp.verify_batch(items.as_slice().into(), lower.as_ffi())
+                .into_result()
+                .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
+        }
+        Request::Roots(trees) => {
+            let Some(imp) = &loaded.merkle else {
+                return missing(MERKLE.id);
+            };
+            let trees: Vec<RSlice<'_, Bytes32>> =
+                trees.iter().map(|t| t.as_slice().into()).collect();
+            imp.roots(trees.as_slice().into())
+                .into_result()
+                .map_or_else(failed, |v| Response::Roots(v.into_vec()))
+        }
+        Request::Encode(records) => {
+            let Some(imp) = &loaded.record_codec else {
+                return missing(RECORD_CODEC.id);
+            };
+            imp.encode(records.as_slice().into())
+                .into_result()
+                .map_or_else(failed, |v| {
+                    Response::Values(v.into_iter().map(|b| b.into_vec()).collect())
+                })
+        }
+        Request::Decode(values) => {
+            let Some(imp) = &loaded.record_codec else {
+                return missing(RECORD_CODEC.id);
+            };
+            let slices: Vec<RSlice<'_, u8>> = values.iter().map(|v| v.as_slice().into()).collect();
+            imp.decode(slices.as_slice().into())
+                .into_result()
+                .map_or_else(failed, |v| {
+                    Response::Records(
+                        v.into_iter()
+                            .map(|r| r.into_result().map_err(|e| e.to_string()))
+                            .collect(),
+                    )
+                })
+        }
+    }
+}
+
+/// How the host starts a child for a plugin: `program` with `args`, then `--manifest`
+/// and the manifest's path (`dubchain-perf plugin serve` is the program the CLI gives).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// The host's side: one plugin's child process, started on demand and again after it
+/// died.
+pub struct Supervised {
+    plugin: String,
+    launcher: Launcher,
+    manifest: PathBuf,
+    config: String,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Supervised {
+    /// Starts the child for `manifest` and waits until it says the plugin loaded and
+    /// passed its self-tests; its refusal is the load error.
+    pub fn start(
+        launcher: &Launcher,
+        manifest: &Manifest,
+        config: &str,
+    ) -> Result<Arc<Supervised>, String> {
+        let s = Arc::new(Supervised {
+            plugin: manifest.name.clone(),
+            launcher: launcher.clone(),
+            manifest: manifest.path.clone(),
+            config: config.to_owned(),
+            running: Mutex::new(None),
+        });
+        *s.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.spawn()?);
+        Ok(s)
+    }
+
+    fn spawn(&self) -> Result<Running, String> {
+        let mut child = Command::new(&self.launcher.program)
+            .args(&self.launcher.args)
+            .arg("--manifest")
+            .arg(&self.manifest)
+            .env("DUBCHAIN_PLUGIN_CONFIG", &self.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "starting {} for the isolated plugin: {e}",
+                    self.launcher.program.display()
+                )
+            })?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or("the child has no standard input")?;
+        let mut stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or("the child has no standard output")?,
+        );
+        match read_message::<Response>(&mut stdout) {
+            Ok(Response::Ready) => Ok(Running {
+                child,
+                stdin,
+                stdout,
+            }),
+            Ok(Response::Failed(e)) => {
+                let _ = child.wait();
+                Err(e)
+            }
+            Ok(other) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "the child answered {other:?} before saying it was ready"
+                ))
+            }
+            Err(e) => {
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!(
+                    "the child ended before it was ready ({status}): {e}"
+                ))
+            }
+        }
+    }
+
+    /// Sends `request` to the child (starting one if none runs) and returns its answer.
+    /// If the child dies, it is reaped and the call fails; the next call starts another.
+    pub fn call(&self, request: &Request) -> Result<Response, PluginError> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.is_none() {
+            *running = Some(self.spawn().map_err(|e| {
+                PluginError::failed(format!(
+                    "isolated plugin `{}` could not be restarted: {e}",
+                    self.plugin
+                ))
+            })?);
+        }
+        let r = running.as_mut().expect("started above");
+        let answer = write_message(&mut r.stdin, request)
+            .and_then(|()| read_message::<Response>(&mut r.stdout));
+        match answer {
+            Ok(Response::Failed(e)) => Err(PluginError::failed(e)),
+            Ok(response) => Ok(response),
+            Err(e) => {
+                let mut gone = running.take().expect("running");
+                let _ = gone.child.kill();
+                let status = gone
+                    .child
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|w| w.to_string());
+                tracing::warn!(plugin = %self.plugin, %status, "an isolated plugin's process ended; its call is answered below, the next call restarts it");
+                Err(PluginError::failed(format!(
+                    "isolated plugin `{}`: its process ended ({status}; {e}); the next call starts a new one",
+                    self.plugin
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.running.get_mut().ok().and_then(Option::take) {
+            drop(r.stdin);
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// An answer of the wrong kind: the child does not follow the protocol.
+fn unexpected(r: Response) -> PluginError {
+    PluginError::failed(format!("the isolated plugin answered {r:?}"))
+}
+
+/// `crypto.sig_verify` through the child.
+struct SigVerifyProxy(Arc<Supervised>);
+
+impl SigVerify for SigVerifyProxy {
+    fn verify_batch(
+        &self,
+        items: &[SigItem<'_>],
+        _next: &Next<'_>,
+    ) -> Result<Vec<bool>, PluginError> {
+        let items = items
+            .iter()
+            .map(|i| {
+                (
+                    i.public_key.to_vec(),
+                    i.signature.to_vec(),
+                    i.message.as_slice().to_vec(),
+                )
+            })
+            .collect();
+        match self.0.call(&Request::SigVerify(items))? {
+            Response::Verdicts(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `crypto.merkle` through the child.
+struct MerkleProxy(Arc<Supervised>);
+
+impl Merkle for MerkleProxy {
+    fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError> {
+        let trees = trees.iter().map(|t| t.as_slice().to_vec()).collect();
+        match self.0.call(&Request::Roots(trees))? {
+            Response::Roots(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `storage.record_codec` through the child.
+struct RecordCodecProxy(Arc<Supervised>);
+
+impl RecordCodec for RecordCodecProxy {
+    fn encode(&self, records: &[Record]) -> Result<Vec<Vec<u8>>, PluginError> {
+        match self.0.call(&Request::Encode(records.to_vec()))? {
+            Response::Values(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn decode(
+        &self,
+        values: &[RSlice<'_, u8>],
+    ) -> Result<Vec<Result<Record, PluginError>>, PluginError> {
+        let values = values.iter().map(|v| v.as_slice().to_vec()).collect();
+        match self.0.call(&Request::Decode(values))? {
+            Response::Records(v) => Ok(v
+                .into_iter()
+                .map(|r| r.map_err(PluginError::invalid_input))
+                .collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Loads `manifest`'s plugin isolated: refused unless every slot it provides is
+/// [`ISOLATABLE`]; the child loads and self-tests it; the host gets proxies for its slots.
+pub fn load(
+    manifest: &Manifest,
+    config: &str,
+    generation: u64,
+    launcher: &Launcher,
+) -> Result<LoadedPlugin, LoadError> {
+    if let Some(p) = manifest
+        .provides
+        .iter()
+        .find(|p| !ISOLATABLE.contains(&p.slot.as_str()))
+    {
+        return Err(LoadError::NotIsolatable {
+            plugin: manifest.name.clone(),
+            slot: p.slot.clone(),
+        });
+    }
+    let bytes = std::fs::read(&manifest.library).map_err(|source| LoadError::Io {
+        plugin: manifest.name.clone(),
+        library: manifest.library.clone(),
+        source,
+    })?;
+    let child = Supervised::start(launcher, manifest, config).map_err(|detail| {
+        LoadError::IsolatedLoadFailed {
+            plugin: manifest.name.clone(),
+            detail,
+        }
+    })?;
+    let provides = |slot: &str| manifest.provides.iter().any(|p| p.slot == slot);
+    let mut loaded = LoadedPlugin::empty(
+        manifest,
+        config,
+        manifest.library.clone(),
+        loader::sha256_hex(&bytes),
+        dubchain_plugin_api::Fingerprint::current(),
+        generation,
+    );
+    if provides(SIG_VERIFY.id) {
+        loaded.sig_verify = Some(SigVerifyFfi_TO::from_value(
+            Guarded(SigVerifyProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(MERKLE.id) {
+        loaded.merkle = Some(MerkleFfi_TO::from_value(
+            Guarded(MerkleProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(RECORD_CODEC.id) {
+        loaded.record_codec = Some(RecordCodecFfi_TO::from_value(
+            Guarded(RecordCodecProxy(child)),
+            TD_Opaque,
+        ));
+    }
+    Ok(loaded)
+}
