@@ -69,6 +69,15 @@ fn mutated(text: &str, edits: &[Edit]) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
+/// `Ok` for an input that was read; for a refusal, that it names `file`, on one line.
+fn named<T, E: std::fmt::Display>(read: Result<T, E>, file: &str) -> Result<(), TestCaseError> {
+    if let Err(e) = read {
+        let e = e.to_string();
+        prop_assert!(e.contains(file) && !e.contains('\n'), "{e}");
+    }
+    Ok(())
+}
+
 const MANIFEST: &str = "name = \"fuzzed\"\nversion = \"0.1.0\"\ndescription = \"x\"\nsubsystem = \"crypto\"\nlibrary = \"fuzzed\"\napi = \"^0.3\"\nrisk = \"low\"\nprovides = [{ slot = \"crypto.sig_verify\", version = 1 }]\n[[depends]]\nname = \"other\"\nversion = \">=0.1\"\nreason = \"r\"\n[ordering]\nabove = [\"a\"]\n[contract]\nmin_speedup = 1.5\nworkload = \"w\"\n";
 
 const CONFIG: &str = "[host]\ninit_timeout_ms = 5000\nstep_timeout_ms = 30000\nallow_external_libraries = false\n[host.breaker]\nfailure_threshold = 3\nbackoff_ms = 1000\nmax_backoff_ms = 60000\n[profiles.p]\nenable = [\"a\", \"b\"]\ndisable = [\"c\"]\n[profiles.p.plugins.a]\nchunk = 32\n";
@@ -81,26 +90,17 @@ proptest! {
     #[test]
     fn a_mutated_manifest_is_read_or_refused_naming_its_file(edits in vec(edit(), 0..10)) {
         let text = mutated(MANIFEST, &edits);
-        if let Err(e) = manifest::parse(Path::new("/fuzz/plugins/fuzzed.toml"), &text) {
-            let e = e.to_string();
-            prop_assert!(e.contains("fuzzed.toml") && !e.contains('\n'), "{e}");
-        }
+        named(manifest::parse(Path::new("/fuzz/plugins/fuzzed.toml"), &text), "fuzzed.toml")?;
     }
 
     #[test]
     fn arbitrary_text_as_a_manifest_is_refused_naming_its_file(text in "\\PC{0,300}") {
-        if let Err(e) = manifest::parse(Path::new("/fuzz/plugins/any.toml"), &text) {
-            prop_assert!(e.to_string().contains("any.toml"), "{e}");
-        }
+        named(manifest::parse(Path::new("/fuzz/plugins/any.toml"), &text), "any.toml")?;
     }
 
     #[test]
     fn a_mutated_configuration_is_read_or_refused_naming_its_file(edits in vec(edit(), 0..10)) {
-        let text = mutated(CONFIG, &edits);
-        if let Err(e) = Config::parse(Path::new("/fuzz/c.toml"), &text) {
-            let e = e.to_string();
-            prop_assert!(e.contains("c.toml") && !e.contains('\n'), "{e}");
-        }
+        named(Config::parse(Path::new("/fuzz/c.toml"), &mutated(CONFIG, &edits)), "c.toml")?;
     }
 
     #[test]
@@ -108,9 +108,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gates.json");
         std::fs::write(&path, mutated(GATES, &edits)).unwrap();
-        if let Err(e) = GatesFile::read(&path) {
-            prop_assert!(e.to_string().contains("gates.json"), "{e}");
-        }
+        named(GatesFile::read(&path), "gates.json")?;
     }
 
     #[test]

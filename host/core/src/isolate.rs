@@ -26,8 +26,8 @@ use std::{
 use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
 use dubchain_plugin_api::{
     slots::{
-        Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerify,
-        SigVerifyFfi_TO, MERKLE, RECORD_CODEC, SIG_VERIFY,
+        Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO,
+        SigVerifyFn, MERKLE, RECORD_CODEC, SIG_VERIFY,
     },
     types::{Bytes32, Record, SigItem},
     PluginError,
@@ -356,28 +356,20 @@ fn unexpected(r: Response) -> PluginError {
 }
 
 /// `crypto.sig_verify` through the child.
-struct SigVerifyProxy(Arc<Supervised>);
-
-impl SigVerify for SigVerifyProxy {
-    fn verify_batch(
-        &self,
-        items: &[SigItem<'_>],
-        _next: &Next<'_>,
-    ) -> Result<Vec<bool>, PluginError> {
-        let items = items
-            .iter()
-            .map(|i| {
-                (
-                    i.public_key.to_vec(),
-                    i.signature.to_vec(),
-                    i.message.as_slice().to_vec(),
-                )
-            })
-            .collect();
-        match self.0.call(&Request::SigVerify(items))? {
-            Response::Verdicts(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+fn sig_verify_in(child: &Supervised, items: &[SigItem<'_>]) -> Result<Vec<bool>, PluginError> {
+    let items = items
+        .iter()
+        .map(|i| {
+            (
+                i.public_key.to_vec(),
+                i.signature.to_vec(),
+                i.message.as_slice().to_vec(),
+            )
+        })
+        .collect();
+    match child.call(&Request::SigVerify(items))? {
+        Response::Verdicts(v) => Ok(v),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -459,10 +451,11 @@ pub fn load(
         generation,
     );
     if provides(SIG_VERIFY.id) {
-        loaded.sig_verify = Some(SigVerifyFfi_TO::from_value(
-            Guarded(SigVerifyProxy(child.clone())),
-            TD_Opaque,
-        ));
+        let child = child.clone();
+        let proxy = SigVerifyFn::new(move |items: &[SigItem<'_>], _next: &Next<'_>| {
+            sig_verify_in(&child, items)
+        });
+        loaded.sig_verify = Some(SigVerifyFfi_TO::from_value(Guarded(proxy), TD_Opaque));
     }
     if provides(MERKLE.id) {
         loaded.merkle = Some(MerkleFfi_TO::from_value(
