@@ -97,6 +97,11 @@ pub enum StateError {
     CodecMissing { path: PathBuf, missing: Vec<String> },
 }
 
+/// The stored form of a codec list (`m/codecs`).
+fn codec_list(codecs: &BTreeSet<String>) -> Vec<u8> {
+    serde_json::to_vec(codecs).expect("a list of names serialises")
+}
+
 /// What [`StateError::CodecMissing`] says: which codecs, and the two ways on.
 fn codec_missing(path: &Path, missing: &[String]) -> String {
     let names = missing
@@ -253,15 +258,21 @@ impl StateStore {
         }
     }
 
-    /// The codec list with `codec` added, if it is not there yet: the bytes to store under
-    /// `m/codecs` no later than the first block it writes.
-    fn codecs_with(&self, codec: &str) -> Option<Vec<u8>> {
-        let mut set = self.codecs.lock().unwrap_or_else(|p| p.into_inner());
+    /// The codec list with `codec` added, if it is not there yet: what to store under
+    /// `m/codecs` no later than the first block it writes. The store remembers it (with
+    /// [`StateStore::remember_codecs`]) only once it is written.
+    fn codecs_with(&self, codec: &str) -> Option<BTreeSet<String>> {
+        let set = self.codecs.lock().unwrap_or_else(|p| p.into_inner());
         if set.contains(codec) {
             return None;
         }
-        set.insert(codec.to_owned());
-        Some(serde_json::to_vec(&*set).expect("a list of names serialises"))
+        let mut grown = set.clone();
+        grown.insert(codec.to_owned());
+        Some(grown)
+    }
+
+    fn remember_codecs(&self, codecs: BTreeSet<String>) {
+        *self.codecs.lock().unwrap_or_else(|p| p.into_inner()) = codecs;
     }
 
     /// Rewrites stored blocks `(height, bytes)` in one atomic, synced batch, and records that
@@ -278,24 +289,24 @@ impl StateStore {
             batch.put(block_key(*height), bytes);
         }
         if let Some(codecs) = codecs {
-            batch.put(
-                CODECS,
-                serde_json::to_vec(codecs).expect("a list of names serialises"),
-            );
+            batch.put(CODECS, codec_list(codecs));
         }
         self.db.write(batch).map_err(|e| self.db_err(e))?;
         self.db.flush_wal(true).map_err(|e| self.db_err(e))?;
         if let Some(codecs) = codecs {
-            *self.codecs.lock().unwrap_or_else(|p| p.into_inner()) = codecs.clone();
+            self.remember_codecs(codecs.clone());
         }
         Ok(())
     }
 
     /// Adds `codec` to the stored codec list (synced) before blocks in it are written.
     pub fn note_codec(&self, codec: &str) -> Result<(), StateError> {
-        if let Some(list) = self.codecs_with(codec) {
-            self.db.put(CODECS, list).map_err(|e| self.db_err(e))?;
+        if let Some(grown) = self.codecs_with(codec) {
+            self.db
+                .put(CODECS, codec_list(&grown))
+                .map_err(|e| self.db_err(e))?;
             self.db.flush_wal(true).map_err(|e| self.db_err(e))?;
+            self.remember_codecs(grown);
         }
         Ok(())
     }
@@ -1009,10 +1020,11 @@ impl BlockWriter<'_> {
         let head_bytes = serde_json::to_vec(&head).expect("serialisable");
         // Account writes still to tell `storage.account_read` of (what went through was told as it
         // was written).
+        let grown = store.codecs_with(codec);
         let held_accounts = match &mut self.writes.set {
             None => {
-                if let Some(list) = store.codecs_with(codec) {
-                    db.put(CODECS, list).map_err(err)?;
+                if let Some(grown) = &grown {
+                    db.put(CODECS, codec_list(grown)).map_err(err)?;
                 }
                 db.put(block_key(self.height), block).map_err(err)?;
                 db.put(HEAD, head_bytes).map_err(err)?;
@@ -1039,8 +1051,8 @@ impl BlockWriter<'_> {
                         ROption::RNone => batch.delete(w.key.as_slice()),
                     }
                 }
-                if let Some(list) = store.codecs_with(codec) {
-                    batch.put(CODECS, list);
+                if let Some(grown) = &grown {
+                    batch.put(CODECS, codec_list(grown));
                 }
                 batch.put(block_key(self.height), block);
                 batch.put(HEAD, head_bytes);
@@ -1051,6 +1063,9 @@ impl BlockWriter<'_> {
                 std::mem::take(&mut self.writes.accounts)
             }
         };
+        if let Some(grown) = grown {
+            store.remember_codecs(grown);
+        }
         // The commit is acknowledged only once the head is on disk: the log synced here
         // (the baseline, an fsync per commit) or by `storage.durability`.
         let sync = || db.flush_wal(true).map_err(err);
