@@ -275,6 +275,7 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
     for name in [
         "crypto_parallel_verification",
         "storage_binary_formats",
+        "batching_signature_aggregation",
         "batching_tx_validation",
     ] {
         dir.add_first_party(name);
@@ -282,6 +283,7 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
     let host = isolating_host(&[
         "crypto_parallel_verification",
         "storage_binary_formats",
+        "batching_signature_aggregation",
         "batching_tx_validation",
     ]);
     let report = load(
@@ -290,6 +292,7 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
         &[
             "crypto_parallel_verification",
             "storage_binary_formats",
+            "batching_signature_aggregation",
             "batching_tx_validation",
         ],
         "",
@@ -308,6 +311,18 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
         host.slots.sig_verify.verify_batch(&items),
         baseline::sig_verify(&items)
     );
+    let votes = workload::vote_set(5, 24, true);
+    let votes = votes.items();
+    assert_eq!(
+        host.slots.vote_verify.verify_votes(&votes),
+        baseline::verify_votes(&votes)
+    );
+    assert!(host
+        .slots
+        .vote_verify
+        .status()
+        .active
+        .starts_with("batching_signature_aggregation@"));
     let records = workload::records(3, 2, 4);
     let written = host.slots.record_codec.encode(&records);
     assert!(

@@ -27,9 +27,10 @@ use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
 use dubchain_plugin_api::{
     slots::{
         Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO,
-        SigVerifyFn, MERKLE, RECORD_CODEC, SIG_VERIFY,
+        SigVerifyFn, TxDecode, TxDecodeFfi_TO, VoteVerify, VoteVerifyFfi_TO, MERKLE, RECORD_CODEC,
+        SIG_VERIFY, TX_DECODE, VOTE_VERIFY,
     },
-    types::{Bytes32, Record, SigItem},
+    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,13 @@ use crate::{
 };
 
 /// The slots an isolated plugin may provide.
-pub const ISOLATABLE: [&str; 3] = [SIG_VERIFY.id, MERKLE.id, RECORD_CODEC.id];
+pub const ISOLATABLE: [&str; 5] = [
+    SIG_VERIFY.id,
+    MERKLE.id,
+    RECORD_CODEC.id,
+    VOTE_VERIFY.id,
+    TX_DECODE.id,
+];
 
 /// Largest message either side accepts.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -56,6 +63,10 @@ pub enum Request {
     Encode(Vec<Record>),
     /// `storage.record_codec`, decode.
     Decode(Vec<Vec<u8>>),
+    /// `consensus.vote_verify`: (public key, signature, message) per vote.
+    VoteVerify(Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>),
+    /// `mem.tx_decode`: the payloads.
+    TxDecode(Vec<Vec<u8>>),
 }
 
 /// The child's answer.
@@ -67,6 +78,7 @@ pub enum Response {
     Roots(Vec<Bytes32>),
     Values(Vec<Vec<u8>>),
     Records(Vec<Result<Record, String>>),
+    Transactions(Vec<Result<Transaction, String>>),
     /// The call failed in the plugin (or the plugin did not load), with why.
     Failed(String),
 }
@@ -190,6 +202,45 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 .into_result()
                 .map_or_else(failed, |v| {
                     Response::Values(v.into_iter().map(|b| b.into_vec()).collect())
+                })
+        }
+        Request::VoteVerify(votes) => {
+            let Some(imp) = &loaded.vote_verify else {
+                return missing(VOTE_VERIFY.id);
+            };
+            let votes: Option<Vec<VoteItem<'_>>> = votes
+                .iter()
+                .map(|(k, s, m)| {
+                    Some(VoteItem {
+                        public_key: k.as_slice().try_into().ok()?,
+                        signature: s.as_slice().try_into().ok()?,
+                        message: m.as_slice().into(),
+                    })
+                })
+                .collect();
+            let Some(votes) = votes else {
+                return Response::Failed(
+                    "a key of other than 48 bytes or a signature of other than 96".into(),
+                );
+            };
+            imp.verify_votes(votes.as_slice().into())
+                .into_result()
+                .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
+        }
+        Request::TxDecode(payloads) => {
+            let Some(imp) = &loaded.tx_decode else {
+                return missing(TX_DECODE.id);
+            };
+            let slices: Vec<RSlice<'_, u8>> =
+                payloads.iter().map(|p| p.as_slice().into()).collect();
+            imp.decode(slices.as_slice().into())
+                .into_result()
+                .map_or_else(failed, |v| {
+                    Response::Transactions(
+                        v.into_iter()
+                            .map(|r| r.into_result().map_err(String::from))
+                            .collect(),
+                    )
                 })
         }
         Request::Decode(values) => {
@@ -412,6 +463,44 @@ impl RecordCodec for RecordCodecProxy {
     }
 }
 
+/// `consensus.vote_verify` through the child.
+struct VoteVerifyProxy(Arc<Supervised>);
+
+impl VoteVerify for VoteVerifyProxy {
+    fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Result<Vec<bool>, PluginError> {
+        let votes = votes
+            .iter()
+            .map(|v| {
+                (
+                    v.public_key.to_vec(),
+                    v.signature.to_vec(),
+                    v.message.as_slice().to_vec(),
+                )
+            })
+            .collect();
+        match self.0.call(&Request::VoteVerify(votes))? {
+            Response::Verdicts(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `mem.tx_decode` through the child.
+struct TxDecodeProxy(Arc<Supervised>);
+
+impl TxDecode for TxDecodeProxy {
+    fn decode(
+        &self,
+        payloads: &[RSlice<'_, u8>],
+    ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
+        let payloads = payloads.iter().map(|p| p.as_slice().to_vec()).collect();
+        match self.0.call(&Request::TxDecode(payloads))? {
+            Response::Transactions(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// Loads `manifest`'s plugin isolated: refused unless every slot it provides is
 /// [`ISOLATABLE`]; the child loads and self-tests it; the host gets proxies for its slots.
 pub fn load(
@@ -465,9 +554,48 @@ pub fn load(
     }
     if provides(RECORD_CODEC.id) {
         loaded.record_codec = Some(RecordCodecFfi_TO::from_value(
-            Guarded(RecordCodecProxy(child)),
+            Guarded(RecordCodecProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(VOTE_VERIFY.id) {
+        loaded.vote_verify = Some(VoteVerifyFfi_TO::from_value(
+            Guarded(VoteVerifyProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(TX_DECODE.id) {
+        loaded.tx_decode = Some(TxDecodeFfi_TO::from_value(
+            Guarded(TxDecodeProxy(child)),
             TD_Opaque,
         ));
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every answer kind crosses the pipe intact, and a hostile length is refused before
+    /// anything is allocated for it.
+    #[test]
+    fn messages_cross_intact_and_a_hostile_length_is_refused() {
+        let txs = crate::workload::tx_batch(3, 4, true);
+        let answers = [
+            Response::Transactions(vec![Ok(txs[0].clone()), Err("not JSON".into())]),
+            Response::Records(vec![Ok(Record::Transaction(txs[1].clone()))]),
+            Response::Verdicts(vec![true, false]),
+            Response::Failed("why".into()),
+        ];
+        for answer in answers {
+            let mut wire = Vec::new();
+            write_message(&mut wire, &answer).unwrap();
+            let back: Response = read_message(&mut wire.as_slice()).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{answer:?}"));
+        }
+        let hostile = u32::MAX.to_be_bytes();
+        let e = read_message::<Response>(&mut hostile.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
 }
