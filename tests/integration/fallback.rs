@@ -225,16 +225,60 @@ fn wrong_shapes_from_a_raw_root_module_are_caught_at_the_host_boundary() {
     assert_eq!(st.counters.errors, 1, "{st:?}");
 }
 
-/// A host that loads `isolated` plugins each in a child process served by `dubchain-perf`.
+/// A host that loads `isolated` plugins each in a child process served by `dubchain-perf`,
+/// each call answered within 10 s.
 fn isolating_host(isolated: &[&str]) -> Host {
+    isolating_host_within(isolated, Duration::from_secs(10))
+}
+
+fn isolating_host_within(isolated: &[&str], call_timeout: Duration) -> Host {
     Host::new(dubchain_host::host::HostOptions {
         isolate: isolated.iter().map(|s| s.to_string()).collect(),
         launcher: Some(dubchain_host::isolate::Launcher {
             program: dubchain_tests::dubchain_perf(),
             args: vec!["plugin".into(), "serve".into()],
+            call_timeout,
         }),
         ..Default::default()
     })
+}
+
+/// An isolated plugin whose calls hang (here: take 4 s, past a 1 s deadline) is killed at
+/// the deadline, and the call is answered by the baseline.
+#[test]
+fn an_isolated_plugin_that_does_not_answer_is_cut_off_at_its_deadline() {
+    let host = isolating_host_within(&["fixture_slow_init"], Duration::from_secs(1));
+    let dir = PluginDir::new();
+    dir.add_fixture("fixture_slow_init", SIG_VERIFY.id, "");
+    // Its self-test (in the child, under the child's own 30 s step deadline) takes 4 s too.
+    let report = load(
+        &host,
+        &dir,
+        &["fixture_slow_init"],
+        "init_ms = 0\nverify_ms = 4000\n",
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let set = items();
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+    let status = host.slots.sig_verify.status();
+    assert_eq!(status.counters.errors, 1, "{status:?}");
+    let providers = &status.providers;
+    assert!(
+        providers.iter().all(|(_, c)| c.errors <= 1),
+        "{providers:?}"
+    );
+    let error = host
+        .slots
+        .sig_verify
+        .providers()
+        .last()
+        .and_then(|p| p.last_error.lock().unwrap().clone())
+        .unwrap_or_default();
+    assert!(error.contains("no answer within 1s"), "{error}");
 }
 
 /// A plugin that takes its process down, isolated: the node lives on, every call is

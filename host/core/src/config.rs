@@ -56,6 +56,8 @@ struct HostSection {
     /// Plugins to load each in a child process of its own (`crate::isolate`): a crash in
     /// one is a failed call, answered below, not the end of the node.
     isolate: Vec<String>,
+    /// How long an isolated plugin's process may take to answer one call.
+    isolated_call_timeout_ms: u64,
 }
 
 impl Default for HostSection {
@@ -67,6 +69,7 @@ impl Default for HostSection {
             allow_external_libraries: false,
             require_sha256: false,
             isolate: Vec::new(),
+            isolated_call_timeout_ms: 10_000,
         }
     }
 }
@@ -156,6 +159,11 @@ impl Config {
     /// See `[host] isolate`.
     pub fn isolate(&self) -> std::collections::BTreeSet<String> {
         self.file.host.isolate.iter().cloned().collect()
+    }
+
+    /// See `[host] isolated_call_timeout_ms`.
+    pub fn isolated_call_timeout(&self) -> Duration {
+        Duration::from_millis(self.file.host.isolated_call_timeout_ms)
     }
 
     /// See `[host] require_sha256`.

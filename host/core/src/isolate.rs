@@ -12,7 +12,8 @@
 //! copy of the batch each way, its encoding and two pipe transfers per call (`bench
 //! --isolation` measures it: the `isolated.` rows).
 //!
-//! Limits: a hung child is not cut off (its calls wait); an isolated `crypto.sig_verify`
+//! A call the child does not answer within the launcher's `call_timeout` is a failed call
+//! too: the child is killed and the next call starts another. Limit: an isolated `crypto.sig_verify`
 //! layer's `next` is the baseline in the child, not the host's stack below it (every layer
 //! gives the same verdicts, so only speed differs).
 
@@ -267,6 +268,8 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
 pub struct Launcher {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// How long the child may take to answer one call (`[host] isolated_call_timeout_ms`).
+    pub call_timeout: std::time::Duration,
 }
 
 /// The host's side: one plugin's child process, started on demand and again after it
@@ -369,7 +372,9 @@ impl Supervised {
             })?);
         }
         let r = running.as_mut().expect("started above");
+        let timeout = self.launcher.call_timeout;
         let answer = write_message(&mut r.stdin, request)
+            .and_then(|()| answer_within(&r.stdout, timeout))
             .and_then(|()| read_message::<Response>(&mut r.stdout));
         match answer {
             Ok(Response::Failed(e)) => Err(PluginError::failed(e)),
@@ -389,6 +394,32 @@ impl Supervised {
                 )))
             }
         }
+    }
+}
+
+/// Waits until the child has begun to answer, at most `timeout`.
+fn answer_within(
+    stdout: &BufReader<ChildStdout>,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if !stdout.buffer().is_empty() {
+        return Ok(());
+    }
+    let mut fd = libc::pollfd {
+        fd: stdout.get_ref().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is one valid pollfd for the duration of the call, and the count is 1.
+    match unsafe { libc::poll(&mut fd, 1, ms) } {
+        0 => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {timeout:?}"),
+        )),
+        n if n < 0 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
     }
 }
 

@@ -120,6 +120,7 @@ impl Session {
                 .map(|program| crate::isolate::Launcher {
                     program,
                     args: vec!["plugin".into(), "serve".into()],
+                    call_timeout: self.config.isolated_call_timeout(),
                 }),
             breaker: self.config.breaker(),
             ..HostOptions::default()
