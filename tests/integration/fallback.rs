@@ -11,6 +11,16 @@ fn items() -> workload::SignatureSet {
     workload::signature_set(11, 30, true)
 }
 
+/// `host` answers a batch of valid and invalid signatures as the baseline does.
+fn answers_as_the_baseline(host: &Host) {
+    let set = items();
+    let items = set.items();
+    assert_eq!(
+        host.slots.sig_verify.verify_batch(&items),
+        baseline::sig_verify(&items)
+    );
+}
+
 /// `host` with the fixture `name` loaded as its one `crypto.sig_verify` plugin (from a
 /// directory that lives as long as the returned one).
 fn with_fixture(host: Host, name: &str) -> (Host, PluginDir) {
@@ -157,12 +167,7 @@ fn layered_failure_falls_to_the_layer_below() {
         &["crypto_parallel_verification", "fixture_returns_error"],
         "",
     );
-    let set = items();
-    let items = set.items();
-    assert_eq!(
-        host.slots.sig_verify.verify_batch(&items),
-        baseline::sig_verify(&items)
-    );
+    answers_as_the_baseline(&host);
     let status = host.slots.sig_verify.status();
     assert_eq!(status.stack.len(), 2);
     assert!(status.stack[0].starts_with("crypto_parallel_verification"));
@@ -258,12 +263,7 @@ fn an_isolated_plugin_that_does_not_answer_is_cut_off_at_its_deadline() {
         "init_ms = 0\nverify_ms = 4000\n",
     );
     assert!(report.failed.is_empty(), "{:?}", report.failed);
-    let set = items();
-    let items = set.items();
-    assert_eq!(
-        host.slots.sig_verify.verify_batch(&items),
-        baseline::sig_verify(&items)
-    );
+    answers_as_the_baseline(&host);
     let status = host.slots.sig_verify.status();
     assert_eq!(status.counters.errors, 1, "{status:?}");
     let providers = &status.providers;

@@ -154,29 +154,67 @@ pub fn serve(
     }
 }
 
+/// The items of a signature or vote request, borrowed, each key and signature checked to
+/// its length (`K`, `S` bytes); `make` builds an item.
+fn borrowed<'a, const K: usize, const S: usize, T>(
+    items: &'a [(Vec<u8>, Vec<u8>, Vec<u8>)],
+    make: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
+) -> Result<Vec<T>, Response> {
+    items
+        .iter()
+        .map(|(k, s, m)| {
+            let key = k.as_slice().try_into().ok()?;
+            Some(make(
+                key,
+                s.as_slice().try_into().ok()?,
+                m.as_slice().into(),
+            ))
+        })
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(|| {
+            Response::Failed(format!(
+                "a key of other than {K} bytes or a signature of other than {S}"
+            ))
+        })
+}
+
+/// One item of a signature or vote request, owned.
+fn owned(key: &[u8], signature: &[u8], message: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    (key.to_vec(), signature.to_vec(), message.to_vec())
+}
+
+/// The verdicts of a signature or vote answer.
+fn verdicts(answer: Response) -> Result<Vec<bool>, PluginError> {
+    match answer {
+        Response::Verdicts(v) => Ok(v),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// One request, answered by the plugin's own objects.
 fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
     let failed = |e: PluginError| Response::Failed(e.to_string());
-    let missing = |slot: &str| Response::Failed(format!("the plugin does not provide `{slot}`"));
+    // The plugin's object for a slot, or the answer that it has none.
+    macro_rules! provided {
+        ($field:ident, $slot:ident) => {
+            match &loaded.$field {
+                Some(imp) => imp,
+                None => {
+                    return Response::Failed(format!("the plugin does not provide `{}`", $slot.id))
+                }
+            }
+        };
+    }
     match request {
         Request::SigVerify(items) => {
-            let Some(imp) = &loaded.sig_verify else {
-                return missing(SIG_VERIFY.id);
-            };
-            let items: Option<Vec<SigItem<'_>>> = items
-                .iter()
-                .map(|(k, s, m)| {
-                    Some(SigItem {
-                        public_key: k.as_slice().try_into().ok()?,
-                        signature: s.as_slice().try_into().ok()?,
-                        message: m.as_slice().into(),
-                    })
-                })
-                .collect();
-            let Some(items) = items else {
-                return Response::Failed(
-                    "a key of other than 32 bytes or a signature of other than 64".into(),
-                );
+            let imp = provided!(sig_verify, SIG_VERIFY);
+            let items = match borrowed(&items, |public_key, signature, message| SigItem {
+                public_key,
+                signature,
+                message,
+            }) {
+                Ok(items) => items,
+                Err(refused) => return refused,
             };
             let lower = dubchain_plugin_api::slots::LowerFn(|xs: &[SigItem<'_>]| {
                 Ok(crate::baseline::sig_verify(xs))
@@ -186,9 +224,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
         }
         Request::Roots(trees) => {
-            let Some(imp) = &loaded.merkle else {
-                return missing(MERKLE.id);
-            };
+            let imp = provided!(merkle, MERKLE);
             let trees: Vec<RSlice<'_, Bytes32>> =
                 trees.iter().map(|t| t.as_slice().into()).collect();
             imp.roots(trees.as_slice().into())
@@ -196,9 +232,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 .map_or_else(failed, |v| Response::Roots(v.into_vec()))
         }
         Request::Encode(records) => {
-            let Some(imp) = &loaded.record_codec else {
-                return missing(RECORD_CODEC.id);
-            };
+            let imp = provided!(record_codec, RECORD_CODEC);
             imp.encode(records.as_slice().into())
                 .into_result()
                 .map_or_else(failed, |v| {
@@ -206,32 +240,21 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 })
         }
         Request::VoteVerify(votes) => {
-            let Some(imp) = &loaded.vote_verify else {
-                return missing(VOTE_VERIFY.id);
-            };
-            let votes: Option<Vec<VoteItem<'_>>> = votes
-                .iter()
-                .map(|(k, s, m)| {
-                    Some(VoteItem {
-                        public_key: k.as_slice().try_into().ok()?,
-                        signature: s.as_slice().try_into().ok()?,
-                        message: m.as_slice().into(),
-                    })
-                })
-                .collect();
-            let Some(votes) = votes else {
-                return Response::Failed(
-                    "a key of other than 48 bytes or a signature of other than 96".into(),
-                );
+            let imp = provided!(vote_verify, VOTE_VERIFY);
+            let votes = match borrowed(&votes, |public_key, signature, message| VoteItem {
+                public_key,
+                signature,
+                message,
+            }) {
+                Ok(votes) => votes,
+                Err(refused) => return refused,
             };
             imp.verify_votes(votes.as_slice().into())
                 .into_result()
                 .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
         }
         Request::TxDecode(payloads) => {
-            let Some(imp) = &loaded.tx_decode else {
-                return missing(TX_DECODE.id);
-            };
+            let imp = provided!(tx_decode, TX_DECODE);
             let slices: Vec<RSlice<'_, u8>> =
                 payloads.iter().map(|p| p.as_slice().into()).collect();
             imp.decode(slices.as_slice().into())
@@ -245,9 +268,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 })
         }
         Request::Decode(values) => {
-            let Some(imp) = &loaded.record_codec else {
-                return missing(RECORD_CODEC.id);
-            };
+            let imp = provided!(record_codec, RECORD_CODEC);
             let slices: Vec<RSlice<'_, u8>> = values.iter().map(|v| v.as_slice().into()).collect();
             imp.decode(slices.as_slice().into())
                 .into_result()
@@ -441,18 +462,9 @@ fn unexpected(r: Response) -> PluginError {
 fn sig_verify_in(child: &Supervised, items: &[SigItem<'_>]) -> Result<Vec<bool>, PluginError> {
     let items = items
         .iter()
-        .map(|i| {
-            (
-                i.public_key.to_vec(),
-                i.signature.to_vec(),
-                i.message.as_slice().to_vec(),
-            )
-        })
+        .map(|i| owned(&i.public_key, &i.signature, &i.message))
         .collect();
-    match child.call(&Request::SigVerify(items))? {
-        Response::Verdicts(v) => Ok(v),
-        other => Err(unexpected(other)),
-    }
+    verdicts(child.call(&Request::SigVerify(items))?)
 }
 
 /// `crypto.merkle` through the child.
@@ -501,18 +513,9 @@ impl VoteVerify for VoteVerifyProxy {
     fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Result<Vec<bool>, PluginError> {
         let votes = votes
             .iter()
-            .map(|v| {
-                (
-                    v.public_key.to_vec(),
-                    v.signature.to_vec(),
-                    v.message.as_slice().to_vec(),
-                )
-            })
+            .map(|v| owned(&v.public_key, &v.signature, &v.message))
             .collect();
-        match self.0.call(&Request::VoteVerify(votes))? {
-            Response::Verdicts(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        verdicts(self.0.call(&Request::VoteVerify(votes))?)
     }
 }
 
