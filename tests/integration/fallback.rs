@@ -243,6 +243,7 @@ fn isolating_host_within(isolated: &[&str], call_timeout: Duration) -> Host {
             program: dubchain_tests::dubchain_perf(),
             args: vec!["plugin".into(), "serve".into()],
             call_timeout,
+            deadlines: Default::default(),
         }),
         ..Default::default()
     })
@@ -255,7 +256,7 @@ fn an_isolated_plugin_that_does_not_answer_is_cut_off_at_its_deadline() {
     let host = isolating_host_within(&["fixture_slow_init"], Duration::from_secs(1));
     let dir = PluginDir::new();
     dir.add_fixture("fixture_slow_init", SIG_VERIFY.id, "");
-    // Its self-test (in the child, under the child's own 30 s step deadline) takes 4 s too.
+    // Its self-test (in the child, under the default 30 s step deadline) takes 4 s too.
     let report = load(
         &host,
         &dir,

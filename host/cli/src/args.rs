@@ -304,6 +304,12 @@ pub enum PluginCmd {
     Serve {
         #[arg(long)]
         manifest: PathBuf,
+        /// The host's deadline for the plugin's init.
+        #[arg(long, default_value_t = 5_000)]
+        init_timeout_ms: u64,
+        /// The host's deadline for every other load step.
+        #[arg(long, default_value_t = 30_000)]
+        step_timeout_ms: u64,
     },
 }
 

@@ -91,7 +91,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
             plugin::verify_child(&manifest, &library)
         }
-        Command::Plugin(PluginCmd::Serve { manifest }) => plugin::serve(&manifest),
+        Command::Plugin(PluginCmd::Serve {
+            manifest,
+            init_timeout_ms,
+            step_timeout_ms,
+        }) => plugin::serve(
+            &manifest,
+            dubchain_host::loader::Deadlines {
+                init: std::time::Duration::from_millis(init_timeout_ms),
+                step: std::time::Duration::from_millis(step_timeout_ms),
+            },
+        ),
         Command::Bench(args) => bench::bench(&open()?, &args, global_args),
         Command::BenchChild(args) => bench::child(&open()?, &args),
         Command::Profile(args) => profile::profile(&open()?, &args, global_args),

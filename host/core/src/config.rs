@@ -63,8 +63,8 @@ struct HostSection {
 impl Default for HostSection {
     fn default() -> Self {
         HostSection {
-            init_timeout_ms: 5_000,
-            step_timeout_ms: 30_000,
+            init_timeout_ms: millis(crate::loader::Deadlines::default().init),
+            step_timeout_ms: millis(crate::loader::Deadlines::default().step),
             breaker: BreakerConfig::default(),
             allow_external_libraries: false,
             require_sha256: false,
@@ -72,6 +72,10 @@ impl Default for HostSection {
             isolated_call_timeout_ms: 10_000,
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A named set of gate settings.

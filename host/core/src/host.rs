@@ -77,8 +77,8 @@ impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
             runtime_dir: unique_runtime_dir(),
-            init_timeout: Duration::from_secs(5),
-            step_timeout: Duration::from_secs(30),
+            init_timeout: loader::Deadlines::default().init,
+            step_timeout: loader::Deadlines::default().step,
             require_sha256: false,
             isolate: Default::default(),
             launcher: None,

@@ -118,24 +118,18 @@ fn read_message<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Res
 }
 
 /// The child's side (`dubchain-perf plugin serve`): loads the plugin of `manifest` with
-/// `config` (its init and self-tests run here), says [`Response::Ready`] (or
+/// `config` under `deadlines` (its init and self-tests run here), says [`Response::Ready`] (or
 /// [`Response::Failed`] with the load error, and returns it), then answers requests until
 /// `input` closes.
 pub fn serve(
     manifest: &Manifest,
     config: &str,
     runtime_dir: &Path,
+    deadlines: Deadlines,
     mut input: impl Read,
     mut output: impl Write,
 ) -> Result<(), String> {
-    let loaded = match loader::load(
-        manifest,
-        config,
-        runtime_dir,
-        1,
-        Deadlines::default(),
-        false,
-    ) {
+    let loaded = match loader::load(manifest, config, runtime_dir, 1, deadlines, false) {
         Ok(l) => l,
         Err(e) => {
             let _ = write_message(&mut output, &Response::Failed(e.to_string()));
@@ -291,6 +285,9 @@ pub struct Launcher {
     pub args: Vec<String>,
     /// How long the child may take to answer one call (`[host] isolated_call_timeout_ms`).
     pub call_timeout: std::time::Duration,
+    /// The deadlines of the child's load steps: the host's own (`--init-timeout-ms`,
+    /// `--step-timeout-ms` to the child).
+    pub deadlines: Deadlines,
 }
 
 /// The host's side: one plugin's child process, started on demand and again after it
@@ -333,6 +330,14 @@ impl Supervised {
             .args(&self.launcher.args)
             .arg("--manifest")
             .arg(&self.manifest)
+            .arg(format!(
+                "--init-timeout-ms={}",
+                self.launcher.deadlines.init.as_millis()
+            ))
+            .arg(format!(
+                "--step-timeout-ms={}",
+                self.launcher.deadlines.step.as_millis()
+            ))
             .env("DUBCHAIN_PLUGIN_CONFIG", &self.config)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -121,6 +121,10 @@ impl Session {
                     program,
                     args: vec!["plugin".into(), "serve".into()],
                     call_timeout: self.config.isolated_call_timeout(),
+                    deadlines: crate::loader::Deadlines {
+                        init: self.config.init_timeout(),
+                        step: self.config.step_timeout(),
+                    },
                 }),
             breaker: self.config.breaker(),
             ..HostOptions::default()

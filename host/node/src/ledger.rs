@@ -69,7 +69,7 @@ pub fn produce(
     let workload = Workload::new(config.clone());
     let store = StateStore::open(data_dir).map_err(store_err)?;
     store
-        .check_codecs(&host.slots.record_codec.readable_codecs())
+        .check_codecs(&host.slots.record_codec)
         .map_err(store_err)?;
     store.attach(&host.slots);
     if store.head().map_err(store_err)?.is_none() {
@@ -138,7 +138,7 @@ pub fn check(
     let (store_err, block_err) = (store_error(data_dir), block_error(data_dir));
     let store = StateStore::open_existing(data_dir).map_err(store_err)?;
     store
-        .check_codecs(&host.slots.record_codec.readable_codecs())
+        .check_codecs(&host.slots.record_codec)
         .map_err(store_err)?;
     let Some(head) = store.head().map_err(store_err)? else {
         return Err(LedgerError::Empty { dir });
@@ -216,9 +216,7 @@ pub fn migrate(host: &Host, data_dir: &Path, to: &MigrateTo) -> Result<Migration
     let (store_err, block_err) = (store_error(data_dir), block_error(data_dir));
     let store = StateStore::open_existing(data_dir).map_err(store_err)?;
     let codecs = &host.slots.record_codec;
-    store
-        .check_codecs(&codecs.readable_codecs())
-        .map_err(store_err)?;
+    store.check_codecs(codecs).map_err(store_err)?;
     let Some(head) = store.head().map_err(store_err)? else {
         return Err(LedgerError::Empty { dir });
     };

@@ -47,7 +47,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::chain::merkle_root;
-use dubchain_host::slot::{AccountReadSlot, BlockCommitSlot, DurabilitySlot, MerkleSlot, Slots};
+use dubchain_host::slot::{
+    AccountReadSlot, BlockCommitSlot, DurabilitySlot, MerkleSlot, RecordCodecSlot, Slots,
+};
 
 /// An account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,10 +246,11 @@ impl StateStore {
             .clone()
     }
 
-    /// Refuses a store holding blocks written by a codec not among `readable` (what the
-    /// host's `storage.record_codec` slot can read with): they would be stranded.
-    pub fn check_codecs(&self, readable: &BTreeSet<String>) -> Result<(), StateError> {
-        let missing: Vec<String> = self.codecs().difference(readable).cloned().collect();
+    /// Refuses a store holding blocks written by a codec the host's `storage.record_codec`
+    /// slot cannot read with: they would be stranded.
+    pub fn check_codecs(&self, codecs: &RecordCodecSlot) -> Result<(), StateError> {
+        let readable = codecs.readable_codecs();
+        let missing: Vec<String> = self.codecs().difference(&readable).cloned().collect();
         if missing.is_empty() {
             Ok(())
         } else {

@@ -38,7 +38,7 @@ pub fn verify(path: &Path, library: Option<&Path>) -> Result<ExitCode> {
 
 /// The verdict travels in the checks; a non-zero exit means the child crashed.
 /// The child side of an isolated plugin: see `dubchain_host::isolate`.
-pub fn serve(manifest: &Path) -> Result<ExitCode> {
+pub fn serve(manifest: &Path, deadlines: dubchain_host::loader::Deadlines) -> Result<ExitCode> {
     let m = dubchain_host::manifest::read(manifest)?;
     let config = std::env::var("DUBCHAIN_PLUGIN_CONFIG").unwrap_or_default();
     let runtime = std::env::temp_dir().join(format!("dubchain-isolated-{}", std::process::id()));
@@ -46,6 +46,7 @@ pub fn serve(manifest: &Path) -> Result<ExitCode> {
         &m,
         &config,
         &runtime,
+        deadlines,
         std::io::stdin().lock(),
         std::io::stdout().lock(),
     );
