@@ -247,14 +247,7 @@ fn the_cache_layer_answers_exactly_as_the_layers_below_first_time_and_every_time
         (&["crypto_verification_caching"][..], ""),
         (&["crypto_verification_caching"][..], "capacity = 8\n"),
     ] {
-        let dir = PluginDir::new();
-        for name in stack {
-            dir.add_first_party(name);
-        }
-        let host = dubchain_tests::test_host();
-        assert!(dubchain_tests::load(&host, &dir, stack, config)
-            .failed
-            .is_empty());
+        let (host, _dir) = dubchain_tests::host_with_first_party(stack, config);
         let status = host.slots.sig_verify.status();
         assert!(
             status

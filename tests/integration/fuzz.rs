@@ -154,13 +154,6 @@ fn binary_host() -> &'static dubchain_host::Host {
     static HOST: std::sync::OnceLock<(dubchain_host::Host, dubchain_tests::PluginDir)> =
         std::sync::OnceLock::new();
     &HOST
-        .get_or_init(|| {
-            let dir = dubchain_tests::PluginDir::new();
-            dir.add_first_party("storage_binary_formats");
-            let host = dubchain_tests::test_host();
-            let report = dubchain_tests::load(&host, &dir, &["storage_binary_formats"], "");
-            assert!(report.failed.is_empty(), "{:?}", report.failed);
-            (host, dir)
-        })
+        .get_or_init(|| dubchain_tests::host_with_first_party(&["storage_binary_formats"], ""))
         .0
 }

@@ -22,7 +22,7 @@ use dubchain_plugin_api::{
     slots::{AccountReadFfi_TO, Guarded},
     types::{Blob, Bytes32, Bytes64, Transaction, TxKind},
 };
-use dubchain_tests::{dubchain_perf, load, test_host, PluginDir};
+use dubchain_tests::{dubchain_perf, host_with_first_party, load, test_host, PluginDir};
 use ed25519_dalek::{Signer, SigningKey};
 
 fn small(seed: u64) -> WorkloadConfig {
@@ -89,7 +89,6 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
     );
     assert!(a.rejected > 0, "some are invalid and refused");
 
-    let dir = PluginDir::new();
     let every = [
         "crypto_verification_caching",
         "crypto_parallel_verification",
@@ -100,11 +99,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "storage_write_batching",
         "batching_tx_validation",
     ];
-    for p in every {
-        dir.add_first_party(p);
-    }
-    let plugins = test_host();
-    assert!(load(&plugins, &dir, &every, "").failed.is_empty());
+    let (plugins, _dir) = host_with_first_party(&every, "");
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));
     assert_eq!(
         a.block_hashes, c.block_hashes,
@@ -125,12 +120,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
     }
 
     // The other provider of exec.block_execution (exclusive with batching_state_writes).
-    let dir2 = PluginDir::new();
-    dir2.add_first_party("batching_shard_aware");
-    let shard = test_host();
-    assert!(load(&shard, &dir2, &["batching_shard_aware"], "")
-        .failed
-        .is_empty());
+    let (shard, _dir2) = host_with_first_party(&["batching_shard_aware"], "");
     let e = chain(&shard, 7, 12, &tmp.path().join("e"));
     assert_eq!(
         a.block_hashes, e.block_hashes,
@@ -145,12 +135,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
     // Catch-up sync of the stored chain, on baselines and with consensus_batching: the same
     // heads, and a run with a tampered block is refused at the same block, with the same
     // error, keeping what came before it.
-    let dir3 = PluginDir::new();
-    dir3.add_first_party("consensus_batching");
-    let batching = test_host();
-    assert!(load(&batching, &dir3, &["consensus_batching"], "")
-        .failed
-        .is_empty());
+    let (batching, _dir3) = host_with_first_party(&["consensus_batching"], "");
     let source = StateStore::open(&tmp.path().join("a/proposer")).unwrap();
     let stored: Vec<_> = (1..=12)
         .map(|h| dubchain_node::block::stored_block(&baseline, &source, h).unwrap())

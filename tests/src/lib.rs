@@ -199,12 +199,18 @@ pub const FIRST_PARTY: [&str; 2] = ["crypto_parallel_verification", "storage_bin
 /// A test host with every first-party plugin loaded, each given `config`. Keep the returned
 /// directory alive as long as the host.
 pub fn first_party_host(config: &str) -> (Host, PluginDir) {
+    host_with_first_party(&FIRST_PARTY, config)
+}
+
+/// A test host with the first-party plugins `names` loaded, each given `config`; panics if
+/// one fails to load. Keep the returned directory alive as long as the host.
+pub fn host_with_first_party(names: &[&str], config: &str) -> (Host, PluginDir) {
     let dir = PluginDir::new();
-    for name in FIRST_PARTY {
+    for name in names {
         dir.add_first_party(name);
     }
     let host = test_host();
-    let report = load(&host, &dir, &FIRST_PARTY, config);
+    let report = load(&host, &dir, names, config);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     (host, dir)
 }

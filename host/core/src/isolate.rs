@@ -24,7 +24,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use abi_stable::{sabi_trait::TD_Opaque, std_types::RSlice};
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RSlice},
+};
 use dubchain_plugin_api::{
     slots::{
         Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO,
@@ -185,9 +188,20 @@ fn verdicts(answer: Response) -> Result<Vec<bool>, PluginError> {
     }
 }
 
+/// The plugin's answer as a response: `ok` of its value, or why it failed.
+fn reply<T>(answer: RResult<T, PluginError>, ok: impl FnOnce(T) -> Response) -> Response {
+    answer
+        .into_result()
+        .map_or_else(|e| Response::Failed(e.to_string()), ok)
+}
+
+/// Borrowed views of owned byte strings, as the FFI takes them.
+fn byte_slices(values: &[Vec<u8>]) -> Vec<RSlice<'_, u8>> {
+    values.iter().map(|v| v.as_slice().into()).collect()
+}
+
 /// One request, answered by the plugin's own objects.
 fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
-    let failed = |e: PluginError| Response::Failed(e.to_string());
     // The plugin's object for a slot, or the answer that it has none.
     macro_rules! provided {
         ($field:ident, $slot:ident) => {
@@ -213,25 +227,24 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
             let lower = dubchain_plugin_api::slots::LowerFn(|xs: &[SigItem<'_>]| {
                 Ok(crate::baseline::sig_verify(xs))
             });
-            imp.verify_batch(items.as_slice().into(), lower.as_ffi())
-                .into_result()
-                .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
+            reply(
+                imp.verify_batch(items.as_slice().into(), lower.as_ffi()),
+                |v| Response::Verdicts(v.into_vec()),
+            )
         }
         Request::Roots(trees) => {
             let imp = provided!(merkle, MERKLE);
             let trees: Vec<RSlice<'_, Bytes32>> =
                 trees.iter().map(|t| t.as_slice().into()).collect();
-            imp.roots(trees.as_slice().into())
-                .into_result()
-                .map_or_else(failed, |v| Response::Roots(v.into_vec()))
+            reply(imp.roots(trees.as_slice().into()), |v| {
+                Response::Roots(v.into_vec())
+            })
         }
         Request::Encode(records) => {
             let imp = provided!(record_codec, RECORD_CODEC);
-            imp.encode(records.as_slice().into())
-                .into_result()
-                .map_or_else(failed, |v| {
-                    Response::Values(v.into_iter().map(|b| b.into_vec()).collect())
-                })
+            reply(imp.encode(records.as_slice().into()), |v| {
+                Response::Values(v.into_iter().map(|b| b.into_vec()).collect())
+            })
         }
         Request::VoteVerify(votes) => {
             let imp = provided!(vote_verify, VOTE_VERIFY);
@@ -243,36 +256,31 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 Ok(votes) => votes,
                 Err(refused) => return refused,
             };
-            imp.verify_votes(votes.as_slice().into())
-                .into_result()
-                .map_or_else(failed, |v| Response::Verdicts(v.into_vec()))
+            reply(imp.verify_votes(votes.as_slice().into()), |v| {
+                Response::Verdicts(v.into_vec())
+            })
         }
         Request::TxDecode(payloads) => {
             let imp = provided!(tx_decode, TX_DECODE);
-            let slices: Vec<RSlice<'_, u8>> =
-                payloads.iter().map(|p| p.as_slice().into()).collect();
-            imp.decode(slices.as_slice().into())
-                .into_result()
-                .map_or_else(failed, |v| {
-                    Response::Transactions(
-                        v.into_iter()
-                            .map(|r| r.into_result().map_err(String::from))
-                            .collect(),
-                    )
-                })
+            let slices = byte_slices(&payloads);
+            reply(imp.decode(slices.as_slice().into()), |v| {
+                Response::Transactions(
+                    v.into_iter()
+                        .map(|r| r.into_result().map_err(String::from))
+                        .collect(),
+                )
+            })
         }
         Request::Decode(values) => {
             let imp = provided!(record_codec, RECORD_CODEC);
-            let slices: Vec<RSlice<'_, u8>> = values.iter().map(|v| v.as_slice().into()).collect();
-            imp.decode(slices.as_slice().into())
-                .into_result()
-                .map_or_else(failed, |v| {
-                    Response::Records(
-                        v.into_iter()
-                            .map(|r| r.into_result().map_err(|e| e.to_string()))
-                            .collect(),
-                    )
-                })
+            let slices = byte_slices(&values);
+            reply(imp.decode(slices.as_slice().into()), |v| {
+                Response::Records(
+                    v.into_iter()
+                        .map(|r| r.into_result().map_err(|e| e.to_string()))
+                        .collect(),
+                )
+            })
         }
     }
 }

@@ -570,9 +570,6 @@ pub type MeteringSlot = Slot<MeteringBox>;
 impl MeteringSlot {
     /// The plugin's metered code, or `None` (meter it the baseline way).
     pub fn instrument(&self, code: &[u8]) -> Option<Metered> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_call(|imp| imp.instrument(code.into()).into_result())
     }
 }
@@ -833,9 +830,6 @@ pub type TxPoolSlot = Slot<TxPoolBox>;
 impl TxPoolSlot {
     /// A fresh index from the provider, or `None` (use the baseline's).
     pub fn new_index(&self) -> Option<TxIndexBox> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_call(|imp| imp.new_index().into_result())
     }
 }
@@ -847,9 +841,6 @@ pub type ConsensusStatesSlot = Slot<VoteTalliesBox>;
 impl ConsensusStatesSlot {
     /// A fresh state from the provider for validators with `stakes`, or `None`.
     pub fn new_tally(&self, stakes: &[u64]) -> Option<VoteTallyBox> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_call(|imp| imp.new_tally(stakes.into()).into_result())
     }
 }
@@ -968,9 +959,6 @@ impl BlockCommitSlot {
     /// The provider's breaker is settled by the block: [`Slot::object_done`] once it is
     /// committed, [`Slot::object_failed`] if the set fails.
     pub fn begin(&self, height: u64) -> Option<BlockWritesBox> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_make(|imp| imp.begin(height).into_result())
     }
 }
@@ -987,9 +975,6 @@ impl BroadcastSlot {
         msgs: &[dubchain_plugin_api::wire::Message],
         peers: usize,
     ) -> Option<Vec<Vec<SharedFrame>>> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_call(|imp| {
             let lists = check_len(
                 peers,
@@ -1012,9 +997,6 @@ pub type SendQueuesSlot = Slot<SendQueuesBox>;
 impl SendQueuesSlot {
     /// A fresh queue from the provider for peer `peer`, or `None` (use the baseline's).
     pub fn new_queue(&self, peer: u32) -> Option<SendQueueBox> {
-        if self.baseline_only() {
-            return None;
-        }
         self.try_call(|imp| imp.new_queue(peer).into_result())
     }
 }
@@ -1026,9 +1008,6 @@ pub type TransportSlot = Slot<TransportBox>;
 impl TransportSlot {
     /// The provider's running connections over `peers`, or `None` (run the threads).
     pub fn connect(&self, peers: &[PeerSocket], inbound: InboundSinkBox) -> Option<ConnectionsBox> {
-        if self.baseline_only() {
-            return None;
-        }
         let mut inbound = Some(inbound);
         self.try_call(|imp| {
             imp.connect(peers.into(), inbound.take().expect("moved once"))

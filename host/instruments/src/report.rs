@@ -239,6 +239,25 @@ fn change_rows(c: &crate::Comparison) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The sections that are a title and one table, the same in every format, in order; a
+/// section with nothing to show is left out.
+fn plain_sections(
+    r: &BenchResults,
+) -> Vec<(&'static str, &'static [&'static str], Vec<Vec<String>>)> {
+    let mut sections = Vec::new();
+    if !r.instructions.is_empty() {
+        sections.push((
+            "Instructions (callgrind, per call, setup subtracted)",
+            &INSTR_HEAD[..],
+            instruction_rows(r),
+        ));
+    }
+    if !r.budgets.is_empty() {
+        sections.push(("Budgets", &BUDGET_HEAD[..], budget_rows(r)));
+    }
+    sections
+}
+
 fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", head.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
@@ -298,13 +317,9 @@ pub fn markdown(r: &BenchResults) -> String {
             yes(s.identical)
         );
     }
-    if !r.instructions.is_empty() {
-        out += "## Instructions (callgrind, per call, setup subtracted)\n\n";
-        md_table(&mut out, &INSTR_HEAD, &instruction_rows(r));
-    }
-    if !r.budgets.is_empty() {
-        out += "## Budgets\n\n";
-        md_table(&mut out, &BUDGET_HEAD, &budget_rows(r));
+    for (title, head, rows) in plain_sections(r) {
+        let _ = writeln!(out, "## {title}\n");
+        md_table(&mut out, head, &rows);
     }
     if let Some(c) = &r.comparison {
         let _ = writeln!(
@@ -607,13 +622,9 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
             &system_rows(r),
         );
     }
-    if !r.instructions.is_empty() {
-        out += "<h2>Instructions (callgrind)</h2>";
-        html_table(&mut out, &INSTR_HEAD, &instruction_rows(r));
-    }
-    if !r.budgets.is_empty() {
-        out += "<h2>Budgets</h2>";
-        html_table(&mut out, &BUDGET_HEAD, &budget_rows(r));
+    for (title, head, rows) in plain_sections(r) {
+        let _ = write!(out, "<h2>{}</h2>", esc(title));
+        html_table(&mut out, head, &rows);
     }
     if let Some(c) = &r.comparison {
         let _ = write!(
