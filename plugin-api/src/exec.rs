@@ -63,7 +63,7 @@ pub struct AccountEntry {
 
 /// Why a transfer does not apply, with the figures the host's error messages show.
 #[repr(C, u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxFailure {
     /// The access list does not declare the sender.
     UndeclaredSender,

@@ -550,7 +550,7 @@ pub type BlockExecutionBox = BlockExecutionFfi_TO<'static, RBox<()>>;
 
 /// The verdict of the stateless checks on one block.
 #[repr(C, u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BlockCheck {
     /// Every stateless check passed (execution may still refuse the block).
     Valid,
@@ -634,7 +634,7 @@ pub type BlockValidationBox = BlockValidationFfi_TO<'static, RBox<()>>;
 
 /// The verdict of the checks that need no state on one transaction.
 #[repr(C, u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxCheck {
     /// The signature verifies and every stateless rule holds.
     Valid,

@@ -312,43 +312,46 @@ fn an_isolated_plugin_that_aborts_costs_calls_not_the_node() {
 }
 
 /// Isolated first-party plugins answer exactly as in the host: signatures (layered over
-/// the baseline in the child) and the binary codec's round trip; a plugin with a slot that
-/// cannot be isolated is refused, saying which.
+/// the baseline in the child), votes, transaction and block-run verdicts, and the binary
+/// codec's round trip; a plugin with a slot that cannot be isolated (its calls take host
+/// callbacks) is refused, saying which.
 #[test]
 fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
-    let dir = PluginDir::new();
-    for name in [
+    let plugins = [
         "crypto_parallel_verification",
         "storage_binary_formats",
         "batching_signature_aggregation",
         "batching_tx_validation",
-    ] {
+        "consensus_batching",
+        "storage_write_batching",
+    ];
+    let dir = PluginDir::new();
+    for name in plugins {
         dir.add_first_party(name);
     }
-    let host = isolating_host(&[
-        "crypto_parallel_verification",
-        "storage_binary_formats",
-        "batching_signature_aggregation",
-        "batching_tx_validation",
-    ]);
-    let report = load(
-        &host,
-        &dir,
-        &[
-            "crypto_parallel_verification",
-            "storage_binary_formats",
-            "batching_signature_aggregation",
-            "batching_tx_validation",
-        ],
-        "",
-    );
+    let host = isolating_host(&plugins);
+    let report = load(&host, &dir, &plugins, "");
     let [refused]: [dubchain_host::loader::LoadError; 1] =
         report.failed.try_into().expect("one refusal");
     let text = refused.to_string();
     assert!(
-        text.contains("batching_tx_validation")
-            && text.contains("`exec.tx_validation`, which cannot be isolated"),
+        text.contains("storage_write_batching")
+            && text.contains("`storage.block_commit`, which cannot be isolated"),
         "{text}"
+    );
+    let txs = workload::tx_batch(0x150, 120, true);
+    assert_eq!(
+        host.slots.tx_validation.validate(&txs),
+        Some(baseline::validate_txs(&txs)),
+        "the isolated transaction validator answers, as the baseline"
+    );
+    let (height, hash, blocks, _) = workload::block_run(0x150, 12, 5, true);
+    assert_eq!(
+        host.slots
+            .block_validation
+            .check_run(height, &hash, &blocks),
+        Some(baseline::check_run(height, &hash, &blocks)),
+        "the isolated block-run validator answers, as the baseline"
     );
     let set = items();
     let items = set.items();

@@ -30,11 +30,12 @@ use abi_stable::{
 };
 use dubchain_plugin_api::{
     slots::{
-        Guarded, Merkle, MerkleFfi_TO, Next, RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO,
-        SigVerifyFn, TxDecode, TxDecodeFfi_TO, VoteVerify, VoteVerifyFfi_TO, MERKLE, RECORD_CODEC,
-        SIG_VERIFY, TX_DECODE, VOTE_VERIFY,
+        BlockCheck, BlockValidation, BlockValidationFfi_TO, Guarded, Merkle, MerkleFfi_TO, Next,
+        RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO, SigVerifyFn, TxCheck, TxDecode,
+        TxDecodeFfi_TO, TxValidation, TxValidationFfi_TO, VoteVerify, VoteVerifyFfi_TO,
+        BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_DECODE, TX_VALIDATION, VOTE_VERIFY,
     },
-    types::{Bytes32, Record, SigItem, Transaction, VoteItem},
+    types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
 use serde::{Deserialize, Serialize};
@@ -45,12 +46,14 @@ use crate::{
 };
 
 /// The slots an isolated plugin may provide.
-pub const ISOLATABLE: [&str; 5] = [
+pub const ISOLATABLE: [&str; 7] = [
     SIG_VERIFY.id,
     MERKLE.id,
     RECORD_CODEC.id,
     VOTE_VERIFY.id,
     TX_DECODE.id,
+    TX_VALIDATION.id,
+    BLOCK_VALIDATION.id,
 ];
 
 /// Largest message either side accepts.
@@ -71,6 +74,14 @@ pub enum Request {
     VoteVerify(Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>),
     /// `mem.tx_decode`: the payloads.
     TxDecode(Vec<Vec<u8>>),
+    /// `exec.tx_validation`: the transactions.
+    TxValidate(Vec<Transaction>),
+    /// `consensus.block_validation`: the head the run extends, and the run.
+    CheckRun {
+        head_height: u64,
+        head_hash: Bytes32,
+        blocks: Vec<Block>,
+    },
 }
 
 /// The child's answer.
@@ -83,6 +94,8 @@ pub enum Response {
     Values(Vec<Vec<u8>>),
     Records(Vec<Result<Record, String>>),
     Transactions(Vec<Result<Transaction, String>>),
+    TxChecks(Vec<TxCheck>),
+    BlockChecks(Vec<BlockCheck>),
     /// The call failed in the plugin (or the plugin did not load), with why.
     Failed(String),
 }
@@ -270,6 +283,23 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                         .collect(),
                 )
             })
+        }
+        Request::TxValidate(txs) => {
+            let imp = provided!(tx_validation, TX_VALIDATION);
+            reply(imp.validate(txs.as_slice().into()), |v| {
+                Response::TxChecks(v.into_vec())
+            })
+        }
+        Request::CheckRun {
+            head_height,
+            head_hash,
+            blocks,
+        } => {
+            let imp = provided!(block_validation, BLOCK_VALIDATION);
+            reply(
+                imp.check_run(head_height, &head_hash, blocks.as_slice().into()),
+                |v| Response::BlockChecks(v.into_vec()),
+            )
         }
         Request::Decode(values) => {
             let imp = provided!(record_codec, RECORD_CODEC);
@@ -548,6 +578,40 @@ impl TxDecode for TxDecodeProxy {
     }
 }
 
+/// `exec.tx_validation` through the child.
+struct TxValidationProxy(Arc<Supervised>);
+
+impl TxValidation for TxValidationProxy {
+    fn validate(&self, txs: &[Transaction]) -> Result<Vec<TxCheck>, PluginError> {
+        match self.0.call(&Request::TxValidate(txs.to_vec()))? {
+            Response::TxChecks(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// `consensus.block_validation` through the child.
+struct BlockValidationProxy(Arc<Supervised>);
+
+impl BlockValidation for BlockValidationProxy {
+    fn check_run(
+        &self,
+        head_height: u64,
+        head_hash: &Bytes32,
+        blocks: &[Block],
+    ) -> Result<Vec<BlockCheck>, PluginError> {
+        let request = Request::CheckRun {
+            head_height,
+            head_hash: *head_hash,
+            blocks: blocks.to_vec(),
+        };
+        match self.0.call(&request)? {
+            Response::BlockChecks(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// Loads `manifest`'s plugin isolated: refused unless every slot it provides is
 /// [`ISOLATABLE`]; the child loads and self-tests it; the host gets proxies for its slots.
 pub fn load(
@@ -613,7 +677,19 @@ pub fn load(
     }
     if provides(TX_DECODE.id) {
         loaded.tx_decode = Some(TxDecodeFfi_TO::from_value(
-            Guarded(TxDecodeProxy(child)),
+            Guarded(TxDecodeProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(TX_VALIDATION.id) {
+        loaded.tx_validation = Some(TxValidationFfi_TO::from_value(
+            Guarded(TxValidationProxy(child.clone())),
+            TD_Opaque,
+        ));
+    }
+    if provides(BLOCK_VALIDATION.id) {
+        loaded.block_validation = Some(BlockValidationFfi_TO::from_value(
+            Guarded(BlockValidationProxy(child)),
             TD_Opaque,
         ));
     }
@@ -633,6 +709,11 @@ mod tests {
             Response::Transactions(vec![Ok(txs[0].clone()), Err("not JSON".into())]),
             Response::Records(vec![Ok(Record::Transaction(txs[1].clone()))]),
             Response::Verdicts(vec![true, false]),
+            Response::TxChecks(crate::baseline::validate_txs(&txs)),
+            Response::BlockChecks(vec![dubchain_plugin_api::slots::BlockCheck::Parent {
+                expected: Bytes32([1; 32]),
+                got: Bytes32([2; 32]),
+            }]),
             Response::Failed("why".into()),
         ];
         for answer in answers {
