@@ -746,3 +746,131 @@ fn block_writes_generated_and_adversarial_through_and_held() {
     assert_eq!(status.counters.errors, 0);
     assert!(status.active.starts_with("storage_write_batching@"));
 }
+
+/// `consensus_lock_reduction` against the baseline's one-lock tally: step by step on
+/// generated sequences (double votes, equivocation, late votes, unknown validators, stakes
+/// that wrap), each step's answer and finalized height; then under four threads.
+#[test]
+fn vote_tallies_generated_adversarial_and_concurrent() {
+    use dubchain_plugin_api::types::Bytes32;
+    use rand::{Rng, SeedableRng};
+    for config in ["", "shards = 1\n", "shards = 3\n"] {
+        let (host, _dir) = host_with("consensus_lock_reduction", config);
+        for seed in 0..12u64 {
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+            let n = rng.gen_range(1..150usize);
+            let stakes: Vec<u64> = match seed % 3 {
+                // Stakes whose sums and tallies wrap, as the baseline's arithmetic does.
+                0 => (0..n)
+                    .map(|_| rng.gen_range(u64::MAX / 4..=u64::MAX))
+                    .collect(),
+                1 => (0..n).map(|_| rng.gen_range(0..3)).collect(),
+                _ => (0..n).map(|_| rng.gen_range(1..1_000)).collect(),
+            };
+            let blocks: Vec<Bytes32> = (0..3).map(|_| Bytes32(rng.gen())).collect();
+            let state = host
+                .slots
+                .vote_tally
+                .new_tally(&stakes)
+                .expect("the plugin makes a state");
+            let mut expected = baseline::Tally::default();
+            for step in 0..4_000 {
+                // Mostly near the frontier, sometimes far behind or far ahead.
+                let height = match rng.gen_range(0..10) {
+                    0 => rng.gen_range(0..5),
+                    1 => rng.gen_range(0..u64::MAX),
+                    _ => expected.finalized() + rng.gen_range(0..6),
+                };
+                let block = blocks[rng.gen_range(0..blocks.len())];
+                let validator = rng.gen_range(0..n as u32 + 3);
+                let want = expected.record(&stakes, height, &block, validator);
+                let got = state
+                    .record(height, &block, validator)
+                    .unwrap()
+                    .into_option();
+                assert_eq!(
+                    (got, state.finalized().unwrap()),
+                    (want, expected.finalized()),
+                    "config {config:?} seed {seed} step {step}: vote of {validator} at {height}"
+                );
+            }
+        }
+        // Four threads, each voting for its own validators at heights 1..=300, one vote per
+        // validator and height; a third of the votes are for another block (so some heights
+        // never reach two thirds). With one vote each, the tallies and so the final height
+        // do not depend on the order: it must be the baseline's. In any order, each height
+        // is announced at most once, only heights whose block reached two thirds, and the
+        // last announced is the final height.
+        let stakes: Vec<u64> = (1..=40).collect();
+        let (honest, other) = (Bytes32([1; 32]), Bytes32([2; 32]));
+        let state = host.slots.vote_tally.new_tally(&stakes).unwrap();
+        let announced = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let (state, announced) = (&state, &announced);
+                scope.spawn(move || {
+                    for h in 1..=300u64 {
+                        for v in (t..40).step_by(4) {
+                            let block = if (h + u64::from(v)) % 3 == 0 {
+                                other
+                            } else {
+                                honest
+                            };
+                            if let Some(f) = state.record(h, &block, v).unwrap().into_option() {
+                                announced.lock().unwrap().push(f);
+                            }
+                            let _ = state.finalized().unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let mut expected = baseline::Tally::default();
+        for h in 1..=300u64 {
+            for v in 0..40u32 {
+                let block = if (h + u64::from(v)) % 3 == 0 {
+                    other
+                } else {
+                    honest
+                };
+                expected.record(&stakes, h, &block, v);
+            }
+        }
+        assert_eq!(
+            state.finalized().unwrap(),
+            expected.finalized(),
+            "config {config:?}"
+        );
+        let mut announced = announced.into_inner().unwrap();
+        let count = announced.len();
+        let last = *announced.iter().max().expect("something finalized");
+        assert_eq!(last, state.finalized().unwrap(), "config {config:?}");
+        announced.sort_unstable();
+        announced.dedup();
+        assert_eq!(
+            announced.len(),
+            count,
+            "a height announced twice: config {config:?}"
+        );
+        let total: u64 = stakes.iter().sum();
+        for h in &announced {
+            // The most a block at `h` can have: every vote for it.
+            let best = [honest, other]
+                .iter()
+                .map(|b| {
+                    (0..40u32)
+                        .filter(|v| ((h + u64::from(*v)) % 3 == 0) == (*b == other))
+                        .map(|v| stakes[v as usize])
+                        .sum::<u64>()
+                })
+                .max()
+                .unwrap();
+            assert!(
+                3 * best >= 2 * total,
+                "height {h} announced without two thirds"
+            );
+        }
+        let st = host.slots.vote_tally.status();
+        assert_eq!(st.counters.fallbacks, 0, "{st:?}");
+    }
+}

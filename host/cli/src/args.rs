@@ -117,6 +117,9 @@ pub struct MicroArgs {
     /// Transfers per block of the `consensus.block_validation` run.
     #[arg(long, default_value_t = 256)]
     pub run_txs: usize,
+    /// Heights of 100 votes each that the `consensus.vote_tally` case's four threads record.
+    #[arg(long, default_value_t = 200)]
+    pub tally_heights: u64,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     pub micro_seed: u64,
@@ -520,6 +523,7 @@ impl MicroArgs {
             block_txs: self.block_txs,
             run_blocks: self.run_blocks,
             run_txs: self.run_txs,
+            tally_heights: self.tally_heights,
             seed: self.micro_seed,
         }
     }
@@ -534,6 +538,7 @@ impl MicroArgs {
             ("--block-txs", self.block_txs.to_string()),
             ("--run-blocks", self.run_blocks.to_string()),
             ("--run-txs", self.run_txs.to_string()),
+            ("--tally-heights", self.tally_heights.to_string()),
             ("--micro-seed", self.micro_seed.to_string()),
         ]
         .into_iter()

@@ -32,7 +32,6 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (BUFFER_POOL, buffer_pool_ratio),
     (FRAME_SEND, frame_send_ratio),
     (TX_POOL, tx_pool_ratio),
-    (VOTE_TALLY, vote_tally_ratio),
     (ACCOUNT_READ, account_read_ratio),
     (DURABILITY, durability_ratio),
     (BROADCAST, broadcast_ratio),
@@ -240,73 +239,8 @@ fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
     )
 }
 
-/// Rounds of the two workloads the scheduler disturbs most (`consensus.vote_tally`, four
-/// threads on one lock on 2 cores; `net.send_queue`), each run tens of milliseconds: over
-/// 9 rounds the tally's median still moved from 0.7x to 1.1x between runs.
-const CONTENDED_ROUNDS: usize = 21;
-/// Heights of 100 votes each that the tally workload's four threads record.
-const TALLY_HEIGHTS: u64 = 200;
 /// Batches of 30 frames the send-queue workload's producer pushes.
 const QUEUE_PUSHES: usize = 1_000;
-
-/// Four threads recording 100 validators' votes for 200 heights, each vote followed by nine
-/// reads of the finalized height (the catalogue's 9:1), on the baseline (one `Mutex`) and
-/// on the provider's state.
-fn vote_tally_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use dubchain_plugin_api::types::Bytes32;
-    let stakes: Vec<u64> = (1..=100).collect();
-    let block = Bytes32([7; 32]);
-    let run = |record: &(dyn Fn(u64, u32) + Sync), read: &(dyn Fn() -> u64 + Sync)| {
-        std::thread::scope(|scope| {
-            for t in 0..4u32 {
-                scope.spawn(move || {
-                    for h in 1..=TALLY_HEIGHTS {
-                        for v in (t..100).step_by(4) {
-                            record(h, v);
-                            for _ in 0..9 {
-                                std::hint::black_box(read());
-                            }
-                        }
-                    }
-                });
-            }
-        })
-    };
-    measure::compare(
-        slot,
-        CONTENDED_ROUNDS,
-        || {
-            // On the heap and on cache lines of its own, as a provider's state is: on the
-            // stack it shared lines with the closures every thread reads, and each run's
-            // stack address decided how much.
-            #[repr(align(128))]
-            struct OwnLines(std::sync::Mutex<baseline::Tally>);
-            let state = Box::new(OwnLines(Default::default()));
-            let m = &state.0;
-            run(
-                &|h, v| {
-                    m.lock()
-                        .expect("not poisoned")
-                        .record(&stakes, h, &block, v);
-                },
-                &|| m.lock().expect("not poisoned").finalized(),
-            );
-        },
-        || {
-            let state = host
-                .slots
-                .vote_tally
-                .new_tally(&stakes)
-                .expect("the provider makes a state");
-            run(
-                &|h, v| {
-                    let _ = state.record(h, &block, v);
-                },
-                &|| state.finalized().into_result().unwrap_or(0),
-            );
-        },
-    )
-}
 
 /// 20,000 Zipf-distributed reads of 1,000 accounts whose records (JSON, as stored) sit in
 /// memory: decoded on every read by the baseline, through the provider otherwise. No RocksDB
@@ -451,7 +385,7 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
     };
     measure::compare(
         slot,
-        CONTENDED_ROUNDS,
+        cases::CONTENDED_ROUNDS,
         || {
             let q = baseline::FifoQueue::default();
             run(&|f| q.push(f), &|| q.pop(256, std::time::Duration::ZERO));
