@@ -13,6 +13,19 @@ pub struct VecIndex {
 }
 
 impl VecIndex {
+    /// The index that inserting `entries` into an empty one gives (the first of equal
+    /// hashes kept), built in one pass instead of a scan per entry: for setting up large
+    /// pools in tests and benchmarks.
+    pub fn from_entries(entries: impl IntoIterator<Item = PoolEntry>) -> VecIndex {
+        let mut seen = std::collections::HashSet::new();
+        VecIndex {
+            entries: entries
+                .into_iter()
+                .filter(|e| seen.insert(e.hash))
+                .collect(),
+        }
+    }
+
     /// One verdict per entry: kept, or `false` for a hash already pending.
     pub fn insert(&mut self, entries: &[PoolEntry]) -> Vec<bool> {
         entries

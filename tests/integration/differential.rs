@@ -874,3 +874,112 @@ fn vote_tallies_generated_adversarial_and_concurrent() {
         assert_eq!(st.counters.fallbacks, 0, "{st:?}");
     }
 }
+
+/// `consensus_o1_structures` against the baseline's `Vec` index on generated scripts of
+/// inserts (duplicates, replacements at one nonce, equal fees, nonce gaps, nonces at
+/// `u64::MAX` that wrap to 0), selections and removals (of hashes never added too, and
+/// after the committed nonces moved), and on 50,000 pending entries: every verdict, every
+/// selection in order, every removal as a set, every length.
+#[test]
+fn tx_pool_scripts_generated_adversarial_and_large() {
+    use dubchain_plugin_api::{
+        slots::{HostNonces, PoolEntry},
+        types::Bytes32,
+        PluginError,
+    };
+    use rand::{Rng, SeedableRng};
+    use std::{collections::HashMap, sync::Mutex};
+    let (host, _dir) = host_with("consensus_o1_structures", "");
+    let run = |seed: u64, senders: usize, steps: usize, start: usize| {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let senders: Vec<Bytes32> = (0..senders).map(|_| Bytes32(rng.gen())).collect();
+        // Some senders start just below the top of the nonce range.
+        let committed: Mutex<HashMap<Bytes32, u64>> = Mutex::new(
+            senders
+                .iter()
+                .map(|s| (*s, if rng.gen_bool(0.1) { u64::MAX - 2 } else { 0 }))
+                .collect(),
+        );
+        let next = |s: &Bytes32| -> Result<u64, PluginError> {
+            Ok(*committed.lock().unwrap().get(s).unwrap_or(&0))
+        };
+        let source = HostNonces(next);
+        let mut index = host.slots.tx_pool.new_index().expect("an index");
+        let mut expected = dubchain_host::baseline::VecIndex::default();
+        let mut seen: Vec<Bytes32> = Vec::new();
+        let mut entry = |rng: &mut rand_chacha::ChaCha20Rng, seen: &mut Vec<Bytes32>| {
+            let sender = senders[rng.gen_range(0..senders.len())];
+            let hash = if !seen.is_empty() && rng.gen_ratio(1, 12) {
+                seen[rng.gen_range(0..seen.len())]
+            } else {
+                Bytes32(rng.gen())
+            };
+            seen.push(hash);
+            PoolEntry {
+                hash,
+                sender,
+                nonce: next(&sender).unwrap().wrapping_add(rng.gen_range(0..5)),
+                fee: rng.gen_range(1..4),
+            }
+        };
+        let initial: Vec<PoolEntry> = (0..start).map(|_| entry(&mut rng, &mut seen)).collect();
+        assert_eq!(
+            index.insert(initial.as_slice().into()).unwrap().into_vec(),
+            expected.insert(&initial),
+            "seed {seed}: the initial batch"
+        );
+        for step in 0..steps {
+            match rng.gen_range(0..10) {
+                0..=3 => {
+                    let batch: Vec<PoolEntry> = (0..rng.gen_range(0..40))
+                        .map(|_| entry(&mut rng, &mut seen))
+                        .collect();
+                    assert_eq!(
+                        index.insert(batch.as_slice().into()).unwrap().into_vec(),
+                        expected.insert(&batch),
+                        "seed {seed} step {step}: insert"
+                    );
+                }
+                4..=6 => {
+                    let max = rng.gen_range(0..300);
+                    assert_eq!(
+                        index.select(max, source.as_source()).unwrap().into_vec(),
+                        expected.select(max as usize, &next).unwrap(),
+                        "seed {seed} step {step}: select {max}"
+                    );
+                }
+                _ => {
+                    // A block of what would be selected, plus hashes never added; then the
+                    // committed nonces move past the block.
+                    let mut included = expected.select(rng.gen_range(0..200), &next).unwrap();
+                    included.extend((0..3).map(|_| Bytes32(rng.gen())));
+                    for h in &included {
+                        if let Some(e) = expected.get(h) {
+                            let mut c = committed.lock().unwrap();
+                            let n = c.entry(e.sender).or_default();
+                            *n = (*n).max(e.nonce.wrapping_add(1));
+                        }
+                    }
+                    let mut want = expected.remove(&included, &next).unwrap();
+                    let mut got = index
+                        .remove(included.as_slice().into(), source.as_source())
+                        .unwrap()
+                        .into_vec();
+                    want.sort_unstable();
+                    got.sort_unstable();
+                    assert_eq!(got, want, "seed {seed} step {step}: remove");
+                }
+            }
+            assert_eq!(
+                index.len().unwrap(),
+                expected.len() as u64,
+                "seed {seed} step {step}: length"
+            );
+        }
+    };
+    for seed in 0..10 {
+        run(seed, 1 + seed as usize * 7, 300, 0);
+    }
+    // 50,000 pending entries of 5,000 senders.
+    run(99, 5_000, 12, 50_000);
+}

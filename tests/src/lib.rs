@@ -33,6 +33,7 @@ pub fn library(name: &str) -> PathBuf {
         "batching_shard_aware" => env!("DUBCHAIN_LIB_batching_shard_aware"),
         "consensus_batching" => env!("DUBCHAIN_LIB_consensus_batching"),
         "consensus_lock_reduction" => env!("DUBCHAIN_LIB_consensus_lock_reduction"),
+        "consensus_o1_structures" => env!("DUBCHAIN_LIB_consensus_o1_structures"),
         "batching_tx_validation" => env!("DUBCHAIN_LIB_batching_tx_validation"),
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
         other => panic!("no library `{other}` is built for the tests"),

@@ -120,6 +120,9 @@ pub struct MicroArgs {
     /// Heights of 100 votes each that the `consensus.vote_tally` case's four threads record.
     #[arg(long, default_value_t = 200)]
     pub tally_heights: u64,
+    /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
+    #[arg(long, default_value_t = 50_000)]
+    pub pool_pending: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     pub micro_seed: u64,
@@ -524,6 +527,7 @@ impl MicroArgs {
             run_blocks: self.run_blocks,
             run_txs: self.run_txs,
             tally_heights: self.tally_heights,
+            pool_pending: self.pool_pending,
             seed: self.micro_seed,
         }
     }
@@ -539,6 +543,7 @@ impl MicroArgs {
             ("--run-blocks", self.run_blocks.to_string()),
             ("--run-txs", self.run_txs.to_string()),
             ("--tally-heights", self.tally_heights.to_string()),
+            ("--pool-pending", self.pool_pending.to_string()),
             ("--micro-seed", self.micro_seed.to_string()),
         ]
         .into_iter()

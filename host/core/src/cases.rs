@@ -11,8 +11,8 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        SlotInfo, BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_VALIDATION, VOTE_TALLY,
-        VOTE_VERIFY,
+        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
+        SIG_VERIFY, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -38,6 +38,8 @@ pub struct MicroOptions {
     pub run_txs: usize,
     /// Heights of 100 votes each that the `consensus.vote_tally` case's four threads record.
     pub tally_heights: u64,
+    /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
+    pub pool_pending: usize,
     pub seed: u64,
 }
 
@@ -53,6 +55,7 @@ impl Default for MicroOptions {
             run_blocks: 64,
             run_txs: 256,
             tally_heights: 200,
+            pool_pending: 50_000,
             seed: 7,
         }
     }
@@ -68,6 +71,7 @@ impl MicroOptions {
             record_blocks: 8,
             run_blocks: 16,
             run_txs: 64,
+            pool_pending: 5_000,
             ..MicroOptions::default()
         }
     }
@@ -95,6 +99,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (BLOCK_VALIDATION, block_validation_cases),
     (MERKLE, merkle_cases),
     (VOTE_TALLY, vote_tally_cases),
+    (TX_POOL, tx_pool_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -206,6 +211,19 @@ fn vote_tally_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+fn tx_pool_cases(o: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "tx_pool_select",
+        slot: TX_POOL.id,
+        workload: format!(
+            "select a block of 256 from {} pending transactions of {} senders (fees 1-99, each sender's nonces 0, 1, ...)",
+            o.pool_pending,
+            o.pool_pending / 10
+        ),
+        contract: true,
+    }]
+}
+
 /// The inputs of a case, generated once (deterministically from the seed).
 pub enum Input {
     Signatures(workload::SignatureSet),
@@ -215,6 +233,13 @@ pub enum Input {
     Votes(workload::VoteSet),
     Tree(Vec<Bytes32>),
     Txs(Vec<Transaction>),
+    /// Pending entries, the baseline's index of them, and the provider's (filled by
+    /// [`Input::for_host`]; selecting changes neither).
+    Pool {
+        entries: Vec<PoolEntry>,
+        base: baseline::VecIndex,
+        own: Option<std::sync::Mutex<TxIndexBox>>,
+    },
     /// The validators' stakes, and the heights every one of them votes at.
     Tally {
         stakes: Vec<u64>,
@@ -281,6 +306,14 @@ impl Input {
                     own: Vec::new(),
                 }
             }
+            s if s == TX_POOL.id => {
+                let entries = workload::pool_entries(o.seed, o.pool_pending, o.pool_pending / 10);
+                Input::Pool {
+                    base: baseline::VecIndex::from_entries(entries.iter().copied()),
+                    entries,
+                    own: None,
+                }
+            }
             s if s == VOTE_TALLY.id => Input::Tally {
                 stakes: (1..=100).collect(),
                 heights: o.tally_heights,
@@ -291,8 +324,17 @@ impl Input {
 
     /// Completes the input for `host` (the plugin's own encoding, to decode).
     pub fn for_host(mut self, host: &Host) -> Input {
-        if let Input::Records { records, own, .. } = &mut self {
-            *own = host.slots.record_codec.encode(records);
+        match &mut self {
+            Input::Records { records, own, .. } => {
+                *own = host.slots.record_codec.encode(records);
+            }
+            Input::Pool { entries, own, .. } => {
+                *own = host.slots.tx_pool.new_index().map(|mut index| {
+                    let _ = index.insert(entries.as_slice().into());
+                    std::sync::Mutex::new(index)
+                });
+            }
+            _ => {}
         }
         self
     }
@@ -375,6 +417,16 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                 Side::Plugin => drop(black_box(host.slots.record_codec.decode(black_box(&refs)))),
             }
         }
+        ("tx_pool_select", Input::Pool { base, own, .. }) => match side {
+            Side::Baseline => drop(black_box(base.select(256, &no_nonces_committed))),
+            Side::Plugin => {
+                if let Some(own) = own {
+                    let source = HostNonces(no_nonces_committed);
+                    let mut index = own.lock().expect("not poisoned");
+                    drop(black_box(index.select(256, source.as_source())));
+                }
+            }
+        },
         ("vote_tally", Input::Tally { stakes, heights }) => match side {
             Side::Baseline => {
                 // On the heap and on cache lines of its own, as a provider's state is: on
@@ -409,6 +461,11 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
         },
         _ => unreachable!("case {} does not take this input", case.name),
     }
+}
+
+/// The committed state of the `mempool.tx_pool` case: every sender's next nonce is 0.
+fn no_nonces_committed(_: &Bytes32) -> Result<u64, dubchain_plugin_api::PluginError> {
+    Ok(0)
 }
 
 /// The block every vote of the `consensus.vote_tally` case is for.
@@ -479,6 +536,21 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 .iter()
                 .chain([leaves])
                 .all(|t| host.slots.merkle.root(t) == baseline::merkle_root(t))
+        }
+        Input::Pool { base, own, .. } => {
+            // Selections of every size up to past the whole pool's ready set, as the
+            // baseline makes them.
+            let Some(own) = own else { return false };
+            let source = HostNonces(no_nonces_committed);
+            let mut index = own.lock().expect("not poisoned");
+            [0usize, 1, 256, 4_096].iter().all(|&max| {
+                index
+                    .select(max as u64, source.as_source())
+                    .into_result()
+                    .ok()
+                    .map(|v| v.into_vec())
+                    == base.select(max, &no_nonces_committed).ok()
+            })
         }
         Input::Tally { stakes, heights } => {
             // The workload's votes in one order, then a generated sequence with double

@@ -31,7 +31,6 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (BLOCK_RECLAIM, block_reclaim_ratio),
     (BUFFER_POOL, buffer_pool_ratio),
     (FRAME_SEND, frame_send_ratio),
-    (TX_POOL, tx_pool_ratio),
     (ACCOUNT_READ, account_read_ratio),
     (DURABILITY, durability_ratio),
     (BROADCAST, broadcast_ratio),
@@ -197,46 +196,6 @@ fn frame_send_ratio(host: &Host, slot: &str) -> measure::Comparison {
     drop(a);
     let _ = drain.join();
     c
-}
-
-/// Selecting a block of 256 from 5,000 pending transactions of 500 senders, on the
-/// baseline's index and on the provider's.
-fn tx_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use dubchain_plugin_api::{
-        slots::{HostNonces, PoolEntry},
-        types::Bytes32,
-    };
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let senders: Vec<Bytes32> = (0..500).map(|_| Bytes32(rng.gen())).collect();
-    let entries: Vec<PoolEntry> = (0..5_000)
-        .map(|i| PoolEntry {
-            hash: Bytes32(rng.gen()),
-            sender: senders[i % senders.len()],
-            nonce: (i / senders.len()) as u64,
-            fee: rng.gen_range(1..100),
-        })
-        .collect();
-    let mut base = baseline::VecIndex::default();
-    base.insert(&entries);
-    let mut index = host
-        .slots
-        .tx_pool
-        .new_index()
-        .expect("the provider makes an index");
-    let _ = index.insert(entries.as_slice().into());
-    let zero = |_: &Bytes32| -> Result<u64, dubchain_plugin_api::PluginError> { Ok(0) };
-    let source = HostNonces(zero);
-    let index = std::sync::Mutex::new(index);
-    measure::compare(
-        slot,
-        5,
-        || drop(std::hint::black_box(base.select(256, &zero))),
-        || {
-            let mut ix = index.lock().expect("not poisoned");
-            drop(std::hint::black_box(ix.select(256, source.as_source())));
-        },
-    )
 }
 
 /// Batches of 30 frames the send-queue workload's producer pushes.

@@ -867,3 +867,22 @@ pub fn tx_batch(seed: u64, n: usize, adversarial: bool) -> Vec<Transaction> {
         .take(n)
         .collect()
 }
+
+/// `n` pending transactions of `senders` senders for a mempool index: random hashes, sender
+/// `i % senders` with nonces 0, 1, ... in turn, fees 1 to 99.
+pub fn pool_entries(
+    seed: u64,
+    n: usize,
+    senders: usize,
+) -> Vec<dubchain_plugin_api::slots::PoolEntry> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x9001);
+    let senders: Vec<Bytes32> = (0..senders.max(1)).map(|_| Bytes32(rng.gen())).collect();
+    (0..n)
+        .map(|i| dubchain_plugin_api::slots::PoolEntry {
+            hash: Bytes32(rng.gen()),
+            sender: senders[i % senders.len()],
+            nonce: (i / senders.len()) as u64,
+            fee: rng.gen_range(1..100),
+        })
+        .collect()
+}
