@@ -983,3 +983,170 @@ fn tx_pool_scripts_generated_adversarial_and_large() {
     // 50,000 pending entries of 5,000 senders.
     run(99, 5_000, 12, 50_000);
 }
+
+/// `storage_multi_tier_cache` never answers other than the store: random interleavings of
+/// reads (single and batched, repeated keys), announced writes and rollbacks (a rollback
+/// restores an older state under a new store identity) over several stores, with a bound
+/// small enough that entries are evicted all the time; then a writer announcing writes
+/// while two readers read: once it is done, every read gives the final state (no stale
+/// entry survives a race between a read that missed and a write).
+#[test]
+fn account_reads_coherent_under_writes_rollbacks_and_races() {
+    use dubchain_plugin_api::{
+        exec::{AccountEntry, AccountState},
+        types::Bytes32,
+        PluginError,
+    };
+    use rand::{Rng, SeedableRng};
+    use std::{collections::HashMap, sync::RwLock};
+    type Truth = RwLock<HashMap<Bytes32, AccountState>>;
+    fn below(
+        truth: &Truth,
+    ) -> impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync + '_ {
+        move |accounts, out| {
+            let t = truth.read().unwrap();
+            for (a, o) in accounts.iter().zip(out) {
+                *o = t.get(a).copied().unwrap_or_default();
+            }
+            Ok(())
+        }
+    }
+    for config in ["", "max_bytes = 4096\n"] {
+        let (host, _dir) = host_with("storage_multi_tier_cache", config);
+        let slot = &host.slots.account_read;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let accounts: Vec<Bytes32> = (0..300).map(|_| Bytes32(rng.gen())).collect();
+        // Three stores, each with its truth, identity and saved states to roll back to.
+        let mut stores: Vec<(u64, Truth, Vec<HashMap<Bytes32, AccountState>>)> = (0..3)
+            .map(|i| (100 + i, RwLock::default(), Vec::new()))
+            .collect();
+        let mut next_id = 200;
+        for step in 0..20_000 {
+            let (id, truth, saved) = &mut stores[rng.gen_range(0..3)];
+            match rng.gen_range(0..20) {
+                0..=11 => {
+                    let n = if rng.gen_bool(0.8) {
+                        1
+                    } else {
+                        rng.gen_range(0..20)
+                    };
+                    // Zipf-like: low indices far more often.
+                    let asked: Vec<Bytes32> = (0..n)
+                        .map(|_| accounts[(rng.gen::<f64>().powi(3) * 300.0) as usize % 300])
+                        .collect();
+                    let want: Vec<AccountState> = {
+                        let t = truth.read().unwrap();
+                        asked
+                            .iter()
+                            .map(|a| t.get(a).copied().unwrap_or_default())
+                            .collect()
+                    };
+                    let got = slot
+                        .get(*id, &asked, below(truth))
+                        .expect("the plugin answers");
+                    assert_eq!(
+                        got, want,
+                        "config {config:?} step {step}: read of store {id}"
+                    );
+                }
+                12..=17 => {
+                    let writes: Vec<AccountEntry> = (0..rng.gen_range(1..8))
+                        .map(|_| AccountEntry {
+                            account: accounts[rng.gen_range(0..300)],
+                            state: AccountState {
+                                balance: rng.gen(),
+                                nonce: rng.gen_range(0..9),
+                            },
+                        })
+                        .collect();
+                    if rng.gen_bool(0.2) {
+                        saved.push(truth.read().unwrap().clone());
+                    }
+                    {
+                        let mut t = truth.write().unwrap();
+                        for w in &writes {
+                            t.insert(w.account, w.state);
+                        }
+                    }
+                    slot.written(*id, &writes);
+                }
+                _ => {
+                    if let Some(old) = saved.pop() {
+                        *truth.write().unwrap() = old;
+                        slot.reset(*id);
+                        *id = next_id;
+                        next_id += 1;
+                    }
+                }
+            }
+        }
+        // The race made certain: a write lands (and is announced) while a read that missed
+        // is reading the store. That read may answer the older state; the next must not.
+        let truth: Truth = RwLock::default();
+        let racing = accounts[299];
+        let raced = std::sync::atomic::AtomicBool::new(false);
+        let first = slot
+            .get(
+                9,
+                &[racing],
+                |asked: &[Bytes32], out: &mut [AccountState]| {
+                    below(&truth)(asked, out)?;
+                    if !raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        let w = AccountEntry {
+                            account: racing,
+                            state: AccountState {
+                                balance: 1,
+                                nonce: 1,
+                            },
+                        };
+                        truth.write().unwrap().insert(w.account, w.state);
+                        slot.written(9, &[w]);
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(first[0], AccountState::default());
+        assert_eq!(
+            slot.get(9, &[racing], below(&truth)).unwrap()[0],
+            truth.read().unwrap()[&racing],
+            "config {config:?}: the read that raced a write left its older state cached"
+        );
+        // A writer and two readers on one store.
+        let truth: Truth = RwLock::default();
+        let hot = &accounts[..16];
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for round in 1..=2_000u64 {
+                    let w = AccountEntry {
+                        account: hot[round as usize % hot.len()],
+                        state: AccountState {
+                            balance: round,
+                            nonce: round,
+                        },
+                    };
+                    truth.write().unwrap().insert(w.account, w.state);
+                    slot.written(7, &[w]);
+                }
+            });
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for i in 0..20_000 {
+                        let a = hot[i % hot.len()];
+                        assert!(slot.get(7, &[a], below(&truth)).is_some());
+                    }
+                });
+            }
+        });
+        let t = truth.read().unwrap();
+        for a in hot {
+            assert_eq!(
+                slot.get(7, &[*a], below(&truth)).unwrap()[0],
+                t[a],
+                "config {config:?}: a stale entry after the race"
+            );
+        }
+        let st = slot.status();
+        assert_eq!(st.counters.fallbacks, 0, "{st:?}");
+    }
+}

@@ -100,6 +100,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "batching_tx_validation",
         "consensus_o1_structures",
         "consensus_lock_reduction",
+        "storage_multi_tier_cache",
     ];
     let (plugins, _dir) = host_with_first_party(&every, "");
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));

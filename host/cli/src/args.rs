@@ -123,6 +123,9 @@ pub struct MicroArgs {
     /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
     #[arg(long, default_value_t = 50_000)]
     pub pool_pending: usize,
+    /// Account reads of the `storage.account_read` case.
+    #[arg(long, default_value_t = 20_000)]
+    pub reads: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     pub micro_seed: u64,
@@ -528,6 +531,7 @@ impl MicroArgs {
             run_txs: self.run_txs,
             tally_heights: self.tally_heights,
             pool_pending: self.pool_pending,
+            reads: self.reads,
             seed: self.micro_seed,
         }
     }
@@ -544,6 +548,7 @@ impl MicroArgs {
             ("--run-txs", self.run_txs.to_string()),
             ("--tally-heights", self.tally_heights.to_string()),
             ("--pool-pending", self.pool_pending.to_string()),
+            ("--reads", self.reads.to_string()),
             ("--micro-seed", self.micro_seed.to_string()),
         ]
         .into_iter()

@@ -40,6 +40,8 @@ pub struct MicroOptions {
     pub tally_heights: u64,
     /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
     pub pool_pending: usize,
+    /// Account reads of the `storage.account_read` case.
+    pub reads: usize,
     pub seed: u64,
 }
 
@@ -56,6 +58,7 @@ impl Default for MicroOptions {
             run_txs: 256,
             tally_heights: 200,
             pool_pending: 50_000,
+            reads: 20_000,
             seed: 7,
         }
     }

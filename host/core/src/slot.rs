@@ -110,13 +110,19 @@ impl Breaker {
     }
 
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Relaxed);
+        // Loads first: on the hot path nothing changes, and a store would take the cache
+        // line from every other thread calling the provider.
+        if self.consecutive_failures.load(Relaxed) != 0 {
+            self.consecutive_failures.store(0, Relaxed);
+        }
         if self.open_until.load(Relaxed) != 0 {
             self.open_until.store(0, Relaxed);
             self.backoff_ms.store(self.config.backoff_ms, Relaxed);
             tracing::info!("circuit breaker closed after a successful probe");
         }
-        self.probing.store(false, Relaxed);
+        if self.probing.load(Relaxed) {
+            self.probing.store(false, Relaxed);
+        }
     }
 
     pub fn record_failure(&self) {
@@ -885,9 +891,11 @@ impl AccountReadSlot {
         out: &mut [AccountState],
         below: impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
     ) -> bool {
-        if self.baseline_only() || accounts.len() != out.len() {
+        if accounts.len() != out.len() {
             return false;
         }
+        // One load of the stack (`try_call` counts the call either way): this is the node's
+        // most frequent slot call.
         let below = HostAccounts(below);
         self.try_call(|imp| {
             imp.get(store, accounts.into(), out.into(), below.as_source())

@@ -12,7 +12,7 @@
 use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
-    slots::{SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION},
+    slots::{SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION},
     types::Bytes32,
 };
 
@@ -34,6 +34,7 @@ type Cases = fn(&MicroOptions) -> Vec<Case>;
 pub const STORE_CASES: &[(SlotInfo, Cases)] = &[
     (BLOCK_EXECUTION, block_execution_cases),
     (BLOCK_COMMIT, block_commit_cases),
+    (ACCOUNT_READ, account_read_cases),
 ];
 
 /// The workloads of `slot`; empty for a slot the suite has no workload for yet.
@@ -52,6 +53,9 @@ pub enum Input {
     /// Two stores at the same state, one written through and one attached to the host's
     /// slots, and the writes of a block (for `storage.block_commit`).
     Commit(Box<CommitInput>),
+    /// Two stores at the same state, one read by the host and one attached to the host's
+    /// slots, and the accounts to read (for `storage.account_read`).
+    Reads(Box<ReadInput>),
     /// A node-free case's inputs.
     Pure(pure::Input),
 }
@@ -70,6 +74,7 @@ impl Input {
             s if s == BLOCK_COMMIT.id => {
                 Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
             }
+            s if s == ACCOUNT_READ.id => Input::Reads(Box::new(ReadInput::new(o.seed, o.reads))),
             _ => Input::Pure(pure::Input::new(case, o)),
         }
     }
@@ -82,6 +87,10 @@ impl Input {
             Input::Commit(c) => {
                 c.stores()[1].attach(&host.slots);
                 Input::Commit(c)
+            }
+            Input::Reads(r) => {
+                r.stores[1].attach(&host.slots);
+                Input::Reads(r)
             }
             store => store,
         }
@@ -123,6 +132,18 @@ fn block_commit_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+fn account_read_cases(o: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "account_read",
+        slot: ACCOUNT_READ.id,
+        workload: format!(
+            "{} Zipfian reads of 1,000 accounts on RocksDB, one at a time as the node reads (a cache empty at the start of every run)",
+            o.reads
+        ),
+        contract: true,
+    }]
+}
+
 /// What a run left to undo: a block in progress on a store, rolled back by [`Pending::undo`]
 /// outside the timed region.
 pub enum Pending<'a> {
@@ -146,6 +167,15 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
     if let Input::Commit(c) = input {
         c.commit_next(side);
         return Pending::Nothing;
+    }
+    if let Input::Reads(r) = input {
+        let store = &r.stores[usize::from(side == Side::Plugin)];
+        for a in &r.reads {
+            black_box(store.account(a).expect("the scratch store reads"));
+        }
+        // An empty block rolled back: the store takes a new identity, so the next run
+        // starts with nothing cached of it.
+        return Pending::Block(store.begin_block(1));
     }
     if let Input::Store(s) = input {
         let slots = match side {
@@ -171,6 +201,7 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
 pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> bool {
     match input {
         Input::Commit(c) => c.identical(host),
+        Input::Reads(r) => r.identical(),
         Input::Store(_) => {
             // Differential on generated and adversarial blocks, plugin against the pure
             // baseline; the write path itself is checked by the node's tests.
@@ -459,6 +490,72 @@ impl StoreInput {
 impl Drop for StoreInput {
     fn drop(&mut self) {
         drop(self.store.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Two scratch RocksDB stores at the same genesis of 1,000 accounts, and Zipfian reads of
+/// them: the baseline's store is read by the host (RocksDB and a JSON record every read),
+/// the plugin's is attached to the plugin's slots (every read goes through the provider
+/// with that store below). Removed when dropped.
+pub struct ReadInput {
+    dir: std::path::PathBuf,
+    stores: [dubchain_node::state::StateStore; 2],
+    genesis: Vec<(Bytes32, dubchain_node::state::Account)>,
+    reads: Vec<Bytes32>,
+}
+
+impl ReadInput {
+    fn new(seed: u64, reads: usize) -> ReadInput {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x4ead);
+        let genesis: Vec<(Bytes32, dubchain_node::state::Account)> = (0..1_000u64)
+            .map(|i| {
+                (
+                    Bytes32(rng.gen()),
+                    dubchain_node::state::Account {
+                        balance: 1_000 * (i + 1),
+                        nonce: i,
+                    },
+                )
+            })
+            .collect();
+        let reads = (0..reads)
+            .map(|_| {
+                let u: f64 = rng.gen();
+                genesis[(u.powf(4.0) * genesis.len() as f64) as usize % genesis.len()].0
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!(
+            "dubchain-bench-reads-{}-{seed}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stores = [
+            scratch_store(&dir.join("baseline"), &genesis),
+            scratch_store(&dir.join("plugin"), &genesis),
+        ];
+        ReadInput {
+            dir,
+            stores,
+            genesis,
+            reads,
+        }
+    }
+
+    /// Every genesis account, and some never written, reads the same from both stores.
+    fn identical(&self) -> bool {
+        let absent = (0..16u8).map(|i| Bytes32([i; 32]));
+        self.genesis
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(absent)
+            .all(|a| self.stores[0].account(&a).ok() == self.stores[1].account(&a).ok())
+    }
+}
+
+impl Drop for ReadInput {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -268,49 +268,6 @@ fn call_counts(host: &Host, slot: &str) -> (u64, u64) {
         .map_or((0, 0), |s| (s.counters.calls, s.counters.errors))
 }
 
-/// 20,000 Zipfian reads of 1,000 accounts, on two RocksDB stores at the same state: one read
-/// by the host (the baseline: RocksDB and a JSON record every read), one attached to the
-/// slots, so every read goes through the provider with that store as `below`.
-fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use dubchain_node::state::Account;
-    use dubchain_plugin_api::types::Bytes32;
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let genesis: Vec<(Bytes32, Account)> = (0..1_000u64)
-        .map(|i| {
-            (
-                Bytes32(rng.gen()),
-                Account {
-                    balance: 1_000 * (i + 1),
-                    nonce: i,
-                },
-            )
-        })
-        .collect();
-    let reads: Vec<Bytes32> = (0..20_000)
-        .map(|_| {
-            let u: f64 = rng.gen();
-            genesis[((u.powf(4.0)) * genesis.len() as f64) as usize % genesis.len()].0
-        })
-        .collect();
-    let dir = std::env::temp_dir().join(format!("dubchain-verify-read-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let stores = [
-        crate::micro::scratch_store(&dir.join("baseline"), &genesis),
-        crate::micro::scratch_store(&dir.join("plugin"), &genesis),
-    ];
-    stores[1].attach(&host.slots);
-    let read_all = |store: &dubchain_node::state::StateStore| {
-        for a in &reads {
-            std::hint::black_box(store.account(a).expect("the scratch store reads"));
-        }
-    };
-    let c = measure::compare(slot, 7, || read_all(&stores[0]), || read_all(&stores[1]));
-    drop(stores);
-    let _ = std::fs::remove_dir_all(&dir);
-    c
-}
-
 /// Four nodes on loopback; one broadcasts a block's worth of transaction gossip and the
 /// other three receive all of it: with the host's threads, and with the provider's I/O.
 fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
@@ -369,10 +326,8 @@ fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
 }
 
 /// The quick ratios that run on the node and that the bench suite has no case for, by slot.
-const NODE_RATIOS: &[(SlotInfo, fn(&Host, &str) -> measure::Comparison)] = &[
-    (ACCOUNT_READ, account_read_ratio),
-    (TRANSPORT, transport_ratio),
-];
+const NODE_RATIOS: &[(SlotInfo, fn(&Host, &str) -> measure::Comparison)] =
+    &[(TRANSPORT, transport_ratio)];
 
 /// `plugin verify`'s quick ratio of `slot`: the bench suite's contract case where it has one
 /// (so `verify`, `bench` and `run` report the same workload), else the slot's quick-ratio

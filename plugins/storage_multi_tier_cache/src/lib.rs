@@ -1,0 +1,197 @@
+//! `storage_multi_tier_cache`: decoded accounts held in memory in front of RocksDB (the
+//! `storage.account_read` row of the catalogue, `storage_multi_tier_cache`).
+//!
+//! The baseline reads RocksDB and decodes the JSON record on every read. Here each store
+//! (told apart by the host's store identity) has a cache of decoded states:
+//!
+//! * **Coherent.** The host announces every write right after it (`written`): the cache
+//!   takes the written state. A rollback (`reset`) drops the store's cache. A read that
+//!   missed reads the store and caches what it read only if no write or rollback was
+//!   announced meanwhile (an epoch, checked under the cache's lock), so a read racing a
+//!   write never leaves the older state behind.
+//! * **Bounded by bytes.** `max_bytes` (default 64 MiB) at about 96 bytes an entry. Two
+//!   generations approximate least-recently-used: entries go into the young one; when it
+//!   holds half the bound, it becomes the old one and the old one is dropped; a hit in the
+//!   old generation moves the entry back to the young one.
+//! * **The store's own tier** (RocksDB's block cache) is the host's configuration; this
+//!   plugin sits in front of it.
+
+use std::sync::RwLock;
+
+use dubchain_plugin_api::{
+    exec::{AccountEntry, AccountState},
+    export_plugin,
+    slots::{AccountRead, AccountSourceRef},
+    types::Bytes32,
+    PluginError,
+};
+use serde::Deserialize;
+
+/// Hash maps keyed by a per-process random seed (account keys are chosen by users):
+/// `foldhash`, the hasher `hashbrown` uses, at a fraction of SipHash's cost on 32-byte keys.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What one cached entry is taken to cost: key, state and the map's own share.
+const ENTRY_BYTES: usize = 96;
+
+/// Settings, from the plugin's table in the host configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The most memory the cached accounts of all stores together may take (at least 4 KiB).
+    pub max_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The plugin: one cache per store, all behind one read-write lock (a host per node, so
+/// the lock is one node's): a hit takes it shared; a miss's insert, a write and a rollback
+/// take it exclusive.
+#[derive(Debug)]
+pub struct Cache {
+    /// Entries each store's young generation holds before it turns old.
+    generation: usize,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Moves on every write and rollback announced (of any store): a read that missed
+    /// caches what it read only if this did not move meanwhile.
+    epoch: u64,
+    stores: HashMap<u64, StoreCache>,
+}
+
+/// One store's cached states, in two generations.
+#[derive(Debug, Default)]
+struct StoreCache {
+    young: HashMap<Bytes32, AccountState>,
+    old: HashMap<Bytes32, AccountState>,
+}
+
+impl StoreCache {
+    fn put(&mut self, account: Bytes32, state: AccountState, limit: usize) {
+        if self.young.len() >= limit && !self.young.contains_key(&account) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(&account);
+        self.young.insert(account, state);
+    }
+}
+
+impl Inner {
+    /// `store`'s cache (made if new) and its share of the bound `generation`: the bound
+    /// holds over all stores together.
+    fn store(&mut self, store: u64, generation: usize) -> (&mut StoreCache, usize) {
+        let n = self.stores.len() + usize::from(!self.stores.contains_key(&store));
+        let limit = (generation / n).max(1);
+        (self.stores.entry(store).or_default(), limit)
+    }
+}
+
+impl Cache {
+    /// From the plugin's configuration table.
+    pub fn from_config(config: &str) -> Result<Self, PluginError> {
+        let s: Settings = toml::from_str(config)
+            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
+        if s.max_bytes < 4096 {
+            return Err(PluginError::invalid_input(format!(
+                "max_bytes = {} is below 4096",
+                s.max_bytes
+            )));
+        }
+        Ok(Cache {
+            // Two generations of this many entries each: the bound, over every store.
+            generation: (s.max_bytes / ENTRY_BYTES / 2).max(1),
+            inner: RwLock::default(),
+        })
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn poisoned<T>(_: T) -> PluginError {
+    PluginError::failed("a caller panicked holding the account cache")
+}
+
+impl AccountRead for Cache {
+    fn get(
+        &self,
+        store: u64,
+        accounts: &[Bytes32],
+        out: &mut [AccountState],
+        below: &AccountSourceRef<'_>,
+    ) -> Result<(), PluginError> {
+        let (mut misses, mut promote) = (Vec::new(), Vec::new());
+        let epoch = {
+            let inner = self.inner.read().map_err(poisoned)?;
+            let c = inner.stores.get(&store);
+            for (i, a) in accounts.iter().enumerate() {
+                if let Some(c) = c {
+                    if let Some(s) = c.young.get(a) {
+                        out[i] = *s;
+                        continue;
+                    }
+                    if let Some(s) = c.old.get(a) {
+                        out[i] = *s;
+                        promote.push(i);
+                        continue;
+                    }
+                }
+                misses.push(i);
+            }
+            inner.epoch
+        };
+        if misses.is_empty() && promote.is_empty() {
+            return Ok(());
+        }
+        let missed: Vec<Bytes32> = misses.iter().map(|&i| accounts[i]).collect();
+        let mut read = vec![AccountState::default(); missed.len()];
+        if !missed.is_empty() {
+            below
+                .get(missed.as_slice().into(), read.as_mut_slice().into())
+                .into_result()?;
+        }
+        for (&i, s) in misses.iter().zip(&read) {
+            out[i] = *s;
+        }
+        let mut inner = self.inner.write().map_err(poisoned)?;
+        // Only what no announced write or rollback could have made stale since.
+        if inner.epoch == epoch {
+            let (c, limit) = inner.store(store, self.generation);
+            for &i in misses.iter().chain(&promote) {
+                c.put(accounts[i], out[i], limit);
+            }
+        }
+        Ok(())
+    }
+
+    fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
+        let mut inner = self.inner.write().map_err(poisoned)?;
+        inner.epoch += 1;
+        let (c, limit) = inner.store(store, self.generation);
+        for w in writes {
+            c.put(w.account, w.state, limit);
+        }
+        Ok(())
+    }
+
+    fn reset(&self, store: u64) -> Result<(), PluginError> {
+        // The store takes a new identity after a rollback: what was known of it goes.
+        let mut inner = self.inner.write().map_err(poisoned)?;
+        inner.epoch += 1;
+        inner.stores.remove(&store);
+        Ok(())
+    }
+}
+
+export_plugin! {
+    name: "storage_multi_tier_cache",
+    account_read: Cache::from_config,
+}
