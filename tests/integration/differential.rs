@@ -1150,3 +1150,94 @@ fn account_reads_coherent_under_writes_rollbacks_and_races() {
         assert_eq!(st.counters.fallbacks, 0, "{st:?}");
     }
 }
+
+/// `storage_background_fsync` keeps the durability contract under eight concurrent
+/// committers on a real file: every call that returns `Ok` was covered by a sync that
+/// began after it arrived and succeeded before it returned (events ordered by one
+/// counter); a failing sync fails the calls that waited on it and no call is answered by
+/// a failed sync; stores are kept apart. And it groups: far fewer syncs than commits.
+#[test]
+fn group_commit_keeps_the_durability_contract() {
+    use dubchain_plugin_api::PluginError;
+    use std::{
+        io::Write,
+        sync::{
+            atomic::{AtomicU64, Ordering::SeqCst},
+            Mutex,
+        },
+    };
+    let (host, _dir) = host_with("storage_background_fsync", "");
+    let slot = &host.slots.durability;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = AtomicU64::new(0);
+    // Per store: the log file, and each sync's (began, ended, ok).
+    let logs: Vec<(Mutex<std::fs::File>, Mutex<Vec<(u64, u64, bool)>>)> = (0..2)
+        .map(|i| {
+            (
+                Mutex::new(std::fs::File::create(tmp.path().join(format!("log{i}"))).unwrap()),
+                Mutex::new(Vec::new()),
+            )
+        })
+        .collect();
+    let syncs = AtomicU64::new(0);
+    let answered = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (clock, logs, syncs, answered) = (&clock, &logs, &syncs, &answered);
+            scope.spawn(move || {
+                for _ in 0..25 {
+                    let store = t % 2;
+                    let (file, record) = &logs[store as usize];
+                    let arrived = clock.fetch_add(1, SeqCst);
+                    let sync = || -> Result<(), String> {
+                        let began = clock.fetch_add(1, SeqCst);
+                        let n = syncs.fetch_add(1, SeqCst);
+                        // Every seventh sync fails.
+                        let ok = n % 7 != 6;
+                        let r = {
+                            let mut f = file.lock().unwrap();
+                            f.write_all(b"commit\n").and_then(|()| f.sync_all())
+                        };
+                        let ended = clock.fetch_add(1, SeqCst);
+                        record.lock().unwrap().push((began, ended, ok && r.is_ok()));
+                        if ok {
+                            r.map_err(|e| e.to_string())
+                        } else {
+                            Err("an injected failure".into())
+                        }
+                    };
+                    // Through the provider only: a failure is reported, not synced around.
+                    let wal =
+                        dubchain_plugin_api::slots::HostWal(|| sync().map_err(PluginError::failed));
+                    let providers = slot.providers();
+                    let top = providers.last().expect("a provider");
+                    let r = top.imp.make_durable(store, wal.as_wal()).into_result();
+                    let returned = clock.fetch_add(1, SeqCst);
+                    answered
+                        .lock()
+                        .unwrap()
+                        .push((store, arrived, returned, r.is_ok()));
+                }
+            });
+        }
+    });
+    let answered = answered.into_inner().unwrap();
+    let total_syncs = syncs.load(SeqCst);
+    assert!(
+        total_syncs < 200 * 3 / 4,
+        "{total_syncs} syncs for 200 commits: not grouped"
+    );
+    let mut failed = 0;
+    for (store, arrived, returned, ok) in &answered {
+        let record = logs[*store as usize].1.lock().unwrap();
+        let covered = record
+            .iter()
+            .any(|(b, e, good)| *good && b > arrived && e < returned);
+        if *ok {
+            assert!(covered, "store {store}: a call ({arrived}..{returned}) answered Ok without a successful sync that began after it arrived");
+        } else {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "the injected failures reached some callers");
+}

@@ -11,8 +11,8 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, MERKLE, RECORD_CODEC,
-        SIG_VERIFY, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, DURABILITY, MERKLE,
+        RECORD_CODEC, SIG_VERIFY, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -103,6 +103,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (MERKLE, merkle_cases),
     (VOTE_TALLY, vote_tally_cases),
     (TX_POOL, tx_pool_cases),
+    (DURABILITY, durability_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -214,6 +215,21 @@ fn vote_tally_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+fn durability_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "durability",
+        slot: DURABILITY.id,
+        workload: format!(
+            "{COMMITTERS} committers, {COMMITS} commits each, every commit a write to one file and a sync of it (an fsync)"
+        ),
+        contract: true,
+    }]
+}
+
+/// Threads, and commits each, of the `storage.durability` case.
+const COMMITTERS: usize = 8;
+const COMMITS: usize = 20;
+
 fn tx_pool_cases(o: &MicroOptions) -> Vec<Case> {
     vec![Case {
         name: "tx_pool_select",
@@ -243,6 +259,9 @@ pub enum Input {
         base: baseline::VecIndex,
         own: Option<std::sync::Mutex<TxIndexBox>>,
     },
+    /// The log file the `storage.durability` case's committers write and sync (removed
+    /// when dropped).
+    Log(SyncedLog),
     /// The validators' stakes, and the heights every one of them votes at.
     Tally {
         stakes: Vec<u64>,
@@ -317,6 +336,7 @@ impl Input {
                     own: None,
                 }
             }
+            s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
             s if s == VOTE_TALLY.id => Input::Tally {
                 stakes: (1..=100).collect(),
                 heights: o.tally_heights,
@@ -430,6 +450,21 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                 }
             }
         },
+        ("durability", Input::Log(log)) => {
+            let commit = || match side {
+                Side::Baseline => log.sync().expect("the log syncs"),
+                Side::Plugin => host
+                    .slots
+                    .durability
+                    .make_durable(u64::MAX, || log.sync())
+                    .expect("the log syncs"),
+            };
+            std::thread::scope(|scope| {
+                for _ in 0..COMMITTERS {
+                    scope.spawn(|| (0..COMMITS).for_each(|_| commit()));
+                }
+            })
+        }
         ("vote_tally", Input::Tally { stakes, heights }) => match side {
             Side::Baseline => {
                 // On the heap and on cache lines of its own, as a provider's state is: on
@@ -463,6 +498,43 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             }
         },
         _ => unreachable!("case {} does not take this input", case.name),
+    }
+}
+
+/// A file in the temporary directory, written and fsynced by each commit.
+pub struct SyncedLog {
+    path: std::path::PathBuf,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl SyncedLog {
+    fn new() -> SyncedLog {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "dubchain-bench-sync-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&path).expect("a temporary file");
+        SyncedLog {
+            path,
+            file: std::sync::Mutex::new(file),
+        }
+    }
+
+    /// One commit's write, then an fsync of the file.
+    fn sync(&self) -> Result<(), String> {
+        use std::io::Write;
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(b"commit\n")
+            .and_then(|()| f.sync_all())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for SyncedLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -555,6 +627,13 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                     == base.select(max, &no_nonces_committed).ok()
             })
         }
+        // The contract (a sync that began after the call) is what the slot's self-test and
+        // conformance suite check; here, that the provider answers.
+        Input::Log(log) => host
+            .slots
+            .durability
+            .make_durable(u64::MAX, || log.sync())
+            .is_ok(),
         Input::Tally { stakes, heights } => {
             // The workload's votes in one order, then a generated sequence with double
             // votes, other blocks, late votes and unknown validators: every answer and
@@ -607,6 +686,8 @@ pub fn rounds_for(case: &Case, o: &MicroOptions) -> usize {
     match case.slot {
         s if s == BLOCK_VALIDATION.id => o.rounds.min(8),
         s if s == VOTE_TALLY.id => o.rounds.max(CONTENDED_ROUNDS),
+        // 160 fsyncs a baseline run.
+        s if s == DURABILITY.id => o.rounds.min(7),
         _ => o.rounds,
     }
 }

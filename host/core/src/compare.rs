@@ -32,7 +32,6 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (BUFFER_POOL, buffer_pool_ratio),
     (FRAME_SEND, frame_send_ratio),
     (ACCOUNT_READ, account_read_ratio),
-    (DURABILITY, durability_ratio),
     (BROADCAST, broadcast_ratio),
     (SEND_QUEUE, send_queue_ratio),
     (TX_DECODE, tx_decode_ratio),
@@ -269,46 +268,6 @@ fn account_read_ratio(host: &Host, slot: &str) -> measure::Comparison {
             }
         },
     )
-}
-
-/// Eight threads each committing 20 times to one log (a real file, written and fsynced):
-/// every commit syncing itself (the baseline), or made durable by the provider.
-fn durability_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use std::io::Write;
-    let path = std::env::temp_dir().join(format!("dubchain-verify-sync-{}", std::process::id()));
-    let file = std::sync::Mutex::new(std::fs::File::create(&path).expect("a temporary file"));
-    let sync = || -> Result<(), String> {
-        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(b"commit\n")
-            .and_then(|()| f.sync_all())
-            .map_err(|e| e.to_string())
-    };
-    let committers = |commit: &(dyn Fn() + Sync)| {
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    for _ in 0..20 {
-                        commit();
-                    }
-                });
-            }
-        })
-    };
-    let c = measure::compare(
-        slot,
-        5,
-        || committers(&|| sync().expect("the file syncs")),
-        || {
-            committers(&|| {
-                host.slots
-                    .durability
-                    .make_durable(u64::MAX, sync)
-                    .expect("the file syncs")
-            })
-        },
-    );
-    let _ = std::fs::remove_file(&path);
-    c
 }
 
 /// 30,000 frames of 200 bytes (one in ten consensus) pushed in batches of 30, each batch
