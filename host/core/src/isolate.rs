@@ -657,41 +657,24 @@ pub fn load(
         });
         loaded.sig_verify = Some(SigVerifyFfi_TO::from_value(Guarded(proxy), TD_Opaque));
     }
-    if provides(MERKLE.id) {
-        loaded.merkle = Some(MerkleFfi_TO::from_value(
-            Guarded(MerkleProxy(child.clone())),
-            TD_Opaque,
-        ));
+    // Each other slot the manifest names: the proxy that sends its calls to the child.
+    macro_rules! proxied {
+        ($($slot:ident: $field:ident = $ffi:ident($proxy:ident)),* $(,)?) => {$(
+            if provides($slot.id) {
+                loaded.$field = Some($ffi::from_value(
+                    Guarded($proxy(child.clone())),
+                    TD_Opaque,
+                ));
+            }
+        )*};
     }
-    if provides(RECORD_CODEC.id) {
-        loaded.record_codec = Some(RecordCodecFfi_TO::from_value(
-            Guarded(RecordCodecProxy(child.clone())),
-            TD_Opaque,
-        ));
-    }
-    if provides(VOTE_VERIFY.id) {
-        loaded.vote_verify = Some(VoteVerifyFfi_TO::from_value(
-            Guarded(VoteVerifyProxy(child.clone())),
-            TD_Opaque,
-        ));
-    }
-    if provides(TX_DECODE.id) {
-        loaded.tx_decode = Some(TxDecodeFfi_TO::from_value(
-            Guarded(TxDecodeProxy(child.clone())),
-            TD_Opaque,
-        ));
-    }
-    if provides(TX_VALIDATION.id) {
-        loaded.tx_validation = Some(TxValidationFfi_TO::from_value(
-            Guarded(TxValidationProxy(child.clone())),
-            TD_Opaque,
-        ));
-    }
-    if provides(BLOCK_VALIDATION.id) {
-        loaded.block_validation = Some(BlockValidationFfi_TO::from_value(
-            Guarded(BlockValidationProxy(child)),
-            TD_Opaque,
-        ));
+    proxied! {
+        MERKLE: merkle = MerkleFfi_TO(MerkleProxy),
+        RECORD_CODEC: record_codec = RecordCodecFfi_TO(RecordCodecProxy),
+        VOTE_VERIFY: vote_verify = VoteVerifyFfi_TO(VoteVerifyProxy),
+        TX_DECODE: tx_decode = TxDecodeFfi_TO(TxDecodeProxy),
+        TX_VALIDATION: tx_validation = TxValidationFfi_TO(TxValidationProxy),
+        BLOCK_VALIDATION: block_validation = BlockValidationFfi_TO(BlockValidationProxy),
     }
     Ok(loaded)
 }
