@@ -907,7 +907,7 @@ fn tx_pool_scripts_generated_adversarial_and_large() {
         let mut index = host.slots.tx_pool.new_index().expect("an index");
         let mut expected = dubchain_host::baseline::VecIndex::default();
         let mut seen: Vec<Bytes32> = Vec::new();
-        let mut entry = |rng: &mut rand_chacha::ChaCha20Rng, seen: &mut Vec<Bytes32>| {
+        let entry = |rng: &mut rand_chacha::ChaCha20Rng, seen: &mut Vec<Bytes32>| {
             let sender = senders[rng.gen_range(0..senders.len())];
             let hash = if !seen.is_empty() && rng.gen_ratio(1, 12) {
                 seen[rng.gen_range(0..seen.len())]
