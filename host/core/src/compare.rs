@@ -3,11 +3,11 @@
 //! plugin's `cargo bench` print these. A slot the bench suite has cases for
 //! ([`crate::cases`]) is measured on its contract case, at [`MicroOptions::quick`] sizes: the
 //! figure is `bench`'s workload. Every other slot has one quick-ratio workload here
-//! ([`RATIOS`]). Two slots have a second, node-level figure in
-//! `dubchain_instruments::verify`: `net.transport` on the node's own network (here: loopback
-//! peers against the host's threads model, [`ThreadTransport`]) and `storage.account_read` on
-//! RocksDB (here: in memory); the node-free ones are for plugins' own benches, which do not
-//! build the node.
+//! ([`RATIOS`]). Two slots have a second, node-level figure in `dubchain_instruments`:
+//! `net.transport` on the node's own network (`verify`; here: loopback peers against the
+//! host's threads model, [`ThreadTransport`]) and `storage.account_read` on RocksDB (the
+//! bench case of `micro`; here: in memory); the node-free ones are for plugins' own
+//! benches, which do not build the node.
 
 use dubchain_plugin_api::slots::*;
 

@@ -89,7 +89,7 @@ impl Input {
                 Input::Commit(c)
             }
             Input::Reads(r) => {
-                r.stores[1].attach(&host.slots);
+                r.stores()[1].attach(&host.slots);
                 Input::Reads(r)
             }
             store => store,
@@ -169,7 +169,7 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
         return Pending::Nothing;
     }
     if let Input::Reads(r) = input {
-        let store = &r.stores[usize::from(side == Side::Plugin)];
+        let store = &r.stores()[usize::from(side == Side::Plugin)];
         for a in &r.reads {
             black_box(store.account(a).expect("the scratch store reads"));
         }
@@ -500,7 +500,8 @@ impl Drop for StoreInput {
 /// with that store below). Removed when dropped.
 pub struct ReadInput {
     dir: std::path::PathBuf,
-    stores: [dubchain_node::state::StateStore; 2],
+    /// The baseline's store and the plugin's (closed before the directory is removed).
+    stores: Option<[dubchain_node::state::StateStore; 2]>,
     genesis: Vec<(Bytes32, dubchain_node::state::Account)>,
     reads: Vec<Bytes32>,
 }
@@ -537,10 +538,14 @@ impl ReadInput {
         ];
         ReadInput {
             dir,
-            stores,
+            stores: Some(stores),
             genesis,
             reads,
         }
+    }
+
+    fn stores(&self) -> &[dubchain_node::state::StateStore; 2] {
+        self.stores.as_ref().expect("open until dropped")
     }
 
     /// Every genesis account, and some never written, reads the same from both stores.
@@ -550,12 +555,13 @@ impl ReadInput {
             .iter()
             .map(|(a, _)| *a)
             .chain(absent)
-            .all(|a| self.stores[0].account(&a).ok() == self.stores[1].account(&a).ok())
+            .all(|a| self.stores()[0].account(&a).ok() == self.stores()[1].account(&a).ok())
     }
 }
 
 impl Drop for ReadInput {
     fn drop(&mut self) {
+        drop(self.stores.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
