@@ -98,22 +98,12 @@ fn fuzz(root: &Path, cases: Option<&str>) -> Result<()> {
     } else {
         format!("FAILED ({status}); the failing input is in the test output")
     };
-    let doc = root.join("docs/fuzzing.md");
-    let text =
-        std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
-    let head = text.split("## Last run").next().unwrap_or(&text).trim_end();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .unwrap_or_default();
-    std::fs::write(
-        &doc,
-        format!(
-            "{head}\n\n## Last run\n\n`cargo xtask fuzz {cases}` on {}: {cases} cases per property, {outcome}, in {:.0} s.\n",
-            date.trim(),
+    record_last_run(
+        &root.join("docs/fuzzing.md"),
+        "## Last run",
+        &format!(
+            "`cargo xtask fuzz {cases}` on {}: {cases} cases per property, {outcome}, in {:.0} s.",
+            today(),
             started.elapsed().as_secs_f64()
         ),
     )?;
@@ -199,32 +189,38 @@ fn crash(root: &Path, kills: Option<&str>) -> Result<()> {
             );
         }
     }
-    let doc = root.join("docs/benchmarks.md");
-    let text =
-        std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
-    let head = text
-        .split("## Last crash run")
-        .next()
-        .unwrap_or(&text)
-        .trim_end();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .unwrap_or_default();
-    std::fs::write(
-        &doc,
-        format!(
-            "{head}\n\n## Last crash run\n\n`cargo xtask crash {kills}` on {}: {kills} SIGKILLs of `chain produce` with {}; every block reported committed was there after each (last: block {last_seen}), and `chain check` found the store consistent every time; {:.0} s.\n",
-            date.trim(),
+    record_last_run(
+        &root.join("docs/benchmarks.md"),
+        "## Last crash run",
+        &format!(
+            "`cargo xtask crash {kills}` on {}: {kills} SIGKILLs of `chain produce` with {}; every block reported committed was there after each (last: block {last_seen}), and `chain check` found the store consistent every time; {:.0} s.",
+            today(),
             plugins.join(" and "),
             started.elapsed().as_secs_f64()
         ),
     )?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// Replaces the section `heading` that ends `doc` (or appends it) with `text`.
+fn record_last_run(doc: &Path, heading: &str, text: &str) -> Result<()> {
+    let old = std::fs::read_to_string(doc).with_context(|| format!("reading {}", doc.display()))?;
+    let head = old.split(heading).next().unwrap_or(&old).trim_end();
+    std::fs::write(doc, format!("{head}\n\n{heading}\n\n{text}\n"))
+        .with_context(|| format!("writing {}", doc.display()))
+}
+
+/// Today's date (UTC), as `date` gives it.
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// Runs `.ci/install-deps`, which installs missing system packages (libclang for RocksDB's
