@@ -193,12 +193,20 @@ fn owned(key: &[u8], signature: &[u8], message: &[u8]) -> (Vec<u8>, Vec<u8>, Vec
     (key.to_vec(), signature.to_vec(), message.to_vec())
 }
 
+/// The value of an answer of kind `Response::$kind`, or the error that the child answered
+/// another kind.
+macro_rules! answer_as {
+    ($answer:expr, $kind:ident) => {
+        match $answer {
+            Response::$kind(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    };
+}
+
 /// The verdicts of a signature or vote answer.
 fn verdicts(answer: Response) -> Result<Vec<bool>, PluginError> {
-    match answer {
-        Response::Verdicts(v) => Ok(v),
-        other => Err(unexpected(other)),
-    }
+    answer_as!(answer, Verdicts)
 }
 
 /// The plugin's answer as a response: `ok` of its value, or why it failed.
@@ -516,10 +524,7 @@ struct MerkleProxy(Arc<Supervised>);
 impl Merkle for MerkleProxy {
     fn roots(&self, trees: &[RSlice<'_, Bytes32>]) -> Result<Vec<Bytes32>, PluginError> {
         let trees = trees.iter().map(|t| t.as_slice().to_vec()).collect();
-        match self.0.call(&Request::Roots(trees))? {
-            Response::Roots(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        answer_as!(self.0.call(&Request::Roots(trees))?, Roots)
     }
 }
 
@@ -528,10 +533,7 @@ struct RecordCodecProxy(Arc<Supervised>);
 
 impl RecordCodec for RecordCodecProxy {
     fn encode(&self, records: &[Record]) -> Result<Vec<Vec<u8>>, PluginError> {
-        match self.0.call(&Request::Encode(records.to_vec()))? {
-            Response::Values(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        answer_as!(self.0.call(&Request::Encode(records.to_vec()))?, Values)
     }
 
     fn decode(
@@ -571,10 +573,7 @@ impl TxDecode for TxDecodeProxy {
         payloads: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
         let payloads = payloads.iter().map(|p| p.as_slice().to_vec()).collect();
-        match self.0.call(&Request::TxDecode(payloads))? {
-            Response::Transactions(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        answer_as!(self.0.call(&Request::TxDecode(payloads))?, Transactions)
     }
 }
 
@@ -583,10 +582,7 @@ struct TxValidationProxy(Arc<Supervised>);
 
 impl TxValidation for TxValidationProxy {
     fn validate(&self, txs: &[Transaction]) -> Result<Vec<TxCheck>, PluginError> {
-        match self.0.call(&Request::TxValidate(txs.to_vec()))? {
-            Response::TxChecks(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        answer_as!(self.0.call(&Request::TxValidate(txs.to_vec()))?, TxChecks)
     }
 }
 
@@ -605,10 +601,7 @@ impl BlockValidation for BlockValidationProxy {
             head_hash: *head_hash,
             blocks: blocks.to_vec(),
         };
-        match self.0.call(&request)? {
-            Response::BlockChecks(v) => Ok(v),
-            other => Err(unexpected(other)),
-        }
+        answer_as!(self.0.call(&request)?, BlockChecks)
     }
 }
 
