@@ -33,6 +33,16 @@ impl PluginError {
         }
     }
 
+    /// The error for a lock that another caller poisoned by panicking while it held
+    /// `what`: `lock().map_err(|_| PluginError::poisoned("the tally"))`. Out of line and
+    /// cold, so a plugin's hot path saves no registers for building it (as the baseline's
+    /// `expect` does not).
+    #[cold]
+    #[inline(never)]
+    pub fn poisoned(what: &str) -> Self {
+        PluginError::failed(format!("a caller panicked holding {what}"))
+    }
+
     /// A [`ErrorKind::InvalidInput`] error with this message.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         PluginError {

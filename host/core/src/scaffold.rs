@@ -1136,18 +1136,11 @@ struct State {
     voted: BTreeMap<u64, Vec<u32>>,
 }
 
-/// Out of line and cold, like the baseline's `expect`: the hot path saves no registers for it.
-#[cold]
-#[inline(never)]
-fn poisoned<T>(_: T) -> PluginError {
-    PluginError::failed("a caller panicked holding the tally")
-}
-
 impl VoteTally for Tally {
     /// Only a validator's first vote at a height counts; a block with two thirds of the
     /// stake finalizes its height if it is above the finalized one.
     fn record(&self, height: u64, block: &Bytes32, validator: u32) -> Result<Option<u64>, PluginError> {
-        let mut s = self.state.0.lock().map_err(poisoned)?;
+        let mut s = self.state.0.lock().map_err(|_| PluginError::poisoned("the tally"))?;
         let Some(&stake) = self.stakes.get(validator as usize) else {
             return Ok(None);
         };
@@ -1168,7 +1161,7 @@ impl VoteTally for Tally {
     }
 
     fn finalized(&self) -> Result<u64, PluginError> {
-        Ok(self.state.0.lock().map_err(poisoned)?.finalized)
+        Ok(self.state.0.lock().map_err(|_| PluginError::poisoned("the tally"))?.finalized)
     }
 }
 

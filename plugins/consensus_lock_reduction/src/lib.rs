@@ -91,13 +91,6 @@ pub struct Tally {
 #[repr(align(128))]
 struct Shard(Mutex<HashMap<u64, Height>>);
 
-/// Out of line and cold: the hot path saves no registers for it.
-#[cold]
-#[inline(never)]
-fn poisoned<T>(_: T) -> PluginError {
-    PluginError::failed("a caller panicked holding a tally shard")
-}
-
 impl VoteTally for Tally {
     fn record(
         &self,
@@ -112,7 +105,10 @@ impl VoteTally for Tally {
             return Ok(None);
         }
         let shard = &self.shards[(height % self.shards.len() as u64) as usize];
-        let mut heights = shard.0.lock().map_err(poisoned)?;
+        let mut heights = shard
+            .0
+            .lock()
+            .map_err(|_| PluginError::poisoned("a tally shard"))?;
         // Checked again under the lock: a vote in this shard may have finalized it (or a
         // higher height) since.
         let finalized = self.finalized.load(Ordering::Acquire);

@@ -23,6 +23,9 @@ use dubchain_plugin_api::{
     PluginError,
 };
 
+/// What a poisoned lock of this plugin held, for its error.
+const HELD: &str = "the group commit state";
+
 /// The plugin: a group per store.
 #[derive(Debug, Default)]
 pub struct GroupCommit {
@@ -53,15 +56,12 @@ struct Syncs {
 /// How many times a would-be leader yields at most, while callers keep arriving.
 const GATHER_YIELDS: usize = 8;
 
-#[cold]
-#[inline(never)]
-fn poisoned<T>(_: T) -> PluginError {
-    PluginError::failed("a committer panicked holding the group commit state")
-}
-
 impl GroupCommit {
     fn group(&self, store: u64) -> Result<Arc<Group>, PluginError> {
-        let mut groups = self.groups.lock().map_err(poisoned)?;
+        let mut groups = self
+            .groups
+            .lock()
+            .map_err(|_| PluginError::poisoned(HELD))?;
         Ok(groups.entry(store).or_default().clone())
     }
 }
@@ -69,7 +69,10 @@ impl GroupCommit {
 impl Durability for GroupCommit {
     fn make_durable(&self, store: u64, wal: &WalSyncRef<'_>) -> Result<(), PluginError> {
         let group = self.group(store)?;
-        let mut s = group.state.lock().map_err(poisoned)?;
+        let mut s = group
+            .state
+            .lock()
+            .map_err(|_| PluginError::poisoned(HELD))?;
         // The first sync that can cover this call is the next one to begin.
         let needed = s.begun + 1;
         s.arrivals += 1;
@@ -86,7 +89,10 @@ impl Durability for GroupCommit {
                 )));
             }
             if s.running {
-                s = group.done.wait(s).map_err(poisoned)?;
+                s = group
+                    .done
+                    .wait(s)
+                    .map_err(|_| PluginError::poisoned(HELD))?;
                 continue;
             }
             // Let the committers the last sync just woke arrive first (each of them will
@@ -96,7 +102,10 @@ impl Durability for GroupCommit {
             for _ in 0..GATHER_YIELDS {
                 drop(s);
                 std::thread::yield_now();
-                s = group.state.lock().map_err(poisoned)?;
+                s = group
+                    .state
+                    .lock()
+                    .map_err(|_| PluginError::poisoned(HELD))?;
                 if s.running || s.arrivals == seen {
                     break;
                 }
@@ -111,7 +120,10 @@ impl Durability for GroupCommit {
             s.running = true;
             drop(s);
             let result = wal.sync().into_result();
-            s = group.state.lock().map_err(poisoned)?;
+            s = group
+                .state
+                .lock()
+                .map_err(|_| PluginError::poisoned(HELD))?;
             s.running = false;
             s.completed = number;
             match result {

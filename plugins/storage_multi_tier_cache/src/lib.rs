@@ -34,6 +34,9 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 /// What one cached entry is taken to cost: key, state and the map's own share.
 const ENTRY_BYTES: usize = 96;
 
+/// What a poisoned lock of this plugin held, for its error.
+const HELD: &str = "the account cache";
+
 /// Settings, from the plugin's table in the host configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -114,12 +117,6 @@ impl Cache {
     }
 }
 
-#[cold]
-#[inline(never)]
-fn poisoned<T>(_: T) -> PluginError {
-    PluginError::failed("a caller panicked holding the account cache")
-}
-
 impl AccountRead for Cache {
     fn get(
         &self,
@@ -130,7 +127,7 @@ impl AccountRead for Cache {
     ) -> Result<(), PluginError> {
         let (mut misses, mut promote) = (Vec::new(), Vec::new());
         let epoch = {
-            let inner = self.inner.read().map_err(poisoned)?;
+            let inner = self.inner.read().map_err(|_| PluginError::poisoned(HELD))?;
             let c = inner.stores.get(&store);
             for (i, a) in accounts.iter().enumerate() {
                 if let Some(c) = c {
@@ -161,7 +158,10 @@ impl AccountRead for Cache {
         for (&i, s) in misses.iter().zip(&read) {
             out[i] = *s;
         }
-        let mut inner = self.inner.write().map_err(poisoned)?;
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| PluginError::poisoned(HELD))?;
         // Only what no announced write or rollback could have made stale since.
         if inner.epoch == epoch {
             let (c, limit) = inner.store(store, self.generation);
@@ -173,7 +173,10 @@ impl AccountRead for Cache {
     }
 
     fn written(&self, store: u64, writes: &[AccountEntry]) -> Result<(), PluginError> {
-        let mut inner = self.inner.write().map_err(poisoned)?;
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| PluginError::poisoned(HELD))?;
         inner.epoch += 1;
         let (c, limit) = inner.store(store, self.generation);
         for w in writes {
@@ -184,7 +187,10 @@ impl AccountRead for Cache {
 
     fn reset(&self, store: u64) -> Result<(), PluginError> {
         // The store takes a new identity after a rollback: what was known of it goes.
-        let mut inner = self.inner.write().map_err(poisoned)?;
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| PluginError::poisoned(HELD))?;
         inner.epoch += 1;
         inner.stores.remove(&store);
         Ok(())
