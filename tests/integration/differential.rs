@@ -285,16 +285,7 @@ fn the_cache_layer_answers_exactly_as_the_layers_below_first_time_and_every_time
 
 /// A host with only `plugin` enabled (from its library), given `config`.
 fn host_with(plugin: &str, config: &str) -> (Host, PluginDir) {
-    let dir = PluginDir::new();
-    dir.add_first_party(plugin);
-    let host = dubchain_tests::test_host();
-    let manifests = dir.manifests();
-    let resolution = dubchain_tests::resolve(&manifests, &dubchain_tests::enable(&[plugin]));
-    let report = host
-        .apply(&manifests, &resolution, |_| config.to_owned())
-        .expect("resolves");
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    (host, dir)
+    dubchain_tests::host_with_first_party(&[plugin], config)
 }
 
 #[test]

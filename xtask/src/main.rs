@@ -80,12 +80,7 @@ fn lint(root: &Path) -> Result<()> {
 /// The fuzz suite's properties at `cases` cases each (the test suite runs 256), and the
 /// outcome recorded under "Last run" in `docs/fuzzing.md`.
 fn fuzz(root: &Path, cases: Option<&str>) -> Result<()> {
-    let cases: u64 = match cases {
-        None => 200_000,
-        Some(c) => c
-            .parse()
-            .with_context(|| format!("cases `{c}`: expected a whole number"))?,
-    };
+    let cases = count_arg(cases, 200_000, "cases")?;
     let started = std::time::Instant::now();
     let status = Command::new(cargo())
         .current_dir(root)
@@ -120,12 +115,7 @@ fn fuzz(root: &Path, cases: Option<&str>) -> Result<()> {
 /// recorded under "Last crash run" in `docs/benchmarks.md`.
 fn crash(root: &Path, kills: Option<&str>) -> Result<()> {
     use std::io::BufRead;
-    let kills: u64 = match kills {
-        None => 100,
-        Some(k) => k
-            .parse()
-            .with_context(|| format!("kills `{k}`: expected a whole number"))?,
-    };
+    let kills = count_arg(kills, 100, "kills")?;
     let plugin_dir = assemble_plugins(root)?;
     let exe = build_host(root)?;
     let work = target_dir(root).join("tmp/crash");
@@ -201,6 +191,14 @@ fn crash(root: &Path, kills: Option<&str>) -> Result<()> {
     )?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// A task's optional count argument (`what` names it in the error), or `default`.
+fn count_arg(arg: Option<&str>, default: u64, what: &str) -> Result<u64> {
+    arg.map_or(Ok(default), |a| {
+        a.parse()
+            .with_context(|| format!("{what} `{a}`: expected a whole number"))
+    })
 }
 
 /// Replaces the section `heading` that ends `doc` (or appends it) with `text`.

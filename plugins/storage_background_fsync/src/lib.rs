@@ -53,6 +53,9 @@ struct Syncs {
     arrivals: u64,
 }
 
+/// Groups kept before idle ones are dropped.
+const IDLE_GROUPS: usize = 64;
+
 /// How many times a would-be leader yields at most, while callers keep arriving.
 const GATHER_YIELDS: usize = 8;
 
@@ -62,6 +65,14 @@ impl GroupCommit {
             .groups
             .lock()
             .map_err(|_| PluginError::poisoned(HELD))?;
+        // A store takes a new identity at every rollback, so groups of identities no longer
+        // used pile up: past a few, drop the idle ones (held by nobody but this map; callers
+        // take theirs under this lock, so the count cannot rise meanwhile). A dropped group
+        // that is needed again starts afresh, which the contract allows: each call still
+        // waits for a sync that began after it arrived.
+        if groups.len() > IDLE_GROUPS {
+            groups.retain(|_, g| Arc::strong_count(g) > 1);
+        }
         Ok(groups.entry(store).or_default().clone())
     }
 }
