@@ -43,6 +43,7 @@ macro_rules! export_plugin {
         $(, send_queue: $squeue:expr)?
         $(, transport: $transport:expr)?
         $(, block_commit: $bcommit:expr)?
+        $(, state_root: $sroot:expr)?
         $(,)?
     ) => {
         #[$crate::abi_stable::export_root_module]
@@ -91,6 +92,7 @@ macro_rules! export_plugin {
                 send_queue: $crate::__slot_factory!(send_queue $(, $squeue)?),
                 transport: $crate::__slot_factory!(transport $(, $transport)?),
                 block_commit: $crate::__slot_factory!(block_commit $(, $bcommit)?),
+                state_root: $crate::__slot_factory!(state_root $(, $sroot)?),
             }
             .leak_into_prefix()
         }
@@ -165,6 +167,9 @@ macro_rules! __slot_factory {
     };
     (block_commit, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, BlockCommitBox, BlockCommitFfi_TO)
+    };
+    (state_root, $ctor:expr) => {
+        $crate::__slot_factory!(@make $ctor, StateRootBox, StateRootFfi_TO)
     };
     (merkle, $ctor:expr) => {
         $crate::__slot_factory!(@make $ctor, MerkleBox, MerkleFfi_TO)

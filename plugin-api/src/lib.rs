@@ -51,6 +51,7 @@ pub mod exec;
 pub mod pool;
 pub mod sig;
 pub mod slots;
+pub mod state_tree;
 pub mod transport;
 pub mod types;
 #[cfg(feature = "vm")]
@@ -194,6 +195,9 @@ pub struct PluginMod {
     /// write-through primitive): holding a block's writes for one atomic batch.
     pub block_commit:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::BlockCommitBox, PluginError>>,
+    /// Slot `storage.state_root` (API 0.3.1): the state root of each block.
+    pub state_root:
+        Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::StateRootBox, PluginError>>,
 }
 
 impl PluginMod {
@@ -233,6 +237,7 @@ impl PluginMod {
             send_queue: None,
             transport: None,
             block_commit: None,
+            state_root: None,
         }
     }
 }

@@ -28,6 +28,7 @@ use abi_stable::{
 
 use crate::{
     exec::{AccountEntry, AccountState, TxFailure},
+    state_tree::{LeafChange, StateLeaf},
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
@@ -240,6 +241,14 @@ pub const BLOCK_COMMIT: SlotInfo = SlotInfo {
     summary: "holds a block's writes (reads see them) and hands them over once, last write per key, in key order, for one atomic write with the block",
 };
 
+/// The state root of each block.
+pub const STATE_ROOT: SlotInfo = SlotInfo {
+    id: "storage.state_root",
+    version: 1,
+    kind: SlotKind::Exclusive,
+    summary: "the state root after a block, from the root before it and the block's leaf changes: exactly the sparse Merkle root of every leaf",
+};
+
 /// Every slot this version of the API defines.
 pub const ALL: &[SlotInfo] = &[
     SIG_VERIFY,
@@ -265,6 +274,7 @@ pub const ALL: &[SlotInfo] = &[
     SEND_QUEUE,
     TRANSPORT,
     BLOCK_COMMIT,
+    STATE_ROOT,
 ];
 
 /// Looks a slot up by identifier.
@@ -2276,5 +2286,93 @@ impl<T: BlockCommit> BlockCommitFfi for Guarded<T> {
                 abi_stable::sabi_trait::TD_Opaque,
             ))
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// storage.state_root
+
+/// Every leaf of the state after a block, as the host hands it to a `storage.state_root`
+/// provider: a full scan of the store with the block's writes laid over it.
+#[sabi_trait]
+pub trait LeafSource: Sync {
+    /// Every leaf of the state, in no particular order.
+    #[sabi(last_prefix_field)]
+    fn leaves(&self) -> RResult<RVec<StateLeaf>, PluginError>;
+}
+
+/// A borrowed [`LeafSource`].
+pub type LeafSourceRef<'a> = LeafSource_TO<'a, RRef<'a, ()>>;
+
+/// Contract of `storage.state_root`: `root(parent, changes, all)` returns the root
+/// ([`crate::state_tree`]) of the state after a block, exactly
+/// `state_tree::root(all.leaves())`. `parent` is the root of the state before the block
+/// (the head's, [`crate::state_tree::EMPTY`] before genesis) and `changes` what the block did
+/// to it: every leaf it set or removed, sorted by key, no key twice (checked before the
+/// provider sees them). A provider may keep the trees of recent states, found by their root
+/// (equal roots are equal states), apply `changes` to `parent`'s and answer in about
+/// `changes * log2(leaves)` hashes; for a `parent` it does not hold (a restart, a rollback
+/// past what it kept) it builds from `all`. The answer is for a block that may still be
+/// refused or rolled back: nothing may be assumed committed. The baseline hashes every leaf
+/// of `all`, every block.
+pub trait StateRoot: Send + Sync + 'static {
+    /// See the trait docs.
+    fn root(
+        &self,
+        parent: &Bytes32,
+        changes: &[LeafChange],
+        all: &LeafSourceRef<'_>,
+    ) -> Result<Bytes32, PluginError>;
+}
+
+/// FFI form of [`StateRoot`].
+#[sabi_trait]
+pub trait StateRootFfi: Send + Sync {
+    /// See [`StateRoot::root`].
+    #[sabi(last_prefix_field)]
+    fn root(
+        &self,
+        parent: Bytes32,
+        changes: RSlice<'_, LeafChange>,
+        all: LeafSourceRef<'_>,
+    ) -> RResult<Bytes32, PluginError>;
+}
+
+/// An owned `storage.state_root` implementation.
+pub type StateRootBox = StateRootFfi_TO<'static, RBox<()>>;
+
+impl<T: StateRoot> StateRootFfi for Guarded<T> {
+    fn root(
+        &self,
+        parent: Bytes32,
+        changes: RSlice<'_, LeafChange>,
+        all: LeafSourceRef<'_>,
+    ) -> RResult<Bytes32, PluginError> {
+        guard(|| {
+            crate::state_tree::check_changes(changes.as_slice())?;
+            self.0.root(&parent, changes.as_slice(), &all)
+        })
+    }
+}
+
+/// Host side: presents a Rust closure that lists every leaf as a [`LeafSourceRef`].
+pub struct HostLeaves<F>(pub F);
+
+impl<F> LeafSource for HostLeaves<F>
+where
+    F: Fn() -> Result<Vec<StateLeaf>, PluginError> + Sync,
+{
+    fn leaves(&self) -> RResult<RVec<StateLeaf>, PluginError> {
+        guard(|| (self.0)().map(RVec::from))
+    }
+}
+
+impl<F> HostLeaves<F>
+where
+    F: Fn() -> Result<Vec<StateLeaf>, PluginError> + Sync,
+{
+    /// Borrows this closure as a [`LeafSourceRef`].
+    pub fn as_source(&self) -> LeafSourceRef<'_> {
+        LeafSource_TO::from_ptr(RRef::new(self), abi_stable::sabi_trait::TD_Opaque)
     }
 }

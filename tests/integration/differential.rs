@@ -1232,3 +1232,106 @@ fn group_commit_keeps_the_durability_contract() {
     }
     assert!(failed > 0, "the injected failures reached some callers");
 }
+
+/// `storage_incremental_root`, loaded from its library: its conformance suite, then long
+/// chains through the host's slot (two threads at once, each its own chain, as two
+/// validators of one host would), with rollbacks to states several blocks back, restarts
+/// on states it never saw, blocks that empty the state, and keys that share all but their
+/// last bit; every root the baseline's from scratch, no fallback taken.
+#[test]
+fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
+    use dubchain_plugin_api::abi_stable::std_types::ROption;
+    use dubchain_plugin_api::state_tree::{self, LeafChange, StateLeaf};
+    use dubchain_plugin_api::types::Bytes32;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let (host, _dir) = host_with("storage_incremental_root", "versions = 4\n");
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "storage.state_root")
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    type State = BTreeMap<Bytes32, Bytes32>;
+    let leaves = |s: &State| -> Vec<StateLeaf> {
+        s.iter()
+            .map(|(&key, &value)| StateLeaf { key, value })
+            .collect()
+    };
+    let root = |s: &State| state_tree::root(&mut leaves(s)).unwrap();
+    let chain = |seed: u64| {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut history: Vec<State> = vec![State::new()];
+        for block in 0..120usize {
+            let before = match block % 11 {
+                // A rollback to a state up to six blocks back (past the four kept, at times).
+                4 if history.len() > 7 => {
+                    let back = rng.gen_range(2..7);
+                    history[history.len() - back].clone()
+                }
+                // A restart on a state no one answered.
+                9 => (0..rng.gen_range(0..300))
+                    .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
+                    .collect(),
+                _ => history.last().cloned().unwrap(),
+            };
+            let held: Vec<Bytes32> = before.keys().copied().collect();
+            let mut changes: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
+            let n = if block % 17 == 16 {
+                held.len() + 1
+            } else {
+                rng.gen_range(0..120)
+            };
+            for i in 0..n {
+                let key = if block % 17 == 16 {
+                    // Empty the state.
+                    changes.extend(held.iter().map(|&k| (k, None)));
+                    break;
+                } else if i % 5 == 0 && !held.is_empty() {
+                    // A neighbour of a held key, in its last bit or deep in the middle.
+                    let mut k = held[rng.gen_range(0..held.len())];
+                    k.0[if rng.gen() { 31 } else { 20 }] ^= 1;
+                    k
+                } else if i % 3 == 0 && !held.is_empty() {
+                    held[rng.gen_range(0..held.len())]
+                } else {
+                    Bytes32(rng.gen())
+                };
+                changes.insert(key, (rng.gen_range(0..5) != 0).then(|| Bytes32(rng.gen())));
+            }
+            let mut after = before.clone();
+            for (k, v) in &changes {
+                match v {
+                    Some(v) => after.insert(*k, *v),
+                    None => after.remove(k),
+                };
+            }
+            let list: Vec<LeafChange> = changes
+                .iter()
+                .map(|(&key, &v)| LeafChange {
+                    key,
+                    value: v.map_or(ROption::RNone, ROption::RSome),
+                })
+                .collect();
+            let got = host
+                .slots
+                .state_root
+                .root(&root(&before), &list, &|| Ok(leaves(&after)));
+            assert_eq!(
+                got,
+                Some(root(&after)),
+                "chain {seed:#x}, block {block}: {} changes on {} leaves",
+                list.len(),
+                before.len()
+            );
+            history.push(after);
+        }
+    };
+    std::thread::scope(|scope| {
+        for seed in [0x5701, 0x5702] {
+            scope.spawn(move || chain(seed));
+        }
+    });
+    let status = host.slots.state_root.status();
+    assert_eq!(status.counters.errors, 0, "{status:?}");
+    assert_eq!(status.counters.fallbacks, 0, "{status:?}");
+}

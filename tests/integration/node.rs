@@ -101,6 +101,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "consensus_o1_structures",
         "consensus_lock_reduction",
         "storage_multi_tier_cache",
+        "storage_incremental_root",
     ];
     let (plugins, _dir) = host_with_first_party(&every, "");
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));
@@ -595,6 +596,9 @@ fn a_node_killed_mid_run_reopens_with_its_committed_state() {
     // acknowledged commits are in the log and the store recovers consistent, not that the
     // fsync reached the disk (a power cut would be needed for that).
     kill_and_reopen(&["storage_background_fsync", "storage_write_batching"]);
+    // Each block's state root from its parent's tree: a restarted process holds no tree
+    // (it builds one from the store), and `chain check` replays every root.
+    kill_and_reopen(&["storage_incremental_root", "storage_write_batching"]);
 }
 
 #[test]
@@ -843,6 +847,38 @@ fn a_failing_write_set_costs_a_block_its_time_not_its_writes() {
             status.providers[0].1.errors >= 1,
             "{call}: and charged to the provider"
         );
+    }
+}
+
+/// `storage_incremental_root` on the node: the baseline's chain (contracts, refused
+/// transactions, every block's root) alone, over held write sets, and over write sets that
+/// fail mid-block (the block is aborted and run again on the baseline write path, so its
+/// parent is asked for twice and the first answer's state never commits). Every root came
+/// from the plugin, none from a fallback.
+#[test]
+fn an_incremental_state_root_gives_the_baseline_chain_through_aborted_blocks() {
+    use dubchain_host::testing::BatchedWrites;
+    use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::BlockCommitFfi_TO};
+    let tmp = tempfile::tempdir().unwrap();
+    let baseline = baseline_chain(tmp.path(), 14, 10);
+    for (name, writes) in [
+        ("alone", None),
+        ("held", Some(BatchedWrites::new())),
+        ("held, failing", Some(BatchedWrites::failing(3, "held"))),
+    ] {
+        let (host, _dir) = host_with_first_party(&["storage_incremental_root"], "");
+        if let Some(writes) = writes {
+            install_in_process(
+                &host.slots.block_commit,
+                "in_process_write_sets",
+                BlockCommitFfi_TO::from_value(Guarded(writes), TD_Opaque),
+            );
+        }
+        assert_same_chain(&host, 14, &tmp.path().join(name), &baseline, name);
+        let status = host.slots.state_root.status();
+        assert!(status.counters.calls >= 20, "{name}: {status:?}");
+        assert_eq!(status.counters.errors, 0, "{name}: {status:?}");
+        assert_eq!(status.counters.fallbacks, 0, "{name}: {status:?}");
     }
 }
 

@@ -126,6 +126,9 @@ pub struct MicroArgs {
     /// Account reads of the `storage.account_read` case.
     #[arg(long, default_value_t = 20_000)]
     pub reads: usize,
+    /// Leaves of the state the `storage.state_root` case's blocks change.
+    #[arg(long, default_value_t = 100_000)]
+    pub state_leaves: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     pub micro_seed: u64,
@@ -532,6 +535,7 @@ impl MicroArgs {
             tally_heights: self.tally_heights,
             pool_pending: self.pool_pending,
             reads: self.reads,
+            state_leaves: self.state_leaves,
             seed: self.micro_seed,
         }
     }
@@ -549,6 +553,7 @@ impl MicroArgs {
             ("--tally-heights", self.tally_heights.to_string()),
             ("--pool-pending", self.pool_pending.to_string()),
             ("--reads", self.reads.to_string()),
+            ("--state-leaves", self.state_leaves.to_string()),
             ("--micro-seed", self.micro_seed.to_string()),
         ]
         .into_iter()

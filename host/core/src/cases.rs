@@ -12,7 +12,7 @@ use std::hint::black_box;
 use dubchain_plugin_api::{
     slots::{
         HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, DURABILITY, MERKLE,
-        RECORD_CODEC, SIG_VERIFY, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -42,6 +42,8 @@ pub struct MicroOptions {
     pub pool_pending: usize,
     /// Account reads of the `storage.account_read` case.
     pub reads: usize,
+    /// Leaves of the state the `storage.state_root` case's blocks change.
+    pub state_leaves: usize,
     pub seed: u64,
 }
 
@@ -59,6 +61,7 @@ impl Default for MicroOptions {
             tally_heights: 200,
             pool_pending: 50_000,
             reads: 20_000,
+            state_leaves: 100_000,
             seed: 7,
         }
     }
@@ -75,6 +78,7 @@ impl MicroOptions {
             run_blocks: 16,
             run_txs: 64,
             pool_pending: 5_000,
+            state_leaves: 20_000,
             ..MicroOptions::default()
         }
     }
@@ -104,6 +108,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (VOTE_TALLY, vote_tally_cases),
     (TX_POOL, tx_pool_cases),
     (DURABILITY, durability_cases),
+    (STATE_ROOT, state_root_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -226,6 +231,23 @@ fn durability_cases(_: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+fn state_root_cases(o: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "state_root",
+        slot: STATE_ROOT.id,
+        workload: format!(
+            "the state root after a block of {} leaf changes (a block of {} transfers) on a state of {} leaves; the baseline hashes every leaf, the plugin starts from the parent's tree (built before timing, as the block before would have)",
+            2 * o.block_txs,
+            o.block_txs,
+            o.state_leaves
+        ),
+        contract: true,
+    }]
+}
+
+/// Blocks of the `storage.state_root` case, taken in turn, all on one parent.
+const STATE_BLOCKS: usize = 4;
+
 /// Threads, and commits each, of the `storage.durability` case.
 const COMMITTERS: usize = 8;
 const COMMITS: usize = 20;
@@ -266,6 +288,12 @@ pub enum Input {
     Tally {
         stakes: Vec<u64>,
         heights: u64,
+    },
+    /// A state, its root, and blocks over it, taken in turn (`next`).
+    State {
+        blocks: workload::StateBlocks,
+        parent: Bytes32,
+        next: std::sync::atomic::AtomicUsize,
     },
     Run {
         head_height: u64,
@@ -337,6 +365,17 @@ impl Input {
                 }
             }
             s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
+            s if s == STATE_ROOT.id => {
+                let blocks =
+                    workload::state_blocks(o.seed, o.state_leaves, STATE_BLOCKS, 2 * o.block_txs);
+                let parent = dubchain_plugin_api::state_tree::root(&mut blocks.before.clone())
+                    .expect("distinct keys");
+                Input::State {
+                    blocks,
+                    parent,
+                    next: Default::default(),
+                }
+            }
             s if s == VOTE_TALLY.id => Input::Tally {
                 stakes: (1..=100).collect(),
                 heights: o.tally_heights,
@@ -356,6 +395,14 @@ impl Input {
                     let _ = index.insert(entries.as_slice().into());
                     std::sync::Mutex::new(index)
                 });
+            }
+            Input::State { blocks, parent, .. } => {
+                // The block before: a block that changed nothing on the parent's state, so
+                // that a provider holds the parent's tree, as it would in a running node.
+                let _ = host
+                    .slots
+                    .state_root
+                    .root(parent, &[], &|| Ok(blocks.before.clone()));
             }
             _ => {}
         }
@@ -464,6 +511,27 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                     scope.spawn(|| (0..COMMITS).for_each(|_| commit()));
                 }
             })
+        }
+        (
+            "state_root",
+            Input::State {
+                blocks,
+                parent,
+                next,
+            },
+        ) => {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % blocks.blocks.len();
+            let (changes, after) = &blocks.blocks[k];
+            match side {
+                Side::Baseline => drop(black_box(dubchain_plugin_api::state_tree::root(
+                    &mut black_box(after).clone(),
+                ))),
+                Side::Plugin => drop(black_box(host.slots.state_root.root(
+                    parent,
+                    black_box(changes),
+                    &|| Ok(after.clone()),
+                ))),
+            }
         }
         ("vote_tally", Input::Tally { stakes, heights }) => match side {
             Side::Baseline => {
@@ -634,6 +702,46 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             .durability
             .make_durable(u64::MAX, || log.sync())
             .is_ok(),
+        Input::State { blocks, parent, .. } => {
+            // Blocks one on another (each on the state the one before left), then a block
+            // that changes nothing on the timed runs' parent (which a provider must answer
+            // with the parent's root, and which leaves it holding the parent's tree, as the
+            // timed runs expect), then every block on that parent: every root the
+            // baseline's, answered by the provider.
+            use dubchain_plugin_api::state_tree::{self, StateLeaf};
+            let chained = workload::state_blocks(o.seed ^ 0x5c, 2_000, 6, 64);
+            let Ok(mut before) = state_tree::root(&mut chained.before.clone()) else {
+                return false;
+            };
+            let slot = &host.slots.state_root;
+            let _ = slot.root(&before, &[], &|| Ok(chained.before.clone()));
+            let mut state: std::collections::BTreeMap<Bytes32, Bytes32> =
+                chained.before.iter().map(|l| (l.key, l.value)).collect();
+            let in_turn = chained.blocks.iter().all(|(changes, _)| {
+                for c in changes {
+                    match c.value.into_option() {
+                        Some(v) => state.insert(c.key, v),
+                        None => state.remove(&c.key),
+                    };
+                }
+                let leaves: Vec<StateLeaf> = state
+                    .iter()
+                    .map(|(&key, &value)| StateLeaf { key, value })
+                    .collect();
+                let Ok(expected) = state_tree::root(&mut leaves.clone()) else {
+                    return false;
+                };
+                let got = slot.root(&before, changes, &|| Ok(leaves.clone()));
+                before = expected;
+                got == Some(expected)
+            });
+            let unchanged = slot.root(parent, &[], &|| Ok(blocks.before.clone()));
+            let on_parent = blocks.blocks.iter().all(|(changes, after)| {
+                slot.root(parent, changes, &|| Ok(after.clone()))
+                    == state_tree::root(&mut after.clone()).ok()
+            });
+            in_turn && unchanged == Some(*parent) && on_parent
+        }
         Input::Tally { stakes, heights } => {
             // The workload's votes in one order, then a generated sequence with double
             // votes, other blocks, late votes and unknown validators: every answer and

@@ -85,10 +85,6 @@ mod tests {
             .map(|s| s.id)
             .collect();
         for r in rows() {
-            // The one row whose seam is not cut yet.
-            if r.id == "storage_incremental_root" {
-                continue;
-            }
             assert!(
                 known.contains(&r.slot.as_str()),
                 "{}: no slot {}",

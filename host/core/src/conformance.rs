@@ -120,6 +120,14 @@ pub const SUITES: &[(SlotInfo, Suite)] = &[
             selftest::durability_at,
         )
     }),
+    (STATE_ROOT, |host| {
+        state::seeded(
+            &host.slots.state_root,
+            "blocks of inserts, updates and removals over awkward keys, rollbacks and restarts",
+            4,
+            selftest::state_root_at,
+        )
+    }),
     (TRANSPORT, |host| {
         state::seeded(
             &host.slots.transport,

@@ -6,8 +6,8 @@ use dubchain_plugin_api::{
     slots::{
         AccountReadBox, BlockCommitBox, BlockExecutionBox, BlockReclaimBox, BlockValidationBox,
         BroadcastBox, BufferPoolBox, DurabilityBox, FrameSendBox, LowerFn, MerkleBox,
-        RecordCodecBox, SendQueuesBox, SigVerifyBox, TransportBox, TxDecodeBox, TxPoolBox,
-        TxValidationBox, VoteTalliesBox, VoteVerifyBox,
+        RecordCodecBox, SendQueuesBox, SigVerifyBox, StateRootBox, TransportBox, TxDecodeBox,
+        TxPoolBox, TxValidationBox, VoteTalliesBox, VoteVerifyBox,
     },
     types::{Bytes32, Record, SigItem},
 };
@@ -2387,5 +2387,188 @@ mod transport_seam {
         let ok = boxed!(TransportFfi_TO, ThreadTransport);
         let raw = boxed!(TransportFfi_TO, Prefixing(ThreadTransport));
         super::passes_then_refuses(super::transport, ok, raw, "not as sent");
+    }
+}
+
+/// Checks a `storage.state_root` object against [`state_tree::root`] from scratch, block
+/// after block: a generated state grown, updated and shrunk by blocks of inserts, updates,
+/// removals and removals of keys it never held, over keys chosen to be awkward (all zeros,
+/// all ones, pairs that differ only in their last bit, runs that share long prefixes);
+/// blocks that change nothing, a block that empties the state, rollbacks (the next block
+/// built on an older state, not the last one answered), and states the provider never saw
+/// (a restart: it must build from `all`). Every root must be the baseline's.
+///
+/// [`state_tree::root`]: dubchain_plugin_api::state_tree::root
+pub fn state_root(imp: &StateRootBox) -> Result<(), String> {
+    state_root_at(imp, Depth::LOAD)
+}
+
+/// [`state_root`] at depth `d` (another seed, `d.scale` times the work), for the
+/// conformance suite.
+pub fn state_root_at(imp: &StateRootBox, d: Depth) -> Result<(), String> {
+    use dubchain_plugin_api::{
+        abi_stable::std_types::ROption,
+        slots::HostLeaves,
+        state_tree::{self, LeafChange, StateLeaf},
+    };
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    type State = BTreeMap<Bytes32, Bytes32>;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5747_e500 ^ d.seed);
+    // Keys worth trying: the extremes, neighbours in the last bit, long shared prefixes.
+    let mut awkward = vec![Bytes32([0; 32]), Bytes32([0xff; 32])];
+    for _ in 0..4 {
+        let base: [u8; 32] = rng.gen();
+        let mut twin = base;
+        twin[31] ^= 1;
+        let mut cousin = base;
+        cousin[16] ^= 0x80;
+        awkward.extend([Bytes32(base), Bytes32(twin), Bytes32(cousin)]);
+    }
+    let leaves = |s: &State| -> Vec<StateLeaf> {
+        s.iter()
+            .map(|(&key, &value)| StateLeaf { key, value })
+            .collect()
+    };
+    let expected_root = |s: &State| state_tree::root(&mut leaves(s)).expect("distinct keys");
+    let random_state = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| -> State {
+        (0..n)
+            .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
+            .collect()
+    };
+    // The states answered so far, newest last: a rollback builds on one of them.
+    let mut history: Vec<State> = vec![State::new()];
+    let blocks = 14 * d.scale.max(1);
+    for block in 0..blocks {
+        let (what, before) = match block % 7 {
+            // A restart: a state the provider has never seen.
+            5 => ("a state it never saw", random_state(&mut rng, 50 + block)),
+            // A rollback: an older state than the last one answered.
+            3 if history.len() > 2 => {
+                let k = rng.gen_range(0..history.len() - 1);
+                ("a rolled-back state", history[k].clone())
+            }
+            _ => (
+                "the last state",
+                history.last().cloned().unwrap_or_default(),
+            ),
+        };
+        let mut changes: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
+        let n = match block % 5 {
+            0 => 0,
+            1 => rng.gen_range(150..300),
+            _ => rng.gen_range(1..40),
+        };
+        let held: Vec<Bytes32> = before.keys().copied().collect();
+        for _ in 0..n {
+            let key = match rng.gen_range(0..6) {
+                0 => awkward[rng.gen_range(0..awkward.len())],
+                1 | 2 if !held.is_empty() => held[rng.gen_range(0..held.len())],
+                _ => Bytes32(rng.gen()),
+            };
+            let value = (rng.gen_range(0..4) != 0).then(|| Bytes32(rng.gen()));
+            changes.insert(key, value);
+        }
+        if block == blocks / 2 {
+            // Everything removed, and a key never held.
+            changes = held.iter().map(|&k| (k, None)).collect();
+            changes.insert(Bytes32(rng.gen()), None);
+        }
+        let mut after = before.clone();
+        for (k, v) in &changes {
+            match v {
+                Some(v) => after.insert(*k, *v),
+                None => after.remove(k),
+            };
+        }
+        let list: Vec<LeafChange> = changes
+            .iter()
+            .map(|(&key, &value)| LeafChange {
+                key,
+                value: value.map_or(ROption::RNone, ROption::RSome),
+            })
+            .collect();
+        let parent = expected_root(&before);
+        let expected = expected_root(&after);
+        let all = HostLeaves(|| Ok(leaves(&after)));
+        let got = imp
+            .root(parent, list.as_slice().into(), all.as_source())
+            .into_result()
+            .map_err(|e| format!("block {block} ({} changes on {what}): {e}", list.len()))?;
+        if got != expected {
+            return Err(format!(
+                "block {block} ({} changes on {what} of {} leaves): root {got:?}, the baseline's {expected:?}",
+                list.len(),
+                before.len()
+            ));
+        }
+        history.push(after);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod state_root_seam {
+    use dubchain_plugin_api::{
+        slots::{LeafSourceRef, StateRoot, StateRootFfi_TO},
+        state_tree::{self, LeafChange},
+        types::Bytes32,
+        PluginError,
+    };
+
+    /// The baseline through the seam: every leaf of `all`, from scratch.
+    struct FromScratch;
+
+    impl StateRoot for FromScratch {
+        fn root(
+            &self,
+            _: &Bytes32,
+            _: &[LeafChange],
+            all: &LeafSourceRef<'_>,
+        ) -> Result<Bytes32, PluginError> {
+            state_tree::root(&mut all.leaves().into_result()?)
+        }
+    }
+
+    /// Wrong in one way each.
+    enum Wrong {
+        /// Answers the parent's root: a provider that never applies anything.
+        Parent,
+        /// Treats a removal as setting the leaf to zeros.
+        RemovalAsZero,
+    }
+
+    impl StateRoot for Wrong {
+        fn root(
+            &self,
+            parent: &Bytes32,
+            changes: &[LeafChange],
+            all: &LeafSourceRef<'_>,
+        ) -> Result<Bytes32, PluginError> {
+            match self {
+                Wrong::Parent => Ok(*parent),
+                Wrong::RemovalAsZero => {
+                    let mut leaves = all.leaves().into_result()?.into_vec();
+                    leaves.extend(changes.iter().filter(|c| c.value.is_none()).map(|c| {
+                        dubchain_plugin_api::state_tree::StateLeaf {
+                            key: c.key,
+                            value: Bytes32::default(),
+                        }
+                    }));
+                    leaves.sort_by_key(|l| l.key);
+                    leaves.dedup_by_key(|l| l.key);
+                    state_tree::root(&mut leaves)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_root_self_test_accepts_the_baseline_and_refuses_each_mistake() {
+        super::state_root(&boxed!(StateRootFfi_TO, FromScratch)).unwrap();
+        for wrong in [Wrong::Parent, Wrong::RemovalAsZero] {
+            let err = super::state_root(&boxed!(StateRootFfi_TO, wrong)).unwrap_err();
+            assert!(err.contains("the baseline's"), "{err}");
+        }
     }
 }

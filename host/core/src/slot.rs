@@ -21,7 +21,7 @@ use std::{
 use abi_stable::std_types::{RSlice, RVec};
 use arc_swap::ArcSwap;
 use dubchain_plugin_api::slots::{
-    check_len, BroadcastBox, ConnectionsBox, InboundSinkBox, PeerSocket, SendQueueBox,
+    check_len, BroadcastBox, ConnectionsBox, HostLeaves, InboundSinkBox, PeerSocket, SendQueueBox,
     SendQueuesBox, SharedFrame, TransportBox,
 };
 use dubchain_plugin_api::{
@@ -31,10 +31,11 @@ use dubchain_plugin_api::{
         BlockValidationBox, BlockWritesBox, BufferPoolBox, CallRequest, CallResult, CodeLoaderBox,
         CodeSourceRef, ContractStateBox, ContractStoreRef, ContractWrite, DurabilityBox,
         FrameSendBox, FrameSink, FrameSink_TO, HostAccounts, HostWal, LoadedCode, LowerFn,
-        MerkleBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox, TxCheck,
-        TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTalliesBox, VoteTallyBox,
-        VoteVerifyBox,
+        MerkleBox, Metered, MeteringBox, ModuleCacheBox, RecordCodecBox, SigVerifyBox,
+        StateRootBox, TxCheck, TxDecodeBox, TxIndexBox, TxPoolBox, TxValidationBox, VoteTalliesBox,
+        VoteTallyBox, VoteVerifyBox,
     },
+    state_tree::{self, LeafChange, StateLeaf},
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
 };
@@ -971,6 +972,58 @@ impl BlockCommitSlot {
     }
 }
 
+/// The `storage.state_root` slot (exclusive). Baseline: the sparse Merkle root of every
+/// leaf, from scratch ([`dubchain_plugin_api::state_tree::root`] over a full scan of the
+/// store, `node::state`).
+pub type StateRootSlot = Slot<StateRootBox>;
+
+/// Every how many calls `storage.state_root` checks a provider's root against the baseline
+/// (the first call of the slot is one of them): a root is a commitment nothing else at the
+/// boundary can check, and a wrong one makes the node's blocks refused by every other node.
+pub const STATE_ROOT_AUDIT_EVERY: u64 = 64;
+
+impl StateRootSlot {
+    /// The provider's root of the state after a block, or `None` (the caller computes it from
+    /// scratch). `parent` is the root before the block, `changes` what the block did (sorted
+    /// by key, distinct: [`dubchain_plugin_api::state_tree::check_changes`]) and `all` lists
+    /// every leaf after it. The host checks what it can: a block that changed nothing keeps
+    /// its parent's root, and every [`STATE_ROOT_AUDIT_EVERY`]th answer is compared with the
+    /// baseline's; a wrong answer is a failure of the provider, answered by the baseline.
+    pub fn root<F>(&self, parent: &Bytes32, changes: &[LeafChange], all: &F) -> Option<Bytes32>
+    where
+        F: Fn() -> Result<Vec<StateLeaf>, PluginError> + Sync,
+    {
+        if !self.has_provider() {
+            return None;
+        }
+        let audit = self
+            .counters
+            .calls
+            .load(Relaxed)
+            .is_multiple_of(STATE_ROOT_AUDIT_EVERY);
+        let source = HostLeaves(all);
+        self.try_call(|imp| {
+            let got = imp
+                .root(*parent, changes.into(), source.as_source())
+                .into_result()?;
+            if changes.is_empty() && got != *parent {
+                return Err(PluginError::failed(format!(
+                    "answered {got:?} for a block that changed nothing (the parent's root is {parent:?})"
+                )));
+            }
+            if audit {
+                let expected = state_tree::root(&mut all()?)?;
+                if got != expected {
+                    return Err(PluginError::failed(format!(
+                        "answered {got:?} where the state's root is {expected:?} (an audit against the baseline)"
+                    )));
+                }
+            }
+            Ok(got)
+        })
+    }
+}
+
 /// The `net.broadcast` slot (exclusive). Baseline: every message serialised into a frame
 /// once per peer, in a buffer from `mem.buffer_pool` (`node::net::Network::broadcast`).
 pub type BroadcastSlot = Slot<BroadcastBox>;
@@ -1225,6 +1278,7 @@ macro_rules! with_slots {
             send_queue: SEND_QUEUE => SendQueuesBox, send_queue;
             transport: TRANSPORT => TransportBox, transport;
             block_commit: BLOCK_COMMIT => BlockCommitBox, block_commit;
+            state_root: STATE_ROOT => StateRootBox, state_root;
         }
     };
 }

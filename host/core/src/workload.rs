@@ -886,3 +886,69 @@ pub fn pool_entries(
         })
         .collect()
 }
+
+/// A state and blocks over it, for the `storage.state_root` case: what a node of
+/// `accounts` accounts does to its state tree in a block.
+pub struct StateBlocks {
+    /// The state before every block, sorted by key.
+    pub before: Vec<dubchain_plugin_api::state_tree::StateLeaf>,
+    /// Each block: its changes (sorted, distinct) and the state after it, sorted by key.
+    pub blocks: Vec<(
+        Vec<dubchain_plugin_api::state_tree::LeafChange>,
+        Vec<dubchain_plugin_api::state_tree::StateLeaf>,
+    )>,
+}
+
+/// `accounts` leaves of random keys and values, and `blocks` blocks of `changes` changes each
+/// over them: four in five update a leaf the state holds (a sender or a recipient seen
+/// before), the rest insert a new one (a first-time recipient), and one in a hundred is a
+/// removal.
+pub fn state_blocks(seed: u64, accounts: usize, blocks: usize, changes: usize) -> StateBlocks {
+    use abi_stable::std_types::ROption;
+    use dubchain_plugin_api::state_tree::{LeafChange, StateLeaf};
+    use std::collections::BTreeMap;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x57a7_e000);
+    let state: BTreeMap<Bytes32, Bytes32> = (0..accounts)
+        .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
+        .collect();
+    let keys: Vec<Bytes32> = state.keys().copied().collect();
+    let leaves = |s: &BTreeMap<Bytes32, Bytes32>| -> Vec<StateLeaf> {
+        s.iter()
+            .map(|(&key, &value)| StateLeaf { key, value })
+            .collect()
+    };
+    let blocks = (0..blocks)
+        .map(|_| {
+            let mut block: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
+            while block.len() < changes {
+                let roll = rng.gen_range(0..100);
+                let key = if roll < 80 && !keys.is_empty() {
+                    keys[rng.gen_range(0..keys.len())]
+                } else {
+                    Bytes32(rng.gen())
+                };
+                let value = (roll != 99).then(|| Bytes32(rng.gen()));
+                block.insert(key, value);
+            }
+            let mut after = state.clone();
+            for (k, v) in &block {
+                match v {
+                    Some(v) => after.insert(*k, *v),
+                    None => after.remove(k),
+                };
+            }
+            let list = block
+                .into_iter()
+                .map(|(key, value)| LeafChange {
+                    key,
+                    value: value.map_or(ROption::RNone, ROption::RSome),
+                })
+                .collect();
+            (list, leaves(&after))
+        })
+        .collect();
+    StateBlocks {
+        before: leaves(&state),
+        blocks,
+    }
+}

@@ -39,6 +39,7 @@ use abi_stable::std_types::{ROption, RSlice};
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
     slots::{BlockWritesBox, Held, HostWriteThrough, KvWrite},
+    state_tree::{self, LeafChange, StateLeaf},
     types::Bytes32,
     PluginError,
 };
@@ -46,9 +47,8 @@ use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::chain::merkle_root;
 use dubchain_host::slot::{
-    AccountReadSlot, BlockCommitSlot, DurabilitySlot, MerkleSlot, RecordCodecSlot, Slots,
+    AccountReadSlot, BlockCommitSlot, DurabilitySlot, RecordCodecSlot, Slots, StateRootSlot,
 };
 
 /// An account.
@@ -138,8 +138,9 @@ pub struct StateStore {
     durability: std::sync::OnceLock<Arc<DurabilitySlot>>,
     /// Who holds a block's writes until its commit, once the node has said.
     commits: std::sync::OnceLock<Arc<BlockCommitSlot>>,
-    /// Who computes the state root's Merkle tree, once the node has said (`crypto.merkle`).
-    merkle: std::sync::OnceLock<Arc<MerkleSlot>>,
+    /// Who computes a block's state root from its parent's, once the node has said
+    /// (`storage.state_root`).
+    roots: std::sync::OnceLock<Arc<StateRootSlot>>,
     /// The codecs the stored blocks were written by (`m/codecs`), as last written.
     codecs: std::sync::Mutex<BTreeSet<String>>,
 }
@@ -161,6 +162,9 @@ const BLOCK: &[u8] = b"b/";
 const HEAD: &[u8] = b"h";
 const UNDO: &[u8] = b"u/";
 const CODECS: &[u8] = b"m/codecs";
+/// The prefixes whose keys are leaves of the state tree (a code hash, `k/`, is not: the
+/// code's leaf covers it).
+const STATE_PREFIXES: [&[u8]; 3] = [ACCOUNT, CODE, STORAGE];
 
 fn account_key(a: &Bytes32) -> Vec<u8> {
     [ACCOUNT, &a.0].concat()
@@ -226,7 +230,7 @@ impl StateStore {
             reads: std::sync::OnceLock::new(),
             durability: std::sync::OnceLock::new(),
             commits: std::sync::OnceLock::new(),
-            merkle: std::sync::OnceLock::new(),
+            roots: std::sync::OnceLock::new(),
             codecs: Default::default(),
         };
         let codecs = match store.db.get(CODECS).map_err(|e| store.db_err(e))? {
@@ -345,13 +349,13 @@ impl StateStore {
 
     /// Puts this store behind the host's slots from now on: account reads through
     /// `storage.account_read` (told of every account write when it reaches the store, and of every
-    /// rollback), a block's writes held by `storage.block_commit`, and commits made durable by
-    /// `storage.durability`.
+    /// rollback), a block's writes held by `storage.block_commit`, commits made durable by
+    /// `storage.durability`, and each block's state root by `storage.state_root`.
     pub fn attach(&self, slots: &Slots) {
         let _ = self.reads.set(slots.account_read.clone());
         let _ = self.durability.set(slots.durability.clone());
         let _ = self.commits.set(slots.block_commit.clone());
-        let _ = self.merkle.set(slots.merkle.clone());
+        let _ = self.roots.set(slots.state_root.clone());
     }
 
     /// Reads an account: through `storage.account_read` if the node set it up, else (the baseline)
@@ -569,41 +573,78 @@ impl StateStore {
             .collect()
     }
 
-    /// The state root: the Merkle root, in key order, over `sha256(account || balance ||
-    /// nonce)` of every account with a non-default value, then `sha256("code" || contract
-    /// || sha256(code))` of every contract, then `sha256("slot" || contract || key ||
-    /// value)` of every storage entry.
+    /// The state root, from scratch: the sparse Merkle root
+    /// ([`dubchain_plugin_api::state_tree`]) of every leaf of the state ([`StateStore::leaf`]).
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
-        self.state_root_over(|_| Ok(Vec::new()))
+        self.root_of(self.leaves_over(|_| Ok(Vec::new()))?)
     }
 
-    /// The state root with a block's pending writes under each prefix (`held(prefix)`)
-    /// laid over the store.
-    fn state_root_over(
+    /// The root of `leaves`, from scratch (the baseline of `storage.state_root`).
+    fn root_of(&self, mut leaves: Vec<StateLeaf>) -> Result<Bytes32, StateError> {
+        state_tree::root(&mut leaves).map_err(|e| self.corrupt("state", e))
+    }
+
+    /// Every leaf of the state, with a block's pending writes under each prefix
+    /// (`held(prefix)`) laid over the store.
+    fn leaves_over(
         &self,
         held: impl Fn(&[u8]) -> Result<Vec<KvWrite>, StateError>,
-    ) -> Result<Bytes32, StateError> {
-        let mut leaves = account_leaves(&self.accounts_over(held(ACCOUNT)?)?);
-        for (contract, code) in self.contracts_over(held(CODE)?)? {
-            let mut h = Sha256::new();
+    ) -> Result<Vec<StateLeaf>, StateError> {
+        let mut leaves = Vec::new();
+        for prefix in STATE_PREFIXES {
+            for (k, v) in self.scan_over(prefix, held(prefix)?)? {
+                leaves.extend(self.leaf(&k, &v)?);
+            }
+        }
+        Ok(leaves)
+    }
+
+    /// The state tree's leaf for store key `key` (an `a/`, `c/` or `s/` key) holding `bytes`,
+    /// or `None` if it holds none (a deleted key, or an account with the default value). The
+    /// leaf's key is `sha256(key)`; its value `sha256(account || balance || nonce)` for an
+    /// account, `sha256("code" || contract || sha256(code))` for a contract's code, and
+    /// `sha256("slot" || contract || key || value)` for a storage entry (integers
+    /// little-endian).
+    fn leaf(&self, key: &[u8], bytes: &[u8]) -> Result<Option<StateLeaf>, StateError> {
+        let mut h = Sha256::new();
+        if let Some(rest) = key.strip_prefix(ACCOUNT) {
+            let account: [u8; 32] = rest
+                .try_into()
+                .map_err(|_| self.corrupt("account key", "not 32 bytes"))?;
+            let acc: Account = serde_json::from_slice(bytes)
+                .map_err(|e| self.corrupt(format!("account {:?}", Bytes32(account)), e))?;
+            if acc == Account::default() {
+                return Ok(None);
+            }
+            h.update(account);
+            h.update(acc.balance.to_le_bytes());
+            h.update(acc.nonce.to_le_bytes());
+        } else if let Some(rest) = key.strip_prefix(CODE) {
+            let contract: [u8; 32] = rest
+                .try_into()
+                .map_err(|_| self.corrupt("code key", "not 32 bytes"))?;
             h.update(b"code");
-            h.update(contract.0);
-            h.update(Sha256::digest(&code));
-            leaves.push(Bytes32(h.finalize().into()));
-        }
-        for (contract, key, value) in self.storage_entries_over(held(STORAGE)?)? {
-            let mut h = Sha256::new();
+            h.update(contract);
+            h.update(Sha256::digest(bytes));
+        } else if let Some(rest) = key.strip_prefix(STORAGE) {
+            let (contract, slot) = rest
+                .split_first_chunk::<32>()
+                .and_then(|(c, k)| Some((*c, <[u8; 8]>::try_from(k).ok()?)))
+                .ok_or_else(|| self.corrupt("storage key", "not 40 bytes"))?;
+            let value: i64 = serde_json::from_slice(bytes)
+                .map_err(|e| self.corrupt(format!("storage of {:?}", Bytes32(contract)), e))?;
+            let slot = (u64::from_be_bytes(slot) ^ (1 << 63)) as i64;
             h.update(b"slot");
-            h.update(contract.0);
-            h.update(key.to_le_bytes());
+            h.update(contract);
+            h.update(slot.to_le_bytes());
             h.update(value.to_le_bytes());
-            leaves.push(Bytes32(h.finalize().into()));
+        } else {
+            return Ok(None);
         }
-        // The node's largest hashing work: through `crypto.merkle` once attached.
-        Ok(match self.merkle.get() {
-            Some(slot) => slot.root(&leaves),
-            None => merkle_root(&leaves),
-        })
+        Ok(Some(StateLeaf {
+            key: Bytes32(Sha256::digest(key).into()),
+            value: Bytes32(h.finalize().into()),
+        }))
     }
 
     /// Starts writing block `height` (the head's height + 1): into a `storage.block_commit`
@@ -626,6 +667,7 @@ impl StateStore {
             height,
             writes: Writes {
                 touched: HashSet::new(),
+                written: BTreeSet::new(),
                 set,
                 accounts: Vec::new(),
             },
@@ -733,27 +775,15 @@ fn undone_key(rest: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The account leaves of the state root, for `accounts` sorted by key.
-fn account_leaves(accounts: &[(Bytes32, Account)]) -> Vec<Bytes32> {
-    accounts
-        .iter()
-        .filter(|(_, a)| *a != Account::default())
-        .map(|(k, a)| {
-            let mut h = Sha256::new();
-            h.update(k.0);
-            h.update(a.balance.to_le_bytes());
-            h.update(a.nonce.to_le_bytes());
-            Bytes32(h.finalize().into())
-        })
-        .collect()
-}
-
 /// Where a block's writes go: through to the store at once (the baseline, and the
 /// primitive a write set is handed), or into a `storage.block_commit` provider's write set, which
 /// holds what it chooses until the commit.
 struct Writes {
     /// The keys (`a/`, `c/`, `k/`, `s/`) written through so far, each with an undo entry.
     touched: HashSet<Vec<u8>>,
+    /// Every key the block wrote, held or passed through: what its state-root changes are
+    /// made from.
+    written: BTreeSet<Vec<u8>>,
     /// The provider's write set for this block, if it gave one.
     set: Option<BlockWritesBox>,
     /// With a set: every account write in order, to tell `storage.account_read` at the commit of
@@ -961,9 +991,11 @@ impl BlockWriter<'_> {
         let (store, height) = (self.store, self.height);
         let Writes {
             touched,
+            written,
             set,
             accounts,
         } = &mut self.writes;
+        written.insert(key.clone());
         let Some(set) = set else {
             return store.write_through(height, touched, &key, value.as_deref(), old, account);
         };
@@ -994,12 +1026,41 @@ impl BlockWriter<'_> {
         answer.map_err(|e| self.fail("write", e))
     }
 
-    /// The state root of the store with this block's writes.
+    /// The state root of the store with this block's writes: by `storage.state_root` from
+    /// the head's root and the block's changes if the node set it up and it answers, else
+    /// from scratch over every leaf (the baseline).
     pub fn state_root(&self) -> Result<Bytes32, StateError> {
         self.check()?;
+        let store = self.store;
+        let Some(slot) = store.roots.get().filter(|s| s.has_provider()) else {
+            return store.root_of(self.leaves()?);
+        };
+        let parent = store.head()?.map_or(state_tree::EMPTY, |h| h.state_root);
+        let changes = self.changes()?;
+        // Every leaf, for a provider that asks, with the store's error kept whole.
+        let fault: std::sync::Mutex<Option<StateError>> = std::sync::Mutex::new(None);
+        let all = || {
+            self.leaves().map_err(|e| {
+                let msg = e.to_string();
+                *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                PluginError::failed(msg)
+            })
+        };
+        let answer = slot.root(&parent, &changes, &all);
+        if let Some(e) = fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        match answer {
+            Some(root) => Ok(root),
+            None => store.root_of(self.leaves()?),
+        }
+    }
+
+    /// Every leaf of the state as this block leaves it.
+    fn leaves(&self) -> Result<Vec<StateLeaf>, StateError> {
         match &self.writes.set {
-            None => self.store.state_root(),
-            Some(set) => self.store.state_root_over(|prefix| {
+            None => self.store.leaves_over(|_| Ok(Vec::new())),
+            Some(set) => self.store.leaves_over(|prefix| {
                 set.held(RSlice::from_slice(prefix))
                     .into_result()
                     .map(|v| v.into_vec())
@@ -1007,6 +1068,37 @@ impl BlockWriter<'_> {
                     .map_err(|e| self.fail("held", e))
             }),
         }
+    }
+
+    /// What this block did to the state tree: the leaf of every state key it wrote, as it
+    /// stands now (`RNone`: removed), sorted by leaf key.
+    fn changes(&self) -> Result<Vec<LeafChange>, StateError> {
+        let mut changes = Vec::new();
+        for key in &self.writes.written {
+            if !STATE_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                continue;
+            }
+            let bytes = match self.pending(key)? {
+                Some(held) => held,
+                None => self.store.db.get(key).map_err(|e| self.store.db_err(e))?,
+            };
+            let leaf = match bytes {
+                Some(bytes) => self.store.leaf(key, &bytes)?,
+                None => None,
+            };
+            changes.push(match leaf {
+                Some(leaf) => LeafChange {
+                    key: leaf.key,
+                    value: ROption::RSome(leaf.value),
+                },
+                None => LeafChange {
+                    key: Bytes32(Sha256::digest(key).into()),
+                    value: ROption::RNone,
+                },
+            });
+        }
+        changes.sort_unstable_by_key(|c| c.key);
+        Ok(changes)
     }
 
     /// Makes the block durable: its writes (if held), its record (written by `codec`, which
