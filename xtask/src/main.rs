@@ -10,6 +10,11 @@
 //!   (what `.ci/run` runs before `test`).
 //! * `fuzz [CASES]`: the property-based fuzz suite (`tests/integration/fuzz.rs`) with CASES
 //!   cases per property (default 200,000), its result written to `docs/fuzzing.md`.
+//! * `crash [KILLS]`: KILLS (default 100) SIGKILLs of `chain produce` with group commit, each
+//!   followed by `chain check`; the outcome written to `docs/benchmarks.md`.
+//! * `growth [ACCOUNTS...]`: the state-growth curve: the system benchmark at each genesis
+//!   size (default 10,000, 30,000 and 100,000 accounts), baselines against
+//!   `storage_incremental_root`, written to `docs/benchmarks.md`.
 //! * `bench [ARGS]`: the criterion benchmarks (ARGS go to criterion).
 //! * `perf ARGS`: `plugins`, the host build, then `dubchain-perf --plugin-dir
 //!   target/dubchain/plugins ARGS` from the root (for example
@@ -32,7 +37,7 @@ fn main() -> Result<()> {
     let root = project_root();
     if matches!(
         task.as_str(),
-        "plugins" | "run" | "test" | "bench" | "perf" | "lint" | "fuzz" | "crash"
+        "plugins" | "run" | "test" | "bench" | "perf" | "lint" | "fuzz" | "crash" | "growth"
     ) {
         install_system_deps(&root)?;
     }
@@ -44,6 +49,7 @@ fn main() -> Result<()> {
         "lint" => lint(&root),
         "fuzz" => fuzz(&root, rest.first().map(String::as_str)),
         "crash" => crash(&root, rest.first().map(String::as_str)),
+        "growth" => growth(&root, &rest),
         "bench" => {
             assemble_plugins(&root)?;
             run(Command::new(cargo())
@@ -53,7 +59,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | fuzz [CASES] | crash [KILLS] | bench [ARGS] | perf ARGS>"
+                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | fuzz [CASES] | crash [KILLS] | growth [ACCOUNTS...] | bench [ARGS] | perf ARGS>"
             );
             bail!("unknown task `{task}`")
         }
@@ -193,6 +199,116 @@ fn crash(root: &Path, kills: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The state-growth curve: `dubchain-perf bench --no-micro` (the chain on fresh stores, each
+/// run its own hosts, baseline and plugin runs alternating) at each genesis size, with
+/// `storage_incremental_root` on the plugin side and nothing else, so the curve is the
+/// state root's. Writes "## State growth" in `docs/benchmarks.md`: per size, the median
+/// block latency (mempool, execution and storage of the proposer's block) and the storage
+/// stage per block on both sides, and how much each grew from the smallest size.
+fn growth(root: &Path, sizes: &[String]) -> Result<()> {
+    let sizes: Vec<u64> = if sizes.is_empty() {
+        vec![10_000, 30_000, 100_000]
+    } else {
+        sizes
+            .iter()
+            .map(|s| count_arg(Some(s), 0, "accounts"))
+            .collect::<Result<_>>()?
+    };
+    let plugin_dir = assemble_plugins(root)?;
+    let exe = build_host(root)?;
+    let work = target_dir(root).join("tmp/growth");
+    let started = std::time::Instant::now();
+    let (blocks, runs) = (12u64, 3usize);
+    // Per size: block latency p50 (ms) and storage per block (ms), baseline then plugin.
+    let mut rows: Vec<(u64, [f64; 4], bool)> = Vec::new();
+    for &accounts in &sizes {
+        let out = work.join(accounts.to_string());
+        let _ = std::fs::remove_dir_all(&out);
+        eprintln!("state growth: {accounts} accounts");
+        run(Command::new(&exe)
+            .current_dir(root)
+            .arg("--plugin-dir")
+            .arg(&plugin_dir)
+            .arg("--state-dir")
+            .arg(work.join("state"))
+            .args([
+                "--profile",
+                "baseline",
+                "--enable",
+                "storage_incremental_root",
+            ])
+            .args(["bench", "--no-micro", "--accounts", &accounts.to_string()])
+            .args(["--blocks", &blocks.to_string(), "--runs", &runs.to_string()])
+            .arg("--out")
+            .arg(&out))?;
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("bench.json"))?)?;
+        let system = &report["system"];
+        let row = |name: &str, side: &str| -> Result<f64> {
+            let values: Vec<f64> = system["rows"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+                .and_then(|r| r[side].as_array())
+                .context("bench.json has no such system row")?
+                .iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect();
+            Ok(median(values))
+        };
+        let per_block = blocks as f64;
+        rows.push((
+            accounts,
+            [
+                row("block latency p50", "baseline")?,
+                row("block latency p50", "plugins")?,
+                row("storage", "baseline")? / per_block,
+                row("storage", "plugins")? / per_block,
+            ],
+            system["identical"].as_bool().unwrap_or(false),
+        ));
+    }
+    let first = rows.first().map(|r| r.1).unwrap_or_default();
+    let mut text = format!(
+        "`cargo xtask growth` on {}: `dubchain-perf --profile baseline --enable storage_incremental_root bench --no-micro --accounts N --blocks {blocks} --runs {runs}` (256 transactions per block, fresh stores and hosts per run, sides alternating); medians over the runs; {:.0} s.\n\n| accounts | block latency p50, baseline ms | with storage_incremental_root ms | storage stage per block, baseline ms | with storage_incremental_root ms | identical chains |\n|---|---|---|---|---|---|\n",
+        today(),
+        started.elapsed().as_secs_f64()
+    );
+    for (accounts, v, same) in &rows {
+        text.push_str(&format!(
+            "| {accounts} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            if *same { "yes" } else { "**NO**" }
+        ));
+    }
+    if let (Some((small, ..)), Some((large, last, _))) = (rows.first(), rows.last()) {
+        let grew = |i: usize| last[i] / first[i].max(1e-9);
+        text.push_str(&format!(
+            "\nFrom {small} to {large} accounts the baseline's block latency grew {:.2}x (its storage stage {:.2}x); with storage_incremental_root {:.2}x (storage {:.2}x).",
+            grew(0),
+            grew(2),
+            grew(1),
+            grew(3)
+        ));
+    }
+    record_last_run(&root.join("docs/benchmarks.md"), "## State growth", &text)?;
+    if rows.iter().any(|r| !r.2) {
+        bail!("the two sides reached different chains");
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// A task's optional count argument (`what` names it in the error), or `default`.
 fn count_arg(arg: Option<&str>, default: u64, what: &str) -> Result<u64> {
     arg.map_or(Ok(default), |a| {
@@ -201,12 +317,31 @@ fn count_arg(arg: Option<&str>, default: u64, what: &str) -> Result<u64> {
     })
 }
 
-/// Replaces the section `heading` that ends `doc` (or appends it) with `text`.
+/// Replaces the section `heading` of `doc` (up to the next `## ` heading, or the end) with
+/// `text`, or appends it.
 fn record_last_run(doc: &Path, heading: &str, text: &str) -> Result<()> {
     let old = std::fs::read_to_string(doc).with_context(|| format!("reading {}", doc.display()))?;
-    let head = old.split(heading).next().unwrap_or(&old).trim_end();
-    std::fs::write(doc, format!("{head}\n\n{heading}\n\n{text}\n"))
-        .with_context(|| format!("writing {}", doc.display()))
+    let section = format!("{heading}\n\n{text}\n");
+    let new = match old.find(&format!("{heading}\n")) {
+        // The section in place: up to the next heading of its level, or the end.
+        Some(at) => {
+            let body = at + heading.len();
+            let end = old[body..]
+                .find("\n## ")
+                .map_or(old.len(), |i| body + i + 1);
+            format!(
+                "{}{section}{}",
+                &old[..at],
+                if end < old.len() {
+                    format!("\n{}", &old[end..])
+                } else {
+                    String::new()
+                }
+            )
+        }
+        None => format!("{}\n\n{section}", old.trim_end()),
+    };
+    std::fs::write(doc, new).with_context(|| format!("writing {}", doc.display()))
 }
 
 /// Today's date (UTC), as `date` gives it.
