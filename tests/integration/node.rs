@@ -601,6 +601,90 @@ fn a_node_killed_mid_run_reopens_with_its_committed_state() {
     kill_and_reopen(&["storage_incremental_root", "storage_write_batching"]);
 }
 
+/// The short form of `cargo xtask crash`'s group-commit part: `chain commit-race` (8
+/// committers on one store, every commit made durable by `storage_background_fsync`) killed
+/// with SIGKILL three times after a varying number of acknowledgements; every commit it
+/// acknowledged (to the last line it wrote) is in the reopened store, each committer's
+/// records without a gap, and each run resumes where the store left off.
+#[test]
+fn concurrent_committers_killed_mid_run_keep_every_acknowledged_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = PluginDir::new();
+    plugins.add_first_party("storage_background_fsync");
+    let race = |args: &[&str]| {
+        let mut cmd = Command::new(dubchain_perf());
+        cmd.arg("--plugin-dir")
+            .arg(plugins.path())
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .args([
+                "--enable",
+                "storage_background_fsync",
+                "chain",
+                "commit-race",
+            ])
+            .args(["--committers", "8", "--data-dir"])
+            .arg(tmp.path().join("db"))
+            .args(args);
+        cmd
+    };
+    let mut total = 0;
+    for (round, before_kill) in [20usize, 150, 60].into_iter().enumerate() {
+        let mut child = race(&[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acked = [None::<u64>; 8];
+        let mut note = |line: String| {
+            let words: Vec<u64> = line
+                .split(' ')
+                .skip(1)
+                .map(|w| w.parse().unwrap())
+                .collect();
+            let a = &mut acked[words[0] as usize];
+            *a = Some(a.map_or(words[1], |m| m.max(words[1])));
+        };
+        for line in lines.by_ref().take(before_kill) {
+            note(line.unwrap());
+        }
+        child.kill().unwrap(); // SIGKILL: no destructor, no flush
+        for line in lines {
+            note(line.unwrap());
+        }
+        child.wait().unwrap();
+        let out = race(&["--check"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let held: Vec<u64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("committer "))
+            .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(held.len(), 8, "{text}");
+        for (t, a) in acked.iter().enumerate() {
+            if let Some(seq) = a {
+                assert!(
+                    held[t] > *seq,
+                    "round {round}: committer {t} acknowledged {seq}, the store holds {}",
+                    held[t]
+                );
+            }
+        }
+        let now: u64 = held.iter().sum();
+        assert!(
+            now >= total + before_kill as u64,
+            "round {round}: the run resumed and added to the store"
+        );
+        total = now;
+    }
+}
+
 #[test]
 fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
     use dubchain_node::consensus::{verify_votes, ConsensusState, ValidatorSet};

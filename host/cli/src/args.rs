@@ -356,6 +356,23 @@ pub enum ChainCmd {
         #[arg(long, default_value = "json")]
         codec: String,
     },
+    /// Commit numbered records from --committers threads at once on the store in --data-dir
+    /// (created if missing; each committer resumes after its last record), every commit made
+    /// durable through `storage.durability` before `acknowledged COMMITTER SEQ` is printed:
+    /// what the group-commit crash test kills (`cargo xtask crash --committers`).
+    CommitRace {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        committers: u32,
+        /// Commits per committer.
+        #[arg(long, default_value_t = 1_000_000)]
+        commits: u64,
+        /// Reopen the store instead and print `committer N: RECORDS records` for each, after
+        /// checking every committer's records are numbered 0, 1, ... with no gap.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Subcommand)]

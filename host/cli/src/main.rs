@@ -76,6 +76,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(&open()?, &args),
         Command::Chain(ChainCmd::Produce { chain, seed }) => chain::produce(&open()?, &chain, seed),
         Command::Chain(ChainCmd::Check { chain, seed }) => chain::check(&open()?, &chain, seed),
+        Command::Chain(ChainCmd::CommitRace {
+            data_dir,
+            committers,
+            commits,
+            check,
+        }) => chain::commit_race(&open()?, &data_dir, committers, commits, check),
         Command::Chain(ChainCmd::Migrate { data_dir, codec }) => {
             chain::migrate(&open()?, &data_dir, &codec)
         }

@@ -12,6 +12,7 @@
 pub mod block;
 pub mod chain;
 pub mod cluster;
+pub mod commit_race;
 pub mod consensus;
 pub mod execute;
 pub mod gen;

@@ -1,4 +1,5 @@
-//! `chain produce`, `chain check`, `chain migrate`: one node on a persistent data directory.
+//! `chain produce`, `chain check`, `chain migrate`: one node on a persistent data directory;
+//! `chain commit-race`: concurrent durable commits on one store, for the crash test.
 
 use std::{path::Path, process::ExitCode};
 
@@ -68,5 +69,40 @@ pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
         m.before.join(", "),
         m.after.join(", ")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn commit_race(
+    s: &Session,
+    data_dir: &Path,
+    committers: u32,
+    commits: u64,
+    check: bool,
+) -> Result<ExitCode> {
+    use std::io::Write;
+    if check {
+        let next = dubchain_node::commit_race::recovered(data_dir, committers)
+            .map_err(anyhow::Error::msg)?;
+        for (t, n) in next.iter().enumerate() {
+            println!("committer {t}: {n} records");
+        }
+        println!("consistent: every committer's records are numbered 0, 1, ... with no gap");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print::manifest_errors(s);
+    let host = print::loaded_host(s);
+    eprintln!(
+        "{committers} committers on {}, commits made durable by {}",
+        data_dir.display(),
+        host.slots.durability.status().active
+    );
+    let out = std::io::stdout();
+    dubchain_node::commit_race::run(&host, data_dir, committers, commits, |t, seq| {
+        // Printed and flushed after the acknowledgement, before the next commit: a line the
+        // crash test read was acknowledged.
+        let mut out = out.lock();
+        let _ = writeln!(out, "acknowledged {t} {seq}").and_then(|()| out.flush());
+    })
+    .map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
