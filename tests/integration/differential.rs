@@ -1240,27 +1240,18 @@ fn group_commit_keeps_the_durability_contract() {
 /// last bit; every root the baseline's from scratch, no fallback taken.
 #[test]
 fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
-    use dubchain_plugin_api::abi_stable::std_types::ROption;
-    use dubchain_plugin_api::state_tree::{self, LeafChange, StateLeaf};
+    use dubchain_host::workload::{LeafChanges, LeafState};
     use dubchain_plugin_api::types::Bytes32;
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
     let (host, _dir) = host_with("storage_incremental_root", "versions = 4\n");
     let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "storage.state_root")
         .into_iter()
         .filter(|c| !c.passed)
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
-    type State = BTreeMap<Bytes32, Bytes32>;
-    let leaves = |s: &State| -> Vec<StateLeaf> {
-        s.iter()
-            .map(|(&key, &value)| StateLeaf { key, value })
-            .collect()
-    };
-    let root = |s: &State| state_tree::root(&mut leaves(s)).unwrap();
     let chain = |seed: u64| {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-        let mut history: Vec<State> = vec![State::new()];
+        let mut history = vec![LeafState::default()];
         for block in 0..120usize {
             let before = match block % 11 {
                 // A rollback to a state up to six blocks back (past the four kept, at times).
@@ -1269,24 +1260,24 @@ fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
                     history[history.len() - back].clone()
                 }
                 // A restart on a state no one answered.
-                9 => (0..rng.gen_range(0..300))
-                    .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
-                    .collect(),
+                9 => {
+                    let n = rng.gen_range(0..300);
+                    LeafState::random(&mut rng, n)
+                }
                 _ => history.last().cloned().unwrap(),
             };
-            let held: Vec<Bytes32> = before.keys().copied().collect();
-            let mut changes: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
-            let n = if block % 17 == 16 {
-                held.len() + 1
+            let held: Vec<Bytes32> = before.0.keys().copied().collect();
+            let mut changes = LeafChanges::new();
+            if block % 17 == 16 {
+                // Empty the state.
+                changes.extend(held.iter().map(|&k| (k, None)));
+            }
+            for i in 0..if block % 17 == 16 {
+                0
             } else {
                 rng.gen_range(0..120)
-            };
-            for i in 0..n {
-                let key = if block % 17 == 16 {
-                    // Empty the state.
-                    changes.extend(held.iter().map(|&k| (k, None)));
-                    break;
-                } else if i % 5 == 0 && !held.is_empty() {
+            } {
+                let key = if i % 5 == 0 && !held.is_empty() {
                     // A neighbour of a held key, in its last bit or deep in the middle.
                     let mut k = held[rng.gen_range(0..held.len())];
                     k.0[if rng.gen() { 31 } else { 20 }] ^= 1;
@@ -1298,30 +1289,17 @@ fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
                 };
                 changes.insert(key, (rng.gen_range(0..5) != 0).then(|| Bytes32(rng.gen())));
             }
-            let mut after = before.clone();
-            for (k, v) in &changes {
-                match v {
-                    Some(v) => after.insert(*k, *v),
-                    None => after.remove(k),
-                };
-            }
-            let list: Vec<LeafChange> = changes
-                .iter()
-                .map(|(&key, &v)| LeafChange {
-                    key,
-                    value: v.map_or(ROption::RNone, ROption::RSome),
-                })
-                .collect();
+            let (after, list) = before.apply(&changes);
             let got = host
                 .slots
                 .state_root
-                .root(&root(&before), &list, &|| Ok(leaves(&after)));
+                .root(&before.root(), &list, &|| Ok(after.leaves()));
             assert_eq!(
                 got,
-                Some(root(&after)),
+                Some(after.root()),
                 "chain {seed:#x}, block {block}: {} changes on {} leaves",
                 list.len(),
-                before.len()
+                before.0.len()
             );
             history.push(after);
         }

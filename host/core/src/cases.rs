@@ -708,31 +708,21 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             // with the parent's root, and which leaves it holding the parent's tree, as the
             // timed runs expect), then every block on that parent: every root the
             // baseline's, answered by the provider.
-            use dubchain_plugin_api::state_tree::{self, StateLeaf};
+            use dubchain_plugin_api::state_tree;
             let chained = workload::state_blocks(o.seed ^ 0x5c, 2_000, 6, 64);
-            let Ok(mut before) = state_tree::root(&mut chained.before.clone()) else {
-                return false;
-            };
             let slot = &host.slots.state_root;
-            let _ = slot.root(&before, &[], &|| Ok(chained.before.clone()));
-            let mut state: std::collections::BTreeMap<Bytes32, Bytes32> =
-                chained.before.iter().map(|l| (l.key, l.value)).collect();
+            let mut state =
+                workload::LeafState(chained.before.iter().map(|l| (l.key, l.value)).collect());
+            let _ = slot.root(&state.root(), &[], &|| Ok(state.leaves()));
             let in_turn = chained.blocks.iter().all(|(changes, _)| {
-                for c in changes {
-                    match c.value.into_option() {
-                        Some(v) => state.insert(c.key, v),
-                        None => state.remove(&c.key),
-                    };
-                }
-                let leaves: Vec<StateLeaf> = state
+                let block = changes
                     .iter()
-                    .map(|(&key, &value)| StateLeaf { key, value })
+                    .map(|c| (c.key, c.value.into_option()))
                     .collect();
-                let Ok(expected) = state_tree::root(&mut leaves.clone()) else {
-                    return false;
-                };
-                let got = slot.root(&before, changes, &|| Ok(leaves.clone()));
-                before = expected;
+                let (after, list) = state.apply(&block);
+                let expected = after.root();
+                let got = slot.root(&state.root(), &list, &|| Ok(after.leaves()));
+                state = after;
                 got == Some(expected)
             });
             let unchanged = slot.root(parent, &[], &|| Ok(blocks.before.clone()));

@@ -2406,14 +2406,9 @@ pub fn state_root(imp: &StateRootBox) -> Result<(), String> {
 /// [`state_root`] at depth `d` (another seed, `d.scale` times the work), for the
 /// conformance suite.
 pub fn state_root_at(imp: &StateRootBox, d: Depth) -> Result<(), String> {
-    use dubchain_plugin_api::{
-        abi_stable::std_types::ROption,
-        slots::HostLeaves,
-        state_tree::{self, LeafChange, StateLeaf},
-    };
+    use dubchain_plugin_api::slots::HostLeaves;
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
-    type State = BTreeMap<Bytes32, Bytes32>;
+    use workload::{LeafChanges, LeafState};
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5747_e500 ^ d.seed);
     // Keys worth trying: the extremes, neighbours in the last bit, long shared prefixes.
     let mut awkward = vec![Bytes32([0; 32]), Bytes32([0xff; 32])];
@@ -2425,24 +2420,16 @@ pub fn state_root_at(imp: &StateRootBox, d: Depth) -> Result<(), String> {
         cousin[16] ^= 0x80;
         awkward.extend([Bytes32(base), Bytes32(twin), Bytes32(cousin)]);
     }
-    let leaves = |s: &State| -> Vec<StateLeaf> {
-        s.iter()
-            .map(|(&key, &value)| StateLeaf { key, value })
-            .collect()
-    };
-    let expected_root = |s: &State| state_tree::root(&mut leaves(s)).expect("distinct keys");
-    let random_state = |rng: &mut rand_chacha::ChaCha20Rng, n: usize| -> State {
-        (0..n)
-            .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
-            .collect()
-    };
     // The states answered so far, newest last: a rollback builds on one of them.
-    let mut history: Vec<State> = vec![State::new()];
+    let mut history = vec![LeafState::default()];
     let blocks = 14 * d.scale.max(1);
     for block in 0..blocks {
         let (what, before) = match block % 7 {
             // A restart: a state the provider has never seen.
-            5 => ("a state it never saw", random_state(&mut rng, 50 + block)),
+            5 => (
+                "a state it never saw",
+                LeafState::random(&mut rng, 50 + block),
+            ),
             // A rollback: an older state than the last one answered.
             3 if history.len() > 2 => {
                 let k = rng.gen_range(0..history.len() - 1);
@@ -2453,13 +2440,13 @@ pub fn state_root_at(imp: &StateRootBox, d: Depth) -> Result<(), String> {
                 history.last().cloned().unwrap_or_default(),
             ),
         };
-        let mut changes: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
+        let mut changes = LeafChanges::new();
         let n = match block % 5 {
             0 => 0,
             1 => rng.gen_range(150..300),
             _ => rng.gen_range(1..40),
         };
-        let held: Vec<Bytes32> = before.keys().copied().collect();
+        let held: Vec<Bytes32> = before.0.keys().copied().collect();
         for _ in 0..n {
             let key = match rng.gen_range(0..6) {
                 0 => awkward[rng.gen_range(0..awkward.len())],
@@ -2474,32 +2461,18 @@ pub fn state_root_at(imp: &StateRootBox, d: Depth) -> Result<(), String> {
             changes = held.iter().map(|&k| (k, None)).collect();
             changes.insert(Bytes32(rng.gen()), None);
         }
-        let mut after = before.clone();
-        for (k, v) in &changes {
-            match v {
-                Some(v) => after.insert(*k, *v),
-                None => after.remove(k),
-            };
-        }
-        let list: Vec<LeafChange> = changes
-            .iter()
-            .map(|(&key, &value)| LeafChange {
-                key,
-                value: value.map_or(ROption::RNone, ROption::RSome),
-            })
-            .collect();
-        let parent = expected_root(&before);
-        let expected = expected_root(&after);
-        let all = HostLeaves(|| Ok(leaves(&after)));
+        let (after, list) = before.apply(&changes);
+        let expected = after.root();
+        let all = HostLeaves(|| Ok(after.leaves()));
         let got = imp
-            .root(parent, list.as_slice().into(), all.as_source())
+            .root(before.root(), list.as_slice().into(), all.as_source())
             .into_result()
             .map_err(|e| format!("block {block} ({} changes on {what}): {e}", list.len()))?;
         if got != expected {
             return Err(format!(
                 "block {block} ({} changes on {what} of {} leaves): root {got:?}, the baseline's {expected:?}",
                 list.len(),
-                before.len()
+                before.0.len()
             ));
         }
         history.push(after);
@@ -2516,57 +2489,46 @@ mod state_root_seam {
         PluginError,
     };
 
-    /// The baseline through the seam: every leaf of `all`, from scratch.
-    struct FromScratch;
-
-    impl StateRoot for FromScratch {
-        fn root(
-            &self,
-            _: &Bytes32,
-            _: &[LeafChange],
-            all: &LeafSourceRef<'_>,
-        ) -> Result<Bytes32, PluginError> {
-            state_tree::root(&mut all.leaves().into_result()?)
-        }
-    }
-
-    /// Wrong in one way each.
-    enum Wrong {
+    /// The baseline through the seam, and providers wrong in one way each.
+    enum Seam {
+        /// Every leaf of `all`, from scratch: right.
+        FromScratch,
         /// Answers the parent's root: a provider that never applies anything.
         Parent,
         /// Treats a removal as setting the leaf to zeros.
         RemovalAsZero,
     }
 
-    impl StateRoot for Wrong {
+    impl StateRoot for Seam {
         fn root(
             &self,
             parent: &Bytes32,
             changes: &[LeafChange],
             all: &LeafSourceRef<'_>,
         ) -> Result<Bytes32, PluginError> {
+            let mut leaves = all.leaves().into_result()?.into_vec();
             match self {
-                Wrong::Parent => Ok(*parent),
-                Wrong::RemovalAsZero => {
-                    let mut leaves = all.leaves().into_result()?.into_vec();
+                Seam::FromScratch => {}
+                Seam::Parent => return Ok(*parent),
+                Seam::RemovalAsZero => {
                     leaves.extend(changes.iter().filter(|c| c.value.is_none()).map(|c| {
-                        dubchain_plugin_api::state_tree::StateLeaf {
+                        state_tree::StateLeaf {
                             key: c.key,
                             value: Bytes32::default(),
                         }
                     }));
                     leaves.sort_by_key(|l| l.key);
                     leaves.dedup_by_key(|l| l.key);
-                    state_tree::root(&mut leaves)
                 }
             }
+            state_tree::root(&mut leaves)
         }
     }
 
     #[test]
     fn state_root_self_test_accepts_the_baseline_and_refuses_each_mistake() {
-        super::state_root(&boxed!(StateRootFfi_TO, FromScratch)).unwrap();
-        for wrong in [Wrong::Parent, Wrong::RemovalAsZero] {
+        super::state_root(&boxed!(StateRootFfi_TO, Seam::FromScratch)).unwrap();
+        for wrong in [Seam::Parent, Seam::RemovalAsZero] {
             let err = super::state_root(&boxed!(StateRootFfi_TO, wrong)).unwrap_err();
             assert!(err.contains("the baseline's"), "{err}");
         }

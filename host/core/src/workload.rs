@@ -887,6 +887,64 @@ pub fn pool_entries(
         .collect()
 }
 
+/// A state as a set of leaves, the model the `storage.state_root` checks keep: leaf key to
+/// value digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeafState(pub std::collections::BTreeMap<Bytes32, Bytes32>);
+
+/// A block's changes to a [`LeafState`]: leaf key to its new value, `None` to remove it.
+pub type LeafChanges = std::collections::BTreeMap<Bytes32, Option<Bytes32>>;
+
+impl LeafState {
+    /// `n` leaves of random keys and values.
+    pub fn random(rng: &mut impl Rng, n: usize) -> LeafState {
+        LeafState(
+            (0..n)
+                .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
+                .collect(),
+        )
+    }
+
+    /// Every leaf, sorted by key.
+    pub fn leaves(&self) -> Vec<dubchain_plugin_api::state_tree::StateLeaf> {
+        self.0
+            .iter()
+            .map(|(&key, &value)| dubchain_plugin_api::state_tree::StateLeaf { key, value })
+            .collect()
+    }
+
+    /// The root, from scratch (the baseline's).
+    pub fn root(&self) -> Bytes32 {
+        dubchain_plugin_api::state_tree::sorted_root(&self.leaves(), 0)
+    }
+
+    /// The state after `changes`, and the changes as the host hands them to a provider
+    /// (sorted, distinct).
+    pub fn apply(
+        &self,
+        changes: &LeafChanges,
+    ) -> (LeafState, Vec<dubchain_plugin_api::state_tree::LeafChange>) {
+        use abi_stable::std_types::ROption;
+        let mut after = self.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => after.0.insert(*k, *v),
+                None => after.0.remove(k),
+            };
+        }
+        let list = changes
+            .iter()
+            .map(
+                |(&key, &value)| dubchain_plugin_api::state_tree::LeafChange {
+                    key,
+                    value: value.map_or(ROption::RNone, ROption::RSome),
+                },
+            )
+            .collect();
+        (after, list)
+    }
+}
+
 /// A state and blocks over it, for the `storage.state_root` case: what a node of
 /// `accounts` accounts does to its state tree in a block.
 pub struct StateBlocks {
@@ -904,22 +962,12 @@ pub struct StateBlocks {
 /// before), the rest insert a new one (a first-time recipient), and one in a hundred is a
 /// removal.
 pub fn state_blocks(seed: u64, accounts: usize, blocks: usize, changes: usize) -> StateBlocks {
-    use abi_stable::std_types::ROption;
-    use dubchain_plugin_api::state_tree::{LeafChange, StateLeaf};
-    use std::collections::BTreeMap;
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x57a7_e000);
-    let state: BTreeMap<Bytes32, Bytes32> = (0..accounts)
-        .map(|_| (Bytes32(rng.gen()), Bytes32(rng.gen())))
-        .collect();
-    let keys: Vec<Bytes32> = state.keys().copied().collect();
-    let leaves = |s: &BTreeMap<Bytes32, Bytes32>| -> Vec<StateLeaf> {
-        s.iter()
-            .map(|(&key, &value)| StateLeaf { key, value })
-            .collect()
-    };
+    let state = LeafState::random(&mut rng, accounts);
+    let keys: Vec<Bytes32> = state.0.keys().copied().collect();
     let blocks = (0..blocks)
         .map(|_| {
-            let mut block: BTreeMap<Bytes32, Option<Bytes32>> = BTreeMap::new();
+            let mut block = LeafChanges::new();
             while block.len() < changes {
                 let roll = rng.gen_range(0..100);
                 let key = if roll < 80 && !keys.is_empty() {
@@ -927,28 +975,14 @@ pub fn state_blocks(seed: u64, accounts: usize, blocks: usize, changes: usize) -
                 } else {
                     Bytes32(rng.gen())
                 };
-                let value = (roll != 99).then(|| Bytes32(rng.gen()));
-                block.insert(key, value);
+                block.insert(key, (roll != 99).then(|| Bytes32(rng.gen())));
             }
-            let mut after = state.clone();
-            for (k, v) in &block {
-                match v {
-                    Some(v) => after.insert(*k, *v),
-                    None => after.remove(k),
-                };
-            }
-            let list = block
-                .into_iter()
-                .map(|(key, value)| LeafChange {
-                    key,
-                    value: value.map_or(ROption::RNone, ROption::RSome),
-                })
-                .collect();
-            (list, leaves(&after))
+            let (after, list) = state.apply(&block);
+            (list, after.leaves())
         })
         .collect();
     StateBlocks {
-        before: leaves(&state),
+        before: state.leaves(),
         blocks,
     }
 }
