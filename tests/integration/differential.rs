@@ -1313,3 +1313,87 @@ fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
     assert_eq!(status.counters.errors, 0, "{status:?}");
     assert_eq!(status.counters.fallbacks, 0, "{status:?}");
 }
+
+/// `vm_bytecode_caching`, loaded from its library: its conformance suite (every test
+/// module, mutated modules, code that is not wasm, an address whose code changed), then the
+/// same contracts called through the whole VM pipeline, first and again, with the
+/// baseline's outcomes. And the host's check of a loader's answer: a loader that answers
+/// another contract's code (a cache keyed wrongly) or no code is refused and the call falls
+/// back to the baseline.
+#[test]
+fn code_loads_cached_by_hash_and_wrong_answers_refused() {
+    use dubchain_host::{
+        slot::{BreakerConfig, Provider},
+        vm::{self, MemoryChain, Vm},
+    };
+    use dubchain_plugin_api::{
+        abi_stable::sabi_trait::TD_Opaque,
+        slots::{CodeLoader, CodeLoaderFfi_TO, CodeSourceRef, Guarded, LoadedCode},
+        types::Bytes32,
+        PluginError,
+    };
+    let (host, _dir) = host_with("vm_bytecode_caching", "max_bytes = 8192\n");
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.code_loader")
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let chain = MemoryChain::with_genesis_contracts();
+    let no_plugins = dubchain_host::slot::Slots::default();
+    for c in vm::contracts::genesis() {
+        for input in [0, 7, 200] {
+            let call = |slots| {
+                vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, 100_000).unwrap()
+            };
+            assert_eq!(call(&host.slots), call(&no_plugins), "{} ({input})", c.name);
+        }
+    }
+    let status = host.slots.code_loader.status();
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (0, 0),
+        "{status:?}"
+    );
+
+    /// Answers the counter contract's code whoever asks, or nothing.
+    struct Lies(bool);
+    impl CodeLoader for Lies {
+        fn load(
+            &self,
+            _: &Bytes32,
+            _: &Bytes32,
+            _: &CodeSourceRef<'_>,
+        ) -> Result<LoadedCode, PluginError> {
+            Ok(match self.0 {
+                true => LoadedCode::Valid(vm::contracts::genesis()[0].code.clone().into()),
+                false => LoadedCode::Missing,
+            })
+        }
+    }
+    let compute = &vm::contracts::genesis()[1];
+    for lie in [true, false] {
+        let lying = dubchain_host::slot::Slots::default();
+        lying
+            .code_loader
+            .install(vec![std::sync::Arc::new(Provider::new(
+                "lies".into(),
+                "0.1.0".into(),
+                1,
+                CodeLoaderFfi_TO::from_value(Guarded(Lies(lie)), TD_Opaque),
+                BreakerConfig::default(),
+            ))]);
+        let call = |slots| {
+            vm::call_contract(slots, Vm::shared(), &chain, &compute.address, 50, 100_000).unwrap()
+        };
+        assert_eq!(
+            call(&lying),
+            call(&no_plugins),
+            "lie {lie}: the baseline answered"
+        );
+        let status = lying.code_loader.status();
+        assert_eq!(
+            status.counters.errors, 1,
+            "lie {lie}: refused at the boundary: {status:?}"
+        );
+    }
+}

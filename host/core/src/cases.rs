@@ -11,8 +11,9 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, DURABILITY, MERKLE,
-        RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, CODE_LOADER, DURABILITY,
+        MERKLE, RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION, VOTE_TALLY,
+        VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -109,6 +110,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (TX_POOL, tx_pool_cases),
     (DURABILITY, durability_cases),
     (STATE_ROOT, state_root_cases),
+    (CODE_LOADER, code_loader_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -245,6 +247,30 @@ fn state_root_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+#[cfg(feature = "vm")]
+fn code_loader_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "code_load",
+        slot: CODE_LOADER.id,
+        workload: format!(
+            "load the code of {CODE_LOADS} contract calls among {CODE_CONTRACTS} contracts, in random order: read and validated (the baseline), or the loader's answer, whose hash the host checks"
+        ),
+        contract: true,
+    }]
+}
+
+/// A host without the contract VM cannot check a `vm.*` provider, so has no case for one.
+#[cfg(not(feature = "vm"))]
+fn code_loader_cases(_: &MicroOptions) -> Vec<Case> {
+    Vec::new()
+}
+
+/// Calls, and contracts, of the `vm.code_loader` case.
+#[cfg(feature = "vm")]
+const CODE_LOADS: usize = 2_000;
+#[cfg(feature = "vm")]
+const CODE_CONTRACTS: usize = 20;
+
 /// Blocks of the `storage.state_root` case, taken in turn, all on one parent.
 const STATE_BLOCKS: usize = 4;
 
@@ -289,6 +315,9 @@ pub enum Input {
         stakes: Vec<u64>,
         heights: u64,
     },
+    /// Contracts' code and the calls that load it.
+    #[cfg(feature = "vm")]
+    Code(workload::CodeLoads),
     /// A state, its root, and blocks over it, taken in turn (`next`).
     State {
         blocks: workload::StateBlocks,
@@ -365,6 +394,10 @@ impl Input {
                 }
             }
             s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
+            #[cfg(feature = "vm")]
+            s if s == CODE_LOADER.id => {
+                Input::Code(workload::code_loads(o.seed, CODE_CONTRACTS, CODE_LOADS))
+            }
             s if s == STATE_ROOT.id => {
                 let blocks =
                     workload::state_blocks(o.seed, o.state_leaves, STATE_BLOCKS, 2 * o.block_txs);
@@ -531,6 +564,24 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                     black_box(changes),
                     &|| Ok(after.clone()),
                 ))),
+            }
+        }
+        #[cfg(feature = "vm")]
+        ("code_load", Input::Code(w)) => {
+            let stored = |c: &Bytes32| w.codes.get(c).cloned();
+            let source = dubchain_plugin_api::slots::HostCode(|c: &Bytes32| Ok(stored(c)));
+            for c in &w.order {
+                let loaded = match side {
+                    Side::Baseline => None,
+                    Side::Plugin => {
+                        host.slots
+                            .code_loader
+                            .load(c, &w.hashes[c], source.as_source())
+                    }
+                };
+                drop(black_box(
+                    loaded.unwrap_or_else(|| crate::vm::baseline_load(stored(c))),
+                ));
             }
         }
         ("vote_tally", Input::Tally { stakes, heights }) => match side {
@@ -702,6 +753,29 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             .durability
             .make_durable(u64::MAX, || log.sync())
             .is_ok(),
+        #[cfg(feature = "vm")]
+        Input::Code(w) => {
+            // Every contract of the workload, then the conformance suite's stored codes
+            // (invalid, truncated, not wasm, empty) at addresses of their own, each twice.
+            let mut codes: Vec<(Bytes32, Vec<u8>)> =
+                w.codes.iter().map(|(a, c)| (*a, c.clone())).collect();
+            codes.extend(
+                crate::vm::check::stored_codes()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (_, c))| (Bytes32([i as u8 ^ 0x5a; 32]), c)),
+            );
+            codes.iter().all(|(a, code)| {
+                use sha2::Digest;
+                let hash = Bytes32(sha2::Sha256::digest(code).into());
+                let source =
+                    dubchain_plugin_api::slots::HostCode(|_: &Bytes32| Ok(Some(code.clone())));
+                let want = crate::vm::baseline_load(Some(code.clone()));
+                (0..2).all(|_| {
+                    host.slots.code_loader.load(a, &hash, source.as_source()) == Some(want.clone())
+                })
+            })
+        }
         Input::State { blocks, parent, .. } => {
             // Blocks one on another (each on the state the one before left), then a block
             // that changes nothing on the timed runs' parent (which a provider must answer

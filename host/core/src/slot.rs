@@ -560,14 +560,34 @@ impl TxValidationSlot {
 pub type CodeLoaderSlot = Slot<CodeLoaderBox>;
 
 impl CodeLoaderSlot {
-    /// The plugin's loaded code, or `None` (load it the baseline way).
+    /// The plugin's loaded code, or `None` (load it the baseline way). `code_hash` is the
+    /// SHA-256 of the code stored at `contract` (the store keeps it beside the code): the
+    /// host refuses an answer of valid code that does not hash to it (a cache answering
+    /// for other code), and `Missing` (there is code, since it has a hash).
     pub fn load(
         &self,
         contract: &Bytes32,
         code_hash: &Bytes32,
         source: CodeSourceRef<'_>,
     ) -> Option<LoadedCode> {
-        self.try_call(|imp| imp.load(contract, code_hash, source).into_result())
+        use sha2::Digest;
+        self.try_call(|imp| {
+            let loaded = imp.load(contract, code_hash, source).into_result()?;
+            match &loaded {
+                LoadedCode::Valid(code)
+                    if sha2::Sha256::digest(code.as_slice()).as_slice() != code_hash.0 =>
+                {
+                    Err(PluginError::failed(format!(
+                        "answered {} bytes of code for {contract:?} that do not hash to its code hash {code_hash:?}",
+                        code.len()
+                    )))
+                }
+                LoadedCode::Missing => Err(PluginError::failed(format!(
+                    "answered no code for {contract:?}, which has code (hash {code_hash:?})"
+                ))),
+                _ => Ok(loaded),
+            }
+        })
     }
 }
 

@@ -986,3 +986,45 @@ pub fn state_blocks(seed: u64, accounts: usize, blocks: usize, changes: usize) -
         blocks,
     }
 }
+
+/// Contracts' code and the order calls load it in, for the `vm.code_loader` case.
+#[cfg(feature = "vm")]
+pub struct CodeLoads {
+    /// Each contract's stored code, by address.
+    pub codes: std::collections::HashMap<Bytes32, Vec<u8>>,
+    /// The SHA-256 of each contract's code (what the store keeps beside it).
+    pub hashes: std::collections::HashMap<Bytes32, Bytes32>,
+    /// The contract of each call, in order.
+    pub order: Vec<Bytes32>,
+}
+
+/// `contracts` distinct contracts (the compute contract, each with its own mixing
+/// constant) and `loads` calls among them in random order.
+#[cfg(feature = "vm")]
+pub fn code_loads(seed: u64, contracts: usize, loads: usize) -> CodeLoads {
+    use sha2::Digest;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xc0de);
+    let codes: std::collections::HashMap<Bytes32, Vec<u8>> = (0..contracts)
+        .map(|i| {
+            let wat = crate::vm::contracts::COMPUTE_WAT.replace(
+                "6364136223846793005",
+                &(6364136223846793005u64 + 2 * i as u64).to_string(),
+            );
+            let code = wat::parse_str(&wat).expect("the compute contract assembles");
+            (Bytes32(rng.gen()), code)
+        })
+        .collect();
+    let hashes = codes
+        .iter()
+        .map(|(a, c)| (*a, Bytes32(sha2::Sha256::digest(c).into())))
+        .collect();
+    let addresses: Vec<Bytes32> = codes.keys().copied().collect();
+    let order = (0..loads)
+        .map(|_| addresses[rng.gen_range(0..addresses.len())])
+        .collect();
+    CodeLoads {
+        codes,
+        hashes,
+        order,
+    }
+}
