@@ -1397,3 +1397,41 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
         );
     }
 }
+
+/// `vm_jit_caching`, loaded from its library: its conformance suite (every test module with
+/// each gas counter, out of gas at every segment, traps, storage failures), then each
+/// reference contract called again and again through the whole VM pipeline, compiled once,
+/// with the baseline's outcomes, and no fallback taken.
+#[test]
+fn module_runs_compiled_once_with_the_baselines_outcomes() {
+    use dubchain_host::vm::{self, MemoryChain, Vm};
+    let (host, _dir) = host_with("vm_jit_caching", "modules = 4\n");
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.module_cache")
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let chain = MemoryChain::with_genesis_contracts();
+    let no_plugins = dubchain_host::slot::Slots::default();
+    for round in 0..3 {
+        for c in vm::contracts::genesis() {
+            for (input, gas) in [(0, 100_000), (300, 100_000), (300, 2_000), (5, 0)] {
+                let call = |slots| {
+                    vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, gas).unwrap()
+                };
+                assert_eq!(
+                    call(&host.slots),
+                    call(&no_plugins),
+                    "round {round}, {} ({input}, {gas} gas)",
+                    c.name
+                );
+            }
+        }
+    }
+    let status = host.slots.module_cache.status();
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (0, 0),
+        "{status:?}"
+    );
+}

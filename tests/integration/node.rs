@@ -103,6 +103,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "storage_multi_tier_cache",
         "storage_incremental_root",
         "vm_bytecode_caching",
+        "vm_jit_caching",
     ];
     let (plugins, _dir) = host_with_first_party(&every, "");
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));

@@ -38,6 +38,7 @@ pub fn library(name: &str) -> PathBuf {
         "storage_background_fsync" => env!("DUBCHAIN_LIB_storage_background_fsync"),
         "storage_incremental_root" => env!("DUBCHAIN_LIB_storage_incremental_root"),
         "vm_bytecode_caching" => env!("DUBCHAIN_LIB_vm_bytecode_caching"),
+        "vm_jit_caching" => env!("DUBCHAIN_LIB_vm_jit_caching"),
         "batching_tx_validation" => env!("DUBCHAIN_LIB_batching_tx_validation"),
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
         other => panic!("no library `{other}` is built for the tests"),

@@ -12,8 +12,8 @@ use std::hint::black_box;
 use dubchain_plugin_api::{
     slots::{
         HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, CODE_LOADER, DURABILITY,
-        MERKLE, RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION, VOTE_TALLY,
-        VOTE_VERIFY,
+        MERKLE, MODULE_CACHE, RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION,
+        VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -111,6 +111,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (DURABILITY, durability_cases),
     (STATE_ROOT, state_root_cases),
     (CODE_LOADER, code_loader_cases),
+    (MODULE_CACHE, module_cache_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -259,11 +260,34 @@ fn code_loader_cases(_: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+#[cfg(feature = "vm")]
+fn module_cache_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "module_run",
+        slot: MODULE_CACHE.id,
+        workload: format!(
+            "{MODULE_CALLS} calls among {CODE_CONTRACTS} contracts (the compute contract, 100 rounds each), in random order, each contract called once before timing: compiled on every call (the baseline), or by the provider"
+        ),
+        contract: true,
+    }]
+}
+
 /// A host without the contract VM cannot check a `vm.*` provider, so has no case for one.
 #[cfg(not(feature = "vm"))]
 fn code_loader_cases(_: &MicroOptions) -> Vec<Case> {
     Vec::new()
 }
+
+#[cfg(not(feature = "vm"))]
+fn module_cache_cases(_: &MicroOptions) -> Vec<Case> {
+    Vec::new()
+}
+
+/// Calls of the `vm.module_cache` case, and the rounds each runs.
+#[cfg(feature = "vm")]
+const MODULE_CALLS: usize = 200;
+#[cfg(feature = "vm")]
+const MODULE_ROUNDS: i64 = 100;
 
 /// Calls, and contracts, of the `vm.code_loader` case.
 #[cfg(feature = "vm")]
@@ -318,6 +342,9 @@ pub enum Input {
     /// Contracts' code and the calls that load it.
     #[cfg(feature = "vm")]
     Code(workload::CodeLoads),
+    /// Contracts' metered code and the calls that run it.
+    #[cfg(feature = "vm")]
+    Modules(workload::ModuleCalls),
     /// A state, its root, and blocks over it, taken in turn (`next`).
     State {
         blocks: workload::StateBlocks,
@@ -395,6 +422,10 @@ impl Input {
             }
             s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
             #[cfg(feature = "vm")]
+            s if s == MODULE_CACHE.id => {
+                Input::Modules(workload::module_calls(o.seed, CODE_CONTRACTS, MODULE_CALLS))
+            }
+            #[cfg(feature = "vm")]
             s if s == CODE_LOADER.id => {
                 Input::Code(workload::code_loads(o.seed, CODE_CONTRACTS, CODE_LOADS))
             }
@@ -428,6 +459,13 @@ impl Input {
                     let _ = index.insert(entries.as_slice().into());
                     std::sync::Mutex::new(index)
                 });
+            }
+            #[cfg(feature = "vm")]
+            Input::Modules(w) => {
+                // Warm: every contract called once, as a running node has.
+                for i in 0..w.contracts.len() {
+                    let _ = module_call(Side::Plugin, host, w, i);
+                }
             }
             Input::State { blocks, parent, .. } => {
                 // The block before: a block that changed nothing on the parent's state, so
@@ -567,6 +605,12 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             }
         }
         #[cfg(feature = "vm")]
+        ("module_run", Input::Modules(w)) => {
+            for &i in &w.order {
+                drop(black_box(module_call(side, host, w, i)));
+            }
+        }
+        #[cfg(feature = "vm")]
         ("code_load", Input::Code(w)) => {
             let stored = |c: &Bytes32| w.codes.get(c).cloned();
             let source = dubchain_plugin_api::slots::HostCode(|c: &Bytes32| Ok(stored(c)));
@@ -617,6 +661,52 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             }
         },
         _ => unreachable!("case {} does not take this input", case.name),
+    }
+}
+
+/// Call `i` of the `vm.module_cache` case (on empty storage) on `side`: the baseline
+/// compiles and runs; the plugin side goes through the slot, the baseline answering if it
+/// does not.
+#[cfg(feature = "vm")]
+fn module_call(
+    side: Side,
+    host: &Host,
+    w: &workload::ModuleCalls,
+    i: usize,
+) -> dubchain_plugin_api::slots::CallResult {
+    use dubchain_plugin_api::slots::{CallRequest, CallResult, GasCounter, HostFn};
+    let (contract, key, wasm) = &w.contracts[i];
+    let storage = crate::vm::MemoryStorage::default();
+    let baseline = || {
+        let out = crate::vm::Vm::shared()
+            .run(
+                wasm,
+                GasCounter::HostCall,
+                *contract,
+                MODULE_ROUNDS,
+                1_000_000,
+                &storage,
+            )
+            .expect("memory storage does not fail");
+        CallResult::from(&out)
+    };
+    match side {
+        Side::Baseline => baseline(),
+        Side::Plugin => {
+            let request = CallRequest {
+                key: *key,
+                wasm: wasm.as_slice().into(),
+                counter: GasCounter::HostCall,
+                contract: *contract,
+                input: MODULE_ROUNDS,
+                gas: 1_000_000,
+            };
+            let store = HostFn(|_: &Bytes32, _: i64| Ok(0));
+            host.slots
+                .module_cache
+                .run(&request, store.as_store())
+                .unwrap_or_else(baseline)
+        }
     }
 }
 
@@ -753,6 +843,10 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             .durability
             .make_durable(u64::MAX, || log.sync())
             .is_ok(),
+        #[cfg(feature = "vm")]
+        Input::Modules(w) => (0..w.contracts.len()).all(|i| {
+            module_call(Side::Plugin, host, w, i) == module_call(Side::Baseline, host, w, i)
+        }),
         #[cfg(feature = "vm")]
         Input::Code(w) => {
             // Every contract of the workload, then the conformance suite's stored codes

@@ -1028,3 +1028,35 @@ pub fn code_loads(seed: u64, contracts: usize, loads: usize) -> CodeLoads {
         order,
     }
 }
+
+/// Contracts' metered code and the calls that run it, for the `vm.module_cache` case.
+#[cfg(feature = "vm")]
+pub struct ModuleCalls {
+    /// Each contract: its address, the SHA-256 of its metered code, and the metered code.
+    pub contracts: Vec<(Bytes32, Bytes32, Vec<u8>)>,
+    /// The index into `contracts` of each call, in order.
+    pub order: Vec<usize>,
+}
+
+/// The contracts of [`code_loads`], metered by the baseline's rewrite, and `calls` calls
+/// among them in random order.
+#[cfg(feature = "vm")]
+pub fn module_calls(seed: u64, contracts: usize, calls: usize) -> ModuleCalls {
+    use sha2::Digest;
+    let loads = code_loads(seed, contracts, 0);
+    let mut contracts: Vec<(Bytes32, Bytes32, Vec<u8>)> = loads
+        .codes
+        .iter()
+        .map(|(a, code)| {
+            let wasm =
+                dubchain_plugin_api::vm::meter::instrument(code).expect("the contracts meter");
+            (*a, Bytes32(sha2::Sha256::digest(&wasm).into()), wasm)
+        })
+        .collect();
+    contracts.sort_by_key(|c| c.0);
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x0d01e);
+    let order = (0..calls)
+        .map(|_| rng.gen_range(0..contracts.len()))
+        .collect();
+    ModuleCalls { contracts, order }
+}

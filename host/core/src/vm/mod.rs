@@ -146,6 +146,16 @@ fn charge(caller: &mut Caller<'_, CallContext>, cost: u64) -> wasmtime::Result<(
     global.set(&mut *caller, Val::I64(left - cost as i64))
 }
 
+/// A contract module compiled by a [`Vm`] ([`Vm::compile`]), to be run by the same VM any
+/// number of times.
+pub struct Compiled(Module);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
 /// The wasmtime engine and the host functions, shared by every call.
 pub struct Vm {
     engine: Engine,
@@ -258,16 +268,33 @@ impl Vm {
         gas: u64,
         storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
+        match self.compile(wasm) {
+            Ok(module) => self.run_compiled(&module, counter, contract, input, gas, storage),
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Compiles metered `wasm` under this VM's engine, for [`Vm::run_compiled`]; `Err` is the
+    /// outcome of a call on code that does not compile (what [`Vm::run`] answers).
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, CallOutcome> {
+        Module::new(&self.engine, wasm).map(Compiled).map_err(|e| {
+            CallOutcome::failed(0, CallFailure::Invalid(format!("does not compile: {e}")))
+        })
+    }
+
+    /// [`Vm::run`] on a module this VM compiled ([`Vm::compile`]): what a `vm.module_cache`
+    /// provider runs, compiling each module once.
+    pub fn run_compiled(
+        &self,
+        module: &Compiled,
+        counter: GasCounter,
+        contract: Bytes32,
+        input: i64,
+        gas: u64,
+        storage: &dyn ContractStorage,
+    ) -> Result<CallOutcome, StorageError> {
         let gas = gas.min(i64::MAX as u64);
-        let module = match Module::new(&self.engine, wasm) {
-            Ok(m) => m,
-            Err(e) => {
-                return Ok(CallOutcome::failed(
-                    0,
-                    CallFailure::Invalid(format!("does not compile: {e}")),
-                ))
-            }
-        };
+        let module = &module.0;
         // SAFETY: the reference is stored in the call's `Store`, which is created here and
         // dropped (`into_data` below) before this function returns; nothing reachable from
         // the store outlives it (host functions only read it during `call`). So the
@@ -292,7 +319,7 @@ impl Vm {
             },
         );
         store.limiter(|c| &mut c.limits);
-        let instance = match self.linker.instantiate(&mut store, &module) {
+        let instance = match self.linker.instantiate(&mut store, module) {
             Ok(i) => i,
             Err(e) => {
                 return Ok(CallOutcome::failed(

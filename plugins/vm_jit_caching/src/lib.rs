@@ -1,0 +1,155 @@
+//! `vm_jit_caching`: the `vm.module_cache` slot, with compiled modules kept.
+//!
+//! The baseline compiles a contract's metered code with wasmtime (Cranelift) on every call,
+//! then instantiates and runs it. This plugin runs the host's own VM (`dubchain_host::vm`,
+//! compiled into the library: the same engine settings, host functions and gas rules), but
+//! keeps each compiled module under the request's key (the SHA-256 of the metered code, so
+//! a key names one module whatever address runs it): a call to a contract compiled before
+//! instantiates and runs it. Results, writes, gas and trap texts are the baseline's, because
+//! what runs is the same code under the same engine configuration.
+//!
+//! * **Bounded by count.** Two generations of at most `modules / 2` each: a module goes into
+//!   the young one; when it is full it becomes the old one (the previous old one is
+//!   dropped), and a hit in the old one moves the module back. A compiled module's size is
+//!   wasmtime's; contracts are small, so the bound is a count.
+//! * **Compiles outside the lock.** Two calls missing the same key at once both compile; the
+//!   second's module replaces the first's, which is identical.
+//! * **Code that does not compile** is not kept: the call answers what the baseline does.
+//!
+//! Not done: precompiled artifacts on disk (`Module::serialize`), so a restarted node starts
+//! cold, and wasmtime's pooling allocator for instantiation.
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex};
+
+use dubchain_host::vm::{Compiled, ContractStorage, StorageError, Vm};
+use dubchain_plugin_api::{
+    export_plugin,
+    slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
+    types::Bytes32,
+    PluginError,
+};
+use serde::Deserialize;
+
+/// Settings, from the plugin's table in the host configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The most compiled modules kept (at least 2).
+    pub modules: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { modules: 256 }
+    }
+}
+
+type Modules = HashMap<Bytes32, Arc<Compiled>>;
+
+#[derive(Debug, Default)]
+struct Generations {
+    young: Modules,
+    old: Modules,
+}
+
+/// The plugin.
+#[derive(Debug)]
+pub struct JitCache {
+    /// Modules a generation holds before it ages (half the bound).
+    generation: usize,
+    inner: Mutex<Generations>,
+}
+
+/// The call's storage reads, to the host.
+struct Below<'a, 'b>(&'a ContractStoreRef<'b>);
+
+impl ContractStorage for Below<'_, '_> {
+    fn get(&self, contract: &Bytes32, key: i64) -> Result<i64, StorageError> {
+        self.0
+            .get(contract, key)
+            .into_result()
+            .map_err(|e| e.to_string().into())
+    }
+}
+
+impl JitCache {
+    /// From the plugin's configuration table.
+    pub fn from_config(config: &str) -> Result<Self, PluginError> {
+        let s: Settings = toml::from_str(config)
+            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
+        if s.modules < 2 {
+            return Err(PluginError::invalid_input(format!(
+                "modules = {}: at least 2",
+                s.modules
+            )));
+        }
+        Ok(JitCache {
+            generation: s.modules / 2,
+            inner: Mutex::default(),
+        })
+    }
+
+    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Generations>, PluginError> {
+        self.inner
+            .lock()
+            .map_err(|_| PluginError::poisoned("the module cache"))
+    }
+
+    /// The module kept for `key`, moved to the young generation if it was old.
+    fn lookup(&self, key: &Bytes32) -> Result<Option<Arc<Compiled>>, PluginError> {
+        let mut g = self.inner()?;
+        if let Some(m) = g.young.get(key) {
+            return Ok(Some(m.clone()));
+        }
+        let Some(m) = g.old.remove(key) else {
+            return Ok(None);
+        };
+        self.keep(&mut g, *key, m.clone());
+        Ok(Some(m))
+    }
+
+    /// Files `module` under `key` in the young generation, aging it first if it is full.
+    fn keep(&self, g: &mut Generations, key: Bytes32, module: Arc<Compiled>) {
+        if g.young.len() >= self.generation && !g.young.contains_key(&key) {
+            g.old = std::mem::take(&mut g.young);
+        }
+        g.young.insert(key, module);
+    }
+}
+
+impl ModuleCache for JitCache {
+    fn run(
+        &self,
+        r: &CallRequest<'_>,
+        storage: &ContractStoreRef<'_>,
+    ) -> Result<CallResult, PluginError> {
+        let vm = Vm::shared();
+        let module = match self.lookup(&r.key)? {
+            Some(m) => m,
+            None => match vm.compile(&r.wasm) {
+                Ok(m) => {
+                    let m = Arc::new(m);
+                    self.keep(&mut *self.inner()?, r.key, m.clone());
+                    m
+                }
+                Err(outcome) => return Ok(CallResult::from(&outcome)),
+            },
+        };
+        let out = vm
+            .run_compiled(
+                &module,
+                r.counter,
+                r.contract,
+                r.input,
+                r.gas,
+                &Below(storage),
+            )
+            .map_err(|e| PluginError::failed(e.to_string()))?;
+        Ok(CallResult::from(&out))
+    }
+}
+
+export_plugin! {
+    name: "vm_jit_caching",
+    module_cache: JitCache::from_config,
+}
