@@ -1435,3 +1435,44 @@ fn module_runs_compiled_once_with_the_baselines_outcomes() {
         "{status:?}"
     );
 }
+
+/// `vm_gas_optimization`, loaded from its library: its conformance suite (every test module,
+/// out of gas at every segment, storage functions charging the global), then each reference
+/// contract called through the whole VM pipeline with every gas limit from 0 up past what its
+/// first rounds need: the same result, writes and gas used as the host-call rewrite, so the
+/// same out-of-gas point.
+#[test]
+fn global_gas_runs_out_where_the_host_call_rewrite_does() {
+    use dubchain_host::vm::{self, MemoryChain, Vm};
+    let (host, _dir) = host_with("vm_gas_optimization", "");
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.metering")
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let mut chain = MemoryChain::with_genesis_contracts();
+    let no_plugins = dubchain_host::slot::Slots::default();
+    for c in vm::contracts::genesis() {
+        chain.storage.0.insert((c.address, 0), 41);
+        chain.storage.0.insert((c.address, 3), -7);
+        for input in [0, 3, 25] {
+            for gas in (0..700).chain([100_000]) {
+                let call = |slots| {
+                    vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, gas).unwrap()
+                };
+                assert_eq!(
+                    call(&host.slots),
+                    call(&no_plugins),
+                    "{} ({input}, {gas} gas)",
+                    c.name
+                );
+            }
+        }
+    }
+    let status = host.slots.metering.status();
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (0, 0),
+        "{status:?}"
+    );
+}

@@ -39,6 +39,7 @@ pub fn library(name: &str) -> PathBuf {
         "storage_incremental_root" => env!("DUBCHAIN_LIB_storage_incremental_root"),
         "vm_bytecode_caching" => env!("DUBCHAIN_LIB_vm_bytecode_caching"),
         "vm_jit_caching" => env!("DUBCHAIN_LIB_vm_jit_caching"),
+        "vm_gas_optimization" => env!("DUBCHAIN_LIB_vm_gas_optimization"),
         "batching_tx_validation" => env!("DUBCHAIN_LIB_batching_tx_validation"),
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
         other => panic!("no library `{other}` is built for the tests"),

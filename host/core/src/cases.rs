@@ -12,8 +12,8 @@ use std::hint::black_box;
 use dubchain_plugin_api::{
     slots::{
         HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, CODE_LOADER, DURABILITY,
-        MERKLE, MODULE_CACHE, RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL, TX_VALIDATION,
-        VOTE_TALLY, VOTE_VERIFY,
+        MERKLE, METERING, MODULE_CACHE, RECORD_CODEC, SIG_VERIFY, STATE_ROOT, TX_POOL,
+        TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -112,6 +112,7 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (STATE_ROOT, state_root_cases),
     (CODE_LOADER, code_loader_cases),
     (MODULE_CACHE, module_cache_cases),
+    (METERING, metering_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -283,6 +284,27 @@ fn module_cache_cases(_: &MicroOptions) -> Vec<Case> {
     Vec::new()
 }
 
+#[cfg(feature = "vm")]
+fn metering_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "metered_run",
+        slot: METERING.id,
+        workload: format!(
+            "a call of the compute contract with {METERED_ROUNDS} rounds: metered (by the baseline's host-call rewrite, or the provider's), compiled and run"
+        ),
+        contract: true,
+    }]
+}
+
+#[cfg(not(feature = "vm"))]
+fn metering_cases(_: &MicroOptions) -> Vec<Case> {
+    Vec::new()
+}
+
+/// Rounds of the `vm.metering` case's call (about 20 gas each).
+#[cfg(feature = "vm")]
+const METERED_ROUNDS: i64 = 200_000;
+
 /// Calls of the `vm.module_cache` case, and the rounds each runs.
 #[cfg(feature = "vm")]
 const MODULE_CALLS: usize = 200;
@@ -345,6 +367,9 @@ pub enum Input {
     /// Contracts' metered code and the calls that run it.
     #[cfg(feature = "vm")]
     Modules(workload::ModuleCalls),
+    /// A contract's code, to meter and run.
+    #[cfg(feature = "vm")]
+    Contract(Vec<u8>),
     /// A state, its root, and blocks over it, taken in turn (`next`).
     State {
         blocks: workload::StateBlocks,
@@ -421,6 +446,15 @@ impl Input {
                 }
             }
             s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
+            #[cfg(feature = "vm")]
+            s if s == METERING.id => Input::Contract(
+                crate::vm::contracts::genesis()
+                    .iter()
+                    .find(|c| c.name == "compute")
+                    .expect("the compute contract is a genesis contract")
+                    .code
+                    .clone(),
+            ),
             #[cfg(feature = "vm")]
             s if s == MODULE_CACHE.id => {
                 Input::Modules(workload::module_calls(o.seed, CODE_CONTRACTS, MODULE_CALLS))
@@ -605,6 +639,14 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             }
         }
         #[cfg(feature = "vm")]
+        ("metered_run", Input::Contract(code)) => drop(black_box(metered_call(
+            side,
+            host,
+            code,
+            METERED_ROUNDS,
+            10_000_000,
+        ))),
+        #[cfg(feature = "vm")]
         ("module_run", Input::Modules(w)) => {
             for &i in &w.order {
                 drop(black_box(module_call(side, host, w, i)));
@@ -662,6 +704,45 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
         },
         _ => unreachable!("case {} does not take this input", case.name),
     }
+}
+
+/// One call of `code` with `rounds` and `gas`, on empty storage: metered by the baseline's
+/// rewrite, or on the plugin side by the slot (the baseline's if it does not answer), then
+/// compiled and run.
+#[cfg(feature = "vm")]
+fn metered_call(
+    side: Side,
+    host: &Host,
+    code: &[u8],
+    rounds: i64,
+    gas: u64,
+) -> Option<crate::vm::CallOutcome> {
+    use dubchain_plugin_api::slots::{GasCounter, Metered};
+    let baseline = || Metered {
+        wasm: dubchain_plugin_api::vm::meter::instrument(code)
+            .expect("the compute contract meters")
+            .into(),
+        counter: GasCounter::HostCall,
+    };
+    let metered = match side {
+        Side::Baseline => baseline(),
+        Side::Plugin => host
+            .slots
+            .metering
+            .instrument(code)
+            .unwrap_or_else(baseline),
+    };
+    let storage = crate::vm::MemoryStorage::default();
+    crate::vm::Vm::shared()
+        .run(
+            &metered.wasm,
+            metered.counter,
+            Bytes32([3; 32]),
+            rounds,
+            gas,
+            &storage,
+        )
+        .ok()
 }
 
 /// Call `i` of the `vm.module_cache` case (on empty storage) on `side`: the baseline
@@ -843,6 +924,18 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             .durability
             .make_durable(u64::MAX, || log.sync())
             .is_ok(),
+        #[cfg(feature = "vm")]
+        Input::Contract(code) => {
+            // The workload's call, and short calls that run out of gas at every point of
+            // their first rounds: the same outcome (result, writes, gas used) each time.
+            let limits = (0..400).step_by(7).chain([10_000_000]);
+            [METERED_ROUNDS, 3].iter().all(|&rounds| {
+                limits.clone().all(|gas| {
+                    metered_call(Side::Plugin, host, code, rounds, gas)
+                        == metered_call(Side::Baseline, host, code, rounds, gas)
+                })
+            })
+        }
         #[cfg(feature = "vm")]
         Input::Modules(w) => (0..w.contracts.len()).all(|i| {
             module_call(Side::Plugin, host, w, i) == module_call(Side::Baseline, host, w, i)
