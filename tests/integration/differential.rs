@@ -1476,3 +1476,121 @@ fn global_gas_runs_out_where_the_host_call_rewrite_does() {
         "{status:?}"
     );
 }
+
+/// `vm_state_caching`, loaded from its library: its conformance suite (reads interleaved with
+/// writes, rollbacks and stores replaced, from several threads), then the reference
+/// contracts called again and again through the whole VM pipeline, each call's writes
+/// announced as the node announces them: every outcome the baseline's, no fallback taken.
+#[test]
+fn contract_reads_cached_and_coherent_with_writes() {
+    use dubchain_host::vm::{self, MemoryChain, Vm};
+    use dubchain_plugin_api::slots::ContractWrite;
+    let (host, _dir) = host_with("vm_state_caching", "max_entries = 64\n");
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.contract_state")
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let no_plugins = dubchain_host::slot::Slots::default();
+    // Two chains, one per side, applying each call's writes as they return.
+    let mut chains = [
+        MemoryChain::with_genesis_contracts(),
+        MemoryChain::with_genesis_contracts(),
+    ];
+    for round in 0..40i64 {
+        for c in vm::contracts::genesis() {
+            let input = round % 7;
+            let outcomes: Vec<_> = [&host.slots, &no_plugins]
+                .iter()
+                .zip(chains.iter_mut())
+                .map(|(slots, chain)| {
+                    let out =
+                        vm::call_contract(slots, Vm::shared(), chain, &c.address, input, 100_000)
+                            .unwrap();
+                    if let Ok((_, writes)) = &out.result {
+                        let applied: Vec<ContractWrite> = writes
+                            .iter()
+                            .map(|&(key, value)| ContractWrite {
+                                contract: c.address,
+                                key,
+                                value,
+                            })
+                            .collect();
+                        for w in &applied {
+                            chain.storage.0.insert((w.contract, w.key), w.value);
+                        }
+                        slots.contract_state.written(0, &applied);
+                    }
+                    out
+                })
+                .collect();
+            assert_eq!(outcomes[0], outcomes[1], "round {round}, {}", c.name);
+        }
+    }
+    let status = host.slots.contract_state.status();
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (0, 0),
+        "{status:?}"
+    );
+}
+
+/// The four `vm.*` plugins together, loaded from their libraries: every test module (storage,
+/// compute loops, control flow with traps and deep recursion, floats) at every input it is
+/// tested with and a sweep of gas limits (none, each sixteenth of what it needs, one short,
+/// one over, ample), called twice (the second time from every cache), through the whole
+/// pipeline: the same result, writes, gas used and trap text as the four baselines.
+#[test]
+fn the_four_vm_plugins_together_give_the_baselines_receipts() {
+    use dubchain_host::vm::{self, check, MemoryChain, Vm};
+    let (host, _dir) = dubchain_tests::host_with_first_party(
+        &[
+            "vm_bytecode_caching",
+            "vm_gas_optimization",
+            "vm_jit_caching",
+            "vm_state_caching",
+        ],
+        "",
+    );
+    let no_plugins = dubchain_host::slot::Slots::default();
+    let mut chain = MemoryChain::default();
+    chain.storage = check::storage();
+    for (name, code, inputs) in check::test_modules() {
+        chain.code.insert(check::CONTRACT, code);
+        for input in inputs {
+            let call = |slots, gas| {
+                vm::call_contract(slots, Vm::shared(), &chain, &check::CONTRACT, input, gas)
+                    .unwrap()
+            };
+            let needed = call(&no_plugins, check::AMPLE_GAS).gas_used;
+            for gas in check::sweep(needed) {
+                let want = call(&no_plugins, gas);
+                for round in ["first", "again"] {
+                    assert_eq!(
+                        call(&host.slots, gas),
+                        want,
+                        "{name}({input}) with {gas} gas, {round}"
+                    );
+                }
+            }
+        }
+    }
+    for slot in [
+        "vm.code_loader",
+        "vm.metering",
+        "vm.module_cache",
+        "vm.contract_state",
+    ] {
+        let status = host
+            .slot_status()
+            .into_iter()
+            .find(|s| s.slot == slot)
+            .unwrap();
+        assert!(status.counters.calls > 0, "{status:?}");
+        assert_eq!(
+            (status.counters.errors, status.counters.fallbacks),
+            (0, 0),
+            "{status:?}"
+        );
+    }
+}

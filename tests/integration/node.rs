@@ -105,6 +105,7 @@ fn same_seed_same_chain_on_baselines_and_on_every_plugin() {
         "vm_bytecode_caching",
         "vm_jit_caching",
         "vm_gas_optimization",
+        "vm_state_caching",
     ];
     let (plugins, _dir) = host_with_first_party(&every, "");
     let c = chain(&plugins, 7, 12, &tmp.path().join("c"));

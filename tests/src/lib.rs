@@ -40,6 +40,7 @@ pub fn library(name: &str) -> PathBuf {
         "vm_bytecode_caching" => env!("DUBCHAIN_LIB_vm_bytecode_caching"),
         "vm_jit_caching" => env!("DUBCHAIN_LIB_vm_jit_caching"),
         "vm_gas_optimization" => env!("DUBCHAIN_LIB_vm_gas_optimization"),
+        "vm_state_caching" => env!("DUBCHAIN_LIB_vm_state_caching"),
         "batching_tx_validation" => env!("DUBCHAIN_LIB_batching_tx_validation"),
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
         other => panic!("no library `{other}` is built for the tests"),

@@ -12,7 +12,7 @@
 use std::{collections::BTreeSet, hint::black_box};
 
 use dubchain_plugin_api::{
-    slots::{SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION},
+    slots::{SlotInfo, ACCOUNT_READ, BLOCK_COMMIT, BLOCK_EXECUTION, CONTRACT_STATE},
     types::Bytes32,
 };
 
@@ -35,6 +35,7 @@ pub const STORE_CASES: &[(SlotInfo, Cases)] = &[
     (BLOCK_EXECUTION, block_execution_cases),
     (BLOCK_COMMIT, block_commit_cases),
     (ACCOUNT_READ, account_read_cases),
+    (CONTRACT_STATE, contract_state_cases),
 ];
 
 /// The workloads of `slot`; empty for a slot the suite has no workload for yet.
@@ -56,6 +57,9 @@ pub enum Input {
     /// Two stores at the same state, one read by the host and one attached to the host's
     /// slots, and the accounts to read (for `storage.account_read`).
     Reads(Box<ReadInput>),
+    /// A store holding a contract's storage, and the keys its calls read (for
+    /// `vm.contract_state`).
+    StorageReads(Box<StorageReadInput>),
     /// A node-free case's inputs.
     Pure(pure::Input),
 }
@@ -75,6 +79,9 @@ impl Input {
                 Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
             }
             s if s == ACCOUNT_READ.id => Input::Reads(Box::new(ReadInput::new(o.seed, o.reads))),
+            s if s == CONTRACT_STATE.id => {
+                Input::StorageReads(Box::new(StorageReadInput::new(o.seed, o.reads)))
+            }
             _ => Input::Pure(pure::Input::new(case, o)),
         }
     }
@@ -144,6 +151,18 @@ fn account_read_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+fn contract_state_cases(o: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "contract_reads",
+        slot: CONTRACT_STATE.id,
+        workload: format!(
+            "{} Zipfian storage reads of a contract's 1,000 keys on RocksDB, one at a time as its calls read them (a cache empty at the start of every run)",
+            o.reads
+        ),
+        contract: true,
+    }]
+}
+
 /// What a run left to undo: a block in progress on a store, rolled back by [`Pending::undo`]
 /// outside the timed region.
 pub enum Pending<'a> {
@@ -167,6 +186,32 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
     if let Input::Commit(c) = input {
         c.commit_next(side);
         return Pending::Nothing;
+    }
+    if let Input::StorageReads(r) = input {
+        let store = r.store();
+        let below = dubchain_plugin_api::slots::HostFn(|c: &Bytes32, k: i64| {
+            store
+                .storage(c, k)
+                .map_err(|e| dubchain_plugin_api::PluginError::failed(e.to_string()))
+        });
+        for &key in &r.keys {
+            let read = || {
+                store
+                    .storage(&r.contract, key)
+                    .expect("the scratch store reads")
+            };
+            black_box(match side {
+                Side::Baseline => read(),
+                Side::Plugin => host
+                    .slots
+                    .contract_state
+                    .get(store.id(), &r.contract, key, below.as_store())
+                    .unwrap_or_else(read),
+            });
+        }
+        // An empty block rolled back: the store takes a new identity, so the next run
+        // starts with nothing cached of it.
+        return Pending::Block(store.begin_block(1));
     }
     if let Input::Reads(r) = input {
         let store = &r.stores()[usize::from(side == Side::Plugin)];
@@ -202,6 +247,7 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
     match input {
         Input::Commit(c) => c.identical(host),
         Input::Reads(r) => r.identical(),
+        Input::StorageReads(r) => r.identical(host),
         Input::Store(_) => {
             // Differential on generated and adversarial blocks, plugin against the pure
             // baseline; the write path itself is checked by the node's tests.
@@ -562,6 +608,113 @@ impl ReadInput {
 impl Drop for ReadInput {
     fn drop(&mut self) {
         drop(self.stores.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A scratch RocksDB store whose block 1 wrote 1,000 storage keys of one contract, and a
+/// Zipfian sequence of reads of them (and of keys never written). Removed when dropped.
+pub struct StorageReadInput {
+    dir: std::path::PathBuf,
+    store: Option<dubchain_node::state::StateStore>,
+    contract: Bytes32,
+    /// Key `k` holds `values[k]`.
+    values: Vec<i64>,
+    keys: Vec<i64>,
+}
+
+impl StorageReadInput {
+    fn new(seed: u64, reads: usize) -> StorageReadInput {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x57a7);
+        let values: Vec<i64> = (0..1_000).map(|_| rng.gen_range(1..i64::MAX)).collect();
+        let keys = (0..reads)
+            .map(|_| {
+                let u: f64 = rng.gen();
+                // One read in fifty is of a key never written (0).
+                if rng.gen_range(0..50) == 0 {
+                    -1 - rng.gen_range(0..100)
+                } else {
+                    (u.powf(4.0) * values.len() as f64) as i64 % values.len() as i64
+                }
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!(
+            "dubchain-bench-storage-{}-{seed}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = scratch_store(&dir, &[]);
+        let contract = Bytes32(rng.gen());
+        let mut w = store.begin_block(1);
+        for (k, v) in values.iter().enumerate() {
+            w.put_storage(&contract, k as i64, *v)
+                .expect("the benchmark store writes");
+        }
+        let head = dubchain_node::state::Head {
+            height: 1,
+            hash: Bytes32([1; 32]),
+            state_root: Bytes32::default(),
+        };
+        w.commit(&[7; 256], dubchain_host::slot::JSON_CODEC, head)
+            .expect("the benchmark store commits");
+        StorageReadInput {
+            dir,
+            store: Some(store),
+            contract,
+            values,
+            keys,
+        }
+    }
+
+    fn store(&self) -> &dubchain_node::state::StateStore {
+        self.store.as_ref().expect("open until dropped")
+    }
+
+    /// Every key, written or not, read twice through the slot, then after writes the
+    /// provider is told of: the store's values each time.
+    fn identical(&self, host: &Host) -> bool {
+        use dubchain_plugin_api::slots::{ContractWrite, HostFn};
+        let store = self.store();
+        let id = store.id();
+        let mut values: std::collections::HashMap<i64, i64> =
+            (0..).zip(self.values.iter().copied()).collect();
+        let below = |values: &std::collections::HashMap<i64, i64>, k: i64| {
+            values.get(&k).copied().unwrap_or(0)
+        };
+        let read_all = |values: &std::collections::HashMap<i64, i64>| {
+            let source = HostFn(|_: &Bytes32, k: i64| Ok(below(values, k)));
+            (-5..1_005).all(|k| {
+                (0..2).all(|_| {
+                    host.slots
+                        .contract_state
+                        .get(id, &self.contract, k, source.as_store())
+                        == Some(below(values, k))
+                })
+            })
+        };
+        let first = read_all(&values);
+        let writes: Vec<ContractWrite> = [(3, 0), (7, -9), (2_000, 5)]
+            .iter()
+            .map(|&(key, value)| ContractWrite {
+                contract: self.contract,
+                key,
+                value,
+            })
+            .collect();
+        for w in &writes {
+            values.insert(w.key, w.value);
+        }
+        host.slots.contract_state.written(id, &writes);
+        let after = read_all(&values);
+        host.slots.contract_state.reset(id);
+        first && after && store.storage(&self.contract, 5).ok() == Some(self.values[5])
+    }
+}
+
+impl Drop for StorageReadInput {
+    fn drop(&mut self) {
+        drop(self.store.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
