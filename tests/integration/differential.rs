@@ -1553,8 +1553,10 @@ fn the_four_vm_plugins_together_give_the_baselines_receipts() {
         "",
     );
     let no_plugins = dubchain_host::slot::Slots::default();
-    let mut chain = MemoryChain::default();
-    chain.storage = check::storage();
+    let mut chain = MemoryChain {
+        storage: check::storage(),
+        ..MemoryChain::default()
+    };
     for (name, code, inputs) in check::test_modules() {
         chain.code.insert(check::CONTRACT, code);
         for input in inputs {
