@@ -1233,6 +1233,34 @@ fn group_commit_keeps_the_durability_contract() {
     assert!(failed > 0, "the injected failures reached some callers");
 }
 
+/// `plugin` loaded alone from its library with `config`, after its slot's whole conformance
+/// suite passed on it.
+fn conforming(plugin: &str, slot: &str, config: &str) -> (Host, PluginDir) {
+    let (host, dir) = host_with(plugin, config);
+    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, slot)
+        .into_iter()
+        .filter(|c| !c.passed)
+        .collect();
+    assert!(failed.is_empty(), "{plugin}: {failed:#?}");
+    (host, dir)
+}
+
+/// Every call of `slot` on `host` so far was answered by its provider: none failed, none
+/// fell back.
+fn assert_answered_by_the_plugin(host: &Host, slot: &str) {
+    let status = host
+        .slot_status()
+        .into_iter()
+        .find(|s| s.slot == slot)
+        .expect("a slot of the host");
+    assert!(status.counters.calls > 0, "{status:?}");
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (0, 0),
+        "{status:?}"
+    );
+}
+
 /// `storage_incremental_root`, loaded from its library: its conformance suite, then long
 /// chains through the host's slot (two threads at once, each its own chain, as two
 /// validators of one host would), with rollbacks to states several blocks back, restarts
@@ -1243,12 +1271,11 @@ fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
     use dubchain_host::workload::{LeafChanges, LeafState};
     use dubchain_plugin_api::types::Bytes32;
     use rand::{Rng, SeedableRng};
-    let (host, _dir) = host_with("storage_incremental_root", "versions = 4\n");
-    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "storage.state_root")
-        .into_iter()
-        .filter(|c| !c.passed)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
+    let (host, _dir) = conforming(
+        "storage_incremental_root",
+        "storage.state_root",
+        "versions = 4\n",
+    );
     let chain = |seed: u64| {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let mut history = vec![LeafState::default()];
@@ -1309,9 +1336,7 @@ fn state_roots_generated_adversarial_rolled_back_and_concurrent() {
             scope.spawn(move || chain(seed));
         }
     });
-    let status = host.slots.state_root.status();
-    assert_eq!(status.counters.errors, 0, "{status:?}");
-    assert_eq!(status.counters.fallbacks, 0, "{status:?}");
+    assert_answered_by_the_plugin(&host, "storage.state_root");
 }
 
 /// `vm_bytecode_caching`, loaded from its library: its conformance suite (every test
@@ -1332,12 +1357,11 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
         types::Bytes32,
         PluginError,
     };
-    let (host, _dir) = host_with("vm_bytecode_caching", "max_bytes = 8192\n");
-    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.code_loader")
-        .into_iter()
-        .filter(|c| !c.passed)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
+    let (host, _dir) = conforming(
+        "vm_bytecode_caching",
+        "vm.code_loader",
+        "max_bytes = 8192\n",
+    );
     let chain = MemoryChain::with_genesis_contracts();
     let no_plugins = dubchain_host::slot::Slots::default();
     for c in vm::contracts::genesis() {
@@ -1348,12 +1372,7 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
             assert_eq!(call(&host.slots), call(&no_plugins), "{} ({input})", c.name);
         }
     }
-    let status = host.slots.code_loader.status();
-    assert_eq!(
-        (status.counters.errors, status.counters.fallbacks),
-        (0, 0),
-        "{status:?}"
-    );
+    assert_answered_by_the_plugin(&host, "vm.code_loader");
 
     /// Answers the counter contract's code whoever asks, or nothing.
     struct Lies(bool);
@@ -1405,12 +1424,7 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
 #[test]
 fn module_runs_compiled_once_with_the_baselines_outcomes() {
     use dubchain_host::vm::{self, MemoryChain, Vm};
-    let (host, _dir) = host_with("vm_jit_caching", "modules = 4\n");
-    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.module_cache")
-        .into_iter()
-        .filter(|c| !c.passed)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
+    let (host, _dir) = conforming("vm_jit_caching", "vm.module_cache", "modules = 4\n");
     let chain = MemoryChain::with_genesis_contracts();
     let no_plugins = dubchain_host::slot::Slots::default();
     for round in 0..3 {
@@ -1428,12 +1442,7 @@ fn module_runs_compiled_once_with_the_baselines_outcomes() {
             }
         }
     }
-    let status = host.slots.module_cache.status();
-    assert_eq!(
-        (status.counters.errors, status.counters.fallbacks),
-        (0, 0),
-        "{status:?}"
-    );
+    assert_answered_by_the_plugin(&host, "vm.module_cache");
 }
 
 /// `vm_gas_optimization`, loaded from its library: its conformance suite (every test module,
@@ -1444,12 +1453,7 @@ fn module_runs_compiled_once_with_the_baselines_outcomes() {
 #[test]
 fn global_gas_runs_out_where_the_host_call_rewrite_does() {
     use dubchain_host::vm::{self, MemoryChain, Vm};
-    let (host, _dir) = host_with("vm_gas_optimization", "");
-    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.metering")
-        .into_iter()
-        .filter(|c| !c.passed)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
+    let (host, _dir) = conforming("vm_gas_optimization", "vm.metering", "");
     let mut chain = MemoryChain::with_genesis_contracts();
     let no_plugins = dubchain_host::slot::Slots::default();
     for c in vm::contracts::genesis() {
@@ -1469,12 +1473,7 @@ fn global_gas_runs_out_where_the_host_call_rewrite_does() {
             }
         }
     }
-    let status = host.slots.metering.status();
-    assert_eq!(
-        (status.counters.errors, status.counters.fallbacks),
-        (0, 0),
-        "{status:?}"
-    );
+    assert_answered_by_the_plugin(&host, "vm.metering");
 }
 
 /// `vm_state_caching`, loaded from its library: its conformance suite (reads interleaved with
@@ -1485,12 +1484,11 @@ fn global_gas_runs_out_where_the_host_call_rewrite_does() {
 fn contract_reads_cached_and_coherent_with_writes() {
     use dubchain_host::vm::{self, MemoryChain, Vm};
     use dubchain_plugin_api::slots::ContractWrite;
-    let (host, _dir) = host_with("vm_state_caching", "max_entries = 64\n");
-    let failed: Vec<_> = dubchain_host::conformance::run_on(&host, "vm.contract_state")
-        .into_iter()
-        .filter(|c| !c.passed)
-        .collect();
-    assert!(failed.is_empty(), "{failed:#?}");
+    let (host, _dir) = conforming(
+        "vm_state_caching",
+        "vm.contract_state",
+        "max_entries = 64\n",
+    );
     let no_plugins = dubchain_host::slot::Slots::default();
     // Two chains, one per side, applying each call's writes as they return.
     let mut chains = [
@@ -1527,12 +1525,7 @@ fn contract_reads_cached_and_coherent_with_writes() {
             assert_eq!(outcomes[0], outcomes[1], "round {round}, {}", c.name);
         }
     }
-    let status = host.slots.contract_state.status();
-    assert_eq!(
-        (status.counters.errors, status.counters.fallbacks),
-        (0, 0),
-        "{status:?}"
-    );
+    assert_answered_by_the_plugin(&host, "vm.contract_state");
 }
 
 /// The four `vm.*` plugins together, loaded from their libraries: every test module (storage,

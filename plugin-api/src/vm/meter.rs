@@ -148,25 +148,40 @@ impl Reencode for GasInjector {
         code: &mut CodeSection,
         func: FunctionBody<'_>,
     ) -> RResult<()> {
-        let mut f = self.new_function_with_parsed_locals(&func)?;
-        let mut reader = func.get_operators_reader()?;
-        let mut ops = Vec::new();
-        while !reader.eof() {
-            ops.push(reader.read()?);
-        }
         let gas = self.gas_function();
-        for (start, end) in segments(&ops) {
-            let cost = segment_gas(end - start);
-            f.instruction(&Instruction::I64Const(cost as i64));
-            f.instruction(&Instruction::Call(gas));
-            for op in &ops[start..end] {
-                let ins = self.instruction(op.clone())?;
-                f.instruction(&ins);
-            }
-        }
-        code.function(&f);
-        Ok(())
+        meter_body(self, code, func, |cost| {
+            vec![Instruction::I64Const(cost as i64), Instruction::Call(gas)]
+        })
     }
+}
+
+/// What every metering rewrite does with a function body: its operators cut into the
+/// segments of [`segments`], each preceded by `charge(its cost)` ([`segment_gas`]), the
+/// operators themselves re-encoded by `r` (so index shifts apply). The rewrites differ only
+/// in how they charge: this one calls the host, a `vm.metering` provider may do otherwise.
+pub fn meter_body<R: Reencode>(
+    r: &mut R,
+    code: &mut CodeSection,
+    func: FunctionBody<'_>,
+    charge: impl Fn(u64) -> Vec<Instruction<'static>>,
+) -> Result<(), ReencodeError<R::Error>> {
+    let mut f = r.new_function_with_parsed_locals(&func)?;
+    let mut reader = func.get_operators_reader()?;
+    let mut ops = Vec::new();
+    while !reader.eof() {
+        ops.push(reader.read()?);
+    }
+    for (start, end) in segments(&ops) {
+        for ins in charge(segment_gas(end - start)) {
+            f.instruction(&ins);
+        }
+        for op in &ops[start..end] {
+            let ins = r.instruction(op.clone())?;
+            f.instruction(&ins);
+        }
+    }
+    code.function(&f);
+    Ok(())
 }
 
 #[cfg(test)]

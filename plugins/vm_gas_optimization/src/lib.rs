@@ -24,7 +24,7 @@ use dubchain_plugin_api::{
     abi_stable::std_types::RVec,
     export_plugin,
     slots::{GasCounter, Metered, Metering},
-    vm::{segment_gas, segments, GAS_GLOBAL},
+    vm::{meter::meter_body, GAS_GLOBAL},
     PluginError,
 };
 use wasm_encoder::{
@@ -181,16 +181,10 @@ impl Reencode for GlobalInjector {
         code: &mut CodeSection,
         func: FunctionBody<'_>,
     ) -> RResult<()> {
-        let mut f = self.new_function_with_parsed_locals(&func)?;
-        let mut reader = func.get_operators_reader()?;
-        let mut ops = Vec::new();
-        while !reader.eof() {
-            ops.push(reader.read()?);
-        }
         let gas = self.gas;
-        for (start, end) in segments(&ops) {
-            let cost = segment_gas(end - start) as i64;
-            for ins in [
+        meter_body(self, code, func, |cost| {
+            let cost = cost as i64;
+            vec![
                 Instruction::GlobalGet(gas),
                 Instruction::I64Const(cost),
                 Instruction::I64LtS,
@@ -203,16 +197,8 @@ impl Reencode for GlobalInjector {
                 Instruction::I64Const(cost),
                 Instruction::I64Sub,
                 Instruction::GlobalSet(gas),
-            ] {
-                f.instruction(&ins);
-            }
-            for op in &ops[start..end] {
-                let ins = self.instruction(op.clone())?;
-                f.instruction(&ins);
-            }
-        }
-        code.function(&f);
-        Ok(())
+            ]
+        })
     }
 }
 
