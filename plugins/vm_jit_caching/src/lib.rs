@@ -16,12 +16,20 @@
 //!   second's module replaces the first's, which is identical.
 //! * **Code that does not compile** is not kept: the call answers what the baseline does.
 //!
-//! Not done: precompiled artifacts on disk (`Module::serialize`), so a restarted node starts
-//! cold, and wasmtime's pooling allocator for instantiation.
+//! * **Precompiled artifacts on disk** (`artifacts = "DIR"`, off by default): a module
+//!   compiled is also written to `DIR/<key>.cwasm`, so a restarted node loads it instead of
+//!   compiling. wasmtime's `Module::deserialize` runs whatever native code it is given, so
+//!   an artifact is used only after its integrity is checked ([`artifacts`]): a truncated,
+//!   corrupted, foreign (another build or engine configuration) or planted file is
+//!   reported on stderr, removed and recompiled, never deserialized.
+//!
+//! Not done: wasmtime's pooling allocator for instantiation.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, sync::Mutex};
 
-use dubchain_host::vm::{Compiled, ContractStorage, StorageError, Vm};
+pub mod artifacts;
+
+use dubchain_host::vm::{CallOutcome, Compiled, ContractStorage, StorageError, Vm};
 use dubchain_plugin_api::{
     export_plugin,
     slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
@@ -36,11 +44,16 @@ use serde::Deserialize;
 pub struct Settings {
     /// The most compiled modules kept (at least 2).
     pub modules: usize,
+    /// Where precompiled artifacts are kept across restarts (none: compile after each).
+    pub artifacts: Option<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { modules: 256 }
+        Settings {
+            modules: 256,
+            artifacts: None,
+        }
     }
 }
 
@@ -58,6 +71,7 @@ pub struct JitCache {
     /// Modules a generation holds before it ages (half the bound).
     generation: usize,
     inner: Mutex<Generations>,
+    disk: Option<artifacts::Artifacts>,
 }
 
 /// The call's storage reads, to the host.
@@ -83,10 +97,28 @@ impl JitCache {
                 s.modules
             )));
         }
+        let disk = match s.artifacts {
+            None => None,
+            Some(dir) => Some(artifacts::Artifacts::open(dir, Vm::shared())?),
+        };
         Ok(JitCache {
             generation: s.modules / 2,
             inner: Mutex::default(),
+            disk,
         })
+    }
+
+    /// The module of `key`: from the artifact on disk if there is a sound one, else
+    /// compiled (and written to disk). `Err` is the outcome of code that does not compile.
+    fn load(&self, vm: &Vm, key: &Bytes32, wasm: &[u8]) -> Result<Compiled, CallOutcome> {
+        if let Some(m) = self.disk.as_ref().and_then(|d| d.load(vm, key)) {
+            return Ok(m);
+        }
+        let m = vm.compile(wasm)?;
+        if let Some(d) = &self.disk {
+            d.store(vm, key, &m);
+        }
+        Ok(m)
     }
 
     fn inner(&self) -> Result<std::sync::MutexGuard<'_, Generations>, PluginError> {
@@ -126,7 +158,7 @@ impl ModuleCache for JitCache {
         let vm = Vm::shared();
         let module = match self.lookup(&r.key)? {
             Some(m) => m,
-            None => match vm.compile(&r.wasm) {
+            None => match self.load(vm, &r.key, &r.wasm) {
                 Ok(m) => {
                     let m = Arc::new(m);
                     self.keep(&mut *self.inner()?, r.key, m.clone());

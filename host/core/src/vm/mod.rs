@@ -282,6 +282,37 @@ impl Vm {
         })
     }
 
+    /// `module`'s compiled code as bytes, for [`Vm::deserialize`] by a VM of the same build
+    /// and engine configuration (a precompiled artifact on disk).
+    pub fn serialize(&self, module: &Compiled) -> Result<Vec<u8>, String> {
+        module.0.serialize().map_err(|e| e.to_string())
+    }
+
+    /// A module from [`Vm::serialize`]'s bytes, without compiling. wasmtime refuses bytes of
+    /// another wasmtime version or engine configuration, but does not check the code itself.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be exactly what [`Vm::serialize`] produced with this [`Vm::fingerprint`]:
+    /// deserialized code runs as native code. Check its integrity before calling.
+    pub unsafe fn deserialize(&self, bytes: &[u8]) -> Result<Compiled, String> {
+        // SAFETY: the caller guarantees the bytes are this engine's serialized module.
+        unsafe { Module::deserialize(&self.engine, bytes) }
+            .map(Compiled)
+            .map_err(|e| e.to_string())
+    }
+
+    /// What serialized modules of this VM are compatible with: the engine's compilation
+    /// settings and wasmtime's version, hashed (a different build may give another value,
+    /// which only makes its artifacts unusable here, never wrongly usable).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        h.finish()
+    }
+
     /// [`Vm::run`] on a module this VM compiled ([`Vm::compile`]): what a `vm.module_cache`
     /// provider runs, compiling each module once.
     pub fn run_compiled(
