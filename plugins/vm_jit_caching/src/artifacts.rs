@@ -161,34 +161,27 @@ mod tests {
     use crate::JitCache;
     use dubchain_host::vm;
 
+    /// Reference contract `i`'s metered code and its key.
+    fn metered(i: usize) -> (Vec<u8>, Bytes32) {
+        let wasm = dubchain_plugin_api::vm::meter::instrument(&vm::contracts::genesis()[i].code)
+            .expect("the reference contracts meter");
+        let key = Bytes32(Sha256::digest(&wasm).into());
+        (wasm, key)
+    }
+
     /// The compute contract's call through `cache` and through the baseline, which must agree.
     fn same_call(cache: &JitCache) {
-        let compute = &vm::contracts::genesis()[1];
-        let wasm = dubchain_plugin_api::vm::meter::instrument(&compute.code).unwrap();
-        let key = Bytes32(Sha256::digest(&wasm).into());
+        let (wasm, key) = metered(1);
         let module = cache.load(Vm::shared(), &key, &wasm).unwrap();
         let storage = vm::MemoryStorage::default();
-        let got = Vm::shared()
-            .run_compiled(
-                &module,
-                dubchain_plugin_api::slots::GasCounter::HostCall,
-                compute.address,
-                30,
-                100_000,
-                &storage,
-            )
-            .unwrap();
-        let want = Vm::shared()
-            .run(
-                &wasm,
-                dubchain_plugin_api::slots::GasCounter::HostCall,
-                compute.address,
-                30,
-                100_000,
-                &storage,
-            )
-            .unwrap();
-        assert_eq!(got, want);
+        let (counter, contract) = (
+            dubchain_plugin_api::slots::GasCounter::HostCall,
+            vm::contracts::genesis()[1].address,
+        );
+        let vm = Vm::shared();
+        let got = vm.run_compiled(&module, counter, contract, 30, 100_000, &storage);
+        let want = vm.run(&wasm, counter, contract, 30, 100_000, &storage);
+        assert_eq!(got.unwrap(), want.unwrap());
     }
 
     fn artifact(dir: &Path) -> PathBuf {
@@ -211,9 +204,7 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         // A new instance: what a restarted node has.
         let restarted = cache(dir.path());
-        let wasm =
-            dubchain_plugin_api::vm::meter::instrument(&vm::contracts::genesis()[1].code).unwrap();
-        let key = Bytes32(Sha256::digest(&wasm).into());
+        let (_, key) = metered(1);
         assert!(restarted
             .disk
             .as_ref()
@@ -234,12 +225,7 @@ mod tests {
         same_call(&cache(dir.path()));
         let path = artifact(dir.path());
         let good = std::fs::read(&path).unwrap();
-        let key = {
-            let wasm =
-                dubchain_plugin_api::vm::meter::instrument(&vm::contracts::genesis()[1].code)
-                    .unwrap();
-            Bytes32(Sha256::digest(&wasm).into())
-        };
+        let (_, key) = metered(1);
         let mut corrupted = good.clone();
         let last = corrupted.len() - 1;
         corrupted[last] ^= 1;
@@ -272,9 +258,7 @@ mod tests {
             );
         }
         // A sound artifact of one module filed under another module's key.
-        let counter =
-            dubchain_plugin_api::vm::meter::instrument(&vm::contracts::genesis()[0].code).unwrap();
-        let counter_key = Bytes32(Sha256::digest(&counter).into());
+        let (_, counter_key) = metered(0);
         let c = cache(dir.path());
         std::fs::copy(&path, c.disk.as_ref().unwrap().path(&counter_key)).unwrap();
         assert!(c
