@@ -1596,3 +1596,61 @@ fn the_four_vm_plugins_together_give_the_baselines_receipts() {
         );
     }
 }
+
+/// The host's checks of a `storage.state_root` answer: a provider that answers a root other
+/// than the parent's for a block that changed nothing, or a wrong root on a call the host
+/// audits (the slot's first), is refused, and the caller computes the root from scratch.
+#[test]
+fn wrong_state_roots_are_refused_at_the_boundary() {
+    use dubchain_host::slot::{BreakerConfig, Provider, Slots};
+    use dubchain_host::workload::LeafState;
+    use dubchain_plugin_api::{
+        abi_stable::sabi_trait::TD_Opaque,
+        slots::{Guarded, LeafSourceRef, StateRoot, StateRootFfi_TO},
+        state_tree::{LeafChange, EMPTY},
+        types::Bytes32,
+        PluginError,
+    };
+    use rand::SeedableRng;
+    /// Always answers the empty tree's root.
+    struct Empty;
+    impl StateRoot for Empty {
+        fn root(
+            &self,
+            _: &Bytes32,
+            _: &[LeafChange],
+            _: &LeafSourceRef<'_>,
+        ) -> Result<Bytes32, PluginError> {
+            Ok(EMPTY)
+        }
+    }
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5e7);
+    let before = LeafState::random(&mut rng, 40);
+    let (after, changes) = before.apply(
+        &LeafState::random(&mut rng, 3)
+            .0
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
+    );
+    for (what, changes, state) in [
+        ("a block that changed nothing", vec![], &before),
+        ("an audited block", changes, &after),
+    ] {
+        let slots = Slots::default();
+        slots
+            .state_root
+            .install(vec![std::sync::Arc::new(Provider::new(
+                "empty".into(),
+                "0.1.0".into(),
+                1,
+                StateRootFfi_TO::from_value(Guarded(Empty), TD_Opaque),
+                BreakerConfig::default(),
+            ))]);
+        let got = slots
+            .state_root
+            .root(&before.root(), &changes, &|| Ok(state.leaves()));
+        assert_eq!(got, None, "{what}: refused, the caller computes it");
+        assert_eq!(slots.state_root.status().counters.errors, 1, "{what}");
+    }
+}
