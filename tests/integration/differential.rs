@@ -1268,6 +1268,35 @@ fn assert_answered_by_the_plugin(host: &Host, slot: &str) {
     );
 }
 
+/// Every reference contract called through the whole VM pipeline on `chain` with each of
+/// `inputs` and each of `gases`, on `host`'s slots and on the baselines: the same outcome
+/// (result, writes, gas used, trap text) every time.
+fn assert_reference_calls_match(
+    host: &Host,
+    chain: &dubchain_host::vm::MemoryChain,
+    inputs: &[i64],
+    gases: &[u64],
+    what: &str,
+) {
+    use dubchain_host::vm::{self, Vm};
+    let no_plugins = dubchain_host::slot::Slots::default();
+    for c in vm::contracts::genesis() {
+        for &input in inputs {
+            for &gas in gases {
+                let call = |slots| {
+                    vm::call_contract(slots, Vm::shared(), chain, &c.address, input, gas).unwrap()
+                };
+                assert_eq!(
+                    call(&host.slots),
+                    call(&no_plugins),
+                    "{what}: {} ({input}, {gas} gas)",
+                    c.name
+                );
+            }
+        }
+    }
+}
+
 /// `storage_incremental_root`, loaded from its library: its conformance suite, then long
 /// chains through the host's slot (two threads at once, each its own chain, as two
 /// validators of one host would), with rollbacks to states several blocks back, restarts
@@ -1370,16 +1399,9 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
         "max_bytes = 8192\n",
     );
     let chain = MemoryChain::with_genesis_contracts();
-    let no_plugins = dubchain_host::slot::Slots::default();
-    for c in vm::contracts::genesis() {
-        for input in [0, 7, 200] {
-            let call = |slots| {
-                vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, 100_000).unwrap()
-            };
-            assert_eq!(call(&host.slots), call(&no_plugins), "{} ({input})", c.name);
-        }
-    }
+    assert_reference_calls_match(&host, &chain, &[0, 7, 200], &[100_000], "cached code");
     assert_answered_by_the_plugin(&host, "vm.code_loader");
+    let no_plugins = dubchain_host::slot::Slots::default();
 
     /// Answers the counter contract's code whoever asks, or nothing.
     struct Lies(bool);
@@ -1430,23 +1452,18 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
 /// with the baseline's outcomes, and no fallback taken.
 #[test]
 fn module_runs_compiled_once_with_the_baselines_outcomes() {
-    use dubchain_host::vm::{self, MemoryChain, Vm};
+    use dubchain_host::vm::MemoryChain;
     let (host, _dir) = conforming("vm_jit_caching", "vm.module_cache", "modules = 4\n");
     let chain = MemoryChain::with_genesis_contracts();
-    let no_plugins = dubchain_host::slot::Slots::default();
     for round in 0..3 {
-        for c in vm::contracts::genesis() {
-            for (input, gas) in [(0, 100_000), (300, 100_000), (300, 2_000), (5, 0)] {
-                let call = |slots| {
-                    vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, gas).unwrap()
-                };
-                assert_eq!(
-                    call(&host.slots),
-                    call(&no_plugins),
-                    "round {round}, {} ({input}, {gas} gas)",
-                    c.name
-                );
-            }
+        for (input, gas) in [(0, 100_000), (300, 100_000), (300, 2_000), (5, 0)] {
+            assert_reference_calls_match(
+                &host,
+                &chain,
+                &[input],
+                &[gas],
+                &format!("round {round}"),
+            );
         }
     }
     assert_answered_by_the_plugin(&host, "vm.module_cache");
@@ -1459,27 +1476,15 @@ fn module_runs_compiled_once_with_the_baselines_outcomes() {
 /// same out-of-gas point.
 #[test]
 fn global_gas_runs_out_where_the_host_call_rewrite_does() {
-    use dubchain_host::vm::{self, MemoryChain, Vm};
+    use dubchain_host::vm::{self, MemoryChain};
     let (host, _dir) = conforming("vm_gas_optimization", "vm.metering", "");
     let mut chain = MemoryChain::with_genesis_contracts();
-    let no_plugins = dubchain_host::slot::Slots::default();
     for c in vm::contracts::genesis() {
         chain.storage.0.insert((c.address, 0), 41);
         chain.storage.0.insert((c.address, 3), -7);
-        for input in [0, 3, 25] {
-            for gas in (0..700).chain([100_000]) {
-                let call = |slots| {
-                    vm::call_contract(slots, Vm::shared(), &chain, &c.address, input, gas).unwrap()
-                };
-                assert_eq!(
-                    call(&host.slots),
-                    call(&no_plugins),
-                    "{} ({input}, {gas} gas)",
-                    c.name
-                );
-            }
-        }
     }
+    let gases: Vec<u64> = (0..700).chain([100_000]).collect();
+    assert_reference_calls_match(&host, &chain, &[0, 3, 25], &gases, "global gas");
     assert_answered_by_the_plugin(&host, "vm.metering");
 }
 

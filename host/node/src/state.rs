@@ -517,16 +517,32 @@ impl StateStore {
     fn accounts_over(&self, held: Vec<KvWrite>) -> Result<Vec<(Bytes32, Account)>, StateError> {
         let mut out = Vec::new();
         for (k, v) in self.scan_over(ACCOUNT, held)? {
-            let key = Bytes32(
-                k[ACCOUNT.len()..]
-                    .try_into()
-                    .map_err(|_| self.corrupt("account key", "not 32 bytes"))?,
-            );
-            let acc: Account = serde_json::from_slice(&v)
-                .map_err(|e| self.corrupt(format!("account {key:?}"), e))?;
-            out.push((key, acc));
+            out.push(self.stored_account(&k[ACCOUNT.len()..], &v)?);
         }
         Ok(out)
+    }
+
+    /// The account stored under `a/` + `rest` as `bytes`.
+    fn stored_account(&self, rest: &[u8], bytes: &[u8]) -> Result<(Bytes32, Account), StateError> {
+        let key = Bytes32(
+            rest.try_into()
+                .map_err(|_| self.corrupt("account key", "not 32 bytes"))?,
+        );
+        let acc: Account = serde_json::from_slice(bytes)
+            .map_err(|e| self.corrupt(format!("account {key:?}"), e))?;
+        Ok((key, acc))
+    }
+
+    /// The storage entry `(contract, key, value)` stored under `s/` + `rest` as `bytes`.
+    fn stored_entry(&self, rest: &[u8], bytes: &[u8]) -> Result<(Bytes32, i64, i64), StateError> {
+        if rest.len() != 40 {
+            return Err(self.corrupt("storage key", "not 40 bytes"));
+        }
+        let contract = Bytes32(rest[..32].try_into().expect("32 bytes"));
+        let ordered = u64::from_be_bytes(rest[32..].try_into().expect("8 bytes"));
+        let value: i64 = serde_json::from_slice(bytes)
+            .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e))?;
+        Ok((contract, (ordered ^ (1 << 63)) as i64, value))
     }
 
     /// Every contract's code, in address order.
@@ -559,17 +575,7 @@ impl StateStore {
     ) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
         self.scan_over(STORAGE, held)?
             .into_iter()
-            .map(|(k, v)| {
-                let rest = &k[STORAGE.len()..];
-                if rest.len() != 40 {
-                    return Err(self.corrupt("storage key", "not 40 bytes"));
-                }
-                let contract = Bytes32(rest[..32].try_into().expect("32 bytes"));
-                let ordered = u64::from_be_bytes(rest[32..].try_into().expect("8 bytes"));
-                let value: i64 = serde_json::from_slice(&v)
-                    .map_err(|e| self.corrupt(format!("storage of {contract:?}"), e))?;
-                Ok((contract, (ordered ^ (1 << 63)) as i64, value))
-            })
+            .map(|(k, v)| self.stored_entry(&k[STORAGE.len()..], &v))
             .collect()
     }
 
@@ -608,15 +614,11 @@ impl StateStore {
     fn leaf(&self, key: &[u8], bytes: &[u8]) -> Result<Option<StateLeaf>, StateError> {
         let mut h = Sha256::new();
         if let Some(rest) = key.strip_prefix(ACCOUNT) {
-            let account: [u8; 32] = rest
-                .try_into()
-                .map_err(|_| self.corrupt("account key", "not 32 bytes"))?;
-            let acc: Account = serde_json::from_slice(bytes)
-                .map_err(|e| self.corrupt(format!("account {:?}", Bytes32(account)), e))?;
+            let (account, acc) = self.stored_account(rest, bytes)?;
             if acc == Account::default() {
                 return Ok(None);
             }
-            h.update(account);
+            h.update(account.0);
             h.update(acc.balance.to_le_bytes());
             h.update(acc.nonce.to_le_bytes());
         } else if let Some(rest) = key.strip_prefix(CODE) {
@@ -627,15 +629,9 @@ impl StateStore {
             h.update(contract);
             h.update(Sha256::digest(bytes));
         } else if let Some(rest) = key.strip_prefix(STORAGE) {
-            let (contract, slot) = rest
-                .split_first_chunk::<32>()
-                .and_then(|(c, k)| Some((*c, <[u8; 8]>::try_from(k).ok()?)))
-                .ok_or_else(|| self.corrupt("storage key", "not 40 bytes"))?;
-            let value: i64 = serde_json::from_slice(bytes)
-                .map_err(|e| self.corrupt(format!("storage of {:?}", Bytes32(contract)), e))?;
-            let slot = (u64::from_be_bytes(slot) ^ (1 << 63)) as i64;
+            let (contract, slot, value) = self.stored_entry(rest, bytes)?;
             h.update(b"slot");
-            h.update(contract);
+            h.update(contract.0);
             h.update(slot.to_le_bytes());
             h.update(value.to_le_bytes());
         } else {
