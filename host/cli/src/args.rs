@@ -308,6 +308,9 @@ pub enum PluginCmd {
         manifest: PathBuf,
         #[arg(long)]
         library: PathBuf,
+        /// Only this slot's quick ratio, after the load.
+        #[arg(long)]
+        quick_ratio: Option<String>,
     },
     /// The child side of an isolated plugin (internal): loads the plugin of --manifest
     /// (configuration in DUBCHAIN_PLUGIN_CONFIG) and answers the host's calls on standard

@@ -94,9 +94,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCmd::Verify { path, library }) => {
             plugin::verify(&path, library.as_deref())
         }
-        Command::Plugin(PluginCmd::VerifyChild { manifest, library }) => {
-            plugin::verify_child(&manifest, &library)
-        }
+        Command::Plugin(PluginCmd::VerifyChild {
+            manifest,
+            library,
+            quick_ratio,
+        }) => plugin::verify_child(&manifest, &library, quick_ratio.as_deref()),
         Command::Plugin(PluginCmd::Serve {
             manifest,
             init_timeout_ms,

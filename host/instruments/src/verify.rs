@@ -15,7 +15,7 @@ use dubchain_plugin_api::slots::*;
 use serde::{Deserialize, Serialize};
 
 use dubchain_host::{
-    compare, conformance,
+    cases, compare, conformance,
     host::{Host, HostOptions},
     manifest::{self, Manifest},
     measure,
@@ -30,6 +30,20 @@ pub struct Check {
     pub check: String,
     pub passed: bool,
     pub detail: String,
+    /// A quick ratio's rounds, for the parent to pool with those of fresh processes
+    /// ([`cases::processes_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<QuickRounds>,
+}
+
+/// The rounds behind one quick ratio.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuickRounds {
+    pub slot: String,
+    /// baseline time / plugin time, one per interleaved round.
+    pub ratios: Vec<f64>,
+    /// The manifest's promised ratio, if it makes one.
+    pub promise: Option<f64>,
 }
 
 /// Finds the manifest and library of the plugin at `path`: a manifest file, or a directory
@@ -90,11 +104,75 @@ pub fn run_parent(
     library: &Path,
     out: &mut impl Write,
 ) -> std::io::Result<bool> {
-    let mut child = Command::new(exe)
+    let mut all_passed = true;
+    let mut checks = 0;
+    // Quick ratios taken over several fresh processes: printed once their rounds are in.
+    let mut pooled: Vec<(String, QuickRounds)> = Vec::new();
+    let ran = run_one_child(exe, manifest_path, library, None, &mut |check| {
+        checks += 1;
+        all_passed &= check.passed;
+        match check.rounds {
+            Some(q) if cases::processes_for(&q.slot) > 1 => pooled.push((check.check, q)),
+            _ => print_check(out, check.passed, &check.check, &check.detail),
+        }
+    })?;
+    all_passed &= report_crash(out, &ran)?;
+    for (name, first) in pooled {
+        let mut clusters = vec![first.ratios.clone()];
+        for _ in 1..cases::processes_for(&first.slot) {
+            let mut rounds = None;
+            let ran = run_one_child(exe, manifest_path, library, Some(&first.slot), &mut |c| {
+                all_passed &= c.passed;
+                if !c.passed {
+                    print_check(out, false, &c.check, &c.detail);
+                }
+                rounds = rounds.take().or(c.rounds);
+            })?;
+            all_passed &= report_crash(out, &ran)?;
+            clusters.extend(rounds.map(|q| q.ratios));
+        }
+        let estimate = measure::bootstrap_clustered(&clusters, 2_000, 0x5eed);
+        let detail = ratio_detail(&estimate, first.promise, &clusters);
+        print_check(out, true, &name, &detail);
+    }
+    if checks == 0 {
+        all_passed = false;
+    }
+    writeln!(
+        out,
+        "\nverdict: {}",
+        if all_passed { "PASS" } else { "FAIL" }
+    )?;
+    Ok(all_passed)
+}
+
+/// How one child ended: its status, the last check it reported, and what it printed on
+/// standard error.
+struct ChildRun {
+    status: std::process::ExitStatus,
+    last: String,
+    stderr: String,
+}
+
+/// Runs `exe plugin verify-child` (only the quick ratio of `quick_ratio`'s slot if given),
+/// handing each check it reports to `on_check` as it comes.
+fn run_one_child(
+    exe: &Path,
+    manifest_path: &Path,
+    library: &Path,
+    quick_ratio: Option<&str>,
+    on_check: &mut dyn FnMut(Check),
+) -> std::io::Result<ChildRun> {
+    let mut command = Command::new(exe);
+    command
         .args(["plugin", "verify-child"])
         .arg(manifest_path)
         .arg("--library")
-        .arg(library)
+        .arg(library);
+    if let Some(slot) = quick_ratio {
+        command.args(["--quick-ratio", slot]);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -106,46 +184,68 @@ pub fn run_parent(
         let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
         text
     });
-    let mut all_passed = true;
-    let mut checks = 0;
     let mut last = String::from("starting");
     for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        let Ok(check) = serde_json::from_str::<Check>(&line) else {
+        let Ok(check) = serde_json::from_str::<Check>(&line?) else {
             continue;
         };
-        checks += 1;
-        all_passed &= check.passed;
-        let mark = if check.passed { "PASS" } else { "FAIL" };
-        if check.detail.is_empty() {
-            writeln!(out, "{mark}  {}", check.check)?;
-        } else {
-            writeln!(out, "{mark}  {}: {}", check.check, check.detail)?;
-        }
-        last = check.check;
+        last.clone_from(&check.check);
+        on_check(check);
     }
     let status = child.wait()?;
     let stderr = stderr_reader.join().unwrap_or_default();
-    if !status.success() {
-        all_passed = false;
-        let how = exit_description(&status);
-        writeln!(
-            out,
-            "FAIL  the plugin crashed the verifier's child process ({how}) after `{last}`"
-        )?;
-        for l in stderr.lines().filter(|l| !l.trim().is_empty()).take(5) {
-            writeln!(out, "      {l}")?;
-        }
+    Ok(ChildRun {
+        status,
+        last,
+        stderr,
+    })
+}
+
+/// Reports a child that did not exit cleanly; whether it did.
+fn report_crash(out: &mut impl Write, ran: &ChildRun) -> std::io::Result<bool> {
+    if ran.status.success() {
+        return Ok(true);
     }
-    if checks == 0 {
-        all_passed = false;
-    }
+    let how = exit_description(&ran.status);
     writeln!(
         out,
-        "\nverdict: {}",
-        if all_passed { "PASS" } else { "FAIL" }
+        "FAIL  the plugin crashed the verifier's child process ({how}) after `{}`",
+        ran.last
     )?;
-    Ok(all_passed)
+    for l in ran.stderr.lines().filter(|l| !l.trim().is_empty()).take(5) {
+        writeln!(out, "      {l}")?;
+    }
+    Ok(false)
+}
+
+fn print_check(out: &mut impl Write, passed: bool, check: &str, detail: &str) {
+    let mark = if passed { "PASS" } else { "FAIL" };
+    // The report goes to a terminal or a pipe; a closed one is not the plugin's failure.
+    let _ = if detail.is_empty() {
+        writeln!(out, "{mark}  {check}")
+    } else {
+        writeln!(out, "{mark}  {check}: {detail}")
+    };
+}
+
+/// A quick ratio as `verify` prints it: median and interval, over how many processes and
+/// rounds when more than one process ran, and the manifest's promise.
+fn ratio_detail(e: &measure::Estimate, promise: Option<f64>, clusters: &[Vec<f64>]) -> String {
+    let over = match clusters {
+        [_] => String::new(),
+        _ => format!(
+            " over {} fresh processes of {} rounds",
+            clusters.len(),
+            clusters.iter().map(Vec::len).max().unwrap_or(0)
+        ),
+    };
+    let promise = promise.map_or(String::new(), |p| {
+        format!("; the manifest promises >= {p}x")
+    });
+    format!(
+        "{:.2}x ({:.2}-{:.2}) against the baseline{over}{promise}",
+        e.median, e.low, e.high
+    )
 }
 
 fn exit_description(status: &std::process::ExitStatus) -> String {
@@ -160,18 +260,22 @@ fn exit_description(status: &std::process::ExitStatus) -> String {
 }
 
 /// Child side: loads the plugin into a host and runs the suite, printing checks as JSON lines.
-pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
-    let emit = |check: &str, passed: bool, detail: String| {
+/// With `quick_ratio`, only that slot's quick ratio runs after the load (a fresh process
+/// whose rounds the parent pools).
+pub fn run_child(manifest_path: &Path, library: &Path, quick_ratio: Option<&str>) -> bool {
+    let emit_with = |check: &str, passed: bool, detail: String, rounds: Option<QuickRounds>| {
         let line = serde_json::to_string(&Check {
             check: check.to_owned(),
             passed,
             detail,
+            rounds,
         })
         .expect("serialisable");
         println!("{line}");
         let _ = std::io::stdout().flush();
         passed
     };
+    let emit = |check: &str, passed: bool, detail: String| emit_with(check, passed, detail, None);
     let mut m: Manifest = match manifest::read(manifest_path) {
         Ok(m) => m,
         Err(e) => return emit("manifest", false, e.to_string()),
@@ -215,6 +319,10 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
         String::new(),
     );
 
+    if let Some(slot) = quick_ratio {
+        let (detail, rounds) = quick_ratio_of(&host, slot, &m);
+        return emit_with(&format!("{slot}: quick ratio"), true, detail, rounds);
+    }
     let mut ok = true;
     for p in &m.provides {
         let results = conformance::run_on(&host, &p.slot);
@@ -243,11 +351,8 @@ pub fn run_child(manifest_path: &Path, library: &Path) -> bool {
                 format!("{calls} calls, {failed} failed or panicked and were answered below it"),
             );
         }
-        emit(
-            &format!("{}: quick ratio", p.slot),
-            true,
-            quick_ratio(&host, &p.slot, &m),
-        );
+        let (detail, rounds) = quick_ratio_of(&host, &p.slot, &m);
+        emit_with(&format!("{}: quick ratio", p.slot), true, detail, rounds);
     }
     ok
 }
@@ -312,17 +417,25 @@ fn micro_case_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
     })
 }
 
-fn quick_ratio(host: &Host, slot: &str, m: &Manifest) -> String {
+/// The quick ratio of `slot` as this process measured it, and its rounds.
+fn quick_ratio_of(host: &Host, slot: &str, m: &Manifest) -> (String, Option<QuickRounds>) {
     let Some(c) = slot_ratio(host, slot) else {
-        return "no quick-ratio workload for this slot".to_owned();
+        return ("no quick-ratio workload for this slot".to_owned(), None);
     };
-    let promise = m.contract.as_ref().map_or(String::new(), |c| {
-        format!("; the manifest promises >= {}x", c.min_speedup)
-    });
-    format!(
-        "{:.2}x ({:.2}-{:.2}) against the baseline{promise}",
-        c.ratio.median, c.ratio.low, c.ratio.high
-    )
+    let promise = m.contract.as_ref().map(|c| c.min_speedup);
+    let ratios: Vec<f64> = c
+        .baseline_s
+        .iter()
+        .zip(&c.optimized_s)
+        .map(|(b, o)| b / o.max(1e-12))
+        .collect();
+    let detail = ratio_detail(&c.ratio, promise, std::slice::from_ref(&ratios));
+    let rounds = QuickRounds {
+        slot: slot.to_owned(),
+        ratios,
+        promise,
+    };
+    (detail, Some(rounds))
 }
 
 /// The quick ratios that run on the node and that the bench suite has no case for, by slot.

@@ -55,7 +55,11 @@ pub fn serve(manifest: &Path, deadlines: dubchain_host::loader::Deadlines) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify_child(manifest: &Path, library: &Path) -> Result<ExitCode> {
-    verify::run_child(manifest, library);
+pub fn verify_child(
+    manifest: &Path,
+    library: &Path,
+    quick_ratio: Option<&str>,
+) -> Result<ExitCode> {
+    verify::run_child(manifest, library, quick_ratio);
     Ok(ExitCode::SUCCESS)
 }
