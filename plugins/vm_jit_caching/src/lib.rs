@@ -23,7 +23,12 @@
 //!   corrupted, foreign (another build or engine configuration) or planted file is
 //!   reported on stderr, removed and recompiled, never deserialized.
 //!
-//! Not done: wasmtime's pooling allocator for instantiation.
+//! * **Instances from a pool** (`pool = N`, 64 by default; 0 turns it off): the plugin's
+//!   engine uses wasmtime's pooling allocator, with slots for N calls at once reserved at
+//!   init and reused, so an instantiation maps no memory. Pooling does not change compiled
+//!   code. A call the pool cannot serve (N calls already running, or a module beyond a
+//!   slot's limits, which the pooled engine does not even compile) runs as the baseline
+//!   does: compiled and instantiated on demand, not cached.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, sync::Mutex};
 
@@ -46,6 +51,8 @@ pub struct Settings {
     pub modules: usize,
     /// Where precompiled artifacts are kept across restarts (none: compile after each).
     pub artifacts: Option<PathBuf>,
+    /// Calls at once the instance pool serves (0: no pool, instances on demand).
+    pub pool: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +60,7 @@ impl Default for Settings {
         Settings {
             modules: 256,
             artifacts: None,
+            pool: 64,
         }
     }
 }
@@ -72,6 +80,24 @@ pub struct JitCache {
     generation: usize,
     inner: Mutex<Generations>,
     disk: Option<artifacts::Artifacts>,
+    /// The engine modules are compiled for and instantiated from: pooled, or the process's
+    /// on-demand one.
+    vm: VmRef,
+}
+
+#[derive(Debug)]
+enum VmRef {
+    Pooled(Box<Vm>),
+    OnDemand,
+}
+
+impl VmRef {
+    fn get(&self) -> &Vm {
+        match self {
+            VmRef::Pooled(vm) => vm,
+            VmRef::OnDemand => Vm::shared(),
+        }
+    }
 }
 
 /// The call's storage reads, to the host.
@@ -97,14 +123,21 @@ impl JitCache {
                 s.modules
             )));
         }
+        let vm = match s.pool {
+            0 => VmRef::OnDemand,
+            n => VmRef::Pooled(Box::new(Vm::pooled(n).map_err(|e| {
+                PluginError::failed(format!("{e}; set pool = 0 to instantiate on demand"))
+            })?)),
+        };
         let disk = match s.artifacts {
             None => None,
-            Some(dir) => Some(artifacts::Artifacts::open(dir, Vm::shared())?),
+            Some(dir) => Some(artifacts::Artifacts::open(dir, vm.get())?),
         };
         Ok(JitCache {
             generation: s.modules / 2,
             inner: Mutex::default(),
             disk,
+            vm,
         })
     }
 
@@ -155,7 +188,7 @@ impl ModuleCache for JitCache {
         r: &CallRequest<'_>,
         storage: &ContractStoreRef<'_>,
     ) -> Result<CallResult, PluginError> {
-        let vm = Vm::shared();
+        let vm = self.vm.get();
         let module = match self.lookup(&r.key)? {
             Some(m) => m,
             None => match self.load(vm, &r.key, &r.wasm) {
@@ -164,24 +197,114 @@ impl ModuleCache for JitCache {
                     self.keep(&mut *self.inner()?, r.key, m.clone());
                     m
                 }
-                Err(outcome) => return Ok(CallResult::from(&outcome)),
+                Err(outcome) => match self.vm {
+                    VmRef::OnDemand => return Ok(CallResult::from(&outcome)),
+                    // A pooled engine refuses a module beyond its slots' limits too, so
+                    // the baseline's own way answers: compiled (or refused) on demand.
+                    VmRef::Pooled(_) => return on_demand(r, &Below(storage)),
+                },
             },
         };
-        let out = vm
-            .run_compiled(
-                &module,
-                r.counter,
-                r.contract,
-                r.input,
-                r.gas,
-                &Below(storage),
-            )
-            .map_err(|e| PluginError::failed(e.to_string()))?;
-        Ok(CallResult::from(&out))
+        let below = Below(storage);
+        match vm.try_run_compiled(&module, r.counter, r.contract, r.input, r.gas, &below) {
+            Some(out) => outcome(out),
+            // Not instantiated here (no free pool slot, or a failure any engine has).
+            None => on_demand(r, &below),
+        }
     }
+}
+
+/// The call the baseline's own way: compiled and instantiated on demand.
+fn on_demand(r: &CallRequest<'_>, below: &Below<'_, '_>) -> Result<CallResult, PluginError> {
+    outcome(Vm::shared().run(&r.wasm, r.counter, r.contract, r.input, r.gas, below))
+}
+
+fn outcome(out: Result<CallOutcome, StorageError>) -> Result<CallResult, PluginError> {
+    out.map(|o| CallResult::from(&o))
+        .map_err(|e| PluginError::failed(e.to_string()))
 }
 
 export_plugin! {
     name: "vm_jit_caching",
     module_cache: JitCache::from_config,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dubchain_host::vm::{contracts, MemoryStorage};
+    use dubchain_plugin_api::{slots::GasCounter, slots::HostFn, vm::meter};
+    use sha2::{Digest, Sha256};
+
+    fn metered(wat: &str) -> (Vec<u8>, Bytes32) {
+        let wasm = meter::instrument(&wat::parse_str(wat).unwrap()).unwrap();
+        let key = Bytes32(Sha256::digest(&wasm).into());
+        (wasm, key)
+    }
+
+    fn request(wasm: &[u8], key: Bytes32, input: i64) -> CallRequest<'_> {
+        CallRequest {
+            key,
+            wasm: wasm.into(),
+            counter: GasCounter::HostCall,
+            contract: Bytes32([1; 32]),
+            input,
+            gas: 1_000_000,
+        }
+    }
+
+    /// What the baseline answers with every storage key holding `value`.
+    fn baseline(wasm: &[u8], input: i64, value: i64) -> CallResult {
+        let mut storage = MemoryStorage::default();
+        storage.0.insert((Bytes32([1; 32]), input), value);
+        let out = Vm::shared()
+            .run(
+                wasm,
+                GasCounter::HostCall,
+                Bytes32([1; 32]),
+                input,
+                1_000_000,
+                &storage,
+            )
+            .unwrap();
+        CallResult::from(&out)
+    }
+
+    /// A pool of one: a call made while another runs (from its storage read) finds no free
+    /// slot and is answered the baseline's way, as is a module the pool cannot hold; calls
+    /// the pool serves answer as the baseline does too.
+    #[test]
+    fn calls_the_pool_cannot_serve_answer_as_the_baseline() {
+        let cache = JitCache::from_config("pool = 1").unwrap();
+        assert!(matches!(cache.vm, VmRef::Pooled(_)));
+        let (wasm, key) = metered(contracts::COUNTER_WAT);
+        let nested = std::sync::Mutex::new(None);
+        let store = HostFn(|_: &Bytes32, _: i64| {
+            let inner = HostFn(|_: &Bytes32, _: i64| Ok(41));
+            *nested.lock().unwrap() = Some(cache.run(&request(&wasm, key, 5), &inner.as_store()));
+            Ok(41)
+        });
+        let outer = cache
+            .run(&request(&wasm, key, 3), &store.as_store())
+            .unwrap();
+        assert_eq!(outer, baseline(&wasm, 3, 41));
+        let inner = nested.lock().unwrap().take().expect("the nested call ran");
+        assert_eq!(inner.unwrap(), baseline(&wasm, 5, 41));
+
+        let (wasm, key) = metered(contracts::TABLE_WAT);
+        let zero = HostFn(|_: &Bytes32, _: i64| Ok(0));
+        for _ in 0..2 {
+            let got = cache
+                .run(&request(&wasm, key, 4), &zero.as_store())
+                .unwrap();
+            assert_eq!(got, baseline(&wasm, 4, 0));
+        }
+    }
+
+    /// `pool = 0` keeps the process's on-demand engine.
+    #[test]
+    fn no_pool_when_asked_for_none() {
+        let cache = JitCache::from_config("pool = 0").unwrap();
+        assert!(matches!(cache.vm, VmRef::OnDemand));
+    }
 }

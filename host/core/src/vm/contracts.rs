@@ -141,14 +141,25 @@ pub const FLOAT_WAT: &str = r#"(module
     (i64.reinterpret_f64
       (f64.div (f64.convert_i64_s (local.get $x)) (f64.sub (f64.const 3) (f64.const 3))))))"#;
 
+/// A table beyond what a pooled instance slot holds (wasmtime's pool takes 20,000 elements
+/// by default), called through: an engine that instantiates from a pool must answer it as
+/// the on-demand baseline does.
+pub const TABLE_WAT: &str = r#"(module
+  (table 30000 funcref)
+  (func $nine (result i64) (i64.const 9))
+  (elem (i32.const 29999) $nine)
+  (func (export "call") (param $x i64) (result i64)
+    (i64.add (local.get $x) (call_indirect (result i64) (i32.const 29999)))))"#;
+
 /// The modules and inputs the `vm.*` self-tests and conformance suites run: the reference
-/// contracts and [`CONTROL_WAT`] and [`FLOAT_WAT`], each with inputs that take every path.
+/// contracts and [`CONTROL_WAT`], [`FLOAT_WAT`] and [`TABLE_WAT`], each with inputs that take every path.
 pub fn test_modules() -> Vec<(&'static str, Vec<u8>, Vec<i64>)> {
     [
         ("counter", COUNTER_WAT, vec![0, 5, -3]),
         ("compute", COMPUTE_WAT, vec![0, 1, 37]),
         ("control", CONTROL_WAT, vec![0, 1, 2, 3, 12, 13, 14, 15]),
         ("float", FLOAT_WAT, vec![0, 1, -1]),
+        ("table", TABLE_WAT, vec![0, 4]),
     ]
     .into_iter()
     .map(|(name, wat, inputs)| {

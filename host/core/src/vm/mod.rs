@@ -179,10 +179,36 @@ pub fn engine_config() -> Config {
 }
 
 impl Vm {
-    /// A VM with its own engine.
+    /// A VM with its own engine, whose instances are allocated on demand (the baseline's).
     pub fn new() -> Vm {
+        Vm::with_engine(
+            Engine::new(&engine_config()).expect("the contract engine configuration is valid"),
+        )
+    }
+
+    /// A VM whose instances come from wasmtime's pooling allocator: memory and instance
+    /// slots for `instances` calls at once are reserved when it is made and reused, so an
+    /// instantiation maps nothing. The engine compiles as [`Vm::new`]'s does (pooling does
+    /// not change compiled code, nor [`Vm::fingerprint`]); a pooled memory is capped at
+    /// [`MAX_MEMORY_PAGES`], the limit every call has anyway. An instance the pool cannot
+    /// give (all in use) is not created: [`Vm::try_run_compiled`] says so and the caller
+    /// runs the call elsewhere. A module beyond a slot's limits (a table of more than
+    /// 20,000 elements) does not even compile here ([`Vm::compile`] fails), so a pooled
+    /// VM's compile error is not the module's outcome. `Err` when the reservation fails.
+    pub fn pooled(instances: u32) -> Result<Vm, String> {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .max_memory_size((MAX_MEMORY_PAGES * 65_536) as usize);
+        let mut c = engine_config();
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine =
-            Engine::new(&engine_config()).expect("the contract engine configuration is valid");
+            Engine::new(&c).map_err(|e| format!("a pool of {instances} instances: {e}"))?;
+        Ok(Vm::with_engine(engine))
+    }
+
+    fn with_engine(engine: Engine) -> Vm {
         let mut linker = Linker::new(&engine);
         linker
             .func_wrap(
@@ -324,6 +350,43 @@ impl Vm {
         gas: u64,
         storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
+        match self.run_instance(module, counter, contract, input, gas, storage) {
+            Ran::Done(outcome) => outcome,
+            Ran::NotInstantiated(e) => Ok(CallOutcome::failed(
+                0,
+                CallFailure::Invalid(format!("does not instantiate: {}", describe_trap(&e))),
+            )),
+        }
+    }
+
+    /// [`Vm::run_compiled`], but `None` when the module was not instantiated (a pooled VM's
+    /// pool exhausted or its limits exceeded, or a failure any VM would have): the caller
+    /// then runs the call on an on-demand VM, whose answer is [`Vm::run`]'s whatever the
+    /// reason.
+    pub fn try_run_compiled(
+        &self,
+        module: &Compiled,
+        counter: GasCounter,
+        contract: Bytes32,
+        input: i64,
+        gas: u64,
+        storage: &dyn ContractStorage,
+    ) -> Option<Result<CallOutcome, StorageError>> {
+        match self.run_instance(module, counter, contract, input, gas, storage) {
+            Ran::Done(outcome) => Some(outcome),
+            Ran::NotInstantiated(_) => None,
+        }
+    }
+
+    fn run_instance(
+        &self,
+        module: &Compiled,
+        counter: GasCounter,
+        contract: Bytes32,
+        input: i64,
+        gas: u64,
+        storage: &dyn ContractStorage,
+    ) -> Ran {
         let gas = gas.min(i64::MAX as u64);
         let module = &module.0;
         // SAFETY: the reference is stored in the call's `Store`, which is created here and
@@ -352,24 +415,19 @@ impl Vm {
         store.limiter(|c| &mut c.limits);
         let instance = match self.linker.instantiate(&mut store, module) {
             Ok(i) => i,
-            Err(e) => {
-                return Ok(CallOutcome::failed(
-                    0,
-                    CallFailure::Invalid(format!("does not instantiate: {}", describe_trap(&e))),
-                ))
-            }
+            Err(e) => return Ran::NotInstantiated(e),
         };
         let global = match counter {
             GasCounter::HostCall => None,
             GasCounter::Global => match instance.get_global(&mut store, GAS_GLOBAL) {
                 Some(g) if g.set(&mut store, Val::I64(gas as i64)).is_ok() => Some(g),
                 _ => {
-                    return Ok(CallOutcome::failed(
+                    return Ran::Done(Ok(CallOutcome::failed(
                         0,
                         CallFailure::Invalid(format!(
                             "metered code does not export a mutable i64 `{GAS_GLOBAL}`"
                         )),
-                    ))
+                    )))
                 }
             },
         };
@@ -382,10 +440,10 @@ impl Vm {
         };
         let ctx = store.into_data();
         if let Some(fault) = ctx.fault {
-            return Err(fault);
+            return Ran::Done(Err(fault));
         }
         let out_of_gas = global.is_some() && left == u64::MAX;
-        Ok(match result {
+        Ran::Done(Ok(match result {
             Err(_) if out_of_gas => CallOutcome::failed(gas, CallFailure::OutOfGas),
             Err(e) if e.is::<OutOfGas>() => CallOutcome::failed(gas, CallFailure::OutOfGas),
             Err(e) => {
@@ -395,8 +453,15 @@ impl Vm {
                 gas_used: gas - left.min(gas),
                 result: Ok((v, ctx.writes.into_iter().collect())),
             },
-        })
+        }))
     }
+}
+
+/// How [`Vm::run_instance`] ended.
+enum Ran {
+    Done(Result<CallOutcome, StorageError>),
+    /// The module was not instantiated, nothing of it ran but a start function.
+    NotInstantiated(wasmtime::Error),
 }
 
 impl CallOutcome {
@@ -643,6 +708,88 @@ impl ContractStorage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every test module's outcomes on a pooled VM are the on-demand VM's, the table beyond
+    /// a pool slot included (which the pooled VM does not instantiate, and says so).
+    #[test]
+    fn a_pooled_vm_answers_as_the_on_demand_one_or_says_it_cannot() {
+        let pooled = Vm::pooled(4).unwrap();
+        assert_eq!(pooled.fingerprint(), Vm::shared().fingerprint());
+        let storage = MemoryStorage::default();
+        let mut refused = Vec::new();
+        for (name, code, inputs) in contracts::test_modules() {
+            let wasm = meter::instrument(&code).unwrap();
+            // A pooled engine refuses to compile a module beyond its slots' limits.
+            let Ok(module) = pooled.compile(&wasm) else {
+                refused.push(name);
+                continue;
+            };
+            for input in inputs {
+                let want = Vm::shared()
+                    .run(
+                        &wasm,
+                        GasCounter::HostCall,
+                        Bytes32([1; 32]),
+                        input,
+                        50_000,
+                        &storage,
+                    )
+                    .unwrap();
+                match pooled.try_run_compiled(
+                    &module,
+                    GasCounter::HostCall,
+                    Bytes32([1; 32]),
+                    input,
+                    50_000,
+                    &storage,
+                ) {
+                    Some(got) => assert_eq!(got.unwrap(), want, "{name}({input})"),
+                    None => refused.push(name),
+                }
+            }
+        }
+        assert_eq!(refused, ["table"]);
+    }
+
+    /// A pool of one: a call made while the first is running (from its storage read) finds
+    /// no free slot, and is refused rather than failed.
+    #[test]
+    fn a_pooled_vm_refuses_a_call_it_has_no_free_slot_for() {
+        let pooled = Vm::pooled(1).unwrap();
+        let wasm = meter::instrument(&wat::parse_str(contracts::COUNTER_WAT).unwrap()).unwrap();
+        let module = pooled.compile(&wasm).unwrap();
+        let run = |storage: &dyn ContractStorage| {
+            pooled.try_run_compiled(
+                &module,
+                GasCounter::HostCall,
+                Bytes32([1; 32]),
+                3,
+                1_000_000,
+                storage,
+            )
+        };
+        struct Nested<'a>(
+            &'a (dyn Fn() -> bool + Sync),
+            std::sync::Mutex<Option<bool>>,
+        );
+        impl ContractStorage for Nested<'_> {
+            fn get(&self, _: &Bytes32, _: i64) -> Result<i64, StorageError> {
+                *self.1.lock().unwrap() = Some((self.0)());
+                Ok(41)
+            }
+        }
+        let inner_served = || run(&MemoryStorage::default()).is_some();
+        let nested = Nested(&inner_served, Default::default());
+        let outer = run(&nested).expect("the first call has the slot").unwrap();
+        assert_eq!(outer.result.unwrap().0, 42);
+        assert_eq!(
+            *nested.1.lock().unwrap(),
+            Some(false),
+            "the nested call was refused"
+        );
+        // The slot is free again.
+        assert!(run(&MemoryStorage::default()).is_some());
+    }
 
     fn call(wat: &str, input: i64, gas: u64, storage: MemoryStorage) -> CallOutcome {
         let code = wat::parse_str(wat).unwrap();
