@@ -387,3 +387,50 @@ fn instruction_counts_come_from_callgrind() {
     }
     assert!(stdout.contains("Instructions (callgrind"), "{stdout}");
 }
+
+/// `bench --module-restart`: fresh hosts with `vm_jit_caching`, modules compiled after the
+/// restart on one side and loaded from the artifacts a first host wrote on the other; every
+/// first call checked against the baseline, and the table printed (no time asserted).
+#[test]
+fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
+    let dir = PluginDir::new();
+    dir.add_first_party("vm_jit_caching");
+    let work = tempfile::tempdir().unwrap();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &["bench", "--module-restart", "2", "--out", "out"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("restarted 2 times per side"), "{stdout}");
+    assert!(
+        stdout.contains("first call of each of 20 contracts"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Every answer the baseline's: yes."),
+        "{stdout}"
+    );
+    let artifacts = std::fs::read_dir(work.path().join("out/restart-artifacts"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert!(artifacts >= 20, "{artifacts} artifacts written");
+
+    // Without the plugin there is nothing to measure: refused input.
+    let none = PluginDir::new();
+    let out = perf(
+        none.path(),
+        work.path(),
+        &["bench", "--module-restart", "2", "--out", "out"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no plugin `vm_jit_caching`"));
+}

@@ -177,6 +177,11 @@ pub struct BenchArgs {
     /// (`[host] isolate`), as `isolated.<plugin>.<case>` rows: the cost of isolation per call.
     #[arg(long)]
     pub isolation: bool,
+    /// Only `vm_jit_caching`'s restart figure, over RUNS fresh hosts per side: the first call
+    /// of each of 20 contracts after a restart, modules loaded from precompiled artifacts
+    /// (under <out>/restart-artifacts) against compiled.
+    #[arg(long, value_name = "RUNS")]
+    pub module_restart: Option<usize>,
     /// Calls per callgrind count (the count of one call is the difference with zero calls).
     #[arg(long, default_value_t = 2)]
     pub instr_iterations: u32,

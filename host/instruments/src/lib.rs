@@ -12,6 +12,8 @@
 //!   repeatable figure for gates on noisy machines.
 //! * [`budget`], [`regress`], [`fingerprint`]: limits, saved runs and the statistical
 //!   regression decision, and what makes two runs comparable.
+//! * [`restart`]: `vm_jit_caching`'s restart figure, precompiled artifacts against
+//!   compiling after a restart.
 //! * [`report`]: JSON (schema [`SCHEMA`]), Markdown and a self-contained HTML page.
 //! * [`profile`]: pprof CPU profiles, allocation counts, hotspots grouped by subsystem and
 //!   slot, and recommendations from the manifests' performance contracts.
@@ -30,6 +32,7 @@ pub mod micro;
 pub mod profile;
 pub mod regress;
 pub mod report;
+pub mod restart;
 pub mod suite;
 pub mod system;
 pub mod verify;

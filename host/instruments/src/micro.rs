@@ -307,7 +307,10 @@ pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
 }
 
 /// The resolution that enables `plugin` and what it depends on, nothing else.
-fn alone(s: &Session, plugin: &str) -> Result<dubchain_host::resolve::Resolution, String> {
+pub(crate) fn alone(
+    s: &Session,
+    plugin: &str,
+) -> Result<dubchain_host::resolve::Resolution, String> {
     let mut closure = BTreeSet::from([plugin.to_owned()]);
     let mut todo = vec![plugin.to_owned()];
     while let Some(name) = todo.pop() {

@@ -7,7 +7,7 @@ use dubchain_host::session::Session;
 use dubchain_instruments::{
     callgrind,
     micro::Side,
-    report,
+    report, restart,
     suite::{self, BenchOptions},
     system::SystemOptions,
     BenchResults,
@@ -26,6 +26,23 @@ pub fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<
             println!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(runs) = args.module_restart {
+        let dir = args.out.join("restart-artifacts");
+        return match restart::run(s, runs, args.micro.micro_seed, &dir) {
+            Ok(f) => {
+                print!("{}", restart::markdown(&f));
+                Ok(if f.identical {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(2))
+            }
+        };
     }
     let host = print::loaded_host(s);
     let options = BenchOptions {
