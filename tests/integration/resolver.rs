@@ -252,3 +252,41 @@ fn resolves_ten_thousand_manifests() {
     assert!(r.is_ok(), "{:?}", &r.problems[..r.problems.len().min(3)]);
     assert!(r.enabled().count() >= names.len());
 }
+
+/// The first-party manifests and the built-in configuration: the production profile
+/// resolves with no problem and no warning; the four VM
+/// plugins, which declare no relation to each other (none holds: each runs over the
+/// others' baselines or plugins, as the four-together differential test shows), resolve
+/// each alone, enabling nothing else, and all four together, each on its own slot.
+#[test]
+fn the_real_manifests_resolve_the_production_profile_and_the_vm_plugins() {
+    let d = manifest::discover(&dubchain_tests::manifests_dir());
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let config = dubchain_host::config::Config::load(None).unwrap();
+    let names: Vec<&str> = d.manifests.iter().map(|m| m.name.as_str()).collect();
+    let production = resolve(&d.manifests, &config.requests("production", &names).unwrap());
+    assert!(production.problems.is_empty(), "{:?}", production.problems);
+    assert!(production.warnings.is_empty(), "{:?}", production.warnings);
+    let vm = [
+        ("vm_bytecode_caching", "vm.code_loader"),
+        ("vm_gas_optimization", "vm.metering"),
+        ("vm_jit_caching", "vm.module_cache"),
+        ("vm_state_caching", "vm.contract_state"),
+    ];
+    for (name, slot) in vm {
+        assert_eq!(production.stacks[slot], [name], "production's {slot}");
+        let alone = resolve(&d.manifests, &enable(&[name]));
+        assert!(alone.problems.is_empty(), "{name}: {:?}", alone.problems);
+        assert_eq!(alone.enabled().collect::<Vec<_>>(), [name]);
+        let m = d.manifests.iter().find(|m| m.name == name).unwrap();
+        assert!(m.depends.is_empty() && m.conflicts.is_empty(), "{name}");
+    }
+    let together = resolve(
+        &d.manifests,
+        &enable(&vm.iter().map(|(n, _)| *n).collect::<Vec<_>>()),
+    );
+    assert!(together.problems.is_empty(), "{:?}", together.problems);
+    for (name, slot) in vm {
+        assert_eq!(together.stacks[slot], [name]);
+    }
+}
