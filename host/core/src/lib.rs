@@ -19,6 +19,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod config;
 pub mod conformance;
+pub mod count;
 pub mod host;
 pub mod isolate;
 pub mod loader;

@@ -41,7 +41,7 @@ use dubchain_plugin_api::{
 };
 use serde::Serialize;
 
-use crate::baseline;
+use crate::{baseline, count::Count};
 
 /// Circuit-breaker settings, shared by all providers of a host.
 #[derive(Debug, Clone, Copy, serde::Deserialize, Serialize)]
@@ -148,12 +148,13 @@ impl Breaker {
     }
 }
 
-/// Counters of one provider or slot.
+/// Counters of one provider or slot, bumped on every call without a locked instruction
+/// ([`Count`]).
 #[derive(Default)]
 pub struct Counters {
-    pub calls: AtomicU64,
-    pub errors: AtomicU64,
-    pub fallbacks: AtomicU64,
+    pub calls: Count,
+    pub errors: Count,
+    pub fallbacks: Count,
 }
 
 /// A snapshot of [`Counters`].
@@ -167,9 +168,9 @@ pub struct CounterSnapshot {
 impl Counters {
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
-            calls: self.calls.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            fallbacks: self.fallbacks.load(Relaxed),
+            calls: self.calls.get(),
+            errors: self.errors.get(),
+            fallbacks: self.fallbacks.get(),
         }
     }
 }
@@ -239,11 +240,11 @@ impl<I> Provider<I> {
         settle: bool,
     ) -> Option<T> {
         if !self.breaker.admit() {
-            self.counters.fallbacks.fetch_add(1, Relaxed);
-            slot.fallbacks.fetch_add(1, Relaxed);
+            self.counters.fallbacks.bump();
+            slot.fallbacks.bump();
             return None;
         }
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         match call(&self.imp) {
             Ok(v) => {
                 if settle {
@@ -252,10 +253,10 @@ impl<I> Provider<I> {
                 Some(v)
             }
             Err(e) => {
-                self.counters.errors.fetch_add(1, Relaxed);
-                self.counters.fallbacks.fetch_add(1, Relaxed);
-                slot.errors.fetch_add(1, Relaxed);
-                slot.fallbacks.fetch_add(1, Relaxed);
+                self.counters.errors.bump();
+                self.counters.fallbacks.bump();
+                slot.errors.bump();
+                slot.fallbacks.bump();
                 self.breaker.record_failure();
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 tracing::warn!(slot = slot_id, plugin = %self.label(), error = %e, "plugin call failed; answered by the layer below");
@@ -365,7 +366,7 @@ impl<I> Slot<I> {
     /// Calls the active provider of an exclusive slot; `None` means the caller must run the
     /// baseline (no provider, breaker open, or the call failed).
     fn try_call<T>(&self, call: impl FnOnce(&I) -> Result<T, PluginError>) -> Option<T> {
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         let stack = self.stack.load();
         stack
             .last()
@@ -393,7 +394,7 @@ impl<I> Slot<I> {
     /// works (a `storage.block_commit` write set): like `try_call`, but a success does not close
     /// the breaker; [`Slot::object_done`] or [`Slot::object_failed`] settles it.
     fn try_make<T>(&self, call: impl FnOnce(&I) -> Result<T, PluginError>) -> Option<T> {
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         let stack = self.stack.load();
         stack
             .last()
@@ -412,11 +413,11 @@ impl<I> Slot<I> {
     /// failed a call: counted, remembered and fed to the breaker like a failed call of the
     /// provider itself, so that a provider whose objects keep failing is set aside.
     pub fn object_failed(&self, what: &str, e: &PluginError) {
-        self.counters.errors.fetch_add(1, Relaxed);
-        self.counters.fallbacks.fetch_add(1, Relaxed);
+        self.counters.errors.bump();
+        self.counters.fallbacks.bump();
         if let Some(p) = self.stack.load().last() {
-            p.counters.errors.fetch_add(1, Relaxed);
-            p.counters.fallbacks.fetch_add(1, Relaxed);
+            p.counters.errors.bump();
+            p.counters.fallbacks.bump();
             p.breaker.record_failure();
             *p.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{what}: {e}"));
             tracing::warn!(slot = self.id, plugin = %p.label(), call = what, error = %e, "an object of the plugin failed; the host falls back");
@@ -428,7 +429,7 @@ impl<I> Slot<I> {
         if self.has_provider() {
             return false;
         }
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         true
     }
 }
@@ -1019,7 +1020,7 @@ impl StateRootSlot {
         let audit = self
             .counters
             .calls
-            .load(Relaxed)
+            .get()
             .is_multiple_of(STATE_ROOT_AUDIT_EVERY);
         let source = HostLeaves(all);
         self.try_call(|imp| {
@@ -1146,7 +1147,7 @@ pub type RecordCodecSlot = Slot<RecordCodecBox>;
 impl SigVerifySlot {
     /// Strict ed25519 verdicts for `items`, one per item.
     pub fn verify_batch(&self, items: &[SigItem<'_>]) -> Vec<bool> {
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         let stack = self.stack.load();
         self.verify_from(&stack, stack.len(), items)
     }
@@ -1185,7 +1186,7 @@ impl RecordCodecSlot {
     /// plugin's, or [`JSON_CODEC`] for the baseline. A store records the names of the codecs
     /// its records were written by, so that it is never opened without one of them.
     pub fn encode_named(&self, records: &[Record]) -> (Vec<Vec<u8>>, String) {
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         let stack = self.stack.load();
         stack
             .last()
@@ -1237,7 +1238,7 @@ impl RecordCodecSlot {
     }
 
     fn decode_active(&self, values: &[&[u8]]) -> Vec<Result<Record, String>> {
-        self.counters.calls.fetch_add(1, Relaxed);
+        self.counters.calls.bump();
         let stack = self.stack.load();
         stack
             .last()
