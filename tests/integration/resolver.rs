@@ -264,7 +264,10 @@ fn the_real_manifests_resolve_the_production_profile_and_the_vm_plugins() {
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     let config = dubchain_host::config::Config::load(None).unwrap();
     let names: Vec<&str> = d.manifests.iter().map(|m| m.name.as_str()).collect();
-    let production = resolve(&d.manifests, &config.requests("production", &names).unwrap());
+    let production = resolve(
+        &d.manifests,
+        &config.requests("production", &names).unwrap(),
+    );
     assert!(production.problems.is_empty(), "{:?}", production.problems);
     assert!(production.warnings.is_empty(), "{:?}", production.warnings);
     let vm = [

@@ -23,6 +23,7 @@ use std::{
 const STRIPES: usize = 16;
 
 /// An exact counter (see the module docs).
+#[derive(Default)]
 pub struct Count {
     stripes: Box<[Stripe; STRIPES]>,
 }
@@ -30,14 +31,6 @@ pub struct Count {
 #[repr(align(64))]
 #[derive(Default)]
 struct Stripe(AtomicU64);
-
-impl Default for Count {
-    fn default() -> Self {
-        Count {
-            stripes: Box::default(),
-        }
-    }
-}
 
 impl std::fmt::Debug for Count {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -179,7 +179,9 @@ mod tests {
             vm::contracts::genesis()[1].address,
         );
         let vm = Vm::shared();
-        let got = vm.run_compiled(&module, counter, contract, 30, 100_000, &storage);
+        let got = vm
+            .run_compiled(&module, counter, contract, 30, 100_000, &storage)
+            .outcome();
         let want = vm.run(&wasm, counter, contract, 30, 100_000, &storage);
         assert_eq!(got.unwrap(), want.unwrap());
     }

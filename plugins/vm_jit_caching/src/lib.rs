@@ -34,7 +34,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, sync::Mutex};
 
 pub mod artifacts;
 
-use dubchain_host::vm::{CallOutcome, Compiled, ContractStorage, StorageError, Vm};
+use dubchain_host::vm::{CallOutcome, Compiled, ContractStorage, Ran, StorageError, Vm};
 use dubchain_plugin_api::{
     export_plugin,
     slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
@@ -206,10 +206,10 @@ impl ModuleCache for JitCache {
             },
         };
         let below = Below(storage);
-        match vm.try_run_compiled(&module, r.counter, r.contract, r.input, r.gas, &below) {
-            Some(out) => outcome(out),
+        match vm.run_compiled(&module, r.counter, r.contract, r.input, r.gas, &below) {
+            Ran::Done(out) => outcome(out),
             // Not instantiated here (no free pool slot, or a failure any engine has).
-            None => on_demand(r, &below),
+            Ran::NotInstantiated(_) => on_demand(r, &below),
         }
     }
 }

@@ -191,7 +191,7 @@ impl Vm {
     /// instantiation maps nothing. The engine compiles as [`Vm::new`]'s does (pooling does
     /// not change compiled code, nor [`Vm::fingerprint`]); a pooled memory is capped at
     /// [`MAX_MEMORY_PAGES`], the limit every call has anyway. An instance the pool cannot
-    /// give (all in use) is not created: [`Vm::try_run_compiled`] says so and the caller
+    /// give (all in use) is not created: [`Vm::run_compiled`] says so and the caller
     /// runs the call elsewhere. A module beyond a slot's limits (a table of more than
     /// 20,000 elements) does not even compile here ([`Vm::compile`] fails), so a pooled
     /// VM's compile error is not the module's outcome. `Err` when the reservation fails.
@@ -295,7 +295,9 @@ impl Vm {
         storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
         match self.compile(wasm) {
-            Ok(module) => self.run_compiled(&module, counter, contract, input, gas, storage),
+            Ok(module) => self
+                .run_compiled(&module, counter, contract, input, gas, storage)
+                .outcome(),
             Err(outcome) => Ok(outcome),
         }
     }
@@ -340,45 +342,11 @@ impl Vm {
     }
 
     /// [`Vm::run`] on a module this VM compiled ([`Vm::compile`]): what a `vm.module_cache`
-    /// provider runs, compiling each module once.
+    /// provider runs, compiling each module once. [`Ran::outcome`] is the call's outcome as
+    /// [`Vm::run`] gives it; [`Ran::NotInstantiated`] says the module was not instantiated (a
+    /// pooled VM without a free slot, or a failure any VM would have), for a caller that
+    /// then runs the call on an on-demand VM, whose answer is [`Vm::run`]'s either way.
     pub fn run_compiled(
-        &self,
-        module: &Compiled,
-        counter: GasCounter,
-        contract: Bytes32,
-        input: i64,
-        gas: u64,
-        storage: &dyn ContractStorage,
-    ) -> Result<CallOutcome, StorageError> {
-        match self.run_instance(module, counter, contract, input, gas, storage) {
-            Ran::Done(outcome) => outcome,
-            Ran::NotInstantiated(e) => Ok(CallOutcome::failed(
-                0,
-                CallFailure::Invalid(format!("does not instantiate: {}", describe_trap(&e))),
-            )),
-        }
-    }
-
-    /// [`Vm::run_compiled`], but `None` when the module was not instantiated (a pooled VM's
-    /// pool exhausted or its limits exceeded, or a failure any VM would have): the caller
-    /// then runs the call on an on-demand VM, whose answer is [`Vm::run`]'s whatever the
-    /// reason.
-    pub fn try_run_compiled(
-        &self,
-        module: &Compiled,
-        counter: GasCounter,
-        contract: Bytes32,
-        input: i64,
-        gas: u64,
-        storage: &dyn ContractStorage,
-    ) -> Option<Result<CallOutcome, StorageError>> {
-        match self.run_instance(module, counter, contract, input, gas, storage) {
-            Ran::Done(outcome) => Some(outcome),
-            Ran::NotInstantiated(_) => None,
-        }
-    }
-
-    fn run_instance(
         &self,
         module: &Compiled,
         counter: GasCounter,
@@ -415,7 +383,7 @@ impl Vm {
         store.limiter(|c| &mut c.limits);
         let instance = match self.linker.instantiate(&mut store, module) {
             Ok(i) => i,
-            Err(e) => return Ran::NotInstantiated(e),
+            Err(e) => return Ran::NotInstantiated(describe_trap(&e)),
         };
         let global = match counter {
             GasCounter::HostCall => None,
@@ -457,11 +425,27 @@ impl Vm {
     }
 }
 
-/// How [`Vm::run_instance`] ended.
-enum Ran {
+/// How [`Vm::run_compiled`] ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// The call's outcome, or the storage failure under a host function.
     Done(Result<CallOutcome, StorageError>),
-    /// The module was not instantiated, nothing of it ran but a start function.
-    NotInstantiated(wasmtime::Error),
+    /// The module was not instantiated (nothing of it ran but a start function), with
+    /// wasmtime's reason.
+    NotInstantiated(String),
+}
+
+impl Ran {
+    /// The outcome [`Vm::run`] gives: a module not instantiated is a failed call.
+    pub fn outcome(self) -> Result<CallOutcome, StorageError> {
+        match self {
+            Ran::Done(outcome) => outcome,
+            Ran::NotInstantiated(why) => Ok(CallOutcome::failed(
+                0,
+                CallFailure::Invalid(format!("does not instantiate: {why}")),
+            )),
+        }
+    }
 }
 
 impl CallOutcome {
@@ -735,7 +719,7 @@ mod tests {
                         &storage,
                     )
                     .unwrap();
-                match pooled.try_run_compiled(
+                match pooled.run_compiled(
                     &module,
                     GasCounter::HostCall,
                     Bytes32([1; 32]),
@@ -743,8 +727,8 @@ mod tests {
                     50_000,
                     &storage,
                 ) {
-                    Some(got) => assert_eq!(got.unwrap(), want, "{name}({input})"),
-                    None => refused.push(name),
+                    Ran::Done(got) => assert_eq!(got.unwrap(), want, "{name}({input})"),
+                    Ran::NotInstantiated(_) => refused.push(name),
                 }
             }
         }
@@ -758,15 +742,17 @@ mod tests {
         let pooled = Vm::pooled(1).unwrap();
         let wasm = meter::instrument(&wat::parse_str(contracts::COUNTER_WAT).unwrap()).unwrap();
         let module = pooled.compile(&wasm).unwrap();
-        let run = |storage: &dyn ContractStorage| {
-            pooled.try_run_compiled(
-                &module,
-                GasCounter::HostCall,
-                Bytes32([1; 32]),
-                3,
-                1_000_000,
-                storage,
-            )
+        // The outcome, or `None` if the call was not instantiated.
+        let run = |storage: &dyn ContractStorage| match pooled.run_compiled(
+            &module,
+            GasCounter::HostCall,
+            Bytes32([1; 32]),
+            3,
+            1_000_000,
+            storage,
+        ) {
+            Ran::Done(outcome) => Some(outcome),
+            Ran::NotInstantiated(_) => None,
         };
         struct Nested<'a>(
             &'a (dyn Fn() -> bool + Sync),
