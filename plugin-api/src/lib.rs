@@ -49,6 +49,7 @@
 pub mod chain;
 pub mod exec;
 pub mod pool;
+pub mod settings;
 pub mod sig;
 pub mod slots;
 pub mod state_tree;

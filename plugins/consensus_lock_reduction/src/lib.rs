@@ -25,7 +25,7 @@ use std::{
 };
 
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{VoteTallies, VoteTally},
     types::Bytes32,
     PluginError,
@@ -55,15 +55,10 @@ pub struct LockReduction {
 impl LockReduction {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if !(1..=1024).contains(&s.shards) {
-            return Err(PluginError::invalid_input(format!(
-                "shards = {} is outside 1 to 1024",
-                s.shards
-            )));
-        }
-        Ok(LockReduction { shards: s.shards })
+        let s: Settings = settings::parse(config)?;
+        Ok(LockReduction {
+            shards: settings::within("shards", s.shards, 1..=1024)?,
+        })
     }
 }
 

@@ -28,7 +28,7 @@
 //! Levels with many nodes are split across cores with rayon.
 
 use abi_stable::std_types::RSlice;
-use dubchain_plugin_api::{export_plugin, slots::Merkle, types::Bytes32, PluginError};
+use dubchain_plugin_api::{export_plugin, settings, slots::Merkle, types::Bytes32, PluginError};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -245,8 +245,7 @@ pub struct Settings {
 
 /// Builds the plugin from its configuration.
 pub fn from_config(config: &str) -> Result<Accelerated, PluginError> {
-    let s: Settings =
-        toml::from_str(config).map_err(|e| PluginError::failed(format!("configuration: {e}")))?;
+    let s: Settings = settings::parse(config)?;
     let engine = match s.engine.as_deref() {
         None | Some("auto") => Engine::detect(),
         Some(name) => {

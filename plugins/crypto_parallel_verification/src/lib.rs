@@ -21,7 +21,7 @@ use std::{collections::HashMap, sync::RwLock};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{Next, SigVerify},
     types::SigItem,
     PluginError,
@@ -71,9 +71,7 @@ impl ParallelVerifier {
     }
 
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let settings: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        ParallelVerifier::new(settings)
+        ParallelVerifier::new(settings::parse(config)?)
     }
 
     /// Strict verdicts for `items`.

@@ -15,7 +15,7 @@ use std::{
 };
 
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{Next, SigVerify},
     types::SigItem,
     PluginError,
@@ -63,9 +63,7 @@ impl VerificationCache {
     }
 
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let settings: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        VerificationCache::new(settings)
+        VerificationCache::new(settings::parse(config)?)
     }
 
     fn key(&self, item: &SigItem<'_>) -> [u8; 32] {

@@ -22,7 +22,7 @@
 use std::{collections::VecDeque, sync::Arc, sync::Mutex};
 
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{LeafSourceRef, StateRoot},
     state_tree::{bit, leaf_hash, node_hash, LeafChange, StateLeaf, EMPTY},
     types::Bytes32,
@@ -150,15 +150,10 @@ pub struct IncrementalRoot {
 impl IncrementalRoot {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if s.versions == 0 {
-            return Err(PluginError::invalid_input(
-                "versions = 0: at least the last state's tree must be kept",
-            ));
-        }
+        let s: Settings = settings::parse(config)?;
         Ok(IncrementalRoot {
-            versions: s.versions,
+            // At least the last state's tree is kept.
+            versions: settings::at_least("versions", s.versions, 1)?,
             trees: Mutex::default(),
         })
     }

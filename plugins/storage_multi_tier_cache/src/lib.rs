@@ -20,7 +20,7 @@ use std::sync::RwLock;
 
 use dubchain_plugin_api::{
     exec::{AccountEntry, AccountState},
-    export_plugin,
+    export_plugin, settings,
     slots::{AccountRead, AccountSourceRef},
     types::Bytes32,
     PluginError,
@@ -101,17 +101,11 @@ impl Inner {
 impl Cache {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if s.max_bytes < 4096 {
-            return Err(PluginError::invalid_input(format!(
-                "max_bytes = {} is below 4096",
-                s.max_bytes
-            )));
-        }
+        let s: Settings = settings::parse(config)?;
+        let max_bytes = settings::at_least("max_bytes", s.max_bytes, 4096)?;
         Ok(Cache {
             // Two generations of this many entries each: the bound, over every store.
-            generation: (s.max_bytes / ENTRY_BYTES / 2).max(1),
+            generation: (max_bytes / ENTRY_BYTES / 2).max(1),
             inner: RwLock::default(),
         })
     }

@@ -22,7 +22,7 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{CodeLoader, CodeSourceRef, LoadedCode},
     types::Bytes32,
     vm::validate_code,
@@ -89,16 +89,9 @@ pub struct CodeCache {
 impl CodeCache {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if s.max_bytes < 4096 {
-            return Err(PluginError::invalid_input(format!(
-                "max_bytes = {} is below 4096",
-                s.max_bytes
-            )));
-        }
+        let s: Settings = settings::parse(config)?;
         Ok(CodeCache {
-            generation: s.max_bytes / 2,
+            generation: settings::at_least("max_bytes", s.max_bytes, 4096)? / 2,
             inner: Mutex::default(),
         })
     }

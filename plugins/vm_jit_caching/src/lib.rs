@@ -36,7 +36,7 @@ pub mod artifacts;
 
 use dubchain_host::vm::{CallOutcome, Compiled, ContractStorage, Ran, StorageError, Vm};
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
     types::Bytes32,
     PluginError,
@@ -115,14 +115,8 @@ impl ContractStorage for Below<'_, '_> {
 impl JitCache {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if s.modules < 2 {
-            return Err(PluginError::invalid_input(format!(
-                "modules = {}: at least 2",
-                s.modules
-            )));
-        }
+        let s: Settings = settings::parse(config)?;
+        settings::at_least("modules", s.modules, 2)?;
         let vm = match s.pool {
             0 => VmRef::OnDemand,
             n => VmRef::Pooled(Box::new(Vm::pooled(n).map_err(|e| {

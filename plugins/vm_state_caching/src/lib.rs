@@ -19,7 +19,7 @@
 use std::{collections::HashMap, sync::Mutex};
 
 use dubchain_plugin_api::{
-    export_plugin,
+    export_plugin, settings,
     slots::{ContractState, ContractStoreRef, ContractWrite},
     types::Bytes32,
     PluginError,
@@ -75,16 +75,9 @@ pub struct StateCache {
 impl StateCache {
     /// From the plugin's configuration table.
     pub fn from_config(config: &str) -> Result<Self, PluginError> {
-        let s: Settings = toml::from_str(config)
-            .map_err(|e| PluginError::invalid_input(format!("bad settings: {e}")))?;
-        if s.max_entries < 2 {
-            return Err(PluginError::invalid_input(format!(
-                "max_entries = {}: at least 2",
-                s.max_entries
-            )));
-        }
+        let s: Settings = settings::parse(config)?;
         Ok(StateCache {
-            generation: s.max_entries / 2,
+            generation: settings::at_least("max_entries", s.max_entries, 2)? / 2,
             inner: Mutex::default(),
         })
     }

@@ -1,0 +1,71 @@
+//! A plugin's settings: its table of the host configuration (the TOML text `init` and each
+//! factory get), parsed into the plugin's own type and checked, with refusals that name the
+//! key, the value and what would be accepted.
+
+use std::{fmt::Display, ops::RangeInclusive};
+
+use serde::de::DeserializeOwned;
+
+use crate::PluginError;
+
+/// `config` parsed into `S` (an unknown or mistyped key is refused if `S` says so, e.g.
+/// with `#[serde(deny_unknown_fields)]`).
+pub fn parse<S: DeserializeOwned>(config: &str) -> Result<S, PluginError> {
+    toml::from_str(config).map_err(|e| {
+        // TOML's messages span several lines; a refusal is one.
+        let message = e.message().trim().replace('\n', " ");
+        PluginError::invalid_input(format!("bad settings: {message}"))
+    })
+}
+
+/// `value` of setting `key` if it is at least `min`.
+pub fn at_least<T: PartialOrd + Display>(key: &str, value: T, min: T) -> Result<T, PluginError> {
+    if value < min {
+        return Err(PluginError::invalid_input(format!(
+            "{key} = {value}: at least {min}"
+        )));
+    }
+    Ok(value)
+}
+
+/// `value` of setting `key` if it lies in `range`.
+pub fn within<T: PartialOrd + Display>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<T, PluginError> {
+    if !range.contains(&value) {
+        return Err(PluginError::invalid_input(format!(
+            "{key} = {value}: from {} to {}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct S {
+        #[allow(dead_code)]
+        n: u32,
+    }
+
+    #[test]
+    fn refusals_are_one_line_and_name_the_key() {
+        let e = parse::<S>("m = 1").unwrap_err().to_string();
+        assert!(e.contains("unknown field `m`") && !e.contains('\n'), "{e}");
+        assert!(parse::<S>("n = \"x\"").is_err());
+        assert_eq!(parse::<S>("n = 3").unwrap().n, 3);
+        let e = at_least("max_bytes", 100, 4096).unwrap_err().to_string();
+        assert!(e.contains("max_bytes = 100: at least 4096"), "{e}");
+        assert_eq!(at_least("max_bytes", 4096, 4096).unwrap(), 4096);
+        let e = within("shards", 0, 1..=1024).unwrap_err().to_string();
+        assert!(e.contains("shards = 0: from 1 to 1024"), "{e}");
+        assert_eq!(within("shards", 1024, 1..=1024).unwrap(), 1024);
+    }
+}
