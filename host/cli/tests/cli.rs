@@ -401,3 +401,134 @@ fn a_broken_configuration_is_refused_input_with_exit_code_2() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("Exit codes: 0 ok; 1 failure"), "{help}");
 }
+
+/// Every refusal a user can reach with a bad argument, file or directory: no panic, exit
+/// code 1 or 2, and one line on standard error (`error: ...`) that names the value. A sweep
+/// over the commands, so a new error path that prints a backtrace or several lines fails
+/// here. (A requested plugin that is not in the plugin directory is a warning, not a
+/// refusal: its slots keep the baseline; `an_absent_plugin_is_a_warning_and_the_rest_applies`.)
+#[test]
+fn every_refusal_is_one_line_that_names_the_input() {
+    let env = graph();
+    env.write("not-a-dir", "a file where a directory is expected\n");
+    env.write("garbage.json", "hello\n");
+    env.write("budgets.toml", "[[budget]]\nmetric = 7\n");
+    let (ok, _, err) = env.run(&["gates", "export", "g.json"]);
+    assert!(ok, "{err}");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--config", "nosuch.toml", "plugins", "plan"],
+            "nosuch.toml",
+        ),
+        (&["plugins", "why", "nosuch"], "nosuch"),
+        (&["gates", "import", "nosuch.json"], "nosuch.json"),
+        (&["gates", "import", "garbage.json"], "garbage.json"),
+        (&["gates", "export", "not-a-dir/g.json"], "not-a-dir"),
+        (&["chain", "check", "--data-dir", "not-a-dir"], "not-a-dir"),
+        (
+            &[
+                "chain",
+                "produce",
+                "--blocks",
+                "1",
+                "--data-dir",
+                "not-a-dir",
+            ],
+            "not-a-dir",
+        ),
+        (
+            &[
+                "chain",
+                "migrate",
+                "--data-dir",
+                "nosuch-dir",
+                "--codec",
+                "json",
+            ],
+            "nosuch-dir",
+        ),
+        (
+            &["plugin", "new", "Bad Name", "--slot", "crypto.sig_verify"],
+            "Bad Name",
+        ),
+        (
+            &["plugin", "new", "good_name", "--slot", "no.such"],
+            "no.such",
+        ),
+        (&["plugin", "verify", "nosuch-plugin"], "nosuch-plugin"),
+        (
+            &[
+                "bench",
+                "--no-micro",
+                "--no-system",
+                "--budgets",
+                "nosuch.toml",
+            ],
+            "nosuch.toml",
+        ),
+        (
+            &[
+                "bench",
+                "--no-micro",
+                "--no-system",
+                "--budgets",
+                "budgets.toml",
+            ],
+            "budgets.toml",
+        ),
+        (
+            &[
+                "bench",
+                "--no-micro",
+                "--no-system",
+                "--baseline",
+                "nosuch-run",
+            ],
+            "nosuch-run",
+        ),
+        (
+            &[
+                "bench",
+                "--no-micro",
+                "--no-system",
+                "--out",
+                "not-a-dir/out",
+            ],
+            "not-a-dir",
+        ),
+        (
+            &["profile", "--workload", "nosuch-workload"],
+            "nosuch-workload",
+        ),
+        (&["profile", "--side", "nosuch-side"], "nosuch-side"),
+        (
+            &["--state-dir", "not-a-dir", "gates", "import", "g.json"],
+            "not-a-dir",
+        ),
+    ];
+    let mut bad = Vec::new();
+    for (args, named) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+            .current_dir(env.path())
+            .env_remove("DUBCHAIN_PROFILE")
+            .env_remove("DUBCHAIN_CONFIG")
+            .env_remove("DUBCHAIN_PLUGIN_DIR")
+            .args(["--plugin-dir", "plugins"])
+            .args(
+                ["--state-dir", "state"]
+                    .iter()
+                    .filter(|_| !args.contains(&"--state-dir")),
+            )
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        let one_line = lines.len() == 1 && lines[0].starts_with("error:");
+        let code = out.status.code();
+        if !(matches!(code, Some(1 | 2)) && one_line && err.contains(named)) {
+            bad.push(format!("{args:?}: exit {code:?}, stderr:\n{err}"));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
