@@ -850,7 +850,9 @@ impl<T: CodeLoader> CodeLoaderFfi for Guarded<T> {
 
 /// How metered code counts gas.
 #[repr(u8)]
-#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum GasCounter {
     /// The code imports `env.gas: (i64) -> ()` and calls it with each segment's cost; the
     /// host deducts it, and traps when less is left.

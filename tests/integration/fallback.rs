@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dubchain_host::{baseline, host::PluginState, workload, Host};
-use dubchain_plugin_api::slots::SIG_VERIFY;
+use dubchain_plugin_api::slots::{GasCounter, SIG_VERIFY};
 use dubchain_tests::{load, test_host, PluginDir};
 
 fn items() -> workload::SignatureSet {
@@ -313,7 +313,7 @@ fn an_isolated_plugin_that_aborts_costs_calls_not_the_node() {
 
 /// Isolated first-party plugins answer exactly as in the host: signatures (layered over
 /// the baseline in the child), votes, transaction and block-run verdicts, and the binary
-/// codec's round trip; a plugin with a slot that cannot be isolated (its calls take host
+/// codec's round trip, the metering rewrite's bytes; a plugin with a slot that cannot be isolated (its calls take host
 /// callbacks) is refused, saying which.
 #[test]
 fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
@@ -323,6 +323,7 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
         "batching_signature_aggregation",
         "batching_tx_validation",
         "consensus_batching",
+        "vm_gas_optimization",
         "storage_write_batching",
     ];
     let dir = PluginDir::new();
@@ -386,6 +387,19 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
         .map(|r| r.expect("reads back"))
         .collect();
     assert_eq!(read, records);
+    // The isolated metering rewrite gives the bytes the plugin gives in the host's process.
+    let (in_process, _dir) = dubchain_tests::host_with_first_party(&["vm_gas_optimization"], "");
+    let modules = dubchain_host::vm::contracts::test_modules();
+    for (name, code, _) in &modules {
+        let isolated = host.slots.metering.instrument(code);
+        let metered = isolated.as_ref().expect("the isolated plugin answered");
+        assert_eq!(metered.counter, GasCounter::Global, "{name}");
+        assert_eq!(
+            isolated,
+            in_process.slots.metering.instrument(code),
+            "{name}"
+        );
+    }
     for s in host.slot_status() {
         assert_eq!(s.counters.errors, 0, "{s:?}");
     }

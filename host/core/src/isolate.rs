@@ -30,10 +30,11 @@ use abi_stable::{
 };
 use dubchain_plugin_api::{
     slots::{
-        BlockCheck, BlockValidation, BlockValidationFfi_TO, Guarded, Merkle, MerkleFfi_TO, Next,
-        RecordCodec, RecordCodecFfi_TO, SigVerifyFfi_TO, SigVerifyFn, TxCheck, TxDecode,
-        TxDecodeFfi_TO, TxValidation, TxValidationFfi_TO, VoteVerify, VoteVerifyFfi_TO,
-        BLOCK_VALIDATION, MERKLE, RECORD_CODEC, SIG_VERIFY, TX_DECODE, TX_VALIDATION, VOTE_VERIFY,
+        BlockCheck, BlockValidation, BlockValidationFfi_TO, GasCounter, Guarded, Merkle,
+        MerkleFfi_TO, Metered, Metering, MeteringFfi_TO, Next, RecordCodec, RecordCodecFfi_TO,
+        SigVerifyFfi_TO, SigVerifyFn, TxCheck, TxDecode, TxDecodeFfi_TO, TxValidation,
+        TxValidationFfi_TO, VoteVerify, VoteVerifyFfi_TO, BLOCK_VALIDATION, MERKLE, METERING,
+        RECORD_CODEC, SIG_VERIFY, TX_DECODE, TX_VALIDATION, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, SigItem, Transaction, VoteItem},
     PluginError,
@@ -46,7 +47,7 @@ use crate::{
 };
 
 /// The slots an isolated plugin may provide.
-pub const ISOLATABLE: [&str; 7] = [
+pub const ISOLATABLE: [&str; 8] = [
     SIG_VERIFY.id,
     MERKLE.id,
     RECORD_CODEC.id,
@@ -54,6 +55,7 @@ pub const ISOLATABLE: [&str; 7] = [
     TX_DECODE.id,
     TX_VALIDATION.id,
     BLOCK_VALIDATION.id,
+    METERING.id,
 ];
 
 /// Largest message either side accepts.
@@ -82,6 +84,8 @@ pub enum Request {
         head_hash: Bytes32,
         blocks: Vec<Block>,
     },
+    /// `vm.metering`: the contract code.
+    Instrument(Vec<u8>),
 }
 
 /// The child's answer.
@@ -96,6 +100,8 @@ pub enum Response {
     Transactions(Vec<Result<Transaction, String>>),
     TxChecks(Vec<TxCheck>),
     BlockChecks(Vec<BlockCheck>),
+    /// Metered code, and how it counts gas.
+    Metered(Vec<u8>, GasCounter),
     /// The call failed in the plugin (or the plugin did not load), with why.
     Failed(String),
 }
@@ -308,6 +314,12 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
                 imp.check_run(head_height, &head_hash, blocks.as_slice().into()),
                 |v| Response::BlockChecks(v.into_vec()),
             )
+        }
+        Request::Instrument(code) => {
+            let imp = provided!(metering, METERING);
+            reply(imp.instrument(code.as_slice().into()), |m| {
+                Response::Metered(m.wasm.into_vec(), m.counter)
+            })
         }
         Request::Decode(values) => {
             let imp = provided!(record_codec, RECORD_CODEC);
@@ -605,6 +617,21 @@ impl BlockValidation for BlockValidationProxy {
     }
 }
 
+/// `vm.metering` through the child.
+struct MeteringProxy(Arc<Supervised>);
+
+impl Metering for MeteringProxy {
+    fn instrument(&self, code: &[u8]) -> Result<Metered, PluginError> {
+        match self.0.call(&Request::Instrument(code.to_vec()))? {
+            Response::Metered(wasm, counter) => Ok(Metered {
+                wasm: wasm.into(),
+                counter,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
 /// Loads `manifest`'s plugin isolated: refused unless every slot it provides is
 /// [`ISOLATABLE`]; the child loads and self-tests it; the host gets proxies for its slots.
 pub fn load(
@@ -668,6 +695,7 @@ pub fn load(
         TX_DECODE: tx_decode = TxDecodeFfi_TO(TxDecodeProxy),
         TX_VALIDATION: tx_validation = TxValidationFfi_TO(TxValidationProxy),
         BLOCK_VALIDATION: block_validation = BlockValidationFfi_TO(BlockValidationProxy),
+        METERING: metering = MeteringFfi_TO(MeteringProxy),
     }
     Ok(loaded)
 }
@@ -690,6 +718,7 @@ mod tests {
                 expected: Bytes32([1; 32]),
                 got: Bytes32([2; 32]),
             }]),
+            Response::Metered(vec![0, 0x61, 0x73, 0x6d], GasCounter::Global),
             Response::Failed("why".into()),
         ];
         for answer in answers {
