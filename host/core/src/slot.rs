@@ -645,6 +645,32 @@ fn check_call_result(
     }
 }
 
+/// `written` and `reset` of a slot whose providers keep what they read (`vm.contract_state`,
+/// `storage.account_read`): every provider in the stack is told of each applied write and
+/// each rollback, whichever answers reads.
+macro_rules! told_of_writes {
+    ($slot:ty, $entry:ty) => {
+        impl $slot {
+            /// Tells every provider of applied writes (see `Slot::notify_all`); nothing when
+            /// there are none.
+            pub fn written(&self, store: u64, writes: &[$entry]) {
+                if writes.is_empty() {
+                    return;
+                }
+                self.notify_all(
+                    |imp| imp.written(store, writes.into()).into_result().is_ok(),
+                    |imp| imp.reset(store).into_result().is_ok(),
+                );
+            }
+
+            /// Tells every provider that `store` was rolled back.
+            pub fn reset(&self, store: u64) {
+                self.notify_all(|imp| imp.reset(store).into_result().is_ok(), |_| false);
+            }
+        }
+    };
+}
+
 /// The `vm.contract_state` slot (exclusive). Its baseline reads the store.
 pub type ContractStateSlot = Slot<ContractStateBox>;
 
@@ -659,23 +685,9 @@ impl ContractStateSlot {
     ) -> Option<i64> {
         self.try_call(|imp| imp.get(store, contract, key, below).into_result())
     }
-
-    /// Tells every provider of applied writes (see `Slot::notify_all`).
-    pub fn written(&self, store: u64, writes: &[ContractWrite]) {
-        if writes.is_empty() {
-            return;
-        }
-        self.notify_all(
-            |imp| imp.written(store, writes.into()).into_result().is_ok(),
-            |imp| imp.reset(store).into_result().is_ok(),
-        );
-    }
-
-    /// Tells every provider that `store` was rolled back.
-    pub fn reset(&self, store: u64) {
-        self.notify_all(|imp| imp.reset(store).into_result().is_ok(), |_| false);
-    }
 }
+
+told_of_writes!(ContractStateSlot, ContractWrite);
 
 /// The `mem.block_reclaim` slot (exclusive). Baseline: drop the blocks here and now.
 pub type BlockReclaimSlot = Slot<BlockReclaimBox>;
@@ -937,20 +949,9 @@ impl AccountReadSlot {
         self.read_into(store, accounts, &mut out, below)
             .then_some(out)
     }
-
-    /// Tells every provider of applied writes (see `Slot::notify_all`).
-    pub fn written(&self, store: u64, writes: &[AccountEntry]) {
-        self.notify_all(
-            |imp| imp.written(store, writes.into()).into_result().is_ok(),
-            |imp| imp.reset(store).into_result().is_ok(),
-        );
-    }
-
-    /// Tells every provider that `store` was rolled back.
-    pub fn reset(&self, store: u64) {
-        self.notify_all(|imp| imp.reset(store).into_result().is_ok(), |_| false);
-    }
 }
+
+told_of_writes!(AccountReadSlot, AccountEntry);
 
 /// The `storage.durability` slot (exclusive). Baseline: sync the log, once per commit.
 pub type DurabilitySlot = Slot<DurabilityBox>;
