@@ -11,6 +11,10 @@
 /// }
 /// ```
 ///
+/// The plugin's heap is routed to the host's allocator ([`alloc`](crate::alloc)), so the
+/// host's allocation counts include it; `allocator: own` (last) leaves that out, for a plugin
+/// that installs a `#[global_allocator]` of its own.
+///
 /// `name` must equal the manifest's `name`. Each slot entry is a constructor that receives
 /// the plugin's configuration (TOML text) and returns the implementation of that slot's Rust
 /// trait. Every generated entry point catches panics, so a panicking constructor or call is
@@ -44,8 +48,11 @@ macro_rules! export_plugin {
         $(, transport: $transport:expr)?
         $(, block_commit: $bcommit:expr)?
         $(, state_root: $sroot:expr)?
+        $(, allocator: $allocator:ident)?
         $(,)?
     ) => {
+        $crate::__plugin_allocator!($($allocator)?);
+
         #[$crate::abi_stable::export_root_module]
         pub fn __dubchain_plugin_root_module() -> $crate::PluginModRef {
             use $crate::abi_stable::prefix_type::PrefixTypeTrait;
@@ -93,9 +100,32 @@ macro_rules! export_plugin {
                 transport: $crate::__slot_factory!(transport $(, $transport)?),
                 block_commit: $crate::__slot_factory!(block_commit $(, $bcommit)?),
                 state_root: $crate::__slot_factory!(state_root $(, $sroot)?),
+                use_allocator: $crate::__plugin_allocator!(@entry $($allocator)?),
             }
             .leak_into_prefix()
         }
+    };
+}
+
+/// The plugin's global allocator: [`alloc::Routed`](crate::alloc::Routed) (and the root
+/// module's `use_allocator` entry point that routes it to the host's), or, with
+/// `allocator: own`, none (the plugin installs its own, which the host does not count).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_allocator {
+    () => {
+        #[global_allocator]
+        static __DUBCHAIN_PLUGIN_ALLOCATOR: $crate::alloc::Routed = $crate::alloc::Routed;
+    };
+    (own) => {};
+    (@entry) => {{
+        extern "C" fn use_allocator(host: &'static $crate::alloc::HostAllocator) {
+            $crate::alloc::route_to(host)
+        }
+        Some(use_allocator)
+    }};
+    (@entry own) => {
+        None
     };
 }
 

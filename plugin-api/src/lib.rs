@@ -46,6 +46,7 @@
 //! wire format, the contract rules) lives here, once.
 #![deny(missing_docs)]
 
+pub mod alloc;
 pub mod chain;
 pub mod exec;
 pub mod pool;
@@ -199,6 +200,9 @@ pub struct PluginMod {
     /// Slot `storage.state_root` (API 0.3.1): the state root of each block.
     pub state_root:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::StateRootBox, PluginError>>,
+    /// (API 0.3.2) Routes the plugin's allocations to the host's allocator from now on
+    /// ([`alloc`]); the loader calls it before `init`. `None`: the plugin keeps its own.
+    pub use_allocator: Option<extern "C" fn(host: &'static alloc::HostAllocator)>,
 }
 
 impl PluginMod {
@@ -239,6 +243,7 @@ impl PluginMod {
             transport: None,
             block_commit: None,
             state_root: None,
+            use_allocator: None,
         }
     }
 }

@@ -434,3 +434,41 @@ fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no plugin `vm_jit_caching`"));
 }
+
+/// A plugin's allocations are counted with the host's: its heap is routed to the host's
+/// allocator at load, so the counts `bench` and `profile` take include them. The fixture
+/// takes 10,000 blocks per call; the same call on the baselines takes far fewer.
+#[test]
+fn a_plugins_allocations_are_counted_with_the_hosts() {
+    use dubchain_host::{alloc_count, workload, Host};
+    let dir = PluginDir::new();
+    dir.add_fixture(
+        "fixture_allocates",
+        dubchain_plugin_api::slots::SIG_VERIFY.id,
+        "",
+    );
+    let host = dubchain_tests::test_host();
+    let report = dubchain_tests::load(&host, &dir, &["fixture_allocates"], "boxes = 10000\n");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let set = workload::signature_set(3, 8, true);
+    let items = set.items();
+    let counted = |host: &Host| {
+        let before = alloc_count::snapshot();
+        let counting = alloc_count::counting();
+        let verdicts = host.slots.sig_verify.verify_batch(&items);
+        drop(counting);
+        assert_eq!(verdicts, dubchain_host::baseline::sig_verify(&items));
+        alloc_count::snapshot().since(&before).allocations
+    };
+    assert!(
+        alloc_count::installed(),
+        "the test binary counts allocations"
+    );
+    let with_plugin = counted(&host);
+    let baselines = counted(&dubchain_tests::test_host());
+    assert!(
+        with_plugin >= 10_000,
+        "the plugin's blocks counted: {with_plugin}"
+    );
+    assert!(baselines < 10_000, "the baselines take fewer: {baselines}");
+}

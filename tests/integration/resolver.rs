@@ -118,7 +118,7 @@ fn every_problem_is_reported_at_once() {
          problem: `a` depends on `old` >=1.0, but the plugin directory has version 0.1.0\n\
          problem: `x` conflicts with `a`: both rewrite the verification path; `x` is enabled by the command line, `a` is enabled by the command line; disable one of them\n\
          problem: `nowhere` provides slot `net.teleport`, which this host does not have (known: crypto.sig_verify, storage.record_codec, consensus.vote_verify, crypto.merkle, exec.block_execution, consensus.block_validation, exec.tx_validation, vm.code_loader, vm.metering, vm.module_cache, vm.contract_state, mem.block_reclaim, mem.buffer_pool, net.frame_send, mempool.tx_pool, consensus.vote_tally, mem.tx_decode, storage.account_read, storage.durability, net.broadcast, net.send_queue, net.transport, storage.block_commit, storage.state_root)\n\
-         problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.3.1\n\
+         problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.3.2\n\
          problem: slot `storage.record_codec` is exclusive but several enabled plugins provide it: `codec1` (enabled by the command line), `codec2` (enabled by the command line)",
     )
 }

@@ -1,5 +1,5 @@
-//! A counting global allocator: allocations, bytes and peak live bytes of the host's own
-//! Rust heap, read by the benchmark suite and the profiler around each workload and stage.
+//! A counting global allocator: allocations, bytes and peak live bytes of the process's
+//! Rust heap (the host's and every routed plugin's), read by the benchmark suite and the profiler around each workload and stage.
 //!
 //! `dubchain-perf` installs it:
 //!
@@ -12,15 +12,20 @@
 //! say "not counted" instead of a wrong zero.
 //!
 //! Counting is off unless a caller asks for it with [`counting`]: timed sections run with
-//! it off, so a baseline in the host pays no counter updates that a plugin (which allocates
-//! through its own allocator) does not. What remains while it is off is two relaxed loads of
-//! read-mostly flags per allocation. The benchmark suite and the profiler count allocations in runs of
+//! it off, so neither side pays counter updates while it is timed. What remains while it is
+//! off is two relaxed loads of read-mostly flags per allocation, on both sides (a routed
+//! plugin's allocation also takes one indirect call into the host). The benchmark suite and the profiler count allocations in runs of
 //! their own that are not timed.
 //!
-//! What it cannot see: a plugin is a separate `cdylib` with its own Rust allocator, and
-//! RocksDB allocates in C++; neither goes through this allocator. The peak resident set
-//! ([`peak_rss_bytes`], reset with [`reset_peak_rss`]) covers them, process-wide.
+//! Plugins are counted too: a plugin is a separate `cdylib` with a Rust allocator of its
+//! own, which `export_plugin!` makes `dubchain_plugin_api::alloc::Routed`; the loader hands
+//! every plugin [`HOST_ALLOCATOR`] before its `init`, after which each of its allocations is
+//! an allocation of this process's global allocator (this one, in `dubchain-perf`). A plugin
+//! that declares `allocator: own` is not counted. What it cannot see: RocksDB allocates in
+//! C++, not through this allocator. The peak resident set ([`peak_rss_bytes`], reset with
+//! [`reset_peak_rss`]) covers everything, process-wide.
 
+use dubchain_plugin_api::alloc::HostAllocator;
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
@@ -95,6 +100,56 @@ unsafe impl GlobalAlloc for CountingAlloc {
             on_alloc(new_size);
         }
         p
+    }
+}
+
+/// This process's global allocator, as the entry points a plugin's routed allocator calls
+/// (`dubchain_plugin_api::alloc`). The global allocator of a binary that loads plugins must
+/// allocate from `System` underneath (this module's does; so does Rust's default), because
+/// a plugin may free through it a block it took from `System` before it was routed.
+pub static HOST_ALLOCATOR: HostAllocator = HostAllocator {
+    alloc: host_alloc,
+    alloc_zeroed: host_alloc_zeroed,
+    dealloc: host_dealloc,
+    realloc: host_realloc,
+};
+
+/// # Safety
+/// `size` and `align` form a valid layout of non-zero size (they come from one).
+unsafe extern "C" fn host_alloc(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: the caller's layout, passed on unchanged.
+    unsafe { std::alloc::alloc(Layout::from_size_align_unchecked(size, align)) }
+}
+
+/// # Safety
+/// As [`host_alloc`].
+unsafe extern "C" fn host_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    // SAFETY: the caller's layout, passed on unchanged.
+    unsafe { std::alloc::alloc_zeroed(Layout::from_size_align_unchecked(size, align)) }
+}
+
+/// # Safety
+/// `ptr` was allocated with this layout by this allocator or by `System`.
+unsafe extern "C" fn host_dealloc(ptr: *mut u8, size: usize, align: usize) {
+    // SAFETY: the caller's block and layout, passed on unchanged.
+    unsafe { std::alloc::dealloc(ptr, Layout::from_size_align_unchecked(size, align)) }
+}
+
+/// # Safety
+/// As [`host_dealloc`], and `new_size` is valid for the alignment.
+unsafe extern "C" fn host_realloc(
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
+    // SAFETY: the caller's block, layout and size, passed on unchanged.
+    unsafe {
+        std::alloc::realloc(
+            ptr,
+            Layout::from_size_align_unchecked(size, align),
+            new_size,
+        )
     }
 }
 

@@ -482,6 +482,11 @@ impl Opened {
                 found: found_name,
             });
         }
+        // The plugin's heap is the host's from here on, counted with the host's (a plugin
+        // built before API 0.3.2, or with `allocator: own`, keeps its own).
+        if let Some(route) = module.use_allocator().flatten() {
+            route(&crate::alloc_count::HOST_ALLOCATOR);
+        }
         steps.begin(Step::Init);
         (module.init())(config.as_str().into())
             .into_result()

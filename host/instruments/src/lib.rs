@@ -124,7 +124,8 @@ pub struct SystemSide {
     /// Highest peak resident set over the runs (whole process: plugins and RocksDB
     /// included), where the kernel lets it be reset between runs.
     pub peak_rss_bytes: Option<u64>,
-    /// The host's own heap, from the counting allocator, where it is installed.
+    /// The Rust heap (the host's and the plugins', which are routed to the host's allocator),
+    /// from the counting allocator, where it is installed.
     pub heap: Option<AllocStats>,
 }
 

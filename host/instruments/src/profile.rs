@@ -130,7 +130,7 @@ pub struct SideProfile {
     /// Wall and CPU seconds (user + system) of the profiled workload.
     pub wall_s: f64,
     pub cpu_s: f64,
-    /// The host heap over the workload (counting allocator), if installed.
+    /// The Rust heap (host and plugins) over the workload (counting allocator), if installed.
     pub heap: Option<AllocStats>,
     /// Per stage of the chain workload.
     pub stages: Option<StageAllocs>,
@@ -713,7 +713,7 @@ pub fn write(r: &ProfileReport, md: &str, out: &Path) -> Result<Vec<String>, Str
 pub fn markdown(r: &ProfileReport) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "# DubChain profile: `{}` workload\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the host's heap; plugins and RocksDB allocate outside it).\n\n",
+        "# DubChain profile: `{}` workload\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the Rust heap of the host and its plugins; RocksDB allocates outside it).\n\n",
         r.workload, r.frequency
     );
     if !r.recommendations.is_empty() {

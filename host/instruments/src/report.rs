@@ -150,7 +150,7 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
         ],
     ]);
     rows.push(vec![
-        "host heap: peak rise / allocations (an untimed run, counted)".into(),
+        "Rust heap, host and plugins: peak rise / allocations (an untimed run, counted)".into(),
         b.heap.map_or("not counted".into(), |h| {
             format!(
                 "{:.1} MiB / {}",
