@@ -129,6 +129,19 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         .unwrap()
         .iter()
         .all(|m| m["identical"] == true));
+    // Every case's allocations per run of each side, counted (untimed) by the binary's
+    // counting allocator, plugins' heaps included.
+    for m in json["micro"].as_array().unwrap() {
+        let counts = m["allocations"].as_array().map(Vec::as_slice);
+        assert!(
+            matches!(counts, Some([b, p]) if b.is_u64() && p.is_u64()),
+            "{m}"
+        );
+    }
+    assert!(
+        stdout.contains("allocations, baseline / plugin"),
+        "{stdout}"
+    );
     assert!(json["fingerprint"]["id"].as_str().unwrap().len() == 12);
     assert!(bench.join("baselines/first.json").is_file());
 

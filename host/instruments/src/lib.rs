@@ -105,6 +105,11 @@ pub struct MicroResult {
     pub met: Option<bool>,
     /// Whether the plugin's answers equalled the baseline's on this workload.
     pub identical: bool,
+    /// Allocations of one run of each side, `[baseline, plugin]` (the plugin's heap
+    /// included: it is routed to the host's allocator), counted in a run of its own after
+    /// the timed rounds; `None` where the counting allocator is not installed.
+    #[serde(default)]
+    pub allocations: Option<[u64; 2]>,
 }
 
 /// One side (baselines or plugins) of the system benchmark.

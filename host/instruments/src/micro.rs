@@ -493,6 +493,20 @@ pub fn measure_case(
         || *pending.borrow_mut() = run_once(case, Side::Plugin, host, &input),
         || pending.replace(Pending::Nothing).undo(),
     );
+    // Untimed: one more run of each side with counting on, undone as a timed run is.
+    let allocations = dubchain_host::alloc_count::installed().then(|| {
+        [Side::Baseline, Side::Plugin].map(|side| {
+            let before = dubchain_host::alloc_count::snapshot();
+            let counting = dubchain_host::alloc_count::counting();
+            *pending.borrow_mut() = run_once(case, side, host, &input);
+            drop(counting);
+            let n = dubchain_host::alloc_count::snapshot()
+                .since(&before)
+                .allocations;
+            pending.replace(Pending::Nothing).undo();
+            n
+        })
+    });
     MicroResult {
         id: id.to_owned(),
         plugin: label.to_owned(),
@@ -506,6 +520,7 @@ pub fn measure_case(
         baseline_s: c.baseline_s,
         plugin_s: c.optimized_s,
         identical: same,
+        allocations,
     }
 }
 

@@ -33,8 +33,8 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// Rows of the micro table: id, slot, workload, baseline ms, plugin ms, ratio, catalogue
-/// goal, goal met, promise, promise met, identical.
+/// Rows of the micro table: id, slot, workload, baseline ms, plugin ms, allocations per
+/// run of each side, ratio, catalogue goal, goal met, promise, promise met, identical.
 fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
     r.micro
         .iter()
@@ -45,6 +45,8 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
                 m.workload.clone(),
                 format!("{:.3}", ms(&m.baseline_s)),
                 format!("{:.3}", ms(&m.plugin_s)),
+                m.allocations
+                    .map_or("not counted".into(), |[b, p]| format!("{b} / {p}")),
                 format!(
                     "{:.2}x [{:.2}, {:.2}]",
                     m.ratio.median, m.ratio.low, m.ratio.high
@@ -59,12 +61,13 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
         .collect()
 }
 
-const MICRO_HEAD: [&str; 11] = [
+const MICRO_HEAD: [&str; 12] = [
     "case",
     "plugin",
     "workload",
     "baseline ms",
     "plugin ms",
+    "allocations, baseline / plugin",
     "ratio [95% CI]",
     "catalogue goal",
     "goal met",
