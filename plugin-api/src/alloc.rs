@@ -1,106 +1,139 @@
-//! A plugin's heap, routed to the host's allocator, so that the host's allocation counts
-//! (`dubchain_host::alloc_count`: `bench`, `profile`) include what plugins allocate.
+//! A plugin's heap, counted: the plugin's global allocator is the system allocator with
+//! counters of its own, which the host turns on and reads through the root module, so that
+//! the host's allocation counts (`dubchain_host::alloc_count`: `bench`, `profile`) include
+//! what plugins allocate.
 //!
 //! A plugin is a `cdylib` with a Rust allocator of its own, which the host's counting
-//! allocator does not see. [`export_plugin!`](crate::export_plugin) installs [`Routed`] as
-//! the plugin's global allocator: until the host hands it a [`HostAllocator`] (the loader
-//! does so right after the fingerprint check, before `init`), it is the system allocator;
-//! from then on every allocation of the plugin is the host's. A host that never hands one
-//! over (an older host) leaves the plugin on the system allocator.
-//!
-//! Memory may be freed by the other allocator than the one that gave it (a block taken
-//! before the hand-over and freed after it), so a host that hands over its allocator must
-//! allocate from the system allocator underneath (the host's counting allocator does: it
-//! adds counters to `std::alloc::System`).
+//! allocator does not see. [`export_plugin!`](crate::export_plugin) installs [`Counted`] as
+//! the plugin's global allocator and exports its [`PluginHeap`] entry points. Counting is off
+//! unless the host turns it on (it does so only for untimed runs), and while it is off an
+//! allocation costs one relaxed load more than the system allocator's, as in the host, so a
+//! plugin and a baseline pay the same. Nothing crosses between heaps: every block a plugin
+//! takes it gives back to the system allocator it came from.
 //!
 //! A plugin that wants an allocator of its own says `allocator: own` in
 //! [`export_plugin!`](crate::export_plugin) and installs it with `#[global_allocator]`; its
-//! allocations are then not counted by the host.
+//! allocations are then not counted.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicPtr, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
 
 use abi_stable::StableAbi;
 
-/// The host's allocator, as entry points a plugin calls (sizes and alignments as in
-/// [`Layout`]; a null pointer is a failed allocation).
+/// A heap's counters at one moment.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapCounts {
+    /// Allocations while counting (a `realloc` counts as one).
+    pub allocations: u64,
+    /// Bytes requested by those allocations.
+    pub bytes: u64,
+    /// Live bytes allocated while counting, less what was freed while counting.
+    pub live_bytes: u64,
+    /// Highest `live_bytes` since the last peak reset.
+    pub peak_bytes: u64,
+}
+
+/// The entry points through which the host counts a plugin's heap.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy)]
-pub struct HostAllocator {
-    /// `GlobalAlloc::alloc` of the host's global allocator.
-    pub alloc: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
-    /// `GlobalAlloc::alloc_zeroed`.
-    pub alloc_zeroed: unsafe extern "C" fn(size: usize, align: usize) -> *mut u8,
-    /// `GlobalAlloc::dealloc`.
-    pub dealloc: unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize),
-    /// `GlobalAlloc::realloc`.
-    pub realloc:
-        unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize, new_size: usize) -> *mut u8,
+pub struct PluginHeap {
+    /// Turns counting on or off.
+    pub set_counting: extern "C" fn(on: bool),
+    /// The counters now.
+    pub counts: extern "C" fn() -> HeapCounts,
+    /// Starts a new peak from the live bytes now.
+    pub reset_peak: extern "C" fn(),
 }
 
-/// The host's allocator once handed over; null before.
-static HOST: AtomicPtr<HostAllocator> = AtomicPtr::new(std::ptr::null_mut());
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
 
-/// Routes this library's allocations to `host` from now on (called by the root module's
-/// `use_allocator` entry point).
-pub fn route_to(host: &'static HostAllocator) {
-    HOST.store(std::ptr::from_ref(host).cast_mut(), Ordering::Release);
+extern "C" fn set_counting(on: bool) {
+    COUNTING.store(on, Relaxed);
 }
 
-/// Whether this library's allocations go to the host's allocator.
-pub fn routed() -> bool {
-    !HOST.load(Ordering::Acquire).is_null()
+extern "C" fn counts() -> HeapCounts {
+    HeapCounts {
+        allocations: ALLOCATIONS.load(Relaxed),
+        bytes: BYTES.load(Relaxed),
+        live_bytes: LIVE.load(Relaxed),
+        peak_bytes: PEAK.load(Relaxed),
+    }
 }
 
-fn host() -> Option<&'static HostAllocator> {
-    // SAFETY: the pointer is null or was made from a `&'static HostAllocator` (`route_to`).
-    unsafe { HOST.load(Ordering::Acquire).as_ref() }
+extern "C" fn reset_peak() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
 }
 
-/// A plugin's global allocator: the host's once handed over, the system's before.
+/// This library's heap entry points (what `export_plugin!`'s root module exports).
+pub static HEAP: PluginHeap = PluginHeap {
+    set_counting,
+    counts,
+    reset_peak,
+};
+
+fn on_alloc(size: usize) {
+    if !COUNTING.load(Relaxed) {
+        return;
+    }
+    ALLOCATIONS.fetch_add(1, Relaxed);
+    BYTES.fetch_add(size as u64, Relaxed);
+    let live = LIVE.fetch_add(size as u64, Relaxed) + size as u64;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+fn on_free(size: usize) {
+    if !COUNTING.load(Relaxed) {
+        return;
+    }
+    // Saturating: a block freed here may have been taken while counting was off.
+    let _ = LIVE.fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(size as u64)));
+}
+
+/// A plugin's global allocator: the system allocator, with counters the host reads.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Routed;
+pub struct Counted;
 
-// SAFETY: each method forwards the caller's arguments unchanged either to the host's
-// allocator (whose entry points are `GlobalAlloc` methods of the host's global allocator,
-// which sits on `System`) or to `System`; a block from either may be freed by the other,
-// since the host's allocates from `System` (module docs).
-unsafe impl GlobalAlloc for Routed {
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
+// adds counter updates, which neither allocate nor touch the returned memory.
+unsafe impl GlobalAlloc for Counted {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match host() {
-            // SAFETY: forwarded with the caller's guarantees.
-            Some(h) => unsafe { (h.alloc)(layout.size(), layout.align()) },
-            // SAFETY: forwarded with the caller's guarantees.
-            None => unsafe { System.alloc(layout) },
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
         }
+        p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match host() {
-            // SAFETY: forwarded with the caller's guarantees.
-            Some(h) => unsafe { (h.alloc_zeroed)(layout.size(), layout.align()) },
-            // SAFETY: forwarded with the caller's guarantees.
-            None => unsafe { System.alloc_zeroed(layout) },
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
         }
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match host() {
-            // SAFETY: forwarded with the caller's guarantees.
-            Some(h) => unsafe { (h.dealloc)(ptr, layout.size(), layout.align()) },
-            // SAFETY: forwarded with the caller's guarantees.
-            None => unsafe { System.dealloc(ptr, layout) },
-        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) };
+        on_free(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        match host() {
-            // SAFETY: forwarded with the caller's guarantees.
-            Some(h) => unsafe { (h.realloc)(ptr, layout.size(), layout.align(), new_size) },
-            // SAFETY: forwarded with the caller's guarantees.
-            None => unsafe { System.realloc(ptr, layout, new_size) },
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            on_free(layout.size());
+            on_alloc(new_size);
         }
+        p
     }
 }

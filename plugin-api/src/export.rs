@@ -11,9 +11,9 @@
 /// }
 /// ```
 ///
-/// The plugin's heap is routed to the host's allocator ([`alloc`](crate::alloc)), so the
-/// host's allocation counts include it; `allocator: own` (last) leaves that out, for a plugin
-/// that installs a `#[global_allocator]` of its own.
+/// The plugin's heap is counted ([`alloc`](crate::alloc)) and the host's allocation counts
+/// include it; `allocator: own` (last) leaves that out, for a plugin that installs a
+/// `#[global_allocator]` of its own.
 ///
 /// `name` must equal the manifest's `name`. Each slot entry is a constructor that receives
 /// the plugin's configuration (TOML text) and returns the implementation of that slot's Rust
@@ -100,30 +100,27 @@ macro_rules! export_plugin {
                 transport: $crate::__slot_factory!(transport $(, $transport)?),
                 block_commit: $crate::__slot_factory!(block_commit $(, $bcommit)?),
                 state_root: $crate::__slot_factory!(state_root $(, $sroot)?),
-                use_allocator: $crate::__plugin_allocator!(@entry $($allocator)?),
+                heap: $crate::__plugin_allocator!(@entry $($allocator)?),
             }
             .leak_into_prefix()
         }
     };
 }
 
-/// The plugin's global allocator: [`alloc::Routed`](crate::alloc::Routed) (and the root
-/// module's `use_allocator` entry point that routes it to the host's), or, with
-/// `allocator: own`, none (the plugin installs its own, which the host does not count).
+/// The plugin's global allocator: [`alloc::Counted`](crate::alloc::Counted) (and the root
+/// module's `heap` entry points that count it), or, with `allocator: own`, none (the plugin
+/// installs its own, which the host does not count).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __plugin_allocator {
     () => {
         #[global_allocator]
-        static __DUBCHAIN_PLUGIN_ALLOCATOR: $crate::alloc::Routed = $crate::alloc::Routed;
+        static __DUBCHAIN_PLUGIN_ALLOCATOR: $crate::alloc::Counted = $crate::alloc::Counted;
     };
     (own) => {};
-    (@entry) => {{
-        extern "C" fn use_allocator(host: &'static $crate::alloc::HostAllocator) {
-            $crate::alloc::route_to(host)
-        }
-        Some(use_allocator)
-    }};
+    (@entry) => {
+        Some(&$crate::alloc::HEAP)
+    };
     (@entry own) => {
         None
     };

@@ -200,9 +200,9 @@ pub struct PluginMod {
     /// Slot `storage.state_root` (API 0.3.1): the state root of each block.
     pub state_root:
         Option<extern "C" fn(config: RStr<'_>) -> RResult<slots::StateRootBox, PluginError>>,
-    /// (API 0.3.2) Routes the plugin's allocations to the host's allocator from now on
-    /// ([`alloc`]); the loader calls it before `init`. `None`: the plugin keeps its own.
-    pub use_allocator: Option<extern "C" fn(host: &'static alloc::HostAllocator)>,
+    /// (API 0.3.2) The plugin's heap counters ([`alloc`]), which the host turns on and
+    /// reads with its own. `None`: the plugin's allocations are not counted.
+    pub heap: Option<&'static alloc::PluginHeap>,
 }
 
 impl PluginMod {
@@ -243,7 +243,7 @@ impl PluginMod {
             transport: None,
             block_commit: None,
             state_root: None,
-            use_allocator: None,
+            heap: None,
         }
     }
 }

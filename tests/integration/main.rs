@@ -1,7 +1,7 @@
 //! Integration tests of the host: one binary, one module per concern.
 
 // The counting allocator, as `dubchain-perf` installs it: the tests of allocation counts
-// (plugins' included, routed here at load) read it. Counting is off unless a test turns it on.
+// (plugins' included: the host reads their counters with its own) read it. Counting is off unless a test turns it on.
 #[global_allocator]
 static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
 

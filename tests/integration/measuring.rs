@@ -448,8 +448,9 @@ fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
     assert!(text(&out.stderr).contains("no plugin `vm_jit_caching`"));
 }
 
-/// A plugin's allocations are counted with the host's: its heap is routed to the host's
-/// allocator at load, so the counts `bench` and `profile` take include them. The fixture
+/// A plugin's allocations are counted with the host's: its heap counts them, and the host
+/// turns those counters on and reads them with its own, so the counts `bench` and `profile`
+/// take include them. The fixture
 /// takes 10,000 blocks per call; the same call on the baselines takes far fewer.
 #[test]
 fn a_plugins_allocations_are_counted_with_the_hosts() {

@@ -1,5 +1,5 @@
 //! A counting global allocator: allocations, bytes and peak live bytes of the process's
-//! Rust heap (the host's and every routed plugin's), read by the benchmark suite and the profiler around each workload and stage.
+//! Rust heaps (the host's and every loaded plugin's), read by the benchmark suite and the profiler around each workload and stage.
 //!
 //! `dubchain-perf` installs it:
 //!
@@ -13,22 +13,26 @@
 //!
 //! Counting is off unless a caller asks for it with [`counting`]: timed sections run with
 //! it off, so neither side pays counter updates while it is timed. What remains while it is
-//! off is two relaxed loads of read-mostly flags per allocation, on both sides (a routed
-//! plugin's allocation also takes one indirect call into the host). The benchmark suite and the profiler count allocations in runs of
+//! off is a relaxed load or two of read-mostly flags per allocation, in the host's heap and
+//! in each plugin's alike. The benchmark suite and the profiler count allocations in runs of
 //! their own that are not timed.
 //!
 //! Plugins are counted too: a plugin is a separate `cdylib` with a Rust allocator of its
-//! own, which `export_plugin!` makes `dubchain_plugin_api::alloc::Routed`; the loader hands
-//! every plugin [`HOST_ALLOCATOR`] before its `init`, after which each of its allocations is
-//! an allocation of this process's global allocator (this one, in `dubchain-perf`). A plugin
-//! that declares `allocator: own` is not counted. What it cannot see: RocksDB allocates in
+//! own, which `export_plugin!` makes `dubchain_plugin_api::alloc::Counted` (the system
+//! allocator with counters of the plugin's own, off unless turned on); the loader registers
+//! each plugin's heap ([`register_plugin_heap`]) before its `init`, and [`counting`] and
+//! [`snapshot`] turn on and sum every registered heap with the host's. A plugin that declares
+//! `allocator: own` is not counted. What it cannot see: RocksDB allocates in
 //! C++, not through this allocator. The peak resident set ([`peak_rss_bytes`], reset with
 //! [`reset_peak_rss`]) covers everything, process-wide.
 
-use dubchain_plugin_api::alloc::HostAllocator;
+use dubchain_plugin_api::alloc::PluginHeap;
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        Mutex,
+    },
 };
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -103,53 +107,26 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// This process's global allocator, as the entry points a plugin's routed allocator calls
-/// (`dubchain_plugin_api::alloc`). The global allocator of a binary that loads plugins must
-/// allocate from `System` underneath (this module's does; so does Rust's default), because
-/// a plugin may free through it a block it took from `System` before it was routed.
-pub static HOST_ALLOCATOR: HostAllocator = HostAllocator {
-    alloc: host_alloc,
-    alloc_zeroed: host_alloc_zeroed,
-    dealloc: host_dealloc,
-    realloc: host_realloc,
-};
+/// The heaps of the plugins loaded so far (their libraries stay mapped, so the entry
+/// points stay valid): counted with the host's, turned on and off with it.
+static PLUGIN_HEAPS: Mutex<Vec<&'static PluginHeap>> = Mutex::new(Vec::new());
 
-/// # Safety
-/// `size` and `align` form a valid layout of non-zero size (they come from one).
-unsafe extern "C" fn host_alloc(size: usize, align: usize) -> *mut u8 {
-    // SAFETY: the caller's layout, passed on unchanged.
-    unsafe { std::alloc::alloc(Layout::from_size_align_unchecked(size, align)) }
+fn plugin_heaps() -> std::sync::MutexGuard<'static, Vec<&'static PluginHeap>> {
+    // The list is only pushed to and read: a panic elsewhere cannot leave it half-written.
+    PLUGIN_HEAPS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// # Safety
-/// As [`host_alloc`].
-unsafe extern "C" fn host_alloc_zeroed(size: usize, align: usize) -> *mut u8 {
-    // SAFETY: the caller's layout, passed on unchanged.
-    unsafe { std::alloc::alloc_zeroed(Layout::from_size_align_unchecked(size, align)) }
+/// Counts a loaded plugin's heap with the host's from now on (the loader calls it for every
+/// plugin whose root module exports its heap, before `init`).
+pub fn register_plugin_heap(heap: &'static PluginHeap) {
+    let mut heaps = plugin_heaps();
+    (heap.set_counting)(COUNTING.load(Relaxed));
+    heaps.push(heap);
 }
 
-/// # Safety
-/// `ptr` was allocated with this layout by this allocator or by `System`.
-unsafe extern "C" fn host_dealloc(ptr: *mut u8, size: usize, align: usize) {
-    // SAFETY: the caller's block and layout, passed on unchanged.
-    unsafe { std::alloc::dealloc(ptr, Layout::from_size_align_unchecked(size, align)) }
-}
-
-/// # Safety
-/// As [`host_dealloc`], and `new_size` is valid for the alignment.
-unsafe extern "C" fn host_realloc(
-    ptr: *mut u8,
-    size: usize,
-    align: usize,
-    new_size: usize,
-) -> *mut u8 {
-    // SAFETY: the caller's block, layout and size, passed on unchanged.
-    unsafe {
-        std::alloc::realloc(
-            ptr,
-            Layout::from_size_align_unchecked(size, align),
-            new_size,
-        )
+fn set_plugins_counting(on: bool) {
+    for h in plugin_heaps().iter() {
+        (h.set_counting)(on);
     }
 }
 
@@ -191,6 +168,9 @@ impl AllocStats {
 /// count). Guards nest; counting stops when the last one is dropped.
 pub fn counting() -> Counting {
     let previous = COUNTING.swap(true, Relaxed);
+    if !previous {
+        set_plugins_counting(true);
+    }
     Counting { previous }
 }
 
@@ -204,6 +184,9 @@ pub struct Counting {
 impl Drop for Counting {
     fn drop(&mut self) {
         COUNTING.store(self.previous, Relaxed);
+        if !self.previous {
+            set_plugins_counting(false);
+        }
     }
 }
 
@@ -212,19 +195,32 @@ pub fn is_counting() -> bool {
     COUNTING.load(Relaxed)
 }
 
-/// The counters now.
+/// The counters now: the host's heap and every loaded plugin's, summed. The peak is the sum
+/// of each heap's own peak, so an upper bound of the peak of their sum (they need not peak
+/// at the same moment).
 pub fn snapshot() -> AllocStats {
-    AllocStats {
+    let mut stats = AllocStats {
         allocations: ALLOCATIONS.load(Relaxed),
         bytes: BYTES.load(Relaxed),
         peak_bytes: PEAK.load(Relaxed),
         live_bytes: LIVE.load(Relaxed),
+    };
+    for h in plugin_heaps().iter() {
+        let c = (h.counts)();
+        stats.allocations += c.allocations;
+        stats.bytes += c.bytes;
+        stats.peak_bytes += c.peak_bytes;
+        stats.live_bytes += c.live_bytes;
     }
+    stats
 }
 
-/// Starts a new peak measurement from the current live heap.
+/// Starts a new peak measurement from the current live heap (the host's and each plugin's).
 pub fn reset_peak() {
     PEAK.store(LIVE.load(Relaxed), Relaxed);
+    for h in plugin_heaps().iter() {
+        (h.reset_peak)();
+    }
 }
 
 /// Peak resident set of the process since start or the last [`reset_peak_rss`], in bytes

@@ -482,10 +482,10 @@ impl Opened {
                 found: found_name,
             });
         }
-        // The plugin's heap is the host's from here on, counted with the host's (a plugin
-        // built before API 0.3.2, or with `allocator: own`, keeps its own).
-        if let Some(route) = module.use_allocator().flatten() {
-            route(&crate::alloc_count::HOST_ALLOCATOR);
+        // The plugin's heap is counted with the host's from here on (a plugin built before
+        // API 0.3.2, or with `allocator: own`, is not counted).
+        if let Some(heap) = module.heap().flatten() {
+            crate::alloc_count::register_plugin_heap(heap);
         }
         steps.begin(Step::Init);
         (module.init())(config.as_str().into())

@@ -106,7 +106,7 @@ pub struct MicroResult {
     /// Whether the plugin's answers equalled the baseline's on this workload.
     pub identical: bool,
     /// Allocations of one run of each side, `[baseline, plugin]` (the plugin's heap
-    /// included: it is routed to the host's allocator), counted in a run of its own after
+    /// included: its counters are read with the host's), counted in a run of its own after
     /// the timed rounds; `None` where the counting allocator is not installed.
     #[serde(default)]
     pub allocations: Option<[u64; 2]>,
@@ -129,7 +129,7 @@ pub struct SystemSide {
     /// Highest peak resident set over the runs (whole process: plugins and RocksDB
     /// included), where the kernel lets it be reset between runs.
     pub peak_rss_bytes: Option<u64>,
-    /// The Rust heap (the host's and the plugins', which are routed to the host's allocator),
+    /// The Rust heaps (the host's and the plugins', whose counters are read with the host's),
     /// from the counting allocator, where it is installed.
     pub heap: Option<AllocStats>,
 }
