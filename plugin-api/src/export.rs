@@ -107,7 +107,7 @@ macro_rules! export_plugin {
     };
 }
 
-/// The plugin's global allocator: [`alloc::Counted`](crate::alloc::Counted) (and the root
+/// The plugin's global allocator: [`alloc::PLUGIN_ALLOCATOR`](crate::alloc::PLUGIN_ALLOCATOR) (and the root
 /// module's `heap` entry points that count it), or, with `allocator: own`, none (the plugin
 /// installs its own, which the host does not count).
 #[doc(hidden)]
@@ -115,7 +115,8 @@ macro_rules! export_plugin {
 macro_rules! __plugin_allocator {
     () => {
         #[global_allocator]
-        static __DUBCHAIN_PLUGIN_ALLOCATOR: $crate::alloc::Counted = $crate::alloc::Counted;
+        static __DUBCHAIN_PLUGIN_ALLOCATOR: $crate::alloc::Counted =
+            $crate::alloc::PLUGIN_ALLOCATOR;
     };
     (own) => {};
     (@entry) => {

@@ -131,9 +131,17 @@ fn scaffold_and_verify(
         .and_then(Path::parent)
         .unwrap()
         .join("scaffold-build");
+    // Scaffold tests run in parallel processes and share that directory: one that rebuilds
+    // a dependency (after a change to plugin-api) must not replace a library another is
+    // linking its doctests against, so the builds take turns (the file lock is dropped, and
+    // released, before verifying).
+    std::fs::create_dir_all(&target).unwrap();
+    let turn = std::fs::File::create(target.join("scaffold-tests.lock")).unwrap();
+    turn.lock().unwrap();
     cargo(&krate, &target, &["test", "--release", "--quiet"]);
     cargo(&krate, &target, &["bench", "--no-run", "--quiet"]);
     cargo(&krate, &target, &["build", "--release", "--quiet"]);
+    drop(turn);
     let lib = target
         .join("release")
         .join(dubchain_host::manifest::library_file_name(name));

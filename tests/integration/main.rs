@@ -3,7 +3,8 @@
 // The counting allocator, as `dubchain-perf` installs it: the tests of allocation counts
 // (plugins' included: the host reads their counters with its own) read it. Counting is off unless a test turns it on.
 #[global_allocator]
-static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+static ALLOC: dubchain_host::alloc_count::CountingAlloc =
+    dubchain_host::alloc_count::COUNTING_ALLOC;
 
 mod authoring;
 mod contracts;

@@ -450,20 +450,21 @@ fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
 
 /// A plugin's allocations are counted with the host's: its heap counts them, and the host
 /// turns those counters on and reads them with its own, so the counts `bench` and `profile`
-/// take include them. The fixture
-/// takes 10,000 blocks per call; the same call on the baselines takes far fewer.
+/// take include them. Each fixture takes 10,000 blocks per call; the same call on the
+/// baselines takes far fewer. A plugin with `allocator: own` loads and is not counted.
 #[test]
 fn a_plugins_allocations_are_counted_with_the_hosts() {
     use dubchain_host::{alloc_count, workload, Host};
-    let dir = PluginDir::new();
-    dir.add_fixture(
-        "fixture_allocates",
-        dubchain_plugin_api::slots::SIG_VERIFY.id,
-        "",
-    );
-    let host = dubchain_tests::test_host();
-    let report = dubchain_tests::load(&host, &dir, &["fixture_allocates"], "boxes = 10000\n");
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let loaded = |name: &str| {
+        let dir = PluginDir::new();
+        dir.add_fixture(name, dubchain_plugin_api::slots::SIG_VERIFY.id, "");
+        let host = dubchain_tests::test_host();
+        let report = dubchain_tests::load(&host, &dir, &[name], "boxes = 10000\n");
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        (host, dir)
+    };
+    let (host, _dir) = loaded("fixture_allocates");
+    let (own, _own_dir) = loaded("fixture_own_allocator");
     let set = workload::signature_set(3, 8, true);
     let items = set.items();
     let counted = |host: &Host| {
@@ -480,9 +481,20 @@ fn a_plugins_allocations_are_counted_with_the_hosts() {
     );
     let with_plugin = counted(&host);
     let baselines = counted(&dubchain_tests::test_host());
+    let with_own = counted(&own);
     assert!(
         with_plugin >= 10_000,
         "the plugin's blocks counted: {with_plugin}"
     );
     assert!(baselines < 10_000, "the baselines take fewer: {baselines}");
+    assert!(
+        with_own < 10_000,
+        "an allocator of the plugin's own is not counted: {with_own}"
+    );
+    assert!(own
+        .slots
+        .sig_verify
+        .status()
+        .active
+        .starts_with("fixture_own_allocator@"));
 }

@@ -28,6 +28,7 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
         "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),
         "fixture_allocates" => env!("DUBCHAIN_LIB_fixture_allocates"),
+        "fixture_own_allocator" => env!("DUBCHAIN_LIB_fixture_own_allocator"),
         "batching_signature_aggregation" => env!("DUBCHAIN_LIB_batching_signature_aggregation"),
         "crypto_hardware_acceleration" => env!("DUBCHAIN_LIB_crypto_hardware_acceleration"),
         "batching_state_writes" => env!("DUBCHAIN_LIB_batching_state_writes"),

@@ -18,7 +18,8 @@ use args::{ChainCmd, Cli, Command, GatesCmd, PluginCmd, PluginsCmd};
 
 /// Counts the host's heap allocations for `bench` and `profile`.
 #[global_allocator]
-static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+static ALLOC: dubchain_host::alloc_count::CountingAlloc =
+    dubchain_host::alloc_count::COUNTING_ALLOC;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

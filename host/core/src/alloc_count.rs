@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! #[global_allocator]
-//! static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::CountingAlloc;
+//! static ALLOC: dubchain_host::alloc_count::CountingAlloc = dubchain_host::alloc_count::COUNTING_ALLOC;
 //! ```
 //!
 //! A program that does not install it reads zeros and [`installed`] is `false`; reports then
@@ -26,86 +26,17 @@
 //! C++, not through this allocator. The peak resident set ([`peak_rss_bytes`], reset with
 //! [`reset_peak_rss`]) covers everything, process-wide.
 
-use dubchain_plugin_api::alloc::PluginHeap;
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
-        Mutex,
-    },
-};
+use dubchain_plugin_api::alloc::{Counted, HeapCounter, PluginHeap};
+use std::sync::Mutex;
 
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
-static LIVE: AtomicU64 = AtomicU64::new(0);
-static PEAK: AtomicU64 = AtomicU64::new(0);
+/// The host's heap.
+static HOST: HeapCounter = HeapCounter::new();
 
-/// The system allocator, with counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CountingAlloc;
+/// The system allocator, counting into the host's heap: what a binary installs.
+pub const COUNTING_ALLOC: CountingAlloc = Counted(&HOST);
 
-fn on_alloc(size: usize) {
-    if !INSTALLED.load(Relaxed) {
-        INSTALLED.store(true, Relaxed);
-    }
-    if !COUNTING.load(Relaxed) {
-        return;
-    }
-    ALLOCATIONS.fetch_add(1, Relaxed);
-    BYTES.fetch_add(size as u64, Relaxed);
-    let live = LIVE.fetch_add(size as u64, Relaxed) + size as u64;
-    PEAK.fetch_max(live, Relaxed);
-}
-
-fn on_free(size: usize) {
-    if !COUNTING.load(Relaxed) {
-        return;
-    }
-    // Saturating: a block freed here may have been allocated while counting was off, so
-    // the live figure is the growth of what was allocated while counting (which is what
-    // the peak is read as: growth over the live heap at the start of a counted run).
-    let _ = LIVE.fetch_update(Relaxed, Relaxed, |l| Some(l.saturating_sub(size as u64)));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only
-// adds counter updates, which neither allocate nor touch the returned memory.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            on_alloc(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            on_alloc(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        on_free(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            on_free(layout.size());
-            on_alloc(new_size);
-        }
-        p
-    }
-}
+/// The type of [`COUNTING_ALLOC`] (the one counting allocator, shared with plugins).
+pub type CountingAlloc = Counted;
 
 /// The heaps of the plugins loaded so far (their libraries stay mapped, so the entry
 /// points stay valid): counted with the host's, turned on and off with it.
@@ -120,7 +51,7 @@ fn plugin_heaps() -> std::sync::MutexGuard<'static, Vec<&'static PluginHeap>> {
 /// plugin whose root module exports its heap, before `init`).
 pub fn register_plugin_heap(heap: &'static PluginHeap) {
     let mut heaps = plugin_heaps();
-    (heap.set_counting)(COUNTING.load(Relaxed));
+    (heap.set_counting)(HOST.is_counting());
     heaps.push(heap);
 }
 
@@ -132,7 +63,7 @@ fn set_plugins_counting(on: bool) {
 
 /// Whether the counting allocator is this process's global allocator.
 pub fn installed() -> bool {
-    INSTALLED.load(Relaxed)
+    HOST.seen_any()
 }
 
 /// Counters at one moment; subtract two with [`AllocStats::since`].
@@ -167,7 +98,7 @@ impl AllocStats {
 /// Counts allocations while the guard lives (process-wide: every thread's allocations
 /// count). Guards nest; counting stops when the last one is dropped.
 pub fn counting() -> Counting {
-    let previous = COUNTING.swap(true, Relaxed);
+    let previous = HOST.swap_counting(true);
     if !previous {
         set_plugins_counting(true);
     }
@@ -183,7 +114,7 @@ pub struct Counting {
 
 impl Drop for Counting {
     fn drop(&mut self) {
-        COUNTING.store(self.previous, Relaxed);
+        HOST.swap_counting(self.previous);
         if !self.previous {
             set_plugins_counting(false);
         }
@@ -192,21 +123,15 @@ impl Drop for Counting {
 
 /// Whether allocations are being counted now.
 pub fn is_counting() -> bool {
-    COUNTING.load(Relaxed)
+    HOST.is_counting()
 }
 
 /// The counters now: the host's heap and every loaded plugin's, summed. The peak is the sum
 /// of each heap's own peak, so an upper bound of the peak of their sum (they need not peak
 /// at the same moment).
 pub fn snapshot() -> AllocStats {
-    let mut stats = AllocStats {
-        allocations: ALLOCATIONS.load(Relaxed),
-        bytes: BYTES.load(Relaxed),
-        peak_bytes: PEAK.load(Relaxed),
-        live_bytes: LIVE.load(Relaxed),
-    };
-    for h in plugin_heaps().iter() {
-        let c = (h.counts)();
+    let mut stats = AllocStats::default();
+    for c in std::iter::once(HOST.counts()).chain(plugin_heaps().iter().map(|h| (h.counts)())) {
         stats.allocations += c.allocations;
         stats.bytes += c.bytes;
         stats.peak_bytes += c.peak_bytes;
@@ -217,7 +142,7 @@ pub fn snapshot() -> AllocStats {
 
 /// Starts a new peak measurement from the current live heap (the host's and each plugin's).
 pub fn reset_peak() {
-    PEAK.store(LIVE.load(Relaxed), Relaxed);
+    HOST.reset_peak();
     for h in plugin_heaps().iter() {
         (h.reset_peak)();
     }
