@@ -1,5 +1,6 @@
 //! A counting global allocator: allocations, bytes and peak live bytes of the process's
-//! Rust heaps (the host's and every loaded plugin's), read by the benchmark suite and the profiler around each workload and stage.
+//! Rust heaps (the host's and every loaded plugin's), read by the benchmark suite and the
+//! profiler around each workload and stage.
 //!
 //! `dubchain-perf` installs it:
 //!
@@ -13,13 +14,13 @@
 //!
 //! Counting is off unless a caller asks for it with [`counting`]: timed sections run with
 //! it off, so neither side pays counter updates while it is timed. What remains while it is
-//! off is a relaxed load or two of read-mostly flags per allocation, in the host's heap and
-//! in each plugin's alike. The benchmark suite and the profiler count allocations in runs of
+//! off is two relaxed loads of read-mostly flags per allocation, in the host's heap and in
+//! each plugin's alike. The benchmark suite and the profiler count allocations in runs of
 //! their own that are not timed.
 //!
 //! Plugins are counted too: a plugin is a separate `cdylib` with a Rust allocator of its
-//! own, which `export_plugin!` makes `dubchain_plugin_api::alloc::Counted` (the system
-//! allocator with counters of the plugin's own, off unless turned on); the loader registers
+//! own, which `export_plugin!` makes this same allocator over a counter of the plugin's
+//! own (`dubchain_plugin_api::alloc`, off unless turned on); the loader registers
 //! each plugin's heap ([`register_plugin_heap`]) before its `init`, and [`counting`] and
 //! [`snapshot`] turn on and sum every registered heap with the host's. A plugin that declares
 //! `allocator: own` is not counted. What it cannot see: RocksDB allocates in
@@ -38,8 +39,9 @@ pub const COUNTING_ALLOC: CountingAlloc = Counted(&HOST);
 /// The type of [`COUNTING_ALLOC`] (the one counting allocator, shared with plugins).
 pub type CountingAlloc = Counted;
 
-/// The heaps of the plugins loaded so far (their libraries stay mapped, so the entry
-/// points stay valid): counted with the host's, turned on and off with it.
+/// The heaps of the plugins loaded so far, failed loads included (libraries are never
+/// unmapped, see `loader`, so the entry points stay valid): counted with the host's,
+/// turned on and off with it.
 static PLUGIN_HEAPS: Mutex<Vec<&'static PluginHeap>> = Mutex::new(Vec::new());
 
 fn plugin_heaps() -> std::sync::MutexGuard<'static, Vec<&'static PluginHeap>> {
