@@ -366,7 +366,10 @@ pub fn run_isolated(
             false,
         )?;
         let label = format!("{label} (in a child process)");
-        results.push(measure_case(&id, &label, case, &host, None, None, o));
+        let mut row = measure_case(&id, &label, case, &host, None, None, o);
+        // The plugin allocates in the child, which this process's counters do not see.
+        row.allocations = None;
+        results.push(row);
     }
     progress(plan.len(), plan.len(), "");
     Ok(results)
