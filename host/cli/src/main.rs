@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             if e.downcast_ref::<Refused>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -40,6 +40,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `e` and its causes on one line, `a: b: c`, leaving out a cause whose message its
+/// error already shows (many errors print their source in their own message).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let message = cause.to_string();
+        if line.contains(&message) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&message);
+    }
+    line
 }
 
 /// An error in what the user handed in (the configuration, a profile, the plugin directory's

@@ -210,6 +210,9 @@ impl StateStore {
         if !path.exists() {
             return Err(missing("the directory does not exist"));
         }
+        if !path.is_dir() {
+            return Err(missing("it is a file, not a directory"));
+        }
         if !path.join("CURRENT").is_file() {
             return Err(missing("the directory holds no RocksDB store"));
         }
