@@ -12,9 +12,20 @@ use crate::PluginError;
 /// with `#[serde(deny_unknown_fields)]`).
 pub fn parse<S: DeserializeOwned>(config: &str) -> Result<S, PluginError> {
     toml::from_str(config).map_err(|e| {
-        // TOML's messages span several lines; a refusal is one.
+        // TOML's messages span several lines; a refusal is one, with the line it is on.
         let message = e.message().trim().replace('\n', " ");
-        PluginError::invalid_input(format!("bad settings: {message}"))
+        // A span of the whole table (an unknown or missing key) names no line.
+        let line = e
+            .span()
+            .filter(|at| at.start > 0 || at.end < config.len())
+            .map(|at| {
+                let before = &config.as_bytes()[..at.start.min(config.len())];
+                before.iter().filter(|&&b| b == b'\n').count() + 1
+            });
+        PluginError::invalid_input(match line {
+            Some(line) => format!("bad settings, line {line} of the plugin's table: {message}"),
+            None => format!("bad settings: {message}"),
+        })
     })
 }
 
@@ -59,6 +70,8 @@ mod tests {
     fn refusals_are_one_line_and_name_the_key() {
         let e = parse::<S>("m = 1").unwrap_err().to_string();
         assert!(e.contains("unknown field `m`") && !e.contains('\n'), "{e}");
+        let e = parse::<S>("n = 1\nn = = 2").unwrap_err().to_string();
+        assert!(e.contains("line 2 of the plugin's table"), "{e}");
         assert!(parse::<S>("n = \"x\"").is_err());
         assert_eq!(parse::<S>("n = 3").unwrap().n, 3);
         let e = at_least("max_bytes", 100, 4096).unwrap_err().to_string();
