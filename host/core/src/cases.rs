@@ -11,9 +11,9 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_VALIDATION, CODE_LOADER, DURABILITY,
-        MERKLE, METERING, MODULE_CACHE, RECORD_CODEC, SEND_QUEUE, SIG_VERIFY, STATE_ROOT, TX_POOL,
-        TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_RECLAIM, BLOCK_VALIDATION, BUFFER_POOL,
+        CODE_LOADER, DURABILITY, MERKLE, METERING, MODULE_CACHE, RECORD_CODEC, SEND_QUEUE,
+        SIG_VERIFY, STATE_ROOT, TX_DECODE, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -113,6 +113,9 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (CODE_LOADER, code_loader_cases),
     (MODULE_CACHE, module_cache_cases),
     (METERING, metering_cases),
+    (TX_DECODE, tx_decode_cases),
+    (BUFFER_POOL, buffer_pool_cases),
+    (BLOCK_RECLAIM, block_reclaim_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -324,6 +327,48 @@ const STATE_BLOCKS: usize = 4;
 const COMMITTERS: usize = 8;
 const COMMITS: usize = 20;
 
+/// Gossiped transactions of the `mem.tx_decode` and `mem.buffer_pool` cases (8 blocks of
+/// 256 from the workload's mix: 60% transfers, calls with 4-64 B of input, deploys of
+/// 200-2000 B), and transactions of the block the `mem.block_reclaim` case hands over.
+const GOSSIP_BLOCKS: usize = 8;
+const GOSSIP_TXS: usize = 256;
+const RECLAIM_TXS: usize = 1024;
+
+fn tx_decode_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "tx_decode",
+        slot: TX_DECODE.id,
+        workload: format!(
+            "decode {} gossiped transactions from their JSON payloads (60% transfers, calls, deploys; two access-list entries each), in one batch as `node::net::decode` hands them over",
+            GOSSIP_BLOCKS * GOSSIP_TXS
+        ),
+        contract: true,
+    }]
+}
+
+fn buffer_pool_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "framing",
+        slot: BUFFER_POOL.id,
+        workload: format!(
+            "frame {} gossiped transactions as `node::net::encode_frame` does: a buffer of the frame's size, the length and the serialised payload copied in, the buffer released after the write (payloads serialised before timing: the buffers are what is measured)",
+            GOSSIP_BLOCKS * GOSSIP_TXS
+        ),
+        contract: true,
+    }]
+}
+
+fn block_reclaim_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "block_reclaim",
+        slot: BLOCK_RECLAIM.id,
+        workload: format!(
+            "the commit path's hand-over of a committed block of {RECLAIM_TXS} transactions, one block a run (a fresh copy each run): dropped on the committing thread (the baseline) or given to the provider; the time the committing thread spends"
+        ),
+        contract: true,
+    }]
+}
+
 fn tx_pool_cases(o: &MicroOptions) -> Vec<Case> {
     vec![Case {
         name: "tx_pool_select",
@@ -381,6 +426,12 @@ pub enum Input {
         head_hash: Bytes32,
         blocks: Vec<Block>,
     },
+    /// Gossiped transactions' JSON payloads, to decode (`mem.tx_decode`).
+    Gossip(Vec<Vec<u8>>),
+    /// Serialised message payloads, to frame (`mem.buffer_pool`).
+    Frames(Vec<Vec<u8>>),
+    /// Copies of one committed block, one handed over per run (`mem.block_reclaim`).
+    Reclaim(std::sync::Mutex<Vec<Block>>),
     Records {
         records: Vec<Record>,
         /// The baseline's encoding (what the baseline decodes).
@@ -478,6 +529,30 @@ impl Input {
                 stakes: (1..=100).collect(),
                 heights: o.tally_heights,
             },
+            s if s == TX_DECODE.id => Input::Gossip(
+                workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
+                    .iter()
+                    .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
+                    .collect(),
+            ),
+            s if s == BUFFER_POOL.id => Input::Frames(
+                workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
+                    .into_iter()
+                    .map(|t| {
+                        dubchain_plugin_api::wire::payload(&dubchain_plugin_api::wire::Message::Tx(
+                            t,
+                        ))
+                    })
+                    .collect(),
+            ),
+            s if s == BLOCK_RECLAIM.id => {
+                let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, RECLAIM_TXS, false);
+                let block = blocks.pop().expect("one block");
+                // Warm-up and every round of both sides, the answer check and the two
+                // counted runs, with some to spare.
+                let runs = 2 * (rounds_for(case, o) + 1) + 8;
+                Input::Reclaim(std::sync::Mutex::new(vec![block; runs]))
+            }
             other => unreachable!("slot {other} has no node-free case (`cases` lists them)"),
         }
     }
@@ -590,6 +665,35 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             match side {
                 Side::Baseline => drop(black_box(baseline::decode_records(black_box(&refs)))),
                 Side::Plugin => drop(black_box(host.slots.record_codec.decode(black_box(&refs)))),
+            }
+        }
+        ("tx_decode", Input::Gossip(payloads)) => {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            match side {
+                Side::Baseline => drop(black_box(baseline::decode_txs(black_box(&refs)))),
+                Side::Plugin => drop(black_box(host.slots.tx_decode.decode(black_box(&refs)))),
+            }
+        }
+        ("framing", Input::Frames(payloads)) => {
+            for p in payloads {
+                let frame = match side {
+                    Side::Baseline => abi_stable::std_types::RVec::with_capacity(4 + p.len()),
+                    Side::Plugin => host.slots.buffer_pool.take(4 + p.len()),
+                };
+                let frame = black_box(fill_frame(frame, p));
+                match side {
+                    Side::Baseline => drop(frame),
+                    Side::Plugin => host.slots.buffer_pool.give(frame),
+                }
+            }
+        }
+        ("block_reclaim", Input::Reclaim(blocks)) => {
+            let block = blocks.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            if let Some(block) = block {
+                match side {
+                    Side::Baseline => drop(black_box(vec![block])),
+                    Side::Plugin => host.slots.block_reclaim.reclaim(vec![block]),
+                }
             }
         }
         ("tx_pool_select", Input::Pool { base, own, .. }) => match side {
@@ -828,6 +932,17 @@ impl Drop for SyncedLog {
     }
 }
 
+/// A frame as `node::net::encode_frame` makes it: `payload`'s length, then `payload`, in
+/// `frame`.
+fn fill_frame(
+    mut frame: abi_stable::std_types::RVec<u8>,
+    payload: &[u8],
+) -> abi_stable::std_types::RVec<u8> {
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
 /// The committed state of the `mempool.tx_pool` case: every sender's next nonce is 0.
 fn no_nonces_committed(_: &Bytes32) -> Result<u64, dubchain_plugin_api::PluginError> {
     Ok(0)
@@ -1021,6 +1136,52 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                     && state.finalized().into_result().ok() == Some(expected.finalized())
             })
         }
+        Input::Gossip(payloads) => {
+            // The workload, every prefix of its first payload and single-bit flips of a
+            // few: each decoded to the baseline's transaction, or refused where it refuses.
+            let mut edited: Vec<Vec<u8>> = (0..payloads[0].len())
+                .map(|n| payloads[0][..n].to_vec())
+                .collect();
+            for (i, p) in payloads.iter().take(64).enumerate() {
+                let mut p = p.clone();
+                let at = (i * 7919) % p.len();
+                p[at] ^= 1 << (i % 8);
+                edited.push(p);
+            }
+            [payloads, &edited].iter().all(|set| {
+                let refs: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
+                let outcome = |v: Vec<Result<Transaction, String>>| -> Vec<Option<Transaction>> {
+                    v.into_iter().map(Result::ok).collect()
+                };
+                outcome(host.slots.tx_decode.decode(&refs)) == outcome(baseline::decode_txs(&refs))
+            })
+        }
+        Input::Frames(payloads) => {
+            // Every frame, byte for byte the baseline's, with buffers that went round the
+            // pool twice; answered by the provider, not the slot's fallback.
+            let before = host.slots.buffer_pool.status().counters;
+            let same = (0..2).all(|_| {
+                payloads.iter().all(|p| {
+                    let want = fill_frame(abi_stable::std_types::RVec::new(), p);
+                    let got = fill_frame(host.slots.buffer_pool.take(4 + p.len()), p);
+                    let same = got == want;
+                    host.slots.buffer_pool.give(got);
+                    same
+                })
+            });
+            let after = host.slots.buffer_pool.status().counters;
+            same && after.errors == before.errors && after.fallbacks == before.fallbacks
+        }
+        Input::Reclaim(blocks) => {
+            // The provider takes a block without failing (what it frees, and when, is the
+            // conformance suite's and the tests' to check).
+            let before = host.slots.block_reclaim.status().counters;
+            let block = blocks.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some(block) = block else { return false };
+            host.slots.block_reclaim.reclaim(vec![block]);
+            let after = host.slots.block_reclaim.status().counters;
+            after.errors == before.errors && after.fallbacks == before.fallbacks
+        }
         Input::Records {
             records, json, own, ..
         } => {
@@ -1047,9 +1208,14 @@ pub fn rounds_for(case: &Case, o: &MicroOptions) -> usize {
         s if s == VOTE_TALLY.id => o.rounds.max(CONTENDED_ROUNDS),
         // 160 fsyncs a baseline run.
         s if s == DURABILITY.id => o.rounds.min(7),
+        // One block a run, about a millisecond: enough runs for a tail.
+        s if s == BLOCK_RECLAIM.id => o.rounds.max(RECLAIM_ROUNDS),
         _ => o.rounds,
     }
 }
+
+/// Rounds, at least, of the `mem.block_reclaim` case.
+pub const RECLAIM_ROUNDS: usize = 101;
 
 /// Rounds, at least, of the workloads the scheduler disturbs most (`consensus.vote_tally`,
 /// four threads on 2 cores; `net.send_queue`), each run tens of milliseconds: over 9

@@ -28,13 +28,10 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (METERING, vm_quick_ratio),
     (MODULE_CACHE, vm_quick_ratio),
     (CONTRACT_STATE, vm_quick_ratio),
-    (BLOCK_RECLAIM, block_reclaim_ratio),
-    (BUFFER_POOL, buffer_pool_ratio),
     (FRAME_SEND, frame_send_ratio),
     (ACCOUNT_READ, account_read_ratio),
     (BROADCAST, broadcast_ratio),
     (SEND_QUEUE, send_queue_ratio),
-    (TX_DECODE, tx_decode_ratio),
     (TRANSPORT, transport_ratio),
 ];
 
@@ -66,51 +63,6 @@ fn timed<T, U>(
     )
 }
 
-/// 8 blocks of 256 transfers dropped, or handed to the provider.
-fn block_reclaim_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let (_, _, blocks, _) = workload::block_run(1, 8, 256, false);
-    timed(
-        slot,
-        7,
-        || blocks.clone(),
-        || host.slots.block_reclaim.reclaim(blocks.clone()),
-    )
-}
-
-/// Framing as the node does it (`node::net`): a block's worth of transaction gossip, each
-/// message serialised and copied behind its length into a buffer of its frame's size, the
-/// buffer then released: allocated and dropped, or taken from and given back to the pool.
-fn buffer_pool_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use abi_stable::std_types::RVec;
-    use dubchain_plugin_api::wire::{payload, Message};
-    let msgs: Vec<Message> = workload::transactions(1, 1, 256)
-        .into_iter()
-        .map(Message::Tx)
-        .collect();
-    let fill = |mut b: RVec<u8>, p: &[u8]| {
-        b.extend_from_slice(&(p.len() as u32).to_be_bytes());
-        b.extend_from_slice(p);
-        std::hint::black_box(b)
-    };
-    timed(
-        slot,
-        7,
-        || {
-            for m in &msgs {
-                let p = payload(m);
-                drop(fill(RVec::with_capacity(4 + p.len()), &p));
-            }
-        },
-        || {
-            for m in &msgs {
-                let p = payload(m);
-                let b = fill(host.slots.buffer_pool.take(4 + p.len()), &p);
-                host.slots.buffer_pool.give(b);
-            }
-        },
-    )
-}
-
 /// A block's worth of transaction gossip framed for 16 peers.
 fn broadcast_ratio(host: &Host, slot: &str) -> measure::Comparison {
     use dubchain_plugin_api::wire::{frame, Message};
@@ -127,21 +79,6 @@ fn broadcast_ratio(host: &Host, slot: &str) -> measure::Comparison {
                 .collect::<Vec<Vec<Vec<u8>>>>()
         },
         || host.slots.broadcast.frames(&msgs, 16),
-    )
-}
-
-/// 8 blocks of 256 transactions decoded from their JSON payloads.
-fn tx_decode_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    let payloads: Vec<Vec<u8>> = workload::transactions(1, 8, 256)
-        .iter()
-        .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
-        .collect();
-    let views: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
-    timed(
-        slot,
-        7,
-        || baseline::decode_txs(&views),
-        || host.slots.tx_decode.decode(&views),
     )
 }
 
