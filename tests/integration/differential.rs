@@ -1659,3 +1659,84 @@ fn wrong_state_roots_are_refused_at_the_boundary() {
         assert_eq!(slots.state_root.status().counters.errors, 1, "{what}");
     }
 }
+
+/// `memory_buffer_reuse`, loaded from its library: its conformance suite, then four
+/// threads taking, filling and giving back frame buffers of mixed sizes at once. Every
+/// buffer taken is empty with room for its request, and keeps the taker's bytes until it is
+/// given back (no buffer is handed to two takers at once); every call answered by the pool.
+#[test]
+fn buffer_pool_hands_out_each_buffer_once_and_empty_under_concurrent_use() {
+    let (host, _dir) = conforming(
+        "memory_buffer_reuse",
+        "mem.buffer_pool",
+        "max_retained_bytes = 1048576\nmax_per_class = 8\n",
+    );
+    let pool = &host.slots.buffer_pool;
+    std::thread::scope(|scope| {
+        for t in 0..4u8 {
+            scope.spawn(move || {
+                let sizes = [
+                    0usize,
+                    1,
+                    63,
+                    64,
+                    65,
+                    300,
+                    4_000,
+                    70_000,
+                    1 << 20,
+                    (1 << 20) + 1,
+                ];
+                for round in 0..200usize {
+                    let held: Vec<_> = (0..4)
+                        .map(|k| {
+                            let n = sizes[(round + k + usize::from(t)) % sizes.len()];
+                            let mut b = pool.take(n);
+                            assert!(b.is_empty() && b.capacity() >= n, "take({n}): {}", b.len());
+                            b.extend(std::iter::repeat_n(t ^ k as u8, n));
+                            b
+                        })
+                        .collect();
+                    std::thread::yield_now();
+                    for (k, b) in held.into_iter().enumerate() {
+                        assert!(
+                            b.iter().all(|&x| x == t ^ k as u8),
+                            "thread {t}: a buffer changed hands while held"
+                        );
+                        pool.give(b);
+                    }
+                }
+            });
+        }
+    });
+    assert_answered_by_the_plugin(&host, "mem.buffer_pool");
+}
+
+/// `memory_gc_tuning`, loaded from its library: its conformance suite, then generated runs
+/// of blocks handed over one by one and in batches, faster than one reclaimer frees them,
+/// from two threads (two nodes' commit paths); every hand-over taken without an error, and
+/// unloading the host afterwards waits for the reclaimer rather than leaving it running.
+#[test]
+fn block_reclaim_takes_every_block_off_the_commit_path() {
+    let (host, dir) = conforming(
+        "memory_gc_tuning",
+        "mem.block_reclaim",
+        "queue_blocks = 2\n",
+    );
+    let (_, _, blocks, _) = workload::block_run(0x6c, 12, 64, false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    for b in &blocks {
+                        host.slots.block_reclaim.reclaim(vec![b.clone()]);
+                    }
+                    host.slots.block_reclaim.reclaim(blocks.clone());
+                }
+            });
+        }
+    });
+    assert_answered_by_the_plugin(&host, "mem.block_reclaim");
+    drop(host);
+    drop(dir);
+}

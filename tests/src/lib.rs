@@ -45,6 +45,8 @@ pub fn library(name: &str) -> PathBuf {
         "vm_state_caching" => env!("DUBCHAIN_LIB_vm_state_caching"),
         "batching_tx_validation" => env!("DUBCHAIN_LIB_batching_tx_validation"),
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
+        "memory_buffer_reuse" => env!("DUBCHAIN_LIB_memory_buffer_reuse"),
+        "memory_gc_tuning" => env!("DUBCHAIN_LIB_memory_gc_tuning"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }
