@@ -1740,3 +1740,103 @@ fn block_reclaim_takes_every_block_off_the_commit_path() {
     drop(host);
     drop(dir);
 }
+
+/// `memory_allocation_reduction`, loaded from its library: its conformance suite (prefixes,
+/// bit flips, garbage, nesting, oversized fields), then generated edits of gossiped
+/// transactions aimed at its own decoders: hex fields in upper case, with JSON escapes, one
+/// digit short or long, with a non-hex digit, as numbers or arrays; access lists empty,
+/// long, nested or holding a bad entry; fields repeated, missing, reordered or unknown;
+/// the array form. Every payload decodes to the baseline's transaction or is refused where
+/// the baseline refuses it, and every call is answered by the plugin.
+#[test]
+fn tx_decode_gives_serde_jsons_verdicts_on_edited_transactions() {
+    use rand::{Rng, SeedableRng};
+    let (host, _dir) = conforming("memory_allocation_reduction", "mem.tx_decode", "");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xa110c);
+    let txs = workload::transactions(0xa1, 2, 128);
+    let hexes = ["from", "to", "signature", "payload"];
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    for t in &txs {
+        let v = serde_json::to_value(t).expect("transactions serialise");
+        let text = v.to_string();
+        payloads.push(text.clone().into_bytes());
+        let field = hexes[rng.gen_range(0..hexes.len())];
+        let value = v[field].as_str().expect("hex").to_owned();
+        let at = |f: &str, new: &str| text.replacen(&format!("\"{f}\":\"{value}\""), new, 1);
+        let edits = [
+            at(field, &format!("\"{field}\":\"{}\"", value.to_uppercase())),
+            at(
+                field,
+                &format!("\"{field}\":\"\\u0030{}\"", value.get(1..).unwrap_or("")),
+            ),
+            at(
+                field,
+                &format!("\"{field}\":\"{}\"", value.get(1..).unwrap_or("")),
+            ),
+            at(field, &format!("\"{field}\":\"{value}0\"")),
+            at(field, &format!("\"{field}\":\"{value}00\"")),
+            at(
+                field,
+                &format!("\"{field}\":\"g{}\"", value.get(1..).unwrap_or("")),
+            ),
+            at(field, &format!("\"{field}\":12")),
+            at(field, &format!("\"{field}\":[1,2]")),
+            at(field, &format!("\"{field}\":null")),
+            at(
+                field,
+                &format!("\"{field}\":\"{value}\",\"{field}\":\"{value}\""),
+            ),
+            at(field, ""),
+            at(field, &format!("\"{field}\":\"{value}\",\"extra\":1")),
+            text.replacen("\"access_list\":[", "\"access_list\":[[],", 1),
+            text.replacen("\"access_list\":[", "\"access_list\":[\"00\",", 1),
+            text.replacen(
+                "\"access_list\":[",
+                &format!(
+                    "\"access_list\":[{}",
+                    format!("\"{}\",", "ab".repeat(32)).repeat(40)
+                ),
+                1,
+            ),
+            text.replacen("\"access_list\":[", "\"access_list\":{\"a\":", 1),
+            text.replacen("\"nonce\":", "\"nonce\":-", 1),
+            text.replacen("\"kind\":\"", "\"kind\":\"x", 1),
+            format!(" {text} \n"),
+            format!("{text},"),
+            serde_json::to_string(&[
+                &v["from"],
+                &v["to"],
+                &v["amount"],
+                &v["fee"],
+                &v["nonce"],
+                &v["gas_limit"],
+                &v["kind"],
+                &v["payload"],
+                &v["access_list"],
+                &v["signature"],
+            ])
+            .expect("an array serialises"),
+        ];
+        payloads.extend(edits.into_iter().map(String::into_bytes));
+    }
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let want = baseline::decode_txs(&refs);
+    let got = host.slots.tx_decode.decode(&refs);
+    assert_eq!(want.len(), got.len());
+    let mut accepted = 0;
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(
+            w.as_ref().ok(),
+            g.as_ref().ok(),
+            "payload {i}: {}\nbaseline {w:?}\nplugin {g:?}",
+            String::from_utf8_lossy(&payloads[i])
+        );
+        accepted += usize::from(w.is_ok());
+    }
+    // The edits are both kinds: some still decode (upper case, escapes, the array form).
+    assert!(
+        accepted > txs.len() && accepted < payloads.len(),
+        "{accepted}"
+    );
+    assert_answered_by_the_plugin(&host, "mem.tx_decode");
+}

@@ -47,6 +47,7 @@ pub fn library(name: &str) -> PathBuf {
         "storage_write_batching" => env!("DUBCHAIN_LIB_storage_write_batching"),
         "memory_buffer_reuse" => env!("DUBCHAIN_LIB_memory_buffer_reuse"),
         "memory_gc_tuning" => env!("DUBCHAIN_LIB_memory_gc_tuning"),
+        "memory_allocation_reduction" => env!("DUBCHAIN_LIB_memory_allocation_reduction"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }
