@@ -292,8 +292,8 @@ pub enum PluginCmd {
         /// Directory to create the crate in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The DubChain checkout holding plugin-api/ and host/ (default: the one this binary
-        /// was built from).
+        /// The DubChain checkout holding plugin-api/ and host/ (default: the nearest one at or
+        /// above the current directory, else the one this binary was built from).
         #[arg(long)]
         source_root: Option<PathBuf>,
     },

@@ -208,13 +208,27 @@ pub fn scaffolded_slots() -> Vec<&'static str> {
     TEMPLATES.iter().map(|t| t.slot.id).collect()
 }
 
-/// Where this host's sources are, for the new crate's path dependencies.
+/// Where this host's sources are, for the new crate's path dependencies: the nearest
+/// directory at or above the current one that holds `plugin-api/` and `host/core/`, else the
+/// checkout this host was built from. The current directory comes first because the path
+/// compiled in can name another checkout: cargo reuses a build across checkouts that share
+/// a target directory.
 pub fn default_source_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("host/core/ is two levels below the repository root")
-        .to_owned()
+    let holds_sources = |d: &Path| {
+        d.join("plugin-api/Cargo.toml").is_file() && d.join("host/core/Cargo.toml").is_file()
+    };
+    let here = std::env::current_dir().ok();
+    let found = here
+        .as_deref()
+        .and_then(|d| d.ancestors().find(|a| holds_sources(a)));
+    match found {
+        Some(d) => d.to_owned(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("host/core/ is two levels below the repository root")
+            .to_owned(),
+    }
 }
 
 /// Writes the crate `dir/name`. `source_root` holds `plugin-api/` and `host/core/`.
