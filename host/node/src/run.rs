@@ -2,7 +2,8 @@
 //! instances, caches and pools) and its own RocksDB, driven by the seeded workload for N
 //! blocks, with the time of each stage recorded.
 //!
-//! The validator is a node in its own right: it admits the transactions it is gossiped into
+//! The validator is a node in its own right: it decodes the transactions it is gossiped from
+//! their wire payloads (`node::net::decode`, through `mem.tx_decode`) and admits them into
 //! its own mempool before the block arrives, as a real node does, so whatever cache answers
 //! its block check was warmed by its own work, never by the proposer's.
 
@@ -19,6 +20,7 @@ use crate::{
     consensus::{verify_votes, ConsensusState, ValidatorSet, Vote},
     gen::{Workload, WorkloadConfig},
     mempool::{Mempool, Rejection},
+    net::{self, Message},
     state::StateStore,
 };
 use dubchain_host::{
@@ -41,8 +43,9 @@ pub struct ChainConfig {
 pub struct Stages {
     /// Admission (signatures, rules, dedupe), selection and removal on the proposer.
     pub mempool: f64,
-    /// The validator admitting the gossiped transactions into its own mempool, and removing
-    /// them once their block is committed.
+    /// The validator decoding the gossiped transactions from their wire payloads
+    /// (`mem.tx_decode`), admitting them into its own mempool, and removing them once their
+    /// block is committed.
     pub gossip_admission: f64,
     /// Executing the selected transactions on the proposer.
     pub execution: f64,
@@ -223,9 +226,17 @@ pub fn run_chain(
     let mut mark = alloc_count::snapshot();
     for height in 1..=config.blocks {
         // The clients' work, untimed: generating and signing the block's transactions, and
-        // the copy the proposer gossips to the validator.
+        // the proposer's gossip of them, as the wire carries it (a tag and JSON each).
         let txs = workload.txs_for_block(height, &proposer)?;
-        let gossiped = txs.clone();
+        let gossiped: Vec<net::Inbound> = txs
+            .iter()
+            .map(|tx| {
+                (
+                    0,
+                    dubchain_plugin_api::wire::payload(&Message::Tx(tx.clone())),
+                )
+            })
+            .collect();
         charge(&mut AllocStats::default(), &mut mark);
         let t = Instant::now();
         let verdicts = mempool.admit_with(
@@ -240,8 +251,17 @@ pub fn run_chain(
             .count() as u64;
         stages.mempool += secs(t.elapsed());
         let t = Instant::now();
+        // A payload that does not decode is dropped, as the node drops it off the wire; the
+        // block's own check does not depend on what the validator admitted.
+        let received = net::decode(&vhost.slots, &gossiped)
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                Ok(Message::Tx(tx)) => Some(tx),
+                _ => None,
+            })
+            .collect();
         validator_mempool.admit_with(
-            gossiped,
+            received,
             &vhost.slots.sig_verify,
             Some(&vhost.slots.tx_validation),
             &validator,
