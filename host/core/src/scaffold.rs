@@ -214,9 +214,6 @@ pub fn scaffolded_slots() -> Vec<&'static str> {
 /// compiled in can name another checkout: cargo reuses a build across checkouts that share
 /// a target directory.
 pub fn default_source_root() -> PathBuf {
-    let holds_sources = |d: &Path| {
-        d.join("plugin-api/Cargo.toml").is_file() && d.join("host/core/Cargo.toml").is_file()
-    };
     let here = std::env::current_dir().ok();
     let found = here
         .as_deref()
@@ -229,6 +226,11 @@ pub fn default_source_root() -> PathBuf {
             .expect("host/core/ is two levels below the repository root")
             .to_owned(),
     }
+}
+
+/// Whether `root` is a DubChain checkout: it holds the crates `plugin-api/` and `host/core/`.
+fn holds_sources(root: &Path) -> bool {
+    root.join("plugin-api/Cargo.toml").is_file() && root.join("host/core/Cargo.toml").is_file()
 }
 
 /// Writes the crate `dir/name`. `source_root` holds `plugin-api/` and `host/core/`.
@@ -253,7 +255,7 @@ pub fn new_plugin(
     };
     let api = source_root.join("plugin-api");
     let host = source_root.join("host").join("core");
-    if !api.join("Cargo.toml").is_file() || !host.join("Cargo.toml").is_file() {
+    if !holds_sources(source_root) {
         return Err(format!(
             "{} does not hold plugin-api/ and host/core/; pass --source-root with the DubChain checkout",
             source_root.display()

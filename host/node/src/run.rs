@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dubchain_plugin_api::types::Bytes32;
+use dubchain_plugin_api::{types::Bytes32, wire};
 use serde::Serialize;
 
 use crate::{
@@ -230,12 +230,7 @@ pub fn run_chain(
         let txs = workload.txs_for_block(height, &proposer)?;
         let gossiped: Vec<net::Inbound> = txs
             .iter()
-            .map(|tx| {
-                (
-                    0,
-                    dubchain_plugin_api::wire::payload(&Message::Tx(tx.clone())),
-                )
-            })
+            .map(|tx| (0, wire::payload(&Message::Tx(tx.clone()))))
             .collect();
         charge(&mut AllocStats::default(), &mut mark);
         let t = Instant::now();
