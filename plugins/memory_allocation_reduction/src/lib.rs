@@ -68,7 +68,8 @@ impl From<Wire> for Transaction {
     }
 }
 
-/// Each byte's value as a hex digit of either case, or `BAD`.
+/// Each byte's value as a hex digit of either case, or `BAD`. A digit's value is at most
+/// 0x0f, so a high bit set in any looked-up value means a byte was not a digit.
 const BAD: u8 = 0xff;
 const NIBBLES: [u8; 256] = {
     let mut t = [BAD; 256];
@@ -85,13 +86,6 @@ const NIBBLES: [u8; 256] = {
     }
     t
 };
-
-/// The byte two hex digits spell, or `None`. A digit's value is at most 0x0f, so a high bit
-/// set in either means it was not a digit.
-fn pair(p: &[u8]) -> Option<u8> {
-    let (h, l) = (NIBBLES[usize::from(p[0])], NIBBLES[usize::from(p[1])]);
-    ((h | l) & 0xf0 == 0).then_some(h << 4 | l)
-}
 
 /// Hex of either case into `out`, which it must fill exactly.
 fn hex_into(text: &[u8], out: &mut [u8]) -> bool {
@@ -152,17 +146,15 @@ impl<'de> de::Visitor<'de> for Payload {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Blob, E> {
         let text = v.as_bytes();
+        // `hex_into` needs the exact size, so an odd length is refused before allocating.
         if !text.len().is_multiple_of(2) {
             return Err(E::invalid_value(de::Unexpected::Str(v), &self));
         }
-        let mut out = RVec::with_capacity(text.len() / 2);
-        for p in text.chunks_exact(2) {
-            match pair(p) {
-                Some(b) => out.push(b),
-                None => return Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-            }
+        let mut out = vec![0u8; text.len() / 2];
+        if !hex_into(text, &mut out) {
+            return Err(E::invalid_value(de::Unexpected::Str(v), &self));
         }
-        Ok(Blob(out))
+        Ok(Blob(RVec::from(out)))
     }
 }
 
