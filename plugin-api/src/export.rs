@@ -101,6 +101,7 @@ macro_rules! export_plugin {
                 block_commit: $crate::__slot_factory!(block_commit $(, $bcommit)?),
                 state_root: $crate::__slot_factory!(state_root $(, $sroot)?),
                 heap: $crate::__plugin_allocator!(@entry $($allocator)?),
+                attach_services: Some($crate::services::attach),
             }
             .leak_into_prefix()
         }

@@ -50,6 +50,7 @@ pub mod alloc;
 pub mod chain;
 pub mod exec;
 pub mod pool;
+pub mod services;
 pub mod settings;
 pub mod sig;
 pub mod slots;
@@ -203,6 +204,9 @@ pub struct PluginMod {
     /// (API 0.3.2) The plugin's heap counters ([`alloc`]), which the host turns on and
     /// reads with its own. `None`: the plugin's allocations are not counted.
     pub heap: Option<&'static alloc::PluginHeap>,
+    /// (API 0.3.3) Hands the library the host's [`services`], before `init`. `None`: the
+    /// plugin calls no host slot.
+    pub attach_services: Option<extern "C" fn(services: services::HostServicesBox)>,
 }
 
 impl PluginMod {
@@ -244,6 +248,7 @@ impl PluginMod {
             block_commit: None,
             state_root: None,
             heap: None,
+            attach_services: Some(services::attach),
         }
     }
 }

@@ -29,6 +29,19 @@ pub fn verify_tx(tx: &Transaction) -> bool {
     verify_strict(&tx.from.0, &signing_bytes(tx), &tx.signature.0)
 }
 
+/// The `crypto.sig_verify` items of `txs` (each by its sender), over `messages`: their
+/// signing bytes, in the same order ([`signing_bytes`]).
+pub fn tx_items<'m>(txs: &[&Transaction], messages: &'m [Vec<u8>]) -> Vec<SigItem<'m>> {
+    txs.iter()
+        .zip(messages)
+        .map(|(tx, m)| SigItem {
+            public_key: tx.from.0,
+            signature: tx.signature.0,
+            message: m.as_slice().into(),
+        })
+        .collect()
+}
+
 /// [`verify_tx`] with the sender's key decoded already (`None`: it does not decode), for a
 /// plugin that decodes each sender's key once per batch.
 pub fn verify_tx_with(key: Option<&VerifyingKey>, tx: &Transaction) -> bool {

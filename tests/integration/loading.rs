@@ -185,7 +185,7 @@ fn abi_mismatch() {
     let msg = e.to_string();
     assert!(msg.contains("has an incompatible ABI"), "{msg}");
     assert!(
-        msg.contains("rebuild it against dubchain-plugin-api 0.3.2"),
+        msg.contains("rebuild it against dubchain-plugin-api 0.3.3"),
         "{msg}"
     );
 }
@@ -195,7 +195,7 @@ fn api_version_mismatch() {
     let (e, _) = load_error("fixture_api_mismatch", "", "");
     assert!(matches!(e, LoadError::ApiMismatch { .. }), "{e}");
     assert!(
-        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.3.2; rebuild it against dubchain-plugin-api 0.3.2"),
+        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.3.3; rebuild it against dubchain-plugin-api 0.3.3"),
         "{e}"
     );
 }

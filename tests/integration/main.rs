@@ -18,3 +18,4 @@ mod manifests;
 mod measuring;
 mod node;
 mod resolver;
+mod services;

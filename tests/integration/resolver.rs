@@ -118,7 +118,7 @@ fn every_problem_is_reported_at_once() {
          problem: `a` depends on `old` >=1.0, but the plugin directory has version 0.1.0\n\
          problem: `x` conflicts with `a`: both rewrite the verification path; `x` is enabled by the command line, `a` is enabled by the command line; disable one of them\n\
          problem: `nowhere` provides slot `net.teleport`, which this host does not have (known: crypto.sig_verify, storage.record_codec, consensus.vote_verify, crypto.merkle, exec.block_execution, consensus.block_validation, exec.tx_validation, vm.code_loader, vm.metering, vm.module_cache, vm.contract_state, mem.block_reclaim, mem.buffer_pool, net.frame_send, mempool.tx_pool, consensus.vote_tally, mem.tx_decode, storage.account_read, storage.durability, net.broadcast, net.send_queue, net.transport, storage.block_commit, storage.state_root)\n\
-         problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.3.2\n\
+         problem: `future` requires dubchain-plugin-api ^2, but this host implements 0.3.3\n\
          problem: slot `storage.record_codec` is exclusive but several enabled plugins provide it: `codec1` (enabled by the command line), `codec2` (enabled by the command line)",
     )
 }
@@ -291,5 +291,184 @@ fn the_real_manifests_resolve_the_production_profile_and_the_vm_plugins() {
     assert!(together.problems.is_empty(), "{:?}", together.problems);
     for (name, slot) in vm {
         assert_eq!(together.stacks[slot], [name]);
+    }
+}
+
+fn uses(slot: &str) -> String {
+    format!("[[uses]]\nslot = \"{slot}\"\nreason = \"calls {slot}\"\n")
+}
+
+fn recommends(name: &str) -> String {
+    format!("[[recommends]]\nname = \"{name}\"\nreason = \"faster with {name}\"\n")
+}
+
+/// `[[uses]]`: an offered slot provided by others is fine; a slot the host does not offer,
+/// or one the plugin provides itself, is a problem. `[[recommends]]` gives suggestions and
+/// never a problem.
+#[test]
+fn uses_are_checked_and_recommends_only_suggest() {
+    let user = ms(
+        "user",
+        "exec.tx_validation",
+        &(uses("crypto.sig_verify") + &recommends("fast") + &recommends("gone")),
+    );
+    let fast = m("fast", "");
+    let alone = resolve(&[user.clone(), fast.clone()], &enable(&["user"]));
+    assert!(alone.problems.is_empty(), "{:?}", alone.problems);
+    let suggestions: Vec<String> = alone.suggestions.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        suggestions,
+        [
+            "`user` recommends `fast` (faster with fast); it is off: `--enable fast` or a profile turns it on",
+            "`user` recommends `gone` (faster with gone), which is not in the plugin directory",
+        ]
+    );
+    let both = resolve(&[user, fast], &enable(&["user", "fast"]));
+    assert!(both.problems.is_empty() && both.suggestions.len() == 1);
+
+    check(
+        &[
+            ms("odd", "exec.tx_validation", &uses("vm.metering")),
+            m("selfish", &uses("crypto.sig_verify")),
+        ],
+        &enable(&["odd", "selfish"]),
+        "problem: `odd` uses slot `vm.metering`, which this host does not offer to plugins (offered: crypto.sig_verify); remove the [[uses]] entry or rebuild against a host that offers it\n\
+         problem: `selfish` uses slot `crypto.sig_verify`, which it also provides: its calls would come back to itself; call the layer below through `next` instead, and drop the [[uses]] entry",
+    );
+}
+
+/// The real manifests' edges: the two users of `crypto.sig_verify` declare it, the one
+/// exclusive pair declares its conflict (one problem, carrying the declared reason, not a
+/// second "exclusive slot" problem), and the production profile's plan has no problem.
+#[test]
+fn the_real_manifests_declare_their_edges() {
+    let d = manifest::discover(&dubchain_tests::manifests_dir());
+    let by = |n: &str| d.manifests.iter().find(|m| m.name == n).unwrap();
+    for user in ["consensus_batching", "batching_tx_validation"] {
+        let slots: Vec<&str> = by(user).uses.iter().map(|u| u.slot.as_str()).collect();
+        assert_eq!(slots, ["crypto.sig_verify"], "{user}");
+    }
+    let r = resolve(
+        &d.manifests,
+        &enable(&["batching_shard_aware", "batching_state_writes"]),
+    );
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = r.problems[0].to_string();
+    assert!(
+        p.starts_with("`batching_shard_aware` conflicts with `batching_state_writes`: both replace the execution of a block")
+            && p.contains("enabled by the command line"),
+        "{p}"
+    );
+    let r = resolve(&d.manifests, &enable(&["batching_tx_validation"]));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.suggestions.len(), 1);
+    assert_eq!(r.suggestions[0].recommends, "crypto_parallel_verification");
+}
+
+mod properties {
+    //! Random gate graphs: whatever the manifests and requests, a resolution without
+    //! problems has its dependencies closed (enabled, at a matching version) and no declared
+    //! conflict with both sides on; a resolution with problems is never applied.
+
+    use dubchain_host::resolve::Resolution;
+    use proptest::{collection::vec, prelude::*};
+
+    use super::*;
+
+    /// Plugin `i` of `n`: depends on and conflicts with some others (by index, any
+    /// direction, so cycles occur), sometimes at a version none has.
+    #[derive(Debug, Clone)]
+    struct Node {
+        depends: Vec<(usize, bool)>,
+        conflicts: Vec<usize>,
+        exclusive: bool,
+    }
+
+    fn node(n: usize) -> impl Strategy<Value = Node> {
+        (
+            vec((0..n, any::<bool>()), 0..3),
+            vec(0..n, 0..2),
+            any::<bool>(),
+        )
+            .prop_map(|(depends, conflicts, exclusive)| Node {
+                depends,
+                conflicts,
+                exclusive,
+            })
+    }
+
+    fn graph() -> impl Strategy<Value = (Vec<Node>, Vec<(usize, bool)>)> {
+        (2usize..10).prop_flat_map(|n| (vec(node(n), n), vec((0..n, any::<bool>()), 0..6)))
+    }
+
+    fn manifests(nodes: &[Node]) -> Vec<Manifest> {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut extra = String::new();
+                for &(d, right) in &node.depends {
+                    if d != i {
+                        extra += &dep(&format!("p{d}"), if right { "^0.1" } else { ">=9" });
+                    }
+                }
+                for &c in &node.conflicts {
+                    if c != i {
+                        extra += &format!("[[conflicts]]\nname = \"p{c}\"\nreason = \"r\"\n");
+                    }
+                }
+                // Exclusive plugins share one exclusive slot; the others are layers.
+                let slot = if node.exclusive {
+                    "exec.tx_validation"
+                } else {
+                    "crypto.sig_verify"
+                };
+                ms(&format!("p{i}"), slot, &extra)
+            })
+            .collect()
+    }
+
+    fn closed_and_conflict_free(ms: &[Manifest], r: &Resolution) -> Result<(), TestCaseError> {
+        let on = |n: &str| r.decisions.get(n).is_some_and(|d| d.enabled);
+        for m in ms.iter().filter(|m| on(&m.name)) {
+            for d in &m.depends {
+                let found = ms.iter().find(|x| x.name == d.name);
+                prop_assert!(on(&d.name), "{} on without {}", m.name, d.name);
+                prop_assert!(found.is_some_and(|x| d.version.matches(&x.version)));
+            }
+            for c in &m.conflicts {
+                prop_assert!(!on(&c.name), "{} and {} both on", m.name, c.name);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn plans_without_problems_are_closed_and_plans_with_problems_are_refused(
+            (nodes, requests) in graph()
+        ) {
+            let ms = manifests(&nodes);
+            let requests: Vec<Request> = requests
+                .iter()
+                .map(|&(i, on)| Request { name: format!("p{i}"), enable: on, source: Source::CommandLine })
+                .collect();
+            let r = resolve(&ms, &requests);
+            if r.problems.is_empty() {
+                closed_and_conflict_free(&ms, &r)?;
+            } else {
+                let host = dubchain_tests::test_host();
+                let before = host.slot_status();
+                let refused = host.apply(&ms, &r, |_| String::new());
+                prop_assert!(refused.is_err());
+                let after = host.slot_status();
+                prop_assert_eq!(
+                    before.iter().map(|s| &s.stack).collect::<Vec<_>>(),
+                    after.iter().map(|s| &s.stack).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     loader::{self, LoadError, LoadedPlugin},
     manifest::Manifest,
     resolve::{Problem, Resolution},
+    services::PluginServices,
     slot::{with_slots, BreakerConfig, Provider, SlotStatus, Slots},
 };
 
@@ -245,6 +246,10 @@ impl Host {
                         step: self.options.step_timeout,
                     },
                     self.options.require_sha256,
+                    Some(
+                        Arc::new(PluginServices::new(manifest, self.slots.sig_verify.clone()))
+                            .into_ffi(),
+                    ),
                 )
             };
             match loaded {
@@ -375,7 +380,8 @@ fn unchanged(live: &Live, manifest: &Manifest, config: &str) -> bool {
             .is_ok_and(|b| loader::sha256_hex(&b) == live.plugin.sha256)
 }
 
-/// Enabled plugins, dependencies before dependents (the resolution has no cycles).
+/// Enabled plugins, dependencies (and the providers of used slots) before dependents (the
+/// resolution has no cycles).
 fn dependency_order(by_name: &BTreeMap<&str, &Manifest>, resolution: &Resolution) -> Vec<String> {
     let enabled: BTreeSet<&str> = resolution.enabled().collect();
     let mut done = BTreeSet::new();
@@ -384,6 +390,7 @@ fn dependency_order(by_name: &BTreeMap<&str, &Manifest>, resolution: &Resolution
         n: &'a str,
         by_name: &BTreeMap<&str, &'a Manifest>,
         enabled: &BTreeSet<&str>,
+        stacks: &'a BTreeMap<String, Vec<String>>,
         done: &mut BTreeSet<&'a str>,
         order: &mut Vec<String>,
     ) {
@@ -392,14 +399,31 @@ fn dependency_order(by_name: &BTreeMap<&str, &Manifest>, resolution: &Resolution
         }
         for d in &by_name[n].depends {
             if enabled.contains(d.name.as_str()) {
-                visit(&d.name, by_name, enabled, done, order);
+                visit(&d.name, by_name, enabled, stacks, done, order);
+            }
+        }
+        // The providers of the slots it calls through host services, before it: loading
+        // follows the graph. (Its self-tests run against the slot's current stack; the new
+        // stacks are installed together afterwards, `crypto.sig_verify` first.)
+        for u in &by_name[n].uses {
+            for p in stacks.get(&u.slot).into_iter().flatten() {
+                if p != n && by_name.contains_key(p.as_str()) {
+                    visit(p, by_name, enabled, stacks, done, order);
+                }
             }
         }
         order.push(n.to_owned());
     }
     for n in &enabled {
         if let Some((name, _)) = by_name.get_key_value(n) {
-            visit(name, by_name, &enabled, &mut done, &mut order);
+            visit(
+                name,
+                by_name,
+                &enabled,
+                &resolution.stacks,
+                &mut done,
+                &mut order,
+            );
         }
     }
     order

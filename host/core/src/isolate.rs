@@ -151,7 +151,7 @@ pub fn serve(
     mut input: impl Read,
     mut output: impl Write,
 ) -> Result<(), String> {
-    let loaded = match loader::load(manifest, config, runtime_dir, 1, deadlines, false) {
+    let loaded = match loader::load(manifest, config, runtime_dir, 1, deadlines, false, None) {
         Ok(l) => l,
         Err(e) => {
             let _ = write_message(&mut output, &Response::Failed(e.to_string()));

@@ -29,6 +29,7 @@ pub mod reference;
 pub mod resolve;
 pub mod scaffold;
 pub mod selftest;
+pub mod services;
 pub mod session;
 pub mod slot;
 #[cfg(any(test, feature = "testing"))]

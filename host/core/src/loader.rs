@@ -23,7 +23,9 @@ use std::{
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use dubchain_plugin_api::{slots::*, Fingerprint, PluginError, PluginModRef, API_VERSION};
+use dubchain_plugin_api::{
+    services::HostServicesBox, slots::*, Fingerprint, PluginError, PluginModRef, API_VERSION,
+};
 use semver::Version;
 use sha2::{Digest, Sha256};
 
@@ -279,7 +281,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Loads the library of `manifest` as load generation `generation`, copying it into
-/// `runtime_dir` first. With `require_sha256`, a manifest without a pin is refused.
+/// `runtime_dir` first. With `require_sha256`, a manifest without a pin is refused. The
+/// library is handed `services` before `init` (`None`: it gets none, and its calls to host
+/// services fail).
 pub fn load(
     manifest: &Manifest,
     config: &str,
@@ -287,6 +291,7 @@ pub fn load(
     generation: u64,
     deadlines: Deadlines,
     require_sha256: bool,
+    services: Option<HostServicesBox>,
 ) -> Result<LoadedPlugin, LoadError> {
     let plugin = manifest.name.clone();
     let library = manifest.library.clone();
@@ -341,6 +346,7 @@ pub fn load(
         mapped,
         sha256,
         generation,
+        services,
     };
     std::thread::Builder::new()
         .name(format!("load-{plugin}"))
@@ -457,6 +463,7 @@ struct Opened {
     mapped: PathBuf,
     sha256: String,
     generation: u64,
+    services: Option<HostServicesBox>,
 }
 
 impl Opened {
@@ -467,6 +474,7 @@ impl Opened {
             mapped,
             sha256,
             generation,
+            services,
         } = self;
         let plugin = manifest.name.clone();
         let library = manifest.library.clone();
@@ -486,6 +494,11 @@ impl Opened {
         // API 0.3.2, or with `allocator: own`, is not counted).
         if let Some(heap) = module.heap().flatten() {
             crate::alloc_count::register_plugin_heap(heap);
+        }
+        // Host services before init: `init` and the self-tests may call them. A library
+        // built before API 0.3.3 has no entry for them (it calls no host slot).
+        if let (Some(attach), Some(services)) = (module.attach_services().flatten(), services) {
+            attach(services);
         }
         steps.begin(Step::Init);
         (module.init())(config.as_str().into())

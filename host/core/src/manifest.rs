@@ -32,10 +32,22 @@ pub struct Manifest {
     pub provides: Vec<Provide>,
     pub depends: Vec<Depend>,
     pub conflicts: Vec<Conflict>,
+    /// Host slots the plugin calls through host services ([`dubchain_plugin_api::services`]).
+    pub uses: Vec<Use>,
+    /// Plugins this one works better with (Debian's `Recommends`): `plugins plan` suggests
+    /// them; their absence is never a problem.
+    pub recommends: Vec<Recommend>,
     pub ordering: Ordering,
     pub risk: Risk,
     pub contract: Option<Contract>,
     pub default_enabled: bool,
+}
+
+/// A host slot a plugin calls, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    pub slot: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +69,8 @@ pub struct Edge {
 pub type Depend = Edge;
 /// A plugin this one must not be enabled with.
 pub type Conflict = Edge;
+/// A plugin this one works better with.
+pub type Recommend = Edge;
 
 /// Where a layer sits in the stack of a layered slot, relative to other layers.
 #[derive(Debug, Clone, Default)]
@@ -129,6 +143,10 @@ pub struct ManifestFile {
     #[serde(default)]
     pub conflicts: Vec<EdgeFile>,
     #[serde(default)]
+    pub uses: Vec<UseFile>,
+    #[serde(default)]
+    pub recommends: Vec<EdgeFile>,
+    #[serde(default)]
     pub ordering: OrderingFile,
     pub risk: Risk,
     pub contract: Option<ContractFile>,
@@ -152,7 +170,15 @@ pub struct ProvideFile {
     pub version: u32,
 }
 
-/// A `[[depends]]` or `[[conflicts]]` entry as written.
+/// A `[[uses]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UseFile {
+    pub slot: String,
+    pub reason: String,
+}
+
+/// A `[[depends]]`, `[[conflicts]]` or `[[recommends]]` entry as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeFile {
@@ -268,6 +294,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     };
     let depends = edges("depends", &file.depends)?;
     let conflicts = edges("conflicts", &file.conflicts)?;
+    let recommends = edges("recommends", &file.recommends)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     Ok(Manifest {
         library: dir.join(library_file_name(&file.library)),
@@ -289,6 +316,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             .collect(),
         depends,
         conflicts,
+        uses: file
+            .uses
+            .into_iter()
+            .map(|u| Use {
+                slot: u.slot,
+                reason: u.reason,
+            })
+            .collect(),
+        recommends,
         ordering: Ordering {
             above: file.ordering.above,
             below: file.ordering.below,

@@ -161,6 +161,44 @@ pub enum Problem {
         slot: String,
         layers: Vec<String>,
     },
+    /// A `[[uses]]` entry naming a slot the host does not offer to plugins.
+    UsesUnoffered {
+        plugin: String,
+        slot: String,
+    },
+    /// A plugin that calls, through host services, a slot it provides itself: its calls
+    /// would come back to it (its own layer below is `next`).
+    UsesOwnSlot {
+        plugin: String,
+        slot: String,
+    },
+}
+
+/// Something worth doing that is never a problem: a plugin that works better with another
+/// (its manifest's `[[recommends]]`) that is not on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    pub plugin: String,
+    pub recommends: String,
+    pub reason: String,
+    /// Whether the recommended plugin is in the plugin directory at all.
+    pub present: bool,
+}
+
+impl fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Suggestion {
+            plugin,
+            recommends,
+            reason,
+            present,
+        } = self;
+        if *present {
+            write!(f, "`{plugin}` recommends `{recommends}` ({reason}); it is off: `--enable {recommends}` or a profile turns it on")
+        } else {
+            write!(f, "`{plugin}` recommends `{recommends}` ({reason}), which is not in the plugin directory")
+        }
+    }
 }
 
 impl Problem {
@@ -181,7 +219,9 @@ impl Problem {
             Problem::Cycle { cycle } => cycle.iter().map(String::as_str).collect(),
             Problem::UnknownSlot { plugin, .. }
             | Problem::SlotVersion { plugin, .. }
-            | Problem::ApiIncompatible { plugin, .. } => vec![plugin],
+            | Problem::ApiIncompatible { plugin, .. }
+            | Problem::UsesUnoffered { plugin, .. }
+            | Problem::UsesOwnSlot { plugin, .. } => vec![plugin],
             Problem::ExclusiveSlot { providers, .. } => {
                 providers.iter().map(|(p, _)| p.as_str()).collect()
             }
@@ -237,6 +277,15 @@ impl fmt::Display for Problem {
                 "the layers of `{slot}` cannot be ordered: their above/below constraints form a cycle among {}",
                 layers.join(", ")
             ),
+            Problem::UsesUnoffered { plugin, slot } => write!(
+                f,
+                "`{plugin}` uses slot `{slot}`, which this host does not offer to plugins (offered: {}); remove the [[uses]] entry or rebuild against a host that offers it",
+                crate::services::OFFERED.join(", ")
+            ),
+            Problem::UsesOwnSlot { plugin, slot } => write!(
+                f,
+                "`{plugin}` uses slot `{slot}`, which it also provides: its calls would come back to itself; call the layer below through `next` instead, and drop the [[uses]] entry"
+            ),
         }
     }
 }
@@ -253,6 +302,8 @@ pub struct Resolution {
     pub problems: Vec<Problem>,
     /// Things worth telling that do not prevent it (requests for absent plugins).
     pub warnings: Vec<Problem>,
+    /// Recommended plugins that are off or absent.
+    pub suggestions: Vec<Suggestion>,
     /// A short hash of the enabled set, its versions and stacking order.
     pub feature_set_id: String,
 }
@@ -415,9 +466,37 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
             }
         }
     }
+    // 3d. Host slots called through services.
+    for i in (0..n).filter(|&i| enabled[i]) {
+        let m = &manifests[i];
+        for u in &m.uses {
+            if !crate::services::OFFERED.contains(&u.slot.as_str()) {
+                problems.push(Problem::UsesUnoffered {
+                    plugin: m.name.clone(),
+                    slot: u.slot.clone(),
+                });
+            } else if m.provides.iter().any(|p| p.slot == u.slot) {
+                problems.push(Problem::UsesOwnSlot {
+                    plugin: m.name.clone(),
+                    slot: u.slot.clone(),
+                });
+            }
+        }
+    }
+
     let mut stacks = BTreeMap::new();
     for (slot, provs) in providers {
         let info = slots::find(&slot).expect("only known slots are collected");
+        // Two providers of an exclusive slot that declare their conflict were reported
+        // above, with the reason: once is enough.
+        let declared = |a: usize, b: usize| reported.contains(&(a.min(b), a.max(b)));
+        let all_declared = provs
+            .iter()
+            .enumerate()
+            .all(|(k, &a)| provs[k + 1..].iter().all(|&b| declared(a, b)));
+        if info.kind == SlotKind::Exclusive && provs.len() > 1 && all_declared {
+            continue;
+        }
         if info.kind == SlotKind::Exclusive && provs.len() > 1 {
             problems.push(Problem::ExclusiveSlot {
                 slot: slot.clone(),
@@ -456,12 +535,31 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
             },
         );
     }
+    let suggestions = manifests
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| enabled[i])
+        .flat_map(|(_, m)| {
+            m.recommends.iter().filter_map(|r| {
+                let found = index
+                    .get(r.name.as_str())
+                    .filter(|&&j| r.version.matches(&manifests[j].version));
+                (!found.is_some_and(|&j| enabled[j])).then(|| Suggestion {
+                    plugin: m.name.clone(),
+                    recommends: r.name.clone(),
+                    reason: r.reason.clone(),
+                    present: found.is_some(),
+                })
+            })
+        })
+        .collect();
     let feature_set_id = feature_set_id(manifests, &index, &decisions, &stacks);
     Resolution {
         decisions,
         stacks,
         problems,
         warnings,
+        suggestions,
         feature_set_id,
     }
 }

@@ -345,6 +345,8 @@ pub fn synthetic_manifests(n: usize) -> Vec<crate::manifest::Manifest> {
                 }],
                 depends,
                 conflicts,
+                uses: vec![],
+                recommends: vec![],
                 ordering: Ordering {
                     above: if pos > 0 { vec![name(i - 1)] } else { vec![] },
                     below: vec![],

@@ -311,8 +311,51 @@ pub(crate) fn alone(
     s: &Session,
     plugin: &str,
 ) -> Result<dubchain_host::resolve::Resolution, String> {
-    let mut closure = BTreeSet::from([plugin.to_owned()]);
-    let mut todo = vec![plugin.to_owned()];
+    with_closure(s, [plugin.to_owned()].into())
+}
+
+/// The session's enabled providers of the slots `plugin` calls through host services (its
+/// manifest's `[[uses]]`), bottom to top; empty when none is enabled.
+fn used_stack(s: &Session, plugin: &str) -> Vec<String> {
+    let Some(m) = s.manifest(plugin) else {
+        return Vec::new();
+    };
+    m.uses
+        .iter()
+        .flat_map(|u| s.resolution.stacks.get(&u.slot).into_iter().flatten())
+        .filter(|p| *p != plugin)
+        .cloned()
+        .collect()
+}
+
+/// A host with `plugin` over the session's providers of the slots it uses (and what they
+/// all depend on), nothing else: an `over.` row.
+fn over_host(s: &Session, plugin: &str) -> Result<Host, String> {
+    let mut names: BTreeSet<String> = used_stack(s, plugin).into_iter().collect();
+    names.insert(plugin.to_owned());
+    s.loaded_host_with(&with_closure(s, names)?, false)
+}
+
+/// The host a planned row (`id`, `label` from [`plan`]) runs on: `None` for a `stack.` row
+/// (the caller's host with the whole configured set), the plugin over the providers of the
+/// slots it uses for an `over.` row, the plugin alone for any other.
+pub fn row_host(s: &Session, id: &str, label: &str) -> Result<Option<Host>, String> {
+    if id.starts_with("stack.") {
+        return Ok(None);
+    }
+    match label.split_once(" over ") {
+        Some((plugin, _)) if id.starts_with("over.") => over_host(s, plugin).map(Some),
+        _ => isolated_host(s, label).map(Some),
+    }
+}
+
+/// The resolution that enables `names` and what they depend on, nothing else.
+fn with_closure(
+    s: &Session,
+    names: BTreeSet<String>,
+) -> Result<dubchain_host::resolve::Resolution, String> {
+    let mut closure = names.clone();
+    let mut todo: Vec<String> = names.into_iter().collect();
     while let Some(name) = todo.pop() {
         let m = s
             .manifest(&name)
@@ -354,7 +397,9 @@ pub fn run_isolated(
     };
     let plan: Vec<_> = plan(s, o)
         .into_iter()
-        .filter(|(id, label, _, _)| !id.starts_with("stack.") && isolatable(label))
+        .filter(|(id, label, _, _)| {
+            !id.starts_with("stack.") && !id.starts_with("over.") && isolatable(label)
+        })
         .collect();
     let mut results = Vec::new();
     for (i, (id, label, case, _)) in plan.iter().enumerate() {
@@ -400,6 +445,25 @@ pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<
             }
         }
     }
+    // A plugin that calls other slots through host services, also over the session's
+    // providers of those slots (the workload's signatures as the stack sees them: a cache
+    // layer has seen the same run in the rounds before, as after admission).
+    for name in s.resolution.enabled() {
+        let stack = used_stack(s, name);
+        let Some(m) = s.manifest(name).filter(|_| !stack.is_empty()) else {
+            continue;
+        };
+        for p in &m.provides {
+            for case in cases(&p.slot, o) {
+                out.push((
+                    format!("over.{name}.{}", case.name),
+                    format!("{name} over {}", stack.join(" > ")),
+                    case,
+                    None,
+                ));
+            }
+        }
+    }
     for (slot, stack) in &s.resolution.stacks {
         if stack.len() > 1 {
             for case in cases(slot, o) {
@@ -438,19 +502,21 @@ pub fn run_except(
 ) -> Result<Vec<MicroResult>, String> {
     let plan: Vec<_> = plan(s, o)
         .into_iter()
-        .filter(|(_, label, _, _)| !missing.iter().any(|m| label.split(" > ").any(|l| l == m)))
+        .filter(|(_, label, _, _)| {
+            !missing.iter().any(|m| {
+                label
+                    .split(" over ")
+                    .flat_map(|part| part.split(" > "))
+                    .any(|l| l == m)
+            })
+        })
         .collect();
     let mut results = Vec::new();
     for (i, (id, label, case, promise)) in plan.iter().enumerate() {
         progress(i, plan.len(), id);
-        let isolated;
-        let host = if id.starts_with("stack.") {
-            full
-        } else {
-            isolated = isolated_host(s, label)?;
-            &isolated
-        };
-        let goal = if id.starts_with("stack.") {
+        let own = row_host(s, id, label)?;
+        let host = own.as_ref().unwrap_or(full);
+        let goal = if id.starts_with("stack.") || id.starts_with("over.") {
             None
         } else {
             dubchain_host::catalogue::goal_for(label, case.name)

@@ -286,13 +286,8 @@ pub fn child(
         .into_iter()
         .find(|(i, ..)| i == id)
         .ok_or_else(|| format!("no micro case `{id}` for this plugin set"))?;
-    let isolated;
-    let host = if id.starts_with("stack.") {
-        host
-    } else {
-        isolated = micro::isolated_host(s, &label)?;
-        &isolated
-    };
+    let own = micro::row_host(s, id, &label)?;
+    let host = own.as_ref().unwrap_or(host);
     let input = micro::Input::new(&case, o).for_host(host);
     for _ in 0..=iterations {
         micro::run_once(&case, side, host, &input).undo();

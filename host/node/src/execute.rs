@@ -6,7 +6,7 @@ use dubchain_plugin_api::{
         apply_transfer, check_sender, intrinsic_gas, AccountEntry, AccountState, State, TxFailure,
     },
     slots::{ContractWrite, HostAccountStore},
-    types::{Bytes32, Receipt, SigItem, Transaction, TxKind},
+    types::{Bytes32, Receipt, Transaction, TxKind},
     PluginError,
 };
 
@@ -58,16 +58,8 @@ pub fn check_stateless(tx: &Transaction) -> Result<(), TxError> {
 /// Signature verdicts for `txs`, through the `crypto.sig_verify` slot in one batch.
 pub fn verify_signatures(slot: &SigVerifySlot, txs: &[Transaction]) -> Vec<bool> {
     let messages: Vec<Vec<u8>> = txs.iter().map(chain::signing_bytes).collect();
-    let items: Vec<SigItem<'_>> = txs
-        .iter()
-        .zip(&messages)
-        .map(|(tx, m)| SigItem {
-            public_key: tx.from.0,
-            signature: tx.signature.0,
-            message: m.as_slice().into(),
-        })
-        .collect();
-    slot.verify_batch(&items)
+    let txs: Vec<&Transaction> = txs.iter().collect();
+    slot.verify_batch(&dubchain_plugin_api::sig::tx_items(&txs, &messages))
 }
 
 /// The host's view of a block in progress as execution state: each transfer's reads and

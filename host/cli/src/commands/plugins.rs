@@ -127,6 +127,19 @@ pub fn plan(s: &Session) -> Result<ExitCode> {
         };
         println!("  {} ({kind}): {stack}", info.id);
     }
+    let edges = edges(s);
+    if !edges.is_empty() {
+        println!("\ndeclared relations of the enabled plugins:");
+        for e in edges {
+            println!("  {e}");
+        }
+    }
+    if !r.suggestions.is_empty() {
+        println!("\nsuggestions (never problems):");
+        for sug in &r.suggestions {
+            println!("  - {sug}");
+        }
+    }
     if r.problems.is_empty() && s.manifest_errors.is_empty() {
         println!("\nno problems");
         return Ok(ExitCode::SUCCESS);
@@ -154,6 +167,12 @@ pub fn why(s: &Session, name: &str) -> Result<ExitCode> {
     };
     println!("{name} is {}", if decision.enabled { "ON" } else { "OFF" });
     explain(s, name, 1, &mut Vec::new());
+    for line in relations(s, name, decision.enabled) {
+        println!("  - {line}");
+    }
+    for sug in s.resolution.suggestions.iter().filter(|x| x.plugin == name) {
+        println!("  - suggestion: {sug}");
+    }
     let problems: Vec<_> = s
         .resolution
         .problems
@@ -190,4 +209,98 @@ fn explain(s: &Session, name: &str, depth: usize, seen: &mut Vec<String>) {
             explain(s, plugin, depth + 1, seen);
         }
     }
+}
+
+/// The stack that answers `slot` under the plan, as `plugins plan` prints it.
+fn stack_text(s: &Session, slot: &str) -> String {
+    match s.resolution.stacks.get(slot) {
+        Some(stack) if !stack.is_empty() => format!("baseline > {}", stack.join(" > ")),
+        _ => "baseline".to_owned(),
+    }
+}
+
+/// The declared edges whose source is enabled: `depends`, `uses` (with the stack that
+/// serves the slot) and `conflicts`.
+fn edges(s: &Session) -> Vec<String> {
+    let r = &s.resolution;
+    let mut out = Vec::new();
+    for m in s.manifests.iter().filter(|m| r.decisions[&m.name].enabled) {
+        for d in &m.depends {
+            out.push(format!(
+                "{} depends on {} {} ({})",
+                m.name, d.name, d.version, d.reason
+            ));
+        }
+        for u in &m.uses {
+            out.push(format!(
+                "{} uses {} ({}); served by {}",
+                m.name,
+                u.slot,
+                u.reason,
+                stack_text(s, &u.slot)
+            ));
+        }
+        for c in &m.conflicts {
+            out.push(format!(
+                "{} conflicts with {} ({})",
+                m.name, c.name, c.reason
+            ));
+        }
+    }
+    out
+}
+
+/// What `name`'s declared relations mean under the plan: the slots it calls and who serves
+/// them, the enabled plugins that call a slot it provides (and what they get while it is
+/// off), and the enabled plugins that recommend it.
+fn relations(s: &Session, name: &str, enabled: bool) -> Vec<String> {
+    let r = &s.resolution;
+    let Some(me) = s.manifests.iter().find(|m| m.name == name) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for u in &me.uses {
+        out.push(format!(
+            "calls {} through host services ({}); served by {}",
+            u.slot,
+            u.reason,
+            stack_text(s, &u.slot)
+        ));
+    }
+    let on = |m: &&dubchain_host::manifest::Manifest| r.decisions[&m.name].enabled;
+    for provide in &me.provides {
+        for user in s.manifests.iter().filter(on) {
+            for u in user.uses.iter().filter(|u| u.slot == provide.slot) {
+                if enabled {
+                    out.push(format!(
+                        "serves `{}`, which calls {} ({})",
+                        user.name, u.slot, u.reason
+                    ));
+                } else {
+                    out.push(format!(
+                        "while it is off, `{}` (which calls {}: {}) is served by {}",
+                        user.name,
+                        u.slot,
+                        u.reason,
+                        stack_text(s, &u.slot)
+                    ));
+                }
+            }
+        }
+    }
+    for user in s.manifests.iter().filter(on) {
+        for rec in user.recommends.iter().filter(|x| x.name == name) {
+            out.push(format!(
+                "recommended by `{}` ({}){}",
+                user.name,
+                rec.reason,
+                if enabled {
+                    ""
+                } else {
+                    "; `plugins plan` suggests turning it on"
+                }
+            ));
+        }
+    }
+    out
 }

@@ -1,0 +1,114 @@
+//! Host services: first-party plugins calling the host's `crypto.sig_verify` through the
+//! node's own path (the current stack, the baseline underneath), the refusal of an
+//! undeclared call at the boundary, and hot swaps seen by a user of the slot.
+
+use dubchain_host::{baseline, loader::LoadError, workload, Host};
+use dubchain_tests::{first_party_manifest, library, load, test_host, PluginDir};
+
+/// Calls the `crypto.sig_verify` provider labelled `plugin@...` has answered.
+fn layer_calls(host: &Host, plugin: &str) -> u64 {
+    let status = host.slots.sig_verify.status();
+    status
+        .providers
+        .iter()
+        .find(|(label, _)| label.starts_with(&format!("{plugin}@")))
+        .map_or(0, |(_, c)| c.calls)
+}
+
+fn dir_with(names: &[&str]) -> PluginDir {
+    let dir = PluginDir::new();
+    for name in names {
+        dir.add_first_party(name);
+    }
+    dir
+}
+
+/// `consensus_batching` over a verification cache: the run's signatures reach the cache (its
+/// counters move), the verdicts on adversarial runs are the baseline's, and a second check of
+/// the same valid run is answered from the cache.
+#[test]
+fn block_runs_verify_through_the_sig_verify_stack() {
+    let names = ["consensus_batching", "crypto_verification_caching"];
+    let dir = dir_with(&names);
+    let host = test_host();
+    let report = load(&host, &dir, &names, "");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for seed in 0..6u64 {
+        let (height, hash, run, labels) = workload::block_run(seed, 12, 9, true);
+        let expected = baseline::check_run(height, &hash, &run);
+        let got = host
+            .slots
+            .block_validation
+            .check_run(height, &hash, &run)
+            .expect("the plugin answers");
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            assert_eq!(e, g, "seed {seed}, block {i} ({})", labels[i]);
+        }
+    }
+    assert!(layer_calls(&host, "crypto_verification_caching") > 0);
+
+    let (height, hash, run, _) = workload::block_run(77, 8, 16, false);
+    let check = |host: &Host| host.slots.block_validation.check_run(height, &hash, &run);
+    let first = check(&host).expect("the plugin answers");
+    let before = layer_calls(&host, "crypto_verification_caching");
+    assert_eq!(check(&host).expect("the plugin answers"), first);
+    assert!(
+        layer_calls(&host, "crypto_verification_caching") > before,
+        "the second check went through the cache"
+    );
+    assert_eq!(host.slots.block_validation.status().counters.fallbacks, 0);
+}
+
+/// `batching_tx_validation` verifies an admission batch through the stack (the cache learns
+/// it), and after the cache is swapped out, the same calls are served by the baseline.
+#[test]
+fn admission_fills_the_cache_and_follows_a_hot_swap() {
+    let names = ["batching_tx_validation", "crypto_verification_caching"];
+    let dir = dir_with(&names);
+    let host = test_host();
+    load(&host, &dir, &names, "");
+    let txs = workload::tx_batch(5, 120, true);
+    let expected = baseline::validate_txs(&txs);
+    assert_eq!(
+        host.slots.tx_validation.validate(&txs),
+        Some(expected.clone())
+    );
+    let cached = layer_calls(&host, "crypto_verification_caching");
+    assert!(cached > 0);
+
+    // The cache goes; the plugin stays and is served by what is below (the baseline).
+    load(&host, &dir, &["batching_tx_validation"], "");
+    assert!(host.slots.sig_verify.status().stack.is_empty());
+    let calls = host.slots.sig_verify.status().counters.calls;
+    assert_eq!(host.slots.tx_validation.validate(&txs), Some(expected));
+    assert!(host.slots.sig_verify.status().counters.calls > calls);
+}
+
+/// A library that calls a host slot its manifest does not declare is refused at the
+/// boundary: its self-test's call fails, so the load fails with the refusal, which names the
+/// manifest entry to add; the slot keeps the baseline.
+#[test]
+fn an_undeclared_use_is_refused_at_the_boundary() {
+    let text = first_party_manifest("consensus_batching");
+    let start = text
+        .find("[[uses]]")
+        .expect("the manifest declares its use");
+    let end = start + text[start..].find("\n\n").expect("the entry ends");
+    let undeclared = format!("{}{}", &text[..start], &text[end..]);
+    let dir = PluginDir::new();
+    dir.add(
+        "consensus_batching",
+        &undeclared,
+        Some(&library("consensus_batching")),
+    );
+    let host = test_host();
+    let report = load(&host, &dir, &["consensus_batching"], "");
+    let [LoadError::SelfTestFailed { detail, .. }] = report.failed.as_slice() else {
+        panic!("expected a failed self-test: {:?}", report.failed);
+    };
+    assert!(
+        detail.contains("plugin `consensus_batching` called `crypto.sig_verify` through host services without declaring it; add `[[uses]] slot = \"crypto.sig_verify\"`"),
+        "{detail}"
+    );
+    assert!(!host.slots.block_validation.has_provider());
+}
