@@ -112,3 +112,67 @@ fn an_undeclared_use_is_refused_at_the_boundary() {
     );
     assert!(!host.slots.block_validation.has_provider());
 }
+
+/// `plugins plan` and `plugins why` on the real manifests: the use with the stack that
+/// serves it, the recommendation as a suggestion, and, for a provider switched off, which
+/// user loses it and what serves that user instead. (Nothing is loaded: the asked-about
+/// plugin is off.)
+#[test]
+fn plan_and_why_show_the_real_edges() {
+    let dir = dir_with(&[
+        "batching_tx_validation",
+        "crypto_verification_caching",
+        "crypto_parallel_verification",
+    ]);
+    let work = tempfile::tempdir().unwrap();
+    let perf = |args: &[&str]| {
+        let out = std::process::Command::new(dubchain_tests::dubchain_perf())
+            .current_dir(work.path())
+            .env_remove("DUBCHAIN_PROFILE")
+            .env_remove("DUBCHAIN_CONFIG")
+            .env_remove("DUBCHAIN_PLUGIN_DIR")
+            .arg("--plugin-dir")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(work.path().join("state"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plan = perf(&[
+        "--enable",
+        "batching_tx_validation",
+        "--enable",
+        "crypto_verification_caching",
+        "plugins",
+        "plan",
+    ]);
+    assert!(
+        plan.contains("batching_tx_validation uses crypto.sig_verify (the batch's signatures in one call through the node's verification stack, so a verification cache learns them at admission); served by baseline > crypto_verification_caching"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("`batching_tx_validation` recommends `crypto_parallel_verification` (the batch's signatures are then verified on every core, not on one thread); it is off")
+            && plan.contains("no problems"),
+        "{plan}"
+    );
+    let why = perf(&[
+        "--enable",
+        "batching_tx_validation",
+        "--enable",
+        "crypto_parallel_verification",
+        "plugins",
+        "why",
+        "crypto_verification_caching",
+    ]);
+    assert!(
+        why.contains("crypto_verification_caching is OFF")
+            && why.contains(
+                "while it is off, `batching_tx_validation` (which calls crypto.sig_verify: "
+            )
+            && why.contains("is served by baseline > crypto_parallel_verification"),
+        "{why}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Gas metering by instrumentation (the `vm_gas_optimization` row's baseline).
 //!
 //! A contract's code is rewritten before it is compiled: every function body is cut into
-//! the straight-line segments of [`dubchain_plugin_api::vm::segments`], and each segment
+//! the straight-line segments of [`crate::vm::segments`], and each segment
 //! starts with `i64.const cost; call $gas`, where `$gas` is a host function the rewrite
 //! imports as `env.gas`. The host function takes the cost from the call's remaining gas, or
 //! traps (out of gas) when there is not enough. A loop's body is a segment of

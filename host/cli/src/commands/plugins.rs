@@ -36,6 +36,7 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
         "provides",
         "depends",
         "conflicts",
+        "uses",
         "state",
     ]
     .map(String::from)
@@ -52,6 +53,7 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
             .map(|d| format!("{} {}", d.name, d.version))
             .collect();
         let conflicts: Vec<String> = m.conflicts.iter().map(|c| c.name.clone()).collect();
+        let uses: Vec<String> = m.uses.iter().map(|u| u.slot.clone()).collect();
         let dash = |v: Vec<String>| {
             if v.is_empty() {
                 "-".to_owned()
@@ -66,6 +68,7 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
             dash(provides),
             dash(depends),
             dash(conflicts),
+            dash(uses),
             state(&m.name),
         ]);
     }
