@@ -29,6 +29,22 @@ pub fn parse<S: DeserializeOwned>(config: &str) -> Result<S, PluginError> {
     })
 }
 
+/// The `init` of a plugin that has no settings (`init: settings::none` in
+/// [`export_plugin!`](crate::export_plugin)): an empty table is accepted, any key refused by
+/// name, so a setting meant for this plugin is never silently ignored.
+pub fn none(config: &str) -> Result<(), PluginError> {
+    let table: toml::Table = parse(config)?;
+    if table.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+    Err(PluginError::invalid_input(format!(
+        "this plugin has no settings, but its table sets {}; remove {} from the profile's table",
+        keys.join(", "),
+        if keys.len() == 1 { "it" } else { "them" }
+    )))
+}
+
 /// `value` of setting `key` if it is at least `min`.
 pub fn at_least<T: PartialOrd + Display>(key: &str, value: T, min: T) -> Result<T, PluginError> {
     if value < min {
@@ -80,5 +96,16 @@ mod tests {
         let e = within("shards", 0, 1..=1024).unwrap_err().to_string();
         assert!(e.contains("shards = 0: from 1 to 1024"), "{e}");
         assert_eq!(within("shards", 1024, 1..=1024).unwrap(), 1024);
+    }
+
+    #[test]
+    fn a_plugin_without_settings_refuses_any_key() {
+        assert!(none("").is_ok() && none("\n# nothing\n").is_ok());
+        let e = none("chunk = 32\nthreads = 2").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "this plugin has no settings, but its table sets chunk, threads; remove them from the profile's table"
+        );
+        assert!(none("chunk = = 1").is_err());
     }
 }

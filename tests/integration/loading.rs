@@ -596,3 +596,25 @@ fn listing_and_planning_run_no_plugin_code() {
         "{text}"
     );
 }
+
+/// A first-party plugin without settings refuses a settings table (a key meant for it is
+/// never silently ignored): the load fails at `init`, naming the key; the slot keeps the
+/// baseline. With no table it loads.
+#[test]
+fn a_plugin_without_settings_refuses_a_settings_table() {
+    let dir = PluginDir::new();
+    dir.add_first_party("storage_binary_formats");
+    let host = test_host();
+    let report = load(&host, &dir, &["storage_binary_formats"], "level = 3\n");
+    let [LoadError::InitFailed { plugin, error }] = report.failed.as_slice() else {
+        panic!("expected a failed init: {:?}", report.failed);
+    };
+    assert_eq!(plugin, "storage_binary_formats");
+    assert_eq!(
+        error.to_string(),
+        "this plugin has no settings, but its table sets level; remove it from the profile's table"
+    );
+    assert!(!host.slots.record_codec.has_provider());
+    let report = load(&host, &dir, &["storage_binary_formats"], "");
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+}

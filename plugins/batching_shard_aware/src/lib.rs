@@ -244,5 +244,6 @@ impl ShardAware {
 
 export_plugin! {
     name: "batching_shard_aware",
-    block_execution: |_config: &str| Ok(ShardAware),
+    init: dubchain_plugin_api::settings::none,
+    block_execution: |_: &str| Ok(ShardAware),
 }

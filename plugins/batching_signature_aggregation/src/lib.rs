@@ -166,5 +166,6 @@ impl VoteVerify for Aggregating {
 
 export_plugin! {
     name: "batching_signature_aggregation",
-    vote_verify: |_config: &str| Ok(Aggregating::default()),
+    init: dubchain_plugin_api::settings::none,
+    vote_verify: |_: &str| Ok(Aggregating::default()),
 }

@@ -54,5 +54,6 @@ impl BlockExecution for WriteSet {
 
 export_plugin! {
     name: "batching_state_writes",
-    block_execution: |_config: &str| Ok(WriteSet),
+    init: dubchain_plugin_api::settings::none,
+    block_execution: |_: &str| Ok(WriteSet),
 }

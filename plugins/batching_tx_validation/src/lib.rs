@@ -54,5 +54,6 @@ impl TxValidation for BatchValidator {
 
 export_plugin! {
     name: "batching_tx_validation",
-    tx_validation: |_config: &str| Ok(BatchValidator),
+    init: dubchain_plugin_api::settings::none,
+    tx_validation: |_: &str| Ok(BatchValidator),
 }

@@ -116,5 +116,6 @@ impl BlockValidation for RunValidator {
 
 export_plugin! {
     name: "consensus_batching",
-    block_validation: |_config: &str| Ok(RunValidator),
+    init: dubchain_plugin_api::settings::none,
+    block_validation: |_: &str| Ok(RunValidator),
 }

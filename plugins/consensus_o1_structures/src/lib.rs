@@ -175,5 +175,6 @@ impl TxPool for Structures {
 
 export_plugin! {
     name: "consensus_o1_structures",
-    tx_pool: |_config: &str| Ok(Structures),
+    init: dubchain_plugin_api::settings::none,
+    tx_pool: |_: &str| Ok(Structures),
 }

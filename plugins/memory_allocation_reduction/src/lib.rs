@@ -208,7 +208,8 @@ impl TxDecode for Decoder {
 
 export_plugin! {
     name: "memory_allocation_reduction",
-    tx_decode: |_config: &str| Ok(Decoder),
+    init: dubchain_plugin_api::settings::none,
+    tx_decode: |_: &str| Ok(Decoder),
 }
 
 #[cfg(test)]

@@ -148,5 +148,6 @@ impl Durability for GroupCommit {
 
 export_plugin! {
     name: "storage_background_fsync",
-    durability: |_config: &str| Ok(GroupCommit::default()),
+    init: dubchain_plugin_api::settings::none,
+    durability: |_: &str| Ok(GroupCommit::default()),
 }

@@ -71,5 +71,6 @@ impl RecordCodec for BinaryCodec {
 
 export_plugin! {
     name: "storage_binary_formats",
-    record_codec: |_config: &str| Ok(BinaryCodec),
+    init: dubchain_plugin_api::settings::none,
+    record_codec: |_: &str| Ok(BinaryCodec),
 }

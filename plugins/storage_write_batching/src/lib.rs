@@ -110,5 +110,6 @@ impl BlockCommit for Batching {
 
 export_plugin! {
     name: "storage_write_batching",
-    block_commit: |_config: &str| Ok(Batching),
+    init: dubchain_plugin_api::settings::none,
+    block_commit: |_: &str| Ok(Batching),
 }

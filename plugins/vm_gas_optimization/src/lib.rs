@@ -204,7 +204,8 @@ impl Reencode for GlobalInjector {
 
 export_plugin! {
     name: "vm_gas_optimization",
-    metering: |_config: &str| Ok(GlobalGas),
+    init: dubchain_plugin_api::settings::none,
+    metering: |_: &str| Ok(GlobalGas),
 }
 
 #[cfg(test)]
