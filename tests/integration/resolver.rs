@@ -320,7 +320,7 @@ fn uses_are_checked_and_recommends_only_suggest() {
         suggestions,
         [
             "`user` recommends `fast` (faster with fast); it is off: `--enable fast` or a profile turns it on",
-            "`user` recommends `gone` (faster with gone), which is not in the plugin directory",
+            "`user` recommends `gone` (faster with gone), which the plugin directory does not have at a version it accepts",
         ]
     );
     let both = resolve(&[user, fast], &enable(&["user", "fast"]));

@@ -34,16 +34,7 @@ fn block_runs_verify_through_the_sig_verify_stack() {
     let report = load(&host, &dir, &names, "");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     for seed in 0..6u64 {
-        let (height, hash, run, labels) = workload::block_run(seed, 12, 9, true);
-        let expected = baseline::check_run(height, &hash, &run);
-        let got = host
-            .slots
-            .block_validation
-            .check_run(height, &hash, &run)
-            .expect("the plugin answers");
-        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
-            assert_eq!(e, g, "seed {seed}, block {i} ({})", labels[i]);
-        }
+        dubchain_tests::check_block_run(&host, seed, 12, 9, true);
     }
     assert!(layer_calls(&host, "crypto_verification_caching") > 0);
 

@@ -210,10 +210,34 @@ pub fn dubchain_perf() -> PathBuf {
 /// The first-party plugins, in the order they are usually enabled.
 pub const FIRST_PARTY: [&str; 2] = ["crypto_parallel_verification", "storage_binary_formats"];
 
-/// A test host with every first-party plugin loaded, each given `config`. Keep the returned
-/// directory alive as long as the host.
+/// A test host with every first-party plugin of [`FIRST_PARTY`] loaded, the verifier given
+/// `config` (the codec has no settings). Keep the returned directory alive as long as the
+/// host.
 pub fn first_party_host(config: &str) -> (Host, PluginDir) {
-    host_with_first_party(&FIRST_PARTY, config)
+    host_with_settings(&[(FIRST_PARTY[0], config), (FIRST_PARTY[1], "")])
+}
+
+/// A test host with the first-party plugins `plugins` loaded, each given its settings;
+/// panics if one fails to load. Keep the returned directory alive as long as the host.
+pub fn host_with_settings(plugins: &[(&str, &str)]) -> (Host, PluginDir) {
+    let dir = PluginDir::new();
+    for (name, _) in plugins {
+        dir.add_first_party(name);
+    }
+    let names: Vec<&str> = plugins.iter().map(|(n, _)| *n).collect();
+    let manifests = dir.manifests();
+    let resolution = resolve(&manifests, &enable(&names));
+    let host = test_host();
+    let report = host
+        .apply(&manifests, &resolution, |name| {
+            plugins
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or_else(String::new, |(_, c)| (*c).to_owned())
+        })
+        .unwrap_or_else(|p| panic!("plan problems: {p:?}"));
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    (host, dir)
 }
 
 /// A test host with the first-party plugins `names` loaded, each given `config`; panics if
@@ -227,4 +251,29 @@ pub fn host_with_first_party(names: &[&str], config: &str) -> (Host, PluginDir) 
     let report = load(&host, &dir, names, config);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     (host, dir)
+}
+
+/// Checks `host`'s `consensus.block_validation` verdicts on the seeded run of `blocks`
+/// blocks of `txs` transactions (faulty ones if `adversarial`) against the baseline's, block
+/// by block; returns the blocks' labels.
+pub fn check_block_run(
+    host: &Host,
+    seed: u64,
+    blocks: usize,
+    txs: usize,
+    adversarial: bool,
+) -> Vec<&'static str> {
+    let (height, hash, run, labels) =
+        dubchain_host::workload::block_run(seed, blocks, txs, adversarial);
+    let expected = dubchain_host::baseline::check_run(height, &hash, &run);
+    let got = host
+        .slots
+        .block_validation
+        .check_run(height, &hash, &run)
+        .expect("the plugin answers");
+    assert_eq!(expected.len(), got.len(), "seed {seed}");
+    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(e, g, "seed {seed}, block {i} ({})", labels[i]);
+    }
+    labels
 }

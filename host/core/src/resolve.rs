@@ -12,7 +12,11 @@
 //!    which is a problem.
 //! 3. The enabled set is then checked: missing or wrong-version dependencies, conflicts,
 //!    dependency cycles, unknown slots or slot versions, two providers of an exclusive slot,
-//!    API ranges the host does not satisfy, and the stacking order of layered slots.
+//!    API ranges the host does not satisfy, host slots used through services (`[[uses]]`: a
+//!    slot the host offers, not one the plugin provides), and the stacking order of layered
+//!    slots.
+//! 4. Recommendations (`[[recommends]]`) of enabled plugins whose recommended plugin is off
+//!    or absent become suggestions: never problems, never enabled automatically.
 //!
 //! Every problem is collected; a resolution with problems must not be applied. A request for
 //! a plugin that is not in the directory is a *warning*, not a problem: the rest of the plan
@@ -181,7 +185,8 @@ pub struct Suggestion {
     pub plugin: String,
     pub recommends: String,
     pub reason: String,
-    /// Whether the recommended plugin is in the plugin directory at all.
+    /// Whether the recommended plugin is in the plugin directory, at a version the
+    /// recommendation accepts.
     pub present: bool,
 }
 
@@ -196,7 +201,7 @@ impl fmt::Display for Suggestion {
         if *present {
             write!(f, "`{plugin}` recommends `{recommends}` ({reason}); it is off: `--enable {recommends}` or a profile turns it on")
         } else {
-            write!(f, "`{plugin}` recommends `{recommends}` ({reason}), which is not in the plugin directory")
+            write!(f, "`{plugin}` recommends `{recommends}` ({reason}), which the plugin directory does not have at a version it accepts")
         }
     }
 }
