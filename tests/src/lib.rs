@@ -243,14 +243,8 @@ pub fn host_with_settings(plugins: &[(&str, &str)]) -> (Host, PluginDir) {
 /// A test host with the first-party plugins `names` loaded, each given `config`; panics if
 /// one fails to load. Keep the returned directory alive as long as the host.
 pub fn host_with_first_party(names: &[&str], config: &str) -> (Host, PluginDir) {
-    let dir = PluginDir::new();
-    for name in names {
-        dir.add_first_party(name);
-    }
-    let host = test_host();
-    let report = load(&host, &dir, names, config);
-    assert!(report.failed.is_empty(), "{:?}", report.failed);
-    (host, dir)
+    let plugins: Vec<(&str, &str)> = names.iter().map(|n| (*n, config)).collect();
+    host_with_settings(&plugins)
 }
 
 /// Checks `host`'s `consensus.block_validation` verdicts on the seeded run of `blocks`

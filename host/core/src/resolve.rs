@@ -492,24 +492,23 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
     let mut stacks = BTreeMap::new();
     for (slot, provs) in providers {
         let info = slots::find(&slot).expect("only known slots are collected");
-        // Two providers of an exclusive slot that declare their conflict were reported
-        // above, with the reason: once is enough.
-        let declared = |a: usize, b: usize| reported.contains(&(a.min(b), a.max(b)));
-        let all_declared = provs
-            .iter()
-            .enumerate()
-            .all(|(k, &a)| provs[k + 1..].iter().all(|&b| declared(a, b)));
-        if info.kind == SlotKind::Exclusive && provs.len() > 1 && all_declared {
-            continue;
-        }
         if info.kind == SlotKind::Exclusive && provs.len() > 1 {
-            problems.push(Problem::ExclusiveSlot {
-                slot: slot.clone(),
-                providers: provs
-                    .iter()
-                    .map(|&i| (manifests[i].name.clone(), why(i)))
-                    .collect(),
-            });
+            // Providers that declare their conflict were reported above, with the reason:
+            // once is enough.
+            let declared = |a: usize, b: usize| reported.contains(&(a.min(b), a.max(b)));
+            let all_declared = provs
+                .iter()
+                .enumerate()
+                .all(|(k, &a)| provs[k + 1..].iter().all(|&b| declared(a, b)));
+            if !all_declared {
+                problems.push(Problem::ExclusiveSlot {
+                    slot: slot.clone(),
+                    providers: provs
+                        .iter()
+                        .map(|&i| (manifests[i].name.clone(), why(i)))
+                        .collect(),
+                });
+            }
             continue;
         }
         match order_layers(manifests, &provs) {
