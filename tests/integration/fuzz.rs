@@ -84,6 +84,26 @@ const CONFIG: &str = "[host]\ninit_timeout_ms = 5000\nstep_timeout_ms = 30000\na
 
 const GATES: &str = "{\"format\":\"dubchain-gates/1\",\"profile\":\"p\",\"feature_set_id\":\"f\",\"gates\":{\"a\":{\"enabled\":true,\"source\":\"profile\"}}}";
 
+/// Found by the gates property in CI: a flipped byte made a field name hold a line break,
+/// and serde quoted it back in its refusal. Kept as a fixed case for every reader.
+#[test]
+fn a_refusal_that_quotes_a_line_break_or_control_back_stays_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gates.json");
+    // The JSON escapes `\n` and `\u0000`, which serde decodes into the field name.
+    std::fs::write(&path, GATES.replace("\"enabled\"", r#""\nab\u0000led""#)).unwrap();
+    let e = GatesFile::read(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("gates.json") && e.contains(r"ab\u{0}led") && !e.contains('\n'),
+        "{e}"
+    );
+    let text = MANIFEST.replace("risk = ", "ri\rsk\n = ");
+    let e = manifest::parse(Path::new("/fuzz/plugins/m.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("m.toml") && !e.contains(['\n', '\r']), "{e}");
+}
+
 proptest! {
     #![proptest_config(config())]
 

@@ -56,7 +56,8 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&message);
     }
-    line
+    // The last guard: a message that quotes input back may hold a line break.
+    dubchain_host::manifest::one_line(&line)
 }
 
 /// An error in what the user handed in (the configuration, a profile, the plugin directory's

@@ -285,8 +285,15 @@ impl GatesFile {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(None, format!("cannot read gates file: {e}")))?;
-        let file: GatesFile = serde_json::from_str(&text)
-            .map_err(|e| err(Some(e.line()), format!("not a gates file: {e}")))?;
+        let file: GatesFile = serde_json::from_str(&text).map_err(|e| {
+            err(
+                Some(e.line()),
+                format!(
+                    "not a gates file: {}",
+                    crate::manifest::one_line(&e.to_string())
+                ),
+            )
+        })?;
         if file.format != GATES_FORMAT {
             return Err(err(
                 None,

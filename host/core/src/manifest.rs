@@ -336,12 +336,25 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
 }
 
 /// A parser's message on one line: TOML's can span several (`invalid string` then
-/// `expected ...`), and every refusal is one line.
-pub(crate) fn one_line(message: &str) -> String {
+/// `expected ...`), and a message may quote the input back (a field name holding a line
+/// break or a NUL), and every refusal is one line, so any other control character is
+/// shown escaped.
+pub fn one_line(message: &str) -> String {
     message
-        .lines()
+        .split(['\n', '\r'])
         .map(str::trim)
         .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

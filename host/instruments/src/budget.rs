@@ -67,7 +67,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Budget>, BudgetError> {
     let file: BudgetFile = toml::from_str(text).map_err(|e| {
         err(
             e.span().map(|s| text[..s.start].matches('\n').count() + 1),
-            e.message().to_owned(),
+            dubchain_host::manifest::one_line(e.message()),
         )
     })?;
     for (i, b) in file.budget.iter().enumerate() {

@@ -462,8 +462,13 @@ pub fn load_saved(out: &Path, name: &str) -> Result<BenchResults, String> {
             }
         )
     })?;
-    let r: BenchResults = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a saved benchmark run: {e}", path.display()))?;
+    let r: BenchResults = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}: not a saved benchmark run: {}",
+            path.display(),
+            dubchain_host::manifest::one_line(&e.to_string())
+        )
+    })?;
     if r.schema != SCHEMA {
         return Err(format!(
             "{}: schema `{}`, this dubchain-perf reads `{SCHEMA}`",
