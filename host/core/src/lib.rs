@@ -25,6 +25,7 @@ pub mod isolate;
 pub mod loader;
 pub mod manifest;
 pub mod measure;
+pub mod peer_queue;
 pub mod reference;
 pub mod resolve;
 pub mod scaffold;

@@ -17,10 +17,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering::Relaxed},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{RArc, RVec};
 use std::os::fd::IntoRawFd;
@@ -29,15 +26,14 @@ use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
 use dubchain_plugin_api::types::Blob;
 use dubchain_plugin_api::{
     slots::{
-        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, SendQueueBox,
-        TrafficClass,
+        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, TrafficClass,
     },
     PluginError,
 };
 
 use crate::consensus::Vote;
 use dubchain_host::{
-    baseline,
+    peer_queue::PeerQueue,
     slot::{BufferPoolSlot, FrameSendSlot, Slots},
 };
 
@@ -100,70 +96,6 @@ struct Peer {
     index: usize,
     stream: Mutex<TcpStream>,
     queue: Arc<PeerQueue>,
-}
-
-/// A peer's queue of outgoing frames: a `net.send_queue` provider's queue if there is one,
-/// and the baseline's FIFO, which takes over for good if the provider's fails. Frames the
-/// failed queue still held are lost.
-struct PeerQueue {
-    provider: Option<SendQueueBox>,
-    failed: AtomicBool,
-    fifo: baseline::FifoQueue,
-}
-
-impl PeerQueue {
-    fn new(provider: Option<SendQueueBox>) -> PeerQueue {
-        PeerQueue {
-            provider,
-            failed: AtomicBool::new(false),
-            fifo: baseline::FifoQueue::default(),
-        }
-    }
-
-    /// The provider's answer to `call`, or `None` when there is no provider or it has
-    /// failed (now or before).
-    fn with_provider<T>(
-        &self,
-        call: impl FnOnce(&SendQueueBox) -> RResult<T, PluginError>,
-    ) -> Option<T> {
-        let queue = self
-            .provider
-            .as_ref()
-            .filter(|_| !self.failed.load(Relaxed))?;
-        match call(queue).into_result() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(error = %e, "net.send_queue provider failed; this peer's frames go through the baseline queue");
-                self.failed.store(true, Relaxed);
-                None
-            }
-        }
-    }
-
-    fn push(&self, frames: Vec<Outgoing>) {
-        if self
-            .with_provider(|q| q.push(frames.clone().into()))
-            .is_none()
-        {
-            self.fifo.push(frames);
-        }
-    }
-
-    fn pop(&self, max: usize, wait: Duration) -> Popped {
-        self.with_provider(|q| q.pop(max as u64, wait.as_millis() as u64))
-            .unwrap_or_else(|| self.fifo.pop(max, wait))
-    }
-
-    fn written(&self, bytes: usize, took: Duration) {
-        self.with_provider(|q| q.written(bytes as u64, took.as_micros() as u64));
-    }
-
-    fn close(&self) {
-        if let Some(q) = &self.provider {
-            let _ = q.close();
-        }
-        self.fifo.close();
-    }
 }
 
 /// One node's connections to every other node: driven by its own reader and writer
