@@ -1830,3 +1830,167 @@ fn tx_decode_gives_serde_jsons_verdicts_on_edited_transactions() {
     );
     assert_answered_by_the_plugin(&host, "mem.tx_decode");
 }
+
+/// `network_batching`, loaded from its library, with tight bounds so that groups split
+/// often: its conformance suite, then generated pops (0 to 700 frames of 0 to 70,000 bytes,
+/// every tenth of 1 MiB) written through the slot to a loopback TCP peer: the far end reads
+/// exactly the frames' bytes, in order, and the plugin answered every call.
+#[test]
+fn coalesced_writes_deliver_exactly_the_frames_in_order() {
+    use rand::{Rng, SeedableRng};
+    use std::io::Read;
+    let (host, _dir) = conforming(
+        "network_batching",
+        "net.frame_send",
+        "max_bytes = 8192\nmax_frames = 5\n",
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut near = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    near.set_nodelay(true).unwrap();
+    let (mut far, _) = listener.accept().unwrap();
+    far.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xba7c);
+    for round in 0..30 {
+        let frames: Vec<Vec<u8>> = (0..rng.gen_range(0..700))
+            .map(|i| {
+                let n = if i % 10 == 9 && round % 3 == 0 {
+                    1 << 20
+                } else {
+                    rng.gen_range(0..70_000usize.min(1 + 200 * (round + 1)))
+                };
+                let mut f = (n as u32).to_be_bytes().to_vec();
+                f.extend((0..n).map(|_| rng.gen::<u8>()));
+                f
+            })
+            .collect();
+        let want = frames.concat();
+        let got = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut got = vec![0u8; want.len()];
+                far.read_exact(&mut got).map(|()| got)
+            });
+            let views: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            host.slots.frame_send.send(&views, &mut near).unwrap();
+            reader.join().unwrap().unwrap()
+        });
+        assert!(got == want, "round {round}: the peer read other bytes");
+    }
+    assert_answered_by_the_plugin(&host, "net.frame_send");
+}
+
+/// `network_zero_copy`, loaded from its library: its conformance suite, then generated
+/// broadcasts (transactions, blocks, votes with signatures of every length, adversarial
+/// transactions; 0 to 40 messages) for 0 to 17 peers: every peer's frames byte for byte the
+/// baseline's, one buffer per message shared by all peers.
+#[test]
+fn shared_broadcast_frames_are_the_baselines_bytes() {
+    use dubchain_plugin_api::wire::Message;
+    use rand::{Rng, SeedableRng};
+    let (host, _dir) = conforming("network_zero_copy", "net.broadcast", "");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x0c09);
+    for round in 0..40u64 {
+        let mut msgs: Vec<Message> = Vec::new();
+        for _ in 0..rng.gen_range(0..40) {
+            msgs.push(match rng.gen_range(0..4) {
+                0 => Message::Tx(workload::transactions(round, 1, 1).remove(0)),
+                1 => Message::Tx(workload::tx_batch(round, 1, true).remove(0)),
+                2 => {
+                    let (_, _, mut blocks, _) =
+                        workload::block_run(round, 1, rng.gen_range(0..20), round % 2 == 0);
+                    Message::Block(blocks.remove(0))
+                }
+                _ => Message::Vote {
+                    height: rng.gen(),
+                    block: dubchain_plugin_api::types::Bytes32(rng.gen()),
+                    validator: rng.gen(),
+                    signature: Blob((0..rng.gen_range(0..200)).map(|_| rng.gen()).collect()),
+                },
+            });
+        }
+        let peers = rng.gen_range(0..18);
+        let got = host.slots.broadcast.frames(&msgs, peers).unwrap();
+        let want = baseline::broadcast_frames(&msgs, peers);
+        assert_eq!(got.len(), peers, "round {round}");
+        for (g, w) in got.iter().zip(&want) {
+            let g: Vec<&[u8]> = g.iter().map(|f| f.as_slice()).collect();
+            let w: Vec<&[u8]> = w.iter().map(|f| f.as_slice()).collect();
+            assert!(g == w, "round {round}: other bytes");
+        }
+        if peers > 1 && !msgs.is_empty() {
+            assert!(std::ptr::eq(&*got[0][0], &*got[peers - 1][0]), "shared");
+        }
+    }
+    assert_answered_by_the_plugin(&host, "net.broadcast");
+}
+
+/// `network_adaptive_backpressure`, loaded from its library with a small window: its
+/// conformance suite, then a peer that drains a tenth as fast as frames arrive, through the
+/// host's queue (`PeerQueue`, with its ledger): every consensus frame arrives once, in
+/// order; gossip is dropped (counted) and what arrives of it is in order; the gossip the
+/// plugin and the host's ledger hold stays under the window's ceiling throughout.
+#[test]
+fn a_slow_peer_gets_every_consensus_frame_in_order_and_bounded_gossip() {
+    use dubchain_host::peer_queue::PeerQueue;
+    use dubchain_plugin_api::abi_stable::std_types::{RArc, RVec};
+    use dubchain_plugin_api::slots::{Outgoing, Popped, TrafficClass};
+    let (host, _dir) = conforming(
+        "network_adaptive_backpressure",
+        "net.send_queue",
+        "initial_window_bytes = 65536\nmin_window_bytes = 16384\nmax_window_bytes = 131072\n",
+    );
+    let q = PeerQueue::new(host.slots.send_queue.new_queue(1));
+    let frame = |class: TrafficClass, seq: u32| Outgoing {
+        class,
+        frame: RArc::new(RVec::from(
+            [[class as u8].as_slice(), &seq.to_be_bytes(), &[0u8; 195]].concat(),
+        )),
+    };
+    let (mut consensus, mut gossip) = (Vec::new(), Vec::new());
+    let mut take = |q: &PeerQueue, max: usize| -> bool {
+        match q.pop(max, std::time::Duration::ZERO) {
+            Popped::Frames(f) => {
+                for o in f.iter() {
+                    let seq = u32::from_be_bytes(o.frame[1..5].try_into().unwrap());
+                    match o.class {
+                        TrafficClass::Consensus => consensus.push(seq),
+                        TrafficClass::Gossip => gossip.push(seq),
+                    }
+                }
+                true
+            }
+            Popped::Idle => true,
+            Popped::Closed => false,
+        }
+    };
+    for b in 0..4_000u32 {
+        let mut batch: Vec<Outgoing> = (0..10)
+            .map(|k| frame(TrafficClass::Gossip, b * 10 + k))
+            .collect();
+        if b % 20 == 0 {
+            batch.insert(5, frame(TrafficClass::Consensus, b / 20));
+        }
+        q.push(batch);
+        // The slow peer: one frame written per ten pushed.
+        take(&q, 1);
+        q.written(200, std::time::Duration::from_micros(50));
+        assert!(!q.provider_failed(), "batch {b}");
+        // The window's ceiling in gossip frames, and the consensus frames not yet written.
+        assert!(
+            q.held() <= 131_072 / 200 + 200,
+            "batch {b}: {} held",
+            q.held()
+        );
+    }
+    q.close();
+    while take(&q, 64) {}
+    assert_eq!(consensus, (0..200).collect::<Vec<_>>());
+    assert!(gossip.windows(2).all(|w| w[0] < w[1]), "gossip in order");
+    assert!(q.dropped() > 30_000, "dropped {}", q.dropped());
+    assert_eq!(
+        q.dropped() + gossip.len() as u64,
+        40_000,
+        "every gossip frame accounted for"
+    );
+    assert_answered_by_the_plugin(&host, "net.send_queue");
+}

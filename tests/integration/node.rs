@@ -747,34 +747,40 @@ fn votes_verify_and_finality_needs_two_thirds_of_the_stake() {
 
 use dubchain_node::consensus::Vote;
 
-#[test]
-fn four_nodes_on_loopback_converge_on_the_same_chain() {
+/// Four nodes on loopback for 6 blocks, each on its own host loading `plugins` (its own
+/// instances): every node reaches the same head at height 6, finalized, and each host's
+/// provider of `slot` answered its calls.
+fn cluster_agrees_with(plugins: &[&str], slot: &str) {
     use dubchain_node::cluster::run_cluster;
     let tmp = tempfile::tempdir().unwrap();
     let dir = PluginDir::new();
-    dir.add_first_party("crypto_parallel_verification");
+    for p in plugins {
+        dir.add_first_party(p);
+    }
     let config = WorkloadConfig {
         validators: 4,
         txs_per_block: 32,
         accounts: 80,
         ..small(11)
     };
-    // Four nodes, four hosts: each loads its own instance of the plugin.
     let hosts: Vec<Host> = (0..4)
         .map(|_| {
             let host = test_host();
-            assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
-                .failed
-                .is_empty());
+            assert!(load(&host, &dir, plugins, "").failed.is_empty());
             host
         })
         .collect();
     let refs: Vec<&Host> = hosts.iter().collect();
     let outcomes = run_cluster(&refs, config, 6, tmp.path()).unwrap();
     for h in &hosts {
+        let s = h
+            .slot_status()
+            .into_iter()
+            .find(|s| s.slot == slot)
+            .unwrap();
         assert!(
-            h.slots.sig_verify.status().counters.calls > 0,
-            "every node verified through its own plugin instance"
+            s.counters.calls > 0 && s.counters.errors == 0 && s.counters.fallbacks == 0,
+            "every node's own plugin instance answered: {s:?}"
         );
     }
     assert_eq!(outcomes.len(), 4);
@@ -787,6 +793,21 @@ fn four_nodes_on_loopback_converge_on_the_same_chain() {
         assert_eq!(o.head.height, 6);
         assert!(o.finalized >= 6);
     }
+}
+
+#[test]
+fn four_nodes_on_loopback_converge_on_the_same_chain() {
+    cluster_agrees_with(&["crypto_parallel_verification"], "crypto.sig_verify");
+}
+
+/// The network plugins on every node: frames written in vectored groups
+/// (`network_batching`) from broadcasts encoded once (`network_zero_copy`), and bounded
+/// queues with consensus first (`network_adaptive_backpressure`).
+#[test]
+fn four_nodes_converge_with_coalesced_writes_and_shared_broadcast_frames() {
+    cluster_agrees_with(&["network_batching", "network_zero_copy"], "net.frame_send");
+    cluster_agrees_with(&["network_zero_copy"], "net.broadcast");
+    cluster_agrees_with(&["network_adaptive_backpressure"], "net.send_queue");
 }
 
 /// Installs `imp`, an in-process provider named `name`, as `slot`'s only provider.

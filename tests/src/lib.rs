@@ -48,6 +48,9 @@ pub fn library(name: &str) -> PathBuf {
         "memory_buffer_reuse" => env!("DUBCHAIN_LIB_memory_buffer_reuse"),
         "memory_gc_tuning" => env!("DUBCHAIN_LIB_memory_gc_tuning"),
         "memory_allocation_reduction" => env!("DUBCHAIN_LIB_memory_allocation_reduction"),
+        "network_batching" => env!("DUBCHAIN_LIB_network_batching"),
+        "network_zero_copy" => env!("DUBCHAIN_LIB_network_zero_copy"),
+        "network_adaptive_backpressure" => env!("DUBCHAIN_LIB_network_adaptive_backpressure"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }

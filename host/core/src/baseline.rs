@@ -258,6 +258,23 @@ pub fn decode_txs(
         .collect()
 }
 
+/// `net.broadcast`'s baseline: every message framed ([`dubchain_plugin_api::wire::frame`])
+/// once per peer, each frame in a buffer of its own.
+pub fn broadcast_frames(
+    msgs: &[dubchain_plugin_api::wire::Message],
+    peers: usize,
+) -> Vec<Vec<dubchain_plugin_api::slots::SharedFrame>> {
+    (0..peers)
+        .map(|_| {
+            msgs.iter()
+                .map(|m| {
+                    abi_stable::std_types::RArc::new(dubchain_plugin_api::wire::frame(m).into())
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// `net.send_queue`: the baseline's per-peer queue, an unbounded FIFO: nothing is dropped,
 /// and a slow peer's queue grows without limit.
 #[derive(Default)]

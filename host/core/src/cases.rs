@@ -11,9 +11,10 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        HostNonces, PoolEntry, SlotInfo, TxIndexBox, BLOCK_RECLAIM, BLOCK_VALIDATION, BUFFER_POOL,
-        CODE_LOADER, DURABILITY, MERKLE, METERING, MODULE_CACHE, RECORD_CODEC, SEND_QUEUE,
-        SIG_VERIFY, STATE_ROOT, TX_DECODE, TX_POOL, TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        HostNonces, PoolEntry, SharedFrame, SlotInfo, TxIndexBox, BLOCK_RECLAIM, BLOCK_VALIDATION,
+        BROADCAST, BUFFER_POOL, CODE_LOADER, DURABILITY, FRAME_SEND, MERKLE, METERING,
+        MODULE_CACHE, RECORD_CODEC, SEND_QUEUE, SIG_VERIFY, STATE_ROOT, TX_DECODE, TX_POOL,
+        TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
     },
     types::{Block, Bytes32, Record, Transaction},
 };
@@ -116,6 +117,8 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (TX_DECODE, tx_decode_cases),
     (BUFFER_POOL, buffer_pool_cases),
     (BLOCK_RECLAIM, block_reclaim_cases),
+    (FRAME_SEND, frame_send_cases),
+    (BROADCAST, broadcast_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -333,6 +336,13 @@ const COMMITS: usize = 20;
 const GOSSIP_BLOCKS: usize = 8;
 const GOSSIP_TXS: usize = 256;
 const RECLAIM_TXS: usize = 1024;
+/// The `net.frame_send` case: frames, their messages' size, frames per writer wake-up.
+const WIRE_FRAMES: usize = 2_048;
+const WIRE_PAYLOAD: usize = 200;
+const WIRE_POP: usize = 256;
+/// The `net.broadcast` case: the block's transactions, and the peers.
+const BROADCAST_TXS: usize = 2_400;
+const BROADCAST_PEERS: usize = 16;
 
 fn tx_decode_cases(_: &MicroOptions) -> Vec<Case> {
     vec![Case {
@@ -364,6 +374,28 @@ fn block_reclaim_cases(_: &MicroOptions) -> Vec<Case> {
         slot: BLOCK_RECLAIM.id,
         workload: format!(
             "the commit path's hand-over of a committed block of {RECLAIM_TXS} transactions, one block a run (a fresh copy each run): dropped on the committing thread (the baseline) or given to the provider; the time the committing thread spends"
+        ),
+        contract: true,
+    }]
+}
+
+fn frame_send_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "frame_send",
+        slot: FRAME_SEND.id,
+        workload: format!(
+            "write {WIRE_FRAMES} frames of {WIRE_PAYLOAD}-byte messages to a loopback TCP peer (TCP_NODELAY, as the node sets it), in pops of {WIRE_POP} as a peer's writer takes them from its queue, until a thread at the far end has read them all"
+        ),
+        contract: true,
+    }]
+}
+
+fn broadcast_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "broadcast",
+        slot: BROADCAST.id,
+        workload: format!(
+            "the frames of one block of {BROADCAST_TXS} transactions (about 1 MiB of JSON) for {BROADCAST_PEERS} peers, as `node::net::Network::broadcast` asks for them; the baseline serialises it once per peer into a fresh buffer"
         ),
         contract: true,
     }]
@@ -430,6 +462,15 @@ pub enum Input {
     Gossip(Vec<Vec<u8>>),
     /// Serialised message payloads, to frame (`mem.buffer_pool`).
     Frames(Vec<Vec<u8>>),
+    /// Frames to write, and the loopback peer they go to (`net.frame_send`).
+    Wire {
+        frames: Vec<Vec<u8>>,
+        peer: LoopbackPeer,
+        /// A host with no provider: the baseline side goes through the same slot code.
+        none: Box<crate::slot::Slots>,
+    },
+    /// Messages to frame for [`BROADCAST_PEERS`] peers (`net.broadcast`).
+    Broadcast(Vec<dubchain_plugin_api::wire::Message>),
     /// Copies of one committed block, one handed over per run (`mem.block_reclaim`).
     Reclaim(std::sync::Mutex<Vec<Block>>),
     Records {
@@ -545,6 +586,23 @@ impl Input {
                     })
                     .collect(),
             ),
+            s if s == FRAME_SEND.id => Input::Wire {
+                frames: (0..WIRE_FRAMES)
+                    .map(|i| {
+                        let mut f = (WIRE_PAYLOAD as u32).to_be_bytes().to_vec();
+                        f.extend((0..WIRE_PAYLOAD).map(|k| (i + k) as u8));
+                        f
+                    })
+                    .collect(),
+                peer: LoopbackPeer::new(),
+                none: Box::default(),
+            },
+            s if s == BROADCAST.id => {
+                let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, BROADCAST_TXS, false);
+                Input::Broadcast(vec![dubchain_plugin_api::wire::Message::Block(
+                    blocks.pop().expect("one block"),
+                )])
+            }
             s if s == BLOCK_RECLAIM.id => {
                 let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, RECLAIM_TXS, false);
                 let block = blocks.pop().expect("one block");
@@ -687,6 +745,31 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                 }
             }
         }
+        ("frame_send", Input::Wire { frames, peer, none }) => {
+            let slot = match side {
+                Side::Baseline => &none.frame_send,
+                Side::Plugin => &host.slots.frame_send,
+            };
+            let until = peer.received() + frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            for pop in frames.chunks(WIRE_POP) {
+                let views: Vec<&[u8]> = pop.iter().map(Vec::as_slice).collect();
+                slot.send(&views, &mut &peer.stream)
+                    .expect("the loopback peer takes the frames");
+            }
+            // Messages per second are messages the peer read: the run ends when it has.
+            peer.wait_for(until);
+        }
+        ("broadcast", Input::Broadcast(msgs)) => match side {
+            Side::Baseline => drop(black_box(baseline::broadcast_frames(
+                black_box(msgs),
+                BROADCAST_PEERS,
+            ))),
+            Side::Plugin => drop(black_box(
+                host.slots
+                    .broadcast
+                    .frames(black_box(msgs), BROADCAST_PEERS),
+            )),
+        },
         ("block_reclaim", Input::Reclaim(blocks)) => {
             let block = blocks.lock().unwrap_or_else(|p| p.into_inner()).pop();
             if let Some(block) = block {
@@ -934,6 +1017,72 @@ impl Drop for SyncedLog {
 
 /// A frame as `node::net::encode_frame` makes it: `payload`'s length, then `payload`, in
 /// `frame`.
+/// A loopback TCP connection whose far end a thread drains until the near end closes,
+/// counting the bytes it read.
+pub struct LoopbackPeer {
+    pub stream: std::net::TcpStream,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoopbackPeer {
+    fn new() -> LoopbackPeer {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+        let stream = std::net::TcpStream::connect(listener.local_addr().expect("its address"))
+            .expect("loopback connects");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        let (mut far, _) = listener.accept().expect("loopback accepts");
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = received.clone();
+        let drain = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n @ 1..) = far.read(&mut buf) {
+                count.fetch_add(n as u64, std::sync::atomic::Ordering::Release);
+            }
+        });
+        LoopbackPeer {
+            stream,
+            received,
+            drain: Some(drain),
+        }
+    }
+
+    /// Bytes the far end has read so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once the far end has read `bytes` in all (bounded: 30 s, then it panics,
+    /// which fails the case rather than hanging the suite).
+    pub fn wait_for(&self, bytes: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.received() < bytes {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loopback peer read {} of {bytes} bytes in 30 s",
+                self.received()
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopbackPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopbackPeer").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LoopbackPeer {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+    }
+}
+
 fn fill_frame(
     mut frame: abi_stable::std_types::RVec<u8>,
     payload: &[u8],
@@ -1134,6 +1283,44 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 let want = expected.record(stakes, h, &b, v);
                 state.record(h, &b, v).into_result().ok() == Some(want.into())
                     && state.finalized().into_result().ok() == Some(expected.finalized())
+            })
+        }
+        Input::Wire { frames, .. } => {
+            // The workload, then the self-test's sets (none, empty, 1 MiB frames): the
+            // bytes that reach the connection are the frames', in order.
+            let sets = std::iter::once(frames.clone())
+                .chain(crate::selftest::frame_sets().into_iter().map(|(_, f)| f));
+            sets.into_iter().all(|set| {
+                let views: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
+                let mut out = Vec::new();
+                host.slots.frame_send.send(&views, &mut out).is_ok() && out == set.concat()
+            })
+        }
+        Input::Broadcast(msgs) => {
+            // The workload, no messages, a mixed broadcast, and zero or one peer: every
+            // peer's frames byte for byte the baseline's.
+            let mixed: Vec<_> = workload::transactions(o.seed ^ 0xb0, 1, 40)
+                .into_iter()
+                .map(dubchain_plugin_api::wire::Message::Tx)
+                .chain(msgs.iter().cloned())
+                .collect();
+            [
+                (msgs.as_slice(), BROADCAST_PEERS),
+                (&[], 3),
+                (&mixed, 5),
+                (&mixed, 0),
+                (&mixed, 1),
+            ]
+            .iter()
+            .all(|&(m, peers)| {
+                let bytes = |lists: Vec<Vec<SharedFrame>>| -> Vec<Vec<Vec<u8>>> {
+                    lists
+                        .into_iter()
+                        .map(|l| l.iter().map(|f| f.to_vec()).collect())
+                        .collect()
+                };
+                host.slots.broadcast.frames(m, peers).map(bytes)
+                    == Some(bytes(baseline::broadcast_frames(m, peers)))
             })
         }
         Input::Gossip(payloads) => {

@@ -16,7 +16,7 @@ use dubchain_plugin_api::transport::ThreadTransport;
 use crate::{
     baseline,
     cases::{self, MicroOptions},
-    measure, workload, Host,
+    measure, Host,
 };
 
 type Ratio = fn(&Host, &str) -> measure::Comparison;
@@ -28,9 +28,7 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (METERING, vm_quick_ratio),
     (MODULE_CACHE, vm_quick_ratio),
     (CONTRACT_STATE, vm_quick_ratio),
-    (FRAME_SEND, frame_send_ratio),
     (ACCOUNT_READ, account_read_ratio),
-    (BROADCAST, broadcast_ratio),
     (SEND_QUEUE, send_queue_ratio),
     (TRANSPORT, transport_ratio),
 ];
@@ -63,25 +61,6 @@ fn timed<T, U>(
     )
 }
 
-/// A block's worth of transaction gossip framed for 16 peers.
-fn broadcast_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use dubchain_plugin_api::wire::{frame, Message};
-    let msgs: Vec<Message> = workload::transactions(1, 1, 256)
-        .into_iter()
-        .map(Message::Tx)
-        .collect();
-    timed(
-        slot,
-        7,
-        || {
-            (0..16)
-                .map(|_| msgs.iter().map(frame).collect())
-                .collect::<Vec<Vec<Vec<u8>>>>()
-        },
-        || host.slots.broadcast.frames(&msgs, 16),
-    )
-}
-
 /// A whole call of the compute contract, through every `vm.*` slot, with and without the
 /// plugin.
 #[cfg(feature = "vm")]
@@ -98,40 +77,6 @@ fn vm_quick_ratio(host: &Host, slot: &str) -> measure::Comparison {
 #[cfg(not(feature = "vm"))]
 fn vm_quick_ratio(_: &Host, slot: &str) -> measure::Comparison {
     unreachable!("{slot} providers do not load into a host without the contract VM")
-}
-
-/// 500 frames of 200 bytes to a peer over a Unix socket (drained by a thread), written by
-/// the baseline and by the slot's provider.
-fn frame_send_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use std::io::Read;
-    let (a, mut b) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
-    let drain = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while matches!(b.read(&mut buf), Ok(n) if n > 0) {}
-    });
-    let frames: Vec<Vec<u8>> = (0..500u32)
-        .map(|i| [200u32.to_be_bytes().to_vec(), vec![i as u8; 200]].concat())
-        .collect();
-    let views: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-    let none = crate::slot::Slots::default();
-    let c = measure::compare(
-        slot,
-        7,
-        || {
-            none.frame_send
-                .send(&views, &mut &a)
-                .expect("the socket takes it")
-        },
-        || {
-            host.slots
-                .frame_send
-                .send(&views, &mut &a)
-                .expect("the socket takes it")
-        },
-    );
-    drop(a);
-    let _ = drain.join();
-    c
 }
 
 /// Batches of 30 frames the send-queue workload's producer pushes.

@@ -300,6 +300,13 @@ impl PeerQueue {
         self.handed_over.load(Relaxed)
     }
 
+    /// Frames the provider holds by the ledger's account (pushed, not yet popped, not
+    /// reported dropped).
+    pub fn held(&self) -> usize {
+        let l = self.ledger();
+        l.consensus.len() + l.gossip.len()
+    }
+
     /// Whether the baseline queue serves the peer because the provider failed.
     pub fn provider_failed(&self) -> bool {
         self.failed.load(Relaxed)
