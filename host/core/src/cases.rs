@@ -1015,8 +1015,6 @@ impl Drop for SyncedLog {
     }
 }
 
-/// A frame as `node::net::encode_frame` makes it: `payload`'s length, then `payload`, in
-/// `frame`.
 /// A loopback TCP connection whose far end a thread drains until the near end closes,
 /// counting the bytes it read.
 pub struct LoopbackPeer {
@@ -1083,6 +1081,8 @@ impl Drop for LoopbackPeer {
     }
 }
 
+/// A frame as `node::net::encode_frame` makes it: `payload`'s length, then `payload`, in
+/// `frame`.
 fn fill_frame(
     mut frame: abi_stable::std_types::RVec<u8>,
     payload: &[u8],
