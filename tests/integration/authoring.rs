@@ -172,6 +172,17 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_passes_verify_and_hot_loads(
     ] {
         assert!(krate.join(f).is_file(), "{f} scaffolded");
     }
+    // The plugin API by version, as from a registry (the checkout patched in until the
+    // crate is published): the build above resolved it that way.
+    let cargo_toml = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
+    let by_version = format!(
+        "dubchain-plugin-api = {{ version = \"{}\" }}",
+        dubchain_plugin_api::API_VERSION
+    );
+    assert!(
+        cargo_toml.contains(&by_version) && cargo_toml.contains("[patch.crates-io]"),
+        "{cargo_toml}"
+    );
 
     let t = TestHost::start(&["my_verifier"]);
     t.install(

@@ -321,7 +321,7 @@ publish = false
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-dubchain-plugin-api = { path = "{api}"{features} }
+dubchain-plugin-api = { version = "{api_version}"{features} }
 # export_plugin! expands to code that names ::abi_stable.
 abi_stable = "0.11"
 {deps}
@@ -339,6 +339,12 @@ opt-level = 2
 
 # Not part of any enclosing workspace.
 [workspace]
+
+# The plugin API by version, as from a registry; until `dubchain-plugin-api` is published
+# there, it comes from the DubChain checkout. Delete this section to build against the
+# published crate.
+[patch.crates-io]
+dubchain-plugin-api = { path = "{api}" }
 "#;
 
 const MANIFEST: &str = r#"name = "{name}"
