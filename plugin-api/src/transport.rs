@@ -14,6 +14,8 @@ pub struct ThreadTransport;
 pub struct ThreadConnections {
     writers: Vec<(u32, Mutex<std::net::TcpStream>)>,
     readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Set when the shutdown starts: a read it cuts short is not the peer's fault.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl crate::slots::Connections for ThreadConnections {
@@ -37,6 +39,8 @@ impl crate::slots::Connections for ThreadConnections {
     }
 
     fn shutdown(&self) -> Result<(), crate::PluginError> {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
         for (_, w) in &self.writers {
             let _ = w
                 .lock()
@@ -63,7 +67,8 @@ impl crate::slots::Transport for ThreadTransport {
         peers: &[crate::slots::PeerSocket],
         inbound: crate::slots::InboundSinkBox,
     ) -> Result<ThreadConnections, crate::PluginError> {
-        use std::{io::Read, os::fd::FromRawFd};
+        use std::os::fd::FromRawFd;
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let failed = |e: std::io::Error| crate::PluginError::failed(e.to_string());
         let inbound = Arc::new(inbound);
         let mut writers = Vec::with_capacity(peers.len());
@@ -74,20 +79,26 @@ impl crate::slots::Transport for ThreadTransport {
             let stream = unsafe { std::net::TcpStream::from_raw_fd(p.fd) };
             let mut reader = stream.try_clone().map_err(failed)?;
             let (inbound, peer) = (inbound.clone(), p.peer);
+            let closing = closing.clone();
             readers.push(std::thread::spawn(move || loop {
-                let mut len = [0u8; 4];
-                if reader.read_exact(&mut len).is_err() {
-                    return;
-                }
-                let len = u32::from_be_bytes(len) as usize;
-                if len > crate::wire::MAX_FRAME {
-                    return;
-                }
-                let mut buf = vec![0u8; len];
-                if reader.read_exact(&mut buf).is_err()
-                    || inbound.deliver(peer, buf.into()).into_result().is_err()
-                {
-                    return;
+                match crate::wire::read_frame(&mut reader) {
+                    Ok(Some(payload)) => {
+                        if inbound.deliver(peer, payload.into()).into_result().is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(fault) => {
+                        // A fault of the peer's (not the shutdown's): one line, and the
+                        // connection dropped, both ways.
+                        if !closing.load(std::sync::atomic::Ordering::Acquire) {
+                            eprintln!(
+                                "net.transport: peer {peer} {fault}; dropping its connection"
+                            );
+                            let _ = reader.shutdown(std::net::Shutdown::Both);
+                        }
+                        return;
+                    }
                 }
             }));
             writers.push((p.peer, Mutex::new(stream)));
@@ -95,6 +106,7 @@ impl crate::slots::Transport for ThreadTransport {
         Ok(ThreadConnections {
             writers,
             readers: Mutex::new(readers),
+            closing,
         })
     }
 }

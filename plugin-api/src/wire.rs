@@ -100,3 +100,98 @@ pub fn frame(msg: &Message) -> Vec<u8> {
     out[..4].copy_from_slice(&len.to_be_bytes());
     out
 }
+
+/// The next frame's payload from `r`, as the host's readers cut a peer's stream: `Ok(None)`
+/// when the peer closed the connection between frames (a clean end); an error of kind
+/// `InvalidData` for a frame announced over [`MAX_FRAME`] (garbage on the wire reads as
+/// such a length), `UnexpectedEof` for a connection closed inside a frame, and the socket's
+/// own error otherwise, each message saying which, for the one line a dropped peer gets.
+/// At most 1 MiB is set aside before a payload's bytes arrive, so a length prefix alone
+/// cannot make the reader allocate [`MAX_FRAME`].
+pub fn read_frame(r: &mut impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::{Error, ErrorKind, Read};
+    let mut len = [0u8; 4];
+    let first = loop {
+        match r.read(&mut len) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => {
+                break other
+                    .map_err(|e| Error::new(e.kind(), format!("failed its connection ({e})")))?
+            }
+        }
+    };
+    if first == 0 {
+        return Ok(None);
+    }
+    r.read_exact(&mut len[first..]).map_err(|e| {
+        Error::new(
+            e.kind(),
+            format!("closed the connection inside a frame's length ({e})"),
+        )
+    })?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("announced a frame of {n} bytes, over the {MAX_FRAME}-byte limit (garbage, or another protocol)"),
+        ));
+    }
+    let mut payload = Vec::with_capacity(n.min(1 << 20));
+    r.by_ref()
+        .take(n as u64)
+        .read_to_end(&mut payload)
+        .map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("failed its connection inside a frame ({e})"),
+            )
+        })?;
+    if payload.len() < n {
+        return Err(Error::new(
+            ErrorKind::UnexpectedEof,
+            format!(
+                "closed the connection {} bytes into a frame of {n}",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(Some(payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    /// Every way a stream can end: between frames (no fault), inside a length or a
+    /// payload, or with a length over the limit (garbage reads as one).
+    #[test]
+    fn a_stream_is_cut_into_frames_and_every_fault_is_named() {
+        let frame = |p: &[u8]| [&(p.len() as u32).to_be_bytes()[..], p].concat();
+        let mut stream: &[u8] = &[frame(b""), frame(b"hello"), frame(&[9; 70_000])].concat();
+        assert_eq!(read_frame(&mut stream).unwrap(), Some(Vec::new()));
+        assert_eq!(read_frame(&mut stream).unwrap(), Some(b"hello".to_vec()));
+        assert_eq!(read_frame(&mut stream).unwrap(), Some(vec![9; 70_000]));
+        assert_eq!(read_frame(&mut stream).unwrap(), None);
+
+        let fault = |bytes: &[u8]| read_frame(&mut &bytes[..]).unwrap_err();
+        let e = fault(&[0, 0]);
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("inside a frame's length"), "{e}");
+        let e = fault(&[&100u32.to_be_bytes()[..], &[1; 10]].concat());
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+        assert!(
+            e.to_string().contains("10 bytes into a frame of 100"),
+            "{e}"
+        );
+        let e = fault(b"GET / HTTP/1.1\r\n");
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        assert!(e.to_string().contains("over the"), "{e}");
+        let e = fault(&((MAX_FRAME + 1) as u32).to_be_bytes());
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        // The largest frame allowed is not a fault (here it is cut short, having no bytes).
+        let e = fault(&(MAX_FRAME as u32).to_be_bytes());
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+    }
+}

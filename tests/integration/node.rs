@@ -792,6 +792,31 @@ fn cluster_agrees_with(plugins: &[&str], slot: &str) {
         );
         assert_eq!(o.head.height, 6);
         assert!(o.finalized >= 6);
+        // The node's own account of its network: the other proposers' blocks and at least
+        // two peers' votes per height reached it (finality needs three of four); it sent
+        // each peer its votes on the blocks it took; its peers' threads are its own on the
+        // baseline, the provider's otherwise.
+        let st = &o.stats;
+        assert!(
+            st.received.block.messages >= 4 && st.received.vote.messages >= 6 * 2,
+            "node {}: {st:?}",
+            o.index
+        );
+        assert!(
+            st.network.sent.vote.messages >= 4 * 3,
+            "node {}: {st:?}",
+            o.index
+        );
+        assert_eq!(
+            st.received.total().bytes > 0,
+            st.network.sent.total().bytes > 0
+        );
+        if slot == "net.transport" {
+            assert_eq!((st.network.threads, st.network.queue_peak), (0, None));
+        } else {
+            assert_eq!(st.network.threads, 2 * 3);
+            assert!(st.network.queue_peak.is_some());
+        }
     }
 }
 
@@ -808,6 +833,12 @@ fn four_nodes_converge_with_coalesced_writes_and_shared_broadcast_frames() {
     cluster_agrees_with(&["network_batching", "network_zero_copy"], "net.frame_send");
     cluster_agrees_with(&["network_zero_copy"], "net.broadcast");
     cluster_agrees_with(&["network_adaptive_backpressure"], "net.send_queue");
+}
+
+/// Every node's connections driven by its own host's tokio reactor (`network_async_io`).
+#[test]
+fn four_nodes_converge_with_their_connections_on_a_reactor() {
+    cluster_agrees_with(&["network_async_io"], "net.transport");
 }
 
 /// Installs `imp`, an in-process provider named `name`, as `slot`'s only provider.

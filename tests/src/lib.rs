@@ -51,6 +51,7 @@ pub fn library(name: &str) -> PathBuf {
         "network_batching" => env!("DUBCHAIN_LIB_network_batching"),
         "network_zero_copy" => env!("DUBCHAIN_LIB_network_zero_copy"),
         "network_adaptive_backpressure" => env!("DUBCHAIN_LIB_network_adaptive_backpressure"),
+        "network_async_io" => env!("DUBCHAIN_LIB_network_async_io"),
         other => panic!("no library `{other}` is built for the tests"),
     })
 }

@@ -129,6 +129,9 @@ pub struct MicroArgs {
     /// Leaves of the state the `storage.state_root` case's blocks change.
     #[arg(long, default_value_t = 100_000)]
     pub state_leaves: usize,
+    /// Frames each way per peer of the `net.transport` cases (16, 64 and 256 peers).
+    #[arg(long, default_value_t = 64)]
+    pub transport_frames: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
     pub micro_seed: u64,
@@ -561,6 +564,7 @@ impl MicroArgs {
             pool_pending: self.pool_pending,
             reads: self.reads,
             state_leaves: self.state_leaves,
+            transport_frames: self.transport_frames,
             seed: self.micro_seed,
         }
     }
@@ -579,6 +583,7 @@ impl MicroArgs {
             ("--pool-pending", self.pool_pending.to_string()),
             ("--reads", self.reads.to_string()),
             ("--state-leaves", self.state_leaves.to_string()),
+            ("--transport-frames", self.transport_frames.to_string()),
             ("--micro-seed", self.micro_seed.to_string()),
         ]
         .into_iter()

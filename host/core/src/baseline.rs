@@ -322,4 +322,14 @@ impl FifoQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
         self.ready.notify_all();
     }
+
+    /// Frames queued now.
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }

@@ -11,11 +11,14 @@ use std::hint::black_box;
 
 use dubchain_plugin_api::{
     slots::{
-        HostNonces, PoolEntry, SharedFrame, SlotInfo, TxIndexBox, BLOCK_RECLAIM, BLOCK_VALIDATION,
-        BROADCAST, BUFFER_POOL, CODE_LOADER, DURABILITY, FRAME_SEND, MERKLE, METERING,
-        MODULE_CACHE, RECORD_CODEC, SEND_QUEUE, SIG_VERIFY, STATE_ROOT, TX_DECODE, TX_POOL,
-        TX_VALIDATION, VOTE_TALLY, VOTE_VERIFY,
+        ConnectionsBox, Guarded, HostNonces, InboundSink, InboundSinkBox, InboundSink_TO, Outgoing,
+        PeerSocket, PoolEntry, SharedFrame, SlotInfo, TrafficClass, TransportBox, TransportFfi_TO,
+        TxIndexBox, BLOCK_RECLAIM, BLOCK_VALIDATION, BROADCAST, BUFFER_POOL, CODE_LOADER,
+        DURABILITY, FRAME_SEND, MERKLE, METERING, MODULE_CACHE, RECORD_CODEC, SEND_QUEUE,
+        SIG_VERIFY, STATE_ROOT, TRANSPORT, TX_DECODE, TX_POOL, TX_VALIDATION, VOTE_TALLY,
+        VOTE_VERIFY,
     },
+    transport::ThreadTransport,
     types::{Block, Bytes32, Record, Transaction},
 };
 
@@ -46,6 +49,8 @@ pub struct MicroOptions {
     pub reads: usize,
     /// Leaves of the state the `storage.state_root` case's blocks change.
     pub state_leaves: usize,
+    /// Frames each way per peer of the `net.transport` cases.
+    pub transport_frames: usize,
     pub seed: u64,
 }
 
@@ -64,6 +69,7 @@ impl Default for MicroOptions {
             pool_pending: 50_000,
             reads: 20_000,
             state_leaves: 100_000,
+            transport_frames: 64,
             seed: 7,
         }
     }
@@ -81,6 +87,7 @@ impl MicroOptions {
             run_txs: 64,
             pool_pending: 5_000,
             state_leaves: 20_000,
+            transport_frames: 16,
             ..MicroOptions::default()
         }
     }
@@ -119,6 +126,8 @@ pub const CASES: &[(SlotInfo, Cases)] = &[
     (BLOCK_RECLAIM, block_reclaim_cases),
     (FRAME_SEND, frame_send_cases),
     (BROADCAST, broadcast_cases),
+    (TRANSPORT, transport_cases),
+    (SEND_QUEUE, send_queue_cases),
 ];
 
 /// The node-free workloads of `slot`; empty for a slot without any.
@@ -401,6 +410,50 @@ fn broadcast_cases(_: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+/// The `net.send_queue` slow-peer case: batches pushed one a millisecond, each of gossip
+/// frames and one consensus frame, to a peer that reads a tenth as fast.
+const SLOW_BATCHES: usize = 100;
+const SLOW_GOSSIP: usize = 10;
+const SLOW_GOSSIP_BYTES: usize = 1024;
+/// The socket buffers on both ends of the slow peer's connection (the kernel doubles
+/// them): small, so the slow reader is felt at once rather than after megabytes.
+const SLOW_SOCKET_BUFFER: i32 = 16 << 10;
+
+fn send_queue_cases(_: &MicroOptions) -> Vec<Case> {
+    vec![Case {
+        name: "slow_peer",
+        slot: SEND_QUEUE.id,
+        workload: format!(
+            "{SLOW_BATCHES} batches pushed one a millisecond, each {SLOW_GOSSIP} gossip frames of {SLOW_GOSSIP_BYTES} bytes and one consensus frame, into a peer's queue whose writer thread pops 256 at a time (as the node's) and writes to a loopback peer reading a tenth as fast (16 KiB socket buffers); the times are each run's p99 latency of consensus frames (pushed to written), the ratio theirs; threads column: the most frames the queue held"
+        ),
+        // The quick ratio stays the seam's cost (`compare::RATIOS`); this case is what
+        // the catalogue judges the backpressure row on.
+        contract: false,
+    }]
+}
+
+/// The `net.transport` cases' peers; the largest is the contract case.
+const TRANSPORT_PEERS: [(usize, &str); 3] = [
+    (16, "transport_16"),
+    (64, "transport_64"),
+    (256, "transport_256"),
+];
+
+fn transport_cases(o: &MicroOptions) -> Vec<Case> {
+    TRANSPORT_PEERS
+        .iter()
+        .map(|&(peers, name)| Case {
+            name,
+            slot: TRANSPORT.id,
+            workload: format!(
+                "{peers} loopback peers (TCP_NODELAY), each sending the node {f} frames of {WIRE_PAYLOAD}-byte messages and sent {f} (the host's frames, shared), from handing over the connections to every frame read at both ends and the connections shut down; the baseline is a reader thread per peer on blocking sockets, writes on the caller's thread (`transport::ThreadTransport`, the host's I/O model)",
+                f = o.transport_frames
+            ),
+            contract: peers == TRANSPORT_PEERS[2].0,
+        })
+        .collect()
+}
+
 fn tx_pool_cases(o: &MicroOptions) -> Vec<Case> {
     vec![Case {
         name: "tx_pool_select",
@@ -471,6 +524,12 @@ pub enum Input {
     },
     /// Messages to frame for [`BROADCAST_PEERS`] peers (`net.broadcast`).
     Broadcast(Vec<dubchain_plugin_api::wire::Message>),
+    /// Loopback peers to hand a transport, and the most threads the process ran during an
+    /// exchange, per side (`net.transport`).
+    Transport(Box<TransportInput>),
+    /// The slow peer's batches, and each run's p99 consensus latency and the most frames
+    /// queued, per side (`net.send_queue`).
+    SlowPeer(Box<SlowPeerInput>),
     /// Copies of one committed block, one handed over per run (`mem.block_reclaim`).
     Reclaim(std::sync::Mutex<Vec<Block>>),
     Records {
@@ -603,6 +662,39 @@ impl Input {
                     blocks.pop().expect("one block"),
                 )])
             }
+            s if s == SEND_QUEUE.id => Input::SlowPeer(Box::new(SlowPeerInput {
+                batches: (0..SLOW_BATCHES)
+                    .map(|b| {
+                        let frame = |class, n: usize| Outgoing {
+                            class,
+                            frame: abi_stable::std_types::RArc::new(
+                                [&(n as u32).to_be_bytes()[..], &vec![b as u8; n]]
+                                    .concat()
+                                    .into(),
+                            ),
+                        };
+                        let mut batch: Vec<Outgoing> = (0..SLOW_GOSSIP)
+                            .map(|_| frame(TrafficClass::Gossip, SLOW_GOSSIP_BYTES))
+                            .collect();
+                        batch.insert(SLOW_GOSSIP / 2, frame(TrafficClass::Consensus, 200));
+                        batch
+                    })
+                    .collect(),
+                p99_s: Default::default(),
+                peak_frames: Default::default(),
+            })),
+            s if s == TRANSPORT.id => Input::Transport(Box::new(TransportInput {
+                peers: TRANSPORT_PEERS
+                    .iter()
+                    .find(|(_, name)| *name == case.name)
+                    .map_or(TRANSPORT_PEERS[0].0, |&(peers, _)| peers),
+                frames: o.transport_frames,
+                threads_model: TransportFfi_TO::from_value(
+                    Guarded(ThreadTransport),
+                    abi_stable::sabi_trait::TD_Opaque,
+                ),
+                threads: Default::default(),
+            })),
             s if s == BLOCK_RECLAIM.id => {
                 let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, RECLAIM_TXS, false);
                 let block = blocks.pop().expect("one block");
@@ -758,6 +850,29 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
             }
             // Messages per second are messages the peer read: the run ends when it has.
             peer.wait_for(until);
+        }
+        (_, Input::SlowPeer(sp)) => {
+            let queue = crate::peer_queue::PeerQueue::new(match side {
+                Side::Baseline => None,
+                Side::Plugin => host.slots.send_queue.new_queue(1),
+            });
+            let (p99, peak) = slow_peer_run(&queue, &sp.batches);
+            sp.p99_s[side as usize]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(p99);
+            sp.peak_frames[side as usize].fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
+        }
+        (_, Input::Transport(t)) => {
+            let threads = transport_exchange(t.peers, t.frames, |peers, sink| match side {
+                Side::Baseline => t
+                    .threads_model
+                    .connect(peers.into(), sink)
+                    .into_result()
+                    .ok(),
+                Side::Plugin => host.slots.transport.connect(peers, sink),
+            });
+            t.threads[side as usize].fetch_max(threads, std::sync::atomic::Ordering::Relaxed);
         }
         ("broadcast", Input::Broadcast(msgs)) => match side {
             Side::Baseline => drop(black_box(baseline::broadcast_frames(
@@ -1017,6 +1132,269 @@ impl Drop for SyncedLog {
 
 /// A loopback TCP connection whose far end a thread drains until the near end closes,
 /// counting the bytes it read.
+/// The slow-peer case's input: see [`Input::SlowPeer`].
+#[derive(Debug)]
+pub struct SlowPeerInput {
+    batches: Vec<Vec<Outgoing>>,
+    /// Each run's p99 consensus latency in seconds, `[baseline, plugin]`, in run order
+    /// (the first of each side is its warm-up run).
+    pub p99_s: [std::sync::Mutex<Vec<f64>>; 2],
+    /// The most frames the queue held in any run, `[baseline, plugin]`.
+    pub peak_frames: [std::sync::atomic::AtomicU64; 2],
+}
+
+/// One slow-peer run through `queue`: `batches` pushed one a millisecond while a writer
+/// thread pops (256 at most) and writes to a loopback peer that reads a tenth as fast as
+/// they are pushed, until every consensus frame is written. Returns the p99 of the consensus
+/// frames' latencies (pushed to written), in seconds, and the most frames queued after a
+/// push. Every wait is bounded: the writer's pops wait 50 ms, the reader's reads 100 ms.
+fn slow_peer_run(queue: &crate::peer_queue::PeerQueue, batches: &[Vec<Outgoing>]) -> (f64, u64) {
+    use std::{
+        io::{Read, Write},
+        net::{Shutdown, TcpListener, TcpStream},
+        os::fd::AsRawFd,
+        sync::{
+            atomic::{AtomicBool, Ordering},
+            Mutex,
+        },
+        time::{Duration, Instant},
+    };
+
+    use dubchain_plugin_api::slots::Popped;
+
+    let buffer = |fd: i32, option: libc::c_int| {
+        // SAFETY: `fd` is an open socket and the value is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&SLOW_SOCKET_BUFFER as *const i32).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    // An accepted socket takes the listener's receive buffer.
+    buffer(listener.as_raw_fd(), libc::SO_RCVBUF);
+    let near =
+        TcpStream::connect(listener.local_addr().expect("its address")).expect("loopback connects");
+    let (mut far, _) = listener.accept().expect("loopback accepts");
+    buffer(near.as_raw_fd(), libc::SO_SNDBUF);
+    near.set_nodelay(true).expect("TCP_NODELAY");
+    far.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("a read timeout");
+    let per_batch: usize = batches
+        .first()
+        .map_or(0, |b| b.iter().map(|o| o.frame.len()).sum());
+    // Bytes a second the peer reads: a tenth of what is pushed (a batch a millisecond).
+    let rate = per_batch as f64 * 1_000.0 / 10.0;
+    let consensus = batches
+        .iter()
+        .flatten()
+        .filter(|o| o.class == TrafficClass::Consensus)
+        .count();
+    let pushed = Mutex::new(Vec::with_capacity(consensus));
+    let done = AtomicBool::new(false);
+    let mut peak = 0u64;
+    let written: Vec<Instant> = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (start, mut read, mut buf) = (Instant::now(), 0u64, [0u8; 4096]);
+            while !done.load(Ordering::Acquire) {
+                match far.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => read += n as u64,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => return,
+                }
+                let due = Duration::from_secs_f64(read as f64 / rate);
+                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        });
+        let writer = s.spawn(|| {
+            let mut out = Vec::with_capacity(consensus);
+            let mut stream = &near;
+            while out.len() < consensus {
+                match queue.pop(256, Duration::from_millis(50)) {
+                    Popped::Frames(frames) => {
+                        let (t, mut bytes) = (Instant::now(), 0);
+                        for o in frames.iter() {
+                            stream
+                                .write_all(&o.frame)
+                                .expect("the slow peer takes the frames");
+                            bytes += o.frame.len();
+                            if o.class == TrafficClass::Consensus {
+                                out.push(Instant::now());
+                            }
+                        }
+                        queue.written(bytes, t.elapsed());
+                    }
+                    Popped::Idle => {}
+                    Popped::Closed => break,
+                }
+            }
+            out
+        });
+        let start = Instant::now();
+        for (j, batch) in batches.iter().enumerate() {
+            let due = start + Duration::from_millis(j as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            pushed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Instant::now());
+            queue.push(batch.clone());
+            peak = peak.max(queue.depth() as u64);
+        }
+        let written = writer.join().expect("the writer finishes");
+        done.store(true, Ordering::Release);
+        let _ = near.shutdown(Shutdown::Both);
+        written
+    });
+    queue.close();
+    let pushed = pushed.into_inner().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(
+        written.len(),
+        consensus,
+        "every consensus frame was written"
+    );
+    let mut latency: Vec<f64> = written
+        .iter()
+        .zip(&pushed)
+        .map(|(w, p)| w.duration_since(*p).as_secs_f64())
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    let p99 = latency[((latency.len() * 99).div_ceil(100)).saturating_sub(1)];
+    (p99, peak)
+}
+
+/// The `net.transport` cases' input: see [`Input::Transport`].
+pub struct TransportInput {
+    pub peers: usize,
+    pub frames: usize,
+    /// The baseline's model behind the slot's interface: a reader thread per peer.
+    threads_model: TransportBox,
+    /// The most threads the process ran during an exchange, `[baseline, plugin]`.
+    pub threads: [std::sync::atomic::AtomicU64; 2],
+}
+
+impl std::fmt::Debug for TransportInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportInput")
+            .field("peers", &self.peers)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Threads the process runs now (`/proc/self/status`; 0 where it cannot be read).
+pub fn process_threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One exchange over `peers` fresh loopback connections handed to `connect`: every peer's
+/// far end sends `frames` frames, which the node's inbox must all receive, and is sent
+/// `frames` frames, which it must all read; then the connections are shut down. One far
+/// thread writes to every peer and one reads from each in turn (the same on both sides).
+/// Returns the threads the process ran while the frames were in flight. Every wait is
+/// bounded (30 s), a failure panics, which fails the case rather than hanging the suite.
+fn transport_exchange(
+    peers: usize,
+    frames: usize,
+    connect: impl FnOnce(&[PeerSocket], InboundSinkBox) -> Option<ConnectionsBox>,
+) -> u64 {
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        os::fd::IntoRawFd,
+        sync::{mpsc, Mutex},
+        time::Duration,
+    };
+
+    use abi_stable::std_types::{RArc, RResult, RVec};
+    use dubchain_plugin_api::PluginError;
+
+    struct Count(Mutex<mpsc::Sender<()>>);
+    impl InboundSink for Count {
+        fn deliver(&self, _peer: u32, _payload: RVec<u8>) -> RResult<(), PluginError> {
+            let _ = self.0.lock().unwrap_or_else(|p| p.into_inner()).send(());
+            RResult::ROk(())
+        }
+    }
+    const WAIT: Duration = Duration::from_secs(30);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
+    let addr = listener.local_addr().expect("its address");
+    let mut far = Vec::with_capacity(peers);
+    let mut near = Vec::with_capacity(peers);
+    for peer in 0..peers {
+        let f = TcpStream::connect(addr).expect("loopback connects");
+        let (n, _) = listener.accept().expect("loopback accepts");
+        for s in [&f, &n] {
+            s.set_nodelay(true).expect("TCP_NODELAY");
+        }
+        f.set_read_timeout(Some(WAIT)).expect("a read timeout");
+        f.set_write_timeout(Some(WAIT)).expect("a write timeout");
+        far.push(f);
+        near.push(PeerSocket {
+            peer: peer as u32,
+            fd: n.into_raw_fd(),
+        });
+    }
+    let mut frame = (WIRE_PAYLOAD as u32).to_be_bytes().to_vec();
+    frame.extend((0..WIRE_PAYLOAD).map(|k| k as u8));
+    let stream = frame.repeat(frames);
+    let shared = RArc::new(RVec::from(frame));
+    let (tx, rx) = mpsc::channel();
+    let sink = InboundSink_TO::from_value(Count(Mutex::new(tx)), abi_stable::sabi_trait::TD_Opaque);
+    let conns = connect(&near, sink).expect("the transport takes the connections");
+    let threads = std::thread::scope(|s| {
+        s.spawn(|| {
+            for mut f in &far {
+                f.write_all(&stream).expect("the far end writes its frames");
+            }
+        });
+        let reader = s.spawn(|| {
+            let mut got = vec![0u8; stream.len()];
+            for mut f in &far {
+                f.read_exact(&mut got)
+                    .expect("every frame reaches the far end");
+            }
+        });
+        for peer in 0..peers {
+            conns
+                .send(peer as u32, vec![shared.clone(); frames].into())
+                .into_result()
+                .expect("the transport queues the frames");
+        }
+        let threads = process_threads();
+        for _ in 0..peers * frames {
+            rx.recv_timeout(WAIT).expect("every frame reaches the node");
+        }
+        reader.join().expect("the far reader finishes");
+        threads
+    });
+    let _ = conns.shutdown().into_result();
+    threads
+}
+
 pub struct LoopbackPeer {
     pub stream: std::net::TcpStream,
     received: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -1294,6 +1672,28 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 let views: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
                 let mut out = Vec::new();
                 host.slots.frame_send.send(&views, &mut out).is_ok() && out == set.concat()
+            })
+        }
+        Input::SlowPeer(_) => {
+            // Every frame each queue pops is checked by the host's ledger as it is popped
+            // (consensus never dropped or reordered); here, the slot's conformance suite.
+            crate::conformance::run_on(host, SEND_QUEUE.id)
+                .iter()
+                .all(|c| c.passed)
+        }
+        Input::Transport(_) => {
+            // The conformance suite's exchange at another seed, twice its length: payloads
+            // of every size both ways, each peer's in order, and the sockets closed at the
+            // shutdown.
+            host.slots.transport.providers().last().is_some_and(|top| {
+                crate::selftest::transport_at(
+                    &top.imp,
+                    crate::selftest::Depth {
+                        seed: o.seed,
+                        scale: 2,
+                    },
+                )
+                .is_ok()
             })
         }
         Input::Broadcast(msgs) => {

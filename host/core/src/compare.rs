@@ -3,15 +3,11 @@
 //! plugin's `cargo bench` print these. A slot the bench suite has cases for
 //! ([`crate::cases`]) is measured on its contract case, at [`MicroOptions::quick`] sizes: the
 //! figure is `bench`'s workload. Every other slot has one quick-ratio workload here
-//! ([`RATIOS`]). Two slots have a second, node-level figure in `dubchain_instruments`:
-//! `net.transport` on the node's own network (`verify`; here: loopback peers against the
-//! host's threads model, [`ThreadTransport`]) and `storage.account_read` on RocksDB (the
-//! bench case of `micro`; here: in memory); the node-free ones are for plugins' own
-//! benches, which do not build the node.
+//! ([`RATIOS`]). `storage.account_read` has a second figure in `dubchain_instruments`, on
+//! RocksDB (the bench case of `micro`; here: in memory, for plugins' own benches, which do
+//! not build the node).
 
 use dubchain_plugin_api::slots::*;
-
-use dubchain_plugin_api::transport::ThreadTransport;
 
 use crate::{
     baseline,
@@ -30,7 +26,6 @@ pub const RATIOS: &[(SlotInfo, Ratio)] = &[
     (CONTRACT_STATE, vm_quick_ratio),
     (ACCOUNT_READ, account_read_ratio),
     (SEND_QUEUE, send_queue_ratio),
-    (TRANSPORT, transport_ratio),
 ];
 
 /// The quick ratio of `slot` through `host`'s slot (interleaved rounds): its bench contract
@@ -204,93 +199,4 @@ fn send_queue_ratio(host: &Host, slot: &str) -> measure::Comparison {
             );
         },
     )
-}
-
-/// Four loopback peers each send the node 1,000 frames of 200 bytes and read back 1,000 it
-/// sends them: the host's threads model ([`ThreadTransport`]) against the provider's I/O.
-fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use abi_stable::sabi_trait::TD_Opaque;
-    let threads = TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque);
-    timed(
-        slot,
-        5,
-        || exchange(|peers, sink| threads.connect(peers.into(), sink).into_result().ok()),
-        || exchange(|peers, sink| host.slots.transport.connect(peers, sink)),
-    )
-}
-
-/// One round of [`transport_ratio`] on connections made by `connect`. Every wait is bounded.
-fn exchange(connect: impl Fn(&[PeerSocket], InboundSinkBox) -> Option<ConnectionsBox>) {
-    use std::{
-        io::{Read, Write},
-        net::{TcpListener, TcpStream},
-        os::fd::IntoRawFd,
-        sync::{mpsc, Mutex},
-        time::Duration,
-    };
-
-    use abi_stable::{
-        sabi_trait::TD_Opaque,
-        std_types::{RArc, RResult, RVec},
-    };
-    use dubchain_plugin_api::PluginError;
-
-    const PEERS: u32 = 4;
-    const FRAMES: usize = 1_000;
-    const PAYLOAD: usize = 200;
-    struct Count(Mutex<mpsc::Sender<()>>);
-    impl InboundSink for Count {
-        fn deliver(&self, _peer: u32, _payload: RVec<u8>) -> RResult<(), PluginError> {
-            let _ = self.0.lock().unwrap_or_else(|p| p.into_inner()).send(());
-            RResult::ROk(())
-        }
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
-    let addr = listener.local_addr().expect("its address");
-    let mut far = Vec::new();
-    let mut near = Vec::new();
-    for peer in 0..PEERS {
-        far.push(TcpStream::connect(addr).expect("loopback connects"));
-        let (socket, _) = listener.accept().expect("loopback accepts");
-        near.push(PeerSocket {
-            peer,
-            fd: socket.into_raw_fd(),
-        });
-    }
-    let (tx, rx) = mpsc::channel();
-    let sink = InboundSink_TO::from_value(Count(Mutex::new(tx)), TD_Opaque);
-    let conns = connect(&near, sink).expect("the transport takes the connections");
-    let mut frame = (PAYLOAD as u32).to_be_bytes().to_vec();
-    frame.resize(4 + PAYLOAD, 7);
-    let frame = RArc::new(RVec::from(frame));
-    std::thread::scope(|s| {
-        for stream in &far {
-            let mut w = stream.try_clone().expect("a socket clone");
-            let f = frame.clone();
-            s.spawn(move || {
-                let _ = w.set_write_timeout(Some(Duration::from_secs(10)));
-                for _ in 0..FRAMES {
-                    w.write_all(&f).expect("the far end writes");
-                }
-            });
-            let mut r = stream.try_clone().expect("a socket clone");
-            s.spawn(move || {
-                let _ = r.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut got = vec![0u8; FRAMES * (4 + PAYLOAD)];
-                r.read_exact(&mut got)
-                    .expect("every frame reaches the far end");
-            });
-        }
-        for peer in 0..PEERS {
-            conns
-                .send(peer, vec![frame.clone(); FRAMES].into())
-                .into_result()
-                .expect("the transport queues the frames");
-        }
-        for _ in 0..PEERS as usize * FRAMES {
-            rx.recv_timeout(Duration::from_secs(10))
-                .expect("every frame reaches the node");
-        }
-    });
-    let _ = conns.shutdown().into_result();
 }

@@ -307,6 +307,15 @@ impl PeerQueue {
         l.consensus.len() + l.gossip.len()
     }
 
+    /// Frames queued for the peer now: what the provider holds by the ledger's account,
+    /// or the baseline FIFO's length.
+    pub fn depth(&self) -> usize {
+        match self.live() {
+            Some(_) => self.held(),
+            None => self.fifo.len(),
+        }
+    }
+
     /// Whether the baseline queue serves the peer because the provider failed.
     pub fn provider_failed(&self) -> bool {
         self.failed.load(Relaxed)

@@ -110,6 +110,20 @@ pub struct MicroResult {
     /// the timed rounds; `None` where the counting allocator is not installed.
     #[serde(default)]
     pub allocations: Option<[u64; 2]>,
+    /// A figure of the case's own besides time, for the cases that have one: the most
+    /// threads the process ran during a run (`net.transport`: a thread per peer against a
+    /// reactor's few), the most frames a queue held (`net.send_queue` under a slow peer).
+    #[serde(default)]
+    pub extra: Option<ExtraFigure>,
+}
+
+/// See [`MicroResult::extra`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtraFigure {
+    /// What is counted, in words.
+    pub name: String,
+    /// The most seen on each side, `[baseline, plugin]`.
+    pub values: [u64; 2],
 }
 
 /// One side (baselines or plugins) of the system benchmark.
@@ -132,6 +146,34 @@ pub struct SystemSide {
     /// The Rust heaps (the host's and the plugins', whose counters are read with the host's),
     /// from the counting allocator, where it is installed.
     pub heap: Option<AllocStats>,
+    /// Each node of the runs over TCP, where there were any: what its network carried and
+    /// where its time went, the median of each figure over the runs.
+    #[serde(default)]
+    pub cluster: Vec<ClusterNode>,
+}
+
+/// One node of the cluster runs (the network row, node by node): medians over the runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub node: usize,
+    /// Frames sent (each peer's copy counted) and received, per kind; bytes of whole
+    /// frames.
+    pub sent: dubchain_node::net::KindTraffic,
+    pub received: dubchain_node::net::KindTraffic,
+    /// The deepest any of its send queues got, in frames (`None` where a `net.transport`
+    /// provider queues).
+    pub queue_peak: Option<u64>,
+    /// Threads it ran for its peers (the provider's own, if one serves `net.transport`,
+    /// are not its).
+    pub threads: u64,
+    /// Milliseconds in each stage of its loop: proposing; peers' blocks (validation,
+    /// commit, its vote); peers' votes; admitting gossip; decoding frames; waiting.
+    pub propose_ms: f64,
+    pub blocks_ms: f64,
+    pub votes_ms: f64,
+    pub admission_ms: f64,
+    pub decode_ms: f64,
+    pub wait_ms: f64,
 }
 
 /// One stage (or whole-run figure) on both sides: every run's value and the ratio.
@@ -373,6 +415,7 @@ impl BenchResults {
             wall_s: vec![0.0],
             peak_rss_bytes: Some(0),
             heap: Some(AllocStats::default()),
+            cluster: Vec::new(),
         };
         let mut m = BTreeMap::new();
         system_metrics(&mut m, "baseline", &side);

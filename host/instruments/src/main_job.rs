@@ -167,6 +167,10 @@ fn write(
         "missing": missing,
         "runs_per_side": chains.runs_per_side,
         "rows": chains.rows,
+        "cluster": {
+            "baselines": chains.baseline.cluster,
+            "plugins": chains.plugins.cluster,
+        },
         "chain": chains.chain,
         "identical": chains.identical,
         "slots": slots,
@@ -177,6 +181,57 @@ fn write(
     let bytes = serde_json::to_vec_pretty(&json).map_err(|e| e.to_string())?;
     std::fs::write(&json_path, bytes).map_err(|e| io(&json_path, e))?;
     Ok(json_path)
+}
+
+/// The network row node by node: the header and a row per node of each side (medians over
+/// the runs); only the header where there was no run over TCP.
+pub fn cluster_rows(r: &SystemResult) -> Vec<Vec<String>> {
+    let header = [
+        "side",
+        "node",
+        "sent tx / block / vote",
+        "sent MB",
+        "received tx / block / vote",
+        "received MB",
+        "send queue peak",
+        "peer threads",
+        "propose ms",
+        "blocks ms",
+        "votes ms",
+        "admission ms",
+        "decode ms",
+        "waiting ms",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    let kinds = |t: &dubchain_node::net::KindTraffic| {
+        format!(
+            "{} / {} / {}",
+            t.tx.messages, t.block.messages, t.vote.messages
+        )
+    };
+    let mb = |t: &dubchain_node::net::KindTraffic| format!("{:.2}", t.total().bytes as f64 / 1e6);
+    for (name, side) in [("baselines", &r.baseline), ("plugins", &r.plugins)] {
+        for n in &side.cluster {
+            rows.push(vec![
+                name.to_owned(),
+                n.node.to_string(),
+                kinds(&n.sent),
+                mb(&n.sent),
+                kinds(&n.received),
+                mb(&n.received),
+                n.queue_peak
+                    .map_or("(transport)".to_owned(), |q| q.to_string()),
+                n.threads.to_string(),
+                format!("{:.1}", n.propose_ms),
+                format!("{:.1}", n.blocks_ms),
+                format!("{:.1}", n.votes_ms),
+                format!("{:.1}", n.admission_ms),
+                format!("{:.1}", n.decode_ms),
+                format!("{:.1}", n.wait_ms),
+            ]);
+        }
+    }
+    rows
 }
 
 /// The stage table's header and rows (what the command line prints and `run.md` holds).
@@ -265,6 +320,18 @@ fn markdown(s: &Session, r: &SystemResult, missing: &[String], seed: u64) -> Str
     md += &format!("| {} |\n|---|---|---|---|---|\n", rows[0].join(" | "));
     for row in &rows[1..] {
         md += &format!("| {} |\n", row.join(" | "));
+    }
+    let nodes = cluster_rows(r);
+    if nodes.len() > 1 {
+        md += "\nThe network row, node by node (medians over the runs):\n\n";
+        md += &format!(
+            "| {} |\n|{}\n",
+            nodes[0].join(" | "),
+            "---|".repeat(nodes[0].len())
+        );
+        for row in &nodes[1..] {
+            md += &format!("| {} |\n", row.join(" | "));
+        }
     }
     md
 }

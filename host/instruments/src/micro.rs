@@ -25,7 +25,7 @@ use dubchain_host::{
     workload, Host,
 };
 
-use crate::MicroResult;
+use crate::{ExtraFigure, MicroResult};
 
 type Cases = fn(&MicroOptions) -> Vec<Case>;
 
@@ -555,13 +555,27 @@ pub fn measure_case(
     let same = identical(case, host, &input, o);
     let pending = std::cell::RefCell::new(Pending::Nothing);
     let rounds = pure::rounds_for(case, o);
-    let c = compare_with_reset(
+    let mut c = compare_with_reset(
         id,
         rounds,
         || *pending.borrow_mut() = run_once(case, Side::Baseline, host, &input),
         || *pending.borrow_mut() = run_once(case, Side::Plugin, host, &input),
         || pending.replace(Pending::Nothing).undo(),
     );
+    if let Input::Pure(pure::Input::SlowPeer(sp)) = &input {
+        // The figure is each run's p99 consensus latency, not the run's length (which is
+        // the push schedule's plus the last frame's wait).
+        let timed = |side: usize| -> Vec<f64> {
+            let p99 = sp.p99_s[side].lock().unwrap_or_else(|p| p.into_inner());
+            // The first run of each side is its warm-up.
+            p99.iter().skip(1).take(c.rounds).copied().collect()
+        };
+        let (b, p) = (timed(0), timed(1));
+        let ratios: Vec<f64> = b.iter().zip(&p).map(|(b, p)| b / p.max(1e-12)).collect();
+        c.ratio = dubchain_host::measure::bootstrap_median(&ratios, 2_000, 0x5eed);
+        c.rounds = ratios.len();
+        (c.baseline_s, c.optimized_s) = (b, p);
+    }
     // Untimed: one more run of each side with counting on, undone as a timed run is.
     let allocations = dubchain_host::alloc_count::installed().then(|| {
         [Side::Baseline, Side::Plugin].map(|side| {
@@ -590,6 +604,26 @@ pub fn measure_case(
         plugin_s: c.optimized_s,
         identical: same,
         allocations,
+        extra: extra_figure(&input),
+    }
+}
+
+/// The case's own figure besides time, where it has one (see [`ExtraFigure`]).
+fn extra_figure(input: &Input) -> Option<ExtraFigure> {
+    let most = |v: &[std::sync::atomic::AtomicU64; 2]| {
+        v.each_ref()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    match input {
+        Input::Pure(pure::Input::Transport(t)) => Some(ExtraFigure {
+            name: "threads in the process".into(),
+            values: most(&t.threads),
+        }),
+        Input::Pure(pure::Input::SlowPeer(sp)) => Some(ExtraFigure {
+            name: "frames queued at most".into(),
+            values: most(&sp.peak_frames),
+        }),
+        _ => None,
     }
 }
 

@@ -34,7 +34,7 @@ fn yes(b: bool) -> &'static str {
 }
 
 /// Rows of the micro table: id, slot, workload, baseline ms, plugin ms, allocations per
-/// run of each side, ratio, catalogue goal, goal met, promise, promise met, identical.
+/// run of each side, the case's own figure on each side, ratio, catalogue goal, goal met, promise, promise met, identical.
 fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
     r.micro
         .iter()
@@ -47,6 +47,9 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
                 format!("{:.3}", ms(&m.plugin_s)),
                 m.allocations
                     .map_or("not counted".into(), |[b, p]| format!("{b} / {p}")),
+                m.extra.as_ref().map_or("-".into(), |e| {
+                    format!("{}: {} / {}", e.name, e.values[0], e.values[1])
+                }),
                 format!(
                     "{:.2}x [{:.2}, {:.2}]",
                     m.ratio.median, m.ratio.low, m.ratio.high
@@ -61,13 +64,14 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
         .collect()
 }
 
-const MICRO_HEAD: [&str; 12] = [
+const MICRO_HEAD: [&str; 13] = [
     "case",
     "plugin",
     "workload",
     "baseline ms",
     "plugin ms",
     "allocations, baseline / plugin",
+    "also, baseline / plugin",
     "ratio [95% CI]",
     "catalogue goal",
     "goal met",

@@ -22,13 +22,13 @@ use std::{path::PathBuf, time::Instant};
 use dubchain_host::{alloc_count, Host};
 use dubchain_node::{
     block,
-    cluster::run_cluster,
+    cluster::{run_cluster, NodeStats},
     gen::{Workload, WorkloadConfig},
     run::{run_chain, ChainConfig, ChainReport, NodeHosts},
     state::{Head, StateStore},
 };
 
-use crate::{quantile, ChainSummary, StageRow, SystemResult, SystemSide};
+use crate::{quantile, ChainSummary, ClusterNode, StageRow, SystemResult, SystemSide};
 
 /// Makes a new host for one node: the baselines only, or the session's plugins freshly
 /// loaded. Called once per node per run, before anything is timed.
@@ -63,6 +63,8 @@ struct Ends {
 struct Measured {
     report: ChainReport,
     network_s: Option<f64>,
+    /// Each cluster node's figures, by node.
+    cluster_nodes: Vec<NodeStats>,
     catch_up_s: Option<f64>,
     cpu_s: f64,
     peak_rss: Option<u64>,
@@ -102,6 +104,7 @@ fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measur
 
     let mut network_s = None;
     let mut cluster = None;
+    let mut cluster_nodes = Vec::new();
     if o.network {
         let n = o.workload.validators.max(1);
         let hosts = (0..n).map(|_| new_host()).collect::<Result<Vec<_>, _>>()?;
@@ -117,6 +120,7 @@ fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measur
             ));
         }
         cluster = Some(nodes[0].head);
+        cluster_nodes = nodes.iter().map(|n| n.stats).collect();
     }
 
     let mut catch_up_s = None;
@@ -162,6 +166,7 @@ fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measur
         },
         report,
         network_s,
+        cluster_nodes,
         catch_up_s,
         cpu_s,
         peak_rss,
@@ -204,7 +209,63 @@ fn side(runs: &[Measured], heap: Option<alloc_count::AllocStats>) -> SystemSide 
         wall_s: runs.iter().map(|m| m.report.wall_s).collect(),
         peak_rss_bytes: runs.iter().filter_map(|m| m.peak_rss).max(),
         heap,
+        cluster: cluster_nodes(runs),
     }
+}
+
+/// Each cluster node's figures, the median of each over `runs`.
+fn cluster_nodes(runs: &[Measured]) -> Vec<ClusterNode> {
+    use dubchain_node::net::{KindTraffic, Traffic};
+    let nodes = runs
+        .iter()
+        .map(|m| m.cluster_nodes.len())
+        .min()
+        .unwrap_or(0);
+    (0..nodes)
+        .map(|node| {
+            let of: Vec<&NodeStats> = runs.iter().map(|m| &m.cluster_nodes[node]).collect();
+            let count = |f: &dyn Fn(&NodeStats) -> u64| -> u64 {
+                let mut v: Vec<u64> = of.iter().map(|s| f(s)).collect();
+                v.sort_unstable();
+                v[v.len() / 2]
+            };
+            let ms = |f: &dyn Fn(&NodeStats) -> std::time::Duration| -> f64 {
+                quantile(
+                    &of.iter()
+                        .map(|s| f(s).as_secs_f64() * 1e3)
+                        .collect::<Vec<_>>(),
+                    0.5,
+                )
+            };
+            let traffic = |f: &dyn Fn(&NodeStats) -> KindTraffic| -> KindTraffic {
+                let kind = |k: &dyn Fn(&KindTraffic) -> Traffic| Traffic {
+                    messages: count(&|s| k(&f(s)).messages),
+                    bytes: count(&|s| k(&f(s)).bytes),
+                };
+                KindTraffic {
+                    tx: kind(&|t| t.tx),
+                    block: kind(&|t| t.block),
+                    vote: kind(&|t| t.vote),
+                }
+            };
+            ClusterNode {
+                node,
+                sent: traffic(&|s| s.network.sent),
+                received: traffic(&|s| s.received),
+                queue_peak: of[0]
+                    .network
+                    .queue_peak
+                    .map(|_| count(&|s| s.network.queue_peak.unwrap_or(0))),
+                threads: count(&|s| s.network.threads),
+                propose_ms: ms(&|s| s.propose),
+                blocks_ms: ms(&|s| s.blocks),
+                votes_ms: ms(&|s| s.votes),
+                admission_ms: ms(&|s| s.admission),
+                decode_ms: ms(&|s| s.decode),
+                wait_ms: ms(&|s| s.wait),
+            }
+        })
+        .collect()
 }
 
 /// The per-stage rows, from paired runs.

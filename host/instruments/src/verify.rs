@@ -11,7 +11,6 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_plugin_api::slots::*;
 use serde::{Deserialize, Serialize};
 
 use dubchain_host::{
@@ -21,7 +20,6 @@ use dubchain_host::{
     measure,
     resolve::{self, Request, Source},
     session::host_api_version,
-    workload,
 };
 
 /// One line of the child's report.
@@ -373,32 +371,6 @@ fn call_counts(host: &Host, slot: &str) -> (u64, u64) {
         .map_or((0, 0), |s| (s.counters.calls, s.counters.errors))
 }
 
-/// Four nodes on loopback; one broadcasts a block's worth of transaction gossip and the
-/// other three receive all of it: with the host's threads, and with the provider's I/O.
-fn transport_ratio(host: &Host, slot: &str) -> measure::Comparison {
-    use dubchain_node::net::{self, Message};
-    let msgs: Vec<Message> = workload::transactions(1, 1, 256)
-        .into_iter()
-        .map(Message::Tx)
-        .collect();
-    let run = |slots: &dubchain_host::slot::Slots| {
-        let nodes = net::mesh(&[slots; 4]).expect("loopback connections");
-        nodes[0].0.broadcast(slots, &msgs);
-        for (_, inbox) in &nodes[1..] {
-            for _ in 0..msgs.len() {
-                inbox
-                    .recv_timeout(std::time::Duration::from_secs(10))
-                    .expect("every frame arrives");
-            }
-        }
-        for (network, _) in nodes {
-            network.shutdown();
-        }
-    };
-    let none = dubchain_host::slot::Slots::default();
-    measure::compare(slot, 5, || run(&none), || run(&host.slots))
-}
-
 /// The bench suite's contract case of `slot` (`micro::CASES`: the very workload and
 /// interleaved measurement `bench` and `run` report, at [`MicroOptions::quick`] sizes), store
 /// cases rolled
@@ -438,20 +410,9 @@ fn quick_ratio_of(host: &Host, slot: &str, m: &Manifest) -> (String, Option<Quic
     (detail, Some(rounds))
 }
 
-/// The quick ratios that run on the node and that the bench suite has no case for, by slot.
-const NODE_RATIOS: &[(SlotInfo, fn(&Host, &str) -> measure::Comparison)] =
-    &[(TRANSPORT, transport_ratio)];
-
 /// `plugin verify`'s quick ratio of `slot`: the bench suite's contract case where it has one
-/// (so `verify`, `bench` and `run` report the same workload), else the slot's quick-ratio
-/// workload (on the node where it needs one, else the host's [`compare::slot_ratio`]);
-/// `None` for a slot without a workload.
+/// (so `verify`, `bench` and `run` report the same workload), else the host's quick-ratio
+/// workload ([`compare::slot_ratio`]); `None` for a slot without a workload.
 pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
-    if let Some(c) = micro_case_ratio(host, slot) {
-        return Some(c);
-    }
-    match NODE_RATIOS.iter().find(|(info, _)| info.id == slot) {
-        Some((_, ratio)) => Some(ratio(host, slot)),
-        None => compare::slot_ratio(host, slot),
-    }
+    micro_case_ratio(host, slot).or_else(|| compare::slot_ratio(host, slot))
 }

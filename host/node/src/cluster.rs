@@ -8,7 +8,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::mpsc::{self, RecvTimeoutError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use dubchain_plugin_api::types::Block;
@@ -18,7 +18,7 @@ use crate::{
     consensus::{verify_votes, ConsensusState, ValidatorSet, Vote},
     gen::{Workload, WorkloadConfig},
     mempool::Mempool,
-    net::{self, Inbound, Message, Network},
+    net::{self, Inbound, KindTraffic, Message, Network, NetworkStats},
     run::RunError,
     state::{Head, StateStore},
 };
@@ -33,6 +33,28 @@ pub struct NodeOutcome {
     pub index: usize,
     pub head: Head,
     pub finalized: u64,
+    pub stats: NodeStats,
+}
+
+/// What a node's network carried inside the cluster, and where its thread's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Sent, queue depth and threads.
+    pub network: NetworkStats,
+    /// Frames received from peers, per kind.
+    pub received: KindTraffic,
+    /// Proposing: the block's transactions, execution, commit and broadcast.
+    pub propose: Duration,
+    /// Peers' blocks: validation, commit, and this node's vote.
+    pub blocks: Duration,
+    /// Peers' votes: verification and tally.
+    pub votes: Duration,
+    /// Gossiped transactions admitted to the mempool.
+    pub admission: Duration,
+    /// Received frames decoded into messages.
+    pub decode: Duration,
+    /// Waiting for frames.
+    pub wait: Duration,
 }
 
 /// Runs `workload.validators` nodes until each has `blocks` final blocks, node `i` on
@@ -95,6 +117,7 @@ struct Node<'a> {
     consensus: ConsensusState,
     /// Blocks received ahead of the head, by height.
     waiting: BTreeMap<u64, Block>,
+    stats: NodeStats,
 }
 
 impl<'a> Node<'a> {
@@ -127,6 +150,7 @@ impl<'a> Node<'a> {
             mempool: Mempool::new(&host.slots),
             consensus: ConsensusState::new(&host.slots, validators),
             waiting: BTreeMap::new(),
+            stats: NodeStats::default(),
         })
     }
 
@@ -144,10 +168,12 @@ impl<'a> Node<'a> {
             let head = self.head()?;
             let finalized = self.consensus.finalized();
             if head.height >= blocks && finalized >= blocks {
+                self.stats.network = net.stats();
                 return Ok(NodeOutcome {
                     index: self.index,
                     head,
                     finalized,
+                    stats: self.stats,
                 });
             }
             // The latest block is final and the next one is ours to propose.
@@ -155,10 +181,15 @@ impl<'a> Node<'a> {
                 && head.height < blocks
                 && (head.height + 1) % self.n as u64 == self.index as u64
             {
+                let t = Instant::now();
                 self.propose(net, head.height + 1)?;
+                self.stats.propose += t.elapsed();
                 continue;
             }
-            let first = match inbox.recv_timeout(STALL) {
+            let t = Instant::now();
+            let received = inbox.recv_timeout(STALL);
+            self.stats.wait += t.elapsed();
+            let first = match received {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return Err(RunError::Stalled {
@@ -176,8 +207,16 @@ impl<'a> Node<'a> {
                     Err(_) => break,
                 }
             }
+            for (_, payload) in &frames {
+                self.stats
+                    .received
+                    .count(payload.first().copied(), 4 + payload.len());
+            }
+            let t = Instant::now();
+            let decoded = net::decode(&self.host.slots, &frames);
+            self.stats.decode += t.elapsed();
             let mut pending_txs = Vec::new();
-            for (from, decoded) in net::decode(&self.host.slots, &frames) {
+            for (from, decoded) in decoded {
                 let msg = match decoded {
                     Ok(m) => m,
                     Err(e) => {
@@ -190,7 +229,14 @@ impl<'a> Node<'a> {
                     continue;
                 }
                 self.admit(std::mem::take(&mut pending_txs))?;
+                let t = Instant::now();
+                let is_block = matches!(msg, Message::Block(_));
                 self.handle(net, head, msg)?;
+                *if is_block {
+                    &mut self.stats.blocks
+                } else {
+                    &mut self.stats.votes
+                } += t.elapsed();
             }
             self.admit(pending_txs)?;
         }
@@ -199,12 +245,14 @@ impl<'a> Node<'a> {
     /// Admits transactions (gossiped, or this node's own), in one batch.
     fn admit(&mut self, txs: Vec<dubchain_plugin_api::types::Transaction>) -> Result<(), RunError> {
         if !txs.is_empty() {
+            let t = Instant::now();
             self.mempool.admit_with(
                 txs,
                 &self.host.slots.sig_verify,
                 Some(&self.host.slots.tx_validation),
                 &self.store,
             )?;
+            self.stats.admission += t.elapsed();
         }
         Ok(())
     }

@@ -92,6 +92,53 @@ pub fn decode(slots: &Slots, inbound: &[Inbound]) -> Vec<(usize, Result<Message,
         .collect()
 }
 
+/// Messages and bytes of one kind (bytes of whole frames, length prefix included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Traffic per message kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KindTraffic {
+    pub tx: Traffic,
+    pub block: Traffic,
+    pub vote: Traffic,
+}
+
+impl KindTraffic {
+    /// Counts one frame of `len` bytes whose payload starts with `tag`.
+    pub fn count(&mut self, tag: Option<u8>, len: usize) {
+        let kind = match tag {
+            Some(TAG_TX) => &mut self.tx,
+            Some(TAG_BLOCK) => &mut self.block,
+            _ => &mut self.vote,
+        };
+        kind.messages += 1;
+        kind.bytes += len as u64;
+    }
+
+    /// Every kind together.
+    pub fn total(&self) -> Traffic {
+        Traffic {
+            messages: self.tx.messages + self.block.messages + self.vote.messages,
+            bytes: self.tx.bytes + self.block.bytes + self.vote.bytes,
+        }
+    }
+}
+
+/// What a node's network did: the frames it sent (each peer's copy counted), the deepest
+/// any of its send queues got (`None` where a `net.transport` provider queues), and the
+/// threads it ran for its peers (a reader and a writer each on the baseline; none of its
+/// own with a provider, whose threads are the provider's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetworkStats {
+    pub sent: KindTraffic,
+    pub queue_peak: Option<u64>,
+    pub threads: u64,
+}
+
 struct Peer {
     index: usize,
     stream: Mutex<TcpStream>,
@@ -106,6 +153,8 @@ pub struct Network {
     readers: Vec<JoinHandle<()>>,
     writers: Vec<JoinHandle<()>>,
     transport: Option<ConnectionsBox>,
+    sent: Mutex<KindTraffic>,
+    queue_peak: std::sync::atomic::AtomicU64,
 }
 
 /// The node's inbox, as a `net.transport` provider delivers to it.
@@ -169,21 +218,6 @@ fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
     frame
 }
 
-fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
 impl Network {
     /// Sends `msgs`, in order, to every peer. The frames come from `net.broadcast`
     /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`) and go to
@@ -202,6 +236,14 @@ impl Network {
                     })
                     .collect()
             });
+        {
+            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+            for frames in &lists {
+                for f in frames {
+                    sent.count(f.get(4).copied(), f.len());
+                }
+            }
+        }
         for (p, frames) in self.peers.iter().zip(lists) {
             if let Some(t) = &self.transport {
                 if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
@@ -219,6 +261,20 @@ impl Network {
                     })
                     .collect(),
             );
+            self.queue_peak
+                .fetch_max(p.queue.depth() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// What this network has done so far.
+    pub fn stats(&self) -> NetworkStats {
+        NetworkStats {
+            sent: *self.sent.lock().unwrap_or_else(|e| e.into_inner()),
+            queue_peak: self
+                .transport
+                .is_none()
+                .then(|| self.queue_peak.load(std::sync::atomic::Ordering::Relaxed)),
+            threads: (self.readers.len() + self.writers.len()) as u64,
         }
     }
 
@@ -286,6 +342,8 @@ fn with_transport(
         readers: Vec::new(),
         writers: Vec::new(),
         transport: Some(connections),
+        sent: Default::default(),
+        queue_peak: Default::default(),
     }))
 }
 
@@ -348,9 +406,24 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
             readers.push(
                 std::thread::Builder::new()
                     .name(format!("peer-{index}<-{peer}"))
-                    .spawn(move || {
-                        while let Ok(frame) = read_frame(&mut reader) {
-                            if tx.send((peer, frame)).is_err() {
+                    .spawn(move || loop {
+                        match wire::read_frame(&mut reader) {
+                            Ok(Some(frame)) => {
+                                if tx.send((peer, frame)).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => return,
+                            // A clean end between frames is no fault (the node's own
+                            // shutdown ends its readers so); anything else is the peer's:
+                            // one line, and it is dropped.
+                            Err(fault) => {
+                                tracing::warn!(
+                                    node = index,
+                                    peer,
+                                    "peer {peer} {fault}; dropping its connection"
+                                );
+                                let _ = reader.shutdown(Shutdown::Both);
                                 return;
                             }
                         }
@@ -369,6 +442,8 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
                 readers,
                 writers,
                 transport: None,
+                sent: Default::default(),
+                queue_peak: Default::default(),
             },
             rx,
         ));

@@ -79,6 +79,11 @@ pub fn run(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         );
     }
     print::table(&main_job::stage_rows(&job.chains));
+    let nodes = main_job::cluster_rows(&job.chains);
+    if nodes.len() > 1 {
+        println!("the network row, node by node (medians over the runs):");
+        print::table(&nodes);
+    }
     println!("{}", main_job::chain_verdict(&job.chains));
     println!("{}\n", main_job::method_note(&job.chains));
     if !job.slots.is_empty() {
