@@ -412,7 +412,7 @@ fn broadcast_cases(_: &MicroOptions) -> Vec<Case> {
 
 /// The `net.send_queue` slow-peer case: batches pushed one a millisecond, each of gossip
 /// frames and one consensus frame, to a peer that reads a tenth as fast.
-const SLOW_BATCHES: usize = 100;
+const SLOW_BATCHES: usize = 300;
 const SLOW_GOSSIP: usize = 10;
 const SLOW_GOSSIP_BYTES: usize = 1024;
 /// The socket buffers on both ends of the slow peer's connection (the kernel doubles

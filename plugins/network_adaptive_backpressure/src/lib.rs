@@ -16,6 +16,15 @@
 //!   time a push has to drop, the peer does not: the window halves, down to
 //!   `min_window_bytes`. Memory held for a peer is therefore at most `max_window_bytes` of
 //!   gossip plus its consensus frames, however slow the peer.
+//! * **Short pops for a slow peer.** A writer writes everything a pop hands it before it
+//!   pops again, so a consensus frame pushed meanwhile waits for the whole group: 256
+//!   gossip frames of 1 KiB are a quarter of a second to a peer reading 1 MB/s. The queue
+//!   learns the peer's rate from the writer's reports (`written`: bytes and the time their
+//!   write took, averaged) and hands out at most `pop_millis` worth of frames per pop:
+//!   every consensus frame queued, whatever their size, then gossip while the budget lasts
+//!   (a pop of gossip alone holds one frame at least), so the writer is back within about
+//!   that time and a block or a vote waits no longer. Before the first report, and for a peer that keeps
+//!   up, a pop is as large as asked.
 
 use std::{
     collections::VecDeque,
@@ -42,6 +51,9 @@ pub struct Settings {
     pub max_window_bytes: usize,
     /// How much a write that found the queue at most half full grows it.
     pub increase_bytes: usize,
+    /// The most gossip one pop hands out, in milliseconds of the peer's measured rate
+    /// (1 to 1,000).
+    pub pop_millis: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +63,7 @@ impl Default for Settings {
             min_window_bytes: 64 << 10,
             max_window_bytes: 4 << 20,
             increase_bytes: 16 << 10,
+            pop_millis: 5,
         }
     }
 }
@@ -72,6 +85,7 @@ impl Backpressure {
             min..=s.max_window_bytes,
         )?;
         settings::at_least("increase_bytes", s.increase_bytes, 1)?;
+        settings::within("pop_millis", s.pop_millis, 1..=1_000)?;
         Ok(Backpressure { s })
     }
 
@@ -103,6 +117,9 @@ struct State {
     gossip_bytes: usize,
     window: usize,
     closed: bool,
+    /// The peer's drain rate, bytes a second, averaged over the writer's reports; 0 before
+    /// the first.
+    rate: f64,
 }
 
 /// One peer's queue (see the crate docs).
@@ -171,12 +188,25 @@ impl SendQueue for PeerQueue {
                 .0;
         }
         let max = (max as usize).max(1);
+        // Gossip bytes this pop may hand out: `pop_millis` of the peer's rate, once known.
+        let mut budget = if s.rate > 0.0 {
+            (s.rate * self.s.pop_millis as f64 / 1_000.0) as usize
+        } else {
+            usize::MAX
+        };
         let mut out = Vec::with_capacity(max.min(s.consensus.len() + s.gossip.len()));
         while out.len() < max {
             if let Some(c) = s.consensus.pop_front() {
+                // Handed out whatever the budget; what it spends delays the next pop too.
+                budget = budget.saturating_sub(c.frame.len());
                 out.push(c);
-            } else if let Some(g) = s.gossip.pop_front() {
+            } else if s.gossip.front().is_some_and(|g| {
+                // At least one frame a pop, so gossip always moves.
+                g.frame.len() <= budget || out.is_empty()
+            }) {
+                let g = s.gossip.pop_front().expect("a front frame");
                 s.gossip_bytes -= g.frame.len();
+                budget = budget.saturating_sub(g.frame.len());
                 out.push(g);
             } else {
                 break;
@@ -191,8 +221,18 @@ impl SendQueue for PeerQueue {
         })
     }
 
-    fn written(&self, _bytes: u64, _micros: u64) -> Result<(), PluginError> {
+    fn written(&self, bytes: u64, micros: u64) -> Result<(), PluginError> {
         let mut s = self.state();
+        if bytes > 0 {
+            // A write under a microsecond counts as one: a peer that keeps up shows a
+            // rate whose budget is far above any pop.
+            let now = bytes as f64 * 1e6 / micros.max(1) as f64;
+            s.rate = if s.rate > 0.0 {
+                0.75 * s.rate + 0.25 * now
+            } else {
+                now
+            };
+        }
         if s.gossip_bytes <= s.window / 2 {
             s.window = (s.window + self.s.increase_bytes).min(self.s.max_window_bytes);
         }
@@ -230,6 +270,7 @@ mod tests {
             min_window_bytes: 4 << 10,
             max_window_bytes: 16 << 10,
             increase_bytes: 1 << 10,
+            pop_millis: 5,
         })
         .unwrap()
         .new_queue(0)
@@ -284,6 +325,53 @@ mod tests {
         assert_eq!(q.window(), 16 << 10);
     }
 
+    /// A peer measured at 100 KB/s gets 500 bytes a pop (5 ms of it), one frame at least;
+    /// consensus frames are all handed out whatever the budget, and spend it; a fast peer's
+    /// pops are as large as asked.
+    #[test]
+    fn a_slow_peers_pops_hold_a_few_milliseconds_of_gossip() {
+        let q = small();
+        let gossip = |n| {
+            (0..n)
+                .map(|i| frame(TrafficClass::Gossip, 200, i))
+                .collect()
+        };
+        q.push(gossip(20)).unwrap();
+        assert!(
+            matches!(q.pop(256, 0).unwrap(), Popped::Frames(f) if f.len() == 20),
+            "no report yet: as asked"
+        );
+        q.written(100_000, 1_000_000).unwrap();
+        q.push(gossip(20)).unwrap();
+        let Popped::Frames(f) = q.pop(256, 0).unwrap() else {
+            panic!("frames were queued")
+        };
+        assert_eq!(f.len(), 2, "500 bytes of 200-byte frames");
+        q.push(vec![
+            frame(TrafficClass::Consensus, 5_000, 1),
+            frame(TrafficClass::Consensus, 5_000, 2),
+        ])
+        .unwrap();
+        let Popped::Frames(f) = q.pop(256, 0).unwrap() else {
+            panic!("frames were queued")
+        };
+        let classes: Vec<_> = f.iter().map(|o| o.class).collect();
+        assert_eq!(
+            classes,
+            [TrafficClass::Consensus, TrafficClass::Consensus,],
+            "every consensus frame, and no gossip past the budget they spent"
+        );
+        // The peer speeds up (writes of 64 KiB in 10 us): the average recovers and the
+        // budget passes what is queued.
+        for _ in 0..20 {
+            q.written(64 << 10, 10).unwrap();
+        }
+        let Popped::Frames(f) = q.pop(256, 0).unwrap() else {
+            panic!("frames were queued")
+        };
+        assert_eq!(f.len(), 18, "the rest at once");
+    }
+
     #[test]
     fn settings_out_of_bounds_are_refused_naming_the_key() {
         for (text, key) in [
@@ -294,6 +382,7 @@ mod tests {
             ),
             ("initial_window_bytes = 1\n", "initial_window_bytes"),
             ("increase_bytes = 0\n", "increase_bytes"),
+            ("pop_millis = 0\n", "pop_millis"),
         ] {
             let e = Backpressure::from_config(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
