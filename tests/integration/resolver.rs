@@ -339,7 +339,8 @@ fn uses_are_checked_and_recommends_only_suggest() {
 
 /// The real manifests' edges: the two users of `crypto.sig_verify` declare it, the one
 /// exclusive pair declares its conflict (one problem, carrying the declared reason, not a
-/// second "exclusive slot" problem), and the production profile's plan has no problem.
+/// second "exclusive slot" problem), the async transport and the bounded send queues
+/// declare theirs, and the production profile's plan has no problem.
 #[test]
 fn the_real_manifests_declare_their_edges() {
     let d = manifest::discover(&dubchain_tests::manifests_dir());
@@ -363,6 +364,21 @@ fn the_real_manifests_declare_their_edges() {
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.suggestions.len(), 1);
     assert_eq!(r.suggestions[0].recommends, "crypto_parallel_verification");
+    // The async transport takes the sockets from the node's writer threads, so the send
+    // queues' bounds would not apply: the two are refused together, with that reason.
+    let r = resolve(
+        &d.manifests,
+        &enable(&["network_async_io", "network_adaptive_backpressure"]),
+    );
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = r.problems[0].to_string();
+    assert!(
+        p.starts_with("`network_async_io` conflicts with `network_adaptive_backpressure`: network_async_io queues and writes each peer's frames itself"),
+        "{p}"
+    );
+    for alone in ["network_async_io", "network_adaptive_backpressure"] {
+        assert!(resolve(&d.manifests, &enable(&[alone])).problems.is_empty());
+    }
 }
 
 mod properties {
