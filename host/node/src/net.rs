@@ -209,6 +209,28 @@ fn write_loop(
     }
 }
 
+/// A peer's reader: cuts what `peer` sends node `node` into frames and hands each payload to
+/// the node's inbox, until the peer closes between frames or the node is gone. Anything
+/// else is the peer's fault: one line, and the connection is dropped (shut both ways).
+fn read_loop(mut reader: TcpStream, (node, peer): (usize, usize), inbox: &mpsc::Sender<Inbound>) {
+    loop {
+        match wire::read_frame(&mut reader) {
+            Ok(Some(frame)) => {
+                if inbox.send((peer, frame)).is_err() {
+                    return;
+                }
+            }
+            // A clean end (the node's own shutdown ends its readers so too).
+            Ok(None) => return,
+            Err(fault) => {
+                tracing::warn!(node, peer, "peer {peer} {fault}; dropping its connection");
+                let _ = reader.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
 /// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
 fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
     let payload = wire::payload(msg);
@@ -401,33 +423,11 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
                     .name(format!("peer-{index}->{peer}"))
                     .spawn(move || write_loop(&q, (&send, &pool), &mut out, (index, peer)))?,
             );
-            let mut reader = stream.try_clone()?;
-            let tx = tx.clone();
+            let (reader, tx) = (stream.try_clone()?, tx.clone());
             readers.push(
                 std::thread::Builder::new()
                     .name(format!("peer-{index}<-{peer}"))
-                    .spawn(move || loop {
-                        match wire::read_frame(&mut reader) {
-                            Ok(Some(frame)) => {
-                                if tx.send((peer, frame)).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(None) => return,
-                            // A clean end between frames is no fault (the node's own
-                            // shutdown ends its readers so); anything else is the peer's:
-                            // one line, and it is dropped.
-                            Err(fault) => {
-                                tracing::warn!(
-                                    node = index,
-                                    peer,
-                                    "peer {peer} {fault}; dropping its connection"
-                                );
-                                let _ = reader.shutdown(Shutdown::Both);
-                                return;
-                            }
-                        }
-                    })?,
+                    .spawn(move || read_loop(reader, (index, peer), &tx))?,
             );
             peers.push(Arc::new(Peer {
                 index: peer,
@@ -449,4 +449,40 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
         ));
     }
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baseline's reader on a real socket: frames before a fault are delivered, then a
+    /// garbage length (or a frame cut short) drops the peer: its end of the connection sees
+    /// the stream end; a peer that closes between frames just stops.
+    #[test]
+    fn the_baselines_reader_drops_a_faulty_peer_after_its_good_frames() {
+        let frame = |p: &[u8]| [&(p.len() as u32).to_be_bytes()[..], p].concat();
+        for (fault, dropped) in [
+            (b"GET / HTTP/1.1\r\n\r\n".to_vec(), true),
+            ([&100u32.to_be_bytes()[..], &[1; 10]].concat(), true),
+            (Vec::new(), false),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut far = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (near, _) = listener.accept().unwrap();
+            far.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let (tx, rx) = mpsc::channel();
+            let reader = std::thread::spawn(move || read_loop(near, (0, 7), &tx));
+            far.write_all(&[frame(b"one"), frame(b""), fault].concat())
+                .unwrap();
+            far.shutdown(Shutdown::Write).unwrap();
+            reader.join().unwrap();
+            let got: Vec<Inbound> = rx.try_iter().collect();
+            assert_eq!(got, [(7, b"one".to_vec()), (7, Vec::new())]);
+            if dropped {
+                // Shut both ways by the reader: the far end reads the end of the stream.
+                let mut rest = Vec::new();
+                assert_eq!(far.read_to_end(&mut rest).unwrap(), 0);
+            }
+        }
+    }
 }
