@@ -80,25 +80,16 @@ impl crate::slots::Transport for ThreadTransport {
             let mut reader = stream.try_clone().map_err(failed)?;
             let (inbound, peer) = (inbound.clone(), p.peer);
             let closing = closing.clone();
-            readers.push(std::thread::spawn(move || loop {
-                match crate::wire::read_frame(&mut reader) {
-                    Ok(Some(payload)) => {
-                        if inbound.deliver(peer, payload.into()).into_result().is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(fault) => {
-                        // A fault of the peer's (not the shutdown's): one line, and the
-                        // connection dropped, both ways.
-                        if !closing.load(std::sync::atomic::Ordering::Acquire) {
-                            eprintln!(
-                                "net.transport: peer {peer} {fault}; dropping its connection"
-                            );
-                            let _ = reader.shutdown(std::net::Shutdown::Both);
-                        }
-                        return;
-                    }
+            readers.push(std::thread::spawn(move || {
+                let fault = crate::wire::read_frames(&mut reader, |payload| {
+                    inbound.deliver(peer, payload.into()).into_result().is_ok()
+                });
+                // A fault of the peer's, not one the shutdown caused: one line (the
+                // connection is already dropped).
+                if let Some(fault) =
+                    fault.filter(|_| !closing.load(std::sync::atomic::Ordering::Acquire))
+                {
+                    eprintln!("net.transport: peer {peer} {fault}; dropping its connection");
                 }
             }));
             writers.push((p.peer, Mutex::new(stream)));

@@ -101,6 +101,31 @@ pub fn frame(msg: &Message) -> Vec<u8> {
     out
 }
 
+/// Reads frames from a peer's `stream` ([`read_frame`]) and hands each payload to
+/// `deliver` until the peer closes between frames or `deliver` answers `false` (the
+/// receiver is gone): `None` then. On a fault (an oversized or garbage length, a connection
+/// closed inside a frame, a socket error) the stream is shut both ways and the fault
+/// returned, for the caller's one line: the peer is dropped.
+pub fn read_frames(
+    stream: &mut std::net::TcpStream,
+    mut deliver: impl FnMut(Vec<u8>) -> bool,
+) -> Option<std::io::Error> {
+    loop {
+        match read_frame(stream) {
+            Ok(Some(payload)) => {
+                if !deliver(payload) {
+                    return None;
+                }
+            }
+            Ok(None) => return None,
+            Err(fault) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Some(fault);
+            }
+        }
+    }
+}
+
 /// The next frame's payload from `r`, as the host's readers cut a peer's stream: `Ok(None)`
 /// when the peer closed the connection between frames (a clean end); an error of kind
 /// `InvalidData` for a frame announced over [`MAX_FRAME`] (garbage on the wire reads as

@@ -349,12 +349,10 @@ fn the_real_manifests_declare_their_edges() {
         let slots: Vec<&str> = by(user).uses.iter().map(|u| u.slot.as_str()).collect();
         assert_eq!(slots, ["crypto.sig_verify"], "{user}");
     }
-    let r = resolve(
+    let p = only_problem(&resolve(
         &d.manifests,
         &enable(&["batching_shard_aware", "batching_state_writes"]),
-    );
-    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-    let p = r.problems[0].to_string();
+    ));
     assert!(
         p.starts_with("`batching_shard_aware` conflicts with `batching_state_writes`: both replace the execution of a block")
             && p.contains("enabled by the command line"),
@@ -366,12 +364,10 @@ fn the_real_manifests_declare_their_edges() {
     assert_eq!(r.suggestions[0].recommends, "crypto_parallel_verification");
     // The async transport takes the sockets from the node's writer threads, so the send
     // queues' bounds would not apply: the two are refused together, with that reason.
-    let r = resolve(
+    let p = only_problem(&resolve(
         &d.manifests,
         &enable(&["network_async_io", "network_adaptive_backpressure"]),
-    );
-    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-    let p = r.problems[0].to_string();
+    ));
     assert!(
         p.starts_with("`network_async_io` conflicts with `network_adaptive_backpressure`: network_async_io queues and writes each peer's frames itself"),
         "{p}"
@@ -379,6 +375,12 @@ fn the_real_manifests_declare_their_edges() {
     for alone in ["network_async_io", "network_adaptive_backpressure"] {
         assert!(resolve(&d.manifests, &enable(&[alone])).problems.is_empty());
     }
+}
+
+/// The one problem of `r`, as printed.
+fn only_problem(r: &dubchain_host::resolve::Resolution) -> String {
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    r.problems[0].to_string()
 }
 
 mod properties {

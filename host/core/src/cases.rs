@@ -424,7 +424,7 @@ fn send_queue_cases(_: &MicroOptions) -> Vec<Case> {
         name: "slow_peer",
         slot: SEND_QUEUE.id,
         workload: format!(
-            "{SLOW_BATCHES} batches pushed one a millisecond, each {SLOW_GOSSIP} gossip frames of {SLOW_GOSSIP_BYTES} bytes and one consensus frame, into a peer's queue whose writer thread pops 256 at a time (as the node's) and writes to a loopback peer reading a tenth as fast (16 KiB socket buffers); the times are each run's p99 latency of consensus frames (pushed to written), the ratio theirs; threads column: the most frames the queue held"
+            "{SLOW_BATCHES} batches pushed one a millisecond, each {SLOW_GOSSIP} gossip frames of {SLOW_GOSSIP_BYTES} bytes and one consensus frame, into a peer's queue whose writer thread pops 256 at a time (as the node's) and writes to a loopback peer reading a tenth as fast (16 KiB socket buffers); the times are each run's p99 latency of consensus frames (pushed to written), the ratio theirs; its own figure: the most frames the queue held"
         ),
         // The quick ratio stays the seam's cost (`compare::RATIOS`); this case is what
         // the catalogue judges the backpressure row on.
@@ -1130,8 +1130,6 @@ impl Drop for SyncedLog {
     }
 }
 
-/// A loopback TCP connection whose far end a thread drains until the near end closes,
-/// counting the bytes it read.
 /// The slow-peer case's input: see [`Input::SlowPeer`].
 #[derive(Debug)]
 pub struct SlowPeerInput {
@@ -1153,10 +1151,7 @@ fn slow_peer_run(queue: &crate::peer_queue::PeerQueue, batches: &[Vec<Outgoing>]
         io::{Read, Write},
         net::{Shutdown, TcpListener, TcpStream},
         os::fd::AsRawFd,
-        sync::{
-            atomic::{AtomicBool, Ordering},
-            Mutex,
-        },
+        sync::atomic::{AtomicBool, Ordering},
         time::{Duration, Instant},
     };
 
@@ -1194,7 +1189,7 @@ fn slow_peer_run(queue: &crate::peer_queue::PeerQueue, batches: &[Vec<Outgoing>]
         .flatten()
         .filter(|o| o.class == TrafficClass::Consensus)
         .count();
-    let pushed = Mutex::new(Vec::with_capacity(consensus));
+    let mut pushed = Vec::with_capacity(consensus);
     let done = AtomicBool::new(false);
     let mut peak = 0u64;
     let written: Vec<Instant> = std::thread::scope(|s| {
@@ -1250,10 +1245,7 @@ fn slow_peer_run(queue: &crate::peer_queue::PeerQueue, batches: &[Vec<Outgoing>]
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            pushed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Instant::now());
+            pushed.push(Instant::now());
             queue.push(batch.clone());
             peak = peak.max(queue.depth() as u64);
         }
@@ -1263,7 +1255,6 @@ fn slow_peer_run(queue: &crate::peer_queue::PeerQueue, batches: &[Vec<Outgoing>]
         written
     });
     queue.close();
-    let pushed = pushed.into_inner().unwrap_or_else(|p| p.into_inner());
     assert_eq!(
         written.len(),
         consensus,
@@ -1395,6 +1386,8 @@ fn transport_exchange(
     threads
 }
 
+/// A loopback TCP connection whose far end a thread drains until the near end closes,
+/// counting the bytes it read.
 pub struct LoopbackPeer {
     pub stream: std::net::TcpStream,
     received: std::sync::Arc<std::sync::atomic::AtomicU64>,

@@ -211,23 +211,10 @@ fn write_loop(
 
 /// A peer's reader: cuts what `peer` sends node `node` into frames and hands each payload to
 /// the node's inbox, until the peer closes between frames or the node is gone. Anything
-/// else is the peer's fault: one line, and the connection is dropped (shut both ways).
+/// else is the peer's fault: one line, and the connection is dropped (`wire::read_frames`).
 fn read_loop(mut reader: TcpStream, (node, peer): (usize, usize), inbox: &mpsc::Sender<Inbound>) {
-    loop {
-        match wire::read_frame(&mut reader) {
-            Ok(Some(frame)) => {
-                if inbox.send((peer, frame)).is_err() {
-                    return;
-                }
-            }
-            // A clean end (the node's own shutdown ends its readers so too).
-            Ok(None) => return,
-            Err(fault) => {
-                tracing::warn!(node, peer, "peer {peer} {fault}; dropping its connection");
-                let _ = reader.shutdown(Shutdown::Both);
-                return;
-            }
-        }
+    if let Some(fault) = wire::read_frames(&mut reader, |frame| inbox.send((peer, frame)).is_ok()) {
+        tracing::warn!(node, peer, "peer {peer} {fault}; dropping its connection");
     }
 }
 
