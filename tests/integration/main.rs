@@ -16,6 +16,7 @@ mod hot_swap;
 mod loading;
 mod manifests;
 mod measuring;
+mod monitor;
 mod network;
 mod node;
 mod resolver;

@@ -89,6 +89,15 @@ pub enum Command {
     /// workload on baselines and with plugins, hotspots by subsystem and slot, and
     /// recommendations from the manifests' performance contracts.
     Profile(ProfileArgs),
+    /// One node as a long-running process on a persistent data directory: it produces
+    /// blocks every --block-time, serves its performance monitor (Prometheus metrics, the
+    /// dashboard, alerts, the admin API) and reloads the plugin directory as it changes,
+    /// until SIGINT or SIGTERM (then the block in progress is committed and it exits 0).
+    /// Restarted on the same data directory, it goes on from its head.
+    Node(NodeArgs),
+    /// The monitor's metrics, alert rules and dashboard, for Prometheus and Grafana.
+    #[command(subcommand)]
+    Monitor(MonitorCmd),
     /// The child side of `bench --instructions` (internal).
     #[command(hide = true)]
     BenchChild(BenchChildArgs),
@@ -334,6 +343,45 @@ pub enum PluginCmd {
         #[arg(long, default_value_t = 30_000)]
         step_timeout_ms: u64,
     },
+}
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// The node's data directory (its RocksDB store and its admin token).
+    #[arg(long, default_value = "target/dubchain/node")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Seed of the generated workload (the same seed on a restart gives the same chain).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the monitor listens (loopback unless given otherwise; port 0: any free port).
+    #[arg(long, default_value = dubchain_monitor::DEFAULT_ADDR)]
+    pub monitor: std::net::SocketAddr,
+    /// Alert rules (TOML); the built-in ones when absent (`dubchain-perf monitor rules`
+    /// shows them as Prometheus rules).
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
+    /// A block every this many milliseconds (0: as fast as the node can).
+    #[arg(long, default_value_t = 500)]
+    pub block_time_ms: u64,
+    /// Stop once the head reaches this height (default: run until interrupted).
+    #[arg(long)]
+    pub until_height: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub enum MonitorCmd {
+    /// Print every metric the monitor exports: name, type, labels, meaning.
+    Metrics,
+    /// Print the alert rules as a Prometheus rules file.
+    Rules {
+        /// The rules file (TOML) to export; the built-in rules when absent.
+        #[arg(long, value_name = "FILE")]
+        alerts: Option<PathBuf>,
+    },
+    /// Print a Grafana dashboard (JSON) of the monitor's metrics.
+    Dashboard,
 }
 
 #[derive(Subcommand)]

@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::Parser;
 use dubchain_host::session::Session;
 
-use args::{ChainCmd, Cli, Command, GatesCmd, PluginCmd, PluginsCmd};
+use args::{ChainCmd, Cli, Command, GatesCmd, MonitorCmd, PluginCmd, PluginsCmd};
 
 /// Counts the host's heap allocations for `bench` and `profile`.
 #[global_allocator]
@@ -129,6 +129,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 step: std::time::Duration::from_millis(step_timeout_ms),
             },
         ),
+        Command::Node(args) => node::node(&open()?, &args),
+        Command::Monitor(MonitorCmd::Metrics) => node::metrics(),
+        Command::Monitor(MonitorCmd::Rules { alerts }) => node::rules(alerts.as_deref()),
+        Command::Monitor(MonitorCmd::Dashboard) => node::dashboard(),
         Command::Bench(args) => bench::bench(&open()?, &args, global_args),
         Command::BenchChild(args) => bench::child(&open()?, &args),
         Command::Profile(args) => profile::profile(&open()?, &args, global_args),

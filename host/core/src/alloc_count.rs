@@ -153,8 +153,19 @@ pub fn reset_peak() {
 /// Peak resident set of the process since start or the last [`reset_peak_rss`], in bytes
 /// (`VmHWM`); `None` where `/proc` does not have it.
 pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// The resident set of the process now, in bytes (`VmRSS`); `None` where `/proc` does not
+/// have it.
+pub fn rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A `/proc/self/status` field given in kB, in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -319,6 +319,27 @@ impl Host {
         }
     }
 
+    /// Every plugin the host has live or failed to load, by name, with its state (a plugin
+    /// it never heard of is [`PluginState::Disabled`]).
+    pub fn plugin_states(&self) -> BTreeMap<String, PluginState> {
+        let names: Vec<String> = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state
+                .live
+                .keys()
+                .chain(state.failed.keys())
+                .cloned()
+                .collect()
+        };
+        names
+            .into_iter()
+            .map(|n| {
+                let s = self.plugin_state(&n);
+                (n, s)
+            })
+            .collect()
+    }
+
     /// The loaded version and generation of `name`, if live.
     pub fn live_version(&self, name: &str) -> Option<(String, u64)> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -22,6 +22,7 @@ pub mod conformance;
 pub mod count;
 pub mod host;
 pub mod isolate;
+pub mod latency;
 pub mod loader;
 pub mod manifest;
 pub mod measure;

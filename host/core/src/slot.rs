@@ -41,7 +41,7 @@ use dubchain_plugin_api::{
 };
 use serde::Serialize;
 
-use crate::{baseline, count::Count};
+use crate::{baseline, count::Count, latency::Latency};
 
 /// Circuit-breaker settings, shared by all providers of a host.
 #[derive(Debug, Clone, Copy, serde::Deserialize, Serialize)]
@@ -154,6 +154,8 @@ impl Breaker {
 pub struct Counters {
     pub calls: Count,
     pub errors: Count,
+    /// Of the errors, the panics caught at the boundary.
+    pub panics: Count,
     pub fallbacks: Count,
 }
 
@@ -162,6 +164,7 @@ pub struct Counters {
 pub struct CounterSnapshot {
     pub calls: u64,
     pub errors: u64,
+    pub panics: u64,
     pub fallbacks: u64,
 }
 
@@ -170,6 +173,7 @@ impl Counters {
         CounterSnapshot {
             calls: self.calls.get(),
             errors: self.errors.get(),
+            panics: self.panics.get(),
             fallbacks: self.fallbacks.get(),
         }
     }
@@ -184,6 +188,8 @@ pub struct Provider<I> {
     pub imp: I,
     pub breaker: Breaker,
     pub counters: Counters,
+    /// The durations of a sample of its calls ([`Latency`]).
+    pub latency: Latency,
     /// The message of the most recent failed call.
     pub last_error: std::sync::Mutex<Option<String>>,
 }
@@ -203,6 +209,7 @@ impl<I> Provider<I> {
             imp,
             breaker: Breaker::new(breaker),
             counters: Counters::default(),
+            latency: Latency::default(),
             last_error: std::sync::Mutex::new(None),
         }
     }
@@ -245,7 +252,12 @@ impl<I> Provider<I> {
             return None;
         }
         self.counters.calls.bump();
-        match call(&self.imp) {
+        let timer = crate::latency::sample().then(Instant::now);
+        let answer = call(&self.imp);
+        if let Some(t) = timer {
+            self.latency.record(t.elapsed());
+        }
+        match answer {
             Ok(v) => {
                 if settle {
                     self.breaker.record_success();
@@ -254,6 +266,10 @@ impl<I> Provider<I> {
             }
             Err(e) => {
                 self.counters.errors.bump();
+                if e.kind == dubchain_plugin_api::ErrorKind::Panicked {
+                    self.counters.panics.bump();
+                    slot.panics.bump();
+                }
                 self.counters.fallbacks.bump();
                 slot.errors.bump();
                 slot.fallbacks.bump();
@@ -264,6 +280,18 @@ impl<I> Provider<I> {
             }
         }
     }
+}
+
+/// One installed provider of a slot, as the monitor shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderStatus {
+    pub plugin: String,
+    pub version: String,
+    pub generation: u64,
+    pub breaker_open: bool,
+    pub counters: CounterSnapshot,
+    pub latency: crate::latency::LatencySnapshot,
+    pub last_error: Option<String>,
 }
 
 /// What a slot looks like right now.
@@ -278,6 +306,8 @@ pub struct SlotStatus {
     pub active: String,
     pub counters: CounterSnapshot,
     pub providers: Vec<(String, CounterSnapshot)>,
+    /// Each provider in full, bottom to top (what the monitor exports).
+    pub detail: Vec<ProviderStatus>,
 }
 
 /// A slot: the providers, and the counters of calls made through it.
@@ -347,6 +377,18 @@ impl<I> Slot<I> {
             providers: stack
                 .iter()
                 .map(|p| (p.label(), p.counters.snapshot()))
+                .collect(),
+            detail: stack
+                .iter()
+                .map(|p| ProviderStatus {
+                    plugin: p.plugin.clone(),
+                    version: p.version.clone(),
+                    generation: p.generation,
+                    breaker_open: p.breaker.is_open(),
+                    counters: p.counters.snapshot(),
+                    latency: p.latency.snapshot(),
+                    last_error: p.last_error(),
+                })
                 .collect(),
         }
     }

@@ -90,6 +90,11 @@ impl TestHost {
         self.reloader.host()
     }
 
+    /// What reloads this host (the admin API of a monitor changes the host through it).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
     pub fn plugin_dir(&self) -> PathBuf {
         self.root.join("plugins")
     }

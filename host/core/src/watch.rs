@@ -85,6 +85,9 @@ impl std::fmt::Display for ReloadEvent {
 pub struct Reloader {
     host: Arc<Host>,
     options: Mutex<SessionOptions>,
+    /// Held by each reload, so that a change of options and a reload of the directory
+    /// never interleave.
+    changing: Mutex<()>,
 }
 
 impl Reloader {
@@ -92,6 +95,7 @@ impl Reloader {
         Reloader {
             host,
             options: Mutex::new(options),
+            changing: Mutex::new(()),
         }
     }
 
@@ -104,13 +108,35 @@ impl Reloader {
         f(&mut self.options.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
-    /// Reads the directory and configuration again and applies the result.
-    pub fn reload(&self, changed: Vec<PathBuf>) -> ReloadEvent {
-        let options = self
-            .options
+    /// The session options later reloads use.
+    pub fn options(&self) -> SessionOptions {
+        self.options
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+            .clone()
+    }
+
+    /// Changes the session options with `f` and reloads, keeping the change only if the new
+    /// plan had no problems (then it was applied; otherwise nothing changed, and the event's
+    /// `problems` say why). What the admin API's enable and disable do.
+    pub fn try_change(&self, f: impl FnOnce(&mut SessionOptions)) -> ReloadEvent {
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut options = self.options();
+        f(&mut options);
+        let event = self.reload_with(options.clone(), Vec::new());
+        if event.problems.is_empty() {
+            *self.options.lock().unwrap_or_else(|p| p.into_inner()) = options;
+        }
+        event
+    }
+
+    /// Reads the directory and configuration again and applies the result.
+    pub fn reload(&self, changed: Vec<PathBuf>) -> ReloadEvent {
+        let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_with(self.options(), changed)
+    }
+
+    fn reload_with(&self, options: SessionOptions, changed: Vec<PathBuf>) -> ReloadEvent {
         let mut event = ReloadEvent {
             changed,
             ..ReloadEvent::default()

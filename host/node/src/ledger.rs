@@ -64,6 +64,34 @@ pub fn produce(
     blocks: u64,
     mut committed: impl FnMut(&Block),
 ) -> Result<Head, LedgerError> {
+    produce_while(
+        host,
+        data_dir,
+        config,
+        |head| head.height < blocks,
+        |p| committed(p.block),
+    )
+}
+
+/// One block [`produce_while`] committed.
+pub struct Produced<'a> {
+    pub block: &'a Block,
+    /// From the admission of its transactions to its commit.
+    pub took: std::time::Duration,
+    /// Transactions left in the mempool after it.
+    pub mempool: usize,
+}
+
+/// Produces blocks on the store at `data_dir` (created, with genesis, if empty) while
+/// `go(head)` says so (asked before each block: a block once begun is committed);
+/// `committed` is told of each. Returns the head.
+pub fn produce_while(
+    host: &Host,
+    data_dir: &Path,
+    config: &WorkloadConfig,
+    mut go: impl FnMut(&Head) -> bool,
+    mut committed: impl FnMut(Produced<'_>),
+) -> Result<Head, LedgerError> {
     let dir = data_dir.to_owned();
     let store_err = store_error(data_dir);
     let workload = Workload::new(config.clone());
@@ -81,9 +109,10 @@ pub fn produce(
             .head()
             .map_err(store_err)?
             .expect("genesis is committed above");
-        if head.height >= blocks {
+        if !go(&head) {
             return Ok(head);
         }
+        let began = std::time::Instant::now();
         let txs = workload
             .txs_for_block(head.height + 1, &store)
             .map_err(store_err)?;
@@ -106,7 +135,11 @@ pub fn produce(
             dir: dir.clone(),
             source,
         })?;
-        committed(&b);
+        committed(Produced {
+            block: &b,
+            took: began.elapsed(),
+            mempool: mempool.len(),
+        });
     }
 }
 

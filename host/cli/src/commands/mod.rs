@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod chain;
 pub mod gates;
+pub mod node;
 pub mod plugin;
 pub mod plugins;
 pub mod profile;

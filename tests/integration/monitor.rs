@@ -1,0 +1,351 @@
+//! The performance monitor against a real server on loopback: `/metrics` parses as
+//! Prometheus text and its counters move with the calls made; admin calls need the token,
+//! a disable takes effect and a conflicting enable is refused with nothing changed; an alert
+//! rule fires live after its pending period.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dubchain_host::{host::PluginState, testing::TestHost, workload};
+use dubchain_monitor::{alerts, Monitor, Running};
+use dubchain_tests::{first_party_manifest, library};
+
+const VERIFIER: &str = "crypto_parallel_verification";
+
+/// One HTTP/1.1 request (the connection closed after it): status and body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the monitor");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read the answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    // axum answers with a length or chunks; the tests' bodies are small and unchunked
+    // unless chunked is said.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+/// A host with hot reload on a plugin directory holding `installed`, enabling `enabled`,
+/// and its monitor on a free loopback port with `rules`.
+fn monitored(
+    installed: &[&str],
+    enabled: &[&str],
+    rules: &str,
+    evaluate_every: Duration,
+) -> (TestHost, Arc<Monitor>, Running, tempfile::TempDir) {
+    let t = TestHost::start(enabled);
+    for name in installed {
+        t.install(name, &first_party_manifest(name), &library(name));
+    }
+    t.wait_for(Duration::from_secs(60), |t| {
+        enabled.iter().all(|n| t.state(n) == PluginState::Enabled)
+    })
+    .expect("the plugins load");
+    let data = tempfile::tempdir().unwrap();
+    let monitor = Arc::new(
+        Monitor::new(
+            t.host().clone(),
+            Some(t.reloader().clone()),
+            alerts::parse(rules, "test rules"),
+            data.path(),
+        )
+        .unwrap(),
+    );
+    let running = dubchain_monitor::serve(
+        monitor.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        data.path(),
+        evaluate_every,
+    )
+    .unwrap();
+    (t, monitor, running, data)
+}
+
+/// The value of the one sample of `name` whose labels include `labels`.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+    match found[0].value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
+    let (status, body) = http(addr, "GET", "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text")
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_counters_move_with_calls() {
+    let (t, _m, running, _data) = monitored(&[VERIFIER], &[VERIFIER], "", Duration::from_secs(1));
+    let at = [("slot", "crypto.sig_verify"), ("plugin", VERIFIER)];
+    let before = scrape(running.addr);
+    let calls = sample(&before, "dubchain_provider_calls_total", &at);
+    let slot_calls = sample(
+        &before,
+        "dubchain_slot_calls_total",
+        &[("slot", "crypto.sig_verify")],
+    );
+    let set = workload::signature_set(5, 64, true);
+    for _ in 0..200 {
+        t.host().slots.sig_verify.verify_batch(&set.items());
+    }
+    let after = scrape(running.addr);
+    assert_eq!(
+        sample(&after, "dubchain_provider_calls_total", &at),
+        calls + 200.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "dubchain_slot_calls_total",
+            &[("slot", "crypto.sig_verify")]
+        ),
+        slot_calls + 200.0
+    );
+    assert_eq!(sample(&after, "dubchain_provider_breaker_open", &at), 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            "dubchain_plugin_state",
+            &[("plugin", VERIFIER), ("state", "enabled")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "dubchain_feature_set_info",
+            &[("plugins", VERIFIER)]
+        ),
+        1.0
+    );
+    assert!(sample(&after, "dubchain_process_resident_memory_bytes", &[]) > 0.0);
+    // The call-duration histogram: explicit buckets up to +Inf, and the sampled calls
+    // (one in 64 per thread) counted.
+    let h = after
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "dubchain_provider_call_duration_seconds"
+                && s.labels.get("plugin") == Some(VERIFIER)
+        })
+        .expect("a call-duration histogram");
+    match &h.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let last = buckets.last().unwrap();
+            assert!(last.less_than.is_infinite(), "{buckets:?}");
+            assert!(
+                last.count >= 3.0,
+                "200 calls on one thread time at least 3: {buckets:?}"
+            );
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    // The same figures as JSON.
+    let (status, body) = http(running.addr, "GET", "/api/status", None);
+    assert_eq!(status, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["plugins"][VERIFIER], "enabled");
+    assert!(
+        status["system_metrics"]["memory_usage_mb"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let (status, page) = http(running.addr, "GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("DubChain node monitor")
+            && !page.contains("http://")
+            && !page.contains("https://"),
+        "the dashboard is self-contained"
+    );
+}
+
+#[test]
+fn admin_calls_need_the_token_a_disable_takes_effect_and_a_conflict_changes_nothing() {
+    let installed = [
+        VERIFIER,
+        "network_async_io",
+        "network_adaptive_backpressure",
+    ];
+    let (t, _m, running, data) = monitored(
+        &installed,
+        &[VERIFIER, "network_async_io"],
+        "",
+        Duration::from_secs(1),
+    );
+    let token_path = data.path().join(dubchain_monitor::TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_path).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token is the owner's only");
+    }
+    let disable = format!("/api/plugins/{VERIFIER}/disable");
+
+    let (status, body) = http(running.addr, "POST", &disable, None);
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = http(running.addr, "POST", &disable, Some("not-the-token"));
+    assert_eq!(status, 401);
+    assert_eq!(
+        t.state(VERIFIER),
+        PluginState::Enabled,
+        "refused calls change nothing"
+    );
+
+    let (status, body) = http(running.addr, "POST", &disable, Some(&token));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.state(VERIFIER), PluginState::Disabled);
+    assert_eq!(t.active("crypto.sig_verify"), "baseline");
+
+    // Backpressure conflicts with the async transport, which is on: 409, nothing changed.
+    let before = t.host().slot_status();
+    let (status, body) = http(
+        running.addr,
+        "POST",
+        "/api/plugins/network_adaptive_backpressure/enable",
+        Some(&token),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("conflicts with"), "{body}");
+    assert_eq!(
+        t.state("network_adaptive_backpressure"),
+        PluginState::Disabled
+    );
+    assert_eq!(t.state("network_async_io"), PluginState::Enabled);
+    let stacks = |s: &[dubchain_host::slot::SlotStatus]| {
+        s.iter().map(|s| s.stack.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(stacks(&t.host().slot_status()), stacks(&before));
+    // And a later reload does not bring the refused request back.
+    let (status, body) = http(running.addr, "POST", "/api/reload", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        t.state("network_adaptive_backpressure"),
+        PluginState::Disabled
+    );
+    assert_eq!(
+        t.state(VERIFIER),
+        PluginState::Disabled,
+        "the disable holds across reloads"
+    );
+
+    let (status, body) = http(
+        running.addr,
+        "POST",
+        &format!("/api/plugins/{VERIFIER}/enable"),
+        Some(&token),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.state(VERIFIER), PluginState::Enabled);
+    let (status, body) = http(
+        running.addr,
+        "POST",
+        "/api/plugins/no_such_plugin/enable",
+        Some(&token),
+    );
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn an_alert_rule_fires_live_after_its_pending_period() {
+    let rules = r#"
+        [[rule]]
+        name = "VerifierBusy"
+        metric = "dubchain_provider_calls_total"
+        labels = { slot = "crypto.sig_verify" }
+        aggregate = "sum"
+        op = ">="
+        threshold = 50
+        for = "1s"
+        severity = "warning"
+        summary = "the verifier has been called 50 times"
+    "#;
+    let (t, _m, running, _data) =
+        monitored(&[VERIFIER], &[VERIFIER], rules, Duration::from_millis(100));
+    let alerts = |addr| -> serde_json::Value {
+        let (status, body) = http(addr, "GET", "/api/alerts", None);
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(alerts(running.addr)["rules"][0]["phase"], "inactive");
+    let set = workload::signature_set(6, 16, false);
+    for _ in 0..50 {
+        t.host().slots.sig_verify.verify_batch(&set.items());
+    }
+    let start = Instant::now();
+    let fired = loop {
+        let a = alerts(running.addr);
+        if a["rules"][0]["phase"] == "firing" {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never fired: {a}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let transitions = fired["transitions"].as_array().unwrap();
+    let to: Vec<&str> = transitions
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["pending", "firing"]);
+    let pending_for =
+        transitions[1]["at"].as_f64().unwrap() - transitions[0]["at"].as_f64().unwrap();
+    assert!(
+        pending_for >= 0.9,
+        "fired {pending_for} s after pending; `for` is 1 s"
+    );
+    let m = scrape(running.addr);
+    assert_eq!(
+        sample(&m, "dubchain_alerts_firing", &[("rule", "VerifierBusy")]),
+        1.0
+    );
+}
