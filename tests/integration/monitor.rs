@@ -11,8 +11,9 @@ use std::{
 };
 
 use dubchain_host::{host::PluginState, testing::TestHost, workload};
-use dubchain_monitor::{alerts, Monitor, Running};
-use dubchain_tests::{first_party_manifest, library};
+use dubchain_monitor::{config, Monitor, Running};
+use dubchain_plugin_api::slots::SIG_VERIFY;
+use dubchain_tests::{first_party_manifest, library, manifest_text};
 
 const VERIFIER: &str = "crypto_parallel_verification";
 
@@ -60,17 +61,31 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
-/// A host with hot reload on a plugin directory holding `installed`, enabling `enabled`,
-/// and its monitor on a free loopback port with `rules`.
+/// A host with hot reload on a plugin directory holding `installed` (first-party plugins
+/// by name, or `(name, manifest)` of fixtures), enabling `enabled`, and its monitor on a
+/// free loopback port with the monitor configuration `config`.
 fn monitored(
     installed: &[&str],
     enabled: &[&str],
-    rules: &str,
+    config: &str,
+    evaluate_every: Duration,
+) -> (TestHost, Arc<Monitor>, Running, tempfile::TempDir) {
+    monitored_with(installed, &[], enabled, config, evaluate_every)
+}
+
+fn monitored_with(
+    installed: &[&str],
+    fixtures: &[(&str, String)],
+    enabled: &[&str],
+    config: &str,
     evaluate_every: Duration,
 ) -> (TestHost, Arc<Monitor>, Running, tempfile::TempDir) {
     let t = TestHost::start(enabled);
     for name in installed {
         t.install(name, &first_party_manifest(name), &library(name));
+    }
+    for (name, manifest) in fixtures {
+        t.install(name, manifest, &library(name));
     }
     t.wait_for(Duration::from_secs(60), |t| {
         enabled.iter().all(|n| t.state(n) == PluginState::Enabled)
@@ -81,7 +96,7 @@ fn monitored(
         Monitor::new(
             t.host().clone(),
             Some(t.reloader().clone()),
-            alerts::parse(rules, "test rules"),
+            config::parse(config, "test configuration"),
             data.path(),
         )
         .unwrap(),
@@ -348,4 +363,156 @@ fn an_alert_rule_fires_live_after_its_pending_period() {
         sample(&m, "dubchain_alerts_firing", &[("rule", "VerifierBusy")]),
         1.0
     );
+}
+
+/// Waits until `pred` holds, up to 30 s.
+fn until(what: &str, pred: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !pred() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_wrong_answer_on_a_shadow_check_demotes_the_plugin_writes_evidence_and_alerts() {
+    let bug = "fixture_latent_bug";
+    let config = r#"
+        [shadow]
+        every = 1
+
+        [[rule]]
+        name = "ShadowMismatch"
+        metric = "dubchain_shadow_mismatches_total"
+        aggregate = "sum"
+        increase = "1h"
+        op = ">"
+        threshold = 0
+        severity = "critical"
+        summary = "a plugin answered differently from the baseline"
+    "#;
+    let (t, monitor, running, data) = monitored_with(
+        &[],
+        &[(bug, manifest_text(bug, SIG_VERIFY.id, ""))],
+        &[bug],
+        config,
+        Duration::from_millis(100),
+    );
+    // Honest traffic: every shadow check agrees, the plugin keeps serving.
+    let honest = workload::signature_set(8, 32, true);
+    for _ in 0..20 {
+        t.host().slots.sig_verify.verify_batch(&honest.items());
+    }
+    let shadow = monitor.shadow().expect("shadow checks on").clone();
+    assert!(shadow.drain(Duration::from_secs(30)));
+    assert_eq!(shadow.counts().mismatches, 0);
+    assert_eq!(shadow.counts().checked, 20, "every = 1 checks every call");
+    assert!(t.active("crypto.sig_verify").starts_with(bug));
+
+    // The input the latent bug flips: the plugin's answer is served once (the check runs
+    // off the hot path), then the plugin is demoted and the baseline answers.
+    let mut set = workload::signature_set(9, 4, false);
+    let message = b"LATENT-BUG: a message no self-test generates".to_vec();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    set.entries[2] = (
+        key.verifying_key().to_bytes(),
+        ed25519_dalek::Signer::sign(&key, &message).to_bytes(),
+        message,
+    );
+    let expected = dubchain_host::baseline::sig_verify(&set.items());
+    t.host().slots.sig_verify.verify_batch(&set.items());
+    assert!(shadow.drain(Duration::from_secs(30)));
+    assert_eq!(shadow.counts().mismatches, 1);
+    assert_eq!(
+        t.state(bug),
+        PluginState::Fallback,
+        "demoted: its breaker is open for good"
+    );
+    assert_eq!(t.active("crypto.sig_verify"), "baseline");
+    assert_eq!(
+        t.host().slots.sig_verify.verify_batch(&set.items()),
+        expected
+    );
+
+    let found = shadow.mismatches();
+    let evidence = found[0].evidence.clone().expect("evidence written");
+    assert!(evidence.starts_with(data.path().join(dubchain_monitor::EVIDENCE_DIR)));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&evidence).unwrap()).unwrap();
+    assert_eq!(doc["plugin"], bug);
+    assert_eq!(doc["call"]["differ_at"], serde_json::json!([2]));
+    assert_eq!(doc["call"]["baseline"], serde_json::json!(expected));
+    assert_ne!(doc["call"]["provider"], doc["call"]["baseline"]);
+    assert_eq!(doc["call"]["items"].as_array().unwrap().len(), 4);
+
+    until("the mismatch alert", || {
+        let (_, body) = http(running.addr, "GET", "/api/alerts", None);
+        body.contains(r#""phase":"firing""#)
+    });
+    let m = scrape(running.addr);
+    let at = [("slot", "crypto.sig_verify"), ("plugin", bug)];
+    assert_eq!(sample(&m, "dubchain_shadow_mismatches_total", &at), 1.0);
+    assert_eq!(sample(&m, "dubchain_provider_demoted", &at), 1.0);
+    let (_, status) = http(running.addr, "GET", "/api/status", None);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["shadow"]["mismatches"][0]["plugin"], bug);
+    assert!(status["shadow"]["not_replayed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["slot"] == "exec.block_execution"));
+}
+
+#[test]
+fn a_plugin_slower_than_its_contract_is_rolled_back() {
+    // A correct layer that passes every batch to the baseline: about 1x, and its manifest
+    // promises 3x.
+    let slow = "fixture_reloadable";
+    let manifest = manifest_text(
+        slow,
+        SIG_VERIFY.id,
+        "[contract]\nmin_speedup = 3.0\nworkload = \"batches of 64 signatures\"\n",
+    );
+    let config = r#"
+        [shadow]
+        every = 1
+        window = 40
+
+        [contracts]
+        action = "rollback"
+        tolerance = 0.1
+        min_samples = 20
+    "#;
+    let (t, monitor, running, _data) = monitored_with(
+        &[],
+        &[(slow, manifest)],
+        &[slow],
+        config,
+        Duration::from_millis(200),
+    );
+    let set = workload::signature_set(10, 64, false);
+    for _ in 0..30 {
+        t.host().slots.sig_verify.verify_batch(&set.items());
+    }
+    until("the rollback", || t.state(slow) == PluginState::Disabled);
+    assert_eq!(t.active("crypto.sig_verify"), "baseline");
+    let (_, status) = http(running.addr, "GET", "/api/status", None);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let rollback = &status["rollbacks"][0];
+    assert_eq!(rollback["plugin"], slow);
+    assert!(rollback["refused"].is_null(), "{rollback}");
+    let why = rollback["why"].as_str().unwrap();
+    assert!(why.contains("under its contract's 3x"), "{why}");
+    // The disable is the admin path's: it holds across a reload of the directory.
+    t.reloader().reload(Vec::new());
+    assert_eq!(t.state(slow), PluginState::Disabled);
+    let m = scrape(running.addr);
+    assert_eq!(
+        sample(&m, "dubchain_contract_rollbacks_total", &[("plugin", slow)]),
+        1.0
+    );
+    drop(monitor);
 }

@@ -24,6 +24,7 @@ pub fn library(name: &str) -> PathBuf {
         "fixture_wrong_answer" => env!("DUBCHAIN_LIB_fixture_wrong_answer"),
         "fixture_raw_shapes" => env!("DUBCHAIN_LIB_fixture_raw_shapes"),
         "fixture_reloadable" => env!("DUBCHAIN_LIB_fixture_reloadable"),
+        "fixture_latent_bug" => env!("DUBCHAIN_LIB_fixture_latent_bug"),
         "crypto_verification_caching" => env!("DUBCHAIN_LIB_crypto_verification_caching"),
         "fixture_nonstrict" => env!("DUBCHAIN_LIB_fixture_nonstrict"),
         "fixture_aborts" => env!("DUBCHAIN_LIB_fixture_aborts"),

@@ -358,10 +358,10 @@ pub struct NodeArgs {
     /// Where the monitor listens (loopback unless given otherwise; port 0: any free port).
     #[arg(long, default_value = dubchain_monitor::DEFAULT_ADDR)]
     pub monitor: std::net::SocketAddr,
-    /// Alert rules (TOML); the built-in ones when absent (`dubchain-perf monitor rules`
-    /// shows them as Prometheus rules).
+    /// The monitor's configuration (TOML: alert rules, shadow checks, live contracts); the
+    /// built-in one when absent (`host/monitor/monitor.toml` documents every key).
     #[arg(long, value_name = "FILE")]
-    pub alerts: Option<PathBuf>,
+    pub monitor_config: Option<PathBuf>,
     /// A block every this many milliseconds (0: as fast as the node can).
     #[arg(long, default_value_t = 500)]
     pub block_time_ms: u64,
@@ -376,9 +376,9 @@ pub enum MonitorCmd {
     Metrics,
     /// Print the alert rules as a Prometheus rules file.
     Rules {
-        /// The rules file (TOML) to export; the built-in rules when absent.
+        /// The monitor configuration whose rules to export; the built-in one when absent.
         #[arg(long, value_name = "FILE")]
-        alerts: Option<PathBuf>,
+        monitor_config: Option<PathBuf>,
     },
     /// Print a Grafana dashboard (JSON) of the monitor's metrics.
     Dashboard,

@@ -131,7 +131,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ),
         Command::Node(args) => node::node(&open()?, &args),
         Command::Monitor(MonitorCmd::Metrics) => node::metrics(),
-        Command::Monitor(MonitorCmd::Rules { alerts }) => node::rules(alerts.as_deref()),
+        Command::Monitor(MonitorCmd::Rules { monitor_config }) => {
+            node::rules(monitor_config.as_deref())
+        }
         Command::Monitor(MonitorCmd::Dashboard) => node::dashboard(),
         Command::Bench(args) => bench::bench(&open()?, &args, global_args),
         Command::BenchChild(args) => bench::child(&open()?, &args),

@@ -157,6 +157,8 @@ with_slots!(live);
 struct State {
     live: BTreeMap<String, Live>,
     failed: BTreeMap<String, String>,
+    /// The performance contract of each live plugin whose manifest states one.
+    contracts: BTreeMap<String, crate::manifest::Contract>,
     /// Every library ever mapped. Never shrinks: libraries are never unmapped, and their
     /// objects may outlive the plugin's removal from a slot.
     retired: Vec<Arc<LoadedPlugin>>,
@@ -296,6 +298,13 @@ impl Host {
                 state.retired.push(live.plugin);
             }
         }
+        state.contracts = next
+            .keys()
+            .filter_map(|n| {
+                let c = by_name.get(n.as_str())?.contract.clone()?;
+                Some((n.clone(), c))
+            })
+            .collect();
         state.live = next;
         state.failed = failed;
         Ok(report)
@@ -338,6 +347,12 @@ impl Host {
                 (n, s)
             })
             .collect()
+    }
+
+    /// The performance contract of live plugin `name`, if its manifest states one.
+    pub fn contract(&self, name: &str) -> Option<crate::manifest::Contract> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.contracts.get(name).cloned()
     }
 
     /// The loaded version and generation of `name`, if live.

@@ -33,6 +33,7 @@ pub mod scaffold;
 pub mod selftest;
 pub mod services;
 pub mod session;
+pub mod shadow;
 pub mod slot;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

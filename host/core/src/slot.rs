@@ -41,7 +41,12 @@ use dubchain_plugin_api::{
 };
 use serde::Serialize;
 
-use crate::{baseline, count::Count, latency::Latency};
+use crate::{
+    baseline,
+    count::Count,
+    latency::Latency,
+    shadow::{Checked, Shadow},
+};
 
 /// Circuit-breaker settings, shared by all providers of a host.
 #[derive(Debug, Clone, Copy, serde::Deserialize, Serialize)]
@@ -75,6 +80,9 @@ pub struct Breaker {
     open_until: AtomicU64,
     backoff_ms: AtomicU64,
     probing: AtomicBool,
+    /// Set by a shadow check that found a wrong answer: open for good (the provider comes
+    /// back only as a newly loaded one).
+    demoted: AtomicBool,
 }
 
 impl Breaker {
@@ -86,7 +94,18 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(config.backoff_ms),
             probing: AtomicBool::new(false),
+            demoted: AtomicBool::new(false),
         }
+    }
+
+    /// Opens the breaker for good: no call and no probe goes to the provider again.
+    pub fn demote(&self) {
+        self.demoted.store(true, Relaxed);
+        self.open_until.store(u64::MAX, Relaxed);
+    }
+
+    pub fn is_demoted(&self) -> bool {
+        self.demoted.load(Relaxed)
     }
 
     fn now(&self) -> u64 {
@@ -99,7 +118,8 @@ impl Breaker {
         if until == 0 {
             return true;
         }
-        self.now() >= until
+        !self.demoted.load(Relaxed)
+            && self.now() >= until
             && self
                 .probing
                 .compare_exchange(false, true, Relaxed, Relaxed)
@@ -116,7 +136,7 @@ impl Breaker {
         if self.consecutive_failures.load(Relaxed) != 0 {
             self.consecutive_failures.store(0, Relaxed);
         }
-        if self.open_until.load(Relaxed) != 0 {
+        if self.open_until.load(Relaxed) != 0 && !self.demoted.load(Relaxed) {
             self.open_until.store(0, Relaxed);
             self.backoff_ms.store(self.config.backoff_ms, Relaxed);
             tracing::info!("circuit breaker closed after a successful probe");
@@ -289,9 +309,26 @@ pub struct ProviderStatus {
     pub version: String,
     pub generation: u64,
     pub breaker_open: bool,
+    /// Taken out for good by a shadow check that found a wrong answer.
+    pub demoted: bool,
     pub counters: CounterSnapshot,
     pub latency: crate::latency::LatencySnapshot,
     pub last_error: Option<String>,
+}
+
+impl<I: Send + Sync> crate::shadow::Checked for Provider<I> {
+    fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn demote(&self, why: String) {
+        self.breaker.demote();
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
 }
 
 /// What a slot looks like right now.
@@ -319,6 +356,10 @@ pub struct Slot<I> {
     /// libraries stay mapped; `storage.record_codec` reads with them what the active codec
     /// cannot (data written by a codec that has since been swapped out is not lost).
     retired: ArcSwap<Vec<Arc<Provider<I>>>>,
+    /// The shadow checker of this slot's calls, if one is on (the slots of
+    /// `shadow::REPLAYED`); `shadow_every` mirrors its rate so the hot path reads one word.
+    shadow: arc_swap::ArcSwapOption<Shadow>,
+    shadow_every: AtomicU32,
 }
 
 impl<I> Slot<I> {
@@ -328,6 +369,26 @@ impl<I> Slot<I> {
             stack: ArcSwap::from_pointee(Vec::new()),
             counters: Counters::default(),
             retired: ArcSwap::from_pointee(Vec::new()),
+            shadow: arc_swap::ArcSwapOption::empty(),
+            shadow_every: AtomicU32::new(0),
+        }
+    }
+
+    /// Checks a sample of this slot's calls with `shadow` (`None`: stops checking).
+    fn set_shadow(&self, shadow: Option<Arc<Shadow>>) {
+        self.shadow_every
+            .store(shadow.as_ref().map_or(0, |s| s.every()), Relaxed);
+        self.shadow.store(shadow);
+    }
+
+    /// The checker, if this call is one it samples.
+    #[inline]
+    fn sampled(&self) -> Option<Arc<Shadow>> {
+        let every = self.shadow_every.load(Relaxed);
+        if every != 0 && crate::shadow::draw(every) {
+            self.shadow.load_full()
+        } else {
+            None
         }
     }
 
@@ -385,6 +446,7 @@ impl<I> Slot<I> {
                     version: p.version.clone(),
                     generation: p.generation,
                     breaker_open: p.breaker.is_open(),
+                    demoted: p.breaker.is_demoted(),
                     counters: p.counters.snapshot(),
                     latency: p.latency.snapshot(),
                     last_error: p.last_error(),
@@ -395,16 +457,6 @@ impl<I> Slot<I> {
 }
 
 impl<I> Slot<I> {
-    /// Calls the active provider of an exclusive slot; the baseline answers when there is
-    /// none, its breaker is open, or it fails.
-    fn call_exclusive<T>(
-        &self,
-        call: impl FnOnce(&I) -> Result<T, PluginError>,
-        baseline: impl FnOnce() -> T,
-    ) -> T {
-        self.try_call(call).unwrap_or_else(baseline)
-    }
-
     /// Calls the active provider of an exclusive slot; `None` means the caller must run the
     /// baseline (no provider, breaker open, or the call failed).
     fn try_call<T>(&self, call: impl FnOnce(&I) -> Result<T, PluginError>) -> Option<T> {
@@ -413,6 +465,28 @@ impl<I> Slot<I> {
         stack
             .last()
             .and_then(|p| p.attempt(&self.counters, self.id, call))
+    }
+
+    /// Like [`Slot::try_call`]; on a call the shadow checker samples, `offer` hands it the
+    /// provider that answered, the answer and the time the provider took.
+    fn try_call_shadowed<T>(
+        &self,
+        call: impl FnOnce(&I) -> Result<T, PluginError>,
+        offer: impl FnOnce(&Shadow, Arc<dyn Checked>, &T, Duration),
+    ) -> Option<T>
+    where
+        I: Send + Sync + 'static,
+    {
+        self.counters.calls.bump();
+        let stack = self.stack.load();
+        let top = stack.last()?;
+        let shadow = self.sampled();
+        let began = Instant::now();
+        let answer = top.attempt(&self.counters, self.id, call)?;
+        if let Some(sh) = shadow {
+            offer(&sh, top.clone(), &answer, began.elapsed());
+        }
+        Some(answer)
     }
 
     /// Whether a provider is installed (it may still be in fallback).
@@ -1149,15 +1223,16 @@ pub type MerkleSlot = Slot<MerkleBox>;
 impl VoteVerifySlot {
     /// Per-vote verdicts.
     pub fn verify_votes(&self, votes: &[VoteItem<'_>]) -> Vec<bool> {
-        self.call_exclusive(
+        self.try_call_shadowed(
             |imp| {
                 imp.verify_votes(votes.into())
                     .into_result()
                     .map(RVec::into_vec)
                     .and_then(|v| check_len(votes.len(), v))
             },
-            || baseline::verify_votes(votes),
+            |sh, p, answer, took| sh.offer_votes(p, votes, answer, took),
         )
+        .unwrap_or_else(|| baseline::verify_votes(votes))
     }
 }
 
@@ -1165,15 +1240,16 @@ impl MerkleSlot {
     /// The root of each tree.
     pub fn roots(&self, trees: &[&[Bytes32]]) -> Vec<Bytes32> {
         let slices: Vec<RSlice<'_, Bytes32>> = trees.iter().map(|t| (*t).into()).collect();
-        self.call_exclusive(
+        self.try_call_shadowed(
             |imp| {
                 imp.roots(slices.as_slice().into())
                     .into_result()
                     .map(RVec::into_vec)
                     .and_then(|roots| check_len(trees.len(), roots))
             },
-            || trees.iter().map(|t| baseline::merkle_root(t)).collect(),
+            |sh, p, answer, took| sh.offer_merkle(p, trees, answer, took),
         )
+        .unwrap_or_else(|| trees.iter().map(|t| baseline::merkle_root(t)).collect())
     }
 
     /// The root of one tree.
@@ -1192,27 +1268,44 @@ impl SigVerifySlot {
     pub fn verify_batch(&self, items: &[SigItem<'_>]) -> Vec<bool> {
         self.counters.calls.bump();
         let stack = self.stack.load();
-        self.verify_from(&stack, stack.len(), items)
+        let shadow = if stack.is_empty() {
+            None
+        } else {
+            self.sampled()
+        };
+        self.verify_from(&stack, stack.len(), items, shadow.as_deref())
     }
 
-    /// Answers with the bottom `depth` layers of `stack`.
+    /// Answers with the bottom `depth` layers of `stack`. `shadow`: the call is sampled,
+    /// and the layer that answers it (the top, or below it after a failure; not the layers
+    /// a provider calls itself) is handed to the checker.
     fn verify_from(
         &self,
         stack: &[Arc<Provider<SigVerifyBox>>],
         depth: usize,
         items: &[SigItem<'_>],
+        shadow: Option<&Shadow>,
     ) -> Vec<bool> {
         let Some(top) = depth.checked_sub(1).map(|k| &stack[k]) else {
             return baseline::sig_verify(items);
         };
-        let below = LowerFn(|xs: &[SigItem<'_>]| Ok(self.verify_from(stack, depth - 1, xs)));
+        let below = LowerFn(|xs: &[SigItem<'_>]| Ok(self.verify_from(stack, depth - 1, xs, None)));
+        let began = Instant::now();
         let answer = top.attempt(&self.counters, self.id, |imp| {
             imp.verify_batch(items.into(), below.as_ffi())
                 .into_result()
                 .map(|v| v.into_vec())
                 .and_then(|v| check_len(items.len(), v))
         });
-        answer.unwrap_or_else(|| self.verify_from(stack, depth - 1, items))
+        match answer {
+            Some(v) => {
+                if let Some(sh) = shadow {
+                    sh.offer_sig(top.clone(), items, &v, began.elapsed());
+                }
+                v
+            }
+            None => self.verify_from(stack, depth - 1, items, shadow),
+        }
     }
 }
 
@@ -1368,6 +1461,14 @@ macro_rules! slots_struct {
             /// Every slot, in `dubchain_plugin_api::slots::ALL` order.
             pub fn status(&self) -> Vec<SlotStatus> {
                 vec![$(self.$field.status()),*]
+            }
+
+            /// Checks a sample of the calls of every slot of `shadow::REPLAYED` with
+            /// `shadow` (`None`: stops).
+            pub fn set_shadow(&self, shadow: Option<Arc<Shadow>>) {
+                self.sig_verify.set_shadow(shadow.clone());
+                self.vote_verify.set_shadow(shadow.clone());
+                self.merkle.set_shadow(shadow);
             }
         }
     };

@@ -12,7 +12,6 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
@@ -20,19 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{self, Family, Kind, Metric, Value};
 
-/// The rules a node starts with when given no rules file.
-pub const DEFAULT_RULES: &str = include_str!("../alerts.toml");
-
+/// A rule as written (`[[rule]]` of the monitor's configuration, `config.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RulesFile {
-    #[serde(default)]
-    rule: Vec<RuleToml>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleToml {
+pub(crate) struct RuleToml {
     name: String,
     metric: String,
     #[serde(default)]
@@ -170,7 +160,7 @@ fn duration_text(d: Duration) -> String {
 }
 
 /// `500ms`, `30s`, `5m`, `1h` (one number and one unit).
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
@@ -190,27 +180,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
-/// Reads the rules in `text` (from `origin`, named in every message). Each broken rule is
-/// one line naming the origin, the rule and the problem, and is left out; the others load.
-/// A file that is not valid TOML gives no rules and one line.
+/// The rules of the monitor configuration in `text` (from `origin`); see
+/// [`crate::config::parse`].
 pub fn parse(text: &str, origin: &str) -> (Vec<Rule>, Vec<String>) {
-    let file: RulesFile = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let msg = e.message().to_owned();
-            let line = e
-                .span()
-                .map(|s| format!(" line {}", text[..s.start].lines().count().max(1)))
-                .unwrap_or_default();
-            return (
-                Vec::new(),
-                vec![format!("{origin}:{line}: {msg}; no alert rules loaded from it; fix the file and restart")],
-            );
-        }
-    };
+    let (config, errors) = crate::config::parse(text, origin);
+    (config.rules, errors)
+}
+
+/// Checks each rule as written; each broken one is one line naming `origin`, the rule and
+/// the problem, and is left out.
+pub(crate) fn check_all(written: Vec<RuleToml>, origin: &str) -> (Vec<Rule>, Vec<String>) {
     let mut rules: Vec<Rule> = Vec::new();
     let mut errors = Vec::new();
-    for r in file.rule {
+    for r in written {
         let name = r.name.clone();
         if rules.iter().any(|x| x.name == name) {
             errors.push(format!(
@@ -224,20 +206,6 @@ pub fn parse(text: &str, origin: &str) -> (Vec<Rule>, Vec<String>) {
         }
     }
     (rules, errors)
-}
-
-/// Reads the rules file at `path` ([`parse`]); an unreadable file is one line.
-pub fn load(path: &Path) -> (Vec<Rule>, Vec<String>) {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
-        Err(e) => (
-            Vec::new(),
-            vec![format!(
-                "{}: {e}; no alert rules loaded; give a readable rules file",
-                path.display()
-            )],
-        ),
-    }
 }
 
 fn check(r: RuleToml) -> Result<Rule, String> {
@@ -541,13 +509,14 @@ impl RuleState {
                 series
                     .iter()
                     .map(|(key, &current)| {
-                        // The series' value at the window's start, or when it first appeared.
-                        let start = self
-                            .history
-                            .iter()
-                            .find_map(|(_, old)| old.get(key))
-                            .copied()
-                            .unwrap_or(current);
+                        // The series' value at the window's start; 0 if it appeared
+                        // since (a counter born inside the window counts from 0); its
+                        // current value at the rule's first evaluation (its past unknown).
+                        let start = match self.history.front().and_then(|(_, old)| old.get(key)) {
+                            Some(v) => *v,
+                            None if self.history.len() > 1 => 0.0,
+                            None => current,
+                        };
                         // A counter that went down was reset (a new provider): all of it is new.
                         if current >= start {
                             current - start
@@ -701,6 +670,14 @@ mod tests {
         // A reset (the provider reloaded): its whole new count is increase.
         e.evaluate(at(100), &f(10.0, 60.0));
         assert_eq!(e.status(at(100))[0].value, Some(10.0 + 40.0));
+        // A series born after the rule began (a plugin loaded since) counts from 0.
+        let mut with_new = f(20.0, 60.0);
+        with_new[0].samples.push(Sample {
+            labels: vec![("slot", "net.transport".to_owned())],
+            value: Value::Number(7.0),
+        });
+        e.evaluate(at(110), &with_new);
+        assert_eq!(e.status(at(110))[0].value, Some(20.0 + 40.0 + 7.0));
     }
 
     #[test]
@@ -762,7 +739,7 @@ mod tests {
 
     #[test]
     fn the_default_rules_load_and_export_as_prometheus_rules() {
-        let (rules, errors) = parse(DEFAULT_RULES, "default");
+        let (rules, errors) = parse(crate::config::DEFAULT, "default");
         assert!(errors.is_empty(), "{errors:?}");
         assert!(!rules.is_empty());
         let yaml = prometheus_rules(&rules);
@@ -795,7 +772,7 @@ mod tests {
             "/../../docs/prometheus-rules.yml"
         );
         let shipped = std::fs::read_to_string(path).unwrap_or_default();
-        let generated = prometheus_rules(&parse(DEFAULT_RULES, "default").0);
+        let generated = prometheus_rules(&parse(crate::config::DEFAULT, "default").0);
         assert!(
             shipped == generated,
             "docs/prometheus-rules.yml is not the built-in rules: run `dubchain-perf monitor rules > docs/prometheus-rules.yml`"

@@ -11,6 +11,8 @@
 //! Depends on the host and the node (for their figures); nothing below depends on it.
 
 pub mod alerts;
+pub mod config;
+pub mod contracts;
 pub mod grafana;
 pub mod metrics;
 mod server;
@@ -27,7 +29,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dubchain_host::{watch::Reloader, Host};
+use dubchain_host::{
+    shadow::{Shadow, ShadowConfig},
+    watch::Reloader,
+    Host,
+};
 use serde::Serialize;
 
 pub use metrics::NodeMetrics;
@@ -39,6 +45,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 /// The admin token's file name in the node's data directory.
 pub const TOKEN_FILE: &str = "monitor.token";
 
+/// Where shadow checks write the evidence of differing answers, in the data directory.
+pub const EVIDENCE_DIR: &str = "shadow-evidence";
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What the monitor watches, and its alert rules.
 pub struct Monitor {
     host: Arc<Host>,
@@ -46,37 +59,140 @@ pub struct Monitor {
     reloader: Option<Arc<Reloader>>,
     pub node: Arc<NodeMetrics>,
     engine: Mutex<alerts::Engine>,
-    /// Why rules of the rules file were left out.
-    pub rule_errors: Vec<String>,
+    /// Why parts of the configuration were left out.
+    pub config_errors: Vec<String>,
     feature_set: Mutex<String>,
     token: String,
     started: Instant,
+    /// The shadow checker of the host's replayable slots (`None`: `[shadow] every = 0`).
+    shadow: Option<Arc<Shadow>>,
+    contract_settings: config::Contracts,
+    /// The contracts as last judged.
+    contracts: Mutex<Vec<contracts::ContractStatus>>,
+    rollbacks: Mutex<Vec<contracts::Rollback>>,
+    /// Rollbacks by plugin, with a 0 for every plugin judged (so the counter exists before
+    /// its first increment).
+    rollback_counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if self.shadow.is_some() {
+            self.host.slots.set_shadow(None);
+        }
+    }
 }
 
 impl Monitor {
-    /// A monitor of `host` (changed through `reloader`, if given) with `rules`; writes a new
-    /// admin token to `data_dir/monitor.token` (mode 0600).
+    /// A monitor of `host` (changed through `reloader`, if given) with `config` (and what
+    /// was wrong with its file); writes a new admin token to `data_dir/monitor.token` (mode
+    /// 0600) and starts shadow checking the host's replayable slots, with evidence under
+    /// `data_dir/shadow-evidence/`.
     pub fn new(
         host: Arc<Host>,
         reloader: Option<Arc<Reloader>>,
-        (rules, rule_errors): (Vec<alerts::Rule>, Vec<String>),
+        (config, config_errors): (config::MonitorConfig, Vec<String>),
         data_dir: &Path,
     ) -> anyhow::Result<Monitor> {
         let token = new_token();
         write_token(&data_dir.join(TOKEN_FILE), &token)?;
-        for e in &rule_errors {
+        for e in &config_errors {
             tracing::warn!("{e}");
         }
+        let shadow = match config.shadow.every {
+            0 => None,
+            every => {
+                let shadow = Shadow::start(ShadowConfig {
+                    every,
+                    queue: config.shadow.queue,
+                    evidence_dir: data_dir.join(EVIDENCE_DIR),
+                    window: config.shadow.window,
+                })?;
+                host.slots.set_shadow(Some(shadow.clone()));
+                Some(shadow)
+            }
+        };
         Ok(Monitor {
             host,
             reloader,
             node: Arc::new(NodeMetrics::default()),
-            engine: Mutex::new(alerts::Engine::new(rules, Instant::now())),
-            rule_errors,
+            engine: Mutex::new(alerts::Engine::new(config.rules, Instant::now())),
+            config_errors,
             feature_set: Mutex::new(String::new()),
             token,
             started: Instant::now(),
+            shadow,
+            contract_settings: config.contracts,
+            contracts: Mutex::new(Vec::new()),
+            rollbacks: Mutex::new(Vec::new()),
+            rollback_counts: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The shadow checker, if it runs.
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.shadow.as_ref()
+    }
+
+    /// Judges every contract on the shadow samples and, with `action = "rollback"`,
+    /// disables each plugin whose contract is broken, through the admin API's path.
+    pub fn judge_contracts(&self) -> Vec<contracts::ContractStatus> {
+        let Some(shadow) = &self.shadow else {
+            return Vec::new();
+        };
+        let judged = contracts::judge(&self.host, &shadow.windows(), &self.contract_settings);
+        {
+            let mut counts = lock(&self.rollback_counts);
+            for c in &judged {
+                counts.entry(c.plugin.clone()).or_insert(0);
+            }
+        }
+        if self.contract_settings.action == config::Action::Rollback {
+            for c in judged.iter().filter(|c| c.broken) {
+                self.roll_back(c, shadow);
+            }
+        }
+        *lock(&self.contracts) = judged.clone();
+        judged
+    }
+
+    fn roll_back(&self, c: &contracts::ContractStatus, shadow: &Shadow) {
+        let why = c.why(self.contract_settings.tolerance);
+        let refused = match &self.reloader {
+            None => Some("this monitor has no admin path to disable plugins".to_owned()),
+            Some(reloader) => {
+                let event = reloader.try_change(|o| {
+                    o.enable.retain(|n| *n != c.plugin);
+                    o.disable.retain(|n| *n != c.plugin);
+                    o.disable.push(c.plugin.clone());
+                });
+                if let Some(id) = (event.problems.is_empty()).then_some(&event.feature_set_id) {
+                    self.set_feature_set(id);
+                    None
+                } else {
+                    Some(event.problems.join("; "))
+                }
+            }
+        };
+        match &refused {
+            None => tracing::error!(plugin = %c.plugin, "rolled back: {why}"),
+            Some(r) => {
+                tracing::error!(plugin = %c.plugin, "contract broken ({why}) but the rollback was refused: {r}")
+            }
+        }
+        shadow.forget(&c.plugin);
+        *lock(&self.rollback_counts)
+            .entry(c.plugin.clone())
+            .or_insert(0) += u64::from(refused.is_none());
+        lock(&self.rollbacks).push(contracts::Rollback {
+            plugin: c.plugin.clone(),
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            why,
+            refused,
+        });
     }
 
     /// The feature set the node now runs (shown in `/api/status` and as an info metric).
@@ -95,19 +211,26 @@ impl Monitor {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every metric, now.
+    /// Every metric, now (the contracts as last judged).
     pub fn gather(&self) -> Vec<metrics::Family> {
         let firing = self.engine().firing();
+        let contracts = lock(&self.contracts).clone();
+        let rollbacks = lock(&self.rollback_counts).clone();
         metrics::gather(&metrics::Sources {
             host: &self.host,
             node: &self.node,
             feature_set: &self.feature_set(),
             alerts: &firing,
+            shadow: self.shadow.as_ref().map(|s| (s.counts(), s.windows())),
+            contracts: &contracts,
+            rollbacks: &rollbacks,
         })
     }
 
-    /// Evaluates the alert rules on the metrics now; returns the transitions.
+    /// Judges the contracts, then evaluates the alert rules on the metrics now; returns the
+    /// transitions.
     pub fn evaluate(&self) -> Vec<alerts::Transition> {
+        self.judge_contracts();
         let families = self.gather();
         self.engine().evaluate(Instant::now(), &families)
     }
@@ -118,7 +241,7 @@ impl Monitor {
         AlertsReport {
             rules: engine.status(Instant::now()),
             transitions: engine.transitions(),
-            rule_errors: self.rule_errors.clone(),
+            config_errors: self.config_errors.clone(),
         }
     }
 
@@ -161,6 +284,22 @@ impl Monitor {
             },
             alerts_firing: firing,
             admin: self.reloader.is_some(),
+            shadow: ShadowStatus {
+                every: self.shadow.as_ref().map(|s| s.every()),
+                counts: self.shadow.as_ref().map(|s| s.counts()),
+                replayed: dubchain_host::shadow::REPLAYED.to_vec(),
+                not_replayed: dubchain_host::shadow::NOT_REPLAYED
+                    .iter()
+                    .map(|(slot, why)| NotReplayed { slot, why })
+                    .collect(),
+                mismatches: self
+                    .shadow
+                    .as_ref()
+                    .map(|s| s.mismatches())
+                    .unwrap_or_default(),
+            },
+            contracts: lock(&self.contracts).clone(),
+            rollbacks: lock(&self.rollbacks).clone(),
         }
     }
 }
@@ -178,6 +317,28 @@ pub struct Status {
     pub alerts_firing: Vec<String>,
     /// Whether the admin API is available.
     pub admin: bool,
+    pub shadow: ShadowStatus,
+    pub contracts: Vec<contracts::ContractStatus>,
+    pub rollbacks: Vec<contracts::Rollback>,
+}
+
+/// Shadow checking, in `/api/status`.
+#[derive(Debug, Serialize)]
+pub struct ShadowStatus {
+    /// One call in how many is checked (`None`: off).
+    pub every: Option<u32>,
+    pub counts: Option<dubchain_host::shadow::ShadowCounts>,
+    /// The slots whose calls are checked.
+    pub replayed: Vec<&'static str>,
+    /// The slots whose calls are not, and why.
+    pub not_replayed: Vec<NotReplayed>,
+    pub mismatches: Vec<dubchain_host::shadow::Mismatch>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotReplayed {
+    pub slot: &'static str,
+    pub why: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,7 +366,7 @@ pub struct SystemMetrics {
 pub struct AlertsReport {
     pub rules: Vec<alerts::RuleStatus>,
     pub transitions: Vec<alerts::Transition>,
-    pub rule_errors: Vec<String>,
+    pub config_errors: Vec<String>,
 }
 
 /// 32 random bytes from the operating system, in hex.

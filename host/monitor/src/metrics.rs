@@ -19,6 +19,7 @@ use dubchain_host::{
     alloc_count,
     host::PluginState,
     latency::{Latency, LatencySnapshot},
+    shadow::{ShadowCounts, Window},
     Host,
 };
 use dubchain_node::net::KindTraffic;
@@ -108,6 +109,24 @@ pub const METRICS: &[Metric] = &[
         "Resident set size of the node's process."),
     metric("dubchain_process_cpu_seconds_total", Counter, &[],
         "CPU time (user and system) the node's process has used."),
+    metric("dubchain_shadow_sampled_total", Counter, &[],
+        "Calls sampled for a shadow check (queued or dropped)."),
+    metric("dubchain_shadow_dropped_total", Counter, &[],
+        "Samples dropped because the shadow checker's queue was full."),
+    metric("dubchain_shadow_checked_total", Counter, &[],
+        "Samples the shadow checker answered again with the baseline and compared."),
+    metric("dubchain_shadow_mismatches_total", Counter, PROVIDER,
+        "Shadow checks in which the provider's answer differed from the baseline's."),
+    metric("dubchain_provider_demoted", Gauge, PROVIDER,
+        "1 once a shadow check demoted the provider (until it is loaded again), else 0."),
+    metric("dubchain_contract_speedup", Gauge, &["slot", "plugin", "bound"],
+        "A provider's live speed-up against the baseline over the shadow window: median, and low and high ends of its 95% interval."),
+    metric("dubchain_contract_min_speedup", Gauge, &["slot", "plugin"],
+        "The speed-up the provider's manifest promises."),
+    metric("dubchain_contract_broken", Gauge, &["slot", "plugin"],
+        "1 while the whole interval of the live speed-up is under the promise (less the tolerance), else 0."),
+    metric("dubchain_contract_rollbacks_total", Counter, &["plugin"],
+        "Plugins disabled because their live speed-up broke their contract."),
     metric("dubchain_alerts_firing", Gauge, &["rule", "severity"],
         "1 while an alert rule is firing, else 0 (one series per rule)."),
 ];
@@ -214,6 +233,11 @@ pub struct Sources<'a> {
     pub feature_set: &'a str,
     /// `(rule, severity, firing)` of every alert rule.
     pub alerts: &'a [(String, String, bool)],
+    /// The shadow checker's counts and windows, if it runs.
+    pub shadow: Option<(ShadowCounts, Vec<Window>)>,
+    pub contracts: &'a [crate::contracts::ContractStatus],
+    /// Rollbacks so far, by plugin.
+    pub rollbacks: &'a BTreeMap<String, u64>,
 }
 
 /// Every metric of [`METRICS`] with its current samples.
@@ -261,6 +285,10 @@ pub fn gather(src: &Sources<'_>) -> Vec<Family> {
             put(
                 "dubchain_provider_breaker_open",
                 Sample::number(at(), u8::from(p.breaker_open)),
+            );
+            put(
+                "dubchain_provider_demoted",
+                Sample::number(at(), u8::from(p.demoted)),
             );
             put(
                 "dubchain_provider_call_duration_seconds",
@@ -341,6 +369,57 @@ pub fn gather(src: &Sources<'_>) -> Vec<Family> {
         "dubchain_process_cpu_seconds_total",
         Sample::number(vec![], alloc_count::cpu_seconds()),
     );
+    if let Some((counts, windows)) = &src.shadow {
+        put(
+            "dubchain_shadow_sampled_total",
+            Sample::number(vec![], counts.sampled as f64),
+        );
+        put(
+            "dubchain_shadow_dropped_total",
+            Sample::number(vec![], counts.dropped as f64),
+        );
+        put(
+            "dubchain_shadow_checked_total",
+            Sample::number(vec![], counts.checked as f64),
+        );
+        for w in windows {
+            put(
+                "dubchain_shadow_mismatches_total",
+                Sample::number(
+                    vec![
+                        ("slot", w.slot.clone()),
+                        ("plugin", w.plugin.clone()),
+                        ("version", w.version.clone()),
+                    ],
+                    w.mismatches as f64,
+                ),
+            );
+        }
+    }
+    for c in src.contracts {
+        let at = || vec![("slot", c.slot.clone()), ("plugin", c.plugin.clone())];
+        put(
+            "dubchain_contract_min_speedup",
+            Sample::number(at(), c.min_speedup),
+        );
+        put(
+            "dubchain_contract_broken",
+            Sample::number(at(), u8::from(c.broken)),
+        );
+        if let Some(e) = c.speedup {
+            for (bound, v) in [("median", e.median), ("low", e.low), ("high", e.high)] {
+                let mut labels = at();
+                labels.push(("bound", bound.to_owned()));
+                put("dubchain_contract_speedup", Sample::number(labels, v));
+            }
+        }
+    }
+    for (plugin, n) in src.rollbacks {
+        put(
+            "dubchain_contract_rollbacks_total",
+            Sample::number(vec![("plugin", plugin.clone())], *n as f64),
+        );
+    }
     for (rule, severity, firing) in src.alerts {
         put(
             "dubchain_alerts_firing",

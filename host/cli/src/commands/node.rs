@@ -15,7 +15,7 @@ use dubchain_host::{
     session::Session,
     watch::{watch, Reloader},
 };
-use dubchain_monitor::{alerts, metrics, Monitor};
+use dubchain_monitor::{alerts, config, metrics, Monitor};
 use dubchain_node::ledger;
 
 use crate::{args::NodeArgs, print};
@@ -49,17 +49,17 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     let reloader = Arc::new(Reloader::new(host.clone(), s.options.clone()));
     let first = reloader.reload(Vec::new());
     println!("{first}");
-    let rules = match &args.alerts {
-        Some(path) => alerts::load(path),
-        None => alerts::parse(alerts::DEFAULT_RULES, "the built-in alert rules"),
+    let config = match &args.monitor_config {
+        Some(path) => config::load(path),
+        None => (config::builtin(), Vec::new()),
     };
-    for e in &rules.1 {
+    for e in &config.1 {
         eprintln!("error: {e}");
     }
     let monitor = Arc::new(Monitor::new(
         host.clone(),
         Some(reloader.clone()),
-        rules,
+        config,
         dir,
     )?);
     monitor.set_feature_set(&first.feature_set_id);
@@ -126,10 +126,11 @@ pub fn metrics() -> Result<ExitCode> {
 }
 
 pub fn rules(path: Option<&std::path::Path>) -> Result<ExitCode> {
-    let (rules, errors) = match path {
-        Some(p) => alerts::load(p),
-        None => alerts::parse(alerts::DEFAULT_RULES, "the built-in alert rules"),
+    let (config, errors) = match path {
+        Some(p) => config::load(p),
+        None => (config::builtin(), Vec::new()),
     };
+    let rules = config.rules;
     for e in &errors {
         eprintln!("error: {e}");
     }
