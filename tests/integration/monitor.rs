@@ -516,3 +516,71 @@ fn a_plugin_slower_than_its_contract_is_rolled_back() {
     );
     drop(monitor);
 }
+
+#[test]
+fn the_dashboard_renders_live_values_in_headless_chromium() {
+    let (_t, monitor, running, _data) =
+        monitored(&[VERIFIER], &[VERIFIER], "", Duration::from_secs(1));
+    monitor.node.committed(1234, 256, Duration::from_millis(20));
+    monitor
+        .node
+        .mempool
+        .store(77, std::sync::atomic::Ordering::Relaxed);
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("no chromium on PATH: `.ci/install-deps` installs it (cargo xtask test runs it)");
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{}/", running.addr))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut dom = String::new();
+    let reader = {
+        let mut out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        })
+    };
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("chromium did not finish rendering the dashboard in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    dom.push_str(&reader.join().unwrap());
+    // Values the page could only have fetched from the node.
+    assert!(dom.contains(r#"id="head-height">1234<"#), "{dom}");
+    assert!(dom.contains(r#"id="mempool">77<"#), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            r#"<td>{VERIFIER}</td><td class="ok">enabled</td>"#
+        )),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>crypto.sig_verify</td>"), "{dom}");
+    assert!(
+        dom.contains(r#"<span id="error"></span>"#),
+        "no fetch failed: {dom}"
+    );
+}

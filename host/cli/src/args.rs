@@ -560,6 +560,10 @@ pub struct RunArgs {
     /// With `--watch`: stop after this many seconds (default: run until interrupted).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<u64>,
+    /// With `--watch`: serve the performance monitor (metrics, dashboard, alerts, admin
+    /// API) of the watched node on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", requires = "watch")]
+    pub monitor: Option<std::net::SocketAddr>,
 }
 
 impl Global {

@@ -542,3 +542,107 @@ fn every_refusal_is_one_line_that_names_the_input() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// `GET path` from a server on loopback: the body.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// The value of an unlabelled metric in a Prometheus text body.
+fn gauge(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_node_serves_its_monitor_stops_cleanly_on_sigterm_and_resumes() {
+    use std::io::BufRead as _;
+    let env = graph();
+    let start = |until: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"));
+        cmd.current_dir(env.path())
+            .env_remove("DUBCHAIN_PROFILE")
+            .env_remove("DUBCHAIN_CONFIG")
+            .env_remove("DUBCHAIN_PLUGIN_DIR")
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+            .args(["node", "--data-dir", "data", "--monitor", "127.0.0.1:0"])
+            .args([
+                "--block-time-ms",
+                "20",
+                "--txs-per-block",
+                "16",
+                "--accounts",
+                "50",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(h) = until {
+            cmd.args(["--until-height", h]);
+        }
+        cmd.spawn().unwrap()
+    };
+    let mut node = start(None);
+    let mut lines = std::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("monitor on http://")
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        })
+        .expect("the node says where its monitor is");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let head = loop {
+        let h = gauge(&get(&addr, "/metrics"), "dubchain_head_height").unwrap_or(0.0);
+        if h >= 5.0 {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node made no blocks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(std::fs::metadata(env.path().join("data/monitor.token")).is_ok());
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for.
+    let sent = unsafe { libc::kill(node.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = node.wait().unwrap();
+    assert!(status.success(), "SIGTERM ends the node with 0: {status:?}");
+    let last: Vec<String> = lines.map_while(Result::ok).collect();
+    let stopped = last
+        .iter()
+        .find_map(|l| l.strip_prefix("stopped at head "))
+        .expect("the node reports where it stopped");
+    let stopped: u64 = stopped.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(stopped as f64 >= head);
+
+    // Restarted on the same data directory, it goes on from its head.
+    let target = (stopped + 3).to_string();
+    let out = start(Some(&target)).wait_with_output().unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains(&format!("stopped at head {target} ")), "{out}");
+    let (ok, check, _) = env.run(&[
+        "chain",
+        "check",
+        "--data-dir",
+        "data",
+        "--txs-per-block",
+        "16",
+        "--accounts",
+        "50",
+    ]);
+    assert!(ok && check.contains("consistent"), "{check}");
+}

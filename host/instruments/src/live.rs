@@ -72,18 +72,29 @@ fn check_line(host: &Host, height: u64) -> Result<String> {
     Ok(line)
 }
 
-/// Runs the node on `host` while the session's plugin directory is watched, for `duration`
-/// or until an error; `say` gets each reload event and progress line.
+/// A block the watched node committed: its height, its transactions, the time from the
+/// admission of its transactions to the validator's commit, and the mempool after it.
+pub struct Committed {
+    pub height: u64,
+    pub txs: usize,
+    pub took: Duration,
+    pub mempool: usize,
+}
+
+/// Runs the node on `reloader`'s host while the session's plugin directory is watched, for
+/// `duration` or until an error; `say` gets each reload event and progress line, and
+/// `committed` each block.
 pub fn keep_running(
     s: &Session,
-    host: Arc<Host>,
+    reloader: Arc<Reloader>,
     config: &WorkloadConfig,
     data_dir: &Path,
     duration: Option<Duration>,
     say: impl Fn(&str) + Send + Sync + 'static,
+    committed: impl Fn(Committed),
 ) -> Result<()> {
     let say = Arc::new(say);
-    let reloader = Arc::new(Reloader::new(host.clone(), s.options.clone()));
+    let host = reloader.host().clone();
     let on_event = {
         let say = say.clone();
         move |event: dubchain_host::watch::ReloadEvent| say(&event.to_string())
@@ -118,6 +129,7 @@ pub fn keep_running(
     let mut height = 0;
     while duration.is_none_or(|d| start.elapsed() < d) {
         height += 1;
+        let began = Instant::now();
         let txs = workload.txs_for_block(height, &proposer)?;
         mempool.admit_with(
             txs,
@@ -137,6 +149,12 @@ pub fn keep_running(
         if Some(head) != proposer.head()? {
             bail!("proposer and validator disagree at block {height}");
         }
+        committed(Committed {
+            height,
+            txs: b.transactions.len(),
+            took: began.elapsed(),
+            mempool: mempool.len(),
+        });
         if last_report.elapsed() >= REPORT_EVERY {
             last_report = Instant::now();
             let active: Vec<String> = host

@@ -96,14 +96,51 @@ pub fn run(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if args.watch {
+        let host = Arc::new(prepared.host);
+        let reloader = Arc::new(dubchain_host::watch::Reloader::new(
+            host.clone(),
+            s.options.clone(),
+        ));
+        // The monitor, if asked for: its own token in the data directory, the admin API
+        // through the watch's reloader.
+        let monitor = match args.monitor {
+            Some(addr) => {
+                std::fs::create_dir_all(&c.data_dir)?;
+                let m = Arc::new(dubchain_monitor::Monitor::new(
+                    host,
+                    Some(reloader.clone()),
+                    (dubchain_monitor::config::builtin(), Vec::new()),
+                    &c.data_dir,
+                )?);
+                m.set_feature_set(&s.resolution.feature_set_id);
+                let running =
+                    dubchain_monitor::serve(m.clone(), addr, &c.data_dir, Duration::from_secs(1))?;
+                println!(
+                    "monitor on http://{}; admin token in {}",
+                    running.addr,
+                    running.token_path.display()
+                );
+                Some((m, running))
+            }
+            None => None,
+        };
+        let node = monitor.as_ref().map(|(m, _)| m.node.clone());
         live::keep_running(
             s,
-            Arc::new(prepared.host),
+            reloader,
             &c.workload(args.seed),
             &c.data_dir,
             args.duration.map(Duration::from_secs),
             |line| println!("{line}"),
+            |b| {
+                if let Some(n) = &node {
+                    n.committed(b.height, b.txs, b.took);
+                    n.mempool
+                        .store(b.mempool as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            },
         )?;
+        drop(monitor);
     }
     Ok(ExitCode::SUCCESS)
 }
