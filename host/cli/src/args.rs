@@ -95,6 +95,9 @@ pub enum Command {
     /// until SIGINT or SIGTERM (then the block in progress is committed and it exits 0).
     /// Restarted on the same data directory, it goes on from its head.
     Node(NodeArgs),
+    /// Start N node processes on loopback (each its own host, store and monitor), wait
+    /// until each has the given height final, and report their heads.
+    Cluster(ClusterArgs),
     /// The monitor's metrics, alert rules and dashboard, for Prometheus and Grafana.
     #[command(subcommand)]
     Monitor(MonitorCmd),
@@ -365,9 +368,73 @@ pub struct NodeArgs {
     /// A block every this many milliseconds (0: as fast as the node can).
     #[arg(long, default_value_t = 500)]
     pub block_time_ms: u64,
-    /// Stop once the head reaches this height (default: run until interrupted).
+    /// Stop once the head reaches this height (default: run until interrupted); with
+    /// peers, once this height is final.
     #[arg(long)]
     pub until_height: Option<u64>,
+    /// Another validator, as INDEX@ADDR (repeatable; one per other validator, so
+    /// --validators is one more than their number). Without peers the node runs alone.
+    #[arg(long = "peer", value_name = "INDEX@ADDR", value_parser = peer)]
+    pub peers: Vec<(usize, std::net::SocketAddr)>,
+    /// This node's validator index (with peers).
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Where the node listens for its peers (with peers).
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl WorkloadArgs {
+    /// The same workload again, as arguments of a child `node`.
+    pub fn child_args(&self) -> Vec<String> {
+        [
+            ("--txs-per-block", self.txs_per_block.to_string()),
+            ("--accounts", self.accounts.to_string()),
+            ("--validators", self.validators.to_string()),
+            ("--zipf", self.zipf.to_string()),
+            ("--invalid-share", self.invalid_share.to_string()),
+            ("--contract-share", self.contract_share.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect()
+    }
+}
+
+fn peer(s: &str) -> Result<(usize, std::net::SocketAddr), String> {
+    let (i, a) = s
+        .split_once('@')
+        .ok_or_else(|| format!("`{s}` is not INDEX@ADDR (for example 1@127.0.0.1:7401)"))?;
+    let i = i
+        .parse()
+        .map_err(|_| format!("`{i}` in `{s}` is not a validator index"))?;
+    let a = a
+        .parse()
+        .map_err(|_| format!("`{a}` in `{s}` is not an address (IP:PORT)"))?;
+    Ok((i, a))
+}
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// Node processes to start, each a validator with its own host and store.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Stop every node once this height is final.
+    #[arg(long, default_value_t = 20)]
+    pub until_height: u64,
+    /// A block every this many milliseconds per proposer (0: as fast as they can).
+    #[arg(long, default_value_t = 0)]
+    pub block_time_ms: u64,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The nodes' stores go in `<data-dir>/node-<i>` (emptied first).
+    #[arg(long, default_value = "target/dubchain/cluster")]
+    pub data_dir: PathBuf,
+    /// How long the nodes may take, in seconds, before they are stopped.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Subcommand)]

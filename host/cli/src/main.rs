@@ -130,6 +130,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Node(args) => node::node(&open()?, &args),
+        Command::Cluster(args) => node::cluster(&args, global_args),
         Command::Monitor(MonitorCmd::Metrics) => node::metrics(),
         Command::Monitor(MonitorCmd::Rules { monitor_config }) => {
             node::rules(monitor_config.as_deref())

@@ -646,3 +646,162 @@ fn a_node_serves_its_monitor_stops_cleanly_on_sigterm_and_resumes() {
     ]);
     assert!(ok && check.contains("consistent"), "{check}");
 }
+
+/// The line `stopped at head H HASH` of a node's output: height and hash.
+fn stopped_head(out: &str) -> Option<(u64, String)> {
+    out.lines().find_map(|l| {
+        let mut w = l.strip_prefix("stopped at head ")?.split_whitespace();
+        Some((
+            w.next()?.parse().ok()?,
+            w.next()?.trim_end_matches(';').to_owned(),
+        ))
+    })
+}
+
+#[test]
+fn cluster_runs_four_node_processes_to_the_same_head() {
+    let env = graph();
+    let (ok, out, err) = env.run(&[
+        "cluster",
+        "--nodes",
+        "4",
+        "--until-height",
+        "8",
+        "--data-dir",
+        "cluster",
+        "--txs-per-block",
+        "16",
+        "--accounts",
+        "50",
+        "--timeout",
+        "120",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("every node stopped at the same head"), "{out}");
+    for i in 0..4 {
+        assert!(out.contains(&format!("node {i}: head 8 ")), "{out}");
+    }
+}
+
+#[test]
+fn a_node_killed_with_sigkill_rejoins_its_peers_when_restarted() {
+    use std::io::BufRead as _;
+    let env = graph();
+    let addrs: Vec<String> = (0..4)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let target = 40u64;
+    let start = |i: usize| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"));
+        cmd.current_dir(env.path())
+            .env_remove("DUBCHAIN_PROFILE")
+            .env_remove("DUBCHAIN_CONFIG")
+            .env_remove("DUBCHAIN_PLUGIN_DIR")
+            .args(["--plugin-dir", "plugins", "--state-dir", "state", "node"])
+            .args(["--data-dir", &format!("n{i}"), "--index", &i.to_string()])
+            .args(["--listen", &addrs[i], "--monitor", "127.0.0.1:0"])
+            .args([
+                "--validators",
+                "4",
+                "--txs-per-block",
+                "16",
+                "--accounts",
+                "50",
+            ])
+            .args([
+                "--block-time-ms",
+                "40",
+                "--until-height",
+                &target.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (j, a) in addrs.iter().enumerate().filter(|(j, _)| *j != i) {
+            cmd.args(["--peer", &format!("{j}@{a}")]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Its monitor's address, then the rest of its output on a thread.
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let monitor = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.strip_prefix("monitor on http://")
+                    .map(|r| r.split_whitespace().next().unwrap().to_owned())
+            })
+            .expect("a monitor address");
+        let rest =
+            std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+        (child, monitor, rest)
+    };
+    let mut nodes: Vec<_> = (0..4).map(start).collect();
+    // Whatever happens, no node outlives the test.
+    let pids: Vec<u32> = nodes.iter().map(|(c, _, _)| c.id()).collect();
+    let _reaper = Reaper(std::sync::Mutex::new(pids));
+    let head_of =
+        |monitor: &str| gauge(&get(monitor, "/metrics"), "dubchain_head_height").unwrap_or(0.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while head_of(&nodes[2].1) < 5.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster made no blocks"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // kill -9 of node 2, mid-run: no clean shutdown.
+    let (mut killed, _, _) = nodes.remove(2);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    // The others go on at most to node 2's next turn (heights 2, 6, 10, ... are its; fewer
+    // if without its stake no block is final) and wait for it.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let stalled_at = head_of(&nodes[0].1) as u64;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        head_of(&nodes[0].1) as u64,
+        stalled_at,
+        "the chain waits for node 2"
+    );
+    assert!(stalled_at < target);
+    nodes.insert(2, start(2));
+    _reaper.0.lock().unwrap().push(nodes[2].0.id());
+    let mut heads = Vec::new();
+    for (i, (mut child, _, rest)) in nodes.into_iter().enumerate() {
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let status = child.wait().unwrap();
+        let out = rest.join().unwrap();
+        assert!(status.success(), "node {i}: {status:?}\n{out}");
+        heads.push(stopped_head(&out).unwrap_or_else(|| panic!("node {i}: {out}")));
+    }
+    assert_eq!(
+        heads[2].0, target,
+        "the restarted node caught up and went on: {heads:?}"
+    );
+    assert!(heads.iter().all(|h| *h == heads[0]), "one chain: {heads:?}");
+}
+
+/// Kills the processes it holds when dropped (a failing test leaves no node running).
+struct Reaper(std::sync::Mutex<Vec<u32>>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            // SAFETY: kill(2) with SIGKILL on a pid this test started; one already reaped
+            // gets ESRCH, which is ignored.
+            unsafe {
+                libc::kill(*pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}

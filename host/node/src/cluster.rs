@@ -7,7 +7,10 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::mpsc::{self, RecvTimeoutError},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{self, RecvTimeoutError},
+    },
     time::{Duration, Instant},
 };
 
@@ -26,6 +29,55 @@ use dubchain_host::Host;
 
 /// How long a node waits for any message before it declares the cluster stalled.
 pub const STALL: Duration = Duration::from_secs(30);
+
+/// The most blocks a node sends a peer that joins behind it: a node further behind
+/// catches up this many blocks per connection it makes.
+pub const CATCH_UP: u64 = 256;
+
+/// How long a node runs, and what it tells on the way.
+#[derive(Default)]
+pub struct Until<'a> {
+    /// Stop once this many blocks are final (`None`: until `stop`).
+    pub blocks: Option<u64>,
+    /// Set from outside to stop, after the block in progress.
+    pub stop: Option<&'a AtomicBool>,
+    /// Without any message for this long the cluster is stalled, an error (`None`: wait on).
+    pub stall: Option<Duration>,
+    /// At least this long between two proposals of the node.
+    pub block_time: Duration,
+    /// Peers that (re)connected, with their heads: the node sends each the blocks and votes
+    /// it lacks.
+    pub joins: Option<&'a mpsc::Receiver<(usize, u64)>>,
+    /// Where the node keeps its head's height for others to read (a handshake tells it).
+    pub head: Option<&'a AtomicU64>,
+    /// Told of every block the node commits.
+    pub observe: Option<&'a (dyn Fn(&Observed) + Sync)>,
+}
+
+impl Until<'_> {
+    /// Until `blocks` are final, stalled after [`STALL`] without a message.
+    pub fn blocks(blocks: u64) -> Until<'static> {
+        Until {
+            blocks: Some(blocks),
+            stall: Some(STALL),
+            ..Until::default()
+        }
+    }
+}
+
+/// A block a node committed, and the node then.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub head: Head,
+    pub finalized: u64,
+    pub txs: usize,
+    /// From the start of its production or validation to its commit.
+    pub took: Duration,
+    pub mempool: usize,
+    pub peers: usize,
+    pub sent: KindTraffic,
+    pub received: KindTraffic,
+}
 
 /// What one node ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +143,11 @@ pub fn run_cluster(
                 let (workload, validators) = (&workload, &validators);
                 let host = hosts[network.index];
                 scope.spawn(move || {
-                    let outcome = Node::start(host, workload, validators, network.index, n, &dir)
-                        .and_then(|mut node| node.run(&network, &inbox, blocks));
+                    let outcome =
+                        Node::open(host, workload, validators, (network.index, n), &dir, true)
+                            .and_then(|mut node| {
+                                node.run(&network, &inbox, &Until::blocks(blocks))
+                            });
                     network.shutdown();
                     outcome
                 })
@@ -106,7 +161,9 @@ pub fn run_cluster(
     results.into_iter().collect()
 }
 
-struct Node<'a> {
+/// One validator node: its host, store, mempool and consensus state (a thread of
+/// [`run_cluster`], or a node process, `crate::process`).
+pub(crate) struct Node<'a> {
     host: &'a Host,
     workload: &'a Workload,
     validators: &'a ValidatorSet,
@@ -118,29 +175,36 @@ struct Node<'a> {
     /// Blocks received ahead of the head, by height.
     waiting: BTreeMap<u64, Block>,
     stats: NodeStats,
+    /// When the node may propose again (`Until::block_time` after its last proposal).
+    next_proposal: Instant,
 }
 
 impl<'a> Node<'a> {
-    fn start(
+    /// Node `index` of `n` on the store in `dir`: emptied first if `fresh`, else resumed
+    /// from its head (genesis committed if it has none).
+    pub(crate) fn open(
         host: &'a Host,
         workload: &'a Workload,
         validators: &'a ValidatorSet,
-        index: usize,
-        n: usize,
+        (index, n): (usize, usize),
         dir: &Path,
+        fresh: bool,
     ) -> Result<Node<'a>, RunError> {
         let io = |source| RunError::Io {
             path: dir.to_owned(),
             source,
         };
-        if dir.exists() {
+        if fresh && dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io)?;
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let store = StateStore::open(dir)?;
+        store.check_codecs(&host.slots.record_codec)?;
         store.attach(&host.slots);
-        block::commit_genesis(host, &store, &workload.genesis())?;
-        Ok(Node {
+        if store.head()?.is_none() {
+            block::commit_genesis(host, &store, &workload.genesis())?;
+        }
+        let node = Node {
             host,
             workload,
             validators,
@@ -151,23 +215,52 @@ impl<'a> Node<'a> {
             consensus: ConsensusState::new(&host.slots, validators),
             waiting: BTreeMap::new(),
             stats: NodeStats::default(),
-        })
+            next_proposal: Instant::now(),
+        };
+        // A node resuming its store counts its own vote for its head again (the votes it
+        // had were in memory): with its peers' votes, which they send when it connects,
+        // the head is final again, which it needs before it proposes.
+        let head = node.head()?;
+        if !fresh && head.height > 0 {
+            let vote = validators.vote(index, head.height, &head.hash);
+            node.consensus.record(validators, &vote);
+        }
+        Ok(node)
     }
 
     fn head(&self) -> Result<Head, RunError> {
         Ok(self.store.head()?.expect("genesis committed"))
     }
 
-    fn run(
+    /// Takes part in the chain until `until` says to stop.
+    pub(crate) fn run(
         &mut self,
         net: &Network,
         inbox: &mpsc::Receiver<Inbound>,
-        blocks: u64,
+        until: &Until<'_>,
     ) -> Result<NodeOutcome, RunError> {
+        // A node that can be stopped or joined waits in short slices, to look at both.
+        let slice = if until.stop.is_some() || until.joins.is_some() {
+            Duration::from_millis(100)
+        } else {
+            until.stall.unwrap_or(STALL)
+        };
+        let mut last_message = Instant::now();
         loop {
             let head = self.head()?;
+            if let Some(h) = until.head {
+                h.store(head.height, Ordering::SeqCst);
+            }
+            if let Some(joins) = until.joins {
+                for (peer, their_head) in joins.try_iter() {
+                    self.catch_up(net, peer, their_head, head)?;
+                }
+            }
             let finalized = self.consensus.finalized();
-            if head.height >= blocks && finalized >= blocks {
+            let done = until
+                .blocks
+                .is_some_and(|b| head.height >= b && finalized >= b);
+            if done || until.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 self.stats.network = net.stats();
                 return Ok(NodeOutcome {
                     index: self.index,
@@ -177,21 +270,39 @@ impl<'a> Node<'a> {
                 });
             }
             // The latest block is final and the next one is ours to propose.
-            if finalized >= head.height
-                && head.height < blocks
-                && (head.height + 1) % self.n as u64 == self.index as u64
-            {
+            let ours = finalized >= head.height
+                && until.blocks.is_none_or(|b| head.height < b)
+                && (head.height + 1) % self.n as u64 == self.index as u64;
+            let now = Instant::now();
+            if ours && now >= self.next_proposal {
                 let t = Instant::now();
-                self.propose(net, head.height + 1)?;
+                self.propose(net, head.height + 1, until)?;
                 self.stats.propose += t.elapsed();
+                self.next_proposal = t + until.block_time;
                 continue;
             }
+            let wait = if ours {
+                (self.next_proposal - now).min(slice)
+            } else {
+                slice
+            };
             let t = Instant::now();
-            let received = inbox.recv_timeout(STALL);
+            let received = inbox.recv_timeout(wait);
             self.stats.wait += t.elapsed();
             let first = match received {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                Err(RecvTimeoutError::Timeout) => {
+                    let stalled = until.stall.is_some_and(|s| last_message.elapsed() >= s);
+                    if !stalled {
+                        continue;
+                    }
+                    return Err(RunError::Stalled {
+                        node: self.index,
+                        height: head.height,
+                        finalized,
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => {
                     return Err(RunError::Stalled {
                         node: self.index,
                         height: head.height,
@@ -199,6 +310,7 @@ impl<'a> Node<'a> {
                     });
                 }
             };
+            last_message = Instant::now();
             // Whatever else has arrived, decoded in one batch.
             let mut frames = vec![first];
             while frames.len() < 1_024 {
@@ -231,7 +343,7 @@ impl<'a> Node<'a> {
                 self.admit(std::mem::take(&mut pending_txs))?;
                 let t = Instant::now();
                 let is_block = matches!(msg, Message::Block(_));
-                self.handle(net, head, msg)?;
+                self.handle(net, head, msg, until)?;
                 *if is_block {
                     &mut self.stats.blocks
                 } else {
@@ -240,6 +352,68 @@ impl<'a> Node<'a> {
             }
             self.admit(pending_txs)?;
         }
+    }
+
+    /// Sends `peer`, whose head is at `their_head`, the stored blocks it lacks (at most
+    /// [`CATCH_UP`]) and this node's votes from its head up, so that it can apply them and
+    /// see them final.
+    fn catch_up(
+        &mut self,
+        net: &Network,
+        peer: usize,
+        their_head: u64,
+        head: Head,
+    ) -> Result<(), RunError> {
+        let mut msgs = Vec::new();
+        let last = head.height.min(their_head + CATCH_UP);
+        for h in their_head + 1..=last {
+            msgs.push(Message::Block(block::stored_block(
+                self.host,
+                &self.store,
+                h,
+            )?));
+        }
+        for h in their_head.min(last).max(1)..=last {
+            let hash = dubchain_plugin_api::chain::block_hash(
+                &block::stored_block(self.host, &self.store, h)?.header,
+            );
+            msgs.push(net::vote_message(
+                &self.validators.vote(self.index, h, &hash),
+            ));
+        }
+        tracing::info!(
+            node = self.index,
+            peer,
+            their_head,
+            head = head.height,
+            "peer joined; catching it up"
+        );
+        net.send_to(&self.host.slots, peer, &msgs);
+        Ok(())
+    }
+
+    /// Tells `until`'s observer of the head just committed.
+    fn observe(
+        &self,
+        net: &Network,
+        until: &Until<'_>,
+        txs: usize,
+        took: Duration,
+    ) -> Result<(), RunError> {
+        if let Some(observe) = until.observe {
+            let stats = net.stats();
+            observe(&Observed {
+                head: self.head()?,
+                finalized: self.consensus.finalized(),
+                txs,
+                took,
+                mempool: self.mempool.len(),
+                peers: net.connected(),
+                sent: stats.sent,
+                received: self.stats.received,
+            });
+        }
+        Ok(())
     }
 
     /// Admits transactions (gossiped, or this node's own), in one batch.
@@ -258,7 +432,13 @@ impl<'a> Node<'a> {
     }
 
     /// Handles a block or a vote.
-    fn handle(&mut self, net: &Network, head: Head, msg: Message) -> Result<(), RunError> {
+    fn handle(
+        &mut self,
+        net: &Network,
+        head: Head,
+        msg: Message,
+        until: &Until<'_>,
+    ) -> Result<(), RunError> {
         {
             match msg {
                 Message::Tx(_) => unreachable!("admitted in batches"),
@@ -266,7 +446,7 @@ impl<'a> Node<'a> {
                     if b.header.height > head.height {
                         self.waiting.insert(b.header.height, b);
                     }
-                    self.apply_waiting(net)?;
+                    self.apply_waiting(net, until)?;
                 }
                 Message::Vote {
                     height,
@@ -298,16 +478,19 @@ impl<'a> Node<'a> {
     }
 
     /// Commits every waiting block that extends the head, voting for each.
-    fn apply_waiting(&mut self, net: &Network) -> Result<(), RunError> {
+    fn apply_waiting(&mut self, net: &Network, until: &Until<'_>) -> Result<(), RunError> {
         loop {
             let next = self.head()?.height + 1;
             let Some(b) = self.waiting.remove(&next) else {
                 return Ok(());
             };
+            let t = Instant::now();
             let head = block::validate_and_commit(self.host, &self.store, &b)?;
             self.mempool.remove(&b.transactions, &self.store)?;
+            let txs = b.transactions.len();
             self.host.slots.block_reclaim.reclaim(vec![b]);
             self.vote(net, head);
+            self.observe(net, until, txs, t.elapsed())?;
         }
     }
 
@@ -317,7 +500,8 @@ impl<'a> Node<'a> {
         net.broadcast(&self.host.slots, &[net::vote_message(&vote)]);
     }
 
-    fn propose(&mut self, net: &Network, height: u64) -> Result<(), RunError> {
+    fn propose(&mut self, net: &Network, height: u64, until: &Until<'_>) -> Result<(), RunError> {
+        let began = Instant::now();
         let txs = self.workload.txs_for_block(height, &self.store)?;
         // Gossip: the block's transactions queued for each peer at once.
         let gossip: Vec<Message> = txs.iter().cloned().map(Message::Tx).collect();
@@ -331,9 +515,10 @@ impl<'a> Node<'a> {
             proposer,
             self.workload.config.txs_per_block,
         )?;
+        let txs = b.transactions.len();
         net.broadcast(&self.host.slots, &[Message::Block(b)]);
         let head = self.head()?;
         self.vote(net, head);
-        Ok(())
+        self.observe(net, until, txs, began.elapsed())
     }
 }

@@ -19,6 +19,7 @@ pub mod gen;
 pub mod ledger;
 pub mod mempool;
 pub mod net;
+pub mod process;
 pub mod run;
 pub mod state;
 /// The contract VM, which the node runs; it lives in the host, under the `vm.*` slots.

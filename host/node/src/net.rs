@@ -13,7 +13,10 @@
 use std::{
     io::{self, Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
-    sync::{mpsc, Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
     thread::JoinHandle,
 };
 
@@ -143,18 +146,27 @@ struct Peer {
     index: usize,
     stream: Mutex<TcpStream>,
     queue: Arc<PeerQueue>,
+    /// Cleared when the peer's reader stops (the connection closed or failed).
+    alive: Arc<AtomicBool>,
 }
 
 /// One node's connections to every other node: driven by its own reader and writer
-/// threads (the baseline), or by a `net.transport` provider.
+/// threads (the baseline), or by a `net.transport` provider. With the threads, peers can
+/// join after the start ([`Network::add_peer`]: a node process reconnecting).
 pub struct Network {
     pub index: usize,
-    peers: Vec<Arc<Peer>>,
-    readers: Vec<JoinHandle<()>>,
-    writers: Vec<JoinHandle<()>>,
+    peers: Mutex<Vec<Arc<Peer>>>,
+    readers: Mutex<Vec<JoinHandle<()>>>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
     transport: Option<ConnectionsBox>,
+    /// Where the readers deliver (the threads model).
+    inbox: Option<mpsc::Sender<Inbound>>,
     sent: Mutex<KindTraffic>,
     queue_peak: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The node's inbox, as a `net.transport` provider delivers to it.
@@ -232,11 +244,12 @@ impl Network {
     /// (baseline: serialised once per peer into buffers from `mem.buffer_pool`) and go to
     /// each peer's queue (`net.send_queue`), whose writer thread writes them.
     pub fn broadcast(&self, slots: &Slots, msgs: &[Message]) {
+        let peers = lock(&self.peers).clone();
         let lists = slots
             .broadcast
-            .frames(msgs, self.peers.len())
+            .frames(msgs, peers.len())
             .unwrap_or_else(|| {
-                self.peers
+                peers
                     .iter()
                     .map(|_| {
                         msgs.iter()
@@ -253,7 +266,7 @@ impl Network {
                 }
             }
         }
-        for (p, frames) in self.peers.iter().zip(lists) {
+        for (p, frames) in peers.iter().zip(lists) {
             if let Some(t) = &self.transport {
                 if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
                     tracing::warn!(from = self.index, to = p.index, error = %e, "net.transport provider failed to take frames");
@@ -275,6 +288,103 @@ impl Network {
         }
     }
 
+    /// A network of node `index` on the baseline's threads, with no peer yet; readers
+    /// deliver to `inbox`.
+    pub fn threads(index: usize, inbox: mpsc::Sender<Inbound>) -> Network {
+        Network {
+            index,
+            peers: Mutex::default(),
+            readers: Mutex::default(),
+            writers: Mutex::default(),
+            transport: None,
+            inbox: Some(inbox),
+            sent: Default::default(),
+            queue_peak: Default::default(),
+        }
+    }
+
+    /// Connects `peer` over `stream` (handshake done): its send queue (`net.send_queue`),
+    /// writer and reader threads. A connection of the same peer that was there before is
+    /// closed. Only on the threads model ([`Network::threads`]).
+    pub fn add_peer(&self, slots: &Slots, peer: usize, stream: TcpStream) -> io::Result<()> {
+        let Some(inbox) = self.inbox.clone() else {
+            return Err(io::Error::other(
+                "peers join only a network on the baseline's threads",
+            ));
+        };
+        let index = self.index;
+        let queue = Arc::new(PeerQueue::new(slots.send_queue.new_queue(peer as u32)));
+        let (q, mut out) = (queue.clone(), stream.try_clone()?);
+        let (send, pool) = (slots.frame_send.clone(), slots.buffer_pool.clone());
+        let writer = std::thread::Builder::new()
+            .name(format!("peer-{index}->{peer}"))
+            .spawn(move || write_loop(&q, (&send, &pool), &mut out, (index, peer)))?;
+        let alive = Arc::new(AtomicBool::new(true));
+        let (reader, flag) = (stream.try_clone()?, alive.clone());
+        let reader = std::thread::Builder::new()
+            .name(format!("peer-{index}<-{peer}"))
+            .spawn(move || {
+                read_loop(reader, (index, peer), &inbox);
+                flag.store(false, Ordering::SeqCst);
+            })?;
+        let new = Arc::new(Peer {
+            index: peer,
+            stream: Mutex::new(stream),
+            queue,
+            alive,
+        });
+        let old = {
+            let mut peers = lock(&self.peers);
+            let old = peers
+                .iter()
+                .position(|p| p.index == peer)
+                .map(|i| peers.remove(i));
+            peers.push(new);
+            old
+        };
+        if let Some(old) = old {
+            old.queue.close();
+            let _ = lock(&old.stream).shutdown(Shutdown::Both);
+        }
+        lock(&self.writers).push(writer);
+        lock(&self.readers).push(reader);
+        Ok(())
+    }
+
+    /// Whether `peer` is connected and its connection has not failed.
+    pub fn is_connected(&self, peer: usize) -> bool {
+        lock(&self.peers)
+            .iter()
+            .any(|p| p.index == peer && p.alive.load(Ordering::SeqCst))
+    }
+
+    /// Peers connected now.
+    pub fn connected(&self) -> usize {
+        lock(&self.peers)
+            .iter()
+            .filter(|p| p.alive.load(Ordering::SeqCst))
+            .count()
+    }
+
+    /// Sends `msgs`, in order, to `peer` alone (catching it up), through its send queue.
+    pub fn send_to(&self, slots: &Slots, peer: usize, msgs: &[Message]) {
+        let Some(p) = lock(&self.peers).iter().find(|p| p.index == peer).cloned() else {
+            return;
+        };
+        let frames: Vec<Outgoing> = msgs
+            .iter()
+            .map(|m| {
+                let frame = RArc::new(encode_frame(slots, m));
+                lock(&self.sent).count(frame.get(4).copied(), frame.len());
+                Outgoing {
+                    class: class_of(m),
+                    frame,
+                }
+            })
+            .collect();
+        p.queue.push(frames);
+    }
+
     /// What this network has done so far.
     pub fn stats(&self) -> NetworkStats {
         NetworkStats {
@@ -283,7 +393,7 @@ impl Network {
                 .transport
                 .is_none()
                 .then(|| self.queue_peak.load(std::sync::atomic::Ordering::Relaxed)),
-            threads: (self.readers.len() + self.writers.len()) as u64,
+            threads: (lock(&self.readers).len() + lock(&self.writers).len()) as u64,
         }
     }
 
@@ -295,20 +405,17 @@ impl Network {
                 tracing::warn!(node = self.index, error = %e, "net.transport provider failed to shut down");
             }
         }
-        for p in &self.peers {
+        let peers = std::mem::take(&mut *lock(&self.peers));
+        for p in &peers {
             p.queue.close();
         }
-        for w in self.writers {
+        for w in std::mem::take(&mut *lock(&self.writers)) {
             let _ = w.join();
         }
-        for p in &self.peers {
-            let _ = p
-                .stream
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .shutdown(Shutdown::Both);
+        for p in &peers {
+            let _ = lock(&p.stream).shutdown(Shutdown::Both);
         }
-        for r in self.readers {
+        for r in std::mem::take(&mut *lock(&self.readers)) {
             let _ = r.join();
         }
     }
@@ -343,14 +450,16 @@ fn with_transport(
             index: *peer,
             stream: Mutex::new(stream.try_clone()?),
             queue: Arc::new(PeerQueue::new(None)),
+            alive: Arc::new(AtomicBool::new(true)),
         }));
     }
     Ok(Some(Network {
         index,
-        peers,
-        readers: Vec::new(),
-        writers: Vec::new(),
+        peers: Mutex::new(peers),
+        readers: Mutex::default(),
+        writers: Mutex::default(),
         transport: Some(connections),
+        inbox: None,
         sent: Default::default(),
         queue_peak: Default::default(),
     }))
@@ -398,42 +507,11 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
             nodes.push((network, rx));
             continue;
         }
-        let mut peers = Vec::new();
-        let mut readers = Vec::new();
-        let mut writers = Vec::new();
+        let network = Network::threads(index, tx);
         for (peer, stream) in conns {
-            let queue = Arc::new(PeerQueue::new(slots.send_queue.new_queue(peer as u32)));
-            let (q, mut out) = (queue.clone(), stream.try_clone()?);
-            let (send, pool) = (slots.frame_send.clone(), slots.buffer_pool.clone());
-            writers.push(
-                std::thread::Builder::new()
-                    .name(format!("peer-{index}->{peer}"))
-                    .spawn(move || write_loop(&q, (&send, &pool), &mut out, (index, peer)))?,
-            );
-            let (reader, tx) = (stream.try_clone()?, tx.clone());
-            readers.push(
-                std::thread::Builder::new()
-                    .name(format!("peer-{index}<-{peer}"))
-                    .spawn(move || read_loop(reader, (index, peer), &tx))?,
-            );
-            peers.push(Arc::new(Peer {
-                index: peer,
-                stream: Mutex::new(stream),
-                queue,
-            }));
+            network.add_peer(slots, peer, stream)?;
         }
-        nodes.push((
-            Network {
-                index,
-                peers,
-                readers,
-                writers,
-                transport: None,
-                sent: Default::default(),
-                queue_peak: Default::default(),
-            },
-            rx,
-        ));
+        nodes.push((network, rx));
     }
     Ok(nodes)
 }

@@ -142,6 +142,8 @@ pub enum RunError {
         height: u64,
         finalized: u64,
     },
+    #[error("{0}")]
+    Placement(String),
 }
 
 fn fresh_dir(path: &Path) -> Result<(), RunError> {
