@@ -584,3 +584,34 @@ fn the_dashboard_renders_live_values_in_headless_chromium() {
         "no fetch failed: {dom}"
     );
 }
+
+#[test]
+fn gossiped_transactions_decoded_by_a_plugin_are_shadow_checked_too() {
+    let decoder = "memory_allocation_reduction";
+    let (t, monitor, _running, _data) = monitored(
+        &[decoder],
+        &[decoder],
+        "[shadow]\nevery = 1\n",
+        Duration::from_secs(1),
+    );
+    assert!(t.active("mem.tx_decode").starts_with(decoder));
+    let txs = workload::transactions(12, 2, 16);
+    let mut payloads: Vec<Vec<u8>> = txs
+        .iter()
+        .map(|tx| serde_json::to_vec(tx).unwrap())
+        .collect();
+    payloads.push(b"{\"not\": \"a transaction\"}".to_vec());
+    let views: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    for _ in 0..5 {
+        t.host().slots.tx_decode.decode(&views);
+    }
+    let shadow = monitor.shadow().unwrap();
+    assert!(shadow.drain(Duration::from_secs(30)));
+    let w = shadow
+        .windows()
+        .into_iter()
+        .find(|w| w.slot == "mem.tx_decode")
+        .expect("the decoder's calls were checked");
+    assert_eq!((w.checked, w.mismatches), (5, 0), "{w:?}");
+    assert_eq!(t.active("mem.tx_decode").split('@').next(), Some(decoder));
+}

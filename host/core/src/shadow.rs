@@ -25,16 +25,17 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use dubchain_plugin_api::types::{Bytes32, SigItem, VoteItem};
+use dubchain_plugin_api::types::{Bytes32, SigItem, Transaction, VoteItem};
 use serde::Serialize;
 
 use crate::baseline;
 
 /// The slots whose calls are shadow-checked.
-pub const REPLAYED: [&str; 3] = [
+pub const REPLAYED: [&str; 4] = [
     "crypto.sig_verify",
     "consensus.vote_verify",
     "crypto.merkle",
+    "mem.tx_decode",
 ];
 
 /// The slots whose calls are not, and why.
@@ -45,7 +46,6 @@ pub const NOT_REPLAYED: &[(&str, &str)] = &[
     ("consensus.block_validation", "replays blocks on a store; a second replay needs a second store"),
     ("consensus.vote_tally", "an object that lives across calls; its answers depend on every earlier vote"),
     ("mempool.tx_pool", "an object that lives across calls"),
-    ("mem.tx_decode", "not yet replayed (plain data; planned)"),
     ("mem.buffer_pool", "hands out buffers; nothing to compare"),
     ("mem.block_reclaim", "frees blocks; nothing to compare"),
     ("net.broadcast", "writes frames for peers; checked by the peers' decoding"),
@@ -107,6 +107,10 @@ enum Call {
     Merkle {
         trees: Vec<Vec<Bytes32>>,
         answer: Vec<Bytes32>,
+    },
+    TxDecode {
+        payloads: Vec<Vec<u8>>,
+        answer: Vec<Result<Transaction, String>>,
     },
 }
 
@@ -301,6 +305,24 @@ impl Shadow {
         });
     }
 
+    pub(crate) fn offer_tx_decode(
+        &self,
+        provider: Arc<dyn Checked>,
+        payloads: &[&[u8]],
+        answer: &[Result<Transaction, String>],
+        took: Duration,
+    ) {
+        self.offer(Job {
+            slot: "mem.tx_decode",
+            provider,
+            took,
+            call: Call::TxDecode {
+                payloads: payloads.iter().map(|p| p.to_vec()).collect(),
+                answer: answer.to_vec(),
+            },
+        });
+    }
+
     pub fn counts(&self) -> ShadowCounts {
         let s = &self.shared;
         ShadowCounts {
@@ -442,6 +464,47 @@ impl Shared {
                     })
                 };
                 (expected == *answer, (expected != *answer).then(evidence))
+            }
+            Call::TxDecode { payloads, answer } => {
+                let views: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                let expected = baseline::decode_txs(&views);
+                // The same transaction, or both refusing (the reasons' words are the
+                // provider's own).
+                let agree =
+                    |a: &Result<Transaction, String>, b: &Result<Transaction, String>| match (a, b)
+                    {
+                        (Ok(x), Ok(y)) => x == y,
+                        (Err(_), Err(_)) => true,
+                        _ => false,
+                    };
+                let same = expected.len() == answer.len()
+                    && expected.iter().zip(answer).all(|(a, b)| agree(a, b));
+                let evidence = || {
+                    let show = |v: &[Result<Transaction, String>]| {
+                        v.iter()
+                            .map(|r| match r {
+                                Ok(tx) => format!(
+                                    "tx {}",
+                                    hex(&dubchain_plugin_api::chain::tx_hash(tx).0)
+                                ),
+                                Err(e) => format!("refused: {e}"),
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    let differ: Vec<usize> = (0..expected.len().max(answer.len()))
+                        .filter(|&i| match (expected.get(i), answer.get(i)) {
+                            (Some(a), Some(b)) => !agree(a, b),
+                            _ => true,
+                        })
+                        .collect();
+                    serde_json::json!({
+                        "payloads": payloads.iter().map(|p| hex(p)).collect::<Vec<_>>(),
+                        "baseline": show(&expected),
+                        "provider": show(answer),
+                        "differ_at": differ,
+                    })
+                };
+                (same, (!same).then(evidence))
             }
         };
         let baseline_took = began.elapsed();

@@ -1009,17 +1009,22 @@ impl TxDecodeSlot {
     pub fn decode(&self, payloads: &[&[u8]]) -> Vec<Result<Transaction, String>> {
         if !self.baseline_only() {
             let slices: Vec<RSlice<'_, u8>> = payloads.iter().map(|p| (*p).into()).collect();
-            if let Some(out) = self.try_call(|imp| {
-                let v = check_len(
-                    payloads.len(),
-                    imp.decode(slices.as_slice().into())
-                        .into_result()?
-                        .into_vec(),
-                )?;
-                Ok(v.into_iter()
-                    .map(|r| r.into_result().map_err(String::from))
-                    .collect())
-            }) {
+            if let Some(out) = self.try_call_shadowed(
+                |imp| {
+                    let v = check_len(
+                        payloads.len(),
+                        imp.decode(slices.as_slice().into())
+                            .into_result()?
+                            .into_vec(),
+                    )?;
+                    Ok(v.into_iter()
+                        .map(|r| r.into_result().map_err(String::from))
+                        .collect())
+                },
+                |sh, p, answer: &Vec<Result<Transaction, String>>, took| {
+                    sh.offer_tx_decode(p, payloads, answer, took)
+                },
+            ) {
                 return out;
             }
         }
@@ -1468,7 +1473,8 @@ macro_rules! slots_struct {
             pub fn set_shadow(&self, shadow: Option<Arc<Shadow>>) {
                 self.sig_verify.set_shadow(shadow.clone());
                 self.vote_verify.set_shadow(shadow.clone());
-                self.merkle.set_shadow(shadow);
+                self.merkle.set_shadow(shadow.clone());
+                self.tx_decode.set_shadow(shadow);
             }
         }
     };
