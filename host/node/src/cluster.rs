@@ -135,6 +135,7 @@ pub fn run_cluster(
         path: PathBuf::from("127.0.0.1"),
         source,
     })?;
+    let done = &std::sync::Barrier::new(n);
     let results: Vec<Result<NodeOutcome, RunError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = nets
             .into_iter()
@@ -143,12 +144,18 @@ pub fn run_cluster(
                 let (workload, validators) = (&workload, &validators);
                 let host = hosts[network.index];
                 scope.spawn(move || {
+                    // Every node arrives at `done`, even one whose run panicked.
+                    let arrive = Arrive(done);
                     let outcome =
                         Node::open(host, workload, validators, (network.index, n), &dir, true)
                             .and_then(|mut node| {
                                 node.run(&network, &inbox, &Until::blocks(blocks))
                             });
-                    network.shutdown();
+                    // No node closes its connections while another may still write to
+                    // it (the last votes): a write to a closed peer is a failed send.
+                    network.finish_sending();
+                    drop(arrive);
+                    network.close();
                     outcome
                 })
             })
@@ -159,6 +166,15 @@ pub fn run_cluster(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// Waits at the barrier when dropped.
+struct Arrive<'a>(&'a std::sync::Barrier);
+
+impl Drop for Arrive<'_> {
+    fn drop(&mut self) {
+        self.0.wait();
+    }
 }
 
 /// One validator node: its host, store, mempool and consensus state (a thread of
