@@ -48,6 +48,13 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16
     (status, body)
 }
 
+/// `GET path` answered 200 with JSON: the JSON.
+fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = http(addr, "GET", path, None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
@@ -202,9 +209,7 @@ fn metrics_parse_as_prometheus_text_and_counters_move_with_calls() {
         other => panic!("not a histogram: {other:?}"),
     }
     // The same figures as JSON.
-    let (status, body) = http(running.addr, "GET", "/api/status", None);
-    assert_eq!(status, 200);
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let status = get_json(running.addr, "/api/status");
     assert_eq!(status["plugins"][VERIFIER], "enabled");
     assert!(
         status["system_metrics"]["memory_usage_mb"]
@@ -324,11 +329,7 @@ fn an_alert_rule_fires_live_after_its_pending_period() {
     "#;
     let (t, _m, running, _data) =
         monitored(&[VERIFIER], &[VERIFIER], rules, Duration::from_millis(100));
-    let alerts = |addr| -> serde_json::Value {
-        let (status, body) = http(addr, "GET", "/api/alerts", None);
-        assert_eq!(status, 200);
-        serde_json::from_str(&body).unwrap()
-    };
+    let alerts = |addr| get_json(addr, "/api/alerts");
     assert_eq!(alerts(running.addr)["rules"][0]["phase"], "inactive");
     let set = workload::signature_set(6, 16, false);
     for _ in 0..50 {
@@ -456,8 +457,7 @@ fn a_wrong_answer_on_a_shadow_check_demotes_the_plugin_writes_evidence_and_alert
     let at = [("slot", "crypto.sig_verify"), ("plugin", bug)];
     assert_eq!(sample(&m, "dubchain_shadow_mismatches_total", &at), 1.0);
     assert_eq!(sample(&m, "dubchain_provider_demoted", &at), 1.0);
-    let (_, status) = http(running.addr, "GET", "/api/status", None);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = get_json(running.addr, "/api/status");
     assert_eq!(status["shadow"]["mismatches"][0]["plugin"], bug);
     assert!(status["shadow"]["not_replayed"]
         .as_array()
@@ -499,8 +499,7 @@ fn a_plugin_slower_than_its_contract_is_rolled_back() {
     }
     until("the rollback", || t.state(slow) == PluginState::Disabled);
     assert_eq!(t.active("crypto.sig_verify"), "baseline");
-    let (_, status) = http(running.addr, "GET", "/api/status", None);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = get_json(running.addr, "/api/status");
     let rollback = &status["rollbacks"][0];
     assert_eq!(rollback["plugin"], slow);
     assert!(rollback["refused"].is_null(), "{rollback}");

@@ -47,16 +47,20 @@ impl Env {
         self.run(&all)
     }
 
-    fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out: Output = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
-            .current_dir(self.path())
+    /// `dubchain-perf --plugin-dir plugins --state-dir state` in this directory, with no
+    /// selection from the environment.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"));
+        cmd.current_dir(self.path())
             .env_remove("DUBCHAIN_PROFILE")
             .env_remove("DUBCHAIN_CONFIG")
             .env_remove("DUBCHAIN_PLUGIN_DIR")
-            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
-            .args(args)
-            .output()
-            .unwrap();
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"]);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out: Output = self.command().args(args).output().unwrap();
         (
             out.status.success(),
             String::from_utf8(out.stdout).unwrap(),
@@ -570,13 +574,8 @@ fn a_node_serves_its_monitor_stops_cleanly_on_sigterm_and_resumes() {
     use std::io::BufRead as _;
     let env = graph();
     let start = |until: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"));
-        cmd.current_dir(env.path())
-            .env_remove("DUBCHAIN_PROFILE")
-            .env_remove("DUBCHAIN_CONFIG")
-            .env_remove("DUBCHAIN_PLUGIN_DIR")
-            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
-            .args(["node", "--data-dir", "data", "--monitor", "127.0.0.1:0"])
+        let mut cmd = env.command();
+        cmd.args(["node", "--data-dir", "data", "--monitor", "127.0.0.1:0"])
             .args([
                 "--block-time-ms",
                 "20",
@@ -698,12 +697,8 @@ fn a_node_killed_with_sigkill_rejoins_its_peers_when_restarted() {
         .collect();
     let target = 40u64;
     let start = |i: usize| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"));
-        cmd.current_dir(env.path())
-            .env_remove("DUBCHAIN_PROFILE")
-            .env_remove("DUBCHAIN_CONFIG")
-            .env_remove("DUBCHAIN_PLUGIN_DIR")
-            .args(["--plugin-dir", "plugins", "--state-dir", "state", "node"])
+        let mut cmd = env.command();
+        cmd.arg("node")
             .args(["--data-dir", &format!("n{i}"), "--index", &i.to_string()])
             .args(["--listen", &addrs[i], "--monitor", "127.0.0.1:0"])
             .args([

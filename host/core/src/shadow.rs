@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use dubchain_plugin_api::types::{Bytes32, SigItem, Transaction, VoteItem};
+use dubchain_plugin_api::types::{hex_encode, Bytes32, SigItem, Transaction, VoteItem};
 use serde::Serialize;
 
 use crate::baseline;
@@ -402,9 +402,10 @@ impl Drop for Shadow {
 impl Shared {
     fn check(&self, job: Job) {
         let began = Instant::now();
-        let (same, evidence) = match &job.call {
+        // `None` if the answers agree, else the evidence.
+        let mismatch = match &job.call {
             Call::Sig { items, answer } => {
-                let items: Vec<SigItem<'_>> = items
+                let views: Vec<SigItem<'_>> = items
                     .iter()
                     .map(|(public_key, signature, message)| SigItem {
                         public_key: *public_key,
@@ -412,23 +413,10 @@ impl Shared {
                         message: message.as_slice().into(),
                     })
                     .collect();
-                let expected = baseline::sig_verify(&items);
-                let evidence = || {
-                    serde_json::json!({
-                        "items": items.iter().map(|i| serde_json::json!({
-                            "public_key": hex(&i.public_key),
-                            "signature": hex(&i.signature),
-                            "message": hex(i.message.as_slice()),
-                        })).collect::<Vec<_>>(),
-                        "baseline": expected,
-                        "provider": answer,
-                        "differ_at": differ_at(&expected, answer),
-                    })
-                };
-                (expected == *answer, (expected != *answer).then(evidence))
+                verdicts(items, &baseline::sig_verify(&views), answer)
             }
             Call::Votes { items, answer } => {
-                let items: Vec<VoteItem<'_>> = items
+                let views: Vec<VoteItem<'_>> = items
                     .iter()
                     .map(|(public_key, signature, message)| VoteItem {
                         public_key: *public_key,
@@ -436,75 +424,48 @@ impl Shared {
                         message: message.as_slice().into(),
                     })
                     .collect();
-                let expected = baseline::verify_votes(&items);
-                let evidence = || {
-                    serde_json::json!({
-                        "items": items.iter().map(|i| serde_json::json!({
-                            "public_key": hex(&i.public_key),
-                            "signature": hex(&i.signature),
-                            "message": hex(i.message.as_slice()),
-                        })).collect::<Vec<_>>(),
-                        "baseline": expected,
-                        "provider": answer,
-                        "differ_at": differ_at(&expected, answer),
-                    })
-                };
-                (expected == *answer, (expected != *answer).then(evidence))
+                verdicts(items, &baseline::verify_votes(&views), answer)
             }
             Call::Merkle { trees, answer } => {
                 let expected: Vec<Bytes32> =
                     trees.iter().map(|t| baseline::merkle_root(t)).collect();
-                let evidence = || {
-                    let hexes = |v: &[Bytes32]| v.iter().map(|b| hex(&b.0)).collect::<Vec<_>>();
+                // Hashes serialise as hex.
+                let differ = differ_at(&expected, answer, |a, b| a == b);
+                (!differ.is_empty()).then(|| {
                     serde_json::json!({
-                        "trees": trees.iter().map(|t| hexes(t)).collect::<Vec<_>>(),
-                        "baseline": hexes(&expected),
-                        "provider": hexes(answer),
-                        "differ_at": differ_at(&expected, answer),
+                        "trees": trees,
+                        "baseline": expected,
+                        "provider": answer,
+                        "differ_at": differ,
                     })
-                };
-                (expected == *answer, (expected != *answer).then(evidence))
+                })
             }
             Call::TxDecode { payloads, answer } => {
                 let views: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
                 let expected = baseline::decode_txs(&views);
                 // The same transaction, or both refusing (the reasons' words are the
                 // provider's own).
-                let agree =
-                    |a: &Result<Transaction, String>, b: &Result<Transaction, String>| match (a, b)
-                    {
-                        (Ok(x), Ok(y)) => x == y,
-                        (Err(_), Err(_)) => true,
-                        _ => false,
-                    };
-                let same = expected.len() == answer.len()
-                    && expected.iter().zip(answer).all(|(a, b)| agree(a, b));
-                let evidence = || {
-                    let show = |v: &[Result<Transaction, String>]| {
-                        v.iter()
-                            .map(|r| match r {
-                                Ok(tx) => format!(
-                                    "tx {}",
-                                    hex(&dubchain_plugin_api::chain::tx_hash(tx).0)
-                                ),
-                                Err(e) => format!("refused: {e}"),
-                            })
-                            .collect::<Vec<_>>()
-                    };
-                    let differ: Vec<usize> = (0..expected.len().max(answer.len()))
-                        .filter(|&i| match (expected.get(i), answer.get(i)) {
-                            (Some(a), Some(b)) => !agree(a, b),
-                            _ => true,
+                let differ = differ_at(&expected, answer, |a, b| match (a, b) {
+                    (Ok(x), Ok(y)) => x == y,
+                    (Err(_), Err(_)) => true,
+                    _ => false,
+                });
+                let show = |v: &[Result<Transaction, String>]| {
+                    v.iter()
+                        .map(|r| match r {
+                            Ok(tx) => format!("tx {:?}", dubchain_plugin_api::chain::tx_hash(tx)),
+                            Err(e) => format!("refused: {e}"),
                         })
-                        .collect();
+                        .collect::<Vec<_>>()
+                };
+                (!differ.is_empty()).then(|| {
                     serde_json::json!({
-                        "payloads": payloads.iter().map(|p| hex(p)).collect::<Vec<_>>(),
+                        "payloads": payloads.iter().map(|p| hex_encode(p)).collect::<Vec<_>>(),
                         "baseline": show(&expected),
                         "provider": show(answer),
                         "differ_at": differ,
                     })
-                };
-                (same, (!same).then(evidence))
+                })
             }
         };
         let baseline_took = began.elapsed();
@@ -517,7 +478,7 @@ impl Shared {
         let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
         let tally = tallies.entry(key).or_default();
         tally.checked += 1;
-        if same {
+        let Some(evidence) = mismatch else {
             if !job.took.is_zero() {
                 if tally.speedups.len() == self.config.window.max(1) {
                     tally.speedups.pop_front();
@@ -527,12 +488,11 @@ impl Shared {
                     .push_back(baseline_took.as_secs_f64() / job.took.as_secs_f64());
             }
             return;
-        }
+        };
         tally.mismatches += 1;
         drop(tallies);
         self.mismatches.fetch_add(1, Relaxed);
-        let body = evidence.expect("a differing answer has evidence");
-        self.record(&job, body);
+        self.record(&job, evidence);
     }
 
     /// Demotes the provider, writes the evidence and records the mismatch.
@@ -599,20 +559,42 @@ impl Shared {
     }
 }
 
-fn differ_at<T: PartialEq>(a: &[T], b: &[T]) -> Vec<usize> {
-    if a.len() != b.len() {
-        return vec![a.len().min(b.len())];
-    }
-    a.iter()
-        .zip(b)
-        .enumerate()
-        .filter(|(_, (x, y))| x != y)
-        .map(|(i, _)| i)
-        .collect()
+/// The verdicts of a call of signed items (keys, signatures, messages) against the
+/// baseline's: `None` if they agree, else the evidence (every input in hex, both answers).
+fn verdicts<const K: usize, const S: usize>(
+    items: &[([u8; K], [u8; S], Vec<u8>)],
+    expected: &[bool],
+    answer: &[bool],
+) -> Option<serde_json::Value> {
+    let differ = differ_at(expected, answer, |a, b| a == b);
+    (!differ.is_empty()).then(|| {
+        serde_json::json!({
+            "items": items.iter().map(|(key, signature, message)| serde_json::json!({
+                "public_key": hex_encode(key),
+                "signature": hex_encode(signature),
+                "message": hex_encode(message),
+            })).collect::<Vec<_>>(),
+            "baseline": expected,
+            "provider": answer,
+            "differ_at": differ,
+        })
+    })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The positions where `a` and `b` disagree (`same` says when two answers agree); answers
+/// of different lengths differ from the shorter one's end.
+fn differ_at<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<usize> {
+    let mut differ: Vec<usize> = a
+        .iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (x, y))| !same(x, y))
+        .map(|(i, _)| i)
+        .collect();
+    if a.len() != b.len() {
+        differ.push(a.len().min(b.len()));
+    }
+    differ
 }
 
 #[cfg(test)]

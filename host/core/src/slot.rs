@@ -480,10 +480,10 @@ impl<I> Slot<I> {
         self.counters.calls.bump();
         let stack = self.stack.load();
         let top = stack.last()?;
-        let shadow = self.sampled();
-        let began = Instant::now();
+        // The clock is read only for a sampled call.
+        let shadow = self.sampled().map(|sh| (sh, Instant::now()));
         let answer = top.attempt(&self.counters, self.id, call)?;
-        if let Some(sh) = shadow {
+        if let Some((sh, began)) = shadow {
             offer(&sh, top.clone(), &answer, began.elapsed());
         }
         Some(answer)
@@ -1295,7 +1295,7 @@ impl SigVerifySlot {
             return baseline::sig_verify(items);
         };
         let below = LowerFn(|xs: &[SigItem<'_>]| Ok(self.verify_from(stack, depth - 1, xs, None)));
-        let began = Instant::now();
+        let began = shadow.map(|_| Instant::now());
         let answer = top.attempt(&self.counters, self.id, |imp| {
             imp.verify_batch(items.into(), below.as_ffi())
                 .into_result()
@@ -1304,7 +1304,7 @@ impl SigVerifySlot {
         });
         match answer {
             Some(v) => {
-                if let Some(sh) = shadow {
+                if let (Some(sh), Some(began)) = (shadow, began) {
                     sh.offer_sig(top.clone(), items, &v, began.elapsed());
                 }
                 v

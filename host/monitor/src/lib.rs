@@ -251,11 +251,10 @@ impl Monitor {
         let n = &self.node;
         let blocks = n.block_duration();
         let firing = self
-            .alerts()
-            .rules
+            .engine()
+            .firing()
             .into_iter()
-            .filter(|r| r.phase == alerts::Phase::Firing)
-            .map(|r| r.rule.name)
+            .filter_map(|(rule, _, firing)| firing.then_some(rule))
             .collect();
         Status {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -374,7 +373,7 @@ fn new_token() -> String {
     use rand::RngCore as _;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    dubchain_plugin_api::types::hex_encode(&bytes)
 }
 
 /// Writes `token` to `path`, readable and writable by the owner only.

@@ -266,30 +266,16 @@ pub fn gather(src: &Sources<'_>) -> Vec<Family> {
                 ]
             };
             let c = p.counters;
-            put(
-                "dubchain_provider_calls_total",
-                Sample::number(at(), c.calls as f64),
-            );
-            put(
-                "dubchain_provider_errors_total",
-                Sample::number(at(), c.errors as f64),
-            );
-            put(
-                "dubchain_provider_panics_total",
-                Sample::number(at(), c.panics as f64),
-            );
-            put(
-                "dubchain_provider_fallbacks_total",
-                Sample::number(at(), c.fallbacks as f64),
-            );
-            put(
-                "dubchain_provider_breaker_open",
-                Sample::number(at(), u8::from(p.breaker_open)),
-            );
-            put(
-                "dubchain_provider_demoted",
-                Sample::number(at(), u8::from(p.demoted)),
-            );
+            for (name, v) in [
+                ("dubchain_provider_calls_total", c.calls),
+                ("dubchain_provider_errors_total", c.errors),
+                ("dubchain_provider_panics_total", c.panics),
+                ("dubchain_provider_fallbacks_total", c.fallbacks),
+                ("dubchain_provider_breaker_open", u64::from(p.breaker_open)),
+                ("dubchain_provider_demoted", u64::from(p.demoted)),
+            ] {
+                put(name, Sample::number(at(), v as f64));
+            }
             put(
                 "dubchain_provider_call_duration_seconds",
                 Sample {
@@ -341,21 +327,27 @@ pub fn gather(src: &Sources<'_>) -> Vec<Family> {
     put("dubchain_mempool_transactions", gauge(&node.mempool));
     put("dubchain_peers", gauge(&node.peers));
     if let Some((sent, received)) = *node.network.lock().unwrap_or_else(|p| p.into_inner()) {
-        for (dir, t) in [("sent", sent), ("received", received)] {
+        for (t, bytes, messages) in [
+            (
+                sent,
+                "dubchain_network_sent_bytes_total",
+                "dubchain_network_sent_messages_total",
+            ),
+            (
+                received,
+                "dubchain_network_received_bytes_total",
+                "dubchain_network_received_messages_total",
+            ),
+        ] {
             for (kind, k) in [("tx", t.tx), ("block", t.block), ("vote", t.vote)] {
-                let at = || vec![("kind", kind.to_owned())];
-                let (bytes, messages) = match dir {
-                    "sent" => (
-                        "dubchain_network_sent_bytes_total",
-                        "dubchain_network_sent_messages_total",
-                    ),
-                    _ => (
-                        "dubchain_network_received_bytes_total",
-                        "dubchain_network_received_messages_total",
-                    ),
-                };
-                put(bytes, Sample::number(at(), k.bytes as f64));
-                put(messages, Sample::number(at(), k.messages as f64));
+                put(
+                    bytes,
+                    Sample::number(vec![("kind", kind.to_owned())], k.bytes as f64),
+                );
+                put(
+                    messages,
+                    Sample::number(vec![("kind", kind.to_owned())], k.messages as f64),
+                );
             }
         }
     }

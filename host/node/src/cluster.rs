@@ -155,7 +155,7 @@ pub fn run_cluster(
                     // it (the last votes): a write to a closed peer is a failed send.
                     network.finish_sending();
                     drop(arrive);
-                    network.close();
+                    network.shutdown();
                     outcome
                 })
             })
@@ -215,7 +215,10 @@ impl<'a> Node<'a> {
         }
         std::fs::create_dir_all(dir).map_err(io)?;
         let store = StateStore::open(dir)?;
-        store.check_codecs(&host.slots.record_codec)?;
+        if !fresh {
+            // Blocks stored by a codec this host cannot read would be stranded.
+            store.check_codecs(&host.slots.record_codec)?;
+        }
         store.attach(&host.slots);
         if store.head()?.is_none() {
             block::commit_genesis(host, &store, &workload.genesis())?;

@@ -400,41 +400,29 @@ impl Network {
     /// Lets every writer finish what is queued, then closes every connection and waits for
     /// the reader threads.
     pub fn shutdown(self) {
-        self.finish_sending();
-        self.close();
-    }
-
-    /// Lets every writer finish what is queued and stop (a `net.transport` provider is shut
-    /// down); the connections stay open, so peers still writing to this node are not cut
-    /// off. [`Network::close`] ends them.
-    pub fn finish_sending(&self) {
         if let Some(t) = &self.transport {
             if let Err(e) = t.shutdown().into_result() {
                 tracing::warn!(node = self.index, error = %e, "net.transport provider failed to shut down");
             }
         }
-        for p in lock(&self.peers).iter() {
-            p.queue.close();
-        }
-        for w in std::mem::take(&mut *lock(&self.writers)) {
-            let _ = w.join();
-        }
-    }
-
-    /// Closes every connection and waits for the reader threads.
-    pub fn close(self) {
+        self.finish_sending();
         let peers = std::mem::take(&mut *lock(&self.peers));
-        for p in &peers {
-            p.queue.close();
-        }
-        for w in std::mem::take(&mut *lock(&self.writers)) {
-            let _ = w.join();
-        }
         for p in &peers {
             let _ = lock(&p.stream).shutdown(Shutdown::Both);
         }
         for r in std::mem::take(&mut *lock(&self.readers)) {
             let _ = r.join();
+        }
+    }
+
+    /// Lets every writer finish what is queued and stop; the connections stay open, so
+    /// peers still writing to this node are not cut off ([`Network::shutdown`] closes them).
+    pub fn finish_sending(&self) {
+        for p in lock(&self.peers).iter() {
+            p.queue.close();
+        }
+        for w in std::mem::take(&mut *lock(&self.writers)) {
+            let _ = w.join();
         }
     }
 }
