@@ -548,6 +548,13 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
     assert_eq!(json["missing"][0], "fixture_wrong_answer");
     assert_eq!(json["runs_per_side"], 1);
     assert!(json["rows"][0]["ci95"].is_array());
+    // The network stage ran node processes, each with its own host.
+    let rows = json["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "network (2 node processes, TCP)"),
+        "{rows:?}"
+    );
 }
 
 /// `plugins list` and `plugins plan` run no plugin code: a plugin whose `init` panics (the

@@ -382,23 +382,15 @@ pub struct NodeArgs {
     /// Where the node listens for its peers (with peers).
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: std::net::SocketAddr,
-}
-
-impl WorkloadArgs {
-    /// The same workload again, as arguments of a child `node`.
-    pub fn child_args(&self) -> Vec<String> {
-        [
-            ("--txs-per-block", self.txs_per_block.to_string()),
-            ("--accounts", self.accounts.to_string()),
-            ("--validators", self.validators.to_string()),
-            ("--zipf", self.zipf.to_string()),
-            ("--invalid-share", self.invalid_share.to_string()),
-            ("--contract-share", self.contract_share.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_owned(), v])
-        .collect()
-    }
+    /// Run on the baselines only: load no plugin and watch no directory (the admin API can
+    /// still enable one).
+    #[arg(long)]
+    pub baselines: bool,
+    /// Started by a launcher (`cluster`, the main job's network stage): connect to every
+    /// peer before running, print `report <JSON>` when --until-height is final, and close
+    /// the connections only when standard input closes.
+    #[arg(long, hide = true)]
+    pub launched: bool,
 }
 
 fn peer(s: &str) -> Result<(usize, std::net::SocketAddr), String> {

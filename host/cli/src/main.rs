@@ -92,7 +92,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gates(GatesCmd::Export { file }) => gates::export(&open()?, &file),
         Command::Gates(GatesCmd::Import { file }) => gates::import(options, &file),
         Command::Gates(GatesCmd::Reset) => gates::reset(&options),
-        Command::Run(args) => run::run(&open()?, &args),
+        Command::Run(args) => run::run(&open()?, &args, global_args),
         Command::Chain(ChainCmd::Produce { chain, seed }) => chain::produce(&open()?, &chain, seed),
         Command::Chain(ChainCmd::Check { chain, seed }) => chain::check(&open()?, &chain, seed),
         Command::Chain(ChainCmd::CommitRace {

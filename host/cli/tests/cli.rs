@@ -680,6 +680,42 @@ fn cluster_runs_four_node_processes_to_the_same_head() {
     for i in 0..4 {
         assert!(out.contains(&format!("node {i}: head 8 ")), "{out}");
     }
+    // Each node its own process, on the baselines' network: a reader and a writer thread
+    // per peer.
+    assert_eq!(out.matches(", 6 peer threads;").count(), 4, "{out}");
+}
+
+/// A cluster that cannot finish in time fails with one line saying so, and leaves no node
+/// process behind.
+#[test]
+fn a_cluster_past_its_timeout_stops_every_node() {
+    let env = graph();
+    let (ok, out, err) = env.run(&[
+        "cluster",
+        "--nodes",
+        "2",
+        "--until-height",
+        "1000000",
+        "--data-dir",
+        "cluster",
+        "--txs-per-block",
+        "4",
+        "--accounts",
+        "20",
+        "--timeout",
+        "5",
+    ]);
+    assert!(!ok, "{out}\n{err}");
+    assert!(err.contains("did not finish within 5s"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let ours = env.path().join("cluster").display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&ours))
+        .collect();
+    assert!(left.is_empty(), "node processes left running: {left:?}");
 }
 
 #[test]

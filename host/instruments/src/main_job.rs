@@ -27,6 +27,8 @@ pub struct MainJobOptions {
     /// Go on when the plan has problems or a plugin fails to load.
     pub allow_missing: bool,
     pub out: PathBuf,
+    /// The network stage's node processes (none: no network stage).
+    pub network: Option<system::NodeProcesses>,
 }
 
 /// Why the main job ran nothing.
@@ -128,7 +130,7 @@ pub fn run(
         blocks: o.blocks,
         runs: o.runs,
         data_dir: o.data_dir.clone(),
-        network: true,
+        network: o.network.clone(),
         catch_up: true,
         count_allocations: false,
     };

@@ -5,7 +5,9 @@
 //! How a figure is taken (docs/benchmarking.md, "How the node is measured"):
 //! * every node owns its host: each run asks `new_host` for a fresh host (plugins newly
 //!   loaded, so no cache, pool or instance survives from an earlier run) for the proposer,
-//!   the validator, each cluster node and the catch-up node;
+//!   the validator and the catch-up node; the network stage's nodes are processes of their
+//!   own ([`NodeProcesses`]), timed by their own clocks from the first node starting its run
+//!   (every peer connected, store open) to the last reaching the final height;
 //! * every run starts from fresh stores;
 //! * stage timers cover the node's work only (generating and signing the workload is not in
 //!   any stage);
@@ -22,8 +24,10 @@ use std::{path::PathBuf, time::Instant};
 use dubchain_host::{alloc_count, Host};
 use dubchain_node::{
     block,
-    cluster::{run_cluster, NodeStats},
+    cluster::NodeStats,
     gen::{Workload, WorkloadConfig},
+    launch::{self, Launch},
+    process::Report,
     run::{run_chain, ChainConfig, ChainReport, NodeHosts},
     state::{Head, StateStore},
 };
@@ -43,12 +47,27 @@ pub struct SystemOptions {
     pub runs: usize,
     /// Scratch directory for the stores (emptied per run).
     pub data_dir: PathBuf,
-    /// Also run the chain by `workload.validators` nodes over TCP on loopback.
-    pub network: bool,
+    /// Also run the chain by `workload.validators` node processes over TCP on loopback.
+    pub network: Option<NodeProcesses>,
     /// Also replay each run's chain on a new node in runs of 64 blocks.
     pub catch_up: bool,
     /// One extra untimed run per side with allocation counting on (the host's heap).
     pub count_allocations: bool,
+}
+
+/// The network stage's nodes: processes of `dubchain-perf node` ([`dubchain_node::launch`]),
+/// each loading its own host. The plugins' nodes get `host_args` (the session's plugin
+/// selection); the baselines' nodes the same and `--baselines`, so that both sides run the
+/// same binary on the same configuration. Shadow checks are off on both (a node of the
+/// baselines has nothing to check).
+#[derive(Debug, Clone)]
+pub struct NodeProcesses {
+    /// The `dubchain-perf` binary.
+    pub exe: PathBuf,
+    /// Its arguments before `node`.
+    pub host_args: Vec<String>,
+    /// How long one cluster may take, start-up included.
+    pub timeout: std::time::Duration,
 }
 
 /// The chain's end on every node of a run: what both sides must agree on.
@@ -81,7 +100,12 @@ fn chain_config(o: &SystemOptions, dir: PathBuf) -> ChainConfig {
 
 /// One run of one side: the chain on two fresh hosts, then (if asked) the cluster on fresh
 /// hosts and the catch-up node on a fresh host.
-fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measured, String> {
+fn measure(
+    new_host: &NewHost,
+    baselines: bool,
+    o: &SystemOptions,
+    dir: PathBuf,
+) -> Result<Measured, String> {
     let (proposer, validator) = (new_host()?, new_host()?);
     let rss_reset = alloc_count::reset_peak_rss();
     let cpu = alloc_count::cpu_seconds();
@@ -105,22 +129,21 @@ fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measur
     let mut network_s = None;
     let mut cluster = None;
     let mut cluster_nodes = Vec::new();
-    if o.network {
-        let n = o.workload.validators.max(1);
-        let hosts = (0..n).map(|_| new_host()).collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&Host> = hosts.iter().collect();
-        let t = Instant::now();
-        let nodes = run_cluster(&refs, o.workload.clone(), o.blocks, &dir.join("cluster"))
-            .map_err(|e| format!("the run over TCP: {e}"))?;
-        network_s = Some(t.elapsed().as_secs_f64());
-        if let Some(odd) = nodes.iter().find(|n| n.head != nodes[0].head) {
+    if let Some(processes) = &o.network {
+        let nodes = cluster_of_processes(processes, baselines, o, &dir)?;
+        // From the first node starting its run to the last reaching the final height.
+        let started = nodes.iter().map(|r| r.started_unix_ns).min().unwrap_or(0);
+        let finished = nodes.iter().map(|r| r.finished_unix_ns).max().unwrap_or(0);
+        network_s = Some(finished.saturating_sub(started) as f64 / 1e9);
+        let head = nodes[0].outcome.head;
+        if let Some(odd) = nodes.iter().find(|r| r.outcome.head != head) {
             return Err(format!(
                 "over TCP, node {} ended on {:?}, node 0 on {:?}",
-                odd.index, odd.head, nodes[0].head
+                odd.outcome.index, odd.outcome.head, head
             ));
         }
-        cluster = Some(nodes[0].head);
-        cluster_nodes = nodes.iter().map(|n| n.stats).collect();
+        cluster = Some(head);
+        cluster_nodes = nodes.iter().map(|r| r.outcome.stats).collect();
     }
 
     let mut catch_up_s = None;
@@ -171,6 +194,38 @@ fn measure(new_host: &NewHost, o: &SystemOptions, dir: PathBuf) -> Result<Measur
         cpu_s,
         peak_rss,
     })
+}
+
+/// The chain by `workload.validators` node processes on loopback, stores under
+/// `dir/cluster`; each node's report.
+fn cluster_of_processes(
+    p: &NodeProcesses,
+    baselines: bool,
+    o: &SystemOptions,
+    dir: &std::path::Path,
+) -> Result<Vec<Report>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("monitor.toml");
+    std::fs::write(
+        &config,
+        "# Written by the system benchmark.\n[shadow]\nevery = 0\n",
+    )
+    .map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut node_args = vec!["--monitor-config".to_owned(), config.display().to_string()];
+    if baselines {
+        node_args.push("--baselines".to_owned());
+    }
+    launch::launch(&Launch {
+        exe: p.exe.clone(),
+        host_args: p.host_args.clone(),
+        node_args,
+        workload: o.workload.clone(),
+        until_height: o.blocks,
+        block_time: std::time::Duration::ZERO,
+        data_dir: dir.join("cluster"),
+        timeout: p.timeout,
+    })
+    .map_err(|e| format!("the run over TCP: {e}"))
 }
 
 /// The host's heap over one untimed chain run with counting on.
@@ -286,8 +341,11 @@ fn rows(b: &[Measured], p: &[Measured], o: &SystemOptions) -> Vec<StageRow> {
     time_row("storage", &|m| m.report.stages.storage * 1e3);
     time_row("validation", &|m| m.report.stages.validation * 1e3);
     time_row("consensus", &|m| m.report.stages.consensus * 1e3);
-    if o.network {
-        let name = format!("network ({} nodes, TCP)", o.workload.validators.max(1));
+    if o.network.is_some() {
+        let name = format!(
+            "network ({} node processes, TCP)",
+            o.workload.validators.max(1)
+        );
         time_row(&name, &|m| m.network_s.unwrap_or(0.0) * 1e3);
     }
     if o.catch_up {
@@ -325,7 +383,7 @@ pub fn run(
             } else {
                 ("plugins", plugins)
             };
-            let m = measure(new_host, o, o.data_dir.join(name))
+            let m = measure(new_host, is_baseline, o, o.data_dir.join(name))
                 .map_err(|e| format!("system benchmark, run {} on {name}: {e}", run + 1))?;
             if is_baseline { &mut b } else { &mut p }.push(m);
             progress(b.len() + p.len(), total);

@@ -80,7 +80,7 @@ pub struct Observed {
 }
 
 /// What one node ended with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeOutcome {
     pub index: usize,
     pub head: Head,
@@ -89,7 +89,7 @@ pub struct NodeOutcome {
 }
 
 /// What a node's network carried inside the cluster, and where its thread's time went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStats {
     /// Sent, queue depth and threads.
     pub network: NetworkStats,

@@ -16,6 +16,7 @@ pub mod commit_race;
 pub mod consensus;
 pub mod execute;
 pub mod gen;
+pub mod launch;
 pub mod ledger;
 pub mod mempool;
 pub mod net;

@@ -505,21 +505,33 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
             streams[i].push((j, inc));
         }
     }
-    let mut nodes = Vec::with_capacity(n);
-    for (index, conns) in streams.into_iter().enumerate() {
-        let slots = slots[index];
-        let (tx, rx) = mpsc::channel();
-        if let Some(network) = with_transport(slots, index, &conns, &tx)? {
-            nodes.push((network, rx));
-            continue;
-        }
-        let network = Network::threads(index, tx);
-        for (peer, stream) in conns {
-            network.add_peer(slots, peer, stream)?;
-        }
-        nodes.push((network, rx));
+    streams
+        .into_iter()
+        .enumerate()
+        .map(|(index, conns)| {
+            let (tx, rx) = mpsc::channel();
+            Ok((fixed(slots[index], index, conns, tx)?, rx))
+        })
+        .collect()
+}
+
+/// Node `index`'s network on a fixed set of connections (`(peer, stream)`, handshakes
+/// done): the `net.transport` provider's if it takes them, else a reader and a writer
+/// thread per peer; what peers send goes to `tx`.
+pub fn fixed(
+    slots: &Slots,
+    index: usize,
+    conns: Vec<(usize, TcpStream)>,
+    tx: mpsc::Sender<Inbound>,
+) -> io::Result<Network> {
+    if let Some(network) = with_transport(slots, index, &conns, &tx)? {
+        return Ok(network);
     }
-    Ok(nodes)
+    let network = Network::threads(index, tx);
+    for (peer, stream) in conns {
+        network.add_peer(slots, peer, stream)?;
+    }
+    Ok(network)
 }
 
 #[cfg(test)]

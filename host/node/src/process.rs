@@ -69,6 +69,38 @@ fn heard(stream: &mut TcpStream) -> io::Result<(usize, u64)> {
     Ok((index, head))
 }
 
+/// How a node process meets its peers.
+#[derive(Clone, Copy)]
+pub enum Peering<'a> {
+    /// Dial and accept peers as they come and go; a peer that joins behind is caught up.
+    Open,
+    /// Connect to every peer first (an error after `timeout`), then run on that fixed set
+    /// of connections, through the `net.transport` provider if one takes them; a cluster
+    /// without a message for `cluster::STALL` is an error. `finished` is told the node's
+    /// run once it has sent its last frames, before it closes its connections (a launcher
+    /// holds every node there until all have finished: `crate::launch`).
+    Fixed {
+        timeout: Duration,
+        finished: &'a dyn Fn(&Report),
+    },
+}
+
+/// A node's run on a fixed set of peers: its outcome and when (wall clock, nanoseconds since
+/// the Unix epoch, so that nodes on one machine compare) its run started (every peer
+/// connected, store open) and ended (its last block final).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub outcome: NodeOutcome,
+    pub started_unix_ns: u64,
+    pub finished_unix_ns: u64,
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Runs node `placement.index` of `workload.validators` on the store in `dir` until `stop`
 /// (or `until_height` blocks are final); `observe` is told of every block it commits.
 pub fn run_node(
@@ -77,6 +109,7 @@ pub fn run_node(
     dir: PathBuf,
     placement: &Placement,
     (stop, until_height, block_time): (&AtomicBool, Option<u64>, Duration),
+    peering: Peering<'_>,
     observe: &(dyn Fn(&Observed) + Sync),
 ) -> Result<NodeOutcome, RunError> {
     let n = workload.validators.max(1);
@@ -100,6 +133,34 @@ pub fn run_node(
     })?;
     listener.set_nonblocking(true).map_err(io)?;
     let (tx, inbox) = mpsc::channel();
+    if let Peering::Fixed { timeout, finished } = peering {
+        let conns = connect_all(me, &listener, placement, timeout)?;
+        let net = crate::net::fixed(&host.slots, me, conns, tx).map_err(io)?;
+        let started_unix_ns = unix_ns();
+        let outcome = node.run(
+            &net,
+            &inbox,
+            &Until {
+                blocks: until_height,
+                stop: Some(stop),
+                stall: Some(crate::cluster::STALL),
+                block_time,
+                observe: Some(observe),
+                ..Until::default()
+            },
+        );
+        let finished_unix_ns = unix_ns();
+        net.finish_sending();
+        if let Ok(outcome) = &outcome {
+            finished(&Report {
+                outcome: outcome.clone(),
+                started_unix_ns,
+                finished_unix_ns,
+            });
+        }
+        net.shutdown();
+        return outcome;
+    }
     let net = Network::threads(me, tx);
     let (joined, joins) = mpsc::channel::<(usize, u64)>();
     let head = AtomicU64::new(0);
@@ -182,6 +243,85 @@ pub fn run_node(
     });
     net.shutdown();
     outcome
+}
+
+/// A connection to every peer, handshakes done: peers with lower indices dialled, the others
+/// accepted, until all are there or `timeout` has passed.
+fn connect_all(
+    me: usize,
+    listener: &TcpListener,
+    placement: &Placement,
+    timeout: Duration,
+) -> Result<Vec<(usize, TcpStream)>, RunError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut conns: Vec<(usize, TcpStream)> = Vec::with_capacity(placement.peers.len());
+    let has = |conns: &[(usize, TcpStream)], peer| conns.iter().any(|(p, _)| *p == peer);
+    while conns.len() < placement.peers.len() {
+        if std::time::Instant::now() >= deadline {
+            let missing: Vec<String> = placement
+                .peers
+                .iter()
+                .filter(|(p, _)| !has(&conns, *p))
+                .map(|(p, a)| format!("{p}@{a}"))
+                .collect();
+            return Err(RunError::Placement(format!(
+                "validator {me} reached no connection to {} within {timeout:?}; start those nodes, or check their addresses",
+                missing.join(", ")
+            )));
+        }
+        match listener.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.set_nonblocking(false);
+                let greeted = heard(&mut s).and_then(|(peer, _)| {
+                    hello(&mut s, me, 0)?;
+                    Ok(peer)
+                });
+                match greeted {
+                    Ok(peer)
+                        if placement.peers.iter().any(|(p, _)| *p == peer)
+                            && !has(&conns, peer) =>
+                    {
+                        let _ = s.set_nodelay(true);
+                        conns.push((peer, s));
+                    }
+                    Ok(peer) => tracing::warn!(
+                        node = me,
+                        peer,
+                        "a connection from an unexpected or duplicate validator; closed"
+                    ),
+                    Err(e) => tracing::warn!(node = me, error = %e, "a peer's handshake failed"),
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => tracing::warn!(node = me, error = %e, "accepting a peer failed"),
+        }
+        for &(peer, addr) in placement.peers.iter().filter(|(p, _)| *p < me) {
+            if has(&conns, peer) {
+                continue;
+            }
+            let dialled = TcpStream::connect_timeout(&addr, RETRY).and_then(|mut s| {
+                hello(&mut s, me, 0)?;
+                match heard(&mut s)? {
+                    (who, _) if who == peer => Ok(s),
+                    (who, _) => Err(io::Error::other(format!(
+                        "{addr} answered as validator {who}, not {peer}"
+                    ))),
+                }
+            });
+            match dialled {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conns.push((peer, s));
+                }
+                Err(e) => {
+                    tracing::debug!(node = me, peer, error = %e, "peer not reached; retrying")
+                }
+            }
+        }
+        std::thread::sleep(RETRY / 4);
+    }
+    Ok(conns)
 }
 
 /// The placement of node `index` among `addrs` (every validator's address, by index).

@@ -52,7 +52,7 @@ pub fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<
             blocks: args.system.blocks,
             runs: args.runs.into(),
             data_dir: args.out.join("scratch"),
-            network: false,
+            network: None,
             catch_up: false,
             count_allocations: true,
         }),

@@ -16,12 +16,15 @@ use dubchain_host::{
     watch::{watch, Reloader},
 };
 use dubchain_monitor::{alerts, config, metrics, Monitor};
-use dubchain_node::{cluster::Observed, ledger, process};
+use dubchain_node::{cluster::Observed, launch, ledger, process};
 
 use crate::{
     args::{ClusterArgs, NodeArgs},
     print,
 };
+
+/// How long a launched node waits for all its peers to connect.
+const LAUNCHED_CONNECT: Duration = Duration::from_secs(120);
 
 /// Set by SIGINT or SIGTERM: the node finishes the block in progress and stops.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -50,8 +53,14 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     })?;
     let host = Arc::new(s.host());
     let reloader = Arc::new(Reloader::new(host.clone(), s.options.clone()));
-    let first = reloader.reload(Vec::new());
-    println!("{first}");
+    let feature_set = if args.baselines {
+        println!("on the baselines: no plugin loaded");
+        "baselines".to_owned()
+    } else {
+        let first = reloader.reload(Vec::new());
+        println!("{first}");
+        first.feature_set_id
+    };
     let config = match &args.monitor_config {
         Some(path) => config::load(path),
         None => (config::builtin(), Vec::new()),
@@ -65,7 +74,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         config,
         dir,
     )?);
-    monitor.set_feature_set(&first.feature_set_id);
+    monitor.set_feature_set(&feature_set);
     let running =
         dubchain_monitor::serve(monitor.clone(), args.monitor, dir, Duration::from_secs(1))?;
     println!(
@@ -75,7 +84,9 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     );
     // Hot reload of the plugin directory; without one the node runs on what it has.
     let plugin_dir = &s.options.plugin_dir;
-    let _watcher = if plugin_dir.is_dir() {
+    let _watcher = if args.baselines {
+        None
+    } else if plugin_dir.is_dir() {
         let monitor = monitor.clone();
         Some(
             watch(plugin_dir, reloader, move |event| {
@@ -96,7 +107,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     stop_on_signals();
     let block_time = Duration::from_millis(args.block_time_ms);
     let node = monitor.node.clone();
-    let head = if args.peers.is_empty() {
+    let head = if args.peers.is_empty() && !args.launched {
         alone(&host, args, &node, block_time)?
     } else {
         let n = args.workload.validators;
@@ -122,12 +133,28 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             node.peers.store(o.peers as u64, Ordering::Relaxed);
             node.traffic(o.sent, o.received);
         };
+        let report = |r: &process::Report| {
+            let json = serde_json::to_string(r).expect("a report serializes");
+            println!("{}{json}", launch::REPORT);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            // Held open for peers still sending until the launcher closes standard input.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        };
+        let peering = if args.launched {
+            process::Peering::Fixed {
+                timeout: LAUNCHED_CONNECT,
+                finished: &report,
+            }
+        } else {
+            process::Peering::Open
+        };
         process::run_node(
             &host,
             args.workload.config(args.seed),
             dir.clone(),
             &placement,
             (&STOP, args.until_height, block_time),
+            peering,
             &observe,
         )?
         .head
@@ -174,76 +201,42 @@ fn alone(
 /// `cluster`: N `node` processes of this binary on loopback, to the same final height.
 pub fn cluster(args: &ClusterArgs, global: Vec<String>) -> Result<ExitCode> {
     let n = usize::from(args.nodes);
-    let free = || -> Result<std::net::SocketAddr> {
-        Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-    };
-    let listen: Vec<_> = (0..n).map(|_| free()).collect::<Result<_>>()?;
-    let exe = std::env::current_exe()?;
-    let mut workload = args.workload.clone();
+    let mut workload = args.workload.config(args.seed);
     workload.validators = n;
-    let mut children = Vec::with_capacity(n);
-    for (i, addr) in listen.iter().enumerate() {
-        let dir = args.data_dir.join(format!("node-{i}"));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
-        }
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(&global)
-            .arg("node")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(["--index", &i.to_string(), "--listen", &addr.to_string()])
-            .args(["--monitor", "127.0.0.1:0", "--seed", &args.seed.to_string()])
-            .args(["--until-height", &args.until_height.to_string()])
-            .args(["--block-time-ms", &args.block_time_ms.to_string()])
-            .args(workload.child_args())
-            .stdout(std::process::Stdio::piped());
-        for (j, a) in listen.iter().enumerate().filter(|(j, _)| *j != i) {
-            cmd.args(["--peer", &format!("{j}@{a}")]);
-        }
-        children.push(cmd.spawn().context("starting a node process")?);
-    }
+    let l = launch::Launch {
+        exe: std::env::current_exe()?,
+        host_args: global,
+        node_args: Vec::new(),
+        workload,
+        until_height: args.until_height,
+        block_time: Duration::from_millis(args.block_time_ms),
+        data_dir: args.data_dir.clone(),
+        timeout: Duration::from_secs(args.timeout),
+    };
     println!(
-        "{n} node processes on {}",
-        listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        "{n} node processes, stores in {}, to height {}",
+        args.data_dir.display(),
+        args.until_height
     );
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    let mut heads = Vec::with_capacity(n);
-    for (i, mut child) in children.into_iter().enumerate() {
-        let out = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
-        while child.try_wait()?.is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let status = child.wait()?;
-        let stdout = reader.join().unwrap_or_default();
-        let head = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("stopped at head "))
-            .and_then(|r| {
-                let mut w = r.split_whitespace();
-                Some((
-                    w.next()?.to_owned(),
-                    w.next()?.trim_end_matches(';').to_owned(),
-                ))
-            });
-        heads.push((i, status, head));
-    }
+    let reports = launch::launch(&l)?;
+    let first = reports[0].outcome.head;
+    let started = reports.iter().map(|r| r.started_unix_ns).min().unwrap_or(0);
     let mut agreed = true;
-    let first = heads.first().and_then(|(_, _, h)| h.clone());
-    for (i, status, head) in &heads {
-        match head {
-            Some((height, hash)) => println!("node {i}: head {height} {hash} ({status})"),
-            None => println!("node {i}: no head reported ({status})"),
-        }
-        agreed &= status.success() && head.is_some() && *head == first;
+    for r in &reports {
+        let o = &r.outcome;
+        let sent = o.stats.network.sent.total();
+        println!(
+            "node {}: head {} {:?}, {} final; sent {} frames ({} bytes), {} peer threads; ran {:.3} s",
+            o.index,
+            o.head.height,
+            o.head.hash,
+            o.finalized,
+            sent.messages,
+            sent.bytes,
+            o.stats.network.threads,
+            r.finished_unix_ns.saturating_sub(started) as f64 / 1e9
+        );
+        agreed &= o.head == first;
     }
     if agreed {
         println!("every node stopped at the same head");

@@ -12,7 +12,7 @@ use dubchain_instruments::{
 
 use crate::{args::RunArgs, print};
 
-pub fn run(s: &Session, args: &RunArgs) -> Result<ExitCode> {
+pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
     let prepared = match main_job::prepare(s, args.allow_missing) {
         Ok(p) => p,
@@ -58,6 +58,11 @@ pub fn run(s: &Session, args: &RunArgs) -> Result<ExitCode> {
         },
         allow_missing: args.allow_missing,
         out: args.out.clone(),
+        network: Some(dubchain_instruments::system::NodeProcesses {
+            exe: std::env::current_exe()?,
+            host_args: global_args,
+            timeout: Duration::from_secs(600),
+        }),
     };
     let progress = print::progress("chain runs", u64::from(args.runs) * 2);
     let job = main_job::run(s, &prepared, &options, progress).map_err(anyhow::Error::msg)?;

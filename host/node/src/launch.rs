@@ -1,0 +1,248 @@
+//! Starting a cluster as operating-system processes: N `dubchain-perf node --launched`
+//! children on loopback, each its own process with its own host, plugins and store, run to
+//! the same final height and reported (`dubchain-perf cluster`, and the main job's network
+//! stage through `dubchain-instruments`).
+//!
+//! The protocol with a child, over its standard streams:
+//! * the child connects to every peer, runs until `until_height` is final, sends its last
+//!   frames and prints one line `report <JSON>` ([`crate::process::Report`]);
+//! * it then keeps its connections open (a peer may still be sending it the last votes: a
+//!   write to a closed peer is a failed send) until its standard input closes;
+//! * the launcher closes every child's standard input once all have reported, or kills all
+//!   of them when one fails or the timeout passes. No child outlives [`launch`].
+//!
+//! This module speaks the command line of `dubchain-perf node` ([`node_args`]); the CLI's
+//! tests start clusters through it, which holds the two together.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use crate::{gen::WorkloadConfig, process::Report};
+
+/// The line a launched node prints when its run is over: this prefix, then the JSON.
+pub const REPORT: &str = "report ";
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The `dubchain-perf` binary.
+    pub exe: PathBuf,
+    /// Its arguments before `node`: the plugin selection (`--plugin-dir`, `--profile`, ...).
+    pub host_args: Vec<String>,
+    /// More arguments of `node` itself (`--baselines`, `--monitor-config FILE`).
+    pub node_args: Vec<String>,
+    /// `validators` is the number of nodes.
+    pub workload: WorkloadConfig,
+    pub until_height: u64,
+    pub block_time: Duration,
+    /// Node `i`'s store goes in `<data_dir>/node-<i>`, emptied first.
+    pub data_dir: PathBuf,
+    /// How long the whole cluster may take, start-up included.
+    pub timeout: Duration,
+}
+
+/// `workload` as arguments of `dubchain-perf node`.
+pub fn workload_args(w: &WorkloadConfig) -> Vec<String> {
+    [
+        ("--seed", w.seed.to_string()),
+        ("--txs-per-block", w.txs_per_block.to_string()),
+        ("--accounts", w.accounts.to_string()),
+        ("--validators", w.validators.to_string()),
+        ("--zipf", w.zipf.to_string()),
+        ("--invalid-share", w.invalid_share.to_string()),
+        ("--contract-share", w.contract_share.to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_owned(), v])
+    .collect()
+}
+
+/// The arguments of node `index` of the cluster listening on `addrs`.
+pub fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr]) -> Vec<String> {
+    let dir = l.data_dir.join(format!("node-{index}"));
+    let mut args = l.host_args.clone();
+    args.extend(["node".into(), "--launched".into(), "--data-dir".into()]);
+    args.push(dir.display().to_string());
+    args.extend(["--index".into(), index.to_string()]);
+    args.extend(["--listen".into(), addrs[index].to_string()]);
+    args.extend(["--monitor".into(), "127.0.0.1:0".into()]);
+    args.extend(["--until-height".into(), l.until_height.to_string()]);
+    args.extend([
+        "--block-time-ms".into(),
+        l.block_time.as_millis().to_string(),
+    ]);
+    args.extend(workload_args(&l.workload));
+    for (j, a) in addrs.iter().enumerate().filter(|(j, _)| *j != index) {
+        args.extend(["--peer".into(), format!("{j}@{a}")]);
+    }
+    args.extend(l.node_args.iter().cloned());
+    args
+}
+
+/// Why a cluster did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node {index} exited ({status}) without a report: {said}")]
+    Failed {
+        index: usize,
+        status: ExitStatus,
+        said: String,
+    },
+    #[error("node {index} printed a report that does not parse ({error}): {line}")]
+    Report {
+        index: usize,
+        error: String,
+        line: String,
+    },
+    #[error("the cluster did not finish within {0:?} (nodes {1:?} had not reported); every node was stopped: allow more time or ask for fewer blocks")]
+    Timeout(Duration, Vec<usize>),
+}
+
+/// Every child, killed and reaped if the launch ends early.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Addresses free on loopback now, one per node (a node binds its own a moment later).
+fn free_addrs(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    // Held together, so that no two are the same port.
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    held.iter().map(TcpListener::local_addr).collect()
+}
+
+/// What a child's standard streams said.
+enum Said {
+    Line(usize, String),
+    /// Its standard output closed; the last lines of its standard error.
+    Closed(usize, String),
+}
+
+/// Starts the cluster, waits until every node has reported, lets them close, and returns
+/// the reports by node.
+pub fn launch(l: &Launch) -> Result<Vec<Report>, LaunchError> {
+    let n = l.workload.validators.max(1);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LaunchError::Io { path, source }
+    };
+    let addrs = free_addrs(n).map_err(io(Path::new("127.0.0.1")))?;
+    for i in 0..n {
+        let dir = l.data_dir.join(format!("node-{i}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+    }
+    let deadline = Instant::now() + l.timeout;
+    let mut children = Children(Vec::with_capacity(n));
+    let (tx, said) = mpsc::channel();
+    for index in 0..n {
+        let mut child = Command::new(&l.exe)
+            .args(node_args(l, index, &addrs))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(&l.exe))?;
+        let (out, mut err) = (
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        children.0.push(child);
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            // Standard error drained beside, so that a chatty child never blocks on it.
+            let err = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = err.read_to_string(&mut text);
+                text
+            });
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(Said::Line(index, line));
+            }
+            let text = err.join().unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let _ = tx.send(Said::Closed(index, tail.join(" | ")));
+        });
+    }
+    drop(tx);
+    let mut reports: Vec<Option<Report>> = vec![None; n];
+    while reports.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match said.recv_timeout(left) {
+            Ok(Said::Line(index, line)) => {
+                let Some(json) = line.strip_prefix(REPORT) else {
+                    continue;
+                };
+                let report =
+                    serde_json::from_str::<Report>(json).map_err(|e| LaunchError::Report {
+                        index,
+                        error: e.to_string(),
+                        line: line.clone(),
+                    })?;
+                reports[index] = Some(report);
+            }
+            Ok(Said::Closed(index, said)) if reports[index].is_none() => {
+                let status = children.0[index].wait().map_err(io(&l.exe))?;
+                return Err(LaunchError::Failed {
+                    index,
+                    status,
+                    said,
+                });
+            }
+            Ok(Said::Closed(..)) => {}
+            Err(_) => {
+                let waiting = (0..n).filter(|i| reports[*i].is_none()).collect();
+                return Err(LaunchError::Timeout(l.timeout, waiting));
+            }
+        }
+    }
+    // Every node has finished: let them close their connections and exit.
+    for c in &mut children.0 {
+        drop(c.stdin.take());
+    }
+    for (index, c) in children.0.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = c.try_wait().map_err(io(&l.exe))? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return Err(LaunchError::Timeout(l.timeout, vec![index]));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            return Err(LaunchError::Failed {
+                index,
+                status,
+                said: "after its report".into(),
+            });
+        }
+    }
+    Ok(reports
+        .into_iter()
+        .map(|r| r.expect("all reported"))
+        .collect())
+}
