@@ -183,15 +183,26 @@ fn record_codec_cases(o: &MicroOptions) -> Vec<Case> {
 }
 
 fn vote_verify_cases(o: &MicroOptions) -> Vec<Case> {
-    vec![Case {
-        name: "vote_verify",
-        slot: VOTE_VERIFY.id,
-        workload: format!(
-            "verify the BLS votes of {} validators on one block",
-            o.votes
-        ),
-        contract: true,
-    }]
+    vec![
+        Case {
+            name: "vote_verify",
+            slot: VOTE_VERIFY.id,
+            workload: format!(
+                "verify the BLS votes of {} validators on one block",
+                o.votes
+            ),
+            contract: true,
+        },
+        Case {
+            name: "vote_verify_adversarial",
+            slot: VOTE_VERIFY.id,
+            workload: format!(
+                "verify the votes of {} validators, about one in four bad (another block, another key, a broken or off-subgroup signature)",
+                o.votes
+            ),
+            contract: false,
+        },
+    ]
 }
 
 fn tx_validation_cases(o: &MicroOptions) -> Vec<Case> {
@@ -561,7 +572,11 @@ impl Input {
             s if s == SIG_VERIFY.id => {
                 Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
             }
-            s if s == VOTE_VERIFY.id => Input::Votes(workload::vote_set(o.seed, o.votes, false)),
+            s if s == VOTE_VERIFY.id => Input::Votes(workload::vote_set(
+                o.seed,
+                o.votes,
+                case.name == "vote_verify_adversarial",
+            )),
             s if s == TX_VALIDATION.id => {
                 Input::Txs(workload::tx_batch(o.seed, o.signatures / 4, false))
             }
@@ -767,7 +782,7 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                 )),
             }
         }
-        ("vote_verify", Input::Votes(set)) => {
+        ("vote_verify" | "vote_verify_adversarial", Input::Votes(set)) => {
             let items = set.items();
             match side {
                 Side::Baseline => drop(black_box(baseline::verify_votes(black_box(&items)))),

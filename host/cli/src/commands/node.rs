@@ -134,9 +134,12 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             node.traffic(o.sent, o.received);
         };
         let report = |r: &process::Report| {
+            use std::io::Write as _;
             let json = serde_json::to_string(r).expect("a report serializes");
-            println!("{}{json}", launch::REPORT);
-            let _ = std::io::Write::flush(&mut std::io::stdout());
+            // A launcher that went away is not this node's failure: no panic on a closed pipe.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}{json}", launch::REPORT).and_then(|()| out.flush());
+            drop(out);
             // Held open for peers still sending until the launcher closes standard input.
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         };
