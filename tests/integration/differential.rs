@@ -97,6 +97,30 @@ fn every_adversarial_kind_alone_and_among_valid_ones() {
     }
 }
 
+/// The bad-item acceptance test of the exact batch verifier: over many random seeds, one
+/// adversarial item of every kind at every position of a batch of valid signatures is
+/// never accepted where strict verification refuses it (and the valid ones keep their
+/// `true`): every configuration, batching or not, answers as the baseline.
+#[test]
+fn a_batch_with_one_bad_item_is_never_accepted_over_many_seeds() {
+    use rand::{Rng, SeedableRng};
+    let hosts = verifier_hosts();
+    let valid = workload::signature_set(11, 40, false);
+    for seed in 0..220u64 {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let signer = ed25519_dalek::SigningKey::generate(&mut rng);
+        let kind = seed as usize % workload::ADVERSARIAL_KINDS;
+        let len = rng.gen_range(0..120);
+        let msg: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let (label, key, sig, msg) = workload::adversarial_item(kind, &signer, msg, &mut rng);
+        let at = seed as usize % (valid.entries.len() + 1);
+        let mut set = valid.clone();
+        set.entries.insert(at, (key, sig, msg));
+        set.labels.insert(at, label);
+        assert_same_verdicts(&hosts, &set, &format!("seed {seed}, {label} at {at}"));
+    }
+}
+
 #[test]
 fn the_adversarial_set_really_is_adversarial() {
     // Without the exactness checks, cofactorless batch verification would accept some of
