@@ -557,6 +557,51 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
     );
 }
 
+/// The main job's network stage runs node processes that load their own hosts: with
+/// `network_async_io` enabled, the plugins' nodes hand their sockets to its transport (no
+/// peer threads of their own), the baselines' nodes load no plugin (a reader and a writer
+/// thread for their one peer), and both reach the same chain.
+#[test]
+fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
+    use std::process::Command;
+    let dir = PluginDir::new();
+    dir.add_first_party("network_async_io");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(dubchain_tests::dubchain_perf())
+        .arg("--plugin-dir")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .args(["--enable", "network_async_io", "run"])
+        .args(["--blocks", "3", "--txs-per-block", "8", "--accounts", "20"])
+        .args(["--validators", "2", "--runs", "1", "--rounds", "1"])
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("out/run.json")).unwrap()).unwrap();
+    assert_eq!(json["identical"], true);
+    let threads = |side: &str| -> Vec<u64> {
+        json["cluster"][side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["threads"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(threads("baselines"), [2, 2], "{json}");
+    assert_eq!(threads("plugins"), [0, 0], "{json}");
+}
+
 /// `plugins list` and `plugins plan` run no plugin code: a plugin whose `init` panics (the
 /// reloadable fixture, with its variable set) is listed as the plan has it, and only
 /// `--load` runs it.

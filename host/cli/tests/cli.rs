@@ -718,6 +718,32 @@ fn a_cluster_past_its_timeout_stops_every_node() {
     assert!(left.is_empty(), "node processes left running: {left:?}");
 }
 
+/// A node that cannot start (its data directory lies under a file) fails the cluster at
+/// once with one line naming the node and what it said; the others are stopped.
+#[test]
+fn a_cluster_whose_node_cannot_start_names_it() {
+    let env = graph();
+    env.write("blocker", "not a directory");
+    let (ok, out, err) = env.run(&[
+        "cluster",
+        "--nodes",
+        "2",
+        "--until-height",
+        "3",
+        "--data-dir",
+        "blocker/cluster",
+        "--timeout",
+        "60",
+    ]);
+    assert!(!ok, "{out}\n{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("exited") && err.contains("without a report"),
+        "{err}"
+    );
+    assert!(err.contains("blocker/cluster/node-"), "{err}");
+}
+
 #[test]
 fn a_node_killed_with_sigkill_rejoins_its_peers_when_restarted() {
     use std::io::BufRead as _;
