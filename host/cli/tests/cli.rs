@@ -683,6 +683,13 @@ fn cluster_runs_four_node_processes_to_the_same_head() {
     // Each node its own process, on the baselines' network: a reader and a writer thread
     // per peer.
     assert_eq!(out.matches(", 6 peer threads;").count(), 4, "{out}");
+    // Where each node's monitor listened, as the nodes said.
+    for i in 0..4 {
+        assert!(
+            out.contains(&format!("node {i}: monitor on http://127.0.0.1:")),
+            "{out}"
+        );
+    }
 }
 
 /// A cluster that cannot finish in time fails with one line saying so, and leaves no node

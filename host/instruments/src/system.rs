@@ -215,16 +215,19 @@ fn cluster_of_processes(
     if baselines {
         node_args.push("--baselines".to_owned());
     }
-    launch::launch(&Launch {
-        exe: p.exe.clone(),
-        host_args: p.host_args.clone(),
-        node_args,
-        workload: o.workload.clone(),
-        until_height: o.blocks,
-        block_time: std::time::Duration::ZERO,
-        data_dir: dir.join("cluster"),
-        timeout: p.timeout,
-    })
+    launch::launch(
+        &Launch {
+            exe: p.exe.clone(),
+            host_args: p.host_args.clone(),
+            node_args,
+            workload: o.workload.clone(),
+            until_height: o.blocks,
+            block_time: std::time::Duration::ZERO,
+            data_dir: dir.join("cluster"),
+            timeout: p.timeout,
+        },
+        |_, _| {},
+    )
     .map_err(|e| format!("the run over TCP: {e}"))
 }
 

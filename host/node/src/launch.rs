@@ -140,8 +140,9 @@ enum Said {
 }
 
 /// Starts the cluster, waits until every node has reported, lets them close, and returns
-/// the reports by node.
-pub fn launch(l: &Launch) -> Result<Vec<Report>, LaunchError> {
+/// the reports by node. `said(index, line)` is told every other line a node prints (where
+/// its monitor listens, the plugins it loaded).
+pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, LaunchError> {
     let n = l.workload.validators.max(1);
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -156,7 +157,7 @@ pub fn launch(l: &Launch) -> Result<Vec<Report>, LaunchError> {
     }
     let deadline = Instant::now() + l.timeout;
     let mut children = Children(Vec::with_capacity(n));
-    let (tx, said) = mpsc::channel();
+    let (tx, heard) = mpsc::channel();
     for index in 0..n {
         let mut child = Command::new(&l.exe)
             .args(node_args(l, index, &addrs))
@@ -191,9 +192,10 @@ pub fn launch(l: &Launch) -> Result<Vec<Report>, LaunchError> {
     let mut reports: Vec<Option<Report>> = vec![None; n];
     while reports.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
-        match said.recv_timeout(left) {
+        match heard.recv_timeout(left) {
             Ok(Said::Line(index, line)) => {
                 let Some(json) = line.strip_prefix(REPORT) else {
+                    said(index, &line);
                     continue;
                 };
                 let report =

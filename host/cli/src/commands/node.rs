@@ -221,7 +221,11 @@ pub fn cluster(args: &ClusterArgs, global: Vec<String>) -> Result<ExitCode> {
         args.data_dir.display(),
         args.until_height
     );
-    let reports = launch::launch(&l)?;
+    let reports = launch::launch(&l, |index, line| {
+        if line.starts_with("monitor on ") {
+            println!("node {index}: {line}");
+        }
+    })?;
     let first = reports[0].outcome.head;
     let started = reports.iter().map(|r| r.started_unix_ns).min().unwrap_or(0);
     let mut agreed = true;
