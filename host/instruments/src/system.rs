@@ -345,10 +345,10 @@ fn rows(b: &[Measured], p: &[Measured], o: &SystemOptions) -> Vec<StageRow> {
     time_row("validation", &|m| m.report.stages.validation * 1e3);
     time_row("consensus", &|m| m.report.stages.consensus * 1e3);
     if o.network.is_some() {
-        let name = format!(
-            "network ({} node processes, TCP)",
-            o.workload.validators.max(1)
-        );
+        let name = match o.workload.validators.max(1) {
+            1 => "network (1 node process, TCP)".to_owned(),
+            n => format!("network ({n} node processes, TCP)"),
+        };
         time_row(&name, &|m| m.network_s.unwrap_or(0.0) * 1e3);
     }
     if o.catch_up {

@@ -217,7 +217,8 @@ pub fn cluster(args: &ClusterArgs, global: Vec<String>) -> Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
     };
     println!(
-        "{n} node processes, stores in {}, to height {}",
+        "{n} node process{}, stores in {}, to height {}",
+        if n == 1 { "" } else { "es" },
         args.data_dir.display(),
         args.until_height
     );
