@@ -1295,7 +1295,8 @@ impl SigVerifySlot {
             return baseline::sig_verify(items);
         };
         let below = LowerFn(|xs: &[SigItem<'_>]| Ok(self.verify_from(stack, depth - 1, xs, None)));
-        let began = shadow.map(|_| Instant::now());
+        // The clock is read only for a sampled call.
+        let sampled = shadow.map(|sh| (sh, Instant::now()));
         let answer = top.attempt(&self.counters, self.id, |imp| {
             imp.verify_batch(items.into(), below.as_ffi())
                 .into_result()
@@ -1304,7 +1305,7 @@ impl SigVerifySlot {
         });
         match answer {
             Some(v) => {
-                if let (Some(sh), Some(began)) = (shadow, began) {
+                if let Some((sh, began)) = sampled {
                     sh.offer_sig(top.clone(), items, &v, began.elapsed());
                 }
                 v

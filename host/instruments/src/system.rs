@@ -98,8 +98,8 @@ fn chain_config(o: &SystemOptions, dir: PathBuf) -> ChainConfig {
     }
 }
 
-/// One run of one side: the chain on two fresh hosts, then (if asked) the cluster on fresh
-/// hosts and the catch-up node on a fresh host.
+/// One run of one side: the chain on two fresh hosts, then (if asked) the cluster of node
+/// processes and the catch-up node on a fresh host.
 fn measure(
     new_host: &NewHost,
     baselines: bool,

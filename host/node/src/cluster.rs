@@ -383,23 +383,21 @@ impl<'a> Node<'a> {
         their_head: u64,
         head: Head,
     ) -> Result<(), RunError> {
-        let mut msgs = Vec::new();
+        // Each stored block read once: the blocks it lacks, then this node's votes from
+        // its head (which it has) up.
+        let (mut msgs, mut votes) = (Vec::new(), Vec::new());
         let last = head.height.min(their_head + CATCH_UP);
-        for h in their_head + 1..=last {
-            msgs.push(Message::Block(block::stored_block(
-                self.host,
-                &self.store,
-                h,
-            )?));
-        }
         for h in their_head.min(last).max(1)..=last {
-            let hash = dubchain_plugin_api::chain::block_hash(
-                &block::stored_block(self.host, &self.store, h)?.header,
-            );
-            msgs.push(net::vote_message(
+            let b = block::stored_block(self.host, &self.store, h)?;
+            let hash = dubchain_plugin_api::chain::block_hash(&b.header);
+            votes.push(net::vote_message(
                 &self.validators.vote(self.index, h, &hash),
             ));
+            if h > their_head {
+                msgs.push(Message::Block(b));
+            }
         }
+        msgs.extend(votes);
         tracing::info!(
             node = self.index,
             peer,

@@ -11,7 +11,7 @@
 //! * the launcher closes every child's standard input once all have reported, or kills all
 //!   of them when one fails or the timeout passes. No child outlives [`launch`].
 //!
-//! This module speaks the command line of `dubchain-perf node` ([`node_args`]); the CLI's
+//! This module speaks the command line of `dubchain-perf node` (`node_args`); the CLI's
 //! tests start clusters through it, which holds the two together.
 
 use std::{
@@ -48,7 +48,7 @@ pub struct Launch {
 }
 
 /// `workload` as arguments of `dubchain-perf node`.
-pub fn workload_args(w: &WorkloadConfig) -> Vec<String> {
+fn workload_args(w: &WorkloadConfig) -> Vec<String> {
     [
         ("--seed", w.seed.to_string()),
         ("--txs-per-block", w.txs_per_block.to_string()),
@@ -64,7 +64,7 @@ pub fn workload_args(w: &WorkloadConfig) -> Vec<String> {
 }
 
 /// The arguments of node `index` of the cluster listening on `addrs`.
-pub fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr]) -> Vec<String> {
+fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr]) -> Vec<String> {
     let dir = l.data_dir.join(format!("node-{index}"));
     let mut args = l.host_args.clone();
     args.extend(["node".into(), "--launched".into(), "--data-dir".into()]);
@@ -105,7 +105,7 @@ pub enum LaunchError {
         error: String,
         line: String,
     },
-    #[error("the cluster did not finish within {0:?} (nodes {1:?} had not reported); every node was stopped: allow more time or ask for fewer blocks")]
+    #[error("the cluster did not finish within {0:?} (nodes {1:?} had not finished); every node was stopped: allow more time or ask for fewer blocks")]
     Timeout(Duration, Vec<usize>),
 }
 
@@ -183,9 +183,9 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
                 let _ = tx.send(Said::Line(index, line));
             }
             let text = err.join().unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(3).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            let _ = tx.send(Said::Closed(index, tail.join(" | ")));
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+            let _ = tx.send(Said::Closed(index, tail));
         });
     }
     drop(tx);
@@ -206,12 +206,12 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
                     })?;
                 reports[index] = Some(report);
             }
-            Ok(Said::Closed(index, said)) if reports[index].is_none() => {
+            Ok(Said::Closed(index, stderr_tail)) if reports[index].is_none() => {
                 let status = children.0[index].wait().map_err(io(&l.exe))?;
                 return Err(LaunchError::Failed {
                     index,
                     status,
-                    said,
+                    said: stderr_tail,
                 });
             }
             Ok(Said::Closed(..)) => {}

@@ -29,7 +29,8 @@ use abi_stable::{sabi_trait::TD_Opaque, std_types::RResult};
 use dubchain_plugin_api::types::Blob;
 use dubchain_plugin_api::{
     slots::{
-        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, TrafficClass,
+        ConnectionsBox, InboundSink, InboundSink_TO, Outgoing, PeerSocket, Popped, SharedFrame,
+        TrafficClass,
     },
     PluginError,
 };
@@ -258,34 +259,38 @@ impl Network {
                     })
                     .collect()
             });
-        {
-            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-            for frames in &lists {
-                for f in frames {
-                    sent.count(f.get(4).copied(), f.len());
-                }
-            }
-        }
         for (p, frames) in peers.iter().zip(lists) {
-            if let Some(t) = &self.transport {
-                if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
-                    tracing::warn!(from = self.index, to = p.index, error = %e, "net.transport provider failed to take frames");
-                }
-                continue;
-            }
-            p.queue.push(
-                frames
-                    .into_iter()
-                    .zip(msgs)
-                    .map(|(frame, m)| Outgoing {
-                        class: class_of(m),
-                        frame,
-                    })
-                    .collect(),
-            );
-            self.queue_peak
-                .fetch_max(p.queue.depth() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.deliver(p, frames, msgs);
         }
+    }
+
+    /// Counts `frames` (one per message of `msgs`) as sent and hands them to peer `p`: to
+    /// the `net.transport` provider if one drives the sockets, else to `p`'s send queue.
+    fn deliver(&self, p: &Peer, frames: Vec<SharedFrame>, msgs: &[Message]) {
+        {
+            let mut sent = lock(&self.sent);
+            for f in &frames {
+                sent.count(f.get(4).copied(), f.len());
+            }
+        }
+        if let Some(t) = &self.transport {
+            if let Err(e) = t.send(p.index as u32, frames.into()).into_result() {
+                tracing::warn!(from = self.index, to = p.index, error = %e, "net.transport provider failed to take frames");
+            }
+            return;
+        }
+        p.queue.push(
+            frames
+                .into_iter()
+                .zip(msgs)
+                .map(|(frame, m)| Outgoing {
+                    class: class_of(m),
+                    frame,
+                })
+                .collect(),
+        );
+        self.queue_peak
+            .fetch_max(p.queue.depth() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A network of node `index` on the baseline's threads, with no peer yet; readers
@@ -366,23 +371,17 @@ impl Network {
             .count()
     }
 
-    /// Sends `msgs`, in order, to `peer` alone (catching it up), through its send queue.
+    /// Sends `msgs`, in order, to `peer` alone (catching it up), as [`Network::broadcast`]
+    /// sends to each.
     pub fn send_to(&self, slots: &Slots, peer: usize, msgs: &[Message]) {
         let Some(p) = lock(&self.peers).iter().find(|p| p.index == peer).cloned() else {
             return;
         };
-        let frames: Vec<Outgoing> = msgs
+        let frames = msgs
             .iter()
-            .map(|m| {
-                let frame = RArc::new(encode_frame(slots, m));
-                lock(&self.sent).count(frame.get(4).copied(), frame.len());
-                Outgoing {
-                    class: class_of(m),
-                    frame,
-                }
-            })
+            .map(|m| RArc::new(encode_frame(slots, m)))
             .collect();
-        p.queue.push(frames);
+        self.deliver(&p, frames, msgs);
     }
 
     /// What this network has done so far.

@@ -69,6 +69,37 @@ fn heard(stream: &mut TcpStream) -> io::Result<(usize, u64)> {
     Ok((index, head))
 }
 
+/// Dials validator `peer` at `addr` and shakes hands (this node's index and head, then
+/// theirs): the connection and their head.
+fn dial(
+    addr: SocketAddr,
+    within: Duration,
+    me: usize,
+    peer: usize,
+    head: u64,
+) -> io::Result<(TcpStream, u64)> {
+    let mut s = TcpStream::connect_timeout(&addr, within)?;
+    hello(&mut s, me, head)?;
+    let (who, their) = heard(&mut s)?;
+    if who != peer {
+        return Err(io::Error::other(format!(
+            "{addr} answered as validator {who}, not {peer}"
+        )));
+    }
+    let _ = s.set_nodelay(true);
+    Ok((s, their))
+}
+
+/// Shakes hands on a connection a peer opened (theirs first, then this node's index and
+/// head): the connection, their index and their head.
+fn greet(mut s: TcpStream, me: usize, head: u64) -> io::Result<(TcpStream, usize, u64)> {
+    let _ = s.set_nonblocking(false);
+    let (peer, their) = heard(&mut s)?;
+    hello(&mut s, me, head)?;
+    let _ = s.set_nodelay(true);
+    Ok((s, peer, their))
+}
+
 /// How a node process meets its peers.
 #[derive(Clone, Copy)]
 pub enum Peering<'a> {
@@ -172,14 +203,13 @@ pub fn run_node(
         scope.spawn(move || {
             while !done.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let greeted = heard(&mut s).and_then(|(peer, their)| {
-                            hello(&mut s, me, head.load(Ordering::SeqCst))?;
-                            let _ = s.set_nodelay(true);
-                            net.add_peer(slots, peer, s)?;
-                            Ok((peer, their))
-                        });
+                    Ok((s, _)) => {
+                        let greeted = greet(s, me, head.load(Ordering::SeqCst)).and_then(
+                            |(s, peer, their)| {
+                                net.add_peer(slots, peer, s)?;
+                                Ok((peer, their))
+                            },
+                        );
                         match greeted {
                             Ok(j) => {
                                 let _ = joined.send(j);
@@ -201,16 +231,9 @@ pub fn run_node(
             scope.spawn(move || {
                 while !done.load(Ordering::SeqCst) {
                     if !net.is_connected(peer) {
-                        let dialled = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                            .and_then(|mut s| {
-                                hello(&mut s, me, head.load(Ordering::SeqCst))?;
-                                let (who, their) = heard(&mut s)?;
-                                if who != peer {
-                                    return Err(io::Error::other(format!(
-                                        "{addr} answered as validator {who}, not {peer}"
-                                    )));
-                                }
-                                let _ = s.set_nodelay(true);
+                        let head = head.load(Ordering::SeqCst);
+                        let dialled = dial(addr, Duration::from_secs(1), me, peer, head)
+                            .and_then(|(s, their)| {
                                 net.add_peer(slots, peer, s)?;
                                 Ok(their)
                             });
@@ -270,21 +293,15 @@ fn connect_all(
             )));
         }
         match listener.accept() {
-            Ok((mut s, _)) => {
-                let _ = s.set_nonblocking(false);
-                let greeted = heard(&mut s).and_then(|(peer, _)| {
-                    hello(&mut s, me, 0)?;
-                    Ok(peer)
-                });
-                match greeted {
-                    Ok(peer)
+            Ok((s, _)) => {
+                match greet(s, me, 0) {
+                    Ok((s, peer, _))
                         if placement.peers.iter().any(|(p, _)| *p == peer)
                             && !has(&conns, peer) =>
                     {
-                        let _ = s.set_nodelay(true);
                         conns.push((peer, s));
                     }
-                    Ok(peer) => tracing::warn!(
+                    Ok((_, peer, _)) => tracing::warn!(
                         node = me,
                         peer,
                         "a connection from an unexpected or duplicate validator; closed"
@@ -300,20 +317,8 @@ fn connect_all(
             if has(&conns, peer) {
                 continue;
             }
-            let dialled = TcpStream::connect_timeout(&addr, RETRY).and_then(|mut s| {
-                hello(&mut s, me, 0)?;
-                match heard(&mut s)? {
-                    (who, _) if who == peer => Ok(s),
-                    (who, _) => Err(io::Error::other(format!(
-                        "{addr} answered as validator {who}, not {peer}"
-                    ))),
-                }
-            });
-            match dialled {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    conns.push((peer, s));
-                }
+            match dial(addr, RETRY, me, peer, 0) {
+                Ok((s, _)) => conns.push((peer, s)),
                 Err(e) => {
                     tracing::debug!(node = me, peer, error = %e, "peer not reached; retrying")
                 }
@@ -322,18 +327,4 @@ fn connect_all(
         std::thread::sleep(RETRY / 4);
     }
     Ok(conns)
-}
-
-/// The placement of node `index` among `addrs` (every validator's address, by index).
-pub fn placement(index: usize, addrs: &[SocketAddr]) -> Placement {
-    Placement {
-        index,
-        listen: addrs[index],
-        peers: addrs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index)
-            .map(|(i, a)| (i, *a))
-            .collect(),
-    }
 }

@@ -50,7 +50,7 @@ use std::{
 use blst::{
     blst_fp12, blst_p1, blst_p1_affine, blst_p2, blst_p2_affine,
     min_pk::{AggregatePublicKey, AggregateSignature, PublicKey, Signature},
-    MultiPoint, BLST_ERROR,
+    MultiPoint,
 };
 use dubchain_plugin_api::{
     export_plugin,
@@ -139,20 +139,25 @@ fn hash_to_g2(message: &[u8]) -> blst_p2_affine {
     affine
 }
 
-/// One vote, as the baseline's `verify` checks it once its key and signature are validated
-/// (neither is infinity, both in their subgroups): `e(pk, H(m)) == e(g1, sig)`, with `H(m)`
-/// computed once for all the votes on `m`.
-fn verify_one(hashed: &blst_p2_affine, c: &Checked) -> bool {
+/// `e(pk, H(m)) == e(g1, sig)`: the pairing check of blst's `verify` for a key and a
+/// signature that are not infinity, with `H(m)` (`hashed`) computed once per message.
+fn pairing_holds(hashed: &blst_p2_affine, pk: &blst_p1_affine, sig: &blst_p2_affine) -> bool {
     // SAFETY: blst's generator is a static, valid for the whole program.
     let g1 = unsafe { *blst::blst_p1_affine_generator() };
     blst_fp12::finalverify(
-        &blst_fp12::miller_loop(hashed, &c.pk),
-        &blst_fp12::miller_loop(&c.sig, &g1),
+        &blst_fp12::miller_loop(hashed, pk),
+        &blst_fp12::miller_loop(sig, &g1),
     )
 }
 
-/// The randomised aggregate check of `group` (all on `message`).
-fn verify_aggregate(message: &[u8], group: &[&Checked]) -> bool {
+/// One vote, as the baseline's `verify` checks it once its key and signature are validated
+/// (neither is infinity, both in their subgroups).
+fn verify_one(hashed: &blst_p2_affine, c: &Checked) -> bool {
+    pairing_holds(hashed, &c.pk, &c.sig)
+}
+
+/// The randomised aggregate check of `group` (all on the message hashed to `hashed`).
+fn verify_aggregate(hashed: &blst_p2_affine, group: &[&Checked]) -> bool {
     let mut scalars = vec![0u8; group.len() * 8];
     rand::thread_rng().fill_bytes(&mut scalars);
     for r in scalars.chunks_mut(8) {
@@ -163,31 +168,37 @@ fn verify_aggregate(message: &[u8], group: &[&Checked]) -> bool {
     let pks: Vec<blst_p1_affine> = group.iter().map(|c| c.pk).collect();
     let agg_sig: blst_p2 = sigs.as_slice().mult(&scalars, 64);
     let agg_pk: blst_p1 = pks.as_slice().mult(&scalars, 64);
-    let sig = Signature::from_aggregate(&AggregateSignature::from(agg_sig));
-    let pk = PublicKey::from_aggregate(&AggregatePublicKey::from(agg_pk));
-    sig.verify(false, message, VOTE_DST, &[], &pk, false) == BLST_ERROR::BLST_SUCCESS
+    // An aggregate at infinity fails, as blst's `verify` refuses such a key.
+    // SAFETY: both point to live points of the types blst expects.
+    if unsafe { blst::blst_p2_is_inf(&agg_sig) || blst::blst_p1_is_inf(&agg_pk) } {
+        return false;
+    }
+    let sig = blst_p2_affine::from(Signature::from_aggregate(&AggregateSignature::from(
+        agg_sig,
+    )));
+    let pk = blst_p1_affine::from(PublicKey::from_aggregate(&AggregatePublicKey::from(agg_pk)));
+    pairing_holds(hashed, &pk, &sig)
 }
 
 /// Every vote of `group` on its own, in parallel.
-fn verify_each(message: &[u8], group: &[&Checked]) -> Vec<bool> {
-    let hashed = hash_to_g2(message);
-    group.par_iter().map(|c| verify_one(&hashed, c)).collect()
+fn verify_each(hashed: &blst_p2_affine, group: &[&Checked]) -> Vec<bool> {
+    group.par_iter().map(|c| verify_one(hashed, c)).collect()
 }
 
 /// Verdicts for `group`, in its order: one aggregate check, split in halves on failure.
-fn verify_group(message: &[u8], group: &[&Checked]) -> Vec<bool> {
+fn verify_group(hashed: &blst_p2_affine, group: &[&Checked]) -> Vec<bool> {
     let n = group.len();
     if n < 2 {
-        return verify_each(message, group);
+        return verify_each(hashed, group);
     }
-    if verify_aggregate(message, group) {
+    if verify_aggregate(hashed, group) {
         return vec![true; n];
     }
     let halves = |part: &[&Checked]| {
         if part.len() < SPLIT_FROM {
-            verify_each(message, part)
+            verify_each(hashed, part)
         } else {
-            verify_group(message, part)
+            verify_group(hashed, part)
         }
     };
     let (a, b) = group.split_at(n / 2);
@@ -216,10 +227,12 @@ impl VoteVerify for Aggregating {
             .into_par_iter()
             .map(|(message, group)| {
                 let refs: Vec<&Checked> = group.iter().collect();
+                // The message hashed to G2 once, for every check of its votes.
+                let hashed = hash_to_g2(message);
                 let verdicts = if per_vote {
-                    verify_each(message, &refs)
+                    verify_each(&hashed, &refs)
                 } else {
-                    verify_group(message, &refs)
+                    verify_group(&hashed, &refs)
                 };
                 group.iter().map(|c| c.index).zip(verdicts).collect()
             })
