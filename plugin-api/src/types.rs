@@ -37,6 +37,28 @@ pub struct VoteItem<'a> {
     pub message: RSlice<'a, u8>,
 }
 
+impl<'a> SigItem<'a> {
+    /// An item from its parts.
+    pub fn new(public_key: [u8; 32], signature: [u8; 64], message: RSlice<'a, u8>) -> Self {
+        SigItem {
+            public_key,
+            signature,
+            message,
+        }
+    }
+}
+
+impl<'a> VoteItem<'a> {
+    /// An item from its parts.
+    pub fn new(public_key: [u8; 48], signature: [u8; 96], message: RSlice<'a, u8>) -> Self {
+        VoteItem {
+            public_key,
+            signature,
+            message,
+        }
+    }
+}
+
 macro_rules! byte_array {
     ($(#[$doc:meta])* $name:ident, $len:literal) => {
         $(#[$doc])*

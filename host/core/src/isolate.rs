@@ -243,11 +243,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
     match request {
         Request::SigVerify(items) => {
             let imp = provided!(sig_verify, SIG_VERIFY);
-            let items = match borrowed(&items, |public_key, signature, message| SigItem {
-                public_key,
-                signature,
-                message,
-            }) {
+            let items = match borrowed(&items, SigItem::new) {
                 Ok(items) => items,
                 Err(refused) => return refused,
             };
@@ -275,11 +271,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
         }
         Request::VoteVerify(votes) => {
             let imp = provided!(vote_verify, VOTE_VERIFY);
-            let votes = match borrowed(&votes, |public_key, signature, message| VoteItem {
-                public_key,
-                signature,
-                message,
-            }) {
+            let votes = match borrowed(&votes, VoteItem::new) {
                 Ok(votes) => votes,
                 Err(refused) => return refused,
             };

@@ -407,10 +407,8 @@ impl Shared {
             Call::Sig { items, answer } => {
                 let views: Vec<SigItem<'_>> = items
                     .iter()
-                    .map(|(public_key, signature, message)| SigItem {
-                        public_key: *public_key,
-                        signature: *signature,
-                        message: message.as_slice().into(),
+                    .map(|(key, signature, message)| {
+                        SigItem::new(*key, *signature, message.as_slice().into())
                     })
                     .collect();
                 verdicts(items, &baseline::sig_verify(&views), answer)
@@ -418,10 +416,8 @@ impl Shared {
             Call::Votes { items, answer } => {
                 let views: Vec<VoteItem<'_>> = items
                     .iter()
-                    .map(|(public_key, signature, message)| VoteItem {
-                        public_key: *public_key,
-                        signature: *signature,
-                        message: message.as_slice().into(),
+                    .map(|(key, signature, message)| {
+                        VoteItem::new(*key, *signature, message.as_slice().into())
                     })
                     .collect();
                 verdicts(items, &baseline::verify_votes(&views), answer)

@@ -227,7 +227,7 @@ pub fn run_once<'a>(case: &Case, side: Side, host: &Host, input: &'a Input) -> P
             Side::Baseline => &s.no_plugins,
             Side::Plugin => &host.slots,
         };
-        let store = s.store.as_ref().expect("open");
+        let store = &*s.store;
         let mut w = store.begin_block(1);
         black_box(
             dubchain_node::execute::execute_block(slots, &mut w, &s.block.txs, &s.block.proposer)
@@ -627,37 +627,58 @@ fn extra_figure(input: &Input) -> Option<ExtraFigure> {
     }
 }
 
+/// What a case opened in a scratch directory of its own (RocksDB stores): closed, then the
+/// directory removed, when dropped.
+struct Scratch<T> {
+    dir: std::path::PathBuf,
+    open: Option<T>,
+}
+
+impl<T> Scratch<T> {
+    /// `open` in a fresh directory `dubchain-bench-{name}-{pid}` under the system's
+    /// temporary directory (anything an earlier run left there is removed first).
+    fn new(name: String, open: impl FnOnce(&std::path::Path) -> T) -> Scratch<T> {
+        let dir =
+            std::env::temp_dir().join(format!("dubchain-bench-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = Some(open(&dir));
+        Scratch { dir, open }
+    }
+}
+
+impl<T> std::ops::Deref for Scratch<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.open.as_ref().expect("open until dropped")
+    }
+}
+
+impl<T> Drop for Scratch<T> {
+    fn drop(&mut self) {
+        drop(self.open.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A scratch RocksDB store with the state before a generated block (for
 /// `exec.block_execution`), removed when dropped.
 pub struct StoreInput {
-    dir: std::path::PathBuf,
-    store: Option<dubchain_node::state::StateStore>,
+    store: Scratch<dubchain_node::state::StateStore>,
     block: workload::TransferBlock,
     no_plugins: dubchain_host::slot::Slots,
 }
 
 impl StoreInput {
     fn new(seed: u64, txs: usize, conflict: f64) -> StoreInput {
-        let dir = std::env::temp_dir().join(format!(
-            "dubchain-bench-store-{}-{seed}-{txs}-{conflict}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         let block = workload::transfer_block(seed, 1000, txs, conflict, false);
-        let store = scratch_store(&dir, &genesis_of(&block));
+        let store = Scratch::new(format!("store-{seed}-{txs}-{conflict}"), |dir| {
+            scratch_store(dir, &genesis_of(&block))
+        });
         StoreInput {
-            dir,
-            store: Some(store),
+            store,
             block,
             no_plugins: dubchain_host::slot::Slots::default(),
         }
-    }
-}
-
-impl Drop for StoreInput {
-    fn drop(&mut self) {
-        drop(self.store.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -666,9 +687,8 @@ impl Drop for StoreInput {
 /// the plugin's is attached to the plugin's slots (every read goes through the provider
 /// with that store below). Removed when dropped.
 pub struct ReadInput {
-    dir: std::path::PathBuf,
-    /// The baseline's store and the plugin's (closed before the directory is removed).
-    stores: Option<[dubchain_node::state::StateStore; 2]>,
+    /// The baseline's store and the plugin's.
+    stores: Scratch<[dubchain_node::state::StateStore; 2]>,
     genesis: Vec<(Bytes32, dubchain_node::state::Account)>,
     reads: Vec<Bytes32>,
 }
@@ -694,25 +714,21 @@ impl ReadInput {
                 genesis[(u.powf(4.0) * genesis.len() as f64) as usize % genesis.len()].0
             })
             .collect();
-        let dir = std::env::temp_dir().join(format!(
-            "dubchain-bench-reads-{}-{seed}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let stores = [
-            scratch_store(&dir.join("baseline"), &genesis),
-            scratch_store(&dir.join("plugin"), &genesis),
-        ];
+        let stores = Scratch::new(format!("reads-{seed}"), |dir| {
+            [
+                scratch_store(&dir.join("baseline"), &genesis),
+                scratch_store(&dir.join("plugin"), &genesis),
+            ]
+        });
         ReadInput {
-            dir,
-            stores: Some(stores),
+            stores,
             genesis,
             reads,
         }
     }
 
     fn stores(&self) -> &[dubchain_node::state::StateStore; 2] {
-        self.stores.as_ref().expect("open until dropped")
+        &self.stores
     }
 
     /// Every genesis account, and some never written, reads the same from both stores.
@@ -726,18 +742,10 @@ impl ReadInput {
     }
 }
 
-impl Drop for ReadInput {
-    fn drop(&mut self) {
-        drop(self.stores.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A scratch RocksDB store whose block 1 wrote 1,000 storage keys of one contract, and a
 /// Zipfian sequence of reads of them (and of keys never written). Removed when dropped.
 pub struct StorageReadInput {
-    dir: std::path::PathBuf,
-    store: Option<dubchain_node::state::StateStore>,
+    store: Scratch<dubchain_node::state::StateStore>,
     contract: Bytes32,
     /// Key `k` holds `values[k]`.
     values: Vec<i64>,
@@ -760,12 +768,7 @@ impl StorageReadInput {
                 }
             })
             .collect();
-        let dir = std::env::temp_dir().join(format!(
-            "dubchain-bench-storage-{}-{seed}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = scratch_store(&dir, &[]);
+        let store = Scratch::new(format!("storage-{seed}"), |dir| scratch_store(dir, &[]));
         let contract = Bytes32(rng.gen());
         let mut w = store.begin_block(1);
         for (k, v) in values.iter().enumerate() {
@@ -780,8 +783,7 @@ impl StorageReadInput {
         w.commit(&[7; 256], dubchain_host::slot::JSON_CODEC, head)
             .expect("the benchmark store commits");
         StorageReadInput {
-            dir,
-            store: Some(store),
+            store,
             contract,
             values,
             keys,
@@ -789,7 +791,7 @@ impl StorageReadInput {
     }
 
     fn store(&self) -> &dubchain_node::state::StateStore {
-        self.store.as_ref().expect("open until dropped")
+        &self.store
     }
 
     /// Every key, written or not, read twice through the slot, then after writes the
@@ -833,22 +835,14 @@ impl StorageReadInput {
     }
 }
 
-impl Drop for StorageReadInput {
-    fn drop(&mut self) {
-        drop(self.store.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Two scratch RocksDB stores at the same genesis, and the account writes a generated block
 /// of transfers makes, in execution order (three per transfer: sender, recipient,
 /// proposer). Each run writes them as the next block of one store and commits it: the
 /// baseline's store writes through, the plugin's is attached to the plugin's slots. Both
 /// grow by a block per run. Removed when dropped.
 pub struct CommitInput {
-    dir: std::path::PathBuf,
-    /// The baseline's store and the plugin's (closed before the directory is removed).
-    stores: Option<[dubchain_node::state::StateStore; 2]>,
+    /// The baseline's store and the plugin's.
+    stores: Scratch<[dubchain_node::state::StateStore; 2]>,
     writes: Vec<dubchain_plugin_api::exec::AccountEntry>,
     genesis: Vec<(Bytes32, dubchain_node::state::Account)>,
     /// The last height committed to each store (baseline, plugin).
@@ -881,17 +875,13 @@ impl CommitInput {
             let _ = apply_transfer(&mut rec, tx, &block.proposer).expect("declared accounts");
         }
         let genesis = genesis_of(&block);
-        let dir = std::env::temp_dir().join(format!(
-            "dubchain-bench-commit-{}-{seed}-{txs}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         CommitInput {
-            stores: Some([
-                scratch_store(&dir.join("through"), &genesis),
-                scratch_store(&dir.join("held"), &genesis),
-            ]),
-            dir,
+            stores: Scratch::new(format!("commit-{seed}-{txs}"), |dir| {
+                [
+                    scratch_store(&dir.join("through"), &genesis),
+                    scratch_store(&dir.join("held"), &genesis),
+                ]
+            }),
             writes: rec.1,
             genesis,
             heights: Default::default(),
@@ -899,7 +889,7 @@ impl CommitInput {
     }
 
     fn stores(&self) -> &[dubchain_node::state::StateStore; 2] {
-        self.stores.as_ref().expect("open until dropped")
+        &self.stores
     }
 
     /// Writes the block as the next block of `side`'s store and commits it.
@@ -918,7 +908,7 @@ impl CommitInput {
     /// written back to its default, the same key written many times), on fresh stores.
     fn identical(&self, host: &Host) -> bool {
         use dubchain_node::state::{Account, StateStore};
-        let dir = self.dir.join("identical");
+        let dir = self.stores.dir.join("identical");
         let _ = std::fs::remove_dir_all(&dir);
         let stores: Vec<StateStore> = ["through", "held"]
             .iter()
@@ -1019,11 +1009,4 @@ fn write_and_commit(
     };
     w.commit(&[7; 256], dubchain_host::slot::JSON_CODEC, head)
         .expect("the benchmark store commits");
-}
-
-impl Drop for CommitInput {
-    fn drop(&mut self) {
-        drop(self.stores.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
