@@ -1,62 +1,97 @@
-//! `crypto_parallel_verification`: strict ed25519 verdicts, computed across cores.
+//! `crypto_parallel_verification`: strict ed25519 verdicts, computed across cores, with
+//! exact batch verification.
 //!
-//! The batch is split into chunks that rayon verifies in parallel. Within a chunk, items
-//! that are provably safe to batch go through one ed25519 batch verification; if the batch
-//! fails, each of them is verified on its own, so the verdicts stay exact. Every other item
-//! is verified on its own with `verify_strict`, which is the baseline's definition.
+//! The batch is split into chunks that rayon verifies in parallel. Within a chunk, every
+//! item that is provably safe to batch joins one random linear combination of the
+//! signature equations, checked with one multi-scalar multiplication; every other item is
+//! verified on its own with `verify_strict`, the baseline's definition. If the combination
+//! does not hold, the chunk is halved and each half checked again, down to single items,
+//! which `verify_strict` settles: the verdicts are exactly the baseline's.
 //!
-//! # When batching is exact
+//! # Why a batched verdict is the strict one
 //!
-//! Batch verification checks a random linear combination of the cofactorless equations
-//! `[s]B = R + [k]A`. For points with a small-order component, the combination can cancel
-//! that component (with probability 1/2 for an order-2 component), so a batch can accept a
-//! signature that `verify_strict` rejects: a consensus split. An item is therefore batched
-//! only when `s` is canonical, `A` and `R` decode from canonical encodings, and both are
-//! torsion-free. Torsion-freeness of `A` is cached per key (keys repeat: they are
-//! accounts); that of `R` costs a scalar multiplication per item, which is why batching is
-//! off by default: on the machines we measured, plain parallel strict verification is
-//! faster (see `docs/benchmarks.md`). Turn it on with `batch = true`.
+//! `verify_strict` accepts iff `s` is canonical, neither `A` nor `R` is of small order, and
+//! the cofactorless equation `R = [s]B - [k]A` holds for the encoding of `R` as given. An
+//! item is batched only if `s` is canonical, `A` decodes to a point of the prime-order
+//! subgroup that is not the identity (checked once per key and cached: keys repeat), and
+//! `R` is the canonical encoding of a point of the prime-order subgroup that is not the
+//! identity. Then every point of its equation lies in the prime-order subgroup, `T = [s]B -
+//! [k]A - R` does too, and `verify_strict` accepts iff `T` is the identity. The check
+//! `sum z_i T_i = O`, with `z_i` fresh random 128-bit odd integers, holds when every `T_i` is
+//! the identity, and otherwise with probability at most about 2^-127 (a group of prime
+//! order: a nonzero `T_i` fixes the one `z_i` that cancels it). Without the subgroup checks
+//! that bound fails: a small-order component of `R` (which `verify_strict` refuses) is
+//! cancelled by an even `z_i`, or by another item's component, with probability up to 1/2.
+//!
+//! The subgroup test of `R` is Pornin's point-halving test (ePrint 2022/1164, from the
+//! `crrl` crate), about a fifth of a strict verification here, where `[l]R` costs about
+//! three quarters of one; `curve25519-dalek` has no such test. The test only decides
+//! whether an item may be batched; verdicts come from the equations above or from
+//! `verify_strict`. With `batch = false` every item is verified with `verify_strict`.
 
 use std::{collections::HashMap, sync::RwLock};
 
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::{
+    constants::ED25519_BASEPOINT_POINT,
+    edwards::{CompressedEdwardsY, EdwardsPoint},
+    traits::{IsIdentity, VartimeMultiscalarMul},
+    Scalar,
+};
 use dubchain_plugin_api::{
     export_plugin, settings,
     slots::{Next, SigVerify},
     types::SigItem,
     PluginError,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
+use rand::Rng;
 use rayon::prelude::*;
 use serde::Deserialize;
+use sha2::{Digest, Sha512};
 
 /// Settings, from the plugin's table in the host configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Items per parallel task.
+    /// Items per parallel task; with `batch`, the least per task (a batch is split evenly
+    /// over the threads, each task one equation).
     pub chunk: usize,
-    /// Use batch verification for provably safe items.
+    /// Batch-verify the items that are provably safe to batch (see the crate docs).
     pub batch: bool,
-    /// Most keys remembered as torsion-free.
+    /// Most keys remembered.
     pub key_cache: usize,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            chunk: 32,
-            batch: false,
+            chunk: 256,
+            batch: true,
             key_cache: 65_536,
         }
     }
 }
 
+/// Below this many items a failed combination is settled item by item rather than halved.
+const SETTLE_SINGLY: usize = 4;
+
 /// The verifier.
 pub struct ParallelVerifier {
     settings: Settings,
-    /// Keys known to decode canonically to a torsion-free point.
-    safe_keys: RwLock<HashMap<[u8; 32], bool>>,
+    /// Each key seen: its point if it is safe to batch (a canonical encoding of a point of
+    /// the prime-order subgroup other than the identity), else `None`.
+    keys: RwLock<HashMap<[u8; 32], Option<EdwardsPoint>>>,
+}
+
+/// One item's share of a batch equation: `[s]B - [k]A - R`.
+struct Term {
+    /// The item's index in its chunk.
+    index: usize,
+    r: EdwardsPoint,
+    /// The key, as given, and its point.
+    key: [u8; 32],
+    a: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
 }
 
 impl ParallelVerifier {
@@ -66,7 +101,7 @@ impl ParallelVerifier {
         }
         Ok(ParallelVerifier {
             settings,
-            safe_keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::new()),
         })
     }
 
@@ -76,7 +111,12 @@ impl ParallelVerifier {
 
     /// Strict verdicts for `items`.
     pub fn verify(&self, items: &[SigItem<'_>]) -> Vec<bool> {
-        let chunk = self.settings.chunk;
+        let mut chunk = self.settings.chunk;
+        if self.settings.batch {
+            // A batch equation costs less per item the more items it has: one task per
+            // thread, each at least `chunk` items.
+            chunk = chunk.max(items.len().div_ceil(rayon::current_num_threads()));
+        }
         if items.len() <= chunk {
             return self.verify_chunk(items);
         }
@@ -91,76 +131,118 @@ impl ParallelVerifier {
             return items.iter().map(verify_strict).collect();
         }
         let mut verdicts = vec![false; items.len()];
-        let mut batched = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            if self.batch_safe(item) {
-                batched.push(i);
-            } else {
-                verdicts[i] = verify_strict(item);
+        let mut terms = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            match self.term(index, item) {
+                Some(t) => terms.push(t),
+                None => verdicts[index] = verify_strict(item),
             }
         }
-        let messages: Vec<&[u8]> = batched
-            .iter()
-            .map(|&i| items[i].message.as_slice())
-            .collect();
-        let signatures: Vec<Signature> = batched
-            .iter()
-            .map(|&i| Signature::from_bytes(&items[i].signature))
-            .collect();
-        let keys: Option<Vec<VerifyingKey>> = batched
-            .iter()
-            .map(|&i| VerifyingKey::from_bytes(&items[i].public_key).ok())
-            .collect();
-        let all_valid = match keys {
-            Some(keys) if !batched.is_empty() => {
-                ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
-            }
-            _ => false,
-        };
-        for &i in &batched {
-            verdicts[i] = all_valid || verify_strict(&items[i]);
-        }
+        settle(items, &terms, &mut verdicts);
         verdicts
     }
 
-    /// Whether batching `item` cannot change its verdict (see the crate docs).
-    fn batch_safe(&self, item: &SigItem<'_>) -> bool {
-        let s: [u8; 32] = item.signature[32..].try_into().expect("32 bytes");
-        if curve25519_dalek::Scalar::from_canonical_bytes(s)
-            .is_none()
-            .into()
-        {
-            return false;
-        }
-        let r: [u8; 32] = item.signature[..32].try_into().expect("32 bytes");
-        self.key_is_safe(&item.public_key) && decode_torsion_free(&r).is_some()
+    /// `item`'s share of a batch equation, if batching cannot change its verdict (see the
+    /// crate docs).
+    fn term(&self, index: usize, item: &SigItem<'_>) -> Option<Term> {
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(
+            item.signature[32..].try_into().expect("32 bytes"),
+        ))?;
+        let a = self.key_point(&item.public_key)?;
+        let r_bytes: [u8; 32] = item.signature[..32].try_into().expect("32 bytes");
+        let r = decode_subgroup(&r_bytes)?;
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(item.public_key)
+                .chain_update(item.message.as_slice())
+                .finalize()
+                .into(),
+        );
+        Some(Term {
+            index,
+            r,
+            key: item.public_key,
+            a,
+            s,
+            k,
+        })
     }
 
-    fn key_is_safe(&self, key: &[u8; 32]) -> bool {
-        if let Some(&safe) = self
-            .safe_keys
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            return safe;
+    /// The point of `key` if it is safe to batch, from the cache or decoded now.
+    fn key_point(&self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        if let Some(&point) = self.keys.read().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return point;
         }
-        let safe = decode_torsion_free(key).is_some();
-        let mut cache = self.safe_keys.write().unwrap_or_else(|p| p.into_inner());
+        let point = decode_subgroup(key);
+        let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.settings.key_cache {
             cache.clear();
         }
-        cache.insert(*key, safe);
-        safe
+        cache.insert(*key, point);
+        point
     }
 }
 
-/// The point encoded by `bytes`, if the encoding is canonical and the point is
-/// torsion-free and not the identity.
-fn decode_torsion_free(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
-    let point = CompressedEdwardsY(*bytes).decompress()?;
-    (point.compress().0 == *bytes && !point.is_small_order() && point.is_torsion_free())
-        .then_some(point)
+/// Sets the verdict of every item of `terms`: all true if their combination holds, else
+/// each half settled again, and items of a small failing set verified on their own.
+fn settle(items: &[SigItem<'_>], terms: &[Term], verdicts: &mut [bool]) {
+    if terms.is_empty() {
+        return;
+    }
+    if terms.len() <= SETTLE_SINGLY {
+        // A small set that may hold a bad item: settled singly unless it all holds.
+        if terms.len() == 1 || !combination_holds(terms) {
+            for t in terms {
+                verdicts[t.index] = verify_strict(&items[t.index]);
+            }
+            return;
+        }
+    } else if !combination_holds(terms) {
+        let (left, right) = terms.split_at(terms.len() / 2);
+        settle(items, left, verdicts);
+        settle(items, right, verdicts);
+        return;
+    }
+    for t in terms {
+        verdicts[t.index] = true;
+    }
+}
+
+/// Whether `sum z_i ([s_i]B - [k_i]A_i - R_i)` is the identity for fresh random odd
+/// 128-bit `z_i`. The keys' terms are summed per key first (keys repeat).
+fn combination_holds(terms: &[Term]) -> bool {
+    let mut rng = rand::thread_rng();
+    let mut base = Scalar::ZERO;
+    let mut keys: HashMap<[u8; 32], (EdwardsPoint, Scalar)> = HashMap::new();
+    let mut scalars = Vec::with_capacity(terms.len() + 1);
+    let mut points = Vec::with_capacity(terms.len() + 1);
+    for t in terms {
+        let z = Scalar::from(rng.gen::<u128>() | 1);
+        base += z * t.s;
+        let zk = z * t.k;
+        keys.entry(t.key).or_insert((t.a, Scalar::ZERO)).1 += zk;
+        scalars.push(-z);
+        points.push(t.r);
+    }
+    for (a, sum) in keys.into_values() {
+        scalars.push(-sum);
+        points.push(a);
+    }
+    scalars.push(base);
+    points.push(ED25519_BASEPOINT_POINT);
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points).is_identity()
+}
+
+/// The point encoded by `bytes`, if the encoding is canonical and the point is in the
+/// prime-order subgroup and not the identity (the only small-order point in it).
+fn decode_subgroup(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    let p = crrl::ed25519::Point::decode(bytes)?;
+    if p.is_in_subgroup() == 0 || p.isneutral() != 0 {
+        return None;
+    }
+    // The same canonical encoding, so the same point.
+    CompressedEdwardsY(*bytes).decompress()
 }
 
 /// The slot's definition of a verdict (the API's one definition).
@@ -179,4 +261,182 @@ impl SigVerify for ParallelVerifier {
 export_plugin! {
     name: "crypto_parallel_verification",
     sig_verify: ParallelVerifier::from_config,
+}
+
+#[cfg(test)]
+mod tests {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    use ed25519_dalek::{Signer, SigningKey};
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Pornin's test, which decides what may be batched, against the definition: `[l]P` is
+    /// the identity. Points of the prime-order subgroup plus each of the eight small-order
+    /// points (the subgroup's own, the identity, included); and what may be batched is
+    /// exactly the subgroup without the identity.
+    #[test]
+    fn the_subgroup_test_agrees_with_multiplying_by_the_group_order() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..64 {
+            let p = ED25519_BASEPOINT_POINT * Scalar::from(rng.gen::<u128>());
+            for (i, t) in EIGHT_TORSION.iter().enumerate() {
+                for q in [p + t, *t] {
+                    let bytes = q.compress().0;
+                    let crrl = crrl::ed25519::Point::decode(&bytes).expect("a curve point");
+                    assert_eq!(
+                        crrl.is_in_subgroup() != 0,
+                        q.is_torsion_free(),
+                        "torsion point {i}"
+                    );
+                    assert_eq!(
+                        decode_subgroup(&bytes),
+                        (q.is_torsion_free() && !q.is_small_order()).then_some(q),
+                        "torsion point {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Encodings `verify_strict` would read as other points or not at all are never
+    /// batched: `y` at or above the field's prime, and `x = 0` with its sign bit set.
+    #[test]
+    fn non_canonical_encodings_are_not_batched() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let p = ED25519_BASEPOINT_POINT * Scalar::from(rng.gen::<u128>());
+        let canonical = p.compress().0;
+        assert!(decode_subgroup(&canonical).is_some());
+        // y = p + 1 = 2^255 - 18, a non-canonical encoding of y = 1.
+        let mut y_above = [0xffu8; 32];
+        y_above[0] = 0xee;
+        y_above[31] = 0x7f;
+        assert!(decode_subgroup(&y_above).is_none());
+        // The identity (0, 1) with the sign of x set.
+        let mut negative_zero = [0u8; 32];
+        negative_zero[0] = 1;
+        negative_zero[31] = 0x80;
+        assert!(decode_subgroup(&negative_zero).is_none());
+    }
+
+    /// A signature whose `R` carries the small-order point `torsion`, with `s` such that
+    /// `[s]B - [k]A` is `R`'s prime-order part: strict verification refuses it, and a
+    /// combination can cancel the rest.
+    fn torsion_in_r(signer: &SigningKey, msg: &[u8], torsion: EdwardsPoint) -> [u8; 64] {
+        let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest(msg).into());
+        let big_r = (ED25519_BASEPOINT_POINT * r + torsion).compress().0;
+        let key = signer.verifying_key().to_bytes();
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(big_r)
+                .chain_update(key)
+                .chain_update(msg)
+                .finalize()
+                .into(),
+        );
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&big_r);
+        sig[32..].copy_from_slice(&(r + k * signer.to_scalar()).to_bytes());
+        sig
+    }
+
+    /// Items with a small-order component in `R`, of every order, alone, one among valid
+    /// signatures, and two with the same component (which cancel under odd coefficients):
+    /// every verdict is `verify_strict`'s, at every chunk size.
+    #[test]
+    fn torsion_in_r_of_every_order_is_refused_alone_in_pairs_and_among_valid_ones() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let signers: Vec<SigningKey> = (0..4).map(|_| SigningKey::generate(&mut rng)).collect();
+        let valid: Vec<([u8; 32], [u8; 64], Vec<u8>)> = (0..40)
+            .map(|i| {
+                let s = &signers[i % 4];
+                let m = vec![i as u8; 1 + i % 50];
+                (s.verifying_key().to_bytes(), s.sign(&m).to_bytes(), m)
+            })
+            .collect();
+        let verifiers: Vec<ParallelVerifier> = [1, 5, 16, 256]
+            .into_iter()
+            .map(|chunk| {
+                ParallelVerifier::new(Settings {
+                    chunk,
+                    ..Settings::default()
+                })
+                .unwrap()
+            })
+            .collect();
+        for (t, torsion) in EIGHT_TORSION.iter().enumerate().skip(1) {
+            let bad: Vec<([u8; 32], [u8; 64], Vec<u8>)> = (0..2u8)
+                .map(|j| {
+                    let m = vec![0xa0 + j; 33];
+                    let s = &signers[usize::from(j)];
+                    (
+                        s.verifying_key().to_bytes(),
+                        torsion_in_r(s, &m, *torsion),
+                        m,
+                    )
+                })
+                .collect();
+            let mut sets = vec![bad[..1].to_vec(), bad.clone()];
+            for at in [0, 13, 40] {
+                let mut one = valid.clone();
+                one.insert(at, bad[0].clone());
+                sets.push(one);
+                let mut two = valid.clone();
+                two.insert(at, bad[0].clone());
+                two.push(bad[1].clone());
+                sets.push(two);
+            }
+            for set in &sets {
+                let items: Vec<SigItem<'_>> = set
+                    .iter()
+                    .map(|(k, s, m)| SigItem::new(*k, *s, m.as_slice().into()))
+                    .collect();
+                let expected: Vec<bool> = items.iter().map(verify_strict).collect();
+                assert!(expected.iter().filter(|ok| !**ok).count() >= 1);
+                for v in &verifiers {
+                    assert_eq!(
+                        v.verify(&items),
+                        expected,
+                        "torsion point {t}, chunk {}",
+                        v.settings.chunk
+                    );
+                }
+            }
+        }
+    }
+
+    /// A batch that fails is halved down to its bad items: every valid item keeps `true`,
+    /// every bad one gets `false`, wherever they sit.
+    #[test]
+    fn a_failing_batch_finds_exactly_its_bad_items() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let signer = SigningKey::generate(&mut rng);
+        let v = ParallelVerifier::new(Settings::default()).unwrap();
+        for round in 0..20 {
+            let mut set: Vec<([u8; 32], [u8; 64], Vec<u8>)> = (0..100u32)
+                .map(|i| {
+                    let m = (i + 1000 * round).to_le_bytes().to_vec();
+                    (
+                        signer.verifying_key().to_bytes(),
+                        signer.sign(&m).to_bytes(),
+                        m,
+                    )
+                })
+                .collect();
+            let bad: Vec<usize> = (0..rng.gen_range(1..6))
+                .map(|_| rng.gen_range(0..100))
+                .collect();
+            for &b in &bad {
+                set[b].2.push(1);
+            }
+            let items: Vec<SigItem<'_>> = set
+                .iter()
+                .map(|(k, s, m)| SigItem::new(*k, *s, m.as_slice().into()))
+                .collect();
+            let got = v.verify(&items);
+            for (i, ok) in got.iter().enumerate() {
+                assert_eq!(*ok, !bad.contains(&i), "round {round}, item {i}");
+            }
+        }
+    }
 }
