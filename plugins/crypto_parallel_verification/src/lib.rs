@@ -64,7 +64,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            chunk: 256,
+            chunk: 32,
             batch: true,
             key_cache: 65_536,
         }
@@ -73,6 +73,10 @@ impl Default for Settings {
 
 /// Below this many items a failed combination is settled item by item rather than halved.
 const SETTLE_SINGLY: usize = 4;
+
+/// Below this many items a chunk is verified item by item: an equation of so few costs
+/// about what `verify_strict` does, and the subgroup tests come on top.
+const BATCH_MIN: usize = 8;
 
 /// The verifier.
 pub struct ParallelVerifier {
@@ -127,7 +131,7 @@ impl ParallelVerifier {
     }
 
     fn verify_chunk(&self, items: &[SigItem<'_>]) -> Vec<bool> {
-        if !self.settings.batch {
+        if !self.settings.batch || items.len() < BATCH_MIN {
             return items.iter().map(verify_strict).collect();
         }
         let mut verdicts = vec![false; items.len()];
