@@ -34,11 +34,7 @@ pub fn verify_tx(tx: &Transaction) -> bool {
 pub fn tx_items<'m>(txs: &[&Transaction], messages: &'m [Vec<u8>]) -> Vec<SigItem<'m>> {
     txs.iter()
         .zip(messages)
-        .map(|(tx, m)| SigItem {
-            public_key: tx.from.0,
-            signature: tx.signature.0,
-            message: m.as_slice().into(),
-        })
+        .map(|(tx, m)| SigItem::new(tx.from.0, tx.signature.0, m.as_slice().into()))
         .collect()
 }
 

@@ -499,31 +499,49 @@ fn a_plan_with_problems_changes_nothing() {
     );
 }
 
+/// `dubchain-perf --enable PLUGIN run` on a small chain of `blocks` blocks (2 validators,
+/// one run per side, `rounds` micro rounds), plugins from `dir`, state, data and reports
+/// under `tmp`, with `extra` arguments of `run`.
+fn small_run(
+    dir: &PluginDir,
+    tmp: &std::path::Path,
+    plugin: &str,
+    blocks: &str,
+    rounds: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    std::process::Command::new(dubchain_tests::dubchain_perf())
+        .arg("--plugin-dir")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(tmp.join("state"))
+        .args(["--enable", plugin, "run"])
+        .args([
+            "--blocks",
+            blocks,
+            "--txs-per-block",
+            "8",
+            "--accounts",
+            "20",
+        ])
+        .args(["--validators", "2", "--runs", "1", "--rounds", rounds])
+        .arg("--data-dir")
+        .arg(tmp.join("data"))
+        .arg("--out")
+        .arg(tmp.join("out"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// `run` compares nothing when a requested plugin fails to load: it exits 1 and says how to
 /// go on; with `--allow-missing` it runs and its tables say which plugin was missing.
 #[test]
 fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
-    use std::process::Command;
     let dir = PluginDir::new();
     dir.add_fixture("fixture_wrong_answer", "crypto.sig_verify", "");
     let tmp = tempfile::tempdir().unwrap();
-    let run = |extra: &[&str]| {
-        Command::new(dubchain_tests::dubchain_perf())
-            .arg("--plugin-dir")
-            .arg(dir.path())
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .args(["--enable", "fixture_wrong_answer", "run"])
-            .args(["--blocks", "2", "--txs-per-block", "8", "--accounts", "20"])
-            .args(["--validators", "2", "--runs", "1", "--rounds", "2"])
-            .arg("--data-dir")
-            .arg(tmp.path().join("data"))
-            .arg("--out")
-            .arg(tmp.path().join("out"))
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| small_run(&dir, tmp.path(), "fixture_wrong_answer", "2", "2", extra);
     let refused = run(&[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
@@ -563,24 +581,10 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
 /// thread for their one peer), and both reach the same chain.
 #[test]
 fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
-    use std::process::Command;
     let dir = PluginDir::new();
     dir.add_first_party("network_async_io");
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(dubchain_tests::dubchain_perf())
-        .arg("--plugin-dir")
-        .arg(dir.path())
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .args(["--enable", "network_async_io", "run"])
-        .args(["--blocks", "3", "--txs-per-block", "8", "--accounts", "20"])
-        .args(["--validators", "2", "--runs", "1", "--rounds", "1"])
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let out = small_run(&dir, tmp.path(), "network_async_io", "3", "1", &[]);
     assert!(
         out.status.success(),
         "{}{}",

@@ -29,11 +29,7 @@ impl SignatureSet {
     pub fn items(&self) -> Vec<SigItem<'_>> {
         self.entries
             .iter()
-            .map(|(k, s, m)| SigItem {
-                public_key: *k,
-                signature: *s,
-                message: m.as_slice().into(),
-            })
+            .map(|(k, s, m)| SigItem::new(*k, *s, m.as_slice().into()))
             .collect()
     }
 
@@ -370,11 +366,7 @@ impl VoteSet {
     pub fn items(&self) -> Vec<dubchain_plugin_api::types::VoteItem<'_>> {
         self.entries
             .iter()
-            .map(|(k, s, m)| dubchain_plugin_api::types::VoteItem {
-                public_key: *k,
-                signature: *s,
-                message: m.as_slice().into(),
-            })
+            .map(|(k, s, m)| dubchain_plugin_api::types::VoteItem::new(*k, *s, m.as_slice().into()))
             .collect()
     }
 }

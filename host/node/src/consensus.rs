@@ -114,11 +114,11 @@ pub fn verify_votes(slot: &VoteVerifySlot, set: &ValidatorSet, votes: &[Vote]) -
         match set.validators.get(v.validator as usize) {
             Some(validator) => {
                 known.push(true);
-                items.push(VoteItem {
-                    public_key: validator.public_key.compress(),
-                    signature: v.signature,
-                    message: m.as_slice().into(),
-                });
+                items.push(VoteItem::new(
+                    validator.public_key.compress(),
+                    v.signature,
+                    m.as_slice().into(),
+                ));
             }
             None => known.push(false),
         }

@@ -291,11 +291,7 @@ mod tests {
             let items: Vec<VoteItem<'_>> = pks
                 .iter()
                 .zip(&sigs)
-                .map(|(pk, sig)| VoteItem {
-                    public_key: *pk,
-                    signature: *sig,
-                    message: message.as_slice().into(),
-                })
+                .map(|(pk, sig)| VoteItem::new(*pk, *sig, message.as_slice().into()))
                 .collect();
             let expected: Vec<bool> = (0..24)
                 .map(|i| bad_every == 0 || i % bad_every != 0)

@@ -155,14 +155,7 @@ impl ParallelVerifier {
         let a = self.key_point(&item.public_key)?;
         let r_bytes: [u8; 32] = item.signature[..32].try_into().expect("32 bytes");
         let r = decode_subgroup(&r_bytes)?;
-        let k = Scalar::from_bytes_mod_order_wide(
-            &Sha512::new()
-                .chain_update(r_bytes)
-                .chain_update(item.public_key)
-                .chain_update(item.message.as_slice())
-                .finalize()
-                .into(),
-        );
+        let k = challenge(&r_bytes, &item.public_key, item.message.as_slice());
         Some(Term {
             index,
             r,
@@ -189,27 +182,24 @@ impl ParallelVerifier {
 }
 
 /// Sets the verdict of every item of `terms`: all true if their combination holds, else
-/// each half settled again, and items of a small failing set verified on their own.
+/// each half settled again; a single item, or a small set whose combination fails, is
+/// verified item by item.
 fn settle(items: &[SigItem<'_>], terms: &[Term], verdicts: &mut [bool]) {
     if terms.is_empty() {
         return;
     }
-    if terms.len() <= SETTLE_SINGLY {
-        // A small set that may hold a bad item: settled singly unless it all holds.
-        if terms.len() == 1 || !combination_holds(terms) {
-            for t in terms {
-                verdicts[t.index] = verify_strict(&items[t.index]);
-            }
-            return;
+    if terms.len() > 1 && combination_holds(terms) {
+        for t in terms {
+            verdicts[t.index] = true;
         }
-    } else if !combination_holds(terms) {
+    } else if terms.len() <= SETTLE_SINGLY {
+        for t in terms {
+            verdicts[t.index] = verify_strict(&items[t.index]);
+        }
+    } else {
         let (left, right) = terms.split_at(terms.len() / 2);
         settle(items, left, verdicts);
         settle(items, right, verdicts);
-        return;
-    }
-    for t in terms {
-        verdicts[t.index] = true;
     }
 }
 
@@ -236,6 +226,19 @@ fn combination_holds(terms: &[Term]) -> bool {
     scalars.push(base);
     points.push(ED25519_BASEPOINT_POINT);
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).is_identity()
+}
+
+/// The signature's challenge `k = SHA-512(R || A || message) mod l`, over the encodings
+/// as given (as `verify_strict` hashes them).
+fn challenge(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
+    Scalar::from_bytes_mod_order_wide(
+        &Sha512::new()
+            .chain_update(r)
+            .chain_update(key)
+            .chain_update(message)
+            .finalize()
+            .into(),
+    )
 }
 
 /// The point encoded by `bytes`, if the encoding is canonical and the point is in the
@@ -329,15 +332,7 @@ mod tests {
     fn torsion_in_r(signer: &SigningKey, msg: &[u8], torsion: EdwardsPoint) -> [u8; 64] {
         let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest(msg).into());
         let big_r = (ED25519_BASEPOINT_POINT * r + torsion).compress().0;
-        let key = signer.verifying_key().to_bytes();
-        let k = Scalar::from_bytes_mod_order_wide(
-            &Sha512::new()
-                .chain_update(big_r)
-                .chain_update(key)
-                .chain_update(msg)
-                .finalize()
-                .into(),
-        );
+        let k = challenge(&big_r, &signer.verifying_key().to_bytes(), msg);
         let mut sig = [0u8; 64];
         sig[..32].copy_from_slice(&big_r);
         sig[32..].copy_from_slice(&(r + k * signer.to_scalar()).to_bytes());
