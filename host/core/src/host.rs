@@ -402,11 +402,57 @@ fn provider<I>(
     ))
 }
 
-/// A fresh directory name per host, so hosts in one process never share copies.
+/// A fresh directory name per host, so hosts in one process never share copies. The first
+/// one of a process also removes the copies left by processes that died without dropping
+/// their host (killed, or aborted by a plugin): nothing else would, and each is a copy of
+/// every loaded library.
 fn unique_runtime_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let temp = std::env::temp_dir();
+    SWEEP.call_once(|| sweep_dead_copies(&temp));
     let n = NEXT.fetch_add(1, Relaxed);
-    std::env::temp_dir().join(format!("dubchain-plugins-{}-{n}", std::process::id()))
+    temp.join(format!("{RUNTIME_PREFIX}{}-{n}", std::process::id()))
+}
+
+/// The directories of a host's library copies under the temporary directory:
+/// `dubchain-plugins-{pid}-{n}`.
+const RUNTIME_PREFIX: &str = "dubchain-plugins-";
+
+/// The directory of an isolated plugin's child (`dubchain-perf plugin serve`) under the
+/// temporary directory: `dubchain-isolated-{pid}`. Swept like a host's when its process is
+/// gone.
+pub const ISOLATED_PREFIX: &str = "dubchain-isolated-";
+
+/// Removes the directories of library copies under `dir` whose process is gone. Only where a
+/// process's liveness can be read (`/proc`); elsewhere nothing is removed.
+fn sweep_dead_copies(dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(copies_owner) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The process id in the name of a directory of library copies, if it is one.
+fn copies_owner(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix(RUNTIME_PREFIX) {
+        let (pid, n) = rest.split_once('-')?;
+        n.parse::<u64>().ok()?;
+        pid.parse().ok()
+    } else {
+        name.strip_prefix(ISOLATED_PREFIX)?.parse().ok()
+    }
 }
 
 fn unchanged(live: &Live, manifest: &Manifest, config: &str) -> bool {
@@ -470,5 +516,40 @@ impl Drop for Host {
         // The mapped copies may be deleted while mapped (the mapping keeps the inode); the
         // libraries themselves stay mapped until the process exits.
         let _ = std::fs::remove_dir_all(&self.options.runtime_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Copies of a process that is gone are removed; those of a live process, and anything
+    /// not named as copies, stay.
+    #[test]
+    fn sweeps_only_dead_processes_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let names = [
+            format!("{RUNTIME_PREFIX}{dead}-0"),
+            format!("{ISOLATED_PREFIX}{dead}"),
+            format!("{RUNTIME_PREFIX}{live}-3"),
+            format!("{ISOLATED_PREFIX}{live}"),
+            format!("{RUNTIME_PREFIX}{dead}"),
+            "unrelated-1".to_owned(),
+        ];
+        for n in &names {
+            std::fs::create_dir(dir.path().join(n)).unwrap();
+            std::fs::write(dir.path().join(n).join("lib.so"), b"copy").unwrap();
+        }
+        sweep_dead_copies(dir.path());
+        let left: BTreeSet<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let expected: BTreeSet<String> = names[2..].iter().cloned().collect();
+        assert_eq!(left, expected);
     }
 }
