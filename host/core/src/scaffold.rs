@@ -33,30 +33,38 @@ macro_rules! forwarding {
 /// about 1x), `tests/differential.rs` and `benches/ratio.rs`. The slots without a test and
 /// bench of their own use `test/checked.rs.tmpl` (the host's check of the slot against the
 /// baseline, the one it runs at load) and `bench/slot.rs.tmpl` (`plugin verify`'s quick ratio),
-/// filled with the slot's FFI object (`{ffi}`), its field (`{field}`) and its check.
+/// filled with the slot's FFI object (`{ffi}`), its field (`{field}`: the slot's stem, which
+/// names its `Slots` field and its check in `dubchain_host::selftest`) and its check.
 struct Template {
     slot: SlotInfo,
     deps: &'static str,
     lib: &'static str,
     test: &'static str,
     bench: &'static str,
-    /// For `test/checked.rs.tmpl` and `bench/slot.rs.tmpl`: the FFI object and the slot's field.
+    /// For `test/checked.rs.tmpl` and `bench/slot.rs.tmpl`: the FFI object (`..._TO`).
     ffi: &'static str,
-    field: &'static str,
     /// A `vm.*` slot: the crate builds the plugin API's contract rules (feature `vm`), and
     /// tests against a host with the contract VM.
     vm: bool,
 }
 
+impl Template {
+    /// The slot's stem (`crypto.sig_verify` -> `sig_verify`).
+    fn field(&self) -> &'static str {
+        self.slot
+            .id
+            .split_once('.')
+            .map_or(self.slot.id, |(_, stem)| stem)
+    }
+}
+
 /// A template whose test is the host's check of the slot and whose bench is the quick
-/// ratio: `ffi` the slot's FFI trait object (`..._TO`), `field` its name in `Slots` (and of
-/// its check in `dubchain_host::selftest`).
+/// ratio; `ffi` the slot's FFI trait object.
 const fn checked(
     slot: SlotInfo,
     deps: &'static str,
     lib: &'static str,
     ffi: &'static str,
-    field: &'static str,
 ) -> Template {
     Template {
         slot,
@@ -65,214 +73,43 @@ const fn checked(
         test: template!("test/checked.rs.tmpl"),
         bench: template!("bench/slot.rs.tmpl"),
         ffi,
-        field,
         vm: false,
     }
 }
 
-/// [`checked`], for a `vm.*` slot.
-const fn checked_vm(
-    slot: SlotInfo,
-    deps: &'static str,
-    lib: &'static str,
-    ffi: &'static str,
-    field: &'static str,
-) -> Template {
-    Template {
-        vm: true,
-        ..checked(slot, deps, lib, ffi, field)
-    }
+/// `t`, for a `vm.*` slot.
+const fn vm(t: Template) -> Template {
+    Template { vm: true, ..t }
 }
 
 /// The slots `plugin new` can scaffold, looked up by slot.
+#[rustfmt::skip]
 const TEMPLATES: &[Template] = &[
-    Template {
-        slot: SIG_VERIFY,
-        deps: "",
-        lib: template!("lib/sig_verify.rs.tmpl"),
-        test: template!("test/sig_verify.rs.tmpl"),
-        bench: template!("bench/slot.rs.tmpl"),
-        ffi: "SigVerifyFfi_TO",
-        field: "sig_verify",
-        vm: false,
-    },
-    Template {
-        slot: RECORD_CODEC,
-        deps: "serde_json = \"1\"\n",
-        lib: template!("lib/record_codec.rs.tmpl"),
-        test: template!("test/record_codec.rs.tmpl"),
-        bench: template!("bench/slot.rs.tmpl"),
-        ffi: "RecordCodecFfi_TO",
-        field: "record_codec",
-        vm: false,
-    },
-    Template {
-        slot: MERKLE,
-        deps: "",
-        lib: template!("lib/merkle.rs.tmpl"),
-        test: template!("test/merkle.rs.tmpl"),
-        bench: template!("bench/slot.rs.tmpl"),
-        ffi: "MerkleFfi_TO",
-        field: "merkle",
-        vm: false,
-    },
-    Template {
-        slot: TX_VALIDATION,
-        deps: "",
-        lib: template!("lib/tx_validation.rs.tmpl"),
-        test: template!("test/tx_validation.rs.tmpl"),
-        bench: template!("bench/slot.rs.tmpl"),
-        ffi: "TxValidationFfi_TO",
-        field: "tx_validation",
-        vm: false,
-    },
-    Template {
-        slot: BLOCK_EXECUTION,
-        deps: "",
-        lib: template!("lib/block_execution.rs.tmpl"),
-        test: template!("test/block_execution.rs.tmpl"),
-        bench: template!("bench/block_execution.rs.tmpl"),
-        ffi: "",
-        field: "",
-        vm: false,
-    },
-    Template {
-        slot: BLOCK_COMMIT,
-        deps: "",
-        lib: template!("lib/block_commit.rs.tmpl"),
-        test: template!("test/block_commit.rs.tmpl"),
-        bench: template!("bench/block_commit.rs.tmpl"),
-        ffi: "",
-        field: "",
-        vm: false,
-    },
-    checked(
-        VOTE_VERIFY,
-        "blst = \"0.3\"\n",
-        forwarding!("vote_verify"),
-        "VoteVerifyFfi_TO",
-        "vote_verify",
-    ),
-    checked(
-        BLOCK_RECLAIM,
-        "",
-        forwarding!("block_reclaim"),
-        "BlockReclaimFfi_TO",
-        "block_reclaim",
-    ),
-    checked(
-        BUFFER_POOL,
-        "",
-        forwarding!("buffer_pool"),
-        "BufferPoolFfi_TO",
-        "buffer_pool",
-    ),
-    checked(
-        FRAME_SEND,
-        "",
-        forwarding!("frame_send"),
-        "FrameSendFfi_TO",
-        "frame_send",
-    ),
-    checked(
-        TX_DECODE,
-        "serde_json = \"1\"\n",
-        forwarding!("tx_decode"),
-        "TxDecodeFfi_TO",
-        "tx_decode",
-    ),
-    checked(
-        ACCOUNT_READ,
-        "",
-        forwarding!("account_read"),
-        "AccountReadFfi_TO",
-        "account_read",
-    ),
-    checked(
-        DURABILITY,
-        "",
-        forwarding!("durability"),
-        "DurabilityFfi_TO",
-        "durability",
-    ),
-    checked(
-        BROADCAST,
-        "",
-        forwarding!("broadcast"),
-        "BroadcastFfi_TO",
-        "broadcast",
-    ),
-    checked(
-        TX_POOL,
-        "",
-        forwarding!("tx_pool"),
-        "TxPoolFfi_TO",
-        "tx_pool",
-    ),
-    checked(
-        VOTE_TALLY,
-        "",
-        forwarding!("vote_tally"),
-        "VoteTalliesFfi_TO",
-        "vote_tally",
-    ),
-    checked(
-        SEND_QUEUE,
-        "",
-        forwarding!("send_queue"),
-        "SendQueuesFfi_TO",
-        "send_queue",
-    ),
-    checked(
-        BLOCK_VALIDATION,
-        "",
-        forwarding!("block_validation"),
-        "BlockValidationFfi_TO",
-        "block_validation",
-    ),
-    checked(
-        TRANSPORT,
-        "",
-        forwarding!("transport"),
-        "TransportFfi_TO",
-        "transport",
-    ),
-    checked(
-        STATE_ROOT,
-        "",
-        template!("lib/state_root.rs.tmpl"),
-        "StateRootFfi_TO",
-        "state_root",
-    ),
-    checked_vm(
-        CODE_LOADER,
-        "",
-        forwarding!("code_loader"),
-        "CodeLoaderFfi_TO",
-        "code_loader",
-    ),
-    checked_vm(
-        METERING,
-        "",
-        forwarding!("metering"),
-        "MeteringFfi_TO",
-        "metering",
-    ),
-    checked_vm(
-        MODULE_CACHE,
-        // The host's VM, which the forwarding implementation runs contracts on.
-        "dubchain-host = { path = \"{host}\", default-features = false, features = [\"vm\"] }\n",
-        forwarding!("module_cache"),
-        "ModuleCacheFfi_TO",
-        "module_cache",
-    ),
-    checked_vm(
-        CONTRACT_STATE,
-        "",
-        forwarding!("contract_state"),
-        "ContractStateFfi_TO",
-        "contract_state",
-    ),
+    Template { slot: SIG_VERIFY, deps: "", lib: template!("lib/sig_verify.rs.tmpl"), test: template!("test/sig_verify.rs.tmpl"), bench: template!("bench/slot.rs.tmpl"), ffi: "SigVerifyFfi_TO", vm: false },
+    Template { slot: RECORD_CODEC, deps: "serde_json = \"1\"\n", lib: template!("lib/record_codec.rs.tmpl"), test: template!("test/record_codec.rs.tmpl"), bench: template!("bench/slot.rs.tmpl"), ffi: "RecordCodecFfi_TO", vm: false },
+    Template { slot: MERKLE, deps: "", lib: template!("lib/merkle.rs.tmpl"), test: template!("test/merkle.rs.tmpl"), bench: template!("bench/slot.rs.tmpl"), ffi: "MerkleFfi_TO", vm: false },
+    Template { slot: TX_VALIDATION, deps: "", lib: template!("lib/tx_validation.rs.tmpl"), test: template!("test/tx_validation.rs.tmpl"), bench: template!("bench/slot.rs.tmpl"), ffi: "TxValidationFfi_TO", vm: false },
+    Template { slot: BLOCK_EXECUTION, deps: "", lib: template!("lib/block_execution.rs.tmpl"), test: template!("test/block_execution.rs.tmpl"), bench: template!("bench/block_execution.rs.tmpl"), ffi: "", vm: false },
+    Template { slot: BLOCK_COMMIT, deps: "", lib: template!("lib/block_commit.rs.tmpl"), test: template!("test/block_commit.rs.tmpl"), bench: template!("bench/block_commit.rs.tmpl"), ffi: "", vm: false },
+    checked(VOTE_VERIFY, "blst = \"0.3\"\n", forwarding!("vote_verify"), "VoteVerifyFfi_TO"),
+    checked(BLOCK_RECLAIM, "", forwarding!("block_reclaim"), "BlockReclaimFfi_TO"),
+    checked(BUFFER_POOL, "", forwarding!("buffer_pool"), "BufferPoolFfi_TO"),
+    checked(FRAME_SEND, "", forwarding!("frame_send"), "FrameSendFfi_TO"),
+    checked(TX_DECODE, "serde_json = \"1\"\n", forwarding!("tx_decode"), "TxDecodeFfi_TO"),
+    checked(ACCOUNT_READ, "", forwarding!("account_read"), "AccountReadFfi_TO"),
+    checked(DURABILITY, "", forwarding!("durability"), "DurabilityFfi_TO"),
+    checked(BROADCAST, "", forwarding!("broadcast"), "BroadcastFfi_TO"),
+    checked(TX_POOL, "", forwarding!("tx_pool"), "TxPoolFfi_TO"),
+    checked(VOTE_TALLY, "", forwarding!("vote_tally"), "VoteTalliesFfi_TO"),
+    checked(SEND_QUEUE, "", forwarding!("send_queue"), "SendQueuesFfi_TO"),
+    checked(BLOCK_VALIDATION, "", forwarding!("block_validation"), "BlockValidationFfi_TO"),
+    checked(TRANSPORT, "", forwarding!("transport"), "TransportFfi_TO"),
+    checked(STATE_ROOT, "", template!("lib/state_root.rs.tmpl"), "StateRootFfi_TO"),
+    vm(checked(CODE_LOADER, "", forwarding!("code_loader"), "CodeLoaderFfi_TO")),
+    vm(checked(METERING, "", forwarding!("metering"), "MeteringFfi_TO")),
+    // The host's VM, which the forwarding implementation runs contracts on.
+    vm(checked(MODULE_CACHE, "dubchain-host = { path = \"{host}\", default-features = false, features = [\"vm\"] }\n", forwarding!("module_cache"), "ModuleCacheFfi_TO")),
+    vm(checked(CONTRACT_STATE, "", forwarding!("contract_state"), "ContractStateFfi_TO")),
 ];
 
 /// The slots with a template.
@@ -359,7 +196,7 @@ pub fn new_plugin(
             .replace("{api_version}", dubchain_plugin_api::API_VERSION)
             .replace("{slot_version}", &info.version.to_string())
             .replace("{ffi}", template.ffi)
-            .replace("{field}", template.field)
+            .replace("{field}", template.field())
     };
     let write = |rel: &str, text: String| -> Result<(), String> {
         let path = root.join(rel);
