@@ -100,13 +100,20 @@ fn every_adversarial_kind_alone_and_among_valid_ones() {
 /// The bad-item acceptance test of the exact batch verifier: over many random seeds, one
 /// adversarial item of every kind at every position of a batch of valid signatures is
 /// never accepted where strict verification refuses it (and the valid ones keep their
-/// `true`): every configuration, batching or not, answers as the baseline.
+/// `true`): every configuration, batching or not, answers as the baseline. Batches of 41
+/// and of 141 items, so that the verifier's equations are on both sides of the size from
+/// which it sums the `R` terms on another library's points.
 #[test]
 fn a_batch_with_one_bad_item_is_never_accepted_over_many_seeds() {
     use rand::{Rng, SeedableRng};
     let hosts = verifier_hosts();
-    let valid = workload::signature_set(11, 40, false);
+    let sizes = [
+        workload::signature_set(11, 40, false),
+        workload::signature_set(12, 140, false),
+    ];
     for seed in 0..220u64 {
+        // Every kind at both sizes.
+        let valid = &sizes[seed as usize / workload::ADVERSARIAL_KINDS % 2];
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let signer = ed25519_dalek::SigningKey::generate(&mut rng);
         let kind = seed as usize % workload::ADVERSARIAL_KINDS;
