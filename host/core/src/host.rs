@@ -419,10 +419,15 @@ fn unique_runtime_dir() -> PathBuf {
 /// `dubchain-plugins-{pid}-{n}`.
 const RUNTIME_PREFIX: &str = "dubchain-plugins-";
 
-/// The directory of an isolated plugin's child (`dubchain-perf plugin serve`) under the
-/// temporary directory: `dubchain-isolated-{pid}`. Swept like a host's when its process is
-/// gone.
-pub const ISOLATED_PREFIX: &str = "dubchain-isolated-";
+/// The directory of an isolated plugin's child under the temporary directory:
+/// `dubchain-isolated-{pid}`. Swept like a host's when its process is gone.
+const ISOLATED_PREFIX: &str = "dubchain-isolated-";
+
+/// Where this process, serving an isolated plugin (`dubchain-perf plugin serve`), writes
+/// its library copy.
+pub fn isolated_runtime_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("{ISOLATED_PREFIX}{}", std::process::id()))
+}
 
 /// Removes the directories of library copies under `dir` whose process is gone. Only where a
 /// process's liveness can be read (`/proc`); elsewhere nothing is removed.

@@ -106,6 +106,9 @@ struct Term {
     /// `R` as given, and its point (decoded by the subgroup test).
     r_bytes: [u8; 32],
     r: crrl::ed25519::Point,
+    /// `R` for `curve25519-dalek`, decoded the first time an equation under
+    /// [`CRRL_R_MIN`] items needs it (a failing equation's halves may need it again).
+    r_dalek: std::cell::OnceCell<Option<EdwardsPoint>>,
     /// The key, as given, and its point.
     key: [u8; 32],
     a: EdwardsPoint,
@@ -175,6 +178,7 @@ impl ParallelVerifier {
             index,
             r_bytes,
             r,
+            r_dalek: std::cell::OnceCell::new(),
             key: item.public_key,
             a,
             s,
@@ -254,7 +258,10 @@ fn combination_holds(terms: &[Term]) -> bool {
     }
     for (t, &z) in terms.iter().zip(&z) {
         // A canonical encoding of a curve point (the subgroup test decoded it).
-        let Some(r) = CompressedEdwardsY(t.r_bytes).decompress() else {
+        let Some(r) = *t
+            .r_dalek
+            .get_or_init(|| CompressedEdwardsY(t.r_bytes).decompress())
+        else {
             return false;
         };
         scalars.push(-Scalar::from(z));

@@ -41,11 +41,7 @@ pub fn verify(path: &Path, library: Option<&Path>) -> Result<ExitCode> {
 pub fn serve(manifest: &Path, deadlines: dubchain_host::loader::Deadlines) -> Result<ExitCode> {
     let m = dubchain_host::manifest::read(manifest)?;
     let config = std::env::var("DUBCHAIN_PLUGIN_CONFIG").unwrap_or_default();
-    let runtime = std::env::temp_dir().join(format!(
-        "{}{}",
-        dubchain_host::host::ISOLATED_PREFIX,
-        std::process::id()
-    ));
+    let runtime = dubchain_host::host::isolated_runtime_dir();
     let served = dubchain_host::isolate::serve(
         &m,
         &config,
