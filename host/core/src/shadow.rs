@@ -25,18 +25,17 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use dubchain_plugin_api::types::{hex_encode, Bytes32, SigItem, Transaction, VoteItem};
+use dubchain_plugin_api::{
+    abi_stable::std_types::RSlice,
+    slots::{MERKLE, SIG_VERIFY, TX_DECODE, VOTE_VERIFY},
+    types::{hex_encode, Bytes32, SigItem, Transaction, VoteItem},
+};
 use serde::Serialize;
 
 use crate::baseline;
 
 /// The slots whose calls are shadow-checked.
-pub const REPLAYED: [&str; 4] = [
-    "crypto.sig_verify",
-    "consensus.vote_verify",
-    "crypto.merkle",
-    "mem.tx_decode",
-];
+pub const REPLAYED: [&str; 4] = [SIG_VERIFY.id, VOTE_VERIFY.id, MERKLE.id, TX_DECODE.id];
 
 /// The slots whose calls are not, and why.
 pub const NOT_REPLAYED: &[(&str, &str)] = &[
@@ -95,15 +94,9 @@ pub trait Checked: Send + Sync {
 }
 
 /// What a sampled call asked, and what the provider answered.
-enum Call {
-    Sig {
-        items: Vec<([u8; 32], [u8; 64], Vec<u8>)>,
-        answer: Vec<bool>,
-    },
-    Votes {
-        items: Vec<([u8; 48], [u8; 96], Vec<u8>)>,
-        answer: Vec<bool>,
-    },
+pub(crate) enum Call {
+    Sig(Signed<32, 64>),
+    Votes(Signed<48, 96>),
     Merkle {
         trees: Vec<Vec<Bytes32>>,
         answer: Vec<Bytes32>,
@@ -114,8 +107,47 @@ enum Call {
     },
 }
 
+impl Call {
+    pub(crate) fn sig(items: &[SigItem<'_>], answer: &[bool]) -> Call {
+        let parts = items
+            .iter()
+            .map(|i| (i.public_key, i.signature, &i.message[..]));
+        Call::Sig(Signed::copy(parts, answer))
+    }
+
+    pub(crate) fn votes(items: &[VoteItem<'_>], answer: &[bool]) -> Call {
+        let parts = items
+            .iter()
+            .map(|i| (i.public_key, i.signature, &i.message[..]));
+        Call::Votes(Signed::copy(parts, answer))
+    }
+
+    pub(crate) fn merkle(trees: &[&[Bytes32]], answer: &[Bytes32]) -> Call {
+        Call::Merkle {
+            trees: trees.iter().map(|t| t.to_vec()).collect(),
+            answer: answer.to_vec(),
+        }
+    }
+
+    pub(crate) fn tx_decode(payloads: &[&[u8]], answer: &[Result<Transaction, String>]) -> Call {
+        Call::TxDecode {
+            payloads: payloads.iter().map(|p| p.to_vec()).collect(),
+            answer: answer.to_vec(),
+        }
+    }
+
+    /// The slot the call was made to.
+    fn slot(&self) -> &'static str {
+        match self {
+            Call::Sig(_) => SIG_VERIFY.id,
+            Call::Votes(_) => VOTE_VERIFY.id,
+            Call::Merkle { .. } => MERKLE.id,
+            Call::TxDecode { .. } => TX_DECODE.id,
+        }
+    }
+}
+
 struct Job {
-    slot: &'static str,
     provider: Arc<dyn Checked>,
     took: Duration,
     call: Call,
@@ -236,91 +268,20 @@ impl Shadow {
         self.shared.config.every
     }
 
-    fn offer(&self, job: Job) {
+    /// Queues a sampled call for the checker: what `provider` was asked and answered, and
+    /// how long it took.
+    pub(crate) fn offer(&self, provider: Arc<dyn Checked>, took: Duration, call: Call) {
+        let job = Job {
+            provider,
+            took,
+            call,
+        };
         self.shared.sampled.fetch_add(1, Relaxed);
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let sent = tx.as_ref().is_some_and(|tx| tx.try_send(job).is_ok());
         if !sent {
             self.shared.dropped.fetch_add(1, Relaxed);
         }
-    }
-
-    pub(crate) fn offer_sig(
-        &self,
-        provider: Arc<dyn Checked>,
-        items: &[SigItem<'_>],
-        answer: &[bool],
-        took: Duration,
-    ) {
-        self.offer(Job {
-            slot: "crypto.sig_verify",
-            provider,
-            took,
-            call: Call::Sig {
-                items: items
-                    .iter()
-                    .map(|i| (i.public_key, i.signature, i.message.to_vec()))
-                    .collect(),
-                answer: answer.to_vec(),
-            },
-        });
-    }
-
-    pub(crate) fn offer_votes(
-        &self,
-        provider: Arc<dyn Checked>,
-        items: &[VoteItem<'_>],
-        answer: &[bool],
-        took: Duration,
-    ) {
-        self.offer(Job {
-            slot: "consensus.vote_verify",
-            provider,
-            took,
-            call: Call::Votes {
-                items: items
-                    .iter()
-                    .map(|i| (i.public_key, i.signature, i.message.to_vec()))
-                    .collect(),
-                answer: answer.to_vec(),
-            },
-        });
-    }
-
-    pub(crate) fn offer_merkle(
-        &self,
-        provider: Arc<dyn Checked>,
-        trees: &[&[Bytes32]],
-        answer: &[Bytes32],
-        took: Duration,
-    ) {
-        self.offer(Job {
-            slot: "crypto.merkle",
-            provider,
-            took,
-            call: Call::Merkle {
-                trees: trees.iter().map(|t| t.to_vec()).collect(),
-                answer: answer.to_vec(),
-            },
-        });
-    }
-
-    pub(crate) fn offer_tx_decode(
-        &self,
-        provider: Arc<dyn Checked>,
-        payloads: &[&[u8]],
-        answer: &[Result<Transaction, String>],
-        took: Duration,
-    ) {
-        self.offer(Job {
-            slot: "mem.tx_decode",
-            provider,
-            took,
-            call: Call::TxDecode {
-                payloads: payloads.iter().map(|p| p.to_vec()).collect(),
-                answer: answer.to_vec(),
-            },
-        });
     }
 
     pub fn counts(&self) -> ShadowCounts {
@@ -404,24 +365,8 @@ impl Shared {
         let began = Instant::now();
         // `None` if the answers agree, else the evidence.
         let mismatch = match &job.call {
-            Call::Sig { items, answer } => {
-                let views: Vec<SigItem<'_>> = items
-                    .iter()
-                    .map(|(key, signature, message)| {
-                        SigItem::new(*key, *signature, message.as_slice().into())
-                    })
-                    .collect();
-                verdicts(items, &baseline::sig_verify(&views), answer)
-            }
-            Call::Votes { items, answer } => {
-                let views: Vec<VoteItem<'_>> = items
-                    .iter()
-                    .map(|(key, signature, message)| {
-                        VoteItem::new(*key, *signature, message.as_slice().into())
-                    })
-                    .collect();
-                verdicts(items, &baseline::verify_votes(&views), answer)
-            }
+            Call::Sig(call) => call.replay(SigItem::new, |v| baseline::sig_verify(v)),
+            Call::Votes(call) => call.replay(VoteItem::new, |v| baseline::verify_votes(v)),
             Call::Merkle { trees, answer } => {
                 let expected: Vec<Bytes32> =
                     trees.iter().map(|t| baseline::merkle_root(t)).collect();
@@ -467,7 +412,7 @@ impl Shared {
         let baseline_took = began.elapsed();
         self.checked.fetch_add(1, Relaxed);
         let key = (
-            job.slot.to_owned(),
+            job.call.slot().to_owned(),
             job.provider.plugin().to_owned(),
             job.provider.version().to_owned(),
         );
@@ -500,13 +445,13 @@ impl Shared {
         let dir = &self.config.evidence_dir;
         let path = dir.join(format!(
             "{}-{}-{}-{}.json",
-            job.slot,
+            job.call.slot(),
             p.plugin(),
             p.version(),
             at.as_millis()
         ));
         let document = serde_json::json!({
-            "slot": job.slot,
+            "slot": job.call.slot(),
             "plugin": p.plugin(),
             "version": p.version(),
             "at_unix_s": at.as_secs_f64(),
@@ -533,10 +478,10 @@ impl Shared {
         };
         let why = format!(
             "answered a {} call differently from the baseline on a shadow check; {detail}",
-            job.slot
+            job.call.slot()
         );
         tracing::error!(
-            slot = job.slot,
+            slot = job.call.slot(),
             plugin = p.plugin(),
             "{why}; demoted until it is loaded again"
         );
@@ -545,7 +490,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Mismatch {
-                slot: job.slot.to_owned(),
+                slot: job.call.slot().to_owned(),
                 plugin: p.plugin().to_owned(),
                 version: p.version().to_owned(),
                 at: at.as_secs_f64(),
@@ -555,26 +500,58 @@ impl Shared {
     }
 }
 
-/// The verdicts of a call of signed items (keys, signatures, messages) against the
-/// baseline's: `None` if they agree, else the evidence (every input in hex, both answers).
-fn verdicts<const K: usize, const S: usize>(
-    items: &[([u8; K], [u8; S], Vec<u8>)],
-    expected: &[bool],
-    answer: &[bool],
-) -> Option<serde_json::Value> {
-    let differ = differ_at(expected, answer, |a, b| a == b);
-    (!differ.is_empty()).then(|| {
-        serde_json::json!({
-            "items": items.iter().map(|(key, signature, message)| serde_json::json!({
-                "public_key": hex_encode(key),
-                "signature": hex_encode(signature),
-                "message": hex_encode(message),
-            })).collect::<Vec<_>>(),
-            "baseline": expected,
-            "provider": answer,
-            "differ_at": differ,
+/// A call of signed items (keys of `K` bytes, signatures of `S`, messages), copied, and
+/// the provider's verdicts.
+pub(crate) struct Signed<const K: usize, const S: usize> {
+    items: Vec<([u8; K], [u8; S], Vec<u8>)>,
+    answer: Vec<bool>,
+}
+
+impl<const K: usize, const S: usize> Signed<K, S> {
+    fn copy<'a>(
+        items: impl Iterator<Item = ([u8; K], [u8; S], &'a [u8])>,
+        answer: &[bool],
+    ) -> Self {
+        Signed {
+            items: items.map(|(k, s, m)| (k, s, m.to_vec())).collect(),
+            answer: answer.to_vec(),
+        }
+    }
+
+    /// The baseline's verdicts on the items (rebuilt by `item`) against the provider's:
+    /// `None` if they agree, else the evidence (every input in hex, both answers).
+    fn replay<'a, T>(
+        &'a self,
+        item: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
+        baseline: impl Fn(&[T]) -> Vec<bool>,
+    ) -> Option<serde_json::Value> {
+        let views: Vec<T> = self
+            .items
+            .iter()
+            .map(|(key, signature, message)| item(*key, *signature, message.as_slice().into()))
+            .collect();
+        let (expected, answer) = (baseline(&views), &self.answer);
+        let differ = differ_at(&expected, answer, |a, b| a == b);
+        (!differ.is_empty()).then(|| {
+            let items: Vec<_> = self
+                .items
+                .iter()
+                .map(|(key, signature, message)| {
+                    serde_json::json!({
+                        "public_key": hex_encode(key),
+                        "signature": hex_encode(signature),
+                        "message": hex_encode(message),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "items": items,
+                "baseline": expected,
+                "provider": answer,
+                "differ_at": differ,
+            })
         })
-    })
+    }
 }
 
 /// The positions where `a` and `b` disagree (`same` says when two answers agree); answers

@@ -45,7 +45,7 @@ use crate::{
     baseline,
     count::Count,
     latency::Latency,
-    shadow::{Checked, Shadow},
+    shadow::{Call, Shadow},
 };
 
 /// Circuit-breaker settings, shared by all providers of a host.
@@ -467,12 +467,13 @@ impl<I> Slot<I> {
             .and_then(|p| p.attempt(&self.counters, self.id, call))
     }
 
-    /// Like [`Slot::try_call`]; on a call the shadow checker samples, `offer` hands it the
-    /// provider that answered, the answer and the time the provider took.
+    /// Like [`Slot::try_call`]; a call the shadow checker samples is handed to it as
+    /// `replay` describes it (inputs and answer), with the provider that answered and the
+    /// time the provider took.
     fn try_call_shadowed<T>(
         &self,
         call: impl FnOnce(&I) -> Result<T, PluginError>,
-        offer: impl FnOnce(&Shadow, Arc<dyn Checked>, &T, Duration),
+        replay: impl FnOnce(&T) -> Call,
     ) -> Option<T>
     where
         I: Send + Sync + 'static,
@@ -484,7 +485,7 @@ impl<I> Slot<I> {
         let shadow = self.sampled().map(|sh| (sh, Instant::now()));
         let answer = top.attempt(&self.counters, self.id, call)?;
         if let Some((sh, began)) = shadow {
-            offer(&sh, top.clone(), &answer, began.elapsed());
+            sh.offer(top.clone(), began.elapsed(), replay(&answer));
         }
         Some(answer)
     }
@@ -1021,9 +1022,7 @@ impl TxDecodeSlot {
                         .map(|r| r.into_result().map_err(String::from))
                         .collect())
                 },
-                |sh, p, answer: &Vec<Result<Transaction, String>>, took| {
-                    sh.offer_tx_decode(p, payloads, answer, took)
-                },
+                |answer: &Vec<Result<Transaction, String>>| Call::tx_decode(payloads, answer),
             ) {
                 return out;
             }
@@ -1235,7 +1234,7 @@ impl VoteVerifySlot {
                     .map(RVec::into_vec)
                     .and_then(|v| check_len(votes.len(), v))
             },
-            |sh, p, answer, took| sh.offer_votes(p, votes, answer, took),
+            |answer| Call::votes(votes, answer),
         )
         .unwrap_or_else(|| baseline::verify_votes(votes))
     }
@@ -1252,7 +1251,7 @@ impl MerkleSlot {
                     .map(RVec::into_vec)
                     .and_then(|roots| check_len(trees.len(), roots))
             },
-            |sh, p, answer, took| sh.offer_merkle(p, trees, answer, took),
+            |answer| Call::merkle(trees, answer),
         )
         .unwrap_or_else(|| trees.iter().map(|t| baseline::merkle_root(t)).collect())
     }
@@ -1306,7 +1305,7 @@ impl SigVerifySlot {
         match answer {
             Some(v) => {
                 if let Some((sh, began)) = sampled {
-                    sh.offer_sig(top.clone(), items, &v, began.elapsed());
+                    sh.offer(top.clone(), began.elapsed(), Call::sig(items, &v));
                 }
                 v
             }
