@@ -26,7 +26,7 @@ use std::{
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RResult, RSlice},
+    std_types::{RResult, RSlice, RVec},
 };
 use dubchain_plugin_api::{
     slots::{
@@ -227,6 +227,14 @@ fn byte_slices(values: &[Vec<u8>]) -> Vec<RSlice<'_, u8>> {
     values.iter().map(|v| v.as_slice().into()).collect()
 }
 
+/// Per-item answers, each refusal in words, as they travel back to the host.
+fn each<T, E: std::fmt::Display>(answers: RVec<RResult<T, E>>) -> Vec<Result<T, String>> {
+    answers
+        .into_iter()
+        .map(|r| r.into_result().map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// One request, answered by the plugin's own objects.
 fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
     // The plugin's object for a slot, or the answer that it has none.
@@ -283,11 +291,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
             let imp = provided!(tx_decode, TX_DECODE);
             let slices = byte_slices(&payloads);
             reply(imp.decode(slices.as_slice().into()), |v| {
-                Response::Transactions(
-                    v.into_iter()
-                        .map(|r| r.into_result().map_err(String::from))
-                        .collect(),
-                )
+                Response::Transactions(each(v))
             })
         }
         Request::TxValidate(txs) => {
@@ -317,11 +321,7 @@ fn answer(loaded: &LoadedPlugin, request: Request) -> Response {
             let imp = provided!(record_codec, RECORD_CODEC);
             let slices = byte_slices(&values);
             reply(imp.decode(slices.as_slice().into()), |v| {
-                Response::Records(
-                    v.into_iter()
-                        .map(|r| r.into_result().map_err(|e| e.to_string()))
-                        .collect(),
-                )
+                Response::Records(each(v))
             })
         }
     }
