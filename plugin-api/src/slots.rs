@@ -1030,6 +1030,20 @@ pub struct ContractWrite {
     pub value: i64,
 }
 
+impl ContractWrite {
+    /// The writes of one call of `contract`, given as `(key, value)`.
+    pub fn of(contract: Bytes32, writes: &[(i64, i64)]) -> Vec<ContractWrite> {
+        writes
+            .iter()
+            .map(|&(key, value)| ContractWrite {
+                contract,
+                key,
+                value,
+            })
+            .collect()
+    }
+}
+
 /// Contract of `vm.contract_state`: `get` answers what `below` (the store) holds for the key of
 /// state store `store` at that moment. The host tells it of everything that changes a
 /// store: every contract storage write as it is applied (`written`), and every rollback

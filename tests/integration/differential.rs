@@ -1539,14 +1539,7 @@ fn contract_reads_cached_and_coherent_with_writes() {
                         vm::call_contract(slots, Vm::shared(), chain, &c.address, input, 100_000)
                             .unwrap();
                     if let Ok((_, writes)) = &out.result {
-                        let applied: Vec<ContractWrite> = writes
-                            .iter()
-                            .map(|&(key, value)| ContractWrite {
-                                contract: c.address,
-                                key,
-                                value,
-                            })
-                            .collect();
+                        let applied = ContractWrite::of(c.address, writes);
                         for w in &applied {
                             chain.storage.0.insert((w.contract, w.key), w.value);
                         }

@@ -817,14 +817,7 @@ impl StorageReadInput {
             })
         };
         let first = read_all(&values);
-        let writes: Vec<ContractWrite> = [(3, 0), (7, -9), (2_000, 5)]
-            .iter()
-            .map(|&(key, value)| ContractWrite {
-                contract: self.contract,
-                key,
-                value,
-            })
-            .collect();
+        let writes = ContractWrite::of(self.contract, &[(3, 0), (7, -9), (2_000, 5)]);
         for w in &writes {
             values.insert(w.key, w.value);
         }

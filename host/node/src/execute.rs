@@ -231,14 +231,7 @@ pub fn execute_contract(
                     for &(k, v) in &writes {
                         w.put_storage(&tx.to, k, v)?;
                     }
-                    let applied: Vec<ContractWrite> = writes
-                        .iter()
-                        .map(|&(key, value)| ContractWrite {
-                            contract: tx.to,
-                            key,
-                            value,
-                        })
-                        .collect();
+                    let applied = ContractWrite::of(tx.to, &writes);
                     slots.contract_state.written(w.store_id(), &applied);
                     (intrinsic + vm_gas, None)
                 }
