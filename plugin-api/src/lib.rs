@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod cache;
 pub mod chain;
 pub mod exec;
 pub mod pool;

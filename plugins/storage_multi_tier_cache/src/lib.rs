@@ -10,15 +10,16 @@
 //!   announced meanwhile (an epoch, checked under the cache's lock), so a read racing a
 //!   write never leaves the older state behind.
 //! * **Bounded by bytes.** `max_bytes` (default 64 MiB) at about 96 bytes an entry. Two
-//!   generations approximate least-recently-used: entries go into the young one; when it
-//!   holds half the bound, it becomes the old one and the old one is dropped; a hit in the
-//!   old generation moves the entry back to the young one.
+//!   generations approximate least-recently-used ([`dubchain_plugin_api::cache`]): entries
+//!   go into the young one; when it holds half the bound, it becomes the old one and the old
+//!   one is dropped; a hit in the old generation moves the entry back to the young one.
 //! * **The store's own tier** (RocksDB's block cache) is the host's configuration; this
 //!   plugin sits in front of it.
 
 use std::sync::RwLock;
 
 use dubchain_plugin_api::{
+    cache::Generations,
     exec::{AccountEntry, AccountState},
     export_plugin, settings,
     slots::{AccountRead, AccountSourceRef},
@@ -72,21 +73,7 @@ struct Inner {
 }
 
 /// One store's cached states, in two generations.
-#[derive(Debug, Default)]
-struct StoreCache {
-    young: HashMap<Bytes32, AccountState>,
-    old: HashMap<Bytes32, AccountState>,
-}
-
-impl StoreCache {
-    fn put(&mut self, account: Bytes32, state: AccountState, limit: usize) {
-        if self.young.len() >= limit && !self.young.contains_key(&account) {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.old.remove(&account);
-        self.young.insert(account, state);
-    }
-}
+type StoreCache = Generations<Bytes32, AccountState, foldhash::fast::RandomState>;
 
 impl Inner {
     /// `store`'s cache (made if new) and its share of the bound `generation`: the bound
@@ -124,16 +111,12 @@ impl AccountRead for Cache {
             let inner = self.inner.read().map_err(|_| PluginError::poisoned(HELD))?;
             let c = inner.stores.get(&store);
             for (i, a) in accounts.iter().enumerate() {
-                if let Some(c) = c {
-                    if let Some(s) = c.young.get(a) {
-                        out[i] = *s;
-                        continue;
-                    }
-                    if let Some(s) = c.old.get(a) {
-                        out[i] = *s;
+                if let Some((s, old)) = c.and_then(|c| c.peek(a)) {
+                    out[i] = *s;
+                    if old {
                         promote.push(i);
-                        continue;
                     }
+                    continue;
                 }
                 misses.push(i);
             }
@@ -160,7 +143,7 @@ impl AccountRead for Cache {
         if inner.epoch == epoch {
             let (c, limit) = inner.store(store, self.generation);
             for &i in misses.iter().chain(&promote) {
-                c.put(accounts[i], out[i], limit);
+                c.insert(accounts[i], out[i], limit);
             }
         }
         Ok(())
@@ -174,7 +157,7 @@ impl AccountRead for Cache {
         inner.epoch += 1;
         let (c, limit) = inner.store(store, self.generation);
         for w in writes {
-            c.put(w.account, w.state, limit);
+            c.insert(w.account, w.state, limit);
         }
         Ok(())
     }

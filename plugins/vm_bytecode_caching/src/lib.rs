@@ -14,14 +14,16 @@
 //!   the hash it was asked under (a damaged store answers what the baseline would, uncached).
 //!   Invalid code is cached with its verdict too: a broken contract called in a loop costs a
 //!   lookup, not a validation, each time.
-//! * **Bounded by bytes.** Two generations: entries go into the young one; when its bytes
-//!   reach half of `max_bytes` it becomes the old one (the previous old one is dropped), and
-//!   a hit in the old generation moves the entry back to the young one. What is used stays;
-//!   the whole cache never holds more than `max_bytes` of code and messages.
+//! * **Bounded by bytes.** Two generations ([`dubchain_plugin_api::cache`]): entries go
+//!   into the young one; when its bytes would pass half of `max_bytes` it becomes the old
+//!   one (the previous old one is dropped), and a hit in the old generation moves the entry
+//!   back to the young one. What is used stays; the whole cache never holds more than
+//!   `max_bytes` of code and messages.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
 
 use dubchain_plugin_api::{
+    cache::Generations,
     export_plugin, settings,
     slots::{CodeLoader, CodeSourceRef, LoadedCode},
     types::Bytes32,
@@ -47,22 +49,6 @@ impl Default for Settings {
     }
 }
 
-/// One generation: verdicts by code hash, and their bytes.
-#[derive(Debug, Default)]
-struct Generation {
-    entries: HashMap<Bytes32, LoadedCode>,
-    bytes: usize,
-}
-
-impl Generation {
-    fn insert(&mut self, hash: Bytes32, loaded: LoadedCode) {
-        self.bytes += size(&loaded);
-        if let Some(old) = self.entries.insert(hash, loaded) {
-            self.bytes -= size(&old);
-        }
-    }
-}
-
 /// What an entry costs the bound.
 fn size(loaded: &LoadedCode) -> usize {
     match loaded {
@@ -72,18 +58,15 @@ fn size(loaded: &LoadedCode) -> usize {
     }
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    young: Generation,
-    old: Generation,
-}
+/// Verdicts by code hash, bounded by their bytes.
+type Verdicts = Generations<Bytes32, LoadedCode>;
 
 /// The plugin.
 #[derive(Debug)]
 pub struct CodeCache {
     /// Bytes a generation may grow to before it ages (half the bound).
     generation: usize,
-    inner: Mutex<Generations>,
+    inner: Mutex<Verdicts>,
 }
 
 impl CodeCache {
@@ -92,11 +75,11 @@ impl CodeCache {
         let s: Settings = settings::parse(config)?;
         Ok(CodeCache {
             generation: settings::at_least("max_bytes", s.max_bytes, 4096)? / 2,
-            inner: Mutex::default(),
+            inner: Mutex::new(Generations::weighed(size)),
         })
     }
 
-    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Generations>, PluginError> {
+    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Verdicts>, PluginError> {
         self.inner
             .lock()
             .map_err(|_| PluginError::poisoned("the code cache"))
@@ -104,30 +87,14 @@ impl CodeCache {
 
     /// The cached verdict for `hash`, moved to the young generation if it was old.
     fn lookup(&self, hash: &Bytes32) -> Result<Option<LoadedCode>, PluginError> {
-        let mut g = self.inner()?;
-        if let Some(hit) = g.young.entries.get(hash) {
-            return Ok(Some(hit.clone()));
-        }
-        let Some(hit) = g.old.entries.remove(hash) else {
-            return Ok(None);
-        };
-        g.old.bytes -= size(&hit);
-        let answer = hit.clone();
-        self.keep(&mut g, *hash, hit);
-        Ok(Some(answer))
+        Ok(self.inner()?.get(hash, self.generation))
     }
 
     /// Files `loaded` under `hash` in the young generation, aging it first if it is full.
     /// An entry larger than a generation is not kept.
-    fn keep(&self, g: &mut Generations, hash: Bytes32, loaded: LoadedCode) {
-        let n = size(&loaded);
-        if n > self.generation {
-            return;
-        }
-        if g.young.bytes + n > self.generation {
-            g.old = std::mem::take(&mut g.young);
-        }
-        g.young.insert(hash, loaded);
+    fn keep(&self, hash: Bytes32, loaded: LoadedCode) -> Result<(), PluginError> {
+        self.inner()?.insert(hash, loaded, self.generation);
+        Ok(())
     }
 }
 
@@ -150,8 +117,7 @@ impl CodeLoader for CodeCache {
             Err(e) => LoadedCode::Invalid(e.into()),
         };
         if as_asked {
-            let mut g = self.inner()?;
-            self.keep(&mut g, *code_hash, loaded.clone());
+            self.keep(*code_hash, loaded.clone())?;
         }
         Ok(loaded)
     }
@@ -174,9 +140,9 @@ mod tests {
         let hash = |i: u8| Bytes32(Sha256::digest(code(i)).into());
         // Five entries of 1,000 bytes into a bound of 4,096, entry 0 used after each.
         for i in 0..5u8 {
-            let mut g = cache.inner().unwrap();
-            cache.keep(&mut g, hash(i), LoadedCode::Valid(code(i).into()));
-            drop(g);
+            cache
+                .keep(hash(i), LoadedCode::Valid(code(i).into()))
+                .unwrap();
             assert!(cache.lookup(&hash(0)).unwrap().is_some(), "after {i}");
         }
         assert!(
@@ -184,8 +150,7 @@ mod tests {
             "unused, aged out"
         );
         assert!(cache.lookup(&hash(4)).unwrap().is_some(), "the newest");
-        let g = cache.inner().unwrap();
-        assert!(g.young.bytes + g.old.bytes <= 4096);
+        assert!(cache.inner().unwrap().weight() <= 4096);
     }
 
     #[test]

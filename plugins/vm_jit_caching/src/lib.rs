@@ -8,10 +8,11 @@
 //! instantiates and runs it. Results, writes, gas and trap texts are the baseline's, because
 //! what runs is the same code under the same engine configuration.
 //!
-//! * **Bounded by count.** Two generations of at most `modules / 2` each: a module goes into
-//!   the young one; when it is full it becomes the old one (the previous old one is
-//!   dropped), and a hit in the old one moves the module back. A compiled module's size is
-//!   wasmtime's; contracts are small, so the bound is a count.
+//! * **Bounded by count.** Two generations of at most `modules / 2` each
+//!   ([`dubchain_plugin_api::cache`]): a module goes into the young one; when it is full it
+//!   becomes the old one (the previous old one is dropped), and a hit in the old one moves
+//!   the module back. A compiled module's size is wasmtime's; contracts are small, so the
+//!   bound is a count.
 //! * **Compiles outside the lock.** Two calls missing the same key at once both compile; the
 //!   second's module replaces the first's, which is identical.
 //! * **Code that does not compile** is not kept: the call answers what the baseline does.
@@ -30,12 +31,13 @@
 //!   slot's limits, which the pooled engine does not even compile) runs as the baseline
 //!   does: compiled and instantiated on demand, not cached.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, sync::Mutex};
+use std::{path::PathBuf, sync::Arc, sync::Mutex};
 
 pub mod artifacts;
 
 use dubchain_host::vm::{CallOutcome, Compiled, ContractStorage, Ran, StorageError, Vm};
 use dubchain_plugin_api::{
+    cache::Generations,
     export_plugin, settings,
     slots::{CallRequest, CallResult, ContractStoreRef, ModuleCache},
     types::Bytes32,
@@ -65,20 +67,15 @@ impl Default for Settings {
     }
 }
 
-type Modules = HashMap<Bytes32, Arc<Compiled>>;
-
-#[derive(Debug, Default)]
-struct Generations {
-    young: Modules,
-    old: Modules,
-}
+/// Compiled modules by key.
+type Modules = Generations<Bytes32, Arc<Compiled>>;
 
 /// The plugin.
 #[derive(Debug)]
 pub struct JitCache {
     /// Modules a generation holds before it ages (half the bound).
     generation: usize,
-    inner: Mutex<Generations>,
+    inner: Mutex<Modules>,
     disk: Option<artifacts::Artifacts>,
     /// The engine modules are compiled for and instantiated from: pooled, or the process's
     /// on-demand one.
@@ -148,7 +145,7 @@ impl JitCache {
         Ok(m)
     }
 
-    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Generations>, PluginError> {
+    fn inner(&self) -> Result<std::sync::MutexGuard<'_, Modules>, PluginError> {
         self.inner
             .lock()
             .map_err(|_| PluginError::poisoned("the module cache"))
@@ -156,23 +153,13 @@ impl JitCache {
 
     /// The module kept for `key`, moved to the young generation if it was old.
     fn lookup(&self, key: &Bytes32) -> Result<Option<Arc<Compiled>>, PluginError> {
-        let mut g = self.inner()?;
-        if let Some(m) = g.young.get(key) {
-            return Ok(Some(m.clone()));
-        }
-        let Some(m) = g.old.remove(key) else {
-            return Ok(None);
-        };
-        self.keep(&mut g, *key, m.clone());
-        Ok(Some(m))
+        Ok(self.inner()?.get(key, self.generation))
     }
 
     /// Files `module` under `key` in the young generation, aging it first if it is full.
-    fn keep(&self, g: &mut Generations, key: Bytes32, module: Arc<Compiled>) {
-        if g.young.len() >= self.generation && !g.young.contains_key(&key) {
-            g.old = std::mem::take(&mut g.young);
-        }
-        g.young.insert(key, module);
+    fn keep(&self, key: Bytes32, module: Arc<Compiled>) -> Result<(), PluginError> {
+        self.inner()?.insert(key, module, self.generation);
+        Ok(())
     }
 }
 
@@ -188,7 +175,7 @@ impl ModuleCache for JitCache {
             None => match self.load(vm, &r.key, &r.wasm) {
                 Ok(m) => {
                     let m = Arc::new(m);
-                    self.keep(&mut *self.inner()?, r.key, m.clone());
+                    self.keep(r.key, m.clone())?;
                     m
                 }
                 Err(outcome) => match self.vm {

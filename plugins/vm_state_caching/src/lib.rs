@@ -12,13 +12,14 @@
 //!   store's epoch), so a value read before a write can never be kept after it.
 //! * **Stores apart.** Entries are keyed by the store's identity as well; a store replaced
 //!   (a new identity) starts empty.
-//! * **Bounded by count.** Two generations of at most `max_entries / 2`: when the young one
-//!   is full it becomes the old one (the previous old one is dropped); a hit in the old one
-//!   moves the entry back.
+//! * **Bounded by count.** Two generations of at most `max_entries / 2`
+//!   ([`dubchain_plugin_api::cache`]): when the young one is full it becomes the old one
+//!   (the previous old one is dropped); a hit in the old one moves the entry back.
 
 use std::{collections::HashMap, sync::Mutex};
 
 use dubchain_plugin_api::{
+    cache::Generations,
     export_plugin, settings,
     slots::{ContractState, ContractStoreRef, ContractWrite},
     types::Bytes32,
@@ -44,12 +45,11 @@ impl Default for Settings {
 
 /// A value's place: the store, the contract, the key.
 type Slot = (u64, Bytes32, i64);
-type Values = HashMap<Slot, i64, foldhash::fast::RandomState>;
+type Values = Generations<Slot, i64, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default)]
 struct Inner {
-    young: Values,
-    old: Values,
+    values: Values,
     /// Per store: bumped by every write and rollback announced.
     epochs: HashMap<u64, u64>,
 }
@@ -90,10 +90,7 @@ impl StateCache {
 
     /// Files `value` in the young generation, aging it first if it is full.
     fn keep(&self, inner: &mut Inner, slot: Slot, value: i64) {
-        if inner.young.len() >= self.generation && !inner.young.contains_key(&slot) {
-            inner.old = std::mem::take(&mut inner.young);
-        }
-        inner.young.insert(slot, value);
+        inner.values.insert(slot, value, self.generation);
     }
 }
 
@@ -108,11 +105,7 @@ impl ContractState for StateCache {
         let slot = (store, *contract, key);
         let epoch = {
             let mut inner = self.inner()?;
-            if let Some(v) = inner.young.get(&slot) {
-                return Ok(*v);
-            }
-            if let Some(v) = inner.old.remove(&slot) {
-                self.keep(&mut inner, slot, v);
+            if let Some(v) = inner.values.get(&slot, self.generation) {
                 return Ok(v);
             }
             inner.epoch(store)
@@ -129,9 +122,7 @@ impl ContractState for StateCache {
         let mut inner = self.inner()?;
         inner.bump(store);
         for w in writes {
-            let slot = (store, w.contract, w.key);
-            inner.old.remove(&slot);
-            self.keep(&mut inner, slot, w.value);
+            self.keep(&mut inner, (store, w.contract, w.key), w.value);
         }
         Ok(())
     }
@@ -139,8 +130,7 @@ impl ContractState for StateCache {
     fn reset(&self, store: u64) -> Result<(), PluginError> {
         let mut inner = self.inner()?;
         inner.bump(store);
-        inner.young.retain(|s, _| s.0 != store);
-        inner.old.retain(|s, _| s.0 != store);
+        inner.values.retain(|s, _| s.0 != store);
         Ok(())
     }
 }
