@@ -8,7 +8,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use dubchain_host::Host;
+use dubchain_host::{testing::install_one, Host};
 use dubchain_node::{
     block::{self, BlockError},
     chain::{signing_bytes, tx_root},
@@ -841,18 +841,6 @@ fn four_nodes_converge_with_their_connections_on_a_reactor() {
     cluster_agrees_with(&["network_async_io"], "net.transport");
 }
 
-/// Installs `imp`, an in-process provider named `name`, as `slot`'s only provider.
-fn install_in_process<I>(slot: &dubchain_host::slot::Slot<I>, name: &str, imp: I) {
-    use dubchain_host::slot::{BreakerConfig, Provider};
-    slot.install(vec![std::sync::Arc::new(Provider::new(
-        name.into(),
-        "0.1.0".into(),
-        1,
-        imp,
-        BreakerConfig::default(),
-    ))]);
-}
-
 /// A host whose `storage.account_read` slot holds an in-process cache; its hit counter.
 fn host_with_read_cache(
     cache: dubchain_host::testing::AccountReadCache,
@@ -860,7 +848,7 @@ fn host_with_read_cache(
     use dubchain_plugin_api::abi_stable::sabi_trait::TD_Opaque;
     let hits = cache.hit_counter();
     let host = Host::new(Default::default());
-    install_in_process(
+    install_one(
         &host.slots.account_read,
         "in_process_read_cache",
         AccountReadFfi_TO::from_value(Guarded(cache), TD_Opaque),
@@ -897,7 +885,7 @@ fn four_nodes_converge_with_their_io_run_by_a_net_transport_provider() {
     use dubchain_node::cluster::run_cluster;
     use dubchain_plugin_api::{abi_stable::sabi_trait::TD_Opaque, slots::TransportFfi_TO};
     let host = Host::new(Default::default());
-    install_in_process(
+    install_one(
         &host.slots.transport,
         "in_process_transport",
         TransportFfi_TO::from_value(Guarded(ThreadTransport), TD_Opaque),
@@ -936,7 +924,7 @@ fn host_with_write_sets(
         Some(cache) => host_with_read_cache(cache).0,
         None => Host::new(Default::default()),
     };
-    install_in_process(
+    install_one(
         &host.slots.block_commit,
         "in_process_write_sets",
         BlockCommitFfi_TO::from_value(Guarded(writes), TD_Opaque),
@@ -1008,7 +996,7 @@ fn an_incremental_state_root_gives_the_baseline_chain_through_aborted_blocks() {
     ] {
         let (host, _dir) = host_with_first_party(&["storage_incremental_root"], "");
         if let Some(writes) = writes {
-            install_in_process(
+            install_one(
                 &host.slots.block_commit,
                 "in_process_write_sets",
                 BlockCommitFfi_TO::from_value(Guarded(writes), TD_Opaque),
@@ -1181,7 +1169,7 @@ fn a_forwarding_write_set_is_the_baseline_write_path() {
     let tmp = tempfile::tempdir().unwrap();
     let forwarding = || {
         let host = Host::new(Default::default());
-        install_in_process(
+        install_one(
             &host.slots.block_commit,
             "in_process_forwarding_writes",
             BlockCommitFfi_TO::from_value(Guarded(ForwardingWrites), TD_Opaque),
@@ -1269,7 +1257,7 @@ fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain
     let tmp = tempfile::tempdir().unwrap();
     let baseline = baseline_chain(tmp.path(), 17, 6);
     let host = Host::new(Default::default());
-    install_in_process(
+    install_one(
         &host.slots.block_execution,
         "in_process_writes_then_fails",
         BlockExecutionFfi_TO::from_value(Guarded(WritesThenFails), TD_Opaque),
