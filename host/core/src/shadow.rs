@@ -56,7 +56,7 @@ pub const NOT_REPLAYED: &[(&str, &str)] = &[
     ("storage.durability", "syncs the store's log"),
     ("storage.state_root", "keeps the state tree across blocks"),
     ("vm.module_cache", "runs contracts against state"),
-    ("vm.metering", "not yet replayed (plain data; planned)"),
+    ("vm.metering", "a provider's rewrite is its own bytes (another counter); what must agree is the gas of every run, which comparing the rewritten code cannot show"),
     ("vm.code_loader", "reads contract code from the store"),
     ("vm.contract_state", "a cache over the store"),
 ];
