@@ -35,6 +35,11 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// The ratio of each round: baseline time / optimized time.
+    pub fn round_ratios(&self) -> Vec<f64> {
+        round_ratios(&self.baseline_s, &self.optimized_s)
+    }
+
     /// Whether the whole interval is at or above `goal`.
     pub fn meets(&self, goal: f64) -> bool {
         self.ratio.low >= goal
@@ -82,7 +87,7 @@ pub fn compare_with_reset(
             b.push(time(&mut baseline));
         }
     }
-    let ratios: Vec<f64> = b.iter().zip(&o).map(|(b, o)| b / o.max(1e-12)).collect();
+    let ratios = round_ratios(&b, &o);
     Comparison {
         name: name.to_owned(),
         rounds: ratios.len(),
@@ -90,6 +95,15 @@ pub fn compare_with_reset(
         baseline_s: b,
         optimized_s: o,
     }
+}
+
+/// Baseline time / optimized time, round by round (a zero time counts as a picosecond).
+fn round_ratios(baseline_s: &[f64], optimized_s: &[f64]) -> Vec<f64> {
+    baseline_s
+        .iter()
+        .zip(optimized_s)
+        .map(|(b, o)| b / o.max(1e-12))
+        .collect()
 }
 
 /// The median of `samples` with a 95% percentile-bootstrap interval (`resamples` draws,
@@ -215,13 +229,7 @@ mod tests {
         assert_eq!(order, "BPBPPBBPPBBPPB");
         assert_eq!(c.rounds, 6);
         assert_eq!((c.baseline_s.len(), c.optimized_s.len()), (6, 6));
-        let mut ratios: Vec<f64> = c
-            .baseline_s
-            .iter()
-            .zip(&c.optimized_s)
-            .map(|(b, o)| b / o.max(1e-12))
-            .collect();
-        assert_eq!(c.ratio.median, median(&mut ratios));
+        assert_eq!(c.ratio.median, median(&mut c.round_ratios()));
         assert!(c.ratio.low <= c.ratio.median && c.ratio.median <= c.ratio.high);
     }
 }

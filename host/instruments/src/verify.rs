@@ -395,12 +395,7 @@ fn quick_ratio_of(host: &Host, slot: &str, m: &Manifest) -> (String, Option<Quic
         return ("no quick-ratio workload for this slot".to_owned(), None);
     };
     let promise = m.contract.as_ref().map(|c| c.min_speedup);
-    let ratios: Vec<f64> = c
-        .baseline_s
-        .iter()
-        .zip(&c.optimized_s)
-        .map(|(b, o)| b / o.max(1e-12))
-        .collect();
+    let ratios = c.round_ratios();
     let detail = ratio_detail(&c.ratio, promise, std::slice::from_ref(&ratios));
     let rounds = QuickRounds {
         slot: slot.to_owned(),
