@@ -10,7 +10,7 @@
 //! The bound is on a weight: by default each entry weighs 1 (a bound on the count), or a
 //! weight of the caller's ([`Generations::weighed`], for example the bytes of a code). An
 //! entry heavier than the bound is not kept. The bound is given with each insert, so a
-//! caller whose share of a budget changes (a cache per store) passes its share of the day.
+//! caller whose share of a budget changes (a cache per store) passes its current share.
 //!
 //! The map is not synchronised: a plugin keeps it behind its own lock.
 
@@ -50,9 +50,9 @@ impl<K, V, S: Default> Generations<K, V, S> {
 }
 
 impl<K: Eq + Hash, V, S: BuildHasher + Default> Generations<K, V, S> {
-    /// The entry of `key` without moving it, and whether it is in the old generation (for
-    /// a reader that holds only a shared lock: it may [`Generations::insert`] the entry again
-    /// later to keep it).
+    /// The entry of `key` without moving it, and whether it is in the old generation. For a
+    /// reader under a shared lock: to keep an old entry, it [`Generations::insert`]s it again
+    /// later, under the exclusive lock.
     #[inline]
     pub fn peek(&self, key: &K) -> Option<(&V, bool)> {
         if let Some(v) = self.young.get(key) {
