@@ -3,8 +3,19 @@
 //!
 //! The baseline fsyncs the store's log once per commit, so eight committers pay eight
 //! fsyncs one after another. Here the commits of one store that arrive while a sync runs
-//! wait for the next one, which one of them (the leader) starts as soon as the running
-//! sync ends: one fsync covers them all.
+//! wait for the next one, which one of them (the leader) starts once the running sync has
+//! ended: one fsync covers them all.
+//!
+//! When the leader starts is the whole of the gain. The committers a sync releases come
+//! back one by one (on 2 cores, several wake-ups per core), so a leader that starts at once
+//! covers only those already back, and the rest need a sync of their own. The leader
+//! therefore waits for the committers that are active: as many as the last sync covered
+//! plus those that arrived while it ran (they are waiting, or coming back). It waits for no
+//! one when that count is one (a lone committer, as the node's own commit path is, pays no
+//! delay), and never longer than the last sync took (2 ms at most), so a committer that
+//! stopped committing costs at most one sync's time once, after which the count no longer
+//! includes it. With 8 committers this fills groups of 8 on a 2-core machine, where
+//! starting at once made groups of about 4 (docs/benchmarks.md).
 //!
 //! The contract is kept to the letter: a caller returns `Ok` only once a sync that *began
 //! after it arrived* completed successfully. Syncs of a store are numbered as they begin;
@@ -15,6 +26,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
 };
 
 use dubchain_plugin_api::{
@@ -36,7 +48,10 @@ pub struct GroupCommit {
 #[derive(Debug, Default)]
 struct Group {
     state: Mutex<Syncs>,
+    /// A sync completed.
     done: Condvar,
+    /// A caller arrived (told only while a leader gathers).
+    arrived: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -49,15 +64,25 @@ struct Syncs {
     last_error: Option<String>,
     /// A sync is running.
     running: bool,
-    /// Calls that have arrived, ever.
+    /// Calls that have arrived, ever; and when the last sync began (those since wait for
+    /// the next one).
     arrivals: u64,
+    arrivals_at_begin: u64,
+    /// Callers the running (or last) sync covers.
+    covered: u64,
+    /// The committers the next sync should wait for: see the crate's documentation.
+    active: u64,
+    /// How long the last sync took: the longest a leader gathers.
+    last_sync: Duration,
+    /// A leader is gathering (one at a time; the others wait for its sync).
+    gathering: bool,
 }
 
 /// Groups kept before idle ones are dropped.
 const IDLE_GROUPS: usize = 64;
 
-/// How many times a would-be leader yields at most, while callers keep arriving.
-const GATHER_YIELDS: usize = 8;
+/// The longest a leader gathers, whatever the last sync took.
+const MAX_GATHER: Duration = Duration::from_millis(2);
 
 impl GroupCommit {
     fn group(&self, store: u64) -> Result<Arc<Group>, PluginError> {
@@ -87,6 +112,9 @@ impl Durability for GroupCommit {
         // The first sync that can cover this call is the next one to begin.
         let needed = s.begun + 1;
         s.arrivals += 1;
+        if s.gathering {
+            group.arrived.notify_one();
+        }
         loop {
             if s.last_ok >= needed {
                 return Ok(());
@@ -99,44 +127,44 @@ impl Durability for GroupCommit {
                     "the group's sync failed: {why}"
                 )));
             }
-            if s.running {
+            if s.running || s.gathering {
                 s = group
                     .done
                     .wait(s)
                     .map_err(|_| PluginError::poisoned(HELD))?;
                 continue;
             }
-            // Let the committers the last sync just woke arrive first (each of them will
-            // need the next sync): yield while callers keep arriving, a few times at most,
-            // then lead; every caller that arrived before the sync begins is covered.
-            let mut seen = s.arrivals;
-            for _ in 0..GATHER_YIELDS {
-                drop(s);
-                std::thread::yield_now();
-                s = group
-                    .state
-                    .lock()
-                    .map_err(|_| PluginError::poisoned(HELD))?;
-                if s.running || s.arrivals == seen {
+            // Gather the active committers (each of them will need the next sync), for
+            // no longer than the last sync took; every caller that arrived before the sync
+            // begins is covered.
+            let deadline = Instant::now() + s.last_sync.min(MAX_GATHER);
+            while s.arrivals - s.arrivals_at_begin < s.active {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                     break;
-                }
-                seen = s.arrivals;
+                };
+                s.gathering = true;
+                let woken = group.arrived.wait_timeout(s, left);
+                s = woken.map_err(|_| PluginError::poisoned(HELD))?.0;
             }
-            if s.running || s.last_ok >= needed {
-                continue;
-            }
+            s.gathering = false;
             // Lead: this sync begins now, after every waiting caller arrived.
             s.begun += 1;
             let number = s.begun;
             s.running = true;
+            s.covered = s.arrivals - s.arrivals_at_begin;
+            s.arrivals_at_begin = s.arrivals;
             drop(s);
+            let began = Instant::now();
             let result = wal.sync().into_result();
+            let took = began.elapsed();
             s = group
                 .state
                 .lock()
                 .map_err(|_| PluginError::poisoned(HELD))?;
             s.running = false;
             s.completed = number;
+            s.last_sync = took;
+            s.active = s.covered + (s.arrivals - s.arrivals_at_begin);
             match result {
                 Ok(()) => s.last_ok = number,
                 Err(e) => s.last_error = Some(e.to_string()),
