@@ -50,7 +50,7 @@ struct Group {
     state: Mutex<Syncs>,
     /// A sync completed.
     done: Condvar,
-    /// A caller arrived (told only while a leader gathers).
+    /// The callers a gathering leader waits for have arrived.
     arrived: Condvar,
 }
 
@@ -112,7 +112,8 @@ impl Durability for GroupCommit {
         // The first sync that can cover this call is the next one to begin.
         let needed = s.begun + 1;
         s.arrivals += 1;
-        if s.gathering {
+        if s.gathering && s.arrivals - s.arrivals_at_begin >= s.active {
+            // The leader waits for this many: wake it once, not at every arrival.
             group.arrived.notify_one();
         }
         loop {
