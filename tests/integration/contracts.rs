@@ -9,7 +9,7 @@ use dubchain_host::{
 use dubchain_node::{
     block,
     execute::{execute, TxError},
-    state::{Account, StateStore},
+    state::{Account, BlockWriter, StateStore},
 };
 use dubchain_plugin_api::{
     chain::{contract_address, signing_bytes},
@@ -27,6 +27,11 @@ fn no_plugins() -> &'static Slots {
     SLOTS.get_or_init(Slots::default)
 }
 const PROPOSER: Bytes32 = Bytes32([9; 32]);
+
+/// `tx` executed on the baselines and included (whether it succeeded is its receipt's).
+fn included(w: &mut BlockWriter<'_>, tx: &Transaction) -> Receipt {
+    execute(w, no_plugins(), tx, &PROPOSER).unwrap().unwrap()
+}
 
 fn store_with_sender(dir: &std::path::Path) -> (StateStore, SigningKey, Bytes32) {
     let store = StateStore::open(dir).unwrap();
@@ -92,9 +97,7 @@ fn deploy_then_call_charges_the_schedule_and_writes_storage() {
     let mut w = store.begin_block(1);
 
     let deploy = contract_tx(&key, TxKind::Deploy, address, code.clone(), 1_000_000, 0);
-    let r = execute(&mut w, no_plugins(), &deploy, &PROPOSER)
-        .unwrap()
-        .unwrap();
+    let r = included(&mut w, &deploy);
     assert_eq!(
         r,
         Receipt {
@@ -105,22 +108,8 @@ fn deploy_then_call_charges_the_schedule_and_writes_storage() {
     );
     assert_eq!(w.code(&address).unwrap(), Some(code));
 
-    let r1 = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, address, 5, 100_000, 1),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
-    let r2 = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, address, 5, 100_000, 2),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
+    let r1 = included(&mut w, &call(&key, address, 5, 100_000, 1));
+    let r2 = included(&mut w, &call(&key, address, 5, 100_000, 2));
     assert!(r1.success && r2.success, "{r1:?}");
     // The second call pays what the first did: same instructions, same host calls.
     assert_eq!(r1.gas_used, r2.gas_used);
@@ -148,14 +137,7 @@ fn out_of_gas_reverts_the_calls_writes_and_charges_all_its_gas() {
     let before = store.storage(&compute, 0).unwrap();
 
     let limit = CALL_BASE_GAS + 10_000;
-    let r = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, compute, 100_000, limit, 0),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
+    let r = included(&mut w, &call(&key, compute, 100_000, limit, 0));
     assert_eq!(
         r,
         Receipt {
@@ -174,14 +156,7 @@ fn out_of_gas_reverts_the_calls_writes_and_charges_all_its_gas() {
     );
 
     // The same call with enough gas writes key 0; it costs less than its limit.
-    let r = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, compute, 100, limit, 1),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
+    let r = included(&mut w, &call(&key, compute, 100, limit, 1));
     assert!(r.success && r.gas_used < limit, "{r:?}");
     assert_ne!(store.storage(&compute, 0).unwrap(), before);
 }
@@ -190,17 +165,18 @@ fn out_of_gas_reverts_the_calls_writes_and_charges_all_its_gas() {
 fn the_out_of_gas_point_is_exact() {
     // The gas a call needs, found by running it; one unit less runs out.
     let code = &contracts::compute().code;
-    let run = |gas| {
+    let run_rounds = |rounds, gas| {
         Vm::shared()
             .call(
                 code,
                 contracts::compute().address,
-                37,
+                rounds,
                 gas,
                 &dubchain_host::vm::MemoryStorage::default(),
             )
             .unwrap()
     };
+    let run = |gas| run_rounds(37, gas);
     let needed = run(1_000_000).gas_used;
     assert!(run(needed).result.is_ok());
     assert_eq!(
@@ -208,18 +184,10 @@ fn the_out_of_gas_point_is_exact() {
         "out of gas"
     );
     // Every instruction is charged: a call that does more rounds pays per round.
-    let per_round = (run(1_000_000).gas_used, {
-        let more = Vm::shared()
-            .call(
-                code,
-                contracts::compute().address,
-                38,
-                1_000_000,
-                &dubchain_host::vm::MemoryStorage::default(),
-            )
-            .unwrap();
-        more.gas_used
-    });
+    let per_round = (
+        run_rounds(37, 1_000_000).gas_used,
+        run_rounds(38, 1_000_000).gas_used,
+    );
     assert!(per_round.1 > per_round.0);
     assert_eq!(dubchain_host::vm::INSTRUCTION_GAS, 1);
 }
@@ -240,9 +208,7 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
         1_000_000,
         0,
     );
-    let r = execute(&mut w, no_plugins(), &bad, &PROPOSER)
-        .unwrap()
-        .unwrap();
+    let r = included(&mut w, &bad);
     assert!(!r.success);
     assert!(r.error.as_str().starts_with("invalid contract:"), "{r:?}");
     assert_eq!(r.gas_used, deploy_gas(junk.len()));
@@ -250,14 +216,7 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
 
     // Nothing deployed at the address.
     let nowhere = Bytes32([5; 32]);
-    let r = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, nowhere, 1, 100_000, 1),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
+    let r = included(&mut w, &call(&key, nowhere, 1, 100_000, 1));
     assert_eq!((r.success, r.gas_used), (false, CALL_BASE_GAS));
     assert!(r.error.as_str().starts_with("no contract at"));
 
@@ -270,20 +229,8 @@ fn bad_code_missing_contracts_and_traps_fail_with_gas_charged() {
     .unwrap();
     let address = contract_address(&me, 2);
     let d = contract_tx(&key, TxKind::Deploy, address, trapping, 1_000_000, 2);
-    assert!(
-        execute(&mut w, no_plugins(), &d, &PROPOSER)
-            .unwrap()
-            .unwrap()
-            .success
-    );
-    let r = execute(
-        &mut w,
-        no_plugins(),
-        &call(&key, address, 0, 100_000, 3),
-        &PROPOSER,
-    )
-    .unwrap()
-    .unwrap();
+    assert!(included(&mut w, &d).success);
+    let r = included(&mut w, &call(&key, address, 0, 100_000, 3));
     assert_eq!(
         r.error.as_str(),
         "trap: wasm trap: wasm `unreachable` instruction executed"
@@ -316,19 +263,9 @@ fn contract_state_rolls_back_with_its_block() {
             1_000_000,
             0,
         );
-        assert!(
-            execute(&mut w, no_plugins(), &d, &PROPOSER)
-                .unwrap()
-                .unwrap()
-                .success
-        );
+        assert!(included(&mut w, &d).success);
         let c = call(&key, counter, 3, 100_000, 1);
-        assert!(
-            execute(&mut w, no_plugins(), &c, &PROPOSER)
-                .unwrap()
-                .unwrap()
-                .success
-        );
+        assert!(included(&mut w, &c).success);
         assert_ne!(store.state_root().unwrap(), root);
         // The process "dies" here: the block never commits.
         std::mem::forget(w);
