@@ -5,7 +5,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use dubchain_host::testing::TestHost;
 use dubchain_plugin_api::slots::SIG_VERIFY;
-use dubchain_tests::{dubchain_perf, first_party_manifest, library, manifest_text, PluginDir};
+use dubchain_tests::{dubchain_perf, first_party_manifest, manifest_text, PluginDir};
 
 /// Runs `dubchain-perf plugin verify` on `dir`; returns (success, stdout).
 fn verify(dir: &Path) -> (bool, String) {
@@ -22,7 +22,7 @@ fn verify(dir: &Path) -> (bool, String) {
 
 fn package(name: &str, manifest: &str) -> PluginDir {
     let dir = PluginDir::new();
-    dir.add(name, manifest, Some(&library(name)));
+    dir.add_built(name, manifest);
     dir
 }
 

@@ -9,7 +9,7 @@ use dubchain_host::{
     workload,
 };
 use dubchain_plugin_api::slots::SIG_VERIFY;
-use dubchain_tests::{library, load, manifest_text, test_host, PluginDir};
+use dubchain_tests::{first_party_manifest, library, load, manifest_text, test_host, PluginDir};
 
 /// The host answers `crypto.sig_verify` exactly as the baseline does.
 fn assert_serves_baseline_answers(host: &dubchain_host::Host) {
@@ -128,19 +128,11 @@ fn correct_sha256_pin_loads() {
     let bytes = std::fs::read(library("crypto_parallel_verification")).unwrap();
     let pin = dubchain_host::loader::sha256_hex(&bytes);
     let dir = PluginDir::new();
-    let text = std::fs::read_to_string(
-        dubchain_tests::manifests_dir().join("crypto_parallel_verification.toml"),
-    )
-    .unwrap()
-    .replace(
+    let text = first_party_manifest("crypto_parallel_verification").replace(
         "risk = \"low\"",
         &format!("risk = \"low\"\nsha256 = \"{pin}\""),
     );
-    dir.add(
-        "crypto_parallel_verification",
-        &text,
-        Some(&library("crypto_parallel_verification")),
-    );
+    dir.add_built("crypto_parallel_verification", &text);
     let host = test_host();
     assert!(load(&host, &dir, &["crypto_parallel_verification"], "")
         .failed
@@ -449,16 +441,9 @@ fn wrong_answers_fail_the_self_test() {
 fn dependents_of_a_failed_plugin_stay_off() {
     let dir = PluginDir::new();
     dir.add_fixture("fixture_not_a_plugin", "storage.record_codec", "");
-    let text = std::fs::read_to_string(
-        dubchain_tests::manifests_dir().join("crypto_parallel_verification.toml"),
-    )
-    .unwrap()
+    let text = first_party_manifest("crypto_parallel_verification")
         + "\n[[depends]]\nname = \"fixture_not_a_plugin\"\nreason = \"test\"\n";
-    dir.add(
-        "crypto_parallel_verification",
-        &text,
-        Some(&library("crypto_parallel_verification")),
-    );
+    dir.add_built("crypto_parallel_verification", &text);
     let host = test_host();
     let report = load(&host, &dir, &["crypto_parallel_verification"], "");
     assert_eq!(report.failed.len(), 2);

@@ -3,7 +3,7 @@
 //! undeclared call at the boundary, and hot swaps seen by a user of the slot.
 
 use dubchain_host::{baseline, loader::LoadError, workload, Host};
-use dubchain_tests::{first_party_manifest, library, load, test_host, PluginDir};
+use dubchain_tests::{first_party_manifest, load, test_host, PluginDir};
 
 /// Calls the `crypto.sig_verify` provider labelled `plugin@...` has answered.
 fn layer_calls(host: &Host, plugin: &str) -> u64 {
@@ -87,11 +87,7 @@ fn an_undeclared_use_is_refused_at_the_boundary() {
     let end = start + text[start..].find("\n\n").expect("the entry ends");
     let undeclared = format!("{}{}", &text[..start], &text[end..]);
     let dir = PluginDir::new();
-    dir.add(
-        "consensus_batching",
-        &undeclared,
-        Some(&library("consensus_batching")),
-    );
+    dir.add_built("consensus_batching", &undeclared);
     let host = test_host();
     let report = load(&host, &dir, &["consensus_batching"], "");
     let [LoadError::SelfTestFailed { detail, .. }] = report.failed.as_slice() else {

@@ -110,18 +110,18 @@ impl PluginDir {
 
     /// Adds a first-party plugin: its manifest from `manifests/` and its built library.
     pub fn add_first_party(&self, name: &str) -> PathBuf {
-        let text = std::fs::read_to_string(manifests_dir().join(format!("{name}.toml")))
-            .expect("first-party manifest");
-        self.add(name, &text, Some(&library(name)))
+        self.add_built(name, &first_party_manifest(name))
+    }
+
+    /// Adds `manifest` and the library this workspace built for `name` (a first-party
+    /// plugin or a fixture), e.g. under a manifest a test edited.
+    pub fn add_built(&self, name: &str, manifest: &str) -> PathBuf {
+        self.add(name, manifest, Some(&library(name)))
     }
 
     /// Adds fixture `name` as a plugin of `slot`, with `extra` manifest TOML.
     pub fn add_fixture(&self, name: &str, slot: &str, extra: &str) -> PathBuf {
-        self.add(
-            name,
-            &manifest_text(name, slot, extra),
-            Some(&library(name)),
-        )
+        self.add_built(name, &manifest_text(name, slot, extra))
     }
 
     /// Every manifest in the directory; panics if any is broken.
