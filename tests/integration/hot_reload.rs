@@ -224,7 +224,7 @@ fn run_watch_keeps_the_node_running_and_prints_each_swap() {
             "--record-blocks",
             "1",
             "--rounds",
-            "1",
+            "2",
             "--watch",
             "--duration",
             "10",

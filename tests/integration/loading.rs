@@ -569,7 +569,7 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
     let dir = PluginDir::new();
     dir.add_first_party("network_async_io");
     let tmp = tempfile::tempdir().unwrap();
-    let out = small_run(&dir, tmp.path(), "network_async_io", "3", "1", &[]);
+    let out = small_run(&dir, tmp.path(), "network_async_io", "3", "2", &[]);
     assert!(
         out.status.success(),
         "{}{}",

@@ -109,40 +109,40 @@ pub enum Command {
 #[derive(Args, Clone)]
 pub struct MicroArgs {
     /// Signatures per `crypto.sig_verify` batch.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = at_least_one::<usize>)]
     pub signatures: usize,
     /// Blocks of 64 transactions per `storage.record_codec` batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
     pub record_blocks: usize,
     /// Votes per `consensus.vote_verify` batch (validators voting on one block).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one::<usize>)]
     pub votes: usize,
     /// Leaves of the `crypto.merkle` tree.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = at_least_one::<usize>)]
     pub leaves: usize,
     /// Transfers per `exec.block_execution` block.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub block_txs: usize,
     /// Blocks of the `consensus.block_validation` run.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>)]
     pub run_blocks: usize,
     /// Transfers per block of the `consensus.block_validation` run.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub run_txs: usize,
     /// Heights of 100 votes each that the `consensus.vote_tally` case's four threads record.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one::<u64>)]
     pub tally_heights: u64,
     /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = at_least_one::<usize>)]
     pub pool_pending: usize,
     /// Account reads of the `storage.account_read` case.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = at_least_one::<usize>)]
     pub reads: usize,
     /// Leaves of the state the `storage.state_root` case's blocks change.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = at_least_one::<usize>)]
     pub state_leaves: usize,
     /// Frames each way per peer of the `net.transport` cases (16, 64 and 256 peers).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>)]
     pub transport_frames: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
@@ -173,8 +173,8 @@ pub struct BenchArgs {
     pub micro: MicroArgs,
     #[command(flatten)]
     pub system: SystemArgs,
-    /// Interleaved rounds per microbenchmark.
-    #[arg(long, default_value_t = 20)]
+    /// Interleaved rounds per microbenchmark (at least 2: a ratio's interval needs two).
+    #[arg(long, default_value_t = 20, value_parser = rounds)]
     pub rounds: usize,
     /// Chain runs per side in the system benchmark, alternating (at least 3 for an interval).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
@@ -195,10 +195,10 @@ pub struct BenchArgs {
     /// Only `vm_jit_caching`'s restart figure, over RUNS fresh hosts per side: the first call
     /// of each of 20 contracts after a restart, modules loaded from precompiled artifacts
     /// (under <out>/restart-artifacts) against compiled.
-    #[arg(long, value_name = "RUNS")]
+    #[arg(long, value_name = "RUNS", value_parser = at_least_one::<usize>)]
     pub module_restart: Option<usize>,
     /// Calls per callgrind count (the count of one call is the difference with zero calls).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one::<u32>)]
     pub instr_iterations: u32,
     /// Performance budgets (TOML, `[[budget]]` tables); an error-level violation fails.
     #[arg(long, value_name = "FILE")]
@@ -213,7 +213,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub allow_fingerprint_mismatch: bool,
     /// Slowdown that counts as a regression when the whole 95% interval is beyond it.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = threshold)]
     pub threshold: f64,
     /// Fail when a plugin's promised minimum speed-up is not met.
     #[arg(long)]
@@ -244,14 +244,14 @@ pub struct ProfileArgs {
     #[arg(long, default_value = "chain")]
     pub workload: String,
     /// Sampling frequency, Hz.
-    #[arg(long, default_value_t = 997)]
+    #[arg(long, default_value_t = 997, value_parser = at_least_one::<i32>)]
     pub frequency: i32,
     #[command(flatten)]
     pub system: SystemArgs,
     #[command(flatten)]
     pub micro: MicroArgs,
     /// Repetitions of a micro workload.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one::<usize>)]
     pub repeat: usize,
     /// Which side to profile: baseline, plugins or both.
     #[arg(long, default_value = "both")]
@@ -264,7 +264,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub heap: bool,
     /// Recommend only on groups with at least this share of CPU (0..1).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = share)]
     pub min_share: f64,
     #[arg(long, default_value = "target/dubchain/profile")]
     pub out: PathBuf,
@@ -530,10 +530,10 @@ pub struct WorkloadArgs {
     #[arg(long, default_value_t = 256)]
     pub txs_per_block: usize,
     /// Accounts in the genesis state.
-    #[arg(long, default_value_t = 1_000, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 1_000, value_parser = at_least_one::<usize>)]
     pub accounts: usize,
     /// Validators taking turns as proposer.
-    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 4, value_parser = at_least_one::<usize>)]
     pub validators: usize,
     /// Zipf exponent of sender and recipient choice (0 = uniform; higher = hotter keys).
     #[arg(long, default_value_t = 1.1, value_parser = exponent)]
@@ -563,11 +563,31 @@ fn exponent(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A count of at least one.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(v) if v >= 1 => Ok(v),
-        _ => Err("expected a whole number, 1 or more".to_owned()),
+/// A count or a size of at least one.
+fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Result<T, String> {
+    at_least(text, 1)
+}
+
+/// Interleaved rounds: at least two, or no interval.
+fn rounds(text: &str) -> Result<usize, String> {
+    at_least(text, 2).map_err(|e| format!("{e} (a ratio's interval needs two rounds)"))
+}
+
+fn at_least<T: std::str::FromStr + PartialOrd + From<u8>>(
+    text: &str,
+    min: u8,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(v) if v >= T::from(min) => Ok(v),
+        _ => Err(format!("expected a whole number, {min} or more")),
+    }
+}
+
+/// A regression threshold: a finite fraction, 0 or more (`NaN` would pass every run).
+fn threshold(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("expected a finite number, 0 or more, such as 0.05 for 5%".to_owned()),
     }
 }
 
@@ -590,14 +610,15 @@ pub struct RunArgs {
     #[command(flatten)]
     pub chain: ChainArgs,
     /// Signatures per verification batch.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = at_least_one::<usize>)]
     pub signatures: usize,
     /// Blocks per record-codec batch in the slot table (each with 64 transactions, all
     /// stored as records).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
     pub record_blocks: usize,
-    /// Interleaved rounds per slot workload (baseline, plugins, plugins, baseline, ...).
-    #[arg(long, default_value_t = 5)]
+    /// Interleaved rounds per slot workload (baseline, plugins, plugins, baseline, ...; at
+    /// least 2).
+    #[arg(long, default_value_t = 5, value_parser = rounds)]
     pub rounds: usize,
     /// Chain runs per side, alternating (B P, P B, ...); every row's interval is over them.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]

@@ -363,6 +363,89 @@ fn unusable_workload_values_are_refused_without_a_panic() {
     }
 }
 
+/// Measurement settings that would measure nothing, or make a check that cannot fail, are
+/// refused by the argument parser rather than replaced or run: empty workloads, fewer than
+/// two rounds (no interval), a `NaN` regression threshold (no slowdown would pass it).
+#[test]
+fn measurement_settings_that_measure_nothing_are_refused() {
+    let env = graph();
+    for (command, flag, value, expected) in [
+        (
+            "bench",
+            "--rounds",
+            "1",
+            "expected a whole number, 2 or more",
+        ),
+        ("run", "--rounds", "0", "expected a whole number, 2 or more"),
+        (
+            "bench",
+            "--signatures",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+        (
+            "bench",
+            "--state-leaves",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+        (
+            "bench",
+            "--tally-heights",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+        (
+            "run",
+            "--record-blocks",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+        (
+            "bench",
+            "--threshold",
+            "nan",
+            "expected a finite number, 0 or more",
+        ),
+        (
+            "bench",
+            "--instr-iterations",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+        (
+            "profile",
+            "--min-share",
+            "2",
+            "expected a number from 0 to 1",
+        ),
+        (
+            "profile",
+            "--frequency",
+            "0",
+            "expected a whole number, 1 or more",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+            .current_dir(env.path())
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+            .args([command, flag, value, "--out", "out"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command} {flag} {value}: {err}"
+        );
+        assert!(
+            err.contains(flag) && err.contains(value) && err.contains(expected),
+            "{err}"
+        );
+        assert!(!env.path().join("out").exists(), "nothing ran");
+    }
+}
+
 /// `chain check` reads: pointed at a directory without a store it says so, and creates
 /// nothing there.
 #[test]
