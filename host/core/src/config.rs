@@ -121,10 +121,13 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
-            path: path.to_owned(),
-            line: e.span().map(|s| text[..s.start].matches('\n').count() + 1),
-            message: crate::manifest::one_line(e.message()),
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let (line, message) = crate::manifest::toml_problem(text, &e);
+            ConfigError {
+                path: path.to_owned(),
+                line,
+                message,
+            }
         })?;
         Ok(Config {
             file,

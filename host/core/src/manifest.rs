@@ -220,8 +220,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         message,
     };
     let file: ManifestFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|span| line_of(text, span.start));
-        err(line, one_line(e.message()))
+        let (line, message) = toml_problem(text, &e);
+        err(line, message)
     })?;
     // Values that parse as TOML but are wrong: their line from the value's span.
     let at =
@@ -379,6 +379,32 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Where a TOML file `text` failed to deserialize, and why, for a one-line error: the line
+/// of the error's span, and the message, led by the key whose value is wrong where the span
+/// points at a value (`step_timeout_ms`: invalid type: ..., which toml's own message leaves
+/// out).
+pub fn toml_problem(text: &str, e: &toml::de::Error) -> (Option<usize>, String) {
+    let message = one_line(e.message());
+    let Some(span) = e.span() else {
+        return (None, message);
+    };
+    let start = span.start.min(text.len());
+    let before = &text[text[..start].rfind('\n').map_or(0, |i| i + 1)..start];
+    // The key of the value the span starts at: the text between the last separator and
+    // the `=` before it (an inline table's or a plain assignment's key).
+    let key = before.rfind('=').map(|eq| {
+        let k = &before[..eq];
+        k[k.rfind([',', '{']).map_or(0, |i| i + 1)..].trim()
+    });
+    let message = match key {
+        Some(k) if !k.is_empty() && !message.contains(&format!("`{k}`")) => {
+            format!("`{k}`: {message}")
+        }
+        _ => message,
+    };
+    (Some(line_of(text, start)), message)
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
@@ -470,4 +496,42 @@ pub fn discover_with(dir: &Path, libraries: Libraries) -> Discovery {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::toml_problem;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct File {
+        timeout_ms: Option<u64>,
+        labels: Option<std::collections::BTreeMap<String, u64>>,
+    }
+
+    fn problem(text: &str) -> (Option<usize>, String) {
+        toml_problem(text, &toml::from_str::<File>(text).unwrap_err())
+    }
+
+    #[test]
+    fn a_toml_problem_names_the_line_and_the_key_of_a_wrong_value() {
+        let (line, message) = problem("\ntimeout_ms = \"x\"\n");
+        assert_eq!(line, Some(2));
+        assert!(
+            message.starts_with("`timeout_ms`: invalid type: string \"x\""),
+            "{message}"
+        );
+        // Inside an inline table: the key of the value, not the table's.
+        let (line, message) = problem("labels = { a = 1, b = \"x\" }\n");
+        assert_eq!(line, Some(1));
+        assert!(message.starts_with("`b`: "), "{message}");
+    }
+
+    #[test]
+    fn a_toml_problem_at_the_start_of_a_line_is_on_that_line_and_names_its_key_once() {
+        let (line, message) = problem("timeout_ms = 5\nnope = 1\n");
+        assert_eq!(line, Some(2));
+        assert_eq!(message.matches("`nope`").count(), 1, "{message}");
+    }
 }

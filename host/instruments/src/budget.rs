@@ -65,10 +65,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Budget>, BudgetError> {
         message,
     };
     let file: BudgetFile = toml::from_str(text).map_err(|e| {
-        err(
-            e.span().map(|s| text[..s.start].matches('\n').count() + 1),
-            dubchain_host::manifest::one_line(e.message()),
-        )
+        let (line, message) = dubchain_host::manifest::toml_problem(text, &e);
+        err(line, message)
     })?;
     for (i, b) in file.budget.iter().enumerate() {
         if !b.threshold.is_finite() {

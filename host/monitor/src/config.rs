@@ -92,10 +92,8 @@ pub fn parse(text: &str, origin: &str) -> (MonitorConfig, Vec<String>) {
     let file: File = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => {
-            let line = e
-                .span()
-                .map(|s| format!(" line {}", text[..s.start].lines().count().max(1)))
-                .unwrap_or_default();
+            let (line, message) = dubchain_host::manifest::toml_problem(text, &e);
+            let line = line.map(|l| format!(" line {l}:")).unwrap_or_default();
             let config = MonitorConfig {
                 rules: Vec::new(),
                 shadow: Shadow::default(),
@@ -104,8 +102,7 @@ pub fn parse(text: &str, origin: &str) -> (MonitorConfig, Vec<String>) {
             return (
                 config,
                 vec![format!(
-                    "{origin}:{line}: {}; no alert rules loaded from it, shadow checks and contracts at their defaults; fix the file and restart",
-                    e.message()
+                    "{origin}:{line} {message}; no alert rules loaded from it, shadow checks and contracts at their defaults; fix the file and restart"
                 )],
             );
         }
