@@ -36,7 +36,12 @@ pub fn table(rows: &[Vec<String>]) {
 /// Manifests that did not parse and resolver warnings, on stderr.
 pub fn manifest_errors(s: &Session) {
     for e in &s.manifest_errors {
-        eprintln!("error: {e} (skipped; the other plugins are unaffected)");
+        if e.path == s.options.plugin_dir {
+            // The directory itself: its message says what follows.
+            eprintln!("error: {e}");
+        } else {
+            eprintln!("error: {e} (skipped; the other plugins are unaffected)");
+        }
     }
     for w in &s.resolution.warnings {
         eprintln!("warning: {w}");

@@ -446,6 +446,35 @@ fn measurement_settings_that_measure_nothing_are_refused() {
     }
 }
 
+/// A plugin directory that cannot be read is one line naming it and what follows (every slot
+/// on its baseline), and the command goes on without plugins.
+#[test]
+fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
+    let env = graph();
+    let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+        .current_dir(env.path())
+        .env_remove("DUBCHAIN_PLUGIN_DIR")
+        .args([
+            "--plugin-dir",
+            "typo",
+            "--state-dir",
+            "state",
+            "plugins",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("typo: cannot read plugin directory")
+            && err.contains("every slot runs on its baseline")
+            && !err.contains("skipped"),
+        "{err}"
+    );
+}
+
 /// `chain check` reads: pointed at a directory without a store it says so, and creates
 /// nothing there.
 #[test]

@@ -452,7 +452,9 @@ pub fn discover_with(dir: &Path, libraries: Libraries) -> Discovery {
             out.errors.push(ManifestError {
                 path: dir.to_owned(),
                 line: None,
-                message: format!("cannot read plugin directory: {e}"),
+                message: format!(
+                    "cannot read plugin directory: {e}; no plugin is loaded and every slot runs on its baseline (give the directory your plugins are in)"
+                ),
             });
             return out;
         }
