@@ -475,6 +475,25 @@ fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
     );
 }
 
+/// `chain produce` pointed at a file, not a directory: one line naming the flag and the
+/// path, and what to give instead; the file is left as it was.
+#[test]
+fn a_data_dir_that_is_a_file_is_refused_in_one_line() {
+    let env = graph();
+    std::fs::write(env.path().join("afile"), "mine").unwrap();
+    let (ok, _, err) = env.run(&["chain", "produce", "--blocks", "1", "--data-dir", "afile"]);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--data-dir afile") && err.contains("give a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path().join("afile")).unwrap(),
+        "mine"
+    );
+}
+
 /// `chain check` reads: pointed at a directory without a store it says so, and creates
 /// nothing there.
 #[test]

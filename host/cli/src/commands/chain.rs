@@ -13,7 +13,12 @@ pub fn produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     print::manifest_errors(s);
     let host = print::loaded_host(s);
     std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "--data-dir {}: cannot make it a directory (give a directory, or a path where one can be made)",
+                args.data_dir.display()
+            )
+        })?;
     let head = ledger::produce(
         &host,
         &args.data_dir,
