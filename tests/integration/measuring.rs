@@ -273,6 +273,19 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
         stderr.contains("never-saved.json") && stderr.contains("--save-baseline"),
         "{stderr}"
     );
+
+    // A saved run cut short (a full disk, an editor): named, and what to do, before measuring.
+    let saved = work.path().join("target/dubchain/bench/baselines");
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(saved.join("cut.json"), "{\"schema\": ").unwrap();
+    let out = perf(dir.path(), work.path(), &["bench", "--baseline", "cut"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cut.json: not a saved benchmark run")
+            && stderr.contains("--save-baseline cut"),
+        "{stderr}"
+    );
 }
 
 #[test]

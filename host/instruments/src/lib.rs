@@ -507,14 +507,14 @@ pub fn load_saved(out: &Path, name: &str) -> Result<BenchResults, String> {
     })?;
     let r: BenchResults = serde_json::from_str(&text).map_err(|e| {
         format!(
-            "{}: not a saved benchmark run: {}",
+            "{}: not a saved benchmark run: {}; save a run under this name again (--save-baseline {name})",
             path.display(),
             dubchain_host::manifest::one_line(&e.to_string())
         )
     })?;
     if r.schema != SCHEMA {
         return Err(format!(
-            "{}: schema `{}`, this dubchain-perf reads `{SCHEMA}`",
+            "{}: schema `{}`, this dubchain-perf reads `{SCHEMA}`; save a run under this name again (--save-baseline {name})",
             path.display(),
             r.schema
         ));
