@@ -1327,3 +1327,29 @@ fn blocks_a_codec_wrote_are_never_stranded_and_migrate_to_json() {
         .is_consistent());
     stranded(ledger::check(&plain, &data, &config).unwrap_err());
 }
+
+/// A store RocksDB will not open is refused with the reason and what to do, which depends on
+/// the reason: held by another open store, or damaged files.
+#[test]
+fn a_store_that_cannot_be_opened_says_why_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = StateStore::open(tmp.path()).unwrap();
+    let Err(e) = StateStore::open(tmp.path()) else {
+        panic!("a store opened twice");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("cannot open it") && e.contains("another process has it open"),
+        "{e}"
+    );
+    drop(first);
+    std::fs::write(tmp.path().join("CURRENT"), "garbage\n").unwrap();
+    let Err(e) = StateStore::open(tmp.path()) else {
+        panic!("a damaged store opened");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("Corruption") && e.contains("restore the directory from a backup"),
+        "{e}"
+    );
+}

@@ -76,6 +76,13 @@ pub enum StateError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    /// RocksDB would not open the directory; `advice` says what to do, by the reason.
+    #[error("state store {path}: cannot open it: {source}; {advice}")]
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+        advice: &'static str,
+    },
     #[error("state store {path}: corrupt {what}: {detail}")]
     Corrupt {
         path: PathBuf,
@@ -122,6 +129,17 @@ fn codec_missing(path: &Path, missing: &[String]) -> String {
         missing.join(","),
         path.display()
     )
+}
+
+/// What to do when RocksDB will not open a store, by its reason.
+fn open_advice(e: &rocksdb::Error) -> &'static str {
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        "its files are damaged: restore the directory from a backup, or give another --data-dir"
+    } else if e.to_string().to_lowercase().contains("lock") {
+        "another process has it open: stop that process, or give another --data-dir"
+    } else {
+        "check the directory's permissions and free space, or give another --data-dir"
+    }
 }
 
 /// The state store of one node.
@@ -222,8 +240,9 @@ impl StateStore {
     fn open_with(path: &Path, create: bool) -> Result<StateStore, StateError> {
         let mut opts = Options::default();
         opts.create_if_missing(create);
-        let db = DB::open(&opts, path).map_err(|source| StateError::Db {
+        let db = DB::open(&opts, path).map_err(|source| StateError::Open {
             path: path.to_owned(),
+            advice: open_advice(&source),
             source,
         })?;
         let store = StateStore {
