@@ -310,6 +310,14 @@ fn bad_files_are_named_with_their_line() {
         !ok && err.contains("no profile `staging`") && err.contains("production"),
         "{err}"
     );
+    // A configuration without profiles: the one asked for, and how to add it.
+    env.write("bare.toml", "[host]\nrequire_sha256 = false\n");
+    let (ok, _, err) = env.run(&["--config", "bare.toml", "plugins", "plan"]);
+    assert!(
+        !ok && err.contains("bare.toml: no profile `development`: the file defines none")
+            && err.contains("[profiles.development]"),
+        "{err}"
+    );
 
     env.write(
         "g.json",

@@ -143,10 +143,15 @@ impl Config {
         self.file.profiles.get(name).ok_or_else(|| ConfigError {
             path: PathBuf::from(&self.source),
             line: None,
-            message: format!(
-                "no profile `{name}` (profiles: {})",
-                self.profile_names().join(", ")
-            ),
+            message: match self.profile_names().as_slice() {
+                [] => format!(
+                    "no profile `{name}`: the file defines none; add a `[profiles.{name}]` table (its `enable` list may be empty)"
+                ),
+                names => format!(
+                    "no profile `{name}` (profiles: {}); choose one of them with --profile",
+                    names.join(", ")
+                ),
+            },
         })
     }
 
