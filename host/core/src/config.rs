@@ -337,3 +337,20 @@ impl GatesFile {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_breaker_table_keeps_the_other_defaults() {
+        let text = "[host.breaker]\nfailure_threshold = 5\n";
+        let breaker = Config::parse(Path::new("c.toml"), text).unwrap().breaker();
+        let defaults = BreakerConfig::default();
+        assert_eq!(breaker.failure_threshold, 5);
+        assert_eq!(
+            (breaker.backoff_ms, breaker.max_backoff_ms),
+            (defaults.backoff_ms, defaults.max_backoff_ms)
+        );
+    }
+}

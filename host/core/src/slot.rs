@@ -48,9 +48,10 @@ use crate::{
     shadow::{Call, Shadow},
 };
 
-/// Circuit-breaker settings, shared by all providers of a host.
+/// Circuit-breaker settings, shared by all providers of a host (`[host.breaker]`; a key
+/// left out keeps its default).
 #[derive(Debug, Clone, Copy, serde::Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
