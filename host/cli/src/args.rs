@@ -557,10 +557,7 @@ fn share(text: &str) -> Result<f64, String> {
 
 /// An exponent: a finite number, 0 or more.
 fn exponent(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err("expected a finite number, 0 or more, such as 1.1".to_owned()),
-    }
+    finite_at_least_zero(text, "1.1")
 }
 
 /// A count or a size of at least one.
@@ -585,9 +582,15 @@ fn at_least<T: std::str::FromStr + PartialOrd + From<u8>>(
 
 /// A regression threshold: a finite fraction, 0 or more (`NaN` would pass every run).
 fn threshold(text: &str) -> Result<f64, String> {
+    finite_at_least_zero(text, "0.05 for 5%")
+}
+
+fn finite_at_least_zero(text: &str, example: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err("expected a finite number, 0 or more, such as 0.05 for 5%".to_owned()),
+        _ => Err(format!(
+            "expected a finite number, 0 or more, such as {example}"
+        )),
     }
 }
 

@@ -505,16 +505,17 @@ pub fn load_saved(out: &Path, name: &str) -> Result<BenchResults, String> {
             }
         )
     })?;
+    let again = format!("save a run under this name again (--save-baseline {name})");
     let r: BenchResults = serde_json::from_str(&text).map_err(|e| {
         format!(
-            "{}: not a saved benchmark run: {}; save a run under this name again (--save-baseline {name})",
+            "{}: not a saved benchmark run: {}; {again}",
             path.display(),
             dubchain_host::manifest::one_line(&e.to_string())
         )
     })?;
     if r.schema != SCHEMA {
         return Err(format!(
-            "{}: schema `{}`, this dubchain-perf reads `{SCHEMA}`; save a run under this name again (--save-baseline {name})",
+            "{}: schema `{}`, this dubchain-perf reads `{SCHEMA}`; {again}",
             path.display(),
             r.schema
         ));

@@ -78,6 +78,13 @@ struct Syncs {
     gathering: bool,
 }
 
+impl Syncs {
+    /// Callers that arrived since the last sync began: those the next one covers.
+    fn waiting(&self) -> u64 {
+        self.arrivals - self.arrivals_at_begin
+    }
+}
+
 /// Groups kept before idle ones are dropped.
 const IDLE_GROUPS: usize = 64;
 
@@ -112,7 +119,7 @@ impl Durability for GroupCommit {
         // The first sync that can cover this call is the next one to begin.
         let needed = s.begun + 1;
         s.arrivals += 1;
-        if s.gathering && s.arrivals - s.arrivals_at_begin >= s.active {
+        if s.gathering && s.waiting() >= s.active {
             // The leader waits for this many: wake it once, not at every arrival.
             group.arrived.notify_one();
         }
@@ -139,7 +146,7 @@ impl Durability for GroupCommit {
             // no longer than the last sync took; every caller that arrived before the sync
             // begins is covered.
             let deadline = Instant::now() + s.last_sync.min(MAX_GATHER);
-            while s.arrivals - s.arrivals_at_begin < s.active {
+            while s.waiting() < s.active {
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                     break;
                 };
@@ -152,7 +159,7 @@ impl Durability for GroupCommit {
             s.begun += 1;
             let number = s.begun;
             s.running = true;
-            s.covered = s.arrivals - s.arrivals_at_begin;
+            s.covered = s.waiting();
             s.arrivals_at_begin = s.arrivals;
             drop(s);
             let began = Instant::now();
@@ -165,7 +172,7 @@ impl Durability for GroupCommit {
             s.running = false;
             s.completed = number;
             s.last_sync = took;
-            s.active = s.covered + (s.arrivals - s.arrivals_at_begin);
+            s.active = s.covered + s.waiting();
             match result {
                 Ok(()) => s.last_ok = number,
                 Err(e) => s.last_error = Some(e.to_string()),
