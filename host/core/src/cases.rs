@@ -1473,8 +1473,8 @@ fn fill_frame(
     mut frame: abi_stable::std_types::RVec<u8>,
     payload: &[u8],
 ) -> abi_stable::std_types::RVec<u8> {
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(payload);
+    frame.extend_from_copy_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_copy_slice(payload);
     frame
 }
 
