@@ -829,27 +829,25 @@ pub type BufferPoolSlot = Slot<BufferPoolBox>;
 
 impl BufferPoolSlot {
     /// An empty buffer with room for `capacity` bytes.
+    ///
+    /// Called once a frame, so the provider stack is loaded once a call (`try_call`, which
+    /// counts the call and answers `None` when no provider is installed), not twice.
     pub fn take(&self, capacity: usize) -> RVec<u8> {
-        if !self.baseline_only() {
-            if let Some(b) = self.try_call(|imp| {
-                // Never a buffer with old contents visible, nor one too small.
-                dubchain_plugin_api::slots::check_buffer(
-                    imp.take(capacity as u64).into_result()?,
-                    capacity,
-                )
-            }) {
-                return b;
-            }
-        }
-        RVec::with_capacity(capacity)
+        self.try_call(|imp| {
+            // Never a buffer with old contents visible, nor one too small.
+            dubchain_plugin_api::slots::check_buffer(
+                imp.take(capacity as u64).into_result()?,
+                capacity,
+            )
+        })
+        .unwrap_or_else(|| RVec::with_capacity(capacity))
     }
 
-    /// Gives a buffer back (the baseline frees it).
+    /// Gives a buffer back (the baseline frees it: when no provider takes it, it is
+    /// dropped here).
     pub fn give(&self, buffer: RVec<u8>) {
-        if !self.baseline_only() {
-            let mut buffer = Some(buffer);
-            self.try_call(|imp| imp.give(buffer.take().expect("moved once")).into_result());
-        }
+        let mut buffer = Some(buffer);
+        self.try_call(|imp| imp.give(buffer.take().expect("moved once")).into_result());
     }
 }
 
