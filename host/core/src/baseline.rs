@@ -258,6 +258,19 @@ pub fn decode_txs(
         .collect()
 }
 
+/// A frame in `buffer` (empty, from `mem.buffer_pool` or fresh): `payload`'s length (4
+/// bytes, big-endian), then `payload`. How the node frames a message
+/// (`node::net::encode_frame`) and what the `framing` case times. One copy each:
+/// `RVec::extend_from_slice` would push a byte at a time.
+pub fn fill_frame(
+    mut buffer: abi_stable::std_types::RVec<u8>,
+    payload: &[u8],
+) -> abi_stable::std_types::RVec<u8> {
+    buffer.extend_from_copy_slice(&(payload.len() as u32).to_be_bytes());
+    buffer.extend_from_copy_slice(payload);
+    buffer
+}
+
 /// `net.broadcast`'s baseline: every message framed ([`dubchain_plugin_api::wire::frame`])
 /// once per peer, each frame in a buffer of its own.
 pub fn broadcast_frames(

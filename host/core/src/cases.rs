@@ -845,7 +845,7 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                     Side::Baseline => abi_stable::std_types::RVec::with_capacity(4 + p.len()),
                     Side::Plugin => host.slots.buffer_pool.take(4 + p.len()),
                 };
-                let frame = black_box(fill_frame(frame, p));
+                let frame = black_box(baseline::fill_frame(frame, p));
                 match side {
                     Side::Baseline => drop(frame),
                     Side::Plugin => host.slots.buffer_pool.give(frame),
@@ -1467,17 +1467,6 @@ impl Drop for LoopbackPeer {
     }
 }
 
-/// A frame as `node::net::encode_frame` makes it: `payload`'s length, then `payload`, in
-/// `frame`.
-fn fill_frame(
-    mut frame: abi_stable::std_types::RVec<u8>,
-    payload: &[u8],
-) -> abi_stable::std_types::RVec<u8> {
-    frame.extend_from_copy_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_copy_slice(payload);
-    frame
-}
-
 /// The committed state of the `mempool.tx_pool` case: every sender's next nonce is 0.
 fn no_nonces_committed(_: &Bytes32) -> Result<u64, dubchain_plugin_api::PluginError> {
     Ok(0)
@@ -1757,8 +1746,8 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
             let before = host.slots.buffer_pool.status().counters;
             let same = (0..2).all(|_| {
                 payloads.iter().all(|p| {
-                    let want = fill_frame(abi_stable::std_types::RVec::new(), p);
-                    let got = fill_frame(host.slots.buffer_pool.take(4 + p.len()), p);
+                    let want = baseline::fill_frame(abi_stable::std_types::RVec::new(), p);
+                    let got = baseline::fill_frame(host.slots.buffer_pool.take(4 + p.len()), p);
                     let same = got == want;
                     host.slots.buffer_pool.give(got);
                     same

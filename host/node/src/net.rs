@@ -234,11 +234,7 @@ fn read_loop(mut reader: TcpStream, (node, peer): (usize, usize), inbox: &mpsc::
 /// `msg` as a frame (length, tag, JSON), in a buffer from `mem.buffer_pool`.
 fn encode_frame(slots: &Slots, msg: &Message) -> RVec<u8> {
     let payload = wire::payload(msg);
-    let mut frame = slots.buffer_pool.take(4 + payload.len());
-    // `extend_from_copy_slice`, one copy: `RVec::extend_from_slice` pushes a byte at a time.
-    frame.extend_from_copy_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_copy_slice(&payload);
-    frame
+    dubchain_host::baseline::fill_frame(slots.buffer_pool.take(4 + payload.len()), &payload)
 }
 
 impl Network {
