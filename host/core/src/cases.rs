@@ -210,7 +210,7 @@ fn tx_validation_cases(o: &MicroOptions) -> Vec<Case> {
         name: "tx_validation",
         slot: TX_VALIDATION.id,
         workload: format!(
-            "validate {} signed transfers from 16 senders (signature, then rules)",
+            "validate {} signed transfers from 16 senders (signature, then rules), a fresh batch every run (admission sees a transaction once)",
             o.signatures / 4
         ),
         contract: true,
@@ -222,7 +222,7 @@ fn block_validation_cases(o: &MicroOptions) -> Vec<Case> {
         name: "block_run",
         slot: BLOCK_VALIDATION.id,
         workload: format!(
-            "the stateless checks of a run of {} blocks x {} signed transfers (catch-up sync)",
+            "the stateless checks of a run of {} blocks x {} signed transfers never seen before, a fresh run every run (catch-up sync)",
             o.run_blocks, o.run_txs
         ),
         contract: true,
@@ -478,15 +478,55 @@ fn tx_pool_cases(o: &MicroOptions) -> Vec<Case> {
     }]
 }
 
+/// Inputs handed out one a run, so that a layer which remembers what it saw (a verification
+/// cache under the plugin) meets each only once while timed: the cold cases. The last one
+/// is kept apart for the answer check.
+pub struct Fresh<T> {
+    sets: Vec<T>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl<T> Fresh<T> {
+    /// Enough sets for every run [`measure::compare_with_reset`] makes of `rounds` (a warm-up
+    /// and `rounds` per side) and the untimed counting run of each side, plus the one kept
+    /// apart; `make(i)` builds the `i`th. A caller that runs more (a criterion loop) goes
+    /// round them again.
+    fn new(rounds: usize, make: impl FnMut(u64) -> T) -> Self {
+        let runs = 2 * (rounds.max(2) + 1) + 2;
+        Fresh {
+            sets: (0..=runs as u64).map(make).collect(),
+            next: Default::default(),
+        }
+    }
+
+    /// The next run's set.
+    fn next(&self) -> &T {
+        let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.sets[k % (self.sets.len() - 1)]
+    }
+
+    /// The set no timed run was given.
+    fn kept(&self) -> &T {
+        self.sets.last().expect("at least two sets")
+    }
+}
+
+/// The inputs of a block run: the head it extends, and its blocks.
+pub struct Run {
+    head_height: u64,
+    head_hash: Bytes32,
+    blocks: Vec<Block>,
+}
+
 /// The inputs of a case, generated once (deterministically from the seed).
 pub enum Input {
     Signatures(workload::SignatureSet),
-    /// A fresh batch for every run (the last one is kept apart for the answer check), and
-    /// the next to hand out.
-    FreshSignatures(Vec<workload::SignatureSet>, std::sync::atomic::AtomicUsize),
+    /// A fresh batch for every run.
+    FreshSignatures(Fresh<workload::SignatureSet>),
     Votes(workload::VoteSet),
     Tree(Vec<Bytes32>),
-    Txs(Vec<Transaction>),
+    /// A fresh batch of transactions for every run.
+    Txs(Fresh<Vec<Transaction>>),
     /// Pending entries, the baseline's index of them, and the provider's (filled by
     /// [`Input::for_host`]; selecting changes neither).
     Pool {
@@ -517,11 +557,8 @@ pub enum Input {
         parent: Bytes32,
         next: std::sync::atomic::AtomicUsize,
     },
-    Run {
-        head_height: u64,
-        head_hash: Bytes32,
-        blocks: Vec<Block>,
-    },
+    /// A fresh run of blocks for every run.
+    Run(Fresh<Run>),
     /// Gossiped transactions' JSON payloads, to decode (`mem.tx_decode`).
     Gossip(Vec<Vec<u8>>),
     /// Serialised message payloads, to frame (`mem.buffer_pool`).
@@ -558,16 +595,9 @@ impl Input {
     pub fn new(case: &Case, o: &MicroOptions) -> Input {
         match case.slot {
             s if s == SIG_VERIFY.id && case.name == "sig_verify_cold" => {
-                // Warm-up and every round, both sides, plus one apart for the check.
-                let runs = 2 * (o.rounds.max(2) + 1) + 1;
-                Input::FreshSignatures(
-                    (0..runs as u64)
-                        .map(|i| {
-                            workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
-                        })
-                        .collect(),
-                    Default::default(),
-                )
+                Input::FreshSignatures(Fresh::new(rounds_for(case, o), |i| {
+                    workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
+                }))
             }
             s if s == SIG_VERIFY.id => {
                 Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
@@ -577,18 +607,18 @@ impl Input {
                 o.votes,
                 case.name == "vote_verify_adversarial",
             )),
-            s if s == TX_VALIDATION.id => {
-                Input::Txs(workload::tx_batch(o.seed, o.signatures / 4, false))
-            }
-            s if s == BLOCK_VALIDATION.id => {
+            s if s == TX_VALIDATION.id => Input::Txs(Fresh::new(rounds_for(case, o), |i| {
+                workload::tx_batch(o.seed ^ (i << 32), o.signatures / 4, false)
+            })),
+            s if s == BLOCK_VALIDATION.id => Input::Run(Fresh::new(rounds_for(case, o), |i| {
                 let (head_height, head_hash, blocks, _) =
-                    workload::block_run(o.seed, o.run_blocks, o.run_txs, false);
-                Input::Run {
+                    workload::block_run(o.seed ^ (i << 32), o.run_blocks, o.run_txs, false);
+                Run {
                     head_height,
                     head_hash,
                     blocks,
                 }
-            }
+            })),
             s if s == MERKLE.id => Input::Tree(
                 workload::merkle_trees(o.seed, &[o.leaves])
                     .pop()
@@ -767,11 +797,7 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
     match (case.name, input) {
         ("sig_verify_cold" | "sig_verify", Input::FreshSignatures(..) | Input::Signatures(_)) => {
             let items = match input {
-                Input::FreshSignatures(sets, next) => {
-                    let k =
-                        next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (sets.len() - 1);
-                    sets[k].items()
-                }
+                Input::FreshSignatures(sets) => sets.next().items(),
                 Input::Signatures(set) => set.items(),
                 _ => unreachable!("matched above"),
             };
@@ -791,29 +817,23 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
                 )),
             }
         }
-        (
-            "block_run",
-            Input::Run {
-                head_height,
-                head_hash,
-                blocks,
-            },
-        ) => match side {
-            Side::Baseline => drop(black_box(baseline::check_run(
-                *head_height,
-                head_hash,
-                blocks,
-            ))),
-            Side::Plugin => drop(black_box(host.slots.block_validation.check_run(
-                *head_height,
-                head_hash,
-                blocks,
-            ))),
-        },
-        ("tx_validation", Input::Txs(txs)) => match side {
-            Side::Baseline => drop(black_box(baseline::validate_txs(black_box(txs)))),
-            Side::Plugin => drop(black_box(host.slots.tx_validation.validate(black_box(txs)))),
-        },
+        ("block_run", Input::Run(runs)) => {
+            let run = runs.next();
+            let (height, hash, blocks) = (run.head_height, &run.head_hash, &run.blocks);
+            match side {
+                Side::Baseline => drop(black_box(baseline::check_run(height, hash, blocks))),
+                Side::Plugin => drop(black_box(
+                    host.slots.block_validation.check_run(height, hash, blocks),
+                )),
+            }
+        }
+        ("tx_validation", Input::Txs(batches)) => {
+            let txs = batches.next();
+            match side {
+                Side::Baseline => drop(black_box(baseline::validate_txs(black_box(txs)))),
+                Side::Plugin => drop(black_box(host.slots.tx_validation.validate(black_box(txs)))),
+            }
+        }
         ("merkle_root", Input::Tree(leaves)) => match side {
             Side::Baseline => drop(black_box(baseline::merkle_root(black_box(leaves)))),
             Side::Plugin => drop(black_box(host.slots.merkle.root(black_box(leaves)))),
@@ -1506,7 +1526,7 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
         Input::FreshSignatures(..) | Input::Signatures(_) => {
             let set = match input {
                 // The set kept apart: the timed runs' batches stay unseen.
-                Input::FreshSignatures(sets, _) => sets.last().expect("at least one set"),
+                Input::FreshSignatures(sets) => sets.kept(),
                 Input::Signatures(set) => set,
                 _ => unreachable!("matched above"),
             };
@@ -1523,17 +1543,25 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
                 host.slots.vote_verify.verify_votes(&items) == baseline::verify_votes(&items)
             })
         }
-        Input::Txs(txs) => {
+        Input::Txs(batches) => {
             let adversarial = workload::tx_batch(o.seed ^ 0x7a, 300, true);
-            [txs, &adversarial]
+            [batches.kept(), &adversarial]
                 .iter()
                 .all(|t| host.slots.tx_validation.validate(t) == Some(baseline::validate_txs(t)))
         }
-        Input::Run { .. } => (0..6).all(|i| {
-            let (h, hash, blocks, _) = workload::block_run(o.seed ^ (0xfa17 + i), 20, 12, true);
-            host.slots.block_validation.check_run(h, &hash, &blocks)
-                == Some(baseline::check_run(h, &hash, &blocks))
-        }),
+        Input::Run(runs) => {
+            let kept = runs.kept();
+            let same = |h: u64, hash: &Bytes32, blocks: &[Block]| {
+                host.slots.block_validation.check_run(h, hash, blocks)
+                    == Some(baseline::check_run(h, hash, blocks))
+            };
+            same(kept.head_height, &kept.head_hash, &kept.blocks)
+                && (0..6).all(|i| {
+                    let (h, hash, blocks, _) =
+                        workload::block_run(o.seed ^ (0xfa17 + i), 20, 12, true);
+                    same(h, &hash, &blocks)
+                })
+        }
         Input::Tree(leaves) => {
             let sizes: Vec<usize> = (0..=17).chain([leaves.len(), leaves.len() + 1]).collect();
             workload::merkle_trees(o.seed ^ 0x3e, &sizes)

@@ -446,8 +446,9 @@ pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<
         }
     }
     // A plugin that calls other slots through host services, also over the session's
-    // providers of those slots (the workload's signatures as the stack sees them: a cache
-    // layer has seen the same run in the rounds before, as after admission).
+    // providers of those slots. Its cases hand every run inputs never seen before (a
+    // catch-up run, an admission batch), so a cache layer among them is as cold as the node
+    // would find it.
     for name in s.resolution.enabled() {
         let stack = used_stack(s, name);
         let Some(m) = s.manifest(name).filter(|_| !stack.is_empty()) else {
