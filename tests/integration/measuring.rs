@@ -511,3 +511,47 @@ fn a_plugins_allocations_are_counted_with_the_hosts() {
         .active
         .starts_with("fixture_own_allocator@"));
 }
+
+/// The host's baselines hash with the portable SHA-2 code (`sha2` 0.10 with `force-soft`,
+/// docs/ARCHITECTURE.md, "Baselines are portable"). `sha2` 0.11 picks SHA-NI at run time
+/// and is for plugins' own code only: no host crate and not the plugin API may depend on
+/// it, or a baseline could run the instructions `crypto_hardware_acceleration` is measured
+/// for. Read from the resolved graph in `Cargo.lock`.
+#[test]
+fn no_host_crate_hashes_with_the_run_time_detected_sha2() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("the workspace's Cargo.lock");
+    let host = [
+        "dubchain-plugin-api",
+        "dubchain-host",
+        "dubchain-node",
+        "dubchain-instruments",
+        "dubchain-monitor",
+        "dubchain-perf",
+    ];
+    let mut seen = 0;
+    for package in lock.split("[[package]]") {
+        let Some(name) = package
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|n| n.strip_suffix('"'))
+        else {
+            continue;
+        };
+        if !host.contains(&name) {
+            continue;
+        }
+        seen += 1;
+        let sha2: Vec<&str> = package
+            .lines()
+            .map(|l| l.trim().trim_matches(|c| c == '"' || c == ','))
+            .filter(|d| *d == "sha2" || d.starts_with("sha2 "))
+            .collect();
+        assert!(
+            sha2.iter()
+                .all(|d| *d == "sha2" || d.starts_with("sha2 0.10.")),
+            "{name} depends on {sha2:?}"
+        );
+    }
+    assert_eq!(seen, host.len(), "every host crate is in Cargo.lock");
+}

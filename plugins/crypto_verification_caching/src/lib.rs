@@ -21,7 +21,7 @@ use dubchain_plugin_api::{
     PluginError,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2_detected::{Digest, Sha256};
 
 /// Settings, from the plugin's table in the host configuration.
 #[derive(Debug, Clone, Deserialize)]
