@@ -811,6 +811,15 @@ fn cluster_agrees_with(plugins: &[&str], slot: &str) {
             st.received.total().bytes > 0,
             st.network.sent.total().bytes > 0
         );
+        // It admitted gossip in batches, and its thread's CPU time in them is inside their
+        // wall time (a clock that counted waiting, or another thread's work, could exceed it).
+        assert!(
+            st.admission_batches > 0
+                && st.admission_cpu > std::time::Duration::ZERO
+                && st.admission_cpu <= st.admission,
+            "node {}: {st:?}",
+            o.index
+        );
         if slot == "net.transport" {
             assert_eq!((st.network.threads, st.network.queue_peak), (0, None));
         } else {

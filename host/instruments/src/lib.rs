@@ -172,6 +172,14 @@ pub struct ClusterNode {
     pub blocks_ms: f64,
     pub votes_ms: f64,
     pub admission_ms: f64,
+    /// In those admissions, the CPU time of the node's thread and of its whole process, and
+    /// the batches admitted (medians over the runs; 0 in runs saved before they were taken).
+    #[serde(default)]
+    pub admission_cpu_ms: f64,
+    #[serde(default)]
+    pub admission_process_cpu_ms: f64,
+    #[serde(default)]
+    pub admission_batches: u64,
     pub decode_ms: f64,
     pub wait_ms: f64,
 }

@@ -201,6 +201,8 @@ pub fn cluster_rows(r: &SystemResult) -> Vec<Vec<String>> {
         "blocks ms",
         "votes ms",
         "admission ms",
+        "admission CPU ms, thread / process",
+        "admission batches",
         "decode ms",
         "waiting ms",
     ];
@@ -228,6 +230,11 @@ pub fn cluster_rows(r: &SystemResult) -> Vec<Vec<String>> {
                 format!("{:.1}", n.blocks_ms),
                 format!("{:.1}", n.votes_ms),
                 format!("{:.1}", n.admission_ms),
+                format!(
+                    "{:.1} / {:.1}",
+                    n.admission_cpu_ms, n.admission_process_cpu_ms
+                ),
+                n.admission_batches.to_string(),
                 format!("{:.1}", n.decode_ms),
                 format!("{:.1}", n.wait_ms),
             ]);

@@ -319,6 +319,9 @@ fn cluster_nodes(runs: &[Measured]) -> Vec<ClusterNode> {
                 blocks_ms: ms(&|s| s.blocks),
                 votes_ms: ms(&|s| s.votes),
                 admission_ms: ms(&|s| s.admission),
+                admission_cpu_ms: ms(&|s| s.admission_cpu),
+                admission_process_cpu_ms: ms(&|s| s.admission_process_cpu),
+                admission_batches: count(&|s| s.admission_batches),
                 decode_ms: ms(&|s| s.decode),
                 wait_ms: ms(&|s| s.wait),
             }

@@ -25,7 +25,7 @@ use crate::{
     run::RunError,
     state::{Head, StateStore},
 };
-use dubchain_host::Host;
+use dubchain_host::{alloc_count, Host};
 
 /// How long a node waits for any message before it declares the cluster stalled.
 pub const STALL: Duration = Duration::from_secs(30);
@@ -103,6 +103,13 @@ pub struct NodeStats {
     pub votes: Duration,
     /// Gossiped transactions admitted to the mempool.
     pub admission: Duration,
+    /// The CPU time of the node's own thread in those admissions (not the time it waited
+    /// for a core, nor work handed to other threads); that of the whole process meanwhile
+    /// (a provider's pool included, and any peer thread that ran in the same interval); and
+    /// how many batches they were.
+    pub admission_cpu: Duration,
+    pub admission_process_cpu: Duration,
+    pub admission_batches: u64,
     /// Received frames decoded into messages.
     pub decode: Duration,
     /// Waiting for frames.
@@ -437,13 +444,21 @@ impl<'a> Node<'a> {
     fn admit(&mut self, txs: Vec<dubchain_plugin_api::types::Transaction>) -> Result<(), RunError> {
         if !txs.is_empty() {
             let t = Instant::now();
+            let (thread, process) = (
+                alloc_count::thread_cpu_seconds(),
+                alloc_count::cpu_seconds(),
+            );
             self.mempool.admit_with(
                 txs,
                 &self.host.slots.sig_verify,
                 Some(&self.host.slots.tx_validation),
                 &self.store,
             )?;
+            let since = |before: f64, now: f64| Duration::from_secs_f64((now - before).max(0.0));
+            self.stats.admission_cpu += since(thread, alloc_count::thread_cpu_seconds());
+            self.stats.admission_process_cpu += since(process, alloc_count::cpu_seconds());
             self.stats.admission += t.elapsed();
+            self.stats.admission_batches += 1;
         }
         Ok(())
     }
