@@ -487,12 +487,12 @@ pub struct Fresh<T> {
 }
 
 impl<T> Fresh<T> {
-    /// Enough sets for every run [`measure::compare_with_reset`] makes of `rounds` (a warm-up
-    /// and `rounds` per side) and the untimed counting run of each side, plus the one kept
-    /// apart; `make(i)` builds the `i`th. A caller that runs more (a criterion loop) goes
-    /// round them again.
-    fn new(rounds: usize, make: impl FnMut(u64) -> T) -> Self {
-        let runs = 2 * (rounds.max(2) + 1) + 2;
+    /// Enough sets for every run [`measure::compare_with_reset`] makes of `case` (a warm-up
+    /// and [`rounds_for`] rounds per side) and the untimed counting run of each side, plus
+    /// the one kept apart; `make(i)` builds the `i`th. A caller that runs more (a criterion
+    /// loop) goes round them again.
+    fn new(case: &Case, o: &MicroOptions, make: impl FnMut(u64) -> T) -> Self {
+        let runs = 2 * (rounds_for(case, o).max(2) + 1) + 2;
         Fresh {
             sets: (0..=runs as u64).map(make).collect(),
             next: Default::default(),
@@ -595,7 +595,7 @@ impl Input {
     pub fn new(case: &Case, o: &MicroOptions) -> Input {
         match case.slot {
             s if s == SIG_VERIFY.id && case.name == "sig_verify_cold" => {
-                Input::FreshSignatures(Fresh::new(rounds_for(case, o), |i| {
+                Input::FreshSignatures(Fresh::new(case, o, |i| {
                     workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
                 }))
             }
@@ -607,10 +607,10 @@ impl Input {
                 o.votes,
                 case.name == "vote_verify_adversarial",
             )),
-            s if s == TX_VALIDATION.id => Input::Txs(Fresh::new(rounds_for(case, o), |i| {
+            s if s == TX_VALIDATION.id => Input::Txs(Fresh::new(case, o, |i| {
                 workload::tx_batch(o.seed ^ (i << 32), o.signatures / 4, false)
             })),
-            s if s == BLOCK_VALIDATION.id => Input::Run(Fresh::new(rounds_for(case, o), |i| {
+            s if s == BLOCK_VALIDATION.id => Input::Run(Fresh::new(case, o, |i| {
                 let (head_height, head_hash, blocks, _) =
                     workload::block_run(o.seed ^ (i << 32), o.run_blocks, o.run_txs, false);
                 Run {
