@@ -563,11 +563,15 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
 /// The main job's network stage runs node processes that load their own hosts: with
 /// `network_async_io` enabled, the plugins' nodes hand their sockets to its transport (no
 /// peer threads of their own), the baselines' nodes load no plugin (a reader and a writer
-/// thread for their one peer), and both reach the same chain.
+/// thread for their one peer), and both reach the same chain. The plugins the session
+/// leaves off take no part in the chains but are measured alone after the enabled ones, and
+/// one that does not load is named with its error.
 #[test]
 fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
     let dir = PluginDir::new();
     dir.add_first_party("network_async_io");
+    dir.add_first_party("storage_binary_formats");
+    dir.add_fixture("fixture_api_mismatch", "crypto.sig_verify", "");
     let tmp = tempfile::tempdir().unwrap();
     let out = small_run(&dir, tmp.path(), "network_async_io", "3", "2", &[]);
     assert!(
@@ -589,6 +593,48 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
     };
     assert_eq!(threads("baselines"), [2, 2], "{json}");
     assert_eq!(threads("plugins"), [0, 0], "{json}");
+
+    let ids = |key: &str| -> Vec<String> {
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        ids("slots")
+            .iter()
+            .all(|id| id.starts_with("network_async_io.")),
+        "{json}"
+    );
+    assert_eq!(
+        ids("off"),
+        [
+            "storage_binary_formats.record_encode",
+            "storage_binary_formats.record_decode"
+        ],
+        "{json}"
+    );
+    for row in json["off"].as_array().unwrap() {
+        assert_eq!(row["identical"], true, "{row}");
+    }
+    let unloaded = json["off_not_loaded"].as_array().unwrap();
+    assert_eq!(unloaded.len(), 1, "{json}");
+    assert_eq!(unloaded[0]["plugin"], "fixture_api_mismatch");
+    assert!(
+        unloaded[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("dubchain-plugin-api 9.0.0"),
+        "{json}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("leaves off, each alone"), "{stdout}");
+    assert!(
+        stdout.contains("not measured: fixture_api_mismatch (off in the profile) did not load"),
+        "{stdout}"
+    );
 }
 
 /// `plugins list` and `plugins plan` run no plugin code: a plugin whose `init` panics (the

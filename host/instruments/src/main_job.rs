@@ -1,7 +1,8 @@
 //! `dubchain-perf run`, the main job: the chain produced by the node on the baselines and
 //! with the session's plugins, every node on a freshly loaded host, runs alternating (see
-//! [`crate::system`]); then each plugin alone on its slot's workloads (see [`crate::micro`]);
-//! `run.json` and `run.md` written. The command line prints [`MainJob`]; nothing here prints.
+//! [`crate::system`]); then each plugin alone on its slot's workloads (see [`crate::micro`]),
+//! the enabled ones and then those the profile leaves off, so that every plugin in the
+//! directory has a figure; `run.json` and `run.md` written. The command line prints [`MainJob`]; nothing here prints.
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +88,10 @@ pub fn prepare(s: &Session, allow_missing: bool) -> Result<Prepared, (Vec<String
 pub struct MainJob {
     pub chains: SystemResult,
     pub slots: Vec<MicroResult>,
+    /// The plugins the profile leaves off, each alone ([`micro::run_off`]): in no chain run.
+    pub off: Vec<MicroResult>,
+    /// Plugins left off that did not load, so have no row: `(name, the load error)`.
+    pub off_not_loaded: Vec<(String, String)>,
     pub missing: Vec<String>,
     pub markdown: String,
     /// Where `run.json` was written.
@@ -101,12 +106,16 @@ impl MainJob {
                 "the runs with plugins did not reach the same chain as the baselines".to_owned(),
             );
         }
-        self.slots.iter().find(|r| !r.identical).map(|r| {
-            format!(
-                "{} answered differently from the baseline on `{}`",
-                r.plugin, r.id
-            )
-        })
+        self.slots
+            .iter()
+            .chain(&self.off)
+            .find(|r| !r.identical)
+            .map(|r| {
+                format!(
+                    "{} answered differently from the baseline on `{}`",
+                    r.plugin, r.id
+                )
+            })
     }
 }
 
@@ -135,16 +144,29 @@ pub fn run(
         count_allocations: false,
     };
     let chains = system::run(&|| Ok(s.host()), &fresh, &system_options, progress)?;
-    let slots = if prepared.plan_ok {
-        micro::run_except(s, &prepared.host, &o.micro, &prepared.missing, |_, _, _| {})?
+    let (slots, (off, off_not_loaded)) = if prepared.plan_ok {
+        let slots =
+            micro::run_except(s, &prepared.host, &o.micro, &prepared.missing, |_, _, _| {})?;
+        let off = micro::run_off(s, &o.micro, &slots, |_, _, _| {});
+        (slots, off)
     } else {
-        Vec::new()
+        Default::default()
     };
     let markdown = markdown(s, &chains, &prepared.missing, o.workload.seed);
-    let json = write(s, o, &chains, &slots, &prepared.missing, &markdown)?;
+    let json = write(
+        s,
+        o,
+        &chains,
+        [&slots, &off],
+        &off_not_loaded,
+        &prepared.missing,
+        &markdown,
+    )?;
     Ok(MainJob {
         chains,
         slots,
+        off,
+        off_not_loaded,
         missing: prepared.missing.clone(),
         markdown,
         json,
@@ -155,7 +177,8 @@ fn write(
     s: &Session,
     o: &MainJobOptions,
     chains: &SystemResult,
-    slots: &[MicroResult],
+    [slots, off]: [&[MicroResult]; 2],
+    off_not_loaded: &[(String, String)],
     missing: &[String],
     markdown: &str,
 ) -> Result<PathBuf, String> {
@@ -176,6 +199,11 @@ fn write(
         "chain": chains.chain,
         "identical": chains.identical,
         "slots": slots,
+        "off": off,
+        "off_not_loaded": off_not_loaded
+            .iter()
+            .map(|(plugin, error)| serde_json::json!({ "plugin": plugin, "error": error }))
+            .collect::<Vec<_>>(),
     });
     let md_path = o.out.join("run.md");
     std::fs::write(&md_path, markdown).map_err(|e| io(&md_path, e))?;

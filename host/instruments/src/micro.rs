@@ -420,12 +420,49 @@ pub fn run_isolated(
     Ok(results)
 }
 
-/// What the suite will measure for the session's enabled plugins: `(id, plugin label,
-/// case, promise)`. A layered slot with several enabled providers also gets its whole
-/// stack measured, as `stack.<slot>.<case>`.
-pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<f64>)> {
+/// A planned row: `(id, plugin label, case, promise)`.
+pub type Planned = (String, String, Case, Option<f64>);
+
+/// What the suite will measure for the session's enabled plugins: their rows
+/// ([`plugin_rows`]), and for a layered slot with several enabled providers the whole
+/// stack, as `stack.<slot>.<case>`.
+pub fn plan(s: &Session, o: &MicroOptions) -> Vec<Planned> {
+    let enabled: Vec<String> = s.resolution.enabled().map(str::to_owned).collect();
+    let mut out = plugin_rows(s, &enabled, o);
+    for (slot, stack) in &s.resolution.stacks {
+        if stack.len() > 1 {
+            for case in cases(slot, o) {
+                out.push((
+                    format!("stack.{slot}.{}", case.name),
+                    stack.join(" > "),
+                    case,
+                    None,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The plugins in the directory that the session leaves off, in name order.
+fn off(s: &Session) -> Vec<String> {
+    s.resolution
+        .decisions
+        .iter()
+        .filter(|(_, d)| !d.enabled)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The rows of the plugins `names`: each alone on each case of each slot it provides
+/// (`<plugin>.<case>`, with the manifest's promise on its contract case), then each that
+/// calls other slots through host services over the session's providers of those slots
+/// (`over.<plugin>.<case>`). Such a plugin's cases hand every run inputs never seen before
+/// (a catch-up run, an admission batch), so a cache layer among them is as cold as the
+/// node would find it.
+fn plugin_rows(s: &Session, names: &[String], o: &MicroOptions) -> Vec<Planned> {
     let mut out = Vec::new();
-    for name in s.resolution.enabled() {
+    for name in names {
         let Some(m) = s.manifest(name) else { continue };
         for p in &m.provides {
             for case in cases(&p.slot, o) {
@@ -445,11 +482,7 @@ pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<
             }
         }
     }
-    // A plugin that calls other slots through host services, also over the session's
-    // providers of those slots. Its cases hand every run inputs never seen before (a
-    // catch-up run, an admission batch), so a cache layer among them is as cold as the node
-    // would find it.
-    for name in s.resolution.enabled() {
+    for name in names {
         let stack = used_stack(s, name);
         let Some(m) = s.manifest(name).filter(|_| !stack.is_empty()) else {
             continue;
@@ -459,18 +492,6 @@ pub fn plan(s: &Session, o: &MicroOptions) -> Vec<(String, String, Case, Option<
                 out.push((
                     format!("over.{name}.{}", case.name),
                     format!("{name} over {}", stack.join(" > ")),
-                    case,
-                    None,
-                ));
-            }
-        }
-    }
-    for (slot, stack) in &s.resolution.stacks {
-        if stack.len() > 1 {
-            for case in cases(slot, o) {
-                out.push((
-                    format!("stack.{slot}.{}", case.name),
-                    stack.join(" > "),
                     case,
                     None,
                 ));
@@ -503,42 +524,107 @@ pub fn run_except(
 ) -> Result<Vec<MicroResult>, String> {
     let plan: Vec<_> = plan(s, o)
         .into_iter()
-        .filter(|(_, label, _, _)| {
-            !missing.iter().any(|m| {
-                label
-                    .split(" over ")
-                    .flat_map(|part| part.split(" > "))
-                    .any(|l| l == m)
-            })
-        })
+        .filter(|(_, label, _, _)| !missing.iter().any(|m| names_plugin(label, m)))
         .collect();
     let mut results = Vec::new();
     for (i, (id, label, case, promise)) in plan.iter().enumerate() {
         progress(i, plan.len(), id);
         let own = row_host(s, id, label)?;
         let host = own.as_ref().unwrap_or(full);
-        let goal = if id.starts_with("stack.") || id.starts_with("over.") {
-            None
-        } else {
-            dubchain_host::catalogue::goal_for(label, case.name)
-        };
-        results.push(measure_case(id, label, case, host, *promise, goal, o));
+        results.push(measure_planned(id, label, case, host, *promise, o));
     }
-    // Controls: on the slots whose speed-up must be the plugin's own code, a provider that
-    // forwards to the baseline through the same primitives, measured the same way. It must
-    // come out at about 1x; if it did not, the speed-up would be in the host.
+    results.extend(controls(plan.iter().map(|(_, _, case, _)| case), &[], o));
+    progress(plan.len(), plan.len(), "");
+    Ok(results)
+}
+
+/// The plugins the session leaves off ([`off`]), measured as [`run`] measures the enabled
+/// ones: each alone, and over the session's providers of the slots it calls. These rows are
+/// not part of any chain run; they give every plugin in the directory a figure. A plugin
+/// that does not load is not measured: `(its name, the load error)` in the second list.
+/// Their slots' controls come after them, those not among `measured` already.
+pub fn run_off(
+    s: &Session,
+    o: &MicroOptions,
+    measured: &[MicroResult],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> (Vec<MicroResult>, Vec<(String, String)>) {
+    let off = off(s);
+    let plan = plugin_rows(s, &off, o);
+    let mut results = Vec::new();
+    let mut unloaded: Vec<(String, String)> = Vec::new();
+    for (i, (id, label, case, promise)) in plan.iter().enumerate() {
+        progress(i, plan.len(), id);
+        if unloaded.iter().any(|(name, _)| names_plugin(label, name)) {
+            continue;
+        }
+        match row_host(s, id, label) {
+            Ok(Some(host)) => results.push(measure_planned(id, label, case, &host, *promise, o)),
+            Ok(None) => {}
+            Err(e) => {
+                let name = label
+                    .split_once(" over ")
+                    .map_or(label.as_str(), |(p, _)| p);
+                unloaded.push((name.to_owned(), e));
+            }
+        }
+    }
+    results.extend(controls(
+        plan.iter().map(|(_, _, case, _)| case),
+        measured,
+        o,
+    ));
+    progress(plan.len(), plan.len(), "");
+    (results, unloaded)
+}
+
+/// Whether a row's plugin label (`a`, `a over b > c`, `a > b`) names plugin `name`.
+fn names_plugin(label: &str, name: &str) -> bool {
+    label
+        .split(" over ")
+        .flat_map(|part| part.split(" > "))
+        .any(|l| l == name)
+}
+
+/// A planned row measured on `host`, judged against the catalogue goal where it is a
+/// plugin's own row (not a stack's, nor one over other providers).
+fn measure_planned(
+    id: &str,
+    label: &str,
+    case: &Case,
+    host: &Host,
+    promise: Option<f64>,
+    o: &MicroOptions,
+) -> MicroResult {
+    let goal = if id.starts_with("stack.") || id.starts_with("over.") {
+        None
+    } else {
+        dubchain_host::catalogue::goal_for(label, case.name)
+    };
+    measure_case(id, label, case, host, promise, goal, o)
+}
+
+/// Controls: on the slots whose speed-up must be the plugin's own code, a provider that
+/// forwards to the baseline through the same primitives, measured the same way. It must
+/// come out at about 1x; if it did not, the speed-up would be in the host. One row per
+/// case of `cases` whose slot has a forwarding provider and that has no row in `measured`.
+fn controls<'a>(
+    cases: impl Iterator<Item = &'a Case>,
+    measured: &[MicroResult],
+    o: &MicroOptions,
+) -> Vec<MicroResult> {
     let mut controlled = BTreeSet::new();
-    for (_, _, case, _) in &plan {
-        if controlled.insert(case.name) {
+    let mut results = Vec::new();
+    for case in cases {
+        let id = format!("control.{}.{}", case.slot, case.name);
+        if controlled.insert(case.name) && !measured.iter().any(|m| m.id == id) {
             if let Some(host) = dubchain_host::reference::forwarding_host(case.slot) {
-                let id = format!("control.{}.{}", case.slot, case.name);
                 let label = "forwarding to the baseline (control)".to_owned();
                 results.push(measure_case(&id, &label, case, &host, None, None, o));
             }
         }
     }
-    progress(plan.len(), plan.len(), "");
-    Ok(results)
+    results
 }
 
 /// One case on `host`, interleaved with the baseline, after its answers are compared (what

@@ -95,6 +95,16 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
         println!("each plugin alone on its own host, on its slot's workloads ({} interleaved rounds; the same cases as `bench`):", args.rounds);
         print::table(&main_job::slot_rows(&job.slots));
     }
+    if !job.off.is_empty() {
+        println!(
+            "\nthe plugins profile `{}` leaves off, each alone on its own host (in no chain run above; why each is off: the profile, and docs/benchmarks.md \"Goals not met, and why\"):",
+            s.options.profile
+        );
+        print::table(&main_job::slot_rows(&job.off));
+    }
+    for (plugin, error) in &job.off_not_loaded {
+        println!("not measured: {plugin} (off in the profile) did not load: {error}");
+    }
     println!("wrote {}", job.json.display());
     if let Some(why) = job.disagreement() {
         eprintln!("error: {why}");
