@@ -170,6 +170,65 @@ fn not_a_library_at_all() {
     assert_serves_baseline_answers(&host);
 }
 
+/// A library cut short (an interrupted copy) is refused before the dynamic loader maps it,
+/// which would kill the process with SIGBUS; the host goes on serving the baseline. Without
+/// section headers (a loadable library need not have any) the cut is found by comparing
+/// each segment with the file's length.
+#[test]
+fn a_library_cut_short_is_refused_before_it_is_mapped() {
+    use object::{Object as _, ObjectSegment as _};
+    let whole = std::fs::read(library("crypto_parallel_verification")).unwrap();
+    let len = whole.len();
+    // Where the last segment's bytes end (debug information, which no segment maps, follows).
+    let segments_end = object::File::parse(&*whole)
+        .unwrap()
+        .segments()
+        .map(|s| s.file_range())
+        .map(|(offset, size)| (offset + size) as usize)
+        .max()
+        .unwrap();
+    let mut headless = whole.clone();
+    // ELF64: e_shoff (8 bytes at 0x28), e_shnum and e_shstrndx (2 bytes each at 0x3c).
+    headless[0x28..0x30].fill(0);
+    headless[0x3c..0x40].fill(0);
+    let cuts: [(&str, &[u8]); 6] = [
+        ("64 bytes", &whole[..64]),
+        ("1000 bytes", &whole[..1000]),
+        ("half its segments", &whole[..segments_end / 2]),
+        ("all but the last byte", &whole[..len - 1]),
+        (
+            "half its segments, no section headers",
+            &headless[..segments_end / 2],
+        ),
+        (
+            "one byte short of its segments, no section headers",
+            &headless[..segments_end - 1],
+        ),
+    ];
+    for (what, bytes) in cuts {
+        let dir = PluginDir::new();
+        let cut = dir.path().join("cut.so");
+        std::fs::write(&cut, bytes).unwrap();
+        dir.add("cut", &manifest_text("cut", SIG_VERIFY.id, ""), Some(&cut));
+        let host = test_host();
+        let report = load(&host, &dir, &["cut"], "");
+        let e = &report.failed[0];
+        assert!(matches!(e, LoadError::NotALibrary { .. }), "{what}: {e}");
+        assert!(
+            e.to_string().contains("copy or build it again"),
+            "{what}: {e}"
+        );
+        if what.contains("no section headers") {
+            assert!(
+                e.to_string()
+                    .contains("it is cut short: a segment needs its bytes"),
+                "{e}"
+            );
+        }
+        assert_serves_baseline_answers(&host);
+    }
+}
+
 #[test]
 fn abi_mismatch() {
     let (e, _) = load_error("fixture_abi_mismatch", "", "");

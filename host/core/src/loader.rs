@@ -328,6 +328,11 @@ pub fn load(
             });
         }
     }
+    check_image(&bytes).map_err(|detail| LoadError::NotALibrary {
+        plugin: plugin.clone(),
+        library: library.clone(),
+        detail,
+    })?;
     // Map exactly the bytes that were hashed: write them to a fresh, unique file.
     std::fs::create_dir_all(runtime_dir).map_err(io)?;
     let mapped = runtime_dir.join(format!(
@@ -357,6 +362,32 @@ pub fn load(
         })
         .map_err(io)?;
     wait(&plugin, &rx, deadlines)
+}
+
+/// What must hold of a library's bytes before the dynamic loader sees them. The loader maps
+/// each segment from its file offset and reads it without comparing it with the file's
+/// length, so a library cut short (an interrupted copy or download) kills the whole process
+/// with SIGBUS inside `dlopen`, past any error handling. Here instead: the bytes must parse
+/// as an object file and every segment's bytes must lie within them.
+fn check_image(bytes: &[u8]) -> Result<(), String> {
+    use object::{Object as _, ObjectSegment as _};
+    let file = object::File::parse(bytes).map_err(|e| {
+        format!(
+            "its headers do not read ({e}) in its {} bytes: it is not a library, or it is cut short; copy or build it again",
+            bytes.len()
+        )
+    })?;
+    for segment in file.segments() {
+        let (offset, size) = segment.file_range();
+        let end = offset.saturating_add(size);
+        if end > bytes.len() as u64 {
+            return Err(format!(
+                "it is cut short: a segment needs its bytes {offset}..{end}, the file has {}; copy or build it again",
+                bytes.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A step of a load that runs plugin code.
