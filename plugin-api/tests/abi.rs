@@ -20,7 +20,7 @@
 //! left out of the description, so moving code or bumping the version alone changes
 //! nothing.
 
-use std::{collections::HashSet, fmt::Write as _, path::Path};
+use std::{collections::HashSet, fmt::Write as _, path::PathBuf};
 
 use abi_stable::{type_layout::TypeLayout, StableAbi};
 use dubchain_plugin_api::{PluginModRef, API_VERSION};
@@ -201,7 +201,9 @@ fn the_abi_changes_only_as_the_version_says() {
     );
     let hash =
         |text: &str| dubchain_plugin_api::types::hex_encode(&Sha256::digest(text.as_bytes()));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The package's directory when the test runs (cargo and nextest set it), not when it was
+    // built: a target directory shared by two checkouts may hold a build from the other.
+    let dir = &PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let (lock, layout) = (dir.join("abi.lock"), dir.join("abi.layout"));
     let record = "DUBCHAIN_BLESS_ABI=1 cargo test -p dubchain-plugin-api --test abi";
     let text = std::fs::read_to_string(&lock).unwrap_or_default();

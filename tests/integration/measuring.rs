@@ -519,7 +519,7 @@ fn a_plugins_allocations_are_counted_with_the_hosts() {
 /// for. Read from the resolved graph in `Cargo.lock`.
 #[test]
 fn no_host_crate_hashes_with_the_run_time_detected_sha2() {
-    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+    let lock = std::fs::read_to_string(dubchain_tests::checkout().join("Cargo.lock"))
         .expect("the workspace's Cargo.lock");
     let host = [
         "dubchain-plugin-api",

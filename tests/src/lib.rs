@@ -195,6 +195,14 @@ pub fn first_party_manifest(name: &str) -> String {
         .expect("first-party manifest")
 }
 
+/// The root of the checkout the tests run in. From `CARGO_MANIFEST_DIR` as cargo and nextest
+/// set it for the running test, not as it was when the test was built: a target directory
+/// shared by two checkouts (CI's fresh clone, a working tree) may hold a build from either.
+pub fn checkout() -> PathBuf {
+    let tests = std::env::var_os("CARGO_MANIFEST_DIR").expect("tests are run by cargo");
+    PathBuf::from(tests).join("..")
+}
+
 /// The `dubchain-perf` binary of this build (cargo builds the workspace's binaries next to
 /// the test executables' `deps/` directory).
 pub fn dubchain_perf() -> PathBuf {

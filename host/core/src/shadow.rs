@@ -337,7 +337,8 @@ impl Shadow {
             .clone()
     }
 
-    /// Waits until every sample queued so far has been checked (for tests and shutdown).
+    /// Waits until every sample queued so far has been checked, a mismatch's provider
+    /// demoted and its evidence written (for tests and shutdown).
     pub fn drain(&self, timeout: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < timeout {
@@ -410,7 +411,6 @@ impl Shared {
             }
         };
         let baseline_took = began.elapsed();
-        self.checked.fetch_add(1, Relaxed);
         let key = (
             job.call.slot().to_owned(),
             job.provider.plugin().to_owned(),
@@ -428,12 +428,17 @@ impl Shared {
                     .speedups
                     .push_back(baseline_took.as_secs_f64() / job.took.as_secs_f64());
             }
+            drop(tallies);
+            self.checked.fetch_add(1, Relaxed);
             return;
         };
         tally.mismatches += 1;
         drop(tallies);
         self.mismatches.fetch_add(1, Relaxed);
         self.record(&job, evidence);
+        // Counted last, so that `drain` returns only once a mismatch's provider is demoted
+        // and its evidence written.
+        self.checked.fetch_add(1, Relaxed);
     }
 
     /// Demotes the provider, writes the evidence and records the mismatch.
