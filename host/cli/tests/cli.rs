@@ -516,6 +516,28 @@ fn chain_check_of_a_missing_store_creates_nothing() {
     assert!(!env.path().join("typo").exists(), "no store was created");
 }
 
+/// The main job compares only what it was asked to: a plugin asked for that the plugin
+/// directory does not have (a misspelt name) refuses the run with exit code 2, where other
+/// commands warn and keep the baseline; `--allow-missing` runs and names it as missing.
+#[test]
+fn run_refuses_a_plugin_asked_for_that_is_not_in_the_directory() {
+    let env = graph();
+    let out = env
+        .command()
+        .args(["--enable", "topp", "run", "--blocks", "1", "--runs", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nothing was run: topp is asked for but not in the plugin directory plugins")
+            && err.contains("--allow-missing"),
+        "{err}"
+    );
+    let (_, plan, _) = env.run(&["--enable", "topp", "plugins", "plan"]);
+    assert!(plan.contains("no problems"), "{plan}");
+}
+
 /// A configuration that cannot be used is refused input: exit code 2, and one line on
 /// standard error that names the file and line and says what is wrong.
 #[test]

@@ -39,6 +39,8 @@ pub enum Refusal {
     Plan { problems: Vec<String> },
     #[error("nothing was run: {} failed to load; fix it or pass --allow-missing to compare without it", missing.join(", "))]
     Load { missing: Vec<String> },
+    #[error("nothing was run: {} {} asked for but not in the plugin directory {}; add it, correct the name, or pass --allow-missing to compare without it", absent.join(", "), if absent.len() == 1 { "is" } else { "are" }, dir.display())]
+    Absent { absent: Vec<String>, dir: PathBuf },
 }
 
 /// The session's plugins applied to a fresh host, before anything runs.
@@ -54,6 +56,11 @@ pub struct Prepared {
 /// Applies the plan; a plan with problems or a plugin that fails to load refuses the run
 /// unless `allow_missing`.
 pub fn prepare(s: &Session, allow_missing: bool) -> Result<Prepared, (Vec<String>, Refusal)> {
+    let absent = absent(s);
+    if !absent.is_empty() && !allow_missing {
+        let dir = s.options.plugin_dir.clone();
+        return Err((Vec::new(), Refusal::Absent { absent, dir }));
+    }
     let host = s.host();
     let (errors, missing) = match s.apply(&host) {
         Ok(report) => (
@@ -79,9 +86,24 @@ pub fn prepare(s: &Session, allow_missing: bool) -> Result<Prepared, (Vec<String
     Ok(Prepared {
         host,
         errors,
-        missing,
+        missing: missing.into_iter().chain(absent).collect(),
         plan_ok: s.resolution.is_ok(),
     })
+}
+
+/// The plugins the session asks to enable (the last word on each: profile, gates or command
+/// line) that the plugin directory has no readable manifest for. Elsewhere such a request
+/// is a warning and the slots keep the baseline; a comparison that asked for a plugin and
+/// ran without it would answer another question than the one asked.
+fn absent(s: &Session) -> Vec<String> {
+    let mut last = std::collections::BTreeMap::new();
+    for r in &s.requests {
+        last.insert(r.name.as_str(), r.enable);
+    }
+    last.into_iter()
+        .filter(|&(name, enable)| enable && s.manifest(name).is_none())
+        .map(|(name, _)| name.to_owned())
+        .collect()
 }
 
 /// The main job's figures.

@@ -22,7 +22,7 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
             }
             eprintln!("error: {refusal}");
             return Ok(match refusal {
-                Refusal::Plan { .. } => ExitCode::from(2),
+                Refusal::Plan { .. } | Refusal::Absent { .. } => ExitCode::from(2),
                 Refusal::Load { .. } => ExitCode::FAILURE,
             });
         }
