@@ -343,7 +343,9 @@ pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
         "plugin",
         "speed-up [95% interval]",
         "catalogue goal",
+        "goal met",
         "promise",
+        "promise met",
         "identical",
     ];
     let mut rows = vec![head.map(String::from).to_vec()];
@@ -356,8 +358,12 @@ pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
                 r.ratio.median, r.ratio.low, r.ratio.high
             ),
             r.goal.map_or("-".into(), |g| format!(">= {g}x")),
+            r.goal
+                .map_or("-", |g| crate::report::yes(r.ratio.low >= g))
+                .to_owned(),
             r.promise.map_or("-".into(), |p| format!(">= {p}x")),
-            if r.identical { "yes" } else { "NO" }.to_owned(),
+            r.met.map_or("-", crate::report::yes).to_owned(),
+            crate::report::yes(r.identical).to_owned(),
         ]);
     }
     rows

@@ -25,7 +25,7 @@ fn ms(v: &[f64]) -> f64 {
     }
 }
 
-fn yes(b: bool) -> &'static str {
+pub(crate) fn yes(b: bool) -> &'static str {
     if b {
         "yes"
     } else {
