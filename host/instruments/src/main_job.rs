@@ -53,11 +53,17 @@ pub struct Prepared {
     pub plan_ok: bool,
 }
 
-/// Applies the plan; a plan with problems or a plugin that fails to load refuses the run
-/// unless `allow_missing`.
-pub fn prepare(s: &Session, allow_missing: bool) -> Result<Prepared, (Vec<String>, Refusal)> {
+/// Applies the plan; a plan with problems, a plugin that fails to load or one asked for
+/// that is not in the plugin directory refuses the run unless `allow_missing`. With
+/// `awaiting` (`run --watch`, which loads plugins as they are dropped in) a plugin asked
+/// for in advance of its package is not refused, only counted missing.
+pub fn prepare(
+    s: &Session,
+    allow_missing: bool,
+    awaiting: bool,
+) -> Result<Prepared, (Vec<String>, Refusal)> {
     let absent = absent(s);
-    if !absent.is_empty() && !allow_missing {
+    if !absent.is_empty() && !allow_missing && !awaiting {
         let dir = s.options.plugin_dir.clone();
         return Err((Vec::new(), Refusal::Absent { absent, dir }));
     }

@@ -14,7 +14,7 @@ use crate::{args::RunArgs, print};
 
 pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let prepared = match main_job::prepare(s, args.allow_missing) {
+    let prepared = match main_job::prepare(s, args.allow_missing, args.watch) {
         Ok(p) => p,
         Err((errors, refusal)) => {
             for e in errors {
