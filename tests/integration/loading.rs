@@ -690,6 +690,13 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("leaves off, each alone"), "{stdout}");
+    let md = std::fs::read_to_string(tmp.path().join("out/run.md")).unwrap();
+    assert!(
+        md.contains("| network_async_io.transport_256 | network_async_io |")
+            && md.contains("leaves off")
+            && md.contains("| storage_binary_formats.record_decode | storage_binary_formats |"),
+        "{md}"
+    );
     assert!(
         stdout.contains("not measured: fixture_api_mismatch (off in the profile) did not load"),
         "{stdout}"

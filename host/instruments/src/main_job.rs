@@ -180,7 +180,13 @@ pub fn run(
     } else {
         Default::default()
     };
-    let markdown = markdown(s, &chains, &prepared.missing, o.workload.seed);
+    let markdown = markdown(
+        s,
+        &chains,
+        [&slots, &off],
+        &prepared.missing,
+        o.workload.seed,
+    );
     let json = write(
         s,
         o,
@@ -375,9 +381,15 @@ pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
     rows
 }
 
-/// `run.md`: the verdict and the stage table.
-fn markdown(s: &Session, r: &SystemResult, missing: &[String], seed: u64) -> String {
-    let rows = stage_rows(r);
+/// `run.md`: the verdict, the stage table, the network row node by node, and the
+/// per-plugin tables (the enabled plugins', then those the profile leaves off).
+fn markdown(
+    s: &Session,
+    r: &SystemResult,
+    [slots, off]: [&[MicroResult]; 2],
+    missing: &[String],
+    seed: u64,
+) -> String {
     let mut md = format!(
         "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {seed}, {} runs per side\n\n{}\n\n",
         s.resolution.feature_set_id,
@@ -388,21 +400,34 @@ fn markdown(s: &Session, r: &SystemResult, missing: &[String], seed: u64) -> Str
     if !missing.is_empty() {
         md += &format!("Missing (ran on baselines): {}\n\n", missing.join(", "));
     }
-    md += &format!("| {} |\n|---|---|---|---|---|\n", rows[0].join(" | "));
-    for row in &rows[1..] {
-        md += &format!("| {} |\n", row.join(" | "));
-    }
+    md += &markdown_table(&stage_rows(r));
     let nodes = cluster_rows(r);
     if nodes.len() > 1 {
         md += "\nThe network row, node by node (medians over the runs):\n\n";
+        md += &markdown_table(&nodes);
+    }
+    if !slots.is_empty() {
+        md += "\nEach plugin alone on its own host, on its slot's workloads:\n\n";
+        md += &markdown_table(&slot_rows(slots));
+    }
+    if !off.is_empty() {
         md += &format!(
-            "| {} |\n|{}\n",
-            nodes[0].join(" | "),
-            "---|".repeat(nodes[0].len())
+            "\nThe plugins profile `{}` leaves off, each alone on its own host (in no chain run above):\n\n",
+            s.options.profile
         );
-        for row in &nodes[1..] {
-            md += &format!("| {} |\n", row.join(" | "));
-        }
+        md += &markdown_table(&slot_rows(off));
+    }
+    md
+}
+
+/// A header row and body rows as a Markdown table.
+fn markdown_table(rows: &[Vec<String>]) -> String {
+    let Some((head, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let mut md = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for row in body {
+        md += &format!("| {} |\n", row.join(" | "));
     }
     md
 }
