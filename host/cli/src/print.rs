@@ -33,7 +33,8 @@ pub fn table(rows: &[Vec<String>]) {
     }
 }
 
-/// Manifests that did not parse and resolver warnings, on stderr.
+/// Manifests that did not parse, resolver warnings and configuration names that match no
+/// plugin, on stderr.
 pub fn manifest_errors(s: &Session) {
     for e in &s.manifest_errors {
         if e.path == s.options.plugin_dir {
@@ -44,6 +45,9 @@ pub fn manifest_errors(s: &Session) {
         }
     }
     for w in &s.resolution.warnings {
+        eprintln!("warning: {w}");
+    }
+    for w in s.config_warnings() {
         eprintln!("warning: {w}");
     }
 }

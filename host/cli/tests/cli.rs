@@ -516,6 +516,30 @@ fn chain_check_of_a_missing_store_creates_nothing() {
     assert!(!env.path().join("typo").exists(), "no store was created");
 }
 
+/// A configuration name that matches no plugin (a settings table of the profile, an
+/// `isolate` entry) would do nothing without a word; it is warned of, with the file.
+#[test]
+fn configuration_names_that_match_no_plugin_are_warned_of() {
+    let env = graph();
+    env.write(
+        "c.toml",
+        "[host]\nisolate = [\"topp\", \"top\"]\n\n[profiles.development]\nenable = [\"top\"]\n\n[profiles.development.plugins.tpo]\nchunk = 8\n\n[profiles.development.plugins.top]\nchunk = 8\n",
+    );
+    let (ok, _, err) = env.in_profile("development", &["plugins", "plan"]);
+    assert!(ok, "{err}");
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains("c.toml: [profiles.development.plugins.tpo] names no plugin"),
+        "{err}"
+    );
+    assert!(
+        warnings[1]
+            .contains("c.toml: [host] isolate names `topp`, which is not in the plugin directory"),
+        "{err}"
+    );
+}
+
 /// The main job compares only what it was asked to: a plugin asked for that the plugin
 /// directory does not have (a misspelt name) refuses the run with exit code 2, where other
 /// commands warn and keep the baseline; `--allow-missing` runs and names it as missing.

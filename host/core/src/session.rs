@@ -102,6 +102,29 @@ impl Session {
         self.manifests.iter().find(|m| m.name == name)
     }
 
+    /// Names in the configuration that no plugin in the directory has: a settings table of
+    /// the selected profile, an entry of `[host] isolate`. Either would do nothing without a
+    /// word (a misspelt name leaves the plugin at its defaults, or in the host's process).
+    pub fn config_warnings(&self) -> Vec<String> {
+        let unknown = |name: &&String| self.manifest(name).is_none();
+        let source = &self.config.source;
+        let mut out = Vec::new();
+        if let Ok(profile) = self.config.profile(&self.options.profile) {
+            for name in profile.plugins.keys().filter(unknown) {
+                out.push(format!(
+                    "{source}: [profiles.{}.plugins.{name}] names no plugin in the plugin directory, so its settings go to none; correct the name or remove the table",
+                    self.options.profile
+                ));
+            }
+        }
+        for name in self.config.isolate().iter().filter(unknown) {
+            out.push(format!(
+                "{source}: [host] isolate names `{name}`, which is not in the plugin directory, so nothing is isolated for it; correct the name or remove it"
+            ));
+        }
+        out
+    }
+
     /// A host configured from this session's configuration.
     pub fn host(&self) -> Host {
         self.host_isolating(self.config.isolate())
