@@ -175,7 +175,7 @@ pub fn run(
     let (slots, (off, off_not_loaded)) = if prepared.plan_ok {
         let slots =
             micro::run_except(s, &prepared.host, &o.micro, &prepared.missing, |_, _, _| {})?;
-        let off = micro::run_off(s, &o.micro, &slots, |_, _, _| {});
+        let off = micro::run_off(s, &o.micro, &slots);
         (slots, off)
     } else {
         Default::default()

@@ -541,40 +541,35 @@ pub fn run_except(
 /// The plugins the session leaves off ([`off`]), measured as [`run`] measures the enabled
 /// ones: each alone, and over the session's providers of the slots it calls. These rows are
 /// not part of any chain run; they give every plugin in the directory a figure. A plugin
-/// that does not load is not measured: `(its name, the load error)` in the second list.
-/// Their slots' controls come after them, those not among `measured` already.
+/// whose host does not load is not measured further: `(its name, the load error)` in the
+/// second list. Their slots' controls come after them, those not among `measured` already.
 pub fn run_off(
     s: &Session,
     o: &MicroOptions,
     measured: &[MicroResult],
-    mut progress: impl FnMut(usize, usize, &str),
 ) -> (Vec<MicroResult>, Vec<(String, String)>) {
-    let off = off(s);
-    let plan = plugin_rows(s, &off, o);
+    let mut planned = Vec::new();
     let mut results = Vec::new();
-    let mut unloaded: Vec<(String, String)> = Vec::new();
-    for (i, (id, label, case, promise)) in plan.iter().enumerate() {
-        progress(i, plan.len(), id);
-        if unloaded.iter().any(|(name, _)| names_plugin(label, name)) {
-            continue;
-        }
-        match row_host(s, id, label) {
-            Ok(Some(host)) => results.push(measure_planned(id, label, case, &host, *promise, o)),
-            Ok(None) => {}
-            Err(e) => {
-                let name = label
-                    .split_once(" over ")
-                    .map_or(label.as_str(), |(p, _)| p);
-                unloaded.push((name.to_owned(), e));
+    let mut unloaded = Vec::new();
+    for name in off(s) {
+        let rows = plugin_rows(s, std::slice::from_ref(&name), o);
+        for (id, label, case, promise) in &rows {
+            match row_host(s, id, label) {
+                Ok(host) => results
+                    .extend(host.map(|host| measure_planned(id, label, case, &host, *promise, o))),
+                Err(e) => {
+                    unloaded.push((name.clone(), e));
+                    break;
+                }
             }
         }
+        planned.extend(rows);
     }
     results.extend(controls(
-        plan.iter().map(|(_, _, case, _)| case),
+        planned.iter().map(|(_, _, case, _)| case),
         measured,
         o,
     ));
-    progress(plan.len(), plan.len(), "");
     (results, unloaded)
 }
 
