@@ -371,6 +371,31 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         md.contains("## baseline:") && md.contains("## plugins:"),
         "{md}"
     );
+
+    // One case of any slot, by the name bench gives it: its inputs (gossiped transactions,
+    // signed) are made before the profiler starts, so no signing is sampled.
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[
+            "--profile",
+            "baseline",
+            "--enable",
+            "memory_buffer_reuse",
+            "profile",
+            "--workload",
+            "framing",
+            "--repeat",
+            "2000",
+            "--out",
+            "prof-framing",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let md = std::fs::read_to_string(work.path().join("prof-framing/hotspots.md")).unwrap();
+    assert!(md.contains("`framing` workload"), "{md}");
+    assert!(md.contains("## plugins:"), "{md}");
+    assert!(!md.contains("ed25519"), "input generation was sampled\n{md}");
 }
 
 #[test]

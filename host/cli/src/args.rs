@@ -240,7 +240,10 @@ pub struct BenchChildArgs {
 
 #[derive(Args)]
 pub struct ProfileArgs {
-    /// What to profile: chain, sig_verify, record_codec.
+    /// What to profile: `chain` (the node's chain workload); a slot, by id or by the stem
+    /// after its dot (`crypto.merkle`, `merkle`), for all the micro cases `bench` times on
+    /// it; or one of those cases by the name `bench` prints after the plugin's
+    /// (`sig_verify_cold`, `framing`).
     #[arg(long, default_value = "chain")]
     pub workload: String,
     /// Sampling frequency, Hz.

@@ -10,6 +10,7 @@ use dubchain_plugin_api::{
     chain::contract_address,
     exec::{deploy_gas, CALL_BASE_GAS},
     types::{Blob, Bytes32, Bytes64, Transaction, TxKind},
+    wire,
 };
 use ed25519_dalek::{Signer, SigningKey};
 use rand::{Rng, SeedableRng};
@@ -18,6 +19,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::{
     chain::signing_bytes,
     execute::TRANSFER_GAS,
+    net::{Inbound, Message},
     state::{Account, StateError, StateStore},
     vm::contracts,
 };
@@ -268,4 +270,13 @@ fn probability(share: f64) -> f64 {
     } else {
         share.clamp(0.0, 1.0)
     }
+}
+
+/// `txs` as a node receives them gossiped: a frame's payload each (a tag and JSON), from
+/// peer 0. The clients' work, like generating and signing them: untimed in `run`, and left
+/// out of a profile's shares (its frames stand under this module).
+pub fn gossip(txs: &[Transaction]) -> Vec<Inbound> {
+    txs.iter()
+        .map(|tx| (0, wire::payload(&Message::Tx(tx.clone()))))
+        .collect()
 }

@@ -12,13 +12,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dubchain_plugin_api::{types::Bytes32, wire};
+use dubchain_plugin_api::types::Bytes32;
 use serde::Serialize;
 
 use crate::{
     block::{self, BlockError},
     consensus::{verify_votes, ConsensusState, ValidatorSet, Vote},
-    gen::{Workload, WorkloadConfig},
+    gen::{self, Workload, WorkloadConfig},
     mempool::{Mempool, Rejection},
     net::{self, Message},
     state::StateStore,
@@ -230,10 +230,7 @@ pub fn run_chain(
         // The clients' work, untimed: generating and signing the block's transactions, and
         // the proposer's gossip of them, as the wire carries it (a tag and JSON each).
         let txs = workload.txs_for_block(height, &proposer)?;
-        let gossiped: Vec<net::Inbound> = txs
-            .iter()
-            .map(|tx| (0, wire::payload(&Message::Tx(tx.clone()))))
-            .collect();
+        let gossiped = gen::gossip(&txs);
         charge(&mut AllocStats::default(), &mut mark);
         let t = Instant::now();
         let verdicts = mempool.admit_with(

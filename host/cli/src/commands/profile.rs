@@ -10,7 +10,9 @@ use crate::{args::ProfileArgs, print};
 
 pub fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let workload: prof::Workload = args.workload.parse().map_err(anyhow::Error::msg)?;
+    let micro = args.micro.options(1);
+    let workload = prof::Workload::parse(&args.workload, &micro)
+        .map_err(|e| anyhow::anyhow!("--workload {}: {e}", args.workload))?;
     let sides = match args.side.as_str() {
         "both" => vec![ProfileSide::Baseline, ProfileSide::Plugins],
         "baseline" => vec![ProfileSide::Baseline],
@@ -23,7 +25,7 @@ pub fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Res
         frequency: args.frequency,
         chain: args.system.workload(),
         blocks: args.system.blocks,
-        micro: args.micro.options(1),
+        micro,
         repeat: args.repeat,
         sides: sides.clone(),
         cpu: !args.no_cpu,
