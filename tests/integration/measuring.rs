@@ -395,7 +395,10 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     let md = std::fs::read_to_string(work.path().join("prof-framing/hotspots.md")).unwrap();
     assert!(md.contains("`framing` workload"), "{md}");
     assert!(md.contains("## plugins:"), "{md}");
-    assert!(!md.contains("ed25519"), "input generation was sampled\n{md}");
+    assert!(
+        !md.contains("ed25519"),
+        "input generation was sampled\n{md}"
+    );
 }
 
 #[test]

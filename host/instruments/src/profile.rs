@@ -345,6 +345,15 @@ fn has_path(name: &str, path: &str) -> bool {
     })
 }
 
+/// Whether `name` is an Itanium-mangled C++ symbol in RocksDB's namespace
+/// (`_ZN7rocksdb14GetVarint32PtrEPKcS1_Pj`, `_ZNK7rocksdb...`): RocksDB's own code, which
+/// the symboliser leaves mangled.
+fn rocksdb_cpp(name: &str) -> bool {
+    name.strip_prefix("_ZN")
+        .map(|rest| rest.trim_start_matches(['K', 'V', 'r']))
+        .is_some_and(|rest| rest.starts_with("7rocksdb"))
+}
+
 /// The group of a C symbol, if it is a known one.
 fn c_symbol(name: &str) -> Option<&'static str> {
     let name = name.strip_prefix("__rustc::").unwrap_or(name);
@@ -414,6 +423,9 @@ impl Classifier {
                 return ((*group).into(), (*sub).into(), slot.map(str::to_owned));
             }
         }
+        if rocksdb_cpp(name) {
+            return ("RocksDB".into(), "storage".into(), None);
+        }
         if let Some(group) = c_symbol(name) {
             return (group.into(), "memory".into(), None);
         }
@@ -462,8 +474,15 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
             continue;
         }
         all += count;
-        let (g, sub, slot) = classifier.classify(leaf);
         fns.entry((*leaf).clone()).or_default().0 += count;
+        // The sample's own group is that of its innermost known frame: an inlined
+        // intrinsic (`_mm256_add_epi64`), a generic `core::` helper or a C routine of a
+        // library (blst's `__mulx_384`) counts for the code that called it.
+        let (g, sub, slot) = frames
+            .iter()
+            .map(|f| classifier.classify(f))
+            .find(|(g, ..)| g != "other")
+            .unwrap_or_else(|| classifier.classify(leaf));
         let other = g == "other";
         let e = groups.entry(g).or_insert((sub, slot, 0, 0));
         e.2 += count;
@@ -478,7 +497,8 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
             }
             let (g, sub, slot) = classifier.classify(f);
             // `other` holds what no rule names (main, std, thread start): on every stack,
-            // so its inclusive share says nothing; it counts only where it is the leaf.
+            // so its inclusive share says nothing; it counts only where no known frame is
+            // on the stack.
             if g == "other" {
                 continue;
             }
@@ -1062,6 +1082,17 @@ mod tests {
                 ]),
                 10,
             ),
+            // An intrinsic inlined into the curve code: its own name is no group's, the
+            // sample is the curve code's.
+            (
+                s(&[
+                    "core::core_arch::x86::avx2::_mm256_add_epi64",
+                    "curve25519_dalek::backend::vector::avx2::field::mul",
+                    "dubchain_host::baseline::sig_verify",
+                    "main",
+                ]),
+                5,
+            ),
             // A client signing the workload's transactions: the same curve code as a
             // verification, but not the node's work.
             (
@@ -1081,7 +1112,7 @@ mod tests {
             client_samples,
         } = fold(&stacks, &classifier());
         assert_eq!(
-            all, 40,
+            all, 45,
             "the profiler's own frames are skipped, samples kept"
         );
         assert_eq!(client_samples, 20, "the clients' samples are counted apart");
@@ -1089,11 +1120,15 @@ mod tests {
             .iter()
             .find(|g| g.group == "ed25519 verification")
             .unwrap();
-        assert_eq!((ed.self_samples, ed.total_samples), (30, 30));
-        assert!((ed.share - 0.75).abs() < 1e-9);
+        assert_eq!((ed.self_samples, ed.total_samples), (35, 35));
+        assert!((ed.share - 35.0 / 45.0).abs() < 1e-9);
+        assert!(
+            groups.iter().all(|g| g.group != "other"),
+            "every sample has a known frame"
+        );
         assert_eq!(ed.slot.as_deref(), Some("crypto.sig_verify"));
         let main = fns.iter().find(|f| f.name == "main").unwrap();
-        assert_eq!((main.self_samples, main.total_samples), (0, 40));
+        assert_eq!((main.self_samples, main.total_samples), (0, 45));
         assert!(fns.iter().all(|f| !f.name.contains("perf_signal_handler")));
     }
 
@@ -1115,6 +1150,13 @@ mod tests {
         assert_eq!(group("__rustc::__rust_alloc"), "memory allocation");
         assert_eq!(group("__rustc::__rust_dealloc"), "memory allocation");
         assert_eq!(group("__rustc::something_else"), "other");
+        // RocksDB's C++, left mangled by the symboliser.
+        assert_eq!(group("_ZN7rocksdb14GetVarint32PtrEPKcS1_Pj"), "RocksDB");
+        assert_eq!(
+            group("_ZNK7rocksdb21UserComparatorWrapper23CompareWithoutTimestampERKNS_5SliceES3_"),
+            "RocksDB"
+        );
+        assert_eq!(group("_ZN9notrocksdb3getEv"), "other");
         // A crate path inside a generic or a trait impl, not inside a longer name.
         assert_eq!(
             group("<ed25519_dalek::Signature as core::fmt::Debug>::fmt"),
