@@ -143,6 +143,11 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         "{stdout}"
     );
     assert!(json["fingerprint"]["id"].as_str().unwrap().len() == 12);
+    // The build's optimisation is said, not only cargo's profile name (`debug`).
+    assert!(
+        stdout.contains("host opt-level 3, debug assertions off"),
+        "{stdout}"
+    );
     assert!(bench.join("baselines/first.json").is_file());
 
     // Second run against `first`: same fingerprint, so it is compared. A huge threshold

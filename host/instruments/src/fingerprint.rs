@@ -130,11 +130,12 @@ impl Fingerprint {
 
 /// The optimisation settings of this build of the host. The workspace's `Cargo.toml` gives
 /// the dev build (the tests' and the main job's) the release settings the plugins are built
-/// with: opt-level 3, no debug assertions, no overflow checks.
+/// with: opt-level 3, no debug assertions, no overflow checks. The level is the one this
+/// crate was compiled at (its build script reads it), which the host's crates share.
 fn optimisation() -> String {
     format!(
-        "host {} build, debug assertions {}; plugins release (opt-level 3, no debug assertions)",
-        dubchain_plugin_api::Fingerprint::current().profile,
+        "host opt-level {}, debug assertions {}; plugins release (opt-level 3, no debug assertions)",
+        env!("DUBCHAIN_OPT_LEVEL"),
         if cfg!(debug_assertions) {
             "ON: not like for like"
         } else {

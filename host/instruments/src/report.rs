@@ -288,7 +288,7 @@ pub fn markdown(r: &BenchResults) -> String {
     );
     let _ = writeln!(
         out,
-        "fingerprint `{}`: {} ({} cores, {} GiB, {}); host {} built by {} ({}, {}){}; profile `{}`, feature set `{}` [{}]\n",
+        "fingerprint `{}`: {} ({} cores, {} GiB, {}); host {} built by {} ({}, cargo profile {}: {}){}; profile `{}`, feature set `{}` [{}]\n",
         f.id,
         f.machine.cpu,
         f.machine.cores,
@@ -298,6 +298,7 @@ pub fn markdown(r: &BenchResults) -> String {
         f.build.rustc,
         f.build.target,
         f.build.profile,
+        f.build.optimisation,
         f.build.commit.as_ref().map(|c| format!(", commit {c}")).unwrap_or_default(),
         r.profile,
         f.plugins.feature_set_id,
@@ -606,9 +607,10 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
     let f = &r.fingerprint;
     let _ = write!(
         out,
-        "<p>fingerprint <code>{}</code>: {} ({} cores, {} GiB, {}); host {} built by {} ({}, {}); profile <code>{}</code>, feature set <code>{}</code> [{}]</p>",
+        "<p>fingerprint <code>{}</code>: {} ({} cores, {} GiB, {}); host {} built by {} ({}, cargo profile {}: {}); profile <code>{}</code>, feature set <code>{}</code> [{}]</p>",
         esc(&f.id), esc(&f.machine.cpu), f.machine.cores, f.machine.memory_gib, esc(&f.machine.os),
         esc(&f.build.host_version), esc(&f.build.rustc), esc(&f.build.target), esc(&f.build.profile),
+        esc(&f.build.optimisation),
         esc(&r.profile), esc(&f.plugins.feature_set_id), esc(&f.plugins.plugins.join(", "))
     );
     if !r.micro.is_empty() {
