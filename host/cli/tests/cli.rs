@@ -502,6 +502,67 @@ fn a_data_dir_that_is_a_file_is_refused_in_one_line() {
     );
 }
 
+/// A chain resumed with workload flags that give another genesis (its accounts are not
+/// the ones the workload signs for) is refused in one line that names the directory, and
+/// left as it was; with its own flags it goes on.
+#[test]
+fn a_chain_resumed_with_other_workload_flags_is_refused() {
+    let env = graph();
+    let produce = |blocks: &str, accounts: &str| {
+        env.run(&[
+            "chain",
+            "produce",
+            "--data-dir",
+            "data",
+            "--blocks",
+            blocks,
+            "--txs-per-block",
+            "8",
+            "--accounts",
+            accounts,
+        ])
+    };
+    let (ok, out, err) = produce("2", "40");
+    assert!(ok, "{err}");
+    let head = out.lines().last().unwrap().to_owned();
+    for args in [
+        &[
+            "chain",
+            "produce",
+            "--data-dir",
+            "data",
+            "--blocks",
+            "3",
+            "--accounts",
+            "41",
+        ][..],
+        &[
+            "chain",
+            "check",
+            "--data-dir",
+            "data",
+            "--seed",
+            "7",
+            "--accounts",
+            "40",
+        ],
+    ] {
+        let (ok, _, err) = env.run(args);
+        assert!(!ok, "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("data: its chain began at genesis")
+                && err.contains("they are not the flags it was made with"),
+            "{err}"
+        );
+    }
+    let (ok, out, err) = env.run(&["chain", "check", "--data-dir", "data", "--accounts", "40"]);
+    assert!(ok, "{err}");
+    assert!(head.contains(out.lines().next().unwrap()), "{head}\n{out}");
+    let (ok, _, err) = produce("3", "40");
+    assert!(ok, "{err}");
+}
+
 /// `chain check` reads: pointed at a directory without a store it says so, and creates
 /// nothing there.
 #[test]

@@ -2,7 +2,7 @@
 
 use dubchain_plugin_api::{
     slots::BlockCheck,
-    types::{Block, BlockHeader, Bytes32, Record, Transaction},
+    types::{hex_encode, Block, BlockHeader, Bytes32, Record, Transaction},
 };
 
 use crate::{
@@ -48,6 +48,8 @@ pub enum BlockError {
     },
     #[error("block {height} is not stored or cannot be decoded: {detail}")]
     Unreadable { height: u64, detail: String },
+    #[error("its chain began at genesis {}, but the workload's flags (--seed, --accounts) give genesis {}: they are not the flags it was made with, and every transaction they generate for it would be refused; give those flags, or another data directory", hex_encode(&stored.0[..8]), hex_encode(&expected.0[..8]))]
+    OtherGenesis { stored: Bytes32, expected: Bytes32 },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -55,6 +57,31 @@ pub enum BlockError {
 /// Genesis time; block `h` is stamped `h` block intervals later (deterministic runs).
 pub const GENESIS_MS: u64 = 1_700_000_000_000;
 pub const BLOCK_INTERVAL_MS: u64 = 2_000;
+
+/// Checks that the chain in `store` (which has a head) began at the genesis block that
+/// `accounts` give, worked out as [`commit_genesis`] writes it on a scratch store (removed
+/// afterwards). A store made with other workload flags holds accounts the workload does
+/// not sign for: going on would produce blocks of refused transactions.
+pub fn check_genesis(
+    host: &Host,
+    store: &StateStore,
+    accounts: &[(Bytes32, crate::state::Account)],
+) -> Result<(), BlockError> {
+    static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let stored = block_hash(&stored_block(host, store, 0)?.header);
+    let scratch = std::env::temp_dir().join(format!(
+        "dubchain-genesis-{}-{}",
+        std::process::id(),
+        SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let expected = (|| commit_genesis(host, &StateStore::open(&scratch)?, accounts))();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let expected = expected?.hash;
+    if stored != expected {
+        return Err(BlockError::OtherGenesis { stored, expected });
+    }
+    Ok(())
+}
 
 /// Writes the genesis state (`accounts` and the reference contracts,
 /// [`crate::vm::contracts::genesis`]) and block (height 0) to an empty store.

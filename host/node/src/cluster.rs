@@ -229,6 +229,13 @@ impl<'a> Node<'a> {
         store.attach(&host.slots);
         if store.head()?.is_none() {
             block::commit_genesis(host, &store, &workload.genesis())?;
+        } else {
+            block::check_genesis(host, &store, &workload.genesis()).map_err(|source| {
+                RunError::Chain {
+                    path: dir.to_owned(),
+                    source,
+                }
+            })?;
         }
         let node = Node {
             host,

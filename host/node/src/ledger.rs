@@ -102,6 +102,8 @@ pub fn produce_while(
     store.attach(&host.slots);
     if store.head().map_err(store_err)?.is_none() {
         block::commit_genesis(host, &store, &workload.genesis()).map_err(store_err)?;
+    } else {
+        block::check_genesis(host, &store, &workload.genesis()).map_err(block_error(data_dir))?;
     }
     let mut mempool = Mempool::new(&host.slots);
     loop {
@@ -177,12 +179,13 @@ pub fn check(
         return Err(LedgerError::Empty { dir });
     };
     let stored_root = store.state_root().map_err(store_err)?;
+    let genesis = Workload::new(config.clone()).genesis();
+    block::check_genesis(host, &store, &genesis).map_err(block_err)?;
     let scratch = std::env::temp_dir().join(format!("dubchain-check-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let replayed = (|| {
         let replay = StateStore::open(&scratch).map_err(store_err)?;
         replay.attach(&host.slots);
-        let genesis = Workload::new(config.clone()).genesis();
         let mut replayed = block::commit_genesis(host, &replay, &genesis).map_err(store_err)?;
         let mut next = 1;
         while next <= head.height {

@@ -125,6 +125,9 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A data directory's chain that this node cannot go on with.
+    #[error("{path}: {source}")]
+    Chain { path: PathBuf, source: BlockError },
     #[error("the proposer and the validator disagree at block {height}: {proposer:?} against {validator:?}")]
     Diverged {
         height: u64,
