@@ -563,6 +563,43 @@ fn a_chain_resumed_with_other_workload_flags_is_refused() {
     assert!(ok, "{err}");
 }
 
+/// A node whose place among its peers does not fit the validators is refused in one line
+/// before anything is created or bound: no data directory, no monitor.
+#[test]
+fn a_node_placement_that_does_not_fit_is_refused_before_it_starts() {
+    let env = graph();
+    for (args, says) in [
+        (
+            &[
+                "--validators",
+                "2",
+                "--index",
+                "5",
+                "--peer",
+                "1@127.0.0.1:9",
+            ][..],
+            "validator index 5 with peers [1] does not fit 2 validators",
+        ),
+        (
+            &["--validators", "3", "--peer", "1@127.0.0.1:9"],
+            "--validators 3 with 1 --peer",
+        ),
+    ] {
+        let (ok, out, err) = env.run(
+            &[
+                &["node", "--data-dir", "n", "--monitor", "127.0.0.1:0"][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert!(!ok);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!out.contains("monitor on"), "{out}");
+        assert!(!env.path().join("n").exists(), "no data directory was made");
+    }
+}
+
 /// `chain check` reads: pointed at a directory without a store it says so, and creates
 /// nothing there.
 #[test]

@@ -47,6 +47,21 @@ pub struct Placement {
     pub peers: Vec<(usize, SocketAddr)>,
 }
 
+impl Placement {
+    /// Whether this placement fits `n` validators: its index and its peers' are `0..n`,
+    /// each once.
+    pub fn check(&self, n: usize) -> Result<(), RunError> {
+        let me = self.index;
+        if me >= n || self.peers.iter().any(|(i, _)| *i >= n || *i == me) {
+            return Err(RunError::Placement(format!(
+                "validator index {me} with peers {:?} does not fit {n} validators: indices are 0..{n}, each once",
+                self.peers.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How often a node retries a peer it cannot reach.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -145,12 +160,7 @@ pub fn run_node(
 ) -> Result<NodeOutcome, RunError> {
     let n = workload.validators.max(1);
     let me = placement.index;
-    if me >= n || placement.peers.iter().any(|(i, _)| *i >= n || *i == me) {
-        return Err(RunError::Placement(format!(
-            "validator index {me} with peers {:?} does not fit {n} validators: indices are 0..{n}, each once",
-            placement.peers.iter().map(|(i, _)| *i).collect::<Vec<_>>()
-        )));
-    }
+    placement.check(n)?;
     let workload = Workload::new(workload);
     let validators = ValidatorSet::generate(workload.config.seed, &workload.validators);
     let io = |source| RunError::Io {

@@ -44,6 +44,25 @@ fn stop_on_signals() {
 
 pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     print::manifest_errors(s);
+    // Checked before anything is created or bound.
+    let placement = if args.peers.is_empty() && !args.launched {
+        None
+    } else {
+        let n = args.workload.validators;
+        if args.peers.len() + 1 != n {
+            anyhow::bail!(
+                "--validators {n} with {} --peer: give one --peer INDEX@ADDR per other validator",
+                args.peers.len()
+            );
+        }
+        let placement = process::Placement {
+            index: args.index,
+            listen: args.listen,
+            peers: args.peers.clone(),
+        };
+        placement.check(n)?;
+        Some(placement)
+    };
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| {
         format!(
@@ -107,21 +126,8 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     stop_on_signals();
     let block_time = Duration::from_millis(args.block_time_ms);
     let node = monitor.node.clone();
-    let head = if args.peers.is_empty() && !args.launched {
-        alone(&host, args, &node, block_time)?
-    } else {
+    let head = if let Some(placement) = placement {
         let n = args.workload.validators;
-        if args.peers.len() + 1 != n {
-            anyhow::bail!(
-                "--validators {n} with {} --peer: give one --peer INDEX@ADDR per other validator",
-                args.peers.len()
-            );
-        }
-        let placement = process::Placement {
-            index: args.index,
-            listen: args.listen,
-            peers: args.peers.clone(),
-        };
         println!(
             "validator {} of {n}, listening for peers on {}",
             args.index, args.listen
@@ -161,6 +167,8 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             &observe,
         )?
         .head
+    } else {
+        alone(&host, args, &node, block_time)?
     };
     println!(
         "stopped at head {} {:?}; every block up to it is committed",
