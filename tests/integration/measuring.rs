@@ -341,6 +341,17 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(prof.join("hotspots.json")).unwrap()).unwrap();
     assert!(json["sides"][0]["samples"].as_u64().unwrap() > 0);
+    // Stamped with the fingerprint of the plugins side's set, as a benchmark result is.
+    assert_eq!(json["fingerprint"]["id"].as_str().unwrap().len(), 12);
+    assert!(
+        md.contains(&format!(
+            "feature set `{}`",
+            json["fingerprint"]["plugins"]["feature_set_id"]
+                .as_str()
+                .unwrap()
+        )),
+        "{md}"
+    );
 
     // The chain workload: memory per stage, and a plugin's own frames attributed to it.
     let out = perf(

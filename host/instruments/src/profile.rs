@@ -36,7 +36,11 @@ use dubchain_node::{
 };
 use dubchain_plugin_api::slots;
 
-use crate::micro::{self, MicroOptions, Side};
+use crate::{
+    fingerprint::Fingerprint,
+    micro::{self, MicroOptions, Side},
+    report, suite,
+};
 
 /// What to profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +205,11 @@ pub struct Recommendation {
 pub struct ProfileReport {
     /// What was profiled, in words.
     pub workload: String,
+    /// Machine, build and the plugins side's set, as on every benchmark result: profiles
+    /// of different sets are not compared by mistake.
+    pub fingerprint: Fingerprint,
+    /// The configuration profile.
+    pub profile: String,
     /// Samples per second.
     pub frequency: i32,
     pub sides: Vec<SideProfile>,
@@ -815,6 +824,8 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
         .unwrap_or_default();
     Ok(ProfileReport {
         workload: o.workload.name(),
+        fingerprint: Fingerprint::current(suite::plugin_set(s)),
+        profile: s.options.profile.clone(),
         frequency: o.frequency,
         sides,
         recommendations,
@@ -844,8 +855,10 @@ pub fn write(r: &ProfileReport, md: &str, out: &Path) -> Result<Vec<String>, Str
 pub fn markdown(r: &ProfileReport) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "# DubChain profile: `{}` workload\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the Rust heap of the host and its plugins; RocksDB allocates outside it).\n\n",
-        r.workload, r.frequency
+        "# DubChain profile: `{}` workload\n\n{}\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the Rust heap of the host and its plugins; RocksDB allocates outside it).\n\n",
+        r.workload,
+        report::fingerprint_line(&r.fingerprint, &r.profile),
+        r.frequency
     );
     if !r.recommendations.is_empty() {
         out += "## Recommendations\n\n";

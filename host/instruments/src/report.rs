@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use dubchain_host::measure::median;
 
-use crate::{regress::Verdict, BenchResults, HistoryEntry};
+use crate::{fingerprint::Fingerprint, regress::Verdict, BenchResults, HistoryEntry};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -274,6 +274,28 @@ fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
+/// The fingerprint as one Markdown line: machine, build, configuration profile and plugin
+/// set (every report that carries one opens with it).
+pub fn fingerprint_line(f: &Fingerprint, profile: &str) -> String {
+    format!(
+        "fingerprint `{}`: {} ({} cores, {} GiB, {}); host {} built by {} ({}, cargo profile {}: {}){}; profile `{}`, feature set `{}` [{}]",
+        f.id,
+        f.machine.cpu,
+        f.machine.cores,
+        f.machine.memory_gib,
+        f.machine.os,
+        f.build.host_version,
+        f.build.rustc,
+        f.build.target,
+        f.build.profile,
+        f.build.optimisation,
+        f.build.commit.as_ref().map(|c| format!(", commit {c}")).unwrap_or_default(),
+        profile,
+        f.plugins.feature_set_id,
+        f.plugins.plugins.join(", ")
+    )
+}
+
 /// The report as Markdown.
 pub fn markdown(r: &BenchResults) -> String {
     let mut out = String::new();
@@ -286,24 +308,7 @@ pub fn markdown(r: &BenchResults) -> String {
             .map(|l| format!(" `{l}`"))
             .unwrap_or_default()
     );
-    let _ = writeln!(
-        out,
-        "fingerprint `{}`: {} ({} cores, {} GiB, {}); host {} built by {} ({}, cargo profile {}: {}){}; profile `{}`, feature set `{}` [{}]\n",
-        f.id,
-        f.machine.cpu,
-        f.machine.cores,
-        f.machine.memory_gib,
-        f.machine.os,
-        f.build.host_version,
-        f.build.rustc,
-        f.build.target,
-        f.build.profile,
-        f.build.optimisation,
-        f.build.commit.as_ref().map(|c| format!(", commit {c}")).unwrap_or_default(),
-        r.profile,
-        f.plugins.feature_set_id,
-        f.plugins.plugins.join(", ")
-    );
+    let _ = writeln!(out, "{}\n", fingerprint_line(f, &r.profile));
     if !r.micro.is_empty() {
         out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
