@@ -385,6 +385,10 @@ pub struct NodeArgs {
     /// Where the node listens for its peers (with peers).
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: std::net::SocketAddr,
+    /// With --launched: listen on the socket the launcher bound and handed down as this
+    /// descriptor, instead of binding --listen (no moment in which the port is free).
+    #[arg(long, hide = true, requires = "launched")]
+    pub listen_fd: Option<i32>,
     /// Run on the baselines only: load no plugin and watch no directory (the admin API can
     /// still enable one).
     #[arg(long)]

@@ -11,12 +11,18 @@
 //! * the launcher closes every child's standard input once all have reported, or kills all
 //!   of them when one fails or the timeout passes. No child outlives [`launch`].
 //!
+//! Each child's peer socket is bound by the launcher and inherited (`--listen-fd`), never
+//! closed and bound again: between the two, the port is free for anyone, and the nodes
+//! themselves take free ports (their monitors' `127.0.0.1:0`, their outgoing connections)
+//! from the same range. The main job once failed so ("Address already in use").
+//!
 //! This module speaks the command line of `dubchain-perf node` (`node_args`); the CLI's
 //! tests start clusters through it, which holds the two together.
 
 use std::{
     io::{BufRead, BufReader, Read},
     net::{SocketAddr, TcpListener},
+    os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
@@ -63,14 +69,15 @@ fn workload_args(w: &WorkloadConfig) -> Vec<String> {
     .collect()
 }
 
-/// The arguments of node `index` of the cluster listening on `addrs`.
-fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr]) -> Vec<String> {
+/// The arguments of node `index` of the cluster listening on `addrs`, its own socket
+/// inherited as descriptor `fd`.
+fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr], fd: i32) -> Vec<String> {
     let dir = l.data_dir.join(format!("node-{index}"));
     let mut args = l.host_args.clone();
     args.extend(["node".into(), "--launched".into(), "--data-dir".into()]);
     args.push(dir.display().to_string());
     args.extend(["--index".into(), index.to_string()]);
-    args.extend(["--listen".into(), addrs[index].to_string()]);
+    args.extend(["--listen-fd".into(), fd.to_string()]);
     args.extend(["--monitor".into(), "127.0.0.1:0".into()]);
     args.extend(["--until-height".into(), l.until_height.to_string()]);
     args.extend([
@@ -123,13 +130,16 @@ impl Drop for Children {
     }
 }
 
-/// Addresses free on loopback now, one per node (a node binds its own a moment later).
-fn free_addrs(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    // Held together, so that no two are the same port.
+/// One listening socket on loopback per node, and their addresses.
+fn listeners(n: usize) -> std::io::Result<(Vec<TcpListener>, Vec<SocketAddr>)> {
     let held: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
-    held.iter().map(TcpListener::local_addr).collect()
+    let addrs = held
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?;
+    Ok((held, addrs))
 }
 
 /// What a child's standard streams said.
@@ -148,7 +158,7 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
         let path = path.to_owned();
         move |source| LaunchError::Io { path, source }
     };
-    let addrs = free_addrs(n).map_err(io(Path::new("127.0.0.1")))?;
+    let (sockets, addrs) = listeners(n).map_err(io(Path::new("127.0.0.1")))?;
     for i in 0..n {
         let dir = l.data_dir.join(format!("node-{i}"));
         if dir.exists() {
@@ -158,9 +168,21 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
     let deadline = Instant::now() + l.timeout;
     let mut children = Children(Vec::with_capacity(n));
     let (tx, heard) = mpsc::channel();
-    for index in 0..n {
-        let mut child = Command::new(&l.exe)
-            .args(node_args(l, index, &addrs))
+    for (index, socket) in sockets.iter().enumerate() {
+        let fd = socket.as_raw_fd();
+        let mut command = Command::new(&l.exe);
+        // SAFETY: runs in the forked child before exec, and only calls `fcntl`, which is
+        // async-signal-safe: it lets this child's socket (and no other) survive the exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
+            .args(node_args(l, index, &addrs, fd))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -189,6 +211,8 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
         });
     }
     drop(tx);
+    // Each child has its own; the launcher's would only keep the ports after the children.
+    drop(sockets);
     let mut reports: Vec<Option<Report>> = vec![None; n];
     while reports.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());

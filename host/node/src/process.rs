@@ -47,6 +47,50 @@ pub struct Placement {
     pub peers: Vec<(usize, SocketAddr)>,
 }
 
+/// The peer socket a launcher bound and handed down as descriptor `fd`
+/// (`node --listen-fd`), checked to be an open, bound TCP socket, and kept from this
+/// process's own children.
+pub fn inherited_listener(fd: i32) -> Result<TcpListener, RunError> {
+    use std::os::fd::FromRawFd;
+    let refused = |why: String| {
+        RunError::Placement(format!(
+            "--listen-fd {fd}: {why}; it is given by a launcher (`cluster`, `run`) to the node it starts, with the socket it bound"
+        ))
+    };
+    if fd < 0 {
+        return Err(refused("not an open descriptor (negative)".into()));
+    }
+    // SAFETY: `fcntl` is safe to call on any integer; -1 means no open descriptor.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(refused(format!(
+            "not an open descriptor ({})",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: the descriptor is open (above) and was handed to this process to own; the
+    // checks below refuse one that is not a bound TCP socket.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `listening` and `len` are valid for writes of the sizes given.
+    let asked = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        )
+    };
+    match listener.local_addr() {
+        Err(e) => Err(refused(format!("not a TCP socket ({e})"))),
+        Ok(_) if asked != 0 || listening == 0 => {
+            Err(refused("a socket that is not listening".into()))
+        }
+        Ok(_) => Ok(listener),
+    }
+}
+
 impl Placement {
     /// Whether this placement fits `n` validators: its index and its peers' are `0..n`,
     /// each once.
@@ -147,13 +191,14 @@ fn unix_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Runs node `placement.index` of `workload.validators` on the store in `dir` until `stop`
-/// (or `until_height` blocks are final); `observe` is told of every block it commits.
+/// Runs node `placement.index` of `workload.validators` on the store in `dir`, its peers
+/// reaching it on `listener`, until `stop` (or `until_height` blocks are final); `observe`
+/// is told of every block it commits.
 pub fn run_node(
     host: &Host,
     workload: WorkloadConfig,
     dir: PathBuf,
-    placement: &Placement,
+    (placement, listener): (&Placement, TcpListener),
     (stop, until_height, block_time): (&AtomicBool, Option<u64>, Duration),
     peering: Peering<'_>,
     observe: &(dyn Fn(&Observed) + Sync),
@@ -168,10 +213,6 @@ pub fn run_node(
         source,
     };
     let mut node = Node::open(host, &workload, &validators, (me, n), &dir, false)?;
-    let listener = TcpListener::bind(placement.listen).map_err(|source| RunError::Io {
-        path: PathBuf::from(placement.listen.to_string()),
-        source,
-    })?;
     listener.set_nonblocking(true).map_err(io)?;
     let (tx, inbox) = mpsc::channel();
     if let Peering::Fixed { timeout, finished } = peering {
@@ -337,4 +378,37 @@ fn connect_all(
         std::thread::sleep(RETRY / 4);
     }
     Ok(conns)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{TcpListener, UdpSocket},
+        os::fd::IntoRawFd,
+    };
+
+    use super::inherited_listener;
+
+    #[test]
+    fn an_inherited_socket_must_be_an_open_listening_tcp_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got = inherited_listener(listener.into_raw_fd()).unwrap();
+        assert_eq!(got.local_addr().unwrap(), addr);
+
+        let refused = |fd: i32| inherited_listener(fd).unwrap_err().to_string();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let why = refused(file.into_raw_fd());
+        assert!(
+            why.starts_with("--listen-fd ") && why.contains("not a TCP socket"),
+            "{why}"
+        );
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let why = refused(udp.into_raw_fd());
+        assert!(why.contains("not listening"), "{why}");
+        let why = refused(1_000_000);
+        assert!(why.contains("not an open descriptor"), "{why}");
+        let why = refused(-1);
+        assert!(why.contains("not an open descriptor"), "{why}");
+    }
 }

@@ -61,7 +61,23 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             peers: args.peers.clone(),
         };
         placement.check(n)?;
-        Some(placement)
+        let listener = match args.listen_fd {
+            Some(fd) => process::inherited_listener(fd)?,
+            None => std::net::TcpListener::bind(args.listen).with_context(|| {
+                format!(
+                    "--listen {}: cannot listen there; give a free address",
+                    args.listen
+                )
+            })?,
+        };
+        let listen = listener.local_addr()?;
+        Some((
+            process::Placement {
+                listen,
+                ..placement
+            },
+            listener,
+        ))
     };
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| {
@@ -126,11 +142,11 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     stop_on_signals();
     let block_time = Duration::from_millis(args.block_time_ms);
     let node = monitor.node.clone();
-    let head = if let Some(placement) = placement {
+    let head = if let Some((placement, listener)) = placement {
         let n = args.workload.validators;
         println!(
             "validator {} of {n}, listening for peers on {}",
-            args.index, args.listen
+            args.index, placement.listen
         );
         let observe = |o: &Observed| {
             node.committed(o.head.height, o.txs, o.took);
@@ -161,7 +177,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             &host,
             args.workload.config(args.seed),
             dir.clone(),
-            &placement,
+            (&placement, listener),
             (&STOP, args.until_height, block_time),
             peering,
             &observe,
