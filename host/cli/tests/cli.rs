@@ -1034,19 +1034,32 @@ fn a_cluster_whose_node_cannot_start_names_it() {
     assert!(err.contains("blocker/cluster/node-"), "{err}");
 }
 
+/// `n` loopback addresses free now, for nodes that bind them later (and again after a
+/// restart), from below the kernel's ephemeral range: a port 0 bind (the nodes' monitors)
+/// or an outgoing connection never takes one of them in between, as it could take a port
+/// the ephemeral range gave out and freed.
+fn fixed_addrs(n: usize) -> Vec<String> {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Spread by process, so that concurrent test processes seldom try the same ports.
+    let start = 10_000 + (std::process::id() as u16 % 2_000) * 8;
+    let held: Vec<std::net::TcpListener> = (start..low)
+        .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(n)
+        .collect();
+    assert_eq!(held.len(), n, "free ports below {low}");
+    held.iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn a_node_killed_with_sigkill_rejoins_its_peers_when_restarted() {
     use std::io::BufRead as _;
     let env = graph();
-    let addrs: Vec<String> = (0..4)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let addrs = fixed_addrs(4);
     let target = 40u64;
     let start = |i: usize| {
         let mut cmd = env.command();
