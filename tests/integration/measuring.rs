@@ -353,10 +353,15 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         "{md}"
     );
 
+    // Each of the next profiles: the arguments, and the report it writes to `out`.
+    let hotspots = |args: &[&str], out: &str| {
+        let run = perf(dir.path(), work.path(), &[args, &["--out", out]].concat());
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        std::fs::read_to_string(work.path().join(out).join("hotspots.md")).unwrap()
+    };
+
     // The chain workload: memory per stage, and a plugin's own frames attributed to it.
-    let out = perf(
-        dir.path(),
-        work.path(),
+    let md = hotspots(
         &[
             "--enable",
             "crypto_parallel_verification",
@@ -369,12 +374,9 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
             "24",
             "--accounts",
             "60",
-            "--out",
-            "prof-chain",
         ],
+        "prof-chain",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let md = std::fs::read_to_string(work.path().join("prof-chain/hotspots.md")).unwrap();
     for stage in [
         "| admission |",
         "| production |",
@@ -388,11 +390,34 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         "{md}"
     );
 
+    // A plugin whose library's name starts `libc` is sampled, not taken for libc and
+    // dropped: its own frames are its group's.
+    let md = hotspots(
+        &[
+            "--profile",
+            "baseline",
+            "--enable",
+            "crypto_parallel_verification",
+            "profile",
+            "--workload",
+            "sig_verify",
+            "--signatures",
+            "256",
+            "--repeat",
+            "100",
+            "--side",
+            "plugins",
+        ],
+        "prof-libc",
+    );
+    assert!(
+        md.contains("| plugin crypto_parallel_verification |"),
+        "{md}"
+    );
+
     // One case of any slot, by the name bench gives it: its inputs (gossiped transactions,
     // signed) are made before the profiler starts, so no signing is sampled.
-    let out = perf(
-        dir.path(),
-        work.path(),
+    let md = hotspots(
         &[
             "--profile",
             "baseline",
@@ -403,12 +428,9 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
             "framing",
             "--repeat",
             "2000",
-            "--out",
-            "prof-framing",
         ],
+        "prof-framing",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let md = std::fs::read_to_string(work.path().join("prof-framing/hotspots.md")).unwrap();
     assert!(md.contains("`framing` workload"), "{md}");
     assert!(md.contains("## plugins:"), "{md}");
     assert!(

@@ -166,6 +166,8 @@ pub struct SideProfile {
     /// Samples of the workload's own client work (generating, signing and gossiping the
     /// chain's transactions, untimed in `run`), left out of every share and table.
     pub client_samples: u64,
+    /// Samples that could not be placed (no frame but a thread's start), left out too.
+    pub unresolved_samples: u64,
     /// Wall and CPU seconds (user + system) of the profiled workload.
     pub wall_s: f64,
     pub cpu_s: f64,
@@ -385,6 +387,20 @@ const PROFILER: &[&str] = &[
     "__restore_rt",
 ];
 
+/// Libraries a sample is dropped in, by a substring of their path (pprof's rule): the
+/// unwinder could deadlock there (glibc's loader lock). Exact file names, not `libc`:
+/// pprof matches anywhere in the path, and `libc` is also the start of every
+/// `libcrypto_*` and `libconsensus_*` plugin library, whose samples it dropped.
+const BLOCKLIST: &[&str] = &[
+    "/libc.so.",
+    "/libgcc_s.so.",
+    "/libpthread.so.",
+    "linux-vdso.so.",
+];
+
+/// The frames a thread starts in, below any code of the program's.
+const THREAD_START: &[&str] = &["start_thread", "clone3", "clone", "thread_start"];
+
 /// Code of the workload's clients, not of the node: a sample with one of these paths on its
 /// stack is counted apart (`SideProfile::client_samples`). Signing a transaction runs the
 /// same `curve25519_dalek` code as verifying it, and encoding its gossip the same
@@ -416,10 +432,23 @@ impl Classifier {
         }
     }
 
+    /// The plugin whose crate `file` (a frame's source file) is in: a path through
+    /// `<plugin>/src/`, as cargo lays a crate out.
+    pub fn plugin_of_source(&self, file: &Path) -> Option<&str> {
+        let file = file.to_str()?;
+        self.plugins
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| file.contains(&format!("/{name}/src/")))
+    }
+
     /// (group, subsystem, slot) of a function name.
     pub fn classify(&self, name: &str) -> (String, String, Option<String>) {
         for (plugin, slot) in &self.plugins {
-            if name.starts_with(&format!("{plugin}::")) || name.contains(&format!("<{plugin}::")) {
+            // Its own functions, a generic instantiated on one of its types (compiled into
+            // its library), or a frame of its sources (`[plugin]`: a plugin's release
+            // build has line tables only, whose names carry no path).
+            if has_path(name, plugin) || name.ends_with(&format!(" [{plugin}]")) {
                 return (
                     format!("plugin {plugin}"),
                     "plugin".into(),
@@ -461,6 +490,9 @@ pub struct Folded {
     pub samples: u64,
     /// Samples of the clients' work ([`CLIENT`]), left out of everything else.
     pub client_samples: u64,
+    /// Samples with no frame but a thread's start ([`THREAD_START`]): the code they were
+    /// taken in has no symbols (a plugin's PLT stub, say), so they say nothing of where.
+    pub unresolved_samples: u64,
 }
 
 /// Folds stacks (innermost first) with their counts into function and group statistics.
@@ -469,6 +501,7 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
     let mut groups: BTreeMap<String, (String, Option<String>, u64, u64)> = BTreeMap::new();
     let mut all = 0;
     let mut client = 0;
+    let mut unresolved = 0;
     for (stack, count) in stacks {
         let frames: Vec<&String> = stack
             .iter()
@@ -480,6 +513,10 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
             .any(|f| CLIENT.iter().any(|path| has_path(f, path)))
         {
             client += count;
+            continue;
+        }
+        if frames.iter().all(|f| THREAD_START.contains(&f.as_str())) {
+            unresolved += count;
             continue;
         }
         all += count;
@@ -542,6 +579,7 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
         groups: group_stats,
         samples: all,
         client_samples: client,
+        unresolved_samples: unresolved,
     }
 }
 
@@ -680,14 +718,23 @@ type Hosts<'a> = (&'a Host, &'a Host);
 fn profile_side(
     o: &ProfileOptions,
     side: ProfileSide,
-    sampled: Option<Hosts<'_>>,
-    counted: Hosts<'_>,
+    hosts: Hosts<'_>,
+    fresh: &dyn Fn() -> Result<Host, String>,
     classifier: &Classifier,
 ) -> Result<SideProfile, String> {
     let scratch = o.out.join(format!("scratch-{}", side.name()));
-    let (wall_s, cpu_s, folded, files) = match sampled {
-        Some(hosts) => sample_cpu(o, side, hosts, &scratch, classifier)?,
-        None => (0.0, 0.0, Folded::default(), Vec::new()),
+    // Without `o.cpu` (the massif child) the counted run is the only one, on `hosts`;
+    // otherwise `hosts` are sampled, and the counted run's are made only afterwards, so
+    // that no load of theirs (self-tests, thread pools starting) runs while the CPU is.
+    let (wall_s, cpu_s, folded, files, made) = if o.cpu {
+        let (wall_s, cpu_s, folded, files) = sample_cpu(o, side, hosts, &scratch, classifier)?;
+        (wall_s, cpu_s, folded, files, Some((fresh()?, fresh()?)))
+    } else {
+        (0.0, 0.0, Folded::default(), Vec::new(), None)
+    };
+    let counted = match &made {
+        Some((host, validator)) => (host, validator),
+        None => hosts,
     };
     let (heap, stages) = if alloc_count::installed() {
         let prepared = prepare(o, counted.0);
@@ -706,6 +753,7 @@ fn profile_side(
         groups,
         samples,
         client_samples,
+        unresolved_samples,
     } = folded;
     fns.sort_by_key(|f| std::cmp::Reverse(f.self_samples));
     let top_self = fns.iter().take(25).cloned().collect();
@@ -718,6 +766,7 @@ fn profile_side(
         side,
         samples,
         client_samples,
+        unresolved_samples,
         wall_s,
         cpu_s,
         heap,
@@ -741,7 +790,7 @@ fn sample_cpu(
     let prepared = prepare(o, host);
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(o.frequency)
-        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+        .blocklist(BLOCKLIST)
         .build()
         .map_err(|e| format!("starting the CPU profiler: {e}"))?;
     let cpu = alloc_count::cpu_seconds();
@@ -776,7 +825,18 @@ fn sample_cpu(
             let names = frames
                 .frames
                 .iter()
-                .flat_map(|f| f.iter().map(|sym| clean(&sym.name())))
+                .flatten()
+                .map(|sym| {
+                    let name = clean(&sym.name());
+                    match sym
+                        .filename
+                        .as_deref()
+                        .and_then(|file| classifier.plugin_of_source(file))
+                    {
+                        Some(plugin) => format!("{name} [{plugin}]"),
+                        None => name,
+                    }
+                })
                 .collect();
             (names, u64::try_from(*count).unwrap_or(0))
         })
@@ -803,19 +863,13 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
         };
         eprintln!("profiling {} on {} ...", o.workload.name(), side.name());
         let validator = fresh()?;
-        let profile = if o.cpu {
-            let (counted, counted_validator) = (fresh()?, fresh()?);
-            profile_side(
-                o,
-                *side,
-                Some((host, &validator)),
-                (&counted, &counted_validator),
-                &classifier,
-            )?
-        } else {
-            profile_side(o, *side, None, (host, &validator), &classifier)?
-        };
-        sides.push(profile);
+        sides.push(profile_side(
+            o,
+            *side,
+            (host, &validator),
+            &fresh,
+            &classifier,
+        )?);
     }
     let recommendations = sides
         .iter()
@@ -855,7 +909,7 @@ pub fn write(r: &ProfileReport, md: &str, out: &Path) -> Result<Vec<String>, Str
 pub fn markdown(r: &ProfileReport) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "# DubChain profile: `{}` workload\n\n{}\n\nCPU sampled at {} Hz with pprof; memory from the counting allocator (the Rust heap of the host and its plugins; RocksDB allocates outside it).\n\n",
+        "# DubChain profile: `{}` workload\n\n{}\n\nCPU sampled with pprof, {} Hz asked (the kernel's timer tick bounds the rate it gives, and a sample inside libc, libgcc or the vDSO is dropped: see each side's samples per CPU-second); memory from the counting allocator (the Rust heap of the host and its plugins; RocksDB allocates outside it).\n\n",
         r.workload,
         report::fingerprint_line(&r.fingerprint, &r.profile),
         r.frequency
@@ -925,9 +979,10 @@ pub fn markdown(r: &ProfileReport) -> String {
     for s in &r.sides {
         let _ = writeln!(
             out,
-            "## {}: {} samples, {:.2} s wall, {:.2} s CPU\n",
+            "## {}: {} samples ({:.0} per CPU-second), {:.2} s wall, {:.2} s CPU\n",
             s.side.name(),
             s.samples,
+            (s.samples + s.client_samples + s.unresolved_samples) as f64 / s.cpu_s.max(1e-9),
             s.wall_s,
             s.cpu_s
         );
@@ -936,6 +991,13 @@ pub fn markdown(r: &ProfileReport) -> String {
                 out,
                 "{} more samples were of the clients' work (generating, signing and gossiping the transactions, untimed in `run`): left out of every share.\n",
                 s.client_samples
+            );
+        }
+        if s.unresolved_samples > 0 {
+            let _ = writeln!(
+                out,
+                "{} more samples had no frame but a thread's start (taken in code without symbols, such as a plugin library's PLT stubs): left out of every share.\n",
+                s.unresolved_samples
             );
         }
         if s.samples < FEW_SAMPLES {
@@ -1117,18 +1179,25 @@ mod tests {
                 ]),
                 20,
             ),
+            // Nothing but the thread's start: the code it was in has no symbols.
+            (s(&["start_thread", "clone3"]), 7),
         ];
         let Folded {
             fns,
             groups,
             samples: all,
             client_samples,
+            unresolved_samples,
         } = fold(&stacks, &classifier());
         assert_eq!(
             all, 45,
             "the profiler's own frames are skipped, samples kept"
         );
         assert_eq!(client_samples, 20, "the clients' samples are counted apart");
+        assert_eq!(
+            unresolved_samples, 7,
+            "so are the ones with nowhere to place"
+        );
         let ed = groups
             .iter()
             .find(|g| g.group == "ed25519 verification")
@@ -1188,11 +1257,55 @@ mod tests {
     }
 
     #[test]
+    fn only_the_system_libraries_are_blocklisted_not_plugins_named_lib_c() {
+        // pprof drops a sample whose library path contains an entry.
+        let dropped = |path: &str| BLOCKLIST.iter().any(|b| path.contains(b));
+        for system in [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+            "linux-vdso.so.1",
+        ] {
+            assert!(dropped(system), "{system}");
+        }
+        for plugin in [
+            "/tmp/dubchain-runtime/libcrypto_parallel_verification-0.1.0-g1-0123456789ab.so",
+            "/tmp/dubchain-runtime/libconsensus_batching-0.1.0-g2-0123456789ab.so",
+            "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+        ] {
+            assert!(!dropped(plugin), "{plugin}");
+        }
+    }
+
+    #[test]
     fn plugin_frames_are_attributed_to_the_plugin() {
         let (g, _, slot) = classifier().classify("crypto_parallel_verification::verify_chunk");
         assert_eq!(g, "plugin crypto_parallel_verification");
         assert_eq!(slot.as_deref(), Some("crypto.sig_verify"));
         assert_eq!(clean("foo::bar::h0123456789abcdef"), "foo::bar");
         assert_eq!(clean("foo::bar"), "foo::bar");
+        // A generic instantiated on the plugin's type is compiled into its library.
+        let c = classifier();
+        let group = |name: &str| c.classify(name).0;
+        assert_eq!(
+            group("call_mut<(&[u8]), crypto_parallel_verification::{impl#1}::verify::{closure_env#0}>"),
+            "plugin crypto_parallel_verification"
+        );
+        assert_eq!(group("not_crypto_parallel_verification::f"), "other");
+        // A release build's line tables name a function without its path: its source file
+        // says whose it is, and the frame is marked so.
+        assert_eq!(
+            c.plugin_of_source(Path::new(
+                "/src/plugins/crypto_parallel_verification/src/lib.rs"
+            )),
+            Some("crypto_parallel_verification")
+        );
+        assert_eq!(
+            c.plugin_of_source(Path::new("/registry/crrl-0.9.0/src/ed25519.rs")),
+            None
+        );
+        assert_eq!(
+            group("subgroup_point [crypto_parallel_verification]"),
+            "plugin crypto_parallel_verification"
+        );
     }
 }
