@@ -481,6 +481,24 @@ fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
             && !err.contains("skipped"),
         "{err}"
     );
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("build them with `cargo xtask plugins`"),
+        "{out}"
+    );
+    // A file given as the directory: its error line, and no advice to build plugins.
+    std::fs::write(env.path().join("afile"), "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+        .current_dir(env.path())
+        .env_remove("DUBCHAIN_PLUGIN_DIR")
+        .args(["--plugin-dir", "afile", "--state-dir", "state"])
+        .args(["plugins", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("afile: cannot read plugin directory"), "{err}");
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.contains("build them"), "{out}");
 }
 
 /// `chain produce` pointed at a file, not a directory: one line naming the flag and the

@@ -26,7 +26,11 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
         s.options.profile, s.config.source, s.resolution.feature_set_id
     );
     if s.manifests.is_empty() {
-        println!("no plugins found; build them with `cargo xtask plugins`");
+        // A path that is there but is no directory has had its error line; building
+        // plugins would not help it.
+        if !s.options.plugin_dir.exists() || s.options.plugin_dir.is_dir() {
+            println!("no plugins found; build them with `cargo xtask plugins`");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![[
