@@ -490,8 +490,9 @@ pub struct Folded {
     pub samples: u64,
     /// Samples of the clients' work ([`CLIENT`]), left out of everything else.
     pub client_samples: u64,
-    /// Samples with no frame but a thread's start ([`THREAD_START`]): the code they were
-    /// taken in has no symbols (a plugin's PLT stub, say), so they say nothing of where.
+    /// Samples with no frame but a thread's start ([`THREAD_START`]): the symboliser
+    /// named nothing else (code in a library mapped after it listed them), so they say
+    /// nothing of where.
     pub unresolved_samples: u64,
 }
 
@@ -851,22 +852,31 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let classifier = Classifier::new(s);
     let baseline = Host::new(HostOptions::default());
+    let fresh = |side: ProfileSide| match side {
+        ProfileSide::Baseline => Ok(Host::new(HostOptions::default())),
+        ProfileSide::Plugins => s.loaded_host(true),
+    };
+    // Every host a sampled run uses is loaded before the first profile is symbolised:
+    // the symboliser lists the process's libraries once, and the frames of a library
+    // mapped after that have no names (a validator loaded later lost its plugins' frames,
+    // a quarter of the plugins side's samples, to bare `start_thread` stacks).
+    let validators = o
+        .sides
+        .iter()
+        .map(|side| fresh(*side))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut sides = Vec::new();
-    for side in &o.sides {
+    for (side, validator) in o.sides.iter().zip(&validators) {
         let host = match side {
             ProfileSide::Baseline => &baseline,
             ProfileSide::Plugins => plugins,
         };
-        let fresh = || match side {
-            ProfileSide::Baseline => Ok(Host::new(HostOptions::default())),
-            ProfileSide::Plugins => s.loaded_host(true),
-        };
+        let fresh = || fresh(*side);
         eprintln!("profiling {} on {} ...", o.workload.name(), side.name());
-        let validator = fresh()?;
         sides.push(profile_side(
             o,
             *side,
-            (host, &validator),
+            (host, validator),
             &fresh,
             &classifier,
         )?);
@@ -996,7 +1006,7 @@ pub fn markdown(r: &ProfileReport) -> String {
         if s.unresolved_samples > 0 {
             let _ = writeln!(
                 out,
-                "{} more samples had no frame but a thread's start (taken in code without symbols, such as a plugin library's PLT stubs): left out of every share.\n",
+                "{} more samples had no frame but a thread's start (nothing else in them could be named): left out of every share.\n",
                 s.unresolved_samples
             );
         }
