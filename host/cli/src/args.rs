@@ -253,9 +253,10 @@ pub struct ProfileArgs {
     pub system: SystemArgs,
     #[command(flatten)]
     pub micro: MicroArgs,
-    /// Repetitions of a micro workload.
-    #[arg(long, default_value_t = 20, value_parser = at_least_one::<usize>)]
-    pub repeat: usize,
+    /// Repetitions of a slot's cases (default: as many as take 2 s of CPU on the sampled
+    /// run, for a few hundred samples; the counted run repeats as many).
+    #[arg(long, value_parser = at_least_one::<usize>)]
+    pub repeat: Option<usize>,
     /// Which side to profile: baseline, plugins or both.
     #[arg(long, default_value = "both")]
     pub side: String,
@@ -735,8 +736,9 @@ impl MicroArgs {
 }
 
 impl ProfileArgs {
-    /// This workload again, for the massif child of `profile --heap`.
-    pub fn child_args(&self) -> Vec<String> {
+    /// This workload again, for the massif child of `profile --heap`, with the repetitions
+    /// the side's sampled run made.
+    pub fn child_args(&self, repeat: usize) -> Vec<String> {
         let w = &self.system.workload;
         [
             ("--workload", self.workload.clone()),
@@ -745,12 +747,11 @@ impl ProfileArgs {
             ("--accounts", w.accounts.to_string()),
             ("--validators", w.validators.to_string()),
             ("--seed", self.system.seed.to_string()),
-            ("--signatures", self.micro.signatures.to_string()),
-            ("--record-blocks", self.micro.record_blocks.to_string()),
-            ("--repeat", self.repeat.to_string()),
+            ("--repeat", repeat.to_string()),
         ]
         .into_iter()
         .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .chain(self.micro.child_args())
         .collect()
     }
 }

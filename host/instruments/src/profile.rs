@@ -106,8 +106,9 @@ pub struct ProfileOptions {
     pub chain: WorkloadConfig,
     pub blocks: u64,
     pub micro: MicroOptions,
-    /// Repetitions of a micro workload (enough samples to say something).
-    pub repeat: usize,
+    /// Repetitions of a micro workload; `None`: as many as make [`CPU_BUDGET_S`] of CPU on
+    /// the sampled run (enough samples to say something), and as many on the counted run.
+    pub repeat: Option<usize>,
     /// Profile the baselines, the plugins, or both.
     pub sides: Vec<ProfileSide>,
     /// Whether to sample the CPU (off in the massif child).
@@ -168,6 +169,8 @@ pub struct SideProfile {
     pub client_samples: u64,
     /// Samples that could not be placed (no frame but a thread's start), left out too.
     pub unresolved_samples: u64,
+    /// Repetitions of a slot's cases on each run (1 for the chain).
+    pub repeats: usize,
     /// Wall and CPU seconds (user + system) of the profiled workload.
     pub wall_s: f64,
     pub cpu_s: f64,
@@ -672,14 +675,20 @@ fn prepare(o: &ProfileOptions, host: &Host) -> Prepared {
     }
 }
 
-/// Runs the prepared workload on `host`: the chain once, a slot's cases `repeat` times.
+/// CPU seconds a slot's cases repeat for on a sampled run when `--repeat` is not given:
+/// at the 140-210 samples per CPU-second the kernel's tick gives, a few hundred samples.
+const CPU_BUDGET_S: f64 = 2.0;
+
+/// Runs the prepared workload on `host`: the chain once; a slot's cases `repeat` times, or
+/// (`None`) until they have used [`CPU_BUDGET_S`] of CPU. Returns the chain's allocations
+/// per stage, and the repetitions made.
 fn run_workload(
-    o: &ProfileOptions,
     prepared: &Prepared,
-    host: &Host,
-    validator: &Host,
+    o: &ProfileOptions,
+    repeat: Option<usize>,
+    (host, validator): Hosts<'_>,
     scratch: &Path,
-) -> Result<Option<StageAllocs>, String> {
+) -> Result<(Option<StageAllocs>, usize), String> {
     match prepared {
         Prepared::Chain => {
             let report = run_chain(
@@ -696,15 +705,21 @@ fn run_workload(
             )
             .map_err(|e| e.to_string())?;
             let _ = std::fs::remove_dir_all(scratch);
-            Ok(Some(report.allocs))
+            Ok((Some(report.allocs), 1))
         }
         Prepared::Cases(cases) => {
-            for _ in 0..o.repeat.max(1) {
+            let began = alloc_count::cpu_seconds();
+            let mut made = 0;
+            while match repeat {
+                Some(n) => made < n.max(1),
+                None => made == 0 || alloc_count::cpu_seconds() - began < CPU_BUDGET_S,
+            } {
                 for (c, input) in cases {
                     micro::run_once(c, Side::Plugin, host, input).undo();
                 }
+                made += 1;
             }
-            Ok(None)
+            Ok((None, made))
         }
     }
 }
@@ -727,11 +742,14 @@ fn profile_side(
     // Without `o.cpu` (the massif child) the counted run is the only one, on `hosts`;
     // otherwise `hosts` are sampled, and the counted run's are made only afterwards, so
     // that no load of theirs (self-tests, thread pools starting) runs while the CPU is.
-    let (wall_s, cpu_s, folded, files, made) = if o.cpu {
-        let (wall_s, cpu_s, folded, files) = sample_cpu(o, side, hosts, &scratch, classifier)?;
-        (wall_s, cpu_s, folded, files, Some((fresh()?, fresh()?)))
+    let (wall_s, cpu_s, folded, files, repeats, made) = if o.cpu {
+        let (wall_s, cpu_s, folded, files, repeats) =
+            sample_cpu(o, side, hosts, &scratch, classifier)?;
+        let made = (fresh()?, fresh()?);
+        (wall_s, cpu_s, folded, files, repeats, Some(made))
     } else {
-        (0.0, 0.0, Folded::default(), Vec::new(), None)
+        let repeats = o.repeat.unwrap_or(1);
+        (0.0, 0.0, Folded::default(), Vec::new(), repeats, None)
     };
     let counted = match &made {
         Some((host, validator)) => (host, validator),
@@ -742,7 +760,7 @@ fn profile_side(
         let counting = alloc_count::counting();
         alloc_count::reset_peak();
         let before = alloc_count::snapshot();
-        let stages = run_workload(o, &prepared, counted.0, counted.1, &scratch)?;
+        let (stages, _) = run_workload(&prepared, o, Some(repeats), counted, &scratch)?;
         let heap = alloc_count::snapshot().since(&before);
         drop(counting);
         (Some(heap), stages)
@@ -768,6 +786,7 @@ fn profile_side(
         samples,
         client_samples,
         unresolved_samples,
+        repeats,
         wall_s,
         cpu_s,
         heap,
@@ -784,10 +803,11 @@ fn profile_side(
 fn sample_cpu(
     o: &ProfileOptions,
     side: ProfileSide,
-    (host, validator): Hosts<'_>,
+    hosts: Hosts<'_>,
     scratch: &Path,
     classifier: &Classifier,
-) -> Result<(f64, f64, Folded, Vec<PathBuf>), String> {
+) -> Result<(f64, f64, Folded, Vec<PathBuf>, usize), String> {
+    let host = hosts.0;
     let prepared = prepare(o, host);
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(o.frequency)
@@ -796,7 +816,7 @@ fn sample_cpu(
         .map_err(|e| format!("starting the CPU profiler: {e}"))?;
     let cpu = alloc_count::cpu_seconds();
     let t = Instant::now();
-    run_workload(o, &prepared, host, validator, scratch)?;
+    let (_, repeats) = run_workload(&prepared, o, o.repeat, hosts, scratch)?;
     let wall_s = t.elapsed().as_secs_f64();
     let cpu_s = alloc_count::cpu_seconds() - cpu;
     let report = guard
@@ -842,7 +862,13 @@ fn sample_cpu(
             (names, u64::try_from(*count).unwrap_or(0))
         })
         .collect();
-    Ok((wall_s, cpu_s, fold(&stacks, classifier), vec![svg, pb]))
+    Ok((
+        wall_s,
+        cpu_s,
+        fold(&stacks, classifier),
+        vec![svg, pb],
+        repeats,
+    ))
 }
 
 /// Profiles each requested side, then folds and recommends. `plugins` is the host with
@@ -989,12 +1015,17 @@ pub fn markdown(r: &ProfileReport) -> String {
     for s in &r.sides {
         let _ = writeln!(
             out,
-            "## {}: {} samples ({:.0} per CPU-second), {:.2} s wall, {:.2} s CPU\n",
+            "## {}: {} samples ({:.0} per CPU-second), {:.2} s wall, {:.2} s CPU{}\n",
             s.side.name(),
             s.samples,
             (s.samples + s.client_samples + s.unresolved_samples) as f64 / s.cpu_s.max(1e-9),
             s.wall_s,
-            s.cpu_s
+            s.cpu_s,
+            if r.workload == "chain" {
+                String::new()
+            } else {
+                format!(", the cases {} times", s.repeats)
+            }
         );
         if s.client_samples > 0 {
             let _ = writeln!(

@@ -43,8 +43,19 @@ pub fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Res
         md += "## Heap profiles (valgrind massif)\n\n";
         for side in &sides {
             eprintln!("heap profile of {} under valgrind massif ...", side.name());
-            let files = prof::massif(&exe, &global_args, &args.child_args(), *side, &args.out)
-                .map_err(anyhow::Error::msg)?;
+            let repeats = report
+                .sides
+                .iter()
+                .find(|p| p.side == *side)
+                .map_or(1, |p| p.repeats);
+            let files = prof::massif(
+                &exe,
+                &global_args,
+                &args.child_args(repeats),
+                *side,
+                &args.out,
+            )
+            .map_err(anyhow::Error::msg)?;
             for f in files {
                 md += &format!("- {}\n", f.display());
             }
