@@ -297,11 +297,15 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
 fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     let dir = plugins();
     let work = tempfile::tempdir().unwrap();
+    // Each profile: the arguments, and the report it writes to `out`.
+    let hotspots = |args: &[&str], out: &str| {
+        let run = perf(dir.path(), work.path(), &[args, &["--out", out]].concat());
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        std::fs::read_to_string(work.path().join(out).join("hotspots.md")).unwrap()
+    };
     // Nothing enabled: the profile of signature verification must recommend the plugins
     // that provide crypto.sig_verify, with their promises.
-    let out = perf(
-        dir.path(),
-        work.path(),
+    let md = hotspots(
         &[
             "profile",
             "--workload",
@@ -310,12 +314,9 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
             "256",
             "--repeat",
             "15",
-            "--out",
-            "prof",
         ],
+        "prof",
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let prof = work.path().join("prof");
     for side in ["baseline", "plugins"] {
         let svg = std::fs::read_to_string(prof.join(format!("flamegraph-{side}.svg"))).unwrap();
@@ -327,7 +328,6 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
                 > 100
         );
     }
-    let md = std::fs::read_to_string(prof.join("hotspots.md")).unwrap();
     assert!(md.contains("ed25519 verification"), "{md}");
     assert!(
         md.contains("enable crypto_parallel_verification, promised >= 1.8x"),
@@ -352,13 +352,6 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         )),
         "{md}"
     );
-
-    // Each of the next profiles: the arguments, and the report it writes to `out`.
-    let hotspots = |args: &[&str], out: &str| {
-        let run = perf(dir.path(), work.path(), &[args, &["--out", out]].concat());
-        assert!(run.status.success(), "{}", text(&run.stderr));
-        std::fs::read_to_string(work.path().join(out).join("hotspots.md")).unwrap()
-    };
 
     // The chain workload: memory per stage, and a plugin's own frames attributed to it.
     let md = hotspots(

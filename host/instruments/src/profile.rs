@@ -438,20 +438,28 @@ impl Classifier {
     /// The plugin whose crate `file` (a frame's source file) is in: a path through
     /// `<plugin>/src/`, as cargo lays a crate out.
     pub fn plugin_of_source(&self, file: &Path) -> Option<&str> {
-        let file = file.to_str()?;
+        let crate_dir = file
+            .ancestors()
+            .find(|dir| dir.file_name().is_some_and(|n| n == "src"))?
+            .parent()?
+            .file_name()?;
         self.plugins
             .iter()
             .map(|(name, _)| name.as_str())
-            .find(|name| file.contains(&format!("/{name}/src/")))
+            .find(|name| crate_dir == *name)
     }
 
     /// (group, subsystem, slot) of a function name.
     pub fn classify(&self, name: &str) -> (String, String, Option<String>) {
+        let marked = name
+            .strip_suffix(']')
+            .and_then(|n| n.rsplit_once(" ["))
+            .map(|(_, plugin)| plugin);
         for (plugin, slot) in &self.plugins {
             // Its own functions, a generic instantiated on one of its types (compiled into
             // its library), or a frame of its sources (`[plugin]`: a plugin's release
             // build has line tables only, whose names carry no path).
-            if has_path(name, plugin) || name.ends_with(&format!(" [{plugin}]")) {
+            if has_path(name, plugin) || marked == Some(plugin.as_str()) {
                 return (
                     format!("plugin {plugin}"),
                     "plugin".into(),
@@ -525,14 +533,15 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
         }
         all += count;
         fns.entry((*leaf).clone()).or_default().0 += count;
+        let classes: Vec<_> = frames.iter().map(|f| classifier.classify(f)).collect();
         // The sample's own group is that of its innermost known frame: an inlined
         // intrinsic (`_mm256_add_epi64`), a generic `core::` helper or a C routine of a
         // library (blst's `__mulx_384`) counts for the code that called it.
-        let (g, sub, slot) = frames
+        let (g, sub, slot) = classes
             .iter()
-            .map(|f| classifier.classify(f))
             .find(|(g, ..)| g != "other")
-            .unwrap_or_else(|| classifier.classify(leaf));
+            .unwrap_or(&classes[0])
+            .clone();
         let other = g == "other";
         let e = groups.entry(g).or_insert((sub, slot, 0, 0));
         e.2 += count;
@@ -541,11 +550,10 @@ pub fn fold(stacks: &[(Vec<String>, u64)], classifier: &Classifier) -> Folded {
         }
         let mut seen_fn = HashSet::new();
         let mut seen_group = HashSet::new();
-        for f in &frames {
+        for (f, (g, sub, slot)) in frames.iter().zip(classes) {
             if seen_fn.insert(*f) {
                 fns.entry((*f).clone()).or_default().1 += count;
             }
-            let (g, sub, slot) = classifier.classify(f);
             // `other` holds what no rule names (main, std, thread start): on every stack,
             // so its inclusive share says nothing; it counts only where no known frame is
             // on the stack.
@@ -742,19 +750,30 @@ fn profile_side(
     // Without `o.cpu` (the massif child) the counted run is the only one, on `hosts`;
     // otherwise `hosts` are sampled, and the counted run's are made only afterwards, so
     // that no load of theirs (self-tests, thread pools starting) runs while the CPU is.
-    let (wall_s, cpu_s, folded, files, repeats, made) = if o.cpu {
-        let (wall_s, cpu_s, folded, files, repeats) =
-            sample_cpu(o, side, hosts, &scratch, classifier)?;
-        let made = (fresh()?, fresh()?);
-        (wall_s, cpu_s, folded, files, repeats, Some(made))
+    let (sampled, made) = if o.cpu {
+        let sampled = sample_cpu(o, side, hosts, &scratch, classifier)?;
+        (sampled, Some((fresh()?, fresh()?)))
     } else {
         let repeats = o.repeat.unwrap_or(1);
-        (0.0, 0.0, Folded::default(), Vec::new(), repeats, None)
+        (
+            Sampled {
+                repeats,
+                ..Sampled::default()
+            },
+            None,
+        )
     };
     let counted = match &made {
         Some((host, validator)) => (host, validator),
         None => hosts,
     };
+    let Sampled {
+        wall_s,
+        cpu_s,
+        folded,
+        files,
+        repeats,
+    } = sampled;
     let (heap, stages) = if alloc_count::installed() {
         let prepared = prepare(o, counted.0);
         let counting = alloc_count::counting();
@@ -798,15 +817,26 @@ fn profile_side(
     })
 }
 
-/// The sampled run: wall and CPU seconds, the folded stacks, and the flamegraph and pprof
-/// files written.
+/// What the sampled run gave.
+#[derive(Default)]
+struct Sampled {
+    wall_s: f64,
+    cpu_s: f64,
+    folded: Folded,
+    /// The flamegraph and pprof files written.
+    files: Vec<PathBuf>,
+    /// Repetitions of a slot's cases.
+    repeats: usize,
+}
+
+/// The sampled run.
 fn sample_cpu(
     o: &ProfileOptions,
     side: ProfileSide,
     hosts: Hosts<'_>,
     scratch: &Path,
     classifier: &Classifier,
-) -> Result<(f64, f64, Folded, Vec<PathBuf>, usize), String> {
+) -> Result<Sampled, String> {
     let host = hosts.0;
     let prepared = prepare(o, host);
     let guard = pprof::ProfilerGuardBuilder::default()
@@ -862,13 +892,13 @@ fn sample_cpu(
             (names, u64::try_from(*count).unwrap_or(0))
         })
         .collect();
-    Ok((
+    Ok(Sampled {
         wall_s,
         cpu_s,
-        fold(&stacks, classifier),
-        vec![svg, pb],
+        folded: fold(&stacks, classifier),
+        files: vec![svg, pb],
         repeats,
-    ))
+    })
 }
 
 /// Profiles each requested side, then folds and recommends. `plugins` is the host with
@@ -878,7 +908,7 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let classifier = Classifier::new(s);
     let baseline = Host::new(HostOptions::default());
-    let fresh = |side: ProfileSide| match side {
+    let host_for = |side: ProfileSide| match side {
         ProfileSide::Baseline => Ok(Host::new(HostOptions::default())),
         ProfileSide::Plugins => s.loaded_host(true),
     };
@@ -889,7 +919,7 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
     let validators = o
         .sides
         .iter()
-        .map(|side| fresh(*side))
+        .map(|side| host_for(*side))
         .collect::<Result<Vec<_>, _>>()?;
     let mut sides = Vec::new();
     for (side, validator) in o.sides.iter().zip(&validators) {
@@ -897,7 +927,7 @@ pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileRep
             ProfileSide::Baseline => &baseline,
             ProfileSide::Plugins => plugins,
         };
-        let fresh = || fresh(*side);
+        let fresh = || host_for(*side);
         eprintln!("profiling {} on {} ...", o.workload.name(), side.name());
         sides.push(profile_side(
             o,

@@ -58,27 +58,34 @@ pub enum BlockError {
 pub const GENESIS_MS: u64 = 1_700_000_000_000;
 pub const BLOCK_INTERVAL_MS: u64 = 2_000;
 
-/// Checks that the chain in `store` (which has a head) began at the genesis block that
-/// `accounts` give, worked out as [`commit_genesis`] writes it on a scratch store (removed
-/// afterwards). A store made with other workload flags holds accounts the workload does
-/// not sign for: going on would produce blocks of refused transactions.
-pub fn check_genesis(
+/// Gives `store` its genesis: on an empty store, commits the one `accounts` give; on a
+/// store with a chain, checks that the chain began there (worked out as [`commit_genesis`]
+/// writes it, on a scratch store removed afterwards). A store made with other workload
+/// flags holds accounts the workload does not sign for: going on would produce blocks of
+/// refused transactions.
+pub fn open_genesis(
     host: &Host,
     store: &StateStore,
     accounts: &[(Bytes32, crate::state::Account)],
 ) -> Result<(), BlockError> {
-    static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let stored = block_hash(&stored_block(host, store, 0)?.header);
-    let scratch = std::env::temp_dir().join(format!(
-        "dubchain-genesis-{}-{}",
-        std::process::id(),
-        SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    if store.head()?.is_none() {
+        commit_genesis(host, store, accounts)?;
+        return Ok(());
+    }
+    let scratch = crate::state::scratch_dir("genesis");
     let expected = (|| commit_genesis(host, &StateStore::open(&scratch)?, accounts))();
     let _ = std::fs::remove_dir_all(&scratch);
-    let expected = expected?.hash;
-    if stored != expected {
-        return Err(BlockError::OtherGenesis { stored, expected });
+    same_genesis(host, store, &expected?)
+}
+
+/// Whether the chain in `store` began at the genesis block `expected` heads.
+pub fn same_genesis(host: &Host, store: &StateStore, expected: &Head) -> Result<(), BlockError> {
+    let stored = block_hash(&stored_block(host, store, 0)?.header);
+    if stored != expected.hash {
+        return Err(BlockError::OtherGenesis {
+            stored,
+            expected: expected.hash,
+        });
     }
     Ok(())
 }

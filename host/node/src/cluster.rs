@@ -227,16 +227,13 @@ impl<'a> Node<'a> {
             store.check_codecs(&host.slots.record_codec)?;
         }
         store.attach(&host.slots);
-        if store.head()?.is_none() {
-            block::commit_genesis(host, &store, &workload.genesis())?;
-        } else {
-            block::check_genesis(host, &store, &workload.genesis()).map_err(|source| {
-                RunError::Chain {
-                    path: dir.to_owned(),
-                    source,
-                }
-            })?;
-        }
+        block::open_genesis(host, &store, &workload.genesis()).map_err(|e| match e {
+            block::BlockError::State(e) => RunError::State(e),
+            source => RunError::Chain {
+                path: dir.to_owned(),
+                source,
+            },
+        })?;
         let node = Node {
             host,
             workload,

@@ -100,11 +100,10 @@ pub fn produce_while(
         .check_codecs(&host.slots.record_codec)
         .map_err(store_err)?;
     store.attach(&host.slots);
-    if store.head().map_err(store_err)?.is_none() {
-        block::commit_genesis(host, &store, &workload.genesis()).map_err(store_err)?;
-    } else {
-        block::check_genesis(host, &store, &workload.genesis()).map_err(block_error(data_dir))?;
-    }
+    block::open_genesis(host, &store, &workload.genesis()).map_err(|e| match e {
+        BlockError::State(e) => store_err(e),
+        e => block_error(data_dir)(e),
+    })?;
     let mut mempool = Mempool::new(&host.slots);
     loop {
         let head = store
@@ -180,13 +179,13 @@ pub fn check(
     };
     let stored_root = store.state_root().map_err(store_err)?;
     let genesis = Workload::new(config.clone()).genesis();
-    block::check_genesis(host, &store, &genesis).map_err(block_err)?;
-    let scratch = std::env::temp_dir().join(format!("dubchain-check-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
+    let scratch = crate::state::scratch_dir("check");
     let replayed = (|| {
         let replay = StateStore::open(&scratch).map_err(store_err)?;
         replay.attach(&host.slots);
         let mut replayed = block::commit_genesis(host, &replay, &genesis).map_err(store_err)?;
+        // The replay's genesis is the one the flags give: the stored chain must begin there.
+        block::same_genesis(host, &store, &replayed).map_err(block_err)?;
         let mut next = 1;
         while next <= head.height {
             let last = (next + REPLAY_RUN - 1).min(head.height);

@@ -210,6 +210,14 @@ fn undo_prefix(height: u64) -> Vec<u8> {
     [UNDO, &height.to_be_bytes()[..]].concat()
 }
 
+/// A path under the temporary directory no other scratch store of this process has
+/// (`dubchain-<what>-<pid>-<n>`), for a store the caller removes when done.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("dubchain-{what}-{}-{n}", std::process::id()))
+}
+
 impl StateStore {
     /// Opens (creating if needed) the store at `path` and finishes or rolls back a block
     /// interrupted by a crash.

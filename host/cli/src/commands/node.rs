@@ -55,7 +55,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
                 args.peers.len()
             );
         }
-        let placement = process::Placement {
+        let mut placement = process::Placement {
             index: args.index,
             listen: args.listen,
             peers: args.peers.clone(),
@@ -70,14 +70,8 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
                 )
             })?,
         };
-        let listen = listener.local_addr()?;
-        Some((
-            process::Placement {
-                listen,
-                ..placement
-            },
-            listener,
-        ))
+        placement.listen = listener.local_addr()?;
+        Some((placement, listener))
     };
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| {
