@@ -279,14 +279,57 @@ fn gates_export_then_import_round_trips() {
     );
 }
 
+/// Gates that cannot be used are refused input (exit 2) with what to do, and a gates file
+/// that cannot be written leaves nothing behind.
+#[test]
+fn unusable_gates_are_refused_and_leave_nothing_behind() {
+    let env = graph();
+    let code = |args: &[&str]| {
+        let out = env.command().args(args).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    env.write("garbage.json", "hello\n");
+    let (status, err) = code(&["gates", "import", "garbage.json"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(err.contains("`dubchain-perf gates export FILE`"), "{err}");
+
+    // A stored gates file that went bad: every command names it and how to remove it.
+    std::fs::create_dir_all(env.path().join("state")).unwrap();
+    env.write("state/gates.json", "{\"format\": \"dubchain-gates/1\"");
+    let (status, err) = code(&["plugins", "plan"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(
+        err.contains("state/gates.json:1:") && err.contains("`dubchain-perf gates reset`"),
+        "{err}"
+    );
+    let (status, _) = code(&["gates", "reset"]);
+    assert_eq!(status, Some(0));
+
+    std::fs::create_dir_all(env.path().join("out")).unwrap();
+    let (status, err) = code(&["gates", "export", "out"]);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("out: is a directory"), "{err}");
+    let litter: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(litter.is_empty(), "{litter:?}");
+}
+
 #[test]
 fn importing_gates_that_conflict_changes_nothing() {
     let env = graph();
     let gates = r#"{"format":"dubchain-gates/1","profile":"x","feature_set_id":"0","gates":{
         "rival":{"enabled":true,"version":"0.1.0"},"base":{"enabled":true,"version":"0.1.0"}}}"#;
     env.write("bad-gates.json", gates);
-    let (ok, _, err) = env.run(&["gates", "import", "bad-gates.json"]);
-    assert!(!ok);
+    let out = env
+        .command()
+        .args(["gates", "import", "bad-gates.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("`rival` conflicts with `base`") && err.contains("nothing was imported"),
         "{err}"

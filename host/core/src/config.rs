@@ -315,11 +315,9 @@ impl GatesFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension("json.tmp");
         let mut bytes = serde_json::to_vec_pretty(self).expect("serialisable");
         bytes.push(b'\n');
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(tmp, path)
+        crate::files::write_atomic(path, &bytes)
     }
 
     /// The gates as requests of source `gates imported from <path>`.

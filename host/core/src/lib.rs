@@ -20,6 +20,7 @@ pub mod compare;
 pub mod config;
 pub mod conformance;
 pub mod count;
+pub mod files;
 pub mod host;
 pub mod isolate;
 pub mod latency;

@@ -68,7 +68,15 @@ impl Session {
             .map(Path::to_owned)
             .unwrap_or_else(|| options.state_dir.join("gates.json"));
         let imported = if extra_gates.is_some() || gates_path.is_file() {
-            Some((gates_path.clone(), GatesFile::read(&gates_path)?))
+            let gates = GatesFile::read(&gates_path).map_err(|mut e| {
+                e.message.push_str(if extra_gates.is_some() {
+                    " (`dubchain-perf gates export FILE` writes a gates file)"
+                } else {
+                    " (the gates stored by `gates import`: `dubchain-perf gates reset` removes them)"
+                });
+                e
+            })?;
+            Some((gates_path.clone(), gates))
         } else {
             None
         };

@@ -207,12 +207,7 @@ impl Drop for TestHost {
 }
 
 fn atomic_write(path: &Path, bytes: &[u8]) {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().expect("file name").to_string_lossy()
-    ));
-    std::fs::write(&tmp, bytes).expect("write temporary file");
-    std::fs::rename(&tmp, path).expect("rename into place");
+    crate::files::write_atomic(path, bytes).expect("write a file atomically");
 }
 
 /// The reference `net.transport` implementation (the baseline's threads behind the slot's

@@ -264,9 +264,7 @@ pub fn write(r: &BenchResults, out: &Path, save: Option<&str>) -> std::io::Resul
         let p = crate::saved_path(out, name);
         std::fs::create_dir_all(p.parent().expect("saved runs have a directory"))?;
         // Written to a temporary name and renamed: a crash never leaves half a baseline.
-        let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, r.to_json())?;
-        std::fs::rename(&tmp, &p)?;
+        dubchain_host::files::write_atomic(&p, r.to_json().as_bytes())?;
         written.push(p);
     }
     Ok(written)

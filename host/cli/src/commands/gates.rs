@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dubchain_host::{
     config::GatesFile,
     session::{Session, SessionOptions},
@@ -21,13 +21,14 @@ fn versions(s: &Session) -> BTreeMap<String, String> {
 pub fn export(s: &Session, file: &Path) -> Result<ExitCode> {
     print::manifest_errors(s);
     if !s.resolution.is_ok() {
+        eprintln!(
+            "error: the plan has {} problem(s); fix them before exporting:",
+            s.resolution.problems.len()
+        );
         for p in &s.resolution.problems {
             eprintln!("  - {p}");
         }
-        bail!(
-            "the plan has {} problem(s); fix them before exporting",
-            s.resolution.problems.len()
-        );
+        return Ok(ExitCode::from(2));
     }
     let gates = GatesFile::from_resolution(&s.options.profile, &s.resolution, &versions(s));
     gates
@@ -44,7 +45,7 @@ pub fn export(s: &Session, file: &Path) -> Result<ExitCode> {
 }
 
 pub fn import(options: SessionOptions, file: &Path) -> Result<ExitCode> {
-    let s = Session::open_with_gates(options, Some(file))?;
+    let s = Session::open_with_gates(options, Some(file)).map_err(crate::Refused)?;
     print::manifest_errors(&s);
     let (_, gates) = s.imported.as_ref().expect("opened with gates");
     for (name, gate) in &gates.gates {
@@ -69,7 +70,7 @@ pub fn import(options: SessionOptions, file: &Path) -> Result<ExitCode> {
             eprintln!("  - {p}");
         }
         eprintln!("nothing was imported");
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(2));
     }
     let target = s.options.state_dir.join("gates.json");
     gates

@@ -1,0 +1,54 @@
+//! Writing a file so that a crash or a failed write never leaves half of it.
+
+use std::{io::Write, path::Path};
+
+/// Writes `bytes` to `path` whole or not at all: to a hidden temporary file beside it
+/// (`.NAME.tmp`), flushed to disk, then renamed over `path`. On failure the temporary file
+/// is removed and `path` is as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ));
+    };
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory; name a file in it",
+        ));
+    }
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_neither_the_file_nor_a_temporary() {
+        let dir = std::env::temp_dir().join(format!("dubchain-files-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let file = dir.join("out.json");
+        write_atomic(&file, b"one").unwrap();
+        write_atomic(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+
+        let err = write_atomic(&dir.join("sub"), b"x").unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["out.json", "sub"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
