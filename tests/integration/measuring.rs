@@ -187,6 +187,52 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         "self-contained"
     );
 
+    // Another workload is refused before anything is measured, each differing series
+    // named: a regression gate must not compare 64 signatures with 48, nor pass having
+    // compared nothing.
+    let more: Vec<&str> = SMALL
+        .iter()
+        .map(|a| if *a == "48" { "64" } else { a })
+        .collect();
+    for (args, named) in [
+        (
+            [
+                &on[..],
+                &["bench", "--baseline", "first", "--no-system"],
+                &more,
+            ]
+            .concat(),
+            "micro.crypto_parallel_verification.sig_verify: saved `",
+        ),
+        (
+            [
+                &on[..],
+                &["bench", "--baseline", "first", "--no-micro", "--zipf", "0"],
+                SMALL,
+            ]
+            .concat(),
+            "system: saved `",
+        ),
+        (
+            [
+                &on[..],
+                &["bench", "--baseline", "first", "--no-micro", "--no-system"],
+                SMALL,
+            ]
+            .concat(),
+            "it has nothing this run measures",
+        ),
+    ] {
+        let out = perf(dir.path(), work.path(), &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{stderr}");
+        assert!(
+            stderr.contains("refusing to compare with saved run `first`") && stderr.contains(named),
+            "{stderr}"
+        );
+        assert!(!text(&out.stdout).contains("micro"), "nothing measured");
+    }
+
     // A different plugin set is a different fingerprint: refused, then allowed on request.
     let other = [&on[..], &["--enable", "crypto_verification_caching"]].concat();
     let out = perf(
@@ -228,6 +274,12 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
         stdout.contains("fingerprint differs (compared on request): plugin set"),
+        "{stdout}"
+    );
+    // What only one run measured is said, not silently dropped.
+    assert!(
+        stdout.contains("Not compared")
+            && stdout.contains("micro.crypto_verification_caching.sig_verify: this run only"),
         "{stdout}"
     );
     assert!(

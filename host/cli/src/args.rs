@@ -67,7 +67,7 @@ pub enum Command {
     /// Export or import the effective gate settings as JSON.
     #[command(subcommand)]
     Gates(GatesCmd),
-    /// Write, check and package plugins.
+    /// Write and check plugins.
     #[command(subcommand)]
     Plugin(PluginCmd),
     /// The main job: produce a chain with the node twice from the same seed, once on the

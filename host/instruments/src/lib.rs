@@ -266,6 +266,10 @@ pub struct ChainSummary {
 /// The chain workload on baselines and with plugins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemResult {
+    /// The chain workload in words ([`system::describe`]): a saved run is compared only
+    /// with a run of the same (absent from runs saved before it was recorded).
+    #[serde(default)]
+    pub workload: Option<String>,
     pub blocks: u64,
     pub txs_per_block: usize,
     pub validators: usize,
@@ -313,6 +317,10 @@ pub struct Comparison {
     pub mismatches: Vec<String>,
     pub threshold: f64,
     pub changes: Vec<regress::Change>,
+    /// What only one of the two runs measured, so was not compared (`micro.<id>: saved
+    /// run only`, ...).
+    #[serde(default)]
+    pub not_compared: Vec<String>,
 }
 
 impl Comparison {
@@ -554,12 +562,23 @@ pub fn compare(
     threshold: f64,
 ) -> Comparison {
     let mut changes = Vec::new();
+    let mut not_compared = Vec::new();
+    for o in &old.micro {
+        if !new.micro.iter().any(|n| n.id == o.id) {
+            not_compared.push(format!("micro.{}: saved run only", o.id));
+        }
+    }
     for n in &new.micro {
-        if let Some(o) = old
-            .micro
-            .iter()
-            .find(|o| o.id == n.id && o.workload == n.workload)
-        {
+        let Some(o) = old.micro.iter().find(|o| o.id == n.id) else {
+            not_compared.push(format!("micro.{}: this run only", n.id));
+            continue;
+        };
+        if o.workload != n.workload {
+            not_compared.push(format!(
+                "micro.{}: other workload (saved: {}; now: {})",
+                n.id, o.workload, n.workload
+            ));
+        } else {
             changes.push(regress::compare_series(
                 &format!("micro.{}.plugin", n.id),
                 "s",
@@ -576,12 +595,33 @@ pub fn compare(
             ));
         }
     }
+    // A count is of one call of the case's workload: compared where that is the same.
+    let same_workload = |id: &str| {
+        let workload = |r: &BenchResults| {
+            r.micro
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.workload.clone())
+        };
+        workload(old) == workload(new)
+    };
     for n in new.instructions.iter().filter(|n| n.note.is_none()) {
-        if let Some(o) = old
+        let old_count = old
             .instructions
             .iter()
-            .find(|o| o.id == n.id && o.note.is_none())
-        {
+            .find(|o| o.id == n.id && o.note.is_none());
+        if old_count.is_none() || !same_workload(&n.id) {
+            not_compared.push(format!(
+                "instructions.{}: {}",
+                n.id,
+                if old_count.is_none() {
+                    "no count in the saved run"
+                } else {
+                    "other workload"
+                }
+            ));
+        }
+        if let Some(o) = old_count.filter(|_| same_workload(&n.id)) {
             changes.push(regress::compare_counts(
                 &format!("instructions.{}.plugin", n.id),
                 o.plugin_ir,
@@ -590,10 +630,15 @@ pub fn compare(
             ));
         }
     }
-    if let (Some(o), Some(n)) = (&old.system, &new.system) {
-        if (o.blocks, o.txs_per_block, o.validators, o.seed)
-            == (n.blocks, n.txs_per_block, n.validators, n.seed)
-        {
+    match (&old.system, &new.system) {
+        (Some(o), Some(n)) if !same_system_workload(o, n) => {
+            not_compared.push(format!(
+                "system: other workload (saved: {}; now: {})",
+                system_workload(o),
+                system_workload(n)
+            ));
+        }
+        (Some(o), Some(n)) => {
             for (side, os, ns) in [
                 ("baseline", &o.baseline, &n.baseline),
                 ("plugins", &o.plugins, &n.plugins),
@@ -607,6 +652,9 @@ pub fn compare(
                 ));
             }
         }
+        (Some(_), None) => not_compared.push("system: saved run only".into()),
+        (None, Some(_)) => not_compared.push("system: this run only".into()),
+        (None, None) => {}
     }
     Comparison {
         against: against.to_owned(),
@@ -614,6 +662,29 @@ pub fn compare(
         mismatches: old.fingerprint.mismatches(&new.fingerprint),
         threshold,
         changes,
+        not_compared,
+    }
+}
+
+/// A system result's workload in words; for a run saved before the whole workload was
+/// recorded, the part it kept.
+pub fn system_workload(r: &SystemResult) -> String {
+    r.workload.clone().unwrap_or_else(|| {
+        format!(
+            "seed {}, {} validators, {} blocks of up to {} transactions",
+            r.seed, r.validators, r.blocks, r.txs_per_block
+        )
+    })
+}
+
+/// Whether two system results ran the same chain workload (on what both recorded).
+pub fn same_system_workload(a: &SystemResult, b: &SystemResult) -> bool {
+    match (&a.workload, &b.workload) {
+        (Some(x), Some(y)) => x == y,
+        _ => {
+            (a.blocks, a.txs_per_block, a.validators, a.seed)
+                == (b.blocks, b.txs_per_block, b.validators, b.seed)
+        }
     }
 }
 

@@ -223,14 +223,25 @@ fn budget_rows(r: &BenchResults) -> Vec<Vec<String>> {
 
 const CHANGE_HEAD: [&str; 5] = ["series", "saved", "now", "now/saved [95% CI]", "verdict"];
 
+/// A median of a compared series with its unit, seconds scaled to stay readable (a cache
+/// hit's 80 µs is not "0.0001 s").
+fn amount(v: f64, unit: &str) -> String {
+    match unit {
+        "s" if v < 1e-3 => format!("{:.2} µs", v * 1e6),
+        "s" if v < 1.0 => format!("{:.3} ms", v * 1e3),
+        "instructions" => format!("{v:.0} {unit}"),
+        _ => format!("{v:.4} {unit}"),
+    }
+}
+
 fn change_rows(c: &crate::Comparison) -> Vec<Vec<String>> {
     c.changes
         .iter()
         .map(|ch| {
             vec![
                 ch.series.clone(),
-                format!("{:.4} {}", ch.old_median, ch.unit),
-                format!("{:.4} {}", ch.new_median, ch.unit),
+                amount(ch.old_median, &ch.unit),
+                amount(ch.new_median, &ch.unit),
                 format!(
                     "{:.3} [{:.3}, {:.3}]",
                     ch.ratio.median, ch.ratio.low, ch.ratio.high
@@ -346,6 +357,16 @@ pub fn markdown(r: &BenchResults) -> String {
             let _ = writeln!(out, "- fingerprint differs (compared on request): {m}");
         }
         md_table(&mut out, &CHANGE_HEAD, &change_rows(c));
+        if !c.not_compared.is_empty() {
+            let _ = writeln!(
+                out,
+                "Not compared (measured by one run only, or on another workload):\n"
+            );
+            for n in &c.not_compared {
+                let _ = writeln!(out, "- {n}");
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -647,6 +668,13 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
             esc(&c.against)
         );
         html_table(&mut out, &CHANGE_HEAD, &change_rows(c));
+        if !c.not_compared.is_empty() {
+            out += "<p>Not compared (measured by one run only, or on another workload):</p><ul>";
+            for n in &c.not_compared {
+                let _ = write!(out, "<li>{}</li>", esc(n));
+            }
+            out += "</ul>";
+        }
     }
     let plot = history_plot(history);
     if !plot.is_empty() {

@@ -72,6 +72,73 @@ pub fn plugin_set(s: &Session) -> PluginSet {
     }
 }
 
+/// Refuses, before anything is measured, a comparison with saved run `name` that would
+/// compare a series on another workload than it was saved with (the flags that size the
+/// workloads differ), or that would compare nothing at all: a regression gate that
+/// compared nothing must not pass.
+fn comparable(
+    saved: &BenchResults,
+    name: &str,
+    s: &Session,
+    o: &BenchOptions,
+) -> Result<(), Refused> {
+    let planned: Vec<(String, String)> = o
+        .micro
+        .as_ref()
+        .map(|m| {
+            micro::plan(s, m)
+                .into_iter()
+                .map(|(id, _, case, _)| (id, case.workload))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut differ = Vec::new();
+    let mut common = 0;
+    for (id, workload) in &planned {
+        match saved.micro.iter().find(|m| &m.id == id) {
+            Some(m) if &m.workload != workload => differ.push(format!(
+                "micro.{id}: saved `{}`, now `{workload}`",
+                m.workload
+            )),
+            Some(_) => common += 1,
+            None => {}
+        }
+    }
+    if let (Some(old), Some(now)) = (&saved.system, &o.system) {
+        let now = system::describe(now);
+        match &old.workload {
+            Some(w) if *w != now => differ.push(format!("system: saved `{w}`, now `{now}`")),
+            _ => common += 1,
+        }
+    }
+    let again = "run with the flags the saved run was made with, or save this run as a new \
+                 baseline (--save-baseline NAME) and compare later runs with it";
+    if !differ.is_empty() {
+        return Err(Refused(format!(
+            "refusing to compare with saved run `{name}`: {} of its workloads differ from this run's:\n  {}\n{again}",
+            differ.len(),
+            differ.join("\n  ")
+        )));
+    }
+    if common == 0 {
+        let has = |r: &mut Vec<String>, what: &str, n: usize| {
+            if n > 0 {
+                r.push(format!("{n} {what}"));
+            }
+        };
+        let mut old = Vec::new();
+        has(&mut old, "micro case(s)", saved.micro.len());
+        has(&mut old, "system run", usize::from(saved.system.is_some()));
+        return Err(Refused(format!(
+            "refusing to compare with saved run `{name}`: it has nothing this run measures (it holds {}; this run plans {} micro case(s){}); {again}",
+            if old.is_empty() { "no results".to_owned() } else { old.join(" and ") },
+            planned.len(),
+            if o.system.is_some() { " and a system run" } else { " and no system run" }
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the suite on the session's plugin set.
 /// `progress(stage, done, total, what)` after each step of each stage (`micro`, `system`,
 /// `callgrind`).
@@ -132,6 +199,7 @@ pub fn run(
                     mismatches.join("\n  ")
                 )));
             }
+            comparable(&saved, name, s, o)?;
             Some(saved)
         }
         None => None,

@@ -55,6 +55,30 @@ pub struct SystemOptions {
     pub count_allocations: bool,
 }
 
+/// The chain workload of `o` in words, every setting that shapes it: what a saved run's
+/// system figures are compared on.
+pub fn describe(o: &SystemOptions) -> String {
+    let w = &o.workload;
+    format!(
+        "{} blocks of up to {} transactions, seed {}, {} accounts, {} validators, zipf {}, \
+         invalid share {}, contract share {}{}{}",
+        o.blocks,
+        w.txs_per_block,
+        w.seed,
+        w.accounts,
+        w.validators,
+        w.zipf,
+        w.invalid_share,
+        w.contract_share,
+        if o.network.is_some() {
+            ", over TCP"
+        } else {
+            ""
+        },
+        if o.catch_up { ", with catch-up" } else { "" },
+    )
+}
+
 /// The network stage's nodes: processes of `dubchain-perf node` ([`dubchain_node::launch`]),
 /// each loading its own host. The plugins' nodes get `host_args` (the session's plugin
 /// selection); the baselines' nodes the same and `--baselines`, so that both sides run the
@@ -406,6 +430,7 @@ pub fn run(
     let identical = b.iter().chain(&p).all(|m| &m.ends == reference);
     let _ = std::fs::remove_dir_all(&o.data_dir);
     Ok(SystemResult {
+        workload: Some(describe(o)),
         blocks: o.blocks,
         txs_per_block: o.workload.txs_per_block,
         validators: o.workload.validators,
