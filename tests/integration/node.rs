@@ -1323,6 +1323,18 @@ fn blocks_a_codec_wrote_are_never_stranded_and_migrate_to_json() {
     let c = ledger::check(&plain, &data, &config).unwrap();
     assert!(c.is_consistent(), "{c:?}");
     assert_eq!(c.head, head, "the migration changed no block");
+    // A migration to a codec the host has not loaded is refused and leaves the store as
+    // it was: still read by a host without any codec plugin.
+    for name in ["storage_binary_formats", "no_such_codec"] {
+        let e = ledger::migrate(&plain, &data, &MigrateTo::Plugin(name.into())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("codec `{name}` did not answer")),
+            "{e}"
+        );
+        let c = ledger::check(&plain, &data, &config).unwrap();
+        assert!(c.is_consistent() && c.head == head, "{c:?}");
+    }
     // And back: the plugin's codec again, read by the host that has it.
     let m = ledger::migrate(
         &binary,

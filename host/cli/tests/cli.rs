@@ -800,6 +800,10 @@ fn every_refusal_is_one_line_that_names_the_input() {
             "nosuch-dir",
         ),
         (
+            &["chain", "migrate", "--data-dir", "d", "--codec", "bogus"],
+            "--codec bogus",
+        ),
+        (
             &["plugin", "new", "Bad Name", "--slot", "crypto.sig_verify"],
             "Bad Name",
         ),

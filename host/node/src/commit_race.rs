@@ -103,13 +103,20 @@ fn next_of(db: &DB, dir: &Path, committers: u32) -> Result<Vec<u64>, String> {
                 u64::from_be_bytes(k[4..].try_into().expect("8 bytes")),
             )
         });
-        let Some((t, seq)) = parsed.filter(|(t, _)| *t < committers) else {
+        let Some((t, seq)) = parsed else {
             return Err(format!(
-                "commit store {}: key {:02x?} is no record of committers 0..{committers}",
+                "commit store {}: holds key {:02x?}, which `chain commit-race` never writes: it is another kind of store (a chain's?); give commit-race a directory of its own",
                 dir.display(),
                 &*k
             ));
         };
+        if t >= committers {
+            return Err(format!(
+                "commit store {}: holds records of committer {t}, more than --committers {committers} counts; pass --committers {} or more, as many as wrote it",
+                dir.display(),
+                t + 1
+            ));
+        }
         let n = &mut next[t as usize];
         if seq != *n {
             return Err(format!(
@@ -121,4 +128,37 @@ fn next_of(db: &DB, dir: &Path, committers: u32) -> Result<Vec<u64>, String> {
         *n += 1;
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store `recovered` cannot read says which kind of mistake it is and what to do.
+    #[test]
+    fn a_store_of_another_kind_or_more_committers_is_named_as_such() {
+        let foreign = tempfile::tempdir().unwrap();
+        open(foreign.path(), true)
+            .unwrap()
+            .put(b"chain-head", b"x")
+            .unwrap();
+        let e = recovered(foreign.path(), 8).unwrap_err();
+        assert!(
+            e.contains("another kind of store") && e.contains("a directory of its own"),
+            "{e}"
+        );
+
+        let wider = tempfile::tempdir().unwrap();
+        let db = open(wider.path(), true).unwrap();
+        for t in 0..3 {
+            db.put(key(t, 0), 0u64.to_be_bytes()).unwrap();
+        }
+        drop(db);
+        let e = recovered(wider.path(), 2).unwrap_err();
+        assert!(
+            e.contains("committer 2") && e.contains("--committers 3 or more"),
+            "{e}"
+        );
+        assert_eq!(recovered(wider.path(), 3).unwrap(), [1, 1, 1]);
+    }
 }

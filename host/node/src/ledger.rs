@@ -260,7 +260,6 @@ pub fn migrate(host: &Host, data_dir: &Path, to: &MigrateTo) -> Result<Migration
         MigrateTo::Json => JSON_CODEC.to_owned(),
         MigrateTo::Plugin(name) => name.clone(),
     };
-    store.note_codec(&target).map_err(store_err)?;
     let encode = |records: &[Record]| -> Result<Vec<Vec<u8>>, LedgerError> {
         match to {
             MigrateTo::Json => Ok(dubchain_host::baseline::encode_records(records)),
@@ -301,6 +300,12 @@ pub fn migrate(host: &Host, data_dir: &Path, to: &MigrateTo) -> Result<Migration
         let last = to_height == head.height;
         let narrowed: std::collections::BTreeSet<String> = [target.clone()].into();
         let rewritten: Vec<(u64, Vec<u8>)> = (from..=to_height).zip(values).collect();
+        if from == 0 {
+            // Recorded before the first block is rewritten (a crash in between leaves the
+            // target among the codecs the blocks may be in), and only once the target has
+            // answered and read back: a refused migration leaves the store as it was.
+            store.note_codec(&target).map_err(store_err)?;
+        }
         store
             .rewrite_blocks(&rewritten, last.then_some(&narrowed))
             .map_err(store_err)?;

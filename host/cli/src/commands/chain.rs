@@ -6,6 +6,7 @@ use std::{path::Path, process::ExitCode};
 use anyhow::{Context, Result};
 use dubchain_host::session::Session;
 use dubchain_node::ledger;
+use dubchain_plugin_api::slots;
 
 use crate::{args::ChainArgs, print};
 
@@ -62,11 +63,26 @@ pub fn check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
 
 pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let host = print::loaded_host(s);
+    let codecs: Vec<&str> = s
+        .manifests
+        .iter()
+        .filter(|m| m.provides.iter().any(|p| p.slot == slots::RECORD_CODEC.id))
+        .map(|m| m.name.as_str())
+        .collect();
     let to = match codec {
         dubchain_host::slot::JSON_CODEC => ledger::MigrateTo::Json,
-        name => ledger::MigrateTo::Plugin(name.to_owned()),
+        name if codecs.contains(&name) => ledger::MigrateTo::Plugin(name.to_owned()),
+        name => {
+            eprintln!(
+                "error: --codec {name}: no plugin of that name provides {} in {} (codec plugins there: {}); give one of them, or json",
+                slots::RECORD_CODEC.id,
+                s.options.plugin_dir.display(),
+                if codecs.is_empty() { "none".to_owned() } else { codecs.join(", ") }
+            );
+            return Ok(ExitCode::from(2));
+        }
     };
+    let host = print::loaded_host(s);
     let m = ledger::migrate(&host, data_dir, &to)?;
     println!(
         "rewrote {} blocks: written by {} before, by {} now",
