@@ -246,8 +246,9 @@ pub struct ProfileArgs {
     /// (`sig_verify_cold`, `framing`).
     #[arg(long, default_value = "chain")]
     pub workload: String,
-    /// Sampling frequency, Hz.
-    #[arg(long, default_value_t = 997, value_parser = at_least_one::<i32>)]
+    /// Sampling frequency, Hz (1 to 1000: the kernel's timer tick bounds the rate a
+    /// profiling timer gives, and above 1 MHz pprof's timer would not run at all).
+    #[arg(long, default_value_t = 997, value_parser = sampling_rate)]
     pub frequency: i32,
     #[command(flatten)]
     pub system: SystemArgs,
@@ -571,6 +572,14 @@ fn exponent(text: &str) -> Result<f64, String> {
 /// A count or a size of at least one.
 fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Result<T, String> {
     at_least(text, 1)
+}
+
+/// A sampling frequency: 1 to 1000 Hz.
+fn sampling_rate(text: &str) -> Result<i32, String> {
+    match text.parse::<i32>() {
+        Ok(v) if (1..=1000).contains(&v) => Ok(v),
+        _ => Err("expected a whole number of Hz from 1 to 1000 (the kernel's timer tick bounds the sampling rate; 997 avoids lockstep with periodic work)".to_owned()),
+    }
 }
 
 /// Interleaved rounds: at least two, or no interval.

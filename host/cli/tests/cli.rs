@@ -474,7 +474,14 @@ fn measurement_settings_that_measure_nothing_are_refused() {
             "profile",
             "--frequency",
             "0",
-            "expected a whole number, 1 or more",
+            "expected a whole number of Hz from 1 to 1000",
+        ),
+        // Above 1 MHz pprof's timer interval rounds to 0 µs and it takes no sample at all.
+        (
+            "profile",
+            "--frequency",
+            "2000000",
+            "expected a whole number of Hz from 1 to 1000",
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))

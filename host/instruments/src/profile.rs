@@ -1074,8 +1074,13 @@ pub fn markdown(r: &ProfileReport) -> String {
         if s.samples < FEW_SAMPLES {
             let _ = writeln!(
                 out,
-                "Only {} samples: too few to rank functions or groups with confidence; raise `--repeat` (a slot's cases) or `--blocks` (the chain).\n",
-                s.samples
+                "Only {} samples: too few to rank functions or groups with confidence; raise `--repeat` (a slot's cases) or `--blocks` (the chain){}.\n",
+                s.samples,
+                if r.frequency < 997 {
+                    format!(", or `--frequency` ({} Hz asked)", r.frequency)
+                } else {
+                    String::new()
+                }
             );
         }
         match s.heap {
