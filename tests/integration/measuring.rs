@@ -272,20 +272,16 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(
-        stdout.contains("fingerprint differs (compared on request): plugin set"),
-        "{stdout}"
-    );
-    // What only one run measured is said, not silently dropped.
-    assert!(
-        stdout.contains("Not compared")
-            && stdout.contains("micro.crypto_verification_caching.sig_verify: this run only"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("stack.crypto.sig_verify.sig_verify"),
-        "a layered stack is measured as a whole too\n{stdout}"
-    );
+    for said in [
+        "fingerprint differs (compared on request): plugin set",
+        // What only one run measured is said, not silently dropped.
+        "Not compared",
+        "micro.crypto_verification_caching.sig_verify: this run only",
+        // A layered stack is measured as a whole too.
+        "stack.crypto.sig_verify.sig_verify",
+    ] {
+        assert!(stdout.contains(said), "{said}\n{stdout}");
+    }
 }
 
 #[test]
@@ -305,6 +301,24 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"), "{stderr}");
+
+    // Budgets on nothing this run measures: a gate that checks nothing is refused, not passed.
+    std::fs::write(
+        work.path().join("budgets.toml"),
+        "[[budget]]\nname = \"latency\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = 100\nunit = \"ms\"\nseverity = \"error\"\n",
+    )
+    .unwrap();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &["bench", "--no-system", "--budgets", "budgets.toml"],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("budgets.toml: none of its 1 budget(s) is on a metric this run measures"),
+        "{stderr}"
+    );
 
     std::fs::write(work.path().join("budgets.toml"), "[[budget]]\nname = 3\n").unwrap();
     let out = perf(

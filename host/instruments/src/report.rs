@@ -215,7 +215,12 @@ fn budget_rows(r: &BenchResults) -> Vec<Vec<String>> {
                 }),
                 format!("{} {}", o.budget.threshold, o.budget.unit),
                 format!("{:?}", o.budget.severity).to_lowercase(),
-                if o.violated { "VIOLATED" } else { "ok" }.into(),
+                match (o.value, o.violated) {
+                    (None, _) => "not checked",
+                    (Some(_), true) => "VIOLATED",
+                    (Some(_), false) => "ok",
+                }
+                .into(),
             ]
         })
         .collect()

@@ -180,6 +180,20 @@ pub fn run(
                         .join("\n"),
                 )
             })?;
+            // A budget gate that can check nothing must not pass: refused, with what
+            // would measure them.
+            let measured = |metric: &str| match metric.split('.').next() {
+                Some("system") => o.system.is_some(),
+                Some("instructions") => o.instructions.is_some() && o.micro.is_some(),
+                _ => o.micro.is_some(),
+            };
+            if !b.is_empty() && !b.iter().any(|b| measured(&b.metric)) {
+                return Err(Refused(format!(
+                    "{}: none of its {} budget(s) is on a metric this run measures (system.* need the system run, micro.* the microbenchmarks, instructions.* --instructions); drop the --no-* flag that skips them, or give budgets on what this run measures",
+                    path.display(),
+                    b.len()
+                )));
+            }
             b
         }
         None => Vec::new(),
