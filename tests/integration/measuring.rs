@@ -333,6 +333,27 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
         text(&out.stderr)
     );
 
+    // --require-promises where no promise is measured would pass having checked nothing.
+    for (args, why) in [
+        (&["--no-micro"][..], "the microbenchmarks are skipped"),
+        (
+            &["--no-system"][..],
+            "no enabled plugin's manifest promises one",
+        ),
+    ] {
+        let out = perf(
+            dir.path(),
+            work.path(),
+            &[&["bench", "--require-promises"], args].concat(),
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("--require-promises") && stderr.contains(why),
+            "{stderr}"
+        );
+    }
+
     let out = perf(
         dir.path(),
         work.path(),

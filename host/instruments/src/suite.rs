@@ -218,6 +218,24 @@ pub fn run(
         }
         None => None,
     };
+    if o.require_promises {
+        let promised = o.micro.as_ref().map_or(0, |m| {
+            micro::plan(s, m)
+                .iter()
+                .filter(|(.., promise)| promise.is_some())
+                .count()
+        });
+        if promised == 0 {
+            return Err(Refused(format!(
+                "--require-promises: this run measures no promised speed-up ({}); enable a plugin whose manifest promises one, or drop the flag",
+                if o.micro.is_none() {
+                    "the microbenchmarks are skipped"
+                } else {
+                    "no enabled plugin's manifest promises one"
+                }
+            )));
+        }
+    }
     if o.instructions.is_some() && !callgrind::available() {
         return Err(Refused(
             "--instructions needs valgrind (callgrind) on PATH; install valgrind or drop the flag"
