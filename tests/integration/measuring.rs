@@ -116,6 +116,13 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         stdout.contains(">= 1.8x") && stdout.contains(">= 5x"),
         "promises shown\n{stdout}"
     );
+    // So few rounds and runs are said to be worth less than a 95% interval: the rounds'
+    // intervals with their real confidence, one run per side with no verdict at all.
+    assert!(
+        stdout.contains("with 3 rounds each interval is the smallest and largest round's ratio, which holds the median with 75.0% confidence")
+            && stdout.contains("one run: no verdict"),
+        "{stdout}"
+    );
     let bench = work.path().join("bench");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bench.join("bench.json")).unwrap()).unwrap();

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use dubchain_host::{
     alloc_count::AllocStats,
-    measure::{bootstrap_median, Estimate},
+    measure::{log_t_interval, Estimate},
 };
 
 /// The version tag of the results file. Fields are only ever added within one version.
@@ -196,9 +196,9 @@ pub struct StageRow {
     pub baseline: Vec<f64>,
     /// One value per run of the plugins' side, in run order.
     pub plugins: Vec<f64>,
-    /// Median of the per-run speed-ups (above 1: the plugins are better).
+    /// Geometric mean of the per-run speed-ups (above 1: the plugins are better).
     pub ratio: f64,
-    /// The 95% bootstrap interval of that median.
+    /// Its 95% Student-t interval on the logarithms ([`dubchain_host::measure::log_t_interval`]).
     pub ci95: [f64; 2],
 }
 
@@ -221,7 +221,7 @@ impl StageRow {
                 }
             })
             .collect();
-        let e: Estimate = bootstrap_median(&ratios, 2_000, 0x5eed);
+        let e: Estimate = log_t_interval(&ratios);
         StageRow {
             name: name.to_owned(),
             unit: unit.to_owned(),
@@ -233,14 +233,29 @@ impl StageRow {
         }
     }
 
-    /// "faster", "slower" or "no change" (the interval contains 1).
+    /// "faster", "slower" or "no change" (the interval contains 1); "one run" when there is
+    /// no interval to decide by.
     pub fn verdict(&self) -> &'static str {
-        if self.ci95[0] > 1.0 {
+        if !dubchain_host::measure::has_interval(self.baseline.len().min(self.plugins.len())) {
+            "one run: no verdict"
+        } else if self.ci95[0] > 1.0 {
             "faster"
         } else if self.ci95[1] < 1.0 {
             "slower"
         } else {
             "no change"
+        }
+    }
+
+    /// The ratio with its interval, `2.15x [2.11, 2.19]`, or without one after a single run.
+    pub fn ratio_text(&self) -> String {
+        if dubchain_host::measure::has_interval(self.baseline.len().min(self.plugins.len())) {
+            format!(
+                "{:.2}x [{:.2}, {:.2}]",
+                self.ratio, self.ci95[0], self.ci95[1]
+            )
+        } else {
+            format!("{:.2}x [-]", self.ratio)
         }
     }
 

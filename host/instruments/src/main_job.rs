@@ -320,7 +320,7 @@ pub fn stage_rows(r: &SystemResult) -> Vec<Vec<String>> {
             row.name.clone(),
             format!("{:.2} {}", StageRow::median(&row.baseline), row.unit),
             format!("{:.2} {}", StageRow::median(&row.plugins), row.unit),
-            format!("{:.2}x [{:.2}, {:.2}]", row.ratio, row.ci95[0], row.ci95[1]),
+            row.ratio_text(),
             row.verdict().to_owned(),
         ]);
     }
@@ -343,7 +343,7 @@ pub fn chain_verdict(r: &SystemResult) -> String {
 /// How the stage figures were made, printed under the table.
 pub fn method_note(r: &SystemResult) -> String {
     format!(
-        "(medians of {} runs per side, alternating B P, P B, ...; each ratio is the median of the per-run ratios with a 95% bootstrap interval, \"no change\" when it contains 1; host and plugins are built with the same optimisation settings, see the fingerprint in run.json)",
+        "(medians of {} runs per side, alternating B P, P B, ...; each ratio is the geometric mean of the per-run ratios (run i of each side paired) with a 95% Student-t interval on their logarithms, \"no change\" when it contains 1; host and plugins are built with the same optimisation settings, see the fingerprint in run.json)",
         r.runs_per_side
     )
 }

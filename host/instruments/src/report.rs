@@ -97,8 +97,8 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
             format!("{:.1} MiB", v as f64 / 1048576.0)
         })
     };
-    // Per stage and overall: medians of the runs, and the median per-run ratio with its
-    // 95% interval (results saved before the rows existed show the pooled figures).
+    // Per stage and overall: medians of the runs, and the per-run ratios' geometric mean
+    // with its 95% interval (results saved before the rows existed show the pooled figures).
     let mut rows: Vec<Vec<String>> = s
         .rows
         .iter()
@@ -107,13 +107,7 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
                 row.name.clone(),
                 format!("{:.2} {}", med(&row.baseline), row.unit),
                 format!("{:.2} {}", med(&row.plugins), row.unit),
-                format!(
-                    "{:.2}x [{:.2}, {:.2}] {}",
-                    row.ratio,
-                    row.ci95[0],
-                    row.ci95[1],
-                    row.verdict()
-                ),
+                format!("{} {}", row.ratio_text(), row.verdict()),
             ]
         })
         .collect();
@@ -328,6 +322,10 @@ pub fn markdown(r: &BenchResults) -> String {
     if !r.micro.is_empty() {
         out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
+        let fewest = r.micro.iter().map(|m| m.rounds).min().unwrap_or(0);
+        if let Some(note) = dubchain_host::measure::few_rounds_note(fewest) {
+            let _ = writeln!(out, "Note: {note}.\n");
+        }
     }
     if let Some(s) = &r.system {
         let _ = writeln!(

@@ -11,9 +11,10 @@
 //! * every run starts from fresh stores;
 //! * stage timers cover the node's work only (generating and signing the workload is not in
 //!   any stage);
-//! * each stage's ratio is the median of the per-run ratios (run `i` of the baselines against
-//!   run `i` of the plugins) with a 95% bootstrap interval; an interval that contains 1 is
-//!   "no change";
+//! * each stage's ratio is the geometric mean of the per-run ratios (run `i` of the
+//!   baselines against run `i` of the plugins) with a 95% Student-t interval on their
+//!   logarithms ([`dubchain_host::measure::log_t_interval`]: a bootstrap of so few runs only
+//!   spans them); an interval that contains 1 is "no change";
 //! * allocation counting is off in the timed runs; heap figures come from one extra,
 //!   untimed run per side with counting on.
 //!

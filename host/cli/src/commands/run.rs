@@ -94,6 +94,9 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
     if !job.slots.is_empty() {
         println!("each plugin alone on its own host, on its slot's workloads ({} interleaved rounds; the same cases as `bench`):", args.rounds);
         print::table(&main_job::slot_rows(&job.slots));
+        if let Some(note) = dubchain_host::measure::few_rounds_note(args.rounds) {
+            println!("({note})");
+        }
     }
     if !job.off.is_empty() {
         println!(
