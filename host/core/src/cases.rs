@@ -104,38 +104,90 @@ pub struct Case {
     pub contract: bool,
 }
 
-type Cases = fn(&MicroOptions) -> Vec<Case>;
+/// What the measuring harness knows of one slot with node-free cases. Everything per slot
+/// (its cases, their inputs, their rounds, the processes `plugin verify` pools) comes from
+/// this table, [`CASES`]; nothing dispatches on slot ids.
+pub struct SlotCases {
+    pub slot: SlotInfo,
+    /// The slot's cases at the given workload sizes.
+    pub cases: fn(&MicroOptions) -> Vec<Case>,
+    /// A case's inputs, generated once, deterministically from the seed.
+    pub input: fn(&Case, &MicroOptions) -> Input,
+    /// Rounds per side of each case, given the rounds asked for.
+    pub rounds: fn(usize) -> usize,
+    /// Fresh processes whose rounds `plugin verify` pools for the slot's quick ratio.
+    pub processes: usize,
+}
 
-/// The node-free workloads of each slot, keyed by slot.
-pub const CASES: &[(SlotInfo, Cases)] = &[
-    (SIG_VERIFY, sig_verify_cases),
-    (RECORD_CODEC, record_codec_cases),
-    (VOTE_VERIFY, vote_verify_cases),
-    (TX_VALIDATION, tx_validation_cases),
-    (BLOCK_VALIDATION, block_validation_cases),
-    (MERKLE, merkle_cases),
-    (VOTE_TALLY, vote_tally_cases),
-    (TX_POOL, tx_pool_cases),
-    (DURABILITY, durability_cases),
-    (STATE_ROOT, state_root_cases),
-    (CODE_LOADER, code_loader_cases),
-    (MODULE_CACHE, module_cache_cases),
-    (METERING, metering_cases),
-    (TX_DECODE, tx_decode_cases),
-    (BUFFER_POOL, buffer_pool_cases),
-    (BLOCK_RECLAIM, block_reclaim_cases),
-    (FRAME_SEND, frame_send_cases),
-    (BROADCAST, broadcast_cases),
-    (TRANSPORT, transport_cases),
-    (SEND_QUEUE, send_queue_cases),
+impl SlotCases {
+    /// A slot whose cases run the rounds asked for, their quick ratio in one process.
+    const fn new(
+        slot: SlotInfo,
+        cases: fn(&MicroOptions) -> Vec<Case>,
+        input: fn(&Case, &MicroOptions) -> Input,
+    ) -> SlotCases {
+        SlotCases {
+            slot,
+            cases,
+            input,
+            rounds: as_asked,
+            processes: 1,
+        }
+    }
+}
+
+/// The node-free workloads of each slot.
+pub const CASES: &[SlotCases] = &[
+    SlotCases::new(SIG_VERIFY, sig_verify_cases, sig_verify_input),
+    SlotCases::new(RECORD_CODEC, record_codec_cases, record_codec_input),
+    SlotCases::new(VOTE_VERIFY, vote_verify_cases, vote_verify_input),
+    SlotCases::new(TX_VALIDATION, tx_validation_cases, tx_validation_input),
+    SlotCases {
+        rounds: at_most_8,
+        ..SlotCases::new(
+            BLOCK_VALIDATION,
+            block_validation_cases,
+            block_validation_input,
+        )
+    },
+    SlotCases::new(MERKLE, merkle_cases, merkle_input),
+    SlotCases {
+        rounds: contended_rounds,
+        processes: CONTENDED_PROCESSES,
+        ..SlotCases::new(VOTE_TALLY, vote_tally_cases, vote_tally_input)
+    },
+    SlotCases::new(TX_POOL, tx_pool_cases, tx_pool_input),
+    SlotCases {
+        rounds: at_most_7,
+        ..SlotCases::new(DURABILITY, durability_cases, durability_input)
+    },
+    SlotCases::new(STATE_ROOT, state_root_cases, state_root_input),
+    SlotCases::new(CODE_LOADER, code_loader_cases, code_loader_input),
+    SlotCases::new(MODULE_CACHE, module_cache_cases, module_cache_input),
+    SlotCases::new(METERING, metering_cases, metering_input),
+    SlotCases::new(TX_DECODE, tx_decode_cases, tx_decode_input),
+    SlotCases::new(BUFFER_POOL, buffer_pool_cases, buffer_pool_input),
+    SlotCases {
+        rounds: reclaim_rounds,
+        ..SlotCases::new(BLOCK_RECLAIM, block_reclaim_cases, block_reclaim_input)
+    },
+    SlotCases::new(FRAME_SEND, frame_send_cases, frame_send_input),
+    SlotCases::new(BROADCAST, broadcast_cases, broadcast_input),
+    SlotCases::new(TRANSPORT, transport_cases, transport_input),
+    SlotCases {
+        processes: CONTENDED_PROCESSES,
+        ..SlotCases::new(SEND_QUEUE, send_queue_cases, send_queue_input)
+    },
 ];
+
+/// The row of [`CASES`] for `slot`, if it has node-free cases.
+pub fn slot_cases(slot: &str) -> Option<&'static SlotCases> {
+    CASES.iter().find(|c| c.slot.id == slot)
+}
 
 /// The node-free workloads of `slot`; empty for a slot without any.
 pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
-    CASES
-        .iter()
-        .find(|(info, _)| info.id == slot)
-        .map_or_else(Vec::new, |(_, cases)| cases(o))
+    slot_cases(slot).map_or_else(Vec::new, |c| (c.cases)(o))
 }
 
 fn sig_verify_cases(o: &MicroOptions) -> Vec<Case> {
@@ -593,163 +645,13 @@ impl Input {
     /// The inputs of `case` (one of [`cases`]), generated once, deterministically from the
     /// seed.
     pub fn new(case: &Case, o: &MicroOptions) -> Input {
-        match case.slot {
-            s if s == SIG_VERIFY.id && case.name == "sig_verify_cold" => {
-                Input::FreshSignatures(Fresh::new(case, o, |i| {
-                    workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
-                }))
-            }
-            s if s == SIG_VERIFY.id => {
-                Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
-            }
-            s if s == VOTE_VERIFY.id => Input::Votes(workload::vote_set(
-                o.seed,
-                o.votes,
-                case.name == "vote_verify_adversarial",
-            )),
-            s if s == TX_VALIDATION.id => Input::Txs(Fresh::new(case, o, |i| {
-                workload::tx_batch(o.seed ^ (i << 32), o.signatures / 4, false)
-            })),
-            s if s == BLOCK_VALIDATION.id => Input::Run(Fresh::new(case, o, |i| {
-                let (head_height, head_hash, blocks, _) =
-                    workload::block_run(o.seed ^ (i << 32), o.run_blocks, o.run_txs, false);
-                Run {
-                    head_height,
-                    head_hash,
-                    blocks,
-                }
-            })),
-            s if s == MERKLE.id => Input::Tree(
-                workload::merkle_trees(o.seed, &[o.leaves])
-                    .pop()
-                    .expect("one tree"),
-            ),
-            s if s == RECORD_CODEC.id => {
-                let records = workload::records(o.seed, o.record_blocks, 64);
-                let json = baseline::encode_records(&records);
-                Input::Records {
-                    records,
-                    json,
-                    own: Vec::new(),
-                }
-            }
-            s if s == TX_POOL.id => {
-                let entries = workload::pool_entries(o.seed, o.pool_pending, o.pool_pending / 10);
-                Input::Pool {
-                    base: baseline::VecIndex::from_entries(entries.iter().copied()),
-                    entries,
-                    own: None,
-                }
-            }
-            s if s == DURABILITY.id => Input::Log(SyncedLog::new()),
-            #[cfg(feature = "vm")]
-            s if s == METERING.id => Input::Contract(
-                crate::vm::contracts::genesis()
-                    .iter()
-                    .find(|c| c.name == "compute")
-                    .expect("the compute contract is a genesis contract")
-                    .code
-                    .clone(),
-            ),
-            #[cfg(feature = "vm")]
-            s if s == MODULE_CACHE.id => {
-                Input::Modules(workload::module_calls(o.seed, CODE_CONTRACTS, MODULE_CALLS))
-            }
-            #[cfg(feature = "vm")]
-            s if s == CODE_LOADER.id => {
-                Input::Code(workload::code_loads(o.seed, CODE_CONTRACTS, CODE_LOADS))
-            }
-            s if s == STATE_ROOT.id => {
-                let blocks =
-                    workload::state_blocks(o.seed, o.state_leaves, STATE_BLOCKS, 2 * o.block_txs);
-                let parent = dubchain_plugin_api::state_tree::root(&mut blocks.before.clone())
-                    .expect("distinct keys");
-                Input::State {
-                    blocks,
-                    parent,
-                    next: Default::default(),
-                }
-            }
-            s if s == VOTE_TALLY.id => Input::Tally {
-                stakes: (1..=100).collect(),
-                heights: o.tally_heights,
-            },
-            s if s == TX_DECODE.id => Input::Gossip(
-                workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
-                    .iter()
-                    .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
-                    .collect(),
-            ),
-            s if s == BUFFER_POOL.id => Input::Frames(
-                workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
-                    .into_iter()
-                    .map(|t| {
-                        dubchain_plugin_api::wire::payload(&dubchain_plugin_api::wire::Message::Tx(
-                            t,
-                        ))
-                    })
-                    .collect(),
-            ),
-            s if s == FRAME_SEND.id => Input::Wire {
-                frames: (0..WIRE_FRAMES)
-                    .map(|i| {
-                        let mut f = (WIRE_PAYLOAD as u32).to_be_bytes().to_vec();
-                        f.extend((0..WIRE_PAYLOAD).map(|k| (i + k) as u8));
-                        f
-                    })
-                    .collect(),
-                peer: LoopbackPeer::new(),
-                none: Box::default(),
-            },
-            s if s == BROADCAST.id => {
-                let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, BROADCAST_TXS, false);
-                Input::Broadcast(vec![dubchain_plugin_api::wire::Message::Block(
-                    blocks.pop().expect("one block"),
-                )])
-            }
-            s if s == SEND_QUEUE.id => Input::SlowPeer(Box::new(SlowPeerInput {
-                batches: (0..SLOW_BATCHES)
-                    .map(|b| {
-                        let frame = |class, n: usize| Outgoing {
-                            class,
-                            frame: abi_stable::std_types::RArc::new(
-                                [&(n as u32).to_be_bytes()[..], &vec![b as u8; n]]
-                                    .concat()
-                                    .into(),
-                            ),
-                        };
-                        let mut batch: Vec<Outgoing> = (0..SLOW_GOSSIP)
-                            .map(|_| frame(TrafficClass::Gossip, SLOW_GOSSIP_BYTES))
-                            .collect();
-                        batch.insert(SLOW_GOSSIP / 2, frame(TrafficClass::Consensus, 200));
-                        batch
-                    })
-                    .collect(),
-                p99_s: Default::default(),
-                peak_frames: Default::default(),
-            })),
-            s if s == TRANSPORT.id => Input::Transport(Box::new(TransportInput {
-                peers: TRANSPORT_PEERS
-                    .iter()
-                    .find(|(_, name)| *name == case.name)
-                    .map_or(TRANSPORT_PEERS[0].0, |&(peers, _)| peers),
-                frames: o.transport_frames,
-                threads_model: TransportFfi_TO::from_value(
-                    Guarded(ThreadTransport),
-                    abi_stable::sabi_trait::TD_Opaque,
-                ),
-                threads: Default::default(),
-            })),
-            s if s == BLOCK_RECLAIM.id => {
-                let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, RECLAIM_TXS, false);
-                let block = blocks.pop().expect("one block");
-                // Warm-up and every round of both sides, the answer check and the two
-                // counted runs, with some to spare.
-                let runs = 2 * (rounds_for(case, o) + 1) + 8;
-                Input::Reclaim(std::sync::Mutex::new(vec![block; runs]))
-            }
-            other => unreachable!("slot {other} has no node-free case (`cases` lists them)"),
-        }
+        let slot = slot_cases(case.slot).unwrap_or_else(|| {
+            unreachable!(
+                "slot {} has no node-free case (`cases` lists them)",
+                case.slot
+            )
+        });
+        (slot.input)(case, o)
     }
 
     /// Completes the input for `host` (the plugin's own encoding, to decode).
@@ -1812,18 +1714,246 @@ pub fn identical(case: &Case, host: &Host, input: &Input, o: &MicroOptions) -> b
     }
 }
 
-/// Rounds for `case`: a run of 64 full blocks takes about a second on the baseline, so
-/// `consensus.block_validation` runs at most 8.
-pub fn rounds_for(case: &Case, o: &MicroOptions) -> usize {
-    match case.slot {
-        s if s == BLOCK_VALIDATION.id => o.rounds.min(8),
-        s if s == VOTE_TALLY.id => o.rounds.max(CONTENDED_ROUNDS),
-        // 160 fsyncs a baseline run.
-        s if s == DURABILITY.id => o.rounds.min(7),
-        // One block a run, about a millisecond: enough runs for a tail.
-        s if s == BLOCK_RECLAIM.id => o.rounds.max(RECLAIM_ROUNDS),
-        _ => o.rounds,
+// The inputs of each slot's cases, generated once, deterministically from the seed
+// (`SlotCases::input`).
+
+fn sig_verify_input(case: &Case, o: &MicroOptions) -> Input {
+    if case.name == "sig_verify_cold" {
+        Input::FreshSignatures(Fresh::new(case, o, |i| {
+            workload::signature_set(o.seed ^ (0xc01d << 8) ^ i, o.signatures, false)
+        }))
+    } else {
+        Input::Signatures(workload::signature_set(o.seed, o.signatures, false))
     }
+}
+
+fn vote_verify_input(case: &Case, o: &MicroOptions) -> Input {
+    Input::Votes(workload::vote_set(
+        o.seed,
+        o.votes,
+        case.name == "vote_verify_adversarial",
+    ))
+}
+
+fn tx_validation_input(case: &Case, o: &MicroOptions) -> Input {
+    Input::Txs(Fresh::new(case, o, |i| {
+        workload::tx_batch(o.seed ^ (i << 32), o.signatures / 4, false)
+    }))
+}
+
+fn block_validation_input(case: &Case, o: &MicroOptions) -> Input {
+    Input::Run(Fresh::new(case, o, |i| {
+        let (head_height, head_hash, blocks, _) =
+            workload::block_run(o.seed ^ (i << 32), o.run_blocks, o.run_txs, false);
+        Run {
+            head_height,
+            head_hash,
+            blocks,
+        }
+    }))
+}
+
+fn merkle_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Tree(
+        workload::merkle_trees(o.seed, &[o.leaves])
+            .pop()
+            .expect("one tree"),
+    )
+}
+
+fn record_codec_input(_: &Case, o: &MicroOptions) -> Input {
+    let records = workload::records(o.seed, o.record_blocks, 64);
+    let json = baseline::encode_records(&records);
+    Input::Records {
+        records,
+        json,
+        own: Vec::new(),
+    }
+}
+
+fn tx_pool_input(_: &Case, o: &MicroOptions) -> Input {
+    let entries = workload::pool_entries(o.seed, o.pool_pending, o.pool_pending / 10);
+    Input::Pool {
+        base: baseline::VecIndex::from_entries(entries.iter().copied()),
+        entries,
+        own: None,
+    }
+}
+
+fn durability_input(_: &Case, _: &MicroOptions) -> Input {
+    Input::Log(SyncedLog::new())
+}
+
+#[cfg(feature = "vm")]
+fn metering_input(_: &Case, _: &MicroOptions) -> Input {
+    Input::Contract(
+        crate::vm::contracts::genesis()
+            .iter()
+            .find(|c| c.name == "compute")
+            .expect("the compute contract is a genesis contract")
+            .code
+            .clone(),
+    )
+}
+
+#[cfg(feature = "vm")]
+fn module_cache_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Modules(workload::module_calls(o.seed, CODE_CONTRACTS, MODULE_CALLS))
+}
+
+#[cfg(feature = "vm")]
+fn code_loader_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Code(workload::code_loads(o.seed, CODE_CONTRACTS, CODE_LOADS))
+}
+
+fn state_root_input(_: &Case, o: &MicroOptions) -> Input {
+    let blocks = workload::state_blocks(o.seed, o.state_leaves, STATE_BLOCKS, 2 * o.block_txs);
+    let parent =
+        dubchain_plugin_api::state_tree::root(&mut blocks.before.clone()).expect("distinct keys");
+    Input::State {
+        blocks,
+        parent,
+        next: Default::default(),
+    }
+}
+
+fn vote_tally_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Tally {
+        stakes: (1..=100).collect(),
+        heights: o.tally_heights,
+    }
+}
+
+fn tx_decode_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Gossip(
+        workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
+            .iter()
+            .map(|t| serde_json::to_vec(t).expect("transactions serialise"))
+            .collect(),
+    )
+}
+
+fn buffer_pool_input(_: &Case, o: &MicroOptions) -> Input {
+    Input::Frames(
+        workload::transactions(o.seed, GOSSIP_BLOCKS, GOSSIP_TXS)
+            .into_iter()
+            .map(|t| dubchain_plugin_api::wire::payload(&dubchain_plugin_api::wire::Message::Tx(t)))
+            .collect(),
+    )
+}
+
+fn frame_send_input(_: &Case, _: &MicroOptions) -> Input {
+    Input::Wire {
+        frames: (0..WIRE_FRAMES)
+            .map(|i| {
+                let mut f = (WIRE_PAYLOAD as u32).to_be_bytes().to_vec();
+                f.extend((0..WIRE_PAYLOAD).map(|k| (i + k) as u8));
+                f
+            })
+            .collect(),
+        peer: LoopbackPeer::new(),
+        none: Box::default(),
+    }
+}
+
+fn broadcast_input(_: &Case, o: &MicroOptions) -> Input {
+    let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, BROADCAST_TXS, false);
+    Input::Broadcast(vec![dubchain_plugin_api::wire::Message::Block(
+        blocks.pop().expect("one block"),
+    )])
+}
+
+fn send_queue_input(_: &Case, _: &MicroOptions) -> Input {
+    Input::SlowPeer(Box::new(SlowPeerInput {
+        batches: (0..SLOW_BATCHES)
+            .map(|b| {
+                let frame = |class, n: usize| Outgoing {
+                    class,
+                    frame: abi_stable::std_types::RArc::new(
+                        [&(n as u32).to_be_bytes()[..], &vec![b as u8; n]]
+                            .concat()
+                            .into(),
+                    ),
+                };
+                let mut batch: Vec<Outgoing> = (0..SLOW_GOSSIP)
+                    .map(|_| frame(TrafficClass::Gossip, SLOW_GOSSIP_BYTES))
+                    .collect();
+                batch.insert(SLOW_GOSSIP / 2, frame(TrafficClass::Consensus, 200));
+                batch
+            })
+            .collect(),
+        p99_s: Default::default(),
+        peak_frames: Default::default(),
+    }))
+}
+
+fn transport_input(case: &Case, o: &MicroOptions) -> Input {
+    Input::Transport(Box::new(TransportInput {
+        peers: TRANSPORT_PEERS
+            .iter()
+            .find(|(_, name)| *name == case.name)
+            .map_or(TRANSPORT_PEERS[0].0, |&(peers, _)| peers),
+        frames: o.transport_frames,
+        threads_model: TransportFfi_TO::from_value(
+            Guarded(ThreadTransport),
+            abi_stable::sabi_trait::TD_Opaque,
+        ),
+        threads: Default::default(),
+    }))
+}
+
+fn block_reclaim_input(case: &Case, o: &MicroOptions) -> Input {
+    let (_, _, mut blocks, _) = workload::block_run(o.seed, 1, RECLAIM_TXS, false);
+    let block = blocks.pop().expect("one block");
+    // Warm-up and every round of both sides, the answer check and the two
+    // counted runs, with some to spare.
+    let runs = 2 * (rounds_for(case, o) + 1) + 8;
+    Input::Reclaim(std::sync::Mutex::new(vec![block; runs]))
+}
+
+/// The `vm.*` slots have no cases without the `vm` feature, so no inputs.
+#[cfg(not(feature = "vm"))]
+fn no_vm_input(case: &Case, _: &MicroOptions) -> Input {
+    unreachable!(
+        "slot {} has no node-free case without the `vm` feature",
+        case.slot
+    )
+}
+#[cfg(not(feature = "vm"))]
+use no_vm_input as metering_input;
+#[cfg(not(feature = "vm"))]
+use no_vm_input as module_cache_input;
+#[cfg(not(feature = "vm"))]
+use no_vm_input as code_loader_input;
+
+/// Rounds per side for `case` ([`SlotCases::rounds`]).
+pub fn rounds_for(case: &Case, o: &MicroOptions) -> usize {
+    slot_cases(case.slot).map_or(o.rounds, |c| (c.rounds)(o.rounds))
+}
+
+fn as_asked(rounds: usize) -> usize {
+    rounds
+}
+
+/// A run of 64 full blocks takes about a second on the baseline: `consensus.block_validation`
+/// runs at most 8.
+fn at_most_8(rounds: usize) -> usize {
+    rounds.min(8)
+}
+
+/// 160 fsyncs a baseline run of `storage.durability`.
+fn at_most_7(rounds: usize) -> usize {
+    rounds.min(7)
+}
+
+/// See [`CONTENDED_ROUNDS`].
+fn contended_rounds(rounds: usize) -> usize {
+    rounds.max(CONTENDED_ROUNDS)
+}
+
+/// One block a run of `mem.block_reclaim`, about a millisecond: enough runs for a tail.
+fn reclaim_rounds(rounds: usize) -> usize {
+    rounds.max(RECLAIM_ROUNDS)
 }
 
 /// Rounds, at least, of the `mem.block_reclaim` case.
@@ -1840,11 +1970,7 @@ pub const CONTENDED_ROUNDS: usize = 21;
 /// at 101 rounds each), so their figure is taken over [`CONTENDED_PROCESSES`] processes;
 /// every other slot's over one.
 pub fn processes_for(slot: &str) -> usize {
-    if slot == VOTE_TALLY.id || slot == SEND_QUEUE.id {
-        CONTENDED_PROCESSES
-    } else {
-        1
-    }
+    slot_cases(slot).map_or(1, |c| c.processes)
 }
 
 /// See [`processes_for`].

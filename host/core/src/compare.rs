@@ -42,6 +42,7 @@ pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
 
 /// `rounds` interleaved rounds of `baseline` against `plugin`; what each returns is kept
 /// from the optimiser and then dropped.
+#[cfg(feature = "vm")]
 fn timed<T, U>(
     slot: &str,
     rounds: usize,

@@ -5,6 +5,11 @@
 
 use std::sync::Arc;
 
+use abi_stable::sabi_trait::TD_Opaque;
+use dubchain_plugin_api::slots::{
+    BlockCommitFfi_TO, BlockExecutionFfi_TO, Guarded, SlotInfo, BLOCK_COMMIT, BLOCK_EXECUTION,
+};
+
 use crate::{host::HostOptions, slot::BreakerConfig, Host};
 
 /// The `storage.block_commit` provider that forwards to the baseline: every write passed through
@@ -79,36 +84,39 @@ impl dubchain_plugin_api::slots::BlockExecution for ForwardingExecution {
 /// control rows of the benchmarks (`exec.block_execution` and `storage.block_commit`); `None` for
 /// another slot.
 pub fn forwarding_host(slot: &str) -> Option<Host> {
-    use abi_stable::sabi_trait::TD_Opaque;
-    use dubchain_plugin_api::slots::{
-        BlockCommitFfi_TO, BlockExecutionFfi_TO, Guarded, BLOCK_COMMIT, BLOCK_EXECUTION,
-    };
+    let (_, install) = FORWARDERS.iter().find(|(info, _)| info.id == slot)?;
     let host = Host::new(HostOptions::default());
-    fn provider<I>(imp: I) -> Vec<Arc<crate::slot::Provider<I>>> {
-        vec![Arc::new(crate::slot::Provider::new(
-            "forwarding".into(),
-            "0.0.0".into(),
-            0,
-            imp,
-            BreakerConfig::default(),
-        ))]
-    }
-    if slot == BLOCK_EXECUTION.id {
+    install(&host);
+    Some(host)
+}
+
+/// The slots with a forwarding control, and how each installs its forwarder.
+const FORWARDERS: &[(SlotInfo, fn(&Host))] = &[
+    (BLOCK_EXECUTION, |host| {
         host.slots
             .block_execution
-            .install(provider(BlockExecutionFfi_TO::from_value(
+            .install(forwarder(BlockExecutionFfi_TO::from_value(
                 Guarded(ForwardingExecution),
                 TD_Opaque,
             )));
-    } else if slot == BLOCK_COMMIT.id {
+    }),
+    (BLOCK_COMMIT, |host| {
         host.slots
             .block_commit
-            .install(provider(BlockCommitFfi_TO::from_value(
+            .install(forwarder(BlockCommitFfi_TO::from_value(
                 Guarded(ForwardingWrites),
                 TD_Opaque,
             )));
-    } else {
-        return None;
-    }
-    Some(host)
+    }),
+];
+
+/// `imp` as the one provider of a slot, named `forwarding`.
+fn forwarder<I>(imp: I) -> Vec<Arc<crate::slot::Provider<I>>> {
+    vec![Arc::new(crate::slot::Provider::new(
+        "forwarding".into(),
+        "0.0.0".into(),
+        0,
+        imp,
+        BreakerConfig::default(),
+    ))]
 }

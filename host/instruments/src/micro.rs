@@ -27,21 +27,53 @@ use dubchain_host::{
 
 use crate::{ExtraFigure, MicroResult};
 
-type Cases = fn(&MicroOptions) -> Vec<Case>;
+/// The workloads of one slot that need a RocksDB store: its cases, and their inputs.
+pub struct StoreCases {
+    pub slot: SlotInfo,
+    pub cases: fn(&MicroOptions) -> Vec<Case>,
+    pub input: fn(&Case, &MicroOptions) -> Input,
+}
 
-/// The workloads that need a RocksDB store, keyed by slot (every other slot's are the
+/// The workloads that need a RocksDB store, one row per slot (every other slot's are the
 /// host's, [`pure::CASES`]).
-pub const STORE_CASES: &[(SlotInfo, Cases)] = &[
-    (BLOCK_EXECUTION, block_execution_cases),
-    (BLOCK_COMMIT, block_commit_cases),
-    (ACCOUNT_READ, account_read_cases),
-    (CONTRACT_STATE, contract_state_cases),
+pub const STORE_CASES: &[StoreCases] = &[
+    StoreCases {
+        slot: BLOCK_EXECUTION,
+        cases: block_execution_cases,
+        input: |case, o| {
+            let conflict = if case.name == "block_execution_hot" {
+                0.5
+            } else {
+                0.05
+            };
+            Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
+        },
+    },
+    StoreCases {
+        slot: BLOCK_COMMIT,
+        cases: block_commit_cases,
+        input: |_, o| Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs))),
+    },
+    StoreCases {
+        slot: ACCOUNT_READ,
+        cases: account_read_cases,
+        input: |_, o| Input::Reads(Box::new(ReadInput::new(o.seed, o.reads))),
+    },
+    StoreCases {
+        slot: CONTRACT_STATE,
+        cases: contract_state_cases,
+        input: |_, o| Input::StorageReads(Box::new(StorageReadInput::new(o.seed, o.reads))),
+    },
 ];
+
+fn store_cases(slot: &str) -> Option<&'static StoreCases> {
+    STORE_CASES.iter().find(|c| c.slot.id == slot)
+}
 
 /// The workloads of `slot`; empty for a slot the suite has no workload for yet.
 pub fn cases(slot: &str, o: &MicroOptions) -> Vec<Case> {
-    match STORE_CASES.iter().find(|(info, _)| info.id == slot) {
-        Some((_, cases)) => cases(o),
+    match store_cases(slot) {
+        Some(c) => (c.cases)(o),
         None => pure::cases(slot, o),
     }
 }
@@ -66,23 +98,9 @@ pub enum Input {
 
 impl Input {
     pub fn new(case: &Case, o: &MicroOptions) -> Input {
-        match case.slot {
-            s if s == BLOCK_EXECUTION.id => {
-                let conflict = if case.name == "block_execution_hot" {
-                    0.5
-                } else {
-                    0.05
-                };
-                Input::Store(Box::new(StoreInput::new(o.seed, o.block_txs, conflict)))
-            }
-            s if s == BLOCK_COMMIT.id => {
-                Input::Commit(Box::new(CommitInput::new(o.seed, o.block_txs)))
-            }
-            s if s == ACCOUNT_READ.id => Input::Reads(Box::new(ReadInput::new(o.seed, o.reads))),
-            s if s == CONTRACT_STATE.id => {
-                Input::StorageReads(Box::new(StorageReadInput::new(o.seed, o.reads)))
-            }
-            _ => Input::Pure(pure::Input::new(case, o)),
+        match store_cases(case.slot) {
+            Some(c) => (c.input)(case, o),
+            None => Input::Pure(pure::Input::new(case, o)),
         }
     }
 
