@@ -82,6 +82,45 @@ pub struct Produced<'a> {
     pub mempool: usize,
 }
 
+/// A node without peers (`dubchain-perf node` alone): [`produce_while`] one block every
+/// `block_time` (zero: as fast as it can), until the head reaches `until_height` or `stop`
+/// is set, which also cuts a wait short. `head_seen` is told of the head before each block,
+/// `committed` of each block.
+#[allow(clippy::too_many_arguments)]
+pub fn produce_paced(
+    host: &Host,
+    data_dir: &Path,
+    config: &WorkloadConfig,
+    block_time: std::time::Duration,
+    until_height: Option<u64>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut head_seen: impl FnMut(&Head),
+    committed: impl FnMut(Produced<'_>),
+) -> Result<Head, LedgerError> {
+    use std::{sync::atomic::Ordering, time::Instant};
+    let stopped = || stop.load(Ordering::SeqCst);
+    let mut next = Instant::now();
+    produce_while(
+        host,
+        data_dir,
+        config,
+        |head| {
+            head_seen(head);
+            if until_height.is_some_and(|h| head.height >= h) {
+                return false;
+            }
+            while Instant::now() < next && !stopped() {
+                std::thread::sleep(
+                    (next - Instant::now()).min(std::time::Duration::from_millis(50)),
+                );
+            }
+            next = Instant::now().max(next) + block_time;
+            !stopped()
+        },
+        committed,
+    )
+}
+
 /// Produces blocks on the store at `data_dir` (created, with genesis, if empty) while
 /// `go(head)` says so (asked before each block: a block once begun is committed);
 /// `committed` is told of each. Returns the head.

@@ -7,7 +7,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -178,7 +178,19 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         )?
         .head
     } else {
-        alone(&host, args, &node, block_time)?
+        ledger::produce_paced(
+            &host,
+            &args.data_dir,
+            &args.workload.config(args.seed),
+            block_time,
+            args.until_height,
+            &STOP,
+            |head| node.head_height.store(head.height, Ordering::Relaxed),
+            |p| {
+                node.committed(p.block.header.height, p.block.transactions.len(), p.took);
+                node.mempool.store(p.mempool as u64, Ordering::Relaxed);
+            },
+        )?
     };
     println!(
         "stopped at head {} {:?}; every block up to it is committed",
@@ -186,37 +198,6 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     );
     drop(running);
     Ok(ExitCode::SUCCESS)
-}
-
-/// A node without peers: it produces every block itself, one per `block_time`.
-fn alone(
-    host: &dubchain_host::Host,
-    args: &NodeArgs,
-    node: &dubchain_monitor::NodeMetrics,
-    block_time: Duration,
-) -> Result<dubchain_node::state::Head> {
-    let mut next = Instant::now();
-    Ok(ledger::produce_while(
-        host,
-        &args.data_dir,
-        &args.workload.config(args.seed),
-        |head| {
-            node.head_height.store(head.height, Ordering::Relaxed);
-            if args.until_height.is_some_and(|h| head.height >= h) {
-                return false;
-            }
-            // Wait for the next block time, a signal cutting the wait short.
-            while Instant::now() < next && !STOP.load(Ordering::SeqCst) {
-                std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
-            }
-            next = Instant::now().max(next) + block_time;
-            !STOP.load(Ordering::SeqCst)
-        },
-        |p| {
-            node.committed(p.block.header.height, p.block.transactions.len(), p.took);
-            node.mempool.store(p.mempool as u64, Ordering::Relaxed);
-        },
-    )?)
 }
 
 /// `cluster`: N `node` processes of this binary on loopback, to the same final height.
