@@ -41,9 +41,11 @@ struct ConfigFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct HostSection {
+    #[serde(deserialize_with = "positive")]
     init_timeout_ms: u64,
     /// How long any other step of a load that runs plugin code may take: opening the
     /// library (its constructors), each slot factory, each self-test.
+    #[serde(deserialize_with = "positive")]
     step_timeout_ms: u64,
     breaker: BreakerConfig,
     /// Whether a manifest may name a library outside the plugin directory (a path with
@@ -57,7 +59,24 @@ struct HostSection {
     /// one is a failed call, answered below, not the end of the node.
     isolate: Vec<String>,
     /// How long an isolated plugin's process may take to answer one call.
+    #[serde(deserialize_with = "positive")]
     isolated_call_timeout_ms: u64,
+}
+
+/// A count or a time in milliseconds that 0 would make useless (every step timing out, a
+/// breaker open before any failure): 1 or more.
+pub(crate) fn positive<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + PartialEq + Default,
+{
+    let v = T::deserialize(d)?;
+    if v == T::default() {
+        return Err(serde::de::Error::custom(
+            "0 leaves nothing to work with (every deadline missed, or a breaker open before any failure); give 1 or more",
+        ));
+    }
+    Ok(v)
 }
 
 impl Default for HostSection {
@@ -129,6 +148,17 @@ impl Config {
                 message,
             }
         })?;
+        let b = file.host.breaker;
+        if b.max_backoff_ms < b.backoff_ms {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                line: None,
+                message: format!(
+                    "[host.breaker] max_backoff_ms = {} is below backoff_ms = {}: the wait between probes could never grow to it; make max_backoff_ms at least backoff_ms",
+                    b.max_backoff_ms, b.backoff_ms
+                ),
+            });
+        }
         Ok(Config {
             file,
             source: path.display().to_string(),
@@ -339,6 +369,30 @@ impl GatesFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_leave_nothing_to_work_with_are_refused_with_their_line() {
+        for (text, line) in [
+            ("[host]\nstep_timeout_ms = 0\n", Some(2)),
+            ("[host]\ninit_timeout_ms = 0\n", Some(2)),
+            ("[host]\nisolated_call_timeout_ms = 0\n", Some(2)),
+            ("[host.breaker]\nfailure_threshold = 0\n", Some(2)),
+            ("[host.breaker]\nbackoff_ms = 0\n", Some(2)),
+            (
+                "[host.breaker]\nbackoff_ms = 5000\nmax_backoff_ms = 10\n",
+                None,
+            ),
+        ] {
+            let e = Config::parse(Path::new("c.toml"), text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {text}"));
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(
+                e.message.contains("give 1 or more") || e.message.contains("at least backoff_ms"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn a_partial_breaker_table_keeps_the_other_defaults() {

@@ -57,8 +57,10 @@ use crate::{
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
+    #[serde(deserialize_with = "crate::config::positive")]
     pub failure_threshold: u32,
     /// First wait before a probe call, in milliseconds; doubles after each failed probe.
+    #[serde(deserialize_with = "crate::config::positive")]
     pub backoff_ms: u64,
     /// Longest wait between probes, in milliseconds.
     pub max_backoff_ms: u64,
