@@ -22,8 +22,14 @@ pub fn parse<S: DeserializeOwned>(config: &str) -> Result<S, PluginError> {
                 let before = &config.as_bytes()[..at.start.min(config.len())];
                 before.iter().filter(|&&b| b == b'\n').count() + 1
             });
+        // The table is handed over re-serialised, so its line numbers are not the
+        // configuration file's: the line itself names the key and the value.
+        let text = |line: usize| config.lines().nth(line - 1).unwrap_or("").trim().to_owned();
         PluginError::invalid_input(match line {
-            Some(line) => format!("bad settings, line {line} of the plugin's table: {message}"),
+            Some(line) => format!(
+                "bad settings, line {line} of the plugin's table (`{}`): {message}",
+                text(line)
+            ),
             None => format!("bad settings: {message}"),
         })
     })
@@ -87,8 +93,15 @@ mod tests {
         let e = parse::<S>("m = 1").unwrap_err().to_string();
         assert!(e.contains("unknown field `m`") && !e.contains('\n'), "{e}");
         let e = parse::<S>("n = 1\nn = = 2").unwrap_err().to_string();
-        assert!(e.contains("line 2 of the plugin's table"), "{e}");
-        assert!(parse::<S>("n = \"x\"").is_err());
+        assert!(
+            e.contains("line 2 of the plugin's table (`n = = 2`)"),
+            "{e}"
+        );
+        let e = parse::<S>("n = \"x\"").unwrap_err().to_string();
+        assert!(
+            e.contains("(`n = \"x\"`)"),
+            "the key and the value are named: {e}"
+        );
         assert_eq!(parse::<S>("n = 3").unwrap().n, 3);
         let e = at_least("max_bytes", 100, 4096).unwrap_err().to_string();
         assert!(e.contains("max_bytes = 100: at least 4096"), "{e}");
