@@ -432,6 +432,12 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         "{md}"
     );
     assert!(md.contains("allocations"), "heap counted\n{md}");
+    assert!(
+        md.contains(
+            "No plugin is enabled (profile `development`): this side ran the baselines too"
+        ),
+        "a plugins side with no plugin says so\n{md}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(prof.join("hotspots.json")).unwrap()).unwrap();
     assert!(json["sides"][0]["samples"].as_u64().unwrap() > 0);
@@ -464,6 +470,7 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         ],
         "prof-chain",
     );
+    assert!(!md.contains("No plugin is enabled"), "{md}");
     for stage in [
         "| admission |",
         "| production |",

@@ -1057,6 +1057,13 @@ pub fn markdown(r: &ProfileReport) -> String {
                 format!(", the cases {} times", s.repeats)
             }
         );
+        if s.side == ProfileSide::Plugins && r.fingerprint.plugins.plugins.is_empty() {
+            let _ = writeln!(
+                out,
+                "No plugin is enabled (profile `{}`): this side ran the baselines too. Enable one (`--enable NAME`, `--profile production`) to profile it.\n",
+                r.profile
+            );
+        }
         if s.client_samples > 0 {
             let _ = writeln!(
                 out,
