@@ -56,6 +56,53 @@ pub struct SystemOptions {
     pub count_allocations: bool,
 }
 
+/// What the system benchmark makes in its data directory, and deletes after it.
+const SCRATCH: [&str; 4] = ["baseline", "plugins", "heap-baseline", "heap-plugins"];
+
+/// What `run --watch` keeps in the same directory after the benchmark: the live node's
+/// stores and its monitor's token.
+const KEPT: [&str; 2] = ["watch", "monitor.token"];
+
+/// Checks that `dir` may serve as the benchmark's scratch directory: missing (then it is
+/// made, and removed afterwards: the answer is `true`), or a directory holding nothing but
+/// what an earlier run left ([`SCRATCH`], [`KEPT`]). Anything else is refused before anything is
+/// measured, since the stores there are deleted after the run: a `--data-dir` pointed at
+/// a chain of one's own, or at a home directory, must lose nothing.
+pub fn check_scratch(dir: &std::path::Path) -> Result<bool, String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("data directory {}: cannot create it: {e}; give a writable --data-dir", dir.display())
+            })?;
+            return Ok(true);
+        }
+        Err(e) => {
+            return Err(format!(
+                "data directory {}: cannot read it ({e}); give a directory the benchmark may fill and empty",
+                dir.display()
+            ))
+        }
+    };
+    let mut foreign: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !SCRATCH.contains(&name.as_str()) && !KEPT.contains(&name.as_str()))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(false);
+    }
+    foreign.sort();
+    let more = foreign.len().saturating_sub(3);
+    foreign.truncate(3);
+    Err(format!(
+        "data directory {}: holds {}{} which the benchmark did not make, and it deletes its stores there after the run; give an empty or new --data-dir",
+        dir.display(),
+        foreign.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    ))
+}
+
 /// The chain workload of `o` in words, every setting that shapes it: what a saved run's
 /// system figures are compared on.
 pub fn describe(o: &SystemOptions) -> String {
@@ -399,6 +446,7 @@ pub fn run(
     o: &SystemOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SystemResult, String> {
+    let created = check_scratch(&o.data_dir)?;
     let runs = o.runs.max(1);
     let (mut b, mut p) = (Vec::new(), Vec::new());
     let total = runs * 2 + if o.count_allocations { 2 } else { 0 };
@@ -429,7 +477,12 @@ pub fn run(
     }
     let reference = &b[0].ends;
     let identical = b.iter().chain(&p).all(|m| &m.ends == reference);
-    let _ = std::fs::remove_dir_all(&o.data_dir);
+    for name in SCRATCH {
+        let _ = std::fs::remove_dir_all(o.data_dir.join(name));
+    }
+    if created {
+        let _ = std::fs::remove_dir(&o.data_dir);
+    }
     Ok(SystemResult {
         workload: Some(describe(o)),
         blocks: o.blocks,
@@ -455,5 +508,29 @@ fn summary(r: &ChainReport) -> ChainSummary {
         invalid_votes: r.invalid_votes,
         last_block: *r.block_hashes.last().expect("genesis at least"),
         state_root: r.state_root,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory holding anything the benchmark did not make is refused and left
+    /// whole; one it made, or a missing one, is taken.
+    #[test]
+    fn a_data_directory_of_someone_elses_is_refused_and_left_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mine = tmp.path().join("mine");
+        std::fs::create_dir_all(mine.join("plugins")).unwrap();
+        std::fs::write(mine.join("precious.txt"), "keep").unwrap();
+        let e = check_scratch(&mine).unwrap_err();
+        assert!(
+            e.contains("holds precious.txt which the benchmark did not make"),
+            "{e}"
+        );
+        assert!(mine.join("precious.txt").is_file());
+        std::fs::remove_file(mine.join("precious.txt")).unwrap();
+        assert_eq!(check_scratch(&mine), Ok(false), "an earlier run's scratch");
+        assert_eq!(check_scratch(&tmp.path().join("new")), Ok(true));
     }
 }
