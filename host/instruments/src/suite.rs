@@ -72,6 +72,80 @@ pub fn plugin_set(s: &Session) -> PluginSet {
     }
 }
 
+/// The budgets in `path`, checked against what this run can measure: every metric known
+/// (a typo costs a second, not a run), and at least one that this run will measure.
+fn load_budgets(
+    path: &Path,
+    s: &Session,
+    o: &BenchOptions,
+) -> Result<Vec<budget::Budget>, Refused> {
+    let b = budget::load(path).map_err(|e| Refused(e.to_string()))?;
+    let mut known = BenchResults::system_metric_catalogue();
+    if let Some(m) = &o.micro {
+        for (id, ..) in micro::plan(s, m) {
+            for (what, unit) in [("ratio", "x"), ("ratio_low", "x"), ("plugin_time", "ms")] {
+                known.insert(
+                    format!("micro.{id}.{what}"),
+                    crate::Metric::new(0.0, unit, crate::Better::Higher),
+                );
+            }
+            known.insert(
+                format!("instructions.{id}.ratio"),
+                crate::Metric::new(0.0, "x", crate::Better::Higher),
+            );
+            known.insert(
+                format!("instructions.{id}.plugin"),
+                crate::Metric::new(0.0, "instructions", crate::Better::Lower),
+            );
+        }
+    }
+    budget::validate(&b, &known, path).map_err(|errs| {
+        Refused(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    // A budget gate that can check nothing must not pass: refused, with what
+    // would measure them.
+    let measured = |metric: &str| match metric.split('.').next() {
+        Some("system") => o.system.is_some(),
+        Some("instructions") => o.instructions.is_some() && o.micro.is_some(),
+        _ => o.micro.is_some(),
+    };
+    if !b.is_empty() && !b.iter().any(|b| measured(&b.metric)) {
+        return Err(Refused(format!(
+            "{}: none of its {} budget(s) is on a metric this run measures (system.* need the system run, micro.* the microbenchmarks, instructions.* --instructions); drop the --no-* flag that skips them, or give budgets on what this run measures",
+            path.display(),
+            b.len()
+        )));
+    }
+    Ok(b)
+}
+
+/// Refuses `--require-promises` where no promise is measured: it would pass having
+/// checked nothing.
+fn promises_measured(s: &Session, o: &BenchOptions) -> Result<(), Refused> {
+    let promised = o.micro.as_ref().map_or(0, |m| {
+        micro::plan(s, m)
+            .iter()
+            .filter(|(.., promise)| promise.is_some())
+            .count()
+    });
+    if promised == 0 {
+        return Err(Refused(format!(
+            "--require-promises: this run measures no promised speed-up ({}); enable a plugin whose manifest promises one, or drop the flag",
+            if o.micro.is_none() {
+                "the microbenchmarks are skipped"
+            } else {
+                "no enabled plugin's manifest promises one"
+            }
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses, before anything is measured, a comparison with saved run `name` that would
 /// compare a series on another workload than it was saved with (the flags that size the
 /// workloads differ), or that would compare nothing at all: a regression gate that
@@ -150,52 +224,7 @@ pub fn run(
 ) -> Result<Outcome, Refused> {
     // Everything that can refuse the run is checked before anything is measured.
     let budgets = match &o.budgets {
-        Some(path) => {
-            let b = budget::load(path).map_err(|e| Refused(e.to_string()))?;
-            let mut known = BenchResults::system_metric_catalogue();
-            if let Some(m) = &o.micro {
-                for (id, ..) in micro::plan(s, m) {
-                    for (what, unit) in [("ratio", "x"), ("ratio_low", "x"), ("plugin_time", "ms")]
-                    {
-                        known.insert(
-                            format!("micro.{id}.{what}"),
-                            crate::Metric::new(0.0, unit, crate::Better::Higher),
-                        );
-                    }
-                    known.insert(
-                        format!("instructions.{id}.ratio"),
-                        crate::Metric::new(0.0, "x", crate::Better::Higher),
-                    );
-                    known.insert(
-                        format!("instructions.{id}.plugin"),
-                        crate::Metric::new(0.0, "instructions", crate::Better::Lower),
-                    );
-                }
-            }
-            budget::validate(&b, &known, path).map_err(|errs| {
-                Refused(
-                    errs.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-            })?;
-            // A budget gate that can check nothing must not pass: refused, with what
-            // would measure them.
-            let measured = |metric: &str| match metric.split('.').next() {
-                Some("system") => o.system.is_some(),
-                Some("instructions") => o.instructions.is_some() && o.micro.is_some(),
-                _ => o.micro.is_some(),
-            };
-            if !b.is_empty() && !b.iter().any(|b| measured(&b.metric)) {
-                return Err(Refused(format!(
-                    "{}: none of its {} budget(s) is on a metric this run measures (system.* need the system run, micro.* the microbenchmarks, instructions.* --instructions); drop the --no-* flag that skips them, or give budgets on what this run measures",
-                    path.display(),
-                    b.len()
-                )));
-            }
-            b
-        }
+        Some(path) => load_budgets(path, s, o)?,
         None => Vec::new(),
     };
     let fingerprint = Fingerprint::current(plugin_set(s));
@@ -219,22 +248,7 @@ pub fn run(
         None => None,
     };
     if o.require_promises {
-        let promised = o.micro.as_ref().map_or(0, |m| {
-            micro::plan(s, m)
-                .iter()
-                .filter(|(.., promise)| promise.is_some())
-                .count()
-        });
-        if promised == 0 {
-            return Err(Refused(format!(
-                "--require-promises: this run measures no promised speed-up ({}); enable a plugin whose manifest promises one, or drop the flag",
-                if o.micro.is_none() {
-                    "the microbenchmarks are skipped"
-                } else {
-                    "no enabled plugin's manifest promises one"
-                }
-            )));
-        }
+        promises_measured(s, o)?;
     }
     if o.instructions.is_some() && !callgrind::available() {
         return Err(Refused(
