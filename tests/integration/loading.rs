@@ -759,7 +759,7 @@ fn a_plugin_without_settings_refuses_a_settings_table() {
     dir.add_first_party("storage_binary_formats");
     let host = test_host();
     let report = load(&host, &dir, &["storage_binary_formats"], "level = 3\n");
-    let [LoadError::InitFailed { plugin, error }] = report.failed.as_slice() else {
+    let [LoadError::InitFailed { plugin, error, .. }] = report.failed.as_slice() else {
         panic!("expected a failed init: {:?}", report.failed);
     };
     assert_eq!(plugin, "storage_binary_formats");
@@ -770,4 +770,44 @@ fn a_plugin_without_settings_refuses_a_settings_table() {
     assert!(!host.slots.record_codec.has_provider());
     let report = load(&host, &dir, &["storage_binary_formats"], "");
     assert!(report.failed.is_empty(), "{:?}", report.failed);
+}
+
+/// A plugin that refuses its settings is named with the line it refuses (key and value) and
+/// where its settings table is: the plugin sees only the table's text, re-serialised, so its
+/// own line number is not the configuration file's.
+#[test]
+fn a_settings_refusal_names_the_line_and_where_the_table_is() {
+    let dir = PluginDir::new();
+    dir.add_first_party("crypto_parallel_verification");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[profiles.development]\nenable = [\"crypto_parallel_verification\"]\n\n\
+         [profiles.development.plugins.crypto_parallel_verification]\nbatch = true\nchunk = -1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(dubchain_tests::dubchain_perf())
+        .arg("--plugin-dir")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .args(["plugins", "list", "--load"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("(`chunk = -1`): invalid value: integer `-1`, expected usize")
+            && text.contains(&format!(
+                "(its settings: [profiles.development.plugins.crypto_parallel_verification] in {})",
+                config.display()
+            )),
+        "{text}"
+    );
 }

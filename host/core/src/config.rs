@@ -250,6 +250,17 @@ impl Config {
         Ok(out)
     }
 
+    /// Where the settings table of `plugin` in profile `name` is, if it has one:
+    /// `[profiles.NAME.plugins.PLUGIN] in FILE`.
+    pub fn plugin_table(&self, name: &str, plugin: &str) -> Option<String> {
+        self.file
+            .profiles
+            .get(name)?
+            .plugins
+            .get(plugin)
+            .map(|_| format!("[profiles.{name}.plugins.{plugin}] in {}", self.source))
+    }
+
     /// The settings table of `plugin` in profile `name`, as TOML text (empty if none).
     pub fn plugin_config(&self, name: &str, plugin: &str) -> String {
         self.file

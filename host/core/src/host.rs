@@ -190,6 +190,18 @@ impl Host {
         resolution: &Resolution,
         config: impl Fn(&str) -> String,
     ) -> Result<ApplyReport, Vec<Problem>> {
+        self.apply_with(manifests, resolution, config, |_| None)
+    }
+
+    /// [`Host::apply`], with `settings_at(name)` saying where a plugin's settings table is
+    /// (`[profiles.P.plugins.X] in FILE`), for the errors of the load steps that read it.
+    pub fn apply_with(
+        &self,
+        manifests: &[Manifest],
+        resolution: &Resolution,
+        config: impl Fn(&str) -> String,
+        settings_at: impl Fn(&str) -> Option<String>,
+    ) -> Result<ApplyReport, Vec<Problem>> {
         if !resolution.is_ok() {
             return Err(resolution.problems.clone());
         }
@@ -260,7 +272,10 @@ impl Host {
                     next.insert(name.clone(), Live::new(loaded, self.options.breaker));
                     report.loaded.push(name);
                 }
-                Err(e) => {
+                Err(mut e) => {
+                    if let Some(at) = settings_at(&name) {
+                        e.with_settings(at);
+                    }
                     if let Some(live) = state.live.get(&name) {
                         tracing::warn!(plugin = %name, error = %e, generation = live.plugin.generation, "reload failed; the live version keeps serving");
                         next.insert(name.clone(), live.clone());

@@ -98,8 +98,13 @@ pub enum LoadError {
         manifest: PathBuf,
         found: String,
     },
-    #[error("plugin `{plugin}`: init failed: {error}")]
-    InitFailed { plugin: String, error: PluginError },
+    #[error("plugin `{plugin}`: init failed: {error}{}", settings_note(settings))]
+    InitFailed {
+        plugin: String,
+        error: PluginError,
+        /// Where the plugin's settings table is, when it has one ([`LoadError::with_settings`]).
+        settings: Option<String>,
+    },
     #[error("plugin `{plugin}`: init did not finish within {timeout:?}; the plugin stays off (raise init_timeout_ms if it is legitimately slow)")]
     InitTimeout { plugin: String, timeout: Duration },
     #[error("plugin `{plugin}`: {step} did not finish within {timeout:?}; the plugin stays off (raise [host] step_timeout_ms if it is legitimately slow)")]
@@ -120,11 +125,16 @@ pub enum LoadError {
         library: PathBuf,
         slot: String,
     },
-    #[error("plugin `{plugin}`: creating its `{slot}` implementation failed: {error}")]
+    #[error(
+        "plugin `{plugin}`: creating its `{slot}` implementation failed: {error}{}",
+        settings_note(settings)
+    )]
     SlotInitFailed {
         plugin: String,
         slot: String,
         error: PluginError,
+        /// See [`LoadError::InitFailed`].
+        settings: Option<String>,
     },
     #[error("plugin `{plugin}`: self-test of `{slot}` against the baseline failed: {detail}")]
     SelfTestFailed {
@@ -136,7 +146,26 @@ pub enum LoadError {
     DependencyFailed { plugin: String, dependency: String },
 }
 
+/// Where the settings a failed `init` or factory was given came from, for its error.
+fn settings_note(settings: &Option<String>) -> String {
+    settings
+        .as_ref()
+        .map(|at| format!(" (its settings: {at})"))
+        .unwrap_or_default()
+}
+
 impl LoadError {
+    /// Names where the plugin's settings table is (`[profiles.P.plugins.X] in FILE`) on
+    /// the errors of the steps that read it (`init`, the factories): the plugin only sees
+    /// the table's text, so its refusal cannot say which file to open.
+    pub fn with_settings(&mut self, at: String) {
+        if let LoadError::InitFailed { settings, .. } | LoadError::SlotInitFailed { settings, .. } =
+            self
+        {
+            *settings = Some(at);
+        }
+    }
+
     pub fn plugin(&self) -> &str {
         match self {
             LoadError::MissingLibrary { plugin, .. }
@@ -229,6 +258,7 @@ macro_rules! loaded_plugin {
                     plugin: plugin.clone(),
                     slot: provide.slot.clone(),
                     error,
+                    settings: None,
                 };
                 let self_test = |detail| LoadError::SelfTestFailed {
                     plugin: plugin.clone(),
@@ -537,6 +567,7 @@ impl Opened {
             .map_err(|error| LoadError::InitFailed {
                 plugin: plugin.clone(),
                 error,
+                settings: None,
             })?;
 
         let mut loaded =

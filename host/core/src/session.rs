@@ -187,10 +187,8 @@ impl Session {
         resolution: &Resolution,
         allow_missing: bool,
     ) -> Result<Host, String> {
-        let report = host
-            .apply(&self.manifests, resolution, |name| {
-                self.config.plugin_config(&self.options.profile, name)
-            })
+        let report = self
+            .apply_resolution(&host, resolution)
             .map_err(|problems| {
                 format!(
                     "the plan has {} problem(s): {}",
@@ -210,8 +208,22 @@ impl Session {
 
     /// Applies this session's resolution to `host`.
     pub fn apply(&self, host: &Host) -> Result<ApplyReport, Vec<Problem>> {
-        host.apply(&self.manifests, &self.resolution, |name| {
-            self.config.plugin_config(&self.options.profile, name)
-        })
+        self.apply_resolution(host, &self.resolution)
+    }
+
+    /// `resolution` applied to `host` with this session's plugin settings; a failure in a
+    /// step that read them names where they are.
+    fn apply_resolution(
+        &self,
+        host: &Host,
+        resolution: &Resolution,
+    ) -> Result<ApplyReport, Vec<Problem>> {
+        let profile = &self.options.profile;
+        host.apply_with(
+            &self.manifests,
+            resolution,
+            |name| self.config.plugin_config(profile, name),
+            |name| self.config.plugin_table(profile, name),
+        )
     }
 }
