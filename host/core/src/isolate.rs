@@ -653,7 +653,7 @@ pub fn load(
             detail,
         }
     })?;
-    let provides = |slot: &str| manifest.provides.iter().any(|p| p.slot == slot);
+    let provides = |slot: &str| manifest.provides_slot(slot);
     let mut loaded = LoadedPlugin::empty(
         manifest,
         config,

@@ -43,6 +43,13 @@ pub struct Manifest {
     pub default_enabled: bool,
 }
 
+impl Manifest {
+    /// Whether the plugin provides `slot`.
+    pub fn provides_slot(&self, slot: &str) -> bool {
+        self.provides.iter().any(|p| p.slot == slot)
+    }
+}
+
 /// A host slot a plugin calls, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Use {

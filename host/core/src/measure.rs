@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Estimate {
     /// The point estimate: the median, or for [`log_t_interval`] the geometric mean.
     pub median: f64,
-    /// Lower bound of the 95% bootstrap interval of the median.
+    /// Lower bound of its 95% interval (a bootstrap's, or [`log_t_interval`]'s).
     pub low: f64,
-    /// Upper bound of the 95% bootstrap interval of the median.
+    /// Upper bound of that interval.
     pub high: f64,
 }
 

@@ -480,7 +480,7 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
                     plugin: m.name.clone(),
                     slot: u.slot.clone(),
                 });
-            } else if m.provides.iter().any(|p| p.slot == u.slot) {
+            } else if m.provides_slot(&u.slot) {
                 problems.push(Problem::UsesOwnSlot {
                     plugin: m.name.clone(),
                     slot: u.slot.clone(),

@@ -236,7 +236,7 @@ impl StageRow {
     /// "faster", "slower" or "no change" (the interval contains 1); "one run" when there is
     /// no interval to decide by.
     pub fn verdict(&self) -> &'static str {
-        if !dubchain_host::measure::has_interval(self.baseline.len().min(self.plugins.len())) {
+        if !self.has_interval() {
             "one run: no verdict"
         } else if self.ci95[0] > 1.0 {
             "faster"
@@ -247,9 +247,14 @@ impl StageRow {
         }
     }
 
+    /// Whether the row's runs give an interval (two or more pairs).
+    fn has_interval(&self) -> bool {
+        dubchain_host::measure::has_interval(self.baseline.len().min(self.plugins.len()))
+    }
+
     /// The ratio with its interval, `2.15x [2.11, 2.19]`, or without one after a single run.
     pub fn ratio_text(&self) -> String {
-        if dubchain_host::measure::has_interval(self.baseline.len().min(self.plugins.len())) {
+        if self.has_interval() {
             format!(
                 "{:.2}x [{:.2}, {:.2}]",
                 self.ratio, self.ci95[0], self.ci95[1]
@@ -625,32 +630,25 @@ pub fn compare(
             .instructions
             .iter()
             .find(|o| o.id == n.id && o.note.is_none());
-        if old_count.is_none() || !same_workload(&n.id) {
-            not_compared.push(format!(
-                "instructions.{}: {}",
-                n.id,
-                if old_count.is_none() {
-                    "no count in the saved run"
-                } else {
-                    "other workload"
-                }
-            ));
-        }
-        if let Some(o) = old_count.filter(|_| same_workload(&n.id)) {
-            changes.push(regress::compare_counts(
+        match (old_count, same_workload(&n.id)) {
+            (Some(o), true) => changes.push(regress::compare_counts(
                 &format!("instructions.{}.plugin", n.id),
                 o.plugin_ir,
                 n.plugin_ir,
                 threshold,
-            ));
+            )),
+            (Some(_), false) => not_compared.push(format!("instructions.{}: other workload", n.id)),
+            (None, _) => {
+                not_compared.push(format!("instructions.{}: no count in the saved run", n.id))
+            }
         }
     }
     match (&old.system, &new.system) {
-        (Some(o), Some(n)) if !same_system_workload(o, n) => {
+        (Some(o), Some(n)) if !o.ran(&n.workload_text(), n.key()) => {
             not_compared.push(format!(
                 "system: other workload (saved: {}; now: {})",
-                system_workload(o),
-                system_workload(n)
+                o.workload_text(),
+                n.workload_text()
             ));
         }
         (Some(o), Some(n)) => {
@@ -681,24 +679,33 @@ pub fn compare(
     }
 }
 
-/// A system result's workload in words; for a run saved before the whole workload was
-/// recorded, the part it kept.
-pub fn system_workload(r: &SystemResult) -> String {
-    r.workload.clone().unwrap_or_else(|| {
-        format!(
-            "seed {}, {} validators, {} blocks of up to {} transactions",
-            r.seed, r.validators, r.blocks, r.txs_per_block
-        )
-    })
-}
+/// What a run saved before the whole chain workload was recorded kept of it: blocks,
+/// transactions per block, validators, seed.
+pub type SystemKey = (u64, usize, usize, u64);
 
-/// Whether two system results ran the same chain workload (on what both recorded).
-pub fn same_system_workload(a: &SystemResult, b: &SystemResult) -> bool {
-    match (&a.workload, &b.workload) {
-        (Some(x), Some(y)) => x == y,
-        _ => {
-            (a.blocks, a.txs_per_block, a.validators, a.seed)
-                == (b.blocks, b.txs_per_block, b.validators, b.seed)
+impl SystemResult {
+    /// See [`SystemKey`].
+    pub fn key(&self) -> SystemKey {
+        (self.blocks, self.txs_per_block, self.validators, self.seed)
+    }
+
+    /// The chain workload in words; for a run saved before it was recorded whole, the part
+    /// it kept.
+    pub fn workload_text(&self) -> String {
+        self.workload.clone().unwrap_or_else(|| {
+            format!(
+                "seed {}, {} validators, {} blocks of up to {} transactions",
+                self.seed, self.validators, self.blocks, self.txs_per_block
+            )
+        })
+    }
+
+    /// Whether this result ran the chain workload `workload` (in words, [`system::describe`])
+    /// whose key is `key`: on the words where this result recorded them, else on the key.
+    pub fn ran(&self, workload: &str, key: SystemKey) -> bool {
+        match &self.workload {
+            Some(w) => w == workload,
+            None => self.key() == key,
         }
     }
 }

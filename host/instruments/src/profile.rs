@@ -607,7 +607,7 @@ pub fn recommend(s: &Session, groups: &[GroupStat], min_share: f64) -> Vec<Recom
         let providers: Vec<_> = s
             .manifests
             .iter()
-            .filter(|m| m.provides.iter().any(|p| &p.slot == slot))
+            .filter(|m| m.provides_slot(slot))
             .collect();
         if providers.is_empty() {
             out.push(Recommendation {

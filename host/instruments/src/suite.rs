@@ -76,28 +76,26 @@ pub fn plugin_set(s: &Session) -> PluginSet {
 /// (a typo costs a second, not a run), and at least one that this run will measure.
 fn load_budgets(
     path: &Path,
-    s: &Session,
+    planned: &[micro::Planned],
     o: &BenchOptions,
 ) -> Result<Vec<budget::Budget>, Refused> {
     let b = budget::load(path).map_err(|e| Refused(e.to_string()))?;
     let mut known = BenchResults::system_metric_catalogue();
-    if let Some(m) = &o.micro {
-        for (id, ..) in micro::plan(s, m) {
-            for (what, unit) in [("ratio", "x"), ("ratio_low", "x"), ("plugin_time", "ms")] {
-                known.insert(
-                    format!("micro.{id}.{what}"),
-                    crate::Metric::new(0.0, unit, crate::Better::Higher),
-                );
-            }
+    for (id, ..) in planned {
+        for (what, unit) in [("ratio", "x"), ("ratio_low", "x"), ("plugin_time", "ms")] {
             known.insert(
-                format!("instructions.{id}.ratio"),
-                crate::Metric::new(0.0, "x", crate::Better::Higher),
-            );
-            known.insert(
-                format!("instructions.{id}.plugin"),
-                crate::Metric::new(0.0, "instructions", crate::Better::Lower),
+                format!("micro.{id}.{what}"),
+                crate::Metric::new(0.0, unit, crate::Better::Higher),
             );
         }
+        known.insert(
+            format!("instructions.{id}.ratio"),
+            crate::Metric::new(0.0, "x", crate::Better::Higher),
+        );
+        known.insert(
+            format!("instructions.{id}.plugin"),
+            crate::Metric::new(0.0, "instructions", crate::Better::Lower),
+        );
     }
     budget::validate(&b, &known, path).map_err(|errs| {
         Refused(
@@ -126,14 +124,8 @@ fn load_budgets(
 
 /// Refuses `--require-promises` where no promise is measured: it would pass having
 /// checked nothing.
-fn promises_measured(s: &Session, o: &BenchOptions) -> Result<(), Refused> {
-    let promised = o.micro.as_ref().map_or(0, |m| {
-        micro::plan(s, m)
-            .iter()
-            .filter(|(.., promise)| promise.is_some())
-            .count()
-    });
-    if promised == 0 {
+fn promises_measured(planned: &[micro::Planned], o: &BenchOptions) -> Result<(), Refused> {
+    if !planned.iter().any(|(.., promise)| promise.is_some()) {
         return Err(Refused(format!(
             "--require-promises: this run measures no promised speed-up ({}); enable a plugin whose manifest promises one, or drop the flag",
             if o.micro.is_none() {
@@ -153,22 +145,13 @@ fn promises_measured(s: &Session, o: &BenchOptions) -> Result<(), Refused> {
 fn comparable(
     saved: &BenchResults,
     name: &str,
-    s: &Session,
+    planned: &[micro::Planned],
     o: &BenchOptions,
 ) -> Result<(), Refused> {
-    let planned: Vec<(String, String)> = o
-        .micro
-        .as_ref()
-        .map(|m| {
-            micro::plan(s, m)
-                .into_iter()
-                .map(|(id, _, case, _)| (id, case.workload))
-                .collect()
-        })
-        .unwrap_or_default();
     let mut differ = Vec::new();
     let mut common = 0;
-    for (id, workload) in &planned {
+    for (id, _, case, _) in planned {
+        let workload = &case.workload;
         match saved.micro.iter().find(|m| &m.id == id) {
             Some(m) if &m.workload != workload => differ.push(format!(
                 "micro.{id}: saved `{}`, now `{workload}`",
@@ -222,9 +205,15 @@ pub fn run(
     o: &BenchOptions,
     progress: &dyn Fn(&str, usize, usize, &str),
 ) -> Result<Outcome, Refused> {
-    // Everything that can refuse the run is checked before anything is measured.
+    // Everything that can refuse the run is checked before anything is measured, against
+    // the micro cases it plans.
+    let planned = o
+        .micro
+        .as_ref()
+        .map(|m| micro::plan(s, m))
+        .unwrap_or_default();
     let budgets = match &o.budgets {
-        Some(path) => load_budgets(path, s, o)?,
+        Some(path) => load_budgets(path, &planned, o)?,
         None => Vec::new(),
     };
     let fingerprint = Fingerprint::current(plugin_set(s));
@@ -242,13 +231,13 @@ pub fn run(
                     mismatches.join("\n  ")
                 )));
             }
-            comparable(&saved, name, s, o)?;
+            comparable(&saved, name, &planned, o)?;
             Some(saved)
         }
         None => None,
     };
     if o.require_promises {
-        promises_measured(s, o)?;
+        promises_measured(&planned, o)?;
     }
     if o.instructions.is_some() && !callgrind::available() {
         return Err(Refused(
@@ -278,10 +267,10 @@ pub fn run(
         None => None,
     };
     let instructions = match (&o.instructions, &o.micro) {
-        (Some((child, k)), Some(m)) => {
-            let plan: Vec<(String, String, Option<f64>)> = micro::plan(s, m)
-                .into_iter()
-                .map(|(id, label, _, promise)| (id, label, promise))
+        (Some((child, k)), Some(_)) => {
+            let plan: Vec<(String, String, Option<f64>)> = planned
+                .iter()
+                .map(|(id, label, _, promise)| (id.clone(), label.clone(), *promise))
                 .collect();
             callgrind::run(child, &plan, *k, |i, n, id| progress("callgrind", i, n, id))
                 .map_err(Refused)?

@@ -86,14 +86,15 @@ pub struct Produced<'a> {
 /// `block_time` (zero: as fast as it can), until the head reaches `until_height` or `stop`
 /// is set, which also cuts a wait short. `head_seen` is told of the head before each block,
 /// `committed` of each block.
-#[allow(clippy::too_many_arguments)]
 pub fn produce_paced(
     host: &Host,
     data_dir: &Path,
     config: &WorkloadConfig,
-    block_time: std::time::Duration,
-    until_height: Option<u64>,
-    stop: &std::sync::atomic::AtomicBool,
+    (stop, until_height, block_time): (
+        &std::sync::atomic::AtomicBool,
+        Option<u64>,
+        std::time::Duration,
+    ),
     mut head_seen: impl FnMut(&Head),
     committed: impl FnMut(Produced<'_>),
 ) -> Result<Head, LedgerError> {

@@ -66,7 +66,7 @@ pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
     let codecs: Vec<&str> = s
         .manifests
         .iter()
-        .filter(|m| m.provides.iter().any(|p| p.slot == slots::RECORD_CODEC.id))
+        .filter(|m| m.provides_slot(slots::RECORD_CODEC.id))
         .map(|m| m.name.as_str())
         .collect();
     let to = match codec {

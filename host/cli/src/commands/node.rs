@@ -182,9 +182,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             &host,
             &args.data_dir,
             &args.workload.config(args.seed),
-            block_time,
-            args.until_height,
-            &STOP,
+            (&STOP, args.until_height, block_time),
             |head| node.head_height.store(head.height, Ordering::Relaxed),
             |p| {
                 node.committed(p.block.header.height, p.block.transactions.len(), p.took);
