@@ -80,6 +80,9 @@ fn monitored(
     monitored_with(installed, &[], enabled, config, evaluate_every)
 }
 
+/// The file in a monitored host's data directory where the test's change log writes.
+const CHANGE_LOG: &str = "changes.log";
+
 fn monitored_with(
     installed: &[&str],
     fixtures: &[(&str, String)],
@@ -99,6 +102,8 @@ fn monitored_with(
     })
     .expect("the plugins load");
     let data = tempfile::tempdir().unwrap();
+    // The changes the monitor makes, as the node's log would show them.
+    let log = data.path().join(CHANGE_LOG);
     let monitor = Arc::new(
         Monitor::new(
             t.host().clone(),
@@ -106,7 +111,15 @@ fn monitored_with(
             config::parse(config, "test configuration"),
             data.path(),
         )
-        .unwrap(),
+        .unwrap()
+        .with_change_log(Box::new(move |what, event| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            writeln!(f, "{what}: {event}").unwrap();
+        })),
     );
     let running = dubchain_monitor::serve(
         monitor.clone(),
@@ -274,6 +287,11 @@ fn admin_calls_need_the_token_a_disable_takes_effect_and_a_conflict_changes_noth
     );
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("conflicts with"), "{body}");
+    assert!(
+        body.contains("`network_adaptive_backpressure` is enabled by the node's monitor")
+            && body.contains("`network_async_io` is enabled by the command line"),
+        "the problem says who asked for each: {body}"
+    );
     assert_eq!(
         t.state("network_adaptive_backpressure"),
         PluginState::Disabled
@@ -311,6 +329,35 @@ fn admin_calls_need_the_token_a_disable_takes_effect_and_a_conflict_changes_noth
         Some(&token),
     );
     assert_eq!(status, 404, "{body}");
+
+    // The node's log tells of each change and of the refused one.
+    let log = std::fs::read_to_string(data.path().join(CHANGE_LOG)).unwrap();
+    let told: Vec<&str> = log.lines().filter(|l| l.starts_with("admin API")).collect();
+    assert_eq!(
+        told.iter()
+            .map(|l| l.split(" (").next().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            format!("admin API: disable {VERIFIER}: reload"),
+            "admin API: enable network_adaptive_backpressure: reload".to_owned(),
+            "admin API: reload: reload".to_owned(),
+            format!("admin API: enable {VERIFIER}: reload"),
+        ],
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("retired {VERIFIER}"))
+            && log.contains("not applied: `network_async_io` conflicts with"),
+        "{log}"
+    );
+
+    // An unknown path or method is told what the monitor serves.
+    let (status, body) = http(running.addr, "GET", "/api/plugins", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("/api/status"), "{body}");
+    let (status, body) = http(running.addr, "GET", "/api/reload", None);
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("POST /api/plugins/NAME/enable"), "{body}");
 }
 
 #[test]

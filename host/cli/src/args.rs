@@ -697,6 +697,7 @@ impl Global {
             state_dir: self.state_dir,
             enable: self.enable,
             disable: self.disable,
+            monitor: Vec::new(),
         }
     }
 }

@@ -45,6 +45,8 @@ pub enum Source {
     Imported { file: String },
     /// `--enable` / `--disable` on the command line.
     CommandLine,
+    /// The running node's monitor: its admin API, or a rollback of a broken contract.
+    Monitor,
 }
 
 impl fmt::Display for Source {
@@ -54,6 +56,7 @@ impl fmt::Display for Source {
             Source::Profile { profile, file } => write!(f, "profile `{profile}` of {file}"),
             Source::Imported { file } => write!(f, "gates imported from {file}"),
             Source::CommandLine => f.write_str("the command line"),
+            Source::Monitor => f.write_str("the node's monitor (its admin API or a rollback)"),
         }
     }
 }

@@ -23,6 +23,17 @@ pub struct SessionOptions {
     pub state_dir: PathBuf,
     pub enable: Vec<String>,
     pub disable: Vec<String>,
+    /// What a running node's monitor asked for since it started (admin API, rollbacks):
+    /// a plugin and whether it is on, one entry a plugin; the last word on it.
+    pub monitor: Vec<(String, bool)>,
+}
+
+impl SessionOptions {
+    /// Records the monitor's word on `name`, replacing any it gave before.
+    pub fn set_by_monitor(&mut self, name: &str, enable: bool) {
+        self.monitor.retain(|(n, _)| n != name);
+        self.monitor.push((name.to_owned(), enable));
+    }
 }
 
 /// Configuration, manifests and resolution for one invocation.
@@ -92,6 +103,11 @@ impl Session {
             name: n.clone(),
             enable: true,
             source: Source::CommandLine,
+        }));
+        requests.extend(options.monitor.iter().map(|(n, enable)| Request {
+            name: n.clone(),
+            enable: *enable,
+            source: Source::Monitor,
         }));
 
         let resolution = resolve::resolve(&discovery.manifests, &requests, &host_api_version());

@@ -71,6 +71,7 @@ impl TestHost {
             state_dir: root.join("state"),
             enable: enable.iter().map(|s| (*s).to_owned()).collect(),
             disable: Vec::new(),
+            monitor: Vec::new(),
         };
         let reloader = Arc::new(Reloader::new(host, options));
         let (tx, rx) = mpsc::channel();

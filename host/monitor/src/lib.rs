@@ -31,7 +31,7 @@ use std::{
 
 use dubchain_host::{
     shadow::{Shadow, ShadowConfig},
-    watch::Reloader,
+    watch::{ReloadEvent, Reloader},
     Host,
 };
 use serde::Serialize;
@@ -73,7 +73,12 @@ pub struct Monitor {
     /// Rollbacks by plugin, with a 0 for every plugin judged (so the counter exists before
     /// its first increment).
     rollback_counts: Mutex<BTreeMap<String, u64>>,
+    /// Where the changes the monitor makes to the running set are told (the node's log).
+    change_log: Option<ChangeLog>,
 }
+
+/// Tells of one change the monitor made: what asked for it, and the reload it caused.
+pub type ChangeLog = Box<dyn Fn(&str, &ReloadEvent) + Send + Sync>;
 
 impl Drop for Monitor {
     fn drop(&mut self) {
@@ -85,7 +90,7 @@ impl Drop for Monitor {
 
 impl Monitor {
     /// A monitor of `host` (changed through `reloader`, if given) with `config` (and what
-    /// was wrong with its file); writes a new admin token to `data_dir/monitor.token` (mode
+    /// was wrong with its file, which the caller tells and `/api/alerts` lists); writes a new admin token to `data_dir/monitor.token` (mode
     /// 0600) and starts shadow checking the host's replayable slots, with evidence under
     /// `data_dir/shadow-evidence/`.
     pub fn new(
@@ -96,9 +101,6 @@ impl Monitor {
     ) -> anyhow::Result<Monitor> {
         let token = new_token();
         write_token(&data_dir.join(TOKEN_FILE), &token)?;
-        for e in &config_errors {
-            tracing::warn!("{e}");
-        }
         let shadow = match config.shadow.every {
             0 => None,
             every => {
@@ -126,7 +128,21 @@ impl Monitor {
             contracts: Mutex::new(Vec::new()),
             rollbacks: Mutex::new(Vec::new()),
             rollback_counts: Mutex::new(BTreeMap::new()),
+            change_log: None,
         })
+    }
+
+    /// Tells `log` of every change the admin API or a rollback makes, so that the node's
+    /// log shows them beside the plugin directory's reloads.
+    pub fn with_change_log(mut self, log: ChangeLog) -> Monitor {
+        self.change_log = Some(log);
+        self
+    }
+
+    fn log_change(&self, what: &str, event: &ReloadEvent) {
+        if let Some(log) = &self.change_log {
+            log(what, event);
+        }
     }
 
     /// The shadow checker, if it runs.
@@ -161,11 +177,8 @@ impl Monitor {
         let refused = match &self.reloader {
             None => Some("this monitor has no admin path to disable plugins".to_owned()),
             Some(reloader) => {
-                let event = reloader.try_change(|o| {
-                    o.enable.retain(|n| *n != c.plugin);
-                    o.disable.retain(|n| *n != c.plugin);
-                    o.disable.push(c.plugin.clone());
-                });
+                let event = reloader.try_change(|o| o.set_by_monitor(&c.plugin, false));
+                self.log_change(&format!("contract rollback: disable {}", c.plugin), &event);
                 if let Some(id) = (event.problems.is_empty()).then_some(&event.feature_set_id) {
                     self.set_feature_set(id);
                     None

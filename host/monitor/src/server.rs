@@ -102,8 +102,15 @@ fn router(monitor: Arc<Monitor>) -> Router {
         )
         .route("/api/plugins/{name}/{action}", post(plugin_action))
         .route("/api/reload", post(reload))
+        .fallback(|| async { refuse(StatusCode::NOT_FOUND, ROUTES, json!({})) })
+        .method_not_allowed_fallback(|| async {
+            refuse(StatusCode::METHOD_NOT_ALLOWED, ROUTES, json!({}))
+        })
         .with_state(monitor)
 }
+
+/// What an unknown path or method is answered with.
+const ROUTES: &str = "the monitor serves GET /, /metrics, /api/status, /api/alerts and, with the admin token, POST /api/plugins/NAME/enable, /api/plugins/NAME/disable, /api/reload";
 
 async fn metrics_text(State(m): State<Arc<Monitor>>) -> Response {
     let text = metrics::encode(&m.gather());
@@ -211,19 +218,15 @@ async fn plugin_action(
                 options.plugin_dir.display()
             ));
         }
-        Ok(reloader.try_change(|o| {
-            o.enable.retain(|n| *n != name);
-            o.disable.retain(|n| *n != name);
-            if enable {
-                o.enable.push(name.clone());
-            } else {
-                o.disable.push(name.clone());
-            }
-        }))
+        let event = reloader.try_change(|o| o.set_by_monitor(&name, enable));
+        Ok((format!("admin API: {action} {name}"), event))
     })
     .await;
     match result {
-        Ok(Ok(event)) => answer(&m, event),
+        Ok(Ok((what, event))) => {
+            m.log_change(&what, &event);
+            answer(&m, event)
+        }
         Ok(Err(unknown)) => refuse(StatusCode::NOT_FOUND, &unknown, json!({})),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), json!({})),
     }
@@ -241,7 +244,10 @@ async fn reload(State(m): State<Arc<Monitor>>, headers: HeaderMap) -> Response {
         );
     };
     match tokio::task::spawn_blocking(move || reloader.reload(Vec::new())).await {
-        Ok(event) => answer(&m, event),
+        Ok(event) => {
+            m.log_change("admin API: reload", &event);
+            answer(&m, event)
+        }
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), json!({})),
     }
 }

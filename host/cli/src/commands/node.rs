@@ -97,12 +97,10 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
     for e in &config.1 {
         eprintln!("error: {e}");
     }
-    let monitor = Arc::new(Monitor::new(
-        host.clone(),
-        Some(reloader.clone()),
-        config,
-        dir,
-    )?);
+    let monitor = Arc::new(
+        Monitor::new(host.clone(), Some(reloader.clone()), config, dir)?
+            .with_change_log(Box::new(|what, event| println!("{what}: {event}"))),
+    );
     monitor.set_feature_set(&feature_set);
     let running =
         dubchain_monitor::serve(monitor.clone(), args.monitor, dir, Duration::from_secs(1))?;

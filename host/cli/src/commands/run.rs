@@ -124,12 +124,15 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
         let monitor = match args.monitor {
             Some(addr) => {
                 std::fs::create_dir_all(&c.data_dir)?;
-                let m = Arc::new(dubchain_monitor::Monitor::new(
-                    host,
-                    Some(reloader.clone()),
-                    (dubchain_monitor::config::builtin(), Vec::new()),
-                    &c.data_dir,
-                )?);
+                let m = Arc::new(
+                    dubchain_monitor::Monitor::new(
+                        host,
+                        Some(reloader.clone()),
+                        (dubchain_monitor::config::builtin(), Vec::new()),
+                        &c.data_dir,
+                    )?
+                    .with_change_log(Box::new(|what, event| println!("{what}: {event}"))),
+                );
                 m.set_feature_set(&s.resolution.feature_set_id);
                 let running =
                     dubchain_monitor::serve(m.clone(), addr, &c.data_dir, Duration::from_secs(1))?;
