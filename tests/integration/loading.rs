@@ -802,6 +802,7 @@ fn a_settings_refusal_names_the_line_and_where_the_table_is() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(!out.status.success(), "a plugin failed to load: {text}");
     assert!(
         text.contains("(`chunk = -1`): invalid value: integer `-1`, expected usize")
             && text.contains(&format!(

@@ -279,7 +279,8 @@ pub struct ProfileArgs {
 pub enum PluginsCmd {
     /// Every plugin found: version, subsystem, slots, relations, and its state in the plan
     /// (enabled, disabled). Runs no plugin code; with --load, the state after loading the
-    /// plan (disabled, enabled, failed, fallback).
+    /// plan (disabled, enabled, failed, fallback). Exits 1 if a manifest in the directory
+    /// could not be read or, with --load, a plugin failed to load
     List {
         /// Load the plan (each enabled plugin's library, init and self-tests) and show the
         /// states loading gives.

@@ -41,7 +41,7 @@ pub fn manifest_errors(s: &Session) {
             // The directory itself: its message says what follows.
             eprintln!("error: {e}");
         } else {
-            eprintln!("error: {e} (skipped; the other plugins are unaffected)");
+            eprintln!("error: {e} (skipped; the other plugins are unaffected; correct it, docs/manifest.md has every key, or move it out of the plugin directory)");
         }
     }
     for w in &s.resolution.warnings {

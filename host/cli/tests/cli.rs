@@ -99,7 +99,10 @@ fn list_shows_every_plugin_and_state() {
     let env = graph();
     env.write("c.toml", CONFIG);
     let (ok, out, _) = env.in_profile("production", &["plugins", "list", "--load"]);
-    assert!(ok);
+    assert!(
+        !ok,
+        "plugins failed to load, which the exit status says: {out}"
+    );
     let line = |name: &str| {
         out.lines()
             .find(|l| l.starts_with(name))
@@ -382,6 +385,13 @@ fn bad_files_are_named_with_their_line() {
         "{err}"
     );
     assert!(out.contains("baseline > base > top"), "{out}");
+    let (ok, out, err) = env.run(&["plugins", "list"]);
+    assert!(!ok, "a broken manifest makes `list` fail too");
+    assert!(
+        err.contains("zzz.toml:2:") && err.contains("move it out of the plugin directory"),
+        "{err}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("top ")), "{out}");
 }
 
 /// Workload values that the generator cannot use are refused by the argument parser, with

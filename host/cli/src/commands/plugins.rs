@@ -9,9 +9,22 @@ use dubchain_host::{host::PluginState, resolve::Reason, session::Session};
 use crate::print;
 
 /// The table of plugins. Without `load` no plugin code runs (no library is opened): the
-/// states are the plan's.
+/// states are the plan's. Fails if a manifest in the directory could not be read or a plugin
+/// failed to load: the table shows what is valid, the exit status that not all of it is. (A
+/// missing directory is no failure: there is nothing to list, and the line says so.)
 pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
     print::manifest_errors(s);
+    let broken = s
+        .manifest_errors
+        .iter()
+        .any(|e| e.path != s.options.plugin_dir);
+    let status = |failed: bool| {
+        if !broken && !failed {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
     let host = load.then(|| print::loaded_host(s));
     let state = |name: &str| match &host {
         Some(host) => host.plugin_state(name).to_string(),
@@ -31,7 +44,7 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
         if !s.options.plugin_dir.exists() || s.options.plugin_dir.is_dir() {
             println!("no plugins found; build them with `cargo xtask plugins`");
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status(false));
     }
     let mut rows = vec![[
         "name",
@@ -79,11 +92,13 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
     print::table(&rows);
     let Some(host) = host else {
         println!("(the plan's states; nothing was loaded: `plugins list --load` loads the plan and shows what loading gives)");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status(false));
     };
+    let mut failed = false;
     for m in &s.manifests {
         if let PluginState::Failed(why) = host.plugin_state(&m.name) {
             println!("\n{}: failed: {why}", m.name);
+            failed = true;
         }
         if verbose {
             if let Some((mapped, sha, built)) = host.live_library(&m.name) {
@@ -96,7 +111,7 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(status(failed))
 }
 
 pub fn plan(s: &Session) -> Result<ExitCode> {
