@@ -92,6 +92,14 @@ pub enum StateError {
     /// A read-only command was pointed at a directory that holds no store.
     #[error("state store {path}: no store there ({why}); check the path, or create one with `dubchain-perf chain produce --data-dir {path}`")]
     Missing { path: PathBuf, why: String },
+    /// The directory holds a store's files but not `CURRENT`, which names its manifest:
+    /// RocksDB would start a new, empty store over them and strand every block they hold.
+    #[error("{}", no_current(.path, .manifest))]
+    NoCurrent {
+        path: PathBuf,
+        /// The newest `MANIFEST-*` file there, if any.
+        manifest: Option<String>,
+    },
     /// The `storage.block_commit` provider failed during a block: nothing of the block reached the
     /// store, and the block must be run again on the baseline write path.
     #[error("state store {path}: the storage.block_commit provider failed ({detail}); block {height}'s writes were dropped")]
@@ -129,6 +137,43 @@ fn codec_missing(path: &Path, missing: &[String]) -> String {
         missing.join(","),
         path.display()
     )
+}
+
+/// What [`StateError::NoCurrent`] says: what is wrong, and how to get the store back.
+fn no_current(path: &Path, manifest: &Option<String>) -> String {
+    let back = match manifest {
+        Some(m) => format!(
+            "if {m} is the store's newest manifest, `printf '{m}\\n' > {}` gives it back; otherwise restore the directory from a backup",
+            path.join("CURRENT").display()
+        ),
+        None => "restore the directory from a backup".to_owned(),
+    };
+    format!(
+        "state store {}: it holds a RocksDB store's files but no CURRENT file, which names the store's manifest; opening it would start a new, empty store over them and strand what they hold, so nothing was opened; {back}, or give another --data-dir",
+        path.display()
+    )
+}
+
+/// `Some` if `path` holds files of a RocksDB store (a manifest or a table file) but no
+/// `CURRENT`: a damaged store, not a place for a new one.
+fn without_current(path: &Path) -> Option<StateError> {
+    if path.join("CURRENT").exists() {
+        return None;
+    }
+    let names: Vec<String> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let number = |n: &String| n.strip_prefix("MANIFEST-")?.parse::<u64>().ok();
+    let manifest = names
+        .iter()
+        .filter(|n| number(n).is_some())
+        .max_by_key(|n| number(n));
+    let tables = names.iter().any(|n| n.ends_with(".sst"));
+    (manifest.is_some() || tables).then(|| StateError::NoCurrent {
+        path: path.to_owned(),
+        manifest: manifest.cloned(),
+    })
 }
 
 /// What to do when RocksDB will not open a store, by its reason.
@@ -239,6 +284,9 @@ impl StateStore {
         if !path.is_dir() {
             return Err(missing("it is a file, not a directory"));
         }
+        if let Some(damaged) = without_current(path) {
+            return Err(damaged);
+        }
         if !path.join("CURRENT").is_file() {
             return Err(missing("the directory holds no RocksDB store"));
         }
@@ -246,6 +294,9 @@ impl StateStore {
     }
 
     fn open_with(path: &Path, create: bool) -> Result<StateStore, StateError> {
+        if let Some(damaged) = without_current(path) {
+            return Err(damaged);
+        }
         let mut opts = Options::default();
         opts.create_if_missing(create);
         let db = DB::open(&opts, path).map_err(|source| StateError::Open {
@@ -1301,5 +1352,45 @@ mod damaged_store {
         let err = StateStore::open_existing(&empty).err().expect("refused");
         assert!(err.to_string().contains("holds no RocksDB store"), "{err}");
         assert_eq!(std::fs::read_dir(&empty).expect("readable").count(), 0);
+    }
+
+    /// A store that lost its `CURRENT` file is refused by every opener, and left as it was:
+    /// RocksDB would otherwise start an empty store over its files.
+    #[test]
+    fn a_store_without_current_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        {
+            let store = StateStore::open(dir.path()).expect("a new store");
+            store.db.put(b"kept", b"1").expect("a raw write");
+            store.db.flush().expect("flushed to a table file");
+        }
+        let current = dir.path().join("CURRENT");
+        let named = std::fs::read_to_string(&current).expect("CURRENT");
+        std::fs::remove_file(&current).expect("CURRENT removed");
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("readable")
+                .map(|e| e.expect("an entry").file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        for err in [
+            StateStore::open(dir.path()).err().expect("refused"),
+            StateStore::open_existing(dir.path())
+                .err()
+                .expect("refused"),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.contains("no CURRENT file") && text.contains(named.trim()),
+                "{text}"
+            );
+        }
+        assert_eq!(listing(), before, "nothing was written");
+        std::fs::write(&current, &named).expect("CURRENT given back");
+        let store = StateStore::open_existing(dir.path()).expect("the store opens again");
+        assert_eq!(store.db.get(b"kept").expect("a read"), Some(b"1".to_vec()));
     }
 }
