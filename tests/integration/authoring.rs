@@ -226,10 +226,43 @@ fn plugin_new_refuses_bad_input() {
     );
     let (ok, err) = run(&["Bad-Name", "--slot", "crypto.sig_verify"]);
     assert!(!ok && err.contains("lowercase"), "{err}");
+    // Names cargo or rustc would refuse only once the crate is built.
+    for (name, why) in [
+        ("9lives", "starting with a letter"),
+        ("std", "built-in crate"),
+        ("fn", "Rust keyword"),
+        ("serde_json", "a crate the plugin depends on"),
+        ("abi_stable", "a crate the plugin depends on"),
+    ] {
+        let (ok, err) = run(&[name, "--slot", "storage.record_codec"]);
+        assert!(!ok && err.contains(why), "{name}: {err}");
+    }
     let (ok, _) = run(&["twice", "--slot", "storage.record_codec"]);
     assert!(ok);
     let (ok, err) = run(&["twice", "--slot", "storage.record_codec"]);
     assert!(!ok && err.contains("already exists"), "{err}");
+    // Every refusal wrote nothing; the one crate made is whole, with no partial copy beside it.
+    let mut left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["twice"]);
+    assert!(work.path().join("twice/benches/ratio.rs").is_file());
+    // A refusal of input exits 2, as the other commands' do.
+    let out = Command::new(dubchain_perf())
+        .args([
+            "plugin",
+            "new",
+            "std",
+            "--slot",
+            "crypto.sig_verify",
+            "--dir",
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// The scaffolds beyond `crypto.sig_verify` (tested above with a hot load): each builds

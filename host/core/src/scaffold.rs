@@ -142,45 +142,154 @@ fn holds_sources(root: &Path) -> bool {
     root.join("plugin-api/Cargo.toml").is_file() && root.join("host/core/Cargo.toml").is_file()
 }
 
-/// Writes the crate `dir/name`. `source_root` holds `plugin-api/` and `host/core/`.
+/// Why no crate was written.
+#[derive(Debug)]
+pub enum ScaffoldError {
+    /// What was asked for cannot be made (a name, a slot, a directory already there):
+    /// nothing was written.
+    Refused(String),
+    /// Writing failed part way: what was written is removed again.
+    Failed(String),
+}
+
+impl std::fmt::Display for ScaffoldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaffoldError::Refused(m) | ScaffoldError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ScaffoldError {}
+
+/// Names a crate cannot take: Rust's keywords (strict and reserved) and the crates every
+/// Rust program already has.
+const RESERVED: [&str; 56] = [
+    "as",
+    "break",
+    "const",
+    "continue",
+    "crate",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "fn",
+    "for",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "struct",
+    "super",
+    "trait",
+    "true",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "while",
+    "async",
+    "await",
+    "dyn",
+    "abstract",
+    "become",
+    "box",
+    "do",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "typeof",
+    "unsized",
+    "virtual",
+    "yield",
+    "try",
+    "gen",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "test",
+];
+
+/// Whether `name` can be the plugin's name and its crate's: the manifest's rule (lowercase
+/// letters, digits, `_`), starting with a letter as cargo wants, no keyword or built-in
+/// crate.
+fn check_crate_name(name: &str) -> Result<(), String> {
+    let rule = "a plugin's name is lowercase letters, digits and `_`, starting with a letter";
+    if !crate::manifest::is_identifier(name) || !name.starts_with(|c: char| c.is_ascii_lowercase())
+    {
+        return Err(format!("plugin name `{name}`: {rule}; choose another"));
+    }
+    if RESERVED.contains(&name) {
+        return Err(format!(
+            "plugin name `{name}` is a Rust keyword or built-in crate, which no crate can be named; choose another"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` is none of the crate's own dependencies (`cargo_toml`'s), which it would
+/// shadow.
+fn check_not_a_dependency(name: &str, cargo_toml: &str) -> Result<(), String> {
+    let deps: Vec<String> = toml::from_str::<toml::Table>(cargo_toml)
+        .map_err(|e| format!("the crate template does not parse: {e}"))?
+        .iter()
+        .filter(|(k, _)| k.ends_with("dependencies"))
+        .filter_map(|(_, v)| v.as_table())
+        .flat_map(|t| t.keys().map(|k| k.replace('-', "_")))
+        .collect();
+    if deps.iter().any(|d| d == name) {
+        return Err(format!(
+            "plugin name `{name}` is the name of a crate the plugin depends on, which it would shadow; choose another"
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the crate `dir/name`. `source_root` holds `plugin-api/` and `host/core/`. The crate
+/// is written beside its place under a hidden name and renamed into it once whole, so a
+/// failure leaves nothing behind (and a second try is not refused as "already exists").
 pub fn new_plugin(
     dir: &Path,
     name: &str,
     slot: &str,
     source_root: &Path,
-) -> Result<PathBuf, String> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        return Err(format!(
-            "plugin name `{name}` must be lowercase letters, digits and `_`"
-        ));
-    }
+) -> Result<PathBuf, ScaffoldError> {
+    check_crate_name(name).map_err(ScaffoldError::Refused)?;
     let Some(info) = slots::find(slot) else {
         let known: Vec<_> = slots::ALL.iter().map(|s| s.id).collect();
-        return Err(format!("no slot `{slot}` (slots: {})", known.join(", ")));
+        return Err(ScaffoldError::Refused(format!(
+            "no slot `{slot}` (slots: {})",
+            known.join(", ")
+        )));
     };
     let api = source_root.join("plugin-api");
     let host = source_root.join("host").join("core");
     if !holds_sources(source_root) {
-        return Err(format!(
+        return Err(ScaffoldError::Refused(format!(
             "{} does not hold plugin-api/ and host/core/; pass --source-root with the DubChain checkout",
             source_root.display()
-        ));
-    }
-    let root = dir.join(name);
-    if root.exists() {
-        return Err(format!("{} already exists", root.display()));
+        )));
     }
     let Some(template) = TEMPLATES.iter().find(|t| t.slot.id == info.id) else {
-        return Err(format!(
+        return Err(ScaffoldError::Refused(format!(
             "no template for slot `{slot}` yet (templates: {}); see docs/plugin-authoring.md for its contract",
             scaffolded_slots().join(", ")
-        ));
+        )));
     };
-    let (deps, lib, test, bench) = (template.deps, template.lib, template.test, template.bench);
+    let deps = template.deps;
     let features = if template.vm {
         ", features = [\"vm\"]"
     } else {
@@ -198,13 +307,50 @@ pub fn new_plugin(
             .replace("{ffi}", template.ffi)
             .replace("{field}", template.field())
     };
+    let cargo_toml = fill(template!("Cargo.toml.tmpl"));
+    check_not_a_dependency(name, &cargo_toml).map_err(ScaffoldError::Refused)?;
+    let root = dir.join(name);
+    if root.exists() {
+        return Err(ScaffoldError::Refused(format!(
+            "{} already exists; choose another name or --dir",
+            root.display()
+        )));
+    }
+    let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let written =
+        write_crate(&partial, name, cargo_toml, &fill, template, source_root).and_then(|()| {
+            std::fs::rename(&partial, &root)
+                .map_err(|e| format!("moving {} to {}: {e}", partial.display(), root.display()))
+        });
+    match written {
+        Ok(()) => Ok(root),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            Err(ScaffoldError::Failed(format!(
+                "{e}; nothing was left in {}",
+                dir.display()
+            )))
+        }
+    }
+}
+
+/// The crate's files, in `root`.
+fn write_crate(
+    root: &Path,
+    name: &str,
+    cargo_toml: String,
+    fill: &dyn Fn(&str) -> String,
+    template: &Template,
+    source_root: &Path,
+) -> Result<(), String> {
+    let (lib, test, bench) = (template.lib, template.test, template.bench);
     let write = |rel: &str, text: String| -> Result<(), String> {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().expect("inside root"))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
     };
-    write("Cargo.toml", fill(template!("Cargo.toml.tmpl")))?;
+    write("Cargo.toml", cargo_toml)?;
     write(
         &format!("{name}.toml"),
         fill(template!("manifest.toml.tmpl")),
@@ -216,9 +362,37 @@ pub fn new_plugin(
     write(".gitignore", "target/\n".to_owned())?;
     // Same dependency versions as the host was built with.
     let lock = source_root.join("Cargo.lock");
-    if lock.is_file() {
+    if lock.exists() {
         std::fs::copy(&lock, root.join("Cargo.lock"))
-            .map_err(|e| format!("copying Cargo.lock: {e}"))?;
+            .map_err(|e| format!("copying {}: {e}", lock.display()))?;
     }
-    Ok(root)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails part way (here the last step, copying `Cargo.lock`, which is a
+    /// directory) removes what it wrote: the same command works once the cause is gone.
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let source = tempfile::tempdir().expect("a temporary directory");
+        for crate_dir in ["plugin-api", "host/core"] {
+            std::fs::create_dir_all(source.path().join(crate_dir)).expect("a directory");
+            std::fs::write(source.path().join(crate_dir).join("Cargo.toml"), "").expect("a file");
+        }
+        std::fs::create_dir(source.path().join("Cargo.lock")).expect("a directory");
+        let work = tempfile::tempdir().expect("a temporary directory");
+        let err = new_plugin(work.path(), "late", "crypto.sig_verify", source.path())
+            .expect_err("the copy fails");
+        assert!(matches!(err, ScaffoldError::Failed(_)), "{err}");
+        assert!(err.to_string().contains("Cargo.lock"), "{err}");
+        assert_eq!(std::fs::read_dir(work.path()).expect("readable").count(), 0);
+
+        std::fs::remove_dir(source.path().join("Cargo.lock")).expect("removed");
+        let made = new_plugin(work.path(), "late", "crypto.sig_verify", source.path())
+            .expect("written once the cause is gone");
+        assert!(made.join("src/lib.rs").is_file() && made.join("late.toml").is_file());
+    }
 }

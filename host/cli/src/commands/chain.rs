@@ -48,8 +48,9 @@ pub fn check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     println!("head {} {:?}", c.head.height, c.head.hash);
     if c.is_consistent() {
         println!(
-            "consistent: replaying {} blocks from genesis gives the head, and the stored state has its root",
-            c.head.height
+            "consistent: replaying {} block{} from genesis gives the head, and the stored state has its root",
+            c.head.height,
+            if c.head.height == 1 { "" } else { "s" }
         );
         Ok(ExitCode::SUCCESS)
     } else {

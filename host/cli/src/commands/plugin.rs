@@ -11,7 +11,14 @@ use dubchain_instruments::verify;
 
 pub fn new(name: &str, slot: &str, dir: &Path, source_root: Option<PathBuf>) -> Result<ExitCode> {
     let root = source_root.unwrap_or_else(scaffold::default_source_root);
-    let created = scaffold::new_plugin(dir, name, slot, &root).map_err(anyhow::Error::msg)?;
+    let created = match scaffold::new_plugin(dir, name, slot, &root) {
+        Ok(created) => created,
+        Err(refused @ scaffold::ScaffoldError::Refused(_)) => {
+            eprintln!("error: {refused}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(failed) => return Err(failed.into()),
+    };
     println!("created {} ({slot})", created.display());
     println!(
         "next: cd {} && cargo test && cargo build --release && dubchain-perf plugin verify .",
