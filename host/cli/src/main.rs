@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            if e.downcast_ref::<Refused>().is_some() {
+            if e.downcast_ref::<Refused>().is_some() || e.downcast_ref::<BadInput>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -77,6 +77,19 @@ impl std::error::Error for Refused {
         self.0.source()
     }
 }
+
+/// An argument a command cannot use, found past clap's own checks (a workload name, an
+/// output directory): exit code 2, as [`Refused`].
+#[derive(Debug)]
+pub(crate) struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
 
 fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;

@@ -1247,3 +1247,32 @@ impl Drop for Reaper {
         }
     }
 }
+
+/// An `--out` the reports cannot be written in refuses `run`, `bench` and `profile` (exit 2)
+/// before anything is measured, instead of losing minutes of measurement at the end; the
+/// file in the way is left as it was.
+#[test]
+fn an_unwritable_out_is_refused_before_anything_is_measured() {
+    let env = graph();
+    let file = env.write("afile", "mine");
+    for command in [
+        &["run", "--runs", "1", "--blocks", "1"][..],
+        &["bench", "--no-system", "--rounds", "3"][..],
+        &["profile"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--out", "afile"]);
+        let out = env.command().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(
+            err.contains("--out afile is a file, not a directory"),
+            "{command:?}: {err}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "{command:?}: nothing ran"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "mine");
+}

@@ -28,9 +28,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// Makes sure `dir` is a directory this process can write files in, creating it if
+/// missing: what a command checks of its `--out` before it spends minutes measuring, so a
+/// report it cannot write refuses the run instead of losing it.
+pub fn writable_dir(dir: &Path) -> Result<(), String> {
+    let give = "give a directory you can write (it is created if missing)";
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "{} is a file, not a directory; {give}",
+            dir.display()
+        ));
+    }
+    let probe = dir.join(format!(".dubchain-write-probe-{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| format!("{}: cannot write there ({e}); {give}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_directory_is_checked_and_made_before_use() {
+        let dir = std::env::temp_dir().join(format!("dubchain-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.join("a/b");
+        writable_dir(&out).unwrap();
+        assert!(out.is_dir());
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "no probe left");
+        let file = dir.join("file");
+        std::fs::write(&file, b"mine").unwrap();
+        let err = writable_dir(&file).unwrap_err();
+        assert!(err.contains("is a file, not a directory"), "{err}");
+        let err = writable_dir(&file.join("below")).unwrap_err();
+        assert!(err.contains("cannot write there"), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_failed_write_leaves_neither_the_file_nor_a_temporary() {

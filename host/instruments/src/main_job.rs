@@ -41,6 +41,9 @@ pub enum Refusal {
     Load { missing: Vec<String> },
     #[error("nothing was run: {} {} asked for but not in the plugin directory {}; add it, correct the name, or pass --allow-missing to compare without it", absent.join(", "), if absent.len() == 1 { "is" } else { "are" }, dir.display())]
     Absent { absent: Vec<String>, dir: PathBuf },
+    /// `run.json` and `run.md` could not be written where asked.
+    #[error("nothing was run: --out {0}")]
+    Out(String),
 }
 
 /// The session's plugins applied to a fresh host, before anything runs.
@@ -54,14 +57,17 @@ pub struct Prepared {
 }
 
 /// Applies the plan; a plan with problems, a plugin that fails to load or one asked for
-/// that is not in the plugin directory refuses the run unless `allow_missing`. With
+/// that is not in the plugin directory refuses the run unless `allow_missing`, and so does
+/// an `out` directory the reports cannot be written in. With
 /// `awaiting` (`run --watch`, which loads plugins as they are dropped in) a plugin asked
 /// for in advance of its package is not refused, only counted missing.
 pub fn prepare(
     s: &Session,
     allow_missing: bool,
     awaiting: bool,
+    out: &Path,
 ) -> Result<Prepared, (Vec<String>, Refusal)> {
+    dubchain_host::files::writable_dir(out).map_err(|e| (Vec::new(), Refusal::Out(e)))?;
     let absent = absent(s);
     if !absent.is_empty() && !allow_missing && !awaiting {
         let dir = s.options.plugin_dir.clone();

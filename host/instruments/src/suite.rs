@@ -207,6 +207,7 @@ pub fn run(
 ) -> Result<Outcome, Refused> {
     // Everything that can refuse the run is checked before anything is measured, against
     // the micro cases it plans.
+    dubchain_host::files::writable_dir(&o.out).map_err(|e| Refused(format!("--out {e}")))?;
     let planned = o
         .micro
         .as_ref()

@@ -2,23 +2,29 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use dubchain_host::session::Session;
 use dubchain_instruments::profile::{self as prof, ProfileOptions, ProfileSide};
 
-use crate::{args::ProfileArgs, print};
+use crate::{args::ProfileArgs, print, BadInput};
 
 pub fn profile(s: &Session, args: &ProfileArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
     let micro = args.micro.options(1);
     let workload = prof::Workload::parse(&args.workload, &micro)
-        .map_err(|e| anyhow::anyhow!("--workload {}: {e}", args.workload))?;
+        .map_err(|e| BadInput(format!("--workload {}: {e}", args.workload)))?;
     let sides = match args.side.as_str() {
         "both" => vec![ProfileSide::Baseline, ProfileSide::Plugins],
         "baseline" => vec![ProfileSide::Baseline],
         "plugins" => vec![ProfileSide::Plugins],
-        other => bail!("--side {other}: expected baseline, plugins or both"),
+        other => {
+            return Err(BadInput(format!(
+                "--side {other}: expected baseline, plugins or both"
+            ))
+            .into())
+        }
     };
+    dubchain_host::files::writable_dir(&args.out).map_err(|e| BadInput(format!("--out {e}")))?;
     let host = print::loaded_host(s);
     let o = ProfileOptions {
         workload,

@@ -14,7 +14,7 @@ use crate::{args::RunArgs, print};
 
 pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let prepared = match main_job::prepare(s, args.allow_missing, args.watch) {
+    let prepared = match main_job::prepare(s, args.allow_missing, args.watch, &args.out) {
         Ok(p) => p,
         Err((errors, refusal)) => {
             for e in errors {
@@ -22,7 +22,9 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
             }
             eprintln!("error: {refusal}");
             return Ok(match refusal {
-                Refusal::Plan { .. } | Refusal::Absent { .. } => ExitCode::from(2),
+                Refusal::Plan { .. } | Refusal::Absent { .. } | Refusal::Out(_) => {
+                    ExitCode::from(2)
+                }
                 Refusal::Load { .. } => ExitCode::FAILURE,
             });
         }
