@@ -99,7 +99,7 @@ fn millis(d: Duration) -> u64 {
 
 /// A named set of gate settings.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "ProfileToml")]
 pub struct Profile {
     /// Plugins to enable.
     #[serde(default)]
@@ -113,6 +113,39 @@ pub struct Profile {
     /// Settings handed to each plugin's `init`, by plugin name.
     #[serde(default)]
     pub plugins: BTreeMap<String, toml::Table>,
+}
+
+/// A profile as written, before the check that no plugin is both enabled and disabled by
+/// it (which would leave the outcome to the order the lists are read in).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileToml {
+    #[serde(default)]
+    enable: Vec<String>,
+    #[serde(default)]
+    disable: Vec<String>,
+    #[serde(default)]
+    disable_all: bool,
+    #[serde(default)]
+    plugins: BTreeMap<String, toml::Table>,
+}
+
+impl TryFrom<ProfileToml> for Profile {
+    type Error = String;
+
+    fn try_from(p: ProfileToml) -> Result<Profile, String> {
+        if let Some(both) = p.enable.iter().find(|n| p.disable.contains(n)) {
+            return Err(format!(
+                "`{both}` is in both `enable` and `disable` of this profile; keep it in one of them"
+            ));
+        }
+        Ok(Profile {
+            enable: p.enable,
+            disable: p.disable,
+            disable_all: p.disable_all,
+            plugins: p.plugins,
+        })
+    }
 }
 
 /// A loaded configuration.
@@ -403,6 +436,22 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_plugin_both_enabled_and_disabled_by_a_profile_is_refused() {
+        let text = "[profiles.p]\nenable = [\"a\", \"b\"]\ndisable = [\"b\"]\n";
+        let e = Config::parse(Path::new("c.toml"), text)
+            .err()
+            .expect("refused");
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(
+            e.message.contains("`b` is in both `enable` and `disable`"),
+            "{e}"
+        );
+        let text = "[profiles.p]\nenable = [\"a\"]\ndisable = [\"b\"]\n";
+        let c = Config::parse(Path::new("c.toml"), text).expect("accepted");
+        assert_eq!(c.profile("p").unwrap().disable, ["b"]);
     }
 
     #[test]
