@@ -22,11 +22,19 @@ static ALLOC: dubchain_host::alloc_count::CountingAlloc =
     dubchain_host::alloc_count::COUNTING_ALLOC;
 
 fn main() -> ExitCode {
+    // `DUBCHAIN_LOG` (tracing's filter syntax) sets what is logged; unset, warnings and
+    // errors. A filter that does not parse is said, not silently replaced.
+    let filter = match std::env::var("DUBCHAIN_LOG") {
+        Err(_) => tracing_subscriber::EnvFilter::new("warn"),
+        Ok(text) => tracing_subscriber::EnvFilter::try_new(&text).unwrap_or_else(|e| {
+            eprintln!(
+                "warning: DUBCHAIN_LOG={text}: {e}; logging warnings and errors only (a level such as `info`, or `dubchain_host=debug`)"
+            );
+            tracing_subscriber::EnvFilter::new("warn")
+        }),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DUBCHAIN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {

@@ -1276,3 +1276,22 @@ fn an_unwritable_out_is_refused_before_anything_is_measured() {
     }
     assert_eq!(std::fs::read_to_string(file).unwrap(), "mine");
 }
+
+/// A `DUBCHAIN_LOG` filter that does not parse is said on stderr, naming the variable and its
+/// value; the command goes on, logging warnings and errors.
+#[test]
+fn a_log_filter_that_does_not_parse_is_said() {
+    let env = graph();
+    let out = env
+        .command()
+        .env("DUBCHAIN_LOG", "dubchain=verbose")
+        .args(["plugins", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: DUBCHAIN_LOG=dubchain=verbose:") && err.contains("`info`"),
+        "{err}"
+    );
+}
