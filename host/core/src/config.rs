@@ -165,7 +165,7 @@ impl Config {
                 let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
                     path: p.to_owned(),
                     line: None,
-                    message: format!("cannot read configuration: {e}"),
+                    message: format!("cannot read configuration: {e}; give a readable file with --config (or DUBCHAIN_CONFIG), or neither for the built-in configuration"),
                 })?;
                 Config::parse(p, &text)
             }
@@ -211,7 +211,7 @@ impl Config {
                     "no profile `{name}`: the file defines none; add a `[profiles.{name}]` table (its `enable` list may be empty)"
                 ),
                 names => format!(
-                    "no profile `{name}` (profiles: {}); choose one of them with --profile",
+                    "no profile `{name}` (profiles: {}); choose one of them with --profile (or DUBCHAIN_PROFILE)",
                     names.join(", ")
                 ),
             },
