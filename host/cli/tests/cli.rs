@@ -662,6 +662,17 @@ fn a_node_placement_that_does_not_fit_is_refused_before_it_starts() {
             &["--validators", "3", "--peer", "1@127.0.0.1:9"],
             "--validators 3 with 1 --peer",
         ),
+        (
+            &[
+                "--validators",
+                "3",
+                "--peer",
+                "1@127.0.0.1:9",
+                "--peer",
+                "1@127.0.0.1:10",
+            ],
+            "validator index 0 with peers [1, 1] does not fit 3 validators",
+        ),
     ] {
         let (ok, out, err) = env.run(
             &[
@@ -670,7 +681,7 @@ fn a_node_placement_that_does_not_fit_is_refused_before_it_starts() {
             ]
             .concat(),
         );
-        assert!(!ok);
+        assert!(!ok, "{args:?} was accepted: {out}");
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(says), "{err}");
         assert!(!out.contains("monitor on"), "{out}");

@@ -96,7 +96,8 @@ impl Placement {
     /// each once.
     pub fn check(&self, n: usize) -> Result<(), RunError> {
         let me = self.index;
-        if me >= n || self.peers.iter().any(|(i, _)| *i >= n || *i == me) {
+        let mut seen = std::collections::BTreeSet::from([me]);
+        if me >= n || self.peers.iter().any(|(i, _)| *i >= n || !seen.insert(*i)) {
             return Err(RunError::Placement(format!(
                 "validator index {me} with peers {:?} does not fit {n} validators: indices are 0..{n}, each once",
                 self.peers.iter().map(|(i, _)| *i).collect::<Vec<_>>()

@@ -20,7 +20,7 @@ use dubchain_node::{cluster::Observed, launch, ledger, process};
 
 use crate::{
     args::{ClusterArgs, NodeArgs},
-    print,
+    print, BadInput,
 };
 
 /// How long a launched node waits for all its peers to connect.
@@ -43,24 +43,28 @@ fn stop_on_signals() {
 }
 
 pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
-    print::manifest_errors(s);
+    if !args.baselines {
+        // On the baselines the plugin directory and the plugins' settings are not read.
+        print::manifest_errors(s);
+    }
     // Checked before anything is created or bound.
     let placement = if args.peers.is_empty() && !args.launched {
         None
     } else {
         let n = args.workload.validators;
         if args.peers.len() + 1 != n {
-            anyhow::bail!(
+            return Err(BadInput(format!(
                 "--validators {n} with {} --peer: give one --peer INDEX@ADDR per other validator",
                 args.peers.len()
-            );
+            ))
+            .into());
         }
         let mut placement = process::Placement {
             index: args.index,
             listen: args.listen,
             peers: args.peers.clone(),
         };
-        placement.check(n)?;
+        placement.check(n).map_err(|e| BadInput(e.to_string()))?;
         let listener = match args.listen_fd {
             Some(fd) => process::inherited_listener(fd)?,
             None => std::net::TcpListener::bind(args.listen).with_context(|| {
