@@ -43,10 +43,10 @@ pub use server::serve;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
 /// The admin token's file name in the node's data directory.
-pub const TOKEN_FILE: &str = "monitor.token";
+pub const TOKEN_FILE: &str = dubchain_node::state::MONITOR_TOKEN;
 
 /// Where shadow checks write the evidence of differing answers, in the data directory.
-pub const EVIDENCE_DIR: &str = "shadow-evidence";
+pub const EVIDENCE_DIR: &str = dubchain_node::state::SHADOW_EVIDENCE;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

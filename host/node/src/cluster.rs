@@ -221,7 +221,7 @@ impl<'a> Node<'a> {
             std::fs::remove_dir_all(dir).map_err(io)?;
         }
         std::fs::create_dir_all(dir).map_err(io)?;
-        let store = StateStore::open(dir)?;
+        let store = StateStore::open_data_dir(dir)?;
         if !fresh {
             // Blocks stored by a codec this host cannot read would be stranded.
             store.check_codecs(&host.slots.record_codec)?;

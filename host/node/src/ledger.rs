@@ -135,7 +135,7 @@ pub fn produce_while(
     let dir = data_dir.to_owned();
     let store_err = store_error(data_dir);
     let workload = Workload::new(config.clone());
-    let store = StateStore::open(data_dir).map_err(store_err)?;
+    let store = StateStore::open_data_dir(data_dir).map_err(store_err)?;
     store
         .check_codecs(&host.slots.record_codec)
         .map_err(store_err)?;

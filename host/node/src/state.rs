@@ -92,6 +92,10 @@ pub enum StateError {
     /// A read-only command was pointed at a directory that holds no store.
     #[error("state store {path}: no store there ({why}); check the path, or create one with `dubchain-perf chain produce --data-dir {path}`")]
     Missing { path: PathBuf, why: String },
+    /// A data directory that holds no store but other files: a store made there would
+    /// scatter its files among them (a mistyped path, a home directory).
+    #[error("state store {path}: the directory holds no store but other files ({}), and a store's files would be scattered among them; give an empty or new --data-dir (it is created if missing)", found.join(", "))]
+    NotAStore { path: PathBuf, found: Vec<String> },
     /// The directory holds a store's files but not `CURRENT`, which names its manifest:
     /// RocksDB would start a new, empty store over them and strand every block they hold.
     #[error("{}", no_current(.path, .manifest))]
@@ -138,6 +142,11 @@ fn codec_missing(path: &Path, missing: &[String]) -> String {
         path.display()
     )
 }
+
+/// What a node keeps in its data directory beside its store: its monitor's admin token and
+/// the evidence of shadow checks (the monitor names its files by these).
+pub const MONITOR_TOKEN: &str = "monitor.token";
+pub const SHADOW_EVIDENCE: &str = "shadow-evidence";
 
 /// What [`StateError::NoCurrent`] says: what is wrong, and how to get the store back.
 fn no_current(path: &Path, manifest: &Option<String>) -> String {
@@ -268,6 +277,34 @@ impl StateStore {
     /// interrupted by a crash.
     pub fn open(path: &Path) -> Result<StateStore, StateError> {
         Self::open_with(path, true)
+    }
+
+    /// Opens (creating if needed) the store in a data directory the user named: as
+    /// [`StateStore::open`], but a directory without a store is taken only if it holds
+    /// nothing but what a node keeps beside its store ([`MONITOR_TOKEN`],
+    /// [`SHADOW_EVIDENCE`]).
+    pub fn open_data_dir(path: &Path) -> Result<StateStore, StateError> {
+        if !path.join("CURRENT").exists() && without_current(path).is_none() {
+            let mut found: Vec<String> = std::fs::read_dir(path)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n != MONITOR_TOKEN && n != SHADOW_EVIDENCE)
+                .collect();
+            if !found.is_empty() {
+                found.sort();
+                if found.len() > 5 {
+                    let more = found.len() - 4;
+                    found.truncate(4);
+                    found.push(format!("and {more} more"));
+                }
+                return Err(StateError::NotAStore {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
+        }
+        Self::open(path)
     }
 
     /// Opens the store at `path`, which must exist: nothing is created where there is none
@@ -1352,6 +1389,24 @@ mod damaged_store {
         let err = StateStore::open_existing(&empty).err().expect("refused");
         assert!(err.to_string().contains("holds no RocksDB store"), "{err}");
         assert_eq!(std::fs::read_dir(&empty).expect("readable").count(), 0);
+    }
+
+    /// A data directory with files of its own but no store is refused, and left as it was;
+    /// an empty one, or one holding only what a node keeps there, is taken.
+    #[test]
+    fn a_data_dir_holding_other_files_gets_no_store() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("a file");
+        let err = StateStore::open_data_dir(dir.path())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("(notes.txt)"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("readable").count(), 1);
+
+        let node = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(node.path().join(MONITOR_TOKEN), "t").expect("a token");
+        drop(StateStore::open_data_dir(node.path()).expect("a node's own files are fine"));
+        drop(StateStore::open_data_dir(node.path()).expect("and so is its store, reopened"));
     }
 
     /// A store that lost its `CURRENT` file is refused by every opener, and left as it was:
