@@ -245,6 +245,9 @@ fn why_gives_the_chain_of_reasons() {
         !ok && err.contains("no plugin named `nobody`") && err.contains("found: "),
         "{err}"
     );
+    assert!(!err.contains("did you mean"), "{err}");
+    let (ok, _, err) = env.run(&["plugins", "why", "rivl"]);
+    assert!(!ok && err.contains("(did you mean `rival`?)"), "{err}");
 }
 
 #[test]

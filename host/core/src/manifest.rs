@@ -380,6 +380,32 @@ pub fn library_file_name(library: &str) -> String {
     }
 }
 
+/// The one name in `names` close enough to `name` to be what a typo of it meant (within
+/// an edit or two, more for long names), for a "did you mean" beside an unknown name.
+pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let most = (name.len() / 6).clamp(1, 3);
+    let mut near: Vec<(usize, &str)> = names
+        .into_iter()
+        .map(|n| (strsim::damerau_levenshtein(name, n), n))
+        .filter(|&(d, _)| d <= most)
+        .collect();
+    near.sort();
+    if near.first().is_some_and(|&(d, _)| d == 0) {
+        return None;
+    }
+    match near.as_slice() {
+        [(d, n), rest @ ..] if rest.first().is_none_or(|(d2, _)| d2 > d) => Some(n),
+        _ => None,
+    }
+}
+
+/// ` (did you mean `X`?)` when [`closest`] finds one, else nothing.
+pub fn did_you_mean<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    closest(name, names)
+        .map(|n| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default()
+}
+
 pub(crate) fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -509,7 +535,40 @@ pub fn discover_with(dir: &Path, libraries: Libraries) -> Discovery {
 
 #[cfg(test)]
 mod tests {
-    use super::toml_problem;
+    use super::{closest, toml_problem};
+
+    #[test]
+    fn a_typo_finds_the_one_name_it_is_close_to() {
+        let names = [
+            "crypto_verification_caching",
+            "crypto_parallel_verification",
+            "top",
+            "tip",
+        ];
+        for (typo, meant) in [
+            (
+                "crypto_verification_cachin",
+                Some("crypto_verification_caching"),
+            ),
+            (
+                "crypto_verfication_caching",
+                Some("crypto_verification_caching"),
+            ),
+            (
+                "crytpo_parallel_verification",
+                Some("crypto_parallel_verification"),
+            ),
+            ("topp", Some("top")),
+            // As near to two names: no guess.
+            ("tap", None),
+            // Too far from any.
+            ("storage_cache", None),
+            // The name itself is not a typo.
+            ("top", None),
+        ] {
+            assert_eq!(closest(typo, names), meant, "{typo}");
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -117,6 +117,8 @@ pub enum Problem {
     UnknownPlugin {
         name: String,
         source: Source,
+        /// The name in the directory it is likely a typo of.
+        closest: Option<String>,
     },
     MissingDependency {
         plugin: String,
@@ -241,8 +243,9 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::UnknownPlugin { name, source } => {
-                write!(f, "`{name}` is requested by {source}, but no manifest in the plugin directory has that name; its slots keep the baseline")
+            Problem::UnknownPlugin { name, source, closest } => {
+                let hint = closest.as_ref().map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+                write!(f, "`{name}` is requested by {source}, but no manifest in the plugin directory has that name{hint}; its slots keep the baseline")
             }
             Problem::MissingDependency { plugin, dependency, requirement, reason } => write!(
                 f,
@@ -351,6 +354,8 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
             None => warnings.push(Problem::UnknownPlugin {
                 name: r.name.clone(),
                 source: r.source.clone(),
+                closest: crate::manifest::closest(&r.name, index.keys().copied())
+                    .map(str::to_owned),
             }),
         }
     }

@@ -126,6 +126,11 @@ impl Session {
         self.manifests.iter().find(|m| m.name == name)
     }
 
+    /// ` (did you mean `X`?)` for a name no plugin in the directory has, when one is close.
+    pub fn did_you_mean(&self, name: &str) -> String {
+        manifest::did_you_mean(name, self.manifests.iter().map(|m| m.name.as_str()))
+    }
+
     /// Names in the configuration that no plugin in the directory has: a settings table of
     /// the selected profile, an entry of `[host] isolate`. Either would do nothing without a
     /// word (a misspelt name leaves the plugin at its defaults, or in the host's process).
@@ -136,14 +141,16 @@ impl Session {
         if let Ok(profile) = self.config.profile(&self.options.profile) {
             for name in profile.plugins.keys().filter(unknown) {
                 out.push(format!(
-                    "{source}: [profiles.{}.plugins.{name}] names no plugin in the plugin directory, so its settings go to none; correct the name or remove the table",
-                    self.options.profile
+                    "{source}: [profiles.{}.plugins.{name}] names no plugin in the plugin directory, so its settings go to none; correct the name{} or remove the table",
+                    self.options.profile,
+                    self.did_you_mean(name)
                 ));
             }
         }
         for name in self.config.isolate().iter().filter(unknown) {
             out.push(format!(
-                "{source}: [host] isolate names `{name}`, which is not in the plugin directory, so nothing is isolated for it; correct the name or remove it"
+                "{source}: [host] isolate names `{name}`, which is not in the plugin directory, so nothing is isolated for it; correct the name{} or remove it",
+                self.did_you_mean(name)
             ));
         }
         out

@@ -40,7 +40,11 @@ pub enum Refusal {
     #[error("nothing was run: {} failed to load; fix it or pass --allow-missing to compare without it", missing.join(", "))]
     Load { missing: Vec<String> },
     #[error("nothing was run: {} {} asked for but not in the plugin directory {}; add it, correct the name, or pass --allow-missing to compare without it", absent.join(", "), if absent.len() == 1 { "is" } else { "are" }, dir.display())]
-    Absent { absent: Vec<String>, dir: PathBuf },
+    Absent {
+        /// Each with a "did you mean" where a plugin's name is close.
+        absent: Vec<String>,
+        dir: PathBuf,
+    },
     /// `run.json` and `run.md` could not be written where asked.
     #[error("nothing was run: --out {0}")]
     Out(String),
@@ -71,6 +75,10 @@ pub fn prepare(
     let absent = absent(s);
     if !absent.is_empty() && !allow_missing && !awaiting {
         let dir = s.options.plugin_dir.clone();
+        let absent = absent
+            .iter()
+            .map(|n| format!("{n}{}", s.did_you_mean(n)))
+            .collect();
         return Err((Vec::new(), Refusal::Absent { absent, dir }));
     }
     let host = s.host();

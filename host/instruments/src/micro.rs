@@ -375,9 +375,13 @@ fn with_closure(
     let mut closure = names.clone();
     let mut todo: Vec<String> = names.into_iter().collect();
     while let Some(name) = todo.pop() {
-        let m = s
-            .manifest(&name)
-            .ok_or_else(|| format!("no plugin `{name}` in {}", s.options.plugin_dir.display()))?;
+        let m = s.manifest(&name).ok_or_else(|| {
+            format!(
+                "no plugin `{name}` in {}{}",
+                s.options.plugin_dir.display(),
+                s.did_you_mean(&name)
+            )
+        })?;
         for d in &m.depends {
             if closure.insert(d.name.clone()) {
                 todo.push(d.name.clone());

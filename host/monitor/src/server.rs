@@ -209,12 +209,14 @@ async fn plugin_action(
     };
     let result = tokio::task::spawn_blocking(move || {
         let options = reloader.options();
-        let known = Session::open(options.clone())
-            .map(|s| s.manifest(&name).is_some())
-            .unwrap_or(false);
-        if !known {
+        let unknown = match Session::open(options.clone()) {
+            Ok(s) if s.manifest(&name).is_some() => None,
+            Ok(s) => Some(s.did_you_mean(&name)),
+            Err(e) => Some(format!(" (the configuration cannot be read: {e})")),
+        };
+        if let Some(hint) = unknown {
             return Err(format!(
-                "no plugin `{name}` in {}; `dubchain-perf plugins list` shows what is there",
+                "no plugin `{name}` in {}{hint}; `dubchain-perf plugins list` shows what is there",
                 options.plugin_dir.display()
             ));
         }

@@ -182,8 +182,9 @@ pub fn why(s: &Session, name: &str) -> Result<ExitCode> {
     let Some(decision) = s.resolution.decisions.get(name) else {
         let known: Vec<&str> = s.manifests.iter().map(|m| m.name.as_str()).collect();
         bail!(
-            "no plugin named `{name}` in {} (found: {})",
+            "no plugin named `{name}` in {}{} (found: {})",
             s.options.plugin_dir.display(),
+            s.did_you_mean(name),
             known.join(", ")
         );
     };
