@@ -276,12 +276,14 @@ impl Host {
                     if let Some(at) = settings_at(&name) {
                         e.with_settings(at);
                     }
+                    // Logged at info: the failure is in the report, which every caller
+                    // prints (a warning here printed it twice).
                     if let Some(live) = state.live.get(&name) {
-                        tracing::warn!(plugin = %name, error = %e, generation = live.plugin.generation, "reload failed; the live version keeps serving");
+                        tracing::info!(plugin = %name, error = %e, generation = live.plugin.generation, "reload failed; the live version keeps serving");
                         next.insert(name.clone(), live.clone());
                         report.kept_after_failure.push(name);
                     } else {
-                        tracing::warn!(plugin = %name, error = %e, "plugin failed to load; its slots keep what is below it");
+                        tracing::info!(plugin = %name, error = %e, "plugin failed to load; its slots keep what is below it");
                         failed.insert(name.clone(), e.to_string());
                     }
                     report.failed.push(e);
