@@ -204,10 +204,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub budgets: Option<PathBuf>,
     /// Save this run as NAME under <out>/baselines/.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = saved_run_name)]
     pub save_baseline: Option<String>,
     /// Compare with the saved run NAME; a statistically clear slowdown beyond --threshold fails.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = saved_run_name)]
     pub baseline: Option<String>,
     /// Compare with --baseline even if machine, build configuration or plugin set differ.
     #[arg(long)]
@@ -581,6 +581,16 @@ fn sampling_rate(text: &str) -> Result<i32, String> {
         Ok(v) if (1..=1000).contains(&v) => Ok(v),
         _ => Err("expected a whole number of Hz from 1 to 1000 (the kernel's timer tick bounds the sampling rate; 997 avoids lockstep with periodic work)".to_owned()),
     }
+}
+
+/// A saved run's name, which becomes `<out>/baselines/NAME.json`: letters, digits, `-`, `_`
+/// and `.`, not starting with `.`, so it names a file in that directory and nowhere else.
+fn saved_run_name(text: &str) -> Result<String, String> {
+    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if text.is_empty() || text.starts_with('.') || !text.chars().all(fits) {
+        return Err("expected a name of letters, digits, `-`, `_` and `.`, not starting with `.` (it names a file under <out>/baselines/)".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// Interleaved rounds: at least two, or no interval.

@@ -496,6 +496,19 @@ fn measurement_settings_that_measure_nothing_are_refused() {
             "2000000",
             "expected a whole number of Hz from 1 to 1000",
         ),
+        // A saved run's name is a file under <out>/baselines/, and nowhere else.
+        (
+            "bench",
+            "--save-baseline",
+            "../../escaped",
+            "expected a name of letters, digits",
+        ),
+        (
+            "bench",
+            "--baseline",
+            "",
+            "expected a name of letters, digits",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
             .current_dir(env.path())
