@@ -1322,3 +1322,22 @@ fn a_log_filter_that_does_not_parse_is_said() {
         "{err}"
     );
 }
+
+/// `monitor rules` prints the whole rules file or nothing: with a rule that does not parse
+/// it names the file and line, prints nothing on stdout and exits 2.
+#[test]
+fn monitor_rules_are_printed_whole_or_not_at_all() {
+    let env = graph();
+    let (ok, out, _) = env.run(&["monitor", "rules"]);
+    assert!(ok && out.contains("alert: ContractBroken"), "{out}");
+    env.write("m.toml", "[[rule]]\nname = 3\n");
+    let out = env
+        .command()
+        .args(["monitor", "rules", "--monitor-config", "m.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("m.toml: line 2:"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed");
+}

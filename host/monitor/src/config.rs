@@ -102,7 +102,7 @@ pub fn parse(text: &str, origin: &str) -> (MonitorConfig, Vec<String>) {
             return (
                 config,
                 vec![format!(
-                    "{origin}:{line} {message}; no alert rules loaded from it, shadow checks and contracts at their defaults; fix the file and restart"
+                    "{origin}:{line} {message}; no alert rules loaded from it, shadow checks and contracts at their defaults; fix the file (a node reads it when it starts)"
                 )],
             );
         }

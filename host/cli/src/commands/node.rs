@@ -271,16 +271,17 @@ pub fn rules(path: Option<&std::path::Path>) -> Result<ExitCode> {
         Some(p) => config::load(p),
         None => (config::builtin(), Vec::new()),
     };
-    let rules = config.rules;
-    for e in &errors {
-        eprintln!("error: {e}");
+    if !errors.is_empty() {
+        // All or nothing: a rules file without the rules that did not parse would drop
+        // their alerts without a word once deployed.
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        eprintln!("error: nothing printed; fix the monitor configuration first");
+        return Ok(ExitCode::from(2));
     }
-    print!("{}", alerts::prometheus_rules(&rules));
-    Ok(if errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    print!("{}", alerts::prometheus_rules(&config.rules));
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn dashboard() -> Result<ExitCode> {
