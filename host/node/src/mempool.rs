@@ -83,10 +83,16 @@ fn entry(hash: Bytes32, tx: &Transaction) -> PoolEntry {
 fn with_nonces<T>(
     state: &StateStore,
     call: impl FnOnce(NonceSourceRef<'_>) -> Result<T, PluginError>,
-) -> Result<Result<T, PluginError>, StateError> {
+) -> Result<(Result<T, PluginError>, HashMap<Bytes32, u64>), StateError> {
     let fault: Mutex<Option<StateError>> = Mutex::new(None);
+    let read: Mutex<HashMap<Bytes32, u64>> = Mutex::new(HashMap::new());
     let source = HostNonces(|s: &Bytes32| match state.account(s) {
-        Ok(a) => Ok(a.nonce),
+        Ok(a) => {
+            read.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*s, a.nonce);
+            Ok(a.nonce)
+        }
         Err(e) => {
             let msg = e.to_string();
             *fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -96,7 +102,7 @@ fn with_nonces<T>(
     let out = call(source.as_source());
     match fault.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(e) => Err(e),
-        None => Ok(out),
+        None => Ok((out, read.into_inner().unwrap_or_else(|p| p.into_inner()))),
     }
 }
 
@@ -235,10 +241,19 @@ impl Mempool {
         let hashes = match &mut self.index {
             Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
             Index::Plugin(ix) => {
-                let answer = with_nonces(state, |n| {
+                let (answer, read) = with_nonces(state, |n| {
                     ix.select(max as u64, n).into_result().map(|v| v.into_vec())
                 })?;
-                match answer.and_then(|v| check_selection(v, max, &self.bodies)) {
+                // The senders' nonces the provider read are not read again.
+                let nonce = |s: &Bytes32| match read.get(s) {
+                    Some(n) => Ok(*n),
+                    None => Ok(state.account(s)?.nonce),
+                };
+                let checked = match answer.and_then(|v| check_selection(v, max, &self.bodies)) {
+                    Ok(v) => check_nonce_order(&v, &self.bodies, nonce)?.map(|()| v),
+                    Err(e) => Err(e),
+                };
+                match checked {
                     Ok(v) => v,
                     Err(err) => self
                         .fall_back("select", &err)
@@ -276,7 +291,9 @@ impl Mempool {
                     ix.remove(included.as_slice().into(), n)
                         .into_result()
                         .map(|v| v.into_vec())
-                })? {
+                })?
+                .0
+                {
                     Ok(v) => v,
                     Err(err) => self.fall_back("remove", &err).remove(&included, &nonce)?,
                 }
@@ -287,6 +304,37 @@ impl Mempool {
         }
         Ok(())
     }
+}
+
+/// The host's check that a selection keeps each sender's nonce sequence: a sender's
+/// selected transactions carry its state nonce (`nonce`), then the next, and so on, in the
+/// order selected, as the baseline's does and as a block needs to execute them. Run after
+/// [`check_selection`] (every hash pending). A state read that fails is the store's error.
+fn check_nonce_order(
+    selected: &[Bytes32],
+    bodies: &HashMap<Bytes32, Transaction>,
+    nonce: impl Fn(&Bytes32) -> Result<u64, StateError>,
+) -> Result<Result<(), PluginError>, StateError> {
+    let mut next: HashMap<Bytes32, u64> = HashMap::new();
+    for h in selected {
+        let Some(tx) = bodies.get(h) else {
+            return Ok(Err(PluginError::failed(format!(
+                "index selected {h:?}, which is not pending"
+            ))));
+        };
+        let expected = match next.get(&tx.from) {
+            Some(n) => *n,
+            None => nonce(&tx.from)?,
+        };
+        if tx.nonce != expected {
+            return Ok(Err(PluginError::failed(format!(
+                "index selected {h:?} with nonce {} where its sender's next is {expected}",
+                tx.nonce
+            ))));
+        }
+        next.insert(tx.from, expected + 1);
+    }
+    Ok(Ok(()))
 }
 
 /// The host's check of an index's selection: at most `max`, each pending, none twice. A
@@ -314,4 +362,50 @@ fn check_selection(
         }
     }
     Ok(selected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(from: u8, nonce: u64) -> (Bytes32, Transaction) {
+        let tx = Transaction {
+            from: Bytes32([from; 32]),
+            to: Bytes32([0; 32]),
+            amount: 1,
+            fee: 1,
+            nonce,
+            gas_limit: 0,
+            kind: dubchain_plugin_api::types::TxKind::Transfer,
+            payload: dubchain_plugin_api::types::Blob(Vec::new().into()),
+            access_list: Vec::new().into(),
+            signature: dubchain_plugin_api::types::Bytes64([0; 64]),
+        };
+        (tx_hash(&tx), tx)
+    }
+
+    /// A selection that skips a sender's nonce, goes back, or starts past its state nonce is
+    /// the provider's failure; one that keeps every sender's sequence passes.
+    #[test]
+    fn a_selection_must_keep_each_senders_nonce_sequence() {
+        let pending = [tx(1, 5), tx(1, 6), tx(1, 7), tx(2, 0), tx(2, 1)];
+        let bodies: HashMap<Bytes32, Transaction> = pending.iter().cloned().collect();
+        let h = |i: usize| pending[i].0;
+        let state = |s: &Bytes32| Ok(if s.0[0] == 1 { 5 } else { 0 });
+        let check = |order: &[usize]| {
+            let selected: Vec<Bytes32> = order.iter().map(|&i| h(i)).collect();
+            check_nonce_order(&selected, &bodies, state).expect("no store error")
+        };
+        assert!(check(&[0, 3, 1, 4, 2]).is_ok());
+        assert!(check(&[3]).is_ok());
+        for (wrong, says) in [
+            (&[1][..], "nonce 6 where its sender's next is 5"),
+            (&[0, 2][..], "nonce 7 where its sender's next is 6"),
+            (&[0, 1, 0][..], "nonce 5 where its sender's next is 7"),
+            (&[4, 3][..], "nonce 1 where its sender's next is 0"),
+        ] {
+            let err = check(wrong).expect_err("refused");
+            assert!(err.to_string().contains(says), "{wrong:?}: {err}");
+        }
+    }
 }
