@@ -441,9 +441,7 @@ mod tests {
     #[test]
     fn a_plugin_both_enabled_and_disabled_by_a_profile_is_refused() {
         let text = "[profiles.p]\nenable = [\"a\", \"b\"]\ndisable = [\"b\"]\n";
-        let e = Config::parse(Path::new("c.toml"), text)
-            .err()
-            .expect("refused");
+        let e = Config::parse(Path::new("c.toml"), text).expect_err("refused");
         assert_eq!(e.line, Some(1), "{e}");
         assert!(
             e.message.contains("`b` is in both `enable` and `disable`"),
