@@ -32,39 +32,87 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-fn main() -> Result<()> {
+/// What `cargo xtask` with no task, an unknown one or `--help` prints.
+const USAGE: &str = "usage: cargo xtask <task> [ARGS]
+
+tasks:
+  run [ARGS]           the main job: build the plugins and the host, list the plugins, run
+                       the node on the baselines and with the production plugins (ARGS go to
+                       `dubchain-perf run`)
+  test [ARGS]          the test suite (nextest when installed)
+  lint                 cargo fmt --check, clippy -D warnings, the plugin API's docs and package
+  plugins              build the first-party plugins into target/dubchain/plugins/
+  perf ARGS            dubchain-perf ARGS over target/dubchain/plugins/
+  bench [ARGS]         the criterion benchmarks
+  fuzz [CASES]         the property-based fuzz suite, written to docs/fuzzing.md
+  crash [KILLS]        SIGKILL crash tests of chain produce and commit-race
+  growth [ACCOUNTS...] the state-growth curve, written to docs/benchmarks.md";
+
+fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
+    if matches!(task.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
+    match task_main(&task, &rest) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line per cause, no backtrace: the failing command has said what it had to.
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UnknownTask>().is_some() {
+                eprintln!("\n{USAGE}");
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// A task `cargo xtask` does not have.
+#[derive(Debug)]
+struct UnknownTask(String);
+
+impl std::fmt::Display for UnknownTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("no task given")
+        } else {
+            write!(f, "unknown task `{}`", self.0)
+        }
+    }
+}
+
+impl std::error::Error for UnknownTask {}
+
+fn task_main(task: &str, rest: &[String]) -> Result<()> {
     let root = project_root();
-    if matches!(
-        task.as_str(),
+    if !matches!(
+        task,
         "plugins" | "run" | "test" | "bench" | "perf" | "lint" | "fuzz" | "crash" | "growth"
     ) {
-        install_system_deps(&root)?;
+        return Err(UnknownTask(task.to_owned()).into());
     }
-    match task.as_str() {
+    install_system_deps(&root)?;
+    match task {
         "plugins" => assemble_plugins(&root).map(|_| ()),
-        "run" => main_job(&root, &rest),
-        "perf" => perf(&root, &rest),
-        "test" => test(&root, &rest),
+        "run" => main_job(&root, rest),
+        "perf" => perf(&root, rest),
+        "test" => test(&root, rest),
         "lint" => lint(&root),
         "fuzz" => fuzz(&root, rest.first().map(String::as_str)),
         "crash" => crash(&root, rest.first().map(String::as_str)),
-        "growth" => growth(&root, &rest),
+        "growth" => growth(&root, rest),
         "bench" => {
             assemble_plugins(&root)?;
             run(Command::new(cargo())
                 .current_dir(&root)
                 .args(["bench", "-p", "dubchain-benches"])
-                .args(&rest))
+                .args(rest))
         }
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <plugins | run [ARGS] | test [ARGS] | lint | fuzz [CASES] | crash [KILLS] | growth [ACCOUNTS...] | bench [ARGS] | perf ARGS>"
-            );
-            bail!("unknown task `{task}`")
-        }
+        _ => unreachable!("checked above"),
     }
 }
 
@@ -617,7 +665,11 @@ fn main_job(root: &Path, args: &[String]) -> Result<()> {
             .args(extra);
         cmd
     };
-    run(&mut perf(&["plugins", "list", "--load"]))?;
+    // The list is for reading: a plugin that fails to load there is refused by `run` next,
+    // with its reason, and a broken manifest of someone else's is only a line on stderr.
+    perf(&["plugins", "list", "--load"])
+        .status()
+        .context("running dubchain-perf plugins list")?;
     println!();
     let mut run_cmd = perf(&["run", "--out"]);
     run_cmd.arg(root.join("target/dubchain")).args(args);
