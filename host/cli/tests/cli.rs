@@ -757,7 +757,9 @@ fn run_refuses_a_plugin_asked_for_that_is_not_in_the_directory() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("nothing was run: topp is asked for but not in the plugin directory plugins")
+        err.contains(
+            "nothing was run: topp (did you mean `top`?) is asked for but not in the plugin directory plugins"
+        )
             && err.contains("--allow-missing"),
         "{err}"
     );

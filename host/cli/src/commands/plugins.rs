@@ -14,10 +14,7 @@ use crate::print;
 /// missing directory is no failure: there is nothing to list, and the line says so.)
 pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let broken = s
-        .manifest_errors
-        .iter()
-        .any(|e| e.path != s.options.plugin_dir);
+    let broken = broken_manifests(s);
     let status = |failed: bool| {
         if !broken && !failed {
             ExitCode::SUCCESS
@@ -114,6 +111,14 @@ pub fn list(s: &Session, load: bool, verbose: bool) -> Result<ExitCode> {
     Ok(status(failed))
 }
 
+/// Whether a manifest in the directory could not be read (a missing or unreadable
+/// directory is not counted: there is nothing in it to fix, and its line says so).
+fn broken_manifests(s: &Session) -> bool {
+    s.manifest_errors
+        .iter()
+        .any(|e| e.path != s.options.plugin_dir)
+}
+
 pub fn plan(s: &Session) -> Result<ExitCode> {
     print::manifest_errors(s);
     let r = &s.resolution;
@@ -162,7 +167,7 @@ pub fn plan(s: &Session) -> Result<ExitCode> {
             println!("  - {sug}");
         }
     }
-    if r.problems.is_empty() && s.manifest_errors.is_empty() {
+    if r.problems.is_empty() && !broken_manifests(s) {
         println!("\nno problems");
         return Ok(ExitCode::SUCCESS);
     }
