@@ -859,6 +859,14 @@ fn every_refusal_is_one_line_that_names_the_input() {
         ),
         (&["plugin", "verify", "nosuch-plugin"], "nosuch-plugin"),
         (
+            &["plugin", "verify", "plugins"],
+            "several manifests (base.toml,",
+        ),
+        (
+            &["plugin", "verify", "garbage.json"],
+            "not a plugin manifest?",
+        ),
+        (
             &[
                 "bench",
                 "--no-micro",

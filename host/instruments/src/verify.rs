@@ -63,12 +63,28 @@ pub fn locate(path: &Path, library: Option<&Path>) -> Result<(PathBuf, PathBuf),
                     path.display()
                 ))
             }
-            _ => return Err(format!("{}: several manifests; name one", path.display())),
+            _ => {
+                let names: Vec<String> = found
+                    .iter()
+                    .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+                    .collect();
+                return Err(format!(
+                    "{}: several manifests ({}); give the one to verify",
+                    path.display(),
+                    names.join(", ")
+                ));
+            }
         }
-    } else {
+    } else if path.exists() {
         path.to_owned()
+    } else {
+        return Err(format!(
+            "{}: no such file or directory; give a plugin's manifest, its package directory or its crate directory",
+            path.display()
+        ));
     };
-    let m = manifest::read(&manifest_path).map_err(|e| e.to_string())?;
+    let m = manifest::read(&manifest_path)
+        .map_err(|e| format!("{e} (not a plugin manifest? docs/manifest.md has the format)"))?;
     let lib = match library {
         Some(l) => l.to_owned(),
         None => {

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use dubchain_host::scaffold;
 use dubchain_instruments::verify;
 
+use crate::BadInput;
+
 pub fn new(name: &str, slot: &str, dir: &Path, source_root: Option<PathBuf>) -> Result<ExitCode> {
     let root = source_root.unwrap_or_else(scaffold::default_source_root);
     let created = match scaffold::new_plugin(dir, name, slot, &root) {
@@ -28,7 +30,7 @@ pub fn new(name: &str, slot: &str, dir: &Path, source_root: Option<PathBuf>) -> 
 }
 
 pub fn verify(path: &Path, library: Option<&Path>) -> Result<ExitCode> {
-    let (manifest, library) = verify::locate(path, library).map_err(anyhow::Error::msg)?;
+    let (manifest, library) = verify::locate(path, library).map_err(BadInput)?;
     println!(
         "verifying {} with {}",
         manifest.display(),
