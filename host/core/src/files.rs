@@ -3,8 +3,9 @@
 use std::{io::Write, path::Path};
 
 /// Writes `bytes` to `path` whole or not at all: to a hidden temporary file beside it
-/// (`.NAME.tmp`), flushed to disk, then renamed over `path`. On failure the temporary file
-/// is removed and `path` is as it was.
+/// (`.NAME.PID-N.tmp`, its own for each write, so two writers of one file never share it),
+/// flushed to disk, then renamed over `path`: the last rename wins, whole. On failure the
+/// temporary file is removed and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let Some(name) = path.file_name() else {
         return Err(std::io::Error::new(
@@ -18,7 +19,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             "is a directory; name a file in it",
         ));
     }
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(
+        ".{}.{}-{n}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let written = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -49,6 +56,38 @@ pub fn writable_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writers of one file at once each leave it whole: the file is one of their contents,
+    /// never a mix, and no temporary is left beside it.
+    #[test]
+    fn concurrent_writers_leave_one_whole_file() {
+        let dir = std::env::temp_dir().join(format!("dubchain-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gates.json");
+        let contents: Vec<Vec<u8>> = (0..8u8)
+            .map(|i| vec![b'a' + i; 64 * 1024 + usize::from(i) * 1000])
+            .collect();
+        for _ in 0..20 {
+            std::thread::scope(|s| {
+                for c in &contents {
+                    s.spawn(|| write_atomic(&file, c).unwrap());
+                }
+            });
+            let now = std::fs::read(&file).unwrap();
+            assert!(
+                contents.contains(&now),
+                "a mixed file of {} bytes",
+                now.len()
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn an_output_directory_is_checked_and_made_before_use() {
