@@ -152,7 +152,7 @@ pub struct MicroArgs {
 #[derive(Args, Clone)]
 pub struct SystemArgs {
     /// Blocks per chain run.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_least_one::<u64>)]
     pub blocks: u64,
     #[command(flatten)]
     pub workload: WorkloadArgs,
@@ -517,7 +517,7 @@ pub enum GatesCmd {
 #[derive(Args, Clone)]
 pub struct ChainArgs {
     /// Blocks to produce.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
     pub blocks: u64,
     #[command(flatten)]
     pub workload: WorkloadArgs,

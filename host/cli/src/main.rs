@@ -21,7 +21,29 @@ use args::{ChainCmd, Cli, Command, GatesCmd, MonitorCmd, PluginCmd, PluginsCmd};
 static ALLOC: dubchain_host::alloc_count::CountingAlloc =
     dubchain_host::alloc_count::COUNTING_ALLOC;
 
+/// A closed standard output (`dubchain-perf run | head`) ends the process quietly, as
+/// SIGPIPE ends other Unix tools. Rust ignores SIGPIPE so that a write to a closed socket is
+/// an error and not the node's death, which leaves `println!` to panic instead: this hook
+/// turns that one panic into exit status 141 (128 + SIGPIPE) and leaves every other to the
+/// default hook.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     // `DUBCHAIN_LOG` (tracing's filter syntax) sets what is logged; unset, warnings and
     // errors. A filter that does not parse is said, not silently replaced.
     let filter = match std::env::var("DUBCHAIN_LOG") {

@@ -1351,3 +1351,27 @@ fn monitor_rules_are_printed_whole_or_not_at_all() {
     assert!(err.contains("m.toml: line 2:"), "{err}");
     assert!(out.stdout.is_empty(), "nothing printed");
 }
+
+/// A reader that stops early (`dubchain-perf ... | head`) ends the command quietly, as it
+/// ends other Unix tools (status 141, 128 + SIGPIPE), not with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let env = graph();
+    let mut child = env
+        .command()
+        .args(["plugins", "plan"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the command has started to print (it reads the directory first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(out.status.code(), Some(141) | Some(0)),
+        "{:?}: {err}",
+        out.status
+    );
+}
