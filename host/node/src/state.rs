@@ -147,6 +147,36 @@ fn codec_missing(path: &Path, missing: &[String]) -> String {
 /// the evidence of shadow checks (the monitor names its files by these).
 pub const MONITOR_TOKEN: &str = "monitor.token";
 pub const SHADOW_EVIDENCE: &str = "shadow-evidence";
+/// The file a running node holds locked ([`lock_data_dir`]).
+pub const NODE_LOCK: &str = "node.lock";
+
+/// A running node's hold on its data directory: `node.lock` there, locked (`flock`) for as
+/// long as this value lives; the lock goes with the process, however it ends.
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory `dir` for this node before it writes anything there, so that a
+/// second node started on the same directory is refused before it binds a monitor or
+/// replaces the running node's admin token (RocksDB's own lock comes later, with the store).
+pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
+    use std::os::fd::AsRawFd as _;
+    let path = dir.join(NODE_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}; give a writable --data-dir", path.display()))?;
+    // SAFETY: `file` is an open descriptor for the whole call; flock only reads it.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "data directory {}: another node is running on it (it holds {NODE_LOCK}); stop that node, or give another --data-dir",
+            dir.display()
+        ));
+    }
+    Ok(DataDirLock { _file: file })
+}
 
 /// What [`StateError::NoCurrent`] says: what is wrong, and how to get the store back.
 fn no_current(path: &Path, manifest: &Option<String>) -> String {
@@ -282,14 +312,14 @@ impl StateStore {
     /// Opens (creating if needed) the store in a data directory the user named: as
     /// [`StateStore::open`], but a directory without a store is taken only if it holds
     /// nothing but what a node keeps beside its store ([`MONITOR_TOKEN`],
-    /// [`SHADOW_EVIDENCE`]).
+    /// [`SHADOW_EVIDENCE`], [`NODE_LOCK`]).
     pub fn open_data_dir(path: &Path) -> Result<StateStore, StateError> {
         if !path.join("CURRENT").exists() && without_current(path).is_none() {
             let mut found: Vec<String> = std::fs::read_dir(path)
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n != MONITOR_TOKEN && n != SHADOW_EVIDENCE)
+                .filter(|n| ![MONITOR_TOKEN, SHADOW_EVIDENCE, NODE_LOCK].contains(&n.as_str()))
                 .collect();
             if !found.is_empty() {
                 found.sort();
@@ -1406,6 +1436,13 @@ mod damaged_store {
         let node = tempfile::tempdir().expect("a temporary directory");
         std::fs::write(node.path().join(MONITOR_TOKEN), "t").expect("a token");
         drop(StateStore::open_data_dir(node.path()).expect("a node's own files are fine"));
+        let held = lock_data_dir(node.path()).expect("the first node takes the directory");
+        let err = lock_data_dir(node.path())
+            .err()
+            .expect("a second is refused");
+        assert!(err.contains("another node is running on it"), "{err}");
+        drop(held);
+        drop(lock_data_dir(node.path()).expect("free again once the first is gone"));
         drop(StateStore::open_data_dir(node.path()).expect("and so is its store, reopened"));
     }
 

@@ -84,6 +84,8 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             dir.display()
         )
     })?;
+    // Before the monitor writes its token there: a second node on this directory stops here.
+    let _held = dubchain_node::state::lock_data_dir(dir).map_err(anyhow::Error::msg)?;
     let host = Arc::new(s.host());
     let reloader = Arc::new(Reloader::new(host.clone(), s.options.clone()));
     let feature_set = if args.baselines {
