@@ -60,8 +60,8 @@ pub struct SystemOptions {
 const SCRATCH: [&str; 4] = ["baseline", "plugins", "heap-baseline", "heap-plugins"];
 
 /// What `run --watch` keeps in the same directory after the benchmark: the live node's
-/// stores and its monitor's token.
-const KEPT: [&str; 2] = ["watch", "monitor.token"];
+/// stores and its monitor's token; and the lock a running benchmark holds there.
+const KEPT: [&str; 3] = ["watch", "monitor.token", dubchain_node::state::NODE_LOCK];
 
 /// Checks that `dir` may serve as the benchmark's scratch directory: missing (then it is
 /// made, and removed afterwards: the answer is `true`), or a directory holding nothing but
@@ -447,6 +447,8 @@ pub fn run(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SystemResult, String> {
     let created = check_scratch(&o.data_dir)?;
+    // Two benchmarks on one directory would delete each other's stores mid-run.
+    let held = dubchain_node::state::lock_data_dir(&o.data_dir)?;
     let runs = o.runs.max(1);
     let (mut b, mut p) = (Vec::new(), Vec::new());
     let total = runs * 2 + if o.count_allocations { 2 } else { 0 };
@@ -480,7 +482,9 @@ pub fn run(
     for name in SCRATCH {
         let _ = std::fs::remove_dir_all(o.data_dir.join(name));
     }
+    drop(held);
     if created {
+        let _ = std::fs::remove_file(o.data_dir.join(dubchain_node::state::NODE_LOCK));
         let _ = std::fs::remove_dir(&o.data_dir);
     }
     Ok(SystemResult {

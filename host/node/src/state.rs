@@ -171,7 +171,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, String> {
     // SAFETY: `file` is an open descriptor for the whole call; flock only reads it.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(format!(
-            "data directory {}: another node is running on it (it holds {NODE_LOCK}); stop that node, or give another --data-dir",
+            "data directory {}: another node or benchmark is running on it (it holds {NODE_LOCK}); stop it or let it finish, or give another --data-dir",
             dir.display()
         ));
     }
@@ -1440,7 +1440,10 @@ mod damaged_store {
         let err = lock_data_dir(node.path())
             .err()
             .expect("a second is refused");
-        assert!(err.contains("another node is running on it"), "{err}");
+        assert!(
+            err.contains("another node or benchmark is running on it"),
+            "{err}"
+        );
         drop(held);
         drop(lock_data_dir(node.path()).expect("free again once the first is gone"));
         drop(StateStore::open_data_dir(node.path()).expect("and so is its store, reopened"));
