@@ -163,10 +163,14 @@ pub fn keep_running(
                 .filter(|st| st.active != "baseline")
                 .map(|st| format!("{}={}", st.slot, st.active))
                 .collect();
-            say(&format!(
-                "block {height}, validated; {}; active: {}",
-                check_line(&host, height)?,
+            let active = if active.is_empty() {
+                "none, every slot on its baseline".to_owned()
+            } else {
                 active.join(", ")
+            };
+            say(&format!(
+                "block {height}, validated; {}; active: {active}",
+                check_line(&host, height)?
             ));
         }
     }
