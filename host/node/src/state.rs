@@ -92,6 +92,10 @@ pub enum StateError {
     /// A read-only command was pointed at a directory that holds no store.
     #[error("state store {path}: no store there ({why}); check the path, or create one with `dubchain-perf chain produce --data-dir {path}`")]
     Missing { path: PathBuf, why: String },
+    /// A store without a chain head that holds keys no chain writes: another kind of store
+    /// (`chain commit-race`'s), which a chain must not be written into or read from.
+    #[error("state store {path}: holds key {key:02x?}, which no chain writes, and no chain head: it is another kind of store (a `chain commit-race` store?); give the chain a directory of its own")]
+    NotAChain { path: PathBuf, key: Vec<u8> },
     /// A data directory that holds no store but other files: a store made there would
     /// scatter its files among them (a mistyped path, a home directory).
     #[error("state store {path}: the directory holds no store but other files ({}), and a store's files would be scattered among them; give an empty or new --data-dir (it is created if missing)", found.join(", "))]
@@ -334,7 +338,33 @@ impl StateStore {
                 });
             }
         }
-        Self::open(path)
+        Self::open(path)?.refusing_other_kinds()
+    }
+
+    /// `self`, unless it has no chain head and holds a key no chain writes
+    /// ([`StateError::NotAChain`]). A store with a head is a chain's; one without is new or
+    /// has only an interrupted genesis, so the keys read are few.
+    fn refusing_other_kinds(self) -> Result<StateStore, StateError> {
+        if self.head()?.is_some() {
+            return Ok(self);
+        }
+        let chain_key = |k: &[u8]| {
+            k == HEAD
+                || k == CODECS
+                || [ACCOUNT, CODE, CODE_HASH, STORAGE, BLOCK, UNDO]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+        };
+        for item in self.db.iterator(IteratorMode::Start) {
+            let (key, _) = item.map_err(|e| self.db_err(e))?;
+            if !chain_key(&key) {
+                return Err(StateError::NotAChain {
+                    path: self.path.clone(),
+                    key: key.to_vec(),
+                });
+            }
+        }
+        Ok(self)
     }
 
     /// Opens the store at `path`, which must exist: nothing is created where there is none
@@ -357,7 +387,7 @@ impl StateStore {
         if !path.join("CURRENT").is_file() {
             return Err(missing("the directory holds no RocksDB store"));
         }
-        Self::open_with(path, false)
+        Self::open_with(path, false)?.refusing_other_kinds()
     }
 
     fn open_with(path: &Path, create: bool) -> Result<StateStore, StateError> {
@@ -1449,6 +1479,34 @@ mod damaged_store {
         drop(StateStore::open_data_dir(node.path()).expect("and so is its store, reopened"));
     }
 
+    /// Another kind of store (keys no chain writes, no head) is refused by the openers of a
+    /// chain, and nothing is written into it.
+    #[test]
+    fn another_kind_of_store_is_not_taken_for_a_chain() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        {
+            let db = DB::open_default(dir.path()).expect("a bare RocksDB store");
+            db.put([0u8; 12], 7u64.to_be_bytes())
+                .expect("a commit-race record");
+        }
+        for err in [
+            StateStore::open_data_dir(dir.path())
+                .err()
+                .expect("refused"),
+            StateStore::open_existing(dir.path())
+                .err()
+                .expect("refused"),
+        ] {
+            assert!(err.to_string().contains("another kind of store"), "{err}");
+        }
+        let db = DB::open_default(dir.path()).expect("reopened");
+        assert_eq!(
+            db.iterator(IteratorMode::Start).count(),
+            1,
+            "nothing written"
+        );
+    }
+
     /// A store that lost its `CURRENT` file is refused by every opener, and left as it was:
     /// RocksDB would otherwise start an empty store over its files.
     #[test]
@@ -1456,7 +1514,7 @@ mod damaged_store {
         let dir = tempfile::tempdir().expect("a temporary directory");
         {
             let store = StateStore::open(dir.path()).expect("a new store");
-            store.db.put(b"kept", b"1").expect("a raw write");
+            store.db.put(b"a/kept", b"1").expect("a raw write");
             store.db.flush().expect("flushed to a table file");
         }
         let current = dir.path().join("CURRENT");
@@ -1486,6 +1544,9 @@ mod damaged_store {
         assert_eq!(listing(), before, "nothing was written");
         std::fs::write(&current, &named).expect("CURRENT given back");
         let store = StateStore::open_existing(dir.path()).expect("the store opens again");
-        assert_eq!(store.db.get(b"kept").expect("a read"), Some(b"1".to_vec()));
+        assert_eq!(
+            store.db.get(b"a/kept").expect("a read"),
+            Some(b"1".to_vec())
+        );
     }
 }
