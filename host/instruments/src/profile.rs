@@ -905,7 +905,8 @@ fn sample_cpu(
 /// the configured set (sampled; the counted run has hosts of its own). Without
 /// `o.cpu` (the massif child) only the counted run is made, on `plugins`.
 pub fn run(s: &Session, plugins: &Host, o: &ProfileOptions) -> Result<ProfileReport, String> {
-    dubchain_host::files::writable_dir(&o.out).map_err(|e| format!("--out {e}"))?;
+    // `--out` was checked by the command line before anything ran.
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let classifier = Classifier::new(s);
     let baseline = Host::new(HostOptions::default());
     let host_for = |side: ProfileSide| match side {

@@ -318,7 +318,10 @@ impl StateStore {
     /// nothing but what a node keeps beside its store ([`MONITOR_TOKEN`],
     /// [`SHADOW_EVIDENCE`], [`NODE_LOCK`]).
     pub fn open_data_dir(path: &Path) -> Result<StateStore, StateError> {
-        if !path.join("CURRENT").exists() && without_current(path).is_none() {
+        if !path.join("CURRENT").exists() {
+            if let Some(damaged) = without_current(path) {
+                return Err(damaged);
+            }
             let mut found: Vec<String> = std::fs::read_dir(path)
                 .into_iter()
                 .flatten()
