@@ -5,7 +5,10 @@
 //! (`batching_signature_aggregation` replaces that), and the consensus state is one `Mutex`
 //! shared by the threads that record votes (`consensus_lock_reduction` replaces that).
 
-use std::sync::Mutex;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Mutex,
+};
 
 use blst::min_pk::{PublicKey, SecretKey};
 use dubchain_plugin_api::types::{Bytes32, VoteItem};
@@ -141,11 +144,15 @@ enum Imp {
     Plugin {
         tally: VoteTallyBox,
         stakes: Vec<u64>,
-        /// The votes the provider recorded, in the order it answered them: what the
-        /// baseline replays if the provider fails.
-        log: Mutex<Vec<(u64, Bytes32, u32)>>,
-        /// The baseline, once the provider has failed (for good, for this state).
-        fallen: Mutex<Option<baseline::Tally>>,
+        /// What the baseline resumes from if the provider fails, and the baseline once it
+        /// has (for good, for this state). One lock, held across the provider's `record`,
+        /// so the votes kept are in the order the provider answered them and no vote falls
+        /// between the provider and the baseline. The node's votes are so counted one at a
+        /// time on either side; the provider's gain in the node is its own structure and the
+        /// finalized height, which is read without this lock.
+        votes: Mutex<Votes>,
+        /// Whether `votes` holds the baseline: read by `finalized` without the lock.
+        fallen: AtomicBool,
     },
 }
 
@@ -167,8 +174,8 @@ impl ConsensusState {
                 imp: Imp::Plugin {
                     tally,
                     stakes,
-                    log: Mutex::new(Vec::new()),
-                    fallen: Mutex::new(None),
+                    votes: Mutex::new(Votes::default()),
+                    fallen: AtomicBool::new(false),
                 },
             },
             None => ConsensusState::default(),
@@ -190,34 +197,27 @@ impl ConsensusState {
             Imp::Plugin {
                 tally,
                 stakes,
-                log,
+                votes,
                 fallen,
             } => {
                 let key = (vote.height, vote.block, vote.validator);
-                {
-                    let mut f = fallen.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some(b) = f.as_mut() {
-                        return b.record(stakes, key.0, &key.1, key.2);
-                    }
+                let mut votes = votes.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(b) = votes.fallen.as_mut() {
+                    return b.record(stakes, key.0, &key.1, key.2);
                 }
-                match tally.record(key.0, &key.1, key.2).into_result() {
-                    Ok(r) => {
-                        log.lock().unwrap_or_else(|p| p.into_inner()).push(key);
-                        r.into_option()
-                    }
+                let taken = match tally.record(key.0, &key.1, key.2).into_result() {
+                    Ok(answer) => votes.replay.take(stakes, key, answer.into_option()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match taken {
+                    Ok(answer) => answer,
                     Err(e) => {
                         tracing::warn!(error = %e, "consensus.vote_tally provider failed; this node's consensus state continues on the baseline");
-                        let mut f = fallen.lock().unwrap_or_else(|p| p.into_inner());
-                        let b = f.get_or_insert_with(|| {
-                            let mut b = baseline::Tally::default();
-                            for (h, block, v) in
-                                log.lock().unwrap_or_else(|p| p.into_inner()).iter()
-                            {
-                                b.record(stakes, *h, block, *v);
-                            }
-                            b
-                        });
-                        b.record(stakes, key.0, &key.1, key.2)
+                        let mut b = votes.replay.baseline(stakes);
+                        let answer = b.record(stakes, key.0, &key.1, key.2);
+                        votes.fallen = Some(b);
+                        fallen.store(true, Ordering::Release);
+                        answer
                     }
                 }
             }
@@ -231,23 +231,302 @@ impl ConsensusState {
                 tally,
                 fallen,
                 stakes,
-                log,
+                votes,
             } => {
-                if let Some(b) = fallen.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                    return b.finalized();
-                }
-                match tally.finalized().into_result() {
-                    Ok(h) => h,
-                    Err(_) => {
-                        // Answer from the votes the provider took.
-                        let mut b = baseline::Tally::default();
-                        for (h, block, v) in log.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                            b.record(stakes, *h, block, *v);
-                        }
-                        b.finalized()
+                if !fallen.load(Ordering::Acquire) {
+                    if let Ok(h) = tally.finalized().into_result() {
+                        return h;
                     }
+                }
+                // The baseline's, or the one the votes the provider took make.
+                let votes = votes.lock().unwrap_or_else(|p| p.into_inner());
+                match &votes.fallen {
+                    Some(b) => b.finalized(),
+                    None => votes.replay.baseline(stakes).finalized(),
                 }
             }
         }
+    }
+}
+
+/// A provider's votes: what the baseline would resume from, and the baseline once it has.
+#[derive(Debug, Default)]
+struct Votes {
+    replay: Replay,
+    fallen: Option<baseline::Tally>,
+}
+
+/// The votes a `consensus.vote_tally` provider took above the last height it finalized, in
+/// the order it answered them, and that height: the baseline resumes from these if the
+/// provider fails ([`baseline::Tally::resuming_at`]), with the answers a replay of every
+/// vote would give. Votes at or below a finalized height are dropped, so what is kept is
+/// bounded by the heights not final yet, however long the node runs.
+#[derive(Debug, Default)]
+struct Replay {
+    finalized: u64,
+    votes: Vec<(u64, Bytes32, u32)>,
+}
+
+impl Replay {
+    /// The baseline's state after the votes the provider took.
+    fn baseline(&self, stakes: &[u64]) -> baseline::Tally {
+        let mut b = baseline::Tally::resuming_at(self.finalized);
+        for (h, block, v) in &self.votes {
+            b.record(stakes, *h, block, *v);
+        }
+        b
+    }
+
+    /// Takes the provider's `answer` to the vote `(height, block, validator)` and returns
+    /// it, or says why the baseline could not have given it. A claim that the vote
+    /// finalized a height is checked against the votes kept: the vote's own height, above
+    /// the last finalized one, the validator's first vote there, and the stake of the
+    /// validators whose first vote there was for that block (this one included) reaches
+    /// two thirds of the total, as the baseline counts it. A `None` is not checked (that
+    /// would be keeping the baseline's tally beside the provider's); the monitor's shadow
+    /// checks sample those.
+    fn take(
+        &mut self,
+        stakes: &[u64],
+        (height, block, validator): (u64, Bytes32, u32),
+        answer: Option<u64>,
+    ) -> Result<Option<u64>, String> {
+        let Some(&stake) = stakes.get(validator as usize) else {
+            return match answer {
+                None => Ok(None),
+                Some(h) => Err(format!(
+                    "it finalized height {h} on the vote of validator {validator}, which has no stake"
+                )),
+            };
+        };
+        if height <= self.finalized {
+            return match answer {
+                None => Ok(None),
+                Some(h) => Err(format!(
+                    "it finalized height {h} again on a vote at height {height}, at or below the finalized height {}",
+                    self.finalized
+                )),
+            };
+        }
+        let Some(claimed) = answer else {
+            self.votes.push((height, block, validator));
+            return Ok(None);
+        };
+        let at_height = || self.votes.iter().filter(|(h, _, _)| *h == height);
+        let mut first_votes: Vec<(u32, Bytes32)> = Vec::new();
+        for (_, b, v) in at_height() {
+            if !first_votes.iter().any(|(seen, _)| seen == v) {
+                first_votes.push((*v, *b));
+            }
+        }
+        let tally = first_votes
+            .iter()
+            .filter(|(_, b)| *b == block)
+            .fold(stake, |sum, (v, _)| {
+                sum.wrapping_add(stakes.get(*v as usize).copied().unwrap_or(0))
+            });
+        let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));
+        let problem = if claimed != height {
+            Some(format!(
+                "it finalized height {claimed} on a vote at height {height}"
+            ))
+        } else if first_votes.iter().any(|(v, _)| *v == validator) {
+            Some(format!(
+                "it finalized height {height} on a second vote of validator {validator} there"
+            ))
+        } else if tally.wrapping_mul(3) < total.wrapping_mul(2) {
+            Some(format!(
+                "it finalized height {height} with {tally} of {total} stake behind the block"
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(p);
+        }
+        self.finalized = height;
+        self.votes.retain(|(h, _, _)| *h > height);
+        Ok(Some(height))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use dubchain_host::testing::install_one;
+    use dubchain_plugin_api::{
+        abi_stable::sabi_trait::TD_Opaque,
+        slots::{Guarded, VoteTallies, VoteTalliesFfi_TO, VoteTally},
+        PluginError,
+    };
+
+    use super::*;
+
+    /// Votes of `n` validators at heights `1..=heights`, mostly for one block, some for
+    /// another, some repeated, some from outside the set, some far behind.
+    fn votes(seed: u64, n: u32, heights: u64) -> Vec<(u64, Bytes32, u32)> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let blocks = [Bytes32([1; 32]), Bytes32([2; 32])];
+        let mut out = Vec::new();
+        for h in 1..=heights {
+            for _ in 0..n * 2 {
+                let height = if rng.gen_range(0..8) == 0 {
+                    rng.gen_range(0..=h)
+                } else {
+                    h
+                };
+                let block = blocks[usize::from(rng.gen_range(0..5) == 0)];
+                out.push((height, block, rng.gen_range(0..n + 1)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_baseline_tally_keeps_only_heights_above_the_finalized_one() {
+        let stakes: Vec<u64> = (1..=7).collect();
+        let mut t = baseline::Tally::default();
+        let mut highest = 0;
+        for (h, b, v) in votes(1, 7, 2_000) {
+            t.record(&stakes, h, &b, v);
+            highest = highest.max(h);
+            let open = t.open_heights() as u64;
+            assert!(open <= highest - t.finalized(), "height {h}: {open} open");
+        }
+        assert!(
+            t.finalized() > 1_500,
+            "most heights finalize: {}",
+            t.finalized()
+        );
+    }
+
+    #[test]
+    fn the_replay_resumes_where_every_vote_would_and_keeps_only_open_heights() {
+        for seed in 0..20 {
+            let stakes: Vec<u64> = (0..10).map(|i| (i * 37 + seed) % 11).collect();
+            let (mut full, mut replay) = (baseline::Tally::default(), Replay::default());
+            for (i, key) in votes(seed, 10, 200).into_iter().enumerate() {
+                let want = full.record(&stakes, key.0, &key.1, key.2);
+                assert_eq!(
+                    replay.take(&stakes, key, want),
+                    Ok(want),
+                    "seed {seed} vote {i}"
+                );
+                let mut resumed = replay.baseline(&stakes);
+                assert_eq!(resumed.finalized(), full.finalized());
+                assert!(replay.votes.iter().all(|(h, _, _)| *h > replay.finalized));
+                // The next vote is answered alike from the resumed state.
+                let probe = (full.finalized() + 1, Bytes32([1; 32]), 3);
+                assert_eq!(
+                    resumed.record(&stakes, probe.0, &probe.1, probe.2),
+                    full.clone().record(&stakes, probe.0, &probe.1, probe.2)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_claimed_finality_the_votes_do_not_carry_is_refused() {
+        let stakes = [1, 1, 1];
+        let block = Bytes32([1; 32]);
+        let other = Bytes32([2; 32]);
+        let mut r = Replay::default();
+        assert!(
+            r.take(&stakes, (1, block, 0), Some(1)).is_err(),
+            "one of three"
+        );
+        assert!(r.take(&stakes, (1, block, 9), Some(1)).is_err(), "no stake");
+        assert_eq!(r.take(&stakes, (1, block, 0), None), Ok(None));
+        assert!(
+            r.take(&stakes, (1, block, 0), Some(1)).is_err(),
+            "a second vote"
+        );
+        assert!(r.take(&stakes, (1, other, 1), Some(1)).is_err(), "split");
+        assert!(
+            r.take(&stakes, (1, block, 2), Some(2)).is_err(),
+            "another height"
+        );
+        assert_eq!(r.take(&stakes, (1, block, 2), Some(1)), Ok(Some(1)));
+        assert!(r.votes.is_empty());
+        assert!(r.take(&stakes, (1, block, 1), Some(1)).is_err(), "again");
+    }
+
+    /// The baseline's tally behind a lock, except that it claims `lie_at` final on the
+    /// first vote there.
+    struct Lying {
+        stakes: Vec<u64>,
+        inner: Mutex<baseline::Tally>,
+        lie_at: u64,
+        finalized: AtomicU64,
+    }
+
+    impl VoteTally for Lying {
+        fn record(&self, h: u64, b: &Bytes32, v: u32) -> Result<Option<u64>, PluginError> {
+            if h == self.lie_at {
+                self.finalized.fetch_max(h, Ordering::Relaxed);
+                return Ok(Some(h));
+            }
+            let answer = self.inner.lock().unwrap().record(&self.stakes, h, b, v);
+            if let Some(f) = answer {
+                self.finalized.fetch_max(f, Ordering::Relaxed);
+            }
+            Ok(answer)
+        }
+        fn finalized(&self) -> Result<u64, PluginError> {
+            Ok(self.finalized.load(Ordering::Relaxed))
+        }
+    }
+
+    struct LyingAt(u64);
+
+    impl VoteTallies for LyingAt {
+        type Tally = Lying;
+        fn new_tally(&self, stakes: &[u64]) -> Result<Lying, PluginError> {
+            Ok(Lying {
+                stakes: stakes.to_vec(),
+                inner: Mutex::default(),
+                lie_at: self.0,
+                finalized: AtomicU64::new(0),
+            })
+        }
+    }
+
+    #[test]
+    fn a_provider_that_claims_a_false_finality_is_replaced_by_the_baseline_mid_run() {
+        let ids: Vec<Bytes32> = (0..4u8).map(|i| Bytes32([i; 32])).collect();
+        let set = ValidatorSet::generate(5, &ids);
+        let slots = Slots::default();
+        install_one(
+            &slots.vote_tally,
+            "lying_tally",
+            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(40)), TD_Opaque),
+        );
+        let (provider, baseline) = (ConsensusState::new(&slots, &set), ConsensusState::default());
+        let block = Bytes32([7; 32]);
+        for h in 1..=80 {
+            for i in 0..4 {
+                let vote = Vote {
+                    height: h,
+                    block,
+                    validator: i,
+                    signature: [0; 96],
+                };
+                assert_eq!(
+                    provider.record(&set, &vote),
+                    baseline.record(&set, &vote),
+                    "height {h} validator {i}"
+                );
+                assert_eq!(provider.finalized(), baseline.finalized());
+            }
+        }
+        assert_eq!(provider.finalized(), 80);
+        let Imp::Plugin { votes, .. } = &provider.imp else {
+            panic!("the provider's state")
+        };
+        assert!(
+            votes.lock().unwrap().fallen.is_some(),
+            "the lie at 40 was caught"
+        );
     }
 }
