@@ -56,6 +56,7 @@ pub mod settings;
 pub mod sig;
 pub mod slots;
 pub mod state_tree;
+pub mod tally;
 pub mod transport;
 pub mod types;
 #[cfg(feature = "vm")]
