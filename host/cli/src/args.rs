@@ -491,10 +491,10 @@ pub enum ChainCmd {
     CommitRace {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = at_least_one::<u32>)]
         committers: u32,
         /// Commits per committer.
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one::<u64>)]
         commits: u64,
         /// Reopen the store instead and print `committer N: RECORDS records` for each, after
         /// checking every committer's records are numbered 0, 1, ... with no gap.

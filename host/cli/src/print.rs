@@ -38,8 +38,9 @@ pub fn table(rows: &[Vec<String>]) {
 pub fn manifest_errors(s: &Session) {
     for e in &s.manifest_errors {
         if e.path == s.options.plugin_dir {
-            // The directory itself: its message says what follows.
-            eprintln!("error: {e}");
+            // The directory itself: its message says what follows (the command goes on,
+            // on the baselines), so it is a warning.
+            eprintln!("warning: {e}");
         } else {
             eprintln!("error: {e} (skipped; the other plugins are unaffected; correct it, docs/manifest.md has every key, or move it out of the plugin directory)");
         }

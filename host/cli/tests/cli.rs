@@ -425,6 +425,23 @@ fn unusable_workload_values_are_refused_without_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
         assert!(!env.path().join("d").exists(), "nothing ran");
     }
+    // A commit race of no committers, or of no commits, would run nothing and say so with
+    // exit 0.
+    for flag in ["--committers", "--commits"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
+            .current_dir(env.path())
+            .args(["--plugin-dir", "plugins", "--state-dir", "state"])
+            .args(["chain", "commit-race", "--data-dir", "d", flag, "0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("expected a whole number, 1 or more"),
+            "{err}"
+        );
+        assert!(!env.path().join("d").exists(), "nothing ran");
+    }
 }
 
 /// Measurement settings that would measure nothing, or make a check that cannot fail, are
@@ -552,7 +569,7 @@ fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
     assert!(out.status.success(), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("typo: cannot read plugin directory")
+        err.starts_with("warning: typo: cannot read plugin directory")
             && err.contains("every slot runs on its baseline")
             && !err.contains("skipped"),
         "{err}"
