@@ -836,6 +836,11 @@ fn every_refusal_is_one_line_that_names_the_input() {
         (&["gates", "import", "nosuch.json"], "nosuch.json"),
         (&["gates", "import", "garbage.json"], "garbage.json"),
         (&["gates", "export", "not-a-dir/g.json"], "not-a-dir"),
+        // A mistyped directory is not made, as a shell redirection would not.
+        (
+            &["gates", "export", "nosuch-dir/g.json"],
+            "there is no directory nosuch-dir",
+        ),
         (
             &["chain", "check", "--data-dir", "not-a-dir"],
             "not a directory",
@@ -964,6 +969,7 @@ fn every_refusal_is_one_line_that_names_the_input() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(!env.path().join("nosuch-dir").exists());
 }
 
 /// `GET path` from a server on loopback: the body.

@@ -19,6 +19,17 @@ fn versions(s: &Session) -> BTreeMap<String, String> {
 }
 
 pub fn export(s: &Session, file: &Path) -> Result<ExitCode> {
+    // As a shell redirection would: a mistyped directory is not made.
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(crate::BadInput(format!(
+                "{}: there is no directory {}; create it, or name a file in a directory that exists",
+                file.display(),
+                dir.display()
+            ))
+            .into());
+        }
+    }
     print::manifest_errors(s);
     if !s.resolution.is_ok() {
         eprintln!(
