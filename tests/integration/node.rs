@@ -4,8 +4,9 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
+    time::Duration,
 };
 
 use dubchain_host::{testing::install_one, Host};
@@ -1371,4 +1372,54 @@ fn a_store_that_cannot_be_opened_says_why_and_what_to_do() {
         e.contains("Corruption") && e.contains("restore the directory from a backup"),
         "{e}"
     );
+}
+
+/// A launch of node processes empties only the node directories an earlier launch made
+/// and no running node holds: a store of one's own that happens to be called `node-1`, or
+/// one a node is running on, is refused before anything is started or removed.
+#[test]
+fn a_launch_empties_only_its_own_node_directories() {
+    use dubchain_node::launch::{launch, Launch, LaunchError, SCRATCH_MARK};
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (tmp.path().join("node-0"), tmp.path().join("node-1"));
+    for dir in [&ours, &theirs] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("kept"), "a block").unwrap();
+    }
+    std::fs::write(ours.join(SCRATCH_MARK), "").unwrap();
+    let l = Launch {
+        exe: PathBuf::from("/nonexistent/dubchain-perf"),
+        host_args: Vec::new(),
+        node_args: Vec::new(),
+        workload: WorkloadConfig {
+            validators: 2,
+            ..small(3)
+        },
+        until_height: 1,
+        block_time: Duration::ZERO,
+        data_dir: tmp.path().to_owned(),
+        timeout: Duration::from_secs(10),
+    };
+    let refused = |e: LaunchError, named: &str| match e {
+        LaunchError::NotScratch(why) => assert!(why.contains(named), "{why}"),
+        e => panic!("{e}"),
+    };
+    refused(
+        launch(&l, |_, _| {}).unwrap_err(),
+        "node-1: holds files that no launch made",
+    );
+    std::fs::remove_dir_all(&theirs).unwrap();
+    let running = dubchain_node::state::lock_data_dir(&ours).unwrap();
+    refused(
+        launch(&l, |_, _| {}).unwrap_err(),
+        "another node or benchmark is running on it",
+    );
+    assert!(ours.join("kept").exists(), "nothing was removed");
+    drop(running);
+    // Its own, idle: emptied, marked again, and the launch goes on (to the missing binary).
+    assert!(matches!(
+        launch(&l, |_, _| {}).unwrap_err(),
+        LaunchError::Io { .. }
+    ));
+    assert!(!ours.join("kept").exists() && ours.join(SCRATCH_MARK).exists());
 }

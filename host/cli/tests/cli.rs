@@ -1150,30 +1150,44 @@ fn a_cluster_past_its_timeout_stops_every_node() {
     assert!(left.is_empty(), "node processes left running: {left:?}");
 }
 
-/// A node that cannot start (its data directory lies under a file) fails the cluster at
-/// once with one line naming the node and what it said; the others are stopped.
+/// A node that cannot start (here: its configuration file is missing, which the nodes
+/// read themselves) fails the cluster at once with one line naming the node and what it
+/// said; the others are stopped. A node directory that cannot be made (it lies under a
+/// file) is refused before any node starts, in one line naming it.
 #[test]
 fn a_cluster_whose_node_cannot_start_names_it() {
     let env = graph();
-    env.write("blocker", "not a directory");
-    let (ok, out, err) = env.run(&[
-        "cluster",
-        "--nodes",
-        "2",
-        "--until-height",
-        "3",
-        "--data-dir",
-        "blocker/cluster",
-        "--timeout",
-        "60",
-    ]);
+    let cluster = |data_dir: &str, config: &[&str]| {
+        let mut args = config.to_vec();
+        args.extend([
+            "cluster",
+            "--nodes",
+            "2",
+            "--until-height",
+            "3",
+            "--data-dir",
+            data_dir,
+            "--timeout",
+            "60",
+        ]);
+        env.run(&args)
+    };
+    let (ok, out, err) = cluster("cluster", &["--config", "nosuch.toml"]);
     assert!(!ok, "{out}\n{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("exited") && err.contains("without a report"),
+        err.contains("node 0 exited") || err.contains("node 1 exited"),
         "{err}"
     );
-    assert!(err.contains("blocker/cluster/node-"), "{err}");
+    assert!(
+        err.contains("without a report") && err.contains("nosuch.toml"),
+        "{err}"
+    );
+    env.write("blocker", "not a directory");
+    let (ok, out, err) = cluster("blocker/cluster", &[]);
+    assert!(!ok, "{out}\n{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("blocker/cluster/node-0"), "{err}");
 }
 
 /// `n` loopback addresses free now, for nodes that bind them later (and again after a

@@ -47,7 +47,8 @@ pub struct Launch {
     pub workload: WorkloadConfig,
     pub until_height: u64,
     pub block_time: Duration,
-    /// Node `i`'s store goes in `<data_dir>/node-<i>`, emptied first.
+    /// Node `i`'s store goes in `<data_dir>/node-<i>`, emptied first if an earlier launch
+    /// made it (see [`SCRATCH_MARK`]); any other non-empty one is refused.
     pub data_dir: PathBuf,
     /// How long the whole cluster may take, start-up included.
     pub timeout: Duration,
@@ -114,6 +115,10 @@ pub enum LaunchError {
     },
     #[error("the cluster did not finish within {0:?} (nodes {1:?} had not finished); every node was stopped: allow more time or ask for fewer blocks")]
     Timeout(Duration, Vec<usize>),
+    /// A node directory the launch would empty that is not its to empty (nothing was
+    /// started or removed).
+    #[error("{0}")]
+    NotScratch(String),
 }
 
 /// Every child, killed and reaped if the launch ends early.
@@ -149,6 +154,37 @@ enum Said {
     Closed(usize, String),
 }
 
+/// The file a launch writes into each node directory it makes: what lets the next launch
+/// empty that directory. A directory without it (a node's store of one's own that happens
+/// to be called `node-0`) is never emptied.
+pub const SCRATCH_MARK: &str = "launched.scratch";
+
+/// Whether the launch may empty `dir`: missing, empty, or made by a launch and not in use
+/// by a running node.
+fn check_scratch(dir: &Path) -> Result<(), LaunchError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(LaunchError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
+    };
+    if entries.count() > 0 && !dir.join(SCRATCH_MARK).exists() {
+        return Err(LaunchError::NotScratch(format!(
+            "{}: holds files that no launch made (no {SCRATCH_MARK}), and a launch empties its node directories first; give another --data-dir, or remove it yourself if it may go",
+            dir.display()
+        )));
+    }
+    if dir.join(crate::state::NODE_LOCK).exists() {
+        // Taken and dropped: a node running on it holds it.
+        crate::state::lock_data_dir(dir).map_err(LaunchError::NotScratch)?;
+    }
+    Ok(())
+}
+
 /// Starts the cluster, waits until every node has reported, lets them close, and returns
 /// the reports by node. `said(index, line)` is told every other line a node prints (where
 /// its monitor listens, the plugins it loaded).
@@ -159,11 +195,25 @@ pub fn launch(l: &Launch, said: impl Fn(usize, &str)) -> Result<Vec<Report>, Lau
         move |source| LaunchError::Io { path, source }
     };
     let (sockets, addrs) = listeners(n).map_err(io(Path::new("127.0.0.1")))?;
-    for i in 0..n {
-        let dir = l.data_dir.join(format!("node-{i}"));
+    let dirs: Vec<PathBuf> = (0..n)
+        .map(|i| l.data_dir.join(format!("node-{i}")))
+        .collect();
+    // Every directory is checked before any is emptied.
+    for dir in &dirs {
+        check_scratch(dir)?;
+    }
+    for dir in &dirs {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            // Held while emptying, so a node that starts on it meanwhile is refused.
+            let _lock = crate::state::lock_data_dir(dir).map_err(LaunchError::NotScratch)?;
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
         }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::write(
+            dir.join(SCRATCH_MARK),
+            "Made by a launch of dubchain-perf node processes (`cluster`, the main job's network stage); the next launch on this directory empties it.\n",
+        )
+        .map_err(io(dir))?;
     }
     let deadline = Instant::now() + l.timeout;
     let mut children = Children(Vec::with_capacity(n));

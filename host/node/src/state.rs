@@ -316,7 +316,8 @@ impl StateStore {
     /// Opens (creating if needed) the store in a data directory the user named: as
     /// [`StateStore::open`], but a directory without a store is taken only if it holds
     /// nothing but what a node keeps beside its store ([`MONITOR_TOKEN`],
-    /// [`SHADOW_EVIDENCE`], [`NODE_LOCK`]).
+    /// [`SHADOW_EVIDENCE`], [`NODE_LOCK`]) and a launch's mark
+    /// ([`crate::launch::SCRATCH_MARK`]).
     pub fn open_data_dir(path: &Path) -> Result<StateStore, StateError> {
         if !path.join("CURRENT").exists() {
             if let Some(damaged) = without_current(path) {
@@ -326,7 +327,15 @@ impl StateStore {
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| ![MONITOR_TOKEN, SHADOW_EVIDENCE, NODE_LOCK].contains(&n.as_str()))
+                .filter(|n| {
+                    ![
+                        MONITOR_TOKEN,
+                        SHADOW_EVIDENCE,
+                        NODE_LOCK,
+                        crate::launch::SCRATCH_MARK,
+                    ]
+                    .contains(&n.as_str())
+                })
                 .collect();
             if !found.is_empty() {
                 found.sort();

@@ -227,6 +227,10 @@ pub fn cluster(args: &ClusterArgs, global: Vec<String>) -> Result<ExitCode> {
         if line.starts_with("monitor on ") {
             println!("node {index}: {line}");
         }
+    })
+    .map_err(|e| match e {
+        launch::LaunchError::NotScratch(why) => anyhow::Error::from(crate::BadInput(why)),
+        e => e.into(),
     })?;
     let first = reports[0].outcome.head;
     let started = reports.iter().map(|r| r.started_unix_ns).min().unwrap_or(0);
