@@ -1058,6 +1058,11 @@ fn a_node_serves_its_monitor_stops_cleanly_on_sigterm_and_resumes() {
     assert!(out.status.success());
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains(&format!("stopped at head {target} ")), "{out}");
+    // Its start is said once, as a load, not as a reload of something already running.
+    assert!(
+        out.lines().filter(|l| l.starts_with("loaded ")).count() == 1 && !out.contains("reload ("),
+        "{out}"
+    );
     let (ok, check, _) = env.run(&[
         "chain",
         "check",

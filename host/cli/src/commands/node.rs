@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result};
 use dubchain_host::{
     session::Session,
-    watch::{watch, Reloader},
+    watch::{watch, ReloadEvent, Reloader},
 };
 use dubchain_monitor::{alerts, config, metrics, Monitor};
 use dubchain_node::{cluster::Observed, launch, ledger, process};
@@ -39,6 +39,27 @@ fn stop_on_signals() {
         unsafe {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
+    }
+}
+
+/// The node's first load, said once: what it loaded, or that every slot is on its baseline
+/// (and, without a plugin directory, that nothing is watched). Its warnings are the
+/// session's, printed before it; what failed or was not applied goes to stderr.
+fn say_first_load(first: &ReloadEvent, watched: bool) {
+    let id = &first.feature_set_id;
+    if first.loaded.is_empty() {
+        println!("loaded no plugin: every slot on its baseline (feature set {id})");
+    } else {
+        println!("loaded {} (feature set {id})", first.loaded.join(", "));
+    }
+    for e in &first.failed {
+        eprintln!("error: {e}");
+    }
+    for p in &first.problems {
+        eprintln!("error: not applied: {p}");
+    }
+    if !watched {
+        println!("no plugin directory to watch: plugins dropped in later are not loaded; create it, or give --plugin-dir, and restart");
     }
 }
 
@@ -93,7 +114,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         "baselines".to_owned()
     } else {
         let first = reloader.reload(Vec::new());
-        println!("{first}");
+        say_first_load(&first, s.options.plugin_dir.is_dir());
         first.feature_set_id
     };
     let config = match &args.monitor_config {
@@ -131,10 +152,7 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
             .with_context(|| format!("watching {}", plugin_dir.display()))?,
         )
     } else {
-        eprintln!(
-            "warning: plugin directory {} does not exist: the node runs on the baselines and watches nothing; create it, or give --plugin-dir",
-            plugin_dir.display()
-        );
+        // Said with the first load.
         None
     };
     stop_on_signals();
