@@ -697,6 +697,13 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
             && md.contains("| storage_binary_formats.record_decode | storage_binary_formats |"),
         "{md}"
     );
+    // What the figures mean is in the report, not only on the terminal.
+    assert!(
+        md.contains("Student-t interval")
+            && md.contains(dubchain_host::measure::CASE_TABLE_NOTE)
+            && stdout.contains(dubchain_host::measure::CASE_TABLE_NOTE),
+        "{md}"
+    );
     assert!(
         stdout.contains("not measured: fixture_api_mismatch (off in the profile) did not load"),
         "{stdout}"

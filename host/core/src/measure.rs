@@ -201,6 +201,9 @@ pub fn few_rounds_note(rounds: usize) -> Option<String> {
     })
 }
 
+/// What a per-case table's figures mean, said under each one (`bench`'s and `run`'s).
+pub const CASE_TABLE_NOTE: &str = "Each ratio (speed-up) is the median of the per-round ratios (baseline time / plugin time) over interleaved rounds in one process, with a percentile-bootstrap 95% interval; a goal or promise is met (yes) only when the whole interval is at or above it, so a median above it whose interval reaches below it is NO";
+
 /// Whether an estimate from `samples` samples has an interval at all (two or more).
 pub fn has_interval(samples: usize) -> bool {
     samples >= 2

@@ -415,6 +415,7 @@ fn markdown(
         md += &format!("Missing (ran on baselines): {}\n\n", missing.join(", "));
     }
     md += &markdown_table(&stage_rows(r));
+    md += &format!("\n{}\n", method_note(r));
     let nodes = cluster_rows(r);
     if nodes.len() > 1 {
         md += "\nThe network row, node by node (medians over the runs):\n\n";
@@ -430,6 +431,9 @@ fn markdown(
             s.options.profile
         );
         md += &markdown_table(&slot_rows(off));
+    }
+    if !slots.is_empty() || !off.is_empty() {
+        md += &format!("\n{}.\n", dubchain_host::measure::CASE_TABLE_NOTE);
     }
     md
 }

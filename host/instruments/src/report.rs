@@ -322,6 +322,7 @@ pub fn markdown(r: &BenchResults) -> String {
     if !r.micro.is_empty() {
         out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
+        let _ = writeln!(out, "{}.\n", dubchain_host::measure::CASE_TABLE_NOTE);
         let fewest = r.micro.iter().map(|m| m.rounds).min().unwrap_or(0);
         if let Some(note) = dubchain_host::measure::few_rounds_note(fewest) {
             let _ = writeln!(out, "Note: {note}.\n");

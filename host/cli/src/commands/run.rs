@@ -107,6 +107,9 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
         );
         print::table(&main_job::slot_rows(&job.off));
     }
+    if !job.slots.is_empty() || !job.off.is_empty() {
+        println!("({})", dubchain_host::measure::CASE_TABLE_NOTE);
+    }
     for (plugin, error) in &job.off_not_loaded {
         println!("not measured: {plugin} (off in the profile) did not load: {error}");
     }
