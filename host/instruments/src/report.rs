@@ -647,6 +647,11 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
         out += "<h2>Microbenchmarks</h2><p>Baseline time / plugin time per case, interleaved rounds in one process; bars are 95% bootstrap intervals, red ticks the manifests' promises (green: met, red: not met).</p>";
         out += &ratio_plot(r);
         html_table(&mut out, &MICRO_HEAD, &micro_rows(r));
+        let _ = write!(
+            out,
+            "<p>{}.</p>",
+            esc(dubchain_host::measure::CASE_TABLE_NOTE)
+        );
     }
     if let Some(s) = &r.system {
         let _ = write!(
