@@ -468,12 +468,17 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// A task's optional count argument (`what` names it in the error), or `default`.
+/// A task's optional count argument (`what` names it in the error), or `default`. Never
+/// 0: a run of no cases, kills or accounts would record in the docs that nothing failed.
 fn count_arg(arg: Option<&str>, default: u64, what: &str) -> Result<u64> {
-    arg.map_or(Ok(default), |a| {
-        a.parse()
-            .with_context(|| format!("{what} `{a}`: expected a whole number"))
-    })
+    let Some(a) = arg else {
+        return Ok(default);
+    };
+    match a.parse::<u64>() {
+        Ok(0) => bail!("{what} `0`: expected a whole number, 1 or more (a run of none would be recorded as one in which nothing failed)"),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e).with_context(|| format!("{what} `{a}`: expected a whole number, 1 or more")),
+    }
 }
 
 /// Replaces the section `heading` of `doc` (up to the next `## ` heading, or the end) with
@@ -697,5 +702,25 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
             .current_dir(root)
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(args))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_arg;
+
+    #[test]
+    fn a_count_of_none_is_refused_since_its_run_would_be_recorded_as_clean() {
+        assert_eq!(count_arg(None, 100, "kills").unwrap(), 100);
+        assert_eq!(count_arg(Some("40"), 100, "kills").unwrap(), 40);
+        for bad in ["0", "abc", "-1", ""] {
+            let e = format!("{:#}", count_arg(Some(bad), 100, "cases").unwrap_err());
+            assert!(
+                e.starts_with(&format!(
+                    "cases `{bad}`: expected a whole number, 1 or more"
+                )),
+                "{e}"
+            );
+        }
     }
 }
