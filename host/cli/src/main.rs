@@ -55,9 +55,12 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::new("warn")
         }),
     };
+    // Colours only for a terminal: a log redirected to a file or a pipe stays plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,

@@ -1417,3 +1417,59 @@ fn a_closed_stdout_ends_the_command_quietly() {
         out.status
     );
 }
+
+/// A node whose peers do not come says so on stderr after a few seconds, naming each
+/// missing validator and its address, in plain text when stderr is not a terminal.
+#[test]
+fn a_node_waiting_for_its_peers_names_them() {
+    use std::io::BufRead as _;
+    let env = graph();
+    // A port nothing listens on: bound, then freed.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut node = env
+        .command()
+        .args(["node", "--data-dir", "data", "--monitor", "127.0.0.1:0"])
+        .args([
+            "--validators",
+            "2",
+            "--index",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--peer")
+        .arg(format!("0@{nowhere}"))
+        .env_remove("DUBCHAIN_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(node.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let said = stderr
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("waiting for validators"));
+        let _ = tx.send(said);
+    });
+    // Bounded: the node waits forever for its peer, so it is killed either way.
+    let said = rx.recv_timeout(std::time::Duration::from_secs(30));
+    let _ = node.kill();
+    let _ = node.wait();
+    let said = said
+        .ok()
+        .flatten()
+        .expect("the node says what it waits for within 30 s");
+    assert!(
+        said.contains(&format!("0 at {nowhere}")) && said.contains("0 of 1 peers connected"),
+        "{said}"
+    );
+    assert!(
+        !said.contains('\u{1b}'),
+        "no colour codes in a pipe: {said:?}"
+    );
+}

@@ -110,6 +110,10 @@ impl Placement {
 /// How often a node retries a peer it cannot reach.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// When a node still missing peers first says so, and how often after that.
+const WAITING_FIRST: Duration = Duration::from_secs(5);
+const WAITING_AGAIN: Duration = Duration::from_secs(30);
+
 /// One side of a handshake: index and head.
 fn hello(stream: &mut TcpStream, index: usize, head: u64) -> io::Result<()> {
     let mut b = [0u8; 12];
@@ -275,6 +279,35 @@ pub fn run_node(
                         std::thread::sleep(RETRY / 4)
                     }
                     Err(e) => tracing::warn!(node = me, error = %e, "accepting a peer failed"),
+                }
+            }
+        });
+        // While peers are missing, said now and then (after 5 s, then every 30 s): a node
+        // waiting for its peers otherwise says nothing, and makes no block it cannot finalize.
+        scope.spawn(move || {
+            let started = std::time::Instant::now();
+            let mut next = WAITING_FIRST;
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(RETRY);
+                if started.elapsed() < next {
+                    continue;
+                }
+                next += WAITING_AGAIN;
+                let missing: Vec<String> = placement
+                    .peers
+                    .iter()
+                    .filter(|(p, _)| !net.is_connected(*p))
+                    .map(|(p, addr)| format!("{p} at {addr}"))
+                    .collect();
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        node = me,
+                        "waiting for validators {}: {} of {} peers connected after {:.0} s (this node dials those below its index, and those above dial it); start them, or check the --peer and --listen addresses",
+                        missing.join(", "),
+                        placement.peers.len() - missing.len(),
+                        placement.peers.len(),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
         });
