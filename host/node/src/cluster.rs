@@ -194,7 +194,7 @@ pub(crate) struct Node<'a> {
     n: usize,
     store: StateStore,
     mempool: Mempool,
-    consensus: ConsensusState,
+    consensus: ConsensusState<'a>,
     /// Blocks received ahead of the head, by height.
     waiting: BTreeMap<u64, Block>,
     stats: NodeStats,

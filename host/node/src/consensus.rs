@@ -15,11 +15,11 @@ use dubchain_plugin_api::types::{Bytes32, VoteItem};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use dubchain_plugin_api::slots::VoteTallyBox;
+use dubchain_plugin_api::{slots::VoteTallyBox, PluginError};
 
 use dubchain_host::{
     baseline,
-    slot::{Slots, VoteVerifySlot},
+    slot::{ConsensusStatesSlot, Slots, VoteVerifySlot},
 };
 
 /// Domain separation tag of DubChain votes (proof-of-possession ciphersuite).
@@ -135,13 +135,16 @@ pub fn verify_votes(slot: &VoteVerifySlot, set: &ValidatorSet, votes: &[Vote]) -
 
 /// The consensus state, shared by every thread that records votes: the baseline's
 /// [`baseline::Tally`] behind one `Mutex`, or a `consensus.vote_tally` provider's state.
-pub struct ConsensusState {
-    imp: Imp,
+pub struct ConsensusState<'a> {
+    imp: Imp<'a>,
 }
 
-enum Imp {
+enum Imp<'a> {
     Baseline(Mutex<baseline::Tally>),
     Plugin {
+        /// The slot whose provider made `tally`: told of its failure, so that the status and
+        /// the monitor show it, and its breaker counts it.
+        slot: &'a ConsensusStatesSlot,
         tally: VoteTallyBox,
         stakes: Vec<u64>,
         /// What the baseline resumes from if the provider fails, and the baseline once it
@@ -156,7 +159,7 @@ enum Imp {
     },
 }
 
-impl Default for ConsensusState {
+impl Default for ConsensusState<'_> {
     /// A state on the baseline.
     fn default() -> Self {
         ConsensusState {
@@ -165,13 +168,14 @@ impl Default for ConsensusState {
     }
 }
 
-impl ConsensusState {
+impl<'a> ConsensusState<'a> {
     /// A state from the `consensus.vote_tally` provider if there is one, else the baseline's.
-    pub fn new(slots: &Slots, set: &ValidatorSet) -> ConsensusState {
+    pub fn new(slots: &'a Slots, set: &ValidatorSet) -> ConsensusState<'a> {
         let stakes: Vec<u64> = set.validators.iter().map(|v| v.stake).collect();
         match slots.vote_tally.new_tally(&stakes) {
             Some(tally) => ConsensusState {
                 imp: Imp::Plugin {
+                    slot: &slots.vote_tally,
                     tally,
                     stakes,
                     votes: Mutex::new(Votes::default()),
@@ -195,6 +199,7 @@ impl ConsensusState {
                 )
             }
             Imp::Plugin {
+                slot,
                 tally,
                 stakes,
                 votes,
@@ -205,14 +210,21 @@ impl ConsensusState {
                 if let Some(b) = votes.fallen.as_mut() {
                     return b.record(stakes, key.0, &key.1, key.2);
                 }
-                let taken = match tally.record(key.0, &key.1, key.2).into_result() {
-                    Ok(answer) => votes.replay.take(stakes, key, answer.into_option()),
-                    Err(e) => Err(e.to_string()),
-                };
+                let taken = tally
+                    .record(key.0, &key.1, key.2)
+                    .into_result()
+                    .and_then(|answer| {
+                        votes
+                            .replay
+                            .take(stakes, key, answer.into_option())
+                            .map_err(PluginError::failed)
+                    });
                 match taken {
                     Ok(answer) => answer,
                     Err(e) => {
-                        tracing::warn!(error = %e, "consensus.vote_tally provider failed; this node's consensus state continues on the baseline");
+                        // Counted and logged there; this state continues on the baseline
+                        // for good.
+                        slot.object_failed("record", &e);
                         let mut b = votes.replay.baseline(stakes);
                         let answer = b.record(stakes, key.0, &key.1, key.2);
                         votes.fallen = Some(b);
@@ -232,6 +244,7 @@ impl ConsensusState {
                 fallen,
                 stakes,
                 votes,
+                ..
             } => {
                 if !fallen.load(Ordering::Acquire) {
                     if let Ok(h) = tally.finalized().into_result() {
@@ -527,6 +540,13 @@ mod tests {
         assert!(
             votes.lock().unwrap().fallen.is_some(),
             "the lie at 40 was caught"
+        );
+        // And the slot was told: its status shows the failure, as the monitor reads it.
+        let status = slots.vote_tally.status();
+        assert_eq!(
+            (status.counters.errors, status.counters.fallbacks),
+            (1, 1),
+            "{status:?}"
         );
     }
 }
