@@ -193,7 +193,7 @@ pub(crate) struct Node<'a> {
     index: usize,
     n: usize,
     store: StateStore,
-    mempool: Mempool,
+    mempool: Mempool<'a>,
     consensus: ConsensusState<'a>,
     /// Blocks received ahead of the head, by height.
     waiting: BTreeMap<u64, Block>,

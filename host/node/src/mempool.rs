@@ -23,7 +23,7 @@ use crate::{
 };
 use dubchain_host::{
     baseline::VecIndex,
-    slot::{SigVerifySlot, Slots, TxValidationSlot},
+    slot::{SigVerifySlot, Slots, TxPoolSlot, TxValidationSlot},
 };
 
 /// Why a transaction was not admitted.
@@ -33,18 +33,20 @@ pub enum Rejection {
     Duplicate,
 }
 
-enum Index {
+enum Index<'a> {
     Baseline(VecIndex),
-    Plugin(TxIndexBox),
+    /// A provider's index, and its slot: told of the index's failure, so that the status,
+    /// the monitor and the breaker count it.
+    Plugin(TxIndexBox, &'a TxPoolSlot),
 }
 
 /// Pending transactions.
-pub struct Mempool {
+pub struct Mempool<'a> {
     bodies: HashMap<Bytes32, Transaction>,
-    index: Index,
+    index: Index<'a>,
 }
 
-impl Default for Mempool {
+impl Default for Mempool<'_> {
     /// A mempool on the baseline index.
     fn default() -> Self {
         Mempool {
@@ -54,7 +56,7 @@ impl Default for Mempool {
     }
 }
 
-impl std::fmt::Debug for Mempool {
+impl std::fmt::Debug for Mempool<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mempool")
             .field("pending", &self.bodies.len())
@@ -62,7 +64,7 @@ impl std::fmt::Debug for Mempool {
                 "index",
                 &match self.index {
                     Index::Baseline(_) => "baseline",
-                    Index::Plugin(_) => "mempool.tx_pool provider",
+                    Index::Plugin(..) => "mempool.tx_pool provider",
                 },
             )
             .finish()
@@ -106,14 +108,14 @@ fn with_nonces<T>(
     }
 }
 
-impl Mempool {
+impl<'a> Mempool<'a> {
     /// A mempool on the `mempool.tx_pool` provider's index if there is one, else on the
     /// baseline's.
-    pub fn new(slots: &Slots) -> Mempool {
+    pub fn new(slots: &'a Slots) -> Mempool<'a> {
         Mempool {
             bodies: HashMap::new(),
             index: match slots.tx_pool.new_index() {
-                Some(ix) => Index::Plugin(ix),
+                Some(ix) => Index::Plugin(ix, &slots.tx_pool),
                 None => Index::Baseline(VecIndex::default()),
             },
         }
@@ -130,13 +132,14 @@ impl Mempool {
     /// Whether the index is a provider's (it falls back to the baseline's for good after a
     /// failed call).
     pub fn on_provider(&self) -> bool {
-        matches!(self.index, Index::Plugin(_))
+        matches!(self.index, Index::Plugin(..))
     }
 
     /// After a provider's failure: the baseline index, rebuilt from the pending bodies.
     fn fall_back(&mut self, what: &str, e: &PluginError) -> &mut VecIndex {
-        if let Index::Plugin(_) = self.index {
-            tracing::warn!(error = %e, call = what, "mempool.tx_pool provider failed; this mempool continues on the baseline index");
+        if let Index::Plugin(_, slot) = self.index {
+            // Counted and logged there; this mempool continues on the baseline for good.
+            slot.object_failed(what, e);
             let mut rebuilt = VecIndex::default();
             let mut entries: Vec<PoolEntry> =
                 self.bodies.iter().map(|(h, tx)| entry(*h, tx)).collect();
@@ -146,7 +149,7 @@ impl Mempool {
         }
         match &mut self.index {
             Index::Baseline(v) => v,
-            Index::Plugin(_) => unreachable!("replaced above"),
+            Index::Plugin(..) => unreachable!("replaced above"),
         }
     }
 
@@ -154,7 +157,7 @@ impl Mempool {
     fn insert(&mut self, entries: &[PoolEntry]) -> Vec<bool> {
         match &mut self.index {
             Index::Baseline(v) => v.insert(entries),
-            Index::Plugin(ix) => match ix.insert(entries.into()).into_result() {
+            Index::Plugin(ix, _) => match ix.insert(entries.into()).into_result() {
                 Ok(v) => v.into_vec(),
                 Err(err) => self.fall_back("insert", &err).insert(entries),
             },
@@ -240,7 +243,7 @@ impl Mempool {
     ) -> Result<Vec<Transaction>, StateError> {
         let hashes = match &mut self.index {
             Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
-            Index::Plugin(ix) => {
+            Index::Plugin(ix, _) => {
                 let (answer, read) = with_nonces(state, |n| {
                     ix.select(max as u64, n).into_result().map(|v| v.into_vec())
                 })?;
@@ -286,7 +289,7 @@ impl Mempool {
         let nonce = |s: &Bytes32| -> Result<u64, StateError> { Ok(state.account(s)?.nonce) };
         let gone = match &mut self.index {
             Index::Baseline(v) => v.remove(&included, &nonce)?,
-            Index::Plugin(ix) => {
+            Index::Plugin(ix, _) => {
                 match with_nonces(state, |n| {
                     ix.remove(included.as_slice().into(), n)
                         .into_result()
@@ -382,6 +385,69 @@ mod tests {
             signature: dubchain_plugin_api::types::Bytes64([0; 64]),
         };
         (tx_hash(&tx), tx)
+    }
+
+    /// An index whose every insert fails.
+    struct Failing;
+
+    impl dubchain_plugin_api::slots::TxIndex for Failing {
+        fn insert(&mut self, _: &[PoolEntry]) -> Result<Vec<bool>, PluginError> {
+            Err(PluginError::failed("no room"))
+        }
+        fn select(
+            &mut self,
+            _: u64,
+            _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+        ) -> Result<Vec<Bytes32>, PluginError> {
+            Ok(Vec::new())
+        }
+        fn remove(
+            &mut self,
+            _: &[Bytes32],
+            _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+        ) -> Result<Vec<Bytes32>, PluginError> {
+            Ok(Vec::new())
+        }
+        fn len(&self) -> Result<u64, PluginError> {
+            Ok(0)
+        }
+    }
+
+    struct Failings;
+
+    impl dubchain_plugin_api::slots::TxPool for Failings {
+        type Index = Failing;
+        fn new_index(&self) -> Result<Failing, PluginError> {
+            Ok(Failing)
+        }
+    }
+
+    /// A provider's index that fails is reported to its slot (counted, as the status and
+    /// the monitor show it), and the mempool goes on with the baseline's index, the entry
+    /// kept.
+    #[test]
+    fn a_failing_index_is_reported_to_its_slot_and_the_mempool_falls_back() {
+        use dubchain_plugin_api::{
+            abi_stable::sabi_trait::TD_Opaque,
+            slots::{Guarded, TxPoolFfi_TO},
+        };
+        let slots = Slots::default();
+        dubchain_host::testing::install_one(
+            &slots.tx_pool,
+            "failing_pool",
+            TxPoolFfi_TO::from_value(Guarded(Failings), TD_Opaque),
+        );
+        let mut pool = Mempool::new(&slots);
+        assert!(pool.on_provider());
+        let (h, t) = tx(1, 5);
+        assert_eq!(pool.insert(&[entry(h, &t)]), vec![true]);
+        assert!(!pool.on_provider());
+        let status = slots.tx_pool.status();
+        assert_eq!(
+            (status.counters.errors, status.counters.fallbacks),
+            (1, 1),
+            "{status:?}"
+        );
     }
 
     /// A selection that skips a sender's nonce, goes back, or starts past its state nonce is
