@@ -126,6 +126,17 @@ impl std::error::Error for BadInput {}
 
 fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;
+    if let Some(both) = cli
+        .global
+        .enable
+        .iter()
+        .find(|e| cli.global.disable.contains(e))
+    {
+        return Err(BadInput(format!(
+            "--enable {both} and --disable {both} both given; keep one of them"
+        ))
+        .into());
+    }
     let global_args = cli.global.child_args();
     let options = cli.global.session_options();
     let open = || Session::open(options.clone()).map_err(Refused);

@@ -833,6 +833,10 @@ fn every_refusal_is_one_line_that_names_the_input() {
             "nosuch.toml",
         ),
         (&["plugins", "why", "nosuch"], "nosuch"),
+        (
+            &["--enable", "base", "--disable", "base", "plugins", "plan"],
+            "--enable base and --disable base both given",
+        ),
         (&["gates", "import", "nosuch.json"], "nosuch.json"),
         (&["gates", "import", "garbage.json"], "garbage.json"),
         (&["gates", "export", "not-a-dir/g.json"], "not-a-dir"),
