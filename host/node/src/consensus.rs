@@ -6,7 +6,7 @@
 //! shared by the threads that record votes (`consensus_lock_reduction` replaces that).
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Mutex,
 };
 
@@ -156,6 +156,9 @@ enum Imp<'a> {
         votes: Mutex<Votes>,
         /// Whether `votes` holds the baseline: read by `finalized` without the lock.
         fallen: AtomicBool,
+        /// The highest height the provider finalized and the host accepted: its
+        /// `finalized` can never answer less.
+        claimed: AtomicU64,
     },
 }
 
@@ -180,6 +183,7 @@ impl<'a> ConsensusState<'a> {
                     stakes,
                     votes: Mutex::new(Votes::default()),
                     fallen: AtomicBool::new(false),
+                    claimed: AtomicU64::new(0),
                 },
             },
             None => ConsensusState::default(),
@@ -204,6 +208,7 @@ impl<'a> ConsensusState<'a> {
                 stakes,
                 votes,
                 fallen,
+                claimed,
             } => {
                 let key = (vote.height, vote.block, vote.validator);
                 let mut votes = votes.lock().unwrap_or_else(|p| p.into_inner());
@@ -220,7 +225,12 @@ impl<'a> ConsensusState<'a> {
                             .map_err(PluginError::failed)
                     });
                 match taken {
-                    Ok(answer) => answer,
+                    Ok(answer) => {
+                        if let Some(h) = answer {
+                            claimed.fetch_max(h, Ordering::Release);
+                        }
+                        answer
+                    }
                     Err(e) => {
                         // Counted and logged there; this state continues on the baseline
                         // for good.
@@ -240,23 +250,41 @@ impl<'a> ConsensusState<'a> {
         match &self.imp {
             Imp::Baseline(m) => m.lock().unwrap_or_else(|p| p.into_inner()).finalized(),
             Imp::Plugin {
+                slot,
                 tally,
                 fallen,
                 stakes,
                 votes,
-                ..
+                claimed,
             } => {
                 if !fallen.load(Ordering::Acquire) {
-                    if let Ok(h) = tally.finalized().into_result() {
-                        return h;
+                    // Read before the provider is asked: a claim accepted since can only
+                    // raise what it answers.
+                    let least = claimed.load(Ordering::Acquire);
+                    let answer = tally.finalized().into_result().and_then(|h| {
+                        if h >= least {
+                            Ok(h)
+                        } else {
+                            Err(PluginError::failed(format!(
+                                "it answered finalized height {h}, below the height {least} it finalized"
+                            )))
+                        }
+                    });
+                    match answer {
+                        Ok(h) => return h,
+                        Err(e) => {
+                            let mut votes = votes.lock().unwrap_or_else(|p| p.into_inner());
+                            if votes.fallen.is_none() {
+                                slot.object_failed("finalized", &e);
+                                votes.fallen = Some(votes.replay.baseline(stakes));
+                                fallen.store(true, Ordering::Release);
+                            }
+                        }
                     }
                 }
-                // The baseline's, or the one the votes the provider took make.
+                // The baseline's, for good.
                 let votes = votes.lock().unwrap_or_else(|p| p.into_inner());
-                match &votes.fallen {
-                    Some(b) => b.finalized(),
-                    None => votes.replay.baseline(stakes).finalized(),
-                }
+                votes.fallen.as_ref().map_or(0, baseline::Tally::finalized)
             }
         }
     }
@@ -466,11 +494,12 @@ mod tests {
     }
 
     /// The baseline's tally behind a lock, except that it claims `lie_at` final on the
-    /// first vote there.
+    /// first vote there, and, if `forgets`, answers 0 when asked for the finalized height.
     struct Lying {
         stakes: Vec<u64>,
         inner: Mutex<baseline::Tally>,
         lie_at: u64,
+        forgets: bool,
         finalized: AtomicU64,
     }
 
@@ -487,11 +516,15 @@ mod tests {
             Ok(answer)
         }
         fn finalized(&self) -> Result<u64, PluginError> {
-            Ok(self.finalized.load(Ordering::Relaxed))
+            Ok(if self.forgets {
+                0
+            } else {
+                self.finalized.load(Ordering::Relaxed)
+            })
         }
     }
 
-    struct LyingAt(u64);
+    struct LyingAt(u64, bool);
 
     impl VoteTallies for LyingAt {
         type Tally = Lying;
@@ -500,6 +533,7 @@ mod tests {
                 stakes: stakes.to_vec(),
                 inner: Mutex::default(),
                 lie_at: self.0,
+                forgets: self.1,
                 finalized: AtomicU64::new(0),
             })
         }
@@ -513,7 +547,7 @@ mod tests {
         install_one(
             &slots.vote_tally,
             "lying_tally",
-            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(40)), TD_Opaque),
+            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(40, false)), TD_Opaque),
         );
         let (provider, baseline) = (ConsensusState::new(&slots, &set), ConsensusState::default());
         let block = Bytes32([7; 32]);
@@ -548,5 +582,42 @@ mod tests {
             (1, 1),
             "{status:?}"
         );
+    }
+
+    #[test]
+    fn a_provider_whose_finalized_height_goes_below_its_claims_is_replaced() {
+        let ids: Vec<Bytes32> = (0..4u8).map(|i| Bytes32([i; 32])).collect();
+        let set = ValidatorSet::generate(5, &ids);
+        let slots = Slots::default();
+        install_one(
+            &slots.vote_tally,
+            "forgetful_tally",
+            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(u64::MAX, true)), TD_Opaque),
+        );
+        let (provider, baseline) = (ConsensusState::new(&slots, &set), ConsensusState::default());
+        let block = Bytes32([7; 32]);
+        let mut claimed = false;
+        for h in 1..=10 {
+            for i in 0..4 {
+                let vote = Vote {
+                    height: h,
+                    block,
+                    validator: i,
+                    signature: [0; 96],
+                };
+                let answer = provider.record(&set, &vote);
+                claimed |= answer.is_some();
+                assert_eq!(
+                    answer,
+                    baseline.record(&set, &vote),
+                    "height {h} validator {i}"
+                );
+                // Before any claim the provider's 0 is right; after one it is not.
+                assert_eq!(provider.finalized(), baseline.finalized());
+            }
+        }
+        assert!(claimed);
+        let status = slots.vote_tally.status();
+        assert_eq!(status.counters.errors, 1, "{status:?}");
     }
 }
