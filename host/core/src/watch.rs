@@ -118,16 +118,33 @@ impl Reloader {
 
     /// Changes the session options with `f` and reloads, keeping the change only if the new
     /// plan had no problems (then it was applied; otherwise nothing changed, and the event's
-    /// `problems` say why). What the admin API's enable and disable do.
+    /// `problems` say why). What a contract rollback does; the admin API uses [`Reloader::try_change_checked`].
     pub fn try_change(&self, f: impl FnOnce(&mut SessionOptions)) -> ReloadEvent {
+        let Ok(event) = self.try_change_checked(f, |_| Ok::<(), std::convert::Infallible>(()));
+        event
+    }
+
+    /// Like [`Reloader::try_change`], with `check` shown the session the changed options
+    /// open (the directory and configuration read once) before anything is applied: its
+    /// error leaves everything as it was and is returned. The admin API checks there that
+    /// the plugin it is asked about is in the directory.
+    pub fn try_change_checked<E>(
+        &self,
+        f: impl FnOnce(&mut SessionOptions),
+        check: impl FnOnce(&Session) -> Result<(), E>,
+    ) -> Result<ReloadEvent, E> {
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut options = self.options();
         f(&mut options);
-        let event = self.reload_with(options.clone(), Vec::new());
+        let session = Session::open(options.clone());
+        if let Ok(s) = &session {
+            check(s)?;
+        }
+        let event = self.apply(session, Vec::new());
         if event.problems.is_empty() {
             *self.options.lock().unwrap_or_else(|p| p.into_inner()) = options;
         }
-        event
+        Ok(event)
     }
 
     /// Reads the directory and configuration again and applies the result.
@@ -137,11 +154,20 @@ impl Reloader {
     }
 
     fn reload_with(&self, options: SessionOptions, changed: Vec<PathBuf>) -> ReloadEvent {
+        self.apply(Session::open(options), changed)
+    }
+
+    /// Applies an opened session's plan (or reports why the session did not open).
+    fn apply(
+        &self,
+        session: Result<Session, crate::config::ConfigError>,
+        changed: Vec<PathBuf>,
+    ) -> ReloadEvent {
         let mut event = ReloadEvent {
             changed,
             ..ReloadEvent::default()
         };
-        let session = match Session::open(options) {
+        let session = match session {
             Ok(s) => s,
             Err(e) => {
                 event.problems.push(e.to_string());

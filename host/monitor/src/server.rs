@@ -13,7 +13,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use dubchain_host::{session::Session, watch::ReloadEvent};
+use dubchain_host::watch::ReloadEvent;
 use serde_json::json;
 
 use crate::{metrics, Monitor, Running, TOKEN_FILE};
@@ -208,20 +208,21 @@ async fn plugin_action(
         );
     };
     let result = tokio::task::spawn_blocking(move || {
-        let options = reloader.options();
-        let unknown = match Session::open(options.clone()) {
-            Ok(s) if s.manifest(&name).is_some() => None,
-            Ok(s) => Some(s.did_you_mean(&name)),
-            Err(e) => Some(format!(" (the configuration cannot be read: {e})")),
-        };
-        if let Some(hint) = unknown {
-            return Err(format!(
-                "no plugin `{name}` in {}{hint}; `dubchain-perf plugins list` shows what is there",
-                options.plugin_dir.display()
-            ));
-        }
-        let event = reloader.try_change(|o| o.set_by_monitor(&name, enable));
-        Ok((format!("admin API: {action} {name}"), event))
+        // One reading of the directory: the plugin is looked for in the session the
+        // change applies.
+        reloader
+            .try_change_checked(
+                |o| o.set_by_monitor(&name, enable),
+                |s| match s.manifest(&name) {
+                    Some(_) => Ok(()),
+                    None => Err(format!(
+                        "no plugin `{name}` in {}{}; `dubchain-perf plugins list` shows what is there",
+                        s.options.plugin_dir.display(),
+                        s.did_you_mean(&name)
+                    )),
+                },
+            )
+            .map(|event| (format!("admin API: {action} {name}"), event))
     })
     .await;
     match result {
