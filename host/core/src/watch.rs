@@ -118,7 +118,8 @@ impl Reloader {
 
     /// Changes the session options with `f` and reloads, keeping the change only if the new
     /// plan had no problems (then it was applied; otherwise nothing changed, and the event's
-    /// `problems` say why). What a contract rollback does; the admin API uses [`Reloader::try_change_checked`].
+    /// `problems` say why). What a contract rollback does; the admin API uses
+    /// [`Reloader::try_change_checked`].
     pub fn try_change(&self, f: impl FnOnce(&mut SessionOptions)) -> ReloadEvent {
         let Ok(event) = self.try_change_checked(f, |_| Ok::<(), std::convert::Infallible>(()));
         event
