@@ -539,43 +539,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_provider_that_claims_a_false_finality_is_replaced_by_the_baseline_mid_run() {
+    /// Four validators voting for one block at heights `1..=heights`, recorded by a state
+    /// on `provider` and one on the baseline: every answer and every finalized height
+    /// compared. The provider's slot, to read its status.
+    fn against_the_baseline(provider: LyingAt, heights: u64) -> Slots {
         let ids: Vec<Bytes32> = (0..4u8).map(|i| Bytes32([i; 32])).collect();
         let set = ValidatorSet::generate(5, &ids);
         let slots = Slots::default();
         install_one(
             &slots.vote_tally,
             "lying_tally",
-            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(40, false)), TD_Opaque),
+            VoteTalliesFfi_TO::from_value(Guarded(provider), TD_Opaque),
         );
-        let (provider, baseline) = (ConsensusState::new(&slots, &set), ConsensusState::default());
-        let block = Bytes32([7; 32]);
-        for h in 1..=80 {
-            for i in 0..4 {
-                let vote = Vote {
-                    height: h,
-                    block,
-                    validator: i,
-                    signature: [0; 96],
-                };
-                assert_eq!(
-                    provider.record(&set, &vote),
-                    baseline.record(&set, &vote),
-                    "height {h} validator {i}"
-                );
-                assert_eq!(provider.finalized(), baseline.finalized());
+        {
+            let on_provider = ConsensusState::new(&slots, &set);
+            let on_baseline = ConsensusState::default();
+            for height in 1..=heights {
+                for validator in 0..4 {
+                    let vote = Vote {
+                        height,
+                        block: Bytes32([7; 32]),
+                        validator,
+                        signature: [0; 96],
+                    };
+                    assert_eq!(
+                        on_provider.record(&set, &vote),
+                        on_baseline.record(&set, &vote),
+                        "height {height} validator {validator}"
+                    );
+                    assert_eq!(on_provider.finalized(), on_baseline.finalized());
+                }
             }
+            assert_eq!(on_provider.finalized(), heights, "every height finalized");
         }
-        assert_eq!(provider.finalized(), 80);
-        let Imp::Plugin { votes, .. } = &provider.imp else {
-            panic!("the provider's state")
-        };
-        assert!(
-            votes.lock().unwrap().fallen.is_some(),
-            "the lie at 40 was caught"
-        );
-        // And the slot was told: its status shows the failure, as the monitor reads it.
+        slots
+    }
+
+    /// The failure the slot was told of, as its status (and the monitor) shows it.
+    fn told_once(slots: &Slots) {
         let status = slots.vote_tally.status();
         assert_eq!(
             (status.counters.errors, status.counters.fallbacks),
@@ -585,39 +586,19 @@ mod tests {
     }
 
     #[test]
+    fn a_truthful_provider_is_kept_through_the_checks() {
+        let slots = against_the_baseline(LyingAt(u64::MAX, false), 40);
+        assert_eq!(slots.vote_tally.status().counters.errors, 0);
+    }
+
+    #[test]
+    fn a_provider_that_claims_a_false_finality_is_replaced_by_the_baseline_mid_run() {
+        told_once(&against_the_baseline(LyingAt(40, false), 80));
+    }
+
+    #[test]
     fn a_provider_whose_finalized_height_goes_below_its_claims_is_replaced() {
-        let ids: Vec<Bytes32> = (0..4u8).map(|i| Bytes32([i; 32])).collect();
-        let set = ValidatorSet::generate(5, &ids);
-        let slots = Slots::default();
-        install_one(
-            &slots.vote_tally,
-            "forgetful_tally",
-            VoteTalliesFfi_TO::from_value(Guarded(LyingAt(u64::MAX, true)), TD_Opaque),
-        );
-        let (provider, baseline) = (ConsensusState::new(&slots, &set), ConsensusState::default());
-        let block = Bytes32([7; 32]);
-        let mut claimed = false;
-        for h in 1..=10 {
-            for i in 0..4 {
-                let vote = Vote {
-                    height: h,
-                    block,
-                    validator: i,
-                    signature: [0; 96],
-                };
-                let answer = provider.record(&set, &vote);
-                claimed |= answer.is_some();
-                assert_eq!(
-                    answer,
-                    baseline.record(&set, &vote),
-                    "height {h} validator {i}"
-                );
-                // Before any claim the provider's 0 is right; after one it is not.
-                assert_eq!(provider.finalized(), baseline.finalized());
-            }
-        }
-        assert!(claimed);
-        let status = slots.vote_tally.status();
-        assert_eq!(status.counters.errors, 1, "{status:?}");
+        // Right until its first claim (when 0 is the finalized height), wrong after.
+        told_once(&against_the_baseline(LyingAt(u64::MAX, true), 10));
     }
 }
