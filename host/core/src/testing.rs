@@ -488,6 +488,18 @@ impl dubchain_plugin_api::slots::BufferPool for KeepingPool {
     }
 }
 
+/// Asserts that `slot` was told of exactly one failure, answered below the provider: what
+/// [`crate::slot::Slot::object_failed`] records once, and what the status and the monitor
+/// show.
+pub fn assert_failed_once<I>(slot: &crate::slot::Slot<I>) {
+    let status = slot.status();
+    assert_eq!(
+        (status.counters.errors, status.counters.fallbacks),
+        (1, 1),
+        "{status:?}"
+    );
+}
+
 /// Installs `imp` as the only provider of `slot`, as plugin `name` 0.1.0 of generation 1
 /// with the default breaker: an in-process provider for a unit test.
 pub fn install_one<I>(slot: &crate::slot::Slot<I>, name: &str, imp: I) {

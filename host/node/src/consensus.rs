@@ -395,7 +395,7 @@ impl Replay {
 mod tests {
     use std::sync::atomic::AtomicU64;
 
-    use dubchain_host::testing::install_one;
+    use dubchain_host::testing::{assert_failed_once, install_one};
     use dubchain_plugin_api::{
         abi_stable::sabi_trait::TD_Opaque,
         slots::{Guarded, VoteTallies, VoteTalliesFfi_TO, VoteTally},
@@ -575,16 +575,6 @@ mod tests {
         slots
     }
 
-    /// The failure the slot was told of, as its status (and the monitor) shows it.
-    fn told_once(slots: &Slots) {
-        let status = slots.vote_tally.status();
-        assert_eq!(
-            (status.counters.errors, status.counters.fallbacks),
-            (1, 1),
-            "{status:?}"
-        );
-    }
-
     #[test]
     fn a_truthful_provider_is_kept_through_the_checks() {
         let slots = against_the_baseline(LyingAt(u64::MAX, false), 40);
@@ -593,12 +583,12 @@ mod tests {
 
     #[test]
     fn a_provider_that_claims_a_false_finality_is_replaced_by_the_baseline_mid_run() {
-        told_once(&against_the_baseline(LyingAt(40, false), 80));
+        assert_failed_once(&against_the_baseline(LyingAt(40, false), 80).vote_tally);
     }
 
     #[test]
     fn a_provider_whose_finalized_height_goes_below_its_claims_is_replaced() {
         // Right until its first claim (when 0 is the finalized height), wrong after.
-        told_once(&against_the_baseline(LyingAt(u64::MAX, true), 10));
+        assert_failed_once(&against_the_baseline(LyingAt(u64::MAX, true), 10).vote_tally);
     }
 }
