@@ -151,11 +151,7 @@ impl Reloader {
     /// Reads the directory and configuration again and applies the result.
     pub fn reload(&self, changed: Vec<PathBuf>) -> ReloadEvent {
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        self.reload_with(self.options(), changed)
-    }
-
-    fn reload_with(&self, options: SessionOptions, changed: Vec<PathBuf>) -> ReloadEvent {
-        self.apply(Session::open(options), changed)
+        self.apply(Session::open(self.options()), changed)
     }
 
     /// Applies an opened session's plan (or reports why the session did not open).

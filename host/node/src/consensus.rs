@@ -156,8 +156,9 @@ enum Imp<'a> {
         votes: Mutex<Votes>,
         /// Whether `votes` holds the baseline: read by `finalized` without the lock.
         fallen: AtomicBool,
-        /// The highest height the provider finalized and the host accepted: its
-        /// `finalized` can never answer less.
+        /// The highest height the provider finalized and the host accepted (what
+        /// `Replay::finalized` holds, mirrored here for `finalized` to read without the
+        /// lock): its `finalized` can never answer less.
         claimed: AtomicU64,
     },
 }
@@ -332,30 +333,29 @@ impl Replay {
         (height, block, validator): (u64, Bytes32, u32),
         answer: Option<u64>,
     ) -> Result<Option<u64>, String> {
-        let Some(&stake) = stakes.get(validator as usize) else {
-            return match answer {
-                None => Ok(None),
-                Some(h) => Err(format!(
+        let stake = stakes.get(validator as usize).copied();
+        let claimed = match (answer, stake) {
+            // A vote of no stake, or at or below the finalized height, changes nothing.
+            (None, Some(_)) if height > self.finalized => {
+                self.votes.push((height, block, validator));
+                return Ok(None);
+            }
+            (None, _) => return Ok(None),
+            (Some(h), None) => {
+                return Err(format!(
                     "it finalized height {h} on the vote of validator {validator}, which has no stake"
-                )),
-            };
-        };
-        if height <= self.finalized {
-            return match answer {
-                None => Ok(None),
-                Some(h) => Err(format!(
+                ))
+            }
+            (Some(h), Some(_)) if height <= self.finalized => {
+                return Err(format!(
                     "it finalized height {h} again on a vote at height {height}, at or below the finalized height {}",
                     self.finalized
-                )),
-            };
-        }
-        let Some(claimed) = answer else {
-            self.votes.push((height, block, validator));
-            return Ok(None);
+                ))
+            }
+            (Some(h), Some(_)) => h,
         };
-        let at_height = || self.votes.iter().filter(|(h, _, _)| *h == height);
         let mut first_votes: Vec<(u32, Bytes32)> = Vec::new();
-        for (_, b, v) in at_height() {
+        for (_, b, v) in self.votes.iter().filter(|(h, _, _)| *h == height) {
             if !first_votes.iter().any(|(seen, _)| seen == v) {
                 first_votes.push((*v, *b));
             }
@@ -363,7 +363,7 @@ impl Replay {
         let tally = first_votes
             .iter()
             .filter(|(_, b)| *b == block)
-            .fold(stake, |sum, (v, _)| {
+            .fold(stake.unwrap_or(0), |sum, (v, _)| {
                 sum.wrapping_add(stakes.get(*v as usize).copied().unwrap_or(0))
             });
         let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));

@@ -154,6 +154,14 @@ pub const SHADOW_EVIDENCE: &str = "shadow-evidence";
 /// The file a running node holds locked ([`lock_data_dir`]).
 pub const NODE_LOCK: &str = "node.lock";
 
+/// What a data directory may hold beside a store, or before one is made there.
+const KEPT_BESIDE_A_STORE: [&str; 4] = [
+    MONITOR_TOKEN,
+    SHADOW_EVIDENCE,
+    NODE_LOCK,
+    crate::launch::SCRATCH_MARK,
+];
+
 /// A running node's hold on its data directory: `node.lock` there, locked (`flock`) for as
 /// long as this value lives; the lock goes with the process, however it ends.
 pub struct DataDirLock {
@@ -315,9 +323,7 @@ impl StateStore {
 
     /// Opens (creating if needed) the store in a data directory the user named: as
     /// [`StateStore::open`], but a directory without a store is taken only if it holds
-    /// nothing but what a node keeps beside its store ([`MONITOR_TOKEN`],
-    /// [`SHADOW_EVIDENCE`], [`NODE_LOCK`]) and a launch's mark
-    /// ([`crate::launch::SCRATCH_MARK`]).
+    /// nothing but what a node keeps beside its store ([`KEPT_BESIDE_A_STORE`]).
     pub fn open_data_dir(path: &Path) -> Result<StateStore, StateError> {
         if !path.join("CURRENT").exists() {
             if let Some(damaged) = without_current(path) {
@@ -327,15 +333,7 @@ impl StateStore {
                 .into_iter()
                 .flatten()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| {
-                    ![
-                        MONITOR_TOKEN,
-                        SHADOW_EVIDENCE,
-                        NODE_LOCK,
-                        crate::launch::SCRATCH_MARK,
-                    ]
-                    .contains(&n.as_str())
-                })
+                .filter(|n| !KEPT_BESIDE_A_STORE.contains(&n.as_str()))
                 .collect();
             if !found.is_empty() {
                 found.sort();
