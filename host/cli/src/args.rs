@@ -109,40 +109,40 @@ pub enum Command {
 #[derive(Args, Clone)]
 pub struct MicroArgs {
     /// Signatures per `crypto.sig_verify` batch.
-    #[arg(long, default_value_t = 2048, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2048, value_parser = at_least_one::<usize>)]
     pub signatures: usize,
     /// Blocks of 64 transactions per `storage.record_codec` batch.
-    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 32, value_parser = at_least_one::<usize>)]
     pub record_blocks: usize,
     /// Votes per `consensus.vote_verify` batch (validators voting on one block).
-    #[arg(long, default_value_t = 100, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100, value_parser = at_least_one::<usize>)]
     pub votes: usize,
     /// Leaves of the `crypto.merkle` tree.
-    #[arg(long, default_value_t = 4096, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4096, value_parser = at_least_one::<usize>)]
     pub leaves: usize,
     /// Transfers per `exec.block_execution` block.
-    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub block_txs: usize,
     /// Blocks of the `consensus.block_validation` run.
-    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = at_least_one::<usize>)]
     pub run_blocks: usize,
     /// Transfers per block of the `consensus.block_validation` run.
-    #[arg(long, default_value_t = 256, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub run_txs: usize,
     /// Heights of 100 votes each that the `consensus.vote_tally` case's four threads record.
-    #[arg(long, default_value_t = 200, value_parser = at_least_one::<u64>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 200, value_parser = at_least_one::<u64>)]
     pub tally_heights: u64,
     /// Pending transactions (of a tenth as many senders) the `mempool.tx_pool` case selects from.
-    #[arg(long, default_value_t = 50_000, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 50_000, value_parser = at_least_one::<usize>)]
     pub pool_pending: usize,
     /// Account reads of the `storage.account_read` case.
-    #[arg(long, default_value_t = 20_000, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20_000, value_parser = at_least_one::<usize>)]
     pub reads: usize,
     /// Leaves of the state the `storage.state_root` case's blocks change.
-    #[arg(long, default_value_t = 100_000, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 100_000, value_parser = at_least_one::<usize>)]
     pub state_leaves: usize,
     /// Frames each way per peer of the `net.transport` cases (16, 64 and 256 peers).
-    #[arg(long, default_value_t = 64, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = at_least_one::<usize>)]
     pub transport_frames: usize,
     /// Seed of the micro workloads.
     #[arg(long = "micro-seed", default_value_t = 7)]
@@ -152,7 +152,7 @@ pub struct MicroArgs {
 #[derive(Args, Clone)]
 pub struct SystemArgs {
     /// Blocks per chain run.
-    #[arg(long, default_value_t = 20, value_parser = at_least_one::<u64>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20, value_parser = at_least_one::<u64>)]
     pub blocks: u64,
     #[command(flatten)]
     pub workload: WorkloadArgs,
@@ -174,10 +174,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub system: SystemArgs,
     /// Interleaved rounds per microbenchmark (at least 2: a ratio's interval needs two).
-    #[arg(long, default_value_t = 20, value_parser = rounds)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20, value_parser = rounds)]
     pub rounds: usize,
     /// Chain runs per side in the system benchmark, alternating (at least 3 for an interval).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     pub runs: u16,
     /// Skip the microbenchmarks.
     #[arg(long)]
@@ -195,10 +195,10 @@ pub struct BenchArgs {
     /// Only `vm_jit_caching`'s restart figure, over RUNS fresh hosts per side: the first call
     /// of each of 20 contracts after a restart, modules loaded from precompiled artifacts
     /// (under <out>/restart-artifacts) against compiled.
-    #[arg(long, value_name = "RUNS", value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, value_name = "RUNS", value_parser = at_least_one::<usize>)]
     pub module_restart: Option<usize>,
     /// Calls per callgrind count (the count of one call is the difference with zero calls).
-    #[arg(long, default_value_t = 2, value_parser = at_least_one::<u32>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2, value_parser = at_least_one::<u32>)]
     pub instr_iterations: u32,
     /// Performance budgets (TOML, `[[budget]]` tables); an error-level violation fails.
     #[arg(long, value_name = "FILE")]
@@ -213,7 +213,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub allow_fingerprint_mismatch: bool,
     /// Slowdown that counts as a regression when the whole 95% interval is beyond it.
-    #[arg(long, default_value_t = 0.05, value_parser = threshold)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05, value_parser = threshold)]
     pub threshold: f64,
     /// Fail when a plugin's promised minimum speed-up is not met.
     #[arg(long)]
@@ -248,7 +248,7 @@ pub struct ProfileArgs {
     pub workload: String,
     /// Sampling frequency, Hz (1 to 1000: the kernel's timer tick bounds the rate a
     /// profiling timer gives, and above 1 MHz pprof's timer would not run at all).
-    #[arg(long, default_value_t = 997, value_parser = sampling_rate)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 997, value_parser = sampling_rate)]
     pub frequency: i32,
     #[command(flatten)]
     pub system: SystemArgs,
@@ -256,7 +256,7 @@ pub struct ProfileArgs {
     pub micro: MicroArgs,
     /// Repetitions of a slot's cases (default: as many as take 2 s of CPU on the sampled
     /// run, for a few hundred samples; the counted run repeats as many).
-    #[arg(long, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = at_least_one::<usize>)]
     pub repeat: Option<usize>,
     /// Which side to profile: baseline, plugins or both.
     #[arg(long, default_value = "both")]
@@ -269,7 +269,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub heap: bool,
     /// Recommend only on groups with at least this share of CPU (0..1).
-    #[arg(long, default_value_t = 0.05, value_parser = share)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05, value_parser = share)]
     pub min_share: f64,
     #[arg(long, default_value = "target/dubchain/profile")]
     pub out: PathBuf,
@@ -419,7 +419,7 @@ fn peer(s: &str) -> Result<(usize, std::net::SocketAddr), String> {
 #[derive(Args)]
 pub struct ClusterArgs {
     /// Node processes to start, each a validator with its own host and store.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,
     /// Stop every node once this height is final.
     #[arg(long, default_value_t = 20)]
@@ -491,10 +491,10 @@ pub enum ChainCmd {
     CommitRace {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long, default_value_t = 8, value_parser = at_least_one::<u32>)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 8, value_parser = at_least_one::<u32>)]
         committers: u32,
         /// Commits per committer.
-        #[arg(long, default_value_t = 1_000_000, value_parser = at_least_one::<u64>)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 1_000_000, value_parser = at_least_one::<u64>)]
         commits: u64,
         /// Reopen the store instead and print `committer N: RECORDS records` for each, after
         /// checking every committer's records are numbered 0, 1, ... with no gap.
@@ -517,7 +517,7 @@ pub enum GatesCmd {
 #[derive(Args, Clone)]
 pub struct ChainArgs {
     /// Blocks to produce.
-    #[arg(long, default_value_t = 60, value_parser = at_least_one::<u64>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 60, value_parser = at_least_one::<u64>)]
     pub blocks: u64,
     #[command(flatten)]
     pub workload: WorkloadArgs,
@@ -537,23 +537,23 @@ impl ChainArgs {
 #[derive(Args, Clone)]
 pub struct WorkloadArgs {
     /// Transactions submitted per block (and the most a block takes).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 256, value_parser = at_least_one::<usize>)]
     pub txs_per_block: usize,
     /// Accounts in the genesis state.
-    #[arg(long, default_value_t = 1_000, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1_000, value_parser = at_least_one::<usize>)]
     pub accounts: usize,
     /// Validators taking turns as proposer.
-    #[arg(long, default_value_t = 4, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 4, value_parser = at_least_one::<usize>)]
     pub validators: usize,
     /// Zipf exponent of sender and recipient choice (0 = uniform; higher = hotter keys).
-    #[arg(long, default_value_t = 1.1, value_parser = exponent)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.1, value_parser = exponent)]
     pub zipf: f64,
     /// Share of submitted transactions that are invalid (bad signature, bad nonce,
     /// insufficient balance, undeclared access, duplicate, out of gas).
-    #[arg(long, default_value_t = 0.05, value_parser = share)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05, value_parser = share)]
     pub invalid_share: f64,
     /// Share of valid transactions that are contract calls (one in twenty a deploy).
-    #[arg(long, default_value_t = 0.05, value_parser = share)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05, value_parser = share)]
     pub contract_share: f64,
 }
 
@@ -641,18 +641,18 @@ pub struct RunArgs {
     #[command(flatten)]
     pub chain: ChainArgs,
     /// Signatures per verification batch.
-    #[arg(long, default_value_t = 2048, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2048, value_parser = at_least_one::<usize>)]
     pub signatures: usize,
     /// Blocks per record-codec batch in the slot table (each with 64 transactions, all
     /// stored as records).
-    #[arg(long, default_value_t = 32, value_parser = at_least_one::<usize>)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 32, value_parser = at_least_one::<usize>)]
     pub record_blocks: usize,
     /// Interleaved rounds per slot workload (baseline, plugins, plugins, baseline, ...; at
     /// least 2).
-    #[arg(long, default_value_t = 5, value_parser = rounds)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 5, value_parser = rounds)]
     pub rounds: usize,
     /// Chain runs per side, alternating (B P, P B, ...); every row's interval is over them.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     pub runs: u16,
     /// Go on when the plan has problems or a plugin fails to load: the missing plugins'
     /// slots run on baselines, and the tables say which plugins were missing.

@@ -408,6 +408,11 @@ fn unusable_workload_values_are_refused_without_a_panic() {
         ("--zipf", "inf", "expected a finite number, 0 or more"),
         ("--accounts", "0", "expected a whole number, 1 or more"),
         ("--validators", "0", "expected a whole number, 1 or more"),
+        // Blocks of no transactions: every ratio of `run` would be of nothing.
+        ("--txs-per-block", "0", "expected a whole number, 1 or more"),
+        // A negative number reaches the value's own check, not clap's "unexpected argument".
+        ("--zipf", "-1", "expected a finite number, 0 or more"),
+        ("--accounts", "-5", "expected a whole number, 1 or more"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
             .current_dir(env.path())
