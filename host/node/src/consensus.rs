@@ -5,9 +5,12 @@
 //! (`batching_signature_aggregation` replaces that), and the consensus state is one `Mutex`
 //! shared by the threads that record votes (`consensus_lock_reduction` replaces that).
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
-    Mutex,
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Mutex,
+    },
 };
 
 use blst::min_pk::{PublicKey, SecretKey};
@@ -151,8 +154,8 @@ enum Imp<'a> {
         /// has (for good, for this state). One lock, held across the provider's `record`,
         /// so the votes kept are in the order the provider answered them and no vote falls
         /// between the provider and the baseline. The node's votes are so counted one at a
-        /// time on either side; the provider's gain in the node is its own structure and the
-        /// finalized height, which is read without this lock.
+        /// time on either side, and each answer is checked ([`Replay::take`]): the provider's
+        /// gain in the node is the finalized height, which is read without this lock.
         votes: Mutex<Votes>,
         /// Whether `votes` holds the baseline: read by `finalized` without the lock.
         fallen: AtomicBool,
@@ -298,96 +301,113 @@ struct Votes {
     fallen: Option<baseline::Tally>,
 }
 
-/// The votes a `consensus.vote_tally` provider took above the last height it finalized, in
-/// the order it answered them, and that height: the baseline resumes from these if the
-/// provider fails ([`baseline::Tally::resuming_at`]), with the answers a replay of every
-/// vote would give. Votes at or below a finalized height are dropped, so what is kept is
-/// bounded by the heights not final yet, however long the node runs.
+/// The votes a `consensus.vote_tally` provider took above the last height it finalized,
+/// and that height: what every answer of the provider is checked against, and what the
+/// baseline resumes from if the provider fails ([`baseline::Tally::resuming_at`]), with the
+/// answers a replay of every vote would give. Only what the baseline counts is kept (a
+/// validator's first vote at a height above the finalized one), by height, so a vote is
+/// checked against the votes of its own height; heights at or below a finalized one are
+/// dropped, so what is kept is bounded by the heights not final yet, however long the node
+/// runs.
 #[derive(Debug, Default)]
 struct Replay {
     finalized: u64,
-    votes: Vec<(u64, Bytes32, u32)>,
+    /// Per height: each validator's first vote there, as (place in the provider's order,
+    /// block, validator).
+    votes: BTreeMap<u64, Vec<(u64, Bytes32, u32)>>,
+    /// Votes taken so far: the place of the next one.
+    taken: u64,
 }
 
 impl Replay {
-    /// The baseline's state after the votes the provider took.
+    /// The baseline's state after the votes the provider took, replayed in its order.
     fn baseline(&self, stakes: &[u64]) -> baseline::Tally {
+        let mut kept: Vec<(u64, u64, &Bytes32, u32)> = self
+            .votes
+            .iter()
+            .flat_map(|(h, votes)| votes.iter().map(|(place, b, v)| (*place, *h, b, *v)))
+            .collect();
+        kept.sort_unstable_by_key(|(place, ..)| *place);
         let mut b = baseline::Tally::resuming_at(self.finalized);
-        for (h, block, v) in &self.votes {
-            b.record(stakes, *h, block, *v);
+        for (_, height, block, v) in kept {
+            b.record(stakes, height, block, v);
         }
         b
     }
 
     /// Takes the provider's `answer` to the vote `(height, block, validator)` and returns
-    /// it, or says why the baseline could not have given it. A claim that the vote
-    /// finalized a height is checked against the votes kept: the vote's own height, above
-    /// the last finalized one, the validator's first vote there, and the stake of the
-    /// validators whose first vote there was for that block (this one included) reaches
-    /// two thirds of the total, as the baseline counts it. A `None` is not checked (that
-    /// would be keeping the baseline's tally beside the provider's); the monitor's shadow
-    /// checks sample those.
+    /// it, or says why the baseline would not have given it. Every answer is checked: the
+    /// baseline's answer is worked out from the first votes kept at the vote's height (the
+    /// stake of those for the block, this one included, against two thirds of the total),
+    /// at a cost of one pass over that height's votes, next to the vote's BLS check.
     fn take(
         &mut self,
         stakes: &[u64],
         (height, block, validator): (u64, Bytes32, u32),
         answer: Option<u64>,
     ) -> Result<Option<u64>, String> {
-        let stake = stakes.get(validator as usize).copied();
-        let claimed = match (answer, stake) {
-            // A vote of no stake, or at or below the finalized height, changes nothing.
-            (None, Some(_)) if height > self.finalized => {
-                self.votes.push((height, block, validator));
-                return Ok(None);
+        let firsts = self.votes.get(&height).map_or(&[][..], Vec::as_slice);
+        // The stake behind the block with this vote, if the baseline counts it.
+        let behind = match stakes.get(validator as usize) {
+            Some(&stake)
+                if height > self.finalized && !firsts.iter().any(|(_, _, v)| *v == validator) =>
+            {
+                Some(
+                    firsts
+                        .iter()
+                        .filter(|(_, b, _)| *b == block)
+                        .fold(stake, |sum, (_, _, v)| {
+                            sum.wrapping_add(stakes[*v as usize])
+                        }),
+                )
             }
-            (None, _) => return Ok(None),
-            (Some(h), None) => {
-                return Err(format!(
-                    "it finalized height {h} on the vote of validator {validator}, which has no stake"
-                ))
-            }
-            (Some(h), Some(_)) if height <= self.finalized => {
-                return Err(format!(
-                    "it finalized height {h} again on a vote at height {height}, at or below the finalized height {}",
-                    self.finalized
-                ))
-            }
-            (Some(h), Some(_)) => h,
+            _ => None,
         };
-        let mut first_votes: Vec<(u32, Bytes32)> = Vec::new();
-        for (_, b, v) in self.votes.iter().filter(|(h, _, _)| *h == height) {
-            if !first_votes.iter().any(|(seen, _)| seen == v) {
-                first_votes.push((*v, *b));
-            }
-        }
-        let tally = first_votes
-            .iter()
-            .filter(|(_, b)| *b == block)
-            .fold(stake.unwrap_or(0), |sum, (v, _)| {
-                sum.wrapping_add(stakes.get(*v as usize).copied().unwrap_or(0))
-            });
         let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));
-        let problem = if claimed != height {
-            Some(format!(
-                "it finalized height {claimed} on a vote at height {height}"
-            ))
-        } else if first_votes.iter().any(|(v, _)| *v == validator) {
-            Some(format!(
-                "it finalized height {height} on a second vote of validator {validator} there"
-            ))
-        } else if tally.wrapping_mul(3) < total.wrapping_mul(2) {
-            Some(format!(
-                "it finalized height {height} with {tally} of {total} stake behind the block"
-            ))
-        } else {
-            None
-        };
-        if let Some(p) = problem {
-            return Err(p);
+        let expected = behind
+            .filter(|b| b.wrapping_mul(3) >= total.wrapping_mul(2))
+            .map(|_| height);
+        if answer != expected {
+            let say = |a: Option<u64>| {
+                a.map_or("no height final".to_owned(), |h| {
+                    format!("height {h} final")
+                })
+            };
+            let why = match (stakes.get(validator as usize), behind) {
+                (None, _) => format!("validator {validator} has no stake"),
+                (Some(_), None) if height <= self.finalized => format!(
+                    "height {height} is at or below the finalized height {}",
+                    self.finalized
+                ),
+                (Some(_), None) => {
+                    format!("validator {validator} already voted at height {height}")
+                }
+                (Some(_), Some(b)) => format!("{b} of {total} stake is behind the block"),
+            };
+            return Err(format!(
+                "it answered {} to validator {validator}'s vote at height {height}, where the votes it took make {} ({why})",
+                say(answer),
+                say(expected)
+            ));
         }
-        self.finalized = height;
-        self.votes.retain(|(h, _, _)| *h > height);
-        Ok(Some(height))
+        let place = self.taken;
+        self.taken += 1;
+        match (expected, behind) {
+            (Some(h), _) => {
+                self.finalized = h;
+                self.votes = match h.checked_add(1) {
+                    Some(above) => self.votes.split_off(&above),
+                    None => BTreeMap::new(),
+                };
+            }
+            (None, Some(_)) => self
+                .votes
+                .entry(height)
+                .or_default()
+                .push((place, block, validator)),
+            (None, None) => {}
+        }
+        Ok(expected)
     }
 }
 
@@ -456,13 +476,38 @@ mod tests {
                 );
                 let mut resumed = replay.baseline(&stakes);
                 assert_eq!(resumed.finalized(), full.finalized());
-                assert!(replay.votes.iter().all(|(h, _, _)| *h > replay.finalized));
+                assert!(replay.votes.keys().all(|h| *h > replay.finalized));
                 // The next vote is answered alike from the resumed state.
                 let probe = (full.finalized() + 1, Bytes32([1; 32]), 3);
                 assert_eq!(
                     resumed.record(&stakes, probe.0, &probe.1, probe.2),
                     full.clone().record(&stakes, probe.0, &probe.1, probe.2)
                 );
+            }
+        }
+    }
+
+    /// Every answer is checked: one that differs from the baseline's on the same votes is
+    /// refused, and nothing of the vote is kept.
+    #[test]
+    fn the_replay_refuses_every_answer_the_baseline_would_not_give() {
+        for seed in 0..10 {
+            let stakes: Vec<u64> = (0..10).map(|i| (i * 37 + seed) % 11).collect();
+            let (mut full, mut replay) = (baseline::Tally::default(), Replay::default());
+            for (i, key) in votes(seed, 10, 100).into_iter().enumerate() {
+                let want = full.record(&stakes, key.0, &key.1, key.2);
+                let wrong = match want {
+                    Some(h) if i % 2 == 0 => Some(h + 1),
+                    Some(_) => None,
+                    None => Some(key.0),
+                };
+                let kept = replay.votes.clone();
+                assert!(
+                    replay.take(&stakes, key, wrong).is_err(),
+                    "seed {seed} vote {i}: {wrong:?} for {want:?}"
+                );
+                assert_eq!(replay.votes, kept, "a refused answer changes nothing");
+                assert_eq!(replay.take(&stakes, key, want), Ok(want));
             }
         }
     }
@@ -488,26 +533,44 @@ mod tests {
             r.take(&stakes, (1, block, 2), Some(2)).is_err(),
             "another height"
         );
+        assert!(
+            r.take(&stakes, (1, block, 2), None).is_err(),
+            "finality withheld"
+        );
         assert_eq!(r.take(&stakes, (1, block, 2), Some(1)), Ok(Some(1)));
         assert!(r.votes.is_empty());
         assert!(r.take(&stakes, (1, block, 1), Some(1)).is_err(), "again");
     }
 
-    /// The baseline's tally behind a lock, except that it claims `lie_at` final on the
-    /// first vote there, and, if `forgets`, answers 0 when asked for the finalized height.
+    /// How a [`Lying`] tally departs from the baseline's.
+    #[derive(Clone, Copy)]
+    enum Lie {
+        None,
+        /// It claims this height final on the first vote there.
+        ClaimsAt(u64),
+        /// It never says this height is final (and counts no vote there).
+        WithholdsAt(u64),
+        /// It answers 0 when asked for the finalized height.
+        Forgets,
+    }
+
+    /// The baseline's tally behind a lock, but for its [`Lie`].
     struct Lying {
         stakes: Vec<u64>,
         inner: Mutex<baseline::Tally>,
-        lie_at: u64,
-        forgets: bool,
+        lie: Lie,
         finalized: AtomicU64,
     }
 
     impl VoteTally for Lying {
         fn record(&self, h: u64, b: &Bytes32, v: u32) -> Result<Option<u64>, PluginError> {
-            if h == self.lie_at {
-                self.finalized.fetch_max(h, Ordering::Relaxed);
-                return Ok(Some(h));
+            match self.lie {
+                Lie::ClaimsAt(at) if h == at => {
+                    self.finalized.fetch_max(h, Ordering::Relaxed);
+                    return Ok(Some(h));
+                }
+                Lie::WithholdsAt(at) if h == at => return Ok(None),
+                _ => {}
             }
             let answer = self.inner.lock().unwrap().record(&self.stakes, h, b, v);
             if let Some(f) = answer {
@@ -516,7 +579,7 @@ mod tests {
             Ok(answer)
         }
         fn finalized(&self) -> Result<u64, PluginError> {
-            Ok(if self.forgets {
+            Ok(if matches!(self.lie, Lie::Forgets) {
                 0
             } else {
                 self.finalized.load(Ordering::Relaxed)
@@ -524,16 +587,13 @@ mod tests {
         }
     }
 
-    struct LyingAt(u64, bool);
-
-    impl VoteTallies for LyingAt {
+    impl VoteTallies for Lie {
         type Tally = Lying;
         fn new_tally(&self, stakes: &[u64]) -> Result<Lying, PluginError> {
             Ok(Lying {
                 stakes: stakes.to_vec(),
                 inner: Mutex::default(),
-                lie_at: self.0,
-                forgets: self.1,
+                lie: *self,
                 finalized: AtomicU64::new(0),
             })
         }
@@ -542,7 +602,7 @@ mod tests {
     /// Four validators voting for one block at heights `1..=heights`, recorded by a state
     /// on `provider` and one on the baseline: every answer and every finalized height
     /// compared. The provider's slot, to read its status.
-    fn against_the_baseline(provider: LyingAt, heights: u64) -> Slots {
+    fn against_the_baseline(provider: Lie, heights: u64) -> Slots {
         let ids: Vec<Bytes32> = (0..4u8).map(|i| Bytes32([i; 32])).collect();
         let set = ValidatorSet::generate(5, &ids);
         let slots = Slots::default();
@@ -577,18 +637,23 @@ mod tests {
 
     #[test]
     fn a_truthful_provider_is_kept_through_the_checks() {
-        let slots = against_the_baseline(LyingAt(u64::MAX, false), 40);
+        let slots = against_the_baseline(Lie::None, 40);
         assert_eq!(slots.vote_tally.status().counters.errors, 0);
     }
 
     #[test]
     fn a_provider_that_claims_a_false_finality_is_replaced_by_the_baseline_mid_run() {
-        assert_failed_once(&against_the_baseline(LyingAt(40, false), 80).vote_tally);
+        assert_failed_once(&against_the_baseline(Lie::ClaimsAt(40), 80).vote_tally);
+    }
+
+    #[test]
+    fn a_provider_that_withholds_a_finality_is_replaced_by_the_baseline_mid_run() {
+        assert_failed_once(&against_the_baseline(Lie::WithholdsAt(40), 80).vote_tally);
     }
 
     #[test]
     fn a_provider_whose_finalized_height_goes_below_its_claims_is_replaced() {
         // Right until its first claim (when 0 is the finalized height), wrong after.
-        assert_failed_once(&against_the_baseline(LyingAt(u64::MAX, true), 10).vote_tally);
+        assert_failed_once(&against_the_baseline(Lie::Forgets, 10).vote_tally);
     }
 }
