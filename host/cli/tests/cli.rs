@@ -679,12 +679,22 @@ fn a_chain_resumed_with_other_workload_flags_is_refused() {
     assert!(ok, "{err}");
 }
 
-/// A node whose place among its peers does not fit the validators is refused in one line
-/// before anything is created or bound: no data directory, no monitor.
+/// A node whose place among its peers does not fit the validators, or whose monitor
+/// configuration cannot be read or is not TOML, is refused in one line before anything is
+/// created or bound: no data directory, no monitor.
 #[test]
-fn a_node_placement_that_does_not_fit_is_refused_before_it_starts() {
+fn a_node_whose_placement_or_monitor_configuration_cannot_be_used_is_refused_before_it_starts() {
     let env = graph();
+    env.write("not-toml.toml", "[[rule]\nname = 1\n");
     for (args, says) in [
+        (
+            &["--monitor-config", "nosuch.toml"][..],
+            "nosuch.toml: No such file or directory (os error 2); give a readable --monitor-config",
+        ),
+        (
+            &["--monitor-config", "not-toml.toml"][..],
+            "not-toml.toml: line 1:",
+        ),
         (
             &[
                 "--validators",

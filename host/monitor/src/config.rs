@@ -89,24 +89,32 @@ pub struct MonitorConfig {
 /// or setting is one line and is left out (a setting keeps its default); a file that is not
 /// valid TOML gives the defaults without rules, and one line.
 pub fn parse(text: &str, origin: &str) -> (MonitorConfig, Vec<String>) {
-    let file: File = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let (line, message) = dubchain_host::manifest::toml_problem(text, &e);
-            let line = line.map(|l| format!(" line {l}:")).unwrap_or_default();
-            let config = MonitorConfig {
-                rules: Vec::new(),
-                shadow: Shadow::default(),
-                contracts: Contracts::default(),
-            };
-            return (
-                config,
-                vec![format!(
-                    "{origin}:{line} {message}; no alert rules loaded from it, shadow checks and contracts at their defaults; fix the file (a node reads it when it starts)"
-                )],
-            );
-        }
-    };
+    parse_file(text, origin).unwrap_or_else(|e| {
+        let config = MonitorConfig {
+            rules: Vec::new(),
+            shadow: Shadow::default(),
+            contracts: Contracts::default(),
+        };
+        (config, vec![e])
+    })
+}
+
+/// Reads the configuration file at `path`, as [`parse`] does, except that a file that
+/// cannot be read or is not TOML is an error: nothing in it can be used, and a node
+/// started without the alerts it was given would look watched when it is not.
+pub fn read(path: &Path) -> Result<(MonitorConfig, Vec<String>), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {e}; give a readable --monitor-config", path.display()))?;
+    parse_file(&text, &path.display().to_string())
+}
+
+/// [`parse`], with a file that is not TOML an error.
+fn parse_file(text: &str, origin: &str) -> Result<(MonitorConfig, Vec<String>), String> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let (line, message) = dubchain_host::manifest::toml_problem(text, &e);
+        let line = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+        format!("{origin}:{line} {message}; fix the file (a node reads it when it starts)")
+    })?;
     let (rules, mut errors) = alerts::check_all(file.rule, origin);
     let mut shadow = file.shadow;
     if shadow.queue == 0 {
@@ -138,33 +146,14 @@ pub fn parse(text: &str, origin: &str) -> (MonitorConfig, Vec<String>) {
         ));
         contracts.min_samples = Contracts::default().min_samples.min(shadow.window);
     }
-    (
+    Ok((
         MonitorConfig {
             rules,
             shadow,
             contracts,
         },
         errors,
-    )
-}
-
-/// Reads the configuration file at `path` ([`parse`]); an unreadable file is one line and
-/// the defaults without rules.
-pub fn load(path: &Path) -> (MonitorConfig, Vec<String>) {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
-        Err(e) => {
-            let (mut config, _) = parse("", "");
-            config.rules.clear();
-            (
-                config,
-                vec![format!(
-                    "{}: {e}; no alert rules loaded, shadow checks and contracts at their defaults; give a readable --monitor-config",
-                    path.display()
-                )],
-            )
-        }
-    }
+    ))
 }
 
 /// The built-in configuration.
@@ -195,12 +184,18 @@ mod tests {
         );
         let (_, errors) = parse("[contracts]\naction = \"panic\"\n", "m.toml");
         assert!(errors[0].starts_with("m.toml: line 2:"), "{errors:?}");
-        let (c, errors) = load(Path::new("/nonexistent/monitor.toml"));
-        assert!(c.rules.is_empty());
+        // A file that cannot be read, or is not TOML, is refused whole.
+        let unreadable = read(Path::new("/nonexistent/monitor.toml")).unwrap_err();
         assert!(
-            errors[0].contains("/nonexistent/monitor.toml")
-                && errors[0].contains("--monitor-config")
+            unreadable.contains("/nonexistent/monitor.toml")
+                && unreadable.contains("--monitor-config"),
+            "{unreadable}"
         );
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("m.toml");
+        std::fs::write(&broken, "[contracts]\naction = \"panic\"\n").unwrap();
+        let refused = read(&broken).unwrap_err();
+        assert!(refused.contains("m.toml: line 2:"), "{refused}");
     }
 
     #[test]

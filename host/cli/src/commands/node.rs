@@ -68,7 +68,15 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         // On the baselines the plugin directory and the plugins' settings are not read.
         print::manifest_errors(s);
     }
-    // Checked before anything is created or bound.
+    // Checked before anything is created or bound. A monitor configuration that cannot be
+    // read is refused; a broken rule or setting in one that can is left out, and said.
+    let config = match &args.monitor_config {
+        Some(path) => config::read(path).map_err(BadInput)?,
+        None => (config::builtin(), Vec::new()),
+    };
+    for e in &config.1 {
+        eprintln!("warning: {e}");
+    }
     let placement = if args.peers.is_empty() && !args.launched {
         None
     } else {
@@ -117,13 +125,6 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         say_first_load(&first, s.options.plugin_dir.is_dir());
         first.feature_set_id
     };
-    let config = match &args.monitor_config {
-        Some(path) => config::load(path),
-        None => (config::builtin(), Vec::new()),
-    };
-    for e in &config.1 {
-        eprintln!("error: {e}");
-    }
     let monitor = Arc::new(
         Monitor::new(host.clone(), Some(reloader.clone()), config, dir)?
             .with_change_log(Box::new(|what, event| println!("{what}: {event}"))),
@@ -292,7 +293,7 @@ pub fn metrics() -> Result<ExitCode> {
 
 pub fn rules(path: Option<&std::path::Path>) -> Result<ExitCode> {
     let (config, errors) = match path {
-        Some(p) => config::load(p),
+        Some(p) => config::read(p).map_err(BadInput)?,
         None => (config::builtin(), Vec::new()),
     };
     if !errors.is_empty() {
