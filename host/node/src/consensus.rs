@@ -374,7 +374,7 @@ impl Replay {
                 })
             };
             let why = match (stakes.get(validator as usize), behind) {
-                (None, _) => format!("validator {validator} has no stake"),
+                (None, _) => format!("validator {validator} is not in the set"),
                 (Some(_), None) if height <= self.finalized => format!(
                     "height {height} is at or below the finalized height {}",
                     self.finalized
