@@ -1107,6 +1107,110 @@ fn a_held_block_reaches_the_store_all_at_once_at_its_commit() {
     assert_eq!(store.account(&sender).unwrap().nonce, 1);
 }
 
+/// How a [`LyingIndex`] departs from the baseline's index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PoolLie {
+    /// Every insert verdict "kept", duplicates too.
+    KeepsDuplicates,
+    /// A remove drops every pending transaction, not only the included ones.
+    DropsPending,
+}
+
+/// The baseline's `VecIndex` as a `mempool.tx_pool` provider, but for its [`PoolLie`].
+struct LyingIndex(dubchain_plugin_api::pool::VecIndex, PoolLie);
+
+impl dubchain_plugin_api::slots::TxIndex for LyingIndex {
+    fn insert(
+        &mut self,
+        entries: &[dubchain_plugin_api::slots::PoolEntry],
+    ) -> Result<Vec<bool>, dubchain_plugin_api::PluginError> {
+        let kept = self.0.insert(entries);
+        Ok(match self.1 {
+            PoolLie::KeepsDuplicates => vec![true; kept.len()],
+            PoolLie::DropsPending => kept,
+        })
+    }
+    fn select(
+        &mut self,
+        max: u64,
+        nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+    ) -> Result<Vec<Bytes32>, dubchain_plugin_api::PluginError> {
+        self.0
+            .select(max as usize, &|s| nonces.next_nonce(s).into_result())
+    }
+    fn remove(
+        &mut self,
+        included: &[Bytes32],
+        nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+    ) -> Result<Vec<Bytes32>, dubchain_plugin_api::PluginError> {
+        // Every pending entry (each sender's from nonce 0, as in the test below).
+        let all: Vec<Bytes32> = self.0.select(usize::MAX, &|_| Ok(0))?;
+        let gone = self
+            .0
+            .remove(included, &|s| nonces.next_nonce(s).into_result())?;
+        Ok(match self.1 {
+            PoolLie::DropsPending => all
+                .into_iter()
+                .chain(gone)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            PoolLie::KeepsDuplicates => gone,
+        })
+    }
+    fn len(&self) -> Result<u64, dubchain_plugin_api::PluginError> {
+        Ok(self.0.len() as u64)
+    }
+}
+
+impl dubchain_plugin_api::slots::TxPool for PoolLie {
+    type Index = LyingIndex;
+    fn new_index(&self) -> Result<LyingIndex, dubchain_plugin_api::PluginError> {
+        Ok(LyingIndex(Default::default(), *self))
+    }
+}
+
+/// An index's insert verdicts and the hashes it says it dropped are checked against the
+/// pending transactions: a wrong answer is the provider's failure, the mempool goes on
+/// with the baseline's index, and no transaction is lost or let in twice.
+#[test]
+fn a_mempool_index_that_answers_wrongly_is_replaced_and_nothing_is_lost() {
+    for lie in [PoolLie::KeepsDuplicates, PoolLie::DropsPending] {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = test_host();
+        install_one(
+            &host.slots.tx_pool,
+            "lying_pool",
+            dubchain_plugin_api::slots::TxPoolFfi_TO::from_value(
+                Guarded(lie),
+                dubchain_plugin_api::abi_stable::sabi_trait::TD_Opaque,
+            ),
+        );
+        let (store, keys) = funded(tmp.path(), &host);
+        let mut pool = Mempool::new(&host.slots);
+        let txs = vec![
+            transfer(&keys[0], &keys[1], 5, 3, 0),
+            transfer(&keys[1], &keys[2], 7, 2, 0),
+            transfer(&keys[2], &keys[0], 1, 1, 0),
+        ];
+        let admitted = pool
+            .admit(txs.clone(), &host.slots.sig_verify, &store)
+            .unwrap();
+        assert_eq!(admitted, vec![None, None, None]);
+        let again = pool
+            .admit(txs[..1].to_vec(), &host.slots.sig_verify, &store)
+            .unwrap();
+        assert_eq!(again, vec![Some(Rejection::Duplicate)], "{lie:?}");
+        pool.remove(&txs[..1], &store).unwrap();
+        assert_eq!(pool.len(), 2, "{lie:?}: the two not included stay pending");
+        assert!(!pool.on_provider(), "{lie:?}");
+        dubchain_host::testing::assert_failed_once(&host.slots.tx_pool);
+        let selected = pool.select(10, &store).unwrap();
+        assert_eq!(selected.len(), 2);
+        assert!(selected.iter().all(|t| txs[1..].contains(t)));
+    }
+}
+
 /// Two nodes on one machine, each with its own instance of `crypto_verification_caching`:
 /// every call a node makes reaches its own instance and nobody else's, so the validator's
 /// cache can only have been warmed by the validator's own admission of the gossiped

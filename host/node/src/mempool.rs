@@ -8,7 +8,10 @@
 //! next in its sender's nonce order (ties broken by hash), up to a count, so a sender's
 //! transactions leave in nonce order and the block pays the most fees available.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 
 use dubchain_plugin_api::{
     slots::{HostNonces, NonceSourceRef, PoolEntry, TxCheck, TxIndexBox},
@@ -157,8 +160,12 @@ impl<'a> Mempool<'a> {
     fn insert(&mut self, entries: &[PoolEntry]) -> Vec<bool> {
         match &mut self.index {
             Index::Baseline(v) => v.insert(entries),
-            Index::Plugin(ix, _) => match ix.insert(entries.into()).into_result() {
-                Ok(v) => v.into_vec(),
+            Index::Plugin(ix, _) => match ix
+                .insert(entries.into())
+                .into_result()
+                .and_then(|v| check_insert(v.into_vec(), entries, &self.bodies))
+            {
+                Ok(v) => v,
                 Err(err) => self.fall_back("insert", &err).insert(entries),
             },
         }
@@ -247,13 +254,10 @@ impl<'a> Mempool<'a> {
                 let (answer, read) = with_nonces(state, |n| {
                     ix.select(max as u64, n).into_result().map(|v| v.into_vec())
                 })?;
-                // The senders' nonces the provider read are not read again.
-                let nonce = |s: &Bytes32| match read.get(s) {
-                    Some(n) => Ok(*n),
-                    None => Ok(state.account(s)?.nonce),
-                };
                 let checked = match answer.and_then(|v| check_selection(v, max, &self.bodies)) {
-                    Ok(v) => check_nonce_order(&v, &self.bodies, nonce)?.map(|()| v),
+                    Ok(v) => {
+                        check_nonce_order(&v, &self.bodies, nonce_of(&read, state))?.map(|()| v)
+                    }
                     Err(e) => Err(e),
                 };
                 match checked {
@@ -290,13 +294,16 @@ impl<'a> Mempool<'a> {
         let gone = match &mut self.index {
             Index::Baseline(v) => v.remove(&included, &nonce)?,
             Index::Plugin(ix, _) => {
-                match with_nonces(state, |n| {
+                let (answer, read) = with_nonces(state, |n| {
                     ix.remove(included.as_slice().into(), n)
                         .into_result()
                         .map(|v| v.into_vec())
-                })?
-                .0
-                {
+                })?;
+                let checked = match answer {
+                    Ok(v) => check_removed(v, &included, &self.bodies, nonce_of(&read, state))?,
+                    Err(e) => Err(e),
+                };
+                match checked {
                     Ok(v) => v,
                     Err(err) => self.fall_back("remove", &err).remove(&included, &nonce)?,
                 }
@@ -307,6 +314,94 @@ impl<'a> Mempool<'a> {
         }
         Ok(())
     }
+}
+
+/// A sender's state nonce: the one the provider read (not read again), or read now.
+fn nonce_of<'s>(
+    read: &'s HashMap<Bytes32, u64>,
+    state: &'s StateStore,
+) -> impl Fn(&Bytes32) -> Result<u64, StateError> + 's {
+    move |s| match read.get(s) {
+        Some(n) => Ok(*n),
+        None => Ok(state.account(s)?.nonce),
+    }
+}
+
+/// The host's check of an index's insert verdicts: one per entry, each what the pending
+/// transactions say (kept, unless its hash is pending or earlier in the batch). A verdict
+/// taken on trust could report a transaction admitted that no index holds, or refuse a new
+/// one as a duplicate.
+fn check_insert(
+    kept: Vec<bool>,
+    entries: &[PoolEntry],
+    bodies: &HashMap<Bytes32, Transaction>,
+) -> Result<Vec<bool>, PluginError> {
+    if kept.len() != entries.len() {
+        return Err(PluginError::failed(format!(
+            "index answered {} verdicts for {} entries",
+            kept.len(),
+            entries.len()
+        )));
+    }
+    let mut batch = HashSet::with_capacity(entries.len());
+    for (e, k) in entries.iter().zip(&kept) {
+        let new = !bodies.contains_key(&e.hash) && batch.insert(e.hash);
+        if *k != new {
+            return Err(PluginError::failed(format!(
+                "index answered {} for {:?}, which is {}",
+                if *k { "kept" } else { "a duplicate" },
+                e.hash,
+                if new { "new" } else { "pending already" }
+            )));
+        }
+    }
+    Ok(kept)
+}
+
+/// The host's check of what an index says it dropped: each pending, once, and either
+/// included in the block or below its sender's state nonce (`nonce`); and every included
+/// one that is pending among them. A transaction dropped on the index's word alone would be
+/// lost. One whose nonce has passed and that the index keeps is not looked for (that is a
+/// scan of every pending transaction); a selection of it later is refused
+/// ([`check_nonce_order`]).
+fn check_removed(
+    gone: Vec<Bytes32>,
+    included: &[Bytes32],
+    bodies: &HashMap<Bytes32, Transaction>,
+    nonce: impl Fn(&Bytes32) -> Result<u64, StateError>,
+) -> Result<Result<Vec<Bytes32>, PluginError>, StateError> {
+    let included_set: HashSet<&Bytes32> = included.iter().collect();
+    let mut seen = HashSet::with_capacity(gone.len());
+    for h in &gone {
+        let Some(tx) = bodies.get(h) else {
+            return Ok(Err(PluginError::failed(format!(
+                "index dropped {h:?}, which is not pending"
+            ))));
+        };
+        if !seen.insert(*h) {
+            return Ok(Err(PluginError::failed(format!(
+                "index dropped {h:?} twice"
+            ))));
+        }
+        if !included_set.contains(h) {
+            let next = nonce(&tx.from)?;
+            if tx.nonce >= next {
+                return Ok(Err(PluginError::failed(format!(
+                    "index dropped {h:?}, which the block did not include and whose nonce {} is not below its sender's {next}",
+                    tx.nonce
+                ))));
+            }
+        }
+    }
+    if let Some(h) = included
+        .iter()
+        .find(|h| bodies.contains_key(h) && !seen.contains(h))
+    {
+        return Ok(Err(PluginError::failed(format!(
+            "index kept {h:?}, which the block included"
+        ))));
+    }
+    Ok(Ok(gone))
 }
 
 /// The host's check that a selection keeps each sender's nonce sequence: a sender's
@@ -443,6 +538,63 @@ mod tests {
         assert_eq!(pool.insert(&[entry(h, &t)]), vec![true]);
         assert!(!pool.on_provider());
         dubchain_host::testing::assert_failed_once(&slots.tx_pool);
+    }
+
+    /// Insert verdicts must be one per entry and say kept exactly for the new hashes.
+    #[test]
+    fn insert_verdicts_must_match_the_pending_transactions() {
+        let (a, b, c) = (tx(1, 5), tx(1, 6), tx(2, 0));
+        let bodies: HashMap<Bytes32, Transaction> = [a.clone()].into_iter().collect();
+        let entries = [
+            entry(a.0, &a.1),
+            entry(b.0, &b.1),
+            entry(b.0, &b.1),
+            entry(c.0, &c.1),
+        ];
+        let right = vec![false, true, false, true];
+        assert_eq!(check_insert(right.clone(), &entries, &bodies), Ok(right));
+        for (wrong, says) in [
+            (vec![false, true, false], "3 verdicts for 4 entries"),
+            (vec![true, true, false, true], "kept for"),
+            (vec![false, true, true, true], "which is pending already"),
+            (vec![false, true, false, false], "a duplicate for"),
+        ] {
+            let err = check_insert(wrong.clone(), &entries, &bodies).expect_err("refused");
+            assert!(err.to_string().contains(says), "{wrong:?}: {err}");
+        }
+    }
+
+    /// What an index says it dropped must be pending, once, included or past its sender's
+    /// nonce, and take in every included pending one.
+    #[test]
+    fn dropped_transactions_must_be_included_or_past_their_nonce() {
+        let pending = [tx(1, 5), tx(1, 6), tx(2, 0), tx(3, 9)];
+        let bodies: HashMap<Bytes32, Transaction> = pending.iter().cloned().collect();
+        let h = |i: usize| pending[i].0;
+        // Sender 1's block moved it to nonce 7; sender 3 is at 2.
+        let state = |s: &Bytes32| Ok(if s.0[0] == 1 { 7 } else { 0 });
+        let included = [h(0), tx(9, 0).0];
+        let check = |gone: &[usize]| {
+            let gone: Vec<Bytes32> = gone.iter().map(|&i| h(i)).collect();
+            check_removed(gone, &included, &bodies, state).expect("no store error")
+        };
+        assert!(check(&[0, 1]).is_ok(), "included, and below the nonce");
+        assert!(check(&[0]).is_ok(), "a passed one kept is not looked for");
+        for (wrong, says) in [
+            (&[1][..], "kept"),
+            (
+                &[0, 2][..],
+                "did not include and whose nonce 0 is not below its sender's 0",
+            ),
+            (&[0, 0][..], "twice"),
+        ] {
+            let err = check(wrong).expect_err("refused");
+            assert!(err.to_string().contains(says), "{wrong:?}: {err}");
+        }
+        let err = check_removed(vec![tx(8, 1).0], &[], &bodies, state)
+            .expect("no store error")
+            .expect_err("refused");
+        assert!(err.to_string().contains("not pending"), "{err}");
     }
 
     /// A selection that skips a sender's nonce, goes back, or starts past its state nonce is
