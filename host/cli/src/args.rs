@@ -145,7 +145,11 @@ pub struct MicroArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 64, value_parser = at_least_one::<usize>)]
     pub transport_frames: usize,
     /// Seed of the micro workloads.
-    #[arg(long = "micro-seed", default_value_t = 7)]
+    #[arg(
+        long = "micro-seed",
+        allow_negative_numbers = true,
+        default_value_t = 7
+    )]
     pub micro_seed: u64,
 }
 
@@ -157,7 +161,7 @@ pub struct SystemArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Seed of the chain workload.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
 }
 
@@ -232,7 +236,7 @@ pub struct BenchChildArgs {
     pub case: String,
     #[arg(long)]
     pub side: String,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub iterations: u32,
     #[command(flatten)]
     pub micro: MicroArgs,
@@ -271,6 +275,7 @@ pub struct ProfileArgs {
     /// Recommend only on groups with at least this share of CPU (0..1).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.05, value_parser = share)]
     pub min_share: f64,
+    /// Where the flamegraphs, profiles and hotspot reports go.
     #[arg(long, default_value = "target/dubchain/profile")]
     pub out: PathBuf,
 }
@@ -346,10 +351,10 @@ pub enum PluginCmd {
         #[arg(long)]
         manifest: PathBuf,
         /// The host's deadline for the plugin's init.
-        #[arg(long, default_value_t = 5_000)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 5_000)]
         init_timeout_ms: u64,
         /// The host's deadline for every other load step.
-        #[arg(long, default_value_t = 30_000)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 30_000)]
         step_timeout_ms: u64,
     },
 }
@@ -362,7 +367,7 @@ pub struct NodeArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Seed of the generated workload (the same seed on a restart gives the same chain).
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
     /// Where the monitor listens (loopback unless given otherwise; port 0: any free port).
     #[arg(long, default_value = dubchain_monitor::DEFAULT_ADDR)]
@@ -372,21 +377,26 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     pub monitor_config: Option<PathBuf>,
     /// A block every this many milliseconds (0: as fast as the node can).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 500)]
     pub block_time_ms: u64,
     /// Stop once the head reaches this height (default: run until interrupted); with
     /// peers, once this height is final.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub until_height: Option<u64>,
     /// Another validator, as INDEX@ADDR (repeatable; one per other validator, so
     /// --validators is one more than their number). Without peers the node runs alone.
     #[arg(long = "peer", value_name = "INDEX@ADDR", value_parser = peer)]
     pub peers: Vec<(usize, std::net::SocketAddr)>,
-    /// This node's validator index (with peers).
-    #[arg(long, default_value_t = 0)]
+    /// This node's validator index (with peers; alone it would be ignored).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0,
+        requires = "peers"
+    )]
     pub index: usize,
-    /// Where the node listens for its peers (with peers).
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    /// Where the node listens for its peers (with peers; alone it would be ignored).
+    #[arg(long, default_value = "127.0.0.1:7400", requires = "peers")]
     pub listen: std::net::SocketAddr,
     /// With --launched: listen on the socket the launcher bound and handed down as this
     /// descriptor, instead of binding --listen (no moment in which the port is free).
@@ -422,20 +432,21 @@ pub struct ClusterArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,
     /// Stop every node once this height is final.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20)]
     pub until_height: u64,
     /// A block every this many milliseconds per proposer (0: as fast as they can).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub block_time_ms: u64,
     #[command(flatten)]
     pub workload: WorkloadArgs,
-    #[arg(long, default_value_t = 42)]
+    /// Seed of the generated workload (every node generates the same one).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
     /// The nodes' stores go in `<data-dir>/node-<i>` (emptied first).
     #[arg(long, default_value = "target/dubchain/cluster")]
     pub data_dir: PathBuf,
     /// How long the nodes may take, in seconds, before they are stopped.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 600)]
     pub timeout: u64,
 }
 
@@ -460,7 +471,8 @@ pub enum ChainCmd {
     Produce {
         #[command(flatten)]
         chain: ChainArgs,
-        #[arg(long, default_value_t = 42)]
+        /// Seed of the generated workload (the same seed on a resume gives the same chain).
+        #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
         seed: u64,
     },
     /// Reopen the store in --data-dir (finishing crash recovery), replay every stored block
@@ -469,7 +481,8 @@ pub enum ChainCmd {
     Check {
         #[command(flatten)]
         chain: ChainArgs,
-        #[arg(long, default_value_t = 42)]
+        /// Seed of the generated workload (the same seed as the chain was produced with).
+        #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
         seed: u64,
     },
     /// Rewrite every block stored in --data-dir with --codec (`json`, the baseline's records,
@@ -489,8 +502,10 @@ pub enum ChainCmd {
     /// durable through `storage.durability` before `acknowledged COMMITTER SEQ` is printed:
     /// what the group-commit crash test kills (`cargo xtask crash --committers`).
     CommitRace {
+        /// The store's directory.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Threads committing at once.
         #[arg(long, allow_negative_numbers = true, default_value_t = 8, value_parser = at_least_one::<u32>)]
         committers: u32,
         /// Commits per committer.
@@ -659,7 +674,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_missing: bool,
     /// Seed of the generated workload.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 42)]
     pub seed: u64,
     /// Where to write `run.json`.
     #[arg(long, default_value = "target/dubchain")]
@@ -669,7 +684,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub watch: bool,
     /// With `--watch`: stop after this many seconds (default: run until interrupted).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
     pub duration: Option<u64>,
     /// With `--watch`: serve the performance monitor (metrics, dashboard, alerts, admin
     /// API) of the watched node on this address, e.g. 127.0.0.1:9464.

@@ -413,6 +413,7 @@ fn unusable_workload_values_are_refused_without_a_panic() {
         // A negative number reaches the value's own check, not clap's "unexpected argument".
         ("--zipf", "-1", "expected a finite number, 0 or more"),
         ("--accounts", "-5", "expected a whole number, 1 or more"),
+        ("--seed", "-1", "invalid digit"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
             .current_dir(env.path())
@@ -733,6 +734,19 @@ fn a_node_whose_placement_or_monitor_configuration_cannot_be_used_is_refused_bef
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(says), "{err}");
         assert!(!out.contains("monitor on"), "{out}");
+        assert!(!env.path().join("n").exists(), "no data directory was made");
+    }
+    // Alone, `--index` and `--listen` would be ignored: the parser asks for the peers.
+    for args in [&["--index", "3"][..], &["--listen", "127.0.0.1:7"]] {
+        let (ok, out, err) = env.run(
+            &[
+                &["node", "--data-dir", "n", "--monitor", "127.0.0.1:0"][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert!(!ok, "{args:?} was accepted: {out}");
+        assert!(err.contains("--peer <INDEX@ADDR>"), "{err}");
         assert!(!env.path().join("n").exists(), "no data directory was made");
     }
 }

@@ -77,7 +77,10 @@ fn node_args(l: &Launch, index: usize, addrs: &[SocketAddr], fd: i32) -> Vec<Str
     let mut args = l.host_args.clone();
     args.extend(["node".into(), "--launched".into(), "--data-dir".into()]);
     args.push(dir.display().to_string());
-    args.extend(["--index".into(), index.to_string()]);
+    if addrs.len() > 1 {
+        // Alone (a cluster of one) the node is index 0, and `--index` needs a `--peer`.
+        args.extend(["--index".into(), index.to_string()]);
+    }
     args.extend(["--listen-fd".into(), fd.to_string()]);
     args.extend(["--monitor".into(), "127.0.0.1:0".into()]);
     args.extend(["--until-height".into(), l.until_height.to_string()]);
