@@ -521,10 +521,16 @@ pub enum ChainCmd {
 #[derive(Subcommand)]
 pub enum GatesCmd {
     /// Write the effective gates (profile, imports and command line resolved) to FILE.
-    Export { file: PathBuf },
+    Export {
+        /// The JSON file to write (its directory must exist).
+        file: PathBuf,
+    },
     /// Check FILE against the plugin directory and, if the resulting plan has no problems,
     /// make it the imported gates of this state directory (they override the profile).
-    Import { file: PathBuf },
+    Import {
+        /// A JSON file as `gates export` writes it.
+        file: PathBuf,
+    },
     /// Forget the imported gates.
     Reset,
 }
@@ -789,5 +795,33 @@ impl ProfileArgs {
         .flat_map(|(flag, value)| [flag.to_owned(), value])
         .chain(self.micro.child_args())
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says in `--help` what it is for (hidden ones, which
+    /// only the host's own children pass, aside).
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path}: {}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "dubchain-perf", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 }
