@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use dubchain_host::{host::PluginState, resolve::Reason, session::Session};
 
 use crate::print;
@@ -186,12 +186,13 @@ pub fn plan(s: &Session) -> Result<ExitCode> {
 pub fn why(s: &Session, name: &str) -> Result<ExitCode> {
     let Some(decision) = s.resolution.decisions.get(name) else {
         let known: Vec<&str> = s.manifests.iter().map(|m| m.name.as_str()).collect();
-        bail!(
+        return Err(crate::BadInput(format!(
             "no plugin named `{name}` in {}{} (found: {})",
             s.options.plugin_dir.display(),
             s.did_you_mean(name),
             known.join(", ")
-        );
+        ))
+        .into());
     };
     println!("{name} is {}", if decision.enabled { "ON" } else { "OFF" });
     explain(s, name, 1, &mut Vec::new());
