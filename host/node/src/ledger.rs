@@ -39,6 +39,24 @@ pub enum LedgerError {
     },
 }
 
+impl LedgerError {
+    /// Whether the data directory given is refused as it is (no store or no chain where
+    /// one must be, another kind of store, other files): the command's input, not a
+    /// failure of the store.
+    pub fn is_refused_input(&self) -> bool {
+        match self {
+            LedgerError::Empty { .. } => true,
+            LedgerError::Store { source, .. } => matches!(
+                source,
+                StateError::Missing { .. }
+                    | StateError::NotAChain { .. }
+                    | StateError::NotAStore { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// The error of the store in `dir`.
 fn store_error(dir: &Path) -> impl Fn(StateError) -> LedgerError + Copy + '_ {
     move |source| LedgerError::Store {

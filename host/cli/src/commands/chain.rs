@@ -3,23 +3,32 @@
 
 use std::{path::Path, process::ExitCode};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use dubchain_host::session::Session;
 use dubchain_node::ledger;
 use dubchain_plugin_api::slots;
 
 use crate::{args::ChainArgs, print};
 
+/// A data directory refused as it is is bad input (exit 2); any other error of the store
+/// is a failure.
+fn refused_input(e: ledger::LedgerError) -> anyhow::Error {
+    if e.is_refused_input() {
+        crate::BadInput(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
 pub fn produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     print::manifest_errors(s);
     let host = print::loaded_host(s);
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| {
-            format!(
-                "--data-dir {}: cannot make it a directory (give a directory, or a path where one can be made)",
-                args.data_dir.display()
-            )
-        })?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        crate::BadInput(format!(
+            "--data-dir {}: cannot make it a directory (give a directory, or a path where one can be made): {e}",
+            args.data_dir.display()
+        ))
+    })?;
     let head = ledger::produce(
         &host,
         &args.data_dir,
@@ -33,7 +42,8 @@ pub fn produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
                 b.header.state_root
             )
         },
-    )?;
+    )
+    .map_err(refused_input)?;
     println!(
         "head {} {:?} root {:?}",
         head.height, head.hash, head.state_root
@@ -44,7 +54,7 @@ pub fn produce(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
 pub fn check(s: &Session, args: &ChainArgs, seed: u64) -> Result<ExitCode> {
     print::manifest_errors(s);
     let host = print::loaded_host(s);
-    let c = ledger::check(&host, &args.data_dir, &args.workload(seed))?;
+    let c = ledger::check(&host, &args.data_dir, &args.workload(seed)).map_err(refused_input)?;
     println!("head {} {:?}", c.head.height, c.head.hash);
     if c.is_consistent() {
         println!(
@@ -84,7 +94,7 @@ pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
         }
     };
     let host = print::loaded_host(s);
-    let m = ledger::migrate(&host, data_dir, &to)?;
+    let m = ledger::migrate(&host, data_dir, &to).map_err(refused_input)?;
     println!(
         "rewrote {} blocks: written by {} before, by {} now",
         m.blocks,
@@ -102,6 +112,13 @@ pub fn commit_race(
     check: bool,
 ) -> Result<ExitCode> {
     use std::io::Write;
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(crate::BadInput(format!(
+            "--data-dir {}: not a directory; give the commit store a directory of its own (it is made if missing)",
+            data_dir.display()
+        ))
+        .into());
+    }
     if check {
         let next = dubchain_node::commit_race::recovered(data_dir, committers)
             .map_err(anyhow::Error::msg)?;

@@ -56,6 +56,14 @@ pub fn export(s: &Session, file: &Path) -> Result<ExitCode> {
 }
 
 pub fn import(options: SessionOptions, file: &Path) -> Result<ExitCode> {
+    let dir = &options.state_dir;
+    if dir.exists() && !dir.is_dir() {
+        return Err(crate::BadInput(format!(
+            "--state-dir {}: not a directory; give a directory for the host's state (it is made if missing)",
+            dir.display()
+        ))
+        .into());
+    }
     let s = Session::open_with_gates(options, Some(file)).map_err(crate::Refused)?;
     print::manifest_errors(&s);
     let (_, gates) = s.imported.as_ref().expect("opened with gates");

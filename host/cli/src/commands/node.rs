@@ -107,11 +107,11 @@ pub fn node(s: &Session, args: &NodeArgs) -> Result<ExitCode> {
         Some((placement, listener))
     };
     let dir = &args.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| {
-        format!(
-            "data directory {}: cannot create it; give a writable --data-dir",
+    std::fs::create_dir_all(dir).map_err(|e| {
+        BadInput(format!(
+            "data directory {}: cannot create it ({e}); give a writable --data-dir",
             dir.display()
-        )
+        ))
     })?;
     // Before the monitor writes its token there: a second node on this directory stops here.
     let _held = dubchain_node::state::lock_data_dir(dir).map_err(anyhow::Error::msg)?;
