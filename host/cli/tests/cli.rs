@@ -854,6 +854,8 @@ fn every_refusal_is_one_line_that_names_the_input() {
     env.write("not-a-dir", "a file where a directory is expected\n");
     env.write("garbage.json", "hello\n");
     env.write("budgets.toml", "[[budget]]\nmetric = 7\n");
+    std::fs::create_dir(env.path().join("mine")).unwrap();
+    env.write("mine/keep.txt", "a file of one's own\n");
     let (ok, _, err) = env.run(&["gates", "export", "g.json"]);
     assert!(ok, "{err}");
     let cases: &[(&[&str], &str)] = &[
@@ -907,6 +909,15 @@ fn every_refusal_is_one_line_that_names_the_input() {
         (
             &["chain", "commit-race", "--data-dir", "not-a-dir"],
             "--data-dir not-a-dir: not a directory",
+        ),
+        (
+            &["run", "--data-dir", "not-a-dir"],
+            "data directory not-a-dir: cannot read it",
+        ),
+        // Its stores are deleted after the run: a directory of one's own is not used.
+        (
+            &["run", "--data-dir", "mine"],
+            "holds keep.txt which the benchmark did not make",
         ),
         (
             &[
@@ -1017,6 +1028,7 @@ fn every_refusal_is_one_line_that_names_the_input() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     assert!(!env.path().join("nosuch-dir").exists());
+    assert!(env.path().join("mine/keep.txt").exists());
 }
 
 /// `GET path` from a server on loopback: the body.

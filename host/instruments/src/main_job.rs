@@ -48,6 +48,9 @@ pub enum Refusal {
     /// `run.json` and `run.md` could not be written where asked.
     #[error("nothing was run: --out {0}")]
     Out(String),
+    /// The nodes' stores cannot go where asked ([`system::scratch_refusal`]).
+    #[error("nothing was run: {0}")]
+    DataDir(String),
 }
 
 /// The session's plugins applied to a fresh host, before anything runs.
@@ -61,17 +64,21 @@ pub struct Prepared {
 }
 
 /// Applies the plan; a plan with problems, a plugin that fails to load or one asked for
-/// that is not in the plugin directory refuses the run unless `allow_missing`, and so does
-/// an `out` directory the reports cannot be written in. With
+/// that is not in the plugin directory refuses the run unless `allow_missing`, and so do
+/// an `out` directory the reports cannot be written in and a `data_dir` the nodes' stores
+/// may not go in. With
 /// `awaiting` (`run --watch`, which loads plugins as they are dropped in) a plugin asked
 /// for in advance of its package is not refused, only counted missing.
 pub fn prepare(
     s: &Session,
     allow_missing: bool,
     awaiting: bool,
-    out: &Path,
+    (out, data_dir): (&Path, &Path),
 ) -> Result<Prepared, (Vec<String>, Refusal)> {
     dubchain_host::files::writable_dir(out).map_err(|e| (Vec::new(), Refusal::Out(e)))?;
+    if let Some(why) = system::scratch_refusal(data_dir) {
+        return Err((Vec::new(), Refusal::DataDir(why)));
+    }
     let absent = absent(s);
     if !absent.is_empty() && !allow_missing && !awaiting {
         let dir = s.options.plugin_dir.clone();

@@ -65,20 +65,34 @@ const KEPT: [&str; 3] = ["watch", "monitor.token", dubchain_node::state::NODE_LO
 
 /// Checks that `dir` may serve as the benchmark's scratch directory: missing (then it is
 /// made, and removed afterwards: the answer is `true`), or a directory holding nothing but
-/// what an earlier run left ([`SCRATCH`], [`KEPT`]). Anything else is refused before anything is
-/// measured, since the stores there are deleted after the run: a `--data-dir` pointed at
-/// a chain of one's own, or at a home directory, must lose nothing.
+/// what an earlier run left ([`SCRATCH`], [`KEPT`]). Anything else is refused
+/// ([`scratch_refusal`]) before anything is measured, since the stores there are deleted
+/// after the run: a `--data-dir` pointed at a chain of one's own, or at a home directory,
+/// must lose nothing.
 pub fn check_scratch(dir: &std::path::Path) -> Result<bool, String> {
+    if let Some(why) = scratch_refusal(dir) {
+        return Err(why);
+    }
+    if dir.exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "data directory {}: cannot create it: {e}; give a writable --data-dir",
+            dir.display()
+        )
+    })?;
+    Ok(true)
+}
+
+/// Why `dir` may not serve as the benchmark's scratch directory ([`check_scratch`]), if it
+/// may not; it only reads, so a command can refuse its `--data-dir` before it starts.
+pub fn scratch_refusal(dir: &std::path::Path) -> Option<String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!("data directory {}: cannot create it: {e}; give a writable --data-dir", dir.display())
-            })?;
-            return Ok(true);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            return Err(format!(
+            return Some(format!(
                 "data directory {}: cannot read it ({e}); give a directory the benchmark may fill and empty",
                 dir.display()
             ))
@@ -90,12 +104,12 @@ pub fn check_scratch(dir: &std::path::Path) -> Result<bool, String> {
         .filter(|name| !SCRATCH.contains(&name.as_str()) && !KEPT.contains(&name.as_str()))
         .collect();
     if foreign.is_empty() {
-        return Ok(false);
+        return None;
     }
     foreign.sort();
     let more = foreign.len().saturating_sub(3);
     foreign.truncate(3);
-    Err(format!(
+    Some(format!(
         "data directory {}: holds {}{} which the benchmark did not make, and it deletes its stores there after the run; give an empty or new --data-dir",
         dir.display(),
         foreign.join(", "),

@@ -14,7 +14,12 @@ use crate::{args::RunArgs, print};
 
 pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<ExitCode> {
     print::manifest_errors(s);
-    let prepared = match main_job::prepare(s, args.allow_missing, args.watch, &args.out) {
+    let prepared = match main_job::prepare(
+        s,
+        args.allow_missing,
+        args.watch,
+        (&args.out, &args.chain.data_dir),
+    ) {
         Ok(p) => p,
         Err((errors, refusal)) => {
             for e in errors {
@@ -22,9 +27,10 @@ pub fn run(s: &Session, args: &RunArgs, global_args: Vec<String>) -> Result<Exit
             }
             eprintln!("error: {refusal}");
             return Ok(match refusal {
-                Refusal::Plan { .. } | Refusal::Absent { .. } | Refusal::Out(_) => {
-                    ExitCode::from(2)
-                }
+                Refusal::Plan { .. }
+                | Refusal::Absent { .. }
+                | Refusal::Out(_)
+                | Refusal::DataDir(_) => ExitCode::from(2),
                 Refusal::Load { .. } => ExitCode::FAILURE,
             });
         }
