@@ -13,7 +13,7 @@ use crate::types::Bytes32;
 /// answered `None` (the finalized height only grows), so it is not recorded, and a
 /// height's votes are dropped once it is finalized or passed. The memory is bounded by the
 /// votes of the heights not final yet, however long the node runs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tally {
     finalized: u64,
     /// Stake behind each (height, block), heights above `finalized` only.
@@ -54,8 +54,7 @@ impl Tally {
         voted.push(validator);
         let tally = self.tallies.entry((height, *block)).or_default();
         *tally = tally.wrapping_add(stake);
-        let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));
-        if tally.wrapping_mul(3) < total.wrapping_mul(2) {
+        if !two_thirds(*tally, stakes) {
             return None;
         }
         self.finalized = height;
@@ -73,6 +72,27 @@ impl Tally {
         Some(height)
     }
 
+    /// What [`Tally::record`] would answer to this vote, without counting it: to check
+    /// another tally's answer before this one takes the vote.
+    pub fn answer(
+        &self,
+        stakes: &[u64],
+        height: u64,
+        block: &Bytes32,
+        validator: u32,
+    ) -> Option<u64> {
+        let voted = self
+            .voted
+            .get(&height)
+            .is_some_and(|v| v.contains(&validator));
+        if height <= self.finalized || voted {
+            return None;
+        }
+        let stake = *stakes.get(validator as usize)?;
+        let behind = self.tallies.get(&(height, *block)).copied().unwrap_or(0);
+        two_thirds(behind.wrapping_add(stake), stakes).then_some(height)
+    }
+
     /// Heights above the finalized one that have votes: what the state holds.
     pub fn open_heights(&self) -> usize {
         self.voted.len()
@@ -82,4 +102,10 @@ impl Tally {
     pub fn finalized(&self) -> u64 {
         self.finalized
     }
+}
+
+/// Whether `tally` reaches two thirds of the total stake (`3 * tally >= 2 * total`).
+fn two_thirds(tally: u64, stakes: &[u64]) -> bool {
+    let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));
+    tally.wrapping_mul(3) >= total.wrapping_mul(2)
 }

@@ -5,12 +5,9 @@
 //! (`batching_signature_aggregation` replaces that), and the consensus state is one `Mutex`
 //! shared by the threads that record votes (`consensus_lock_reduction` replaces that).
 
-use std::{
-    collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Mutex,
-    },
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Mutex,
 };
 
 use blst::min_pk::{PublicKey, SecretKey};
@@ -150,17 +147,19 @@ enum Imp<'a> {
         slot: &'a ConsensusStatesSlot,
         tally: VoteTallyBox,
         stakes: Vec<u64>,
-        /// What the baseline resumes from if the provider fails, and the baseline once it
-        /// has (for good, for this state). One lock, held across the provider's `record`,
-        /// so the votes kept are in the order the provider answered them and no vote falls
+        /// The baseline's count of the votes the provider took, which checks each answer
+        /// ([`Replay::take`]), and the baseline itself once the provider has failed (for
+        /// good, for this state). One lock, held across the provider's `record`, so the
+        /// votes are counted in the order the provider answered them and no vote falls
         /// between the provider and the baseline. The node's votes are so counted one at a
-        /// time on either side, and each answer is checked ([`Replay::take`]): the provider's
-        /// gain in the node is the finalized height, which is read without this lock.
-        votes: Mutex<Votes>,
-        /// Whether `votes` holds the baseline: read by `finalized` without the lock.
+        /// time on either side: the provider's gain in the node is the finalized height,
+        /// which is read without this lock.
+        votes: Mutex<Replay>,
+        /// Whether the provider has failed and `votes` answers: read by `finalized`
+        /// without the lock.
         fallen: AtomicBool,
         /// The highest height the provider finalized and the host accepted (what
-        /// `Replay::finalized` holds, mirrored here for `finalized` to read without the
+        /// the replay's tally holds as finalized, mirrored here for `finalized` to read without the
         /// lock): its `finalized` can never answer less.
         claimed: AtomicU64,
     },
@@ -185,7 +184,7 @@ impl<'a> ConsensusState<'a> {
                     slot: &slots.vote_tally,
                     tally,
                     stakes,
-                    votes: Mutex::new(Votes::default()),
+                    votes: Mutex::new(Replay::default()),
                     fallen: AtomicBool::new(false),
                     claimed: AtomicU64::new(0),
                 },
@@ -216,15 +215,14 @@ impl<'a> ConsensusState<'a> {
             } => {
                 let key = (vote.height, vote.block, vote.validator);
                 let mut votes = votes.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(b) = votes.fallen.as_mut() {
-                    return b.record(stakes, key.0, &key.1, key.2);
+                if fallen.load(Ordering::Acquire) {
+                    return votes.tally.record(stakes, key.0, &key.1, key.2);
                 }
                 let taken = tally
                     .record(key.0, &key.1, key.2)
                     .into_result()
                     .and_then(|answer| {
                         votes
-                            .replay
                             .take(stakes, key, answer.into_option())
                             .map_err(PluginError::failed)
                     });
@@ -236,14 +234,11 @@ impl<'a> ConsensusState<'a> {
                         answer
                     }
                     Err(e) => {
-                        // Counted and logged there; this state continues on the baseline
-                        // for good.
+                        // Counted and logged there; this state continues on the baseline's
+                        // count for good (which has not counted this vote yet).
                         slot.object_failed("record", &e);
-                        let mut b = votes.replay.baseline(stakes);
-                        let answer = b.record(stakes, key.0, &key.1, key.2);
-                        votes.fallen = Some(b);
                         fallen.store(true, Ordering::Release);
-                        answer
+                        votes.tally.record(stakes, key.0, &key.1, key.2)
                     }
                 }
             }
@@ -257,9 +252,9 @@ impl<'a> ConsensusState<'a> {
                 slot,
                 tally,
                 fallen,
-                stakes,
                 votes,
                 claimed,
+                ..
             } => {
                 if !fallen.load(Ordering::Acquire) {
                     // Read before the provider is asked: a claim accepted since can only
@@ -277,136 +272,59 @@ impl<'a> ConsensusState<'a> {
                     match answer {
                         Ok(h) => return h,
                         Err(e) => {
-                            let mut votes = votes.lock().unwrap_or_else(|p| p.into_inner());
-                            if votes.fallen.is_none() {
+                            // Under the lock, so that the failure is reported once.
+                            let _votes = votes.lock().unwrap_or_else(|p| p.into_inner());
+                            if !fallen.swap(true, Ordering::AcqRel) {
                                 slot.object_failed("finalized", &e);
-                                votes.fallen = Some(votes.replay.baseline(stakes));
-                                fallen.store(true, Ordering::Release);
                             }
                         }
                     }
                 }
                 // The baseline's, for good.
-                let votes = votes.lock().unwrap_or_else(|p| p.into_inner());
-                votes.fallen.as_ref().map_or(0, baseline::Tally::finalized)
+                votes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tally
+                    .finalized()
             }
         }
     }
 }
 
-/// A provider's votes: what the baseline would resume from, and the baseline once it has.
-#[derive(Debug, Default)]
-struct Votes {
-    replay: Replay,
-    fallen: Option<baseline::Tally>,
-}
-
-/// The votes a `consensus.vote_tally` provider took above the last height it finalized,
-/// and that height: what every answer of the provider is checked against, and what the
-/// baseline resumes from if the provider fails ([`baseline::Tally::resuming_at`]), with the
-/// answers a replay of every vote would give. Only what the baseline counts is kept (a
-/// validator's first vote at a height above the finalized one), by height, so a vote is
-/// checked against the votes of its own height; heights at or below a finalized one are
-/// dropped, so what is kept is bounded by the heights not final yet, however long the node
-/// runs.
+/// The votes a `consensus.vote_tally` provider took, counted by the baseline's tally in
+/// the order the provider answered them: what every answer of the provider is checked
+/// against ([`baseline::Tally::answer`]), and the baseline it falls back to. The baseline
+/// keeps only the heights above the finalized one, so this is bounded by the heights not
+/// final yet, however long the node runs.
 #[derive(Debug, Default)]
 struct Replay {
-    finalized: u64,
-    /// Per height: each validator's first vote there, as (place in the provider's order,
-    /// block, validator).
-    votes: BTreeMap<u64, Vec<(u64, Bytes32, u32)>>,
-    /// Votes taken so far: the place of the next one.
-    taken: u64,
+    tally: baseline::Tally,
 }
 
 impl Replay {
-    /// The baseline's state after the votes the provider took, replayed in its order.
-    fn baseline(&self, stakes: &[u64]) -> baseline::Tally {
-        let mut kept: Vec<(u64, u64, &Bytes32, u32)> = self
-            .votes
-            .iter()
-            .flat_map(|(h, votes)| votes.iter().map(|(place, b, v)| (*place, *h, b, *v)))
-            .collect();
-        kept.sort_unstable_by_key(|(place, ..)| *place);
-        let mut b = baseline::Tally::resuming_at(self.finalized);
-        for (_, height, block, v) in kept {
-            b.record(stakes, height, block, v);
-        }
-        b
-    }
-
     /// Takes the provider's `answer` to the vote `(height, block, validator)` and returns
-    /// it, or says why the baseline would not have given it. Every answer is checked: the
-    /// baseline's answer is worked out from the first votes kept at the vote's height (the
-    /// stake of those for the block, this one included, against two thirds of the total),
-    /// at a cost of one pass over that height's votes, next to the vote's BLS check.
+    /// it, or says why the baseline would not have given it (and counts nothing).
     fn take(
         &mut self,
         stakes: &[u64],
         (height, block, validator): (u64, Bytes32, u32),
         answer: Option<u64>,
     ) -> Result<Option<u64>, String> {
-        let firsts = self.votes.get(&height).map_or(&[][..], Vec::as_slice);
-        // The stake behind the block with this vote, if the baseline counts it.
-        let behind = match stakes.get(validator as usize) {
-            Some(&stake)
-                if height > self.finalized && !firsts.iter().any(|(_, _, v)| *v == validator) =>
-            {
-                Some(
-                    firsts
-                        .iter()
-                        .filter(|(_, b, _)| *b == block)
-                        .fold(stake, |sum, (_, _, v)| {
-                            sum.wrapping_add(stakes[*v as usize])
-                        }),
-                )
-            }
-            _ => None,
-        };
-        let total = stakes.iter().fold(0u64, |s, x| s.wrapping_add(*x));
-        let expected = behind
-            .filter(|b| b.wrapping_mul(3) >= total.wrapping_mul(2))
-            .map(|_| height);
+        let expected = self.tally.answer(stakes, height, &block, validator);
         if answer != expected {
             let say = |a: Option<u64>| {
                 a.map_or("no height final".to_owned(), |h| {
                     format!("height {h} final")
                 })
             };
-            let why = match (stakes.get(validator as usize), behind) {
-                (None, _) => format!("validator {validator} is not in the set"),
-                (Some(_), None) if height <= self.finalized => format!(
-                    "height {height} is at or below the finalized height {}",
-                    self.finalized
-                ),
-                (Some(_), None) => {
-                    format!("validator {validator} already voted at height {height}")
-                }
-                (Some(_), Some(b)) => format!("{b} of {total} stake is behind the block"),
-            };
             return Err(format!(
-                "it answered {} to validator {validator}'s vote at height {height}, where the votes it took make {} ({why})",
+                "it answered {} to validator {validator}'s vote at height {height}, where the baseline's count of the votes it took makes {} (finalized height {})",
                 say(answer),
-                say(expected)
+                say(expected),
+                self.tally.finalized()
             ));
         }
-        let place = self.taken;
-        self.taken += 1;
-        match (expected, behind) {
-            (Some(h), _) => {
-                self.finalized = h;
-                self.votes = match h.checked_add(1) {
-                    Some(above) => self.votes.split_off(&above),
-                    None => BTreeMap::new(),
-                };
-            }
-            (None, Some(_)) => self
-                .votes
-                .entry(height)
-                .or_default()
-                .push((place, block, validator)),
-            (None, None) => {}
-        }
+        self.tally.record(stakes, height, &block, validator);
         Ok(expected)
     }
 }
@@ -477,20 +395,21 @@ mod tests {
                     Some(_) => None,
                     None => Some(key.0),
                 };
-                let kept = replay.votes.clone();
+                let kept = replay.tally.clone();
                 assert!(
                     replay.take(&stakes, key, wrong).is_err(),
                     "seed {seed} vote {i}: {wrong:?} for {want:?}"
                 );
-                assert_eq!(replay.votes, kept, "a refused answer changes nothing");
+                assert_eq!(replay.tally, kept, "a refused answer changes nothing");
                 assert_eq!(
                     replay.take(&stakes, key, want),
                     Ok(want),
                     "seed {seed} vote {i}"
                 );
-                let mut resumed = replay.baseline(&stakes);
+                let mut resumed = replay.tally.clone();
                 assert_eq!(resumed.finalized(), full.finalized());
-                assert!(replay.votes.keys().all(|h| *h > replay.finalized));
+                // Only what the baseline keeps (the heights above the finalized one).
+                assert_eq!(resumed, full);
                 // The next vote is answered alike from the resumed state.
                 let probe = (full.finalized() + 1, Bytes32([1; 32]), 3);
                 assert_eq!(
@@ -527,7 +446,7 @@ mod tests {
             "finality withheld"
         );
         assert_eq!(r.take(&stakes, (1, block, 2), Some(1)), Ok(Some(1)));
-        assert!(r.votes.is_empty());
+        assert_eq!(r.tally.open_heights(), 0);
         assert!(r.take(&stakes, (1, block, 1), Some(1)).is_err(), "again");
     }
 
