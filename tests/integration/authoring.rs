@@ -4,8 +4,8 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use dubchain_host::testing::TestHost;
-use dubchain_plugin_api::slots::SIG_VERIFY;
-use dubchain_tests::{dubchain_perf, first_party_manifest, manifest_text, PluginDir};
+use dubchain_plugin_api::slots::{self, SIG_VERIFY};
+use dubchain_tests::{checkout, dubchain_perf, first_party_manifest, manifest_text, PluginDir};
 
 /// Runs `dubchain-perf plugin verify` on `dir`; returns (success, stdout).
 fn verify(dir: &Path) -> (bool, String) {
@@ -24,6 +24,44 @@ fn package(name: &str, manifest: &str) -> PluginDir {
     let dir = PluginDir::new();
     dir.add_built(name, manifest);
     dir
+}
+
+/// The guide's table of slots (`docs/plugin-authoring.md`, "1. Scaffold") has one row for
+/// every slot of the API, in the table's order: the id, the `export_plugin!` key (the id's
+/// stem), a trait that `dubchain_plugin_api::slots` declares, and the kind. A slot added
+/// without its row, or a row left behind, fails here.
+#[test]
+fn the_authoring_guide_lists_every_slot() {
+    let guide = std::fs::read_to_string(checkout().join("docs/plugin-authoring.md")).unwrap();
+    let api = std::fs::read_to_string(checkout().join("plugin-api/src/slots.rs")).unwrap();
+    let rows: Vec<Vec<&str>> = guide
+        .lines()
+        .filter(|l| l.starts_with("| `") && l.matches('|').count() == 5)
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
+    let all: Vec<&str> = slots::ALL.iter().map(|s| s.id).collect();
+    assert_eq!(ids, all, "the guide's slot rows against slots::ALL");
+    for (row, slot) in rows.iter().zip(slots::ALL) {
+        let stem = slot.id.split_once('.').unwrap().1;
+        assert_eq!(
+            row[1],
+            format!("`{stem}`"),
+            "{}: export_plugin! key",
+            slot.id
+        );
+        let name = row[2].split('`').nth(1).unwrap_or_default();
+        assert!(
+            api.contains(&format!("pub trait {name}:")),
+            "{}: the guide names trait `{name}`, which slots.rs does not declare",
+            slot.id
+        );
+        let kind = match slot.kind {
+            slots::SlotKind::Exclusive => "exclusive",
+            slots::SlotKind::Layered => "layered",
+        };
+        assert_eq!(row[3], kind, "{}: kind", slot.id);
+    }
 }
 
 #[test]
