@@ -47,6 +47,20 @@ const SMALL: &[&str] = &[
     "bench",
 ];
 
+/// The smallest bench of `storage_binary_formats` alone: its micro cases only, two rounds
+/// of one block's records, reports under `bench`.
+const CODEC_BENCH: &[&str] = &[
+    "--enable=storage_binary_formats",
+    "bench",
+    "--no-system",
+    "--rounds",
+    "2",
+    "--record-blocks",
+    "1",
+    "--out",
+    "bench",
+];
+
 fn plugins() -> PluginDir {
     let dir = PluginDir::new();
     for p in [
@@ -533,6 +547,73 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     );
 }
 
+/// `bench --processes 3`: every micro case runs in this process and two fresh ones, and
+/// its figure pools their rounds: three times the rounds, the median of all of them, an
+/// interval around it; the children's scratch reports are gone afterwards. A count of 0,
+/// or processes without microbenchmarks, is refused before anything runs.
+#[test]
+fn bench_pools_the_rounds_of_fresh_processes() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = plugins();
+    let out = perf(
+        dir.path(),
+        work.path(),
+        &[CODEC_BENCH, &["--processes", "3"]].concat(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("interleaved, in each of 3 fresh processes"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("bench/bench.json")).unwrap())
+            .unwrap();
+    let micro = json["micro"].as_array().unwrap();
+    assert!(micro
+        .iter()
+        .any(|m| m["id"] == "storage_binary_formats.record_encode"));
+    for m in micro {
+        let series = |k: &str| -> Vec<f64> {
+            m[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        };
+        let (b, p) = (series("baseline_s"), series("plugin_s"));
+        assert_eq!(m["processes"], 3, "{m}");
+        assert_eq!(m["rounds"].as_u64().unwrap() as usize, b.len(), "{m}");
+        assert!(
+            b.len() >= 6 && b.len() % 3 == 0 && p.len() == b.len(),
+            "{m}"
+        );
+        let median =
+            dubchain_host::measure::median(&mut dubchain_host::measure::round_ratios(&b, &p));
+        let r = &m["ratio"];
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+        assert!(close(r["median"].as_f64().unwrap(), median), "{m}");
+        assert!(
+            r["low"].as_f64().unwrap() <= median && median <= r["high"].as_f64().unwrap(),
+            "{m}"
+        );
+    }
+    assert!(!work.path().join("bench/processes").exists());
+
+    for (bad, says) in [
+        (&["bench", "--processes", "0"][..], "--processes"),
+        (
+            &["bench", "--processes", "2", "--no-micro"][..],
+            "--no-micro",
+        ),
+    ] {
+        let out = perf(dir.path(), work.path(), bad);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(says), "{bad:?}: {stderr}");
+    }
+}
+
 #[test]
 fn instruction_counts_come_from_callgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
@@ -541,25 +622,8 @@ fn instruction_counts_come_from_callgrind() {
     }
     let dir = plugins();
     let work = tempfile::tempdir().unwrap();
-    let out = perf(
-        dir.path(),
-        work.path(),
-        &[
-            "--enable",
-            "storage_binary_formats",
-            "bench",
-            "--instructions",
-            "--no-system",
-            "--instr-iterations",
-            "1",
-            "--rounds",
-            "2",
-            "--record-blocks",
-            "1",
-            "--out",
-            "bench",
-        ],
-    );
+    let args = ["--instructions", "--instr-iterations", "1"];
+    let out = perf(dir.path(), work.path(), &[CODEC_BENCH, &args].concat());
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let json: serde_json::Value =

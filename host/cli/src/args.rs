@@ -183,6 +183,11 @@ pub struct BenchArgs {
     /// Chain runs per side in the system benchmark, alternating (at least 3 for an interval).
     #[arg(long, allow_negative_numbers = true, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     pub runs: u16,
+    /// Run the microbenchmarks in N fresh processes (this one and N-1 more) and pool their
+    /// rounds: the interval then also spans what differs between processes (memory layout,
+    /// hash seeds), which the rounds of one process do not show.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1, value_parser = processes, conflicts_with = "no_micro")]
+    pub processes: usize,
     /// Skip the microbenchmarks.
     #[arg(long)]
     pub no_micro: bool,
@@ -615,6 +620,10 @@ fn saved_run_name(text: &str) -> Result<String, String> {
 }
 
 /// Interleaved rounds: at least two, or no interval.
+fn processes(text: &str) -> Result<usize, String> {
+    at_least(text, 1)
+}
+
 fn rounds(text: &str) -> Result<usize, String> {
     at_least(text, 2).map_err(|e| format!("{e} (a ratio's interval needs two rounds)"))
 }

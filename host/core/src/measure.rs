@@ -99,7 +99,7 @@ pub fn compare_with_reset(
 }
 
 /// Baseline time / optimized time, round by round (a zero time counts as a picosecond).
-fn round_ratios(baseline_s: &[f64], optimized_s: &[f64]) -> Vec<f64> {
+pub fn round_ratios(baseline_s: &[f64], optimized_s: &[f64]) -> Vec<f64> {
     baseline_s
         .iter()
         .zip(optimized_s)

@@ -23,8 +23,9 @@ pub fn available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// How to start the child: the `dubchain-perf` executable and the arguments that select
-/// the same plugin directory, configuration, profile and workload sizes as the parent.
+/// How to start a child of a bench run (a callgrind count, or a process of `bench
+/// --processes`): the `dubchain-perf` executable and the arguments that select the same
+/// plugin directory, configuration, profile and workload sizes as the parent.
 #[derive(Debug, Clone)]
 pub struct Child {
     pub exe: PathBuf,
@@ -32,7 +33,7 @@ pub struct Child {
     pub global_args: Vec<String>,
     /// Workload options (`--signatures ...`), placed after `bench-child`.
     pub workload_args: Vec<String>,
-    /// Where callgrind writes its files.
+    /// Where the child's files go (callgrind's outputs, a process's report).
     pub scratch: PathBuf,
 }
 

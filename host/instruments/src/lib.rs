@@ -88,9 +88,12 @@ pub struct MicroResult {
     pub slot: String,
     /// What was run, in words.
     pub workload: String,
-    /// Interleaved rounds per side.
+    /// Interleaved rounds per side (over every process, with `bench --processes`).
     pub rounds: usize,
-    /// Seconds per run of each side, one per round.
+    /// Fresh processes whose rounds were pooled into `ratio` (`bench --processes`).
+    #[serde(default = "one_process")]
+    pub processes: usize,
+    /// Seconds per run of each side, one per round (process after process).
     pub baseline_s: Vec<f64>,
     pub plugin_s: Vec<f64>,
     /// Baseline time / plugin time.
@@ -115,6 +118,17 @@ pub struct MicroResult {
     /// reactor's few), the most frames a queue held (`net.send_queue` under a slow peer).
     #[serde(default)]
     pub extra: Option<ExtraFigure>,
+}
+
+fn one_process() -> usize {
+    1
+}
+
+impl MicroResult {
+    /// Baseline time / plugin time, round by round.
+    pub fn round_ratios(&self) -> Vec<f64> {
+        dubchain_host::measure::round_ratios(&self.baseline_s, &self.plugin_s)
+    }
 }
 
 /// See [`MicroResult::extra`].

@@ -700,6 +700,7 @@ pub fn measure_case(
         slot: case.slot.to_owned(),
         workload: case.workload.clone(),
         rounds: c.rounds,
+        processes: 1,
         met: promise.map(|p| c.ratio.low >= p),
         goal,
         promise,

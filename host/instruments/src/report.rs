@@ -320,9 +320,23 @@ pub fn markdown(r: &BenchResults) -> String {
     );
     let _ = writeln!(out, "{}\n", fingerprint_line(f, &r.profile));
     if !r.micro.is_empty() {
-        out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
+        let processes = r.micro.iter().map(|m| m.processes).max().unwrap_or(1);
+        if processes > 1 {
+            let _ = writeln!(
+                out,
+                "## Microbenchmarks (baseline and plugin interleaved, in each of {processes} fresh processes)\n"
+            );
+        } else {
+            out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
+        }
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
         let _ = writeln!(out, "{}.\n", dubchain_host::measure::CASE_TABLE_NOTE);
+        if processes > 1 {
+            let _ = writeln!(
+                out,
+                "The rounds of the {processes} processes are pooled: each ratio is their median, and its 95% interval a two-level bootstrap (processes drawn with replacement, then rounds within each), as wide as the processes disagree.\n"
+            );
+        }
         let fewest = r.micro.iter().map(|m| m.rounds).min().unwrap_or(0);
         if let Some(note) = dubchain_host::measure::few_rounds_note(fewest) {
             let _ = writeln!(out, "Note: {note}.\n");
@@ -644,7 +658,16 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
         esc(&r.profile), esc(&f.plugins.feature_set_id), esc(&f.plugins.plugins.join(", "))
     );
     if !r.micro.is_empty() {
-        out += "<h2>Microbenchmarks</h2><p>Baseline time / plugin time per case, interleaved rounds in one process; bars are 95% bootstrap intervals, red ticks the manifests' promises (green: met, red: not met).</p>";
+        let processes = r.micro.iter().map(|m| m.processes).max().unwrap_or(1);
+        let _ = write!(
+            out,
+            "<h2>Microbenchmarks</h2><p>Baseline time / plugin time per case, interleaved rounds in {}; bars are 95% bootstrap intervals, red ticks the manifests' promises (green: met, red: not met).</p>",
+            if processes > 1 {
+                format!("each of {processes} fresh processes, pooled (processes drawn, then rounds)")
+            } else {
+                "one process".to_owned()
+            }
+        );
         out += &ratio_plot(r);
         html_table(&mut out, &MICRO_HEAD, &micro_rows(r));
         let _ = write!(

@@ -36,6 +36,9 @@ pub struct BenchOptions {
     pub out: PathBuf,
     /// Also measure each isolatable plugin in a child process (`isolated.` rows).
     pub isolation: bool,
+    /// Run the micro cases again in fresh processes started as this child says, this many
+    /// besides this one, and pool their rounds (`bench --processes`).
+    pub more_processes: Option<(callgrind::Child, usize)>,
 }
 
 /// A bench run that could not start (bad budgets, unknown or incomparable saved run).
@@ -252,6 +255,11 @@ pub fn run(
             .map_err(|e| Refused(format!("microbenchmarks: {e}")))?,
         None => Vec::new(),
     };
+    if let (Some((child, more)), Some(m)) = (&o.more_processes, &o.micro) {
+        pool_processes(&mut micro, child, *more, m.rounds, |i, n| {
+            progress("processes", i, n, "micro cases in a fresh process")
+        })?;
+    }
     if let (true, Some(m)) = (o.isolation, &o.micro) {
         micro.extend(
             micro::run_isolated(s, m, |i, n, id| progress("isolated", i, n, id))
@@ -346,6 +354,80 @@ pub fn run(
         failures,
         written,
     })
+}
+
+/// `bench --processes`: runs the micro cases again in `more` fresh processes (`bench
+/// --no-system` with the same plugin set and sizes, each writing its report under the
+/// child's scratch directory) and pools each case's rounds with this process's. Every
+/// process has a bias of its own (memory layout, hash seeds, where RocksDB's files fell)
+/// that its rounds do not average out, so the interval becomes the two-level bootstrap of
+/// [`dubchain_host::measure::bootstrap_clustered`]: as wide as the processes disagree.
+fn pool_processes(
+    micro: &mut [crate::MicroResult],
+    child: &callgrind::Child,
+    more: usize,
+    rounds: usize,
+    progress: impl Fn(usize, usize),
+) -> Result<(), Refused> {
+    let mut clusters: Vec<Vec<Vec<f64>>> = micro.iter().map(|m| vec![m.round_ratios()]).collect();
+    for k in 1..=more {
+        progress(k - 1, more);
+        let out = child.scratch.join(format!("process-{k}"));
+        let refused = |what: String| {
+            Refused(format!(
+                "--processes, process {} of {}: {what}",
+                k + 1,
+                more + 1
+            ))
+        };
+        let ran = std::process::Command::new(&child.exe)
+            .args(&child.global_args)
+            .args(["bench", "--no-system", "--rounds", &rounds.to_string()])
+            .args(&child.workload_args)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map_err(|e| refused(format!("could not start {}: {e}", child.exe.display())))?;
+        // Exit 1 is a run that measured and found a failure (answers that differ): its
+        // report says which, and is pooled like any other.
+        if !matches!(ran.status.code(), Some(0 | 1)) {
+            let stderr = String::from_utf8_lossy(&ran.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(refused(format!("{} ({last})", ran.status)));
+        }
+        let path = out.join("bench.json");
+        let r: BenchResults = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            .map_err(|e| refused(format!("reading {}: {e}", path.display())))?;
+        for (m, c) in micro.iter_mut().zip(&mut clusters) {
+            let theirs = r
+                .micro
+                .iter()
+                .find(|x| x.id == m.id)
+                .ok_or_else(|| refused(format!("it ran no case `{}`", m.id)))?;
+            c.push(theirs.round_ratios());
+            m.identical &= theirs.identical;
+            m.baseline_s.extend(&theirs.baseline_s);
+            m.plugin_s.extend(&theirs.plugin_s);
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    progress(more, more);
+    let _ = std::fs::remove_dir(&child.scratch);
+    for (m, c) in micro.iter_mut().zip(clusters) {
+        m.ratio = dubchain_host::measure::bootstrap_clustered(&c, 2_000, 0x5eed);
+        m.rounds = m.baseline_s.len();
+        m.processes = c.len();
+        m.met = m.promise.map(|p| m.ratio.low >= p);
+    }
+    Ok(())
 }
 
 /// Writes `bench.json`, `bench.md` and `bench.html` under `out`, the saved run if asked,

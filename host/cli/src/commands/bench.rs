@@ -45,6 +45,13 @@ pub fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<
         };
     }
     let host = print::loaded_host(s);
+    // A child of this run: the same plugin set and workload sizes.
+    let child = |scratch| callgrind::Child {
+        exe: std::env::current_exe().unwrap_or_else(|_| "dubchain-perf".into()),
+        global_args: global_args.clone(),
+        workload_args: args.micro.child_args(),
+        scratch,
+    };
     let options = BenchOptions {
         micro,
         system: (!args.no_system).then(|| SystemOptions {
@@ -56,17 +63,11 @@ pub fn bench(s: &Session, args: &BenchArgs, global_args: Vec<String>) -> Result<
             catch_up: false,
             count_allocations: true,
         }),
-        instructions: args.instructions.then(|| {
-            (
-                callgrind::Child {
-                    exe: std::env::current_exe().unwrap_or_else(|_| "dubchain-perf".into()),
-                    global_args: global_args.clone(),
-                    workload_args: args.micro.child_args(),
-                    scratch: callgrind::scratch(&args.out),
-                },
-                args.instr_iterations,
-            )
-        }),
+        instructions: args
+            .instructions
+            .then(|| (child(callgrind::scratch(&args.out)), args.instr_iterations)),
+        more_processes: (args.processes > 1)
+            .then(|| (child(args.out.join("processes")), args.processes - 1)),
         budgets: args.budgets.clone(),
         save_baseline: args.save_baseline.clone(),
         baseline: args.baseline.clone(),
