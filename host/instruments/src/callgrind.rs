@@ -37,6 +37,16 @@ pub struct Child {
     pub scratch: PathBuf,
 }
 
+/// The last lines a failed child wrote on standard error, newest first, on one line.
+pub fn stderr_tail(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// The instructions of a callgrind output file (`summary:` or `totals:` line, first event).
 pub fn parse_total(text: &str) -> Option<u64> {
     text.lines()
@@ -73,12 +83,7 @@ fn count(child: &Child, id: &str, side: Side, iterations: u32) -> Result<u64, St
     if !output.status.success() {
         return Err(format!(
             "callgrind run of {id} ({side_name}) failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
+            stderr_tail(&output.stderr)
         ));
     }
     let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;

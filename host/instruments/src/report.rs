@@ -307,6 +307,11 @@ pub fn fingerprint_line(f: &Fingerprint, profile: &str) -> String {
 }
 
 /// The report as Markdown.
+/// How many processes the micro rounds were pooled from (`bench --processes`; 1: this one).
+fn pooled_processes(r: &BenchResults) -> usize {
+    r.micro.iter().map(|m| m.processes).max().unwrap_or(1)
+}
+
 pub fn markdown(r: &BenchResults) -> String {
     let mut out = String::new();
     let f = &r.fingerprint;
@@ -320,7 +325,7 @@ pub fn markdown(r: &BenchResults) -> String {
     );
     let _ = writeln!(out, "{}\n", fingerprint_line(f, &r.profile));
     if !r.micro.is_empty() {
-        let processes = r.micro.iter().map(|m| m.processes).max().unwrap_or(1);
+        let processes = pooled_processes(r);
         if processes > 1 {
             let _ = writeln!(
                 out,
@@ -658,7 +663,7 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
         esc(&r.profile), esc(&f.plugins.feature_set_id), esc(&f.plugins.plugins.join(", "))
     );
     if !r.micro.is_empty() {
-        let processes = r.micro.iter().map(|m| m.processes).max().unwrap_or(1);
+        let processes = pooled_processes(r);
         let _ = write!(
             out,
             "<h2>Microbenchmarks</h2><p>Baseline time / plugin time per case, interleaved rounds in {}; bars are 95% bootstrap intervals, red ticks the manifests' promises (green: met, red: not met).</p>",

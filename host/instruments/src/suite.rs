@@ -393,13 +393,8 @@ fn pool_processes(
         // Exit 1 is a run that measured and found a failure (answers that differ): its
         // report says which, and is pooled like any other.
         if !matches!(ran.status.code(), Some(0 | 1)) {
-            let stderr = String::from_utf8_lossy(&ran.stderr);
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            return Err(refused(format!("{} ({last})", ran.status)));
+            let tail = callgrind::stderr_tail(&ran.stderr);
+            return Err(refused(format!("{} ({tail})", ran.status)));
         }
         let path = out.join("bench.json");
         let r: BenchResults = std::fs::read_to_string(&path)
