@@ -335,7 +335,13 @@ pub fn markdown(r: &BenchResults) -> String {
             out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
         }
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
-        let _ = writeln!(out, "{}.\n", dubchain_host::measure::CASE_TABLE_NOTE);
+        let note = dubchain_host::measure::CASE_TABLE_NOTE;
+        let note = if processes > 1 {
+            note.replace("in one process", "in each process")
+        } else {
+            note.to_owned()
+        };
+        let _ = writeln!(out, "{note}.\n");
         if processes > 1 {
             let _ = writeln!(
                 out,
