@@ -164,9 +164,7 @@ pub trait State {
 /// the nonce is the sender's next, the cost (`None`: it overflowed) is computable, and the
 /// balance covers it. Returns the cost.
 pub fn check_sender(
-    sender: AccountState,
-    tx: &Transaction,
-    cost: Option<u64>,
+    sender: AccountState, tx: &Transaction, cost: Option<u64>,
 ) -> Result<u64, TxFailure> {
     if tx.nonce != sender.nonce {
         return Err(TxFailure::BadNonce {
@@ -189,9 +187,7 @@ pub fn check_sender(
 /// fee to `proposer`. Every check happens before the first write: a failed transfer
 /// changes nothing. Reads and writes only the sender, the recipient and the proposer.
 pub fn apply_transfer<S: State>(
-    state: &mut S,
-    tx: &Transaction,
-    proposer: &Bytes32,
+    state: &mut S, tx: &Transaction, proposer: &Bytes32,
 ) -> Result<Result<(), TxFailure>, S::Error> {
     if tx.kind != TxKind::Transfer {
         return Ok(Err(TxFailure::NotATransfer));
@@ -305,9 +301,7 @@ pub fn declared_accounts(txs: &[Transaction], proposer: &Bytes32) -> Vec<Bytes32
 /// The state before a run of every account it may touch ([`declared_accounts`]), read from
 /// `state` in one call: what a plugin that reads ahead starts from.
 pub fn read_declared(
-    state: &crate::slots::AccountStoreRef<'_>,
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    state: &crate::slots::AccountStoreRef<'_>, txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Vec<AccountEntry>, crate::PluginError> {
     let accounts = declared_accounts(txs, proposer);
     let before = state.get(accounts.as_slice().into()).into_result()?;
@@ -328,9 +322,7 @@ pub fn read_declared(
 /// at a time, at once. A provider that calls this forwards to the baseline (and measures
 /// about 1x against it): it is what `plugin new --slot exec.block_execution` scaffolds.
 pub fn execute_through(
-    state: &crate::slots::AccountStoreRef<'_>,
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    state: &crate::slots::AccountStoreRef<'_>, txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Vec<abi_stable::std_types::RResult<(), TxFailure>>, crate::PluginError> {
     struct Through<'s, 'a>(&'s crate::slots::AccountStoreRef<'a>);
     impl State for Through<'_, '_> {

@@ -217,8 +217,7 @@ impl PluginMod {
     /// syntax: `PluginMod { merkle: Some(merkle), ..PluginMod::without_slots(fingerprint,
     /// name, init) }`.
     pub const fn without_slots(
-        fingerprint: extern "C" fn() -> Fingerprint,
-        name: extern "C" fn() -> RStr<'static>,
+        fingerprint: extern "C" fn() -> Fingerprint, name: extern "C" fn() -> RStr<'static>,
         init: extern "C" fn(config: RStr<'_>) -> RResult<(), PluginError>,
     ) -> PluginMod {
         PluginMod {

@@ -44,9 +44,7 @@ impl VecIndex {
     /// Up to `max` hashes in fee order that respects each sender's nonce sequence from
     /// `next_nonce`; ties go to the smaller hash.
     pub fn select<E>(
-        &self,
-        max: usize,
-        next_nonce: &dyn Fn(&Bytes32) -> Result<u64, E>,
+        &self, max: usize, next_nonce: &dyn Fn(&Bytes32) -> Result<u64, E>,
     ) -> Result<Vec<Bytes32>, E> {
         let mut next: HashMap<Bytes32, u64> = HashMap::new();
         for e in &self.entries {
@@ -82,9 +80,7 @@ impl VecIndex {
     /// Drops `included` and every entry whose nonce is below its sender's next one;
     /// returns the hashes dropped.
     pub fn remove<E>(
-        &mut self,
-        included: &[Bytes32],
-        next_nonce: &dyn Fn(&Bytes32) -> Result<u64, E>,
+        &mut self, included: &[Bytes32], next_nonce: &dyn Fn(&Bytes32) -> Result<u64, E>,
     ) -> Result<Vec<Bytes32>, E> {
         let mut nonces: HashMap<Bytes32, u64> = HashMap::new();
         let mut keep = Vec::with_capacity(self.entries.len());

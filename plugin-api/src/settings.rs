@@ -63,9 +63,7 @@ pub fn at_least<T: PartialOrd + Display>(key: &str, value: T, min: T) -> Result<
 
 /// `value` of setting `key` if it lies in `range`.
 pub fn within<T: PartialOrd + Display>(
-    key: &str,
-    value: T,
-    range: RangeInclusive<T>,
+    key: &str, value: T, range: RangeInclusive<T>,
 ) -> Result<T, PluginError> {
     if !range.contains(&value) {
         return Err(PluginError::invalid_input(format!(

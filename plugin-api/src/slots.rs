@@ -295,9 +295,7 @@ pub fn find(id: &str) -> Option<&'static SlotInfo> {
 pub trait SigVerify: Send + Sync + 'static {
     /// Verdicts for `items`, one per item, in order.
     fn verify_batch(
-        &self,
-        items: &[SigItem<'_>],
-        next: &Next<'_>,
+        &self, items: &[SigItem<'_>], next: &Next<'_>,
     ) -> Result<Vec<bool>, PluginError>;
 }
 
@@ -307,9 +305,7 @@ pub trait SigVerifyFfi: Send + Sync {
     /// See [`SigVerify::verify_batch`].
     #[sabi(last_prefix_field)]
     fn verify_batch(
-        &self,
-        items: RSlice<'_, SigItem<'_>>,
-        next: LowerLayerRef<'_>,
+        &self, items: RSlice<'_, SigItem<'_>>, next: LowerLayerRef<'_>,
     ) -> RResult<RVec<bool>, PluginError>;
 }
 
@@ -371,9 +367,7 @@ where
     F: Fn(&[SigItem<'_>], &Next<'_>) -> Result<Vec<bool>, PluginError> + Send + Sync + 'static,
 {
     fn verify_batch(
-        &self,
-        items: &[SigItem<'_>],
-        next: &Next<'_>,
+        &self, items: &[SigItem<'_>], next: &Next<'_>,
     ) -> Result<Vec<bool>, PluginError> {
         (self.0)(items, next)
     }
@@ -393,8 +387,7 @@ pub trait RecordCodec: Send + Sync + 'static {
     fn encode(&self, records: &[Record]) -> Result<Vec<Vec<u8>>, PluginError>;
     /// The record behind each stored value, or why it cannot be read.
     fn decode(
-        &self,
-        values: &[RSlice<'_, u8>],
+        &self, values: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Record, PluginError>>, PluginError>;
 }
 
@@ -406,8 +399,7 @@ pub trait RecordCodecFfi: Send + Sync {
     /// See [`RecordCodec::decode`].
     #[sabi(last_prefix_field)]
     fn decode(
-        &self,
-        values: RSlice<'_, RSlice<'_, u8>>,
+        &self, values: RSlice<'_, RSlice<'_, u8>>,
     ) -> RResult<RVec<RResult<Record, PluginError>>, PluginError>;
 }
 
@@ -532,10 +524,7 @@ where
 pub trait BlockExecution: Send + Sync + 'static {
     /// Executes `txs` for `proposer` over `state`.
     fn execute_block(
-        &self,
-        txs: &[Transaction],
-        proposer: &Bytes32,
-        state: &AccountStoreRef<'_>,
+        &self, txs: &[Transaction], proposer: &Bytes32, state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError>;
 }
 
@@ -545,10 +534,7 @@ pub trait BlockExecutionFfi: Send + Sync {
     /// See [`BlockExecution::execute_block`].
     #[sabi(last_prefix_field)]
     fn execute_block(
-        &self,
-        txs: RSlice<'_, Transaction>,
-        proposer: &Bytes32,
-        state: AccountStoreRef<'_>,
+        &self, txs: RSlice<'_, Transaction>, proposer: &Bytes32, state: AccountStoreRef<'_>,
     ) -> RResult<TxResults, PluginError>;
 }
 
@@ -616,10 +602,7 @@ pub enum BlockCheck {
 pub trait BlockValidation: Send + Sync + 'static {
     /// Verdicts for `blocks`, one per block, in order.
     fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: &[Block],
+        &self, head_height: u64, head_hash: &Bytes32, blocks: &[Block],
     ) -> Result<Vec<BlockCheck>, PluginError>;
 }
 
@@ -629,10 +612,7 @@ pub trait BlockValidationFfi: Send + Sync {
     /// See [`BlockValidation::check_run`].
     #[sabi(last_prefix_field)]
     fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: RSlice<'_, Block>,
+        &self, head_height: u64, head_hash: &Bytes32, blocks: RSlice<'_, Block>,
     ) -> RResult<RVec<BlockCheck>, PluginError>;
 }
 
@@ -692,9 +672,7 @@ pub fn guard<R>(f: impl FnOnce() -> Result<R, PluginError>) -> RResult<R, Plugin
 
 impl<T: SigVerify> SigVerifyFfi for Guarded<T> {
     fn verify_batch(
-        &self,
-        items: RSlice<'_, SigItem<'_>>,
-        next: LowerLayerRef<'_>,
+        &self, items: RSlice<'_, SigItem<'_>>, next: LowerLayerRef<'_>,
     ) -> RResult<RVec<bool>, PluginError> {
         let next = Next(next);
         guard(|| {
@@ -712,8 +690,7 @@ impl<T: RecordCodec> RecordCodecFfi for Guarded<T> {
     }
 
     fn decode(
-        &self,
-        values: RSlice<'_, RSlice<'_, u8>>,
+        &self, values: RSlice<'_, RSlice<'_, u8>>,
     ) -> RResult<RVec<RResult<Record, PluginError>>, PluginError> {
         guard(|| {
             let out = check_len(values.len(), self.0.decode(values.as_slice())?)?;
@@ -736,10 +713,7 @@ impl<T: Merkle> MerkleFfi for Guarded<T> {
 
 impl<T: BlockExecution> BlockExecutionFfi for Guarded<T> {
     fn execute_block(
-        &self,
-        txs: RSlice<'_, Transaction>,
-        proposer: &Bytes32,
-        state: AccountStoreRef<'_>,
+        &self, txs: RSlice<'_, Transaction>, proposer: &Bytes32, state: AccountStoreRef<'_>,
     ) -> RResult<TxResults, PluginError> {
         guard(|| {
             let out = self.0.execute_block(txs.as_slice(), proposer, &state)?;
@@ -750,10 +724,7 @@ impl<T: BlockExecution> BlockExecutionFfi for Guarded<T> {
 
 impl<T: BlockValidation> BlockValidationFfi for Guarded<T> {
     fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: RSlice<'_, Block>,
+        &self, head_height: u64, head_hash: &Bytes32, blocks: RSlice<'_, Block>,
     ) -> RResult<RVec<BlockCheck>, PluginError> {
         guard(|| {
             check_len(
@@ -814,10 +785,7 @@ pub enum LoadedCode {
 pub trait CodeLoader: Send + Sync + 'static {
     /// The code of `contract`, loaded and validated.
     fn load(
-        &self,
-        contract: &Bytes32,
-        code_hash: &Bytes32,
-        source: &CodeSourceRef<'_>,
+        &self, contract: &Bytes32, code_hash: &Bytes32, source: &CodeSourceRef<'_>,
     ) -> Result<LoadedCode, PluginError>;
 }
 
@@ -827,10 +795,7 @@ pub trait CodeLoaderFfi: Send + Sync {
     /// See [`CodeLoader::load`].
     #[sabi(last_prefix_field)]
     fn load(
-        &self,
-        contract: &Bytes32,
-        code_hash: &Bytes32,
-        source: CodeSourceRef<'_>,
+        &self, contract: &Bytes32, code_hash: &Bytes32, source: CodeSourceRef<'_>,
     ) -> RResult<LoadedCode, PluginError>;
 }
 
@@ -839,10 +804,7 @@ pub type CodeLoaderBox = CodeLoaderFfi_TO<'static, RBox<()>>;
 
 impl<T: CodeLoader> CodeLoaderFfi for Guarded<T> {
     fn load(
-        &self,
-        contract: &Bytes32,
-        code_hash: &Bytes32,
-        source: CodeSourceRef<'_>,
+        &self, contract: &Bytes32, code_hash: &Bytes32, source: CodeSourceRef<'_>,
     ) -> RResult<LoadedCode, PluginError> {
         guard(|| self.0.load(contract, code_hash, &source))
     }
@@ -978,9 +940,7 @@ pub struct CallResult {
 pub trait ModuleCache: Send + Sync + 'static {
     /// Runs one call.
     fn run(
-        &self,
-        request: &CallRequest<'_>,
-        storage: &ContractStoreRef<'_>,
+        &self, request: &CallRequest<'_>, storage: &ContractStoreRef<'_>,
     ) -> Result<CallResult, PluginError>;
 }
 
@@ -990,9 +950,7 @@ pub trait ModuleCacheFfi: Send + Sync {
     /// See [`ModuleCache::run`].
     #[sabi(last_prefix_field)]
     fn run(
-        &self,
-        request: &CallRequest<'_>,
-        storage: ContractStoreRef<'_>,
+        &self, request: &CallRequest<'_>, storage: ContractStoreRef<'_>,
     ) -> RResult<CallResult, PluginError>;
 }
 
@@ -1001,9 +959,7 @@ pub type ModuleCacheBox = ModuleCacheFfi_TO<'static, RBox<()>>;
 
 impl<T: ModuleCache> ModuleCacheFfi for Guarded<T> {
     fn run(
-        &self,
-        request: &CallRequest<'_>,
-        storage: ContractStoreRef<'_>,
+        &self, request: &CallRequest<'_>, storage: ContractStoreRef<'_>,
     ) -> RResult<CallResult, PluginError> {
         guard(|| {
             let out = self.0.run(request, &storage)?;
@@ -1053,11 +1009,7 @@ impl ContractWrite {
 pub trait ContractState: Send + Sync + 'static {
     /// The value under `key` in `contract`'s storage in state store `store`.
     fn get(
-        &self,
-        store: u64,
-        contract: &Bytes32,
-        key: i64,
-        below: &ContractStoreRef<'_>,
+        &self, store: u64, contract: &Bytes32, key: i64, below: &ContractStoreRef<'_>,
     ) -> Result<i64, PluginError>;
     /// `writes` were applied to state store `store`.
     fn written(&self, store: u64, writes: &[ContractWrite]) -> Result<(), PluginError>;
@@ -1070,11 +1022,7 @@ pub trait ContractState: Send + Sync + 'static {
 pub trait ContractStateFfi: Send + Sync {
     /// See [`ContractState::get`].
     fn get(
-        &self,
-        store: u64,
-        contract: &Bytes32,
-        key: i64,
-        below: ContractStoreRef<'_>,
+        &self, store: u64, contract: &Bytes32, key: i64, below: ContractStoreRef<'_>,
     ) -> RResult<i64, PluginError>;
     /// See [`ContractState::written`].
     fn written(&self, store: u64, writes: RSlice<'_, ContractWrite>) -> RResult<(), PluginError>;
@@ -1088,11 +1036,7 @@ pub type ContractStateBox = ContractStateFfi_TO<'static, RBox<()>>;
 
 impl<T: ContractState> ContractStateFfi for Guarded<T> {
     fn get(
-        &self,
-        store: u64,
-        contract: &Bytes32,
-        key: i64,
-        below: ContractStoreRef<'_>,
+        &self, store: u64, contract: &Bytes32, key: i64, below: ContractStoreRef<'_>,
     ) -> RResult<i64, PluginError> {
         guard(|| self.0.get(store, contract, key, &below))
     }
@@ -1248,9 +1192,7 @@ pub trait FrameSendFfi: Send + Sync {
     /// See [`FrameSend::send`].
     #[sabi(last_prefix_field)]
     fn send(
-        &self,
-        frames: RSlice<'_, RSlice<'_, u8>>,
-        sink: FrameSinkRef<'_>,
+        &self, frames: RSlice<'_, RSlice<'_, u8>>, sink: FrameSinkRef<'_>,
     ) -> RResult<(), PluginError>;
 }
 
@@ -1259,9 +1201,7 @@ pub type FrameSendBox = FrameSendFfi_TO<'static, RBox<()>>;
 
 impl<T: FrameSend> FrameSendFfi for Guarded<T> {
     fn send(
-        &self,
-        frames: RSlice<'_, RSlice<'_, u8>>,
-        sink: FrameSinkRef<'_>,
+        &self, frames: RSlice<'_, RSlice<'_, u8>>, sink: FrameSinkRef<'_>,
     ) -> RResult<(), PluginError> {
         guard(|| self.0.send(frames.as_slice(), &sink))
     }
@@ -1311,15 +1251,11 @@ pub trait TxIndex: Send + 'static {
     fn insert(&mut self, entries: &[PoolEntry]) -> Result<Vec<bool>, PluginError>;
     /// See the trait docs.
     fn select(
-        &mut self,
-        max: u64,
-        nonces: &NonceSourceRef<'_>,
+        &mut self, max: u64, nonces: &NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, PluginError>;
     /// See the trait docs.
     fn remove(
-        &mut self,
-        included: &[Bytes32],
-        nonces: &NonceSourceRef<'_>,
+        &mut self, included: &[Bytes32], nonces: &NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, PluginError>;
     /// See the trait docs.
     fn len(&self) -> Result<u64, PluginError>;
@@ -1336,15 +1272,11 @@ pub trait TxIndexFfi: Send {
     fn insert(&mut self, entries: RSlice<'_, PoolEntry>) -> RResult<RVec<bool>, PluginError>;
     /// See [`TxIndex`].
     fn select(
-        &mut self,
-        max: u64,
-        nonces: NonceSourceRef<'_>,
+        &mut self, max: u64, nonces: NonceSourceRef<'_>,
     ) -> RResult<RVec<Bytes32>, PluginError>;
     /// See [`TxIndex`].
     fn remove(
-        &mut self,
-        included: RSlice<'_, Bytes32>,
-        nonces: NonceSourceRef<'_>,
+        &mut self, included: RSlice<'_, Bytes32>, nonces: NonceSourceRef<'_>,
     ) -> RResult<RVec<Bytes32>, PluginError>;
     /// See [`TxIndex`].
     #[sabi(last_prefix_field)]
@@ -1359,9 +1291,7 @@ impl<T: TxIndex> TxIndexFfi for Guarded<T> {
         guard(|| check_len(entries.len(), self.0.insert(entries.as_slice())?).map(RVec::from))
     }
     fn select(
-        &mut self,
-        max: u64,
-        nonces: NonceSourceRef<'_>,
+        &mut self, max: u64, nonces: NonceSourceRef<'_>,
     ) -> RResult<RVec<Bytes32>, PluginError> {
         guard(|| {
             let out = self.0.select(max, &nonces)?;
@@ -1375,9 +1305,7 @@ impl<T: TxIndex> TxIndexFfi for Guarded<T> {
         })
     }
     fn remove(
-        &mut self,
-        included: RSlice<'_, Bytes32>,
-        nonces: NonceSourceRef<'_>,
+        &mut self, included: RSlice<'_, Bytes32>, nonces: NonceSourceRef<'_>,
     ) -> RResult<RVec<Bytes32>, PluginError> {
         guard(|| self.0.remove(included.as_slice(), &nonces).map(RVec::from))
     }
@@ -1457,10 +1385,7 @@ where
 pub trait VoteTally: Send + Sync + 'static {
     /// See the trait docs.
     fn record(
-        &self,
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &self, height: u64, block: &Bytes32, validator: u32,
     ) -> Result<Option<u64>, PluginError>;
     /// See the trait docs.
     fn finalized(&self) -> Result<u64, PluginError>;
@@ -1471,10 +1396,7 @@ pub trait VoteTally: Send + Sync + 'static {
 pub trait VoteTallyFfi: Send + Sync {
     /// See [`VoteTally`].
     fn record(
-        &self,
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &self, height: u64, block: &Bytes32, validator: u32,
     ) -> RResult<ROption<u64>, PluginError>;
     /// See [`VoteTally`].
     #[sabi(last_prefix_field)]
@@ -1486,10 +1408,7 @@ pub type VoteTallyBox = VoteTallyFfi_TO<'static, RBox<()>>;
 
 impl<T: VoteTally> VoteTallyFfi for Guarded<T> {
     fn record(
-        &self,
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &self, height: u64, block: &Bytes32, validator: u32,
     ) -> RResult<ROption<u64>, PluginError> {
         guard(|| self.0.record(height, block, validator).map(ROption::from))
     }
@@ -1541,8 +1460,7 @@ impl<T: VoteTallies> VoteTalliesFfi for Guarded<T> {
 pub trait TxDecode: Send + Sync + 'static {
     /// One answer per payload, in order.
     fn decode(
-        &self,
-        payloads: &[RSlice<'_, u8>],
+        &self, payloads: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Transaction, String>>, PluginError>;
 }
 
@@ -1552,8 +1470,7 @@ pub trait TxDecodeFfi: Send + Sync {
     /// See [`TxDecode::decode`].
     #[sabi(last_prefix_field)]
     fn decode(
-        &self,
-        payloads: RSlice<'_, RSlice<'_, u8>>,
+        &self, payloads: RSlice<'_, RSlice<'_, u8>>,
     ) -> RResult<RVec<RResult<Transaction, RString>>, PluginError>;
 }
 
@@ -1562,8 +1479,7 @@ pub type TxDecodeBox = TxDecodeFfi_TO<'static, RBox<()>>;
 
 impl<T: TxDecode> TxDecodeFfi for Guarded<T> {
     fn decode(
-        &self,
-        payloads: RSlice<'_, RSlice<'_, u8>>,
+        &self, payloads: RSlice<'_, RSlice<'_, u8>>,
     ) -> RResult<RVec<RResult<Transaction, RString>>, PluginError> {
         guard(|| {
             let out = check_len(payloads.len(), self.0.decode(payloads.as_slice())?)?;
@@ -1585,9 +1501,7 @@ pub trait AccountSource: Sync {
     /// to `out[i]`; the two are equally long (else an error).
     #[sabi(last_prefix_field)]
     fn get(
-        &self,
-        accounts: RSlice<'_, Bytes32>,
-        out: RSliceMut<'_, AccountState>,
+        &self, accounts: RSlice<'_, Bytes32>, out: RSliceMut<'_, AccountState>,
     ) -> RResult<(), PluginError>;
 }
 
@@ -1607,10 +1521,7 @@ pub type AccountSourceRef<'a> = AccountSource_TO<'a, RRef<'a, ()>>;
 pub trait AccountRead: Send + Sync + 'static {
     /// The state of each of `accounts` in store `store`, written to `out`.
     fn get(
-        &self,
-        store: u64,
-        accounts: &[Bytes32],
-        out: &mut [AccountState],
+        &self, store: u64, accounts: &[Bytes32], out: &mut [AccountState],
         below: &AccountSourceRef<'_>,
     ) -> Result<(), PluginError>;
     /// `writes` were applied to store `store`.
@@ -1624,10 +1535,7 @@ pub trait AccountRead: Send + Sync + 'static {
 pub trait AccountReadFfi: Send + Sync {
     /// See [`AccountRead::get`].
     fn get(
-        &self,
-        store: u64,
-        accounts: RSlice<'_, Bytes32>,
-        out: RSliceMut<'_, AccountState>,
+        &self, store: u64, accounts: RSlice<'_, Bytes32>, out: RSliceMut<'_, AccountState>,
         below: AccountSourceRef<'_>,
     ) -> RResult<(), PluginError>;
     /// See [`AccountRead::written`].
@@ -1653,10 +1561,7 @@ fn check_out_len(accounts: usize, out: usize) -> Result<(), PluginError> {
 
 impl<T: AccountRead> AccountReadFfi for Guarded<T> {
     fn get(
-        &self,
-        store: u64,
-        accounts: RSlice<'_, Bytes32>,
-        mut out: RSliceMut<'_, AccountState>,
+        &self, store: u64, accounts: RSlice<'_, Bytes32>, mut out: RSliceMut<'_, AccountState>,
         below: AccountSourceRef<'_>,
     ) -> RResult<(), PluginError> {
         guard(|| {
@@ -1682,9 +1587,7 @@ where
     F: Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
 {
     fn get(
-        &self,
-        accounts: RSlice<'_, Bytes32>,
-        mut out: RSliceMut<'_, AccountState>,
+        &self, accounts: RSlice<'_, Bytes32>, mut out: RSliceMut<'_, AccountState>,
     ) -> RResult<(), PluginError> {
         guard(|| {
             check_out_len(accounts.len(), out.len())?;
@@ -1781,9 +1684,7 @@ pub type SharedFrame = abi_stable::std_types::RArc<RVec<u8>>;
 pub trait Broadcast: Send + Sync + 'static {
     /// See the trait docs.
     fn frames(
-        &self,
-        msgs: &[crate::wire::Message],
-        peers: u32,
+        &self, msgs: &[crate::wire::Message], peers: u32,
     ) -> Result<Vec<Vec<SharedFrame>>, PluginError>;
 }
 
@@ -1793,9 +1694,7 @@ pub trait BroadcastFfi: Send + Sync {
     /// See [`Broadcast::frames`].
     #[sabi(last_prefix_field)]
     fn frames(
-        &self,
-        msgs: RSlice<'_, crate::wire::Message>,
-        peers: u32,
+        &self, msgs: RSlice<'_, crate::wire::Message>, peers: u32,
     ) -> RResult<RVec<RVec<SharedFrame>>, PluginError>;
 }
 
@@ -1804,9 +1703,7 @@ pub type BroadcastBox = BroadcastFfi_TO<'static, RBox<()>>;
 
 impl<T: Broadcast> BroadcastFfi for Guarded<T> {
     fn frames(
-        &self,
-        msgs: RSlice<'_, crate::wire::Message>,
-        peers: u32,
+        &self, msgs: RSlice<'_, crate::wire::Message>, peers: u32,
     ) -> RResult<RVec<RVec<SharedFrame>>, PluginError> {
         guard(|| {
             let lists = check_len(peers as usize, self.0.frames(msgs.as_slice(), peers)?)?;
@@ -2012,9 +1909,7 @@ pub trait Transport: Send + Sync + 'static {
     type Connections: Connections;
     /// Starts the I/O on `peers`.
     fn connect(
-        &self,
-        peers: &[PeerSocket],
-        inbound: InboundSinkBox,
+        &self, peers: &[PeerSocket], inbound: InboundSinkBox,
     ) -> Result<Self::Connections, PluginError>;
 }
 
@@ -2024,9 +1919,7 @@ pub trait TransportFfi: Send + Sync {
     /// See [`Transport::connect`].
     #[sabi(last_prefix_field)]
     fn connect(
-        &self,
-        peers: RSlice<'_, PeerSocket>,
-        inbound: InboundSinkBox,
+        &self, peers: RSlice<'_, PeerSocket>, inbound: InboundSinkBox,
     ) -> RResult<ConnectionsBox, PluginError>;
 }
 
@@ -2035,9 +1928,7 @@ pub type TransportBox = TransportFfi_TO<'static, RBox<()>>;
 
 impl<T: Transport> TransportFfi for Guarded<T> {
     fn connect(
-        &self,
-        peers: RSlice<'_, PeerSocket>,
-        inbound: InboundSinkBox,
+        &self, peers: RSlice<'_, PeerSocket>, inbound: InboundSinkBox,
     ) -> RResult<ConnectionsBox, PluginError> {
         guard(|| {
             Ok(ConnectionsFfi_TO::from_value(
@@ -2184,10 +2075,7 @@ where
 pub trait BlockWrites: Send + Sync + 'static {
     /// See the trait docs.
     fn write(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        through: &WriteThroughRef<'_>,
+        &mut self, key: &[u8], value: Option<&[u8]>, through: &WriteThroughRef<'_>,
     ) -> Result<(), PluginError>;
     /// See the trait docs.
     fn read(&self, key: &[u8]) -> Result<Held, PluginError>;
@@ -2202,9 +2090,7 @@ pub trait BlockWrites: Send + Sync + 'static {
 pub trait BlockWritesFfi: Send + Sync {
     /// See [`BlockWrites`].
     fn write(
-        &mut self,
-        key: RSlice<'_, u8>,
-        value: ROption<RSlice<'_, u8>>,
+        &mut self, key: RSlice<'_, u8>, value: ROption<RSlice<'_, u8>>,
         through: WriteThroughRef<'_>,
     ) -> RResult<(), PluginError>;
     /// See [`BlockWrites`].
@@ -2240,9 +2126,7 @@ fn check_key_order(prefix: &[u8], writes: Vec<KvWrite>) -> Result<Vec<KvWrite>, 
 
 impl<T: BlockWrites> BlockWritesFfi for Guarded<T> {
     fn write(
-        &mut self,
-        key: RSlice<'_, u8>,
-        value: ROption<RSlice<'_, u8>>,
+        &mut self, key: RSlice<'_, u8>, value: ROption<RSlice<'_, u8>>,
         through: WriteThroughRef<'_>,
     ) -> RResult<(), PluginError> {
         guard(|| {
@@ -2334,10 +2218,7 @@ pub type LeafSourceRef<'a> = LeafSource_TO<'a, RRef<'a, ()>>;
 pub trait StateRoot: Send + Sync + 'static {
     /// See the trait docs.
     fn root(
-        &self,
-        parent: &Bytes32,
-        changes: &[LeafChange],
-        all: &LeafSourceRef<'_>,
+        &self, parent: &Bytes32, changes: &[LeafChange], all: &LeafSourceRef<'_>,
     ) -> Result<Bytes32, PluginError>;
 }
 
@@ -2347,10 +2228,7 @@ pub trait StateRootFfi: Send + Sync {
     /// See [`StateRoot::root`].
     #[sabi(last_prefix_field)]
     fn root(
-        &self,
-        parent: Bytes32,
-        changes: RSlice<'_, LeafChange>,
-        all: LeafSourceRef<'_>,
+        &self, parent: Bytes32, changes: RSlice<'_, LeafChange>, all: LeafSourceRef<'_>,
     ) -> RResult<Bytes32, PluginError>;
 }
 
@@ -2359,10 +2237,7 @@ pub type StateRootBox = StateRootFfi_TO<'static, RBox<()>>;
 
 impl<T: StateRoot> StateRootFfi for Guarded<T> {
     fn root(
-        &self,
-        parent: Bytes32,
-        changes: RSlice<'_, LeafChange>,
-        all: LeafSourceRef<'_>,
+        &self, parent: Bytes32, changes: RSlice<'_, LeafChange>, all: LeafSourceRef<'_>,
     ) -> RResult<Bytes32, PluginError> {
         guard(|| {
             crate::state_tree::check_changes(changes.as_slice())?;

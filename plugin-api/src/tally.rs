@@ -37,11 +37,7 @@ impl Tally {
     /// unknown validator's vote counts for nothing); returns the new finalized height if
     /// this vote finalized one.
     pub fn record(
-        &mut self,
-        stakes: &[u64],
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &mut self, stakes: &[u64], height: u64, block: &Bytes32, validator: u32,
     ) -> Option<u64> {
         let stake = *stakes.get(validator as usize)?;
         if height <= self.finalized {
@@ -75,11 +71,7 @@ impl Tally {
     /// What [`Tally::record`] would answer to this vote, without counting it: to check
     /// another tally's answer before this one takes the vote.
     pub fn answer(
-        &self,
-        stakes: &[u64],
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &self, stakes: &[u64], height: u64, block: &Bytes32, validator: u32,
     ) -> Option<u64> {
         let voted = self
             .voted

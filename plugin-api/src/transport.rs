@@ -20,9 +20,7 @@ pub struct ThreadConnections {
 
 impl crate::slots::Connections for ThreadConnections {
     fn send(
-        &self,
-        peer: u32,
-        frames: Vec<crate::slots::SharedFrame>,
+        &self, peer: u32, frames: Vec<crate::slots::SharedFrame>,
     ) -> Result<(), crate::PluginError> {
         use std::io::Write;
         let (_, w) = self
@@ -63,9 +61,7 @@ impl crate::slots::Transport for ThreadTransport {
     type Connections = ThreadConnections;
 
     fn connect(
-        &self,
-        peers: &[crate::slots::PeerSocket],
-        inbound: crate::slots::InboundSinkBox,
+        &self, peers: &[crate::slots::PeerSocket], inbound: crate::slots::InboundSinkBox,
     ) -> Result<ThreadConnections, crate::PluginError> {
         use std::os::fd::FromRawFd;
         let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -107,8 +107,7 @@ pub fn frame(msg: &Message) -> Vec<u8> {
 /// closed inside a frame, a socket error) the stream is shut both ways and the fault
 /// returned, for the caller's one line: the peer is dropped.
 pub fn read_frames(
-    stream: &mut std::net::TcpStream,
-    mut deliver: impl FnMut(Vec<u8>) -> bool,
+    stream: &mut std::net::TcpStream, mut deliver: impl FnMut(Vec<u8>) -> bool,
 ) -> Option<std::io::Error> {
     loop {
         match read_frame(stream) {

@@ -32,9 +32,7 @@ use sha2::{Digest, Sha256};
 /// print alike (`RObject<'lt>`), and only what they hold (each slot's vtable) differs.
 fn describe(root: &'static TypeLayout) -> String {
     fn walk(
-        layout: &'static TypeLayout,
-        visited: &mut HashSet<usize>,
-        printed: &mut HashSet<String>,
+        layout: &'static TypeLayout, visited: &mut HashSet<usize>, printed: &mut HashSet<String>,
         out: &mut String,
     ) {
         if !visited.insert(layout as *const TypeLayout as usize) {

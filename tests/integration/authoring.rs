@@ -148,9 +148,7 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) {
 /// must pass. Returns the crate, its library and verify's report. Everything is built in the
 /// release profile, so the dependencies (wasmtime for `vm.module_cache`) compile once.
 fn scaffold_and_verify(
-    work: &Path,
-    name: &str,
-    slot: &str,
+    work: &Path, name: &str, slot: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf, String) {
     let out = Command::new(dubchain_perf())
         .args(["plugin", "new", name, "--slot", slot, "--dir"])

@@ -53,12 +53,7 @@ fn store_with_sender(dir: &std::path::Path) -> (StateStore, SigningKey, Bytes32)
 }
 
 fn contract_tx(
-    key: &SigningKey,
-    kind: TxKind,
-    to: Bytes32,
-    payload: Vec<u8>,
-    gas_limit: u64,
-    nonce: u64,
+    key: &SigningKey, kind: TxKind, to: Bytes32, payload: Vec<u8>, gas_limit: u64, nonce: u64,
 ) -> Transaction {
     let from = Bytes32(key.verifying_key().to_bytes());
     let mut tx = Transaction {

@@ -28,9 +28,7 @@ fn verifier_hosts() -> Vec<(&'static str, Host, PluginDir)> {
 }
 
 fn assert_same_verdicts(
-    hosts: &[(&str, Host, PluginDir)],
-    set: &workload::SignatureSet,
-    what: &str,
+    hosts: &[(&str, Host, PluginDir)], set: &workload::SignatureSet, what: &str,
 ) {
     let items = set.items();
     let expected = baseline::sig_verify(&items);
@@ -1293,11 +1291,7 @@ fn assert_answered_by_the_plugin(host: &Host, slot: &str) {
 /// `inputs` and each of `gases`, on `host`'s slots and on the baselines: the same outcome
 /// (result, writes, gas used, trap text) every time.
 fn assert_reference_calls_match(
-    host: &Host,
-    chain: &dubchain_host::vm::MemoryChain,
-    inputs: &[i64],
-    gases: &[u64],
-    what: &str,
+    host: &Host, chain: &dubchain_host::vm::MemoryChain, inputs: &[i64], gases: &[u64], what: &str,
 ) {
     use dubchain_host::vm::{self, Vm};
     let no_plugins = dubchain_host::slot::Slots::default();
@@ -1428,10 +1422,7 @@ fn code_loads_cached_by_hash_and_wrong_answers_refused() {
     struct Lies(bool);
     impl CodeLoader for Lies {
         fn load(
-            &self,
-            _: &Bytes32,
-            _: &Bytes32,
-            _: &CodeSourceRef<'_>,
+            &self, _: &Bytes32, _: &Bytes32, _: &CodeSourceRef<'_>,
         ) -> Result<LoadedCode, PluginError> {
             Ok(match self.0 {
                 true => LoadedCode::Valid(vm::contracts::genesis()[0].code.clone().into()),
@@ -1635,10 +1626,7 @@ fn wrong_state_roots_are_refused_at_the_boundary() {
     struct Empty;
     impl StateRoot for Empty {
         fn root(
-            &self,
-            _: &Bytes32,
-            _: &[LeafChange],
-            _: &LeafSourceRef<'_>,
+            &self, _: &Bytes32, _: &[LeafChange], _: &LeafSourceRef<'_>,
         ) -> Result<Bytes32, PluginError> {
             Ok(EMPTY)
         }

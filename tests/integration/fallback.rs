@@ -71,9 +71,7 @@ fn panics_are_contained() {
 /// Calls until `pred` holds on the slot status, for at most `limit` (the breaker's backoff
 /// is real time; this waits for it, it does not measure anything).
 fn call_until(
-    host: &dubchain_host::Host,
-    items: &[dubchain_plugin_api::types::SigItem<'_>],
-    limit: Duration,
+    host: &dubchain_host::Host, items: &[dubchain_plugin_api::types::SigItem<'_>], limit: Duration,
     pred: impl Fn(&dubchain_host::slot::SlotStatus) -> bool,
 ) -> bool {
     let expected = baseline::sig_verify(items);

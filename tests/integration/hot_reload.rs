@@ -115,10 +115,7 @@ fn a_rebuilt_library_is_swapped_in_under_continuous_calls() {
 /// Replaces the library with `bytes` and waits for the reload that fails; the version that
 /// was live must still be serving.
 fn assert_broken_reload_keeps_serving(
-    t: &TestHost,
-    name: &str,
-    bytes: &[u8],
-    expected_error: &str,
+    t: &TestHost, name: &str, bytes: &[u8], expected_error: &str,
 ) {
     let before = t.active(SIG_VERIFY.id);
     let callers = Callers::start(t);

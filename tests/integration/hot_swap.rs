@@ -106,8 +106,7 @@ fn swap_back_and_forth_under_load() {
 
 /// Every stored value in `written`, read through the host's `storage.record_codec` slot.
 fn read_all(
-    host: &dubchain_host::Host,
-    written: &[Vec<u8>],
+    host: &dubchain_host::Host, written: &[Vec<u8>],
 ) -> Vec<dubchain_plugin_api::types::Record> {
     let refs: Vec<&[u8]> = written.iter().map(Vec::as_slice).collect();
     host.slots
@@ -147,8 +146,7 @@ struct FailsToEncode {
 
 impl dubchain_plugin_api::slots::RecordCodec for FailsToEncode {
     fn encode(
-        &self,
-        records: &[dubchain_plugin_api::types::Record],
+        &self, records: &[dubchain_plugin_api::types::Record],
     ) -> Result<Vec<Vec<u8>>, dubchain_plugin_api::PluginError> {
         if self.broken.load(Ordering::Relaxed) {
             return Err(dubchain_plugin_api::PluginError::failed(
@@ -162,8 +160,7 @@ impl dubchain_plugin_api::slots::RecordCodec for FailsToEncode {
     }
 
     fn decode(
-        &self,
-        values: &[dubchain_plugin_api::abi_stable::std_types::RSlice<'_, u8>],
+        &self, values: &[dubchain_plugin_api::abi_stable::std_types::RSlice<'_, u8>],
     ) -> Result<
         Vec<Result<dubchain_plugin_api::types::Record, dubchain_plugin_api::PluginError>>,
         dubchain_plugin_api::PluginError,

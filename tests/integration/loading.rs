@@ -28,10 +28,7 @@ fn load_error(name: &str, extra: &str, config: &str) -> (LoadError, dubchain_hos
 }
 
 fn load_error_on(
-    host: dubchain_host::Host,
-    name: &str,
-    extra: &str,
-    config: &str,
+    host: dubchain_host::Host, name: &str, extra: &str, config: &str,
 ) -> (LoadError, dubchain_host::Host) {
     let dir = PluginDir::new();
     dir.add_fixture(name, SIG_VERIFY.id, extra);
@@ -547,11 +544,7 @@ fn a_plan_with_problems_changes_nothing() {
 /// one run per side, `rounds` micro rounds), plugins from `dir`, state, data and reports
 /// under `tmp`, with `extra` arguments of `run`.
 fn small_run(
-    dir: &PluginDir,
-    tmp: &std::path::Path,
-    plugin: &str,
-    blocks: &str,
-    rounds: &str,
+    dir: &PluginDir, tmp: &std::path::Path, plugin: &str, blocks: &str, rounds: &str,
     extra: &[&str],
 ) -> std::process::Output {
     std::process::Command::new(dubchain_tests::dubchain_perf())

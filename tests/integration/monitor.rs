@@ -72,10 +72,7 @@ fn dechunk(mut rest: &str) -> String {
 /// by name, or `(name, manifest)` of fixtures), enabling `enabled`, and its monitor on a
 /// free loopback port with the monitor configuration `config`.
 fn monitored(
-    installed: &[&str],
-    enabled: &[&str],
-    config: &str,
-    evaluate_every: Duration,
+    installed: &[&str], enabled: &[&str], config: &str, evaluate_every: Duration,
 ) -> (TestHost, Arc<Monitor>, Running, tempfile::TempDir) {
     monitored_with(installed, &[], enabled, config, evaluate_every)
 }
@@ -84,10 +81,7 @@ fn monitored(
 const CHANGE_LOG: &str = "changes.log";
 
 fn monitored_with(
-    installed: &[&str],
-    fixtures: &[(&str, String)],
-    enabled: &[&str],
-    config: &str,
+    installed: &[&str], fixtures: &[(&str, String)], enabled: &[&str], config: &str,
     evaluate_every: Duration,
 ) -> (TestHost, Arc<Monitor>, Running, tempfile::TempDir) {
     let t = TestHost::start(enabled);

@@ -64,11 +64,7 @@ fn baseline_chain(tmp: &Path, seed: u64, blocks: u64) -> dubchain_node::run::Cha
 /// Runs the chain of `seed` on `host` and checks that it is `expected`: the same block
 /// hashes and state root.
 fn assert_same_chain(
-    host: &Host,
-    seed: u64,
-    dir: &Path,
-    expected: &dubchain_node::run::ChainReport,
-    what: &str,
+    host: &Host, seed: u64, dir: &Path, expected: &dubchain_node::run::ChainReport, what: &str,
 ) {
     let got = chain(host, seed, expected.block_hashes.len() as u64 - 1, dir);
     assert_eq!(got.block_hashes, expected.block_hashes, "{what}");
@@ -1121,8 +1117,7 @@ struct LyingIndex(dubchain_plugin_api::pool::VecIndex, PoolLie);
 
 impl dubchain_plugin_api::slots::TxIndex for LyingIndex {
     fn insert(
-        &mut self,
-        entries: &[dubchain_plugin_api::slots::PoolEntry],
+        &mut self, entries: &[dubchain_plugin_api::slots::PoolEntry],
     ) -> Result<Vec<bool>, dubchain_plugin_api::PluginError> {
         let kept = self.0.insert(entries);
         Ok(match self.1 {
@@ -1131,17 +1126,13 @@ impl dubchain_plugin_api::slots::TxIndex for LyingIndex {
         })
     }
     fn select(
-        &mut self,
-        max: u64,
-        nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+        &mut self, max: u64, nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, dubchain_plugin_api::PluginError> {
         self.0
             .select(max as usize, &|s| nonces.next_nonce(s).into_result())
     }
     fn remove(
-        &mut self,
-        included: &[Bytes32],
-        nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+        &mut self, included: &[Bytes32], nonces: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, dubchain_plugin_api::PluginError> {
         // Every pending entry (each sender's from nonce 0, as in the test below).
         let all: Vec<Bytes32> = self.0.select(usize::MAX, &|_| Ok(0))?;
@@ -1347,10 +1338,7 @@ fn a_block_execution_provider_that_fails_after_writing_leaves_the_baseline_chain
     struct WritesThenFails;
     impl BlockExecution for WritesThenFails {
         fn execute_block(
-            &self,
-            txs: &[Transaction],
-            proposer: &Bytes32,
-            state: &AccountStoreRef<'_>,
+            &self, txs: &[Transaction], proposer: &Bytes32, state: &AccountStoreRef<'_>,
         ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
             let accounts = dubchain_plugin_api::exec::declared_accounts(txs, proposer);
             // Garbage for every account, then a failure.

@@ -169,10 +169,7 @@ pub fn test_host_with_backoff(backoff_ms: u64) -> Host {
 
 /// Resolves and applies `enable` over `dir` on `host`, with `config` for every plugin.
 pub fn load(
-    host: &Host,
-    dir: &PluginDir,
-    names: &[&str],
-    config: &str,
+    host: &Host, dir: &PluginDir, names: &[&str], config: &str,
 ) -> dubchain_host::host::ApplyReport {
     let manifests = dir.manifests();
     let resolution = resolve(&manifests, &enable(names));
@@ -264,11 +261,7 @@ pub fn host_with_first_party(names: &[&str], config: &str) -> (Host, PluginDir) 
 /// blocks of `txs` transactions (faulty ones if `adversarial`) against the baseline's, block
 /// by block; returns the blocks' labels.
 pub fn check_block_run(
-    host: &Host,
-    seed: u64,
-    blocks: usize,
-    txs: usize,
-    adversarial: bool,
+    host: &Host, seed: u64, blocks: usize, txs: usize, adversarial: bool,
 ) -> Vec<&'static str> {
     let (height, hash, run, labels) =
         dubchain_host::workload::block_run(seed, blocks, txs, adversarial);

@@ -629,8 +629,7 @@ fn rounds(text: &str) -> Result<usize, String> {
 }
 
 fn at_least<T: std::str::FromStr + PartialOrd + From<u8>>(
-    text: &str,
-    min: u8,
+    text: &str, min: u8,
 ) -> Result<T, String> {
     match text.parse::<T>() {
         Ok(v) if v >= T::from(min) => Ok(v),

@@ -78,8 +78,7 @@ pub struct Executed {
 /// An account outside `pre` reads as empty.
 pub fn execute_block(
     pre: &[dubchain_plugin_api::exec::AccountEntry],
-    txs: &[dubchain_plugin_api::types::Transaction],
-    proposer: &Bytes32,
+    txs: &[dubchain_plugin_api::types::Transaction], proposer: &Bytes32,
 ) -> Executed {
     use dubchain_plugin_api::exec::{apply_transfer, AccountEntry, AccountState, State};
     use std::collections::BTreeMap;
@@ -118,9 +117,7 @@ pub fn execute_block(
 /// rules, in the order the slot's contract gives. The node does the same through its
 /// slots in `node::block::validate_and_commit`.
 pub fn check_run(
-    head_height: u64,
-    head_hash: &Bytes32,
-    blocks: &[dubchain_plugin_api::types::Block],
+    head_height: u64, head_hash: &Bytes32, blocks: &[dubchain_plugin_api::types::Block],
 ) -> Vec<dubchain_plugin_api::slots::BlockCheck> {
     use dubchain_plugin_api::{
         chain::{block_hash, tx_hash},
@@ -220,8 +217,7 @@ pub fn decode_txs(
 /// (`node::net::encode_frame`) and what the `framing` case times. One copy each:
 /// `RVec::extend_from_slice` would push a byte at a time.
 pub fn fill_frame(
-    mut buffer: abi_stable::std_types::RVec<u8>,
-    payload: &[u8],
+    mut buffer: abi_stable::std_types::RVec<u8>, payload: &[u8],
 ) -> abi_stable::std_types::RVec<u8> {
     buffer.extend_from_copy_slice(&(payload.len() as u32).to_be_bytes());
     buffer.extend_from_copy_slice(payload);
@@ -231,8 +227,7 @@ pub fn fill_frame(
 /// `net.broadcast`'s baseline: every message framed ([`dubchain_plugin_api::wire::frame`])
 /// once per peer, each frame in a buffer of its own.
 pub fn broadcast_frames(
-    msgs: &[dubchain_plugin_api::wire::Message],
-    peers: usize,
+    msgs: &[dubchain_plugin_api::wire::Message], peers: usize,
 ) -> Vec<Vec<dubchain_plugin_api::slots::SharedFrame>> {
     (0..peers)
         .map(|_| {

@@ -122,8 +122,7 @@ pub struct SlotCases {
 impl SlotCases {
     /// A slot whose cases run the rounds asked for, their quick ratio in one process.
     const fn new(
-        slot: SlotInfo,
-        cases: fn(&MicroOptions) -> Vec<Case>,
+        slot: SlotInfo, cases: fn(&MicroOptions) -> Vec<Case>,
         input: fn(&Case, &MicroOptions) -> Input,
     ) -> SlotCases {
         SlotCases {
@@ -950,11 +949,7 @@ pub fn run(case: &Case, side: Side, host: &Host, input: &Input) {
 /// compiled and run.
 #[cfg(feature = "vm")]
 fn metered_call(
-    side: Side,
-    host: &Host,
-    code: &[u8],
-    rounds: i64,
-    gas: u64,
+    side: Side, host: &Host, code: &[u8], rounds: i64, gas: u64,
 ) -> Option<crate::vm::CallOutcome> {
     use dubchain_plugin_api::slots::{GasCounter, Metered};
     let baseline = || Metered {
@@ -989,10 +984,7 @@ fn metered_call(
 /// does not.
 #[cfg(feature = "vm")]
 fn module_call(
-    side: Side,
-    host: &Host,
-    w: &workload::ModuleCalls,
-    i: usize,
+    side: Side, host: &Host, w: &workload::ModuleCalls, i: usize,
 ) -> dubchain_plugin_api::slots::CallResult {
     use dubchain_plugin_api::slots::{CallRequest, CallResult, GasCounter, HostFn};
     let (contract, key, wasm) = &w.contracts[i];
@@ -1245,8 +1237,7 @@ pub fn process_threads() -> u64 {
 /// Returns the threads the process ran while the frames were in flight. Every wait is
 /// bounded (30 s), a failure panics, which fails the case rather than hanging the suite.
 fn transport_exchange(
-    peers: usize,
-    frames: usize,
+    peers: usize, frames: usize,
     connect: impl FnOnce(&[PeerSocket], InboundSinkBox) -> Option<ConnectionsBox>,
 ) -> u64 {
     use std::{
@@ -1401,9 +1392,7 @@ const TALLY_BLOCK: Bytes32 = Bytes32([7; 32]);
 /// ...) for heights `1..=heights`, each vote followed by nine reads of the finalized height
 /// (the catalogue's 9:1).
 fn tally_threads(
-    heights: u64,
-    record: &(dyn Fn(u64, u32) + Sync),
-    read: &(dyn Fn() -> u64 + Sync),
+    heights: u64, record: &(dyn Fn(u64, u32) + Sync), read: &(dyn Fn() -> u64 + Sync),
 ) {
     std::thread::scope(|scope| {
         for t in 0..4u32 {
@@ -1980,9 +1969,7 @@ pub const CONTENDED_PROCESSES: usize = 5;
 /// are compared: the comparison and whether the answers were identical. `None` for a slot
 /// without a node-free case.
 pub fn measure_contract(
-    host: &Host,
-    slot: &str,
-    o: &MicroOptions,
+    host: &Host, slot: &str, o: &MicroOptions,
 ) -> Option<(measure::Comparison, bool)> {
     let case = cases(slot, o).into_iter().find(|c| c.contract)?;
     let input = Input::new(&case, o).for_host(host);

@@ -44,10 +44,7 @@ pub fn slot_ratio(host: &Host, slot: &str) -> Option<measure::Comparison> {
 /// from the optimiser and then dropped.
 #[cfg(feature = "vm")]
 fn timed<T, U>(
-    slot: &str,
-    rounds: usize,
-    mut baseline: impl FnMut() -> T,
-    mut plugin: impl FnMut() -> U,
+    slot: &str, rounds: usize, mut baseline: impl FnMut() -> T, mut plugin: impl FnMut() -> U,
 ) -> measure::Comparison {
     measure::compare(
         slot,

@@ -335,9 +335,7 @@ pub struct Gate {
 impl GatesFile {
     /// The gates of a resolution.
     pub fn from_resolution(
-        profile: &str,
-        resolution: &Resolution,
-        versions: &BTreeMap<String, String>,
+        profile: &str, resolution: &Resolution, versions: &BTreeMap<String, String>,
     ) -> GatesFile {
         let gates = resolution
             .decisions

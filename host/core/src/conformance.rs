@@ -375,10 +375,7 @@ pub fn check_record_codec(
 
 /// Compares `got` (or why it failed) with `expected`, naming the first differing item.
 fn verdict_case<T: PartialEq + std::fmt::Debug>(
-    case: String,
-    expected: &[T],
-    got: Result<Vec<T>, String>,
-    label: impl Fn(usize) -> String,
+    case: String, expected: &[T], got: Result<Vec<T>, String>, label: impl Fn(usize) -> String,
 ) -> CaseResult {
     let detail = match got {
         Err(e) => e,
@@ -850,9 +847,7 @@ mod suites_catch_mistakes {
 
     impl FrameSend for Writes {
         fn send(
-            &self,
-            frames: &[abi_stable::std_types::RSlice<'_, u8>],
-            sink: &FrameSinkRef<'_>,
+            &self, frames: &[abi_stable::std_types::RSlice<'_, u8>], sink: &FrameSinkRef<'_>,
         ) -> Result<(), PluginError> {
             let n = if self.all {
                 frames.len()

@@ -185,10 +185,7 @@ impl Host {
     /// Applies `resolution` for `manifests`, handing each plugin `config(name)` at init.
     /// A resolution with problems changes nothing and comes back as `Err`.
     pub fn apply(
-        &self,
-        manifests: &[Manifest],
-        resolution: &Resolution,
-        config: impl Fn(&str) -> String,
+        &self, manifests: &[Manifest], resolution: &Resolution, config: impl Fn(&str) -> String,
     ) -> Result<ApplyReport, Vec<Problem>> {
         self.apply_with(manifests, resolution, config, |_| None)
     }
@@ -196,10 +193,7 @@ impl Host {
     /// [`Host::apply`], with `settings_at(name)` saying where a plugin's settings table is
     /// (`[profiles.P.plugins.X] in FILE`), for the errors of the load steps that read it.
     pub fn apply_with(
-        &self,
-        manifests: &[Manifest],
-        resolution: &Resolution,
-        config: impl Fn(&str) -> String,
+        &self, manifests: &[Manifest], resolution: &Resolution, config: impl Fn(&str) -> String,
         settings_at: impl Fn(&str) -> Option<String>,
     ) -> Result<ApplyReport, Vec<Problem>> {
         if !resolution.is_ok() {
@@ -404,11 +398,7 @@ impl Host {
 }
 
 fn provider<I>(
-    name: &str,
-    version: &str,
-    generation: u64,
-    breaker: BreakerConfig,
-    imp: I,
+    name: &str, version: &str, generation: u64, breaker: BreakerConfig, imp: I,
 ) -> Arc<Provider<I>> {
     Arc::new(Provider::new(
         name.to_owned(),
@@ -491,11 +481,8 @@ fn dependency_order(by_name: &BTreeMap<&str, &Manifest>, resolution: &Resolution
     let mut done = BTreeSet::new();
     let mut order = Vec::new();
     fn visit<'a>(
-        n: &'a str,
-        by_name: &BTreeMap<&str, &'a Manifest>,
-        enabled: &BTreeSet<&str>,
-        stacks: &'a BTreeMap<String, Vec<String>>,
-        done: &mut BTreeSet<&'a str>,
+        n: &'a str, by_name: &BTreeMap<&str, &'a Manifest>, enabled: &BTreeSet<&str>,
+        stacks: &'a BTreeMap<String, Vec<String>>, done: &mut BTreeSet<&'a str>,
         order: &mut Vec<String>,
     ) {
         if !done.insert(n) {

@@ -144,12 +144,8 @@ fn read_message<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> std::io::Res
 /// [`Response::Failed`] with the load error, and returns it), then answers requests until
 /// `input` closes.
 pub fn serve(
-    manifest: &Manifest,
-    config: &str,
-    runtime_dir: &Path,
-    deadlines: Deadlines,
-    mut input: impl Read,
-    mut output: impl Write,
+    manifest: &Manifest, config: &str, runtime_dir: &Path, deadlines: Deadlines,
+    mut input: impl Read, mut output: impl Write,
 ) -> Result<(), String> {
     let loaded = match loader::load(manifest, config, runtime_dir, 1, deadlines, false, None) {
         Ok(l) => l,
@@ -173,8 +169,7 @@ pub fn serve(
 /// The items of a signature or vote request, borrowed, each key and signature checked to
 /// its length (`K`, `S` bytes); `make` builds an item.
 fn borrowed<'a, const K: usize, const S: usize, T>(
-    items: &'a [(Vec<u8>, Vec<u8>, Vec<u8>)],
-    make: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
+    items: &'a [(Vec<u8>, Vec<u8>, Vec<u8>)], make: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
 ) -> Result<Vec<T>, Response> {
     items
         .iter()
@@ -360,9 +355,7 @@ impl Supervised {
     /// Starts the child for `manifest` and waits until it says the plugin loaded and
     /// passed its self-tests; its refusal is the load error.
     pub fn start(
-        launcher: &Launcher,
-        manifest: &Manifest,
-        config: &str,
+        launcher: &Launcher, manifest: &Manifest, config: &str,
     ) -> Result<Arc<Supervised>, String> {
         let s = Arc::new(Supervised {
             plugin: manifest.name.clone(),
@@ -475,8 +468,7 @@ impl Supervised {
 
 /// Waits until the child has begun to answer, at most `timeout`.
 fn answer_within(
-    stdout: &BufReader<ChildStdout>,
-    timeout: std::time::Duration,
+    stdout: &BufReader<ChildStdout>, timeout: std::time::Duration,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     if !stdout.buffer().is_empty() {
@@ -541,8 +533,7 @@ impl RecordCodec for RecordCodecProxy {
     }
 
     fn decode(
-        &self,
-        values: &[RSlice<'_, u8>],
+        &self, values: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Record, PluginError>>, PluginError> {
         let values = values.iter().map(|v| v.as_slice().to_vec()).collect();
         match self.0.call(&Request::Decode(values))? {
@@ -573,8 +564,7 @@ struct TxDecodeProxy(Arc<Supervised>);
 
 impl TxDecode for TxDecodeProxy {
     fn decode(
-        &self,
-        payloads: &[RSlice<'_, u8>],
+        &self, payloads: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
         let payloads = payloads.iter().map(|p| p.as_slice().to_vec()).collect();
         answer_as!(self.0.call(&Request::TxDecode(payloads))?, Transactions)
@@ -595,10 +585,7 @@ struct BlockValidationProxy(Arc<Supervised>);
 
 impl BlockValidation for BlockValidationProxy {
     fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: &[Block],
+        &self, head_height: u64, head_hash: &Bytes32, blocks: &[Block],
     ) -> Result<Vec<BlockCheck>, PluginError> {
         let request = Request::CheckRun {
             head_height,
@@ -627,10 +614,7 @@ impl Metering for MeteringProxy {
 /// Loads `manifest`'s plugin isolated: refused unless every slot it provides is
 /// [`ISOLATABLE`]; the child loads and self-tests it; the host gets proxies for its slots.
 pub fn load(
-    manifest: &Manifest,
-    config: &str,
-    generation: u64,
-    launcher: &Launcher,
+    manifest: &Manifest, config: &str, generation: u64, launcher: &Launcher,
 ) -> Result<LoadedPlugin, LoadError> {
     if let Some(p) = manifest
         .provides

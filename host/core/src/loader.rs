@@ -315,13 +315,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// library is handed `services` before `init` (`None`: it gets none, and its calls to host
 /// services fail).
 pub fn load(
-    manifest: &Manifest,
-    config: &str,
-    runtime_dir: &Path,
-    generation: u64,
-    deadlines: Deadlines,
-    require_sha256: bool,
-    services: Option<HostServicesBox>,
+    manifest: &Manifest, config: &str, runtime_dir: &Path, generation: u64, deadlines: Deadlines,
+    require_sha256: bool, services: Option<HostServicesBox>,
 ) -> Result<LoadedPlugin, LoadError> {
     let plugin = manifest.name.clone();
     let library = manifest.library.clone();
@@ -480,9 +475,7 @@ impl Steps {
 
 /// Waits for the loading thread, each step at most its deadline.
 fn wait(
-    plugin: &str,
-    rx: &mpsc::Receiver<Progress>,
-    deadlines: Deadlines,
+    plugin: &str, rx: &mpsc::Receiver<Progress>, deadlines: Deadlines,
 ) -> Result<LoadedPlugin, LoadError> {
     let mut step = Step::Open;
     loop {
@@ -578,9 +571,7 @@ impl Opened {
 }
 
 fn open_root_module(
-    plugin: &str,
-    library: &Path,
-    mapped: &Path,
+    plugin: &str, library: &Path, mapped: &Path,
 ) -> Result<PluginModRef, LoadError> {
     let plugin = plugin.to_owned();
     let library = library.to_owned();

@@ -50,10 +50,7 @@ impl Comparison {
 /// Runs `baseline` and `optimized` alternately for `rounds` rounds (after one warm-up run
 /// of each) and estimates the ratio of their times.
 pub fn compare(
-    name: &str,
-    rounds: usize,
-    baseline: impl FnMut(),
-    optimized: impl FnMut(),
+    name: &str, rounds: usize, baseline: impl FnMut(), optimized: impl FnMut(),
 ) -> Comparison {
     compare_with_reset(name, rounds, baseline, optimized, || {})
 }
@@ -61,10 +58,7 @@ pub fn compare(
 /// Like [`compare`], with `reset` run after every run of either side, untimed (for
 /// workloads that change state, such as a block written to a store and rolled back).
 pub fn compare_with_reset(
-    name: &str,
-    rounds: usize,
-    mut baseline: impl FnMut(),
-    mut optimized: impl FnMut(),
+    name: &str, rounds: usize, mut baseline: impl FnMut(), mut optimized: impl FnMut(),
     mut reset: impl FnMut(),
 ) -> Comparison {
     baseline();

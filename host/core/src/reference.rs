@@ -21,9 +21,7 @@ pub struct ForwardingWrites;
 
 impl dubchain_plugin_api::slots::BlockWrites for ForwardingWrites {
     fn write(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
+        &mut self, key: &[u8], value: Option<&[u8]>,
         through: &dubchain_plugin_api::slots::WriteThroughRef<'_>,
     ) -> Result<(), dubchain_plugin_api::PluginError> {
         through
@@ -32,15 +30,13 @@ impl dubchain_plugin_api::slots::BlockWrites for ForwardingWrites {
     }
 
     fn read(
-        &self,
-        _key: &[u8],
+        &self, _key: &[u8],
     ) -> Result<dubchain_plugin_api::slots::Held, dubchain_plugin_api::PluginError> {
         Ok(dubchain_plugin_api::slots::Held::NotHeld)
     }
 
     fn held(
-        &self,
-        _prefix: &[u8],
+        &self, _prefix: &[u8],
     ) -> Result<Vec<dubchain_plugin_api::slots::KvWrite>, dubchain_plugin_api::PluginError> {
         Ok(Vec::new())
     }
@@ -68,8 +64,7 @@ pub struct ForwardingExecution;
 
 impl dubchain_plugin_api::slots::BlockExecution for ForwardingExecution {
     fn execute_block(
-        &self,
-        txs: &[dubchain_plugin_api::types::Transaction],
+        &self, txs: &[dubchain_plugin_api::types::Transaction],
         proposer: &dubchain_plugin_api::types::Bytes32,
         state: &dubchain_plugin_api::slots::AccountStoreRef<'_>,
     ) -> Result<

@@ -579,9 +579,7 @@ pub fn resolve(manifests: &[Manifest], requests: &[Request], host_api: &Version)
 /// Every elementary dependency cycle found by a depth-first search over enabled plugins,
 /// each reported once (by its member set), starting from its smallest name.
 fn find_cycles(
-    manifests: &[Manifest],
-    index: &HashMap<&str, usize>,
-    enabled: &[bool],
+    manifests: &[Manifest], index: &HashMap<&str, usize>, enabled: &[bool],
 ) -> Vec<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -703,9 +701,7 @@ fn order_layers(manifests: &[Manifest], provs: &[usize]) -> Result<Vec<usize>, V
 }
 
 fn feature_set_id(
-    manifests: &[Manifest],
-    index: &HashMap<&str, usize>,
-    decisions: &BTreeMap<String, Decision>,
+    manifests: &[Manifest], index: &HashMap<&str, usize>, decisions: &BTreeMap<String, Decision>,
     stacks: &BTreeMap<String, Vec<String>>,
 ) -> String {
     let mut h = Sha256::new();

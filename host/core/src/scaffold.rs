@@ -61,10 +61,7 @@ impl Template {
 /// A template whose test is the host's check of the slot and whose bench is the quick
 /// ratio; `ffi` the slot's FFI trait object.
 const fn checked(
-    slot: SlotInfo,
-    deps: &'static str,
-    lib: &'static str,
-    ffi: &'static str,
+    slot: SlotInfo, deps: &'static str, lib: &'static str, ffi: &'static str,
 ) -> Template {
     Template {
         slot,
@@ -262,10 +259,7 @@ fn check_not_a_dependency(name: &str, cargo_toml: &str) -> Result<(), String> {
 /// is written beside its place under a hidden name and renamed into it once whole, so a
 /// failure leaves nothing behind (and a second try is not refused as "already exists").
 pub fn new_plugin(
-    dir: &Path,
-    name: &str,
-    slot: &str,
-    source_root: &Path,
+    dir: &Path, name: &str, slot: &str, source_root: &Path,
 ) -> Result<PathBuf, ScaffoldError> {
     check_crate_name(name).map_err(ScaffoldError::Refused)?;
     let Some(info) = slots::find(slot) else {
@@ -336,12 +330,8 @@ pub fn new_plugin(
 
 /// The crate's files, in `root`.
 fn write_crate(
-    root: &Path,
-    name: &str,
-    cargo_toml: String,
-    fill: &dyn Fn(&str) -> String,
-    template: &Template,
-    source_root: &Path,
+    root: &Path, name: &str, cargo_toml: String, fill: &dyn Fn(&str) -> String,
+    template: &Template, source_root: &Path,
 ) -> Result<(), String> {
     let (lib, test, bench) = (template.lib, template.test, template.bench);
     let write = |rel: &str, text: String| -> Result<(), String> {

@@ -53,8 +53,7 @@ impl Depth {
 /// Takes store `id`'s contents out of a checker's model of several stores (empty if it held
 /// none): what a rolled-back store held, for the store that takes its place.
 fn take_store<V: Default>(
-    stores: &std::sync::Mutex<std::collections::HashMap<u64, V>>,
-    id: u64,
+    stores: &std::sync::Mutex<std::collections::HashMap<u64, V>>, id: u64,
 ) -> V {
     stores
         .lock()
@@ -156,9 +155,7 @@ pub fn merkle(imp: &MerkleBox) -> Result<(), String> {
 }
 
 fn first_difference<T: PartialEq + std::fmt::Debug, L: std::fmt::Display>(
-    expected: &[T],
-    got: &[T],
-    labels: &[L],
+    expected: &[T], got: &[T], labels: &[L],
 ) -> Result<(), String> {
     if got.len() != expected.len() {
         return Err(format!(
@@ -459,9 +456,7 @@ mod vm_checks {
 
         impl ModuleCache for HostRun {
             fn run(
-                &self,
-                r: &CallRequest<'_>,
-                storage: &ContractStoreRef<'_>,
+                &self, r: &CallRequest<'_>, storage: &ContractStoreRef<'_>,
             ) -> Result<CallResult, PluginError> {
                 let mut out = Vm::shared()
                     .run(
@@ -501,10 +496,7 @@ mod vm_checks {
 
         impl CodeLoader for Cache {
             fn load(
-                &self,
-                contract: &Bytes32,
-                code_hash: &Bytes32,
-                source: &CodeSourceRef<'_>,
+                &self, contract: &Bytes32, code_hash: &Bytes32, source: &CodeSourceRef<'_>,
             ) -> Result<LoadedCode, PluginError> {
                 let key = if self.by_address {
                     *contract
@@ -545,11 +537,7 @@ mod vm_checks {
 
         impl ContractState for ReadCache {
             fn get(
-                &self,
-                store: u64,
-                contract: &Bytes32,
-                key: i64,
-                below: &ContractStoreRef<'_>,
+                &self, store: u64, contract: &Bytes32, key: i64, below: &ContractStoreRef<'_>,
             ) -> Result<i64, PluginError> {
                 if let Some(v) = self.seen.lock().unwrap().get(&(store, *contract, key)) {
                     return Ok(*v);
@@ -609,9 +597,7 @@ pub fn block_reclaim(imp: &BlockReclaimBox) -> Result<(), String> {
 /// A buffer of `n` bytes' capacity from a `mem.buffer_pool` object, refused unless it is
 /// empty with at least that capacity; `at` says where in a check the take was.
 pub fn take_fresh(
-    imp: &BufferPoolBox,
-    n: usize,
-    at: &str,
+    imp: &BufferPoolBox, n: usize, at: &str,
 ) -> Result<abi_stable::std_types::RVec<u8>, String> {
     let b = imp
         .take(n as u64)
@@ -878,9 +864,7 @@ mod pool_seam {
         }
 
         fn select(
-            &mut self,
-            max: u64,
-            nonces: &NonceSourceRef<'_>,
+            &mut self, max: u64, nonces: &NonceSourceRef<'_>,
         ) -> Result<Vec<Bytes32>, PluginError> {
             let mut next = HashMap::new();
             let mut heap = BinaryHeap::new();
@@ -910,9 +894,7 @@ mod pool_seam {
         }
 
         fn remove(
-            &mut self,
-            included: &[Bytes32],
-            nonces: &NonceSourceRef<'_>,
+            &mut self, included: &[Bytes32], nonces: &NonceSourceRef<'_>,
         ) -> Result<Vec<Bytes32>, PluginError> {
             let included: HashSet<&Bytes32> = included.iter().collect();
             let mut gone = Vec::new();
@@ -1070,10 +1052,7 @@ mod consensus_seam {
 
     impl VoteTally for Sharded {
         fn record(
-            &self,
-            height: u64,
-            block: &Bytes32,
-            validator: u32,
+            &self, height: u64, block: &Bytes32, validator: u32,
         ) -> Result<Option<u64>, PluginError> {
             let Some(stake) = self.stakes.get(validator as usize).copied() else {
                 return Ok(None);
@@ -1266,8 +1245,7 @@ mod decode_seam {
 
     impl TxDecode for ViaValue {
         fn decode(
-            &self,
-            payloads: &[RSlice<'_, u8>],
+            &self, payloads: &[RSlice<'_, u8>],
         ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
             Ok(payloads
                 .iter()
@@ -1671,10 +1649,7 @@ mod commit_seam {
 
     impl BlockWrites for Wrong {
         fn write(
-            &mut self,
-            key: &[u8],
-            value: Option<&[u8]>,
-            through: &WriteThroughRef<'_>,
+            &mut self, key: &[u8], value: Option<&[u8]>, through: &WriteThroughRef<'_>,
         ) -> Result<(), PluginError> {
             let mut m = self.1.lock().unwrap();
             match (self.0, value) {
@@ -1974,9 +1949,7 @@ mod broadcast_seam {
 
     impl Broadcast for Shared {
         fn frames(
-            &self,
-            msgs: &[wire::Message],
-            peers: u32,
+            &self, msgs: &[wire::Message], peers: u32,
         ) -> Result<Vec<Vec<SharedFrame>>, PluginError> {
             let once: Vec<SharedFrame> = msgs
                 .iter()
@@ -2371,9 +2344,7 @@ mod transport_seam {
     impl Transport for Prefixing {
         type Connections = <ThreadTransport as Transport>::Connections;
         fn connect(
-            &self,
-            peers: &[PeerSocket],
-            inbound: InboundSinkBox,
+            &self, peers: &[PeerSocket], inbound: InboundSinkBox,
         ) -> Result<Self::Connections, PluginError> {
             self.0.connect(
                 peers,
@@ -2501,10 +2472,7 @@ mod state_root_seam {
 
     impl StateRoot for Seam {
         fn root(
-            &self,
-            parent: &Bytes32,
-            changes: &[LeafChange],
-            all: &LeafSourceRef<'_>,
+            &self, parent: &Bytes32, changes: &[LeafChange], all: &LeafSourceRef<'_>,
         ) -> Result<Bytes32, PluginError> {
             let mut leaves = all.leaves().into_result()?.into_vec();
             match self {

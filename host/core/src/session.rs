@@ -63,8 +63,7 @@ impl Session {
     /// Like [`Session::open`], with `extra_gates` (a file being imported) taking the place
     /// of the gates stored in the state directory.
     pub fn open_with_gates(
-        options: SessionOptions,
-        extra_gates: Option<&Path>,
+        options: SessionOptions, extra_gates: Option<&Path>,
     ) -> Result<Session, ConfigError> {
         let config = Config::load(options.config.as_deref())?;
         let discovery = manifest::discover_with(&options.plugin_dir, config.libraries());
@@ -196,19 +195,14 @@ impl Session {
     /// Like [`Session::loaded_host`], with `resolution` (over this session's manifests) in
     /// place of the session's own.
     pub fn loaded_host_with(
-        &self,
-        resolution: &Resolution,
-        allow_missing: bool,
+        &self, resolution: &Resolution, allow_missing: bool,
     ) -> Result<Host, String> {
         self.apply_to(self.host(), resolution, allow_missing)
     }
 
     /// `resolution` applied to `host`, as [`Session::loaded_host_with`] does it.
     pub fn apply_to(
-        &self,
-        host: Host,
-        resolution: &Resolution,
-        allow_missing: bool,
+        &self, host: Host, resolution: &Resolution, allow_missing: bool,
     ) -> Result<Host, String> {
         let report = self
             .apply_resolution(&host, resolution)
@@ -237,9 +231,7 @@ impl Session {
     /// `resolution` applied to `host` with this session's plugin settings; a failure in a
     /// step that read them names where they are.
     fn apply_resolution(
-        &self,
-        host: &Host,
-        resolution: &Resolution,
+        &self, host: &Host, resolution: &Resolution,
     ) -> Result<ApplyReport, Vec<Problem>> {
         let profile = &self.options.profile;
         host.apply_with(

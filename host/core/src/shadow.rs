@@ -514,8 +514,7 @@ pub(crate) struct Signed<const K: usize, const S: usize> {
 
 impl<const K: usize, const S: usize> Signed<K, S> {
     fn copy<'a>(
-        items: impl Iterator<Item = ([u8; K], [u8; S], &'a [u8])>,
-        answer: &[bool],
+        items: impl Iterator<Item = ([u8; K], [u8; S], &'a [u8])>, answer: &[bool],
     ) -> Self {
         Signed {
             items: items.map(|(k, s, m)| (k, s, m.to_vec())).collect(),
@@ -526,8 +525,7 @@ impl<const K: usize, const S: usize> Signed<K, S> {
     /// The baseline's verdicts on the items (rebuilt by `item`) against the provider's:
     /// `None` if they agree, else the evidence (every input in hex, both answers).
     fn replay<'a, T>(
-        &'a self,
-        item: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
+        &'a self, item: impl Fn([u8; K], [u8; S], RSlice<'a, u8>) -> T,
         baseline: impl Fn(&[T]) -> Vec<bool>,
     ) -> Option<serde_json::Value> {
         let views: Vec<T> = self

@@ -222,11 +222,7 @@ pub struct Provider<I> {
 
 impl<I> Provider<I> {
     pub fn new(
-        plugin: String,
-        version: String,
-        generation: u64,
-        imp: I,
-        breaker: BreakerConfig,
+        plugin: String, version: String, generation: u64, imp: I, breaker: BreakerConfig,
     ) -> Self {
         Provider {
             plugin,
@@ -255,10 +251,7 @@ impl<I> Provider<I> {
     /// Runs `call` against this provider if its breaker admits it, recording the outcome.
     /// `None` means the caller must answer from the layer below.
     fn attempt<T>(
-        &self,
-        slot: &Counters,
-        slot_id: &str,
-        call: impl FnOnce(&I) -> Result<T, PluginError>,
+        &self, slot: &Counters, slot_id: &str, call: impl FnOnce(&I) -> Result<T, PluginError>,
     ) -> Option<T> {
         self.attempt_settling(slot, slot_id, call, true)
     }
@@ -266,10 +259,7 @@ impl<I> Provider<I> {
     /// [`Provider::attempt`]; a success closes the breaker only if `settle` (a call that
     /// makes an object is settled by the object's own calls instead).
     fn attempt_settling<T>(
-        &self,
-        slot: &Counters,
-        slot_id: &str,
-        call: impl FnOnce(&I) -> Result<T, PluginError>,
+        &self, slot: &Counters, slot_id: &str, call: impl FnOnce(&I) -> Result<T, PluginError>,
         settle: bool,
     ) -> Option<T> {
         if !self.breaker.admit() {
@@ -488,9 +478,7 @@ impl<I> Slot<I> {
     /// `replay` describes it (inputs and answer), with the provider that answered and the
     /// time the provider took.
     fn try_call_shadowed<T>(
-        &self,
-        call: impl FnOnce(&I) -> Result<T, PluginError>,
-        replay: impl FnOnce(&T) -> Call,
+        &self, call: impl FnOnce(&I) -> Result<T, PluginError>, replay: impl FnOnce(&T) -> Call,
     ) -> Option<T>
     where
         I: Send + Sync + 'static,
@@ -586,9 +574,7 @@ impl BlockExecutionSlot {
     /// written through the host's primitives), or `None`: run the baseline (after undoing
     /// whatever the provider wrote, which is the caller's to do).
     pub fn execute_block(
-        &self,
-        txs: &[Transaction],
-        proposer: &Bytes32,
+        &self, txs: &[Transaction], proposer: &Bytes32,
         state: dubchain_plugin_api::slots::AccountStoreRef<'_>,
     ) -> Option<Vec<abi_stable::std_types::RResult<(), dubchain_plugin_api::exec::TxFailure>>> {
         let mut state = Some(state);
@@ -603,10 +589,7 @@ impl BlockExecutionSlot {
     /// The provider run over an in-memory copy of `pre` (see [`execute_in_memory`]); `None`:
     /// no provider, or it failed.
     pub fn execute_in_memory(
-        &self,
-        pre: &[AccountEntry],
-        txs: &[Transaction],
-        proposer: &Bytes32,
+        &self, pre: &[AccountEntry], txs: &[Transaction], proposer: &Bytes32,
     ) -> Option<baseline::Executed> {
         self.try_call(|imp| execute_in_memory(imp, pre, txs, proposer))
     }
@@ -616,10 +599,7 @@ impl BlockExecutionSlot {
 /// it reads as empty), in the form [`baseline::execute_block`] answers: what the self-test,
 /// the conformance suite and the benchmarks compare with the baseline.
 pub fn execute_in_memory(
-    imp: &BlockExecutionBox,
-    pre: &[AccountEntry],
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    imp: &BlockExecutionBox, pre: &[AccountEntry], txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<baseline::Executed, PluginError> {
     let mem: std::sync::Mutex<std::collections::BTreeMap<Bytes32, AccountState>> =
         std::sync::Mutex::new(pre.iter().map(|e| (e.account, e.state)).collect());
@@ -661,10 +641,7 @@ pub type BlockValidationSlot = Slot<BlockValidationBox>;
 impl BlockValidationSlot {
     /// The plugin's verdicts on the run, or `None` (validate one block at a time).
     pub fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: &[Block],
+        &self, head_height: u64, head_hash: &Bytes32, blocks: &[Block],
     ) -> Option<Vec<BlockCheck>> {
         self.try_call(|imp| {
             imp.check_run(head_height, head_hash, blocks.into())
@@ -703,10 +680,7 @@ impl CodeLoaderSlot {
     /// host refuses an answer of valid code that does not hash to it (a cache answering
     /// for other code), and `Missing` (there is code, since it has a hash).
     pub fn load(
-        &self,
-        contract: &Bytes32,
-        code_hash: &Bytes32,
-        source: CodeSourceRef<'_>,
+        &self, contract: &Bytes32, code_hash: &Bytes32, source: CodeSourceRef<'_>,
     ) -> Option<LoadedCode> {
         use sha2::Digest;
         self.try_call(|imp| {
@@ -745,9 +719,7 @@ pub type ModuleCacheSlot = Slot<ModuleCacheBox>;
 impl ModuleCacheSlot {
     /// The plugin's run of `request`, or `None` (run it the baseline way).
     pub fn run(
-        &self,
-        request: &CallRequest<'_>,
-        storage: ContractStoreRef<'_>,
+        &self, request: &CallRequest<'_>, storage: ContractStoreRef<'_>,
     ) -> Option<CallResult> {
         self.try_call(|imp| {
             let out = imp.run(request, storage).into_result()?;
@@ -760,8 +732,7 @@ impl ModuleCacheSlot {
 /// all of it when the gas ran out, and writes once per key in key order (the host applies
 /// them as they are).
 fn check_call_result(
-    request: &CallRequest<'_>,
-    out: CallResult,
+    request: &CallRequest<'_>, out: CallResult,
 ) -> Result<CallResult, PluginError> {
     use dubchain_plugin_api::slots::CallEnd;
     if out.gas_used > request.gas {
@@ -814,11 +785,7 @@ pub type ContractStateSlot = Slot<ContractStateBox>;
 impl ContractStateSlot {
     /// The plugin's answer, or `None` (read the store).
     pub fn get(
-        &self,
-        store: u64,
-        contract: &Bytes32,
-        key: i64,
-        below: ContractStoreRef<'_>,
+        &self, store: u64, contract: &Bytes32, key: i64, below: ContractStoreRef<'_>,
     ) -> Option<i64> {
         self.try_call(|imp| imp.get(store, contract, key, below).into_result())
     }
@@ -941,8 +908,7 @@ impl<W: std::io::Write + Send> FrameSink for CountingSink<'_, W> {
         self.write_all(bytes.as_slice()).into()
     }
     fn write_vectored(
-        &self,
-        parts: RSlice<'_, RSlice<'_, u8>>,
+        &self, parts: RSlice<'_, RSlice<'_, u8>>,
     ) -> abi_stable::std_types::RResult<(), PluginError> {
         let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         self.write_vectored_all(&parts).into()
@@ -957,9 +923,7 @@ impl FrameSendSlot {
     /// fails part way, the rest of the stream (from the last byte the connection took) is
     /// written the baseline way, so the peer always reads exactly the frames, in order.
     pub fn send<W: std::io::Write + Send>(
-        &self,
-        frames: &[&[u8]],
-        writer: &mut W,
+        &self, frames: &[&[u8]], writer: &mut W,
     ) -> std::io::Result<()> {
         let sink = CountingSink::new(writer);
         let mut from = 0u64;
@@ -1057,10 +1021,7 @@ impl AccountReadSlot {
     /// `accounts`) and returns true; false: no provider, or it failed (read the store; `out`
     /// may hold part of an answer). `below` fills its `out` the same way, from the store.
     pub fn read_into(
-        &self,
-        store: u64,
-        accounts: &[Bytes32],
-        out: &mut [AccountState],
+        &self, store: u64, accounts: &[Bytes32], out: &mut [AccountState],
         below: impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
     ) -> bool {
         if accounts.len() != out.len() {
@@ -1078,9 +1039,7 @@ impl AccountReadSlot {
 
     /// [`AccountReadSlot::read_into`] into a fresh vector: the provider's answer, or `None`.
     pub fn get(
-        &self,
-        store: u64,
-        accounts: &[Bytes32],
+        &self, store: u64, accounts: &[Bytes32],
         below: impl Fn(&[Bytes32], &mut [AccountState]) -> Result<(), PluginError> + Sync,
     ) -> Option<Vec<AccountState>> {
         let mut out = vec![AccountState::default(); accounts.len()];
@@ -1098,9 +1057,7 @@ impl DurabilitySlot {
     /// Returns once everything written to store `store` before the call is durable: through
     /// the provider if there is one, else (or if it fails) by calling `sync` here.
     pub fn make_durable<E>(
-        &self,
-        store: u64,
-        sync: impl Fn() -> Result<(), E> + Sync,
+        &self, store: u64, sync: impl Fn() -> Result<(), E> + Sync,
     ) -> Result<(), E>
     where
         E: std::fmt::Display,
@@ -1192,9 +1149,7 @@ impl BroadcastSlot {
     /// The provider's frames for `msgs` to `peers` peers, or `None` (build them the
     /// baseline way).
     pub fn frames(
-        &self,
-        msgs: &[dubchain_plugin_api::wire::Message],
-        peers: usize,
+        &self, msgs: &[dubchain_plugin_api::wire::Message], peers: usize,
     ) -> Option<Vec<Vec<SharedFrame>>> {
         self.try_call(|imp| {
             let lists = check_len(
@@ -1302,10 +1257,7 @@ impl SigVerifySlot {
     /// and the layer that answers it (the top, or below it after a failure; not the layers
     /// a provider calls itself) is handed to the checker.
     fn verify_from(
-        &self,
-        stack: &[Arc<Provider<SigVerifyBox>>],
-        depth: usize,
-        items: &[SigItem<'_>],
+        &self, stack: &[Arc<Provider<SigVerifyBox>>], depth: usize, items: &[SigItem<'_>],
         shadow: Option<&Shadow>,
     ) -> Vec<bool> {
         let Some(top) = depth.checked_sub(1).map(|k| &stack[k]) else {
@@ -1555,9 +1507,7 @@ mod memory_and_network_seams {
 
     impl FrameSend for Coalesce {
         fn send(
-            &self,
-            frames: &[RSlice<'_, u8>],
-            sink: &FrameSinkRef<'_>,
+            &self, frames: &[RSlice<'_, u8>], sink: &FrameSinkRef<'_>,
         ) -> Result<(), PluginError> {
             if let Some(n) = self.fail_after {
                 for f in frames.iter().take(n) {

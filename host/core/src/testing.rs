@@ -164,9 +164,7 @@ impl TestHost {
     /// Waits, reload after reload, until `pred` holds; `Err` with the events seen if it
     /// does not within `timeout`.
     pub fn wait_for(
-        &self,
-        timeout: Duration,
-        pred: impl Fn(&TestHost) -> bool,
+        &self, timeout: Duration, pred: impl Fn(&TestHost) -> bool,
     ) -> Result<Vec<ReloadEvent>, String> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
@@ -254,9 +252,7 @@ impl AccountReadCache {
 
 impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
     fn get(
-        &self,
-        store: u64,
-        accounts: &[dubchain_plugin_api::types::Bytes32],
+        &self, store: u64, accounts: &[dubchain_plugin_api::types::Bytes32],
         out: &mut [dubchain_plugin_api::exec::AccountState],
         below: &dubchain_plugin_api::slots::AccountSourceRef<'_>,
     ) -> Result<(), dubchain_plugin_api::PluginError> {
@@ -281,9 +277,7 @@ impl dubchain_plugin_api::slots::AccountRead for AccountReadCache {
     }
 
     fn written(
-        &self,
-        store: u64,
-        writes: &[dubchain_plugin_api::exec::AccountEntry],
+        &self, store: u64, writes: &[dubchain_plugin_api::exec::AccountEntry],
     ) -> Result<(), dubchain_plugin_api::PluginError> {
         if !self.ignore_writes {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -374,9 +368,7 @@ impl HeldWrites {
 
 impl dubchain_plugin_api::slots::BlockWrites for HeldWrites {
     fn write(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
+        &mut self, key: &[u8], value: Option<&[u8]>,
         _through: &dubchain_plugin_api::slots::WriteThroughRef<'_>,
     ) -> Result<(), dubchain_plugin_api::PluginError> {
         self.injected("write")?;
@@ -385,8 +377,7 @@ impl dubchain_plugin_api::slots::BlockWrites for HeldWrites {
     }
 
     fn read(
-        &self,
-        key: &[u8],
+        &self, key: &[u8],
     ) -> Result<dubchain_plugin_api::slots::Held, dubchain_plugin_api::PluginError> {
         use dubchain_plugin_api::slots::Held;
         self.injected("read")?;
@@ -398,8 +389,7 @@ impl dubchain_plugin_api::slots::BlockWrites for HeldWrites {
     }
 
     fn held(
-        &self,
-        prefix: &[u8],
+        &self, prefix: &[u8],
     ) -> Result<Vec<dubchain_plugin_api::slots::KvWrite>, dubchain_plugin_api::PluginError> {
         self.injected("held")?;
         Ok(Self::entries(
@@ -460,8 +450,7 @@ impl KeepingPool {
 
 impl dubchain_plugin_api::slots::BufferPool for KeepingPool {
     fn take(
-        &self,
-        capacity: usize,
+        &self, capacity: usize,
     ) -> Result<abi_stable::std_types::RVec<u8>, dubchain_plugin_api::PluginError> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         match kept.iter().position(|b| b.capacity() >= capacity) {
@@ -477,8 +466,7 @@ impl dubchain_plugin_api::slots::BufferPool for KeepingPool {
     }
 
     fn give(
-        &self,
-        buffer: abi_stable::std_types::RVec<u8>,
+        &self, buffer: abi_stable::std_types::RVec<u8>,
     ) -> Result<(), dubchain_plugin_api::PluginError> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() < 8 {

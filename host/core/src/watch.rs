@@ -130,9 +130,7 @@ impl Reloader {
     /// error leaves everything as it was and is returned. The admin API checks there that
     /// the plugin it is asked about is in the directory.
     pub fn try_change_checked<E>(
-        &self,
-        f: impl FnOnce(&mut SessionOptions),
-        check: impl FnOnce(&Session) -> Result<(), E>,
+        &self, f: impl FnOnce(&mut SessionOptions), check: impl FnOnce(&Session) -> Result<(), E>,
     ) -> Result<ReloadEvent, E> {
         let _one_change_at_a_time = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let mut options = self.options();
@@ -156,9 +154,7 @@ impl Reloader {
 
     /// Applies an opened session's plan (or reports why the session did not open).
     fn apply(
-        &self,
-        session: Result<Session, crate::config::ConfigError>,
-        changed: Vec<PathBuf>,
+        &self, session: Result<Session, crate::config::ConfigError>, changed: Vec<PathBuf>,
     ) -> ReloadEvent {
         let mut event = ReloadEvent {
             changed,
@@ -226,9 +222,7 @@ impl Drop for Watcher {
 /// Watches `dir` and calls `reloader.reload` after each burst of relevant changes, handing
 /// every event to `on_event`.
 pub fn watch(
-    dir: &Path,
-    reloader: Arc<Reloader>,
-    on_event: impl Fn(ReloadEvent) + Send + 'static,
+    dir: &Path, reloader: Arc<Reloader>, on_event: impl Fn(ReloadEvent) + Send + 'static,
 ) -> Result<Watcher, notify::Error> {
     let (tx, rx) = mpsc::channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {

@@ -68,10 +68,7 @@ pub const ADVERSARIAL_KINDS: usize = 11;
 
 /// One adversarial item of kind `kind % ADVERSARIAL_KINDS`.
 pub fn adversarial_item(
-    kind: usize,
-    signer: &SigningKey,
-    mut msg: Vec<u8>,
-    rng: &mut ChaCha20Rng,
+    kind: usize, signer: &SigningKey, mut msg: Vec<u8>, rng: &mut ChaCha20Rng,
 ) -> (&'static str, [u8; 32], [u8; 64], Vec<u8>) {
     let key = signer.verifying_key().to_bytes();
     let good = signer.sign(&msg).to_bytes();
@@ -535,11 +532,7 @@ pub struct TransferBlock {
 /// or recipient, self-transfers, access lists declaring extra accounts (false conflicts),
 /// and exact duplicates. Signatures are not set: execution does not check them.
 pub fn transfer_block(
-    seed: u64,
-    accounts: usize,
-    n: usize,
-    conflict: f64,
-    adversarial: bool,
+    seed: u64, accounts: usize, n: usize, conflict: f64, adversarial: bool,
 ) -> TransferBlock {
     use dubchain_plugin_api::exec::{AccountEntry, AccountState};
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x7a5f);
@@ -685,10 +678,7 @@ pub fn transfer_block(
 /// `s`, another key's signature, a zero fee, a low gas limit, an undeclared recipient, a
 /// contract kind). Returns the head and the blocks, with a label per block.
 pub fn block_run(
-    seed: u64,
-    blocks: usize,
-    txs: usize,
-    adversarial: bool,
+    seed: u64, blocks: usize, txs: usize, adversarial: bool,
 ) -> (u64, Bytes32, Vec<Block>, Vec<&'static str>) {
     use dubchain_plugin_api::chain::{block_hash, merkle_root, signing_bytes, tx_hash};
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xb10c);
@@ -865,9 +855,7 @@ pub fn tx_batch(seed: u64, n: usize, adversarial: bool) -> Vec<Transaction> {
 /// `n` pending transactions of `senders` senders for a mempool index: random hashes, sender
 /// `i % senders` with nonces 0, 1, ... in turn, fees 1 to 99.
 pub fn pool_entries(
-    seed: u64,
-    n: usize,
-    senders: usize,
+    seed: u64, n: usize, senders: usize,
 ) -> Vec<dubchain_plugin_api::slots::PoolEntry> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x9001);
     let senders: Vec<Bytes32> = (0..senders.max(1)).map(|_| Bytes32(rng.gen())).collect();
@@ -915,8 +903,7 @@ impl LeafState {
     /// The state after `changes`, and the changes as the host hands them to a provider
     /// (sorted, distinct).
     pub fn apply(
-        &self,
-        changes: &LeafChanges,
+        &self, changes: &LeafChanges,
     ) -> (LeafState, Vec<dubchain_plugin_api::state_tree::LeafChange>) {
         use abi_stable::std_types::ROption;
         let mut after = self.clone();

@@ -96,9 +96,7 @@ pub fn load(path: &Path) -> Result<Vec<Budget>, BudgetError> {
 /// Checks that every budget names a metric that exists, in its unit. The metrics are those
 /// a full run produces (see `Metric::catalogue`), so a typo is caught before measuring.
 pub fn validate(
-    budgets: &[Budget],
-    known: &BTreeMap<String, Metric>,
-    path: &Path,
+    budgets: &[Budget], known: &BTreeMap<String, Metric>, path: &Path,
 ) -> Result<(), Vec<BudgetError>> {
     let mut errors = Vec::new();
     for b in budgets {

@@ -102,9 +102,7 @@ pub fn per_call(child: &Child, id: &str, side: Side, k: u32) -> Result<Option<u6
 
 /// Counts every case of `plan` (`(id, plugin label, promise)`) on both sides.
 pub fn run(
-    child: &Child,
-    plan: &[(String, String, Option<f64>)],
-    k: u32,
+    child: &Child, plan: &[(String, String, Option<f64>)], k: u32,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<InstrResult>, String> {
     let mut out = Vec::new();

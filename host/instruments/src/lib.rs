@@ -218,11 +218,7 @@ pub struct StageRow {
 
 impl StageRow {
     pub fn new(
-        name: &str,
-        unit: &str,
-        higher_is_better: bool,
-        b: Vec<f64>,
-        p: Vec<f64>,
+        name: &str, unit: &str, higher_is_better: bool, b: Vec<f64>, p: Vec<f64>,
     ) -> StageRow {
         let ratios: Vec<f64> = b
             .iter()
@@ -436,8 +432,7 @@ impl BenchResults {
     /// with `micro` each case's ratio, its low end, plugin time and instruction counts),
     /// sorted: what `bench --list-metrics` prints for writing budgets.
     pub fn metric_names(
-        s: &dubchain_host::session::Session,
-        micro: Option<&micro::MicroOptions>,
+        s: &dubchain_host::session::Session, micro: Option<&micro::MicroOptions>,
     ) -> Vec<String> {
         let mut names: Vec<String> = Self::system_metric_catalogue().into_keys().collect();
         if let Some(m) = micro {
@@ -590,10 +585,7 @@ pub fn list_saved(out: &Path) -> Vec<String> {
 
 /// Compares `new` with `old`: every timing series both have, and every instruction count.
 pub fn compare(
-    old: &BenchResults,
-    new: &BenchResults,
-    against: &str,
-    threshold: f64,
+    old: &BenchResults, new: &BenchResults, against: &str, threshold: f64,
 ) -> Comparison {
     let mut changes = Vec::new();
     let mut not_compared = Vec::new();

@@ -85,12 +85,8 @@ pub struct Committed {
 /// `duration` or until an error; `say` gets each reload event and progress line, and
 /// `committed` each block.
 pub fn keep_running(
-    s: &Session,
-    reloader: Arc<Reloader>,
-    config: &WorkloadConfig,
-    data_dir: &Path,
-    duration: Option<Duration>,
-    say: impl Fn(&str) + Send + Sync + 'static,
+    s: &Session, reloader: Arc<Reloader>, config: &WorkloadConfig, data_dir: &Path,
+    duration: Option<Duration>, say: impl Fn(&str) + Send + Sync + 'static,
     committed: impl Fn(Committed),
 ) -> Result<()> {
     let say = Arc::new(say);

@@ -70,10 +70,7 @@ pub struct Prepared {
 /// `awaiting` (`run --watch`, which loads plugins as they are dropped in) a plugin asked
 /// for in advance of its package is not refused, only counted missing.
 pub fn prepare(
-    s: &Session,
-    allow_missing: bool,
-    awaiting: bool,
-    (out, data_dir): (&Path, &Path),
+    s: &Session, allow_missing: bool, awaiting: bool, (out, data_dir): (&Path, &Path),
 ) -> Result<Prepared, (Vec<String>, Refusal)> {
     dubchain_host::files::writable_dir(out).map_err(|e| (Vec::new(), Refusal::Out(e)))?;
     if let Some(why) = system::scratch_refusal(data_dir) {
@@ -171,10 +168,7 @@ impl MainJob {
 /// Runs the chain comparison and the per-slot table; `progress(done, total)` after each
 /// chain run.
 pub fn run(
-    s: &Session,
-    prepared: &Prepared,
-    o: &MainJobOptions,
-    progress: impl FnMut(usize, usize),
+    s: &Session, prepared: &Prepared, o: &MainJobOptions, progress: impl FnMut(usize, usize),
 ) -> Result<MainJob, String> {
     let fresh = || -> Result<Host, String> {
         if prepared.plan_ok {
@@ -229,13 +223,8 @@ pub fn run(
 }
 
 fn write(
-    s: &Session,
-    o: &MainJobOptions,
-    chains: &SystemResult,
-    [slots, off]: [&[MicroResult]; 2],
-    off_not_loaded: &[(String, String)],
-    missing: &[String],
-    markdown: &str,
+    s: &Session, o: &MainJobOptions, chains: &SystemResult, [slots, off]: [&[MicroResult]; 2],
+    off_not_loaded: &[(String, String)], missing: &[String], markdown: &str,
 ) -> Result<PathBuf, String> {
     let io = |path: &Path, e: std::io::Error| format!("writing {}: {e}", path.display());
     std::fs::create_dir_all(&o.out).map_err(|e| io(&o.out, e))?;
@@ -405,11 +394,7 @@ pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
 /// `run.md`: the verdict, the stage table, the network row node by node, and the
 /// per-plugin tables (the enabled plugins', then those the profile leaves off).
 fn markdown(
-    s: &Session,
-    r: &SystemResult,
-    [slots, off]: [&[MicroResult]; 2],
-    missing: &[String],
-    seed: u64,
+    s: &Session, r: &SystemResult, [slots, off]: [&[MicroResult]; 2], missing: &[String], seed: u64,
 ) -> String {
     let mut md = format!(
         "# DubChain run\n\nfeature set `{}` (profile `{}`), seed {seed}, {} runs per side\n\n{}\n\n",

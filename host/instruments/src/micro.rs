@@ -326,8 +326,7 @@ pub fn isolated_host(s: &Session, plugin: &str) -> Result<Host, String> {
 
 /// The resolution that enables `plugin` and what it depends on, nothing else.
 pub(crate) fn alone(
-    s: &Session,
-    plugin: &str,
+    s: &Session, plugin: &str,
 ) -> Result<dubchain_host::resolve::Resolution, String> {
     with_closure(s, [plugin.to_owned()].into())
 }
@@ -369,8 +368,7 @@ pub fn row_host(s: &Session, id: &str, label: &str) -> Result<Option<Host>, Stri
 
 /// The resolution that enables `names` and what they depend on, nothing else.
 fn with_closure(
-    s: &Session,
-    names: BTreeSet<String>,
+    s: &Session, names: BTreeSet<String>,
 ) -> Result<dubchain_host::resolve::Resolution, String> {
     let mut closure = names.clone();
     let mut todo: Vec<String> = names.into_iter().collect();
@@ -406,9 +404,7 @@ fn with_closure(
 /// difference of the plugin times is what isolation costs per call (a copy of the batch
 /// each way and a JSON round trip over a pipe).
 pub fn run_isolated(
-    s: &Session,
-    o: &MicroOptions,
-    mut progress: impl FnMut(usize, usize, &str),
+    s: &Session, o: &MicroOptions, mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<MicroResult>, String> {
     let isolatable = |plugin: &str| {
         s.manifest(plugin).is_some_and(|m| {
@@ -527,10 +523,7 @@ fn plugin_rows(s: &Session, names: &[String], o: &MicroOptions) -> Vec<Planned> 
 /// host with the whole configured set, used for stack rows. `progress(i, n, id)` is called
 /// before each case.
 pub fn run(
-    s: &Session,
-    full: &Host,
-    o: &MicroOptions,
-    progress: impl FnMut(usize, usize, &str),
+    s: &Session, full: &Host, o: &MicroOptions, progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<MicroResult>, String> {
     run_except(s, full, o, &[], progress)
 }
@@ -538,10 +531,7 @@ pub fn run(
 /// Like [`run`], leaving out the cases of the plugins in `missing` (plugins that failed to
 /// load, when the caller goes on without them).
 pub fn run_except(
-    s: &Session,
-    full: &Host,
-    o: &MicroOptions,
-    missing: &[String],
+    s: &Session, full: &Host, o: &MicroOptions, missing: &[String],
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<MicroResult>, String> {
     let plan: Vec<_> = plan(s, o)
@@ -566,9 +556,7 @@ pub fn run_except(
 /// whose host does not load is not measured further: `(its name, the load error)` in the
 /// second list. Their slots' controls come after them, those not among `measured` already.
 pub fn run_off(
-    s: &Session,
-    o: &MicroOptions,
-    measured: &[MicroResult],
+    s: &Session, o: &MicroOptions, measured: &[MicroResult],
 ) -> (Vec<MicroResult>, Vec<(String, String)>) {
     let mut planned = Vec::new();
     let mut results = Vec::new();
@@ -606,12 +594,7 @@ fn names_plugin(label: &str, name: &str) -> bool {
 /// A planned row measured on `host`, judged against the catalogue goal where it is a
 /// plugin's own row (not a stack's, nor one over other providers).
 fn measure_planned(
-    id: &str,
-    label: &str,
-    case: &Case,
-    host: &Host,
-    promise: Option<f64>,
-    o: &MicroOptions,
+    id: &str, label: &str, case: &Case, host: &Host, promise: Option<f64>, o: &MicroOptions,
 ) -> MicroResult {
     let goal = if id.starts_with("stack.") || id.starts_with("over.") {
         None
@@ -626,9 +609,7 @@ fn measure_planned(
 /// come out at about 1x; if it did not, the speed-up would be in the host. One row per
 /// case of `cases` whose slot has a forwarding provider and that has no row in `measured`.
 fn controls<'a>(
-    cases: impl Iterator<Item = &'a Case>,
-    measured: &[MicroResult],
-    o: &MicroOptions,
+    cases: impl Iterator<Item = &'a Case>, measured: &[MicroResult], o: &MicroOptions,
 ) -> Vec<MicroResult> {
     let mut controlled = BTreeSet::new();
     let mut results = Vec::new();
@@ -647,12 +628,7 @@ fn controls<'a>(
 /// One case on `host`, interleaved with the baseline, after its answers are compared (what
 /// every micro row, control row and `plugin verify`'s store ratios are).
 pub fn measure_case(
-    id: &str,
-    label: &str,
-    case: &Case,
-    host: &Host,
-    promise: Option<f64>,
-    goal: Option<f64>,
+    id: &str, label: &str, case: &Case, host: &Host, promise: Option<f64>, goal: Option<f64>,
     o: &MicroOptions,
 ) -> MicroResult {
     let input = Input::new(case, o).for_host(host);
@@ -1072,8 +1048,7 @@ fn genesis_of(block: &workload::TransferBlock) -> Vec<(Bytes32, dubchain_node::s
 
 /// A new store at `dir` holding the genesis block with `genesis`, written on baselines.
 pub fn scratch_store(
-    dir: &std::path::Path,
-    genesis: &[(Bytes32, dubchain_node::state::Account)],
+    dir: &std::path::Path, genesis: &[(Bytes32, dubchain_node::state::Account)],
 ) -> dubchain_node::state::StateStore {
     std::fs::create_dir_all(dir).expect("creating a scratch store");
     let store = dubchain_node::state::StateStore::open(dir).expect("opening a scratch store");
@@ -1084,8 +1059,7 @@ pub fn scratch_store(
 
 /// Writes `writes` as block `height` of `store` and commits it (a fixed record, the head).
 fn write_and_commit(
-    store: &dubchain_node::state::StateStore,
-    height: u64,
+    store: &dubchain_node::state::StateStore, height: u64,
     writes: &[dubchain_plugin_api::exec::AccountEntry],
 ) {
     use dubchain_node::state::{Account, Head};

@@ -691,10 +691,7 @@ const CPU_BUDGET_S: f64 = 2.0;
 /// (`None`) until they have used [`CPU_BUDGET_S`] of CPU. Returns the chain's allocations
 /// per stage, and the repetitions made.
 fn run_workload(
-    prepared: &Prepared,
-    o: &ProfileOptions,
-    repeat: Option<usize>,
-    (host, validator): Hosts<'_>,
+    prepared: &Prepared, o: &ProfileOptions, repeat: Option<usize>, (host, validator): Hosts<'_>,
     scratch: &Path,
 ) -> Result<(Option<StageAllocs>, usize), String> {
     match prepared {
@@ -740,11 +737,8 @@ type Hosts<'a> = (&'a Host, &'a Host);
 /// four shared atomic operations per allocation: on the sampled run they would show as time
 /// spent allocating.
 fn profile_side(
-    o: &ProfileOptions,
-    side: ProfileSide,
-    hosts: Hosts<'_>,
-    fresh: &dyn Fn() -> Result<Host, String>,
-    classifier: &Classifier,
+    o: &ProfileOptions, side: ProfileSide, hosts: Hosts<'_>,
+    fresh: &dyn Fn() -> Result<Host, String>, classifier: &Classifier,
 ) -> Result<SideProfile, String> {
     let scratch = o.out.join(format!("scratch-{}", side.name()));
     // Without `o.cpu` (the massif child) the counted run is the only one, on `hosts`;
@@ -831,10 +825,7 @@ struct Sampled {
 
 /// The sampled run.
 fn sample_cpu(
-    o: &ProfileOptions,
-    side: ProfileSide,
-    hosts: Hosts<'_>,
-    scratch: &Path,
+    o: &ProfileOptions, side: ProfileSide, hosts: Hosts<'_>, scratch: &Path,
     classifier: &Classifier,
 ) -> Result<Sampled, String> {
     let host = hosts.0;
@@ -1140,11 +1131,7 @@ const FEW_SAMPLES: u64 = 200;
 /// A markdown table of the 15 functions first in `frames` by `by` samples: name, group, the
 /// `by` share and the other share (`shares` gives both counts, `by` first).
 fn top_table(
-    out: &mut String,
-    by: &str,
-    frames: &[FnStat],
-    samples: u64,
-    shares: fn(&FnStat) -> (u64, u64),
+    out: &mut String, by: &str, frames: &[FnStat], samples: u64, shares: fn(&FnStat) -> (u64, u64),
 ) {
     use std::fmt::Write as _;
     let other = if by == "self" { "total" } else { "self" };
@@ -1170,11 +1157,7 @@ fn top_table(
 /// Writes a massif heap profile of `side` by running this program again under valgrind,
 /// and its `ms_print` summary next to it. Returns the files written.
 pub fn massif(
-    exe: &Path,
-    global_args: &[String],
-    profile_args: &[String],
-    side: ProfileSide,
-    out: &Path,
+    exe: &Path, global_args: &[String], profile_args: &[String], side: ProfileSide, out: &Path,
 ) -> Result<Vec<PathBuf>, String> {
     let raw = out.join(format!("massif-{}.out", side.name()));
     let status = std::process::Command::new("valgrind")

@@ -71,11 +71,7 @@ pub fn decide(ratio: &Estimate, threshold: f64) -> Verdict {
 
 /// Compares one timing series of a saved run with this run's.
 pub fn compare_series(
-    series: &str,
-    unit: &str,
-    old: &[f64],
-    new: &[f64],
-    threshold: f64,
+    series: &str, unit: &str, old: &[f64], new: &[f64], threshold: f64,
 ) -> Change {
     let ratio = change(old, new, 2_000, 0xb007_5742);
     Change {

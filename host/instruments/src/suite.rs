@@ -78,9 +78,7 @@ pub fn plugin_set(s: &Session) -> PluginSet {
 /// The budgets in `path`, checked against what this run can measure: every metric known
 /// (a typo costs a second, not a run), and at least one that this run will measure.
 fn load_budgets(
-    path: &Path,
-    planned: &[micro::Planned],
-    o: &BenchOptions,
+    path: &Path, planned: &[micro::Planned], o: &BenchOptions,
 ) -> Result<Vec<budget::Budget>, Refused> {
     let b = budget::load(path).map_err(|e| Refused(e.to_string()))?;
     let mut known = BenchResults::system_metric_catalogue();
@@ -146,10 +144,7 @@ fn promises_measured(planned: &[micro::Planned], o: &BenchOptions) -> Result<(),
 /// workloads differ), or that would compare nothing at all: a regression gate that
 /// compared nothing must not pass.
 fn comparable(
-    saved: &BenchResults,
-    name: &str,
-    planned: &[micro::Planned],
-    o: &BenchOptions,
+    saved: &BenchResults, name: &str, planned: &[micro::Planned], o: &BenchOptions,
 ) -> Result<(), Refused> {
     let mut differ = Vec::new();
     let mut common = 0;
@@ -203,10 +198,7 @@ fn comparable(
 /// `progress(stage, done, total, what)` after each step of each stage (`micro`, `system`,
 /// `callgrind`).
 pub fn run(
-    s: &Session,
-    host: &Host,
-    o: &BenchOptions,
-    progress: &dyn Fn(&str, usize, usize, &str),
+    s: &Session, host: &Host, o: &BenchOptions, progress: &dyn Fn(&str, usize, usize, &str),
 ) -> Result<Outcome, Refused> {
     // Everything that can refuse the run is checked before anything is measured, against
     // the micro cases it plans.
@@ -363,10 +355,7 @@ pub fn run(
 /// that its rounds do not average out, so the interval becomes the two-level bootstrap of
 /// [`dubchain_host::measure::bootstrap_clustered`]: as wide as the processes disagree.
 fn pool_processes(
-    micro: &mut [crate::MicroResult],
-    child: &callgrind::Child,
-    more: usize,
-    rounds: usize,
+    micro: &mut [crate::MicroResult], child: &callgrind::Child, more: usize, rounds: usize,
     progress: impl Fn(usize, usize),
 ) -> Result<(), Refused> {
     let mut clusters: Vec<Vec<Vec<f64>>> = micro.iter().map(|m| vec![m.round_ratios()]).collect();
@@ -454,12 +443,7 @@ pub fn write(r: &BenchResults, out: &Path, save: Option<&str>) -> std::io::Resul
 /// The child side of the instruction count: runs case `id` once to warm up, then
 /// `iterations` more times, and nothing else.
 pub fn child(
-    s: &Session,
-    host: &Host,
-    o: &MicroOptions,
-    id: &str,
-    side: Side,
-    iterations: u32,
+    s: &Session, host: &Host, o: &MicroOptions, id: &str, side: Side, iterations: u32,
 ) -> Result<(), String> {
     let (_, label, case, _) = micro::plan(s, o)
         .into_iter()

@@ -187,10 +187,7 @@ fn chain_config(o: &SystemOptions, dir: PathBuf) -> ChainConfig {
 /// One run of one side: the chain on two fresh hosts, then (if asked) the cluster of node
 /// processes and the catch-up node on a fresh host.
 fn measure(
-    new_host: &NewHost,
-    baselines: bool,
-    o: &SystemOptions,
-    dir: PathBuf,
+    new_host: &NewHost, baselines: bool, o: &SystemOptions, dir: PathBuf,
 ) -> Result<Measured, String> {
     let (proposer, validator) = (new_host()?, new_host()?);
     let rss_reset = alloc_count::reset_peak_rss();
@@ -285,10 +282,7 @@ fn measure(
 /// The chain by `workload.validators` node processes on loopback, stores under
 /// `dir/cluster`; each node's report.
 fn cluster_of_processes(
-    p: &NodeProcesses,
-    baselines: bool,
-    o: &SystemOptions,
-    dir: &std::path::Path,
+    p: &NodeProcesses, baselines: bool, o: &SystemOptions, dir: &std::path::Path,
 ) -> Result<Vec<Report>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = dir.join("monitor.toml");
@@ -319,9 +313,7 @@ fn cluster_of_processes(
 
 /// The host's heap over one untimed chain run with counting on.
 fn count_heap(
-    new_host: &NewHost,
-    o: &SystemOptions,
-    dir: PathBuf,
+    new_host: &NewHost, o: &SystemOptions, dir: PathBuf,
 ) -> Result<alloc_count::AllocStats, String> {
     let (proposer, validator) = (new_host()?, new_host()?);
     let _counting = alloc_count::counting();
@@ -455,9 +447,7 @@ fn rows(b: &[Measured], p: &[Measured], o: &SystemOptions) -> Vec<StageRow> {
 /// Runs the chain `o.runs` times on each side, alternating; `progress(done, total)` after
 /// each run. Every node of every run gets its own host from `baseline` or `plugins`.
 pub fn run(
-    baseline: &NewHost,
-    plugins: &NewHost,
-    o: &SystemOptions,
+    baseline: &NewHost, plugins: &NewHost, o: &SystemOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<SystemResult, String> {
     let created = check_scratch(&o.data_dir)?;

@@ -113,10 +113,7 @@ pub fn locate(path: &Path, library: Option<&Path>) -> Result<(PathBuf, PathBuf),
 /// Parent side: runs `exe plugin verify-child` on the plugin and prints each check.
 /// Returns whether every check passed and the child exited cleanly.
 pub fn run_parent(
-    exe: &Path,
-    manifest_path: &Path,
-    library: &Path,
-    out: &mut impl Write,
+    exe: &Path, manifest_path: &Path, library: &Path, out: &mut impl Write,
 ) -> std::io::Result<bool> {
     let mut all_passed = true;
     let mut checks = 0;
@@ -171,10 +168,7 @@ struct ChildRun {
 /// Runs `exe plugin verify-child` (only the quick ratio of `quick_ratio`'s slot if given),
 /// handing each check it reports to `on_check` as it comes.
 fn run_one_child(
-    exe: &Path,
-    manifest_path: &Path,
-    library: &Path,
-    quick_ratio: Option<&str>,
+    exe: &Path, manifest_path: &Path, library: &Path, quick_ratio: Option<&str>,
     on_check: &mut dyn FnMut(Check),
 ) -> std::io::Result<ChildRun> {
     let mut command = Command::new(exe);

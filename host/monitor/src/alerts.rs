@@ -91,8 +91,7 @@ pub struct Rule {
 
 mod secs {
     pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
+        d: &std::time::Duration, s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
@@ -100,8 +99,7 @@ mod secs {
 
 mod secs_opt {
     pub fn serialize<S: serde::Serializer>(
-        d: &Option<std::time::Duration>,
-        s: S,
+        d: &Option<std::time::Duration>, s: S,
     ) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&d.as_secs_f64()),

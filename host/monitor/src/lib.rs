@@ -94,10 +94,8 @@ impl Monitor {
     /// 0600) and starts shadow checking the host's replayable slots, with evidence under
     /// `data_dir/shadow-evidence/`.
     pub fn new(
-        host: Arc<Host>,
-        reloader: Option<Arc<Reloader>>,
-        (config, config_errors): (config::MonitorConfig, Vec<String>),
-        data_dir: &Path,
+        host: Arc<Host>, reloader: Option<Arc<Reloader>>,
+        (config, config_errors): (config::MonitorConfig, Vec<String>), data_dir: &Path,
     ) -> anyhow::Result<Monitor> {
         let token = new_token();
         write_token(&data_dir.join(TOKEN_FILE), &token)?;

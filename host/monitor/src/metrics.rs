@@ -44,10 +44,7 @@ pub struct Metric {
 }
 
 const fn metric(
-    name: &'static str,
-    kind: Kind,
-    labels: &'static [&'static str],
-    help: &'static str,
+    name: &'static str, kind: Kind, labels: &'static [&'static str], help: &'static str,
 ) -> Metric {
     Metric {
         name,

@@ -24,10 +24,7 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// `evaluate_every`. The admin token was written to `data_dir/monitor.token` by
 /// [`Monitor::new`].
 pub fn serve(
-    monitor: Arc<Monitor>,
-    addr: SocketAddr,
-    data_dir: &std::path::Path,
-    evaluate_every: Duration,
+    monitor: Arc<Monitor>, addr: SocketAddr, data_dir: &std::path::Path, evaluate_every: Duration,
 ) -> anyhow::Result<Running> {
     let listener = std::net::TcpListener::bind(addr).map_err(|e| {
         anyhow::anyhow!("monitor address {addr}: {e}; give another with --monitor ADDR:PORT")
@@ -182,8 +179,7 @@ fn answer(m: &Monitor, event: ReloadEvent) -> Response {
 }
 
 async fn plugin_action(
-    State(m): State<Arc<Monitor>>,
-    UrlPath((name, action)): UrlPath<(String, String)>,
+    State(m): State<Arc<Monitor>>, UrlPath((name, action)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = unauthorised(&m, &headers) {

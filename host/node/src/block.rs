@@ -64,9 +64,7 @@ pub const BLOCK_INTERVAL_MS: u64 = 2_000;
 /// flags holds accounts the workload does not sign for: going on would produce blocks of
 /// refused transactions.
 pub fn open_genesis(
-    host: &Host,
-    store: &StateStore,
-    accounts: &[(Bytes32, crate::state::Account)],
+    host: &Host, store: &StateStore, accounts: &[(Bytes32, crate::state::Account)],
 ) -> Result<(), BlockError> {
     if store.head()?.is_none() {
         commit_genesis(host, store, accounts)?;
@@ -93,9 +91,7 @@ pub fn same_genesis(host: &Host, store: &StateStore, expected: &Head) -> Result<
 /// Writes the genesis state (`accounts` and the reference contracts,
 /// [`crate::vm::contracts::genesis`]) and block (height 0) to an empty store.
 pub fn commit_genesis(
-    host: &Host,
-    store: &StateStore,
-    accounts: &[(Bytes32, crate::state::Account)],
+    host: &Host, store: &StateStore, accounts: &[(Bytes32, crate::state::Account)],
 ) -> Result<Head, StateError> {
     let written = write_block(host, store, 0, |w| {
         for (a, acc) in accounts {
@@ -141,9 +137,7 @@ pub fn commit_genesis(
 /// store) and built again on the baseline write path, so a failing provider costs time,
 /// never a block.
 fn write_block<T>(
-    host: &Host,
-    store: &StateStore,
-    height: u64,
+    host: &Host, store: &StateStore, height: u64,
     mut build: impl FnMut(&mut BlockWriter<'_>) -> Result<(T, Encoded, Head), BlockError>,
 ) -> Result<T, BlockError> {
     let mut w = store.begin_block(height);
@@ -223,11 +217,7 @@ pub struct ProduceTimes {
 /// Builds, executes and commits the next block from `mempool`'s best `max_txs`
 /// transactions; transactions that fail execution are dropped from the block and the pool.
 pub fn produce(
-    host: &Host,
-    store: &StateStore,
-    mempool: &mut Mempool,
-    proposer: Bytes32,
-    max_txs: usize,
+    host: &Host, store: &StateStore, mempool: &mut Mempool, proposer: Bytes32, max_txs: usize,
 ) -> Result<(Block, ProduceTimes), BlockError> {
     use std::time::Instant;
     let mut times = ProduceTimes::default();
@@ -291,9 +281,7 @@ pub fn produce(
 /// Checks `block` against `store`'s head and re-executes it; commits it if it is valid,
 /// leaves the store as it was if not.
 pub fn validate_and_commit(
-    host: &Host,
-    store: &StateStore,
-    block: &Block,
+    host: &Host, store: &StateStore, block: &Block,
 ) -> Result<Head, BlockError> {
     let head = store.head()?.expect("genesis committed");
     check_stateless_block(host, &head, block)?;
@@ -384,9 +372,7 @@ fn stateless_error(block: &Block, check: BlockCheck) -> Option<BlockError> {
 /// Either way the same blocks are committed and the same first invalid block is refused
 /// with the same error.
 pub fn validate_run(
-    host: &Host,
-    store: &StateStore,
-    blocks: &[Block],
+    host: &Host, store: &StateStore, blocks: &[Block],
 ) -> Result<(Vec<Head>, Option<(usize, BlockError)>), StateError> {
     let head = store.head()?.expect("genesis committed");
     let mut heads = Vec::with_capacity(blocks.len());
@@ -420,9 +406,7 @@ pub fn validate_run(
 /// Re-executes `block` (whose stateless checks passed) on `store` and commits it if its
 /// receipts and state root match; leaves the store as it was if not.
 pub fn execute_and_commit(
-    host: &Host,
-    store: &StateStore,
-    block: &Block,
+    host: &Host, store: &StateStore, block: &Block,
 ) -> Result<Head, BlockError> {
     let h = &block.header;
     write_block(host, store, h.height, |w| {

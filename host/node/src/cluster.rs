@@ -120,10 +120,7 @@ pub struct NodeStats {
 /// `hosts[i]` (one host per node: `hosts` has one entry per validator); stores go in
 /// `data_dir/node-<i>` (emptied first).
 pub fn run_cluster(
-    hosts: &[&Host],
-    workload: WorkloadConfig,
-    blocks: u64,
-    data_dir: &Path,
+    hosts: &[&Host], workload: WorkloadConfig, blocks: u64, data_dir: &Path,
 ) -> Result<Vec<NodeOutcome>, RunError> {
     let n = workload.validators.max(1);
     if hosts.len() != n {
@@ -206,12 +203,8 @@ impl<'a> Node<'a> {
     /// Node `index` of `n` on the store in `dir`: emptied first if `fresh`, else resumed
     /// from its head (genesis committed if it has none).
     pub(crate) fn open(
-        host: &'a Host,
-        workload: &'a Workload,
-        validators: &'a ValidatorSet,
-        (index, n): (usize, usize),
-        dir: &Path,
-        fresh: bool,
+        host: &'a Host, workload: &'a Workload, validators: &'a ValidatorSet,
+        (index, n): (usize, usize), dir: &Path, fresh: bool,
     ) -> Result<Node<'a>, RunError> {
         let io = |source| RunError::Io {
             path: dir.to_owned(),
@@ -264,10 +257,7 @@ impl<'a> Node<'a> {
 
     /// Takes part in the chain until `until` says to stop.
     pub(crate) fn run(
-        &mut self,
-        net: &Network,
-        inbox: &mpsc::Receiver<Inbound>,
-        until: &Until<'_>,
+        &mut self, net: &Network, inbox: &mpsc::Receiver<Inbound>, until: &Until<'_>,
     ) -> Result<NodeOutcome, RunError> {
         // A node that can be stopped or joined waits in short slices, to look at both.
         let slice = if until.stop.is_some() || until.joins.is_some() {
@@ -388,11 +378,7 @@ impl<'a> Node<'a> {
     /// [`CATCH_UP`]) and this node's votes from its head up, so that it can apply them and
     /// see them final.
     fn catch_up(
-        &mut self,
-        net: &Network,
-        peer: usize,
-        their_head: u64,
-        head: Head,
+        &mut self, net: &Network, peer: usize, their_head: u64, head: Head,
     ) -> Result<(), RunError> {
         // Each stored block read once: the blocks it lacks, then this node's votes from
         // its head (which it has) up.
@@ -422,11 +408,7 @@ impl<'a> Node<'a> {
 
     /// Tells `until`'s observer of the head just committed.
     fn observe(
-        &self,
-        net: &Network,
-        until: &Until<'_>,
-        txs: usize,
-        took: Duration,
+        &self, net: &Network, until: &Until<'_>, txs: usize, took: Duration,
     ) -> Result<(), RunError> {
         if let Some(observe) = until.observe {
             let stats = net.stats();
@@ -469,11 +451,7 @@ impl<'a> Node<'a> {
 
     /// Handles a block or a vote.
     fn handle(
-        &mut self,
-        net: &Network,
-        head: Head,
-        msg: Message,
-        until: &Until<'_>,
+        &mut self, net: &Network, head: Head, msg: Message, until: &Until<'_>,
     ) -> Result<(), RunError> {
         {
             match msg {

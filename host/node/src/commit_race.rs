@@ -38,11 +38,7 @@ fn open(dir: &Path, create: bool) -> Result<DB, String> {
 /// the store in `dir` holds, which is created if missing), every commit made durable through
 /// `host`'s `storage.durability` before `on_ack(committer, seq)` is called.
 pub fn run(
-    host: &Host,
-    dir: &Path,
-    committers: u32,
-    commits: u64,
-    on_ack: impl Fn(u32, u64) + Sync,
+    host: &Host, dir: &Path, committers: u32, commits: u64, on_ack: impl Fn(u32, u64) + Sync,
 ) -> Result<(), String> {
     let db = open(dir, true)?;
     let next = next_of(&db, dir, committers)?;

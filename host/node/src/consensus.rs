@@ -305,9 +305,7 @@ impl Replay {
     /// Takes the provider's `answer` to the vote `(height, block, validator)` and returns
     /// it, or says why the baseline would not have given it (and counts nothing).
     fn take(
-        &mut self,
-        stakes: &[u64],
-        (height, block, validator): (u64, Bytes32, u32),
+        &mut self, stakes: &[u64], (height, block, validator): (u64, Bytes32, u32),
         answer: Option<u64>,
     ) -> Result<Option<u64>, String> {
         let expected = self.tally.answer(stakes, height, &block, validator);

@@ -150,10 +150,7 @@ pub fn success_receipt() -> Receipt {
 /// bump its nonce, credit recipient, pay the fee to `proposer`); a deploy or a call is
 /// [`execute_contract`].
 pub fn execute(
-    w: &mut BlockWriter<'_>,
-    slots: &Slots,
-    tx: &Transaction,
-    proposer: &Bytes32,
+    w: &mut BlockWriter<'_>, slots: &Slots, tx: &Transaction, proposer: &Bytes32,
 ) -> Result<Result<Receipt, TxError>, StateError> {
     if tx.kind != TxKind::Transfer {
         return execute_contract(w, slots, tx, proposer);
@@ -172,10 +169,7 @@ pub fn execute(
 /// running out of gas, reverts them and is a failed receipt with the gas charged: all of it
 /// when it ran out).
 pub fn execute_contract(
-    w: &mut BlockWriter<'_>,
-    slots: &Slots,
-    tx: &Transaction,
-    proposer: &Bytes32,
+    w: &mut BlockWriter<'_>, slots: &Slots, tx: &Transaction, proposer: &Bytes32,
 ) -> Result<Result<Receipt, TxError>, StateError> {
     if !tx.access_list.contains(&tx.from) {
         return Ok(Err(TxError::UndeclaredAccess("the sender")));
@@ -272,10 +266,7 @@ pub fn execute_contract(
 ///
 /// A rejected transaction has no effect; execution goes on with the next.
 pub fn execute_block(
-    slots: &Slots,
-    w: &mut BlockWriter<'_>,
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    slots: &Slots, w: &mut BlockWriter<'_>, txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Vec<Result<Receipt, TxError>>, StateError> {
     let mut out = Vec::with_capacity(txs.len());
     let mut rest = txs;
@@ -303,10 +294,7 @@ pub fn execute_block(
 /// Executes a run of transfers, through the `exec.block_execution` slot when it has a
 /// provider (see [`execute_block`]).
 fn execute_transfers(
-    slot: &BlockExecutionSlot,
-    w: &mut BlockWriter<'_>,
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    slot: &BlockExecutionSlot, w: &mut BlockWriter<'_>, txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Vec<Result<Receipt, TxError>>, StateError> {
     if !slot.on_baseline() {
         if let Some(results) = provider_transfers(slot, w, txs, proposer)? {
@@ -332,10 +320,7 @@ fn execute_transfers(
 /// The provider's run over the block's accounts; `None` if it failed, with every account
 /// it wrote put back as it was (so the baseline runs on the state before the run).
 fn provider_transfers(
-    slot: &BlockExecutionSlot,
-    w: &mut BlockWriter<'_>,
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    slot: &BlockExecutionSlot, w: &mut BlockWriter<'_>, txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Option<Vec<abi_stable::std_types::RResult<(), TxFailure>>>, StateError> {
     use std::sync::Mutex;
     let writer = Mutex::new(&mut *w);

@@ -147,9 +147,7 @@ impl Workload {
 
     /// The transactions submitted while block `height` is being built.
     pub fn txs_for_block(
-        &self,
-        height: u64,
-        state: &StateStore,
+        &self, height: u64, state: &StateStore,
     ) -> Result<Vec<Transaction>, StateError> {
         let mut rng = ChaCha20Rng::seed_from_u64(
             self.config.seed ^ height.wrapping_mul(0x9e37_79b9_7f4a_7c15),

@@ -76,10 +76,7 @@ fn block_error(dir: &Path) -> impl Fn(BlockError) -> LedgerError + Copy + '_ {
 /// Produces blocks on the store at `data_dir` (created, with genesis, if empty) until its
 /// head is at height `blocks`; `committed` is called with each new block. Returns the head.
 pub fn produce(
-    host: &Host,
-    data_dir: &Path,
-    config: &WorkloadConfig,
-    blocks: u64,
+    host: &Host, data_dir: &Path, config: &WorkloadConfig, blocks: u64,
     mut committed: impl FnMut(&Block),
 ) -> Result<Head, LedgerError> {
     produce_while(
@@ -105,16 +102,13 @@ pub struct Produced<'a> {
 /// is set, which also cuts a wait short. `head_seen` is told of the head before each block,
 /// `committed` of each block.
 pub fn produce_paced(
-    host: &Host,
-    data_dir: &Path,
-    config: &WorkloadConfig,
+    host: &Host, data_dir: &Path, config: &WorkloadConfig,
     (stop, until_height, block_time): (
         &std::sync::atomic::AtomicBool,
         Option<u64>,
         std::time::Duration,
     ),
-    mut head_seen: impl FnMut(&Head),
-    committed: impl FnMut(Produced<'_>),
+    mut head_seen: impl FnMut(&Head), committed: impl FnMut(Produced<'_>),
 ) -> Result<Head, LedgerError> {
     use std::{sync::atomic::Ordering, time::Instant};
     let stopped = || stop.load(Ordering::SeqCst);
@@ -144,10 +138,7 @@ pub fn produce_paced(
 /// `go(head)` says so (asked before each block: a block once begun is committed);
 /// `committed` is told of each. Returns the head.
 pub fn produce_while(
-    host: &Host,
-    data_dir: &Path,
-    config: &WorkloadConfig,
-    mut go: impl FnMut(&Head) -> bool,
+    host: &Host, data_dir: &Path, config: &WorkloadConfig, mut go: impl FnMut(&Head) -> bool,
     mut committed: impl FnMut(Produced<'_>),
 ) -> Result<Head, LedgerError> {
     let dir = data_dir.to_owned();
@@ -222,9 +213,7 @@ impl Consistency {
 /// Replays the chain stored at `data_dir` from the genesis of `config` on a scratch store
 /// (removed afterwards), in runs of [`REPLAY_RUN`] blocks.
 pub fn check(
-    host: &Host,
-    data_dir: &Path,
-    config: &WorkloadConfig,
+    host: &Host, data_dir: &Path, config: &WorkloadConfig,
 ) -> Result<Consistency, LedgerError> {
     let dir = data_dir.to_owned();
     let (store_err, block_err) = (store_error(data_dir), block_error(data_dir));

@@ -86,8 +86,7 @@ fn entry(hash: Bytes32, tx: &Transaction) -> PoolEntry {
 /// Runs `call` with a nonce source over `state`; a store error under the provider comes back
 /// as the store's error, any other failure as the provider's.
 fn with_nonces<T>(
-    state: &StateStore,
-    call: impl FnOnce(NonceSourceRef<'_>) -> Result<T, PluginError>,
+    state: &StateStore, call: impl FnOnce(NonceSourceRef<'_>) -> Result<T, PluginError>,
 ) -> Result<(Result<T, PluginError>, HashMap<Bytes32, u64>), StateError> {
     let fault: Mutex<Option<StateError>> = Mutex::new(None);
     let read: Mutex<HashMap<Bytes32, u64>> = Mutex::new(HashMap::new());
@@ -173,10 +172,7 @@ impl<'a> Mempool<'a> {
 
     /// Admits `txs`; returns, per transaction, `None` if admitted or why not.
     pub fn admit(
-        &mut self,
-        txs: Vec<Transaction>,
-        sig: &SigVerifySlot,
-        state: &StateStore,
+        &mut self, txs: Vec<Transaction>, sig: &SigVerifySlot, state: &StateStore,
     ) -> Result<Vec<Option<Rejection>>, StateError> {
         self.admit_with(txs, sig, None, state)
     }
@@ -184,10 +180,7 @@ impl<'a> Mempool<'a> {
     /// [`Self::admit`], with the checks that need no state done by an `exec.tx_validation`
     /// plugin when `txv` has one (else: signatures through `sig`, then the rules).
     pub fn admit_with(
-        &mut self,
-        txs: Vec<Transaction>,
-        sig: &SigVerifySlot,
-        txv: Option<&TxValidationSlot>,
+        &mut self, txs: Vec<Transaction>, sig: &SigVerifySlot, txv: Option<&TxValidationSlot>,
         state: &StateStore,
     ) -> Result<Vec<Option<Rejection>>, StateError> {
         let checks: Vec<Result<(), TxError>> = match txv.and_then(|s| s.validate(&txs)) {
@@ -244,9 +237,7 @@ impl<'a> Mempool<'a> {
     /// Up to `max` transactions in fee order that respects each sender's nonce sequence
     /// starting at its state nonce. Selected transactions stay pending until [`Self::remove`].
     pub fn select(
-        &mut self,
-        max: usize,
-        state: &StateStore,
+        &mut self, max: usize, state: &StateStore,
     ) -> Result<Vec<Transaction>, StateError> {
         let hashes = match &mut self.index {
             Index::Baseline(v) => v.select(max, &|s: &Bytes32| Ok(state.account(s)?.nonce))?,
@@ -285,9 +276,7 @@ impl<'a> Mempool<'a> {
 
     /// Removes included transactions and any whose nonce the state has passed.
     pub fn remove(
-        &mut self,
-        included: &[Transaction],
-        state: &StateStore,
+        &mut self, included: &[Transaction], state: &StateStore,
     ) -> Result<(), StateError> {
         let included: Vec<Bytes32> = included.iter().map(tx_hash).collect();
         let nonce = |s: &Bytes32| -> Result<u64, StateError> { Ok(state.account(s)?.nonce) };
@@ -318,8 +307,7 @@ impl<'a> Mempool<'a> {
 
 /// A sender's state nonce: the one the provider read (not read again), or read now.
 fn nonce_of<'s>(
-    read: &'s HashMap<Bytes32, u64>,
-    state: &'s StateStore,
+    read: &'s HashMap<Bytes32, u64>, state: &'s StateStore,
 ) -> impl Fn(&Bytes32) -> Result<u64, StateError> + 's {
     move |s| match read.get(s) {
         Some(n) => Ok(*n),
@@ -332,9 +320,7 @@ fn nonce_of<'s>(
 /// taken on trust could report a transaction admitted that no index holds, or refuse a new
 /// one as a duplicate.
 fn check_insert(
-    kept: Vec<bool>,
-    entries: &[PoolEntry],
-    bodies: &HashMap<Bytes32, Transaction>,
+    kept: Vec<bool>, entries: &[PoolEntry], bodies: &HashMap<Bytes32, Transaction>,
 ) -> Result<Vec<bool>, PluginError> {
     if kept.len() != entries.len() {
         return Err(PluginError::failed(format!(
@@ -365,9 +351,7 @@ fn check_insert(
 /// scan of every pending transaction); a selection of it later is refused
 /// ([`check_nonce_order`]).
 fn check_removed(
-    gone: Vec<Bytes32>,
-    included: &[Bytes32],
-    bodies: &HashMap<Bytes32, Transaction>,
+    gone: Vec<Bytes32>, included: &[Bytes32], bodies: &HashMap<Bytes32, Transaction>,
     nonce: impl Fn(&Bytes32) -> Result<u64, StateError>,
 ) -> Result<Result<Vec<Bytes32>, PluginError>, StateError> {
     let included_set: HashSet<&Bytes32> = included.iter().collect();
@@ -409,8 +393,7 @@ fn check_removed(
 /// order selected, as the baseline's does and as a block needs to execute them. Run after
 /// [`check_selection`] (every hash pending). A state read that fails is the store's error.
 fn check_nonce_order(
-    selected: &[Bytes32],
-    bodies: &HashMap<Bytes32, Transaction>,
+    selected: &[Bytes32], bodies: &HashMap<Bytes32, Transaction>,
     nonce: impl Fn(&Bytes32) -> Result<u64, StateError>,
 ) -> Result<Result<(), PluginError>, StateError> {
     let mut next: HashMap<Bytes32, u64> = HashMap::new();
@@ -438,9 +421,7 @@ fn check_nonce_order(
 /// The host's check of an index's selection: at most `max`, each pending, none twice. A
 /// wrong answer is the provider's failure (the mempool falls back), never a corrupt store.
 fn check_selection(
-    selected: Vec<Bytes32>,
-    max: usize,
-    bodies: &HashMap<Bytes32, Transaction>,
+    selected: Vec<Bytes32>, max: usize, bodies: &HashMap<Bytes32, Transaction>,
 ) -> Result<Vec<Bytes32>, PluginError> {
     if selected.len() > max {
         return Err(PluginError::failed(format!(
@@ -490,16 +471,12 @@ mod tests {
             Err(PluginError::failed("no room"))
         }
         fn select(
-            &mut self,
-            _: u64,
-            _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+            &mut self, _: u64, _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
         ) -> Result<Vec<Bytes32>, PluginError> {
             Ok(Vec::new())
         }
         fn remove(
-            &mut self,
-            _: &[Bytes32],
-            _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
+            &mut self, _: &[Bytes32], _: &dubchain_plugin_api::slots::NonceSourceRef<'_>,
         ) -> Result<Vec<Bytes32>, PluginError> {
             Ok(Vec::new())
         }

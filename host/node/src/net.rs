@@ -195,9 +195,7 @@ fn class_of(msg: &Message) -> TrafficClass {
 /// A peer's writer: pops frames from its queue and writes them through `net.frame_send` until the
 /// queue is closed and drained; buffers no other peer shares go back to the pool.
 fn write_loop(
-    queue: &PeerQueue,
-    (send, pool): (&FrameSendSlot, &BufferPoolSlot),
-    stream: &mut TcpStream,
+    queue: &PeerQueue, (send, pool): (&FrameSendSlot, &BufferPoolSlot), stream: &mut TcpStream,
     (from, to): (usize, usize),
 ) {
     loop {
@@ -427,10 +425,7 @@ impl Network {
 /// takes them. It gets duplicates of the sockets: the host keeps its own, to close them at
 /// shutdown, or to run its threads on them if the provider refuses.
 fn with_transport(
-    slots: &Slots,
-    index: usize,
-    conns: &[(usize, TcpStream)],
-    tx: &mpsc::Sender<Inbound>,
+    slots: &Slots, index: usize, conns: &[(usize, TcpStream)], tx: &mpsc::Sender<Inbound>,
 ) -> io::Result<Option<Network>> {
     if !slots.transport.has_provider() {
         return Ok(None);
@@ -515,10 +510,7 @@ pub fn mesh(slots: &[&Slots]) -> io::Result<Vec<(Network, mpsc::Receiver<Inbound
 /// done): the `net.transport` provider's if it takes them, else a reader and a writer
 /// thread per peer; what peers send goes to `tx`.
 pub fn fixed(
-    slots: &Slots,
-    index: usize,
-    conns: Vec<(usize, TcpStream)>,
-    tx: mpsc::Sender<Inbound>,
+    slots: &Slots, index: usize, conns: Vec<(usize, TcpStream)>, tx: mpsc::Sender<Inbound>,
 ) -> io::Result<Network> {
     if let Some(network) = with_transport(slots, index, &conns, &tx)? {
         return Ok(network);

@@ -136,11 +136,7 @@ fn heard(stream: &mut TcpStream) -> io::Result<(usize, u64)> {
 /// Dials validator `peer` at `addr` and shakes hands (this node's index and head, then
 /// theirs): the connection and their head.
 fn dial(
-    addr: SocketAddr,
-    within: Duration,
-    me: usize,
-    peer: usize,
-    head: u64,
+    addr: SocketAddr, within: Duration, me: usize, peer: usize, head: u64,
 ) -> io::Result<(TcpStream, u64)> {
     let mut s = TcpStream::connect_timeout(&addr, within)?;
     hello(&mut s, me, head)?;
@@ -200,12 +196,9 @@ fn unix_ns() -> u64 {
 /// reaching it on `listener`, until `stop` (or `until_height` blocks are final); `observe`
 /// is told of every block it commits.
 pub fn run_node(
-    host: &Host,
-    workload: WorkloadConfig,
-    dir: PathBuf,
+    host: &Host, workload: WorkloadConfig, dir: PathBuf,
     (placement, listener): (&Placement, TcpListener),
-    (stop, until_height, block_time): (&AtomicBool, Option<u64>, Duration),
-    peering: Peering<'_>,
+    (stop, until_height, block_time): (&AtomicBool, Option<u64>, Duration), peering: Peering<'_>,
     observe: &(dyn Fn(&Observed) + Sync),
 ) -> Result<NodeOutcome, RunError> {
     let n = workload.validators.max(1);
@@ -356,10 +349,7 @@ pub fn run_node(
 /// A connection to every peer, handshakes done: peers with lower indices dialled, the others
 /// accepted, until all are there or `timeout` has passed.
 fn connect_all(
-    me: usize,
-    listener: &TcpListener,
-    placement: &Placement,
-    timeout: Duration,
+    me: usize, listener: &TcpListener, placement: &Placement, timeout: Duration,
 ) -> Result<Vec<(usize, TcpStream)>, RunError> {
     let deadline = std::time::Instant::now() + timeout;
     let mut conns: Vec<(usize, TcpStream)> = Vec::with_capacity(placement.peers.len());

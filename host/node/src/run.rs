@@ -181,9 +181,7 @@ impl<'a> NodeHosts<'a> {
 /// Runs `config` with the proposer on `hosts.proposer` and the validator on
 /// `hosts.validator`, calling `progress(height)` after each block.
 pub fn run_chain(
-    hosts: NodeHosts<'_>,
-    config: &ChainConfig,
-    mut progress: impl FnMut(u64),
+    hosts: NodeHosts<'_>, config: &ChainConfig, mut progress: impl FnMut(u64),
 ) -> Result<ChainReport, RunError> {
     let (host, vhost) = (hosts.proposer, hosts.validator);
     let start = Instant::now();

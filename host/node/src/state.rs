@@ -475,9 +475,7 @@ impl StateStore {
     /// re-encoded them; `codecs` is what every stored block will then be in, so it is
     /// written with the last batch of a migration, after every block is rewritten).
     pub fn rewrite_blocks(
-        &self,
-        blocks: &[(u64, Vec<u8>)],
-        codecs: Option<&BTreeSet<String>>,
+        &self, blocks: &[(u64, Vec<u8>)], codecs: Option<&BTreeSet<String>>,
     ) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
         for (height, bytes) in blocks {
@@ -758,8 +756,7 @@ impl StateStore {
     }
 
     fn storage_entries_over(
-        &self,
-        held: Vec<KvWrite>,
+        &self, held: Vec<KvWrite>,
     ) -> Result<Vec<(Bytes32, i64, i64)>, StateError> {
         self.scan_over(STORAGE, held)?
             .into_iter()
@@ -781,8 +778,7 @@ impl StateStore {
     /// Every leaf of the state, with a block's pending writes under each prefix
     /// (`held(prefix)`) laid over the store.
     fn leaves_over(
-        &self,
-        held: impl Fn(&[u8]) -> Result<Vec<KvWrite>, StateError>,
+        &self, held: impl Fn(&[u8]) -> Result<Vec<KvWrite>, StateError>,
     ) -> Result<Vec<StateLeaf>, StateError> {
         let mut leaves = Vec::new();
         for prefix in STATE_PREFIXES {
@@ -864,13 +860,8 @@ impl StateStore {
     /// `height` the first time the block touches it, then one put or delete. `storage.account_read`
     /// is told of an account write as it reaches the store (`announce`).
     fn write_through(
-        &self,
-        height: u64,
-        touched: &mut HashSet<Vec<u8>>,
-        key: &[u8],
-        value: Option<&[u8]>,
-        old: Option<&[u8]>,
-        announce: Option<AccountEntry>,
+        &self, height: u64, touched: &mut HashSet<Vec<u8>>, key: &[u8], value: Option<&[u8]>,
+        old: Option<&[u8]>, announce: Option<AccountEntry>,
     ) -> Result<(), StateError> {
         let db = &self.db;
         if !touched.contains(key) {
@@ -1052,9 +1043,7 @@ impl BlockWriter<'_> {
     }
 
     fn decode_account(
-        &self,
-        a: &Bytes32,
-        bytes: Option<Vec<u8>>,
+        &self, a: &Bytes32, bytes: Option<Vec<u8>>,
     ) -> Result<(Account, Vec<u8>), StateError> {
         match bytes {
             None => Ok((Account::default(), Vec::new())),
@@ -1068,10 +1057,7 @@ impl BlockWriter<'_> {
     /// (before any write to it): the undo entry, if the write goes through, is made from
     /// them instead of reading the store again.
     pub fn put_with_old(
-        &mut self,
-        a: &Bytes32,
-        old: &[u8],
-        account: Account,
+        &mut self, a: &Bytes32, old: &[u8], account: Account,
     ) -> Result<(), StateError> {
         let value = serde_json::to_vec(&account).expect("accounts serialise");
         self.put_raw(
@@ -1131,10 +1117,7 @@ impl BlockWriter<'_> {
 
     /// Sets `key` of `contract`'s storage to `value` (0 deletes it).
     pub fn put_storage(
-        &mut self,
-        contract: &Bytes32,
-        key: i64,
-        value: i64,
+        &mut self, contract: &Bytes32, key: i64, value: i64,
     ) -> Result<(), StateError> {
         let bytes = (value != 0).then(|| serde_json::to_vec(&value).expect("integers serialise"));
         self.put_raw(storage_key(contract, key), bytes, None, None)
@@ -1165,10 +1148,7 @@ impl BlockWriter<'_> {
     /// to the store now (the baseline). `account` is the account behind an account key, for
     /// `storage.account_read`.
     fn put_raw(
-        &mut self,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        old: Option<&[u8]>,
+        &mut self, key: Vec<u8>, value: Option<Vec<u8>>, old: Option<&[u8]>,
         account: Option<AccountEntry>,
     ) -> Result<(), StateError> {
         self.check()?;

@@ -100,9 +100,7 @@ impl Reencode for GasInjector {
     }
 
     fn parse_type_section(
-        &mut self,
-        types: &mut TypeSection,
-        section: wasmparser::TypeSectionReader<'_>,
+        &mut self, types: &mut TypeSection, section: wasmparser::TypeSectionReader<'_>,
     ) -> RResult<()> {
         utils::parse_type_section(self, types, section)?;
         types.ty().function([ValType::I64], []);
@@ -110,9 +108,7 @@ impl Reencode for GasInjector {
     }
 
     fn parse_import_section(
-        &mut self,
-        imports: &mut ImportSection,
-        section: wasmparser::ImportSectionReader<'_>,
+        &mut self, imports: &mut ImportSection, section: wasmparser::ImportSectionReader<'_>,
     ) -> RResult<()> {
         utils::parse_import_section(self, imports, section)?;
         self.gas_import(imports);
@@ -120,10 +116,7 @@ impl Reencode for GasInjector {
     }
 
     fn intersperse_section_hook(
-        &mut self,
-        module: &mut Module,
-        after: Option<SectionId>,
-        before: Option<SectionId>,
+        &mut self, module: &mut Module, after: Option<SectionId>, before: Option<SectionId>,
     ) -> RResult<()> {
         // A module without imports gets an import section right after its types.
         if !self.import_done && after == Some(SectionId::Type) && before != Some(SectionId::Import)
@@ -136,17 +129,13 @@ impl Reencode for GasInjector {
     }
 
     fn parse_custom_section(
-        &mut self,
-        _module: &mut Module,
-        _section: wasmparser::CustomSectionReader<'_>,
+        &mut self, _module: &mut Module, _section: wasmparser::CustomSectionReader<'_>,
     ) -> RResult<()> {
         Ok(())
     }
 
     fn parse_function_body(
-        &mut self,
-        code: &mut CodeSection,
-        func: FunctionBody<'_>,
+        &mut self, code: &mut CodeSection, func: FunctionBody<'_>,
     ) -> RResult<()> {
         let gas = self.gas_function();
         meter_body(self, code, func, |cost| {
@@ -160,9 +149,7 @@ impl Reencode for GasInjector {
 /// operators themselves re-encoded by `r` (so index shifts apply). The rewrites differ only
 /// in how they charge: this one calls the host, a `vm.metering` provider may do otherwise.
 pub fn meter_body<R: Reencode>(
-    r: &mut R,
-    code: &mut CodeSection,
-    func: FunctionBody<'_>,
+    r: &mut R, code: &mut CodeSection, func: FunctionBody<'_>,
     charge: impl Fn(u64) -> Vec<Instruction<'static>>,
 ) -> Result<(), ReencodeError<R::Error>> {
     let mut f = r.new_function_with_parsed_locals(&func)?;

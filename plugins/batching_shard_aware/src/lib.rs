@@ -106,9 +106,7 @@ type Outcome = (Vec<RResult<(), TxFailure>>, Vec<AccountEntry>);
 
 /// The run in block order on this thread, over the accounts read before it.
 fn in_order(
-    pre: &[AccountEntry],
-    txs: &[Transaction],
-    proposer: &Bytes32,
+    pre: &[AccountEntry], txs: &[Transaction], proposer: &Bytes32,
 ) -> Result<Outcome, PluginError> {
     let mut overlay = Overlay::new(pre);
     let mut results = Vec::with_capacity(txs.len());
@@ -121,10 +119,7 @@ fn in_order(
 
 impl BlockExecution for ShardAware {
     fn execute_block(
-        &self,
-        txs: &[Transaction],
-        proposer: &Bytes32,
-        state: &AccountStoreRef<'_>,
+        &self, txs: &[Transaction], proposer: &Bytes32, state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call; the final state of each
         // written account written once, in key order, in one call.
@@ -138,10 +133,7 @@ impl BlockExecution for ShardAware {
 impl ShardAware {
     /// The run over `pre` (the state before it of every account it may touch).
     fn run(
-        &self,
-        pre: &[AccountEntry],
-        txs: &[Transaction],
-        proposer: &Bytes32,
+        &self, pre: &[AccountEntry], txs: &[Transaction], proposer: &Bytes32,
     ) -> Result<Outcome, PluginError> {
         let touches_proposer = txs.iter().any(|t| t.access_list.contains(proposer));
         if txs.len() < PARALLEL_MIN || touches_proposer {

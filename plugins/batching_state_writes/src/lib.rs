@@ -30,10 +30,7 @@ pub struct WriteSet;
 
 impl BlockExecution for WriteSet {
     fn execute_block(
-        &self,
-        txs: &[Transaction],
-        proposer: &Bytes32,
-        state: &AccountStoreRef<'_>,
+        &self, txs: &[Transaction], proposer: &Bytes32, state: &AccountStoreRef<'_>,
     ) -> Result<Vec<RResult<(), TxFailure>>, PluginError> {
         // Every account the run may touch, read once in one call; the run executes in this
         // plugin's memory (`Overlay`: what was read, and what the run wrote).

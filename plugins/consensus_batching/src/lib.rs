@@ -54,10 +54,7 @@ pub struct RunValidator;
 
 impl BlockValidation for RunValidator {
     fn check_run(
-        &self,
-        head_height: u64,
-        head_hash: &Bytes32,
-        blocks: &[Block],
+        &self, head_height: u64, head_hash: &Bytes32, blocks: &[Block],
     ) -> Result<Vec<BlockCheck>, PluginError> {
         // Every signature of the run, in one parallel pass over chunks (flattened, so a
         // block's last signatures do not leave a core idle), through crypto.sig_verify.

@@ -88,10 +88,7 @@ struct Shard(Mutex<HashMap<u64, Height>>);
 
 impl VoteTally for Tally {
     fn record(
-        &self,
-        height: u64,
-        block: &Bytes32,
-        validator: u32,
+        &self, height: u64, block: &Bytes32, validator: u32,
     ) -> Result<Option<u64>, PluginError> {
         let Some(&stake) = self.stakes.get(validator as usize) else {
             return Ok(None);

@@ -105,9 +105,7 @@ impl TxIndex for Index {
     }
 
     fn select(
-        &mut self,
-        max: u64,
-        nonces: &NonceSourceRef<'_>,
+        &mut self, max: u64, nonces: &NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, PluginError> {
         let taken = HashSet::new();
         let mut heap: BinaryHeap<(Rank, Bytes32, u64)> = BinaryHeap::new();
@@ -133,9 +131,7 @@ impl TxIndex for Index {
     }
 
     fn remove(
-        &mut self,
-        included: &[Bytes32],
-        nonces: &NonceSourceRef<'_>,
+        &mut self, included: &[Bytes32], nonces: &NonceSourceRef<'_>,
     ) -> Result<Vec<Bytes32>, PluginError> {
         // Every nonce first: a failing lookup changes nothing.
         let next = self.next_nonces(nonces)?;

@@ -295,9 +295,7 @@ use dubchain_plugin_api::sig::verify_item as verify_strict;
 
 impl SigVerify for ParallelVerifier {
     fn verify_batch(
-        &self,
-        items: &[SigItem<'_>],
-        _next: &Next<'_>,
+        &self, items: &[SigItem<'_>], _next: &Next<'_>,
     ) -> Result<Vec<bool>, PluginError> {
         Ok(self.verify(items))
     }

@@ -78,8 +78,7 @@ impl VerificationCache {
 
     /// Verdicts for `items`, asking `below` only for those not remembered.
     pub fn verify(
-        &self,
-        items: &[SigItem<'_>],
+        &self, items: &[SigItem<'_>],
         below: impl FnOnce(&[SigItem<'_>]) -> Result<Vec<bool>, PluginError>,
     ) -> Result<Vec<bool>, PluginError> {
         let keys: Vec<[u8; 32]> = items.iter().map(|i| self.key(i)).collect();
@@ -123,9 +122,7 @@ impl VerificationCache {
 
 impl SigVerify for VerificationCache {
     fn verify_batch(
-        &self,
-        items: &[SigItem<'_>],
-        next: &Next<'_>,
+        &self, items: &[SigItem<'_>], next: &Next<'_>,
     ) -> Result<Vec<bool>, PluginError> {
         self.verify(items, |asked| next.verify_batch(asked))
     }

@@ -199,8 +199,7 @@ pub fn decode_one(payload: &[u8]) -> Result<Transaction, String> {
 
 impl TxDecode for Decoder {
     fn decode(
-        &self,
-        payloads: &[RSlice<'_, u8>],
+        &self, payloads: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Transaction, String>>, PluginError> {
         Ok(payloads.iter().map(|p| decode_one(p)).collect())
     }

@@ -152,9 +152,7 @@ impl Transport for AsyncIo {
     type Connections = AsyncConnections;
 
     fn connect(
-        &self,
-        peers: &[PeerSocket],
-        inbound: InboundSinkBox,
+        &self, peers: &[PeerSocket], inbound: InboundSinkBox,
     ) -> Result<AsyncConnections, PluginError> {
         // Every descriptor is owned from here on, taken or not.
         let sockets: Vec<(u32, std::net::TcpStream)> = peers
@@ -280,10 +278,7 @@ impl Drop for AsyncConnections {
 /// sending, the host's inbox is gone, delivery is closed, or a fault (reported, and the
 /// writer told to drop the peer).
 async fn read_peer(
-    mut r: OwnedReadHalf,
-    peer: u32,
-    inbound: Arc<InboundSinkBox>,
-    open: Arc<RwLock<bool>>,
+    mut r: OwnedReadHalf, peer: u32, inbound: Arc<InboundSinkBox>, open: Arc<RwLock<bool>>,
     drop_peer: Arc<Notify>,
 ) {
     let fault = loop {
@@ -346,11 +341,8 @@ async fn read_frame(r: &mut OwnedReadHalf) -> Result<Option<Vec<u8>>, String> {
 /// until the queue is closed (then its side of the connection is closed) or the peer is
 /// dropped or gone.
 async fn write_peer(
-    mut w: OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<Vec<SharedFrame>>,
-    drop_peer: Arc<Notify>,
-    limit: usize,
-    written: std_mpsc::Sender<()>,
+    mut w: OwnedWriteHalf, mut queue: mpsc::UnboundedReceiver<Vec<SharedFrame>>,
+    drop_peer: Arc<Notify>, limit: usize, written: std_mpsc::Sender<()>,
 ) {
     let mut buffer: Vec<u8> = Vec::with_capacity(limit);
     let mut ready: Vec<Vec<SharedFrame>> = Vec::new();

@@ -59,8 +59,7 @@ impl RecordCodec for BinaryCodec {
     }
 
     fn decode(
-        &self,
-        values: &[RSlice<'_, u8>],
+        &self, values: &[RSlice<'_, u8>],
     ) -> Result<Vec<Result<Record, PluginError>>, PluginError> {
         Ok(values
             .iter()

@@ -191,10 +191,7 @@ impl IncrementalRoot {
 
 impl StateRoot for IncrementalRoot {
     fn root(
-        &self,
-        parent: &Bytes32,
-        changes: &[LeafChange],
-        all: &LeafSourceRef<'_>,
+        &self, parent: &Bytes32, changes: &[LeafChange], all: &LeafSourceRef<'_>,
     ) -> Result<Bytes32, PluginError> {
         let tree = match self.find(parent)? {
             Some(tree) => apply(&tree, changes, 0),

@@ -100,10 +100,7 @@ impl Cache {
 
 impl AccountRead for Cache {
     fn get(
-        &self,
-        store: u64,
-        accounts: &[Bytes32],
-        out: &mut [AccountState],
+        &self, store: u64, accounts: &[Bytes32], out: &mut [AccountState],
         below: &AccountSourceRef<'_>,
     ) -> Result<(), PluginError> {
         let (mut misses, mut promote) = (Vec::new(), Vec::new());

@@ -40,8 +40,7 @@ pub struct BlockSet {
 impl BlockSet {
     /// The held writes whose keys start with `prefix`, in key order.
     fn sorted<'a>(
-        writes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
-        prefix: &[u8],
+        writes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>, prefix: &[u8],
     ) -> Vec<KvWrite> {
         let mut out: Vec<KvWrite> = writes
             .filter(|(k, _)| k.starts_with(prefix))
@@ -59,10 +58,7 @@ impl BlockWrites for BlockSet {
     /// Every write is held (none goes through): the block reaches the store in the host's
     /// one atomic batch, with no undo entries, at the commit.
     fn write(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        _through: &WriteThroughRef<'_>,
+        &mut self, key: &[u8], value: Option<&[u8]>, _through: &WriteThroughRef<'_>,
     ) -> Result<(), PluginError> {
         let value = value.map(<[u8]>::to_vec);
         match self.writes.get_mut(key) {

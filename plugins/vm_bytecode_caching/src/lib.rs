@@ -100,10 +100,7 @@ impl CodeCache {
 
 impl CodeLoader for CodeCache {
     fn load(
-        &self,
-        contract: &Bytes32,
-        code_hash: &Bytes32,
-        source: &CodeSourceRef<'_>,
+        &self, contract: &Bytes32, code_hash: &Bytes32, source: &CodeSourceRef<'_>,
     ) -> Result<LoadedCode, PluginError> {
         if let Some(hit) = self.lookup(code_hash)? {
             return Ok(hit);

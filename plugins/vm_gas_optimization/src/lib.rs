@@ -126,9 +126,7 @@ impl Reencode for GlobalInjector {
     type Error = std::convert::Infallible;
 
     fn parse_global_section(
-        &mut self,
-        globals: &mut GlobalSection,
-        section: wasmparser::GlobalSectionReader<'_>,
+        &mut self, globals: &mut GlobalSection, section: wasmparser::GlobalSectionReader<'_>,
     ) -> RResult<()> {
         utils::parse_global_section(self, globals, section)?;
         self.gas_global(globals);
@@ -136,9 +134,7 @@ impl Reencode for GlobalInjector {
     }
 
     fn parse_export_section(
-        &mut self,
-        exports: &mut ExportSection,
-        section: wasmparser::ExportSectionReader<'_>,
+        &mut self, exports: &mut ExportSection, section: wasmparser::ExportSectionReader<'_>,
     ) -> RResult<()> {
         utils::parse_export_section(self, exports, section)?;
         self.gas_export(exports);
@@ -146,10 +142,7 @@ impl Reencode for GlobalInjector {
     }
 
     fn intersperse_section_hook(
-        &mut self,
-        module: &mut Module,
-        _after: Option<SectionId>,
-        before: Option<SectionId>,
+        &mut self, module: &mut Module, _after: Option<SectionId>, before: Option<SectionId>,
     ) -> RResult<()> {
         // A module without globals gets a global section where one would stand, and one
         // without exports an export section (a contract always exports `call`, but the
@@ -169,17 +162,13 @@ impl Reencode for GlobalInjector {
     }
 
     fn parse_custom_section(
-        &mut self,
-        _module: &mut Module,
-        _section: wasmparser::CustomSectionReader<'_>,
+        &mut self, _module: &mut Module, _section: wasmparser::CustomSectionReader<'_>,
     ) -> RResult<()> {
         Ok(())
     }
 
     fn parse_function_body(
-        &mut self,
-        code: &mut CodeSection,
-        func: FunctionBody<'_>,
+        &mut self, code: &mut CodeSection, func: FunctionBody<'_>,
     ) -> RResult<()> {
         let gas = self.gas;
         meter_body(self, code, func, |cost| {

@@ -165,9 +165,7 @@ impl JitCache {
 
 impl ModuleCache for JitCache {
     fn run(
-        &self,
-        r: &CallRequest<'_>,
-        storage: &ContractStoreRef<'_>,
+        &self, r: &CallRequest<'_>, storage: &ContractStoreRef<'_>,
     ) -> Result<CallResult, PluginError> {
         let vm = self.vm.get();
         let module = match self.lookup(&r.key)? {

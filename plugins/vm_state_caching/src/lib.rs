@@ -96,11 +96,7 @@ impl StateCache {
 
 impl ContractState for StateCache {
     fn get(
-        &self,
-        store: u64,
-        contract: &Bytes32,
-        key: i64,
-        below: &ContractStoreRef<'_>,
+        &self, store: u64, contract: &Bytes32, key: i64, below: &ContractStoreRef<'_>,
     ) -> Result<i64, PluginError> {
         let slot = (store, *contract, key);
         let epoch = {

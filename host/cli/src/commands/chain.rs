@@ -105,11 +105,7 @@ pub fn migrate(s: &Session, data_dir: &Path, codec: &str) -> Result<ExitCode> {
 }
 
 pub fn commit_race(
-    s: &Session,
-    data_dir: &Path,
-    committers: u32,
-    commits: u64,
-    check: bool,
+    s: &Session, data_dir: &Path, committers: u32, commits: u64, check: bool,
 ) -> Result<ExitCode> {
     use std::io::Write;
     if data_dir.exists() && !data_dir.is_dir() {

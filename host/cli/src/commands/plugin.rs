@@ -65,9 +65,7 @@ pub fn serve(manifest: &Path, deadlines: dubchain_host::loader::Deadlines) -> Re
 }
 
 pub fn verify_child(
-    manifest: &Path,
-    library: &Path,
-    quick_ratio: Option<&str>,
+    manifest: &Path, library: &Path, quick_ratio: Option<&str>,
 ) -> Result<ExitCode> {
     verify::run_child(manifest, library, quick_ratio);
     Ok(ExitCode::SUCCESS)

@@ -26,10 +26,7 @@ const SEEDS: [u64; 4] = [0x51, 0x52, 0x53, 0x54];
 /// `check` on the top provider of `slot`, at each of [`SEEDS`] with `scale` times the
 /// self-test's work: one case per seed, named after `what`.
 pub fn seeded<B>(
-    slot: &Slot<B>,
-    what: &str,
-    scale: usize,
-    check: fn(&B, Depth) -> Result<(), String>,
+    slot: &Slot<B>, what: &str, scale: usize, check: fn(&B, Depth) -> Result<(), String>,
 ) -> Vec<CaseResult> {
     let providers = slot.providers();
     let Some(top) = providers.last() else {
@@ -78,9 +75,7 @@ pub fn check_contract_state(host: &Host) -> Vec<CaseResult> {
 /// A rollback of `store` in a model of several stores: its contents return to those it had
 /// in one of `snapshots` (empty when none was taken). The other stores keep theirs.
 fn roll_back<K: Eq + Hash + Clone, V: Clone>(
-    model: &Mutex<HashMap<(u64, K), V>>,
-    snapshots: &[HashMap<(u64, K), V>],
-    rng: &mut ChaCha20Rng,
+    model: &Mutex<HashMap<(u64, K), V>>, snapshots: &[HashMap<(u64, K), V>], rng: &mut ChaCha20Rng,
     store: u64,
 ) {
     let earlier = match snapshots.len() {
@@ -97,12 +92,9 @@ fn roll_back<K: Eq + Hash + Clone, V: Clone>(
 /// checked by the caller), 6 a write batch (`write`, which updates `model` and announces
 /// it), 1 a snapshot of `model`, and 1 a rollback (`model` back to a snapshot, then `reset`).
 fn script<K: Eq + Hash + Clone, V: Clone>(
-    seed: u64,
-    steps: u32,
-    model: &Mutex<HashMap<(u64, K), V>>,
+    seed: u64, steps: u32, model: &Mutex<HashMap<(u64, K), V>>,
     mut read: impl FnMut(&mut ChaCha20Rng, u32, u64) -> Result<(), String>,
-    mut write: impl FnMut(&mut ChaCha20Rng, u64),
-    reset: impl Fn(u64),
+    mut write: impl FnMut(&mut ChaCha20Rng, u64), reset: impl Fn(u64),
 ) -> Result<(), String> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut snapshots = Vec::new();

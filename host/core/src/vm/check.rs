@@ -64,8 +64,7 @@ fn storage_error(e: super::StorageError) -> String {
 /// baseline pipeline gives (result, writes, gas, trap) for every input at every limit of
 /// `limits(gas the call needs)`.
 pub fn metered_calls(
-    modules: &[TestModule],
-    limits: fn(u64) -> Vec<u64>,
+    modules: &[TestModule], limits: fn(u64) -> Vec<u64>,
     instrument: impl Fn(&[u8]) -> Result<Metered, String>,
 ) -> Result<(), String> {
     let (vm, st) = (Vm::shared(), storage());
@@ -98,8 +97,7 @@ pub fn metered_calls(
 /// repeated) for every input at every limit of `limits(gas the call needs)`, must give what
 /// the host's own run gives.
 pub fn cached_calls(
-    modules: &[TestModule],
-    limits: fn(u64) -> Vec<u64>,
+    modules: &[TestModule], limits: fn(u64) -> Vec<u64>,
     run: impl Fn(&CallRequest<'_>, ContractStoreRef<'_>) -> Result<CallResult, String>,
 ) -> Result<(), String> {
     let (vm, st) = (Vm::shared(), storage());
@@ -123,9 +121,7 @@ pub fn cached_calls(
 
 /// One call of metered `wasm` through `run`, checked against the host's run of it.
 pub fn call_once(
-    wasm: &[u8],
-    input: i64,
-    gas: u64,
+    wasm: &[u8], input: i64, gas: u64,
     run: impl Fn(&CallRequest<'_>, ContractStoreRef<'_>) -> Result<CallResult, String>,
 ) -> Result<(), String> {
     let (vm, st) = (Vm::shared(), storage());
@@ -179,8 +175,7 @@ pub fn stored_codes() -> Vec<StoredCode> {
 /// `vm.code_loader`: `code` stored at `contract`, loaded by `load` twice, must give the
 /// baseline's answer both times.
 pub fn loads(
-    contract: &Bytes32,
-    code: &[u8],
+    contract: &Bytes32, code: &[u8],
     load: impl Fn(&Bytes32, &Bytes32, CodeSourceRef<'_>) -> Result<LoadedCode, String>,
 ) -> Result<(), String> {
     let hash = Bytes32(Sha256::digest(code).into());

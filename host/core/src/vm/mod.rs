@@ -265,12 +265,7 @@ impl Vm {
     /// The baseline pipeline on code already in hand: validates it, meters it with host
     /// calls ([`meter::instrument`]) and [`Self::run`]s it.
     pub fn call(
-        &self,
-        code: &[u8],
-        contract: Bytes32,
-        input: i64,
-        gas: u64,
-        storage: &dyn ContractStorage,
+        &self, code: &[u8], contract: Bytes32, input: i64, gas: u64, storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
         if let Err(e) = validate_code(code) {
             return Ok(CallOutcome::failed(0, CallFailure::Invalid(e)));
@@ -286,12 +281,7 @@ impl Vm {
     /// which compiles on every call. An `Err` is a storage failure under a host function
     /// (the node's problem, not the call's).
     pub fn run(
-        &self,
-        wasm: &[u8],
-        counter: GasCounter,
-        contract: Bytes32,
-        input: i64,
-        gas: u64,
+        &self, wasm: &[u8], counter: GasCounter, contract: Bytes32, input: i64, gas: u64,
         storage: &dyn ContractStorage,
     ) -> Result<CallOutcome, StorageError> {
         match self.compile(wasm) {
@@ -347,12 +337,7 @@ impl Vm {
     /// pooled VM without a free slot, or a failure any VM would have), for a caller that
     /// then runs the call on an on-demand VM, whose answer is [`Vm::run`]'s either way.
     pub fn run_compiled(
-        &self,
-        module: &Compiled,
-        counter: GasCounter,
-        contract: Bytes32,
-        input: i64,
-        gas: u64,
+        &self, module: &Compiled, counter: GasCounter, contract: Bytes32, input: i64, gas: u64,
         storage: &dyn ContractStorage,
     ) -> Ran {
         let gas = gas.min(i64::MAX as u64);
@@ -507,12 +492,7 @@ impl ContractStorage for SlotStorage<'_> {
 /// store). The caller applies the writes of a call that returned, and tells `vm.contract_state`
 /// ([`crate::slot::ContractStateSlot::written`]).
 pub fn call_contract(
-    slots: &Slots,
-    vm: &Vm,
-    host: &dyn ContractHost,
-    contract: &Bytes32,
-    input: i64,
-    gas: u64,
+    slots: &Slots, vm: &Vm, host: &dyn ContractHost, contract: &Bytes32, input: i64, gas: u64,
 ) -> Result<CallOutcome, StorageError> {
     let loaded = load_code(slots, host, contract)?;
     let code = match loaded {
@@ -561,9 +541,7 @@ pub fn call_contract(
 
 /// The code of `contract`, loaded and validated through `vm.code_loader`.
 fn load_code(
-    slots: &Slots,
-    host: &dyn ContractHost,
-    contract: &Bytes32,
+    slots: &Slots, host: &dyn ContractHost, contract: &Bytes32,
 ) -> Result<LoadedCode, StorageError> {
     if slots.code_loader.has_provider() {
         let Some(hash) = host.code_hash(contract)? else {
