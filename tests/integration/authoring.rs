@@ -5,7 +5,9 @@ use std::{path::Path, process::Command, time::Duration};
 
 use dubchain_host::testing::TestHost;
 use dubchain_plugin_api::slots::{self, SIG_VERIFY};
-use dubchain_tests::{checkout, dubchain_perf, first_party_manifest, manifest_text, PluginDir};
+use dubchain_tests::{
+    assert_mentions, checkout, dubchain_perf, first_party_manifest, manifest_text, PluginDir,
+};
 
 /// Runs `dubchain-perf plugin verify` on `dir`; returns (success, stdout).
 fn verify(dir: &Path) -> (bool, String) {
@@ -69,7 +71,7 @@ fn verify_passes_the_first_party_plugins() {
     for name in ["crypto_parallel_verification", "storage_binary_formats"] {
         let (ok, out) = verify(package(name, &first_party_manifest(name)).path());
         assert!(ok, "{out}");
-        assert!(out.contains("PASS  load: library, ABI layout"), "{out}");
+        assert_mentions(&out, &["PASS  load: library, ABI layout"]);
         assert!(
             out.contains("adversarial among valid") || out.contains("corrupt values are errors"),
             "{out}"
@@ -86,13 +88,13 @@ fn verify_rejects_a_wrong_answer_on_an_adversarial_input() {
     let name = "fixture_nonstrict";
     let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("FAIL") && out.contains("small-order key and R, s = 0"),
-        "{out}"
-    );
-    assert!(
-        out.contains("baseline says false, plugin says Some(true)"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &[
+            "FAIL",
+            "small-order key and R, s = 0",
+            "baseline says false, plugin says Some(true)",
+        ],
     );
     assert!(out.ends_with("verdict: FAIL\n"), "{out}");
 }
@@ -102,7 +104,7 @@ fn verify_rejects_a_plugin_that_panics() {
     let name = "fixture_panics";
     let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
     assert!(!ok, "{out}");
-    assert!(out.contains("the plugin failed and the baseline answered: plugin panicked: fixture_panics panics on purpose"), "{out}");
+    assert_mentions(&out, &["the plugin failed and the baseline answered: plugin panicked: fixture_panics panics on purpose"]);
 }
 
 #[test]
@@ -110,9 +112,9 @@ fn verify_survives_a_plugin_that_crashes_its_process() {
     let name = "fixture_aborts";
     let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
     assert!(!ok, "{out}");
-    assert!(
-        out.contains("FAIL  the plugin crashed the verifier's child process (killed by signal 6)"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &["FAIL  the plugin crashed the verifier's child process (killed by signal 6)"],
     );
     assert!(out.ends_with("verdict: FAIL\n"), "{out}");
 }

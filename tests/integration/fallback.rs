@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dubchain_host::{baseline, host::PluginState, workload, Host};
 use dubchain_plugin_api::slots::{GasCounter, SIG_VERIFY};
-use dubchain_tests::{load, test_host, PluginDir};
+use dubchain_tests::{assert_mentions, load, test_host, PluginDir};
 
 fn items() -> workload::SignatureSet {
     workload::signature_set(11, 30, true)
@@ -277,7 +277,7 @@ fn an_isolated_plugin_that_does_not_answer_is_cut_off_at_its_deadline() {
         .last()
         .and_then(|p| p.last_error.lock().unwrap().clone())
         .unwrap_or_default();
-    assert!(error.contains("no answer within 1s"), "{error}");
+    assert_mentions(&error, &["no answer within 1s"]);
 }
 
 /// A plugin that takes its process down, isolated: the node lives on, every call is
@@ -333,10 +333,12 @@ fn isolated_plugins_answer_as_in_the_host_and_the_rest_are_refused_isolation() {
     let [refused]: [dubchain_host::loader::LoadError; 1] =
         report.failed.try_into().expect("one refusal");
     let text = refused.to_string();
-    assert!(
-        text.contains("storage_write_batching")
-            && text.contains("`storage.block_commit`, which cannot be isolated"),
-        "{text}"
+    assert_mentions(
+        &text,
+        &[
+            "storage_write_batching",
+            "`storage.block_commit`, which cannot be isolated",
+        ],
     );
     let txs = workload::tx_batch(0x150, 120, true);
     assert_eq!(

@@ -12,7 +12,7 @@ use std::{
 
 use dubchain_host::{baseline, testing::TestHost, workload};
 use dubchain_plugin_api::slots::SIG_VERIFY;
-use dubchain_tests::{first_party_manifest, library, manifest_text, rebuilt};
+use dubchain_tests::{assert_mentions, first_party_manifest, library, manifest_text, rebuilt};
 
 const PLUGIN: &str = "crypto_parallel_verification";
 const WAIT: Duration = Duration::from_secs(20);
@@ -263,9 +263,11 @@ fn run_watch_keeps_the_node_running_and_prints_each_swap() {
     let status = child.wait().unwrap();
     let text = rest.join("\n");
     assert!(status.success(), "{text}");
-    assert!(
-        text.contains("swapped in storage_binary_formats@0.1.0#"),
-        "{text}"
+    assert_mentions(
+        &text,
+        &[
+            "swapped in storage_binary_formats@0.1.0#",
+            "stopped at block",
+        ],
     );
-    assert!(text.contains("stopped at block"), "{text}");
 }

@@ -9,7 +9,10 @@ use dubchain_host::{
     workload,
 };
 use dubchain_plugin_api::slots::SIG_VERIFY;
-use dubchain_tests::{first_party_manifest, library, load, manifest_text, test_host, PluginDir};
+use dubchain_tests::{
+    assert_mentions, first_party_manifest, library, load, manifest_text, succeeded, test_host,
+    PluginDir,
+};
 
 /// The host answers `crypto.sig_verify` exactly as the baseline does.
 fn assert_serves_baseline_answers(host: &dubchain_host::Host) {
@@ -25,6 +28,14 @@ fn assert_serves_baseline_answers(host: &dubchain_host::Host) {
 /// returns the single load error.
 fn load_error(name: &str, extra: &str, config: &str) -> (LoadError, dubchain_host::Host) {
     load_error_on(test_host(), name, extra, config)
+}
+
+/// The error loading fixture `name` (with `extra` manifest lines and `config`) fails with,
+/// which must say `phrase`.
+fn load_fails(name: &str, extra: &str, config: &str, phrase: &str) -> LoadError {
+    let (e, _) = load_error(name, extra, config);
+    assert_mentions(&e.to_string(), &[phrase]);
+    e
 }
 
 fn load_error_on(
@@ -100,7 +111,7 @@ fn missing_library() {
         msg.contains(&manifest.display().to_string()),
         "names the manifest: {msg}"
     );
-    assert!(msg.contains("does not exist"), "{msg}");
+    assert_mentions(&msg, &["does not exist"]);
     assert_serves_baseline_answers(&host);
 }
 
@@ -117,7 +128,7 @@ fn sha256_mismatch() {
     assert_eq!(expected, &pin);
     let bytes = std::fs::read(library("fixture_panics")).unwrap();
     assert_eq!(found, &dubchain_host::loader::sha256_hex(&bytes));
-    assert!(e.to_string().contains("but the manifest pins 0000"), "{e}");
+    assert_mentions(&e.to_string(), &["but the manifest pins 0000"]);
 }
 
 #[test]
@@ -138,13 +149,13 @@ fn correct_sha256_pin_loads() {
 
 #[test]
 fn not_a_plugin() {
-    let (e, _) = load_error("fixture_not_a_plugin", "", "");
-    assert!(matches!(e, LoadError::NotAPlugin { .. }), "{e}");
-    assert!(
-        e.to_string()
-            .contains("is not a DubChain plugin: it does not export the root module symbol"),
-        "{e}"
+    let e = load_fails(
+        "fixture_not_a_plugin",
+        "",
+        "",
+        "is not a DubChain plugin: it does not export the root module symbol",
     );
+    assert!(matches!(e, LoadError::NotAPlugin { .. }), "{e}");
 }
 
 #[test]
@@ -216,10 +227,9 @@ fn a_library_cut_short_is_refused_before_it_is_mapped() {
             "{what}: {e}"
         );
         if what.contains("no section headers") {
-            assert!(
-                e.to_string()
-                    .contains("it is cut short: a segment needs its bytes"),
-                "{e}"
+            assert_mentions(
+                &e.to_string(),
+                &["it is cut short: a segment needs its bytes"],
             );
         }
         assert_serves_baseline_answers(&host);
@@ -231,21 +241,19 @@ fn abi_mismatch() {
     let (e, _) = load_error("fixture_abi_mismatch", "", "");
     assert!(matches!(e, LoadError::AbiMismatch { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains("has an incompatible ABI"), "{msg}");
-    assert!(
-        msg.contains("rebuild it against dubchain-plugin-api 0.3.3"),
-        "{msg}"
+    assert_mentions(
+        &msg,
+        &[
+            "has an incompatible ABI",
+            "rebuild it against dubchain-plugin-api 0.3.3",
+        ],
     );
 }
 
 #[test]
 fn api_version_mismatch() {
-    let (e, _) = load_error("fixture_api_mismatch", "", "");
+    let e = load_fails("fixture_api_mismatch", "", "", "was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.3.3; rebuild it against dubchain-plugin-api 0.3.3");
     assert!(matches!(e, LoadError::ApiMismatch { .. }), "{e}");
-    assert!(
-        e.to_string().contains("was compiled for dubchain-plugin-api 9.0.0, which is not compatible with this host's 0.3.3; rebuild it against dubchain-plugin-api 0.3.3"),
-        "{e}"
-    );
 }
 
 #[test]
@@ -277,10 +285,9 @@ fn slot_not_exported() {
     let report = load(&host, &dir, &["fixture_panics"], "");
     let e = &report.failed[0];
     assert!(matches!(e, LoadError::MissingSlot { .. }), "{e}");
-    assert!(
-        e.to_string()
-            .contains("the manifest says it provides `storage.record_codec`"),
-        "{e}"
+    assert_mentions(
+        &e.to_string(),
+        &["the manifest says it provides `storage.record_codec`"],
     );
 }
 
@@ -298,21 +305,21 @@ fn panic_in_init() {
         panic!("{e}")
     };
     assert_eq!(error.kind, dubchain_plugin_api::ErrorKind::Panicked);
-    assert!(
-        e.to_string()
-            .contains("plugin panicked: fixture_panics panics in init on purpose"),
-        "{e}"
+    assert_mentions(
+        &e.to_string(),
+        &["plugin panicked: fixture_panics panics in init on purpose"],
     );
 }
 
 #[test]
 fn slow_init() {
-    let (e, _) = load_error("fixture_slow_init", "", "init_ms = 60000\n");
-    assert!(matches!(e, LoadError::InitTimeout { .. }), "{e}");
-    assert!(
-        e.to_string().contains("init did not finish within 1.5s"),
-        "{e}"
+    let e = load_fails(
+        "fixture_slow_init",
+        "",
+        "init_ms = 60000\n",
+        "init did not finish within 1.5s",
     );
+    assert!(matches!(e, LoadError::InitTimeout { .. }), "{e}");
 }
 
 #[test]
@@ -425,10 +432,9 @@ fn a_slow_library_constructor_is_reported_at_the_deadline_of_opening() {
         ),
         "{e}"
     );
-    assert!(
-        e.to_string()
-            .contains("opening the library (its constructors run) did not finish within 1s"),
-        "{e}"
+    assert_mentions(
+        &e.to_string(),
+        &["opening the library (its constructors run) did not finish within 1s"],
     );
     // Until the constructor returns, another load waits for the loader's lock and is
     // reported at its own deadline; then loading goes on.
@@ -484,13 +490,13 @@ fn with_pins_required_an_unpinned_manifest_is_refused_and_the_refusal_gives_the_
 
 #[test]
 fn wrong_answers_fail_the_self_test() {
-    let (e, _) = load_error("fixture_wrong_answer", "", "");
-    assert!(matches!(e, LoadError::SelfTestFailed { .. }), "{e}");
-    assert!(
-        e.to_string()
-            .contains("baseline says false, plugin says Some(true)"),
-        "{e}"
+    let e = load_fails(
+        "fixture_wrong_answer",
+        "",
+        "",
+        "baseline says false, plugin says Some(true)",
     );
+    assert!(matches!(e, LoadError::SelfTestFailed { .. }), "{e}");
 }
 
 #[test]
@@ -582,22 +588,15 @@ fn run_refuses_a_comparison_when_a_requested_plugin_fails_to_load() {
     let refused = run(&[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("fixture_wrong_answer failed to load"),
-        "{stderr}"
+    assert_mentions(
+        &stderr,
+        &["fixture_wrong_answer failed to load", "--allow-missing"],
     );
-    assert!(stderr.contains("--allow-missing"), "{stderr}");
     assert!(!tmp.path().join("out/run.json").exists(), "nothing was run");
 
     let allowed = run(&["--allow-missing"]);
-    let stdout = String::from_utf8_lossy(&allowed.stdout);
-    assert!(
-        allowed.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&allowed.stderr)
-    );
-    assert!(stdout.contains("MISSING"), "{stdout}");
-    assert!(stdout.contains("fixture_wrong_answer"), "{stdout}");
+    let stdout = succeeded(&allowed, "run --allow-missing");
+    assert_mentions(&stdout, &["MISSING", "fixture_wrong_answer"]);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("out/run.json")).unwrap()).unwrap();
     assert_eq!(json["missing"][0], "fixture_wrong_answer");
@@ -626,12 +625,7 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
     dir.add_fixture("fixture_api_mismatch", "crypto.sig_verify", "");
     let tmp = tempfile::tempdir().unwrap();
     let out = small_run(&dir, tmp.path(), "network_async_io", "3", "2", &[]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out, "run");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("out/run.json")).unwrap()).unwrap();
     assert_eq!(json["identical"], true);
@@ -682,13 +676,15 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
         "{json}"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("leaves off, each alone"), "{stdout}");
+    assert_mentions(&stdout, &["leaves off, each alone"]);
     let md = std::fs::read_to_string(tmp.path().join("out/run.md")).unwrap();
-    assert!(
-        md.contains("| network_async_io.transport_256 | network_async_io |")
-            && md.contains("leaves off")
-            && md.contains("| storage_binary_formats.record_decode | storage_binary_formats |"),
-        "{md}"
+    assert_mentions(
+        &md,
+        &[
+            "| network_async_io.transport_256 | network_async_io |",
+            "leaves off",
+            "| storage_binary_formats.record_decode | storage_binary_formats |",
+        ],
     );
     // What the figures mean is in the report, not only on the terminal.
     assert!(
@@ -697,9 +693,9 @@ fn the_main_jobs_node_processes_load_the_session_plugins_or_none() {
             && stdout.contains(dubchain_host::measure::CASE_TABLE_NOTE),
         "{md}"
     );
-    assert!(
-        stdout.contains("not measured: fixture_api_mismatch (off in the profile) did not load"),
-        "{stdout}"
+    assert_mentions(
+        &stdout,
+        &["not measured: fixture_api_mismatch (off in the profile) did not load"],
     );
 }
 
@@ -744,10 +740,7 @@ fn listing_and_planning_run_no_plugin_code() {
     let loaded = perf(&["list", "--load"]);
     let text = String::from_utf8_lossy(&loaded.stdout).into_owned()
         + &String::from_utf8_lossy(&loaded.stderr);
-    assert!(
-        text.contains("fixture_reloadable panics in init on purpose"),
-        "{text}"
-    );
+    assert_mentions(&text, &["fixture_reloadable panics in init on purpose"]);
 }
 
 /// A first-party plugin without settings refuses a settings table (a key meant for it is

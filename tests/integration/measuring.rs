@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use dubchain_tests::{dubchain_perf, PluginDir};
+use dubchain_tests::{assert_mentions, dubchain_perf, PluginDir};
 
 fn perf(plugins: &Path, work: &Path, args: &[&str]) -> Output {
     Command::new(dubchain_perf())
@@ -114,29 +114,23 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         Some(1),
         "an error budget is violated\n{stdout}\n{stderr}"
     );
-    assert!(
-        stderr.contains("FAIL: budget: impossible throughput"),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["FAIL: budget: impossible throughput"]);
     assert!(!stderr.contains("latency, generous"), "{stderr}");
-    for case in [
-        "crypto_parallel_verification.sig_verify",
-        "storage_binary_formats.record_encode",
-        "storage_binary_formats.record_decode",
-    ] {
-        assert!(stdout.contains(case), "{case} measured\n{stdout}");
-    }
+    assert_mentions(
+        &stdout,
+        &[
+            "crypto_parallel_verification.sig_verify",
+            "storage_binary_formats.record_encode",
+            "storage_binary_formats.record_decode",
+        ],
+    );
     assert!(
         stdout.contains(">= 1.8x") && stdout.contains(">= 5x"),
         "promises shown\n{stdout}"
     );
     // So few rounds and runs are said to be worth less than a 95% interval: the rounds'
     // intervals with their real confidence, one run per side with no verdict at all.
-    assert!(
-        stdout.contains("with 3 rounds each interval is the smallest and largest round's ratio, which holds the median with 75.0% confidence")
-            && stdout.contains("one run: no verdict"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["with 3 rounds each interval is the smallest and largest round's ratio, which holds the median with 75.0% confidence", "one run: no verdict"]);
     let bench = work.path().join("bench");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bench.join("bench.json")).unwrap()).unwrap();
@@ -159,16 +153,10 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
             "{m}"
         );
     }
-    assert!(
-        stdout.contains("allocations, baseline / plugin"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["allocations, baseline / plugin"]);
     assert!(json["fingerprint"]["id"].as_str().unwrap().len() == 12);
     // The build's optimisation is said, not only cargo's profile name (`debug`).
-    assert!(
-        stdout.contains("host opt-level 3, debug assertions off"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["host opt-level 3, debug assertions off"]);
     assert!(bench.join("baselines/first.json").is_file());
 
     // Second run against `first`: same fingerprint, so it is compared. A huge threshold
@@ -185,10 +173,10 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("Against saved run `first`"), "{stdout}");
-    assert!(
-        stdout.contains("micro.crypto_parallel_verification.sig_verify.plugin"),
-        "{stdout}"
+    assert_mentions(&stdout, &["Against saved run `first`"]);
+    assert_mentions(
+        &stdout,
+        &["micro.crypto_parallel_verification.sig_verify.plugin"],
     );
     let html = std::fs::read_to_string(bench.join("bench.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
@@ -268,11 +256,10 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("refusing to compare with saved run `first`"),
-        "{stderr}"
+    assert_mentions(
+        &stderr,
+        &["refusing to compare with saved run `first`", "plugin set:"],
     );
-    assert!(stderr.contains("plugin set:"), "{stderr}");
     let out = perf(
         dir.path(),
         work.path(),
@@ -293,16 +280,17 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    for said in [
-        "fingerprint differs (compared on request): plugin set",
-        // What only one run measured is said, not silently dropped.
-        "Not compared",
-        "micro.crypto_verification_caching.sig_verify: this run only",
-        // A layered stack is measured as a whole too.
-        "stack.crypto.sig_verify.sig_verify",
-    ] {
-        assert!(stdout.contains(said), "{said}\n{stdout}");
-    }
+    assert_mentions(
+        &stdout,
+        &[
+            "fingerprint differs (compared on request): plugin set",
+            // What only one run measured is said, not silently dropped.
+            "Not compared",
+            "micro.crypto_verification_caching.sig_verify: this run only",
+            // A layered stack is measured as a whole too.
+            "stack.crypto.sig_verify.sig_verify",
+        ],
+    );
 }
 
 #[test]
@@ -321,7 +309,7 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"), "{stderr}");
+    assert_mentions(&stderr, &["budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"]);
 
     // Budgets on nothing this run measures: a gate that checks nothing is refused, not passed.
     std::fs::write(
@@ -336,9 +324,9 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("budgets.toml: none of its 1 budget(s) is on a metric this run measures"),
-        "{stderr}"
+    assert_mentions(
+        &stderr,
+        &["budgets.toml: none of its 1 budget(s) is on a metric this run measures"],
     );
 
     std::fs::write(work.path().join("budgets.toml"), "[[budget]]\nname = 3\n").unwrap();
@@ -382,10 +370,7 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("never-saved.json") && stderr.contains("--save-baseline"),
-        "{stderr}"
-    );
+    assert_mentions(&stderr, &["never-saved.json", "--save-baseline"]);
 
     // A saved run cut short (a full disk, an editor): named, and what to do, before measuring.
     let saved = work.path().join("target/dubchain/bench/baselines");
@@ -394,10 +379,9 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     let out = perf(dir.path(), work.path(), &["bench", "--baseline", "cut"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("cut.json: not a saved benchmark run")
-            && stderr.contains("--save-baseline cut"),
-        "{stderr}"
+    assert_mentions(
+        &stderr,
+        &["cut.json: not a saved benchmark run", "--save-baseline cut"],
     );
 }
 
@@ -436,15 +420,12 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
                 > 100
         );
     }
-    assert!(md.contains("ed25519 verification"), "{md}");
-    assert!(
-        md.contains("enable crypto_parallel_verification, promised >= 1.8x"),
-        "{md}"
+    assert_mentions(&md, &["ed25519 verification"]);
+    assert_mentions(
+        &md,
+        &["enable crypto_parallel_verification, promised >= 1.8x"],
     );
-    assert!(
-        md.contains("top by self samples") && md.contains("top by total samples"),
-        "{md}"
-    );
+    assert_mentions(&md, &["top by self samples", "top by total samples"]);
     assert!(md.contains("allocations"), "heap counted\n{md}");
     assert!(
         md.contains(
@@ -485,18 +466,16 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         "prof-chain",
     );
     assert!(!md.contains("No plugin is enabled"), "{md}");
-    for stage in [
-        "| admission |",
-        "| production |",
-        "| validation |",
-        "| consensus |",
-    ] {
-        assert!(md.contains(stage), "{stage}\n{md}");
-    }
-    assert!(
-        md.contains("## baseline:") && md.contains("## plugins:"),
-        "{md}"
+    assert_mentions(
+        &md,
+        &[
+            "| admission |",
+            "| production |",
+            "| validation |",
+            "| consensus |",
+        ],
     );
+    assert_mentions(&md, &["## baseline:", "## plugins:"]);
 
     // A plugin whose library's name starts `libc` is sampled, not taken for libc and
     // dropped: its own frames are its group's.
@@ -518,10 +497,7 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         ],
         "prof-libc",
     );
-    assert!(
-        md.contains("| plugin crypto_parallel_verification |"),
-        "{md}"
-    );
+    assert_mentions(&md, &["| plugin crypto_parallel_verification |"]);
 
     // One case of any slot, by the name bench gives it: its inputs (gossiped transactions,
     // signed) are made before the profiler starts, so no signing is sampled.
@@ -538,9 +514,7 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
         "prof-framing",
     );
     // Without --repeat, the cases repeat until the sampled run has used 2 s of CPU.
-    assert!(md.contains(", the cases "), "{md}");
-    assert!(md.contains("`framing` workload"), "{md}");
-    assert!(md.contains("## plugins:"), "{md}");
+    assert_mentions(&md, &[", the cases ", "`framing` workload", "## plugins:"]);
     assert!(
         !md.contains("ed25519"),
         "input generation was sampled\n{md}"
@@ -562,10 +536,7 @@ fn bench_pools_the_rounds_of_fresh_processes() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(
-        stdout.contains("interleaved, in each of 3 fresh processes"),
-        "{stdout}"
-    );
+    assert_mentions(&stdout, &["interleaved, in each of 3 fresh processes"]);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("bench/bench.json")).unwrap())
             .unwrap();
@@ -637,7 +608,7 @@ fn instruction_counts_come_from_callgrind() {
         assert!(i["baseline_ir"].as_u64().unwrap() > 1_000, "{i}");
         assert!(i["plugin_ir"].as_u64().unwrap() > 100, "{i}");
     }
-    assert!(stdout.contains("Instructions (callgrind"), "{stdout}");
+    assert_mentions(&stdout, &["Instructions (callgrind"]);
 }
 
 /// `bench --module-restart`: fresh hosts with `vm_jit_caching`, modules compiled after the
@@ -655,14 +626,13 @@ fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("restarted 2 times per side"), "{stdout}");
-    assert!(
-        stdout.contains("first call of each of 20 contracts"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Every answer the baseline's: yes."),
-        "{stdout}"
+    assert_mentions(
+        &stdout,
+        &[
+            "restarted 2 times per side",
+            "first call of each of 20 contracts",
+            "Every answer the baseline's: yes.",
+        ],
     );
     let artifacts = std::fs::read_dir(work.path().join("out/restart-artifacts"))
         .unwrap()

@@ -23,7 +23,9 @@ use dubchain_plugin_api::{
     slots::{AccountReadFfi_TO, Guarded},
     types::{Blob, Bytes32, Bytes64, Transaction, TxKind},
 };
-use dubchain_tests::{dubchain_perf, host_with_first_party, load, test_host, PluginDir};
+use dubchain_tests::{
+    assert_mentions, dubchain_perf, host_with_first_party, load, succeeded, test_host, PluginDir,
+};
 use ed25519_dalek::{Signer, SigningKey};
 
 fn small(seed: u64) -> WorkloadConfig {
@@ -563,13 +565,8 @@ fn kill_and_reopen(enable: &[&str]) {
         )
         .output()
         .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{enable:?}, round {round}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("consistent"), "{text}");
+        let text = succeeded(&out, &format!("{enable:?}, round {round}"));
+        assert_mentions(&text, &["consistent"]);
         let head: u64 = text
             .lines()
             .next()
@@ -656,12 +653,7 @@ fn concurrent_committers_killed_mid_run_keep_every_acknowledged_commit() {
         }
         child.wait().unwrap();
         let out = race(&["--check"]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "round {round}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = succeeded(&out, &format!("round {round}"));
         let held: Vec<u64> = text
             .lines()
             .filter_map(|l| l.strip_prefix("committer "))
@@ -1400,11 +1392,13 @@ fn blocks_a_codec_wrote_are_never_stranded_and_migrate_to_json() {
             matches!(&e, LedgerError::Store { source: StateError::CodecMissing { missing, .. }, .. } if missing == &["storage_binary_formats".to_owned()]),
             "{text}"
         );
-        assert!(
-            text.contains("`--enable storage_binary_formats`")
-                && text.contains("chain migrate --data-dir")
-                && text.contains("--codec json"),
-            "{text}"
+        assert_mentions(
+            &text,
+            &[
+                "`--enable storage_binary_formats`",
+                "chain migrate --data-dir",
+                "--codec json",
+            ],
         );
     };
     stranded(ledger::check(&plain, &data, &config).unwrap_err());
@@ -1453,17 +1447,11 @@ fn a_store_that_cannot_be_opened_says_why_and_what_to_do() {
     };
     let first = StateStore::open(tmp.path()).unwrap();
     let e = refusal();
-    assert!(
-        e.contains("cannot open it") && e.contains("another process has it open"),
-        "{e}"
-    );
+    assert_mentions(&e, &["cannot open it", "another process has it open"]);
     drop(first);
     std::fs::write(tmp.path().join("CURRENT"), "garbage\n").unwrap();
     let e = refusal();
-    assert!(
-        e.contains("Corruption") && e.contains("restore the directory from a backup"),
-        "{e}"
-    );
+    assert_mentions(&e, &["Corruption", "restore the directory from a backup"]);
 }
 
 /// A launch of node processes empties only the node directories an earlier launch made

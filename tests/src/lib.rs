@@ -10,6 +10,28 @@ use dubchain_host::{
     Host,
 };
 
+/// Asserts that `text` mentions every one of `phrases`, naming the first it lacks.
+#[track_caller]
+pub fn assert_mentions(text: &str, phrases: &[&str]) {
+    for p in phrases {
+        assert!(text.contains(p), "{p:?} is missing from:\n{text}");
+    }
+}
+
+/// The standard output of a command that must have succeeded; otherwise fails with
+/// `context`, its exit status and both its outputs.
+#[track_caller]
+pub fn succeeded(out: &std::process::Output, context: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{context}: {}\n{stdout}{stderr}",
+        out.status
+    );
+    stdout
+}
+
 /// The library built for crate `name` (a first-party plugin or a fixture).
 pub fn library(name: &str) -> PathBuf {
     PathBuf::from(match name {

@@ -6,6 +6,26 @@ use std::{
     process::{Command, Output},
 };
 
+/// Asserts that `text` mentions every one of `phrases`, naming the first it lacks.
+#[track_caller]
+fn assert_mentions(text: &str, phrases: &[&str]) {
+    for p in phrases {
+        assert!(text.contains(p), "{p:?} is missing from:\n{text}");
+    }
+}
+
+/// The address a node's output says its monitor is on (`monitor on http://ADDR ...`); the
+/// lines up to it are read.
+fn monitor_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    lines
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("monitor on http://")
+                .map(|r| r.split_whitespace().next().unwrap().to_owned())
+        })
+        .expect("the node says where its monitor is")
+}
+
 fn manifest(name: &str, slot: &str, extra: &str) -> String {
     format!(
         "name = \"{name}\"\nversion = \"0.1.0\"\nsubsystem = \"crypto\"\nlibrary = \"{name}\"\napi = \"^0.3\"\nrisk = \"low\"\nprovides = [{{ slot = \"{slot}\", version = 1 }}]\n{extra}"
@@ -84,9 +104,7 @@ fn graph() -> Env {
 fn help_explains_every_command() {
     let (ok, out, _) = graph().run(&["--help"]);
     assert!(ok);
-    for cmd in ["plugins", "gates", "run"] {
-        assert!(out.contains(cmd), "{out}");
-    }
+    assert_mentions(&out, &["plugins", "gates", "run"]);
     let (ok, out, _) = graph().run(&["plugins", "--help"]);
     assert!(
         ok && out.contains("why") && out.contains("plan") && out.contains("list"),
@@ -119,13 +137,10 @@ fn list_shows_every_plugin_and_state() {
         "{out}"
     );
     assert!(line("codec").contains("storage.record_codec@1"), "{out}");
-    assert!(
-        out.contains("base: failed: plugin `base`: library"),
-        "{out}"
-    );
-    assert!(
-        out.contains("top: failed: plugin `top`: depends on `base`, which failed to load"),
-        "{out}"
+    assert_mentions(&out, &["base: failed: plugin `base`: library"]);
+    assert_mentions(
+        &out,
+        &["top: failed: plugin `top`: depends on `base`, which failed to load"],
     );
 }
 
@@ -159,9 +174,14 @@ fn plan_reports_every_problem_and_fails() {
     ]);
     let (ok, out, _) = env.run(&["--enable", "a", "--enable", "c", "plugins", "plan"]);
     assert!(!ok, "exit status is non-zero");
-    assert!(out.contains("2 problem(s)"), "{out}");
-    assert!(out.contains("`c` conflicts with `a`: they fight"), "{out}");
-    assert!(out.contains("dependency cycle: a -> b -> a"), "{out}");
+    assert_mentions(
+        &out,
+        &[
+            "2 problem(s)",
+            "`c` conflicts with `a`: they fight",
+            "dependency cycle: a -> b -> a",
+        ],
+    );
 }
 
 #[test]
@@ -170,15 +190,14 @@ fn plan_shows_stacks_and_succeeds() {
     env.write("c.toml", CONFIG);
     let (ok, out, _) = env.in_profile("production", &["plugins", "plan"]);
     assert!(ok, "{out}");
-    assert!(
-        out.contains("crypto.sig_verify (layered): baseline > base > top"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &["crypto.sig_verify (layered): baseline > base > top"],
     );
-    assert!(
-        out.contains("storage.record_codec (exclusive): baseline"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &["storage.record_codec (exclusive): baseline", "no problems"],
     );
-    assert!(out.contains("no problems"), "{out}");
 }
 
 #[test]
@@ -200,10 +219,12 @@ fn profile_comes_from_the_environment() {
         .output()
         .unwrap();
     let out = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.contains("profile: production (c.toml)")
-            && out.contains("top: enabled by profile `production` of c.toml"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &[
+            "profile: production (c.toml)",
+            "top: enabled by profile `production` of c.toml",
+        ],
     );
 }
 
@@ -214,9 +235,9 @@ fn why_gives_the_chain_of_reasons() {
     let (ok, out, _) = env.in_profile("production", &["plugins", "why", "base"]);
     assert!(ok);
     assert!(out.starts_with("base is ON"), "{out}");
-    assert!(
-        out.contains("- required by `top` (depends ^0.1: reuses its key cache)"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &["- required by `top` (depends ^0.1: reuses its key cache)"],
     );
     assert!(
         out.contains("  - enabled by profile `production` of c.toml"),
@@ -232,12 +253,12 @@ fn why_gives_the_chain_of_reasons() {
         "{out}"
     );
     let (_, out, _) = env.run(&["plugins", "why", "rival"]);
-    assert!(out.contains("not requested"), "{out}");
+    assert_mentions(&out, &["not requested"]);
 
     let (_, out, _) = env.in_profile("broken", &["plugins", "why", "rival"]);
-    assert!(
-        out.contains("problems involving rival") && out.contains("both install a key cache"),
-        "{out}"
+    assert_mentions(
+        &out,
+        &["problems involving rival", "both install a key cache"],
     );
 
     let (ok, _, err) = env.run(&["plugins", "why", "nobody"]);
@@ -267,8 +288,10 @@ fn gates_export_then_import_round_trips() {
     let (ok, out, err) = env.run(&["gates", "import", "gates.json"]);
     assert!(ok, "{out}{err}");
     let (_, plan, _) = env.run(&["plugins", "plan"]);
-    assert!(plan.contains("baseline > base > top"), "{plan}");
-    assert!(plan.contains("imported gates: state/gates.json"), "{plan}");
+    assert_mentions(
+        &plan,
+        &["baseline > base > top", "imported gates: state/gates.json"],
+    );
     assert!(
         plan.contains(&format!(
             "feature set: {}",
@@ -279,10 +302,7 @@ fn gates_export_then_import_round_trips() {
     let (ok, _, _) = env.run(&["gates", "reset"]);
     assert!(ok);
     let (_, plan, _) = env.run(&["plugins", "plan"]);
-    assert!(
-        plan.contains("crypto.sig_verify (layered): baseline\n"),
-        "{plan}"
-    );
+    assert_mentions(&plan, &["crypto.sig_verify (layered): baseline\n"]);
 }
 
 /// Gates that cannot be used are refused input (exit 2) with what to do, and a gates file
@@ -297,16 +317,16 @@ fn unusable_gates_are_refused_and_leave_nothing_behind() {
     env.write("garbage.json", "hello\n");
     let (status, err) = code(&["gates", "import", "garbage.json"]);
     assert_eq!(status, Some(2), "{err}");
-    assert!(err.contains("`dubchain-perf gates export FILE`"), "{err}");
+    assert_mentions(&err, &["`dubchain-perf gates export FILE`"]);
 
     // A stored gates file that went bad: every command names it and how to remove it.
     std::fs::create_dir_all(env.path().join("state")).unwrap();
     env.write("state/gates.json", "{\"format\": \"dubchain-gates/1\"");
     let (status, err) = code(&["plugins", "plan"]);
     assert_eq!(status, Some(2), "{err}");
-    assert!(
-        err.contains("state/gates.json:1:") && err.contains("`dubchain-perf gates reset`"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["state/gates.json:1:", "`dubchain-perf gates reset`"],
     );
     let (status, _) = code(&["gates", "reset"]);
     assert_eq!(status, Some(0));
@@ -314,7 +334,7 @@ fn unusable_gates_are_refused_and_leave_nothing_behind() {
     std::fs::create_dir_all(env.path().join("out")).unwrap();
     let (status, err) = code(&["gates", "export", "out"]);
     assert_eq!(status, Some(1), "{err}");
-    assert!(err.contains("out: is a directory"), "{err}");
+    assert_mentions(&err, &["out: is a directory"]);
     let litter: Vec<_> = std::fs::read_dir(env.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -336,9 +356,9 @@ fn importing_gates_that_conflict_changes_nothing() {
         .unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("`rival` conflicts with `base`") && err.contains("nothing was imported"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["`rival` conflicts with `base`", "nothing was imported"],
     );
     assert!(!env.path().join("state/gates.json").exists());
 }
@@ -352,7 +372,7 @@ fn bad_files_are_named_with_their_line() {
     );
     let (ok, _, err) = env.run(&["--config", "c.toml", "plugins", "plan"]);
     assert!(!ok);
-    assert!(err.contains("c.toml:3: unknown field `turbo`"), "{err}");
+    assert_mentions(&err, &["c.toml:3: unknown field `turbo`"]);
 
     let (ok, _, err) = env.run(&["--profile", "staging", "plugins", "plan"]);
     assert!(
@@ -383,16 +403,13 @@ fn bad_files_are_named_with_their_line() {
     .unwrap();
     let (ok, out, err) = env.run(&["--enable", "top", "plugins", "plan"]);
     assert!(!ok, "a broken manifest makes `plan` fail");
-    assert!(
-        err.contains("zzz.toml:2:") && err.contains("the other plugins are unaffected"),
-        "{err}"
-    );
-    assert!(out.contains("baseline > base > top"), "{out}");
+    assert_mentions(&err, &["zzz.toml:2:", "the other plugins are unaffected"]);
+    assert_mentions(&out, &["baseline > base > top"]);
     let (ok, out, err) = env.run(&["plugins", "list"]);
     assert!(!ok, "a broken manifest makes `list` fail too");
-    assert!(
-        err.contains("zzz.toml:2:") && err.contains("move it out of the plugin directory"),
-        "{err}"
+    assert_mentions(
+        &err,
+        &["zzz.toml:2:", "move it out of the plugin directory"],
     );
     assert!(out.lines().any(|l| l.starts_with("top ")), "{out}");
 }
@@ -581,10 +598,7 @@ fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
         "{err}"
     );
     let out = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.contains("build them with `cargo xtask plugins`"),
-        "{out}"
-    );
+    assert_mentions(&out, &["build them with `cargo xtask plugins`"]);
     // A file given as the directory: its error line, and no advice to build plugins.
     std::fs::write(env.path().join("afile"), "x").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
@@ -595,7 +609,7 @@ fn a_missing_plugin_directory_is_one_line_and_the_baselines_serve() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("afile: cannot read plugin directory"), "{err}");
+    assert_mentions(&err, &["afile: cannot read plugin directory"]);
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(!out.contains("build them"), "{out}");
 }
@@ -609,10 +623,7 @@ fn a_data_dir_that_is_a_file_is_refused_in_one_line() {
     let (ok, _, err) = env.run(&["chain", "produce", "--blocks", "1", "--data-dir", "afile"]);
     assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains("--data-dir afile") && err.contains("give a directory"),
-        "{err}"
-    );
+    assert_mentions(&err, &["--data-dir afile", "give a directory"]);
     assert_eq!(
         std::fs::read_to_string(env.path().join("afile")).unwrap(),
         "mine"
@@ -667,10 +678,12 @@ fn a_chain_resumed_with_other_workload_flags_is_refused() {
         let (ok, _, err) = env.run(args);
         assert!(!ok, "{args:?}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(
-            err.contains("data: its chain began at genesis")
-                && err.contains("they are not the flags it was made with"),
-            "{err}"
+        assert_mentions(
+            &err,
+            &[
+                "data: its chain began at genesis",
+                "they are not the flags it was made with",
+            ],
         );
     }
     let (ok, out, err) = env.run(&["chain", "check", "--data-dir", "data", "--accounts", "40"]);
@@ -746,7 +759,7 @@ fn a_node_whose_placement_or_monitor_configuration_cannot_be_used_is_refused_bef
             .concat(),
         );
         assert!(!ok, "{args:?} was accepted: {out}");
-        assert!(err.contains("--peer <INDEX@ADDR>"), "{err}");
+        assert_mentions(&err, &["--peer <INDEX@ADDR>"]);
         assert!(!env.path().join("n").exists(), "no data directory was made");
     }
 }
@@ -758,10 +771,7 @@ fn chain_check_of_a_missing_store_creates_nothing() {
     let env = graph();
     let (ok, _, err) = env.run(&["chain", "check", "--data-dir", "typo"]);
     assert!(!ok);
-    assert!(
-        err.contains("typo") && err.contains("the directory does not exist"),
-        "{err}"
-    );
+    assert_mentions(&err, &["typo", "the directory does not exist"]);
     assert!(!env.path().join("typo").exists(), "no store was created");
 }
 
@@ -810,7 +820,7 @@ fn run_refuses_a_plugin_asked_for_that_is_not_in_the_directory() {
         "{err}"
     );
     let (_, plan, _) = env.run(&["--enable", "topp", "plugins", "plan"]);
-    assert!(plan.contains("no problems"), "{plan}");
+    assert_mentions(&plan, &["no problems"]);
 }
 
 /// A configuration that cannot be used is refused input: exit code 2, and one line on
@@ -839,7 +849,7 @@ fn a_broken_configuration_is_refused_input_with_exit_code_2() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("Exit codes: 0 ok; 1 failure"), "{help}");
+    assert_mentions(&help, &["Exit codes: 0 ok; 1 failure"]);
 }
 
 /// Every refusal a user can reach with a bad argument, file or directory: no panic, exit
@@ -1072,14 +1082,7 @@ fn a_node_serves_its_monitor_stops_cleanly_on_sigterm_and_resumes() {
     };
     let mut node = start(None);
     let mut lines = std::io::BufReader::new(node.stdout.take().unwrap()).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("monitor on http://")
-                .map(|r| r.split_whitespace().next().unwrap().to_owned())
-        })
-        .expect("the node says where its monitor is");
+    let addr = monitor_address(&mut lines);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let head = loop {
         let h = gauge(&get(&addr, "/metrics"), "dubchain_head_height").unwrap_or(0.0);
@@ -1160,7 +1163,7 @@ fn cluster_runs_four_node_processes_to_the_same_head() {
         "120",
     ]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("every node stopped at the same head"), "{out}");
+    assert_mentions(&out, &["every node stopped at the same head"]);
     for i in 0..4 {
         assert!(out.contains(&format!("node {i}: head 8 ")), "{out}");
     }
@@ -1197,7 +1200,7 @@ fn a_cluster_past_its_timeout_stops_every_node() {
         "5",
     ]);
     assert!(!ok, "{out}\n{err}");
-    assert!(err.contains("did not finish within 5s"), "{err}");
+    assert_mentions(&err, &["did not finish within 5s"]);
     assert_eq!(err.lines().count(), 1, "{err}");
     let ours = env.path().join("cluster").display().to_string();
     let left: Vec<String> = std::fs::read_dir("/proc")
@@ -1238,15 +1241,12 @@ fn a_cluster_whose_node_cannot_start_names_it() {
         err.contains("node 0 exited") || err.contains("node 1 exited"),
         "{err}"
     );
-    assert!(
-        err.contains("without a report") && err.contains("nosuch.toml"),
-        "{err}"
-    );
+    assert_mentions(&err, &["without a report", "nosuch.toml"]);
     env.write("blocker", "not a directory");
     let (ok, out, err) = cluster("blocker/cluster", &[]);
     assert!(!ok, "{out}\n{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("blocker/cluster/node-0"), "{err}");
+    assert_mentions(&err, &["blocker/cluster/node-0"]);
 }
 
 /// `n` loopback addresses free now, for nodes that bind them later (and again after a
@@ -1303,14 +1303,7 @@ fn a_node_killed_with_sigkill_rejoins_its_peers_when_restarted() {
         let mut child = cmd.spawn().unwrap();
         // Its monitor's address, then the rest of its output on a thread.
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let monitor = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.strip_prefix("monitor on http://")
-                    .map(|r| r.split_whitespace().next().unwrap().to_owned())
-            })
-            .expect("a monitor address");
+        let monitor = monitor_address(&mut lines);
         let rest =
             std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
         (child, monitor, rest)
@@ -1423,10 +1416,7 @@ fn a_log_filter_that_does_not_parse_is_said() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("warning: DUBCHAIN_LOG=dubchain=verbose:") && err.contains("`info`"),
-        "{err}"
-    );
+    assert_mentions(&err, &["warning: DUBCHAIN_LOG=dubchain=verbose:", "`info`"]);
 }
 
 /// `monitor rules` prints the whole rules file or nothing: with a rule that does not parse
@@ -1444,7 +1434,7 @@ fn monitor_rules_are_printed_whole_or_not_at_all() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("m.toml: line 2:"), "{err}");
+    assert_mentions(&err, &["m.toml: line 2:"]);
     assert!(out.stdout.is_empty(), "nothing printed");
 }
 

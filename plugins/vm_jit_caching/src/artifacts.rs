@@ -198,21 +198,27 @@ mod tests {
         JitCache::from_config(&format!("artifacts = {:?}", dir.display().to_string())).unwrap()
     }
 
+    /// The artifact a cache over `dir` writes for the compute call: its path and bytes.
+    fn written_artifact(dir: &Path) -> (PathBuf, Vec<u8>) {
+        same_call(&cache(dir));
+        let path = artifact(dir);
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    /// Whether `c`'s artifact directory gives a module for `key`.
+    fn loads(c: &JitCache, key: &Bytes32) -> bool {
+        c.disk.as_ref().unwrap().load(Vm::shared(), key).is_some()
+    }
+
     #[test]
     fn a_sound_artifact_is_loaded_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        same_call(&cache(dir.path()));
-        let path = artifact(dir.path());
-        let before = std::fs::read(&path).unwrap();
+        let (path, before) = written_artifact(dir.path());
         // A new instance: what a restarted node has.
         let restarted = cache(dir.path());
         let (_, key) = metered(1);
-        assert!(restarted
-            .disk
-            .as_ref()
-            .unwrap()
-            .load(Vm::shared(), &key)
-            .is_some());
+        assert!(loads(&restarted, &key));
         same_call(&restarted);
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -224,20 +230,18 @@ mod tests {
     #[test]
     fn truncated_corrupted_foreign_and_planted_artifacts_are_never_deserialized() {
         let dir = tempfile::tempdir().unwrap();
-        same_call(&cache(dir.path()));
-        let path = artifact(dir.path());
-        let good = std::fs::read(&path).unwrap();
+        let (path, good) = written_artifact(dir.path());
         let (_, key) = metered(1);
         let mut corrupted = good.clone();
         let last = corrupted.len() - 1;
         corrupted[last] ^= 1;
         let mut foreign = good.clone();
-        foreign[40] ^= 0xff; // the fingerprint
-                             // Planted: a well-formed artifact of the same module under another directory's
-                             // secret.
+        // The fingerprint.
+        foreign[40] ^= 0xff;
+        // Planted: a well-formed artifact of the same module under another directory's
+        // secret.
         let other = tempfile::tempdir().unwrap();
-        same_call(&cache(other.path()));
-        let planted = std::fs::read(artifact(other.path())).unwrap();
+        let (_, planted) = written_artifact(other.path());
         for (what, bytes) in [
             ("truncated", good[..good.len() / 2].to_vec()),
             ("empty", Vec::new()),
@@ -247,10 +251,7 @@ mod tests {
         ] {
             std::fs::write(&path, &bytes).unwrap();
             let c = cache(dir.path());
-            assert!(
-                c.disk.as_ref().unwrap().load(Vm::shared(), &key).is_none(),
-                "{what}: refused"
-            );
+            assert!(!loads(&c, &key), "{what}: refused");
             assert!(!path.exists(), "{what}: removed");
             same_call(&c);
             assert_eq!(
@@ -263,11 +264,6 @@ mod tests {
         let (_, counter_key) = metered(0);
         let c = cache(dir.path());
         std::fs::copy(&path, c.disk.as_ref().unwrap().path(&counter_key)).unwrap();
-        assert!(c
-            .disk
-            .as_ref()
-            .unwrap()
-            .load(Vm::shared(), &counter_key)
-            .is_none());
+        assert!(!loads(&c, &counter_key));
     }
 }
