@@ -272,16 +272,25 @@ pub struct Undeclared(pub Bytes32);
 impl State for Overlay {
     type Error = Undeclared;
     fn get(&mut self, account: &Bytes32) -> Result<AccountState, Undeclared> {
-        self.written
-            .get(account)
-            .or_else(|| self.pre.get(account))
-            .copied()
-            .ok_or(Undeclared(*account))
+        written_or_pre(&self.written, &self.pre, account)
     }
     fn put(&mut self, account: &Bytes32, state: AccountState) -> Result<(), Undeclared> {
         self.written.insert(*account, state);
         Ok(())
     }
+}
+
+/// `account`'s state as `written` over `pre`: written, else as it was, else
+/// [`Undeclared`].
+pub fn written_or_pre(
+    written: &std::collections::HashMap<Bytes32, AccountState>,
+    pre: &std::collections::HashMap<Bytes32, AccountState>, account: &Bytes32,
+) -> Result<AccountState, Undeclared> {
+    written
+        .get(account)
+        .or_else(|| pre.get(account))
+        .copied()
+        .ok_or(Undeclared(*account))
 }
 
 /// Every account a run of transfers may touch: the union of the transactions' access lists

@@ -1751,6 +1751,18 @@ pub enum Popped {
     Closed,
 }
 
+impl Popped {
+    /// What a pop that took `frames` answers: the frames; where there were none, `Closed` if
+    /// the queue is closed and `Idle` if not.
+    pub fn of(frames: Vec<Outgoing>, closed: bool) -> Popped {
+        match (frames.is_empty(), closed) {
+            (false, _) => Popped::Frames(frames.into()),
+            (true, true) => Popped::Closed,
+            (true, false) => Popped::Idle,
+        }
+    }
+}
+
 /// One peer's queue of outgoing frames (see [`SendQueues`]); pushed by the node, popped by
 /// the peer's writer thread.
 ///

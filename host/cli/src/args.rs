@@ -764,23 +764,9 @@ impl MicroArgs {
 
     /// These sizes again, for a `bench-child`.
     pub fn child_args(&self) -> Vec<String> {
-        [
-            ("--signatures", self.signatures.to_string()),
-            ("--record-blocks", self.record_blocks.to_string()),
-            ("--votes", self.votes.to_string()),
-            ("--leaves", self.leaves.to_string()),
-            ("--block-txs", self.block_txs.to_string()),
-            ("--run-blocks", self.run_blocks.to_string()),
-            ("--run-txs", self.run_txs.to_string()),
-            ("--tally-heights", self.tally_heights.to_string()),
-            ("--pool-pending", self.pool_pending.to_string()),
-            ("--reads", self.reads.to_string()),
-            ("--state-leaves", self.state_leaves.to_string()),
-            ("--transport-frames", self.transport_frames.to_string()),
-            ("--micro-seed", self.micro_seed.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        dubchain_node::flags!(self;
+            signatures, record_blocks, votes, leaves, block_txs, run_blocks, run_txs,
+            tally_heights, pool_pending, reads, state_leaves, transport_frames, micro_seed)
         .collect()
     }
 }
@@ -789,20 +775,13 @@ impl ProfileArgs {
     /// This workload again, for the massif child of `profile --heap`, with the repetitions
     /// the side's sampled run made.
     pub fn child_args(&self, repeat: usize) -> Vec<String> {
-        let w = &self.system.workload;
-        [
-            ("--workload", self.workload.clone()),
-            ("--blocks", self.system.blocks.to_string()),
-            ("--txs-per-block", w.txs_per_block.to_string()),
-            ("--accounts", w.accounts.to_string()),
-            ("--validators", w.validators.to_string()),
-            ("--seed", self.system.seed.to_string()),
-            ("--repeat", repeat.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(flag, value)| [flag.to_owned(), value])
-        .chain(self.micro.child_args())
-        .collect()
+        use dubchain_node::flags;
+        flags!(self; workload)
+            .chain(flags!(self.system; blocks, seed))
+            .chain(flags!(self.system.workload; txs_per_block, accounts, validators))
+            .chain(["--repeat".to_owned(), repeat.to_string()])
+            .chain(self.micro.child_args())
+            .collect()
     }
 }
 

@@ -2134,13 +2134,7 @@ mod queue_seam {
                     None => break,
                 }
             }
-            Ok(if !out.is_empty() {
-                Popped::Frames(out.into())
-            } else if l.closed {
-                Popped::Closed
-            } else {
-                Popped::Idle
-            })
+            Ok(Popped::of(out, l.closed))
         }
         fn written(&self, _bytes: u64, _micros: u64) -> Result<(), PluginError> {
             Ok(())

@@ -18,7 +18,7 @@ use dubchain_plugin_api::types::Block;
 
 use crate::{
     block,
-    consensus::{verify_votes, ConsensusState, ValidatorSet, Vote},
+    consensus::{verify_votes, ConsensusState, ValidatorSet},
     gen::{Workload, WorkloadConfig},
     mempool::Mempool,
     net::{self, Inbound, KindTraffic, Message, Network, NetworkStats},
@@ -462,20 +462,9 @@ impl<'a> Node<'a> {
                     }
                     self.apply_waiting(net, until)?;
                 }
-                Message::Vote {
-                    height,
-                    block,
-                    validator,
-                    signature,
-                } => {
-                    let Ok(signature) = <[u8; 96]>::try_from(signature.0.as_slice()) else {
+                msg @ Message::Vote { .. } => {
+                    let Some(vote) = crate::net::message_vote(msg) else {
                         return Ok(());
-                    };
-                    let vote = Vote {
-                        height,
-                        block,
-                        validator,
-                        signature,
                     };
                     if verify_votes(
                         &self.host.slots.vote_verify,

@@ -54,20 +54,22 @@ pub struct Launch {
     pub timeout: Duration,
 }
 
+/// `--field-name value` for each field of `$from` named (underscores become dashes, as
+/// clap names a field's flag): the arguments that hand a parsed value on to a child
+/// process.
+#[macro_export]
+macro_rules! flags {
+    ($from:expr; $($field:ident),+ $(,)?) => {
+        [$((stringify!($field), $from.$field.to_string())),+]
+            .into_iter()
+            .flat_map(|(field, value)| [format!("--{}", field.replace('_', "-")), value])
+    };
+}
+
 /// `workload` as arguments of `dubchain-perf node`.
 fn workload_args(w: &WorkloadConfig) -> Vec<String> {
-    [
-        ("--seed", w.seed.to_string()),
-        ("--txs-per-block", w.txs_per_block.to_string()),
-        ("--accounts", w.accounts.to_string()),
-        ("--validators", w.validators.to_string()),
-        ("--zipf", w.zipf.to_string()),
-        ("--invalid-share", w.invalid_share.to_string()),
-        ("--contract-share", w.contract_share.to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(k, v)| [k.to_owned(), v])
-    .collect()
+    flags!(w; seed, txs_per_block, accounts, validators, zipf, invalid_share, contract_share)
+        .collect()
 }
 
 /// The arguments of node `index` of the cluster listening on `addrs`, its own socket

@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use abi_stable::std_types::RResult;
 use dubchain_plugin_api::{
     exec::{
-        apply_transfer, read_declared, undeclared, AccountEntry, AccountState, Overlay, State,
-        TxFailure, Undeclared,
+        apply_transfer, read_declared, undeclared, written_or_pre, AccountEntry, AccountState,
+        Overlay, State, TxFailure, Undeclared,
     },
     export_plugin,
     slots::{AccountStoreRef, BlockExecution},
@@ -81,11 +81,7 @@ impl State for GroupState<'_> {
                 nonce: self.proposer_pre.nonce,
             })
         } else {
-            self.written
-                .get(a)
-                .or_else(|| self.pre.get(a))
-                .copied()
-                .ok_or(Undeclared(*a))
+            written_or_pre(&self.written, self.pre, a)
         }
     }
     fn put(&mut self, a: &Bytes32, s: AccountState) -> Result<(), Undeclared> {

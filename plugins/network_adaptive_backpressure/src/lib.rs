@@ -212,13 +212,7 @@ impl SendQueue for PeerQueue {
                 break;
             }
         }
-        Ok(if !out.is_empty() {
-            Popped::Frames(out.into())
-        } else if s.closed {
-            Popped::Closed
-        } else {
-            Popped::Idle
-        })
+        Ok(Popped::of(out, s.closed))
     }
 
     fn written(&self, bytes: u64, micros: u64) -> Result<(), PluginError> {
