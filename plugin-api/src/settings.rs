@@ -8,6 +8,35 @@ use serde::de::DeserializeOwned;
 
 use crate::PluginError;
 
+/// Declares a plugin's `Settings`: its table of the host configuration, read with
+/// [`parse`], an unknown key refused and a key left out taking its default, each field
+/// written once with its default beside it. The plugin crate depends on `serde` (the
+/// derive is serde's).
+///
+/// ```ignore
+/// dubchain_plugin_api::declare_settings! {
+///     /// Shards of the per-height tallies (1 to 1024).
+///     shards: usize = 16,
+/// }
+/// ```
+#[macro_export]
+macro_rules! declare_settings {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $default:expr),+ $(,)?) => {
+        /// Settings, from the plugin's table in the host configuration.
+        #[derive(Debug, Clone, ::serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Settings {
+            $($(#[$doc])* pub $field: $ty,)+
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Settings { $($field: $default,)+ }
+            }
+        }
+    };
+}
+
 /// `config` parsed into `S` (an unknown or mistyped key is refused if `S` says so, e.g.
 /// with `#[serde(deny_unknown_fields)]`).
 pub fn parse<S: DeserializeOwned>(config: &str) -> Result<S, PluginError> {

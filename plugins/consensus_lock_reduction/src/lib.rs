@@ -24,26 +24,12 @@ use std::{
     },
 };
 
-use dubchain_plugin_api::{
-    export_plugin, settings,
-    slots::{VoteTallies, VoteTally},
-    types::Bytes32,
-    PluginError,
-};
-use serde::Deserialize;
+use dubchain_plugin_api::slots::{VoteTallies, VoteTally};
+use dubchain_plugin_api::{export_plugin, settings, types::Bytes32, PluginError};
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// Shards of the per-height tallies (1 to 1024).
-    pub shards: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { shards: 16 }
-    }
+    shards: usize = 16,
 }
 
 /// The factory: a fresh state per node.

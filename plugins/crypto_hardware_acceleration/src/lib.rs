@@ -235,12 +235,9 @@ impl Merkle for Accelerated {
     }
 }
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// `auto` (default: the best the CPU has), or one engine to force.
-    pub engine: Option<String>,
+    engine: Option<String> = None,
 }
 
 /// Builds the plugin from its configuration.

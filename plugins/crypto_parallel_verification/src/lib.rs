@@ -41,40 +41,22 @@ use curve25519_dalek::{
     traits::{IsIdentity, VartimeMultiscalarMul},
     Scalar,
 };
-use dubchain_plugin_api::{
-    export_plugin, settings,
-    slots::{Next, SigVerify},
-    types::SigItem,
-    PluginError,
-};
+use dubchain_plugin_api::slots::{Next, SigVerify};
+use dubchain_plugin_api::{export_plugin, settings, types::SigItem, PluginError};
 use rand::Rng;
 use rayon::prelude::*;
-use serde::Deserialize;
 use sha2::{Digest, Sha512};
 
 mod msm;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// Items per parallel task; with `batch`, the least per task (a batch is split evenly
     /// over the threads, each task one equation).
-    pub chunk: usize,
+    chunk: usize = 32,
     /// Batch-verify the items that are provably safe to batch (see the crate docs).
-    pub batch: bool,
+    batch: bool = true,
     /// Most keys remembered.
-    pub key_cache: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            chunk: 32,
-            batch: true,
-            key_cache: 65_536,
-        }
-    }
+    key_cache: usize = 65_536,
 }
 
 /// Below this many items a failed combination is settled item by item rather than halved.

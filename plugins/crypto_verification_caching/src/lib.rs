@@ -14,27 +14,13 @@ use std::{
     sync::Mutex,
 };
 
-use dubchain_plugin_api::{
-    export_plugin, settings,
-    slots::{Next, SigVerify},
-    types::SigItem,
-    PluginError,
-};
-use serde::Deserialize;
+use dubchain_plugin_api::slots::{Next, SigVerify};
+use dubchain_plugin_api::{export_plugin, settings, types::SigItem, PluginError};
 use sha2_detected::{Digest, Sha256};
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// Most signatures remembered.
-    pub capacity: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { capacity: 200_000 }
-    }
+    capacity: usize = 200_000,
 }
 
 #[derive(Default)]

@@ -23,31 +23,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use abi_stable::std_types::RVec;
 use crossbeam_queue::ArrayQueue;
 use dubchain_plugin_api::{export_plugin, settings, slots::BufferPool, PluginError};
-use serde::Deserialize;
 
 /// The smallest and largest size classes, as powers of two.
 const MIN_CLASS: u32 = 6;
 const MAX_CLASS: u32 = 20;
 const CLASSES: usize = (MAX_CLASS - MIN_CLASS + 1) as usize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most bytes of buffer capacity the pool keeps, all classes together (at least
     /// 1 MiB, so that the largest class can hold one).
-    pub max_retained_bytes: usize,
+    max_retained_bytes: usize = 8 << 20,
     /// The most buffers one class keeps (at least 1).
-    pub max_per_class: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            max_retained_bytes: 8 << 20,
-            max_per_class: 1024,
-        }
-    }
+    max_per_class: usize = 1024,
 }
 
 /// The plugin: a queue per size class and the bytes they hold.

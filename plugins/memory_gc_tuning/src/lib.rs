@@ -25,20 +25,10 @@ use crossbeam_channel::{Sender, TrySendError};
 use dubchain_plugin_api::{
     export_plugin, settings, slots::BlockReclaim, types::Block, PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// Hand-overs the queue holds before callers free inline (1 to 1024).
-    pub queue_blocks: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { queue_blocks: 16 }
-    }
+    queue_blocks: usize = 16,
 }
 
 /// The plugin: the queue's sending end and the reclaimer thread.

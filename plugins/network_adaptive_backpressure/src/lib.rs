@@ -37,35 +37,19 @@ use dubchain_plugin_api::{
     slots::{Outgoing, Popped, SendQueue, SendQueues, TrafficClass},
     PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The gossip window a queue starts with, in bytes.
-    pub initial_window_bytes: usize,
+    initial_window_bytes: usize = 1 << 20,
     /// The smallest the window shrinks to (at least 4 KiB).
-    pub min_window_bytes: usize,
+    min_window_bytes: usize = 64 << 10,
     /// The largest it grows to (at least `min_window_bytes`).
-    pub max_window_bytes: usize,
+    max_window_bytes: usize = 4 << 20,
     /// How much a write that found the queue at most half full grows it.
-    pub increase_bytes: usize,
+    increase_bytes: usize = 16 << 10,
     /// The most gossip one pop hands out, in milliseconds of the peer's measured rate
     /// (1 to 1,000).
-    pub pop_millis: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            initial_window_bytes: 1 << 20,
-            min_window_bytes: 64 << 10,
-            max_window_bytes: 4 << 20,
-            increase_bytes: 16 << 10,
-            pop_millis: 5,
-        }
-    }
+    pop_millis: u64 = 5,
 }
 
 /// The factory: validated settings.

@@ -45,7 +45,6 @@ use dubchain_plugin_api::{
     wire::MAX_FRAME,
     PluginError,
 };
-use serde::Deserialize;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::tcp::{OwnedReadHalf, OwnedWriteHalf},
@@ -56,24 +55,12 @@ use tokio::{
 /// How long a shutdown waits for the writers to hand what was queued to their sockets.
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The reactor's worker threads, shared by every connection of every node in the host
     /// (1 to 64).
-    pub threads: usize,
+    threads: usize = 2,
     /// The most bytes of queued frames gathered into one write (at least 4,096).
-    pub write_buffer: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            threads: 2,
-            write_buffer: 64 << 10,
-        }
-    }
+    write_buffer: usize = 64 << 10,
 }
 
 /// The runtime, shut down without waiting when its last owner (the plugin object or a set

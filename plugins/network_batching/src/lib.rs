@@ -24,25 +24,12 @@ use dubchain_plugin_api::{
     slots::{FrameSend, FrameSinkRef},
     PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most bytes of frames in one write (at least 4,096).
-    pub max_bytes: usize,
+    max_bytes: usize = 64 << 10,
     /// The most frames in one write (1 to 1,024).
-    pub max_frames: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            max_bytes: 64 << 10,
-            max_frames: 512,
-        }
-    }
+    max_frames: usize = 512,
 }
 
 /// The plugin: its bounds.

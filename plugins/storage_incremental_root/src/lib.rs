@@ -28,21 +28,11 @@ use dubchain_plugin_api::{
     types::Bytes32,
     PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// How many recent states' trees to keep (at least 1): how far back a rollback can go
     /// before the next block needs a full build.
-    pub versions: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings { versions: 8 }
-    }
+    versions: usize = 8,
 }
 
 /// A subtree of two or more leaves, or exactly one. An empty subtree is `None`.

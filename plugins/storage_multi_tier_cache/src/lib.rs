@@ -26,7 +26,6 @@ use dubchain_plugin_api::{
     types::Bytes32,
     PluginError,
 };
-use serde::Deserialize;
 
 /// Hash maps keyed by a per-process random seed (account keys are chosen by users):
 /// `foldhash`, the hasher `hashbrown` uses, at a fraction of SipHash's cost on 32-byte keys.
@@ -38,20 +37,9 @@ const ENTRY_BYTES: usize = 96;
 /// What a poisoned lock of this plugin held, for its error.
 const HELD: &str = "the account cache";
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most memory the cached accounts of all stores together may take (at least 4 KiB).
-    pub max_bytes: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            max_bytes: 64 << 20,
-        }
-    }
+    max_bytes: usize = 64 << 20,
 }
 
 /// The plugin: one cache per store, all behind one read-write lock (a host per node, so

@@ -30,23 +30,11 @@ use dubchain_plugin_api::{
     vm::validate_code,
     PluginError,
 };
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most bytes of code (and verdict messages) kept (at least 4 KiB).
-    pub max_bytes: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            max_bytes: 16 << 20,
-        }
-    }
+    max_bytes: usize = 16 << 20,
 }
 
 /// What an entry costs the bound.

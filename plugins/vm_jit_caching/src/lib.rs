@@ -43,28 +43,14 @@ use dubchain_plugin_api::{
     types::Bytes32,
     PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most compiled modules kept (at least 2).
-    pub modules: usize,
+    modules: usize = 256,
     /// Where precompiled artifacts are kept across restarts (none: compile after each).
-    pub artifacts: Option<PathBuf>,
+    artifacts: Option<PathBuf> = None,
     /// Calls at once the instance pool serves (0: no pool, instances on demand).
-    pub pool: u32,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            modules: 256,
-            artifacts: None,
-            pool: 64,
-        }
-    }
+    pool: u32 = 64,
 }
 
 /// Compiled modules by key.

@@ -25,22 +25,10 @@ use dubchain_plugin_api::{
     types::Bytes32,
     PluginError,
 };
-use serde::Deserialize;
 
-/// Settings, from the plugin's table in the host configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Settings {
+dubchain_plugin_api::declare_settings! {
     /// The most values kept, over every store (at least 2).
-    pub max_entries: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            max_entries: 1 << 18,
-        }
-    }
+    max_entries: usize = 1 << 18,
 }
 
 /// A value's place: the store, the contract, the key.
