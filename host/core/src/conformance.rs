@@ -256,25 +256,7 @@ pub fn check_sig_verify(
         .into_iter()
         .map(|(case, set)| {
             let items = set.items();
-            let expected = baseline::sig_verify(&items);
-            let detail = match verify(&items) {
-                Err(e) => e,
-                Ok(got) if got.len() != expected.len() => {
-                    format!("{} verdicts for {} items", got.len(), expected.len())
-                }
-                Ok(got) => match expected.iter().zip(&got).position(|(e, g)| e != g) {
-                    None => String::new(),
-                    Some(i) => format!(
-                        "item {i} ({}): baseline says {}, plugin says {}",
-                        set.labels[i], expected[i], got[i]
-                    ),
-                },
-            };
-            CaseResult {
-                case,
-                passed: detail.is_empty(),
-                detail,
-            }
+            labelled_case(case, &items, &set.labels, baseline::sig_verify, &verify)
         })
         .collect()
 }
@@ -373,9 +355,18 @@ pub fn check_record_codec(
     out
 }
 
+/// A labelled set's case: its items' verdicts from `verify` against the baseline's, an item
+/// that differs named by its label.
+fn labelled_case<I>(
+    case: String, items: &[I], labels: &[&str], baseline: fn(&[I]) -> Vec<bool>,
+    verify: impl Fn(&[I]) -> Result<Vec<bool>, String>,
+) -> CaseResult {
+    verdict_case(case, &baseline(items), verify(items), |i| labels[i])
+}
+
 /// Compares `got` (or why it failed) with `expected`, naming the first differing item.
-fn verdict_case<T: PartialEq + std::fmt::Debug>(
-    case: String, expected: &[T], got: Result<Vec<T>, String>, label: impl Fn(usize) -> String,
+fn verdict_case<T: PartialEq + std::fmt::Debug, L: std::fmt::Display>(
+    case: String, expected: &[T], got: Result<Vec<T>, String>, label: impl Fn(usize) -> L,
 ) -> CaseResult {
     let detail = match got {
         Err(e) => e,
@@ -420,10 +411,7 @@ pub fn check_vote_verify(
         .into_iter()
         .map(|(case, set)| {
             let items = set.items();
-            let expected = baseline::verify_votes(&items);
-            verdict_case(case, &expected, verify(&items), |i| {
-                set.labels[i].to_owned()
-            })
+            labelled_case(case, &items, &set.labels, baseline::verify_votes, &verify)
         })
         .collect()
 }
@@ -802,6 +790,20 @@ mod suites_catch_mistakes {
         !cases.is_empty() && cases.iter().all(|c| c.passed)
     }
 
+    /// Each provider installed in turn on `slot` of one host, and `check`'s suite run on it:
+    /// the suite passes exactly where the provider is paired with `true`.
+    fn each_passes_or_fails<B, const N: usize>(
+        providers: [(B, bool); N], slot: fn(&Host) -> &Slot<B>,
+        check: fn(&Host) -> Vec<super::CaseResult>,
+    ) {
+        let host = Host::new(Default::default());
+        for (imp, ok) in providers {
+            install(slot(&host), imp);
+            let cases = check(&host);
+            assert_eq!(passes(&cases), ok, "{cases:#?}");
+        }
+    }
+
     #[test]
     fn account_read_passes_a_coherent_cache_and_fails_a_stale_one() {
         let host = Host::new(Default::default());
@@ -826,18 +828,15 @@ mod suites_catch_mistakes {
 
     #[test]
     fn buffer_pool_passes_a_clearing_pool_and_fails_one_that_shows_old_contents() {
-        let host = Host::new(Default::default());
-        for (pool, ok) in [
-            (KeepingPool::clearing(), true),
-            (KeepingPool::dirty(), false),
-        ] {
-            install(
-                &host.slots.buffer_pool,
-                BufferPoolFfi_TO::from_value(Guarded(pool), TD_Opaque),
-            );
-            let cases = super::check_buffer_pool(&host);
-            assert_eq!(passes(&cases), ok, "{cases:#?}");
-        }
+        let pool = |p| BufferPoolFfi_TO::from_value(Guarded(p), TD_Opaque);
+        each_passes_or_fails(
+            [
+                (pool(KeepingPool::clearing()), true),
+                (pool(KeepingPool::dirty()), false),
+            ],
+            |h| &h.slots.buffer_pool,
+            super::check_buffer_pool,
+        );
     }
 
     /// Writes every frame, or all but the last.
@@ -863,15 +862,12 @@ mod suites_catch_mistakes {
 
     #[test]
     fn frame_send_passes_a_complete_writer_and_fails_one_that_stops_short() {
-        let host = Host::new(Default::default());
-        for (all, ok) in [(true, true), (false, false)] {
-            install(
-                &host.slots.frame_send,
-                FrameSendFfi_TO::from_value(Guarded(Writes { all }), TD_Opaque),
-            );
-            let cases = super::check_frame_send(&host);
-            assert_eq!(passes(&cases), ok, "{cases:#?}");
-        }
+        let writes = |all| FrameSendFfi_TO::from_value(Guarded(Writes { all }), TD_Opaque);
+        each_passes_or_fails(
+            [(writes(true), true), (writes(false), false)],
+            |h| &h.slots.frame_send,
+            super::check_frame_send,
+        );
     }
 
     /// The baseline's metering, or (`twice`) the metered code metered again: other gas.

@@ -975,9 +975,9 @@ impl TxPoolSlot {
 
 /// The `consensus.vote_tally` slot (exclusive). Baseline: `baseline::Tally` behind one `Mutex`
 /// (`node::consensus::ConsensusState`). A node asks for its state once.
-pub type ConsensusStatesSlot = Slot<VoteTalliesBox>;
+pub type VoteTalliesSlot = Slot<VoteTalliesBox>;
 
-impl ConsensusStatesSlot {
+impl VoteTalliesSlot {
     /// A fresh state from the provider for validators with `stakes`, or `None`.
     pub fn new_tally(&self, stakes: &[u64]) -> Option<VoteTallyBox> {
         self.try_call(|imp| imp.new_tally(stakes.into()).into_result())

@@ -379,11 +379,11 @@ pub fn slot_rows(slots: &[MicroResult]) -> Vec<Vec<String>> {
                 "{:.2}x [{:.2}, {:.2}]",
                 r.ratio.median, r.ratio.low, r.ratio.high
             ),
-            r.goal.map_or("-".into(), |g| format!(">= {g}x")),
+            crate::report::at_least(r.goal),
             r.goal
                 .map_or("-", |g| crate::report::yes(r.ratio.low >= g))
                 .to_owned(),
-            r.promise.map_or("-".into(), |p| format!(">= {p}x")),
+            crate::report::at_least(r.promise),
             r.met.map_or("-", crate::report::yes).to_owned(),
             crate::report::yes(r.identical).to_owned(),
         ]);

@@ -25,6 +25,11 @@ fn ms(v: &[f64]) -> f64 {
     }
 }
 
+/// A goal or a promise as a column shows it: `>= 5x`, or `-` for none.
+pub(crate) fn at_least(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!(">= {x}x"))
+}
+
 pub(crate) fn yes(b: bool) -> &'static str {
     if b {
         "yes"
@@ -54,9 +59,9 @@ fn micro_rows(r: &BenchResults) -> Vec<Vec<String>> {
                     "{:.2}x [{:.2}, {:.2}]",
                     m.ratio.median, m.ratio.low, m.ratio.high
                 ),
-                m.goal.map_or("-".into(), |g| format!(">= {g}x")),
+                at_least(m.goal),
                 m.goal.map_or("-".into(), |g| yes(m.ratio.low >= g).into()),
-                m.promise.map_or("-".into(), |p| format!(">= {p}x")),
+                at_least(m.promise),
                 m.met.map_or("-".into(), |b| yes(b).into()),
                 yes(m.identical).into(),
             ]
@@ -174,18 +179,12 @@ fn system_rows(r: &BenchResults) -> Vec<Vec<String>> {
 const INSTR_HEAD: [&str; 5] = ["case", "baseline", "plugin", "ratio", "promise"];
 
 fn instruction_rows(r: &BenchResults) -> Vec<Vec<String>> {
-    r.instructions
-        .iter()
-        .map(|i| {
-            vec![
-                i.id.clone(),
-                i.baseline_ir.to_string(),
-                i.plugin_ir.to_string(),
-                i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio)),
-                i.promise.map_or("-".into(), |p| format!(">= {p}x")),
-            ]
-        })
-        .collect()
+    let row = |i: &crate::InstrResult| {
+        let ratio = i.note.clone().unwrap_or_else(|| format!("{:.2}x", i.ratio));
+        let (baseline, plugin) = (i.baseline_ir.to_string(), i.plugin_ir.to_string());
+        vec![i.id.clone(), baseline, plugin, ratio, at_least(i.promise)]
+    };
+    r.instructions.iter().map(row).collect()
 }
 
 const BUDGET_HEAD: [&str; 6] = [

@@ -680,38 +680,23 @@ mod tests {
 
     #[test]
     fn broken_rules_are_left_out_with_one_line_each_and_the_rest_load() {
-        let (rules, errors) = parse(
-            &format!(
-                "{FALLBACKS}
-                [[rule]]
-                name = \"NoSuch\"
-                metric = \"dubchain_nothing\"
-                op = \">\"
-                threshold = 1
-                severity = \"info\"
-                summary = \"x\"
-
-                [[rule]]
-                name = \"BadLabel\"
-                metric = \"dubchain_peers\"
-                labels = {{ slot = \"x\" }}
-                op = \"<\"
-                threshold = 1
-                severity = \"critical\"
-                summary = \"x\"
-
-                [[rule]]
-                name = \"BadFor\"
-                metric = \"dubchain_peers\"
-                op = \"<\"
-                threshold = 1
-                for = \"soon\"
-                severity = \"critical\"
-                summary = \"x\"
-            "
-            ),
-            "alerts.toml",
-        );
+        // A rule on `dubchain_peers` with `extra` keys.
+        let peers = |name: &str, extra: &str| {
+            format!(
+                "[[rule]]\nname = \"{name}\"\nmetric = \"dubchain_peers\"\nop = \"<\"\nthreshold = 1\n\
+                 severity = \"critical\"\nsummary = \"x\"\n{extra}\n"
+            )
+        };
+        let no_such = "[[rule]]\nname = \"NoSuch\"\nmetric = \"dubchain_nothing\"\nop = \">\"\n\
+                       threshold = 1\nseverity = \"info\"\nsummary = \"x\"\n";
+        let text = [
+            FALLBACKS,
+            no_such,
+            &peers("BadLabel", "labels = { slot = \"x\" }"),
+            &peers("BadFor", "for = \"soon\""),
+        ]
+        .concat();
+        let (rules, errors) = parse(&text, "alerts.toml");
         assert_eq!(rules.len(), 1);
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(

@@ -19,7 +19,7 @@ use dubchain_plugin_api::{slots::VoteTallyBox, PluginError};
 
 use dubchain_host::{
     baseline,
-    slot::{ConsensusStatesSlot, Slots, VoteVerifySlot},
+    slot::{Slots, VoteTalliesSlot, VoteVerifySlot},
 };
 
 /// Domain separation tag of DubChain votes (proof-of-possession ciphersuite).
@@ -144,7 +144,7 @@ enum Imp<'a> {
     Plugin {
         /// The slot whose provider made `tally`: told of its failure, so that the status and
         /// the monitor show it, and its breaker counts it.
-        slot: &'a ConsensusStatesSlot,
+        slot: &'a VoteTalliesSlot,
         tally: VoteTallyBox,
         stakes: Vec<u64>,
         /// The baseline's count of the votes the provider took, which checks each answer
