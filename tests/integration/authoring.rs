@@ -83,13 +83,19 @@ fn verify_passes_the_first_party_plugins() {
     }
 }
 
-#[test]
-fn verify_rejects_a_wrong_answer_on_an_adversarial_input() {
-    let name = "fixture_nonstrict";
+/// `plugin verify` on fixture `name` under a `crypto.sig_verify` manifest, which must fail
+/// with a report that says each of `phrases`; the report.
+fn verify_refuses(name: &str, phrases: &[&str]) -> String {
     let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
     assert!(!ok, "{out}");
-    assert_mentions(
-        &out,
+    assert_mentions(&out, phrases);
+    out
+}
+
+#[test]
+fn verify_rejects_a_wrong_answer_on_an_adversarial_input() {
+    let out = verify_refuses(
+        "fixture_nonstrict",
         &[
             "FAIL",
             "small-order key and R, s = 0",
@@ -101,19 +107,16 @@ fn verify_rejects_a_wrong_answer_on_an_adversarial_input() {
 
 #[test]
 fn verify_rejects_a_plugin_that_panics() {
-    let name = "fixture_panics";
-    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
-    assert!(!ok, "{out}");
-    assert_mentions(&out, &["the plugin failed and the baseline answered: plugin panicked: fixture_panics panics on purpose"]);
+    verify_refuses(
+        "fixture_panics",
+        &["the plugin failed and the baseline answered: plugin panicked: fixture_panics panics on purpose"],
+    );
 }
 
 #[test]
 fn verify_survives_a_plugin_that_crashes_its_process() {
-    let name = "fixture_aborts";
-    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
-    assert!(!ok, "{out}");
-    assert_mentions(
-        &out,
+    let out = verify_refuses(
+        "fixture_aborts",
         &["FAIL  the plugin crashed the verifier's child process (killed by signal 6)"],
     );
     assert!(out.ends_with("verdict: FAIL\n"), "{out}");
@@ -121,9 +124,7 @@ fn verify_survives_a_plugin_that_crashes_its_process() {
 
 #[test]
 fn verify_rejects_an_incompatible_library() {
-    let name = "fixture_abi_mismatch";
-    let (ok, out) = verify(package(name, &manifest_text(name, SIG_VERIFY.id, "")).path());
-    assert!(!ok && out.contains("has an incompatible ABI"), "{out}");
+    verify_refuses("fixture_abi_mismatch", &["has an incompatible ABI"]);
 }
 
 fn cargo(dir: &Path, target: &Path, args: &[&str]) {

@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use dubchain_tests::{assert_mentions, dubchain_perf, PluginDir};
+use dubchain_tests::{assert_mentions, dubchain_perf, succeeded, PluginDir};
 
 fn perf(plugins: &Path, work: &Path, args: &[&str]) -> Output {
     Command::new(dubchain_perf())
@@ -171,8 +171,7 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         ]
         .concat(),
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = succeeded(&out, "dubchain-perf");
     assert_mentions(&stdout, &["Against saved run `first`"]);
     assert_mentions(
         &stdout,
@@ -278,8 +277,7 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
         ]
         .concat(),
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = succeeded(&out, "dubchain-perf");
     assert_mentions(
         &stdout,
         &[
@@ -297,90 +295,60 @@ fn bench_reports_saves_compares_and_refuses_other_fingerprints() {
 fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
     let dir = plugins();
     let work = tempfile::tempdir().unwrap();
-    std::fs::write(
-        work.path().join("budgets.toml"),
-        "[[budget]]\nname = \"latency\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = 0.1\nunit = \"s\"\nseverity = \"error\"\n",
-    )
-    .unwrap();
-    let out = perf(
-        dir.path(),
-        work.path(),
-        &["bench", "--budgets", "budgets.toml"],
+    // `bench ARGS`, which must be refused as bad input (exit 2): what it says on stderr.
+    let refused = |args: &[&str]| {
+        let out = perf(dir.path(), work.path(), &[&["bench"], args].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        stderr
+    };
+    let budgets = |text: &str| std::fs::write(work.path().join("budgets.toml"), text).unwrap();
+    let latency = |threshold: &str, unit: &str| {
+        format!(
+            "[[budget]]\nname = \"latency\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = {threshold}\nunit = \"{unit}\"\nseverity = \"error\"\n"
+        )
+    };
+    budgets(&latency("0.1", "s"));
+    assert_mentions(
+        &refused(&["--budgets", "budgets.toml"]),
+        &["budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"],
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_mentions(&stderr, &["budgets.toml: budget `latency`: metric `system.plugins.block_latency_p99` is in ms, the budget says s"]);
 
     // Budgets on nothing this run measures: a gate that checks nothing is refused, not passed.
-    std::fs::write(
-        work.path().join("budgets.toml"),
-        "[[budget]]\nname = \"latency\"\nmetric = \"system.plugins.block_latency_p99\"\nthreshold = 100\nunit = \"ms\"\nseverity = \"error\"\n",
-    )
-    .unwrap();
-    let out = perf(
-        dir.path(),
-        work.path(),
-        &["bench", "--no-system", "--budgets", "budgets.toml"],
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    budgets(&latency("100", "ms"));
     assert_mentions(
-        &stderr,
+        &refused(&["--no-system", "--budgets", "budgets.toml"]),
         &["budgets.toml: none of its 1 budget(s) is on a metric this run measures"],
     );
 
-    std::fs::write(work.path().join("budgets.toml"), "[[budget]]\nname = 3\n").unwrap();
-    let out = perf(
-        dir.path(),
-        work.path(),
-        &["bench", "--budgets", "budgets.toml"],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("budgets.toml:2"),
-        "{}",
-        text(&out.stderr)
+    budgets("[[budget]]\nname = 3\n");
+    assert_mentions(
+        &refused(&["--budgets", "budgets.toml"]),
+        &["budgets.toml:2"],
     );
 
     // --require-promises where no promise is measured would pass having checked nothing.
     for (args, why) in [
-        (&["--no-micro"][..], "the microbenchmarks are skipped"),
-        (
-            &["--no-system"][..],
-            "no enabled plugin's manifest promises one",
-        ),
+        ("--no-micro", "the microbenchmarks are skipped"),
+        ("--no-system", "no enabled plugin's manifest promises one"),
     ] {
-        let out = perf(
-            dir.path(),
-            work.path(),
-            &[&["bench", "--require-promises"], args].concat(),
-        );
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(
-            stderr.contains("--require-promises") && stderr.contains(why),
-            "{stderr}"
+        assert_mentions(
+            &refused(&["--require-promises", args]),
+            &["--require-promises", why],
         );
     }
 
-    let out = perf(
-        dir.path(),
-        work.path(),
-        &["bench", "--baseline", "never-saved"],
+    assert_mentions(
+        &refused(&["--baseline", "never-saved"]),
+        &["never-saved.json", "--save-baseline"],
     );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_mentions(&stderr, &["never-saved.json", "--save-baseline"]);
 
     // A saved run cut short (a full disk, an editor): named, and what to do, before measuring.
     let saved = work.path().join("target/dubchain/bench/baselines");
     std::fs::create_dir_all(&saved).unwrap();
     std::fs::write(saved.join("cut.json"), "{\"schema\": ").unwrap();
-    let out = perf(dir.path(), work.path(), &["bench", "--baseline", "cut"]);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_mentions(
-        &stderr,
+        &refused(&["--baseline", "cut"]),
         &["cut.json: not a saved benchmark run", "--save-baseline cut"],
     );
 }
@@ -389,6 +357,8 @@ fn bench_refuses_bad_budgets_and_unknown_baselines_before_measuring() {
 fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     let dir = plugins();
     let work = tempfile::tempdir().unwrap();
+    // Signature verification's workload, 256 signatures a run.
+    const SIG_PROFILE: &[&str] = &["profile", "--workload", "sig_verify", "--signatures", "256"];
     // Each profile: the arguments, and the report it writes to `out`.
     let hotspots = |args: &[&str], out: &str| {
         let run = perf(dir.path(), work.path(), &[args, &["--out", out]].concat());
@@ -397,18 +367,7 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     };
     // Nothing enabled: the profile of signature verification must recommend the plugins
     // that provide crypto.sig_verify, with their promises.
-    let md = hotspots(
-        &[
-            "profile",
-            "--workload",
-            "sig_verify",
-            "--signatures",
-            "256",
-            "--repeat",
-            "15",
-        ],
-        "prof",
-    );
+    let md = hotspots(&[SIG_PROFILE, &["--repeat", "15"]].concat(), "prof");
     let prof = work.path().join("prof");
     for side in ["baseline", "plugins"] {
         let svg = std::fs::read_to_string(prof.join(format!("flamegraph-{side}.svg"))).unwrap();
@@ -481,20 +440,16 @@ fn profile_writes_flamegraphs_pprof_hotspots_and_recommendations() {
     // dropped: its own frames are its group's.
     let md = hotspots(
         &[
-            "--profile",
-            "baseline",
-            "--enable",
-            "crypto_parallel_verification",
-            "profile",
-            "--workload",
-            "sig_verify",
-            "--signatures",
-            "256",
-            "--repeat",
-            "100",
-            "--side",
-            "plugins",
-        ],
+            &[
+                "--profile",
+                "baseline",
+                "--enable",
+                "crypto_parallel_verification",
+            ],
+            SIG_PROFILE,
+            &["--repeat", "100", "--side", "plugins"],
+        ]
+        .concat(),
         "prof-libc",
     );
     assert_mentions(&md, &["| plugin crypto_parallel_verification |"]);
@@ -534,8 +489,7 @@ fn bench_pools_the_rounds_of_fresh_processes() {
         work.path(),
         &[CODEC_BENCH, &["--processes", "3"]].concat(),
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = succeeded(&out, "dubchain-perf");
     assert_mentions(&stdout, &["interleaved, in each of 3 fresh processes"]);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("bench/bench.json")).unwrap())
@@ -597,8 +551,7 @@ fn instruction_counts_come_from_callgrind() {
     let work = tempfile::tempdir().unwrap();
     let args = ["--instructions", "--instr-iterations", "1"];
     let out = perf(dir.path(), work.path(), &[CODEC_BENCH, &args].concat());
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let stdout = succeeded(&out, "dubchain-perf");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.path().join("bench/bench.json")).unwrap())
             .unwrap();
@@ -624,8 +577,7 @@ fn module_restart_loads_artifacts_on_fresh_hosts_with_the_baselines_answers() {
         work.path(),
         &["bench", "--module-restart", "2", "--out", "out"],
     );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let stdout = succeeded(&out, "dubchain-perf");
     assert_mentions(
         &stdout,
         &[

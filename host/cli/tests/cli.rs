@@ -100,6 +100,13 @@ fn graph() -> Env {
     ])
 }
 
+/// [`graph`] with [`CONFIG`]'s profiles in `c.toml`.
+fn graph_with_profiles() -> Env {
+    let env = graph();
+    env.write("c.toml", CONFIG);
+    env
+}
+
 #[test]
 fn help_explains_every_command() {
     let (ok, out, _) = graph().run(&["--help"]);
@@ -114,8 +121,7 @@ fn help_explains_every_command() {
 
 #[test]
 fn list_shows_every_plugin_and_state() {
-    let env = graph();
-    env.write("c.toml", CONFIG);
+    let env = graph_with_profiles();
     let (ok, out, _) = env.in_profile("production", &["plugins", "list", "--load"]);
     assert!(
         !ok,
@@ -186,8 +192,7 @@ fn plan_reports_every_problem_and_fails() {
 
 #[test]
 fn plan_shows_stacks_and_succeeds() {
-    let env = graph();
-    env.write("c.toml", CONFIG);
+    let env = graph_with_profiles();
     let (ok, out, _) = env.in_profile("production", &["plugins", "plan"]);
     assert!(ok, "{out}");
     assert_mentions(
@@ -202,8 +207,7 @@ fn plan_shows_stacks_and_succeeds() {
 
 #[test]
 fn profile_comes_from_the_environment() {
-    let env = graph();
-    env.write("c.toml", CONFIG);
+    let env = graph_with_profiles();
     let out = Command::new(env!("CARGO_BIN_EXE_dubchain-perf"))
         .current_dir(env.path())
         .env("DUBCHAIN_PROFILE", "production")
@@ -230,8 +234,7 @@ fn profile_comes_from_the_environment() {
 
 #[test]
 fn why_gives_the_chain_of_reasons() {
-    let env = graph();
-    env.write("c.toml", CONFIG);
+    let env = graph_with_profiles();
     let (ok, out, _) = env.in_profile("production", &["plugins", "why", "base"]);
     assert!(ok);
     assert!(out.starts_with("base is ON"), "{out}");
@@ -273,8 +276,7 @@ fn why_gives_the_chain_of_reasons() {
 
 #[test]
 fn gates_export_then_import_round_trips() {
-    let env = graph();
-    env.write("c.toml", CONFIG);
+    let env = graph_with_profiles();
     let (ok, out, err) = env.in_profile("production", &["gates", "export", "gates.json"]);
     assert!(ok, "{out}{err}");
     let exported: serde_json::Value =
@@ -1144,24 +1146,18 @@ fn stopped_head(out: &str) -> Option<(u64, String)> {
     })
 }
 
+/// `cluster` in `cluster/` with `[nodes, until_height, txs_per_block, accounts, timeout]`.
+fn cluster(env: &Env, [nodes, until, txs, accounts, timeout]: [u64; 5]) -> (bool, String, String) {
+    let args = format!(
+        "cluster --nodes {nodes} --until-height {until} --data-dir cluster \
+         --txs-per-block {txs} --accounts {accounts} --timeout {timeout}"
+    );
+    env.run(&args.split(' ').collect::<Vec<_>>())
+}
+
 #[test]
 fn cluster_runs_four_node_processes_to_the_same_head() {
-    let env = graph();
-    let (ok, out, err) = env.run(&[
-        "cluster",
-        "--nodes",
-        "4",
-        "--until-height",
-        "8",
-        "--data-dir",
-        "cluster",
-        "--txs-per-block",
-        "16",
-        "--accounts",
-        "50",
-        "--timeout",
-        "120",
-    ]);
+    let (ok, out, err) = cluster(&graph(), [4, 8, 16, 50, 120]);
     assert!(ok, "{out}\n{err}");
     assert_mentions(&out, &["every node stopped at the same head"]);
     for i in 0..4 {
@@ -1184,21 +1180,7 @@ fn cluster_runs_four_node_processes_to_the_same_head() {
 #[test]
 fn a_cluster_past_its_timeout_stops_every_node() {
     let env = graph();
-    let (ok, out, err) = env.run(&[
-        "cluster",
-        "--nodes",
-        "2",
-        "--until-height",
-        "1000000",
-        "--data-dir",
-        "cluster",
-        "--txs-per-block",
-        "4",
-        "--accounts",
-        "20",
-        "--timeout",
-        "5",
-    ]);
+    let (ok, out, err) = cluster(&env, [2, 1_000_000, 4, 20, 5]);
     assert!(!ok, "{out}\n{err}");
     assert_mentions(&err, &["did not finish within 5s"]);
     assert_eq!(err.lines().count(), 1, "{err}");
