@@ -789,6 +789,40 @@ impl ProfileArgs {
 mod tests {
     use clap::CommandFactory;
 
+    /// The arguments a profile hands its massif child parse, in the child, to the same
+    /// workload, sizes, seeds and repetitions.
+    #[test]
+    fn a_profile_child_is_given_the_same_workload() {
+        use clap::Parser;
+        let parse = |args: &[String]| match super::Cli::try_parse_from(args).unwrap().command {
+            super::Command::Profile(p) => p,
+            _ => unreachable!("a profile command"),
+        };
+        let line = "dubchain-perf profile --workload merkle --blocks 3 --txs-per-block 7 \
+                    --accounts 9 --validators 5 --seed 11 --signatures 13 --votes 17 \
+                    --reads 19 --micro-seed 23";
+        let given = parse(&line.split(' ').map(String::from).collect::<Vec<_>>());
+        let child_line = [
+            vec!["dubchain-perf".into(), "profile".into()],
+            given.child_args(29),
+        ];
+        let child = parse(&child_line.concat());
+        let w = &child.system.workload;
+        assert_eq!(
+            (
+                child.workload.as_str(),
+                child.system.blocks,
+                child.system.seed,
+                child.repeat
+            ),
+            ("merkle", 3, 11, Some(29))
+        );
+        assert_eq!((w.txs_per_block, w.accounts, w.validators), (7, 9, 5));
+        let micro = |p: &super::ProfileArgs| (p.micro.signatures, p.micro.votes, p.micro.reads);
+        assert_eq!(micro(&child), (13, 17, 19));
+        assert_eq!(child.micro.micro_seed, 23);
+    }
+
     /// Every argument of every command says in `--help` what it is for (hidden ones, which
     /// only the host's own children pass, aside).
     #[test]
