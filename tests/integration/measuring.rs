@@ -544,7 +544,7 @@ fn instruction_counts_come_from_callgrind() {
     // Not skipped where valgrind is missing: a test that passes without running proves
     // nothing, and `.ci/install-deps` (which `cargo xtask test` runs first) installs it.
     assert!(
-        Command::new("valgrind").arg("--version").output().is_ok(),
+        dubchain_instruments::callgrind::available(),
         "valgrind is not installed: `.ci/install-deps` installs it (cargo xtask test runs it)"
     );
     let dir = plugins();

@@ -619,11 +619,12 @@ fn saved_run_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// Interleaved rounds: at least two, or no interval.
+/// Processes to pool: at least this one.
 fn processes(text: &str) -> Result<usize, String> {
     at_least(text, 1)
 }
 
+/// Interleaved rounds: at least two, or no interval.
 fn rounds(text: &str) -> Result<usize, String> {
     at_least(text, 2).map_err(|e| format!("{e} (a ratio's interval needs two rounds)"))
 }

@@ -271,15 +271,9 @@ impl FifoQueue {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        if !s.0.is_empty() {
-            let n = max.max(1).min(s.0.len());
-            return Popped::Frames(s.0.drain(..n).collect());
-        }
-        if s.1 {
-            Popped::Closed
-        } else {
-            Popped::Idle
-        }
+        let n = max.max(1).min(s.0.len());
+        let frames = s.0.drain(..n).collect();
+        Popped::of(frames, s.1)
     }
 
     /// No more pushes; pops drain, then answer `Closed`.

@@ -195,8 +195,25 @@ pub fn few_rounds_note(rounds: usize) -> Option<String> {
     })
 }
 
+/// What a per-case table's figures mean, with where its rounds were interleaved.
+macro_rules! case_table_note {
+    ($place:literal) => {
+        concat!("Each ratio (speed-up) is the median of the per-round ratios (baseline time / plugin time) over interleaved rounds ", $place, ", with a percentile-bootstrap 95% interval; a goal or promise is met (yes) only when the whole interval is at or above it, so a median above it whose interval reaches below it is NO")
+    };
+}
+
 /// What a per-case table's figures mean, said under each one (`bench`'s and `run`'s).
-pub const CASE_TABLE_NOTE: &str = "Each ratio (speed-up) is the median of the per-round ratios (baseline time / plugin time) over interleaved rounds in one process, with a percentile-bootstrap 95% interval; a goal or promise is met (yes) only when the whole interval is at or above it, so a median above it whose interval reaches below it is NO";
+pub const CASE_TABLE_NOTE: &str = case_table_note!("in one process");
+
+/// [`CASE_TABLE_NOTE`] for a table whose rounds were pooled from `processes` processes
+/// (`bench --processes`; 1: this one).
+pub fn case_table_note(processes: usize) -> &'static str {
+    if processes > 1 {
+        case_table_note!("in each process")
+    } else {
+        CASE_TABLE_NOTE
+    }
+}
 
 /// Whether an estimate from `samples` samples has an interval at all (two or more).
 pub fn has_interval(samples: usize) -> bool {

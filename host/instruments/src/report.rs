@@ -305,12 +305,12 @@ pub fn fingerprint_line(f: &Fingerprint, profile: &str) -> String {
     )
 }
 
-/// The report as Markdown.
 /// How many processes the micro rounds were pooled from (`bench --processes`; 1: this one).
 fn pooled_processes(r: &BenchResults) -> usize {
     r.micro.iter().map(|m| m.processes).max().unwrap_or(1)
 }
 
+/// The report as Markdown.
 pub fn markdown(r: &BenchResults) -> String {
     let mut out = String::new();
     let f = &r.fingerprint;
@@ -334,13 +334,11 @@ pub fn markdown(r: &BenchResults) -> String {
             out += "## Microbenchmarks (baseline and plugin interleaved, one process)\n\n";
         }
         md_table(&mut out, &MICRO_HEAD, &micro_rows(r));
-        let note = dubchain_host::measure::CASE_TABLE_NOTE;
-        let note = if processes > 1 {
-            note.replace("in one process", "in each process")
-        } else {
-            note.to_owned()
-        };
-        let _ = writeln!(out, "{note}.\n");
+        let _ = writeln!(
+            out,
+            "{}.\n",
+            dubchain_host::measure::case_table_note(processes)
+        );
         if processes > 1 {
             let _ = writeln!(
                 out,
@@ -683,7 +681,7 @@ pub fn html(r: &BenchResults, history: &[HistoryEntry]) -> String {
         let _ = write!(
             out,
             "<p>{}.</p>",
-            esc(dubchain_host::measure::CASE_TABLE_NOTE)
+            esc(dubchain_host::measure::case_table_note(processes))
         );
     }
     if let Some(s) = &r.system {
